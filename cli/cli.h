@@ -1,0 +1,41 @@
+/*
+ * cli.h - how a `farm` subcommand registers itself.
+ *
+ * Each command lives in its own cli/cmd_*.c and declares itself with
+ * CLI_COMMAND(); main.c finds it by name. The executable links every file in
+ * cli/, so there is no table to edit when a command is added.
+ *
+ *     static int run(int argc, char **argv) { ... return 0; }
+ *     CLI_COMMAND("sessions", "list sessions", "farm sessions [--json]", run)
+ *
+ * argv[0] is the command's name; a command returns the process exit status.
+ * Nested commands ("config check") register as "config" and look at argv[1].
+ */
+#ifndef FARM_CLI_CLI_H
+#define FARM_CLI_CLI_H
+
+typedef int (*cli_fn)(int argc, char **argv);
+
+typedef struct cli_command {
+    const char *name;
+    const char *summary; /* one line for `farm help` */
+    const char *usage;   /* usage lines for `farm help NAME` and on a usage error */
+    cli_fn fn;
+} cli_command;
+
+void cli_register(const cli_command *c);
+
+/* Print "usage: ..." for the named command to stderr; returns 2 (the exit
+ * status for a usage error). */
+int cli_usage(const char *name);
+
+#define CLI_COMMAND_CAT2(a, b) a##b
+#define CLI_COMMAND_CAT(a, b) CLI_COMMAND_CAT2(a, b)
+#define CLI_COMMAND(name_, summary_, usage_, fn_)                                                  \
+    static const cli_command CLI_COMMAND_CAT(cli_cmd_, __LINE__) = {name_, summary_, usage_, fn_}; \
+    __attribute__((constructor)) static void CLI_COMMAND_CAT(cli_reg_, __LINE__)(void)            \
+    {                                                                                              \
+        cli_register(&CLI_COMMAND_CAT(cli_cmd_, __LINE__));                                        \
+    }
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * ingest.h - the farm's one entry point for tracker events.
+ *
+ * farm_ingest() records a delivery (deduplicated by tracker and delivery id),
+ * decides whether it triggers work, and writes the resulting session and job,
+ * all in one transaction, and returns only after that transaction is durable
+ * on disk (group-committed with concurrent callers). The webhook answers
+ * after it returns; nothing slow happens inside.
+ */
+#ifndef FARM_FARM_INGEST_H
+#define FARM_FARM_INGEST_H
+
+#include "../vcs/event.h"
+
+#include <stdint.h>
+
+typedef struct farm farm;
+
+typedef enum {
+    INGEST_ACCEPTED = 0, /* recorded, and it created or changed work */
+    INGEST_IGNORED,      /* recorded, nothing to do (reason says why) */
+    INGEST_DUPLICATE,    /* this delivery id was recorded before; nothing written */
+} ingest_outcome;
+
+typedef struct ingest_result {
+    ingest_outcome outcome;
+    char reason[128];    /* "not a configured repository", "actor lacks write access", ... */
+    int64_t session_id;  /* the session created or touched, 0 when none */
+    int64_t job_id;      /* the job created, 0 when none */
+} ingest_result;
+
+/* Record the event and act on it. Returns 0 with *out filled in, or a
+ * negative code (FARM_EIO: the store failed; the caller answers 503 so the
+ * tracker redelivers). Thread-safe; blocks until the write is durable. */
+int farm_ingest(farm *f, const tracker_event *ev, ingest_result *out);
+
+const char *ingest_outcome_name(ingest_outcome o);
+
+#endif
