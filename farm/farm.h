@@ -1,0 +1,38 @@
+/*
+ * farm.h - the farm handle: one running farm's config, store and (in later
+ * issues) scheduler, hung together.
+ *
+ * farm_open() is what `farm serve` (and every test that needs a real farm)
+ * calls after loading the config: it creates the data directory (mode 0700),
+ * opens the store inside it, runs the schema migrations and starts the
+ * store's writer thread. Everything that acts on tracker events goes through
+ * the handle (farm_ingest() in ingest.h).
+ */
+#ifndef FARM_FARM_FARM_H
+#define FARM_FARM_FARM_H
+
+#include "config.h"
+#include "store.h"
+
+typedef struct farm farm;
+
+/* Open a farm on cfg. The farm TAKES OWNERSHIP of cfg: on success and on
+ * failure alike, cfg is freed by the farm (by farm_close() or before
+ * farm_open() returns an error), so the caller never frees it after this
+ * call. On success *out is a handle the caller releases with farm_close().
+ * Returns 0, FARM_EIO (data directory or database cannot be created or
+ * opened), FARM_ENEWER (the data directory was written by a newer farm) or
+ * FARM_ENOMEM, with the message in farm_error_last(). */
+int farm_open(farm **out, config *cfg);
+
+/* Stop the writer thread (after it has committed what is queued), close the
+ * store and free the config. NULL is accepted. */
+void farm_close(farm *f);
+
+/* The config the farm runs on; owned by the farm, valid until farm_close(). */
+const config *farm_config(const farm *f);
+
+/* The farm's store; owned by the farm, valid until farm_close(). */
+store *farm_store(farm *f);
+
+#endif
