@@ -124,6 +124,16 @@ const config_repo *config_repo_find(const config *c, const char *tracker, const 
 /* 1 when the listen address is a loopback address. */
 int config_listen_is_loopback(const config *c);
 
+/* What `farm serve` checks before it listens: a server bound beyond
+ * loopback needs a webhook secret for every configured tracker and at least
+ * one API token. Returns 0, or FARM_EINVALID with *errors (when errors is
+ * non-NULL) a heap string, one problem per line, that the caller frees. */
+int config_check_serve(const config *c, char **errors);
+
+/* The listen address split: host (without brackets for IPv6) into host
+ * (hostlen bytes) and the port. Returns 0 or FARM_EINVALID. */
+int config_listen_split(const config *c, char *host, size_t hostlen, int *port);
+
 void config_free(config *c);
 
 #endif
