@@ -31,7 +31,10 @@ int crypto_github_signature_check(const char *secret, const void *body, size_t n
 /* base64 (url=0: standard alphabet with padding; url=1: URL-safe, no
  * padding). Encode returns a heap string the caller frees (NULL on ENOMEM).
  * Decode accepts either padding style; returns 0 and a heap buffer in *out
- * (freed by the caller, NUL-terminated for convenience) or FARM_EINVALID. */
+ * (freed by the caller, NUL-terminated for convenience) or FARM_EINVALID.
+ * Decoding is strict (no stray characters, no non-zero trailing bits), except
+ * that the standard alphabet skips CR and LF, as in MIME and GitHub's
+ * contents API. */
 char *crypto_base64_encode(const void *p, size_t n, int url);
 int crypto_base64_decode(unsigned char **out, size_t *outlen, const char *s, int url);
 
