@@ -1,0 +1,182 @@
+/*
+ * route_hooks.c - POST /hooks/github and POST /hooks/azure.
+ *
+ * The order of checks is the contract: the size cap (413, enforced by the
+ * server while the body streams in), the signature or credentials (401), the
+ * JSON and its shape (400), then farm_ingest() on a worker thread with the
+ * connection suspended, and the answer once the delivery is durable: 202
+ * accepted, 200 duplicate or ignored, 503 when the store failed (the tracker
+ * redelivers). Every delivery is logged once with its id.
+ */
+#include "auth.h"
+#include "hooks.h"
+#include "metrics.h"
+#include "routes.h"
+#include "../base/error.h"
+#include "../base/log.h"
+#include "../farm/ingest.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Delivery ids are UUIDs in practice; anything longer is refused. */
+#define DELIVERY_ID_MAX 100
+
+typedef struct hook_state {
+    tracker_event ev;
+    ingest_result result;
+    int rc;
+    char error[256];
+} hook_state;
+
+static void hook_state_free(void *p)
+{
+    hook_state *st = p;
+    if (!st)
+        return;
+    tracker_event_free(&st->ev);
+    free(st);
+}
+
+static void refuse(web_request *req, const char *tracker, const char *event, int status,
+                   const char *outcome, const char *error, const char *hint)
+{
+    metrics_delivery_count(tracker, event, outcome);
+    log_warn("delivery refused", "delivery", req->delivery, "tracker", tracker, "event",
+             event ? event : "", "outcome", outcome, "error", error);
+    web_reply_error(req, status, error, hint);
+}
+
+static void ingest_work(web_request *req)
+{
+    hook_state *st = req->state;
+    st->rc = farm_ingest(req->farm, &st->ev, &st->result);
+    if (st->rc)
+        snprintf(st->error, sizeof(st->error), "%s", farm_error_last());
+}
+
+/* Called again after ingest_work: say what became of the delivery. */
+static int answer(web_request *req)
+{
+    hook_state *st = req->state;
+    const tracker_event *ev = &st->ev;
+    const char *event = ev->event ? ev->event : "";
+    if (st->rc) {
+        metrics_delivery_count(ev->tracker, event, "error");
+        log_error("delivery not recorded", "delivery", req->delivery, "tracker", ev->tracker,
+                  "event", event, "error", st->error);
+        return web_reply_error(req, 503, "the farm could not record the delivery",
+                               "the store failed; the tracker will redeliver");
+    }
+    const char *outcome = ingest_outcome_name(st->result.outcome);
+    char session[24];
+    snprintf(session, sizeof(session), "%" PRId64, st->result.session_id);
+    metrics_delivery_count(ev->tracker, event, outcome);
+    log_info("delivery", "delivery", req->delivery, "tracker", ev->tracker, "event", event,
+             "action", ev->action ? ev->action : "", "repo", ev->repo ? ev->repo : "", "outcome",
+             outcome, "reason", st->result.reason, "session", session);
+
+    json_t *o = json_object();
+    if (!o)
+        return web_reply_error(req, 500, "out of memory", NULL);
+    json_object_set_new(o, "result", json_string(outcome));
+    switch (st->result.outcome) {
+    case INGEST_ACCEPTED:
+        json_object_set_new(o, "session", json_integer(st->result.session_id));
+        return web_reply_json(req, 202, o);
+    case INGEST_IGNORED:
+        json_object_set_new(o, "reason", json_string(st->result.reason));
+        return web_reply_json(req, 200, o);
+    case INGEST_DUPLICATE:
+        return web_reply_json(req, 200, o);
+    }
+    return web_reply_json(req, 200, o);
+}
+
+/* Hand a parsed event to the ingest workers; the state takes the event. */
+static int defer_ingest(web_request *req, hook_state *st)
+{
+    req->state = st;
+    req->state_free = hook_state_free;
+    buf_free(&req->body); /* parsed: the event holds what is needed */
+    if (web_defer(req, ingest_work) != 0) {
+        metrics_delivery_count(st->ev.tracker, st->ev.event, "error");
+        return web_reply_error(req, 503, "the farm is shutting down", "the tracker will redeliver");
+    }
+    return 0;
+}
+
+int route_hook_github(web_request *req)
+{
+    if (req->deferred)
+        return answer(req);
+    const char *delivery = web_header(req, "X-GitHub-Delivery");
+    const char *event = web_header(req, "X-GitHub-Event");
+    snprintf(req->delivery, sizeof(req->delivery), "%s", delivery ? delivery : "");
+
+    if (auth_github_check(req->cfg, req->body.data, req->body.len,
+                          web_header(req, "X-Hub-Signature-256"), req->loopback) != 0) {
+        refuse(req, "github", event, 401, "unauthorized", farm_error_last(),
+               "sign the delivery with the secret in github.webhook_secret");
+        return 0;
+    }
+    if (!delivery || !*delivery || strlen(delivery) > DELIVERY_ID_MAX) {
+        refuse(req, "github", event, 400, "invalid", "missing or overlong X-GitHub-Delivery header",
+               "GitHub sends a unique delivery id with every webhook");
+        return 0;
+    }
+    hook_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return web_reply_error(req, 500, "out of memory", NULL);
+    int rc = hook_github_parse(&st->ev, event, delivery, req->body.data, req->body.len);
+    if (rc) {
+        free(st);
+        if (rc == FARM_ENOMEM)
+            return web_reply_error(req, 500, "out of memory", NULL);
+        refuse(req, "github", event, 400, "invalid", farm_error_last(),
+               "send a GitHub webhook payload as application/json");
+        return 0;
+    }
+    return defer_ingest(req, st);
+}
+
+int route_hook_azure(web_request *req)
+{
+    if (req->deferred)
+        return answer(req);
+    const char *header = req->cfg->azure.webhook_header;
+    if (auth_azure_check(req->cfg, web_header(req, "Authorization"),
+                         header && *header ? web_header(req, header) : NULL, req->loopback) != 0) {
+        refuse(req, "azure", NULL, 401, "unauthorized", farm_error_last(),
+               "configure the service hook with the basic auth user and password (or header) "
+               "in the farm's azure section");
+        return 0;
+    }
+    hook_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return web_reply_error(req, 500, "out of memory", NULL);
+    hook_azure_where where;
+    int rc = hook_azure_parse_where(&st->ev, &where, req->body.data, req->body.len);
+    if (!rc && st->ev.delivery_id && strlen(st->ev.delivery_id) > DELIVERY_ID_MAX) {
+        farm_error_set("the event id is longer than %d bytes", DELIVERY_ID_MAX);
+        rc = FARM_EINVALID;
+    }
+    if (!rc) {
+        snprintf(req->delivery, sizeof(req->delivery), "%s", st->ev.delivery_id);
+        rc = hook_azure_route(&st->ev, &where, req->cfg);
+        if (rc == FARM_ENOTFOUND)
+            rc = 0; /* recorded under its provisional name, and ignored by ingest */
+    }
+    hook_azure_where_free(&where);
+    if (rc) {
+        hook_state_free(st);
+        if (rc == FARM_ENOMEM)
+            return web_reply_error(req, 500, "out of memory", NULL);
+        refuse(req, "azure", NULL, 400, "invalid", farm_error_last(),
+               "send an Azure DevOps service hook payload (resourceVersion 1.0) as JSON");
+        return 0;
+    }
+    return defer_ingest(req, st);
+}

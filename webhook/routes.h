@@ -1,0 +1,106 @@
+/*
+ * routes.h - how the HTTP front dispatches a request, and the routes it has.
+ *
+ * server.c owns libmicrohttpd: it matches a request to a route in its table
+ * (method and path pattern), collects the body when the route wants one
+ * (bounded by config.max_body_bytes: 413 as soon as it passes the cap),
+ * counts and times every request for /metrics, and calls the route's
+ * handler once the request is complete. A handler answers with one of the
+ * web_reply*() calls. Each route lives in its own route_*.c; adding one is
+ * one line in the table in server.c and one prototype below.
+ *
+ * Handlers that must not hold an HTTP thread (ingest waits for a group
+ * commit; long-poll and SSE wait for data) call web_defer(): the connection
+ * is suspended, the work runs on a worker thread, and when it is done the
+ * handler is called again with req->deferred set, to answer.
+ */
+#ifndef FARM_WEBHOOK_ROUTES_H
+#define FARM_WEBHOOK_ROUTES_H
+
+#include "auth.h"
+#include "../base/buf.h"
+#include "../farm/farm.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+struct MHD_Connection;
+typedef struct server server;
+typedef struct web_request web_request;
+
+typedef int (*web_handler)(web_request *req);
+typedef void (*web_work)(web_request *req);
+
+enum {
+    WEB_BODY = 1 << 0, /* collect the request body (bounded) before calling the handler */
+};
+
+typedef struct web_route {
+    const char *method;  /* "GET" (also serves HEAD), "POST", ... */
+    const char *pattern; /* the path; each "*" in it matches one non-empty segment */
+    const char *name;    /* the route's label in /metrics ("api_session") */
+    web_handler handler;
+    int flags; /* WEB_BODY */
+} web_route;
+
+struct web_request {
+    server *srv;
+    farm *farm;
+    const config *cfg;
+    struct MHD_Connection *conn;
+    const web_route *route;
+    const char *method;
+    const char *path;       /* the URL path, without the query */
+    const char *segment[4]; /* what each `*` of the pattern matched (owned by the request) */
+    int loopback;           /* the client connected from a loopback address */
+    int64_t start_ns;       /* when the request's headers were in (clock_mono_ns) */
+    buf body;               /* the body, when the route has WEB_BODY */
+    int deferred;           /* set when the handler is called again after web_defer() */
+    void *state;            /* the route's own per-request state */
+    void (*state_free)(void *state);
+    char delivery[128]; /* the delivery id, for logs, when there is one */
+    int status;         /* the status answered, once answered */
+    int answered;
+    int suspended;
+    web_work work;
+    web_request *next_work; /* server's work queue */
+};
+
+/* A request header (case-insensitive name), or NULL. Valid for the request. */
+const char *web_header(web_request *req, const char *name);
+
+/* A query parameter, or NULL. Valid for the request. */
+const char *web_query(web_request *req, const char *name);
+
+/* Answer: status, a content type and a body (copied). Returns 0, or
+ * FARM_ENOMEM / FARM_EIO when the response could not be queued (the
+ * connection is then closed). */
+int web_reply(web_request *req, int status, const char *content_type, const char *body, size_t len);
+
+/* Answer with a JSON value; the reference is stolen. */
+int web_reply_json(web_request *req, int status, json_t *v);
+
+/* Answer {"error": error, "hint": hint} (hint may be NULL). */
+int web_reply_error(web_request *req, int status, const char *error, const char *hint);
+
+/* Check the caller's bearer token (see auth.h) for at least role `need`.
+ * Returns 1 when allowed; otherwise answers 401 (no valid token) or 403 (a
+ * weaker role) and returns 0. */
+int web_authorize(web_request *req, auth_role need);
+
+/* Suspend the connection and run work(req) on a worker thread; the handler
+ * is then called again with req->deferred = 1 to answer. Returns 0, or
+ * FARM_EAGAIN when the server is shutting down (answer 503). */
+int web_defer(web_request *req, web_work work);
+
+/* ---- the routes ---------------------------------------------------------- */
+
+int route_hook_github(web_request *req);    /* POST /hooks/github */
+int route_hook_azure(web_request *req);     /* POST /hooks/azure */
+int route_healthz(web_request *req);        /* GET /healthz */
+int route_metrics(web_request *req);        /* GET /metrics */
+int route_api_sessions(web_request *req);   /* GET /api/sessions */
+int route_api_session(web_request *req);    /* GET /api/sessions/{id} */
+int route_api_deliveries(web_request *req); /* GET /api/deliveries */
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * server.h - the farm's HTTP server (libmicrohttpd underneath).
+ *
+ * One internal polling thread per core-ish (a small pool on epoll, never a
+ * thread per connection), suspend/resume enabled, and a pool of workers for
+ * the handlers that wait (see routes.h). server_start() binds the config's
+ * listen address (port 0 picks a free port; server_address() says which).
+ */
+#ifndef FARM_WEBHOOK_SERVER_H
+#define FARM_WEBHOOK_SERVER_H
+
+#include "../farm/farm.h"
+
+typedef struct server server;
+
+typedef struct server_options {
+    int threads; /* HTTP threads; 0: from the number of CPUs (2..8) */
+    int workers; /* threads that run deferred work (ingest); 0: 32 */
+} server_options;
+
+#define SERVER_OPTIONS_INIT                                                                        \
+    {                                                                                              \
+        0, 0                                                                                       \
+    }
+
+/* Start serving the farm on its config's listen address. The server uses but
+ * does not own f (close it after server_stop()). On success *out is released
+ * with server_stop(). Returns 0, FARM_EINVALID (bad listen address),
+ * FARM_EIO (cannot bind: the message says the address) or FARM_ENOMEM. */
+int server_start(server **out, farm *f, const server_options *opt);
+
+/* The bound address, "127.0.0.1:PORT" or "[::1]:PORT". Valid until
+ * server_stop(). */
+const char *server_address(const server *s);
+
+/* Stop accepting connections, let requests in flight finish (up to
+ * drain_ms), then stop every thread and free the server. NULL is accepted. */
+void server_stop(server *s, int drain_ms);
+
+#endif
