@@ -1,0 +1,97 @@
+/*
+ * farm.c - the farm handle: the config, the store in the data directory,
+ * and (as later issues add them) the scheduler and outbox workers.
+ */
+#include "farm.h"
+#include "farm_internal.h"
+
+#include "../base/error.h"
+#include "../base/log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* mkdir -p, the last component with mode 0700 (its parents 0755, the
+ * usual for a directory holding other things). */
+static int data_dir_create(const char *dir)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (strlen(dir) >= sizeof(path)) {
+        farm_error_set("data_dir is too long");
+        return FARM_EINVALID;
+    }
+    snprintf(path, sizeof(path), "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+            farm_error_set("cannot create %s: %s", path, strerror(errno));
+            return FARM_EIO;
+        }
+        *p = '/';
+    }
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        farm_error_set("cannot create data directory %s: %s", path, strerror(errno));
+        return FARM_EIO;
+    }
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        farm_error_set("data directory %s is not a directory", path);
+        return FARM_EIO;
+    }
+    if (st.st_mode & 077)
+        log_warn("data directory is readable by other users; chmod 700 it", "data_dir", path);
+    return 0;
+}
+
+int farm_open(farm **out, config *cfg)
+{
+    farm *f = NULL;
+    int rc;
+
+    *out = NULL;
+    if (!cfg) {
+        farm_error_set("farm_open: no config");
+        return FARM_EINVALID;
+    }
+    if (!(f = calloc(1, sizeof(*f)))) {
+        farm_error_set("out of memory");
+        config_free(cfg);
+        return FARM_ENOMEM;
+    }
+    f->cfg = cfg;
+    if ((rc = data_dir_create(cfg->data_dir)))
+        goto out;
+    if ((rc = store_open(&f->store, cfg->data_dir)))
+        goto out;
+    *out = f;
+    return 0;
+out:
+    farm_close(f);
+    return rc;
+}
+
+void farm_close(farm *f)
+{
+    if (!f)
+        return;
+    store_close(f->store);
+    config_free(f->cfg);
+    free(f);
+}
+
+const config *farm_config(const farm *f)
+{
+    return f->cfg;
+}
+
+store *farm_store(farm *f)
+{
+    return f->store;
+}

@@ -1,0 +1,17 @@
+/*
+ * farm_internal.h - the farm handle's fields, for the files of farm/ that
+ * hang off it (ingest.c now; the scheduler and outbox later). Nothing
+ * outside farm/ includes this.
+ */
+#ifndef FARM_FARM_FARM_INTERNAL_H
+#define FARM_FARM_FARM_INTERNAL_H
+
+#include "config.h"
+#include "store.h"
+
+struct farm {
+    config *cfg;  /* owned */
+    store *store; /* owned */
+};
+
+#endif

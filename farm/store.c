@@ -1,0 +1,413 @@
+/*
+ * store.c - opening the store, the writer thread that group-commits every
+ * write, and the pool of read connections (see store.h).
+ *
+ * The writer is the only code that writes. Callers queue a request and sleep
+ * on their own condition variable; the writer takes the whole queue, wraps it
+ * in one BEGIN IMMEDIATE ... COMMIT with a SAVEPOINT per request, and wakes
+ * each caller with its result after the COMMIT (WAL, synchronous=FULL) is on
+ * disk. Under load the queue fills while the previous fsync runs, so the
+ * number of commits grows much more slowly than the number of writes.
+ */
+#include "store_internal.h"
+
+#include "../base/error.h"
+#include "../base/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct store_write_req {
+    store_write_fn fn;
+    void *arg;
+    int rc;
+    int finished;
+    pthread_cond_t cond; /* signalled when finished */
+    char err[512];       /* the write function's error message */
+    store_write_req *next;
+};
+
+/* ---- helpers shared by the store's files -------------------------------- */
+
+int store_sqlerr(sqlite3 *db, const char *what)
+{
+    farm_error_set("store: %s: %s", what, db ? sqlite3_errmsg(db) : "no database");
+    return FARM_EIO;
+}
+
+int store_prepare(sqlite3_stmt **out, sqlite3 *db, const char *sql)
+{
+    *out = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, out, NULL) != SQLITE_OK) {
+        sqlite3_finalize(*out);
+        *out = NULL;
+        return store_sqlerr(db, "preparing a statement");
+    }
+    return 0;
+}
+
+int store_exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        farm_error_set("store: %s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return FARM_EIO;
+    }
+    return 0;
+}
+
+char *store_col_text(sqlite3_stmt *st, int col, int *oom)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    if (!t)
+        return NULL;
+    char *copy = strdup((const char *)t);
+    if (!copy)
+        *oom = 1;
+    return copy;
+}
+
+int store_limit(int limit)
+{
+    if (limit <= 0)
+        return STORE_LIST_DEFAULT;
+    return limit > STORE_LIST_MAX ? STORE_LIST_MAX : limit;
+}
+
+int store_conn_open(sqlite3 **out, const char *path, int readonly)
+{
+    sqlite3 *db = NULL;
+    int rc = 0;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (readonly ? 0 : SQLITE_OPEN_CREATE);
+
+    *out = NULL;
+    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+        farm_error_set("store: cannot open %s: %s", path,
+                       db ? sqlite3_errmsg(db) : "out of memory");
+        rc = FARM_EIO;
+        goto out;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+    if (!readonly) {
+        sqlite3_stmt *st = NULL;
+        if ((rc = store_prepare(&st, db, "PRAGMA journal_mode=WAL")))
+            goto out;
+        if (sqlite3_step(st) != SQLITE_ROW ||
+            strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
+            sqlite3_finalize(st);
+            farm_error_set("store: %s cannot use write-ahead logging (is it on a network "
+                           "filesystem?)",
+                           path);
+            rc = FARM_EIO;
+            goto out;
+        }
+        sqlite3_finalize(st);
+    }
+    if ((rc = store_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON")))
+        goto out;
+    if (readonly && (rc = store_exec(db, "PRAGMA query_only=ON")))
+        goto out;
+    *out = db;
+    db = NULL;
+out:
+    sqlite3_close(db);
+    return rc;
+}
+
+/* ---- the read pool ------------------------------------------------------ */
+
+sqlite3 *store_reader_get(store *s)
+{
+    sqlite3 *db = NULL;
+    pthread_mutex_lock(&s->rlock);
+    for (;;) {
+        for (int i = 0; i < STORE_READERS; i++) {
+            if (!s->rbusy[i]) {
+                s->rbusy[i] = 1;
+                db = s->readers[i];
+                goto out;
+            }
+        }
+        pthread_cond_wait(&s->rfree, &s->rlock);
+    }
+out:
+    pthread_mutex_unlock(&s->rlock);
+    return db;
+}
+
+void store_reader_put(store *s, sqlite3 *db)
+{
+    pthread_mutex_lock(&s->rlock);
+    for (int i = 0; i < STORE_READERS; i++) {
+        if (s->readers[i] == db) {
+            s->rbusy[i] = 0;
+            break;
+        }
+    }
+    pthread_cond_signal(&s->rfree);
+    pthread_mutex_unlock(&s->rlock);
+}
+
+/* ---- the writer --------------------------------------------------------- */
+
+/* Run one write in its savepoint. Returns the write's result; *lost is set
+ * when the transaction itself is gone (SQLite rolls a whole transaction back
+ * on some I/O errors), after which nothing of the batch can be committed. */
+static int run_one(store *s, store_write_req *r, int *lost)
+{
+    store_tx tx = {s, s->wdb};
+    int rc;
+
+    if (store_exec(s->wdb, "SAVEPOINT w")) {
+        *lost = 1;
+        return FARM_EIO;
+    }
+    farm_error_clear();
+    rc = r->fn(&tx, r->arg);
+    if (rc) {
+        snprintf(r->err, sizeof(r->err), "%s", farm_error_last());
+        if (sqlite3_get_autocommit(s->wdb)) {
+            *lost = 1;
+            return rc;
+        }
+        if (store_exec(s->wdb, "ROLLBACK TO w") || store_exec(s->wdb, "RELEASE w"))
+            *lost = 1;
+        return rc;
+    }
+    if (sqlite3_get_autocommit(s->wdb) || store_exec(s->wdb, "RELEASE w")) {
+        *lost = 1;
+        return FARM_EIO;
+    }
+    return 0;
+}
+
+static void run_batch(store *s, store_write_req *batch)
+{
+    int lost = 0;
+    uint64_t n = 0, ok = 0, failed = 0;
+    const char *why = NULL;
+
+    if (store_exec(s->wdb, "BEGIN IMMEDIATE")) {
+        lost = 1;
+    } else {
+        for (store_write_req *r = batch; r && !lost; r = r->next)
+            r->rc = run_one(s, r, &lost);
+    }
+    if (!lost && store_exec(s->wdb, "COMMIT")) {
+        lost = 1;
+        why = farm_error_last();
+    }
+    if (lost) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "store: the write transaction failed: %s",
+                 why ? why : farm_error_last());
+        if (!sqlite3_get_autocommit(s->wdb))
+            sqlite3_exec(s->wdb, "ROLLBACK", NULL, NULL, NULL);
+        log_error("store commit failed", "error", msg);
+        for (store_write_req *r = batch; r; r = r->next) {
+            r->rc = FARM_EIO;
+            snprintf(r->err, sizeof(r->err), "%s", msg);
+        }
+    }
+    for (store_write_req *r = batch; r; r = r->next) {
+        n++;
+        if (r->rc == 0)
+            ok++;
+        else if (!lost)
+            failed++;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (lost)
+        s->stats.failed_commits++;
+    else
+        s->stats.commits++;
+    s->stats.writes += ok;
+    s->stats.failed_writes += failed;
+    if (n > s->stats.max_batch)
+        s->stats.max_batch = n;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void *writer_main(void *arg)
+{
+    store *s = arg;
+
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        while (!s->head && !s->stopping)
+            pthread_cond_wait(&s->wake, &s->lock);
+        if (!s->head)
+            break; /* stopping, and nothing left to write */
+        store_write_req *batch = s->head;
+        s->head = s->tail = NULL;
+        s->stats.queued = 0;
+        pthread_mutex_unlock(&s->lock);
+
+        run_batch(s, batch);
+
+        pthread_mutex_lock(&s->lock);
+        for (store_write_req *r = batch, *next; r; r = next) {
+            next = r->next; /* r lives on its caller's stack: read next first */
+            r->finished = 1;
+            pthread_cond_signal(&r->cond);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+int store_write(store *s, store_write_fn fn, void *arg)
+{
+    store_write_req r = {.fn = fn, .arg = arg};
+    int rc;
+
+    pthread_cond_init(&r.cond, NULL);
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->lock);
+        pthread_cond_destroy(&r.cond);
+        farm_error_set("store: closing, no more writes");
+        return FARM_ECANCELLED;
+    }
+    if (s->tail)
+        s->tail->next = &r;
+    else
+        s->head = &r;
+    s->tail = &r;
+    s->stats.queued++;
+    pthread_cond_signal(&s->wake);
+    while (!r.finished)
+        pthread_cond_wait(&r.cond, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+    pthread_cond_destroy(&r.cond);
+
+    rc = r.rc;
+    if (rc)
+        farm_error_set("%s", r.err);
+    return rc;
+}
+
+void store_stats_get(store_stats *out, store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- open and close ----------------------------------------------------- */
+
+int store_open(store **out, const char *dir)
+{
+    store *s = NULL;
+    int rc = 0;
+    size_t n;
+
+    *out = NULL;
+    if (!dir || !*dir) {
+        farm_error_set("store: no data directory given");
+        return FARM_EINVALID;
+    }
+    if (!(s = calloc(1, sizeof(*s))))
+        goto nomem;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    pthread_mutex_init(&s->rlock, NULL);
+    pthread_cond_init(&s->rfree, NULL);
+    n = strlen(dir) + sizeof("/farm.db");
+    if (!(s->path = malloc(n)))
+        goto nomem;
+    snprintf(s->path, n, "%s/farm.db", dir);
+
+    if ((rc = store_conn_open(&s->wdb, s->path, 0)))
+        goto out;
+    if ((rc = store_schema_migrate(s->wdb, 0)))
+        goto out;
+    for (int i = 0; i < STORE_READERS; i++)
+        if ((rc = store_conn_open(&s->readers[i], s->path, 1)))
+            goto out;
+    if ((rc = pthread_create(&s->writer, NULL, writer_main, s))) {
+        farm_error_set("store: cannot start the writer thread: %s", strerror(rc));
+        rc = FARM_ERROR;
+        goto out;
+    }
+    s->writer_started = 1;
+    *out = s;
+    return 0;
+nomem:
+    farm_error_set("store: out of memory");
+    rc = FARM_ENOMEM;
+out:
+    store_close(s);
+    return rc;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    if (s->writer_started) {
+        pthread_mutex_lock(&s->lock);
+        s->stopping = 1;
+        pthread_cond_signal(&s->wake);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->writer, NULL);
+    }
+    for (int i = 0; i < STORE_READERS; i++)
+        sqlite3_close(s->readers[i]);
+    /* the last connection to close checkpoints the WAL */
+    sqlite3_close(s->wdb);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->rlock);
+    pthread_cond_destroy(&s->rfree);
+    free(s->path);
+    free(s);
+}
+
+int store_schema_version(int *out, store *s)
+{
+    sqlite3 *db = store_reader_get(s);
+    sqlite3_stmt *st = NULL;
+    int rc = store_prepare(&st, db, "PRAGMA user_version");
+    if (!rc) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            *out = sqlite3_column_int(st, 0);
+        else
+            rc = store_sqlerr(db, "reading the schema version");
+    }
+    sqlite3_finalize(st);
+    store_reader_put(s, db);
+    return rc;
+}
+
+int store_health(store *s)
+{
+    sqlite3 *db = store_reader_get(s);
+    sqlite3_stmt *st = NULL;
+    int rc = store_prepare(&st, db, "SELECT count(*) FROM session WHERE id = 0");
+    if (!rc && sqlite3_step(st) != SQLITE_ROW)
+        rc = store_sqlerr(db, "health check");
+    sqlite3_finalize(st);
+    store_reader_put(s, db);
+    return rc;
+}
+
+static const char *const session_states[] = {
+    "queued",   "preparing", "running", "testing", "pushing",   "review",
+    "revising", "waiting",   "done",    "failed",  "cancelled", NULL,
+};
+
+const char *const *store_session_states(void)
+{
+    return session_states;
+}
+
+int store_session_state_is_final(const char *state)
+{
+    return state &&
+           (!strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "cancelled"));
+}

@@ -1,0 +1,91 @@
+/*
+ * store_internal.h - what the store's own files share (never included
+ * outside farm/store*.c and the store's unit tests).
+ *
+ * The store is split by area: store.c opens it and runs the writer thread
+ * and the read pool, store_schema.c holds the ordered migrations, and each
+ * area of tables has its own store_<area>.c using the helpers below. A new
+ * area is a new file; a new table or column is one more entry at the end of
+ * the migrations array.
+ */
+#ifndef FARM_FARM_STORE_INTERNAL_H
+#define FARM_FARM_STORE_INTERNAL_H
+
+#include "store.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#define STORE_READERS         4
+#define STORE_BUSY_TIMEOUT_MS 10000
+#define STORE_EVENT_BODY_MAX  (4u << 20) /* one event's JSON body */
+
+typedef struct store_write_req store_write_req;
+
+struct store {
+    char *path; /* <dir>/farm.db */
+
+    sqlite3 *wdb; /* the write connection: the writer thread's alone once started */
+    pthread_t writer;
+    int writer_started;
+    pthread_mutex_t lock; /* guards the queue, stopping and stats */
+    pthread_cond_t wake;  /* the writer waits here for work */
+    store_write_req *head, *tail;
+    int stopping;
+    store_stats stats;
+
+    pthread_mutex_t rlock; /* guards the read pool */
+    pthread_cond_t rfree;
+    sqlite3 *readers[STORE_READERS];
+    int rbusy[STORE_READERS];
+};
+
+/* The handle a write function gets: the write connection, inside the
+ * batch's transaction and the write's savepoint. */
+struct store_tx {
+    store *s;
+    sqlite3 *db;
+};
+
+/* A migration: the SQL that takes the schema from version-1 to version. */
+typedef struct store_migration {
+    int version;
+    const char *what;
+    const char *sql;
+} store_migration;
+
+/* Bring db up to schema version target (store_schema_latest() when target
+ * is 0), all in one transaction. Returns 0, FARM_ENEWER when the database is
+ * newer than this binary knows, or FARM_EIO. Exposed for tests that build an
+ * old database. */
+int store_schema_migrate(sqlite3 *db, int target);
+
+/* Open a connection to path with the farm's pragmas (WAL, synchronous=FULL,
+ * busy timeout, foreign keys); query_only for readers. */
+int store_conn_open(sqlite3 **out, const char *path, int readonly);
+
+/* Set the error slot from db's last error ("store: what: message") and
+ * return FARM_EIO. */
+int store_sqlerr(sqlite3 *db, const char *what);
+
+/* Prepare one statement; on failure sets the error and returns FARM_EIO. */
+int store_prepare(sqlite3_stmt **out, sqlite3 *db, const char *sql);
+
+/* Run SQL without results. Returns 0 or FARM_EIO. */
+int store_exec(sqlite3 *db, const char *sql);
+
+/* A heap copy of a text column (NULL for SQL NULL); sets *oom on ENOMEM. */
+char *store_col_text(sqlite3_stmt *st, int col, int *oom);
+
+/* Borrow a read connection (waits while all are busy) and give it back. */
+sqlite3 *store_reader_get(store *s);
+void store_reader_put(store *s, sqlite3 *db);
+
+/* Run a counting query whose first nlabels (<= 3) columns are labels and
+ * whose last is the count (see store_count in store.h). */
+int store_count_query(store_count **out, size_t *n, store *s, const char *sql, int nlabels);
+
+/* The limit to use for a list: default when <= 0, capped at STORE_LIST_MAX. */
+int store_limit(int limit);
+
+#endif
