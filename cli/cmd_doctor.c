@@ -1,0 +1,80 @@
+/*
+ * cmd_doctor.c - `farm doctor`: checks what isolation agents would get on
+ * this host (bubblewrap, user namespaces, seccomp, cgroup delegation) and
+ * says so plainly. Exits 1 when agents could not be run isolated and the
+ * config does not say sandbox.mode "unsafe-none", with the reason and the fix.
+ */
+#include "cli.h"
+
+#include "base/error.h"
+#include "farm/config.h"
+#include "sandbox/sandbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *yes(int v)
+{
+    return v ? "ok" : "MISSING";
+}
+
+static int cmd(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            config_path = argv[++i];
+        else
+            return cli_usage("doctor");
+    }
+    config *cfg = NULL;
+    char *errors = NULL;
+    int rc = config_path ? config_load(&cfg, config_path, &errors) : config_default(&cfg);
+    if (rc < 0) {
+        fprintf(stderr, "farm doctor: %s\n%s", farm_error_last(), errors ? errors : "");
+        free(errors);
+        return 2;
+    }
+    int unsafe = cfg->sandbox.mode && !strcmp(cfg->sandbox.mode, "unsafe-none");
+    sandbox_probe_result p;
+    sandbox_probe(&p, NULL);
+    const char *cg = p.cgroup_version == 2 ? "v2" : p.cgroup_version == 1 ? "v1" : "none";
+
+    printf("sandbox checks\n");
+    printf("  %-22s %s%s%s%s\n", "bubblewrap", yes(p.bwrap_found), p.bwrap_found ? " (" : "",
+           p.bwrap_version, p.bwrap_found ? ")" : "");
+    printf("  %-22s %s\n", "user namespaces", yes(p.userns));
+    printf("  %-22s %s\n", "sandbox starts", yes(p.bwrap_works));
+    printf("  %-22s %s\n", "seccomp filter", yes(p.seccomp));
+    printf("  %-22s %s\n", "rlimits", yes(p.rlimits));
+    printf("  %-22s %s\n", "cgroup delegation", cg);
+    printf("  %-22s %s\n", "memory limit", p.cgroup_memory ? "enforced (cgroup)" : "not available");
+    printf("  %-22s %s\n", "pids limit", p.cgroup_pids ? "enforced (cgroup)" : "RLIMIT_NPROC only");
+    printf("  %-22s %s\n", "cpu limit", p.cgroup_cpu ? "enforced (cgroup)" : "not available");
+    printf("  %-22s %s\n", "running as",
+           geteuid() == 0 ? "root: sandboxes run as uid 65534 on the host" : "an ordinary user");
+    printf("\nwhat agents get\n");
+    if (unsafe) {
+        printf("  NO ISOLATION: sandbox.mode is \"unsafe-none\". Agents run with the farm's own\n"
+               "  rights, files, secrets in reach and network. Use only on a throwaway machine.\n");
+    } else if (p.ok) {
+        printf("  namespaces user, pid, ipc, uts, net, cgroup, mount; system read-only; only the\n"
+               "  worktree writable; private /tmp and HOME; seccomp; no capabilities;\n"
+               "  network %s (setup phase: %s); limits: wall %ds, memory %d MiB%s, pids %d%s,\n"
+               "  disk %d MiB (tmpfs and file size)\n",
+               cfg->sandbox.network ? cfg->sandbox.network : "none",
+               cfg->sandbox.setup_network ? cfg->sandbox.setup_network : "none",
+               cfg->sandbox.wall_timeout_s, cfg->sandbox.memory_mb,
+               p.cgroup_memory ? "" : " (NOT enforced: no memory cgroup)", cfg->sandbox.pids,
+               p.cgroup_pids ? "" : " (rlimit)", cfg->sandbox.disk_mb);
+    } else {
+        printf("  NOTHING: the farm refuses to run agents here.\n  problem: %s\n", p.problem);
+    }
+    config_free(cfg);
+    return p.ok || unsafe ? 0 : 1;
+}
+
+CLI_COMMAND("doctor", "check what isolation agents would get on this host",
+            "farm doctor [--config FILE]", cmd)

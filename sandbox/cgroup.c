@@ -1,0 +1,400 @@
+/*
+ * cgroup.c - memory, pids and cpu limits through a cgroup of the run's own.
+ *
+ * Used only where the host delegates a writable cgroup to the farm: cgroup v2
+ * (a writable directory under the unified mount whose subtree_control offers
+ * the controllers) or, where that is what is mounted, the v1 hierarchies of
+ * the memory, pids and cpu controllers, each below the cgroup the farm itself
+ * is in. The child joins by writing "0" to the cgroup.procs descriptors
+ * before it execs bubblewrap, so nothing it forks ever escapes the limits.
+ */
+#include "internal.h"
+
+#include "base/error.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { CG_MEMORY, CG_PIDS, CG_CPU, CG_N };
+static const char *const cg_names[CG_N] = {"memory", "pids", "cpu"};
+
+struct sbx_cgroup {
+    int version;
+    char *dir[CG_N]; /* v1: one directory per controller (NULL: none); v2: dir[0] only */
+    int procs[CG_N]; /* open cgroup.procs of each directory, or -1 */
+};
+
+/* The directory of our own cgroup for a v1 controller (ctl non-NULL) or the
+ * v2 hierarchy (ctl NULL), into out; 0 when found. */
+static int own_dir(char *out, size_t n, const char *ctl)
+{
+    char mnt[512] = "", rel[512] = "";
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return -1;
+    char line[2048];
+    while (fgets(line, sizeof(line), f)) {
+        /* id parent maj:min root mountpoint opts... - fstype source superopts */
+        char *sep = strstr(line, " - ");
+        if (!sep)
+            continue;
+        char fstype[32], source[64], super[512] = "";
+        if (sscanf(sep + 3, "%31s %63s %511s", fstype, source, super) < 2)
+            continue;
+        char root[512], point[512];
+        if (sscanf(line, "%*s %*s %*s %511s %511s", root, point) != 2)
+            continue;
+        if (!ctl && strcmp(fstype, "cgroup2") == 0) {
+            snprintf(mnt, sizeof(mnt), "%s", point);
+            break;
+        }
+        if (ctl && strcmp(fstype, "cgroup") == 0) {
+            char *save = NULL;
+            for (char *t = strtok_r(super, ",", &save); t; t = strtok_r(NULL, ",", &save))
+                if (strcmp(t, ctl) == 0) {
+                    snprintf(mnt, sizeof(mnt), "%s", point);
+                    break;
+                }
+            if (mnt[0])
+                break;
+        }
+    }
+    fclose(f);
+    if (!mnt[0])
+        return -1;
+    f = fopen("/proc/self/cgroup", "re");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':');
+        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        *c2 = '\0';
+        const char *ctls = c1 + 1;
+        if (!ctl && strcmp(line, "0") == 0 && ctls[0] == '\0') {
+            snprintf(rel, sizeof(rel), "%s", c2 + 1);
+            break;
+        }
+        if (ctl) {
+            char tmp[256];
+            snprintf(tmp, sizeof(tmp), "%s", ctls);
+            char *save = NULL;
+            for (char *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save))
+                if (strcmp(t, ctl) == 0)
+                    snprintf(rel, sizeof(rel), "%s", c2 + 1);
+            if (rel[0])
+                break;
+        }
+    }
+    fclose(f);
+    if (!rel[0])
+        return -1;
+    /* In a cgroup namespace mounted at its root, the path is relative to it. */
+    if (snprintf(out, n, "%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel) >= (int)n)
+        return -1;
+    return 0;
+}
+
+static int write_file(const char *dir, const char *name, const char *val)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t w = write(fd, val, strlen(val));
+    int e = errno;
+    close(fd);
+    return w == (ssize_t)strlen(val) ? 0 : -(e ? e : EIO);
+}
+
+static int read_file(const char *dir, const char *name, char *out, size_t n)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t r = read(fd, out, n - 1);
+    close(fd);
+    if (r < 0)
+        return -1;
+    out[r] = '\0';
+    return 0;
+}
+
+/* A "key value" line's value from a flat-keyed file, or -1. */
+static long long keyed(const char *dir, const char *name, const char *key)
+{
+    char text[4096];
+    if (read_file(dir, name, text, sizeof(text)) < 0)
+        return -1;
+    size_t kl = strlen(key);
+    for (char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, key, kl) == 0 && p[kl] == ' ')
+            return atoll(p + kl + 1);
+    return -1;
+}
+
+static int v2_has(const char *dir, const char *file, const char *ctl)
+{
+    char text[512];
+    if (read_file(dir, file, text, sizeof(text)) < 0)
+        return 0;
+    char *save = NULL;
+    for (char *t = strtok_r(text, " \n", &save); t; t = strtok_r(NULL, " \n", &save))
+        if (strcmp(t, ctl) == 0)
+            return 1;
+    return 0;
+}
+
+/* 1 when a child directory can be made (and removed again) under dir. */
+static int can_mkdir(const char *dir)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/farm-probe-%d", dir, (int)getpid());
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return 0;
+    rmdir(path);
+    return 1;
+}
+
+void sbx_cgroup_detect(sbx_cgroup_caps *out)
+{
+    memset(out, 0, sizeof(*out));
+    char dir[1024];
+    if (own_dir(dir, sizeof(dir), NULL) == 0 && access(dir, W_OK) == 0 && can_mkdir(dir)) {
+        int any = 0;
+        int *flags[CG_N] = {&out->memory, &out->pids, &out->cpu};
+        for (int i = 0; i < CG_N; i++) {
+            if (v2_has(dir, "cgroup.subtree_control", cg_names[i])) {
+                *flags[i] = 1;
+                any = 1;
+            }
+        }
+        if (any) {
+            out->version = 2;
+            return;
+        }
+    }
+    int *flags[CG_N] = {&out->memory, &out->pids, &out->cpu};
+    for (int i = 0; i < CG_N; i++) {
+        if (own_dir(dir, sizeof(dir), cg_names[i]) == 0 && access(dir, W_OK) == 0 &&
+            can_mkdir(dir)) {
+            *flags[i] = 1;
+            out->version = 1;
+        }
+    }
+}
+
+static void limits(sbx_cgroup *cg, int which, const char *dir, int memory_mb, int pids,
+                   int cpu_percent, int *err)
+{
+    char v[64];
+    int rc = 0;
+    if (which == CG_MEMORY && memory_mb > 0) {
+        snprintf(v, sizeof(v), "%lld", (long long)memory_mb << 20);
+        if (cg->version == 2) {
+            rc = write_file(dir, "memory.max", v);
+            write_file(dir, "memory.swap.max", "0"); /* absent without swap accounting */
+        } else {
+            rc = write_file(dir, "memory.limit_in_bytes", v);
+            write_file(dir, "memory.memsw.limit_in_bytes", v);
+        }
+    } else if (which == CG_PIDS && pids > 0) {
+        snprintf(v, sizeof(v), "%d", pids);
+        rc = write_file(dir, "pids.max", v);
+    } else if (which == CG_CPU && cpu_percent > 0) {
+        long quota = 1000L * cpu_percent; /* period 100 ms */
+        if (cg->version == 2) {
+            snprintf(v, sizeof(v), "%ld 100000", quota);
+            rc = write_file(dir, "cpu.max", v);
+        } else {
+            rc = write_file(dir, "cpu.cfs_period_us", "100000");
+            snprintf(v, sizeof(v), "%ld", quota);
+            if (rc == 0)
+                rc = write_file(dir, "cpu.cfs_quota_us", v);
+        }
+    }
+    if (rc < 0 && !*err) {
+        farm_error_set("cgroup: cannot set the %s limit in %s: %s", cg_names[which], dir,
+                       strerror(-rc));
+        *err = FARM_EIO;
+    }
+}
+
+int sbx_cgroup_create(sbx_cgroup **out, int memory_mb, int pids, int cpu_percent)
+{
+    *out = NULL;
+    static unsigned counter;
+    sbx_cgroup_caps caps;
+    sbx_cgroup_detect(&caps);
+    if (!caps.version)
+        return 0;
+    int rc = 0;
+    sbx_cgroup *cg = calloc(1, sizeof(*cg));
+    if (!cg) {
+        farm_error_set("out of memory");
+        return FARM_ENOMEM;
+    }
+    cg->version = caps.version;
+    for (int i = 0; i < CG_N; i++)
+        cg->procs[i] = -1;
+    char name[96];
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    snprintf(name, sizeof(name), "farm-sbx-%d-%u-%ld", (int)getpid(),
+             __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED), (long)ts.tv_nsec);
+    int avail[CG_N] = {caps.memory, caps.pids, caps.cpu};
+    for (int i = 0; i < CG_N; i++) {
+        if (!avail[i] || (cg->version == 2 && i > 0))
+            continue;
+        char base[1024], dir[1200];
+        if (own_dir(base, sizeof(base), cg->version == 2 ? NULL : cg_names[i]) < 0)
+            continue;
+        snprintf(dir, sizeof(dir), "%s/%s", base, name);
+        if (mkdir(dir, 0755) < 0) {
+            farm_error_set("cgroup: mkdir %s: %s", dir, strerror(errno));
+            rc = FARM_EIO;
+            goto out;
+        }
+        cg->dir[i] = strdup(dir);
+        if (!cg->dir[i]) {
+            rmdir(dir);
+            rc = FARM_ENOMEM;
+            goto out;
+        }
+        if (cg->version == 2) {
+            for (int j = 0; j < CG_N; j++)
+                if (avail[j])
+                    limits(cg, j, dir, memory_mb, pids, cpu_percent, &rc);
+        } else {
+            limits(cg, i, dir, memory_mb, pids, cpu_percent, &rc);
+        }
+        if (rc < 0)
+            goto out;
+        char path[1300];
+        snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+        cg->procs[i] = open(path, O_WRONLY | O_CLOEXEC);
+        if (cg->procs[i] < 0) {
+            farm_error_set("cgroup: open %s: %s", path, strerror(errno));
+            rc = FARM_EIO;
+            goto out;
+        }
+    }
+    *out = cg;
+    cg = NULL;
+out:
+    sbx_cgroup_destroy(cg);
+    return rc;
+}
+
+int sbx_cgroup_procs_fds(const sbx_cgroup *cg, int *fds, int max)
+{
+    int n = 0;
+    for (int i = 0; cg && i < CG_N && n < max; i++)
+        if (cg->procs[i] >= 0)
+            fds[n++] = cg->procs[i];
+    return n;
+}
+
+/* Send SIGKILL to every process listed in dir/cgroup.procs; returns how many. */
+static int kill_listed(const char *dir)
+{
+    char path[1300];
+    snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    int n = 0;
+    long pid;
+    while (fscanf(f, "%ld", &pid) == 1) {
+        if (pid > 1 && kill((pid_t)pid, SIGKILL) == 0)
+            n++;
+    }
+    fclose(f);
+    return n;
+}
+
+void sbx_cgroup_kill(sbx_cgroup *cg)
+{
+    if (!cg)
+        return;
+    for (int i = 0; i < CG_N; i++) {
+        if (!cg->dir[i])
+            continue;
+        if (cg->version == 2 && write_file(cg->dir[i], "cgroup.kill", "1") == 0)
+            continue;
+        /* v1 has no cgroup.kill: kill what is listed until nothing is (a
+         * process forking meanwhile shows up in the next round). */
+        for (int round = 0; round < 50 && kill_listed(cg->dir[i]) > 0; round++)
+            ;
+    }
+}
+
+void sbx_cgroup_stats(sbx_cgroup *cg, int64_t *peak_kb, int *oom, int *pids_hit)
+{
+    *peak_kb = -1;
+    *oom = 0;
+    *pids_hit = 0;
+    if (!cg)
+        return;
+    const char *mem = cg->version == 2 ? cg->dir[0] : cg->dir[CG_MEMORY];
+    const char *pid = cg->version == 2 ? cg->dir[0] : cg->dir[CG_PIDS];
+    char text[64];
+    if (mem) {
+        if (read_file(mem, cg->version == 2 ? "memory.peak" : "memory.max_usage_in_bytes", text,
+                      sizeof(text)) == 0)
+            *peak_kb = atoll(text) / 1024;
+        long long k = cg->version == 2 ? keyed(mem, "memory.events", "oom_kill")
+                                       : keyed(mem, "memory.oom_control", "oom_kill");
+        if (cg->version == 1 && k <= 0) {
+            /* older kernels: any failed charge at the limit */
+            if (read_file(mem, "memory.failcnt", text, sizeof(text)) == 0 && atoll(text) > 0)
+                k = keyed(mem, "memory.oom_control", "under_oom") > 0 ? 1 : k;
+        }
+        *oom = k > 0;
+    }
+    if (pid)
+        *pids_hit = keyed(pid, "pids.events", "max") > 0;
+}
+
+static int empty(const char *dir)
+{
+    char text[64];
+    return read_file(dir, "cgroup.procs", text, sizeof(text)) == 0 && text[0] == '\0';
+}
+
+void sbx_cgroup_destroy(sbx_cgroup *cg)
+{
+    if (!cg)
+        return;
+    sbx_cgroup_kill(cg);
+    for (int i = 0; i < CG_N; i++) {
+        if (cg->procs[i] >= 0)
+            close(cg->procs[i]);
+        if (!cg->dir[i])
+            continue;
+        /* Killed processes leave the cgroup once the kernel has reaped them. */
+        for (int t = 0; t < 200; t++) {
+            if (empty(cg->dir[i]) && rmdir(cg->dir[i]) == 0)
+                break;
+            if (t % 10 == 9)
+                sbx_cgroup_kill(cg);
+            struct timespec ms10 = {0, 10 * 1000 * 1000};
+            nanosleep(&ms10, NULL);
+        }
+        free(cg->dir[i]);
+    }
+    free(cg);
+}

@@ -1,0 +1,546 @@
+/*
+ * proxy.c - the egress proxy of one allowlist-mode run.
+ *
+ * The sandbox has no network but its own loopback. The farm runs this proxy
+ * outside, on a Unix socket that is bound into the sandbox; the helper inside
+ * (helper.c) offers it on the sandbox's 127.0.0.1 as HTTP_PROXY/HTTPS_PROXY.
+ * It speaks HTTP CONNECT (for TLS and anything else) and plain HTTP with an
+ * absolute URL, allows only the configured host[:port] patterns, resolves
+ * names itself, and reports each allowed or denied request to the caller.
+ * One thread accepts; each connection gets a thread of its own (at most
+ * MAX_CONNS at once), so a slow upstream never holds up the others.
+ */
+#include "internal.h"
+
+#include "base/error.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MAX_CONNS          64
+#define HEAD_MAX           16384
+#define HEAD_TIMEOUT_MS    10000
+#define CONNECT_TIMEOUT_MS 10000
+
+typedef struct conn {
+    struct sbx_proxy *p;
+    int fd; /* from the sandbox */
+    int up; /* to the destination, or -1 */
+    int done;
+    pthread_t th;
+} conn;
+
+struct sbx_proxy {
+    int lfd;
+    int stop_r, stop_w;
+    char *sock;
+    char **allow;
+    sandbox_proxy_fn fn;
+    void *ctx;
+    pthread_t acceptor;
+    pthread_mutex_t lock;
+    int stopping;
+    conn *conns[MAX_CONNS];
+};
+
+/* --- allowlist ---------------------------------------------------------- */
+
+static int host_match(const char *pat, size_t pl, const char *host)
+{
+    size_t hl = strlen(host);
+    if (pl == 1 && pat[0] == '*')
+        return 1;
+    if (pl > 2 && pat[0] == '*' && pat[1] == '.') {
+        /* "*.example.com" matches a.example.com and a.b.example.com */
+        size_t sl = pl - 1; /* ".example.com" */
+        return hl > sl && strncasecmp(host + hl - sl, pat + 1, sl) == 0;
+    }
+    return hl == pl && strncasecmp(host, pat, pl) == 0;
+}
+
+int sandbox_allow_match(const char *const *allow, const char *host, int port)
+{
+    if (!host || !*host || port < 1 || port > 65535)
+        return 0;
+    for (size_t i = 0; allow && allow[i]; i++) {
+        const char *a = allow[i];
+        const char *colon = strrchr(a, ':');
+        size_t pl = colon ? (size_t)(colon - a) : strlen(a);
+        if (!host_match(a, pl, host))
+            continue;
+        if (!colon) {
+            if (port == 80 || port == 443)
+                return 1;
+        } else if (strcmp(colon + 1, "*") == 0 || atoi(colon + 1) == port) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* --- relaying ----------------------------------------------------------- */
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+void sbx_relay(int a, int b)
+{
+    char data[16384];
+    int open_ab = 1, open_ba = 1; /* a->b and b->a still flowing */
+    while (open_ab || open_ba) {
+        struct pollfd p[2] = {{a, open_ab ? POLLIN : 0, 0}, {b, open_ba ? POLLIN : 0, 0}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        if ((p[0].revents | p[1].revents) & POLLNVAL)
+            return;
+        for (int k = 0; k < 2; k++) {
+            int from = k == 0 ? a : b, to = k == 0 ? b : a;
+            int *open = k == 0 ? &open_ab : &open_ba;
+            if (!*open || !(p[k].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            ssize_t r = recv(from, data, sizeof(data), 0);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                if (r < 0)
+                    return;
+                *open = 0;
+                shutdown(to, SHUT_WR);
+                continue;
+            }
+            if (write_all(to, data, (size_t)r) < 0)
+                return;
+        }
+    }
+}
+
+/* --- one connection ----------------------------------------------------- */
+
+static void reply(int fd, const char *status, const char *why)
+{
+    char msg[512];
+    int n = snprintf(msg, sizeof(msg),
+                     "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                     "Content-Length: %zu\r\n\r\n%s\n",
+                     status, strlen(why) + 1, why);
+    if (n > 0)
+        write_all(fd, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+}
+
+static void report(struct sbx_proxy *p, int allowed, const char *host, int port, const char *reason)
+{
+    if (p->fn)
+        p->fn(p->ctx, allowed, host, port, reason);
+}
+
+/* Read the request head (up to the blank line) into h; returns its length
+ * including the blank line, with *total the bytes read (more may follow). */
+static int read_head(int fd, char *h, size_t cap, size_t *total)
+{
+    size_t n = 0;
+    for (;;) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        int pr = poll(&pf, 1, HEAD_TIMEOUT_MS);
+        if (pr <= 0)
+            return -1;
+        ssize_t r = recv(fd, h + n, cap - 1 - n, 0);
+        if (r <= 0)
+            return -1;
+        n += (size_t)r;
+        h[n] = '\0';
+        char *end = strstr(h, "\r\n\r\n");
+        if (end) {
+            *total = n;
+            return (int)(end + 4 - h);
+        }
+        if (n >= cap - 1)
+            return -2;
+    }
+}
+
+/* Split "host:port" or "[v6]:port"; port defaults to def. */
+static int split_hostport(const char *s, size_t len, char *host, size_t hcap, int *port, int def)
+{
+    char tmp[300];
+    if (len == 0 || len >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    char *h = tmp, *ps = NULL;
+    if (tmp[0] == '[') {
+        char *close = strchr(tmp, ']');
+        if (!close)
+            return -1;
+        *close = '\0';
+        h = tmp + 1;
+        if (close[1] == ':')
+            ps = close + 2;
+        else if (close[1])
+            return -1;
+    } else {
+        char *c = strrchr(tmp, ':');
+        if (c) {
+            *c = '\0';
+            ps = c + 1;
+        }
+    }
+    *port = def;
+    if (ps) {
+        char *end;
+        long v = strtol(ps, &end, 10);
+        if (!*ps || *end || v < 1 || v > 65535)
+            return -1;
+        *port = (int)v;
+    }
+    if (!*h || strlen(h) >= hcap)
+        return -1;
+    for (const char *c = h; *c; c++)
+        if (!(isalnum((unsigned char)*c) || *c == '.' || *c == '-' || *c == '_' || *c == ':'))
+            return -1;
+    snprintf(host, hcap, "%s", h);
+    return 0;
+}
+
+static int dial(const char *host, int port)
+{
+    char ps[8];
+    snprintf(ps, sizeof(ps), "%d", port);
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    if (getaddrinfo(host, ps, &hints, &res) != 0) {
+        hints.ai_flags = 0;
+        if (getaddrinfo(host, ps, &hints, &res) != 0)
+            return -2;
+    }
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            break;
+        if (errno == EINPROGRESS) {
+            struct pollfd pf = {fd, POLLOUT, 0};
+            int err = 0;
+            socklen_t el = sizeof(err);
+            if (poll(&pf, 1, CONNECT_TIMEOUT_MS) == 1 &&
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0)
+                break;
+        }
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd >= 0) {
+        int fl = fcntl(fd, F_GETFL);
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    }
+    return fd;
+}
+
+/* The length of the origin-form path: up to the space before the version,
+ * or just "/" when the URL had no path. */
+static size_t slash_or_root_len(const char *path, const char *sp2)
+{
+    return path >= sp2 || path < sp2 - HEAD_MAX ? 1 : (size_t)(sp2 - path);
+}
+
+static void *serve(void *arg)
+{
+    conn *c = arg;
+    struct sbx_proxy *p = c->p;
+    char *head = malloc(HEAD_MAX);
+    char host[256] = "";
+    int port = 0;
+    size_t total = 0;
+    if (!head)
+        goto out;
+    int hl = read_head(c->fd, head, HEAD_MAX, &total);
+    if (hl < 0) {
+        if (hl == -2)
+            reply(c->fd, "431 Request Header Fields Too Large", "request head too large");
+        goto out;
+    }
+    char *eol = strstr(head, "\r\n");
+    char *sp1 = memchr(head, ' ', (size_t)(eol - head));
+    char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
+    if (!sp1 || !sp2) {
+        reply(c->fd, "400 Bad Request", "malformed request line");
+        goto out;
+    }
+    int is_connect = (size_t)(sp1 - head) == 7 && strncmp(head, "CONNECT", 7) == 0;
+    const char *target = sp1 + 1;
+    size_t tl = (size_t)(sp2 - target);
+    const char *path = NULL;
+    if (is_connect) {
+        if (split_hostport(target, tl, host, sizeof(host), &port, 443) < 0 || port == 0) {
+            reply(c->fd, "400 Bad Request", "CONNECT needs host:port");
+            goto out;
+        }
+    } else {
+        if (tl < 8 || strncasecmp(target, "http://", 7) != 0) {
+            reply(c->fd, "400 Bad Request",
+                  "only CONNECT and absolute http:// URLs go through this proxy");
+            goto out;
+        }
+        const char *auth = target + 7;
+        const char *slash = memchr(auth, '/', tl - 7);
+        path = slash ? slash : "/";
+        size_t al = slash ? (size_t)(slash - auth) : tl - 7;
+        const char *at = memchr(auth, '@', al); /* drop userinfo */
+        if (at) {
+            al -= (size_t)(at + 1 - auth);
+            auth = at + 1;
+        }
+        if (split_hostport(auth, al, host, sizeof(host), &port, 80) < 0) {
+            reply(c->fd, "400 Bad Request", "bad host in URL");
+            goto out;
+        }
+    }
+    const char *const *allow = (const char *const *)p->allow;
+    if (!sandbox_allow_match(allow, host, port)) {
+        report(p, 0, host, port, "not on the allowlist");
+        reply(c->fd, "403 Forbidden", "farm sandbox: destination not on the allowlist");
+        goto out;
+    }
+    int up = dial(host, port);
+    if (up < 0) {
+        report(p, 0, host, port, up == -2 ? "resolve failed" : "connect failed");
+        reply(c->fd, "502 Bad Gateway", up == -2 ? "cannot resolve host" : "cannot connect");
+        goto out;
+    }
+    pthread_mutex_lock(&p->lock);
+    c->up = up;
+    int stopping = p->stopping;
+    pthread_mutex_unlock(&p->lock);
+    if (stopping)
+        goto out;
+    report(p, 1, host, port, "allowlisted");
+    if (is_connect) {
+        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+        if (write_all(c->fd, ok, sizeof(ok) - 1) < 0)
+            goto out;
+    } else {
+        /* origin-form request line, the headers minus Proxy-*, then the rest */
+        char line[HEAD_MAX + 64];
+        size_t pl = slash_or_root_len(path, sp2);
+        int n = snprintf(line, sizeof(line), "%.*s %.*s%.*s\r\n", (int)(sp1 - head), head, (int)pl,
+                         path, (int)(eol - sp2), sp2);
+        if (n < 0 || (size_t)n >= sizeof(line) || write_all(up, line, (size_t)n) < 0)
+            goto out;
+        for (char *h = eol + 2; h < head + hl - 2;) {
+            char *e = strstr(h, "\r\n");
+            if (!e)
+                break;
+            if (strncasecmp(h, "Proxy-", 6) != 0 && write_all(up, h, (size_t)(e + 2 - h)) < 0)
+                goto out;
+            h = e + 2;
+        }
+        if (write_all(up, "\r\n", 2) < 0)
+            goto out;
+    }
+    if (total > (size_t)hl && write_all(up, head + hl, total - (size_t)hl) < 0)
+        goto out;
+    sbx_relay(c->fd, up);
+out:
+    free(head);
+    pthread_mutex_lock(&p->lock);
+    if (c->up >= 0)
+        close(c->up);
+    close(c->fd);
+    c->up = c->fd = -1;
+    c->done = 1;
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Join finished connections; with the lock held. Returns a free slot or -1. */
+static int reap(struct sbx_proxy *p)
+{
+    int slot = -1;
+    for (int i = 0; i < MAX_CONNS; i++) {
+        if (p->conns[i] && p->conns[i]->done) {
+            pthread_join(p->conns[i]->th, NULL);
+            free(p->conns[i]);
+            p->conns[i] = NULL;
+        }
+        if (!p->conns[i] && slot < 0)
+            slot = i;
+    }
+    return slot;
+}
+
+static void *accept_loop(void *arg)
+{
+    struct sbx_proxy *p = arg;
+    for (;;) {
+        struct pollfd pf[2] = {{p->lfd, POLLIN, 0}, {p->stop_r, POLLIN, 0}};
+        if (poll(pf, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (pf[1].revents)
+            break;
+        int fd = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        pthread_mutex_lock(&p->lock);
+        int slot = reap(p);
+        conn *c = slot >= 0 ? calloc(1, sizeof(*c)) : NULL;
+        if (!c) {
+            pthread_mutex_unlock(&p->lock);
+            reply(fd, "503 Service Unavailable", "too many connections");
+            close(fd);
+            continue;
+        }
+        c->p = p;
+        c->fd = fd;
+        c->up = -1;
+        if (pthread_create(&c->th, NULL, serve, c) != 0) {
+            pthread_mutex_unlock(&p->lock);
+            close(fd);
+            free(c);
+            continue;
+        }
+        p->conns[slot] = c;
+        pthread_mutex_unlock(&p->lock);
+    }
+    return NULL;
+}
+
+int sbx_proxy_start(sbx_proxy **out, const char *sock, const char *const *allow,
+                    sandbox_proxy_fn fn, void *ctx)
+{
+    *out = NULL;
+    int rc = FARM_EIO;
+    struct sbx_proxy *p = calloc(1, sizeof(*p));
+    if (!p) {
+        farm_error_set("out of memory");
+        return FARM_ENOMEM;
+    }
+    p->lfd = p->stop_r = p->stop_w = -1;
+    pthread_mutex_init(&p->lock, NULL);
+    p->fn = fn;
+    p->ctx = ctx;
+    size_t n = 0;
+    while (allow && allow[n])
+        n++;
+    p->allow = calloc(n + 1, sizeof(char *));
+    p->sock = strdup(sock);
+    if (!p->allow || !p->sock)
+        goto nomem;
+    for (size_t i = 0; i < n; i++)
+        if (!(p->allow[i] = strdup(allow[i])))
+            goto nomem;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(sock) >= sizeof(sa.sun_path)) {
+        farm_error_set("proxy: socket path too long: %s", sock);
+        rc = FARM_EINVALID;
+        goto out;
+    }
+    strcpy(sa.sun_path, sock);
+    int sp[2];
+    if (pipe2(sp, O_CLOEXEC) < 0) {
+        farm_error_set("proxy: pipe: %s", strerror(errno));
+        goto out;
+    }
+    p->stop_r = sp[0];
+    p->stop_w = sp[1];
+    p->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (p->lfd < 0 || bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        chmod(sock, 0600) < 0 || listen(p->lfd, 64) < 0) {
+        farm_error_set("proxy: cannot listen on %s: %s", sock, strerror(errno));
+        goto out;
+    }
+    if (pthread_create(&p->acceptor, NULL, accept_loop, p) != 0) {
+        farm_error_set("proxy: cannot start its thread");
+        unlink(sock);
+        goto out;
+    }
+    *out = p;
+    return 0;
+nomem:
+    farm_error_set("out of memory");
+    rc = FARM_ENOMEM;
+out:
+    if (p->lfd >= 0)
+        close(p->lfd);
+    if (p->stop_r >= 0)
+        close(p->stop_r);
+    if (p->stop_w >= 0)
+        close(p->stop_w);
+    for (size_t i = 0; p->allow && p->allow[i]; i++)
+        free(p->allow[i]);
+    free(p->allow);
+    free(p->sock);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+    return rc;
+}
+
+void sbx_proxy_stop(sbx_proxy *p)
+{
+    if (!p)
+        return;
+    ssize_t w = write(p->stop_w, "x", 1);
+    (void)w;
+    pthread_join(p->acceptor, NULL);
+    pthread_mutex_lock(&p->lock);
+    p->stopping = 1;
+    for (int i = 0; i < MAX_CONNS; i++) {
+        conn *c = p->conns[i];
+        if (c && !c->done) {
+            if (c->fd >= 0)
+                shutdown(c->fd, SHUT_RDWR);
+            if (c->up >= 0)
+                shutdown(c->up, SHUT_RDWR);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < MAX_CONNS; i++) {
+        if (p->conns[i]) {
+            pthread_join(p->conns[i]->th, NULL);
+            free(p->conns[i]);
+        }
+    }
+    close(p->lfd);
+    close(p->stop_r);
+    close(p->stop_w);
+    unlink(p->sock);
+    for (size_t i = 0; p->allow[i]; i++)
+        free(p->allow[i]);
+    free(p->allow);
+    free(p->sock);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
