@@ -1,0 +1,511 @@
+/*
+ * test_store.c - the store: migrations (fresh, upgrade, refusing a newer
+ * schema), deliveries deduplicated by the UNIQUE constraint, sessions with
+ * one active per issue, the dense event log, reads with filters, counts,
+ * rollback of a failed write alone, and the group commit sharing fsyncs.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "farm/store.h"
+#include "farm/store_internal.h"
+
+#include <ftw.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static char *tmpdir_make(void)
+{
+    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char *dir = NULL;
+    assert_true(asprintf(&dir, "%s/farm-test-store-XXXXXX", base) > 0);
+    assert_non_null(mkdtemp(dir));
+    return dir;
+}
+
+static void tmpdir_remove(char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(dir);
+}
+
+typedef struct fixture {
+    char *dir;
+    store *s;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    f->dir = tmpdir_make();
+    if (store_open(&f->s, f->dir) != 0) {
+        fprintf(stderr, "store_open: %s\n", farm_error_last());
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    store_close(f->s);
+    tmpdir_remove(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- write functions used by the tests ---------------------------------- */
+
+typedef struct delivery_args {
+    const char *tracker, *id, *repo;
+    int64_t row;
+} delivery_args;
+
+static int write_delivery(store_tx *tx, void *arg)
+{
+    delivery_args *a = arg;
+    store_delivery d = {0};
+    d.tracker = (char *)a->tracker;
+    d.delivery_id = (char *)a->id;
+    d.event = "issues";
+    d.action = "labeled";
+    d.repo = (char *)a->repo;
+    d.number = 7;
+    int rc = store_tx_delivery_insert(&a->row, tx, &d);
+    if (rc)
+        return rc;
+    return store_tx_delivery_outcome_set(tx, a->row, "ignored", "test", 0, 0);
+}
+
+typedef struct session_args {
+    const char *repo;
+    int64_t number;
+    int64_t id, job;
+} session_args;
+
+static int write_session(store_tx *tx, void *arg)
+{
+    session_args *a = arg;
+    store_session s = {0};
+    s.tracker = "github";
+    s.repo = (char *)a->repo;
+    s.number = a->number;
+    s.title = "Fix the typo";
+    s.url = "https://example.test/issues/1";
+    int rc = store_tx_session_insert(&a->id, tx, &s);
+    if (rc)
+        return rc;
+    return store_tx_job_insert(&a->job, tx, "run", a->id, 0);
+}
+
+static int64_t session_new(store *s, const char *repo, int64_t number)
+{
+    session_args a = {repo, number, 0, 0};
+    assert_int_equal(store_write(s, write_session, &a), 0);
+    assert_true(a.id > 0);
+    return a.id;
+}
+
+/* ---- migrations ----------------------------------------------------------- */
+
+static void fresh_store_reaches_latest_schema(void **state)
+{
+    fixture *f = *state;
+    int v = -1;
+    assert_int_equal(store_schema_version(&v, f->s), 0);
+    assert_int_equal(v, store_schema_latest());
+    assert_true(store_schema_latest() >= 2);
+    assert_int_equal(store_health(f->s), 0);
+}
+
+static void old_schema_is_upgraded_keeping_data(void **state)
+{
+    char *dir = tmpdir_make(), *path = NULL;
+    sqlite3 *db = NULL;
+    store *s = NULL;
+    int v = 0;
+
+    assert_true(asprintf(&path, "%s/farm.db", dir) > 0);
+    assert_int_equal(store_conn_open(&db, path, 0), 0);
+    assert_int_equal(store_schema_migrate(db, 1), 0);
+    assert_int_equal(store_exec(db, "INSERT INTO delivery (tracker, delivery_id, received_ms)"
+                                    " VALUES ('github', 'old-1', 1000)"),
+                     0);
+    /* the outbox arrived in version 2: not there yet */
+    assert_int_not_equal(store_exec(db, "SELECT count(*) FROM outbox"), 0);
+    sqlite3_close(db);
+
+    assert_int_equal(store_open(&s, dir), 0);
+    assert_int_equal(store_schema_version(&v, s), 0);
+    assert_int_equal(v, store_schema_latest());
+    store_delivery *d = NULL;
+    size_t n = 0;
+    assert_int_equal(store_delivery_list(&d, &n, s, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(d[0].delivery_id, "old-1");
+    store_delivery_list_free(d, n);
+    store_close(s);
+
+    /* and the upgraded tables work */
+    assert_int_equal(store_conn_open(&db, path, 0), 0);
+    assert_int_equal(store_exec(db, "INSERT INTO setting (key, value, updated_ms)"
+                                    " VALUES ('k', '1', 1)"),
+                     0);
+    sqlite3_close(db);
+    free(path);
+    tmpdir_remove(dir);
+}
+
+static void newer_schema_is_refused(void **state)
+{
+    char *dir = tmpdir_make(), *path = NULL, sql[64];
+    sqlite3 *db = NULL;
+    store *s = NULL;
+
+    assert_true(asprintf(&path, "%s/farm.db", dir) > 0);
+    assert_int_equal(store_conn_open(&db, path, 0), 0);
+    assert_int_equal(store_schema_migrate(db, 0), 0);
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", store_schema_latest() + 3);
+    assert_int_equal(store_exec(db, sql), 0);
+    sqlite3_close(db);
+
+    assert_int_equal(store_open(&s, dir), FARM_ENEWER);
+    assert_null(s);
+    char want[128];
+    snprintf(want, sizeof(want),
+             "data directory was written by a newer farm (schema %d > %d); upgrade farm",
+             store_schema_latest() + 3, store_schema_latest());
+    assert_string_equal(farm_error_last(), want);
+    free(path);
+    tmpdir_remove(dir);
+}
+
+static void missing_directory_is_an_error(void **state)
+{
+    store *s = NULL;
+    int rc = store_open(&s, "/nonexistent-farm-dir/sub");
+    assert_int_equal(rc, FARM_EIO);
+    assert_null(s);
+    assert_non_null(strstr(farm_error_last(), "cannot open"));
+}
+
+/* ---- deliveries ----------------------------------------------------------- */
+
+static void delivery_id_is_unique_per_tracker(void **state)
+{
+    fixture *f = *state;
+    delivery_args a = {"github", "d-1", "octo/app", 0};
+    assert_int_equal(store_write(f->s, write_delivery, &a), 0);
+    assert_true(a.row > 0);
+    delivery_args b = {"github", "d-1", "octo/app", 0};
+    assert_int_equal(store_write(f->s, write_delivery, &b), FARM_EEXISTS);
+    assert_non_null(strstr(farm_error_last(), "recorded before"));
+    /* another tracker may reuse the id */
+    delivery_args c = {"azure", "d-1", "org/proj/repo", 0};
+    assert_int_equal(store_write(f->s, write_delivery, &c), 0);
+
+    store_delivery *d = NULL;
+    size_t n = 0;
+    assert_int_equal(store_delivery_list(&d, &n, f->s, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(d[0].tracker, "azure"); /* newest first */
+    assert_string_equal(d[1].tracker, "github");
+    assert_string_equal(d[1].outcome, "ignored");
+    assert_string_equal(d[1].reason, "test");
+    assert_int_equal(d[1].number, 7);
+    store_delivery_list_free(d, n);
+}
+
+static void delivery_list_filters_and_limits(void **state)
+{
+    fixture *f = *state;
+    char id[32];
+    for (int i = 0; i < 30; i++) {
+        snprintf(id, sizeof(id), "d-%d", i);
+        delivery_args a = {i % 3 == 0 ? "azure" : "github", id, i % 2 ? "Octo/App" : "octo/lib", 0};
+        assert_int_equal(store_write(f->s, write_delivery, &a), 0);
+    }
+    store_delivery_filter flt = STORE_DELIVERY_FILTER_INIT;
+    store_delivery *d = NULL;
+    size_t n = 0;
+
+    flt.tracker = "azure";
+    assert_int_equal(store_delivery_list(&d, &n, f->s, &flt), 0);
+    assert_int_equal(n, 10);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(d[i].tracker, "azure");
+    store_delivery_list_free(d, n);
+
+    flt = (store_delivery_filter)STORE_DELIVERY_FILTER_INIT;
+    flt.repo = "octo/app"; /* case-insensitive */
+    flt.limit = 4;
+    assert_int_equal(store_delivery_list(&d, &n, f->s, &flt), 0);
+    assert_int_equal(n, 4);
+    assert_string_equal(d[0].delivery_id, "d-29");
+    int64_t last = d[3].id;
+    store_delivery_list_free(d, n);
+    flt.before_id = last; /* the next page */
+    assert_int_equal(store_delivery_list(&d, &n, f->s, &flt), 0);
+    assert_int_equal(n, 4);
+    assert_true(d[0].id < last);
+    store_delivery_list_free(d, n);
+
+    flt = (store_delivery_filter)STORE_DELIVERY_FILTER_INIT;
+    flt.outcome = "accepted";
+    assert_int_equal(store_delivery_list(&d, &n, f->s, &flt), 0);
+    assert_int_equal(n, 0);
+    assert_null(d);
+
+    store_count *c = NULL;
+    assert_int_equal(store_delivery_count(&c, &n, f->s), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(c[0].labels[0], "azure");
+    assert_string_equal(c[0].labels[1], "issues");
+    assert_string_equal(c[0].labels[2], "ignored");
+    assert_int_equal(c[0].n, 10);
+    assert_int_equal(c[1].n, 20);
+    store_count_list_free(c, n);
+}
+
+/* ---- sessions and their log ---------------------------------------------- */
+
+static void one_active_session_per_issue(void **state)
+{
+    fixture *f = *state;
+    int64_t id = session_new(f->s, "octo/app", 12);
+    session_args again = {"octo/app", 12, 0, 0};
+    assert_int_equal(store_write(f->s, write_session, &again), FARM_EEXISTS);
+    /* nothing of the failed write stayed: still exactly one job */
+    int64_t queued = -1, leased = -1;
+    assert_int_equal(store_job_count(&queued, &leased, f->s), 0);
+    assert_int_equal(queued, 1);
+    assert_int_equal(leased, 0);
+
+    store_session *s = NULL;
+    assert_int_equal(store_session_get(&s, f->s, id), 0);
+    assert_string_equal(s->state, "queued");
+    assert_string_equal(s->repo, "octo/app");
+    assert_string_equal(s->title, "Fix the typo");
+    assert_int_equal(s->number, 12);
+    assert_int_equal(s->pr_number, 0);
+    assert_null(s->branch);
+    assert_true(s->created_ms > 0);
+    store_session_free(s);
+    assert_int_equal(store_session_get(&s, f->s, id + 100), FARM_ENOTFOUND);
+    assert_null(s);
+
+    /* once it ended, the issue may get a new session */
+    sqlite3 *db = NULL;
+    char *path = NULL;
+    assert_true(asprintf(&path, "%s/farm.db", f->dir) > 0);
+    assert_int_equal(store_conn_open(&db, path, 0), 0);
+    assert_int_equal(store_exec(db, "UPDATE session SET state = 'done'"), 0);
+    sqlite3_close(db);
+    free(path);
+    int64_t id2 = session_new(f->s, "octo/app", 12);
+    assert_true(id2 > id);
+}
+
+static void event_seq_is_dense_per_session(void **state)
+{
+    fixture *f = *state;
+    int64_t a = session_new(f->s, "octo/app", 1), b = session_new(f->s, "octo/app", 2), seq;
+
+    for (int i = 1; i <= 5; i++) {
+        assert_int_equal(store_event_append(&seq, f->s, a, "note", "alice", "{\"i\":1}"), 0);
+        assert_int_equal(seq, i);
+    }
+    assert_int_equal(store_event_append(&seq, f->s, b, "note", NULL, NULL), 0);
+    assert_int_equal(seq, 1);
+    /* bad appends take no seq */
+    assert_int_equal(store_event_append(&seq, f->s, a, "note", NULL, "{not json"), FARM_EINVALID);
+    assert_int_equal(store_event_append(&seq, f->s, 9999, "note", NULL, "{}"), FARM_ENOTFOUND);
+    assert_int_equal(store_event_append(&seq, f->s, a, "note", NULL, "[1,2]"), 0);
+    assert_int_equal(seq, 6);
+
+    store_event *ev = NULL;
+    size_t n = 0;
+    assert_int_equal(store_event_list(&ev, &n, f->s, a, 0, 0), 0);
+    assert_int_equal(n, 6);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(ev[i].seq, (int64_t)i + 1);
+    assert_string_equal(ev[0].actor, "alice");
+    assert_string_equal(ev[0].body, "{\"i\":1}");
+    store_event_list_free(ev, n);
+    assert_int_equal(store_event_list(&ev, &n, f->s, a, 4, 1), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ev[0].seq, 5);
+    store_event_list_free(ev, n);
+    assert_int_equal(store_event_list(&ev, &n, f->s, b, 0, 0), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].body, "{}");
+    assert_null(ev[0].actor);
+    store_event_list_free(ev, n);
+
+    store_session *s = NULL;
+    assert_int_equal(store_session_get(&s, f->s, a), 0);
+    assert_int_equal(s->last_seq, 6);
+    store_session_free(s);
+}
+
+static void session_list_filters(void **state)
+{
+    fixture *f = *state;
+    for (int i = 1; i <= 6; i++)
+        session_new(f->s, i % 2 ? "octo/app" : "octo/lib", i);
+    store_session_filter flt = STORE_SESSION_FILTER_INIT;
+    store_session *v = NULL;
+    size_t n = 0;
+
+    assert_int_equal(store_session_list(&v, &n, f->s, &flt), 0);
+    assert_int_equal(n, 6);
+    assert_int_equal(v[0].number, 6); /* newest first */
+    store_session_list_free(v, n);
+
+    flt.repo = "OCTO/LIB";
+    assert_int_equal(store_session_list(&v, &n, f->s, &flt), 0);
+    assert_int_equal(n, 3);
+    store_session_list_free(v, n);
+
+    flt.repo = NULL;
+    flt.state = "running";
+    assert_int_equal(store_session_list(&v, &n, f->s, &flt), 0);
+    assert_int_equal(n, 0);
+
+    flt.state = NULL;
+    flt.since_ms = INT64_MAX;
+    assert_int_equal(store_session_list(&v, &n, f->s, &flt), 0);
+    assert_int_equal(n, 0);
+
+    store_count *c = NULL;
+    assert_int_equal(store_session_count_by_state(&c, &n, f->s), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(c[0].labels[0], "queued");
+    assert_null(c[0].labels[1]);
+    assert_int_equal(c[0].n, 6);
+    store_count_list_free(c, n);
+
+    assert_true(store_session_state_is_final("done"));
+    assert_false(store_session_state_is_final("review"));
+    assert_string_equal(store_session_states()[0], "queued");
+}
+
+/* ---- the group commit ----------------------------------------------------- */
+
+static int write_then_fail(store_tx *tx, void *arg)
+{
+    delivery_args *a = arg;
+    int rc = write_delivery(tx, a);
+    if (rc)
+        return rc;
+    farm_error_set("deliberate failure after writing");
+    return FARM_ECONFLICT;
+}
+
+static void failed_write_rolls_back_alone(void **state)
+{
+    fixture *f = *state;
+    delivery_args a = {"github", "kept", NULL, 0}, b = {"github", "lost", NULL, 0};
+    assert_int_equal(store_write(f->s, write_delivery, &a), 0);
+    assert_int_equal(store_write(f->s, write_then_fail, &b), FARM_ECONFLICT);
+    assert_string_equal(farm_error_last(), "deliberate failure after writing");
+
+    store_delivery *d = NULL;
+    size_t n = 0;
+    assert_int_equal(store_delivery_list(&d, &n, f->s, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(d[0].delivery_id, "kept");
+    store_delivery_list_free(d, n);
+
+    store_stats st;
+    store_stats_get(&st, f->s);
+    assert_int_equal(st.writes, 1);
+    assert_int_equal(st.failed_writes, 1);
+    assert_int_equal(st.failed_commits, 0);
+}
+
+#define THREADS    16
+#define PER_THREAD 50
+
+typedef struct worker {
+    store *s;
+    int64_t session;
+    int failures;
+} worker;
+
+static void *append_many(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < PER_THREAD; i++)
+        if (store_event_append(NULL, w->s, w->session, "note", NULL, "{}") != 0)
+            w->failures++;
+    return NULL;
+}
+
+static void concurrent_writes_share_commits(void **state)
+{
+    fixture *f = *state;
+    pthread_t t[THREADS];
+    worker w[THREADS];
+    store_stats before, after;
+
+    int64_t sid = session_new(f->s, "octo/app", 99);
+    store_stats_get(&before, f->s);
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (worker){f->s, sid, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, append_many, &w[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].failures, 0);
+    }
+    store_stats_get(&after, f->s);
+    uint64_t writes = after.writes - before.writes, commits = after.commits - before.commits;
+    print_message("%llu writes in %llu commits (largest batch %llu)\n", (unsigned long long)writes,
+                  (unsigned long long)commits, (unsigned long long)after.max_batch);
+    assert_int_equal(writes, THREADS * PER_THREAD);
+    assert_true(commits < writes);
+    assert_true(after.max_batch > 1);
+
+    /* every append landed, with dense seqs */
+    store_event *ev = NULL;
+    size_t n = 0;
+    assert_int_equal(store_event_list(&ev, &n, f->s, sid, 0, STORE_LIST_MAX), 0);
+    assert_int_equal(n, THREADS * PER_THREAD);
+    assert_int_equal(ev[n - 1].seq, THREADS * PER_THREAD);
+    store_event_list_free(ev, n);
+}
+
+int main(void)
+{
+    log_set_level(LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(fresh_store_reaches_latest_schema, setup, teardown),
+        cmocka_unit_test(old_schema_is_upgraded_keeping_data),
+        cmocka_unit_test(newer_schema_is_refused),
+        cmocka_unit_test(missing_directory_is_an_error),
+        cmocka_unit_test_setup_teardown(delivery_id_is_unique_per_tracker, setup, teardown),
+        cmocka_unit_test_setup_teardown(delivery_list_filters_and_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(one_active_session_per_issue, setup, teardown),
+        cmocka_unit_test_setup_teardown(event_seq_is_dense_per_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(session_list_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_write_rolls_back_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(concurrent_writes_share_commits, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
