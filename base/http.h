@@ -5,7 +5,21 @@
  * in the farm talks to libcurl. It owns timeouts, retries with exponential
  * backoff and jitter, Retry-After and x-ratelimit-* headers, and the response
  * size cap. Thread-safe: each call uses its own easy handle (connections are
- * reused through a shared cache).
+ * reused through a pool of idle handles; DNS and TLS sessions are shared).
+ *
+ * Details callers may rely on:
+ * - timeouts apply to each attempt; retries add attempts and backoff sleeps;
+ * - which attempts repeat: transport errors (connect, timeout, reset), 429,
+ *   500, 502, 503, 504, and a 403 that is a rate limit (Retry-After, or
+ *   x-ratelimit-remaining: 0); for GET, HEAD, PUT, DELETE always, for other
+ *   methods only with retry_unsafe, except a connection that was never made
+ *   (refused, DNS), which is repeated for any method since nothing was sent;
+ * - redirects are followed (at most 5, http and https only);
+ * - "User-Agent: farm/<version>" is sent unless a User-Agent header is given;
+ *   no "Expect: 100-continue" is sent unless asked for; headers with CR or LF
+ *   are refused (FARM_EINVALID);
+ * - the response body is decoded (gzip etc.) and the cap counts decoded bytes;
+ *   on FARM_ETOOBIG the body holds what arrived up to the cap, never more.
  */
 #ifndef FARM_BASE_HTTP_H
 #define FARM_BASE_HTTP_H
@@ -63,7 +77,12 @@ char *http_response_header(const http_response *r, const char *name);
 
 void http_response_free(http_response *r);
 
-/* Call once at start-up, before any thread uses http_do(). */
+/* Call once at start-up, before any thread uses http_do(). Idempotent and
+ * thread-safe (http_do() calls it too); returns 0, FARM_ERROR or FARM_ENOMEM. */
 int http_global_init(void);
+
+/* Release libcurl's global state and the idle connections. Only at exit, once
+ * no thread uses http_do() any more; http_do() must not be called after it. */
+void http_global_cleanup(void);
 
 #endif

@@ -2,6 +2,7 @@
  * main.c - the `farm` command: finds the subcommand and runs it.
  */
 #include "cli.h"
+#include "base/http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,10 @@ int main(int argc, char **argv)
     if (!c) {
         fprintf(stderr, "farm: unknown command '%s'; `farm help` lists the commands\n", name);
         return 2;
+    }
+    if (http_global_init() != 0) {
+        fprintf(stderr, "farm: cannot initialise the HTTP client\n");
+        return 1;
     }
     return c->fn(argc - 1, argv + 1);
 }
