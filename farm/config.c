@@ -409,8 +409,7 @@ static void load_trigger(cc *c, config *cfg, config_repo *r, json_t *o, const ch
         cc_join(q, p, "assignee");
         cc_error(c, q, "needs azure.bot_name (who the farm is in Azure DevOps)");
     }
-    if (o && !r->trigger.label && !r->trigger.assignee && !r->trigger.mention &&
-        !r->trigger.on_open)
+    if (!r->trigger.label && !r->trigger.assignee && !r->trigger.mention && !r->trigger.on_open)
         cc_error(c, p, "no rule would ever trigger work: set label, assignee, mention or on_open");
 }
 

@@ -1,0 +1,521 @@
+/*
+ * test_config.c - loading and checking the config: defaults, env: and file:
+ * secrets, a literal secret refused without being echoed, unknown keys, every
+ * type and range error named by its path and all of them reported at once,
+ * cross-key checks, listen parsing and the serve-time safety check.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "farm/config.h"
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char *dir;
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static int group_setup(void **state)
+{
+    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    if (asprintf(&dir, "%s/farm-test-config-XXXXXX", base) < 0 || !mkdtemp(dir))
+        return -1;
+    setenv("FARM_TEST_GH_TOKEN", "ghp_test_token_value_1234", 1);
+    setenv("FARM_TEST_GH_SECRET", "webhook-secret-value", 1);
+    setenv("FARM_TEST_EMPTY", "", 1);
+    unsetenv("FARM_TEST_UNSET");
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(dir);
+    return 0;
+}
+
+/* Write text to <dir>/name and return the path (static storage). */
+static const char *write_file(const char *name, const char *text)
+{
+    static char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* Load text as a config expected to fail; returns the error lines (heap). */
+static char *load_bad(const char *text)
+{
+    config *c = NULL;
+    char *errors = NULL;
+    int rc = config_load(&c, write_file("bad.json", text), &errors);
+    assert_int_equal(rc, FARM_EINVALID);
+    assert_null(c);
+    assert_non_null(errors);
+    return errors;
+}
+
+static config *load_good(const char *text)
+{
+    config *c = NULL;
+    char *errors = NULL;
+    int rc = config_load(&c, write_file("good.json", text), &errors);
+    if (rc)
+        fail_msg("config_load failed: %s", errors ? errors : farm_error_last());
+    assert_null(errors);
+    return c;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static void assert_has(const char *errors, const char *line)
+{
+    if (!strstr(errors, line))
+        fail_msg("expected \"%s\" in:\n%s", line, errors);
+}
+
+/* ---- defaults and a full config ----------------------------------------- */
+
+static void defaults_need_nothing(void **state)
+{
+    config *c = NULL;
+    assert_int_equal(config_default(&c), 0);
+    assert_null(c->path);
+    assert_string_equal(c->listen, "127.0.0.1:8080");
+    assert_string_equal(c->data_dir, "./farm-data");
+    assert_string_equal(c->public_url, "http://127.0.0.1:8080");
+    assert_string_equal(c->log_level, "info");
+    assert_false(c->github.enabled);
+    assert_false(c->azure.enabled);
+    assert_int_equal(c->nrepos, 0);
+    assert_int_equal(c->ntokens, 0);
+    assert_int_equal(c->scaling.max_agents, 4);
+    assert_int_equal(c->scaling.max_per_repo, 2);
+    assert_int_equal(c->scaling.min_warm, 0);
+    assert_int_equal(c->scaling.idle_timeout_s, 300);
+    assert_string_equal(c->sandbox.mode, "bwrap");
+    assert_string_equal(c->sandbox.network, "none");
+    assert_string_equal(c->sandbox.setup_network, "none");
+    assert_int_equal(c->sandbox.memory_mb, 4096);
+    assert_int_equal(c->sandbox.pids, 512);
+    assert_int_equal(c->sandbox.wall_timeout_s, 1800);
+    assert_int_equal(c->sandbox.disk_mb, 8192);
+    assert_string_equal(c->agent.preset, "claude");
+    assert_string_equal(c->agent.api_key_env, "ANTHROPIC_API_KEY");
+    assert_null(c->agent.api_key);
+    assert_int_equal(c->max_body_bytes, 25u << 20);
+    assert_true(config_listen_is_loopback(c));
+    char *errors = NULL;
+    assert_int_equal(config_check_serve(c, &errors), 0);
+    assert_null(errors);
+    config_free(c);
+
+    /* an empty file is the defaults too */
+    c = load_good("{}");
+    assert_string_equal(c->listen, "127.0.0.1:8080");
+    assert_non_null(c->path);
+    config_free(c);
+}
+
+static void full_config_with_env_and_file_secrets(void **state)
+{
+    write_file("azure.secret", "azure-pat-from-file\n\n");
+    char text[4096];
+    snprintf(text, sizeof(text),
+             "{ \"listen\": \"0.0.0.0:9090\", \"data_dir\": \"/var/lib/farm\","
+             "  \"public_url\": \"https://farm.example.test/\", \"log_level\": \"debug\","
+             "  \"github\": { \"api_url\": \"http://127.0.0.1:1234\", \"token\": "
+             "\"env:FARM_TEST_GH_TOKEN\","
+             "    \"webhook_secret\": \"env:FARM_TEST_GH_SECRET\", \"bot_login\": \"robo\" },"
+             "  \"azure\": { \"org_url\": \"https://dev.azure.com/acme\", \"token\": "
+             "\"file:%s/azure.secret\","
+             "    \"webhook_user\": \"farm\", \"webhook_password\": \"env:FARM_TEST_GH_SECRET\","
+             "    \"bot_name\": \"farm@acme.test\" },"
+             "  \"scaling\": { \"max_agents\": 8, \"max_per_repo\": 3, \"min_warm\": 1 },"
+             "  \"sandbox\": { \"network\": \"allowlist\", \"allow_hosts\": [\"pypi.org\", "
+             "\"*.npmjs.org\", \"proxy:3128\"] },"
+             "  \"agent\": { \"command\": [\"/bin/agent\", \"--fast\"] },"
+             "  \"tokens\": [ { \"name\": \"ops\", \"token\": \"env:FARM_TEST_GH_TOKEN\", "
+             "\"role\": \"admin\" } ],"
+             "  \"repos\": ["
+             "    { \"name\": \"octo/app\", \"tracker\": \"github\", \"clone_url\": "
+             "\"https://github.com/octo/app.git\","
+             "      \"trigger\": { \"label\": \"agent\", \"on_open\": true }, \"setup\": \"make "
+             "deps\","
+             "      \"test\": \"make test\", \"max_fix_rounds\": 3 },"
+             "    { \"name\": \"acme/proj/repo\", \"tracker\": \"azure\", \"clone_url\": "
+             "\"https://dev.azure.com/acme/proj/_git/repo\","
+             "      \"azure_project\": \"proj\", \"allowed_actors\": [\"alice@acme.test\"] },"
+             "    { \"name\": \"demo\", \"tracker\": \"local\", \"clone_url\": \"/srv/demo.git\", "
+             "\"base_branch\": \"trunk\" }"
+             "  ] }",
+             dir);
+    config *c = load_good(text);
+    assert_string_equal(c->listen, "0.0.0.0:9090");
+    assert_false(config_listen_is_loopback(c));
+    assert_string_equal(c->public_url, "https://farm.example.test");
+    assert_string_equal(c->github.token, "ghp_test_token_value_1234");
+    assert_string_equal(c->github.webhook_secret, "webhook-secret-value");
+    assert_string_equal(c->github.bot_login, "robo");
+    assert_string_equal(c->azure.token, "azure-pat-from-file"); /* newlines stripped */
+    assert_string_equal(c->azure.webhook_password, "webhook-secret-value");
+    assert_int_equal(c->scaling.max_agents, 8);
+    assert_int_equal(c->scaling.max_per_repo, 3);
+    assert_int_equal(c->sandbox.nallow_hosts, 3);
+    assert_string_equal(c->sandbox.setup_network, "allowlist");
+    assert_null(c->agent.preset);
+    assert_string_equal(c->agent.command[0], "/bin/agent");
+    assert_string_equal(c->agent.command[1], "--fast");
+    assert_null(c->agent.command[2]);
+    assert_int_equal(c->ntokens, 1);
+    assert_string_equal(c->tokens[0].role, "admin");
+    assert_int_equal(c->nrepos, 3);
+
+    const config_repo *r = config_repo_find(c, "github", "OCTO/App");
+    assert_non_null(r);
+    assert_string_equal(r->trigger.label, "agent");
+    assert_true(r->trigger.on_open);
+    assert_true(r->trigger.assignee);                 /* default */
+    assert_string_equal(r->trigger.mention, "@robo"); /* default: the bot */
+    assert_string_equal(r->base_branch, "main");
+    assert_int_equal(r->max_fix_rounds, 3);
+    assert_null(config_repo_find(c, "azure", "octo/app"));
+    r = config_repo_find(c, "azure", "acme/proj/repo");
+    assert_non_null(r);
+    assert_int_equal(r->nallowed_actors, 1);
+    assert_string_equal(r->allowed_actors[0], "alice@acme.test");
+    assert_string_equal(r->trigger.mention, "@farm@acme.test");
+    r = config_repo_find(c, "local", "demo");
+    assert_string_equal(r->base_branch, "trunk");
+
+    /* beyond loopback, with secrets and a long token: serve may start */
+    char *errors = NULL;
+    assert_int_equal(config_check_serve(c, &errors), 0);
+    assert_null(errors);
+    config_free(c);
+}
+
+/* ---- secrets ---------------------------------------------------------------- */
+
+static void literal_secret_is_refused_without_echo(void **state)
+{
+    char *e = load_bad("{\"github\": {\"token\": \"ghp_literal_in_file_9999\"},"
+                       " \"tokens\": [{\"name\": \"a\", \"token\": \"plain-token\", \"role\": "
+                       "\"viewer\"}]}");
+    assert_has(e, "github.token: secrets must not be written in the config file");
+    assert_has(e, "\"env:NAME\" or \"file:PATH\"");
+    assert_has(e, "tokens[0].token: secrets must not be written");
+    assert_null(strstr(e, "ghp_literal_in_file_9999"));
+    assert_null(strstr(e, "plain-token"));
+    free(e);
+}
+
+static void missing_env_and_unreadable_file_name_the_key(void **state)
+{
+    char *e =
+        load_bad("{\"github\": {\"token\": \"env:FARM_TEST_UNSET\","
+                 "  \"webhook_secret\": \"file:/nonexistent/farm/secret\"},"
+                 " \"azure\": {\"org_url\": \"https://dev.azure.com/x\", \"token\": "
+                 "\"env:FARM_TEST_EMPTY\","
+                 "  \"webhook_header\": \"X-Farm\", \"webhook_header_secret\": \"env:1BAD\"}}");
+    assert_has(e, "github.token: environment variable FARM_TEST_UNSET is not set\n");
+    assert_has(e, "github.webhook_secret: cannot read file /nonexistent/farm/secret");
+    assert_has(e, "azure.token: environment variable FARM_TEST_EMPTY is empty\n");
+    assert_has(e, "azure.webhook_header_secret: \"env:1BAD\" is not a valid environment variable");
+    assert_int_equal(count_lines(e), 4);
+    free(e);
+
+    write_file("empty.secret", "\n");
+    char text[512];
+    snprintf(text, sizeof(text), "{\"github\": {\"token\": \"file:%s/empty.secret\"}}", dir);
+    e = load_bad(text);
+    assert_has(e, "github.token: file ");
+    assert_has(e, "is empty");
+    free(e);
+}
+
+static void secrets_are_redacted_from_logs(void **state)
+{
+    /* a secret resolved at load is registered with the logger */
+    config *c = load_good("{\"github\": {\"token\": \"env:FARM_TEST_GH_TOKEN\"}}");
+    int fds[2], saved = dup(2);
+    char out[4096] = "";
+    assert_int_equal(pipe(fds), 0);
+    dup2(fds[1], 2);
+    log_set_format(LOG_FORMAT_JSON);
+    log_set_level(LOG_INFO);
+    log_info("calling", "auth", "token ghp_test_token_value_1234");
+    log_set_level(LOG_ERROR);
+    dup2(saved, 2);
+    close(saved);
+    close(fds[1]);
+    ssize_t n = read(fds[0], out, sizeof(out) - 1);
+    close(fds[0]);
+    assert_true(n > 0);
+    assert_null(strstr(out, "ghp_test_token_value_1234"));
+    assert_non_null(strstr(out, "[redacted]"));
+    config_free(c);
+}
+
+/* ---- structure errors ------------------------------------------------------- */
+
+static void unknown_keys_are_errors(void **state)
+{
+    char *e = load_bad("{\"lisen\": \"127.0.0.1:1\", \"github\": {\"bot_logn\": \"x\"},"
+                       " \"repos\": [{\"name\": \"a/b\", \"tracker\": \"github\", \"clone_url\": "
+                       "\"x\"},"
+                       "  {\"name\": \"a/c\", \"tracker\": \"github\", \"clone_url\": \"x\","
+                       "   \"trigger\": {\"lable\": \"agent\"}}]}");
+    assert_has(e, "lisen: unknown key\n");
+    assert_has(e, "github.bot_logn: unknown key\n");
+    assert_has(e, "repos[1].trigger.lable: unknown key\n");
+    assert_int_equal(count_lines(e), 3);
+    free(e);
+}
+
+static void type_errors_name_the_path(void **state)
+{
+    char *e =
+        load_bad("{\"listen\": 8080, \"github\": \"yes\", \"scaling\": {\"max_agents\": \"4\"},"
+                 " \"sandbox\": {\"allow_hosts\": \"pypi.org\", \"memory_mb\": 1.5},"
+                 " \"agent\": {\"command\": [\"ok\", 3]},"
+                 " \"repos\": [{\"name\": \"a/b\", \"tracker\": \"local\", \"clone_url\": \"x\"},"
+                 "  {\"name\": \"a/c\", \"tracker\": \"local\", \"clone_url\": \"x\"},"
+                 "  {\"name\": \"a/d\", \"tracker\": \"local\", \"clone_url\": \"x\","
+                 "   \"trigger\": {\"label\": 5, \"assignee\": \"yes\"}}], \"tokens\": {}}");
+    assert_has(e, "listen: expected a string\n");
+    assert_has(e, "github: expected an object\n");
+    assert_has(e, "scaling.max_agents: expected an integer\n");
+    assert_has(e, "sandbox.allow_hosts: expected an array of strings\n");
+    assert_has(e, "sandbox.memory_mb: expected an integer\n");
+    assert_has(e, "agent.command[1]: expected a string\n");
+    assert_has(e, "repos[2].trigger.label: expected a string\n");
+    assert_has(e, "repos[2].trigger.assignee: expected true or false\n");
+    assert_has(e, "tokens: expected an array");
+    assert_int_equal(count_lines(e), 9);
+    free(e);
+}
+
+static void range_and_choice_errors(void **state)
+{
+    char *e = load_bad(
+        "{\"scaling\": {\"max_agents\": 0, \"idle_timeout_s\": -1},"
+        " \"sandbox\": {\"network\": \"host\", \"pids\": 1, \"allow_hosts\": [\"bad host\"]},"
+        " \"log_level\": \"loud\", \"max_body_bytes\": 10, \"public_url\": \"ftp://x\","
+        " \"agent\": {\"preset\": \"gpt\"},"
+        " \"repos\": [{\"name\": \"a/b\", \"tracker\": \"gitlab\", \"clone_url\": \"x\","
+        "   \"max_fix_rounds\": 11, \"base_branch\": \"main..x\"}]}");
+    assert_has(e, "scaling.max_agents: must be between 1 and 256 (got 0)\n");
+    assert_has(e, "scaling.idle_timeout_s: must be between 0 and 604800 (got -1)\n");
+    assert_has(e, "sandbox.network: must be one of none, allowlist (got \"host\")\n");
+    assert_has(e, "sandbox.pids: must be between 16 and");
+    assert_has(e, "sandbox.allow_hosts[0]: expected host, *.domain or host:port");
+    assert_has(e, "log_level: must be one of debug, info, warn, error");
+    assert_has(e, "max_body_bytes: must be between 1024 and");
+    assert_has(e, "public_url: expected an http:// or https:// URL\n");
+    assert_has(e, "agent.preset: must be one of claude, codex, aider, opencode, standin");
+    assert_has(e, "repos[0].tracker: must be one of github, azure, local (got \"gitlab\")\n");
+    assert_has(e, "repos[0].max_fix_rounds: must be between 0 and 10 (got 11)\n");
+    assert_has(e, "repos[0].base_branch: not a valid branch name");
+    free(e);
+
+    e = load_bad("{\"scaling\": {\"max_agents\": 2, \"max_per_repo\": 3, \"min_warm\": 5}}");
+    assert_has(e, "scaling.max_per_repo: must not exceed scaling.max_agents (2)\n");
+    assert_has(e, "scaling.min_warm: must not exceed scaling.max_agents (2)\n");
+    free(e);
+}
+
+static void cross_key_errors(void **state)
+{
+    char *e =
+        load_bad("{\"github\": {\"app_id\": 12},"
+                 " \"tokens\": [{\"name\": \"a\", \"token\": \"env:FARM_TEST_GH_TOKEN\", \"role\": "
+                 "\"viewer\"},"
+                 "   {\"name\": \"a\", \"token\": \"env:FARM_TEST_GH_TOKEN\"}],"
+                 " \"agent\": {\"preset\": \"claude\", \"command\": [\"x\"]},"
+                 " \"repos\": [{\"tracker\": \"github\", \"clone_url\": \"x\"},"
+                 "   {\"name\": \"acme/p/r\", \"tracker\": \"azure\", \"clone_url\": \"x\"},"
+                 "   {\"name\": \"octo/app\", \"tracker\": \"github\"},"
+                 "   {\"name\": \"Octo/App\", \"tracker\": \"github\", \"clone_url\": \"x\", "
+                 "\"azure_tag\": \"t\","
+                 "    \"trigger\": {\"assignee\": false, \"mention\": null}},"
+                 "   {\"name\": \"noslash\", \"tracker\": \"github\", \"clone_url\": \"x\"}, 7]}");
+    assert_has(e, "github.app_private_key: required with github.app_id\n");
+    assert_has(e, "tokens[1].role: required key is missing");
+    assert_has(e, "tokens[1].name: \"a\" is used by tokens[0] too\n");
+    assert_has(e, "tokens[1].token: the same token as tokens[0]\n");
+    assert_has(e, "agent: give either preset or command, not both\n");
+    assert_has(e, "repos[0].name: required key is missing\n");
+    assert_has(e, "repos[1].tracker: \"azure\" needs an \"azure\" section in the config\n");
+    /* no bot name: assigning cannot work, so there is no rule at all */
+    assert_has(e, "repos[1].trigger: no rule would ever trigger work");
+    assert_has(e, "repos[2].clone_url: required key is missing\n");
+    assert_has(e, "repos[3].name: \"Octo/App\" is configured twice (also repos[2])\n");
+    assert_has(e, "repos[3].azure_tag: only for repositories with tracker \"azure\"\n");
+    assert_has(e, "repos[4].name: a GitHub repository is \"owner/name\"");
+    assert_has(e, "repos[5]: expected an object\n");
+    free(e);
+
+    /* mention null takes the default (the bot), so this still has a rule */
+    config *c = load_good("{\"repos\": [{\"name\": \"o/r\", \"tracker\": \"local\","
+                          " \"clone_url\": \"x\", \"trigger\": {\"assignee\": false,"
+                          " \"mention\": null, \"on_open\": false}}]}");
+    assert_string_equal(c->repos[0].trigger.mention, "@farm-bot");
+    assert_false(c->repos[0].trigger.assignee);
+    config_free(c);
+}
+
+static void no_trigger_rule_is_an_error(void **state)
+{
+    char *e = load_bad("{\"azure\": {\"org_url\": \"https://dev.azure.com/x\"},"
+                       " \"repos\": [{\"name\": \"x/p/r\", \"tracker\": \"azure\", "
+                       "\"clone_url\": \"x\","
+                       " \"trigger\": {\"assignee\": false}}]}");
+    assert_has(e, "repos[0].trigger: no rule would ever trigger work");
+    assert_int_equal(count_lines(e), 1);
+    free(e);
+
+    e = load_bad("{\"azure\": {\"org_url\": \"https://dev.azure.com/x\"},"
+                 " \"repos\": [{\"name\": \"x/p/r\", \"tracker\": \"azure\", \"clone_url\": \"x\","
+                 " \"trigger\": {\"assignee\": true, \"label\": \"agent\"}}]}");
+    assert_has(e, "repos[0].trigger.assignee: needs azure.bot_name");
+    assert_int_equal(count_lines(e), 1);
+    free(e);
+}
+
+static void listen_forms(void **state)
+{
+    config *c = load_good("{\"listen\": \"[::1]:9000\"}");
+    char host[64];
+    int port = 0;
+    assert_true(config_listen_is_loopback(c));
+    assert_int_equal(config_listen_split(c, host, sizeof(host), &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 9000);
+    assert_string_equal(c->public_url, "http://[::1]:9000");
+    config_free(c);
+
+    c = load_good("{\"listen\": \"localhost:0\"}");
+    assert_true(config_listen_is_loopback(c));
+    assert_int_equal(config_listen_split(c, host, sizeof(host), &port), 0);
+    assert_int_equal(port, 0);
+    config_free(c);
+
+    c = load_good("{\"listen\": \"127.1.2.3:80\"}");
+    assert_true(config_listen_is_loopback(c));
+    config_free(c);
+
+    static const char *const bad[] = {"localhost", "host:",     ":8080", "h:70000",
+                                      "h:8x",      "[::1]8080", "a:b:c"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[128];
+        snprintf(text, sizeof(text), "{\"listen\": \"%s\"}", bad[i]);
+        char *e = load_bad(text);
+        assert_has(e, "listen: expected HOST:PORT");
+        free(e);
+    }
+}
+
+static void serve_beyond_loopback_needs_secrets_and_tokens(void **state)
+{
+    config *c = load_good("{\"listen\": \"0.0.0.0:8080\", \"github\": {},"
+                          " \"azure\": {\"org_url\": \"https://dev.azure.com/x\"},"
+                          " \"tokens\": [{\"name\": \"a\", \"token\": \"env:FARM_TEST_GH_SECRET\","
+                          " \"role\": \"admin\"}]}");
+    char *errors = NULL;
+    assert_int_equal(config_check_serve(c, &errors), FARM_EINVALID);
+    assert_has(errors, "github.webhook_secret: required when listening beyond loopback");
+    assert_has(errors, "azure.webhook_password: required");
+    assert_null(strstr(errors, "tokens: at least one"));
+    free(errors);
+    config_free(c);
+
+    c = load_good("{\"listen\": \"10.0.0.1:8080\"}");
+    assert_int_equal(config_check_serve(c, &errors), FARM_EINVALID);
+    assert_has(errors, "tokens: at least one API token is required");
+    free(errors);
+    config_free(c);
+
+    /* a short token is fine on loopback, not beyond */
+    write_file("short.token", "abc12345");
+    char text[512];
+    snprintf(text, sizeof(text),
+             "{\"listen\": \"192.168.1.2:80\", \"tokens\": [{\"name\": \"a\", "
+             "\"token\": \"file:%s/short.token\", \"role\": \"viewer\"}]}",
+             dir);
+    c = load_good(text);
+    assert_int_equal(config_check_serve(c, &errors), FARM_EINVALID);
+    assert_has(errors, "tokens[0].token: too short");
+    free(errors);
+    config_free(c);
+}
+
+static void unreadable_or_malformed_files(void **state)
+{
+    config *c = NULL;
+    char *errors = NULL;
+    assert_int_equal(config_load(&c, "/nonexistent/farm.json", &errors), FARM_EIO);
+    assert_null(c);
+    assert_has(errors, "cannot read /nonexistent/farm.json");
+    free(errors);
+
+    errors = load_bad("{\"listen\": \"127.0.0.1:1\",\n  \"data_dir\": }");
+    assert_has(errors, ":2:");
+    assert_has(errors, "not valid JSON");
+    free(errors);
+
+    errors = load_bad("[1, 2]");
+    assert_has(errors, "the config must be a JSON object");
+    free(errors);
+
+    errors = load_bad("{\"listen\": \"127.0.0.1:1\", \"listen\": \"127.0.0.1:2\"}");
+    assert_has(errors, "duplicate");
+    free(errors);
+
+    /* NULL errors is allowed */
+    assert_int_equal(config_load(&c, write_file("bad.json", "{\"x\": 1}"), NULL), FARM_EINVALID);
+    assert_null(c);
+}
+
+int main(void)
+{
+    log_set_level(LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults_need_nothing),
+        cmocka_unit_test(full_config_with_env_and_file_secrets),
+        cmocka_unit_test(literal_secret_is_refused_without_echo),
+        cmocka_unit_test(missing_env_and_unreadable_file_name_the_key),
+        cmocka_unit_test(secrets_are_redacted_from_logs),
+        cmocka_unit_test(unknown_keys_are_errors),
+        cmocka_unit_test(type_errors_name_the_path),
+        cmocka_unit_test(range_and_choice_errors),
+        cmocka_unit_test(cross_key_errors),
+        cmocka_unit_test(no_trigger_rule_is_an_error),
+        cmocka_unit_test(listen_forms),
+        cmocka_unit_test(serve_beyond_loopback_needs_secrets_and_tokens),
+        cmocka_unit_test(unreadable_or_malformed_files),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
