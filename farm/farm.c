@@ -70,6 +70,8 @@ int farm_open(farm **out, config *cfg)
         goto out;
     if ((rc = store_open(&f->store, cfg->data_dir)))
         goto out;
+    if ((rc = stream_hub_open(&f->streams, f->store, NULL)))
+        goto out;
     *out = f;
     return 0;
 out:
@@ -81,6 +83,7 @@ void farm_close(farm *f)
 {
     if (!f)
         return;
+    stream_hub_close(f->streams);
     store_close(f->store);
     config_free(f->cfg);
     free(f);
@@ -94,4 +97,9 @@ const config *farm_config(const farm *f)
 store *farm_store(farm *f)
 {
     return f->store;
+}
+
+stream_hub *farm_streams(farm *f)
+{
+    return f->streams;
 }

@@ -35,4 +35,9 @@ const config *farm_config(const farm *f);
 /* The farm's store; owned by the farm, valid until farm_close(). */
 store *farm_store(farm *f);
 
+/* The farm's durable streams (stream.h); owned by the farm, valid until
+ * farm_close(). Session events appended through stream_session_append()
+ * wake the session's live readers at once. */
+struct stream_hub *farm_streams(farm *f);
+
 #endif

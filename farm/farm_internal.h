@@ -8,10 +8,12 @@
 
 #include "config.h"
 #include "store.h"
+#include "stream.h"
 
 struct farm {
     config *cfg;  /* owned */
     store *store; /* owned */
+    stream_hub *streams; /* owned: durable streams and session logs */
 };
 
 #endif

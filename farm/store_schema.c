@@ -12,6 +12,7 @@
  * same columns map one to one onto a PostgreSQL backend (BIGINT, JSONB).
  */
 #include "store_internal.h"
+#include "stream_store.h"
 
 #include "../base/error.h"
 #include "../base/log.h"
@@ -102,6 +103,8 @@ static const store_migration migrations[] = {
      "  key TEXT PRIMARY KEY,"
      "  value TEXT NOT NULL,"
      "  updated_ms INTEGER NOT NULL);"},
+
+    {3, "durable streams (farm/store_stream.c)", STREAM_SCHEMA_SQL},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
