@@ -1,0 +1,107 @@
+/*
+ * cmd_serve.c - `farm serve`: load the config, open the farm, serve HTTP
+ * until SIGINT or SIGTERM, then drain and close.
+ *
+ * The signals are blocked before any thread starts and taken with sigwait()
+ * in the main thread, so no handler runs on a random thread and shutdown is
+ * ordinary code: stop accepting, finish the requests in flight, let the
+ * store commit what is queued, close.
+ */
+#include "cli.h"
+#include "../base/error.h"
+#include "../base/http.h"
+#include "../base/log.h"
+#include "../farm/farm.h"
+#include "../webhook/server.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DRAIN_MS 10000
+
+static int serve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"threads", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    server_options sopt = SERVER_OPTIONS_INIT;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            sopt.threads = atoi(optarg);
+            break;
+        default:
+            return cli_usage("serve");
+        }
+    }
+    if (optind < argc)
+        return cli_usage("serve");
+
+    config *cfg = NULL;
+    char *errors = NULL;
+    int rc = path ? config_load(&cfg, path, &errors) : config_default(&cfg);
+    if (rc) {
+        fprintf(stderr, "farm: cannot load %s: %s\n%s", path ? path : "the default config",
+                farm_error_last(), errors ? errors : "");
+        free(errors);
+        return 1;
+    }
+    int lvl = log_level_parse(cfg->log_level);
+    if (lvl >= 0)
+        log_set_level((log_level)lvl);
+    if (config_check_serve(cfg, &errors) != 0) {
+        fprintf(stderr,
+                "farm: refusing to serve on %s beyond loopback:\n%s"
+                "farm: configure the webhook secrets and API tokens, or listen on 127.0.0.1\n",
+                cfg->listen, errors ? errors : "");
+        free(errors);
+        config_free(cfg);
+        return 1;
+    }
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every thread started below */
+    signal(SIGPIPE, SIG_IGN);
+    http_global_init();
+
+    farm *f = NULL;
+    if ((rc = farm_open(&f, cfg)) != 0) { /* cfg is the farm's now, even on failure */
+        fprintf(stderr, "farm: cannot open the farm: %s\n", farm_error_last());
+        return 1;
+    }
+    server *srv = NULL;
+    if ((rc = server_start(&srv, f, &sopt)) != 0) {
+        fprintf(stderr, "farm: %s\n", farm_error_last());
+        farm_close(f);
+        return 1;
+    }
+    const char *address = server_address(srv);
+    log_info("listening", "address", address, "version", FARM_VERSION, "data_dir",
+             farm_config(f)->data_dir);
+    fprintf(stderr, "farm: listening on http://%s\n", address);
+
+    int sig = 0;
+    sigwait(&set, &sig);
+    log_info("stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    server_stop(srv, DRAIN_MS);
+    farm_close(f);
+    log_info("stopped");
+    return 0;
+}
+
+CLI_COMMAND("serve", "serve webhooks, the API and the web UI",
+            "farm serve [--config FILE] [--threads N]", serve)

@@ -1,0 +1,141 @@
+/*
+ * cmd_sessions.c - `farm sessions`: list the sessions of a running farm, or
+ * show one, as a table or as JSON.
+ */
+#include "cli.h"
+#include "remote.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *str(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "-";
+}
+
+/* A single line of at most n columns: control characters become spaces. */
+static void cell(char *out, size_t n, const char *s)
+{
+    size_t i = 0;
+    for (; s && *s && i + 1 < n; s++)
+        out[i++] = (unsigned char)*s < 0x20 ? ' ' : *s;
+    out[i] = '\0';
+}
+
+static void print_session_table(json_t *list)
+{
+    size_t i;
+    json_t *s;
+    printf("%-6s %-10s %-28s %-7s %-20s %s\n", "ID", "STATE", "REPO", "ISSUE", "UPDATED", "TITLE");
+    json_array_foreach(list, i, s)
+    {
+        char repo[29], title[61];
+        cell(repo, sizeof(repo), str(s, "repo"));
+        cell(title, sizeof(title), str(s, "title"));
+        char updated[21];
+        cell(updated, sizeof(updated), str(s, "updated"));
+        printf("%-6lld %-10s %-28s #%-6lld %-20s %s\n",
+               (long long)json_integer_value(json_object_get(s, "id")), str(s, "state"), repo,
+               (long long)json_integer_value(json_object_get(s, "number")), updated, title);
+    }
+    if (json_array_size(list) == 0)
+        printf("(no sessions)\n");
+}
+
+static void print_session(json_t *s)
+{
+    printf("session %lld: %s\n", (long long)json_integer_value(json_object_get(s, "id")),
+           str(s, "state"));
+    printf("  issue    %s#%lld %s\n", str(s, "repo"),
+           (long long)json_integer_value(json_object_get(s, "number")), str(s, "title"));
+    printf("  url      %s\n", str(s, "url"));
+    printf("  branch   %s\n", str(s, "branch"));
+    if (json_integer_value(json_object_get(s, "pr_number")))
+        printf("  pr       #%lld %s\n",
+               (long long)json_integer_value(json_object_get(s, "pr_number")), str(s, "pr_url"));
+    printf("  runs     %lld (%.0f agent seconds, $%.2f)\n",
+           (long long)json_integer_value(json_object_get(s, "runs")),
+           json_number_value(json_object_get(s, "agent_seconds")),
+           json_number_value(json_object_get(s, "cost")));
+    printf("  created  %s\n  updated  %s\n", str(s, "created"), str(s, "updated"));
+}
+
+static int sessions(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"server", required_argument, NULL, 's'}, {"config", required_argument, NULL, 'c'},
+        {"state", required_argument, NULL, 'S'},  {"repo", required_argument, NULL, 'r'},
+        {"since", required_argument, NULL, 'w'},  {"limit", required_argument, NULL, 'n'},
+        {"json", no_argument, NULL, 'j'},         {NULL, 0, NULL, 0},
+    };
+    const char *server = NULL, *config_path = NULL;
+    int json = 0, c, rc = 0;
+    buf q = BUF_INIT(4096);
+    while ((c = getopt_long(argc, argv, "s:c:S:r:w:n:j", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            server = optarg;
+            break;
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'S':
+            rc |= remote_query_add(&q, "state", optarg);
+            break;
+        case 'r':
+            rc |= remote_query_add(&q, "repo", optarg);
+            break;
+        case 'w':
+            rc |= remote_query_add(&q, "since", optarg);
+            break;
+        case 'n':
+            rc |= remote_query_add(&q, "limit", optarg);
+            break;
+        case 'j':
+            json = 1;
+            break;
+        default:
+            buf_free(&q);
+            return cli_usage("sessions");
+        }
+    }
+    const char *id = optind < argc ? argv[optind] : NULL;
+    if (rc || argc - optind > 1 || (id && strspn(id, "0123456789") != strlen(id))) {
+        buf_free(&q);
+        return cli_usage("sessions");
+    }
+    remote r;
+    if ((rc = remote_init(&r, server, config_path))) {
+        buf_free(&q);
+        return rc;
+    }
+    char path[4200];
+    if (id)
+        snprintf(path, sizeof(path), "/api/sessions/%s", id);
+    else
+        snprintf(path, sizeof(path), "/api/sessions%s", buf_cstr(&q));
+    buf_free(&q);
+    json_t *body = NULL;
+    if ((rc = remote_get_json(&body, &r, path)))
+        return rc;
+    if (json) {
+        char *text = json_dumps(body, JSON_INDENT(2));
+        if (text)
+            puts(text);
+        free(text);
+    } else if (id) {
+        print_session(body);
+    } else {
+        print_session_table(json_object_get(body, "sessions"));
+    }
+    json_decref(body);
+    return 0;
+}
+
+CLI_COMMAND("sessions", "list the sessions of a running farm (or show one)",
+            "farm sessions [ID] [--state S] [--repo R] [--since 24h] [--limit N] [--json]\n"
+            "                     [--server URL | --config FILE]   (token: $FARM_TOKEN)",
+            sessions)

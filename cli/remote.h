@@ -1,0 +1,30 @@
+/*
+ * remote.h - what the CLI commands that read a running farm share: the
+ * --server / --config options, the FARM_TOKEN bearer token, and a GET that
+ * turns every failure into a message saying what to do next.
+ */
+#ifndef FARM_CLI_REMOTE_H
+#define FARM_CLI_REMOTE_H
+
+#include "../base/buf.h"
+
+#include <jansson.h>
+
+typedef struct remote {
+    char server[512]; /* "http://127.0.0.1:8080", no trailing slash */
+} remote;
+
+/* Work out the server URL: --server when given, else the listen address of
+ * --config FILE (or of the defaults). Returns 0, or prints the problem and
+ * returns the exit status (1). */
+int remote_init(remote *r, const char *server_opt, const char *config_path);
+
+/* Append "name=value" (percent-encoded) to a query string being built. */
+int remote_query_add(buf *q, const char *name, const char *value);
+
+/* GET path (with its query) from the farm, with FARM_TOKEN as a bearer
+ * token. On success *out is the parsed JSON body (json_decref by the
+ * caller). On failure prints "farm: ..." with a hint and returns 1. */
+int remote_get_json(json_t **out, const remote *r, const char *path);
+
+#endif
