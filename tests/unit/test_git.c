@@ -1,0 +1,778 @@
+/*
+ * test_git.c - vcs/git over file:// remotes made by the real git command:
+ * branch names, the mirror (fetch, incremental fetch, prune, lock), worktrees
+ * (create, base branch missing, reattach, removal that never follows a
+ * symlink), commit (trailer, squashing whatever the agent did, empty change,
+ * no hooks or filters run), diffstat, and push with its lease.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "base/error.h"
+#include "test_git_helpers.h"
+
+#include <pthread.h>
+#include <sys/file.h>
+
+typedef struct fx {
+    char *dir; /* the test's temp dir */
+    char data[PATH_MAX];
+    char remote[PATH_MAX]; /* <dir>/app.git */
+    char url[PATH_MAX + 8];
+    char src[PATH_MAX]; /* <dir>/app-src, a clone-like checkout used to make upstream commits */
+    mirror *m;
+    vcs_remote r;
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof(*f));
+    if (!f || !(f->dir = th_tmpdir()))
+        return -1;
+    char home[PATH_MAX];
+    snprintf(home, sizeof(home), "%s/home", f->dir);
+    mkdir(home, 0700);
+    th_env_setup(home);
+    if (th_remote_make(f->dir, "app") != 0)
+        return -1;
+    snprintf(f->data, sizeof(f->data), "%s/data", f->dir);
+    snprintf(f->remote, sizeof(f->remote), "%s/app.git", f->dir);
+    snprintf(f->src, sizeof(f->src), "%s/app-src", f->dir);
+    snprintf(f->url, sizeof(f->url), "file://%s", f->remote);
+    TH_GIT(f->src, "remote", "add", "origin", f->remote);
+    vcs_remote r = VCS_REMOTE_INIT;
+    r.url = f->url;
+    r.name = "octo/app";
+    f->r = r;
+    if (mirror_open(&f->m, f->data, "github/octo/app") != 0)
+        return -1;
+    if (mirror_fetch(f->m, &f->r) != 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    mirror_free(f->m);
+    vcs_tree_remove(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static worktree *wt_make(fx *f, const char *name, const char *branch)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/wt/%s", f->dir, name);
+    worktree_opts o = WORKTREE_OPTS_INIT;
+    o.path = path;
+    o.branch = branch;
+    o.base = "main";
+    worktree *wt = NULL;
+    int rc = worktree_create(&wt, f->m, &o);
+    if (rc != 0)
+        fprintf(stderr, "worktree_create: %s\n", farm_error_last());
+    assert_int_equal(rc, 0);
+    return wt;
+}
+
+static void wt_file(worktree *wt, const char *rel, const char *text)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s/%s", worktree_path(wt), rel);
+    th_write(p, text);
+}
+
+static worktree_commit_opts bot(const char *msg)
+{
+    worktree_commit_opts o = WORKTREE_COMMIT_OPTS_INIT;
+    o.message = msg;
+    o.author_name = "farm-bot";
+    o.author_email = "farm-bot@example.com";
+    o.coauthor_name = "Ada Lovelace";
+    o.coauthor_email = "ada@example.com";
+    return o;
+}
+
+/* ---- branch names ---- */
+
+static void branch_names(void **state)
+{
+    char b[64];
+    assert_int_equal(vcs_branch_name(b, sizeof(b), 12, "Fix login typo"), 0);
+    assert_string_equal(b, "farm/12-fix-login-typo");
+    assert_int_equal(vcs_branch_name(b, sizeof(b), 3, "  --Hello,   World!!  "), 0);
+    assert_string_equal(b, "farm/3-hello-world");
+    assert_int_equal(vcs_branch_name(b, sizeof(b), 4, "Don't crash on ../../etc/passwd.lock"), 0);
+    assert_string_equal(b, "farm/4-dont-crash-on-etc-passwd-lock");
+    assert_int_equal(vcs_branch_name(b, sizeof(b), 7, ""), 0);
+    assert_string_equal(b, "farm/7");
+    assert_int_equal(vcs_branch_name(b, sizeof(b), 8, "!!! ??? ~^:"), 0);
+    assert_string_equal(b, "farm/8");
+    assert_int_equal(vcs_branch_name(b, sizeof(b), 9, NULL), 0);
+    assert_string_equal(b, "farm/9");
+    assert_int_equal(vcs_branch_name(b, sizeof(b), 5, "Caf\xc3\xa9 na\xc3\xafve"), 0);
+    assert_string_equal(b, "farm/5-caf-nave");
+    /* long titles: at most 40 slug characters, never ending in a dash */
+    assert_int_equal(
+        vcs_branch_name(b, sizeof(b), 1,
+                        "Make the thing work with the other thing and also fix everything else"),
+        0);
+    const char *slug = b + strlen("farm/1-");
+    assert_true(strlen(slug) <= 40);
+    assert_true(slug[strlen(slug) - 1] != '-');
+    assert_int_equal(strncmp(slug, "make-the-thing-work", 19), 0);
+    assert_true(vcs_branch_name_valid(b));
+    assert_int_equal(vcs_branch_name(b, sizeof(b), 0, "x"), FARM_EINVALID);
+    assert_int_equal(vcs_branch_name(b, 8, 12, "Fix login typo"), FARM_ETOOBIG);
+    assert_string_equal(b, "");
+
+    assert_true(vcs_branch_name_valid("farm/12-fix"));
+    assert_false(vcs_branch_name_valid("farm/x.lock"));
+    assert_false(vcs_branch_name_valid("a..b"));
+    assert_false(vcs_branch_name_valid("a b"));
+    assert_false(vcs_branch_name_valid(""));
+    assert_false(vcs_branch_name_valid(NULL));
+}
+
+/* ---- mirror ---- */
+
+static void mirror_fetches_and_prunes(void **state)
+{
+    fx *f = *state;
+    char want[64], got[VCS_OID_HEXSZ];
+    th_rev(want, f->remote, "refs/heads/main");
+    assert_int_equal(mirror_branch_oid(got, f->m, "main"), 0);
+    assert_string_equal(got, want);
+    assert_int_equal(mirror_branch_oid(got, f->m, "old"), 0);
+    assert_int_equal(strncmp(mirror_path(f->m), f->data, strlen(f->data)), 0);
+
+    /* upstream moves on: a new commit on main, "old" deleted, "new" made */
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s/README.md", f->src);
+    th_write(p, "# app\n\nhello again\n");
+    assert_int_equal(TH_GIT(f->src, "commit", "-q", "-am", "second"), 0);
+    assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", "main", ":old", "main:new"), 0);
+    th_rev(want, f->remote, "refs/heads/main");
+
+    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
+    assert_int_equal(mirror_branch_oid(got, f->m, "main"), 0);
+    assert_string_equal(got, want);
+    assert_int_equal(mirror_branch_oid(got, f->m, "new"), 0);
+    assert_int_equal(mirror_branch_oid(got, f->m, "old"), FARM_ENOTFOUND);
+    assert_non_null(strstr(farm_error_last(), "old"));
+    assert_int_equal(mirror_branch_oid(got, f->m, "no..such"), FARM_EINVALID);
+
+    /* reopening finds the same mirror, already populated */
+    mirror *m2 = NULL;
+    assert_int_equal(mirror_open(&m2, f->data, "GitHub/Octo/App"), 0);
+    assert_string_equal(mirror_path(m2), mirror_path(f->m));
+    assert_int_equal(mirror_branch_oid(got, m2, "main"), 0);
+    assert_string_equal(got, want);
+    mirror_free(m2);
+
+    /* names that would climb out of mirrors/ stay inside it */
+    assert_int_equal(mirror_open(&m2, f->data, "../../evil"), 0);
+    assert_non_null(strstr(mirror_path(m2), "/mirrors/"));
+    assert_null(strstr(mirror_path(m2), "/../"));
+    mirror_free(m2);
+    assert_int_equal(mirror_open(&m2, f->data, ""), FARM_EINVALID);
+}
+
+static void mirror_fetch_bad_remote(void **state)
+{
+    fx *f = *state;
+    char url[PATH_MAX + 16];
+    snprintf(url, sizeof(url), "file://%s/nope.git", f->dir);
+    vcs_remote r = VCS_REMOTE_INIT;
+    r.url = url;
+    r.name = "octo/nope";
+    int rc = mirror_fetch(f->m, &r);
+    assert_true(rc == FARM_ENOTFOUND || rc == FARM_EIO);
+    assert_non_null(strstr(farm_error_last(), "octo/nope"));
+    /* the mirror is still usable */
+    char got[VCS_OID_HEXSZ];
+    assert_int_equal(mirror_branch_oid(got, f->m, "main"), 0);
+}
+
+struct fetcher {
+    mirror *m;
+    vcs_remote *r;
+    volatile int done;
+    int rc;
+};
+
+static void *fetch_thread(void *arg)
+{
+    struct fetcher *ft = arg;
+    ft->rc = mirror_fetch(ft->m, ft->r);
+    __atomic_store_n(&ft->done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+/* Another process holding the mirror's lock file keeps a fetch waiting. */
+static void mirror_lock_excludes_other_processes(void **state)
+{
+    fx *f = *state;
+    char lockfile[PATH_MAX];
+    size_t n = strlen(mirror_path(f->m));
+    snprintf(lockfile, sizeof(lockfile), "%.*s.lock", (int)(n - 4), mirror_path(f->m));
+    int up[2], down[2]; /* child -> parent "locked", parent -> child "release" */
+    assert_int_equal(pipe(up), 0);
+    assert_int_equal(pipe(down), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* the "other farm": hold the lock until told to stop */
+        int fd = open(lockfile, O_RDWR | O_CREAT, 0600);
+        flock(fd, LOCK_EX);
+        char c = 0;
+        if (write(up[1], "L", 1) != 1 || read(down[0], &c, 1) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    char c;
+    assert_int_equal(read(up[0], &c, 1), 1);
+
+    struct fetcher ft = {f->m, &f->r, 0, -99};
+    pthread_t t;
+    pthread_create(&t, NULL, fetch_thread, &ft);
+    int64_t until = clock_mono_ms() + 300;
+    while (clock_mono_ms() < until)
+        assert_int_equal(__atomic_load_n(&ft.done, __ATOMIC_SEQ_CST), 0);
+    assert_int_equal(write(down[1], "x", 1), 1); /* the child reads it and exits */
+    waitpid(pid, NULL, 0);
+    pthread_join(t, NULL);
+    assert_int_equal(ft.rc, 0);
+    close(up[0]);
+    close(up[1]);
+    close(down[0]);
+    close(down[1]);
+}
+
+struct maker {
+    fx *f;
+    int i;
+    int rc;
+};
+
+static void *make_thread(void *arg)
+{
+    struct maker *mk = arg;
+    char path[PATH_MAX], branch[64];
+    snprintf(path, sizeof(path), "%s/wt/par%d", mk->f->dir, mk->i);
+    snprintf(branch, sizeof(branch), "farm/%d-par", mk->i + 100);
+    mirror *m = NULL; /* a handle of its own, as another session would have */
+    mk->rc = mirror_open(&m, mk->f->data, "github/octo/app");
+    if (mk->rc == 0) {
+        worktree_opts o = WORKTREE_OPTS_INIT;
+        o.path = path;
+        o.branch = branch;
+        o.base = "main";
+        worktree *wt = NULL;
+        mk->rc = worktree_create(&wt, m, &o);
+        if (mk->rc == 0) {
+            char p[PATH_MAX];
+            snprintf(p, sizeof(p), "%s/src/app.c", path);
+            if (!th_exists(p))
+                mk->rc = -100;
+            worktree_remove(wt);
+        }
+        worktree_free(wt);
+    }
+    mirror_free(m);
+    return NULL;
+}
+
+/* Sessions create worktrees while the mirror is being fetched. */
+static void mirror_concurrent_sessions(void **state)
+{
+    fx *f = *state;
+    enum { N = 6 };
+    pthread_t t[N], ft_t;
+    struct maker mk[N];
+    struct fetcher ft = {f->m, &f->r, 0, -99};
+    pthread_create(&ft_t, NULL, fetch_thread, &ft);
+    for (int i = 0; i < N; i++) {
+        mk[i] = (struct maker){f, i, -99};
+        pthread_create(&t[i], NULL, make_thread, &mk[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(mk[i].rc, 0);
+    }
+    pthread_join(ft_t, NULL);
+    assert_int_equal(ft.rc, 0);
+}
+
+/* ---- worktrees ---- */
+
+static void worktree_checks_out_base(void **state)
+{
+    fx *f = *state;
+    worktree *wt = wt_make(f, "one", "farm/1-first");
+    char p[PATH_MAX], out[4096], want[64];
+
+    snprintf(p, sizeof(p), "%s/src/app.c", worktree_path(wt));
+    char *text = th_read(p);
+    assert_non_null(text);
+    assert_string_equal(text, "int main(void)\n{\n    return 0;\n}\n");
+    free(text);
+    th_rev(want, f->remote, "refs/heads/main");
+    assert_string_equal(worktree_start(wt), want);
+    assert_string_equal(worktree_head(wt), want);
+    assert_string_equal(worktree_branch(wt), "farm/1-first");
+
+    /* the git command inside works: status clean, log and branch right */
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "status", "--porcelain"), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(
+        TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "symbolic-ref", "--short", "HEAD"), 0);
+    th_chomp(out);
+    assert_string_equal(out, "farm/1-first");
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "log", "--format=%s"), 0);
+    assert_string_equal(out, "initial\n");
+
+    /* no token, no remote, no hooks: the worktree's config names no remote */
+    snprintf(p, sizeof(p), "%s/.git/config", worktree_path(wt));
+    text = th_read(p);
+    assert_non_null(text);
+    assert_null(strstr(text, "[remote"));
+    free(text);
+
+    /* the paths to bind read-only: hooks, config, the mirror's objects */
+    char **ro = NULL;
+    assert_int_equal(worktree_ro_paths(&ro, wt), 0);
+    assert_non_null(ro[0]);
+    assert_non_null(ro[1]);
+    assert_non_null(ro[2]);
+    assert_null(ro[3]);
+    snprintf(p, sizeof(p), "%s/.git/hooks", worktree_path(wt));
+    assert_string_equal(ro[0], p);
+    assert_true(th_exists(ro[0]));
+    snprintf(p, sizeof(p), "%s/.git/config", worktree_path(wt));
+    assert_string_equal(ro[1], p);
+    snprintf(p, sizeof(p), "%s/objects", mirror_path(f->m));
+    assert_string_equal(ro[2], p);
+    snprintf(p, sizeof(p), "%s/.git/objects/info/alternates", worktree_path(wt));
+    text = th_read(p);
+    assert_non_null(text);
+    assert_non_null(strstr(text, ro[2]));
+    free(text);
+    vcs_strv_free(ro);
+
+    /* a second worktree at the same path is refused, the first untouched */
+    worktree_opts o = WORKTREE_OPTS_INIT;
+    o.path = worktree_path(wt);
+    o.branch = "farm/2-x";
+    o.base = "main";
+    worktree *wt2 = NULL;
+    assert_int_equal(worktree_create(&wt2, f->m, &o), FARM_EEXISTS);
+    assert_null(wt2);
+    snprintf(p, sizeof(p), "%s/src/app.c", worktree_path(wt));
+    assert_true(th_exists(p));
+
+    assert_int_equal(worktree_remove(wt), 0);
+    assert_false(th_exists(worktree_path(wt)));
+    worktree_free(wt);
+}
+
+static void worktree_base_missing(void **state)
+{
+    fx *f = *state;
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/wt/missing", f->dir);
+    worktree_opts o = WORKTREE_OPTS_INIT;
+    o.path = path;
+    o.branch = "farm/3-x";
+    o.base = "develop";
+    worktree *wt = NULL;
+    assert_int_equal(worktree_create(&wt, f->m, &o), FARM_ENOTFOUND);
+    assert_null(wt);
+    assert_non_null(strstr(farm_error_last(), "develop"));
+    assert_non_null(strstr(farm_error_last(), "github/octo/app"));
+    assert_false(th_exists(path));
+
+    /* an unknown start commit, a bad branch, both base and start: refused */
+    o.base = NULL;
+    o.start = "0123456789012345678901234567890123456789";
+    assert_int_equal(worktree_create(&wt, f->m, &o), FARM_ENOTFOUND);
+    assert_false(th_exists(path));
+    o.start = "zz";
+    assert_int_equal(worktree_create(&wt, f->m, &o), FARM_EINVALID);
+    o.start = NULL;
+    o.base = "main";
+    o.branch = "farm/bad..name";
+    assert_int_equal(worktree_create(&wt, f->m, &o), FARM_EINVALID);
+    o.branch = "farm/3-x";
+    o.start = "0123456789012345678901234567890123456789";
+    assert_int_equal(worktree_create(&wt, f->m, &o), FARM_EINVALID);
+    assert_false(th_exists(path));
+}
+
+static void worktree_remove_never_follows_symlinks(void **state)
+{
+    fx *f = *state;
+    worktree *wt = wt_make(f, "rm", "farm/4-rm");
+    char outside[PATH_MAX], keep[PATH_MAX], p[PATH_MAX], q[PATH_MAX];
+    snprintf(outside, sizeof(outside), "%s/outside", f->dir);
+    mkdir(outside, 0755);
+    snprintf(keep, sizeof(keep), "%s/keep.txt", outside);
+    th_write(keep, "precious\n");
+    /* a symlink to a directory outside, one to a file outside, a locked dir */
+    snprintf(p, sizeof(p), "%s/escape", worktree_path(wt));
+    assert_int_equal(symlink(outside, p), 0);
+    snprintf(p, sizeof(p), "%s/escape-file", worktree_path(wt));
+    assert_int_equal(symlink(keep, p), 0);
+    snprintf(p, sizeof(p), "%s/locked", worktree_path(wt));
+    mkdir(p, 0755);
+    snprintf(q, sizeof(q), "%s/locked/inner", worktree_path(wt));
+    mkdir(q, 0755);
+    snprintf(q, sizeof(q), "%s/locked/inner/f", worktree_path(wt));
+    th_write(q, "x");
+    snprintf(q, sizeof(q), "%s/locked/inner", worktree_path(wt));
+    chmod(q, 0);
+    chmod(p, 0500);
+
+    assert_int_equal(worktree_remove(wt), 0);
+    assert_false(th_exists(worktree_path(wt)));
+    assert_true(th_exists(keep));
+    char *text = th_read(keep);
+    assert_string_equal(text, "precious\n");
+    free(text);
+    worktree_free(wt);
+    /* removing what is already gone is fine */
+    assert_int_equal(vcs_tree_remove(p), 0);
+    assert_int_equal(vcs_tree_remove("/"), FARM_EINVALID);
+}
+
+/* ---- commit ---- */
+
+static void commit_records_every_change(void **state)
+{
+    fx *f = *state;
+    worktree *wt = wt_make(f, "c", "farm/5-change");
+    char p[PATH_MAX], out[8192], start[VCS_OID_HEXSZ];
+    memcpy(start, worktree_head(wt), sizeof(start));
+    const char *w = worktree_path(wt);
+
+    wt_file(wt, "README.md", "# app\n\nhello, world\n"); /* modified */
+    wt_file(wt, "src/new.c", "/* new */\n");             /* added */
+    snprintf(p, sizeof(p), "%s/docs/a.txt", w);
+    unlink(p); /* deleted */
+    snprintf(p, sizeof(p), "%s/src/app.c", w);
+    chmod(p, 0755); /* mode */
+    wt_file(wt, ".gitignore", "*.log\n");
+    wt_file(wt, "build.log", "noise\n"); /* ignored */
+
+    worktree_commit_opts o = bot("Fix the greeting\n\nCloses #5.\n\n");
+    o.time_s = 1700000000;
+    worktree_commit_result res;
+    assert_int_equal(worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(res.empty, 0);
+    assert_int_equal(strlen(res.oid), 40);
+    assert_string_equal(worktree_head(wt), res.oid);
+    assert_string_equal(worktree_start(wt), start);
+
+    /* what git sees */
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), w, "log", "-1", "--format=%an <%ae>|%cn|%P|%ct"),
+                     0);
+    th_chomp(out);
+    char want[256];
+    snprintf(want, sizeof(want), "farm-bot <farm-bot@example.com>|farm-bot|%s|1700000000", start);
+    assert_string_equal(out, want);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), w, "log", "-1", "--format=%B"), 0);
+    assert_string_equal(out, "Fix the greeting\n\nCloses #5.\n\nCo-authored-by: Ada Lovelace "
+                             "<ada@example.com>\n\n");
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), w, "diff-tree", "--no-commit-id", "-r",
+                                "--name-status", "--no-renames", "HEAD"),
+                     0);
+    assert_non_null(strstr(out, "M\tREADME.md"));
+    assert_non_null(strstr(out, "A\tsrc/new.c"));
+    assert_non_null(strstr(out, "D\tdocs/a.txt"));
+    assert_non_null(strstr(out, "M\tsrc/app.c"));
+    assert_non_null(strstr(out, "A\t.gitignore"));
+    assert_null(strstr(out, "build.log"));
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), w, "ls-tree", "HEAD", "src/app.c"), 0);
+    assert_int_equal(strncmp(out, "100755", 6), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), w, "rev-parse", "farm/5-change"), 0);
+    th_chomp(out);
+    assert_string_equal(out, res.oid);
+    /* inside, everything is committed */
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), w, "status", "--porcelain"), 0);
+    assert_string_equal(out, "");
+
+    /* diffstat from the start: 5 files; 1 + 1 + 1 added, 1 + 3 deleted */
+    vcs_diffstat ds;
+    assert_int_equal(worktree_diffstat(&ds, wt), 0);
+    assert_int_equal(ds.files, 5);
+    assert_int_equal(ds.insertions, 3);
+    assert_int_equal(ds.deletions, 4);
+    assert_non_null(strstr(ds.text, "README.md"));
+    assert_non_null(strstr(ds.text, "5 files changed"));
+    vcs_diffstat_free(&ds);
+
+    /* nothing more changed: reported, not committed */
+    worktree_commit_result again;
+    assert_int_equal(worktree_commit(&again, wt, &o), 0);
+    assert_int_equal(again.empty, 1);
+    assert_string_equal(again.oid, "");
+    assert_string_equal(worktree_head(wt), res.oid);
+
+    /* reattach after a "crash": the new handle carries on from the head */
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s", w);
+    worktree_free(wt);
+    wt = NULL;
+    assert_int_equal(worktree_open(&wt, f->m, path, "farm/5-change", start, res.oid), 0);
+    wt_file(wt, "more.txt", "more\n");
+    worktree_commit_result r2;
+    assert_int_equal(worktree_commit(&r2, wt, &o), 0);
+    assert_int_equal(r2.empty, 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), path, "log", "-1", "--format=%P"), 0);
+    th_chomp(out);
+    assert_string_equal(out, res.oid);
+    assert_int_equal(worktree_diffstat(&ds, wt), 0);
+    assert_int_equal(ds.files, 6);
+    vcs_diffstat_free(&ds);
+    worktree *bad = NULL;
+    assert_int_equal(worktree_open(&bad, f->m, path, "farm/5-change", start,
+                                   "0123456789012345678901234567890123456789"),
+                     FARM_ENOTFOUND);
+    assert_int_equal(worktree_open(&bad, f->m, "/nonexistent/wt", "farm/5-change", start, start),
+                     FARM_ENOTFOUND);
+    worktree_free(wt);
+}
+
+static void commit_rejects_bad_identity(void **state)
+{
+    fx *f = *state;
+    worktree *wt = wt_make(f, "id", "farm/6-id");
+    wt_file(wt, "x.txt", "x\n");
+    worktree_commit_result res;
+    worktree_commit_opts o = bot("msg");
+    o.author_email = "no-at-sign";
+    assert_int_equal(worktree_commit(&res, wt, &o), FARM_EINVALID);
+    o = bot("msg");
+    o.coauthor_name = "Eve <eve@evil>\nSigned-off-by: x";
+    assert_int_equal(worktree_commit(&res, wt, &o), FARM_EINVALID);
+    o = bot("");
+    assert_int_equal(worktree_commit(&res, wt, &o), FARM_EINVALID);
+    o = bot("no co-author");
+    o.coauthor_name = NULL;
+    assert_int_equal(worktree_commit(&res, wt, &o), 0);
+    char out[1024];
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "log", "-1", "--format=%B"),
+                     0);
+    assert_string_equal(out, "no co-author\n\n");
+    worktree_free(wt);
+}
+
+/* The agent committed, switched branch, staged junk and broke the index:
+ * the farm's commit still sits on the head it recorded and holds exactly
+ * the files as they are. */
+static void commit_ignores_agent_git_state(void **state)
+{
+    fx *f = *state;
+    worktree *wt = wt_make(f, "agent", "farm/7-agent");
+    const char *w = worktree_path(wt);
+    char start[VCS_OID_HEXSZ], out[4096], p[PATH_MAX];
+    memcpy(start, worktree_head(wt), sizeof(start));
+
+    wt_file(wt, "a.txt", "agent commit\n");
+    assert_int_equal(TH_GIT(w, "add", "a.txt"), 0);
+    assert_int_equal(TH_GIT(w, "commit", "-q", "-m", "agent's own"), 0);
+    assert_int_equal(TH_GIT(w, "checkout", "-q", "-b", "elsewhere"), 0);
+    wt_file(wt, "b.txt", "staged then deleted\n");
+    assert_int_equal(TH_GIT(w, "add", "b.txt"), 0);
+    snprintf(p, sizeof(p), "%s/b.txt", w);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/.git/index", w);
+    th_write(p, "garbage, not an index");
+
+    worktree_commit_result res;
+    worktree_commit_opts o = bot("squashed");
+    assert_int_equal(worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), w, "log", "-1", "--format=%P %s"), 0);
+    th_chomp(out);
+    char want[128];
+    snprintf(want, sizeof(want), "%s squashed", start);
+    assert_string_equal(out, want);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), w, "diff-tree", "--no-commit-id", "-r",
+                                "--name-status", "HEAD"),
+                     0);
+    assert_string_equal(out, "A\ta.txt\n");
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), w, "symbolic-ref", "--short", "HEAD"), 0);
+    th_chomp(out);
+    assert_string_equal(out, "farm/7-agent");
+    worktree_free(wt);
+}
+
+/* Repository-local settings that would run programs are never honoured:
+ * hooks, core.hooksPath, core.fsmonitor, filter drivers (clean, smudge,
+ * process), diff and merge drivers. Each would create a marker file. */
+static void commit_runs_no_repository_programs(void **state)
+{
+    fx *f = *state;
+    worktree *wt = wt_make(f, "evil", "farm/8-evil");
+    const char *w = worktree_path(wt);
+    char marker[PATH_MAX], script[PATH_MAX], p[PATH_MAX], cfg[PATH_MAX * 2];
+    snprintf(marker, sizeof(marker), "%s/PWNED", f->dir);
+    snprintf(script, sizeof(script), "%s/evil.sh", f->dir);
+    char body[PATH_MAX + 64];
+    snprintf(body, sizeof(body), "#!/bin/sh\ntouch %s\ncat\n", marker);
+    th_write(script, body);
+    chmod(script, 0755);
+    for (const char *h = "pre-commit\0commit-msg\0post-commit\0pre-push\0reference-transaction\0";
+         *h; h += strlen(h) + 1) {
+        snprintf(p, sizeof(p), "%s/.git/hooks/%s", w, h);
+        th_write(p, body);
+        chmod(p, 0755);
+    }
+    snprintf(p, sizeof(p), "%s/.git/config", w);
+    FILE *c = fopen(p, "a");
+    assert_non_null(c);
+    snprintf(cfg, sizeof(cfg),
+             "[core]\n\thooksPath = %s/hooks2\n\tfsmonitor = %s\n\tattributesFile = %s/attrs\n"
+             "[filter \"evil\"]\n\tclean = %s\n\tsmudge = %s\n\tprocess = %s\n\trequired = true\n"
+             "[diff \"evil\"]\n\ttextconv = %s\n\tcommand = %s\n",
+             f->dir, script, f->dir, script, script, script, script, script);
+    fputs(cfg, c);
+    fclose(c);
+    wt_file(wt, ".gitattributes", "* filter=evil diff=evil\n");
+    wt_file(wt, "payload.txt", "raw content\n");
+
+    worktree_commit_result res;
+    worktree_commit_opts o = bot("with traps");
+    assert_int_equal(worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(res.empty, 0);
+    vcs_diffstat ds;
+    assert_int_equal(worktree_diffstat(&ds, wt), 0);
+    vcs_diffstat_free(&ds);
+    assert_false(th_exists(marker));
+
+    /* the blob is the file as it is, not what a clean filter would make */
+    char out[256], obj[128];
+    snprintf(obj, sizeof(obj), "%s:payload.txt", res.oid);
+    assert_int_equal(
+        th_run(out, sizeof(out), w, TH_ARGV("git", "-c", "core.fsmonitor=", "cat-file", "-p", obj)),
+        0);
+    assert_string_equal(out, "raw content\n");
+    assert_false(th_exists(marker));
+    worktree_free(wt);
+}
+
+/* .git replaced by a pointer to another repository, or commondir added:
+ * the farm refuses to commit there rather than follow it. */
+static void commit_refuses_redirected_gitdir(void **state)
+{
+    fx *f = *state;
+    worktree *wt = wt_make(f, "redir", "farm/9-redir");
+    char p[PATH_MAX], text[PATH_MAX + 16];
+    snprintf(p, sizeof(p), "%s/.git/commondir", worktree_path(wt));
+    snprintf(text, sizeof(text), "%s\n", mirror_path(f->m));
+    th_write(p, text);
+    wt_file(wt, "x.txt", "x\n");
+    worktree_commit_result res;
+    worktree_commit_opts o = bot("x");
+    assert_int_equal(worktree_commit(&res, wt, &o), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "refusing"));
+    unlink(p);
+
+    /* .git as a file pointing elsewhere */
+    char moved[PATH_MAX], git[PATH_MAX];
+    snprintf(git, sizeof(git), "%s/.git", worktree_path(wt));
+    snprintf(moved, sizeof(moved), "%s/moved-git", f->dir);
+    assert_int_equal(rename(git, moved), 0);
+    snprintf(text, sizeof(text), "gitdir: %s\n", moved);
+    th_write(git, text);
+    assert_int_equal(worktree_commit(&res, wt, &o), FARM_ENOTFOUND);
+    unlink(git);
+    assert_int_equal(rename(moved, git), 0);
+    assert_int_equal(worktree_commit(&res, wt, &o), 0);
+    worktree_free(wt);
+}
+
+/* ---- push over file:// ---- */
+
+static void push_with_lease(void **state)
+{
+    fx *f = *state;
+    worktree *wt = wt_make(f, "push", "farm/10-push");
+    char got[64];
+    worktree_commit_result c1, c2, c3;
+    worktree_commit_opts o = bot("first");
+
+    wt_file(wt, "one.txt", "1\n");
+    assert_int_equal(worktree_commit(&c1, wt, &o), 0);
+    assert_int_equal(worktree_push(wt, &f->r, NULL), 0);
+    th_rev(got, f->remote, "refs/heads/farm/10-push");
+    assert_string_equal(got, c1.oid);
+    /* a repeat of the same push (after a crash) is fine */
+    assert_int_equal(worktree_push(wt, &f->r, NULL), 0);
+
+    /* a revision: pushed against the lease */
+    wt_file(wt, "two.txt", "2\n");
+    o.message = "second";
+    assert_int_equal(worktree_commit(&c2, wt, &o), 0);
+    assert_int_equal(worktree_push(wt, &f->r, c1.oid), 0);
+    th_rev(got, f->remote, "refs/heads/farm/10-push");
+    assert_string_equal(got, c2.oid);
+
+    /* someone else pushes to the branch: the lease says no */
+    char other[PATH_MAX];
+    snprintf(other, sizeof(other), "%s/other", f->dir);
+    assert_int_equal(TH_GIT(f->dir, "clone", "-q", "-b", "farm/10-push", f->remote, other), 0);
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s/human.txt", other);
+    th_write(p, "human\n");
+    assert_int_equal(TH_GIT(other, "add", "-A"), 0);
+    assert_int_equal(TH_GIT(other, "commit", "-q", "-m", "human"), 0);
+    assert_int_equal(TH_GIT(other, "push", "-q", "origin", "farm/10-push"), 0);
+    char human[64];
+    th_rev(human, f->remote, "refs/heads/farm/10-push");
+
+    wt_file(wt, "three.txt", "3\n");
+    o.message = "third";
+    assert_int_equal(worktree_commit(&c3, wt, &o), 0);
+    assert_int_equal(worktree_push(wt, &f->r, c2.oid), FARM_ECONFLICT);
+    assert_non_null(strstr(farm_error_last(), "farm/10-push"));
+    assert_non_null(strstr(farm_error_last(), "lease"));
+    th_rev(got, f->remote, "refs/heads/farm/10-push");
+    assert_string_equal(got, human);
+    /* the farm thinks it has not pushed yet, but the branch exists */
+    assert_int_equal(worktree_push(wt, &f->r, NULL), FARM_ECONFLICT);
+    /* the branch deleted upstream while the farm expected it */
+    assert_int_equal(TH_GIT(other, "push", "-q", "origin", ":farm/10-push"), 0);
+    assert_int_equal(worktree_push(wt, &f->r, c2.oid), FARM_ECONFLICT);
+    assert_non_null(strstr(farm_error_last(), "no longer exists"));
+    assert_int_equal(worktree_push(wt, &f->r, "nothex"), FARM_EINVALID);
+    worktree_free(wt);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(branch_names),
+        cmocka_unit_test_setup_teardown(mirror_fetches_and_prunes, setup, teardown),
+        cmocka_unit_test_setup_teardown(mirror_fetch_bad_remote, setup, teardown),
+        cmocka_unit_test_setup_teardown(mirror_lock_excludes_other_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(mirror_concurrent_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(worktree_checks_out_base, setup, teardown),
+        cmocka_unit_test_setup_teardown(worktree_base_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(worktree_remove_never_follows_symlinks, setup, teardown),
+        cmocka_unit_test_setup_teardown(commit_records_every_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(commit_rejects_bad_identity, setup, teardown),
+        cmocka_unit_test_setup_teardown(commit_ignores_agent_git_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(commit_runs_no_repository_programs, setup, teardown),
+        cmocka_unit_test_setup_teardown(commit_refuses_redirected_gitdir, setup, teardown),
+        cmocka_unit_test_setup_teardown(push_with_lease, setup, teardown),
+    };
+    if (vcs_git_init() != 0)
+        return 1;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

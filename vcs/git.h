@@ -1,0 +1,211 @@
+/*
+ * git.h - the farm's git: a bare mirror per repository, a worktree per
+ * session, commit, diffstat and push, all through libgit2 (no git processes).
+ *
+ * A mirror lives at <data_dir>/mirrors/<safe name>.git and is fetched
+ * incrementally. It is guarded by one lock per mirror (an in-process
+ * read-write lock plus flock() on <mirror>.lock, so two farm processes are
+ * safe too): a fetch holds it exclusively, creating a worktree holds it
+ * shared. Every ref update is a lock-file rename, so a reader never sees a
+ * half-written ref.
+ *
+ * A worktree is a small repository of its own: <path>/.git with its own
+ * object store, borrowing the mirror's objects through
+ * .git/objects/info/alternates. The agent may run `git status/diff/log/add`
+ * inside; the sandbox must bind worktree_ro_paths() read-only (the mirror's
+ * object store at the same absolute path, .git/hooks and .git/config).
+ *
+ * The farm never trusts what the agent could have written. When it commits
+ * or pushes it opens the worktree with its own in-memory config (so no
+ * core.hooksPath, core.fsmonitor, filter drivers, url.insteadOf, excludes or
+ * attribute files named by config), its own object database (the worktree's
+ * objects plus the mirror's, whatever .git/objects/info/alternates says), a
+ * fresh index, and the parent it recorded itself (not HEAD). libgit2 runs no
+ * hooks and no external filters. The push goes to an anonymous remote built
+ * from the configured clone URL; the token is handed over only in libgit2's
+ * credential callback and is never written to disk.
+ *
+ * Threads: call vcs_git_init() once (it is idempotent and thread-safe). Any
+ * number of mirror and worktree handles may be used from different threads
+ * at once; one handle must not be used by two threads at the same time.
+ */
+#ifndef FARM_VCS_GIT_H
+#define FARM_VCS_GIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A hex object id plus its NUL. */
+#define VCS_OID_HEXSZ 41
+
+/* Initialise libgit2 for the farm: once per process, before any other call
+ * here (later calls are no-ops). Also stops libgit2 from reading the global,
+ * XDG and system git config files, so the host user's ~/.gitconfig cannot
+ * redirect or change the farm's git. Returns 0 or FARM_ERROR. */
+int vcs_git_init(void);
+
+/* Where to fetch from and push to, and with what. Only the farm holds the
+ * token; it is given to libgit2 in the credential callback and nowhere
+ * else, and it never appears in an error message. */
+typedef struct vcs_remote {
+    const char *url;   /* the configured clone URL: https://, http://, file:// or a path */
+    const char *name;  /* the repository's configured name, for messages ("octo/app") */
+    const char *user;  /* basic-auth user: "x-access-token" for GitHub; NULL means "farm" */
+    const char *token; /* the secret, or NULL for a remote that needs none */
+    const volatile int *cancel; /* when non-NULL and it becomes non-zero: stop (FARM_ECANCELLED) */
+} vcs_remote;
+
+#define VCS_REMOTE_INIT                                                                            \
+    {                                                                                              \
+        NULL, NULL, NULL, NULL, NULL                                                               \
+    }
+
+/* The branch for an issue: "farm/<issue>-<slug>", the slug made from the
+ * title (lower-case ASCII letters, digits and single dashes, at most 40
+ * characters, no leading or trailing dash); "farm/<issue>" when nothing of
+ * the title survives. Writes at most n bytes including the NUL. Returns 0,
+ * FARM_EINVALID (issue <= 0) or FARM_ETOOBIG (n too small). */
+int vcs_branch_name(char *out, size_t n, int64_t issue, const char *title);
+
+/* 1 when name is a legal branch name (as refs/heads/<name>), 0 otherwise. */
+int vcs_branch_name_valid(const char *name);
+
+/* ---- mirrors ---- */
+
+typedef struct mirror mirror;
+
+/* Open the mirror for the repository called `name` (any string; "github/octo/app"
+ * is a good key) under <data_dir>/mirrors/, creating an empty bare repository
+ * the first time. Returns 0 with *out set (free with mirror_free()),
+ * FARM_EINVALID (empty or over-long name) or FARM_EIO. */
+int mirror_open(mirror **out, const char *data_dir, const char *name);
+
+/* Fetch every branch of the remote into the mirror (every branch mirrored,
+ * branches deleted upstream pruned), incrementally, holding the mirror's lock
+ * exclusively. Returns 0, FARM_EAUTH (credentials refused or missing),
+ * FARM_ENOTFOUND (no repository at the URL), FARM_ECANCELLED, FARM_EIO
+ * (network, disk or protocol failure). */
+int mirror_fetch(mirror *m, const vcs_remote *remote);
+
+/* The commit a branch of the mirror points at, as hex into out. Returns 0 or
+ * FARM_ENOTFOUND ("base branch 'main' not found in mirror of octo/app"). */
+int mirror_branch_oid(char out[VCS_OID_HEXSZ], mirror *m, const char *branch);
+
+/* The mirror's directory (<data_dir>/mirrors/<safe name>.git). */
+const char *mirror_path(const mirror *m);
+
+void mirror_free(mirror *m);
+
+/* ---- worktrees ---- */
+
+typedef struct worktree worktree;
+
+typedef struct worktree_opts {
+    const char *path;   /* the directory to create; must not exist (its parent is created) */
+    const char *branch; /* the session's branch, e.g. from vcs_branch_name() */
+    const char *base;   /* the branch of the mirror to start from ("main") ... */
+    const char *start;  /* ... or, when set, a commit id (hex) to start from instead: for a
+                           revision, what the farm last pushed. Must be in the mirror. */
+} worktree_opts;
+
+#define WORKTREE_OPTS_INIT                                                                         \
+    {                                                                                              \
+        NULL, NULL, NULL, NULL                                                                     \
+    }
+
+/* Make a worktree from the mirror without touching the network: a new
+ * repository at o->path on branch o->branch at the start commit, files
+ * checked out. Holds the mirror's lock shared while it reads. Returns 0 with
+ * *out set (free with worktree_free(); the directory stays until
+ * worktree_remove()), FARM_ENOTFOUND (base branch or start commit not in the
+ * mirror), FARM_EEXISTS (path exists), FARM_EINVALID (bad branch name) or
+ * FARM_EIO. On failure nothing is left at o->path. */
+int worktree_create(worktree **out, mirror *m, const worktree_opts *o);
+
+/* Reattach to a worktree made earlier by worktree_create() (say, by a run
+ * restarted after a crash): start and head are the commits the farm recorded
+ * for it (worktree_start() and worktree_head() of the earlier handle). Returns 0 with *out set
+ * (free with worktree_free()), FARM_ENOTFOUND (no worktree there, or head not found),
+ * FARM_EINVALID. */
+int worktree_open(worktree **out, mirror *m, const char *path, const char *branch,
+                  const char *start, const char *head);
+
+/* The worktree's directory, branch, and the commit the farm last recorded
+ * (the start commit, then each commit made by worktree_commit()). */
+const char *worktree_path(const worktree *wt);
+const char *worktree_branch(const worktree *wt);
+const char *worktree_head(const worktree *wt);
+/* The commit the worktree started from (hex). */
+const char *worktree_start(const worktree *wt);
+
+/* Paths the sandbox must bind read-only, each at the same absolute path
+ * inside: <path>/.git/hooks, <path>/.git/config and the mirror's object
+ * store (which .git/objects/info/alternates names; without it `git log` and
+ * `git diff` fail inside). A NULL-terminated array of heap strings; the
+ * caller frees it with vcs_strv_free(). Returns 0 or FARM_ENOMEM. */
+int worktree_ro_paths(char ***out, const worktree *wt);
+
+void vcs_strv_free(char **v);
+
+typedef struct worktree_commit_opts {
+    const char *message;        /* subject, blank line, body; required */
+    const char *author_name;    /* the bot, author and committer; required */
+    const char *author_email;   /* required */
+    const char *coauthor_name;  /* who asked: a "Co-authored-by:" trailer; NULL for none */
+    const char *coauthor_email; /* required with coauthor_name */
+    int64_t time_s;             /* commit time (epoch seconds); 0 means now */
+} worktree_commit_opts;
+
+#define WORKTREE_COMMIT_OPTS_INIT                                                                  \
+    {                                                                                              \
+        NULL, NULL, NULL, NULL, NULL, 0                                                            \
+    }
+
+typedef struct worktree_commit_result {
+    int empty;               /* 1: the files equal the head commit's; nothing was committed */
+    char oid[VCS_OID_HEXSZ]; /* the new commit, "" when empty */
+} worktree_commit_result;
+
+/* Commit every change in the worktree's files (added, modified, deleted,
+ * mode changes; .gitignore honoured) on top of the recorded head, whatever
+ * the agent did to HEAD, the index or the branch. The new commit becomes the
+ * head, the branch and HEAD point at it, and the index is rewritten to match
+ * so `git status` inside is clean. An unchanged tree is reported in
+ * out->empty and not committed. Returns 0, FARM_EINVALID (missing or
+ * malformed author, e-mail or message) or FARM_EIO. */
+int worktree_commit(worktree_commit_result *out, worktree *wt, const worktree_commit_opts *o);
+
+typedef struct vcs_diffstat {
+    size_t files;
+    size_t insertions;
+    size_t deletions;
+    char *text; /* `git diff --stat` style text, at most 64 KiB (heap; vcs_diffstat_free()) */
+} vcs_diffstat;
+
+/* What changed between the start commit and the head: counts and text.
+ * Returns 0 (free *out with vcs_diffstat_free()) or FARM_EIO. */
+int worktree_diffstat(vcs_diffstat *out, worktree *wt);
+void vcs_diffstat_free(vcs_diffstat *d);
+
+/* Push the head to refs/heads/<branch> of the remote, with a lease: the
+ * remote branch must currently be at `expected` (hex, what the farm last
+ * pushed) or, when expected is NULL, must not exist. The check and the
+ * update are one step on the server (the push names the old value). A
+ * remote already at the head is success. Returns 0, FARM_EAUTH (credentials
+ * refused or missing), FARM_ECONFLICT (lease mismatch, or the server
+ * rejected the update: non-fast-forward, protected branch, hook),
+ * FARM_ENOTFOUND (no repository at the URL), FARM_ECANCELLED or FARM_EIO. */
+int worktree_push(worktree *wt, const vcs_remote *remote, const char *expected);
+
+/* Delete the worktree's directory and everything in it (symlinks are
+ * removed, never followed; read-only directories are made writable first).
+ * The handle stays valid for worktree_free(). Returns 0 or FARM_EIO. */
+int worktree_remove(worktree *wt);
+
+void worktree_free(worktree *wt);
+
+/* Remove a directory tree the same way worktree_remove() does; for
+ * worktrees whose handle is gone (cleanup after a crash). Missing is fine. */
+int vcs_tree_remove(const char *path);
+
+#endif

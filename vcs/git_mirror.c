@@ -1,0 +1,419 @@
+/*
+ * git_mirror.c - one bare mirror per repository, fetched incrementally and
+ * shared by every session of that repository.
+ *
+ * The lock: a process-wide table maps each mirror path to a read-write lock
+ * (so handles opened separately in two threads still exclude each other),
+ * and flock() on <mirror>.lock, opened afresh for every acquisition, does the
+ * same between processes. A fetch takes it exclusively, a worktree creation
+ * shared. libgit2 writes every ref through a lock file and a rename and every
+ * pack before the refs that need it, so even a reader that ignored the lock
+ * would see either the old ref or the new one, never half of one.
+ */
+#include "git_internal.h"
+
+#include "base/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct mirror_lock {
+    char *path;
+    pthread_rwlock_t rw;
+    int refs;
+    int fd_excl; /* the flock fd held by the exclusive owner */
+    struct mirror_lock *next;
+};
+
+static pthread_mutex_t locks_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct mirror_lock *locks;
+
+static struct mirror_lock *lock_get(const char *path)
+{
+    struct mirror_lock *l;
+    pthread_mutex_lock(&locks_mu);
+    for (l = locks; l; l = l->next)
+        if (strcmp(l->path, path) == 0)
+            break;
+    if (!l) {
+        l = calloc(1, sizeof(*l));
+        if (l && !(l->path = strdup(path))) {
+            free(l);
+            l = NULL;
+        }
+        if (l) {
+            pthread_rwlock_init(&l->rw, NULL);
+            l->fd_excl = -1;
+            l->next = locks;
+            locks = l;
+        }
+    }
+    if (l)
+        l->refs++;
+    pthread_mutex_unlock(&locks_mu);
+    return l;
+}
+
+static void lock_put(struct mirror_lock *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&locks_mu);
+    if (--l->refs == 0) {
+        for (struct mirror_lock **pp = &locks; *pp; pp = &(*pp)->next)
+            if (*pp == l) {
+                *pp = l->next;
+                break;
+            }
+        pthread_rwlock_destroy(&l->rw);
+        free(l->path);
+        free(l);
+    }
+    pthread_mutex_unlock(&locks_mu);
+}
+
+/* Shared holders each have their own flock fd, kept per thread: a thread
+ * holds at most one shared lock per mirror at a time in this file's usage,
+ * so a small per-thread table suffices. */
+static _Thread_local struct {
+    const struct mirror_lock *l;
+    int fd;
+} shared_fds[8];
+
+static int flock_open(const mirror *m, int op)
+{
+    int fd = open(m->lockfile, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        farm_error_set("cannot open the lock of mirror %s (%s): %s", m->name, m->lockfile,
+                       strerror(errno));
+        return FARM_EIO;
+    }
+    while (flock(fd, op) < 0) {
+        if (errno == EINTR)
+            continue;
+        farm_error_set("cannot lock mirror %s: %s", m->name, strerror(errno));
+        close(fd);
+        return FARM_EIO;
+    }
+    return fd;
+}
+
+int mirror_lock_take(mirror *m, int exclusive)
+{
+    struct mirror_lock *l = m->lock;
+    if (exclusive) {
+        pthread_rwlock_wrlock(&l->rw);
+        int fd = flock_open(m, LOCK_EX);
+        if (fd < 0) {
+            pthread_rwlock_unlock(&l->rw);
+            return fd;
+        }
+        l->fd_excl = fd;
+        return 0;
+    }
+    size_t slot;
+    for (slot = 0; slot < sizeof(shared_fds) / sizeof(shared_fds[0]); slot++)
+        if (!shared_fds[slot].l)
+            break;
+    if (slot == sizeof(shared_fds) / sizeof(shared_fds[0])) {
+        farm_error_set("too many mirror locks held by one thread");
+        return FARM_EIO;
+    }
+    pthread_rwlock_rdlock(&l->rw);
+    int fd = flock_open(m, LOCK_SH);
+    if (fd < 0) {
+        pthread_rwlock_unlock(&l->rw);
+        return fd;
+    }
+    shared_fds[slot].l = l;
+    shared_fds[slot].fd = fd;
+    return 0;
+}
+
+void mirror_lock_release(mirror *m, int exclusive)
+{
+    struct mirror_lock *l = m->lock;
+    if (exclusive) {
+        close(l->fd_excl); /* drops the flock */
+        l->fd_excl = -1;
+    } else {
+        for (size_t i = 0; i < sizeof(shared_fds) / sizeof(shared_fds[0]); i++)
+            if (shared_fds[i].l == l) {
+                close(shared_fds[i].fd);
+                shared_fds[i].l = NULL;
+                break;
+            }
+    }
+    pthread_rwlock_unlock(&l->rw);
+}
+
+/* The directory name for a repository key: lower-cased, [a-z0-9._-] kept,
+ * anything else (and a leading dot) as %XX, so distinct keys never collide
+ * and no key can climb out of mirrors/. */
+static int safe_name(char *out, size_t n, const char *name)
+{
+    size_t len = 0;
+    for (const char *p = name; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c - 'A' + 'a');
+        int keep = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+                   (c == '.' && p != name);
+        if (len + 4 >= n)
+            return FARM_ETOOBIG;
+        if (keep)
+            out[len++] = (char)c;
+        else
+            len += (size_t)snprintf(out + len, n - len, "%%%02X", c);
+    }
+    out[len] = '\0';
+    return 0;
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+        return -1;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+/* The config the farm opens every worktree with, instead of the worktree's
+ * own: nothing in it runs a program or points anywhere. */
+static const char wtconfig_text[] = "[core]\n"
+                                    "\trepositoryformatversion = 0\n"
+                                    "\tbare = false\n"
+                                    "\tfilemode = true\n"
+                                    "\tsymlinks = true\n"
+                                    "\tignorecase = false\n"
+                                    "\tautocrlf = false\n"
+                                    "\tsafecrlf = false\n"
+                                    "\tlogallrefupdates = false\n"
+                                    "\tprotectHFS = true\n"
+                                    "\tprotectNTFS = true\n";
+
+static int write_file_atomic(const char *path, const char *text)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
+        return -1;
+    FILE *f = fopen(tmp, "we");
+    if (!f)
+        return -1;
+    int ok = fputs(text, f) >= 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) < 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+void mirror_free(mirror *m)
+{
+    if (!m)
+        return;
+    lock_put(m->lock);
+    free(m->name);
+    free(m->path);
+    free(m->objects);
+    free(m->lockfile);
+    free(m->wtconfig);
+    free(m);
+}
+
+int mirror_open(mirror **out, const char *data_dir, const char *name)
+{
+    char safe[256], dir[PATH_MAX];
+    mirror *m = NULL;
+    git_repository *repo = NULL;
+    int rc = 0, locked = 0;
+
+    *out = NULL;
+    if ((rc = vcs_git_init()) < 0)
+        return rc;
+    if (!data_dir || !*data_dir || !name || !*name) {
+        farm_error_set("mirror: a data directory and a repository name are required");
+        return FARM_EINVALID;
+    }
+    if (safe_name(safe, sizeof(safe), name) < 0) {
+        farm_error_set("mirror: repository name '%.80s...' is too long", name);
+        return FARM_EINVALID;
+    }
+    snprintf(dir, sizeof(dir), "%s/mirrors", data_dir);
+    if (mkdir_p(dir) < 0) {
+        farm_error_set("cannot create %s: %s", dir, strerror(errno));
+        return FARM_EIO;
+    }
+    /* absolute paths: worktrees name the object store in their alternates file */
+    char *abs = realpath(dir, NULL);
+    if (!abs) {
+        farm_error_set("cannot resolve %s: %s", dir, strerror(errno));
+        return FARM_EIO;
+    }
+    char base[PATH_MAX];
+    int w = snprintf(base, sizeof(base), "%s/%s", abs, safe);
+    free(abs);
+    if (w < 0 || (size_t)w >= sizeof(base) - 64) {
+        farm_error_set("mirror path for %s is too long", name);
+        return FARM_EINVALID;
+    }
+    m = calloc(1, sizeof(*m));
+    if (!m || !(m->name = strdup(name)) || !(m->path = vcs_strcat(base, ".git")) ||
+        !(m->objects = vcs_strcat(base, ".git/objects")) ||
+        !(m->lockfile = vcs_strcat(base, ".lock")) ||
+        !(m->wtconfig = vcs_strcat(base, ".git/farm-worktree.config")))
+        goto nomem;
+    if (!(m->lock = lock_get(m->path)))
+        goto nomem;
+
+    /* Create it under the exclusive lock, so two first sessions don't race. */
+    if ((rc = mirror_lock_take(m, 1)) < 0)
+        goto out;
+    locked = 1;
+    struct stat st;
+    if (stat(m->wtconfig, &st) == 0) {
+        int e = git_repository_open_bare(&repo, m->path);
+        if (e < 0) {
+            rc = vcs_git_fail(e, FARM_EIO, NULL, "cannot open mirror of %s at %s", name, m->path);
+            goto out;
+        }
+    } else {
+        git_repository_init_options io = GIT_REPOSITORY_INIT_OPTIONS_INIT;
+        io.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKPATH;
+        int e = git_repository_init_ext(&repo, m->path, &io);
+        if (e < 0) {
+            rc = vcs_git_fail(e, FARM_EIO, NULL, "cannot create mirror of %s at %s", name, m->path);
+            goto out;
+        }
+        /* written last: its presence says the mirror is complete */
+        if (write_file_atomic(m->wtconfig, wtconfig_text) < 0) {
+            farm_error_set("cannot write %s: %s", m->wtconfig, strerror(errno));
+            rc = FARM_EIO;
+            goto out;
+        }
+    }
+    *out = m;
+    m = NULL;
+    goto out;
+nomem:
+    farm_error_set("out of memory");
+    rc = FARM_ENOMEM;
+out:
+    git_repository_free(repo);
+    if (locked)
+        mirror_lock_release(m ? m : *out, 1);
+    mirror_free(m);
+    return rc;
+}
+
+const char *mirror_path(const mirror *m)
+{
+    return m->path;
+}
+
+int mirror_fetch(mirror *m, const vcs_remote *remote)
+{
+    git_repository *repo = NULL;
+    git_remote *gr = NULL;
+    git_remote_create_options ro = GIT_REMOTE_CREATE_OPTIONS_INIT;
+    git_fetch_options fo = GIT_FETCH_OPTIONS_INIT;
+    vcs_cb_state st;
+    char *spec = "+refs/heads/*:refs/heads/*";
+    git_strarray specs = {&spec, 1};
+    int rc, e;
+
+    if (!remote || !remote->url || !*remote->url) {
+        farm_error_set("fetch of %s: no clone URL", m->name);
+        return FARM_EINVALID;
+    }
+    if ((rc = mirror_lock_take(m, 1)) < 0)
+        return rc;
+    if ((e = git_repository_open_bare(&repo, m->path)) < 0) {
+        rc = vcs_git_fail(e, FARM_EIO, NULL, "cannot open mirror of %s", m->name);
+        goto out;
+    }
+    ro.repository = repo;
+    ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+    if ((e = git_remote_create_with_opts(&gr, remote->url, &ro)) < 0) {
+        char url[512];
+        vcs_url_redact(url, sizeof(url), remote->url);
+        rc = vcs_git_fail(e, FARM_EINVALID, remote->token, "fetch of %s: bad clone URL %s", m->name,
+                          url);
+        goto out;
+    }
+    vcs_callbacks_init(&fo.callbacks, &st, remote);
+    fo.prune = GIT_FETCH_PRUNE;
+    fo.update_fetchhead = 0;
+    fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+    fo.follow_redirects = GIT_REMOTE_REDIRECT_INITIAL;
+    if ((e = git_remote_fetch(gr, &specs, &fo, NULL)) < 0) {
+        rc = vcs_net_fail(e, &st, "fetch");
+        goto out;
+    }
+    rc = 0;
+out:
+    git_remote_free(gr);
+    git_repository_free(repo);
+    mirror_lock_release(m, 1);
+    return rc;
+}
+
+int mirror_branch_oid(char out[VCS_OID_HEXSZ], mirror *m, const char *branch)
+{
+    git_repository *repo = NULL;
+    git_object *obj = NULL;
+    git_reference *ref = NULL;
+    char refname[512];
+    int rc, e;
+
+    out[0] = '\0';
+    if (!vcs_branch_name_valid(branch)) {
+        farm_error_set("'%s' is not a valid branch name", branch ? branch : "");
+        return FARM_EINVALID;
+    }
+    snprintf(refname, sizeof(refname), "refs/heads/%s", branch);
+    if ((rc = mirror_lock_take(m, 0)) < 0)
+        return rc;
+    if ((e = git_repository_open_bare(&repo, m->path)) < 0) {
+        rc = vcs_git_fail(e, FARM_EIO, NULL, "cannot open mirror of %s", m->name);
+        goto out;
+    }
+    if ((e = git_reference_lookup(&ref, repo, refname)) < 0 ||
+        (e = git_reference_peel(&obj, ref, GIT_OBJECT_COMMIT)) < 0) {
+        rc = e == GIT_ENOTFOUND ? FARM_ENOTFOUND : FARM_EIO;
+        if (rc == FARM_ENOTFOUND)
+            farm_error_set("branch '%s' not found in the mirror of %s (does the repository "
+                           "have it? was it fetched?)",
+                           branch, m->name);
+        else
+            vcs_git_fail(e, FARM_EIO, NULL, "cannot read branch '%s' of %s", branch, m->name);
+        goto out;
+    }
+    git_oid_tostr(out, VCS_OID_HEXSZ, git_object_id(obj));
+    rc = 0;
+out:
+    git_object_free(obj);
+    git_reference_free(ref);
+    git_repository_free(repo);
+    mirror_lock_release(m, 0);
+    return rc;
+}

@@ -1,0 +1,475 @@
+/*
+ * git_worktree.c - a worktree per session, made from the mirror without the
+ * network, and the one careful way the farm opens it again.
+ *
+ * A worktree is a repository of its own at <path>/.git whose object store
+ * borrows the mirror's through objects/info/alternates, so making one costs
+ * an init (a handful of small files), a checkout (writing the files) and an
+ * index; nothing is copied from the mirror. Inside the sandbox the agent may
+ * rewrite anything under <path> except .git/hooks and .git/config, so
+ * wt_repo_open() trusts none of it: see git.h.
+ */
+#include "git_internal.h"
+
+#include "base/error.h"
+
+#include <git2/sys/repository.h>
+#include <git2/sys/odb_backend.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void worktree_free(worktree *wt)
+{
+    if (!wt)
+        return;
+    free(wt->path);
+    free(wt->gitdir);
+    free(wt->branch);
+    free(wt->refname);
+    free(wt);
+}
+
+const char *worktree_path(const worktree *wt)
+{
+    return wt->path;
+}
+
+const char *worktree_branch(const worktree *wt)
+{
+    return wt->branch;
+}
+
+const char *worktree_head(const worktree *wt)
+{
+    return wt->head;
+}
+
+const char *worktree_start(const worktree *wt)
+{
+    return wt->start;
+}
+
+/* An absolute, normalised version of a path whose last component may not
+ * exist yet (its parent must). Heap string or NULL with the error set. */
+static char *abs_path(const char *path)
+{
+    char *copy = strdup(path), *res = NULL;
+    if (!copy)
+        return NULL;
+    size_t len = strlen(copy);
+    while (len > 1 && copy[len - 1] == '/')
+        copy[--len] = '\0';
+    char *slash = strrchr(copy, '/');
+    const char *base = slash ? slash + 1 : copy;
+    const char *parent = slash ? (slash == copy ? "/" : copy) : ".";
+    if (slash)
+        *slash = '\0';
+    if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+        farm_error_set("worktree path '%s' must name a new directory", path);
+        goto out;
+    }
+    char *rp = realpath(parent, NULL);
+    if (!rp) {
+        farm_error_set("worktree path %s: parent directory: %s", path, strerror(errno));
+        goto out;
+    }
+    res = vcs_strcat(strcmp(rp, "/") == 0 ? "/" : rp, strcmp(rp, "/") == 0 ? base : "/");
+    if (res && strcmp(rp, "/") != 0) {
+        char *full = vcs_strcat(res, base);
+        free(res);
+        res = full;
+    }
+    free(rp);
+out:
+    free(copy);
+    return res;
+}
+
+static int mkdir_parents(const char *path)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+        return -1;
+    char *last = strrchr(tmp, '/');
+    if (!last || last == tmp)
+        return 0;
+    *last = '\0';
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+static worktree *wt_new(mirror *m, const char *abspath, const char *branch)
+{
+    worktree *wt = calloc(1, sizeof(*wt));
+    if (!wt)
+        return NULL;
+    wt->m = m;
+    if (!(wt->path = strdup(abspath)) || !(wt->gitdir = vcs_strcat(abspath, "/.git")) ||
+        !(wt->branch = strdup(branch)) || !(wt->refname = vcs_strcat("refs/heads/", branch))) {
+        worktree_free(wt);
+        return NULL;
+    }
+    return wt;
+}
+
+/* The farm's object database for a worktree: its own objects (read and
+ * write) and the mirror's (read), whatever objects/info/alternates says. */
+static int wt_odb(git_odb **out, const worktree *wt)
+{
+    git_odb *odb = NULL;
+    git_odb_backend *loose = NULL, *pack = NULL;
+    char objects[PATH_MAX];
+    int e;
+
+    *out = NULL;
+    snprintf(objects, sizeof(objects), "%s/objects", wt->gitdir);
+    if ((e = git_odb_new(&odb)) < 0)
+        goto fail;
+    if ((e = git_odb_backend_loose(&loose, objects, -1, 0, 0, 0)) < 0)
+        goto fail;
+    if ((e = git_odb_add_backend(odb, loose, 2)) < 0) {
+        loose->free(loose);
+        goto fail;
+    }
+    if ((e = git_odb_backend_pack(&pack, objects)) < 0)
+        goto fail;
+    if ((e = git_odb_add_backend(odb, pack, 1)) < 0) {
+        pack->free(pack);
+        goto fail;
+    }
+    if ((e = git_odb_add_disk_alternate(odb, wt->m->objects)) < 0)
+        goto fail;
+    *out = odb;
+    return 0;
+fail:
+    git_odb_free(odb);
+    return vcs_git_fail(e, FARM_EIO, NULL, "cannot open the objects of worktree %s", wt->path);
+}
+
+/* Make the repository use the farm's config and object database. */
+static int wt_repo_harden(git_repository *repo, const worktree *wt)
+{
+    git_config *cfg = NULL;
+    git_odb *odb = NULL;
+    int e, rc;
+
+    if ((e = git_config_open_ondisk(&cfg, wt->m->wtconfig)) < 0)
+        return vcs_git_fail(e, FARM_EIO, NULL, "cannot read %s", wt->m->wtconfig);
+    e = git_repository_set_config(repo, cfg);
+    git_config_free(cfg);
+    if (e < 0)
+        return vcs_git_fail(e, FARM_EIO, NULL, "cannot configure worktree %s", wt->path);
+    if ((rc = wt_odb(&odb, wt)) < 0)
+        return rc;
+    e = git_repository_set_odb(repo, odb);
+    git_odb_free(odb);
+    if (e < 0)
+        return vcs_git_fail(e, FARM_EIO, NULL, "cannot configure worktree %s", wt->path);
+    return 0;
+}
+
+/* 1 when a and b name the same directory (libgit2 paths end in '/'). */
+static int same_dir(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    while (la > 1 && a[la - 1] == '/')
+        la--;
+    while (lb > 1 && b[lb - 1] == '/')
+        lb--;
+    return la == lb && memcmp(a, b, la) == 0;
+}
+
+int wt_repo_open(git_repository **out, const worktree *wt)
+{
+    git_repository *repo = NULL;
+    struct stat st;
+    int e, rc;
+
+    *out = NULL;
+    if (lstat(wt->gitdir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        farm_error_set("worktree %s has no .git directory (removed or replaced?)", wt->path);
+        return FARM_ENOTFOUND;
+    }
+    if ((e = git_repository_open_ext(&repo, wt->path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL)) < 0)
+        return vcs_git_fail(e, FARM_EIO, NULL, "cannot open worktree %s", wt->path);
+    /* .git/commondir, .git/gitdir or core.worktree could point the farm at
+     * another repository or another directory: refuse them all. */
+    const char *wd = git_repository_workdir(repo);
+    if (git_repository_is_bare(repo) || !wd || !same_dir(wd, wt->path) ||
+        !same_dir(git_repository_path(repo), wt->gitdir) ||
+        !same_dir(git_repository_commondir(repo), wt->gitdir)) {
+        farm_error_set("worktree %s: its .git no longer describes this worktree (commondir, "
+                       "gitdir or core.worktree changed); refusing to use it",
+                       wt->path);
+        rc = FARM_EINVALID;
+        goto out;
+    }
+    if ((rc = wt_repo_harden(repo, wt)) < 0)
+        goto out;
+    *out = repo;
+    repo = NULL;
+out:
+    git_repository_free(repo);
+    return rc;
+}
+
+static int write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "we");
+    if (!f)
+        return -1;
+    int ok = fputs(text, f) >= 0;
+    ok = (fclose(f) == 0) && ok;
+    return ok ? 0 : -1;
+}
+
+/* Resolve the start commit in the mirror (under its shared lock). */
+static int start_resolve(git_oid *out, git_repository *mrepo, const mirror *m,
+                         const worktree_opts *o)
+{
+    git_commit *c = NULL;
+    int e;
+
+    if (o->start) {
+        git_oid oid;
+        if (git_oid_fromstr(&oid, o->start) < 0) {
+            farm_error_set("start commit '%.64s' is not a full hex object id", o->start);
+            return FARM_EINVALID;
+        }
+        if ((e = git_commit_lookup(&c, mrepo, &oid)) < 0) {
+            farm_error_set("commit %s not found in the mirror of %s (was it pushed and fetched?)",
+                           o->start, m->name);
+            return FARM_ENOTFOUND;
+        }
+    } else {
+        char refname[512];
+        git_reference *ref = NULL;
+        git_object *obj = NULL;
+        snprintf(refname, sizeof(refname), "refs/heads/%s", o->base);
+        e = git_reference_lookup(&ref, mrepo, refname);
+        if (e == 0)
+            e = git_reference_peel(&obj, ref, GIT_OBJECT_COMMIT);
+        git_reference_free(ref);
+        if (e < 0) {
+            if (e == GIT_ENOTFOUND) {
+                farm_error_set("base branch '%s' not found in %s (check the repository's "
+                               "base_branch setting)",
+                               o->base, m->name);
+                return FARM_ENOTFOUND;
+            }
+            return vcs_git_fail(e, FARM_EIO, NULL, "cannot read base branch '%s' of %s", o->base,
+                                m->name);
+        }
+        c = (git_commit *)obj;
+    }
+    git_oid_cpy(out, git_commit_id(c));
+    git_commit_free(c);
+    return 0;
+}
+
+int worktree_create(worktree **out, mirror *m, const worktree_opts *o)
+{
+    worktree *wt = NULL;
+    git_repository *mrepo = NULL, *repo = NULL;
+    git_commit *commit = NULL;
+    git_reference *ref = NULL;
+    char *path = NULL, alt[PATH_MAX], hooks[PATH_MAX];
+    git_oid oid;
+    int rc = 0, e, locked = 0, made = 0;
+    struct stat st;
+
+    *out = NULL;
+    if ((rc = vcs_git_init()) < 0)
+        return rc;
+    if (!o || !o->path || !o->branch || (!o->base == !o->start)) {
+        farm_error_set("worktree: a path, a branch, and either a base branch or a start commit "
+                       "are required");
+        return FARM_EINVALID;
+    }
+    if (!vcs_branch_name_valid(o->branch)) {
+        farm_error_set("worktree: '%s' is not a valid branch name", o->branch);
+        return FARM_EINVALID;
+    }
+    if (o->base && !vcs_branch_name_valid(o->base)) {
+        farm_error_set("worktree: base branch '%s' is not a valid branch name", o->base);
+        return FARM_EINVALID;
+    }
+    if (lstat(o->path, &st) == 0) {
+        farm_error_set("worktree: %s already exists", o->path);
+        return FARM_EEXISTS;
+    }
+    if (mkdir_parents(o->path) < 0) {
+        farm_error_set("worktree: cannot create the parent of %s: %s", o->path, strerror(errno));
+        return FARM_EIO;
+    }
+    if (!(path = abs_path(o->path)))
+        return FARM_EINVALID;
+    if (!(wt = wt_new(m, path, o->branch))) {
+        rc = FARM_ENOMEM;
+        farm_error_set("out of memory");
+        goto out;
+    }
+
+    if ((rc = mirror_lock_take(m, 0)) < 0)
+        goto out;
+    locked = 1;
+    if ((e = git_repository_open_bare(&mrepo, m->path)) < 0) {
+        rc = vcs_git_fail(e, FARM_EIO, NULL, "cannot open the mirror of %s", m->name);
+        goto out;
+    }
+    if ((rc = start_resolve(&oid, mrepo, m, o)) < 0)
+        goto out;
+
+    git_repository_init_options io = GIT_REPOSITORY_INIT_OPTIONS_INIT;
+    io.flags = GIT_REPOSITORY_INIT_NO_REINIT | GIT_REPOSITORY_INIT_MKDIR;
+    io.initial_head = o->branch;
+    if (mkdir(path, 0755) < 0) {
+        farm_error_set("worktree: cannot create %s: %s", path, strerror(errno));
+        rc = errno == EEXIST ? FARM_EEXISTS : FARM_EIO;
+        goto out;
+    }
+    made = 1;
+    if ((e = git_repository_init_ext(&repo, path, &io)) < 0) {
+        rc = vcs_git_fail(e, FARM_EIO, NULL, "cannot create the worktree repository at %s", path);
+        goto out;
+    }
+    snprintf(alt, sizeof(alt), "%s/objects/info/alternates", wt->gitdir);
+    snprintf(hooks, sizeof(hooks), "%s/hooks", wt->gitdir);
+    char *alttext = vcs_strcat(m->objects, "\n");
+    if (!alttext) {
+        rc = FARM_ENOMEM;
+        goto out;
+    }
+    int werr = write_text(alt, alttext);
+    free(alttext);
+    if (werr < 0 || (mkdir(hooks, 0755) < 0 && errno != EEXIST)) {
+        farm_error_set("worktree: cannot write %s: %s", alt, strerror(errno));
+        rc = FARM_EIO;
+        goto out;
+    }
+    if ((rc = wt_repo_harden(repo, wt)) < 0)
+        goto out;
+    if ((e = git_commit_lookup(&commit, repo, &oid)) < 0) {
+        rc = vcs_git_fail(e, FARM_EIO, NULL, "worktree %s: start commit unreadable", path);
+        goto out;
+    }
+    git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
+    co.checkout_strategy = GIT_CHECKOUT_FORCE;
+    if ((e = git_checkout_tree(repo, (const git_object *)commit, &co)) < 0) {
+        rc = vcs_git_fail(e, FARM_EIO, NULL, "worktree %s: checkout failed", path);
+        goto out;
+    }
+    if ((e = git_reference_create(&ref, repo, wt->refname, &oid, 0, NULL)) < 0) {
+        rc = vcs_git_fail(e, FARM_EIO, NULL, "worktree %s: cannot create branch %s", path,
+                          o->branch);
+        goto out;
+    }
+    git_oid_tostr(wt->start, sizeof(wt->start), &oid);
+    memcpy(wt->head, wt->start, sizeof(wt->head));
+    *out = wt;
+    wt = NULL;
+out:
+    git_reference_free(ref);
+    git_commit_free(commit);
+    git_repository_free(repo);
+    git_repository_free(mrepo);
+    if (locked)
+        mirror_lock_release(m, 0);
+    if (rc < 0 && made) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s", farm_error_last());
+        vcs_tree_remove(path);
+        farm_error_set("%s", msg);
+    }
+    worktree_free(wt);
+    free(path);
+    return rc;
+}
+
+int worktree_open(worktree **out, mirror *m, const char *path, const char *branch,
+                  const char *start, const char *head)
+{
+    worktree *wt = NULL;
+    git_repository *repo = NULL;
+    git_commit *c = NULL;
+    git_oid oid, soid;
+    char *abs = NULL;
+    int rc = 0, e;
+
+    *out = NULL;
+    if ((rc = vcs_git_init()) < 0)
+        return rc;
+    if (!path || !branch || !start || !head || !vcs_branch_name_valid(branch) ||
+        git_oid_fromstr(&oid, head) < 0 || git_oid_fromstr(&soid, start) < 0) {
+        farm_error_set("worktree_open: a path, a valid branch and full start and head commit ids "
+                       "are required");
+        return FARM_EINVALID;
+    }
+    if (!(abs = realpath(path, NULL))) {
+        farm_error_set("worktree %s: %s", path, strerror(errno));
+        return FARM_ENOTFOUND;
+    }
+    if (!(wt = wt_new(m, abs, branch))) {
+        farm_error_set("out of memory");
+        rc = FARM_ENOMEM;
+        goto out;
+    }
+    if ((rc = wt_repo_open(&repo, wt)) < 0)
+        goto out;
+    if ((e = git_commit_lookup(&c, repo, &oid)) < 0) {
+        farm_error_set("worktree %s: commit %s not found", abs, head);
+        rc = FARM_ENOTFOUND;
+        goto out;
+    }
+    git_commit_free(c);
+    c = NULL;
+    if ((e = git_commit_lookup(&c, repo, &soid)) < 0) {
+        farm_error_set("worktree %s: commit %s not found", abs, start);
+        rc = FARM_ENOTFOUND;
+        goto out;
+    }
+    git_oid_tostr(wt->head, sizeof(wt->head), &oid);
+    git_oid_tostr(wt->start, sizeof(wt->start), &soid);
+    *out = wt;
+    wt = NULL;
+out:
+    git_commit_free(c);
+    git_repository_free(repo);
+    worktree_free(wt);
+    free(abs);
+    return rc;
+}
+
+int worktree_ro_paths(char ***out, const worktree *wt)
+{
+    char **v = calloc(4, sizeof(char *));
+    *out = NULL;
+    if (!v || !(v[0] = vcs_strcat(wt->gitdir, "/hooks")) ||
+        !(v[1] = vcs_strcat(wt->gitdir, "/config")) || !(v[2] = strdup(wt->m->objects))) {
+        vcs_strv_free(v);
+        farm_error_set("out of memory");
+        return FARM_ENOMEM;
+    }
+    *out = v;
+    return 0;
+}
+
+int worktree_remove(worktree *wt)
+{
+    return vcs_tree_remove(wt->path);
+}
