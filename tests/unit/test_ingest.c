@@ -1,0 +1,647 @@
+/*
+ * test_ingest.c - farm_ingest(): each trigger rule, who may trigger (writers,
+ * the Azure allowlist; never bots or the farm itself), unconfigured
+ * repositories, pings, duplicates (also when racing), one active session per
+ * issue, comments and closing into the session log, and concurrent ingests
+ * sharing commits.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "farm/config.h"
+#include "farm/farm.h"
+#include "farm/ingest.h"
+#include "farm/store.h"
+
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct fixture {
+    char *dir;
+    farm *f;
+    store *s;
+    int next_id;
+} fixture;
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+#define CONFIG_TEXT                                                                                \
+    "{ \"data_dir\": \"%s/data\","                                                                 \
+    "  \"github\": { \"bot_login\": \"farm-bot\" },"                                               \
+    "  \"azure\": { \"org_url\": \"https://dev.azure.com/acme\", \"bot_name\": \"Farm Bot\" },"    \
+    "  \"repos\": ["                                                                               \
+    "    { \"name\": \"octo/app\", \"tracker\": \"github\", \"clone_url\": \"x\","                 \
+    "      \"trigger\": { \"label\": \"agent\", \"assignee\": true, \"mention\": \"@farm-bot\" } " \
+    "},"                                                                                           \
+    "    { \"name\": \"octo/open\", \"tracker\": \"github\", \"clone_url\": \"x\","                \
+    "      \"trigger\": { \"on_open\": true, \"assignee\": false } },"                             \
+    "    { \"name\": \"acme/proj/repo\", \"tracker\": \"azure\", \"clone_url\": \"x\","            \
+    "      \"trigger\": { \"label\": \"agent\" }, \"allowed_actors\": [\"alice@acme.test\"] }"     \
+    "  ] }"
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char path[4096], text[4096];
+    config *c = NULL;
+    char *errors = NULL;
+
+    if (asprintf(&fx->dir, "%s/farm-test-ingest-XXXXXX", base) < 0 || !mkdtemp(fx->dir))
+        return -1;
+    snprintf(path, sizeof(path), "%s/farm.json", fx->dir);
+    snprintf(text, sizeof(text), CONFIG_TEXT, fx->dir);
+    FILE *fp = fopen(path, "w");
+    fputs(text, fp);
+    fclose(fp);
+    if (config_load(&c, path, &errors)) {
+        fprintf(stderr, "config: %s\n", errors);
+        free(errors);
+        return -1;
+    }
+    if (farm_open(&fx->f, c)) {
+        fprintf(stderr, "farm_open: %s\n", farm_error_last());
+        return -1;
+    }
+    fx->s = farm_store(fx->f);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    farm_close(fx->f);
+    nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(fx->dir);
+    free(fx);
+    return 0;
+}
+
+/* A GitHub event from a writer, with a fresh delivery id in id (>= 32 bytes). */
+static tracker_event ev_make(fixture *fx, char *id, tracker_event_kind kind, const char *repo,
+                             int64_t number)
+{
+    tracker_event ev = {0};
+    snprintf(id, 32, "d-%d", ++fx->next_id);
+    ev.kind = kind;
+    ev.tracker = "github";
+    ev.delivery_id = id;
+    ev.event = "issues";
+    ev.action = (char *)tracker_event_kind_name(kind);
+    ev.repo = (char *)repo;
+    ev.number = number;
+    ev.title = "Fix the typo";
+    ev.url = "https://github.com/octo/app/issues/1";
+    ev.actor = "alice";
+    ev.actor_access = ACTOR_WRITE;
+    return ev;
+}
+
+static ingest_result ingest_ok(fixture *fx, const tracker_event *ev)
+{
+    ingest_result r;
+    int rc = farm_ingest(fx->f, ev, &r);
+    if (rc)
+        fail_msg("farm_ingest: %s", farm_error_last());
+    return r;
+}
+
+static void expect(const ingest_result *r, ingest_outcome o, const char *reason_part)
+{
+    if (r->outcome != o || !strstr(r->reason, reason_part))
+        fail_msg("expected %s (\"%s\"), got %s (\"%s\")", ingest_outcome_name(o), reason_part,
+                 ingest_outcome_name(r->outcome), r->reason);
+}
+
+static int64_t count_sessions(fixture *fx)
+{
+    store_session *v = NULL;
+    size_t n = 0;
+    assert_int_equal(store_session_list(&v, &n, fx->s, NULL), 0);
+    store_session_list_free(v, n);
+    return (int64_t)n;
+}
+
+static int64_t count_deliveries(fixture *fx)
+{
+    store_count *c = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    assert_int_equal(store_delivery_count(&c, &n, fx->s), 0);
+    for (size_t i = 0; i < n; i++)
+        total += c[i].n;
+    store_count_list_free(c, n);
+    return total;
+}
+
+static int64_t count_jobs(fixture *fx)
+{
+    int64_t queued = 0, leased = 0;
+    assert_int_equal(store_job_count(&queued, &leased, fx->s), 0);
+    return queued + leased;
+}
+
+/* ---- trigger rules --------------------------------------------------------- */
+
+static void label_match_creates_session_and_job(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    tracker_event ev = ev_make(fx, id, TEV_ISSUE_LABELED, "Octo/App", 12);
+    ev.label = "Agent"; /* labels compare case-insensitively */
+    ingest_result r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "label \"agent\"");
+    assert_true(r.session_id > 0);
+    assert_true(r.job_id > 0);
+
+    store_session *s = NULL;
+    assert_int_equal(store_session_get(&s, fx->s, r.session_id), 0);
+    assert_string_equal(s->state, "queued");
+    assert_string_equal(s->repo, "octo/app"); /* the configured spelling */
+    assert_string_equal(s->tracker, "github");
+    assert_int_equal(s->number, 12);
+    assert_string_equal(s->title, "Fix the typo");
+    assert_int_equal(s->last_seq, 1);
+    store_session_free(s);
+
+    store_job *j = NULL;
+    assert_int_equal(store_job_get(&j, fx->s, r.job_id), 0);
+    assert_string_equal(j->kind, "run");
+    assert_string_equal(j->state, "queued");
+    assert_int_equal(j->session_id, r.session_id);
+    store_job_free(j);
+
+    store_event *e = NULL;
+    size_t n = 0;
+    assert_int_equal(store_event_list(&e, &n, fx->s, r.session_id, 0, 0), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(e[0].kind, "triggered");
+    assert_string_equal(e[0].actor, "alice");
+    assert_non_null(strstr(e[0].body, "\"delivery\":\"d-1\""));
+    store_event_list_free(e, n);
+
+    store_delivery *d = NULL;
+    assert_int_equal(store_delivery_list(&d, &n, fx->s, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(d[0].outcome, "accepted");
+    assert_int_equal(d[0].session_id, r.session_id);
+    assert_int_equal(d[0].job_id, r.job_id);
+    store_delivery_list_free(d, n);
+}
+
+static void label_non_match_is_ignored(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    tracker_event ev = ev_make(fx, id, TEV_ISSUE_LABELED, "octo/app", 12);
+    ev.label = "bug";
+    ingest_result r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "does not trigger work");
+    assert_int_equal(r.session_id, 0);
+    assert_int_equal(count_sessions(fx), 0);
+    assert_int_equal(count_jobs(fx), 0);
+    assert_int_equal(count_deliveries(fx), 1); /* recorded all the same */
+
+    /* issue opened with the label already on it */
+    char *labels[] = {"bug", "agent", NULL};
+    ev = ev_make(fx, id, TEV_ISSUE_OPENED, "octo/app", 13);
+    ev.labels = labels;
+    ev.nlabels = 2;
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "opened with label");
+}
+
+static void assigning_the_bot_triggers(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    tracker_event ev = ev_make(fx, id, TEV_ISSUE_ASSIGNED, "octo/app", 5);
+    ev.assignee = "bob";
+    ingest_result r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "does not trigger work");
+
+    ev = ev_make(fx, id, TEV_ISSUE_ASSIGNED, "octo/app", 5);
+    ev.assignee = "farm-bot";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "assigned to farm-bot");
+
+    /* octo/open has assignee: false */
+    ev = ev_make(fx, id, TEV_ISSUE_ASSIGNED, "octo/open", 5);
+    ev.assignee = "farm-bot";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "does not trigger work");
+}
+
+static void mention_in_comment_triggers(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    tracker_event ev = ev_make(fx, id, TEV_COMMENT_CREATED, "octo/app", 8);
+    ev.comment_body = "cc @farm-bot2 and mail me at x@farm-bot";
+    ingest_result r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "no session for this issue");
+
+    ev = ev_make(fx, id, TEV_COMMENT_CREATED, "octo/app", 8);
+    ev.comment_body = "@Farm-Bot, please fix this.";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "mention @farm-bot");
+    assert_true(r.job_id > 0);
+
+    /* a mention on a pull request without a session starts nothing */
+    ev = ev_make(fx, id, TEV_COMMENT_CREATED, "octo/app", 50);
+    ev.is_pr = 1;
+    ev.comment_body = "@farm-bot fix";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "pull requests");
+}
+
+static void on_open_triggers_only_where_configured(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    tracker_event ev = ev_make(fx, id, TEV_ISSUE_OPENED, "octo/open", 1);
+    ingest_result r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "issue opened");
+
+    ev = ev_make(fx, id, TEV_ISSUE_OPENED, "octo/app", 1);
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "does not trigger work");
+}
+
+/* ---- who may trigger ------------------------------------------------------ */
+
+static void only_writers_and_never_bots(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    tracker_event ev = ev_make(fx, id, TEV_ISSUE_LABELED, "octo/app", 3);
+    ev.label = "agent";
+    ev.actor_access = ACTOR_NONE;
+    ingest_result r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "actor lacks write access");
+
+    ev = ev_make(fx, id, TEV_ISSUE_LABELED, "octo/app", 3);
+    ev.label = "agent";
+    ev.actor_access = ACTOR_UNKNOWN;
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "actor lacks write access");
+
+    ev = ev_make(fx, id, TEV_ISSUE_LABELED, "octo/app", 3);
+    ev.label = "agent";
+    ev.actor = "dependabot[bot]";
+    ev.actor_is_bot = 1;
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "event from a bot");
+
+    /* the farm's own login, even with write access and not flagged a bot */
+    ev = ev_make(fx, id, TEV_COMMENT_CREATED, "octo/app", 3);
+    ev.actor = "FARM-BOT";
+    ev.comment_body = "@farm-bot working on it";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "event from a bot");
+
+    assert_int_equal(count_sessions(fx), 0);
+    assert_int_equal(count_deliveries(fx), 4);
+}
+
+static void azure_allowlist_decides(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    tracker_event ev = ev_make(fx, id, TEV_ISSUE_LABELED, "acme/proj/repo", 77);
+    ev.tracker = "azure";
+    ev.label = "agent";
+    ev.actor = "bob@acme.test";
+    ev.actor_access = ACTOR_UNKNOWN;
+    ingest_result r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "actor lacks write access");
+
+    ev.delivery_id = "az-2";
+    ev.actor = "Alice@acme.test";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "label");
+
+    ev.delivery_id = "az-3";
+    ev.number = 78;
+    ev.actor = "Farm Bot"; /* azure.bot_name */
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "event from a bot");
+
+    /* the same name on GitHub is another repository: not configured */
+    ev = ev_make(fx, id, TEV_ISSUE_LABELED, "acme/proj/repo", 77);
+    ev.label = "agent";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "not a configured repository");
+}
+
+static void unconfigured_repo_ping_and_installation_are_recorded(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    tracker_event ev = ev_make(fx, id, TEV_ISSUE_LABELED, "someone/else", 1);
+    ev.label = "agent";
+    ingest_result r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "not a configured repository");
+
+    ev = ev_make(fx, id, TEV_PING, NULL, 0);
+    ev.event = "ping";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "ping");
+
+    ev = ev_make(fx, id, TEV_INSTALLATION, NULL, 0);
+    ev.event = "installation";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "installation");
+
+    store_delivery *d = NULL;
+    size_t n = 0;
+    assert_int_equal(store_delivery_list(&d, &n, fx->s, NULL), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(d[0].event, "installation");
+    assert_string_equal(d[0].outcome, "ignored");
+    assert_string_equal(d[0].reason, "installation event");
+    assert_string_equal(d[2].repo, "someone/else");
+    assert_string_equal(d[2].reason, "not a configured repository");
+    store_delivery_list_free(d, n);
+}
+
+static void bad_events_are_refused(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    ingest_result r;
+    tracker_event ev = ev_make(fx, id, TEV_ISSUE_LABELED, "octo/app", 1);
+    ev.delivery_id = NULL;
+    assert_int_equal(farm_ingest(fx->f, &ev, &r), FARM_EINVALID);
+    ev.delivery_id = "";
+    assert_int_equal(farm_ingest(fx->f, &ev, &r), FARM_EINVALID);
+    char longid[400];
+    memset(longid, 'x', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    ev.delivery_id = longid;
+    assert_int_equal(farm_ingest(fx->f, &ev, &r), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "delivery id"));
+    ev.delivery_id = id;
+    ev.tracker = NULL;
+    assert_int_equal(farm_ingest(fx->f, &ev, &r), FARM_EINVALID);
+    assert_int_equal(count_deliveries(fx), 0);
+}
+
+/* ---- duplicates and active sessions --------------------------------------- */
+
+static void duplicate_delivery_writes_nothing(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    tracker_event ev = ev_make(fx, id, TEV_ISSUE_LABELED, "octo/app", 4);
+    ev.label = "agent";
+    ingest_result r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "label");
+    int64_t d = count_deliveries(fx), s = count_sessions(fx), j = count_jobs(fx);
+
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_DUPLICATE, "recorded before");
+    assert_int_equal(r.session_id, 0);
+    assert_int_equal(r.job_id, 0);
+    assert_int_equal(count_deliveries(fx), d);
+    assert_int_equal(count_sessions(fx), s);
+    assert_int_equal(count_jobs(fx), j);
+
+    /* an ignored delivery is a duplicate the second time too */
+    ev = ev_make(fx, id, TEV_PING, NULL, 0);
+    expect((ingest_result[]){ingest_ok(fx, &ev)}, INGEST_IGNORED, "ping");
+    expect((ingest_result[]){ingest_ok(fx, &ev)}, INGEST_DUPLICATE, "recorded before");
+}
+
+static void second_trigger_keeps_one_session(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    tracker_event ev = ev_make(fx, id, TEV_ISSUE_LABELED, "octo/app", 9);
+    ev.label = "agent";
+    ingest_result first = ingest_ok(fx, &ev);
+    expect(&first, INGEST_ACCEPTED, "label");
+
+    ev = ev_make(fx, id, TEV_ISSUE_ASSIGNED, "octo/app", 9);
+    ev.assignee = "farm-bot";
+    ingest_result second = ingest_ok(fx, &ev);
+    expect(&second, INGEST_IGNORED, "already has an active session");
+    assert_int_equal(second.session_id, first.session_id);
+    assert_int_equal(second.job_id, 0);
+    assert_int_equal(count_sessions(fx), 1);
+    assert_int_equal(count_jobs(fx), 1);
+}
+
+static void comments_and_close_go_to_the_session_log(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    tracker_event ev = ev_make(fx, id, TEV_ISSUE_LABELED, "octo/app", 21);
+    ev.label = "agent";
+    ingest_result r = ingest_ok(fx, &ev);
+    int64_t sid = r.session_id;
+
+    /* from anyone but a bot, writer or not: later issues decide what to do */
+    const char *bodies[] = {"first \"quoted\" remark", "second, by a reader", "@farm-bot also"};
+    for (int i = 0; i < 3; i++) {
+        ev = ev_make(fx, id, TEV_COMMENT_CREATED, "octo/app", 21);
+        ev.actor = i == 1 ? "reader" : "alice";
+        ev.actor_access = i == 1 ? ACTOR_NONE : ACTOR_WRITE;
+        ev.comment_body = (char *)bodies[i];
+        ev.comment_id = 1000 + i;
+        r = ingest_ok(fx, &ev);
+        expect(&r, INGEST_ACCEPTED, "added to session");
+        assert_int_equal(r.session_id, sid);
+        assert_int_equal(r.job_id, 0);
+    }
+    ev = ev_make(fx, id, TEV_COMMENT_CREATED, "octo/app", 21);
+    ev.actor = "ci[bot]";
+    ev.actor_is_bot = 1;
+    ev.comment_body = "build passed";
+    expect((ingest_result[]){ingest_ok(fx, &ev)}, INGEST_IGNORED, "bot");
+
+    ev = ev_make(fx, id, TEV_ISSUE_CLOSED, "octo/app", 21);
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "issue closed");
+    assert_int_equal(r.session_id, sid);
+
+    store_event *e = NULL;
+    size_t n = 0;
+    assert_int_equal(store_event_list(&e, &n, fx->s, sid, 0, 0), 0);
+    assert_int_equal(n, 5);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(e[i].seq, (int64_t)i + 1);
+    assert_string_equal(e[0].kind, "triggered");
+    assert_string_equal(e[1].kind, "comment");
+    assert_string_equal(e[1].actor, "alice");
+    assert_non_null(strstr(e[1].body, "\"body\":\"first \\\"quoted\\\" remark\""));
+    assert_non_null(strstr(e[1].body, "\"comment_id\":1000"));
+    assert_string_equal(e[2].actor, "reader");
+    assert_non_null(strstr(e[2].body, "\"access\":\"none\""));
+    assert_string_equal(e[4].kind, "issue_closed");
+    store_event_list_free(e, n);
+    assert_int_equal(count_jobs(fx), 1);
+
+    /* closing an issue with no session */
+    ev = ev_make(fx, id, TEV_ISSUE_CLOSED, "octo/app", 22);
+    expect((ingest_result[]){ingest_ok(fx, &ev)}, INGEST_IGNORED, "no active session");
+}
+
+/* ---- concurrency ---------------------------------------------------------- */
+
+typedef struct racer {
+    fixture *fx;
+    pthread_barrier_t *go;
+    const char *delivery;
+    int64_t number;
+    ingest_result r;
+    int rc;
+} racer;
+
+static void *race_one(void *arg)
+{
+    racer *x = arg;
+    tracker_event ev = {0};
+    ev.kind = TEV_ISSUE_LABELED;
+    ev.tracker = "github";
+    ev.delivery_id = (char *)x->delivery;
+    ev.event = "issues";
+    ev.repo = "octo/app";
+    ev.number = x->number;
+    ev.label = "agent";
+    ev.actor = "alice";
+    ev.actor_access = ACTOR_WRITE;
+    pthread_barrier_wait(x->go);
+    x->rc = farm_ingest(x->fx->f, &ev, &x->r);
+    return NULL;
+}
+
+static void racing_duplicates_accept_once(void **state)
+{
+    fixture *fx = *state;
+    enum { ROUNDS = 20, RACERS = 4 };
+    pthread_barrier_t go;
+    char ids[ROUNDS][32];
+
+    for (int round = 0; round < ROUNDS; round++) {
+        pthread_t t[RACERS];
+        racer x[RACERS];
+        int accepted = 0, dup = 0;
+        snprintf(ids[round], sizeof(ids[round]), "race-%d", round);
+        pthread_barrier_init(&go, NULL, RACERS);
+        for (int i = 0; i < RACERS; i++) {
+            x[i] = (racer){fx, &go, ids[round], 100 + round, {0}, -1};
+            assert_int_equal(pthread_create(&t[i], NULL, race_one, &x[i]), 0);
+        }
+        for (int i = 0; i < RACERS; i++) {
+            pthread_join(t[i], NULL);
+            assert_int_equal(x[i].rc, 0);
+            accepted += x[i].r.outcome == INGEST_ACCEPTED;
+            dup += x[i].r.outcome == INGEST_DUPLICATE;
+        }
+        pthread_barrier_destroy(&go);
+        assert_int_equal(accepted, 1);
+        assert_int_equal(dup, RACERS - 1);
+    }
+    assert_int_equal(count_deliveries(fx), ROUNDS);
+    assert_int_equal(count_sessions(fx), ROUNDS);
+    assert_int_equal(count_jobs(fx), ROUNDS);
+}
+
+#define THREADS    16
+#define PER_THREAD 50
+
+typedef struct flood {
+    fixture *fx;
+    int thread;
+    int accepted, failures;
+} flood;
+
+static void *flood_one(void *arg)
+{
+    flood *w = arg;
+    char id[32];
+    for (int i = 0; i < PER_THREAD; i++) {
+        tracker_event ev = {0};
+        ingest_result r;
+        snprintf(id, sizeof(id), "flood-%d-%d", w->thread, i);
+        ev.kind = TEV_ISSUE_LABELED;
+        ev.tracker = "github";
+        ev.delivery_id = id;
+        ev.repo = "octo/app";
+        ev.number = 1 + w->thread * PER_THREAD + i;
+        ev.label = "agent";
+        ev.actor = "alice";
+        ev.actor_access = ACTOR_WRITE;
+        if (farm_ingest(w->fx->f, &ev, &r) != 0)
+            w->failures++;
+        else
+            w->accepted += r.outcome == INGEST_ACCEPTED;
+    }
+    return NULL;
+}
+
+static void concurrent_ingests_share_commits(void **state)
+{
+    fixture *fx = *state;
+    pthread_t t[THREADS];
+    flood w[THREADS];
+    store_stats before, after;
+
+    store_stats_get(&before, fx->s);
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (flood){fx, i, 0, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, flood_one, &w[i]), 0);
+    }
+    int accepted = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].failures, 0);
+        accepted += w[i].accepted;
+    }
+    store_stats_get(&after, fx->s);
+    uint64_t commits = after.commits - before.commits;
+    print_message("%d deliveries in %llu commits\n", THREADS * PER_THREAD,
+                  (unsigned long long)commits);
+    assert_int_equal(accepted, THREADS * PER_THREAD);
+    assert_int_equal(count_deliveries(fx), THREADS * PER_THREAD);
+    assert_int_equal(count_jobs(fx), THREADS * PER_THREAD);
+    assert_true(commits < (uint64_t)(THREADS * PER_THREAD));
+}
+
+int main(void)
+{
+    log_set_level(LOG_ERROR);
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(label_match_creates_session_and_job),
+        T(label_non_match_is_ignored),
+        T(assigning_the_bot_triggers),
+        T(mention_in_comment_triggers),
+        T(on_open_triggers_only_where_configured),
+        T(only_writers_and_never_bots),
+        T(azure_allowlist_decides),
+        T(unconfigured_repo_ping_and_installation_are_recorded),
+        T(bad_events_are_refused),
+        T(duplicate_delivery_writes_nothing),
+        T(second_trigger_keeps_one_session),
+        T(comments_and_close_go_to_the_session_log),
+        T(racing_duplicates_accept_once),
+        T(concurrent_ingests_share_commits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
