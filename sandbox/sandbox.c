@@ -419,6 +419,12 @@ static int build_argv(strv *a, sandbox *s, const char *bwrap, const char *helper
              strv_add(a, SBX_PROXY_SOCK_INSIDE) ?: strv_add(a, "--ro-bind") ?:
              strv_add(a, helper) ?: strv_add(a, SBX_HELPER_INSIDE);
     rc = rc ?: strv_add(a, "--chdir") ?: strv_add(a, o->dir ? inside : SANDBOX_HOME);
+    /* last: the root itself (bubblewrap's scratch tmpfs) and /dev become
+     * read-only; POSIX shared memory gets a capped tmpfs of its own */
+    rc = rc ?: strv_add(a, "--size") ?: strv_addf(a, "%lld", disk) ?: strv_add(a, "--tmpfs") ?:
+         strv_add(a, "/dev/shm");
+    rc = rc ?: strv_add(a, "--remount-ro") ?: strv_add(a, "/dev");
+    rc = rc ?: strv_add(a, "--remount-ro") ?: strv_add(a, "/");
     rc = rc ?: strv_add(a, "--seccomp") ?: strv_addf(a, "%d", FD_SECCOMP);
     rc = rc ?: strv_add(a, "--info-fd") ?: strv_addf(a, "%d", FD_INFO);
     rc = rc ?: strv_add(a, "--");

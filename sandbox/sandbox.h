@@ -28,7 +28,7 @@
 
 /* Size caps on what a caller may hand in. */
 #define SANDBOX_MAX_ARGS        1024
-#define SANDBOX_MAX_ARG_BYTES   (128 * 1024)  /* one argument or environment entry */
+#define SANDBOX_MAX_ARG_BYTES   (64 * 1024)   /* one argument or environment entry */
 #define SANDBOX_MAX_TOTAL_BYTES (1024 * 1024) /* argv and environment together */
 #define SANDBOX_MAX_ENV         256
 #define SANDBOX_MAX_ALLOW       64
