@@ -37,7 +37,8 @@ enum {
 
 typedef struct web_route {
     const char *method;  /* "GET" (also serves HEAD), "POST", ... */
-    const char *pattern; /* the path; each "*" in it matches one non-empty segment */
+    const char *pattern; /* the path; each "*" in it matches one non-empty segment, and a
+                            final "**" the non-empty rest of the path */
     const char *name;    /* the route's label in /metrics ("api_session") */
     web_handler handler;
     int flags; /* WEB_BODY */
@@ -61,7 +62,9 @@ struct web_request {
     char delivery[128]; /* the delivery id, for logs, when there is one */
     int status;         /* the status answered, once answered */
     int answered;
-    int suspended;
+    int suspended; /* set by a handler that suspended the connection itself (and
+                      cleared by it when called again); web_defer() does not use it */
+    int defers;    /* how many times web_defer() was called */
     web_work work;
     web_request *next_work; /* server's work queue */
 };
@@ -95,12 +98,14 @@ int web_defer(web_request *req, web_work work);
 
 /* ---- the routes ---------------------------------------------------------- */
 
-int route_hook_github(web_request *req);    /* POST /hooks/github */
-int route_hook_azure(web_request *req);     /* POST /hooks/azure */
-int route_healthz(web_request *req);        /* GET /healthz */
-int route_metrics(web_request *req);        /* GET /metrics */
-int route_api_sessions(web_request *req);   /* GET /api/sessions */
-int route_api_session(web_request *req);    /* GET /api/sessions/{id} */
-int route_api_deliveries(web_request *req); /* GET /api/deliveries */
+int route_hook_github(web_request *req);         /* POST /hooks/github */
+int route_hook_azure(web_request *req);          /* POST /hooks/azure */
+int route_healthz(web_request *req);             /* GET /healthz */
+int route_metrics(web_request *req);             /* GET /metrics */
+int route_api_sessions(web_request *req);        /* GET /api/sessions */
+int route_api_session(web_request *req);         /* GET /api/sessions/{id} */
+int route_api_deliveries(web_request *req);      /* GET /api/deliveries */
+int route_stream(web_request *req);              /* /v1/stream/... (stream_http.c) */
+int route_api_session_message(web_request *req); /* POST /api/sessions/{id}/messages */
 
 #endif

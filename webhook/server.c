@@ -19,6 +19,7 @@
 #include "../base/clock.h"
 #include "../base/error.h"
 #include "../base/log.h"
+#include "../farm/stream.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -45,6 +47,12 @@ static const web_route routes[] = {
     {"GET", "/api/sessions", "api_sessions", route_api_sessions, 0},
     {"GET", "/api/sessions/*", "api_session", route_api_session, 0},
     {"GET", "/api/deliveries", "api_deliveries", route_api_deliveries, 0},
+    {"POST", "/api/sessions/*/messages", "api_session_message", route_api_session_message,
+     WEB_BODY},
+    {"GET", "/v1/stream/**", "stream", route_stream, 0},
+    {"PUT", "/v1/stream/**", "stream", route_stream, WEB_BODY},
+    {"POST", "/v1/stream/**", "stream", route_stream, WEB_BODY},
+    {"DELETE", "/v1/stream/**", "stream", route_stream, 0},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -75,7 +83,14 @@ static int pattern_match(const char *pattern, const char *path, const char *seg[
     int n = 0;
     const char *p = pattern, *s = path;
     while (*p && *s) {
-        if (*p == '*') {
+        if (p[0] == '*' && p[1] == '*' && !p[2]) { /* the rest of the path */
+            if (n == 4)
+                return 0;
+            found[n] = s;
+            lens[n++] = strlen(s);
+            s += strlen(s);
+            p += 2;
+        } else if (*p == '*') {
             size_t len = strcspn(s, "/");
             if (len == 0 || n == 4)
                 return 0;
@@ -231,7 +246,7 @@ int web_defer(web_request *req, web_work work)
         return FARM_EAGAIN;
     }
     req->work = work;
-    req->suspended = 1;
+    req->defers++; /* read by this (the polling) thread only, after the handler returns */
     req->next_work = NULL;
     MHD_suspend_connection(req->conn);
     if (s->tail)
@@ -261,7 +276,6 @@ static void *worker_main(void *arg)
 
         req->work(req);
         req->deferred = 1;
-        req->suspended = 0;
         MHD_resume_connection(req->conn); /* req belongs to the polling thread again */
 
         pthread_mutex_lock(&s->lock);
@@ -370,9 +384,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         }
         return MHD_YES;
     }
+    int defers = req->defers;
     int rc = req->route->handler(req);
-    if (req->suspended)
-        return MHD_YES;
+    if (req->defers != defers || req->suspended)
+        return MHD_YES; /* suspended: a worker has it, and may already have resumed it */
     if (!req->answered) {
         log_error("handler did not answer", "route", req->route->name, "error",
                   rc ? farm_error_last() : "");
@@ -504,6 +519,17 @@ int server_start(server **out, farm *f, const server_options *opt)
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cpus < 2 ? 2 : cpus > 8 ? 8 : (int)cpus;
     }
+    /* Live stream readers hold a connection each (and no thread): allow as
+     * many as the open-file limit can carry, with small buffers. */
+    unsigned max_conns = opt->max_connections;
+    if (!max_conns) {
+        struct rlimit rl;
+        max_conns = 4096;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+            rl.rlim_cur > 4096 + 256)
+            max_conns = (unsigned)(rl.rlim_cur - 256);
+    }
+    size_t conn_memory = opt->conn_memory ? opt->conn_memory : 16u << 10;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
@@ -512,8 +538,9 @@ int server_start(server **out, farm *f, const server_options *opt)
         flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, max_conns,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, conn_memory, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (unsigned)1024, MHD_OPTION_END);
     if (!s->daemon) {
         farm_error_set("cannot listen on %s: address in use or not available", s->cfg->listen);
         rc = FARM_EIO;
@@ -553,6 +580,9 @@ void server_stop(server *s, int drain_ms)
         return;
     int64_t deadline = clock_mono_ms() + (drain_ms > 0 ? drain_ms : 0);
     MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
+    /* live stream readers are suspended: wake them to finish (MHD must not
+     * be stopped with suspended connections) */
+    stream_hub_shutdown(farm_streams(s->farm));
     wait_idle(s, deadline);
     workers_stop(s); /* deferred work finishes and its connections are resumed */
     wait_idle(s, deadline);

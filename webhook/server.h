@@ -14,13 +14,15 @@
 typedef struct server server;
 
 typedef struct server_options {
-    int threads; /* HTTP threads; 0: from the number of CPUs (2..8) */
-    int workers; /* threads that run deferred work (ingest); 0: 32 */
+    int threads;              /* HTTP threads; 0: from the number of CPUs (2..8) */
+    int workers;              /* threads that run deferred work (ingest); 0: 32 */
+    unsigned max_connections; /* 0: the open-file limit less a reserve, at least 4096 */
+    size_t conn_memory;       /* bytes of buffers per connection; 0: 16 KiB */
 } server_options;
 
 #define SERVER_OPTIONS_INIT                                                                        \
     {                                                                                              \
-        0, 0                                                                                       \
+        0, 0, 0, 0                                                                                 \
     }
 
 /* Start serving the farm on its config's listen address. The server uses but
