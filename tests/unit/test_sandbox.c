@@ -1,0 +1,376 @@
+/*
+ * test_sandbox.c - sandbox/: option checks, allowlist matching, running and
+ * streaming, the timeout, stopping from another thread, the output cap, the
+ * environment allowlist, unsafe mode and the probe. The break-out attempts
+ * live in tests/sandbox/ (the escape suite).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "base/buf.h"
+#include "base/error.h"
+#include "sandbox/sandbox.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct capture {
+    buf out, err;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+} capture;
+
+static void capture_init(capture *c)
+{
+    buf_init(&c->out, 1 << 20);
+    buf_init(&c->err, 1 << 20);
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+}
+
+static void capture_free(capture *c)
+{
+    buf_free(&c->out);
+    buf_free(&c->err);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+}
+
+static void on_output(void *ctx, sandbox_stream which, const char *d, size_t n)
+{
+    capture *c = ctx;
+    pthread_mutex_lock(&c->lock);
+    buf_append(which == SANDBOX_STDOUT ? &c->out : &c->err, d, n);
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static char *make_dir(void)
+{
+    char tmpl[] = "/tmp/farm-test-sandbox-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return strdup(d);
+}
+
+static void remove_dir(char *d)
+{
+    char cmd[PATH_MAX + 16];
+    /* the sandbox may have handed it to another uid; we are its parent's owner */
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
+    assert_int_equal(system(cmd), 0);
+    free(d);
+}
+
+static void opts_check_refuses_bad_input(void **state)
+{
+    (void)state;
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    assert_int_equal(sandbox_opts_check(&o), FARM_EINVALID); /* no command */
+    const char *empty[] = {"", NULL};
+    o.argv = empty;
+    assert_int_equal(sandbox_opts_check(&o), FARM_EINVALID);
+
+    const char *ok[] = {"true", NULL};
+    o.argv = ok;
+    assert_int_equal(sandbox_opts_check(&o), 0);
+
+    char *big = malloc(SANDBOX_MAX_ARG_BYTES + 2);
+    memset(big, 'x', SANDBOX_MAX_ARG_BYTES + 1);
+    big[SANDBOX_MAX_ARG_BYTES + 1] = '\0';
+    const char *bigv[] = {"echo", big, NULL};
+    o.argv = bigv;
+    assert_int_equal(sandbox_opts_check(&o), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "over the cap"));
+    const char *bigenv[] = {big, NULL};
+    memcpy(big, "A=", 2);
+    o.argv = ok;
+    o.env = bigenv;
+    assert_int_equal(sandbox_opts_check(&o), FARM_EINVALID);
+    free(big);
+
+    const char *badenv[] = {"NO EQUALS", NULL};
+    o.env = badenv;
+    assert_int_equal(sandbox_opts_check(&o), FARM_EINVALID);
+    const char *badname[] = {"1X=y", NULL};
+    o.env = badname;
+    assert_int_equal(sandbox_opts_check(&o), FARM_EINVALID);
+    const char *goodenv[] = {"X_1=y=z", NULL};
+    o.env = goodenv;
+    assert_int_equal(sandbox_opts_check(&o), 0);
+
+    o.dir = "relative/dir";
+    assert_int_equal(sandbox_opts_check(&o), FARM_EINVALID);
+    o.dir = "/nonexistent/farm/dir";
+    assert_int_equal(sandbox_opts_check(&o), FARM_EINVALID);
+    o.dir = "/tmp";
+    o.dir_inside = "/work/../etc";
+    assert_int_equal(sandbox_opts_check(&o), FARM_EINVALID);
+    o.dir_inside = "/";
+    assert_int_equal(sandbox_opts_check(&o), FARM_EINVALID);
+    o.dir_inside = "/work";
+    assert_int_equal(sandbox_opts_check(&o), 0);
+
+    const char *bad_allow[][2] = {{"", NULL},          {"host:0", NULL}, {"host:70000", NULL},
+                                  {"ho st", NULL},     {":80", NULL},    {"a*b.com", NULL},
+                                  {"host:80x", NULL}};
+    for (size_t i = 0; i < sizeof(bad_allow) / sizeof(bad_allow[0]); i++) {
+        o.allow = bad_allow[i];
+        assert_int_equal(sandbox_opts_check(&o), FARM_EINVALID);
+    }
+    const char *good_allow[] = {"github.com", "*.github.com", "127.0.0.1:8080", "pypi.org:*",
+                                NULL};
+    o.allow = good_allow;
+    assert_int_equal(sandbox_opts_check(&o), 0);
+
+    o.timeout_ms = -1;
+    assert_int_equal(sandbox_opts_check(&o), FARM_EINVALID);
+    o.timeout_ms = 0;
+    o.network = SANDBOX_NET_HOST; /* only in unsafe mode */
+    assert_int_equal(sandbox_opts_check(&o), FARM_EINVALID);
+}
+
+static void allow_match_patterns(void **state)
+{
+    (void)state;
+    const char *a[] = {"github.com", "*.example.org", "127.0.0.1:8080", "pypi.org:*", NULL};
+    assert_true(sandbox_allow_match(a, "github.com", 443));
+    assert_true(sandbox_allow_match(a, "GitHub.COM", 80));
+    assert_false(sandbox_allow_match(a, "github.com", 22));
+    assert_false(sandbox_allow_match(a, "api.github.com", 443));
+    assert_false(sandbox_allow_match(a, "evilgithub.com", 443));
+    assert_true(sandbox_allow_match(a, "a.example.org", 443));
+    assert_true(sandbox_allow_match(a, "a.b.example.org", 80));
+    assert_false(sandbox_allow_match(a, "example.org", 443));
+    assert_false(sandbox_allow_match(a, "badexample.org", 443));
+    assert_true(sandbox_allow_match(a, "127.0.0.1", 8080));
+    assert_false(sandbox_allow_match(a, "127.0.0.1", 8081));
+    assert_false(sandbox_allow_match(a, "localhost", 8080));
+    assert_true(sandbox_allow_match(a, "pypi.org", 12345));
+    assert_false(sandbox_allow_match(a, "pypi.org", 0));
+    assert_false(sandbox_allow_match(NULL, "github.com", 443));
+    assert_int_equal(sandbox_net_parse("none"), SANDBOX_NET_NONE);
+    assert_int_equal(sandbox_net_parse("allowlist"), SANDBOX_NET_ALLOWLIST);
+    assert_int_equal(sandbox_net_parse("host"), -1);
+    assert_int_equal(sandbox_net_parse(NULL), -1);
+}
+
+static void runs_and_streams(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    capture c;
+    capture_init(&c);
+    const char *argv[] = {"/bin/sh", "-c",
+                          "echo hello; echo oops >&2; pwd; echo data > file; exit 3", NULL};
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    o.argv = argv;
+    o.dir = dir;
+    o.on_output = on_output;
+    o.output_ctx = &c;
+    o.timeout_ms = 30000;
+    sandbox_result r;
+    assert_int_equal(sandbox_run(&r, &o), 0);
+    assert_int_equal(r.exit_code, 3);
+    assert_int_equal(r.timed_out, 0);
+    assert_string_equal(buf_cstr(&c.out), "hello\n/work\n");
+    assert_string_equal(buf_cstr(&c.err), "oops\n");
+    assert_int_equal(r.stdout_bytes, 12);
+    assert_int_equal(r.stderr_bytes, 5);
+    assert_true(r.wall_ms >= 0);
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/file", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[16] = "";
+    assert_non_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    assert_string_equal(line, "data\n");
+    capture_free(&c);
+    remove_dir(dir);
+}
+
+static void environment_is_an_allowlist(void **state)
+{
+    (void)state;
+    setenv("FARM_TEST_HOST_SECRET", "s3cr3t-value", 1);
+    capture c;
+    capture_init(&c);
+    const char *argv[] = {"/bin/sh", "-c", "echo \"$FOO|${FARM_TEST_HOST_SECRET:-unset}|$HOME\"",
+                          NULL};
+    const char *env[] = {"FOO=bar", "HOME=/home/elsewhere", NULL};
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    o.argv = argv;
+    o.env = env;
+    o.on_output = on_output;
+    o.output_ctx = &c;
+    o.timeout_ms = 30000;
+    sandbox_result r;
+    assert_int_equal(sandbox_run(&r, &o), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_string_equal(buf_cstr(&c.out), "bar|unset|/home/elsewhere\n");
+    capture_free(&c);
+    unsetenv("FARM_TEST_HOST_SECRET");
+}
+
+static void timeout_kills_the_tree(void **state)
+{
+    (void)state;
+    const char *argv[] = {"/bin/sh", "-c", "setsid sleep 60 & sleep 60", NULL};
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    o.argv = argv;
+    o.timeout_ms = 300;
+    sandbox_result r;
+    assert_int_equal(sandbox_run(&r, &o), 0);
+    assert_int_equal(r.timed_out, 1);
+    assert_int_equal(r.exit_code, -1);
+    assert_true(r.wall_ms >= 300);
+    assert_true(r.wall_ms < 10000);
+}
+
+typedef struct stopper {
+    sandbox *s;
+    capture *c;
+} stopper;
+
+static void *stop_when_ready(void *arg)
+{
+    stopper *st = arg;
+    pthread_mutex_lock(&st->c->lock);
+    while (!strstr(buf_cstr(&st->c->out), "ready"))
+        pthread_cond_wait(&st->c->cond, &st->c->lock);
+    pthread_mutex_unlock(&st->c->lock);
+    sandbox_stop(st->s);
+    return NULL;
+}
+
+static void stop_from_another_thread(void **state)
+{
+    (void)state;
+    capture c;
+    capture_init(&c);
+    const char *argv[] = {"/bin/sh", "-c", "echo ready; exec sleep 60", NULL};
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    o.argv = argv;
+    o.on_output = on_output;
+    o.output_ctx = &c;
+    o.timeout_ms = 60000;
+    sandbox *s = NULL;
+    assert_int_equal(sandbox_start(&s, &o), 0);
+    stopper st = {s, &c};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stop_when_ready, &st), 0);
+    sandbox_result r;
+    assert_int_equal(sandbox_wait(s, &r), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(r.stopped, 1);
+    assert_int_equal(r.timed_out, 0);
+    assert_true(r.wall_ms < 30000);
+    sandbox_stop(s); /* after the end: harmless */
+    sandbox_free(s);
+    capture_free(&c);
+}
+
+static void output_is_capped(void **state)
+{
+    (void)state;
+    capture c;
+    capture_init(&c);
+    const char *argv[] = {"/bin/sh", "-c", "head -c 100000 /dev/zero", NULL};
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    o.argv = argv;
+    o.on_output = on_output;
+    o.output_ctx = &c;
+    o.max_output = 1000;
+    o.timeout_ms = 30000;
+    sandbox_result r;
+    assert_int_equal(sandbox_run(&r, &o), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_int_equal(r.stdout_bytes, 100000);
+    assert_int_equal(r.output_truncated, 1);
+    assert_int_equal(c.out.len, 1000);
+    capture_free(&c);
+}
+
+static void missing_bubblewrap_names_the_package(void **state)
+{
+    (void)state;
+    const char *argv[] = {"true", NULL};
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    o.argv = argv;
+    o.bwrap = "/nonexistent/bwrap";
+    sandbox_result r;
+    assert_int_equal(sandbox_run(&r, &o), FARM_EUNSUPPORTED);
+    assert_non_null(strstr(farm_error_last(), "apt-get install bubblewrap"));
+}
+
+static void unsafe_mode_still_times_out(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    capture c;
+    capture_init(&c);
+    const char *argv[] = {"/bin/sh", "-c", "pwd; sleep 60 & sleep 60", NULL};
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    o.argv = argv;
+    o.dir = dir;
+    o.unsafe_none = 1;
+    o.network = SANDBOX_NET_HOST;
+    o.on_output = on_output;
+    o.output_ctx = &c;
+    o.timeout_ms = 300;
+    sandbox_result r;
+    assert_int_equal(sandbox_run(&r, &o), 0);
+    assert_int_equal(r.timed_out, 1);
+    assert_true(r.wall_ms < 10000);
+    char want[PATH_MAX + 2];
+    snprintf(want, sizeof(want), "%s\n", dir);
+    assert_string_equal(buf_cstr(&c.out), want);
+    capture_free(&c);
+    remove_dir(dir);
+}
+
+static void probe_reports_this_host(void **state)
+{
+    (void)state;
+    sandbox_probe_result p;
+    int rc = sandbox_probe(&p, NULL);
+    assert_int_equal(rc == 0, p.ok == 1);
+    assert_int_equal(p.rlimits, 1);
+    if (!p.ok) {
+        assert_true(p.problem[0] != '\0');
+        return;
+    }
+    assert_true(p.bwrap_found && p.bwrap_works && p.seccomp && p.userns);
+    assert_true(p.bwrap_version[0] != '\0');
+    assert_true(p.cgroup_version == 0 || p.cgroup_version == 1 || p.cgroup_version == 2);
+    sandbox_probe_result q;
+    assert_int_equal(sandbox_probe(&q, "/nonexistent/bwrap"), FARM_EUNSUPPORTED);
+    assert_false(q.ok);
+    assert_non_null(strstr(q.problem, "apt-get install bubblewrap"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(opts_check_refuses_bad_input),
+        cmocka_unit_test(allow_match_patterns),
+        cmocka_unit_test(runs_and_streams),
+        cmocka_unit_test(environment_is_an_allowlist),
+        cmocka_unit_test(timeout_kills_the_tree),
+        cmocka_unit_test(stop_from_another_thread),
+        cmocka_unit_test(output_is_capped),
+        cmocka_unit_test(missing_bubblewrap_names_the_package),
+        cmocka_unit_test(unsafe_mode_still_times_out),
+        cmocka_unit_test(probe_reports_this_host),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
