@@ -50,7 +50,8 @@ static const char *const roles[] = {"viewer", "member", "admin", NULL};
 static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const modes[] = {"bwrap", "unsafe-none", NULL};
 static const char *const networks[] = {"none", "allowlist", NULL};
-static const char *const presets[] = {"claude", "codex", "aider", "opencode", "standin", NULL};
+static const char *const presets[] = {"auto",     "claude",  "codex", "aider",
+                                      "opencode", "standin", NULL};
 
 /* ---- small checks ------------------------------------------------------- */
 
@@ -322,7 +323,7 @@ static void load_agent(cc *c, config *cfg, json_t *o)
     if (json_object_get(o ? o : json_null(), "command") &&
         json_object_get(o ? o : json_null(), "preset"))
         cc_error(c, "agent", "give either preset or command, not both");
-    cc_choice(c, o, p, "preset", &cfg->agent.preset, cfg->agent.command ? NULL : "claude", presets);
+    cc_choice(c, o, p, "preset", &cfg->agent.preset, cfg->agent.command ? NULL : "auto", presets);
     cc_secret(c, o, p, "api_key", &cfg->agent.api_key, 0);
     cc_string(c, o, p, "api_key_env", &cfg->agent.api_key_env, preset_key_env(cfg->agent.preset),
               0);

@@ -122,7 +122,7 @@ static void defaults_need_nothing(void **state)
     assert_int_equal(c->sandbox.pids, 512);
     assert_int_equal(c->sandbox.wall_timeout_s, 1800);
     assert_int_equal(c->sandbox.disk_mb, 8192);
-    assert_string_equal(c->agent.preset, "claude");
+    assert_string_equal(c->agent.preset, "auto");
     assert_string_equal(c->agent.api_key_env, "ANTHROPIC_API_KEY");
     assert_null(c->agent.api_key);
     assert_int_equal(c->max_body_bytes, 25u << 20);
@@ -335,7 +335,7 @@ static void range_and_choice_errors(void **state)
     assert_has(e, "log_level: must be one of debug, info, warn, error");
     assert_has(e, "max_body_bytes: must be between 1024 and");
     assert_has(e, "public_url: expected an http:// or https:// URL\n");
-    assert_has(e, "agent.preset: must be one of claude, codex, aider, opencode, standin");
+    assert_has(e, "agent.preset: must be one of auto, claude, codex, aider, opencode, standin");
     assert_has(e, "repos[0].tracker: must be one of github, azure, local (got \"gitlab\")\n");
     assert_has(e, "repos[0].max_fix_rounds: must be between 0 and 10 (got 11)\n");
     assert_has(e, "repos[0].base_branch: not a valid branch name");
