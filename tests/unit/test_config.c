@@ -123,7 +123,7 @@ static void defaults_need_nothing(void **state)
     assert_int_equal(c->sandbox.wall_timeout_s, 1800);
     assert_int_equal(c->sandbox.disk_mb, 8192);
     assert_string_equal(c->agent.preset, "auto");
-    assert_string_equal(c->agent.api_key_env, "ANTHROPIC_API_KEY");
+    assert_null(c->agent.api_key_env); /* "auto": each preset's own variable */
     assert_null(c->agent.api_key);
     assert_int_equal(c->max_body_bytes, 25u << 20);
     assert_true(config_listen_is_loopback(c));
