@@ -154,6 +154,16 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = _handle
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # a client hanging up mid-request (libgit2 giving up after a 401) is normal
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", required=True)
@@ -162,8 +172,7 @@ def main():
     ap.add_argument("--log")
     a = ap.parse_args()
 
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
+    srv = Server(("127.0.0.1", 0), Handler)
     srv.root = os.path.abspath(a.root)
     srv.token_file = a.token_file
     srv.user = a.user
