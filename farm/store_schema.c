@@ -13,6 +13,7 @@
  */
 #include "store_internal.h"
 #include "stream_store.h"
+#include "store_local.h"
 
 #include "../base/error.h"
 #include "../base/log.h"
@@ -105,6 +106,8 @@ static const store_migration migrations[] = {
      "  updated_ms INTEGER NOT NULL);"},
 
     {3, "durable streams (farm/store_stream.c)", STREAM_SCHEMA_SQL},
+    {4, "the local tracker's issues, comments and pull requests (farm/store_local.c)",
+     store_local_schema_sql},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
