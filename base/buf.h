@@ -32,7 +32,7 @@ int buf_append(buf *b, const void *p, size_t n);
 int buf_puts(buf *b, const char *s);
 int buf_putc(buf *b, char c);
 int buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int buf_vprintf(buf *b, const char *fmt, va_list ap);
+int buf_vprintf(buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* The contents as a C string: "" for an empty buffer, never NULL. */
 const char *buf_cstr(const buf *b);
