@@ -147,9 +147,12 @@ void tracker_review_comments_free(tracker_review_comment *rc, size_t n);
  */
 
 /* Post a comment with the marker for `key`. *out_id is the id of the
- * comment (the first part when the body was split). Not deduplicated by
- * itself: after a crash, call tracker_comment_find_by_marker() first and,
- * when found, tracker_comment_update() to complete any missing parts. */
+ * comment (the first part when the body was split). A 5xx is retried only
+ * after checking that the comment did not land anyway. FARM_ETIMEOUT or
+ * FARM_EIO means no answer came and the comment may still appear later.
+ * So before any retry (after an error or a crash), call
+ * tracker_comment_find_by_marker() and, when found,
+ * tracker_comment_update() with that id to complete any missing parts. */
 int tracker_comment_create(int64_t *out_id, tracker *t, const tracker_ref *ref, const char *key,
                            const char *body);
 

@@ -21,7 +21,8 @@ Control endpoints (no authentication), all JSON:
   POST   /_fake/fail                   queue a failure rule: {"count": 1,
          "status": 500|429|403|..., "retry_after": seconds, "message": "...",
          "hang": seconds, "then": "drop"|"process", "method": "POST",
-         "path": "regex searched in the path"}; with "hang" the request waits
+         "path": "regex searched in the path", "skip": N}; the first `skip`
+         matching requests pass untouched; with "hang" the request waits
          that long and then is dropped (default) or served normally
   DELETE /_fake/fail                   clear the rules
   GET    /_fake/state                  everything, as JSON
@@ -177,6 +178,7 @@ def user_json(login):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-github/1.0"
+    disable_nagle_algorithm = True  # headers and body go out as two writes
     state = None  # set in main
 
     def log_message(self, fmt, *args):
@@ -192,9 +194,12 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, str(v))
         self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if data and self.command != "HEAD":
-            self.wfile.write(data)
+        try:
+            self.end_headers()
+            if data and self.command != "HEAD":
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (a timeout test)
 
     def do_GET(self):
         self._handle()
@@ -311,6 +316,9 @@ class Handler(BaseHTTPRequestHandler):
                 continue
             if rule.get("path") and not re.search(rule["path"], path):
                 continue
+            if int(rule.get("skip", 0)) > 0:
+                rule["skip"] = int(rule["skip"]) - 1
+                return None
             rule["count"] = int(rule.get("count", 1)) - 1
             if rule["count"] <= 0:
                 st.failures.remove(rule)
