@@ -175,7 +175,8 @@ int store_tx_delivery_outcome_set(store_tx *tx, int64_t id, const char *outcome,
                                   int64_t session_id, int64_t job_id);
 
 /* Find the session of an issue (by_pr = 0: number is the issue number) or of
- * a pull request (by_pr = 1: number is its PR number). The active session
+ * a pull request (by_pr = 1: number is its PR number), by the repository's
+ * name as configured (matched exactly: sessions keep the configured spelling). The active session
  * (state not final) when there is one, else the newest ended one unless
  * active_only is set. *out is freed with store_session_free(). Returns 0,
  * FARM_ENOTFOUND or FARM_EIO. */

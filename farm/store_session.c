@@ -117,11 +117,11 @@ int store_tx_session_find(store_session **out, store_tx *tx, const char *tracker
     rc = store_prepare(&st, tx->db,
                        by_pr
                            ? "SELECT " SESSION_COLS " FROM session"
-                             " WHERE tracker = ?1 AND repo = ?2 COLLATE NOCASE AND pr_number = ?3"
+                             " WHERE tracker = ?1 AND repo = ?2 AND pr_number = ?3"
                              " AND (?4 = 0 OR state NOT IN ('done', 'failed', 'cancelled'))"
                              " ORDER BY state IN ('done', 'failed', 'cancelled'), id DESC LIMIT 1"
                            : "SELECT " SESSION_COLS " FROM session"
-                             " WHERE tracker = ?1 AND repo = ?2 COLLATE NOCASE AND number = ?3"
+                             " WHERE tracker = ?1 AND repo = ?2 AND number = ?3"
                              " AND (?4 = 0 OR state NOT IN ('done', 'failed', 'cancelled'))"
                              " ORDER BY state IN ('done', 'failed', 'cancelled'), id DESC LIMIT 1");
     if (rc)
