@@ -1,0 +1,88 @@
+/*
+ * outbox.h - tracker side effects, exactly once.
+ *
+ * Nothing in the farm calls a tracker's write operations directly. A step
+ * that wants a comment, a status update, a reaction, a label or a pull request
+ * enqueues an outbox entry in the same store transaction as the state change
+ * that calls for it; the sender (one thread per farm process, entries leased
+ * like jobs so several processes can share a store) delivers entries with
+ * retries and backoff, honouring the tracker's rate limits, and records the
+ * remote id. Every entry has an idempotency key, unique in the store, and the
+ * key's hidden marker goes into every body the tracker receives, so after a
+ * crash the sender finds what it already posted (comment_find_by_marker, and
+ * pr_find_by_branch for pull requests) instead of posting it again.
+ *
+ * Keys are built by outbox_key() from the session and a name:
+ * "s42:started", "s42:pr", "s42:status", "s42:r2:failed" ... (tracker key rules:
+ * [A-Za-z0-9._:/=+@-], at most 200 characters).
+ */
+#ifndef FARM_FARM_OUTBOX_H
+#define FARM_FARM_OUTBOX_H
+
+#include "store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct farm farm;
+
+/* Entry kinds, and the JSON payload each takes. The target issue or PR is the
+ * session's (tracker, repo, number) unless the payload says otherwise.
+ *
+ * OUTBOX_COMMENT   {"body": md, "on_pr": bool}
+ *                  a new comment (a milestone: started, PR opened, failed,
+ *                  question, a reply to a command)
+ * OUTBOX_STATUS    {"body": md}
+ *                  the session's one sticky status comment: created the first
+ *                  time, edited in place afterwards. Status entries coalesce:
+ *                  when a newer one is pending, an older one is skipped.
+ * OUTBOX_REACT     {"comment_id": n, "reaction": "eyes"}   comment_id 0: the issue itself
+ * OUTBOX_LABELS    {"add": [..], "remove": [..]}
+ * OUTBOX_PR        {"title", "body", "head", "base", "draft": bool}
+ *                  open the pull request for the session's branch, or update
+ *                  its title and body when one is open already. On success the
+ *                  session's pr_number and pr_url are set and, when the payload
+ *                  has "state_after", the session moves to that state; then
+ *                  "then_comment" (a body), when present, is enqueued as an
+ *                  OUTBOX_COMMENT with key "<key>:comment".
+ * OUTBOX_REVIEW_REPLY {"comment_id": n, "body": md}   reply in a review thread
+ */
+#define OUTBOX_COMMENT "comment"
+#define OUTBOX_STATUS "status"
+#define OUTBOX_REACT "react"
+#define OUTBOX_LABELS "labels"
+#define OUTBOX_PR "pr"
+#define OUTBOX_REVIEW_REPLY "review_reply"
+
+/* Build "s<session>:<name>" into out (at least 256 bytes). */
+void outbox_key(char *out, size_t n, int64_t session_id, const char *name);
+
+/* Enqueue inside a store transaction. A key that is already in the outbox is
+ * not an error: nothing is written and 0 is returned (that is what makes a
+ * repeated step harmless). Returns 0, FARM_EINVALID (bad kind, key or
+ * payload) or FARM_EIO. */
+int outbox_tx_enqueue(store_tx *tx, int64_t session_id, const char *kind, const char *key,
+                      const char *payload_json);
+
+/* The same as a write of its own (group-committed). */
+int outbox_enqueue(store *s, int64_t session_id, const char *kind, const char *key,
+                   const char *payload_json);
+
+/* Start and stop the sender thread of a farm. Stopping lets an entry being
+ * sent finish (bounded by the HTTP timeouts) and leaves the rest pending. */
+int outbox_start(farm *f);
+void outbox_stop(farm *f);
+
+/* Wake the sender now (after a commit that enqueued something). */
+void outbox_kick(farm *f);
+
+/* Counts for /metrics and `farm status`. */
+typedef struct outbox_stats {
+    int64_t pending;
+    int64_t sent;
+    int64_t failed;   /* gave up: attempts exhausted or a permanent error */
+    int64_t retries;  /* attempts that will be tried again */
+} outbox_stats;
+int outbox_stats_get(outbox_stats *out, store *s);
+
+#endif
