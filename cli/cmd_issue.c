@@ -31,7 +31,8 @@
     "farm issue new --repo NAME --title TEXT [--body TEXT | --body-file FILE] [--label L]...\n"    \
     "       farm issue list [--repo NAME] [--state open|closed|merged] [--limit N] [--json]\n"     \
     "       farm issue show N [--json]\n"                                                          \
-    "       farm issue comment N (TEXT | --body-file FILE)\n"                                      \
+    "       farm issue comment N (TEXT | --body-file FILE) [--path FILE [--line L]]\n"             \
+    "                          [--reply-to COMMENT]   (review comments on a pull request)\n"       \
     "       farm issue label N LABEL...\n"                                                         \
     "       farm issue close N\n"                                                                  \
     "  every form also takes [--config FILE | --data-dir DIR] [--as USER]"
@@ -45,6 +46,9 @@ typedef struct opts {
     const char *body_file;
     const char *state;
     const char *as;
+    const char *path; /* comment: a review comment on this file */
+    int line;         /* ... and line */
+    int64_t reply_to; /* comment: a reply to this review comment */
     const char **labels;
     size_t nlabels;
     int limit;
@@ -418,7 +422,7 @@ out:
 static int cmd_comment(ctx *c, const opts *o, int64_t number, const char *text)
 {
     local_item *it = NULL;
-    local_comment *saved = NULL;
+    local_comment *saved = NULL, *parent = NULL;
     char *body = NULL;
     tracker_event ev;
     int64_t id = 0;
@@ -436,8 +440,39 @@ static int cmd_comment(ctx *c, const opts *o, int64_t number, const char *text)
     cm.number = number;
     cm.author = (char *)c->actor;
     cm.body = body;
-    if (c->b.item_get(&it, c->b.ctx, number) < 0 || c->b.comment_insert(&id, c->b.ctx, &cm) < 0 ||
-        c->b.comment_get(&saved, c->b.ctx, id) < 0) {
+    if (c->b.item_get(&it, c->b.ctx, number) < 0) {
+        fprintf(stderr, "farm issue: %s\n", farm_error_last());
+        goto out;
+    }
+    if (o->path || o->reply_to) {
+        /* a review comment: on a file and line of a pull request, or a reply */
+        if (!it->is_pr) {
+            fprintf(stderr,
+                    "farm issue: #%lld is an issue; --path and --reply-to are for pull "
+                    "requests\n",
+                    (long long)number);
+            goto out;
+        }
+        cm.review = 1;
+        cm.path = (char *)o->path;
+        cm.line = o->line;
+        if (o->reply_to) {
+            if (c->b.comment_get(&parent, c->b.ctx, o->reply_to) < 0 || parent->number != number ||
+                !parent->review) {
+                fprintf(stderr, "farm issue: %lld is not a review comment of #%lld\n",
+                        (long long)o->reply_to, (long long)number);
+                goto out;
+            }
+            cm.in_reply_to = parent->id;
+            if (!cm.path) {
+                cm.path = parent->path;
+                cm.line = parent->line;
+            }
+        }
+        if (cm.path && (!*cm.path || strlen(cm.path) > 4096 || !utf8_ok("path", cm.path)))
+            goto out;
+    }
+    if (c->b.comment_insert(&id, c->b.ctx, &cm) < 0 || c->b.comment_get(&saved, c->b.ctx, id) < 0) {
         fprintf(stderr, "farm issue: %s\n", farm_error_last());
         goto out;
     }
@@ -449,6 +484,7 @@ static int cmd_comment(ctx *c, const opts *o, int64_t number, const char *text)
     }
     rc = deliver(c, &ev);
 out:
+    local_comment_list_free(parent, parent ? 1 : 0);
     local_comment_list_free(saved, saved ? 1 : 0);
     local_item_free(it);
     free(body);
@@ -524,12 +560,21 @@ out:
 static int issue(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"data-dir", required_argument, NULL, 'd'},
-        {"repo", required_argument, NULL, 'r'},   {"title", required_argument, NULL, 't'},
-        {"body", required_argument, NULL, 'b'},   {"body-file", required_argument, NULL, 'f'},
-        {"label", required_argument, NULL, 'l'},  {"state", required_argument, NULL, 's'},
-        {"limit", required_argument, NULL, 'n'},  {"as", required_argument, NULL, 'a'},
-        {"json", no_argument, NULL, 'j'},         {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"data-dir", required_argument, NULL, 'd'},
+        {"repo", required_argument, NULL, 'r'},
+        {"title", required_argument, NULL, 't'},
+        {"body", required_argument, NULL, 'b'},
+        {"body-file", required_argument, NULL, 'f'},
+        {"label", required_argument, NULL, 'l'},
+        {"state", required_argument, NULL, 's'},
+        {"limit", required_argument, NULL, 'n'},
+        {"as", required_argument, NULL, 'a'},
+        {"json", no_argument, NULL, 'j'},
+        {"path", required_argument, NULL, 'p'},
+        {"line", required_argument, NULL, 'L'},
+        {"reply-to", required_argument, NULL, 'R'},
+        {NULL, 0, NULL, 0},
     };
     opts o = {0};
     ctx c = {0};
@@ -579,6 +624,20 @@ static int issue(int argc, char **argv)
             break;
         case 'j':
             o.json = 1;
+            break;
+        case 'p':
+            o.path = optarg;
+            break;
+        case 'L':
+            o.line = atoi(optarg);
+            if (o.line <= 0)
+                goto usage;
+            break;
+        case 'R':
+            if (!number_parse(&o.reply_to, optarg)) {
+                rc = 1;
+                goto done;
+            }
             break;
         default:
             goto usage;

@@ -148,6 +148,37 @@ def test_beside_a_running_farm():
         assert "a comment while serving" in out, out
 
 
+def test_review_comments_on_a_pull_request():
+    with new_farm() as farm:
+        rc, out, err = issue(farm, "new", "--repo", "demo", "--title", "Fix the login")
+        number = int(out.strip())
+        # the farm opens local PRs through the tracker; stand in for it here
+        c = sqlite3.connect(os.path.join(farm.data_dir, "farm.db"), timeout=10)
+        with c:
+            cur = c.execute("INSERT INTO local_item (repo, is_pr, title, body, author, state,"
+                            " head_branch, base_branch, issue, created_ms, updated_ms) VALUES"
+                            " ('demo', 1, 'Fix the login', 'Resolves #1', 'farm-bot', 'open',"
+                            " 'farm/1-fix-the-login', 'main', ?, 1, 1)", (number,))
+            pr = cur.lastrowid
+        c.close()
+        rc, out, err = issue(farm, "show", str(number))
+        assert "pull request #%d (open)" % pr in out and "farm/1-fix-the-login" in out, out
+        rc, out, err = issue(farm, "comment", str(pr), "use a constant", "--path", "src/login.c",
+                             "--line", "42")
+        first = int(out.strip())
+        rc, out, err = issue(farm, "comment", str(pr), "and a test", "--reply-to", str(first))
+        rc, out, err = issue(farm, "show", str(pr), "--json")
+        j = json.loads(out)
+        assert j["is_pr"] and j["head_branch"] == "farm/1-fix-the-login", j
+        rc_ = [(c["path"], c["line"], c["in_reply_to"], c["review"]) for c in j["comments"]]
+        assert rc_ == [("src/login.c", 42, 0, True), ("src/login.c", 42, first, True)], rc_
+        d = rows(farm, "SELECT event FROM delivery WHERE number = ? ORDER BY id", pr)
+        assert d == [("pull_request_review_comment",)] * 2, d
+        # review options on an issue are refused
+        rc, out, err = issue(farm, "comment", str(number), "x", "--path", "a.c", ok=False)
+        assert rc == 1 and "pull request" in err, (rc, err)
+
+
 def test_bad_input_is_refused():
     with new_farm() as farm:
         rc, out, err = issue(farm, "new", "--repo", "nope", "--title", "x", ok=False)
@@ -181,4 +212,5 @@ def test_bad_input_is_refused():
 
 if __name__ == "__main__":
     farmtest.run([test_new_issue_with_the_label_starts_a_session, test_label_added_later_triggers,
-                  test_body_file_and_stdin, test_beside_a_running_farm, test_bad_input_is_refused])
+                  test_body_file_and_stdin, test_beside_a_running_farm,
+                  test_review_comments_on_a_pull_request, test_bad_input_is_refused])
