@@ -25,8 +25,8 @@ JSON = {"Content-Type": "application/json"}
 TEXT = {"Content-Type": "text/plain"}
 
 
-def new_farm():
-    f = Farm(extra={"tokens": [
+def new_farm(tmp=None):
+    f = Farm(tmp=tmp, extra={"tokens": [
         {"name": "viewer", "token": "env:FARM_TEST_VIEWER", "role": "viewer"},
         {"name": "mia", "token": "env:FARM_TEST_MEMBER", "role": "member"},
         {"name": "admin", "token": "env:FARM_TEST_ADMIN", "role": "admin"},
@@ -324,6 +324,70 @@ def test_readers_identical_and_stalled():
             r.close()
 
 
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_cli_logs_follow_across_restart():
+    """`farm say` sends, `farm logs` prints, `farm logs -f` follows and
+    resumes across a farm restart without repeating or skipping a line."""
+    import subprocess
+    import shutil
+    import tempfile
+    port = free_port()
+    tmp = tempfile.mkdtemp(prefix="farm-e2e-logs-")
+    f = new_farm(tmp)
+    f.config["listen"] = "127.0.0.1:%d" % port
+    with open(f.config_path, "w") as fh:
+        json.dump(f.config, fh)
+    server = "http://127.0.0.1:%d" % port
+    env = dict(os.environ, FARM_TOKEN=MEMBER_TOKEN)
+    with f:
+        sid = new_session(f)
+        out = subprocess.run([farmtest.FARM_BIN, "say", "--server", server, str(sid), "first words"],
+                             env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and "sent to session" in out.stdout, out
+        out = subprocess.run([farmtest.FARM_BIN, "say", "--server", server, str(sid), "x"],
+                             env=dict(os.environ, FARM_TOKEN=VIEWER_TOKEN), capture_output=True, text=True,
+                             timeout=30)
+        assert out.returncode == 1 and "member" in out.stderr, out
+        out = subprocess.run([farmtest.FARM_BIN, "logs", "--server", server, str(sid)],
+                             env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and "mia: first words" in out.stdout, out
+        follower = subprocess.Popen([farmtest.FARM_BIN, "logs", "-f", "--json", "--server", server, str(sid)],
+                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = []
+
+        def pump():
+            for line in follower.stdout:
+                lines.append(json.loads(line))
+        t = threading.Thread(target=pump, daemon=True)
+        t.start()
+        farmtest.wait_for(lambda: any(m["body"].get("text") == "first words" for m in lines), 10, "first line")
+        f.stop()
+    # the farm is down: the follower keeps trying; bring it back on the same port and data
+    f2 = new_farm(tmp)
+    f2.config = f.config
+    with open(f2.config_path, "w") as fh:
+        json.dump(f.config, fh)
+    with f2:
+        out = subprocess.run([farmtest.FARM_BIN, "say", "--server", server, str(sid), "after restart"],
+                             env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out
+        farmtest.wait_for(lambda: any(m["body"].get("text") == "after restart" for m in lines), 20,
+                          "the line after the restart")
+        follower.terminate()
+        follower.wait(10)
+        seqs = [m["seq"] for m in lines]
+        assert seqs == list(range(1, len(seqs) + 1)), seqs
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     farmtest.run([test_protocol, test_authorization, test_session_log_and_messages,
-                  test_forced_disconnects, test_readers_identical_and_stalled])
+                  test_forced_disconnects, test_readers_identical_and_stalled,
+                  test_cli_logs_follow_across_restart])
