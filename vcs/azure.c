@@ -733,19 +733,15 @@ static int tags_change(az *a, const tracker_ref *ref, const char *const *labels,
 
 static int wi_labels_add(tracker *t, const tracker_ref *ref, const char *const *labels, size_t n)
 {
-    if (ref->is_pr) {
-        farm_error_set("azure: the farm tags work items, not pull requests");
-        return FARM_EUNSUPPORTED;
-    }
+    if (ref->is_pr)
+        return az_pr_labels((az *)t, ref, labels, n, 1);
     return tags_change((az *)t, ref, labels, n, 1);
 }
 
 static int wi_labels_remove(tracker *t, const tracker_ref *ref, const char *const *labels, size_t n)
 {
-    if (ref->is_pr) {
-        farm_error_set("azure: the farm tags work items, not pull requests");
-        return FARM_EUNSUPPORTED;
-    }
+    if (ref->is_pr)
+        return az_pr_labels((az *)t, ref, labels, n, 0);
     return tags_change((az *)t, ref, labels, n, 0);
 }
 

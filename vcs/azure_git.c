@@ -262,6 +262,36 @@ int az_pr_react(az *a, const tracker_ref *ref, int64_t comment_id, const char *r
     return rc;
 }
 
+/* ---- labels on pull requests -------------------------------------------- */
+
+int az_pr_labels(az *a, const tracker_ref *ref, const char *const *labels, size_t n, int add)
+{
+    az_loc l;
+    int rc;
+    if ((rc = az_loc_get(&l, a, ref->repo, 1)) < 0)
+        return rc;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        buf url = BUF_INIT(AZ_URL_MAX);
+        json_t *body = NULL;
+        rc = pr_url(&url, a, &l, ref->number);
+        if (rc == 0)
+            rc = buf_puts(&url, "/labels");
+        if (rc == 0 && !add && (rc = buf_putc(&url, '/')) == 0)
+            rc = az_escape(&url, labels[i]);
+        if (rc == 0)
+            rc = buf_printf(&url, "?api-version=%s", AZ_API);
+        if (rc == 0 && add && !(body = json_pack("{s:s}", "name", labels[i])))
+            rc = FARM_ENOMEM;
+        if (rc == 0)
+            rc = az_request(NULL, NULL, a, add ? "POST" : "DELETE", buf_cstr(&url), NULL, body, 1);
+        if (rc == FARM_ENOTFOUND && !add)
+            rc = 0; /* it was not there */
+        json_decref(body);
+        buf_free(&url);
+    }
+    return rc;
+}
+
 /* ---- pull requests ------------------------------------------------------ */
 
 static const char *pr_state(const char *status)

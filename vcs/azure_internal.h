@@ -97,6 +97,7 @@ int az_pr_comment_update(az *a, const tracker_ref *ref, int64_t id, const char *
                          const char *body);
 int az_pr_comment_find(int64_t *out_id, az *a, const tracker_ref *ref, const char *key);
 int az_pr_react(az *a, const tracker_ref *ref, int64_t comment_id, const char *reaction);
+int az_pr_labels(az *a, const tracker_ref *ref, const char *const *labels, size_t n, int add);
 int az_pr_thread_get(tracker_thread **out, az *a, const tracker_ref *ref);
 int az_pr_create(tracker_pr **out, tracker *t, const tracker_ref *ref, const tracker_pr_spec *spec);
 int az_pr_find_by_branch(tracker_pr **out, tracker *t, const tracker_ref *ref, const char *branch);

@@ -750,6 +750,8 @@ class Handler(BaseHTTPRequestHandler):
                     pr["status"] = body["status"]
                 return 200, self._pr_json(pr)
             raise ApiError(405, "Method not allowed")
+        if low[1] == "labels":
+            return self._pr_labels(me, pr, rest[2:], body)
         if low[1] != "threads":
             raise ApiError(404, "The resource cannot be found.")
         if len(rest) == 2:
@@ -822,6 +824,31 @@ class Handler(BaseHTTPRequestHandler):
                 return 204, None
             if m == "GET":
                 return 200, {"value": [identity(u) for u in c["usersLiked"]]}
+        raise ApiError(404, "The resource cannot be found.")
+
+
+    def _pr_labels(self, me, pr, rest, body):
+        m = self.command
+        if not rest:
+            if m == "GET":
+                return 200, {"value": pr["labels"], "count": len(pr["labels"])}
+            if m == "POST":
+                name = (body or {}).get("name")
+                if not isinstance(name, str) or not name.strip():
+                    raise ApiError(400, "A label needs a name.")
+                for lab in pr["labels"]:
+                    if lab["name"].lower() == name.lower():
+                        return 200, lab
+                lab = {"id": guid("label/" + name.lower()), "name": name, "active": True}
+                pr["labels"].append(lab)
+                return 200, lab
+            raise ApiError(405, "Method not allowed")
+        if len(rest) == 1 and m == "DELETE":
+            for lab in pr["labels"]:
+                if lab["name"].lower() == rest[0].lower() or lab["id"] == rest[0]:
+                    pr["labels"].remove(lab)
+                    return 204, None
+            raise ApiError(404, "The label %s is not on this pull request." % rest[0])
         raise ApiError(404, "The resource cannot be found.")
 
 

@@ -644,9 +644,19 @@ static void pr_threads_and_replies(void **state)
     assert_int_equal(found, cid);
     assert_int_equal(tracker_comment_update(t, &pref, cid, "s1/pr-status", "Tests pass (2)"), 0);
     assert_int_equal(tracker_react(t, &pref, cid, "+1"), 0);
+    assert_int_equal(tracker_react(t, &pref, cid, "heart"), FARM_EUNSUPPORTED);
+
+    /* labels on a PR are its Azure labels */
+    const char *labs[] = {"farm", "needs review"};
+    assert_int_equal(tracker_labels_add(t, &pref, labs, 2), 0);
+    assert_int_equal(tracker_labels_add(t, &pref, labs, 1), 0);
+    const char *gone[] = {"needs review", "absent"};
+    assert_int_equal(tracker_labels_remove(t, &pref, gone, 2), 0);
     tracker_thread *th = NULL;
     assert_int_equal(tracker_thread_get(&th, t, &pref), 0);
     assert_int_equal(th->ncomments, 2); /* alice's overall comment and the farm's */
+    assert_int_equal(th->nlabels, 1);
+    assert_string_equal(th->labels[0], "farm");
     int seen = 0;
     for (size_t i = 0; i < th->ncomments; i++)
         seen |= strstr(th->comments[i].body, "Tests pass (2)") != NULL;
