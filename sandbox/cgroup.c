@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,13 +170,20 @@ static int can_mkdir(const char *dir)
     return 1;
 }
 
-void sbx_cgroup_detect(sbx_cgroup_caps *out)
+/* What detect() found, once per process: the farm's own cgroup does not
+ * move while it runs, and probing costs a mountinfo parse and mkdirs. */
+static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
+static sbx_cgroup_caps detected;
+static char base_dir[CG_N][1024]; /* v2: base_dir[0] only */
+
+static void detect(void)
 {
+    sbx_cgroup_caps *out = &detected;
     memset(out, 0, sizeof(*out));
     char dir[1024];
+    int *flags[CG_N] = {&out->memory, &out->pids, &out->cpu};
     if (own_dir(dir, sizeof(dir), NULL) == 0 && access(dir, W_OK) == 0 && can_mkdir(dir)) {
         int any = 0;
-        int *flags[CG_N] = {&out->memory, &out->pids, &out->cpu};
         for (int i = 0; i < CG_N; i++) {
             if (v2_has(dir, "cgroup.subtree_control", cg_names[i])) {
                 *flags[i] = 1;
@@ -184,17 +192,24 @@ void sbx_cgroup_detect(sbx_cgroup_caps *out)
         }
         if (any) {
             out->version = 2;
+            snprintf(base_dir[0], sizeof(base_dir[0]), "%s", dir);
             return;
         }
     }
-    int *flags[CG_N] = {&out->memory, &out->pids, &out->cpu};
     for (int i = 0; i < CG_N; i++) {
         if (own_dir(dir, sizeof(dir), cg_names[i]) == 0 && access(dir, W_OK) == 0 &&
             can_mkdir(dir)) {
             *flags[i] = 1;
             out->version = 1;
+            snprintf(base_dir[i], sizeof(base_dir[i]), "%s", dir);
         }
     }
+}
+
+void sbx_cgroup_detect(sbx_cgroup_caps *out)
+{
+    pthread_once(&detect_once, detect);
+    *out = detected;
 }
 
 static void limits(sbx_cgroup *cg, int which, const char *dir, int memory_mb, int pids,
@@ -257,12 +272,14 @@ int sbx_cgroup_create(sbx_cgroup **out, int memory_mb, int pids, int cpu_percent
              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED), (long)ts.tv_nsec);
     int avail[CG_N] = {caps.memory, caps.pids, caps.cpu};
     for (int i = 0; i < CG_N; i++) {
-        if (!avail[i] || (cg->version == 2 && i > 0))
-            continue;
-        char base[1024], dir[1200];
-        if (own_dir(base, sizeof(base), cg->version == 2 ? NULL : cg_names[i]) < 0)
-            continue;
-        snprintf(dir, sizeof(dir), "%s/%s", base, name);
+        if (cg->version == 2 ? i > 0 : !avail[i])
+            continue; /* v2: one directory holds every controller */
+        char dir[1200];
+        if (snprintf(dir, sizeof(dir), "%s/%s", base_dir[i], name) >= (int)sizeof(dir)) {
+            farm_error_set("cgroup: path too long under %s", base_dir[i]);
+            rc = FARM_EINVALID;
+            goto out;
+        }
         if (mkdir(dir, 0755) < 0) {
             farm_error_set("cgroup: mkdir %s: %s", dir, strerror(errno));
             rc = FARM_EIO;

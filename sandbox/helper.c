@@ -1,11 +1,18 @@
 /*
- * helper.c - the farm binary's part inside an allowlist-mode sandbox.
+ * helper.c - the farm binary's part inside a sandbox.
  *
- * The sandbox's network namespace has only its own loopback, and the egress
- * proxy lives outside behind a Unix socket bound in. Most tools only know
- * HTTP_PROXY=http://host:port, so this helper listens on 127.0.0.1:PORT inside,
- * relays every connection to the socket, runs the command as its child and
- * exits with the command's status (128+N for a signal).
+ *     farm sandbox __helper [--proxy PORT SOCKET] [--cmd-fd FD] [-- CMD [ARG...]]
+ *
+ * Two jobs, either or both:
+ * - allowlist mode (--proxy): the sandbox's network namespace has only its
+ *   own loopback and the egress proxy lives outside behind a Unix socket
+ *   bound in. Most tools only know HTTP_PROXY=http://host:port, so the helper
+ *   listens on 127.0.0.1:PORT, relays every connection to the socket, runs
+ *   the command as its child and exits with its status (128+N for a signal).
+ * - a prepared (warm) sandbox (--cmd-fd): the sandbox is spawned ahead and
+ *   the helper waits on FD for the command and its environment, which
+ *   sandbox_launch() sends when the work arrives; then it runs it.
+ * Without --proxy the helper execs the command in its own place.
  */
 #include "internal.h"
 
@@ -15,6 +22,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,18 +57,60 @@ static void *relay_one(void *arg)
     return NULL;
 }
 
-int sandbox_helper_main(int argc, char **argv)
+static int read_full(int fd, void *p, size_t n)
 {
-    if (argc < 5 || strcmp(argv[3], "--") != 0) {
-        fprintf(stderr, "farm sandbox __helper: usage: __helper PORT SOCKET -- CMD [ARG...]\n");
-        return 2;
+    char *c = p;
+    while (n > 0) {
+        ssize_t r = read(fd, c, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        c += r;
+        n -= (size_t)r;
     }
-    int port = atoi(argv[1]);
-    const char *sock = argv[2];
-    if (port < 1 || port > 65535 || strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-        fprintf(stderr, "farm sandbox __helper: bad port or socket path\n");
-        return 2;
+    return 0;
+}
+
+/* The command message of sandbox_launch(): u32 argc, u32 envc, u32 bytes,
+ * then argc + envc NUL-terminated strings in those bytes. The environment
+ * entries are set over the sandbox's base environment. *out_argv is a
+ * NULL-terminated vector into one heap block; the process execs soon after,
+ * so it is never freed. */
+static int read_command(int fd, char ***out_argv)
+{
+    uint32_t h[3];
+    if (read_full(fd, h, sizeof(h)) < 0 || h[0] == 0 || h[0] > SANDBOX_MAX_ARGS ||
+        h[1] > SANDBOX_MAX_ENV || h[2] > SANDBOX_MAX_TOTAL_BYTES)
+        return -1;
+    char *data = malloc((size_t)h[2] + 1);
+    char **argv = calloc((size_t)h[0] + 1, sizeof(char *));
+    if (!data || !argv || read_full(fd, data, h[2]) < 0)
+        return -1;
+    data[h[2]] = '\0';
+    char *p = data, *end = data + h[2];
+    for (uint32_t i = 0; i < h[0] + h[1]; i++) {
+        if (p >= end)
+            return -1;
+        if (i < h[0]) {
+            argv[i] = p;
+        } else {
+            char *eq = strchr(p, '=');
+            if (!eq)
+                return -1;
+            *eq = '\0';
+            if (setenv(p, eq + 1, 1) < 0)
+                return -1;
+            *eq = '=';
+        }
+        p += strlen(p) + 1;
     }
+    *out_argv = argv;
+    return 0;
+}
+
+static int proxy_and_run(int port, const char *sock, char **cmd)
+{
     signal(SIGPIPE, SIG_IGN);
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
@@ -79,8 +129,8 @@ int sandbox_helper_main(int argc, char **argv)
     }
     if (child == 0) {
         signal(SIGPIPE, SIG_DFL);
-        execvp(argv[4], argv + 4);
-        fprintf(stderr, "farm sandbox: %s: %s\n", argv[4], strerror(errno));
+        execvp(cmd[0], cmd);
+        fprintf(stderr, "farm sandbox: %s: %s\n", cmd[0], strerror(errno));
         _exit(errno == ENOENT ? 127 : 126);
     }
     int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
@@ -92,11 +142,8 @@ int sandbox_helper_main(int argc, char **argv)
         if (pidfd < 0 || (n > 0 && pf[1].revents)) {
             int st;
             pid_t w = waitpid(child, &st, pidfd < 0 ? WNOHANG : 0);
-            /* _exit: no exit-time handlers (a sanitizer's leak check cannot
-             * run under the sandbox's seccomp filter and would change the
-             * status) */
             if (w == child)
-                _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+                return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         }
         if (n > 0 && (pf[0].revents & POLLIN)) {
             int in = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -124,5 +171,50 @@ int sandbox_helper_main(int argc, char **argv)
     kill(child, SIGKILL);
     int st;
     waitpid(child, &st, 0);
-    _exit(125);
+    return 125;
+}
+
+/* Every way out is _exit(): no exit-time handlers run (a sanitizer's leak
+ * check cannot work under the sandbox's seccomp filter and would change the
+ * command's status). */
+int sandbox_helper_main(int argc, char **argv)
+{
+    int port = 0, cmd_fd = -1, i = 1;
+    const char *sock = NULL;
+    for (; i < argc; i++) {
+        if (!strcmp(argv[i], "--proxy") && i + 2 < argc) {
+            port = atoi(argv[i + 1]);
+            sock = argv[i + 2];
+            i += 2;
+        } else if (!strcmp(argv[i], "--cmd-fd") && i + 1 < argc) {
+            cmd_fd = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--")) {
+            i++;
+            break;
+        } else {
+            break;
+        }
+    }
+    char **cmd = argv + i;
+    if ((sock && (port < 1 || port > 65535 ||
+                  strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path))) ||
+        (cmd_fd < 0 && i >= argc) || (cmd_fd >= 0 && i < argc)) {
+        fprintf(stderr, "usage: farm sandbox __helper [--proxy PORT SOCKET] [--cmd-fd FD] "
+                        "[-- CMD [ARG...]]\n");
+        _exit(2);
+    }
+    if (cmd_fd >= 0) {
+        /* say we are ready: sandbox_prepare() returns when this arrives */
+        if (write(cmd_fd, "R", 1) != 1)
+            _exit(125);
+        int rc = read_command(cmd_fd, &cmd);
+        close(cmd_fd);
+        if (rc < 0)
+            _exit(125); /* the farm went away or sent garbage: nothing to run */
+    }
+    if (sock)
+        _exit(proxy_and_run(port, sock, cmd));
+    execvp(cmd[0], cmd);
+    fprintf(stderr, "farm sandbox: %s: %s\n", cmd[0], strerror(errno));
+    _exit(errno == ENOENT ? 127 : 126);
 }

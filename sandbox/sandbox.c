@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -46,7 +47,7 @@
 #define SANDBOX_HOME       "/home/sandbox"
 
 /* Descriptor numbers as bubblewrap sees them. */
-enum { FD_SECCOMP = 3, FD_INFO = 4, FD_FIRST_FREE = 5 };
+enum { FD_SECCOMP = 3, FD_INFO = 4, FD_CMD = 5, FD_FIRST_FREE = 6 };
 
 /* Setup steps the child reports on failure, with errno. */
 enum {
@@ -125,6 +126,9 @@ struct sandbox {
     int out_fd, err_fd, info_fd;
     int stop_r, stop_w; /* a byte on stop_w asks the waiting thread to stop */
     atomic_int stop_requested;
+    int cmd_w;    /* prepared: our end of the helper's command socket, until launch */
+    int prepared; /* spawned ahead by sandbox_prepare() */
+    int launched;
     atomic_int ns_init; /* the pid namespace's init as the host sees it, 0 until known */
     int killed;
     int64_t start_ms;
@@ -186,14 +190,14 @@ static int allow_ok(const char *a)
     return 1;
 }
 
-int sandbox_opts_check(const sandbox_opts *o)
+static int check(const sandbox_opts *o, int need_argv)
 {
-    if (!o || !o->argv || !o->argv[0] || !o->argv[0][0]) {
+    if (!o || (need_argv && (!o->argv || !o->argv[0] || !o->argv[0][0]))) {
         farm_error_set("sandbox: no command given");
         return FARM_EINVALID;
     }
     size_t total = 0, n = 0;
-    for (; o->argv[n]; n++) {
+    for (; o->argv && o->argv[n]; n++) {
         size_t l = strlen(o->argv[n]);
         if (n >= SANDBOX_MAX_ARGS) {
             farm_error_set("sandbox: more than %d arguments", SANDBOX_MAX_ARGS);
@@ -276,6 +280,11 @@ int sandbox_opts_check(const sandbox_opts *o)
         return FARM_EINVALID;
     }
     return 0;
+}
+
+int sandbox_opts_check(const sandbox_opts *o)
+{
+    return check(o, 1);
 }
 
 int sandbox_net_parse(const char *s)
@@ -416,8 +425,9 @@ static int build_argv(strv *a, sandbox *s, const char *bwrap, const char *helper
              strv_add(a, o->binds[i].src) ?: strv_add(a, o->binds[i].dest);
     if (rc == 0 && o->network == SANDBOX_NET_ALLOWLIST)
         rc = strv_add(a, "--ro-bind") ?: strv_addf(a, "%s/proxy.sock", s->tmpdir) ?:
-             strv_add(a, SBX_PROXY_SOCK_INSIDE) ?: strv_add(a, "--ro-bind") ?:
-             strv_add(a, helper) ?: strv_add(a, SBX_HELPER_INSIDE);
+             strv_add(a, SBX_PROXY_SOCK_INSIDE);
+    if (rc == 0 && helper)
+        rc = strv_add(a, "--ro-bind") ?: strv_add(a, helper) ?: strv_add(a, SBX_HELPER_INSIDE);
     rc = rc ?: strv_add(a, "--chdir") ?: strv_add(a, o->dir ? inside : SANDBOX_HOME);
     /* last: the root itself (bubblewrap's scratch tmpfs) and /dev become
      * read-only; POSIX shared memory gets a capped tmpfs of its own */
@@ -428,10 +438,15 @@ static int build_argv(strv *a, sandbox *s, const char *bwrap, const char *helper
     rc = rc ?: strv_add(a, "--seccomp") ?: strv_addf(a, "%d", FD_SECCOMP);
     rc = rc ?: strv_add(a, "--info-fd") ?: strv_addf(a, "%d", FD_INFO);
     rc = rc ?: strv_add(a, "--");
+    if (rc == 0 && (o->network == SANDBOX_NET_ALLOWLIST || s->prepared))
+        rc = strv_add(a, SBX_HELPER_INSIDE) ?: strv_add(a, "sandbox") ?: strv_add(a, "__helper");
     if (rc == 0 && o->network == SANDBOX_NET_ALLOWLIST)
-        rc = strv_add(a, SBX_HELPER_INSIDE) ?: strv_add(a, "sandbox") ?:
-             strv_add(a, "__helper") ?: strv_addf(a, "%d", SBX_PROXY_PORT) ?:
-             strv_add(a, SBX_PROXY_SOCK_INSIDE) ?: strv_add(a, "--");
+        rc = strv_add(a, "--proxy") ?: strv_addf(a, "%d", SBX_PROXY_PORT) ?:
+             strv_add(a, SBX_PROXY_SOCK_INSIDE);
+    if (rc == 0 && s->prepared) /* the command comes later, through FD_CMD */
+        return strv_add(a, "--cmd-fd") ?: strv_addf(a, "%d", FD_CMD);
+    if (rc == 0 && o->network == SANDBOX_NET_ALLOWLIST)
+        rc = strv_add(a, "--");
     for (size_t i = 0; rc == 0 && o->argv[i]; i++)
         rc = strv_add(a, o->argv[i]);
     return rc;
@@ -476,6 +491,7 @@ typedef struct child_plan {
     int fds[3];     /* stdin, stdout, stderr */
     int seccomp_fd; /* -1 when unsafe */
     int info_fd;
+    int cmd_fd;    /* prepared: the helper's end of the command socket, else -1 */
     int report_fd; /* close-on-exec: {step, errno} on failure */
     int cg_fds[4];
     int ncg;
@@ -527,24 +543,29 @@ static void __attribute__((noreturn)) child_run(const child_plan *p)
         child_fail(p, STEP_PDEATHSIG);
     if (getppid() != p->parent)
         _exit(127); /* the farm is already gone */
-    /* Move every descriptor we keep above the targets, then into place. */
-    int src[5] = {p->fds[0], p->fds[1], p->fds[2], p->seccomp_fd, p->info_fd};
-    int tmp[5];
-    for (int i = 0; i < 5; i++) {
+    /* Move every descriptor we keep (the report pipe too) above the
+     * targets, then into place (dup2 leaves them open across exec); a target
+     * without a source is closed, and so is everything above them. */
+    child_plan q = *p;
+    q.report_fd = fcntl(p->report_fd, F_DUPFD_CLOEXEC, 64);
+    if (q.report_fd < 0)
+        child_fail(p, STEP_FDS);
+    int src[FD_FIRST_FREE] = {p->fds[0],     p->fds[1],  p->fds[2],
+                              p->seccomp_fd, p->info_fd, p->cmd_fd};
+    int tmp[FD_FIRST_FREE];
+    for (int i = 0; i < FD_FIRST_FREE; i++) {
         tmp[i] = -1;
         if (src[i] >= 0 && (tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 64)) < 0)
-            child_fail(p, STEP_FDS);
+            child_fail(&q, STEP_FDS);
     }
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < FD_FIRST_FREE; i++) {
         if (tmp[i] >= 0 && dup2(tmp[i], i) < 0)
-            child_fail(p, STEP_FDS);
-    int rfd = fcntl(p->report_fd, F_DUPFD_CLOEXEC, FD_FIRST_FREE);
-    if (rfd < 0)
-        child_fail(p, STEP_FDS);
-    child_plan q = *p;
-    q.report_fd = rfd;
-    if (syscall(SYS_close_range, FD_FIRST_FREE, rfd - 1, 0) < 0 ||
-        syscall(SYS_close_range, rfd + 1, ~0U, 0) < 0)
+            child_fail(&q, STEP_FDS);
+        if (tmp[i] < 0)
+            close(i);
+    }
+    if (syscall(SYS_close_range, FD_FIRST_FREE, q.report_fd - 1, 0) < 0 ||
+        syscall(SYS_close_range, q.report_fd + 1, ~0U, 0) < 0)
         child_fail(&q, STEP_FDS);
     if (q.chdir_to && chdir(q.chdir_to) < 0)
         child_fail(&q, STEP_CHDIR);
@@ -613,6 +634,7 @@ void sandbox_free(sandbox *s)
     close_fd(&s->info_fd);
     close_fd(&s->stop_r);
     close_fd(&s->stop_w);
+    close_fd(&s->cmd_w);
     buf_free(&s->info);
     free(s);
 }
@@ -644,16 +666,21 @@ static int make_proxy(sandbox *s)
     return 0;
 }
 
-int sandbox_start(sandbox **out, const sandbox_opts *o)
+static int start(sandbox **out, const sandbox_opts *o, int prepared)
 {
     *out = NULL;
-    int rc = sandbox_opts_check(o);
+    int rc = check(o, !prepared);
     if (rc < 0)
         return rc;
+    if (prepared && o->unsafe_none) {
+        farm_error_set("sandbox: unsafe-none mode has no sandbox to prepare");
+        return FARM_EUNSUPPORTED;
+    }
     strv args = {0}, env = {0};
     char *exe = NULL, *helper = NULL;
     int seccomp_fd = -1, devnull = -1;
     int outp[2] = {-1, -1}, errp[2] = {-1, -1}, infop[2] = {-1, -1}, rep[2] = {-1, -1};
+    int cmdp[2] = {-1, -1};
     sandbox *s = calloc(1, sizeof(*s));
     if (!s) {
         farm_error_set("out of memory");
@@ -661,7 +688,8 @@ int sandbox_start(sandbox **out, const sandbox_opts *o)
     }
     s->o = o;
     s->pid = -1;
-    s->pidfd = s->out_fd = s->err_fd = s->info_fd = s->stop_r = s->stop_w = -1;
+    s->prepared = prepared;
+    s->pidfd = s->out_fd = s->err_fd = s->info_fd = s->stop_r = s->stop_w = s->cmd_w = -1;
     buf_init(&s->info, 4096);
     int root = geteuid() == 0;
     int drop = root && !o->unsafe_none && o->host_uid != 0;
@@ -683,21 +711,17 @@ int sandbox_start(sandbox **out, const sandbox_opts *o)
             rc = FARM_EUNSUPPORTED;
             goto out;
         }
-        if (o->network == SANDBOX_NET_ALLOWLIST) {
-            if (o->helper) {
-                helper = realpath(o->helper, NULL);
-            } else {
-                helper = realpath("/proc/self/exe", NULL);
-            }
+        if (o->network == SANDBOX_NET_ALLOWLIST || prepared) {
+            helper = realpath(o->helper ? o->helper : "/proc/self/exe", NULL);
             if (!helper) {
-                farm_error_set("sandbox: cannot find the farm binary for the proxy helper");
+                farm_error_set("sandbox: cannot find the farm binary for the helper (%s)",
+                               o->helper ? o->helper : "/proc/self/exe");
                 rc = FARM_EINVALID;
                 goto out;
             }
-            rc = make_proxy(s);
-            if (rc < 0)
-                goto out;
         }
+        if (o->network == SANDBOX_NET_ALLOWLIST && (rc = make_proxy(s)) < 0)
+            goto out;
         if (drop && o->dir && o->chown_dir && (rc = give_dir(o)) < 0)
             goto out;
         rc = sbx_seccomp_fd(&seccomp_fd);
@@ -721,7 +745,8 @@ int sandbox_start(sandbox **out, const sandbox_opts *o)
 
     devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (devnull < 0 || pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
-        pipe2(infop, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0) {
+        pipe2(infop, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0 ||
+        (prepared && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cmdp) < 0)) {
         farm_error_set("sandbox: pipes: %s", strerror(errno));
         rc = FARM_EIO;
         goto out;
@@ -745,6 +770,7 @@ int sandbox_start(sandbox **out, const sandbox_opts *o)
     plan.seccomp_fd = seccomp_fd;
     plan.info_fd = o->unsafe_none ? -1 : infop[1];
     plan.report_fd = rep[1];
+    plan.cmd_fd = cmdp[1];
     plan.ncg = sbx_cgroup_procs_fds(s->cg, plan.cg_fds, 4);
     rlim_t nofile = (rlim_t)(o->nofile ? o->nofile : 1024);
     rlim_t fsize = (rlim_t)(o->disk_mb ? o->disk_mb : 1024) << 20;
@@ -777,6 +803,7 @@ int sandbox_start(sandbox **out, const sandbox_opts *o)
     close_fd(&outp[1]);
     close_fd(&errp[1]);
     close_fd(&infop[1]);
+    close_fd(&cmdp[1]);
     int msg[2];
     ssize_t r;
     do
@@ -799,7 +826,8 @@ int sandbox_start(sandbox **out, const sandbox_opts *o)
     s->out_fd = outp[0];
     s->err_fd = errp[0];
     s->info_fd = infop[0];
-    outp[0] = errp[0] = infop[0] = -1;
+    s->cmd_w = cmdp[0];
+    outp[0] = errp[0] = infop[0] = cmdp[0] = -1;
     *out = s;
     s = NULL;
     rc = 0;
@@ -816,7 +844,95 @@ out:
         close_fd(&errp[i]);
         close_fd(&infop[i]);
         close_fd(&rep[i]);
+        close_fd(&cmdp[i]);
     }
+    return rc;
+}
+
+int sandbox_start(sandbox **out, const sandbox_opts *opts)
+{
+    return start(out, opts, 0);
+}
+
+#define PREPARE_TIMEOUT_MS 30000
+
+int sandbox_prepare(sandbox **out, const sandbox_opts *opts)
+{
+    sandbox *s = NULL;
+    int rc = start(&s, opts, 1);
+    if (rc < 0)
+        return rc;
+    /* Wait for the helper's "ready" byte, so a prepared sandbox really is
+     * spawned and waiting. bubblewrap's own complaints arrive on stderr. */
+    char c = 0;
+    struct pollfd p = {s->cmd_w, POLLIN, 0};
+    int n;
+    do
+        n = poll(&p, 1, PREPARE_TIMEOUT_MS);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0 || read(s->cmd_w, &c, 1) != 1 || c != 'R') {
+        char why[512] = "";
+        struct pollfd e = {s->err_fd, POLLIN, 0};
+        if (poll(&e, 1, 0) == 1) {
+            ssize_t r = read(s->err_fd, why, sizeof(why) - 1);
+            why[r > 0 ? r : 0] = '\0';
+            why[strcspn(why, "\n")] = '\0';
+        }
+        farm_error_set("sandbox: the prepared sandbox did not start%s%s",
+                       why[0] ? ": " : (n == 0 ? " in time" : ""), why);
+        sandbox_free(s);
+        return n == 0 ? FARM_ETIMEOUT : FARM_EIO;
+    }
+    *out = s;
+    return 0;
+}
+
+static int put_u32(buf *b, uint32_t v)
+{
+    return buf_append(b, &v, sizeof(v));
+}
+
+int sandbox_launch(sandbox *s, const char *const *argv, const char *const *env)
+{
+    if (!s->prepared || s->launched || s->cmd_w < 0) {
+        farm_error_set("sandbox: launch needs a prepared sandbox not yet launched");
+        return FARM_EINVALID;
+    }
+    sandbox_opts o = *s->o;
+    o.argv = argv;
+    o.env = env;
+    int rc = check(&o, 1);
+    if (rc < 0)
+        return rc;
+    uint32_t argc = 0, envc = 0, bytes = 0;
+    for (; argv[argc]; argc++)
+        bytes += (uint32_t)strlen(argv[argc]) + 1;
+    for (; env && env[envc]; envc++)
+        bytes += (uint32_t)strlen(env[envc]) + 1;
+    buf m = BUF_INIT(SANDBOX_MAX_TOTAL_BYTES + 64);
+    rc = put_u32(&m, argc) ?: put_u32(&m, envc) ?: put_u32(&m, bytes);
+    for (uint32_t i = 0; rc == 0 && i < argc; i++)
+        rc = buf_append(&m, argv[i], strlen(argv[i]) + 1);
+    for (uint32_t i = 0; rc == 0 && i < envc; i++)
+        rc = buf_append(&m, env[i], strlen(env[i]) + 1);
+    if (rc < 0)
+        goto out;
+    s->start_ms = clock_mono_ms(); /* the command's time starts now */
+    for (size_t off = 0; off < m.len;) {
+        ssize_t w = send(s->cmd_w, m.data + off, m.len - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            farm_error_set("sandbox: the prepared sandbox is gone: %s", strerror(errno));
+            rc = FARM_EIO;
+            goto out;
+        }
+        off += (size_t)w;
+    }
+    s->launched = 1;
+out:
+    buf_free(&m);
+    close_fd(&s->cmd_w);
     return rc;
 }
 
@@ -881,6 +997,10 @@ int sandbox_wait(sandbox *s, sandbox_result *r)
     memset(r, 0, sizeof(*r));
     r->exit_code = -1;
     r->peak_memory_kb = -1;
+    if (s->prepared && !s->launched) {
+        farm_error_set("sandbox: wait before launch");
+        return FARM_EINVALID;
+    }
     const sandbox_opts *o = s->o;
     int64_t deadline = o->timeout_ms > 0 ? s->start_ms + o->timeout_ms : -1;
     int64_t drain_until = -1;

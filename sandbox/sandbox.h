@@ -133,6 +133,17 @@ int sandbox_wait(sandbox *s, sandbox_result *out);
 void sandbox_stop(sandbox *s);
 void sandbox_free(sandbox *s);
 
+/* A warm start: sandbox_prepare() spawns the sandbox now (namespaces,
+ * mounts, limits, proxy) with the farm's helper inside waiting for its
+ * command; opts->argv is not used and opts->helper must be the farm binary
+ * (default /proc/self/exe). sandbox_launch() hands over the command and
+ * extra "NAME=value" environment entries (set over opts->env and the base
+ * environment) when the work arrives; the timeout counts from then. Then
+ * sandbox_wait() as usual. A prepared sandbox that is never launched is
+ * killed by sandbox_free(). Not available in unsafe-none mode. */
+int sandbox_prepare(sandbox **out, const sandbox_opts *opts);
+int sandbox_launch(sandbox *s, const char *const *argv, const char *const *env);
+
 /* Check the options without running anything (sizes, NUL bytes, names). */
 int sandbox_opts_check(const sandbox_opts *opts);
 

@@ -119,15 +119,14 @@ static void opts_check_refuses_bad_input(void **state)
     o.dir_inside = "/work";
     assert_int_equal(sandbox_opts_check(&o), 0);
 
-    const char *bad_allow[][2] = {{"", NULL},          {"host:0", NULL}, {"host:70000", NULL},
-                                  {"ho st", NULL},     {":80", NULL},    {"a*b.com", NULL},
+    const char *bad_allow[][2] = {{"", NULL},        {"host:0", NULL}, {"host:70000", NULL},
+                                  {"ho st", NULL},   {":80", NULL},    {"a*b.com", NULL},
                                   {"host:80x", NULL}};
     for (size_t i = 0; i < sizeof(bad_allow) / sizeof(bad_allow[0]); i++) {
         o.allow = bad_allow[i];
         assert_int_equal(sandbox_opts_check(&o), FARM_EINVALID);
     }
-    const char *good_allow[] = {"github.com", "*.github.com", "127.0.0.1:8080", "pypi.org:*",
-                                NULL};
+    const char *good_allow[] = {"github.com", "*.github.com", "127.0.0.1:8080", "pypi.org:*", NULL};
     o.allow = good_allow;
     assert_int_equal(sandbox_opts_check(&o), 0);
 
@@ -338,6 +337,44 @@ static void unsafe_mode_still_times_out(void **state)
     remove_dir(dir);
 }
 
+static void prepared_sandbox_runs_what_it_is_given(void **state)
+{
+    (void)state;
+    const char *farm = getenv("FARM_BIN");
+    if (!farm || access(farm, X_OK) != 0) {
+        skip(); /* the helper inside is the farm binary */
+        return;
+    }
+    capture c;
+    capture_init(&c);
+    const char *base_env[] = {"BASE=one", "X=overridden", NULL};
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    o.env = base_env;
+    o.helper = farm;
+    o.on_output = on_output;
+    o.output_ctx = &c;
+    o.timeout_ms = 30000;
+    sandbox *s = NULL;
+    assert_int_equal(sandbox_prepare(&s, &o), 0);
+    sandbox_result r;
+    assert_int_equal(sandbox_wait(s, &r), FARM_EINVALID); /* nothing launched yet */
+    const char *argv[] = {"/bin/sh", "-c", "echo \"$BASE $X\"; exit 5", NULL};
+    const char *env[] = {"X=two", NULL};
+    const char *bad_env[] = {"=x", NULL};
+    assert_int_equal(sandbox_launch(s, argv, bad_env), FARM_EINVALID);
+    assert_int_equal(sandbox_launch(s, argv, env), 0);
+    assert_int_equal(sandbox_launch(s, argv, env), FARM_EINVALID); /* only once */
+    assert_int_equal(sandbox_wait(s, &r), 0);
+    assert_int_equal(r.exit_code, 5);
+    assert_string_equal(buf_cstr(&c.out), "one two\n");
+    sandbox_free(s);
+
+    /* prepared and never launched: freeing it ends it */
+    assert_int_equal(sandbox_prepare(&s, &o), 0);
+    sandbox_free(s);
+    capture_free(&c);
+}
+
 static void probe_reports_this_host(void **state)
 {
     (void)state;
@@ -370,6 +407,7 @@ int main(void)
         cmocka_unit_test(output_is_capped),
         cmocka_unit_test(missing_bubblewrap_names_the_package),
         cmocka_unit_test(unsafe_mode_still_times_out),
+        cmocka_unit_test(prepared_sandbox_runs_what_it_is_given),
         cmocka_unit_test(probe_reports_this_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
