@@ -270,7 +270,14 @@ int sbx_cgroup_create(sbx_cgroup **out, int memory_mb, int pids, int cpu_percent
     clock_gettime(CLOCK_MONOTONIC, &ts);
     snprintf(name, sizeof(name), "farm-sbx-%d-%u-%ld", (int)getpid(),
              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED), (long)ts.tv_nsec);
-    int avail[CG_N] = {caps.memory, caps.pids, caps.cpu};
+    /* only the controllers a limit is asked of: joining a v1 hierarchy
+     * costs the child a cgroup migration */
+    int avail[CG_N] = {caps.memory && memory_mb > 0, caps.pids && pids > 0,
+                       caps.cpu && cpu_percent > 0};
+    if (!avail[0] && !avail[1] && !avail[2]) {
+        free(cg);
+        return 0;
+    }
     for (int i = 0; i < CG_N; i++) {
         if (cg->version == 2 ? i > 0 : !avail[i])
             continue; /* v2: one directory holds every controller */
@@ -403,13 +410,13 @@ void sbx_cgroup_destroy(sbx_cgroup *cg)
         if (!cg->dir[i])
             continue;
         /* Killed processes leave the cgroup once the kernel has reaped them. */
-        for (int t = 0; t < 200; t++) {
+        for (int t = 0; t < 1000; t++) {
             if (empty(cg->dir[i]) && rmdir(cg->dir[i]) == 0)
                 break;
-            if (t % 10 == 9)
+            if (t % 25 == 24)
                 sbx_cgroup_kill(cg);
-            struct timespec ms10 = {0, 10 * 1000 * 1000};
-            nanosleep(&ms10, NULL);
+            struct timespec ms2 = {0, 2 * 1000 * 1000};
+            nanosleep(&ms2, NULL);
         }
         free(cg->dir[i]);
     }

@@ -7,7 +7,33 @@
 
 #include "sandbox.h"
 
+#include <stddef.h>
 #include <stdint.h>
+
+/* Descriptor numbers as bubblewrap sees them. */
+enum { FD_SECCOMP = 3, FD_INFO = 4, FD_CMD = 5, FD_FIRST_FREE = 6 };
+
+#define SANDBOX_HOME "/home/sandbox"
+
+/* args.c: a growable NULL-terminated list of heap strings. */
+typedef struct strv {
+    char **v;
+    size_t n, cap;
+} strv;
+
+int strv_add(strv *s, const char *str);
+int strv_addf(strv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void strv_free(strv *s);
+
+/* args.c: check the options (argv only when need_argv); find a program in
+ * PATH (*out heap, the caller frees); bubblewrap's command line (proxy_dir:
+ * the directory holding the proxy socket in allowlist mode; helper: the farm
+ * binary to bind in, or NULL); the command's environment. */
+int sbx_opts_check(const sandbox_opts *o, int need_argv);
+int sbx_which(char **out, const char *prog);
+int sbx_build_argv(strv *a, const sandbox_opts *o, int prepared, const char *bwrap,
+                   const char *helper, const char *proxy_dir);
+int sbx_build_env(strv *e, const sandbox_opts *o);
 
 /* seccomp.c: the filter exported as BPF into a sealed memfd (close-on-exec),
  * ready to hand to bubblewrap's --seccomp. *out_fd is the caller's to close. */

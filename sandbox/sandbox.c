@@ -1,16 +1,17 @@
 /*
  * sandbox.c - run one command under bubblewrap, with limits, and watch it.
  *
- * The parent builds everything before it forks: bubblewrap's argument list,
- * the environment, the seccomp filter (a memfd), the cgroup, the pipes and,
- * in allowlist mode, the egress proxy. The child then runs one linear setup
+ * The parent builds everything before it forks: bubblewrap's argument list
+ * and the environment (args.c), the seccomp filter (a memfd), the cgroup,
+ * the pipes and, in allowlist mode, the egress proxy. The child then runs one linear setup
  * chain that allocates nothing (new session, join the cgroup, rlimits, drop
  * root, parent-death signal, descriptors) and execs bubblewrap; a failed step
  * is reported back through a close-on-exec pipe. The parent streams stdout
  * and stderr to the caller while it waits on a pidfd, the deadline and a stop
  * pipe; a timeout or a stop kills the namespace's init, which takes every
  * process in the pid namespace with it, daemons included, and the cgroup
- * is emptied as a second line.
+ * is emptied as a second line. A prepared sandbox is the same spawn with the
+ * farm's helper waiting inside for the command (sandbox_launch()).
  */
 #include "internal.h"
 
@@ -43,11 +44,6 @@
 #include <unistd.h>
 
 #define DEFAULT_MAX_OUTPUT (64u << 20)
-#define DRAIN_MS           2000 /* how long output may still trickle in after the end */
-#define SANDBOX_HOME       "/home/sandbox"
-
-/* Descriptor numbers as bubblewrap sees them. */
-enum { FD_SECCOMP = 3, FD_INFO = 4, FD_CMD = 5, FD_FIRST_FREE = 6 };
 
 /* Setup steps the child reports on failure, with errno. */
 enum {
@@ -73,51 +69,6 @@ static const char *step_name(int step)
     return step > 0 && step <= STEP_EXEC ? names[step] : names[0];
 }
 
-/* A growable NULL-terminated list of heap strings. */
-typedef struct strv {
-    char **v;
-    size_t n, cap;
-} strv;
-
-static int strv_add(strv *s, const char *str)
-{
-    if (s->n + 2 > s->cap) {
-        size_t nc = s->cap ? s->cap * 2 : 64;
-        char **nv = realloc(s->v, nc * sizeof(*nv));
-        if (!nv)
-            return FARM_ENOMEM;
-        s->v = nv;
-        s->cap = nc;
-    }
-    s->v[s->n] = strdup(str);
-    if (!s->v[s->n])
-        return FARM_ENOMEM;
-    s->n++;
-    s->v[s->n] = NULL;
-    return 0;
-}
-
-static int strv_addf(strv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int strv_addf(strv *s, const char *fmt, ...)
-{
-    char tmp[PATH_MAX + 64];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(tmp))
-        return FARM_ETOOBIG;
-    return strv_add(s, tmp);
-}
-
-static void strv_free(strv *s)
-{
-    for (size_t i = 0; i < s->n; i++)
-        free(s->v[i]);
-    free(s->v);
-    memset(s, 0, sizeof(*s));
-}
-
 struct sandbox {
     const sandbox_opts *o;
     pid_t pid;  /* our child: bubblewrap's outer process (or the command, unsafe) */
@@ -137,351 +88,6 @@ struct sandbox {
     char tmpdir[PATH_MAX]; /* per-run directory for the proxy socket, or "" */
     buf info;
 };
-
-/* --- option checks ------------------------------------------------------ */
-
-static int env_name_ok(const char *e)
-{
-    const char *eq = strchr(e, '=');
-    if (!eq || eq == e)
-        return 0;
-    if (!(isalpha((unsigned char)e[0]) || e[0] == '_'))
-        return 0;
-    for (const char *p = e; p < eq; p++)
-        if (!(isalnum((unsigned char)*p) || *p == '_'))
-            return 0;
-    return 1;
-}
-
-static int path_ok(const char *p)
-{
-    if (!p || p[0] != '/' || strlen(p) >= PATH_MAX)
-        return 0;
-    /* no ".." component: the inside path is where bubblewrap mounts things */
-    for (const char *s = p; (s = strstr(s, "..")); s += 2)
-        if ((s == p || s[-1] == '/') && (s[2] == '\0' || s[2] == '/'))
-            return 0;
-    return 1;
-}
-
-static int allow_ok(const char *a)
-{
-    size_t n = strlen(a);
-    if (n == 0 || n > 255)
-        return 0;
-    const char *colon = strrchr(a, ':');
-    size_t hl = colon ? (size_t)(colon - a) : n;
-    if (hl == 0)
-        return 0;
-    for (size_t i = 0; i < hl; i++) {
-        char c = a[i];
-        if (!(isalnum((unsigned char)c) || c == '.' || c == '-' || c == '_' ||
-              (c == '*' && i == 0 && hl > 2 && a[1] == '.') || (c == '*' && hl == 1)))
-            return 0;
-    }
-    if (colon) {
-        if (strcmp(colon + 1, "*") == 0)
-            return 1;
-        char *end;
-        long port = strtol(colon + 1, &end, 10);
-        if (colon[1] == '\0' || *end || port < 1 || port > 65535)
-            return 0;
-    }
-    return 1;
-}
-
-static int check(const sandbox_opts *o, int need_argv)
-{
-    if (!o || (need_argv && (!o->argv || !o->argv[0] || !o->argv[0][0]))) {
-        farm_error_set("sandbox: no command given");
-        return FARM_EINVALID;
-    }
-    size_t total = 0, n = 0;
-    for (; o->argv && o->argv[n]; n++) {
-        size_t l = strlen(o->argv[n]);
-        if (n >= SANDBOX_MAX_ARGS) {
-            farm_error_set("sandbox: more than %d arguments", SANDBOX_MAX_ARGS);
-            return FARM_EINVALID;
-        }
-        if (l > SANDBOX_MAX_ARG_BYTES) {
-            farm_error_set("sandbox: argument %zu is %zu bytes, over the cap of %d", n, l,
-                           SANDBOX_MAX_ARG_BYTES);
-            return FARM_EINVALID;
-        }
-        total += l + 1;
-    }
-    for (size_t i = 0; o->env && o->env[i]; i++) {
-        size_t l = strlen(o->env[i]);
-        if (i >= SANDBOX_MAX_ENV) {
-            farm_error_set("sandbox: more than %d environment variables", SANDBOX_MAX_ENV);
-            return FARM_EINVALID;
-        }
-        if (l > SANDBOX_MAX_ARG_BYTES) {
-            farm_error_set("sandbox: environment entry %zu is %zu bytes, over the cap of %d", i, l,
-                           SANDBOX_MAX_ARG_BYTES);
-            return FARM_EINVALID;
-        }
-        if (!env_name_ok(o->env[i])) {
-            farm_error_set("sandbox: environment entry %zu is not NAME=value", i);
-            return FARM_EINVALID;
-        }
-        total += l + 1;
-    }
-    if (total > SANDBOX_MAX_TOTAL_BYTES) {
-        farm_error_set("sandbox: arguments and environment are %zu bytes, over the cap of %d",
-                       total, SANDBOX_MAX_TOTAL_BYTES);
-        return FARM_EINVALID;
-    }
-    if (o->dir) {
-        struct stat st;
-        if (!path_ok(o->dir) || stat(o->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-            farm_error_set("sandbox: working directory '%s' is not an absolute path to a "
-                           "directory",
-                           o->dir);
-            return FARM_EINVALID;
-        }
-    }
-    if (o->dir_inside && (!path_ok(o->dir_inside) || strcmp(o->dir_inside, "/") == 0)) {
-        farm_error_set("sandbox: inside directory '%s' must be an absolute path below /",
-                       o->dir_inside);
-        return FARM_EINVALID;
-    }
-    if (o->nbinds > SANDBOX_MAX_BINDS) {
-        farm_error_set("sandbox: more than %d extra binds", SANDBOX_MAX_BINDS);
-        return FARM_EINVALID;
-    }
-    for (size_t i = 0; i < o->nbinds; i++) {
-        if (!path_ok(o->binds[i].src) || !path_ok(o->binds[i].dest)) {
-            farm_error_set("sandbox: bind %zu needs absolute paths without '..'", i);
-            return FARM_EINVALID;
-        }
-    }
-    if (o->network != SANDBOX_NET_NONE && o->network != SANDBOX_NET_ALLOWLIST &&
-        !(o->network == SANDBOX_NET_HOST && o->unsafe_none)) {
-        farm_error_set("sandbox: unknown network policy");
-        return FARM_EINVALID;
-    }
-    size_t na = 0;
-    for (; o->allow && o->allow[na]; na++) {
-        if (na >= SANDBOX_MAX_ALLOW) {
-            farm_error_set("sandbox: more than %d allowlist entries", SANDBOX_MAX_ALLOW);
-            return FARM_EINVALID;
-        }
-        if (!allow_ok(o->allow[na])) {
-            farm_error_set("sandbox: allowlist entry '%.64s' is not host[:port], *.domain or "
-                           "host:*",
-                           o->allow[na]);
-            return FARM_EINVALID;
-        }
-    }
-    if (o->timeout_ms < 0 || o->memory_mb < 0 || o->pids < 0 || o->cpu_percent < 0 ||
-        o->disk_mb < 0 || o->nofile < 0) {
-        farm_error_set("sandbox: limits must not be negative");
-        return FARM_EINVALID;
-    }
-    return 0;
-}
-
-int sandbox_opts_check(const sandbox_opts *o)
-{
-    return check(o, 1);
-}
-
-int sandbox_net_parse(const char *s)
-{
-    if (s && strcmp(s, "none") == 0)
-        return SANDBOX_NET_NONE;
-    if (s && strcmp(s, "allowlist") == 0)
-        return SANDBOX_NET_ALLOWLIST;
-    return -1;
-}
-
-/* --- the command line --------------------------------------------------- */
-
-/* Find prog in PATH (or take it as a path); *out is the caller's to free. */
-static int which(char **out, const char *prog)
-{
-    *out = NULL;
-    if (strchr(prog, '/')) {
-        if (access(prog, X_OK) < 0)
-            return FARM_ENOTFOUND;
-        *out = strdup(prog);
-        return *out ? 0 : FARM_ENOMEM;
-    }
-    const char *path = getenv("PATH");
-    if (!path || !*path)
-        path = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
-    const char *p = path;
-    while (*p) {
-        size_t l = strcspn(p, ":");
-        char cand[PATH_MAX];
-        if (l > 0 && snprintf(cand, sizeof(cand), "%.*s/%s", (int)l, p, prog) < (int)sizeof(cand) &&
-            access(cand, X_OK) == 0) {
-            *out = strdup(cand);
-            return *out ? 0 : FARM_ENOMEM;
-        }
-        p += l;
-        if (*p == ':')
-            p++;
-    }
-    return FARM_ENOTFOUND;
-}
-
-/* Bind the top-level system directories read-only, keeping symlinks (the
- * merged-/usr layout links /bin, /lib... to /usr). */
-static int add_system(strv *a)
-{
-    static const char *const dirs[] = {"/usr",   "/bin",    "/sbin", "/lib", "/lib32",
-                                       "/lib64", "/libx32", "/etc",  "/opt"};
-    int rc = 0;
-    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]) && rc == 0; i++) {
-        struct stat st;
-        if (lstat(dirs[i], &st) < 0)
-            continue;
-        if (S_ISLNK(st.st_mode)) {
-            char target[PATH_MAX];
-            ssize_t n = readlink(dirs[i], target, sizeof(target) - 1);
-            if (n <= 0)
-                continue;
-            target[n] = '\0';
-            rc = strv_add(a, "--symlink") ?: strv_add(a, target) ?: strv_add(a, dirs[i]);
-        } else if (S_ISDIR(st.st_mode)) {
-            rc = strv_add(a, "--ro-bind") ?: strv_add(a, dirs[i]) ?: strv_add(a, dirs[i]);
-        }
-    }
-    return rc;
-}
-
-/* .git/hooks and .git/config of a worktree whose .git is a directory are
- * bound read-only over themselves (created first when missing, so an agent
- * cannot add them). */
-static int add_git_guards(strv *a, const char *dir, const char *inside)
-{
-    char git[PATH_MAX], p[PATH_MAX + 16];
-    struct stat st;
-    if (snprintf(git, sizeof(git), "%s/.git", dir) >= (int)sizeof(git))
-        return FARM_ETOOBIG;
-    if (lstat(git, &st) < 0 || !S_ISDIR(st.st_mode))
-        return 0;
-    int rc = 0;
-    snprintf(p, sizeof(p), "%s/hooks", git);
-    if (lstat(p, &st) < 0 && mkdir(p, 0755) < 0) {
-        farm_error_set("sandbox: cannot create %s: %s", p, strerror(errno));
-        return FARM_EIO;
-    }
-    rc = strv_add(a, "--ro-bind") ?: strv_add(a, p) ?: strv_addf(a, "%s/.git/hooks", inside);
-    if (rc)
-        return rc;
-    snprintf(p, sizeof(p), "%s/config", git);
-    if (lstat(p, &st) < 0) {
-        int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd < 0) {
-            farm_error_set("sandbox: cannot create %s: %s", p, strerror(errno));
-            return FARM_EIO;
-        }
-        close(fd);
-    }
-    return strv_add(a, "--ro-bind") ?: strv_add(a, p) ?: strv_addf(a, "%s/.git/config", inside);
-}
-
-static int build_argv(strv *a, sandbox *s, const char *bwrap, const char *helper)
-{
-    const sandbox_opts *o = s->o;
-    const char *inside = o->dir_inside ? o->dir_inside : "/work";
-    long long disk = (long long)(o->disk_mb ? o->disk_mb : 1024) << 20;
-    int rc = strv_add(a, bwrap);
-    static const char *const fixed[] = {"--unshare-user",
-                                        "--unshare-pid",
-                                        "--unshare-ipc",
-                                        "--unshare-uts",
-                                        "--unshare-net",
-                                        "--unshare-cgroup-try",
-                                        "--disable-userns",
-                                        "--cap-drop",
-                                        "ALL",
-                                        "--die-with-parent",
-                                        "--new-session",
-                                        "--hostname",
-                                        "sandbox",
-                                        "--proc",
-                                        "/proc",
-                                        "--dev",
-                                        "/dev"};
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) && rc == 0; i++)
-        rc = strv_add(a, fixed[i]);
-    rc = rc ?: strv_add(a, "--uid") ?: strv_addf(a, "%u", o->uid);
-    rc = rc ?: strv_add(a, "--gid") ?: strv_addf(a, "%u", o->gid);
-    rc = rc ?: add_system(a);
-    rc = rc ?: strv_add(a, "--size") ?: strv_addf(a, "%lld", disk) ?: strv_add(a, "--tmpfs") ?:
-         strv_add(a, "/tmp");
-    rc = rc ?: strv_add(a, "--size") ?: strv_addf(a, "%lld", disk) ?: strv_add(a, "--tmpfs") ?:
-         strv_add(a, SANDBOX_HOME);
-    if (rc == 0 && o->dir) {
-        rc = strv_add(a, "--bind") ?: strv_add(a, o->dir) ?: strv_add(a, inside);
-        rc = rc ?: add_git_guards(a, o->dir, inside);
-    }
-    for (size_t i = 0; rc == 0 && i < o->nbinds; i++)
-        rc = strv_add(a, o->binds[i].writable ? "--bind" : "--ro-bind") ?:
-             strv_add(a, o->binds[i].src) ?: strv_add(a, o->binds[i].dest);
-    if (rc == 0 && o->network == SANDBOX_NET_ALLOWLIST)
-        rc = strv_add(a, "--ro-bind") ?: strv_addf(a, "%s/proxy.sock", s->tmpdir) ?:
-             strv_add(a, SBX_PROXY_SOCK_INSIDE);
-    if (rc == 0 && helper)
-        rc = strv_add(a, "--ro-bind") ?: strv_add(a, helper) ?: strv_add(a, SBX_HELPER_INSIDE);
-    rc = rc ?: strv_add(a, "--chdir") ?: strv_add(a, o->dir ? inside : SANDBOX_HOME);
-    /* last: the root itself (bubblewrap's scratch tmpfs) and /dev become
-     * read-only; POSIX shared memory gets a capped tmpfs of its own */
-    rc = rc ?: strv_add(a, "--size") ?: strv_addf(a, "%lld", disk) ?: strv_add(a, "--tmpfs") ?:
-         strv_add(a, "/dev/shm");
-    rc = rc ?: strv_add(a, "--remount-ro") ?: strv_add(a, "/dev");
-    rc = rc ?: strv_add(a, "--remount-ro") ?: strv_add(a, "/");
-    rc = rc ?: strv_add(a, "--seccomp") ?: strv_addf(a, "%d", FD_SECCOMP);
-    rc = rc ?: strv_add(a, "--info-fd") ?: strv_addf(a, "%d", FD_INFO);
-    rc = rc ?: strv_add(a, "--");
-    if (rc == 0 && (o->network == SANDBOX_NET_ALLOWLIST || s->prepared))
-        rc = strv_add(a, SBX_HELPER_INSIDE) ?: strv_add(a, "sandbox") ?: strv_add(a, "__helper");
-    if (rc == 0 && o->network == SANDBOX_NET_ALLOWLIST)
-        rc = strv_add(a, "--proxy") ?: strv_addf(a, "%d", SBX_PROXY_PORT) ?:
-             strv_add(a, SBX_PROXY_SOCK_INSIDE);
-    if (rc == 0 && s->prepared) /* the command comes later, through FD_CMD */
-        return strv_add(a, "--cmd-fd") ?: strv_addf(a, "%d", FD_CMD);
-    if (rc == 0 && o->network == SANDBOX_NET_ALLOWLIST)
-        rc = strv_add(a, "--");
-    for (size_t i = 0; rc == 0 && o->argv[i]; i++)
-        rc = strv_add(a, o->argv[i]);
-    return rc;
-}
-
-static int build_env(strv *e, const sandbox_opts *o)
-{
-    int rc = 0;
-    if (!o->unsafe_none)
-        rc = strv_add(e, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin") ?:
-             strv_add(e, "HOME=" SANDBOX_HOME) ?: strv_add(e, "TMPDIR=/tmp") ?:
-             strv_add(e, "USER=sandbox") ?: strv_add(e, "LANG=C.UTF-8");
-    else
-        rc = strv_add(e, "PATH=/usr/local/bin:/usr/bin:/bin");
-    if (rc == 0 && o->network == SANDBOX_NET_ALLOWLIST) {
-        static const char *const names[] = {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
-                                            "https_proxy"};
-        for (size_t i = 0; i < 4 && rc == 0; i++)
-            rc = strv_addf(e, "%s=http://127.0.0.1:%d", names[i], SBX_PROXY_PORT);
-        rc = rc ?: strv_add(e, "NO_PROXY=") ?: strv_add(e, "no_proxy=");
-    }
-    /* the caller's entries come last and win over the defaults above */
-    for (size_t i = 0; rc == 0 && o->env && o->env[i]; i++) {
-        size_t nl = strcspn(o->env[i], "=");
-        for (size_t j = 0; j < e->n; j++)
-            if (strncmp(e->v[j], o->env[i], nl + 1) == 0) {
-                free(e->v[j]);
-                memmove(&e->v[j], &e->v[j + 1], (e->n - j) * sizeof(char *));
-                e->n--;
-                break;
-            }
-        rc = strv_add(e, o->env[i]);
-    }
-    return rc;
-}
 
 /* --- the child ---------------------------------------------------------- */
 
@@ -669,7 +275,7 @@ static int make_proxy(sandbox *s)
 static int start(sandbox **out, const sandbox_opts *o, int prepared)
 {
     *out = NULL;
-    int rc = check(o, !prepared);
+    int rc = sbx_opts_check(o, !prepared);
     if (rc < 0)
         return rc;
     if (prepared && o->unsafe_none) {
@@ -695,7 +301,7 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
     int drop = root && !o->unsafe_none && o->host_uid != 0;
 
     if (o->unsafe_none) {
-        rc = which(&exe, o->argv[0]);
+        rc = sbx_which(&exe, o->argv[0]);
         if (rc < 0) {
             farm_error_set("sandbox: command '%.200s' not found", o->argv[0]);
             goto out;
@@ -703,7 +309,7 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
         for (size_t i = 0; o->argv[i] && rc == 0; i++)
             rc = strv_add(&args, o->argv[i]);
     } else {
-        rc = which(&exe, o->bwrap ? o->bwrap : "bwrap");
+        rc = sbx_which(&exe, o->bwrap ? o->bwrap : "bwrap");
         if (rc < 0) {
             farm_error_set("sandbox: bubblewrap (%s) is not installed; install the Debian "
                            "package: apt-get install bubblewrap",
@@ -727,14 +333,14 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
         rc = sbx_seccomp_fd(&seccomp_fd);
         if (rc < 0)
             goto out;
-        rc = build_argv(&args, s, exe, helper);
+        rc = sbx_build_argv(&args, o, prepared, exe, helper, s->tmpdir);
         if (rc < 0) {
             if (!farm_error_last()[0] || rc == FARM_ENOMEM || rc == FARM_ETOOBIG)
                 farm_error_set("sandbox: cannot build the command line (%s)", farm_error_name(rc));
             goto out;
         }
     }
-    rc = build_env(&env, o);
+    rc = sbx_build_env(&env, o);
     if (rc < 0) {
         farm_error_set("out of memory");
         goto out;
@@ -901,7 +507,7 @@ int sandbox_launch(sandbox *s, const char *const *argv, const char *const *env)
     sandbox_opts o = *s->o;
     o.argv = argv;
     o.env = env;
-    int rc = check(&o, 1);
+    int rc = sbx_opts_check(&o, 1);
     if (rc < 0)
         return rc;
     uint32_t argc = 0, envc = 0, bytes = 0;
@@ -992,6 +598,22 @@ static void deliver(sandbox *s, sandbox_result *r, sandbox_stream which, const c
         s->o->on_output(s->o->output_ctx, which, d, give);
 }
 
+static void drain(sandbox *s, sandbox_result *r, char *chunk, size_t n)
+{
+    int *fds[2] = {&s->out_fd, &s->err_fd};
+    for (int k = 0; k < 2; k++) {
+        if (*fds[k] < 0)
+            continue;
+        fcntl(*fds[k], F_SETFL, fcntl(*fds[k], F_GETFL) | O_NONBLOCK);
+        ssize_t got;
+        while ((got = read(*fds[k], chunk, n)) > 0 || (got < 0 && errno == EINTR))
+            if (got > 0)
+                deliver(s, r, k == 0 ? SANDBOX_STDOUT : SANDBOX_STDERR, chunk, (size_t)got);
+        close_fd(fds[k]);
+    }
+    close_fd(&s->info_fd);
+}
+
 int sandbox_wait(sandbox *s, sandbox_result *r)
 {
     memset(r, 0, sizeof(*r));
@@ -1003,7 +625,6 @@ int sandbox_wait(sandbox *s, sandbox_result *r)
     }
     const sandbox_opts *o = s->o;
     int64_t deadline = o->timeout_ms > 0 ? s->start_ms + o->timeout_ms : -1;
-    int64_t drain_until = -1;
     int exited = 0;
     struct rusage ru = {0};
     int status = 0;
@@ -1026,8 +647,6 @@ int sandbox_wait(sandbox *s, sandbox_result *r)
         int64_t wake = -1;
         if (deadline >= 0 && !s->killed)
             wake = deadline;
-        if (drain_until >= 0 && (wake < 0 || drain_until < wake))
-            wake = drain_until;
         int tmo = wake < 0 ? -1 : (int)(wake > now ? (wake - now > 60000 ? 60000 : wake - now) : 0);
         int n = poll(p, (nfds_t)np, tmo);
         if (n < 0 && errno != EINTR) {
@@ -1039,12 +658,6 @@ int sandbox_wait(sandbox *s, sandbox_result *r)
         if (deadline >= 0 && now >= deadline && !s->killed && !exited) {
             r->timed_out = 1;
             kill_tree(s);
-        }
-        if (drain_until >= 0 && now >= drain_until) {
-            /* something outside the tree holds the pipes: stop listening */
-            close_fd(&s->out_fd);
-            close_fd(&s->err_fd);
-            close_fd(&s->info_fd);
         }
         if (n <= 0)
             continue;
@@ -1085,12 +698,15 @@ int sandbox_wait(sandbox *s, sandbox_result *r)
             exited = 1;
             s->pid = -1;
             /* anything left (a daemon in unsafe mode, a straggler in the
-             * cgroup) dies now; output already written may still drain */
+             * cgroup) dies now */
             if (o->unsafe_none) {
                 kill(-s->pgid, SIGKILL);
                 sbx_cgroup_kill(s->cg);
             }
-            drain_until = clock_mono_ms() + DRAIN_MS;
+            /* The command's output is all in the pipes by now (it has
+             * exited); take it and stop, without waiting for the namespace's
+             * teardown to close them. */
+            drain(s, r, chunk, sizeof(chunk));
         }
     }
     r->wall_ms = clock_mono_ms() - s->start_ms;

@@ -406,6 +406,12 @@ static int daemonize(const char *file)
         }
     }
     waitpid(p, NULL, 0);
+    /* exit only once the daemon is really running: its first beat is there */
+    struct stat st;
+    for (int i = 0; i < 500 && stat(file, &st) != 0; i++) {
+        struct timespec t = {0, 10 * 1000 * 1000};
+        nanosleep(&t, NULL);
+    }
     printf("daemon started\n");
     return BLOCKED; /* whether it escaped is for the driver to see */
 }
