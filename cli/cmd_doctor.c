@@ -42,6 +42,18 @@ static int cmd(int argc, char **argv)
     sandbox_probe(&p, NULL);
     const char *cg = p.cgroup_version == 2 ? "v2" : p.cgroup_version == 1 ? "v1" : "none";
 
+    /* allowlist mode: this binary runs inside as the proxy's listener */
+    int allowlist = 0;
+    if (p.ok) {
+        const char *argv_true[] = {"true", NULL};
+        sandbox_opts o = SANDBOX_OPTS_INIT;
+        o.argv = argv_true;
+        o.network = SANDBOX_NET_ALLOWLIST;
+        o.timeout_ms = 10000;
+        sandbox_result r;
+        allowlist = sandbox_run(&r, &o) == 0 && r.exit_code == 0;
+    }
+
     printf("sandbox checks\n");
     printf("  %-22s %s%s%s%s\n", "bubblewrap", yes(p.bwrap_found), p.bwrap_found ? " (" : "",
            p.bwrap_version, p.bwrap_found ? ")" : "");
@@ -49,6 +61,9 @@ static int cmd(int argc, char **argv)
     printf("  %-22s %s\n", "sandbox starts", yes(p.bwrap_works));
     printf("  %-22s %s\n", "seccomp filter", yes(p.seccomp));
     printf("  %-22s %s\n", "rlimits", yes(p.rlimits));
+    printf("  %-22s %s\n", "network none", p.ok ? "ok (empty network namespace)" : "MISSING");
+    printf("  %-22s %s\n", "network allowlist",
+           allowlist ? "ok (egress proxy)" : "MISSING (the egress proxy's helper did not run)");
     printf("  %-22s %s\n", "cgroup delegation", cg);
     printf("  %-22s %s\n", "memory limit", p.cgroup_memory ? "enforced (cgroup)" : "not available");
     printf("  %-22s %s\n", "pids limit", p.cgroup_pids ? "enforced (cgroup)" : "RLIMIT_NPROC only");

@@ -209,6 +209,32 @@ static int give_dir(const sandbox_opts *o)
     return 0;
 }
 
+/* FARM_EINVALID unless every directory above path is searchable by uid. */
+static int reachable(const char *path, unsigned uid, unsigned gid)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s", path);
+    for (char *slash = strrchr(p, '/'); slash; slash = strrchr(p, '/')) {
+        *slash = '\0';
+        const char *d = p[0] ? p : "/";
+        struct stat st;
+        if (stat(d, &st) < 0)
+            continue;
+        int ok = (st.st_mode & S_IXOTH) || (st.st_uid == uid && (st.st_mode & S_IXUSR)) ||
+                 (st.st_gid == gid && (st.st_mode & S_IXGRP));
+        if (!ok) {
+            farm_error_set("sandbox: %s is out of reach of the sandbox's uid %u: directory %s "
+                           "(mode %03o) is not searchable by it; keep worktrees (and the farm "
+                           "binary) under directories with mode 0711 or wider",
+                           path, uid, d, (unsigned)(st.st_mode & 0777));
+            return FARM_EINVALID;
+        }
+        if (!p[0])
+            break;
+    }
+    return 0;
+}
+
 static void close_fd(int *fd)
 {
     if (*fd >= 0)
@@ -328,6 +354,16 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
         }
         if (o->network == SANDBOX_NET_ALLOWLIST && (rc = make_proxy(s)) < 0)
             goto out;
+        /* bubblewrap runs as the sandbox's uid: everything it binds must be
+         * reachable by that uid, or it fails with a message easy to miss */
+        if (drop) {
+            const char *paths[2 + SANDBOX_MAX_BINDS] = {o->dir, helper};
+            for (size_t i = 0; i < o->nbinds; i++)
+                paths[2 + i] = o->binds[i].src;
+            for (size_t i = 0; i < 2 + o->nbinds; i++)
+                if (paths[i] && (rc = reachable(paths[i], o->host_uid, o->host_gid)) < 0)
+                    goto out;
+        }
         if (drop && o->dir && o->chown_dir && (rc = give_dir(o)) < 0)
             goto out;
         rc = sbx_seccomp_fd(&seccomp_fd);

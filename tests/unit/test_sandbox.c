@@ -375,6 +375,30 @@ static void prepared_sandbox_runs_what_it_is_given(void **state)
     capture_free(&c);
 }
 
+static void unreachable_dir_is_refused_untouched(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        skip(); /* only root hands directories to another uid */
+        return;
+    }
+    char *top = make_dir(); /* mkdtemp: mode 0700 */
+    char wt[PATH_MAX];
+    snprintf(wt, sizeof(wt), "%s/wt", top);
+    assert_int_equal(mkdir(wt, 0755), 0);
+    const char *argv[] = {"true", NULL};
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    o.argv = argv;
+    o.dir = wt;
+    sandbox_result r;
+    assert_int_equal(sandbox_run(&r, &o), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "out of reach"));
+    struct stat st;
+    assert_int_equal(stat(wt, &st), 0);
+    assert_int_equal(st.st_uid, 0); /* not handed over when the run cannot happen */
+    remove_dir(top);
+}
+
 static void probe_reports_this_host(void **state)
 {
     (void)state;
@@ -408,6 +432,7 @@ int main(void)
         cmocka_unit_test(missing_bubblewrap_names_the_package),
         cmocka_unit_test(unsafe_mode_still_times_out),
         cmocka_unit_test(prepared_sandbox_runs_what_it_is_given),
+        cmocka_unit_test(unreachable_dir_is_refused_untouched),
         cmocka_unit_test(probe_reports_this_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
