@@ -502,7 +502,7 @@ int server_start(server **out, farm *f, const server_options *opt)
     if ((rc = resolve_listen(&ss, s->cfg)))
         goto out;
 
-    int workers = opt->workers > 0 ? opt->workers : 32;
+    int workers = opt->workers > 0 ? opt->workers : 64;
     if (workers > MAX_WORKERS)
         workers = MAX_WORKERS;
     for (int i = 0; i < workers; i++) {

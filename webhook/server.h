@@ -15,7 +15,7 @@ typedef struct server server;
 
 typedef struct server_options {
     int threads;              /* HTTP threads; 0: from the number of CPUs (2..8) */
-    int workers;              /* threads that run deferred work (ingest); 0: 32 */
+    int workers;              /* threads that run deferred work (ingest); 0: 64 */
     unsigned max_connections; /* 0: the open-file limit less a reserve, at least 4096 */
     size_t conn_memory;       /* bytes of buffers per connection; 0: 16 KiB */
 } server_options;
