@@ -48,6 +48,11 @@ void mirror_lock_release(mirror *m, int exclusive);
  * FARM_EIO. */
 int wt_repo_open(git_repository **out, const worktree *wt);
 
+/* Check out commit (read from src, the mirror) into the empty workdir of
+ * the new repository repo and write its index. Returns 0 or FARM_EIO. */
+int wt_checkout(git_repository *repo, git_repository *src, const git_commit *commit,
+                const char *workdir);
+
 /* Set the error slot from libgit2's last error, prefixed by a printf-style
  * context, and return the farm code for `gitcode` (fallback when nothing
  * more specific applies). The token, if any, is scrubbed from the text. */

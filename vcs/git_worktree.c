@@ -364,16 +364,12 @@ int worktree_create(worktree **out, mirror *m, const worktree_opts *o)
     }
     if ((rc = wt_repo_harden(repo, wt)) < 0)
         goto out;
-    if ((e = git_commit_lookup(&commit, repo, &oid)) < 0) {
+    if ((e = git_commit_lookup(&commit, mrepo, &oid)) < 0) {
         rc = vcs_git_fail(e, FARM_EIO, NULL, "worktree %s: start commit unreadable", path);
         goto out;
     }
-    git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
-    co.checkout_strategy = GIT_CHECKOUT_FORCE;
-    if ((e = git_checkout_tree(repo, (const git_object *)commit, &co)) < 0) {
-        rc = vcs_git_fail(e, FARM_EIO, NULL, "worktree %s: checkout failed", path);
+    if ((rc = wt_checkout(repo, mrepo, commit, path)) < 0)
         goto out;
-    }
     if ((e = git_reference_create(&ref, repo, wt->refname, &oid, 0, NULL)) < 0) {
         rc = vcs_git_fail(e, FARM_EIO, NULL, "worktree %s: cannot create branch %s", path,
                           o->branch);
