@@ -12,6 +12,7 @@
 #include "../base/http.h"
 #include "../base/log.h"
 #include "../farm/farm.h"
+#include "../farm/outbox.h"
 #include "../webhook/server.h"
 
 #include <getopt.h>
@@ -83,6 +84,11 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "farm: cannot open the farm: %s\n", farm_error_last());
         return 1;
     }
+    if ((rc = outbox_start(f)) != 0) { /* tracker side effects (farm/outbox.h) */
+        fprintf(stderr, "farm: cannot start the outbox: %s\n", farm_error_last());
+        farm_close(f);
+        return 1;
+    }
     server *srv = NULL;
     if ((rc = server_start(&srv, f, &sopt)) != 0) {
         fprintf(stderr, "farm: %s\n", farm_error_last());
@@ -98,6 +104,7 @@ static int serve(int argc, char **argv)
     sigwait(&set, &sig);
     log_info("stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM");
     server_stop(srv, DRAIN_MS);
+    outbox_stop(f);
     farm_close(f);
     log_info("stopped");
     return 0;

@@ -4,6 +4,8 @@
  */
 #include "farm.h"
 #include "farm_internal.h"
+#include "outbox.h"
+#include "trackers.h"
 
 #include "../base/error.h"
 #include "../base/log.h"
@@ -83,6 +85,8 @@ void farm_close(farm *f)
 {
     if (!f)
         return;
+    outbox_stop(f); /* its senders use the trackers and the store */
+    farm_trackers_close(f);
     stream_hub_close(f->streams);
     store_close(f->store);
     config_free(f->cfg);

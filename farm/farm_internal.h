@@ -14,6 +14,8 @@ struct farm {
     config *cfg;  /* owned */
     store *store; /* owned */
     stream_hub *streams; /* owned: durable streams and session logs */
+    struct farm_trackers *trackers; /* owned: tracker clients, made on first use (trackers.c) */
+    struct outbox_sender *outbox;   /* owned: the outbox's sender threads while started (outbox.c) */
 };
 
 #endif

@@ -47,11 +47,11 @@ typedef struct farm farm;
  *                  OUTBOX_COMMENT with key "<key>:comment".
  * OUTBOX_REVIEW_REPLY {"comment_id": n, "body": md}   reply in a review thread
  */
-#define OUTBOX_COMMENT "comment"
-#define OUTBOX_STATUS "status"
-#define OUTBOX_REACT "react"
-#define OUTBOX_LABELS "labels"
-#define OUTBOX_PR "pr"
+#define OUTBOX_COMMENT      "comment"
+#define OUTBOX_STATUS       "status"
+#define OUTBOX_REACT        "react"
+#define OUTBOX_LABELS       "labels"
+#define OUTBOX_PR           "pr"
 #define OUTBOX_REVIEW_REPLY "review_reply"
 
 /* Build "s<session>:<name>" into out (at least 256 bytes). */
@@ -68,9 +68,54 @@ int outbox_tx_enqueue(store_tx *tx, int64_t session_id, const char *kind, const 
 int outbox_enqueue(store *s, int64_t session_id, const char *kind, const char *key,
                    const char *payload_json);
 
-/* Start and stop the sender thread of a farm. Stopping lets an entry being
- * sent finish (bounded by the HTTP timeouts) and leaves the rest pending. */
+/* The session's sticky status comment, as a STATUS entry under the next
+ * free status key ("s<id>:status", then "s<id>:status:2", ...): every call
+ * is one more update, older pending ones are coalesced away by the sender.
+ * payload_json is {"body": md} (plus "installation_id" where needed). The
+ * tracker-side marker of every status update is "s<id>:status", so they all
+ * land in the one comment. Returns what outbox_tx_enqueue() returns. */
+int outbox_tx_status(store_tx *tx, int64_t session_id, const char *payload_json);
+int outbox_status(store *s, int64_t session_id, const char *payload_json);
+
+/*
+ * The sender. Workers lease due entries (see store_outbox.h), call the
+ * tracker, and record the outcome. FARM_EAGAIN waits max(the tracker's
+ * retry-after, the backoff); FARM_EIO, FARM_ETIMEOUT and other transient
+ * errors wait the backoff (exponential with jitter; after no answer at all,
+ * at least no_answer_ms, because the request may still land); permanent
+ * errors (FARM_EAUTH, FARM_EINVALID, FARM_ENOTFOUND, ...) fail the entry
+ * after permanent_attempts tries; any entry fails after max_attempts.
+ * Before creating anything on a second or later attempt the sender looks
+ * for it first: the comment's marker, the PR's branch. A status comment is
+ * always looked for by its marker until its id is known.
+ *
+ * GitHub App: a call needs the installation id. Sessions do not keep it, so
+ * whoever enqueues puts the delivery's installation_id in the payload
+ * ("installation_id": n); a PR's then_comment inherits it.
+ */
+typedef struct outbox_opts {
+    int workers;            /* sender threads; default 4 */
+    int64_t lease_ms;       /* how long a lease lasts; default 300000 */
+    int64_t backoff_ms;     /* first retry delay; default 2000 */
+    int64_t max_backoff_ms; /* cap on the delay; default 600000 */
+    int64_t no_answer_ms;   /* least wait after a timeout or a lost connection; default 10000 */
+    int max_attempts;       /* then failed; default 12 */
+    int permanent_attempts; /* tries on a permanent error; default 3 */
+    int64_t poll_ms;        /* idle check for entries enqueued elsewhere; default 1000 */
+    const char *owner;      /* lease owner prefix; default "<host>:<pid>" */
+} outbox_opts;
+
+#define OUTBOX_OPTS_INIT                                                                           \
+    {                                                                                              \
+        4, 300000, 2000, 600000, 10000, 12, 3, 1000, NULL                                          \
+    }
+
+/* Start and stop the sender threads of a farm. Stopping lets an entry being
+ * sent finish (bounded by the HTTP timeouts) and leaves the rest pending.
+ * outbox_start() on a started farm and outbox_stop() on a stopped one do
+ * nothing. Returns 0, FARM_ENOMEM or FARM_EIO (a thread would not start). */
 int outbox_start(farm *f);
+int outbox_start_opts(farm *f, const outbox_opts *opts);
 void outbox_stop(farm *f);
 
 /* Wake the sender now (after a commit that enqueued something). */
@@ -80,8 +125,8 @@ void outbox_kick(farm *f);
 typedef struct outbox_stats {
     int64_t pending;
     int64_t sent;
-    int64_t failed;   /* gave up: attempts exhausted or a permanent error */
-    int64_t retries;  /* attempts that will be tried again */
+    int64_t failed;  /* gave up: attempts exhausted or a permanent error */
+    int64_t retries; /* attempts that will be tried again */
 } outbox_stats;
 int outbox_stats_get(outbox_stats *out, store *s);
 

@@ -108,6 +108,9 @@ static const store_migration migrations[] = {
     {3, "durable streams (farm/store_stream.c)", STREAM_SCHEMA_SQL},
     {4, "the local tracker's issues, comments and pull requests (farm/store_local.c)",
      store_local_schema_sql},
+    {5, "outbox leases (farm/store_outbox.c)",
+     "ALTER TABLE outbox ADD COLUMN lease_owner TEXT;"
+     "ALTER TABLE outbox ADD COLUMN lease_expires_ms INTEGER NOT NULL DEFAULT 0;"},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
