@@ -410,7 +410,10 @@ static void load_trigger(cc *c, config *cfg, config_repo *r, json_t *o, const ch
         cc_join(q, p, "assignee");
         cc_error(c, q, "needs azure.bot_name (who the farm is in Azure DevOps)");
     }
-    if (!r->trigger.label && !r->trigger.assignee && !r->trigger.mention && !r->trigger.on_open)
+    /* (without its tracker's section that is the error to report, not this) */
+    int section = !r->tracker || strcmp(r->tracker, "azure") || cfg->azure.enabled;
+    if (section && !r->trigger.label && !r->trigger.assignee && !r->trigger.mention &&
+        !r->trigger.on_open)
         cc_error(c, p, "no rule would ever trigger work: set label, assignee, mention or on_open");
 }
 

@@ -48,6 +48,57 @@ int store_prepare(sqlite3_stmt **out, sqlite3 *db, const char *sql)
     return 0;
 }
 
+int store_tx_stmt(sqlite3_stmt **out, store_tx *tx, const char *sql)
+{
+    store *s = tx->s;
+
+    *out = NULL;
+    for (int i = 0; i < s->nstmts; i++) {
+        if (s->stmts[i].sql == sql) {
+            *out = s->stmts[i].st;
+            return 0;
+        }
+    }
+    if (s->nstmts == STORE_STMT_CACHE) /* full: compile for this use only */
+        return store_prepare(out, tx->db, sql);
+    if (sqlite3_prepare_v3(tx->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL) != SQLITE_OK) {
+        sqlite3_finalize(*out);
+        *out = NULL;
+        return store_sqlerr(tx->db, "preparing a statement");
+    }
+    s->stmts[s->nstmts].sql = sql;
+    s->stmts[s->nstmts].st = *out;
+    s->nstmts++;
+    return 0;
+}
+
+void store_tx_stmt_done(store_tx *tx, sqlite3_stmt *st)
+{
+    if (!st)
+        return;
+    for (int i = 0; i < tx->s->nstmts; i++) {
+        if (tx->s->stmts[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    }
+    sqlite3_finalize(st);
+}
+
+/* Step a cached statement without results (the transaction control). */
+static int tx_run(store_tx *tx, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = store_tx_stmt(&st, tx, sql);
+    if (rc)
+        return rc;
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = store_sqlerr(tx->db, sql);
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
+
 int store_exec(sqlite3 *db, const char *sql)
 {
     char *msg = NULL;
@@ -162,7 +213,7 @@ static int run_one(store *s, store_write_req *r, int *lost)
     store_tx tx = {s, s->wdb};
     int rc;
 
-    if (store_exec(s->wdb, "SAVEPOINT w")) {
+    if (tx_run(&tx, "SAVEPOINT w")) {
         *lost = 1;
         return FARM_EIO;
     }
@@ -174,11 +225,11 @@ static int run_one(store *s, store_write_req *r, int *lost)
             *lost = 1;
             return rc;
         }
-        if (store_exec(s->wdb, "ROLLBACK TO w") || store_exec(s->wdb, "RELEASE w"))
+        if (tx_run(&tx, "ROLLBACK TO w") || tx_run(&tx, "RELEASE w"))
             *lost = 1;
         return rc;
     }
-    if (sqlite3_get_autocommit(s->wdb) || store_exec(s->wdb, "RELEASE w")) {
+    if (sqlite3_get_autocommit(s->wdb) || tx_run(&tx, "RELEASE w")) {
         *lost = 1;
         return FARM_EIO;
     }
@@ -187,17 +238,18 @@ static int run_one(store *s, store_write_req *r, int *lost)
 
 static void run_batch(store *s, store_write_req *batch)
 {
+    store_tx tx = {s, s->wdb};
     int lost = 0;
     uint64_t n = 0, ok = 0, failed = 0;
     const char *why = NULL;
 
-    if (store_exec(s->wdb, "BEGIN IMMEDIATE")) {
+    if (tx_run(&tx, "BEGIN IMMEDIATE")) {
         lost = 1;
     } else {
         for (store_write_req *r = batch; r && !lost; r = r->next)
             r->rc = run_one(s, r, &lost);
     }
-    if (!lost && store_exec(s->wdb, "COMMIT")) {
+    if (!lost && tx_run(&tx, "COMMIT")) {
         lost = 1;
         why = farm_error_last();
     }
@@ -358,6 +410,8 @@ void store_close(store *s)
     }
     for (int i = 0; i < STORE_READERS; i++)
         sqlite3_close(s->readers[i]);
+    for (int i = 0; i < s->nstmts; i++)
+        sqlite3_finalize(s->stmts[i].st);
     /* the last connection to close checkpoints the WAL */
     sqlite3_close(s->wdb);
     pthread_mutex_destroy(&s->lock);

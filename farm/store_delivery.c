@@ -30,7 +30,7 @@ int store_tx_delivery_insert(int64_t *out_id, store_tx *tx, const store_delivery
         farm_error_set("store: a delivery needs a tracker and a delivery id");
         return FARM_EINVALID;
     }
-    rc = store_prepare(&st, tx->db,
+    rc = store_tx_stmt(&st, tx,
                        "INSERT INTO delivery (tracker, delivery_id, event, action, repo, number,"
                        " received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
     if (rc)
@@ -51,7 +51,7 @@ int store_tx_delivery_insert(int64_t *out_id, store_tx *tx, const store_delivery
     } else {
         rc = store_sqlerr(tx->db, "recording a delivery");
     }
-    sqlite3_finalize(st);
+    store_tx_stmt_done(tx, st);
     return rc;
 }
 
@@ -59,7 +59,7 @@ int store_tx_delivery_outcome_set(store_tx *tx, int64_t id, const char *outcome,
                                   int64_t session_id, int64_t job_id)
 {
     sqlite3_stmt *st = NULL;
-    int rc = store_prepare(&st, tx->db,
+    int rc = store_tx_stmt(&st, tx,
                            "UPDATE delivery SET outcome = ?, reason = ?, session_id = ?,"
                            " job_id = ? WHERE id = ?");
     if (rc)
@@ -81,7 +81,7 @@ int store_tx_delivery_outcome_set(store_tx *tx, int64_t id, const char *outcome,
         farm_error_set("store: no delivery with id %lld", (long long)id);
         rc = FARM_ENOTFOUND;
     }
-    sqlite3_finalize(st);
+    store_tx_stmt_done(tx, st);
     return rc;
 }
 

@@ -19,6 +19,7 @@
 #define STORE_READERS         4
 #define STORE_BUSY_TIMEOUT_MS 10000
 #define STORE_EVENT_BODY_MAX  (4u << 20) /* one event's JSON body */
+#define STORE_STMT_CACHE      64         /* statements kept compiled on the write connection */
 
 typedef struct store_write_req store_write_req;
 
@@ -33,6 +34,12 @@ struct store {
     store_write_req *head, *tail;
     int stopping;
     store_stats stats;
+
+    struct {
+        const char *sql; /* the key: a string literal's address */
+        sqlite3_stmt *st;
+    } stmts[STORE_STMT_CACHE]; /* the writer's statements, compiled once */
+    int nstmts;
 
     pthread_mutex_t rlock; /* guards the read pool */
     pthread_cond_t rfree;
@@ -70,6 +77,13 @@ int store_sqlerr(sqlite3 *db, const char *what);
 
 /* Prepare one statement; on failure sets the error and returns FARM_EIO. */
 int store_prepare(sqlite3_stmt **out, sqlite3 *db, const char *sql);
+
+/* Inside a write function: the statement for sql (which must be a string
+ * literal or otherwise live as long as the store: its address is the cache
+ * key), compiled once per store and reused. Give it back with
+ * store_tx_stmt_done() (never sqlite3_finalize). Returns 0 or FARM_EIO. */
+int store_tx_stmt(sqlite3_stmt **out, store_tx *tx, const char *sql);
+void store_tx_stmt_done(store_tx *tx, sqlite3_stmt *st);
 
 /* Run SQL without results. Returns 0 or FARM_EIO. */
 int store_exec(sqlite3 *db, const char *sql);

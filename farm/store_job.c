@@ -26,7 +26,7 @@ int store_tx_job_insert(int64_t *out_id, store_tx *tx, const char *kind, int64_t
         farm_error_set("store: a job needs a kind");
         return FARM_EINVALID;
     }
-    rc = store_prepare(&st, tx->db,
+    rc = store_tx_stmt(&st, tx,
                        "INSERT INTO job (kind, session_id, state, not_before_ms, created_ms,"
                        " updated_ms) VALUES (?, ?, 'queued', ?, ?, ?)");
     if (rc)
@@ -43,7 +43,7 @@ int store_tx_job_insert(int64_t *out_id, store_tx *tx, const char *kind, int64_t
         *out_id = sqlite3_last_insert_rowid(tx->db);
     else
         rc = store_sqlerr(tx->db, "queueing a job");
-    sqlite3_finalize(st);
+    store_tx_stmt_done(tx, st);
     return rc;
 }
 

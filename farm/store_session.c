@@ -114,7 +114,7 @@ int store_tx_session_find(store_session **out, store_tx *tx, const char *tracker
         return FARM_EINVALID;
     }
     /* Active sessions sort first, then the newest. */
-    rc = store_prepare(&st, tx->db,
+    rc = store_tx_stmt(&st, tx,
                        by_pr
                            ? "SELECT " SESSION_COLS " FROM session"
                              " WHERE tracker = ?1 AND repo = ?2 AND pr_number = ?3"
@@ -131,7 +131,7 @@ int store_tx_session_find(store_session **out, store_tx *tx, const char *tracker
     sqlite3_bind_int64(st, 3, number);
     sqlite3_bind_int(st, 4, active_only ? 1 : 0);
     rc = session_one(out, tx->db, st, "finding a session");
-    sqlite3_finalize(st);
+    store_tx_stmt_done(tx, st);
     return rc;
 }
 
@@ -146,7 +146,7 @@ int store_tx_session_insert(int64_t *out_id, store_tx *tx, const store_session *
         farm_error_set("store: a session needs a tracker, a repository and an issue number");
         return FARM_EINVALID;
     }
-    rc = store_prepare(&st, tx->db,
+    rc = store_tx_stmt(&st, tx,
                        "INSERT INTO session (tracker, repo, number, title, url, state, created_ms,"
                        " updated_ms) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)");
     if (rc)
@@ -168,7 +168,7 @@ int store_tx_session_insert(int64_t *out_id, store_tx *tx, const store_session *
     } else {
         rc = store_sqlerr(tx->db, "creating a session");
     }
-    sqlite3_finalize(st);
+    store_tx_stmt_done(tx, st);
     return rc;
 }
 
@@ -283,7 +283,7 @@ int store_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, co
     }
     json_decref(check);
 
-    rc = store_prepare(&st, tx->db,
+    rc = store_tx_stmt(&st, tx,
                        "UPDATE session SET last_seq = last_seq + 1, updated_ms = ?"
                        " WHERE id = ? RETURNING last_seq");
     if (rc)
@@ -301,12 +301,12 @@ int store_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, co
     default:
         rc = store_sqlerr(tx->db, "taking the next event seq");
     }
-    sqlite3_finalize(st);
+    store_tx_stmt_done(tx, st);
     st = NULL;
     if (rc)
         return rc;
 
-    rc = store_prepare(&st, tx->db,
+    rc = store_tx_stmt(&st, tx,
                        "INSERT INTO event (session_id, seq, ts_ms, kind, actor, body)"
                        " VALUES (?, ?, ?, ?, ?, ?)");
     if (rc)
@@ -319,7 +319,7 @@ int store_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, co
     sqlite3_bind_text(st, 6, body_json, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = store_sqlerr(tx->db, "appending an event");
-    sqlite3_finalize(st);
+    store_tx_stmt_done(tx, st);
     if (!rc && out_seq)
         *out_seq = seq;
     return rc;
