@@ -210,6 +210,12 @@ static int lt_comment_update(tracker *t, const tracker_ref *ref, int64_t id, con
         rc = FARM_ENOTFOUND;
         goto out;
     }
+    if (!is_bot(l, c->author)) {
+        /* as on GitHub: only the author edits a comment */
+        farm_error_set("local: comment %lld is %s's, not the farm's", (long long)id, c->author);
+        rc = FARM_EAUTH;
+        goto out;
+    }
     if ((rc = split(&parts, &n, key, body)) < 0 ||
         (rc = l->b->comment_update(l->b->ctx, id, parts[0])) < 0 ||
         (rc = marked(ids, l, ref->number, key)) < 0)

@@ -112,6 +112,8 @@ static void comments_with_markers(void **state)
     spoof.body = "<!-- farm:s2 -->";
     assert_int_equal(fx->b.comment_insert(&sid, fx->b.ctx, &spoof), 0);
     assert_int_equal(tracker_comment_find_by_marker(&found, fx->t, &ref, "s2"), FARM_ENOTFOUND);
+    /* and the farm does not edit it */
+    assert_int_equal(tracker_comment_update(fx->t, &ref, sid, "s2", "mine now"), FARM_EAUTH);
 
     tracker_thread *th = NULL;
     assert_int_equal(tracker_thread_get(&th, fx->t, &ref), 0);
