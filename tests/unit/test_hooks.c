@@ -691,9 +691,8 @@ static void test_azure_route(void **state)
     w.repository = strdup("FABRIKAM");
     assert_int_equal(hook_azure_route(&ev, &w, &c), 0);
     assert_string_equal(ev.repo, "fabrikam/Fabrikam-Fiber-Git/Fabrikam");
-    free(w.repository);
-    w.repository = strdup("Other");
     tracker_event_free(&ev);
+    hook_azure_where_free(&w);
     azure(&ev, &w, "git.pullrequest.created", 0);
     free(w.repository);
     w.repository = strdup("Other");
