@@ -37,6 +37,11 @@
 #include <unistd.h>
 
 #define MAX_WORKERS 256
+/* Deferred requests waiting for a worker: past this, 503 (the tracker retries). */
+#define MAX_QUEUED 10000
+/* Request bodies held in memory at once, all connections together: past
+ * this, 503. Each body is bounded by config.max_body_bytes on its own. */
+#define MAX_BODY_BYTES_TOTAL ((size_t)512 << 20)
 
 /* The route table. A later route is one more line here. */
 static const web_route routes[] = {
@@ -65,11 +70,13 @@ struct server {
     pthread_mutex_t lock; /* guards the work queue and stopping */
     pthread_cond_t wake;
     web_request *head, *tail;
+    int queued; /* requests in the work queue */
     int stopping;
     pthread_t workers[MAX_WORKERS];
     int nworkers;
 
-    atomic_int inflight; /* requests begun and not yet completed */
+    atomic_int inflight;      /* requests begun and not yet completed */
+    atomic_size_t body_bytes; /* request bodies held (charged on arrival) */
 };
 
 /* ---- matching ------------------------------------------------------------ */
@@ -242,9 +249,15 @@ int web_defer(web_request *req, web_work work)
     pthread_mutex_lock(&s->lock);
     if (s->stopping || s->nworkers == 0) {
         pthread_mutex_unlock(&s->lock);
-        farm_error_set("the server is shutting down");
+        farm_error_set("the farm is shutting down");
         return FARM_EAGAIN;
     }
+    if (s->queued >= MAX_QUEUED) {
+        pthread_mutex_unlock(&s->lock);
+        farm_error_set("the farm is busy: %d requests wait for the store", MAX_QUEUED);
+        return FARM_EAGAIN;
+    }
+    s->queued++;
     req->work = work;
     req->defers++; /* read by this (the polling) thread only, after the handler returns */
     req->next_work = NULL;
@@ -272,6 +285,7 @@ static void *worker_main(void *arg)
         s->head = req->next_work;
         if (!s->head)
             s->tail = NULL;
+        s->queued--;
         pthread_mutex_unlock(&s->lock);
 
         req->work(req);
@@ -373,6 +387,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *upload_size = 0;
         if (!(req->route->flags & WEB_BODY))
             return MHD_YES;
+        if (atomic_fetch_add(&s->body_bytes, n) + n > MAX_BODY_BYTES_TOTAL) {
+            atomic_fetch_sub(&s->body_bytes, n);
+            buf_free(&req->body);
+            log_warn("request bodies over the memory budget: connection refused", "route",
+                     req->route->name);
+            return web_reply_error(req, 503, "the farm is busy", "retry later") ? MHD_NO : MHD_YES;
+        }
+        req->charged += n;
         if (buf_append(&req->body, upload_data, n) != 0) {
             buf_free(&req->body);
             char hint[96];
@@ -409,6 +431,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     for (int i = 0; i < 4; i++)
         free((char *)req->segment[i]);
     buf_free(&req->body);
+    atomic_fetch_sub(&s->body_bytes, req->charged);
     free(req);
     atomic_fetch_sub(&s->inflight, 1);
 }
@@ -499,6 +522,7 @@ int server_start(server **out, farm *f, const server_options *opt)
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
     atomic_init(&s->inflight, 0);
+    atomic_init(&s->body_bytes, 0);
     if ((rc = resolve_listen(&ss, s->cfg)))
         goto out;
 
@@ -529,7 +553,7 @@ int server_start(server **out, farm *f, const server_options *opt)
             rl.rlim_cur > 4096 + 256)
             max_conns = (unsigned)(rl.rlim_cur - 256);
     }
-    size_t conn_memory = opt->conn_memory ? opt->conn_memory : 16u << 10;
+    size_t conn_memory = opt->conn_memory ? opt->conn_memory : 8u << 10;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)

@@ -17,7 +17,8 @@ typedef struct server_options {
     int threads;              /* HTTP threads; 0: from the number of CPUs (2..8) */
     int workers;              /* threads that run deferred work (ingest); 0: 64 */
     unsigned max_connections; /* 0: the open-file limit less a reserve, at least 4096 */
-    size_t conn_memory;       /* bytes of buffers per connection; 0: 16 KiB */
+    size_t conn_memory;       /* bytes of buffers per connection (request headers must fit
+                                 in about half); 0: 8 KiB */
 } server_options;
 
 #define SERVER_OPTIONS_INIT                                                                        \

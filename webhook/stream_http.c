@@ -153,25 +153,73 @@ static int header_true(web_request *req, const char *name)
 
 /* ---- PUT, POST, DELETE, HEAD --------------------------------------------- */
 
+/* Writes wait for a group commit (an fsync): they run on the server's worker
+ * threads (web_defer) so the polling threads keep feeding live readers. The
+ * request's headers are read into the job before it is deferred. */
+typedef struct write_job {
+    stream_create_req create;
+    stream_append_req append;
+    stream_result res;
+    int rc;
+    char path[STREAM_MAX_PATH + 1];
+} write_job;
+
+static void write_job_free(void *p)
+{
+    free(p);
+}
+
+static void write_work(web_request *req)
+{
+    write_job *j = req->state;
+    stream_hub *h = farm_streams(req->farm);
+    if (!strcmp(req->method, "PUT"))
+        j->rc = stream_create(&j->res, h, j->path, &j->create);
+    else if (!strcmp(req->method, "POST"))
+        j->rc = stream_append(&j->res, h, j->path, &j->append);
+    else
+        j->rc = stream_delete(&j->res, h, j->path);
+}
+
+/* Defer the write in req->state; 0 when deferred (answer later). */
+static int defer_write(web_request *req, write_job *j)
+{
+    snprintf(j->path, sizeof(j->path), "%s", stream_path(req));
+    req->state = j;
+    req->state_free = write_job_free;
+    if (web_defer(req, write_work) != 0)
+        return web_reply_error(req, 503, "the server is shutting down", "try again");
+    return 0;
+}
+
 static int on_put(web_request *req)
 {
-    stream_result res;
-    stream_create_req q = STREAM_CREATE_REQ_INIT;
-    q.content_type = web_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
-    q.ttl = web_header(req, "Stream-TTL");
-    q.expires_at = web_header(req, "Stream-Expires-At");
-    q.closed = header_true(req, "Stream-Closed");
-    q.forked_from = web_header(req, "Stream-Forked-From");
-    q.fork_offset = web_header(req, "Stream-Fork-Offset");
-    q.fork_sub_offset = web_header(req, "Stream-Fork-Sub-Offset");
-    q.body = req->body.data;
-    q.body_len = req->body.len;
-    /* the source may be named by its URL path */
-    if (q.forked_from && !strncmp(q.forked_from, PREFIX, strlen(PREFIX)))
-        q.forked_from += strlen(PREFIX);
-    else if (q.forked_from && q.forked_from[0] == '/')
-        q.forked_from++;
-    int rc = stream_create(&res, farm_streams(req->farm), stream_path(req), &q);
+    if (!req->deferred) {
+        write_job *j = calloc(1, sizeof(*j));
+        if (!j)
+            return FARM_ENOMEM;
+        stream_create_req init = STREAM_CREATE_REQ_INIT;
+        stream_create_req *q = &j->create;
+        *q = init;
+        q->content_type = web_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+        q->ttl = web_header(req, "Stream-TTL");
+        q->expires_at = web_header(req, "Stream-Expires-At");
+        q->closed = header_true(req, "Stream-Closed");
+        q->forked_from = web_header(req, "Stream-Forked-From");
+        q->fork_offset = web_header(req, "Stream-Fork-Offset");
+        q->fork_sub_offset = web_header(req, "Stream-Fork-Sub-Offset");
+        q->body = req->body.data;
+        q->body_len = req->body.len;
+        /* the source may be named by its URL path */
+        if (q->forked_from && !strncmp(q->forked_from, PREFIX, strlen(PREFIX)))
+            q->forked_from += strlen(PREFIX);
+        else if (q->forked_from && q->forked_from[0] == '/')
+            q->forked_from++;
+        return defer_write(req, j);
+    }
+    write_job *j = req->state;
+    stream_result res = j->res;
+    int rc = j->rc;
     if (rc)
         return reply_store_error(req, rc);
     if (res.status != 200 && res.status != 201)
@@ -189,17 +237,26 @@ static int on_put(web_request *req)
 
 static int on_post(web_request *req)
 {
-    stream_result res;
-    stream_append_req q = STREAM_APPEND_REQ_INIT;
-    q.content_type = web_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
-    q.body = req->body.data;
-    q.body_len = req->body.len;
-    q.stream_seq = web_header(req, "Stream-Seq");
-    q.producer_id = web_header(req, "Producer-Id");
-    q.producer_epoch = web_header(req, "Producer-Epoch");
-    q.producer_seq = web_header(req, "Producer-Seq");
-    q.close = header_true(req, "Stream-Closed");
-    int rc = stream_append(&res, farm_streams(req->farm), stream_path(req), &q);
+    if (!req->deferred) {
+        write_job *j = calloc(1, sizeof(*j));
+        if (!j)
+            return FARM_ENOMEM;
+        stream_append_req init = STREAM_APPEND_REQ_INIT;
+        stream_append_req *q = &j->append;
+        *q = init;
+        q->content_type = web_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+        q->body = req->body.data;
+        q->body_len = req->body.len;
+        q->stream_seq = web_header(req, "Stream-Seq");
+        q->producer_id = web_header(req, "Producer-Id");
+        q->producer_epoch = web_header(req, "Producer-Epoch");
+        q->producer_seq = web_header(req, "Producer-Seq");
+        q->close = header_true(req, "Stream-Closed");
+        return defer_write(req, j);
+    }
+    write_job *j = req->state;
+    stream_result res = j->res;
+    int rc = j->rc;
     if (rc)
         return reply_store_error(req, rc);
     if (res.status != 200 && res.status != 204)
@@ -214,8 +271,15 @@ static int on_post(web_request *req)
 
 static int on_delete(web_request *req)
 {
-    stream_result res;
-    int rc = stream_delete(&res, farm_streams(req->farm), stream_path(req));
+    if (!req->deferred) {
+        write_job *j = calloc(1, sizeof(*j));
+        if (!j)
+            return FARM_ENOMEM;
+        return defer_write(req, j);
+    }
+    write_job *j = req->state;
+    stream_result res = j->res;
+    int rc = j->rc;
     if (rc)
         return reply_store_error(req, rc);
     if (res.status != 204)
@@ -473,27 +537,17 @@ static int sse_format(sse_conn *c, const stream_result *res)
     }
     if (rc)
         return rc;
-    json_t *ctl = json_object();
-    if (!ctl)
-        return FARM_ENOMEM;
-    json_object_set_new(ctl, "streamNextOffset", json_string(res->next_offset));
-    if (!res->closed) {
-        char cursor[32];
+    /* the control event, formatted by hand: this runs once per reader per
+     * event, and every field is a number, an offset or a literal */
+    char cursor[32] = "";
+    if (!res->closed)
         stream_cursor_next(cursor, sizeof(cursor), c->client_cursor);
-        json_object_set_new(ctl, "streamCursor", json_string(cursor));
-    }
-    if (res->up_to_date)
-        json_object_set_new(ctl, "upToDate", json_true());
-    if (res->closed)
-        json_object_set_new(ctl, "streamClosed", json_true());
-    char *text = json_dumps(ctl, JSON_COMPACT);
-    json_decref(ctl);
-    if (!text)
-        return FARM_ENOMEM;
-    /* id: lets a browser's EventSource resume with Last-Event-ID */
-    rc = buf_printf(o, "event: control\nid: %s\ndata: %s\n\n", res->next_offset, text);
-    free(text);
-    return rc;
+    char text[256];
+    snprintf(text, sizeof(text), "{\"streamNextOffset\":\"%s\"%s%s%s%s%s}", res->next_offset,
+             res->closed ? "" : ",\"streamCursor\":\"", cursor, res->closed ? "" : "\"",
+             res->up_to_date ? ",\"upToDate\":true" : "",
+             res->closed ? ",\"streamClosed\":true" : "");
+    return buf_printf(o, "event: control\nid: %s\ndata: %s\n\n", res->next_offset, text);
 }
 
 static ssize_t sse_reader(void *cls, uint64_t unused, char *dst, size_t max)
@@ -550,7 +604,11 @@ static ssize_t sse_reader(void *cls, uint64_t unused, char *dst, size_t max)
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             continue;
         }
-        /* caught up: sleep until data, the heartbeat or the end */
+        /* caught up: sleep until data, the heartbeat or the end, holding no
+         * buffers meanwhile */
+        buf_free(&c->out);
+        buf_free(&c->batch);
+        c->out_off = 0;
         int64_t deadline = c->hb_at < c->close_at ? c->hb_at : c->close_at;
         MHD_suspend_connection(c->conn);
         if (stream_wait(&c->w, c->h, c->path, res.stream_id, c->pos, deadline, sse_wake, c)) {
@@ -689,8 +747,46 @@ int route_stream(web_request *req)
 
 /* ---- POST /api/sessions/{id}/messages ------------------------------------- */
 
+typedef struct message_job {
+    long long session;
+    char author[128];
+    char *body; /* {"text", "author"} */
+    int64_t seq;
+    int rc;
+} message_job;
+
+static void message_job_free(void *p)
+{
+    message_job *j = p;
+    if (j)
+        free(j->body);
+    free(j);
+}
+
+static void message_work(web_request *req)
+{
+    message_job *j = req->state;
+    store_session *s = NULL;
+    j->rc = store_session_get(&s, farm_store(req->farm), j->session);
+    store_session_free(s);
+    if (!j->rc)
+        j->rc = stream_session_append(&j->seq, farm_streams(req->farm), j->session, "message",
+                                      j->author, j->body);
+}
+
 int route_api_session_message(web_request *req)
 {
+    if (req->deferred) {
+        message_job *j = req->state;
+        if (j->rc == FARM_ENOTFOUND)
+            return web_reply_error(req, 404, "no such session", NULL);
+        if (j->rc)
+            return reply_store_error(req, j->rc);
+        log_info("session message", "author", j->author);
+        return web_reply_json(
+            req, 201,
+            json_pack("{s:I,s:I}", "session", (json_int_t)j->session, "seq", (json_int_t)j->seq));
+    }
     auth_identity who;
     if (!web_authorize(req, AUTH_MEMBER))
         return 0;
@@ -707,32 +803,24 @@ int route_api_session_message(web_request *req)
         return web_reply_error(req, 400, "expected {\"text\": \"...\"}",
                                "a non-empty string of at most 64 KiB");
     }
-    store_session *s = NULL;
-    int rc = store_session_get(&s, farm_store(req->farm), id);
-    if (rc == FARM_ENOTFOUND) {
+    message_job *j = calloc(1, sizeof(*j));
+    if (!j) {
         json_decref(in);
-        return web_reply_error(req, 404, "no such session", NULL);
-    }
-    store_session_free(s);
-    if (rc) {
-        json_decref(in);
-        return reply_store_error(req, rc);
-    }
-    const char *author = who.name ? who.name : "unknown";
-    json_t *body = json_pack("{s:s,s:s}", "text", text, "author", author);
-    json_decref(in);
-    char *bt = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!bt)
         return FARM_ENOMEM;
-    int64_t seq = 0;
-    rc = stream_session_append(&seq, farm_streams(req->farm), id, "message", author, bt);
-    free(bt);
-    if (rc == FARM_ENOTFOUND)
-        return web_reply_error(req, 404, "no such session", NULL);
-    if (rc)
-        return reply_store_error(req, rc);
-    log_info("session message", "author", author);
-    return web_reply_json(
-        req, 201, json_pack("{s:I,s:I}", "session", (json_int_t)id, "seq", (json_int_t)seq));
+    }
+    j->session = id;
+    snprintf(j->author, sizeof(j->author), "%s", who.name ? who.name : "unknown");
+    json_t *body = json_pack("{s:s,s:s}", "text", text, "author", j->author);
+    json_decref(in);
+    j->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!j->body) {
+        message_job_free(j);
+        return FARM_ENOMEM;
+    }
+    req->state = j;
+    req->state_free = message_job_free;
+    if (web_defer(req, message_work) != 0)
+        return web_reply_error(req, 503, "the server is shutting down", "try again");
+    return 0;
 }
