@@ -155,6 +155,49 @@ static int64_t count_jobs(fixture *fx)
     return queued + leased;
 }
 
+/* ---- the farm handle ------------------------------------------------------ */
+
+static void data_dir_is_created_private(void **state)
+{
+    fixture *fx = *state;
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/data", fx->dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0700);
+    snprintf(path, sizeof(path), "%s/data/farm.db", fx->dir);
+    assert_int_equal(access(path, F_OK), 0);
+    assert_non_null(farm_config(fx->f));
+    assert_string_equal(farm_config(fx->f)->repos[0].name, "octo/app");
+}
+
+static void farm_open_fails_cleanly(void **state)
+{
+    fixture *fx = *state;
+    char path[4096];
+    config *c = NULL;
+    farm *f = NULL;
+
+    /* the data directory's place is taken by a file */
+    snprintf(path, sizeof(path), "%s/farm.json", fx->dir);
+    assert_int_equal(config_default(&c), 0);
+    free(c->data_dir);
+    c->data_dir = strdup(path);
+    assert_int_equal(farm_open(&f, c), FARM_EIO); /* c is freed by farm_open */
+    assert_null(f);
+    assert_non_null(strstr(farm_error_last(), "not a directory"));
+
+    /* nested directories are created */
+    assert_int_equal(config_default(&c), 0);
+    free(c->data_dir);
+    snprintf(path, sizeof(path), "%s/a/b/c", fx->dir);
+    c->data_dir = strdup(path);
+    assert_int_equal(farm_open(&f, c), 0);
+    farm_close(f);
+    farm_close(NULL);
+}
+
 /* ---- trigger rules --------------------------------------------------------- */
 
 static void label_match_creates_session_and_job(void **state)
@@ -628,6 +671,8 @@ int main(void)
     log_set_level(LOG_ERROR);
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
+        T(data_dir_is_created_private),
+        T(farm_open_fails_cleanly),
         T(label_match_creates_session_and_job),
         T(label_non_match_is_ignored),
         T(assigning_the_bot_triggers),
