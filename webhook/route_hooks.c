@@ -103,7 +103,7 @@ static int defer_ingest(web_request *req, hook_state *st)
     buf_free(&req->body); /* parsed: the event holds what is needed */
     if (web_defer(req, ingest_work) != 0) {
         metrics_delivery_count(st->ev.tracker, st->ev.event, "error");
-        return web_reply_error(req, 503, "the farm is shutting down", "the tracker will redeliver");
+        return web_reply_error(req, 503, farm_error_last(), "the tracker will redeliver");
     }
     return 0;
 }

@@ -62,9 +62,10 @@ struct web_request {
     char delivery[128]; /* the delivery id, for logs, when there is one */
     int status;         /* the status answered, once answered */
     int answered;
-    int suspended; /* set by a handler that suspended the connection itself (and
-                      cleared by it when called again); web_defer() does not use it */
-    int defers;    /* how many times web_defer() was called */
+    int suspended;  /* set by a handler that suspended the connection itself (and
+                       cleared by it when called again); web_defer() does not use it */
+    int defers;     /* how many times web_defer() was called */
+    size_t charged; /* body bytes counted against the server's memory budget */
     web_work work;
     web_request *next_work; /* server's work queue */
 };
@@ -93,7 +94,8 @@ int web_authorize(web_request *req, auth_role need);
 
 /* Suspend the connection and run work(req) on a worker thread; the handler
  * is then called again with req->deferred = 1 to answer. Returns 0, or
- * FARM_EAGAIN when the server is shutting down (answer 503). */
+ * FARM_EAGAIN when the server is shutting down or too many requests wait
+ * already (answer 503 with farm_error_last()). */
 int web_defer(web_request *req, web_work work);
 
 /* ---- the routes ---------------------------------------------------------- */
