@@ -553,7 +553,7 @@ int server_start(server **out, farm *f, const server_options *opt)
             rl.rlim_cur > 4096 + 256)
             max_conns = (unsigned)(rl.rlim_cur - 256);
     }
-    size_t conn_memory = opt->conn_memory ? opt->conn_memory : 16u << 10;
+    size_t conn_memory = opt->conn_memory ? opt->conn_memory : 8u << 10;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
