@@ -35,6 +35,7 @@
     "                          [--reply-to COMMENT]   (review comments on a pull request)\n"       \
     "       farm issue label N LABEL...\n"                                                         \
     "       farm issue close N\n"                                                                  \
+    "       farm issue merge N   (fast-forward a pull request's base branch)\n"                    \
     "  every form also takes [--config FILE | --data-dir DIR] [--as USER]"
 
 typedef struct opts {
@@ -555,6 +556,54 @@ out:
     return rc;
 }
 
+/* Merge a local pull request: fast-forward its base branch in the bare
+ * repository, mark it merged, and close the issue it resolves (as "Fixes #N"
+ * does on GitHub); each change enters the farm as its event. */
+static int cmd_merge(ctx *c, int64_t number)
+{
+    local_item *it = NULL, *issue = NULL;
+    tracker_event ev;
+    int rc = 1;
+    if (c->b.item_get(&it, c->b.ctx, number) < 0) {
+        fprintf(stderr, "farm issue: %s\n", farm_error_last());
+        return 1;
+    }
+    const config_repo *repo = config_repo_find(farm_config(c->f), "local", it->repo);
+    if (!it->is_pr || strcmp(it->state, "open") != 0) {
+        fprintf(stderr, "farm issue: #%lld is not an open pull request\n", (long long)number);
+        goto out;
+    }
+    if (!repo || !repo->clone_url) {
+        fprintf(stderr, "farm issue: %s is not a configured local repository\n", it->repo);
+        goto out;
+    }
+    if (local_branch_fast_forward(repo->clone_url, it->base_branch, it->head_branch) < 0 ||
+        c->b.item_update(c->b.ctx, number, NULL, NULL, "merged") < 0) {
+        fprintf(stderr, "farm issue: %s\n", farm_error_last());
+        goto out;
+    }
+    printf("merged %s into %s\n", it->head_branch, it->base_branch);
+    fflush(stdout);
+    free(it->state);
+    if (!(it->state = strdup("merged")) || local_event_closed(&ev, it, c->actor) < 0)
+        goto out;
+    rc = deliver(c, &ev);
+    if (rc == 0 && it->issue > 0 && c->b.item_get(&issue, c->b.ctx, it->issue) == 0 &&
+        strcmp(issue->state, "open") == 0) {
+        if (c->b.item_update(c->b.ctx, issue->number, NULL, NULL, "closed") < 0 ||
+            local_event_closed(&ev, issue, c->actor) < 0) {
+            fprintf(stderr, "farm issue: %s\n", farm_error_last());
+            rc = 1;
+            goto out;
+        }
+        rc = deliver(c, &ev);
+    }
+out:
+    local_item_free(issue);
+    local_item_free(it);
+    return rc;
+}
+
 /* ---- the command ---------------------------------------------------------- */
 
 static int issue(int argc, char **argv)
@@ -653,9 +702,10 @@ static int issue(int argc, char **argv)
     int is_new = !strcmp(sub, "new"), is_list = !strcmp(sub, "list");
     int is_show = !strcmp(sub, "show"), is_comment = !strcmp(sub, "comment");
     int is_label = !strcmp(sub, "label"), is_close = !strcmp(sub, "close");
-    if (!(is_new || is_list || is_show || is_comment || is_label || is_close))
+    int is_merge = !strcmp(sub, "merge");
+    if (!(is_new || is_list || is_show || is_comment || is_label || is_close || is_merge))
         goto usage;
-    if (((is_new || is_list) && nrest != 0) || ((is_show || is_close) && nrest != 1) ||
+    if (((is_new || is_list) && nrest != 0) || ((is_show || is_close || is_merge) && nrest != 1) ||
         (is_comment && (nrest < 1 || nrest > 2)) || (is_label && nrest < 2))
         goto usage;
     if (!is_new && !is_list && !number_parse(&number, rest[0])) {
@@ -683,8 +733,10 @@ static int issue(int argc, char **argv)
         rc = cmd_comment(&c, &o, number, nrest == 2 ? rest[1] : NULL);
     else if (is_label)
         rc = cmd_label(&c, number, rest + 1, nrest - 1);
-    else
+    else if (is_close)
         rc = cmd_close(&c, number);
+    else
+        rc = cmd_merge(&c, number);
     farm_close(c.f);
     goto done;
 usage:
@@ -694,4 +746,5 @@ done:
     return rc;
 }
 
-CLI_COMMAND("issue", "the local tracker: new, list, show, comment, label, close", USAGE, issue)
+CLI_COMMAND("issue", "the local tracker: new, list, show, comment, label, close, merge", USAGE,
+            issue)

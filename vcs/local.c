@@ -16,7 +16,9 @@
 #include "../base/clock.h"
 #include "../base/crypto.h"
 #include "../base/error.h"
+#include "git.h"
 
+#include <git2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,6 +416,83 @@ static int pr_body(char **out, const char *body, int64_t issue, const char *key)
     return rc;
 }
 
+/* ---- the bare repository ------------------------------------------------ */
+
+/* The path of a local clone_url ("file:///srv/x.git" or "/srv/x.git"), or
+ * NULL for a URL of another kind. */
+static const char *local_path(const char *clone_url)
+{
+    if (!clone_url)
+        return NULL;
+    if (strncmp(clone_url, "file://", 7) == 0)
+        return clone_url + 7;
+    return clone_url[0] == '/' ? clone_url : NULL;
+}
+
+static int bare_open(git_repository **out, const char *clone_url)
+{
+    const char *path = local_path(clone_url);
+    *out = NULL;
+    if (vcs_git_init() < 0)
+        return FARM_ERROR;
+    if (!path) {
+        farm_error_set("local: %s is not a local repository (file://...)", clone_url);
+        return FARM_EUNSUPPORTED;
+    }
+    if (git_repository_open_ext(out, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0) {
+        farm_error_set("local: cannot open the repository %s", clone_url);
+        return FARM_ENOTFOUND;
+    }
+    return 0;
+}
+
+static int branch_oid(git_oid *out, git_repository *repo, const char *clone_url, const char *branch)
+{
+    char ref[1200];
+    snprintf(ref, sizeof ref, "refs/heads/%s", branch);
+    if (git_reference_name_to_id(out, repo, ref) < 0) {
+        farm_error_set("local: there is no branch %s in %s", branch, clone_url);
+        return FARM_ENOTFOUND;
+    }
+    return 0;
+}
+
+int local_branch_fast_forward(const char *clone_url, const char *base, const char *head)
+{
+    git_repository *repo = NULL;
+    git_reference *ref = NULL, *moved = NULL;
+    git_oid from, to;
+    char name[1200];
+    int rc;
+    if ((rc = bare_open(&repo, clone_url)) < 0)
+        return rc;
+    if ((rc = branch_oid(&from, repo, clone_url, base)) < 0 ||
+        (rc = branch_oid(&to, repo, clone_url, head)) < 0)
+        goto out;
+    if (git_oid_equal(&from, &to))
+        goto out;
+    if (git_graph_descendant_of(repo, &to, &from) != 1) {
+        farm_error_set("local: %s is not a fast-forward of %s in %s; merge it with git", head, base,
+                       clone_url);
+        rc = FARM_ECONFLICT;
+        goto out;
+    }
+    snprintf(name, sizeof name, "refs/heads/%s", base);
+    /* moves only if base is still where it was read: a racing push wins */
+    if (git_reference_lookup(&ref, repo, name) < 0 ||
+        git_reference_set_target(&moved, ref, &to, "farm issue merge") < 0) {
+        const git_error *e = git_error_last();
+        farm_error_set("local: cannot move %s in %s: %s", base, clone_url,
+                       e && e->message ? e->message : "unknown error");
+        rc = FARM_ECONFLICT;
+    }
+out:
+    git_reference_free(moved);
+    git_reference_free(ref);
+    git_repository_free(repo);
+    return rc;
+}
+
 static const tracker_local_repo *repo_of(const lt *l, const char *name)
 {
     for (size_t i = 0; i < l->nrepos; i++)
@@ -445,9 +524,23 @@ static int lt_pr_create(tracker_pr **out, tracker *t, const tracker_ref *ref,
     int64_t number = 0;
     int rc;
 
-    if (l->nrepos && !repo_of(l, ref->repo)) {
+    const tracker_local_repo *r = repo_of(l, ref->repo);
+    if (l->nrepos && !r) {
         farm_error_set("local: %s is not a local repository", ref->repo);
         return FARM_ENOTFOUND;
+    }
+    if (r && local_path(r->clone_url)) {
+        /* as on GitHub (422): both branches must be there */
+        git_repository *repo = NULL;
+        git_oid oid;
+        if ((rc = bare_open(&repo, r->clone_url)) == 0 &&
+            (rc = branch_oid(&oid, repo, r->clone_url, spec->base_branch)) == 0)
+            rc = branch_oid(&oid, repo, r->clone_url, spec->head_branch);
+        git_repository_free(repo);
+        if (rc == FARM_ENOTFOUND)
+            rc = FARM_EINVALID;
+        if (rc < 0)
+            return rc;
     }
     if (strlen(spec->title) > LOCAL_TITLE_MAX) {
         farm_error_set("local: a pull request title over %d bytes", LOCAL_TITLE_MAX);

@@ -120,6 +120,13 @@ typedef struct tracker_local_opts {
  * tracker_free(). */
 int tracker_local_new(tracker **out, const tracker_local_opts *opts);
 
+/* Merge a local pull request's branch: move base to head in the bare
+ * repository at clone_url (file://...) when that is a fast-forward. Returns
+ * 0, FARM_ENOTFOUND (no such repository or branch), FARM_ECONFLICT (not a
+ * fast-forward, or base moved meanwhile) or FARM_EUNSUPPORTED (not a local
+ * URL). */
+int local_branch_fast_forward(const char *clone_url, const char *base, const char *head);
+
 /* The human URL of a local issue or PR: "local://REPO/issues/N" or
  * ".../pulls/N". Heap string freed by the caller; NULL on ENOMEM. */
 char *local_item_url(const local_item *it);

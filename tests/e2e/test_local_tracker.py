@@ -18,9 +18,28 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import farmtest  # noqa: E402
 
+def git(*args, cwd=None):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com"] + list(args),
+                   cwd=cwd, check=True, capture_output=True)
+
+
 def local_repos(tmp):
+    """A bare repository with main and farm/1-fix-the-login one commit ahead."""
     bare = os.path.join(tmp, "demo.git")
-    subprocess.run(["git", "init", "-q", "--bare", bare], check=True)
+    work = os.path.join(tmp, "work")
+    git("init", "-q", "--bare", bare)
+    git("init", "-q", "-b", "main", work)
+    with open(os.path.join(work, "a.txt"), "w") as f:
+        f.write("a\n")
+    git("add", "a.txt", cwd=work)
+    git("commit", "-q", "-m", "one", cwd=work)
+    git("push", "-q", bare, "main", cwd=work)
+    git("checkout", "-q", "-b", "farm/1-fix-the-login", cwd=work)
+    with open(os.path.join(work, "b.txt"), "w") as f:
+        f.write("b\n")
+    git("add", "b.txt", cwd=work)
+    git("commit", "-q", "-m", "two", cwd=work)
+    git("push", "-q", bare, "farm/1-fix-the-login", cwd=work)
     return [{"name": "demo", "tracker": "local", "clone_url": "file://" + bare,
              "trigger": {"label": "agent"}}]
 
@@ -177,6 +196,21 @@ def test_review_comments_on_a_pull_request():
         # review options on an issue are refused
         rc, out, err = issue(farm, "comment", str(number), "x", "--path", "a.c", ok=False)
         assert rc == 1 and "pull request" in err, (rc, err)
+
+        # merging fast-forwards main, marks the PR merged and closes the issue
+        rc, out, err = issue(farm, "merge", str(pr))
+        assert "merged farm/1-fix-the-login into main" in out, out
+        bare = os.path.join(farm.tmp, "demo.git")
+        heads = [subprocess.run(["git", "--git-dir", bare, "rev-parse", b], check=True,
+                                capture_output=True).stdout for b in
+                 ("main", "farm/1-fix-the-login")]
+        assert heads[0] == heads[1], heads
+        st = rows(farm, "SELECT number, state FROM local_item ORDER BY number")
+        assert st == [(number, "closed"), (pr, "merged")], st
+        d = rows(farm, "SELECT event, action FROM delivery ORDER BY id")[-2:]
+        assert d == [("pull_request", "closed"), ("issues", "closed")], d
+        rc, out, err = issue(farm, "merge", str(pr), ok=False)
+        assert rc == 1 and "not an open pull request" in err, (rc, err)
 
 
 def test_bad_input_is_refused():

@@ -40,6 +40,22 @@ static int setup(void **state)
     config *cfg = NULL;
     snprintf(fx->dir, sizeof fx->dir, "/tmp/farm-test-local-XXXXXX");
     assert_non_null(mkdtemp(fx->dir));
+    /* the bare repository PR branches live in: main and a farm branch one
+     * commit ahead of it */
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "set -e; cd '%s'; git init -q --bare demo.git; git init -q -b main work; cd work;"
+             " echo a > a.txt; git add a.txt;"
+             " git -c user.name=t -c user.email=t@example.com commit -q -m one;"
+             " git push -q ../demo.git main; git checkout -q -b farm/1-fix-the-login;"
+             " echo b > b.txt; git add b.txt;"
+             " git -c user.name=t -c user.email=t@example.com commit -q -m two;"
+             " git push -q ../demo.git farm/1-fix-the-login; git checkout -q main;"
+             " git checkout -q -b side; echo c > c.txt; git add c.txt;"
+             " git -c user.name=t -c user.email=t@example.com commit -q -m three;"
+             " git push -q ../demo.git side",
+             fx->dir);
+    assert_int_equal(system(cmd), 0);
     snprintf(path, sizeof path, "%s/farm.json", fx->dir);
     FILE *fp = fopen(path, "w");
     assert_non_null(fp);
@@ -214,6 +230,11 @@ static void pull_requests_and_reviews(void **state)
     assert_non_null(strstr(pr->body, "<!-- farm:s1/pr -->"));
     assert_non_null(strstr(pr->url, "local://demo/pulls/"));
     assert_int_equal(tracker_pr_create(&again, fx->t, &ref, &spec), FARM_EEXISTS);
+    /* a branch that is not in the repository: refused, as GitHub does */
+    tracker_pr_spec missing = spec;
+    missing.head_branch = "farm/not-pushed";
+    assert_int_equal(tracker_pr_create(&again, fx->t, &ref, &missing), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "farm/not-pushed"));
 
     assert_int_equal(tracker_pr_find_by_branch(&again, fx->t, &ref, "farm/1-fix-the-login"), 0);
     assert_int_equal(again->number, pr->number);
@@ -273,6 +294,28 @@ static void pull_requests_and_reviews(void **state)
     assert_int_equal(th->ncomments, 1); /* review comments are not the conversation */
     tracker_thread_free(th);
     tracker_pr_free(pr);
+}
+
+static void merging_fast_forwards(void **state)
+{
+    fixture *fx = *state;
+    char url[300], cmd[1200];
+    snprintf(url, sizeof url, "file://%s/demo.git", fx->dir);
+    /* side is not a descendant of the farm branch: refused, nothing moves */
+    assert_int_equal(local_branch_fast_forward(url, "farm/1-fix-the-login", "side"),
+                     FARM_ECONFLICT);
+    assert_int_equal(local_branch_fast_forward(url, "main", "farm/1-fix-the-login"), 0);
+    snprintf(cmd, sizeof cmd,
+             "test \"$(git --git-dir='%s/demo.git' rev-parse main)\" = "
+             "\"$(git --git-dir='%s/demo.git' rev-parse farm/1-fix-the-login)\"",
+             fx->dir, fx->dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(local_branch_fast_forward(url, "main", "farm/1-fix-the-login"), 0);
+    assert_int_equal(local_branch_fast_forward(url, "main", "nope"), FARM_ENOTFOUND);
+    assert_int_equal(local_branch_fast_forward("https://example.com/x.git", "main", "side"),
+                     FARM_EUNSUPPORTED);
+    snprintf(url, sizeof url, "file://%s/absent.git", fx->dir);
+    assert_int_equal(local_branch_fast_forward(url, "main", "side"), FARM_ENOTFOUND);
 }
 
 static void events_enter_the_farm(void **state)
@@ -416,6 +459,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(body_of_600000_chars_is_split, setup, teardown),
         cmocka_unit_test_setup_teardown(labels_and_reactions, setup, teardown),
         cmocka_unit_test_setup_teardown(pull_requests_and_reviews, setup, teardown),
+        cmocka_unit_test_setup_teardown(merging_fast_forwards, setup, teardown),
         cmocka_unit_test_setup_teardown(events_enter_the_farm, setup, teardown),
         cmocka_unit_test_setup_teardown(two_stores_write_side_by_side, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_input_is_refused, setup, teardown),
