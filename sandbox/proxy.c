@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -229,6 +230,37 @@ static int split_hostport(const char *s, size_t len, char *host, size_t hcap, in
     return 0;
 }
 
+/* Addresses a name may not lead to: loopback (the farm's own ports),
+ * link-local (cloud metadata services), unspecified and multicast. An
+ * allowlisted name that resolves there (DNS rebinding, a hostile record) is
+ * refused; an address written out in the allowlist is taken as meant. */
+static int forbidden(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+        return (a >> 24) == 127 || (a >> 16) == 0xa9fe || a == 0 || (a >> 28) == 0xe;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            struct sockaddr_in v4 = {.sin_family = AF_INET};
+            memcpy(&v4.sin_addr, &a->s6_addr[12], 4);
+            return forbidden((const struct sockaddr *)&v4);
+        }
+        return IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_LINKLOCAL(a) || IN6_IS_ADDR_UNSPECIFIED(a) ||
+               IN6_IS_ADDR_MULTICAST(a);
+    }
+    return 1;
+}
+
+static int is_literal(const char *host)
+{
+    unsigned char tmp[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1;
+}
+
+/* Connect to host:port: a socket, -2 when the name does not resolve, -3
+ * when it resolves only to forbidden addresses, -1 when no connect worked. */
 static int dial(const char *host, int port)
 {
     char ps[8];
@@ -241,8 +273,11 @@ static int dial(const char *host, int port)
         if (getaddrinfo(host, ps, &hints, &res) != 0)
             return -2;
     }
-    int fd = -1;
+    int fd = -1, tried = 0, literal = is_literal(host);
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (!literal && forbidden(ai->ai_addr))
+            continue;
+        tried = 1;
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
             continue;
@@ -264,7 +299,7 @@ static int dial(const char *host, int port)
         int fl = fcntl(fd, F_GETFL);
         fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     }
-    return fd;
+    return fd >= 0 ? fd : tried ? -1 : -3;
 }
 
 /* The length of the origin-form path: up to the space before the version,
@@ -334,8 +369,10 @@ static void *serve(void *arg)
     }
     int up = dial(host, port);
     if (up < 0) {
-        report(p, 0, host, port, up == -2 ? "resolve failed" : "connect failed");
-        reply(c->fd, "502 Bad Gateway", up == -2 ? "cannot resolve host" : "cannot connect");
+        static const char *const why[] = {"connect failed", "resolve failed",
+                                          "resolves to a loopback or link-local address"};
+        report(p, 0, host, port, why[-up - 1]);
+        reply(c->fd, up == -3 ? "403 Forbidden" : "502 Bad Gateway", why[-up - 1]);
         goto out;
     }
     pthread_mutex_lock(&p->lock);

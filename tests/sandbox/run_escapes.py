@@ -255,6 +255,11 @@ def run_all(base, wt, escape_exe, token, caps):
                    escape(wt, "proxy_connect", "127.0.0.1", op, opts=allow))
     expect_blocked("allowlist mode: no direct connection around the proxy",
                    escape(wt, "connect", "127.0.0.1", ap, opts=allow))
+    r = escape(wt, "proxy_get", "localhost", ap,
+               opts=["--network", "allowlist", "--allow", "localhost:%d" % ap])
+    ok = r.rc == BLOCKED and "loopback" in r.err
+    tap(ok, "allowlist mode: an allowed name that resolves to loopback is refused (rebinding)",
+        "" if ok else r.why())
     allowed.shutdown()
     other.shutdown()
 
