@@ -693,7 +693,7 @@ static int tags_change(az *a, const tracker_ref *ref, const char *const *labels,
                 goto next;
         }
         for (size_t i = 0; add && i < nl; i++) {
-            if (tags_has(tags, nt, labels[i]))
+            if (tags_has(tags, nt, labels[i]) || tags_has((char **)labels, i, labels[i]))
                 continue;
             /* a tag with ';' would become two */
             if (strchr(labels[i], ';')) {

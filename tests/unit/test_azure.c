@@ -451,8 +451,8 @@ static void labels_are_tags(void **state)
     tracker *t = azure_new(5000, 0, 0);
     tracker_ref ref = {"org/Proj/app", wi, 0, 0};
     char tags[256];
-    const char *add[] = {"farm:working", "BUG"};
-    assert_int_equal(tracker_labels_add(t, &ref, add, 2), 0);
+    const char *add[] = {"farm:working", "BUG", "Farm:Working"};
+    assert_int_equal(tracker_labels_add(t, &ref, add, 3), 0);
     assert_string_equal(wi_tags(wi, tags, sizeof tags), "bug; ui; farm:working");
 
     /* the request was a JSON Patch testing the revision */
