@@ -63,6 +63,12 @@ static int answer(web_request *req)
     hook_state *st = req->state;
     const tracker_event *ev = &st->ev;
     const char *event = ev->event ? ev->event : "";
+    if (st->rc == FARM_EINVALID) { /* the event is malformed: a retry would not help */
+        metrics_delivery_count(ev->tracker, event, "invalid");
+        log_warn("delivery refused", "delivery", req->delivery, "tracker", ev->tracker, "event",
+                 event, "outcome", "invalid", "error", st->error);
+        return web_reply_error(req, 400, st->error, "the delivery's fields are out of bounds");
+    }
     if (st->rc) {
         metrics_delivery_count(ev->tracker, event, "error");
         log_error("delivery not recorded", "delivery", req->delivery, "tracker", ev->tracker,

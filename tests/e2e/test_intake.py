@@ -86,6 +86,11 @@ def test_github_statuses():
             "X-GitHub-Event": "ping", "X-Hub-Signature-256": farmtest.sign(GITHUB_SECRET, body_bytes)})
         assert status == 400 and b"X-GitHub-Delivery" in data, (status, data)
 
+        # fields past the store's bounds: 400, not a 503 the tracker would retry forever
+        status, body = farm.post_github("issues", labeled(14), delivery="x" * 100,
+                                        headers={"X-GitHub-Event": "issues" + "s" * 300})
+        assert status == 400, (status, body)
+
         # 413 from Content-Length, before the body is read
         big = b"{\"x\":\"" + b"a" * CAP + b"\"}"
         status, body = farm.post_github("ping", big)
