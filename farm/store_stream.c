@@ -20,9 +20,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Statements a transaction reuses: compiled on first use, reset after each,
+ * finalized when the transaction's function returns. A batch of a thousand
+ * appends compiles its INSERT once. */
+enum { SLOT_GET, SLOT_DATA_INSERT, SLOT_PROD_GET, SLOT_PROD_PUT, NSLOTS };
+
 struct stream_tx {
     sqlite3 *db;
+    sqlite3_stmt *slot[NSLOTS];
 };
+
+static int tx_stmt(sqlite3_stmt **out, stream_tx *tx, int slot, const char *sql)
+{
+    if (tx->slot[slot]) {
+        *out = tx->slot[slot];
+        return 0;
+    }
+    int rc = store_prepare(out, tx->db, sql);
+    if (!rc)
+        tx->slot[slot] = *out;
+    return rc;
+}
+
+/* Done with a slot statement: ready for the next use. */
+static void tx_stmt_done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+static void tx_end(stream_tx *tx)
+{
+    for (int i = 0; i < NSLOTS; i++)
+        sqlite3_finalize(tx->slot[i]);
+}
 
 void stream_row_free(stream_row *r)
 {
@@ -45,8 +76,10 @@ typedef struct write_call {
 static int write_trampoline(store_tx *stx, void *arg)
 {
     write_call *c = arg;
-    stream_tx tx = {stx->db};
-    return c->fn(&tx, c->arg);
+    stream_tx tx = {stx->db, {NULL}};
+    int rc = c->fn(&tx, c->arg);
+    tx_end(&tx);
+    return rc;
 }
 
 int sdb_write(store *st, stream_tx_fn fn, void *arg)
@@ -58,10 +91,11 @@ int sdb_write(store *st, stream_tx_fn fn, void *arg)
 int sdb_read(store *st, stream_tx_fn fn, void *arg)
 {
     sqlite3 *db = store_reader_get(st);
-    stream_tx tx = {db};
+    stream_tx tx = {db, {NULL}};
     int rc = store_exec(db, "BEGIN");
     if (!rc) {
         rc = fn(&tx, arg);
+        tx_end(&tx);
         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     }
     store_reader_put(st, db);
@@ -106,10 +140,11 @@ static int row_read(stream_row *r, sqlite3_stmt *st)
     return 0;
 }
 
-static int row_query(stream_row *out, sqlite3 *db, const char *sql, const char *path, int64_t id)
+static int row_query(stream_row *out, stream_tx *tx, const char *sql, const char *path, int64_t id)
 {
+    sqlite3 *db = tx->db;
     sqlite3_stmt *st = NULL;
-    int rc = store_prepare(&st, db, sql);
+    int rc = path ? tx_stmt(&st, tx, SLOT_GET, sql) : store_prepare(&st, db, sql);
     if (rc)
         return rc;
     if (path)
@@ -123,18 +158,21 @@ static int row_query(stream_row *out, sqlite3 *db, const char *sql, const char *
         rc = FARM_ENOTFOUND;
     else
         rc = store_sqlerr(db, "reading a stream");
-    sqlite3_finalize(st);
+    if (path)
+        tx_stmt_done(st);
+    else
+        sqlite3_finalize(st);
     return rc;
 }
 
 int sdb_stream_get(stream_row *out, stream_tx *tx, const char *path)
 {
-    return row_query(out, tx->db, "SELECT " ROW_COLS " FROM stream WHERE path = ?", path, 0);
+    return row_query(out, tx, "SELECT " ROW_COLS " FROM stream WHERE path = ?", path, 0);
 }
 
 int sdb_stream_get_id(stream_row *out, stream_tx *tx, int64_t id)
 {
-    return row_query(out, tx->db, "SELECT " ROW_COLS " FROM stream WHERE id = ?", NULL, id);
+    return row_query(out, tx, "SELECT " ROW_COLS " FROM stream WHERE id = ?", NULL, id);
 }
 
 static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
@@ -267,16 +305,18 @@ int sdb_stream_expired(int64_t *ids, size_t max, size_t *n, stream_tx *tx, int64
 int sdb_data_insert(stream_tx *tx, int64_t id, int64_t pos, int64_t end, const void *p, size_t n)
 {
     sqlite3_stmt *st = NULL;
-    int rc = store_prepare(&st, tx->db,
-                           "INSERT INTO stream_data (stream_id, pos, end_pos, data)"
-                           " VALUES (?, ?, ?, ?)");
+    int rc = tx_stmt(&st, tx, SLOT_DATA_INSERT,
+                     "INSERT INTO stream_data (stream_id, pos, end_pos, data)"
+                     " VALUES (?, ?, ?, ?)");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, pos);
     sqlite3_bind_int64(st, 3, end);
     sqlite3_bind_blob(st, 4, n ? p : "", (int)n, SQLITE_STATIC);
-    return step_done(st, tx->db, "appending to a stream");
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : store_sqlerr(tx->db, "appending to a stream");
+    tx_stmt_done(st);
+    return rc;
 }
 
 int sdb_data_trim(stream_tx *tx, int64_t id, int64_t pos)
@@ -327,9 +367,9 @@ int sdb_data_scan(stream_tx *tx, int64_t id, int64_t from, int64_t to, sdb_recor
 int sdb_producer_get(int64_t *epoch, int64_t *seq, stream_tx *tx, int64_t id, const char *producer)
 {
     sqlite3_stmt *st = NULL;
-    int rc = store_prepare(&st, tx->db,
-                           "SELECT epoch, seq FROM stream_producer WHERE stream_id = ? AND"
-                           " producer = ?");
+    int rc = tx_stmt(&st, tx, SLOT_PROD_GET,
+                     "SELECT epoch, seq FROM stream_producer WHERE stream_id = ? AND"
+                     " producer = ?");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, id);
@@ -343,24 +383,26 @@ int sdb_producer_get(int64_t *epoch, int64_t *seq, stream_tx *tx, int64_t id, co
     } else {
         rc = store_sqlerr(tx->db, "reading a producer");
     }
-    sqlite3_finalize(st);
+    tx_stmt_done(st);
     return rc;
 }
 
 int sdb_producer_put(stream_tx *tx, int64_t id, const char *producer, int64_t epoch, int64_t seq)
 {
     sqlite3_stmt *st = NULL;
-    int rc = store_prepare(&st, tx->db,
-                           "INSERT INTO stream_producer (stream_id, producer, epoch, seq)"
-                           " VALUES (?, ?, ?, ?) ON CONFLICT (stream_id, producer)"
-                           " DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq");
+    int rc = tx_stmt(&st, tx, SLOT_PROD_PUT,
+                     "INSERT INTO stream_producer (stream_id, producer, epoch, seq)"
+                     " VALUES (?, ?, ?, ?) ON CONFLICT (stream_id, producer)"
+                     " DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, producer, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, epoch);
     sqlite3_bind_int64(st, 4, seq);
-    return step_done(st, tx->db, "recording a producer");
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : store_sqlerr(tx->db, "recording a producer");
+    tx_stmt_done(st);
+    return rc;
 }
 
 /* ---- session logs ---------------------------------------------------------- */

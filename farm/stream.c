@@ -22,6 +22,7 @@
 
 #include <inttypes.h>
 #include <jansson.h>
+#include <semaphore.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -475,6 +476,7 @@ int stream_create(stream_result *out, stream_hub *h, const char *path, const str
 
 /* ---- append ------------------------------------------------------------ */
 
+/* One append waiting in the hub's queue (see stream_append()). */
 typedef struct append_ctx {
     const char *path;
     const stream_append_req *req;
@@ -486,8 +488,26 @@ typedef struct append_ctx {
     int rec_ready;
     int appended;
     int64_t from;
-    stream_row row;
+    stream_row row; /* the stream after this append (path and type copied) */
+    struct append_ctx *next;
+    sem_t sem; /* posted when done, or when it is this one's turn to lead */
+    int done, rc;
 } append_ctx;
+
+/* The streams a batch touches, read once and written back once. */
+#define BATCH_ROWS 16
+
+typedef struct batch_row {
+    stream_row row;
+    int found; /* 0: no such stream (cached as such) */
+    int dirty;
+} batch_row;
+
+typedef struct append_batch {
+    append_ctx *first;
+    batch_row rows[BATCH_ROWS];
+    int nrows;
+} append_batch;
 
 static void producer_headers(stream_result *out, int64_t epoch, int64_t seq)
 {
@@ -495,22 +515,89 @@ static void producer_headers(stream_result *out, int64_t epoch, int64_t seq)
     out->producer_seq = seq;
 }
 
-static int append_tx(stream_tx *tx, void *arg)
+static int batch_flush(stream_tx *tx, append_batch *b)
 {
-    append_ctx *c = arg;
+    for (int i = 0; i < b->nrows; i++) {
+        if (b->rows[i].dirty) {
+            int rc = sdb_stream_update(tx, &b->rows[i].row);
+            if (rc)
+                return rc;
+            b->rows[i].dirty = 0;
+        }
+    }
+    return 0;
+}
+
+static void batch_clear(append_batch *b)
+{
+    for (int i = 0; i < b->nrows; i++)
+        stream_row_free(&b->rows[i].row);
+    b->nrows = 0;
+}
+
+/* The batch's copy of the stream at path, read on first use. */
+static int batch_row_get(batch_row **out, stream_tx *tx, append_batch *b, const char *path)
+{
+    for (int i = 0; i < b->nrows; i++)
+        if (b->rows[i].found ? !strcmp(b->rows[i].row.path, path) : 0) {
+            *out = &b->rows[i];
+            return 0;
+        }
+    if (b->nrows == BATCH_ROWS) {
+        int rc = batch_flush(tx, b);
+        if (rc)
+            return rc;
+        batch_clear(b);
+    }
+    batch_row *br = &b->rows[b->nrows];
+    memset(br, 0, sizeof(*br));
+    int rc = sdb_stream_get(&br->row, tx, path);
+    if (rc && rc != FARM_ENOTFOUND)
+        return rc;
+    if (rc == FARM_ENOTFOUND) {
+        *out = NULL; /* not cached: a missing stream costs one lookup per append */
+        return 0;
+    }
+    br->found = 1;
+    b->nrows++;
+    *out = br;
+    return 0;
+}
+
+/* What the caller needs of the row after its append: a copy that outlives
+ * the batch. */
+static int row_snapshot(stream_row *dst, const stream_row *src)
+{
+    *dst = *src;
+    dst->path = strdup(src->path);
+    dst->content_type = strdup(src->content_type);
+    dst->closed_by_producer = NULL;
+    dst->last_seq = NULL;
+    if (!dst->path || !dst->content_type) {
+        stream_row_free(dst);
+        return oom();
+    }
+    return 0;
+}
+
+/* One append inside a batch: validate against the batch's copy of the
+ * stream, write the records, update the copy (written back at the end). */
+static int append_one(stream_tx *tx, append_batch *b, append_ctx *c)
+{
     const stream_append_req *q = c->req;
     stream_result *out = c->out;
-    stream_row *r = &c->row;
-    int rc = sdb_stream_get(r, tx, c->path);
+    batch_row *br = NULL;
     int64_t pepoch = -1, pseq = -1;
     int have_state = 0;
+    int rc = batch_row_get(&br, tx, b, c->path);
+    if (rc)
+        return rc;
+    stream_row *r = br ? &br->row : NULL;
 
-    if (rc == FARM_ENOTFOUND || (!rc && !r->deleted && row_expired(r, c->now))) {
+    if (!r || (!r->deleted && row_expired(r, c->now))) {
         fail(out, 404, "stream not found");
         return 0;
     }
-    if (rc)
-        return rc;
     if (r->deleted) {
         fail(out, 410, "stream was deleted");
         return 0;
@@ -607,17 +694,99 @@ static int append_tx(stream_tx *tx, void *arg)
         }
     }
     r->access_ms = c->now;
-    if ((rc = sdb_stream_update(tx, r)))
-        return rc;
+    br->dirty = 1;
     if (c->producer) {
         if ((rc = sdb_producer_put(tx, r->id, q->producer_id, c->epoch, c->seq)))
             return rc;
         producer_headers(out, c->epoch, c->seq);
     }
+    if ((rc = row_snapshot(&c->row, r)))
+        return rc;
     c->appended = 1;
     result_row(out, r);
     out->status = c->producer ? 200 : 204;
     return 0;
+}
+
+static int batch_tx(stream_tx *tx, void *arg)
+{
+    append_batch *b = arg;
+    int rc = 0;
+    for (append_ctx *c = b->first; c && !rc; c = c->next)
+        rc = append_one(tx, b, c);
+    if (!rc)
+        rc = batch_flush(tx, b);
+    batch_clear(b);
+    return rc;
+}
+
+#define BATCH_MAX 4096
+
+/* Run the appends queued in the hub as one store write: the caller that
+ * finds no batch running leads: it takes everything queued (up to
+ * BATCH_MAX), writes it, wakes the members, and hands the lead to whoever
+ * queued meanwhile. Each append then costs a row of data, not a read and a
+ * write of its stream's row and a savepoint of its own. Members sleep on a
+ * semaphore of their own, so waking a thousand of them is a thousand posts,
+ * not a convoy on one mutex. */
+static int append_queued(stream_hub *h, append_ctx *c)
+{
+    sem_init(&c->sem, 0, 0);
+    pthread_mutex_lock(&h->aq_lock);
+    if (h->aq_tail)
+        h->aq_tail->next = c;
+    else
+        h->aq_head = c;
+    h->aq_tail = c;
+    int lead = !h->aq_busy;
+    h->aq_busy = 1;
+    pthread_mutex_unlock(&h->aq_lock);
+
+    while (!c->done) {
+        if (!lead) {
+            while (sem_wait(&c->sem) != 0)
+                ; /* EINTR */
+            if (c->done)
+                break;
+        }
+        /* lead: take the queue, which starts with this append */
+        append_batch b;
+        memset(&b, 0, sizeof(b));
+        pthread_mutex_lock(&h->aq_lock);
+        b.first = h->aq_head;
+        append_ctx *last = h->aq_head;
+        for (int n = 1; last->next && n < BATCH_MAX; n++)
+            last = last->next;
+        h->aq_head = last->next;
+        if (!h->aq_head)
+            h->aq_tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&h->aq_lock);
+
+        int rc = sdb_write(h->st, batch_tx, &b);
+        append_ctx *next;
+        for (append_ctx *m = b.first; m; m = next) {
+            next = m->next;
+            if (rc) {
+                m->rc = rc;
+                m->appended = 0;
+            } else if (m->appended) {
+                hot_after_commit(h, &m->row, &m->rec, m->from,
+                                 stream_content_type_is_json(m->row.content_type));
+            }
+            m->done = 1;
+            if (m != c)
+                sem_post(&m->sem); /* m may return and be gone at once */
+        }
+        pthread_mutex_lock(&h->aq_lock);
+        if (h->aq_head)
+            sem_post(&h->aq_head->sem); /* its turn to lead */
+        else
+            h->aq_busy = 0;
+        pthread_mutex_unlock(&h->aq_lock);
+    }
+    sem_destroy(&c->sem);
+    return c->rc;
 }
 
 int stream_append(stream_result *out, stream_hub *h, const char *path, const stream_append_req *req)
@@ -679,10 +848,9 @@ int stream_append(stream_result *out, stream_hub *h, const char *path, const str
         c.rec_ready = 1;
     }
     c.now = clock_wall_ms();
-    rc = sdb_write(h->st, append_tx, &c);
-    if (!rc && c.appended)
-        hot_after_commit(h, &c.row, &c.rec, c.from,
-                         stream_content_type_is_json(c.row.content_type));
+    rc = append_queued(h, &c);
+    if (rc)
+        farm_error_set("stream append: the store failed");
     records_free(&c.rec);
     stream_row_free(&c.row);
     return rc;

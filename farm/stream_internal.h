@@ -69,6 +69,9 @@ struct stream_hub {
     hot *buckets[HOT_BUCKETS];
     size_t nhot;
     size_t nwaiters;
+    pthread_mutex_t aq_lock; /* the append queue (stream.c) */
+    struct append_ctx *aq_head, *aq_tail;
+    int aq_busy;
     pthread_t timer;
     pthread_cond_t tick;
     int stopping;

@@ -421,6 +421,7 @@ int stream_hub_open(stream_hub **out, struct store *st, const stream_hub_options
         h->opt.ring_bytes = def.ring_bytes;
     h->st = st;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->aq_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -430,6 +431,7 @@ int stream_hub_open(stream_hub **out, struct store *st, const stream_hub_options
     if (err) {
         farm_error_set("stream hub: cannot start its timer thread: %s", strerror(err));
         pthread_cond_destroy(&h->tick);
+        pthread_mutex_destroy(&h->aq_lock);
         pthread_mutex_destroy(&h->lock);
         free(h);
         return FARM_ERROR;
@@ -468,6 +470,7 @@ void stream_hub_close(stream_hub *h)
         }
     }
     pthread_cond_destroy(&h->tick);
+    pthread_mutex_destroy(&h->aq_lock);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }
