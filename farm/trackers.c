@@ -90,7 +90,10 @@ static int azure_new(tracker **out, const config *c)
     }
     o.org_url = c->azure.org_url;
     o.token = c->azure.token;
-    o.bot_name = c->azure.bot_name;
+    /* as with GitHub, the identity behind the token is asked for
+     * (connectionData) rather than trusting azure.bot_name, a display
+     * setting that need not match the token's unique name */
+    o.bot_name = NULL;
     o.repos = repos;
     o.nrepos = n;
     rc = tracker_azure_new(out, &o); /* copies the repos */
