@@ -20,6 +20,7 @@
 #include "vcs/tracker.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -665,6 +666,59 @@ static void pr_threads_and_replies(void **state)
     tracker_free(t);
 }
 
+/* ---- threads ------------------------------------------------------------ */
+
+typedef struct poster {
+    tracker *t;
+    int64_t wi;
+    int index;
+    int failures;
+} poster;
+
+static void *post_some(void *p)
+{
+    poster *ps = p;
+    tracker_ref ref = {"org/Proj/app", ps->wi, 0, 0};
+    for (int i = 0; i < 5; i++) {
+        char key[32];
+        int64_t id = 0, found = 0;
+        snprintf(key, sizeof key, "t%d-%d", ps->index, i);
+        if (tracker_comment_create(&id, ps->t, &ref, key, "from a thread") < 0 ||
+            tracker_comment_find_by_marker(&found, ps->t, &ref, key) < 0 || found != id)
+            ps->failures++;
+    }
+    return NULL;
+}
+
+static void one_tracker_many_threads(void **state)
+{
+    int64_t wi = seed();
+    tracker *t = azure_new(10000, 0, 0); /* the identity is learnt by whichever thread is first */
+    poster ps[8];
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        ps[i] = (poster){t, wi, i, 0};
+        pthread_create(&th[i], NULL, post_some, &ps[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(ps[i].failures, 0);
+    }
+    json_t *cs = live_comments(wi);
+    assert_int_equal(json_array_size(cs), 41);
+    json_decref(cs);
+    /* connectionData was asked once */
+    json_t *j = ctl("GET", "/_fake/requests", NULL), *r;
+    size_t i, n = 0;
+    json_array_foreach(json_object_get(j, "requests"), i, r)
+    {
+        n += strstr(json_string_value(json_object_get(r, "path")), "connectionData") != NULL;
+    }
+    json_decref(j);
+    assert_int_equal(n, 1);
+    tracker_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -683,6 +737,7 @@ int main(void)
         cmocka_unit_test(unknown_things_are_not_found),
         cmocka_unit_test(pull_requests),
         cmocka_unit_test(pr_threads_and_replies),
+        cmocka_unit_test(one_tracker_many_threads),
     };
     return cmocka_run_group_tests(tests, fake_start, fake_stop);
 }
