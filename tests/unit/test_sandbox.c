@@ -12,6 +12,7 @@
 
 #include "base/buf.h"
 #include "base/error.h"
+#include "sandbox/internal.h"
 #include "sandbox/sandbox.h"
 
 #include <limits.h>
@@ -19,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 typedef struct capture {
@@ -399,6 +402,97 @@ static void unreachable_dir_is_refused_untouched(void **state)
     remove_dir(top);
 }
 
+typedef struct proxy_log {
+    pthread_mutex_t lock;
+    int allowed, denied;
+    char last[300];
+} proxy_log;
+
+static void on_proxy(void *ctx, int allowed, const char *host, int port, const char *reason)
+{
+    proxy_log *l = ctx;
+    pthread_mutex_lock(&l->lock);
+    if (allowed)
+        l->allowed++;
+    else
+        l->denied++;
+    snprintf(l->last, sizeof(l->last), "%s %s:%d %s", allowed ? "allowed" : "denied", host, port,
+             reason);
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* Send req to the proxy at sock and return the status line's code. */
+static int proxy_ask(const char *sock, const char *req, size_t n)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = send(fd, req + off, n - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            break; /* the proxy may answer and close before taking it all */
+        off += (size_t)w;
+    }
+    char resp[256] = "";
+    ssize_t r = recv(fd, resp, sizeof(resp) - 1, 0);
+    close(fd);
+    if (r <= 0)
+        return -1;
+    resp[r] = '\0';
+    int code = 0;
+    sscanf(resp, "HTTP/1.1 %d", &code);
+    return code;
+}
+
+static void proxy_refuses_bad_and_unlisted_requests(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    char sock[PATH_MAX];
+    snprintf(sock, sizeof(sock), "%s/proxy.sock", dir);
+    proxy_log log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    const char *allow[] = {"127.0.0.1:1", "*.invalid", NULL};
+    sbx_proxy *p = NULL;
+    assert_int_equal(sbx_proxy_start(&p, sock, allow, on_proxy, &log), 0);
+
+    const char garbage[] = "HELLO\r\n\r\n";
+    assert_int_equal(proxy_ask(sock, garbage, sizeof(garbage) - 1), 400);
+    const char relative[] = "GET /etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(proxy_ask(sock, relative, sizeof(relative) - 1), 400);
+    const char badport[] = "CONNECT github.com:99999 HTTP/1.1\r\n\r\n";
+    assert_int_equal(proxy_ask(sock, badport, sizeof(badport) - 1), 400);
+    const char badhost[] = "CONNECT gi$thub.com:443 HTTP/1.1\r\n\r\n";
+    assert_int_equal(proxy_ask(sock, badhost, sizeof(badhost) - 1), 400);
+    char *big = malloc(64 * 1024);
+    memset(big, 'a', 64 * 1024);
+    memcpy(big, "GET http://x/ HTTP/1.1\r\nX: ", 27);
+    assert_int_equal(proxy_ask(sock, big, 64 * 1024), 431);
+    free(big);
+
+    const char unlisted[] = "CONNECT 10.1.2.3:22 HTTP/1.1\r\n\r\n";
+    assert_int_equal(proxy_ask(sock, unlisted, sizeof(unlisted) - 1), 403);
+    assert_int_equal(log.denied, 1);
+    assert_string_equal(log.last, "denied 10.1.2.3:22 not on the allowlist");
+    const char userinfo[] = "GET http://127.0.0.1:1@10.9.9.9:80/ HTTP/1.1\r\n\r\n";
+    assert_int_equal(proxy_ask(sock, userinfo, sizeof(userinfo) - 1), 403);
+    assert_string_equal(log.last, "denied 10.9.9.9:80 not on the allowlist");
+    /* listed, but nothing listens on port 1 */
+    const char listed[] = "GET http://127.0.0.1:1/ HTTP/1.1\r\n\r\n";
+    assert_int_equal(proxy_ask(sock, listed, sizeof(listed) - 1), 502);
+    assert_string_equal(log.last, "denied 127.0.0.1:1 connect failed");
+    /* listed, but the name does not resolve (.invalid never does) */
+    const char noname[] = "CONNECT a.invalid:443 HTTP/1.1\r\n\r\n";
+    assert_int_equal(proxy_ask(sock, noname, sizeof(noname) - 1), 502);
+    assert_int_equal(log.allowed, 0);
+
+    sbx_proxy_stop(p);
+    assert_int_equal(access(sock, F_OK), -1); /* the socket is gone */
+    remove_dir(dir);
+}
+
 static void probe_reports_this_host(void **state)
 {
     (void)state;
@@ -433,6 +527,7 @@ int main(void)
         cmocka_unit_test(unsafe_mode_still_times_out),
         cmocka_unit_test(prepared_sandbox_runs_what_it_is_given),
         cmocka_unit_test(unreachable_dir_is_refused_untouched),
+        cmocka_unit_test(proxy_refuses_bad_and_unlisted_requests),
         cmocka_unit_test(probe_reports_this_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
