@@ -294,9 +294,19 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&s->wake, &s->lock);
         if (!s->head)
             break; /* stopping, and nothing left to write */
-        store_write_req *batch = s->head;
-        s->head = s->tail = NULL;
-        s->stats.queued = 0;
+        /* Take at most STORE_BATCH_MAX: a flood is committed in slices, so
+         * the first writers are answered without waiting for the last. */
+        store_write_req *batch = s->head, *last = s->head;
+        uint64_t taken = 1;
+        while (last->next && taken < STORE_BATCH_MAX) {
+            last = last->next;
+            taken++;
+        }
+        s->head = last->next;
+        if (!s->head)
+            s->tail = NULL;
+        last->next = NULL;
+        s->stats.queued -= taken;
         pthread_mutex_unlock(&s->lock);
 
         run_batch(s, batch);

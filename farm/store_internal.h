@@ -19,6 +19,7 @@
 #define STORE_READERS         4
 #define STORE_BUSY_TIMEOUT_MS 10000
 #define STORE_EVENT_BODY_MAX  (4u << 20) /* one event's JSON body */
+#define STORE_BATCH_MAX       256        /* writes in one transaction at most */
 #define STORE_STMT_CACHE      64         /* statements kept compiled on the write connection */
 
 typedef struct store_write_req store_write_req;

@@ -491,6 +491,88 @@ static void concurrent_writes_share_commits(void **state)
     store_event_list_free(ev, n);
 }
 
+/* A write that holds the writer until the test opens the gate, so writes
+ * queue up behind it. */
+typedef struct gate {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int entered, open;
+} gate;
+
+static int write_gate(store_tx *tx, void *arg)
+{
+    gate *g = arg;
+    pthread_mutex_lock(&g->lock);
+    g->entered = 1;
+    pthread_cond_broadcast(&g->cond);
+    while (!g->open)
+        pthread_cond_wait(&g->cond, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+    return 0;
+}
+
+static void *write_gate_thread(void *arg)
+{
+    void **a = arg;
+    assert_int_equal(store_write(a[0], write_gate, a[1]), 0);
+    return NULL;
+}
+
+static void *append_one(void *arg)
+{
+    worker *w = arg;
+    if (store_event_append(NULL, w->s, w->session, "note", NULL, "{}") != 0)
+        w->failures++;
+    return NULL;
+}
+
+static void batches_are_capped(void **state)
+{
+    fixture *f = *state;
+    enum { N = STORE_BATCH_MAX + 44 };
+    static pthread_t t[N];
+    static worker w[N];
+    gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    void *ga[2] = {f->s, &g};
+    pthread_t gt;
+    store_stats st;
+
+    int64_t sid = session_new(f->s, "octo/app", 5);
+    assert_int_equal(pthread_create(&gt, NULL, write_gate_thread, ga), 0);
+    pthread_mutex_lock(&g.lock);
+    while (!g.entered)
+        pthread_cond_wait(&g.cond, &g.lock);
+    pthread_mutex_unlock(&g.lock);
+    for (int i = 0; i < N; i++) {
+        w[i] = (worker){f->s, sid, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, append_one, &w[i]), 0);
+    }
+    /* wait (with a deadline) until all of them are queued behind the gate */
+    for (int tries = 0;; tries++) {
+        store_stats_get(&st, f->s);
+        if (st.queued == N)
+            break;
+        assert_true(tries < 10000);
+        usleep(1000);
+    }
+    pthread_mutex_lock(&g.lock);
+    g.open = 1;
+    pthread_cond_broadcast(&g.cond);
+    pthread_mutex_unlock(&g.lock);
+    pthread_join(gt, NULL);
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].failures, 0);
+    }
+    store_stats_get(&st, f->s);
+    assert_int_equal(st.max_batch, STORE_BATCH_MAX);
+    assert_int_equal(st.queued, 0);
+    store_session *s = NULL;
+    assert_int_equal(store_session_get(&s, f->s, sid), 0);
+    assert_int_equal(s->last_seq, N);
+    store_session_free(s);
+}
+
 int main(void)
 {
     log_set_level(LOG_ERROR);
@@ -506,6 +588,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(session_list_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_write_rolls_back_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_writes_share_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(batches_are_capped, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
