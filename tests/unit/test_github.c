@@ -25,6 +25,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,7 @@ static int fake_start(fake *f)
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that aborts takes its fake along */
         dup2(p[1], 1);
         close(p[0]);
         close(p[1]);
@@ -857,7 +859,10 @@ static char *bio_text(BIO *b)
 {
     char *p;
     long n = BIO_get_mem_data(b, &p);
-    char *s = strndup(p, (size_t)n);
+    char *s = malloc((size_t)n + 1); /* p is not NUL-terminated */
+    assert_non_null(s);
+    memcpy(s, p, (size_t)n);
+    s[n] = 0;
     BIO_free(b);
     return s;
 }
