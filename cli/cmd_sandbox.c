@@ -248,6 +248,6 @@ CLI_COMMAND("sandbox", "run one command in the agent sandbox",
             "                 [--cpu-percent N] [--disk-mb N] [--timeout S] [--stats]\n"
             "                 -- CMD [ARG...]\n"
             "  Runs CMD as an agent would be run. DIR is bound read-write at /work (when the\n"
-            "  farm runs as root, it is handed to the sandbox's unprivileged uid first).\n"
+            "  farm runs as root, its tree first gets ACL entries for the sandbox's uid).\n"
             "  Exit status: the command's; 128+N for signal N; 124 on timeout.",
             cmd)

@@ -35,6 +35,10 @@ int sbx_build_argv(strv *a, const sandbox_opts *o, int prepared, const char *bwr
                    const char *helper, const char *proxy_dir);
 int sbx_build_env(strv *e, const sandbox_opts *o);
 
+/* grant.c: let uid/gid read and write the tree at dir (POSIX ACLs, or chown
+ * where the filesystem has none). */
+int sbx_dir_grant(const char *dir, unsigned uid, unsigned gid);
+
 /* seccomp.c: the filter exported as BPF into a sealed memfd (close-on-exec),
  * ready to hand to bubblewrap's --seccomp. *out_fd is the caller's to close. */
 int sbx_seccomp_fd(int *out_fd);

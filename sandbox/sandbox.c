@@ -181,34 +181,6 @@ static void __attribute__((noreturn)) child_run(const child_plan *p)
 
 /* --- parent side -------------------------------------------------------- */
 
-static int chown_uid, chown_gid;
-static int chown_one(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st;
-    (void)flag;
-    (void)f;
-    if (lchown(path, (uid_t)chown_uid, (gid_t)chown_gid) < 0 && errno != ENOENT)
-        return -1;
-    return 0;
-}
-
-/* Hand the working directory to the sandbox's host uid (the farm is root). */
-static int give_dir(const sandbox_opts *o)
-{
-    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-    pthread_mutex_lock(&lock);
-    chown_uid = (int)o->host_uid;
-    chown_gid = (int)o->host_gid;
-    int r = nftw(o->dir, chown_one, 32, FTW_PHYS | FTW_MOUNT);
-    int e = errno;
-    pthread_mutex_unlock(&lock);
-    if (r != 0) {
-        farm_error_set("sandbox: cannot hand %s to uid %u: %s", o->dir, o->host_uid, strerror(e));
-        return FARM_EIO;
-    }
-    return 0;
-}
-
 /* FARM_EINVALID unless every directory above path is searchable by uid. */
 static int reachable(const char *path, unsigned uid, unsigned gid)
 {
@@ -364,7 +336,8 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
                 if (paths[i] && (rc = reachable(paths[i], o->host_uid, o->host_gid)) < 0)
                     goto out;
         }
-        if (drop && o->dir && o->chown_dir && (rc = give_dir(o)) < 0)
+        if (drop && o->dir && o->grant_dir &&
+            (rc = sbx_dir_grant(o->dir, o->host_uid, o->host_gid)) < 0)
             goto out;
         rc = sbx_seccomp_fd(&seccomp_fd);
         if (rc < 0)

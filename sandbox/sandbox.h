@@ -11,7 +11,8 @@
  *
  * When the farm runs as root, the sandbox runs as an unprivileged host uid
  * (opts.host_uid, 65534 by default) and the working directory is handed to
- * that uid (chown, see sandbox_opts.chown_dir) so the command can write it.
+ * that uid (a POSIX ACL entry on each file, see sandbox_opts.grant_dir) so
+ * the command can write it; the owner stays the farm's.
  *
  * Typical use:
  *
@@ -81,8 +82,8 @@ typedef struct sandbox_opts {
     unsigned host_gid;
     unsigned uid; /* uid/gid seen inside; default 1000 */
     unsigned gid;
-    int chown_dir;             /* when root and host_uid differs: hand dir to host_uid first (1,
-                                  default); 0 leaves ownership alone */
+    int grant_dir;             /* when root and host_uid differs: give host_uid rwx on dir's tree
+                                  first (ACLs; chown without them) (1, default); 0: leave it */
     const sandbox_bind *binds; /* extra binds, nbinds of them */
     size_t nbinds;
     const char *bwrap;  /* bubblewrap binary; default "bwrap" found in PATH */
@@ -96,7 +97,7 @@ typedef struct sandbox_opts {
 #define SANDBOX_OPTS_INIT                                                                          \
     {                                                                                              \
         .argv = NULL, .dir = NULL, .dir_inside = "/work", .network = SANDBOX_NET_NONE,             \
-        .host_uid = 65534, .host_gid = 65534, .uid = 1000, .gid = 1000, .chown_dir = 1             \
+        .host_uid = 65534, .host_gid = 65534, .uid = 1000, .gid = 1000, .grant_dir = 1             \
     }
 
 typedef struct sandbox_result {

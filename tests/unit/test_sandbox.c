@@ -15,6 +15,7 @@
 #include "sandbox/internal.h"
 #include "sandbox/sandbox.h"
 
+#include <git2.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -171,8 +172,21 @@ static void runs_and_streams(void **state)
     char *dir = make_dir();
     capture c;
     capture_init(&c);
+    /* a file and a repository the farm made before the run */
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/existing", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("a\n", f);
+    fclose(f);
+    git_libgit2_init();
+    git_repository *repo = NULL;
+    assert_int_equal(git_repository_init(&repo, dir, 0), 0);
+    git_repository_free(repo);
     const char *argv[] = {"/bin/sh", "-c",
-                          "echo hello; echo oops >&2; pwd; echo data > file; exit 3", NULL};
+                          "echo hello; echo oops >&2; pwd; echo data > file; mkdir -p d/e && "
+                          "echo x > d/e/f; echo b >> existing; exit 3",
+                          NULL};
     sandbox_opts o = SANDBOX_OPTS_INIT;
     o.argv = argv;
     o.dir = dir;
@@ -188,14 +202,27 @@ static void runs_and_streams(void **state)
     assert_int_equal(r.stdout_bytes, 12);
     assert_int_equal(r.stderr_bytes, 5);
     assert_true(r.wall_ms >= 0);
-    char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/file", dir);
-    FILE *f = fopen(path, "r");
+    f = fopen(path, "r");
     assert_non_null(f);
     char line[16] = "";
     assert_non_null(fgets(line, sizeof(line), f));
     fclose(f);
     assert_string_equal(line, "data\n");
+    snprintf(path, sizeof(path), "%s/existing", dir);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    char all[16] = "";
+    assert_int_equal(fread(all, 1, sizeof(all) - 1, f), 4);
+    fclose(f);
+    assert_string_equal(all, "a\nb\n"); /* the farm's file was writable inside */
+    /* the worktree still belongs to the farm, so git still trusts it */
+    struct stat st;
+    assert_int_equal(stat(dir, &st), 0);
+    assert_int_equal(st.st_uid, geteuid());
+    assert_int_equal(git_repository_open(&repo, dir), 0);
+    git_repository_free(repo);
+    git_libgit2_shutdown();
     capture_free(&c);
     remove_dir(dir);
 }
