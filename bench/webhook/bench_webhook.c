@@ -377,6 +377,33 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 
 /* ---- main ------------------------------------------------------------------- */
 
+#define MAX_RUNS 15
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Each figure's median over the runs, taken on its own. */
+static result median(const result *v, int n)
+{
+    double a[MAX_RUNS];
+    result m = {0};
+    double *fields[] = {&m.per_s, &m.p50_ms, &m.p99_ms, &m.max_ms};
+    for (int f = 0; f < 4; f++) {
+        for (int i = 0; i < n; i++) {
+            const double *src[] = {&v[i].per_s, &v[i].p50_ms, &v[i].p99_ms, &v[i].max_ms};
+            a[i] = *src[f];
+        }
+        qsort(a, (size_t)n, sizeof(double), cmp_double);
+        *fields[f] = a[n / 2];
+    }
+    for (int i = 0; i < n; i++)
+        m.errors += v[i].errors;
+    return m;
+}
+
 static void print(const char *name, result r)
 {
     printf("%-6s %10.0f deliveries/s   p50 %7.3f ms   p99 %7.3f ms   max %7.3f ms   errors %d\n",
@@ -386,19 +413,16 @@ static void print(const char *name, result r)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"requests", required_argument, NULL, 'n'},
-        {"concurrency", required_argument, NULL, 'c'},
-        {"rate", required_argument, NULL, 'r'},
-        {"farm", required_argument, NULL, 'f'},
-        {"dir", required_argument, NULL, 'd'},
-        {"threads", required_argument, NULL, 't'},
-        {NULL, 0, NULL, 0},
+        {"requests", required_argument, NULL, 'n'}, {"concurrency", required_argument, NULL, 'c'},
+        {"rate", required_argument, NULL, 'r'},     {"farm", required_argument, NULL, 'f'},
+        {"dir", required_argument, NULL, 'd'},      {"threads", required_argument, NULL, 't'},
+        {"runs", required_argument, NULL, 'R'},     {NULL, 0, NULL, 0},
     };
-    int n = 20000, conc = 32, threads = 0;
+    int n = 10000, conc = 32, threads = 0, runs = 3;
     double rate = 0;
     const char *farm_bin = FARM_BIN_PATH, *base = NULL;
     int o;
-    while ((o = getopt_long(argc, argv, "n:c:r:f:d:t:", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "n:c:r:f:d:t:R:", opts, NULL)) != -1) {
         switch (o) {
         case 'n':
             n = atoi(optarg);
@@ -418,14 +442,18 @@ int main(int argc, char **argv)
         case 't':
             threads = atoi(optarg);
             break;
+        case 'R':
+            runs = atoi(optarg);
+            break;
         default:
             fprintf(stderr, "usage: bench_webhook [-n N] [-c C] [--rate R] [--farm PATH] "
-                            "[--dir DIR] [--threads T]\n");
+                            "[--dir DIR] [--threads T] [--runs R]\n");
             return 2;
         }
     }
-    if (n < 100 || conc < 1 || conc > 1024) {
-        fprintf(stderr, "bench_webhook: -n must be >= 100 and -c within 1..1024\n");
+    if (n < 100 || conc < 1 || conc > 1024 || runs < 1 || runs > MAX_RUNS) {
+        fprintf(stderr, "bench_webhook: -n must be >= 100, -c within 1..1024, --runs within "
+                        "1..15\n");
         return 2;
     }
     if (threads <= 0) { /* the farm's default: CPUs, within 2..8 */
@@ -440,56 +468,64 @@ int main(int argc, char **argv)
         return 1;
     }
     int warm = n / 10 < 500 ? n / 10 : 500;
-    printf("webhook intake: %d signed deliveries, %d connections, %s, %d HTTP threads\n", n, conc,
-           rate > 0 ? "paced" : "unpaced", threads);
+    printf("webhook intake: %d signed deliveries x %d runs, %d connections, %s, %d HTTP threads\n",
+           n, runs, conc, rate > 0 ? "paced" : "unpaced", threads);
     if (rate > 0)
         printf("rate: %.0f deliveries/s\n", rate);
 
-    /* (b) the null server */
-    int port = 0;
-    struct MHD_Daemon *d = null_start(threads, &port);
+    /* Both servers run side by side and the runs alternate, so a machine
+     * busy with something else slows both alike. */
+    int null_port = 0, farm_port = 0;
+    struct MHD_Daemon *d = null_start(threads, &null_port);
     if (!d) {
         fprintf(stderr, "bench_webhook: cannot start the null server\n");
         return 1;
     }
-    request *wreq = build_requests("null-warm", warm, 1);
-    request *req = build_requests("null", n, 1000000);
-    run_load(port, wreq, warm, conc, 0);
-    result null_r = run_load(port, req, n, conc, rate);
-    free_requests(wreq, warm);
-    free_requests(req, n);
-    MHD_stop_daemon(d);
-
-    /* (a) the farm */
     child c;
-    if (farm_start(&c, farm_bin, dir, &port) != 0) {
+    if (farm_start(&c, farm_bin, dir, &farm_port) != 0) {
         fprintf(stderr, "bench_webhook: cannot start %s\n", farm_bin);
+        MHD_stop_daemon(d);
         return 1;
     }
-    wreq = build_requests("farm-warm", warm, 1);
-    req = build_requests("farm", n, 1000000);
-    run_load(port, wreq, warm, conc, 0);
-    result farm_r = run_load(port, req, n, conc, rate);
-    double commits = farm_metric(port, "farm_store_commits_total");
-    double writes = farm_metric(port, "farm_store_writes_total");
-    double max_batch = farm_metric(port, "farm_store_max_batch");
+    request *wreq = build_requests("warm", warm, 1);
+    run_load(null_port, wreq, warm, conc, 0);
+    run_load(farm_port, wreq, warm, conc, 0);
     free_requests(wreq, warm);
-    free_requests(req, n);
+
+    result null_r[MAX_RUNS], farm_r[MAX_RUNS];
+    int errors = 0;
+    for (int r = 0; r < runs; r++) {
+        char prefix[32];
+        snprintf(prefix, sizeof(prefix), "run%d", r);
+        request *req = build_requests(prefix, n, 1000000 + r * n);
+        null_r[r] = run_load(null_port, req, n, conc, rate);
+        farm_r[r] = run_load(farm_port, req, n, conc, rate);
+        free_requests(req, n);
+        printf("run %d:\n", r + 1);
+        print("  null", null_r[r]);
+        print("  farm", farm_r[r]);
+        errors += null_r[r].errors + farm_r[r].errors;
+    }
+    double commits = farm_metric(farm_port, "farm_store_commits_total");
+    double writes = farm_metric(farm_port, "farm_store_writes_total");
+    double max_batch = farm_metric(farm_port, "farm_store_max_batch");
     farm_stop(&c);
+    MHD_stop_daemon(d);
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 
-    print("null", null_r);
-    print("farm", farm_r);
+    result null_m = median(null_r, runs), farm_m = median(farm_r, runs);
+    printf("median of %d runs:\n", runs);
+    print("  null", null_m);
+    print("  farm", farm_m);
     if (commits > 0)
         printf("farm group commit: %.0f writes in %.0f commits (%.1f per commit, max %.0f)\n",
                writes, commits, writes / commits, max_batch);
-    double ratio = farm_r.per_s / null_r.per_s;
     if (rate > 0) {
         /* Paced: both should keep the pace; latency is what is measured. */
         printf("farm kept %.0f of %.0f deliveries/s (%.0f%%); p99 %.3f ms (target < 5 ms)\n",
-               farm_r.per_s, rate, 100.0 * farm_r.per_s / rate, farm_r.p99_ms);
+               farm_m.per_s, rate, 100.0 * farm_m.per_s / rate, farm_m.p99_ms);
     } else {
-        printf("ratio farm/null throughput: %.3f (target >= 0.5)\n", ratio);
+        printf("ratio farm/null throughput: %.3f (target >= 0.5)\n", farm_m.per_s / null_m.per_s);
     }
-    return farm_r.errors || null_r.errors ? 1 : 0;
+    return errors ? 1 : 0;
 }
