@@ -3,6 +3,7 @@ over HTTP and records them; status codes, the store, the read API, /metrics,
 the CLI and shutdown are checked from the outside."""
 import base64
 import json
+import re
 import os
 import signal
 import socket
@@ -218,6 +219,23 @@ def test_api_reads():
 
         status, _, data = farm.request("GET", "/healthz")
         assert status == 200 and json.loads(data) == {"status": "ok"}
+        status, _, data = farm.request("HEAD", "/healthz")
+        assert status == 200 and data == b"", (status, data)
+
+        # /metrics is well-formed Prometheus text: every series has a TYPE
+        # and a numeric value
+        typed = set()
+        for line in farm.metrics().splitlines():
+            if line.startswith("# TYPE "):
+                typed.add(line.split()[2])
+                continue
+            if line.startswith("#") or not line:
+                continue
+            m = re.fullmatch(r'([a-z_]+)(\{([a-z_]+="[^"\\]*(\\.[^"\\]*)*",?)*\})? (\S+)', line)
+            assert m, line
+            float(m.group(5))
+            base = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
+            assert m.group(1) in typed or base in typed, line
 
         # the CLI reads the same through --server and FARM_TOKEN
         env = dict(os.environ, FARM_TOKEN=VIEWER_TOKEN)
