@@ -69,7 +69,8 @@ static int cmd(int argc, char **argv)
     printf("  %-22s %s\n", "pids limit", p.cgroup_pids ? "enforced (cgroup)" : "RLIMIT_NPROC only");
     printf("  %-22s %s\n", "cpu limit", p.cgroup_cpu ? "enforced (cgroup)" : "not available");
     printf("  %-22s %s\n", "running as",
-           geteuid() == 0 ? "root: sandboxes run as uid 65534 on the host" : "an ordinary user");
+           geteuid() == 0 ? "root: each sandbox runs as an unprivileged uid of its own"
+                          : "an ordinary user: sandboxes run as that user");
     printf("\nwhat agents get\n");
     if (unsafe) {
         printf("  NO ISOLATION: sandbox.mode is \"unsafe-none\". Agents run with the farm's own\n"

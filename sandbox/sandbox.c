@@ -77,6 +77,8 @@ struct sandbox {
     int out_fd, err_fd, info_fd;
     int stop_r, stop_w; /* a byte on stop_w asks the waiting thread to stop */
     atomic_int stop_requested;
+    uid_t uid; /* the host uid and gid it runs as, when the farm is root */
+    gid_t gid;
     int cmd_w;    /* prepared: our end of the helper's command socket, until launch */
     int prepared; /* spawned ahead by sandbox_prepare() */
     int launched;
@@ -181,6 +183,25 @@ static void __attribute__((noreturn)) child_run(const child_plan *p)
 
 /* --- parent side -------------------------------------------------------- */
 
+/* The host uid a run gets when the farm is root: the one asked for, or one
+ * of its own, so that no two sandboxes share a uid (their files, their
+ * process count for RLIMIT_NPROC). The range sits far above real users and
+ * the usual subordinate-id ranges; the farm's pid spreads farm processes
+ * sharing a host apart. */
+#define AUTO_UID_BASE 0x60000000u
+
+static void pick_uid(sandbox *s, const sandbox_opts *o)
+{
+    static unsigned counter;
+    if (o->host_uid) {
+        s->uid = o->host_uid;
+        s->gid = o->host_gid ? o->host_gid : o->host_uid;
+        return;
+    }
+    unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED) & 0xffffu;
+    s->uid = s->gid = AUTO_UID_BASE + (((unsigned)getpid() & 0x3ffu) << 16) + n;
+}
+
 /* FARM_EINVALID unless every directory above path is searchable by uid. */
 static int reachable(const char *path, unsigned uid, unsigned gid)
 {
@@ -261,9 +282,8 @@ static int make_proxy(sandbox *s)
     if (rc < 0)
         return rc;
     /* bubblewrap runs as the sandbox's uid and must reach the socket to bind it */
-    if (geteuid() == 0 && o->host_uid != 0 &&
-        (chown(s->tmpdir, o->host_uid, o->host_gid) < 0 ||
-         chown(sock, o->host_uid, o->host_gid) < 0)) {
+    if (geteuid() == 0 &&
+        (chown(s->tmpdir, s->uid, s->gid) < 0 || chown(sock, s->uid, s->gid) < 0)) {
         farm_error_set("sandbox: chown %s: %s", s->tmpdir, strerror(errno));
         return FARM_EIO;
     }
@@ -296,7 +316,9 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
     s->pidfd = s->out_fd = s->err_fd = s->info_fd = s->stop_r = s->stop_w = s->cmd_w = -1;
     buf_init(&s->info, 4096);
     int root = geteuid() == 0;
-    int drop = root && !o->unsafe_none && o->host_uid != 0;
+    int drop = root && !o->unsafe_none;
+    if (drop)
+        pick_uid(s, o);
 
     if (o->unsafe_none) {
         rc = sbx_which(&exe, o->argv[0]);
@@ -333,11 +355,10 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
             for (size_t i = 0; i < o->nbinds; i++)
                 paths[2 + i] = o->binds[i].src;
             for (size_t i = 0; i < 2 + o->nbinds; i++)
-                if (paths[i] && (rc = reachable(paths[i], o->host_uid, o->host_gid)) < 0)
+                if (paths[i] && (rc = reachable(paths[i], s->uid, s->gid)) < 0)
                     goto out;
         }
-        if (drop && o->dir && o->grant_dir &&
-            (rc = sbx_dir_grant(o->dir, o->host_uid, o->host_gid)) < 0)
+        if (drop && o->dir && o->grant_dir && (rc = sbx_dir_grant(o->dir, s->uid, s->gid)) < 0)
             goto out;
         rc = sbx_seccomp_fd(&seccomp_fd);
         if (rc < 0)
@@ -398,8 +419,8 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
         nproc = (rlim_t)o->pids * (s->cg ? 8 : 1) + 16;
     plan.nproc = (struct rlimit){nproc, nproc};
     plan.drop = drop;
-    plan.uid = o->host_uid;
-    plan.gid = o->host_gid;
+    plan.uid = s->uid;
+    plan.gid = s->gid;
     plan.parent = getpid();
     plan.chdir_to = o->unsafe_none ? o->dir : "/";
 

@@ -9,10 +9,10 @@
  * the whole process tree; and a network policy: none, or an allowlist enforced
  * by an egress proxy run outside the sandbox (sandbox/proxy.c).
  *
- * When the farm runs as root, the sandbox runs as an unprivileged host uid
- * (opts.host_uid, 65534 by default) and the working directory is handed to
- * that uid (a POSIX ACL entry on each file, see sandbox_opts.grant_dir) so
- * the command can write it; the owner stays the farm's.
+ * When the farm runs as root, each run gets an unprivileged host uid of its
+ * own (opts.host_uid), never root; before the run the working directory's
+ * tree gets POSIX ACL entries letting that uid write it (opts.grant_dir),
+ * while the farm stays its owner.
  *
  * Typical use:
  *
@@ -78,11 +78,12 @@ typedef struct sandbox_opts {
     int cpu_percent;    /* cgroup cpu quota in percent of one CPU; 0: none */
     int disk_mb;        /* size of the private /tmp and HOME each, and RLIMIT_FSIZE; 0: 1024 */
     int nofile;         /* RLIMIT_NOFILE; 0: 1024 */
-    unsigned host_uid;  /* when the farm is root: the host uid/gid the sandbox runs as */
-    unsigned host_gid;
-    unsigned uid; /* uid/gid seen inside; default 1000 */
+    unsigned host_uid;  /* when the farm is root: the host uid/gid the sandbox runs as;
+                           0 (default): a fresh uid per run from 0x60000000 up */
+    unsigned host_gid;  /* 0: same as the uid */
+    unsigned uid;       /* uid/gid seen inside; default 1000 */
     unsigned gid;
-    int grant_dir;             /* when root and host_uid differs: give host_uid rwx on dir's tree
+    int grant_dir;             /* when the farm is root: give the run's uid rwx on dir's tree
                                   first (ACLs; chown without them) (1, default); 0: leave it */
     const sandbox_bind *binds; /* extra binds, nbinds of them */
     size_t nbinds;
@@ -97,7 +98,7 @@ typedef struct sandbox_opts {
 #define SANDBOX_OPTS_INIT                                                                          \
     {                                                                                              \
         .argv = NULL, .dir = NULL, .dir_inside = "/work", .network = SANDBOX_NET_NONE,             \
-        .host_uid = 65534, .host_gid = 65534, .uid = 1000, .gid = 1000, .grant_dir = 1             \
+        .host_uid = 0, .host_gid = 0, .uid = 1000, .gid = 1000, .grant_dir = 1                     \
     }
 
 typedef struct sandbox_result {
