@@ -488,10 +488,13 @@ typedef struct append_ctx {
     int rec_ready;
     int appended;
     int64_t from;
-    stream_row row; /* the stream after this append (path and type copied) */
-    struct append_ctx *next;
-    sem_t sem; /* posted when done, or when it is this one's turn to lead */
+    stream_row row;           /* the stream after this append (path and type copied) */
+    struct append_ctx *next;  /* in the queue */
+    struct append_ctx *wnext; /* in the batch written */
+    sem_t sem;                /* a waiting caller's: posted when done */
     int done, rc;
+    stream_append_done_fn done_fn; /* an asynchronous caller's */
+    void *done_arg;
 } append_ctx;
 
 /* The streams a batch touches, read once and written back once. */
@@ -712,7 +715,7 @@ static int batch_tx(stream_tx *tx, void *arg)
 {
     append_batch *b = arg;
     int rc = 0;
-    for (append_ctx *c = b->first; c && !rc; c = c->next)
+    for (append_ctx *c = b->first; c && !rc; c = c->wnext)
         rc = append_one(tx, b, c);
     if (!rc)
         rc = batch_flush(tx, b);
@@ -722,39 +725,35 @@ static int batch_tx(stream_tx *tx, void *arg)
 
 #define BATCH_MAX 4096
 
-/* Run the appends queued in the hub as one store write: the caller that
- * finds no batch running leads: it takes everything queued (up to
- * BATCH_MAX), writes it, wakes the members, and hands the lead to whoever
- * queued meanwhile. Each append then costs a row of data, not a read and a
- * write of its stream's row and a savepoint of its own. Members sleep on a
- * semaphore of their own, so waking a thousand of them is a thousand posts,
- * not a convoy on one mutex. */
-static int append_queued(stream_hub *h, append_ctx *c)
+/* Complete an append: the waiting caller wakes, or the asynchronous caller's
+ * callback runs and the context is freed. */
+static void append_complete(append_ctx *c)
 {
-    sem_init(&c->sem, 0, 0);
-    pthread_mutex_lock(&h->aq_lock);
-    if (h->aq_tail)
-        h->aq_tail->next = c;
-    else
-        h->aq_head = c;
-    h->aq_tail = c;
-    int lead = !h->aq_busy;
-    h->aq_busy = 1;
-    pthread_mutex_unlock(&h->aq_lock);
+    if (!c->done_fn) {
+        c->done = 1;
+        sem_post(&c->sem); /* the caller may return and be gone at once */
+        return;
+    }
+    c->done_fn(c->done_arg, c->rc, c->out);
+    records_free(&c->rec);
+    stream_row_free(&c->row);
+    free(c);
+}
 
-    while (!c->done) {
-        if (!lead) {
-            while (sem_wait(&c->sem) != 0)
-                ; /* EINTR */
-            if (c->done)
-                break;
-        }
-        /* lead: take the queue, which starts with this append */
-        append_batch b;
-        memset(&b, 0, sizeof(b));
-        pthread_mutex_lock(&h->aq_lock);
-        b.first = h->aq_head;
-        append_ctx *last = h->aq_head;
+/* The appender thread: takes everything queued (up to BATCH_MAX) and writes
+ * it as one store write, then completes each append in order. Each append
+ * costs a row of data, not a read and a write of its stream's row and a
+ * savepoint of its own, and no caller's thread has to drive the batch. */
+static void *appender_main(void *arg)
+{
+    stream_hub *h = arg;
+    pthread_mutex_lock(&h->aq_lock);
+    for (;;) {
+        while (!h->aq_head && !h->aq_stopping)
+            pthread_cond_wait(&h->aq_wake, &h->aq_lock);
+        if (!h->aq_head)
+            break; /* stopping, and drained */
+        append_ctx *first = h->aq_head, *last = h->aq_head;
         for (int n = 1; last->next && n < BATCH_MAX; n++)
             last = last->next;
         h->aq_head = last->next;
@@ -763,39 +762,82 @@ static int append_queued(stream_hub *h, append_ctx *c)
         last->next = NULL;
         pthread_mutex_unlock(&h->aq_lock);
 
-        int rc = sdb_write(h->st, batch_tx, &b);
+        /* the batch holds the requests that got past the checks; the
+         * refused ones are completed as they are, in their turn */
+        append_batch b;
+        memset(&b, 0, sizeof(b));
+        append_ctx **tail = &b.first;
+        for (append_ctx *m = first; m; m = m->next)
+            if (!m->out->status) {
+                *tail = m;
+                tail = &m->wnext;
+            }
+        *tail = NULL;
+        int rc = b.first ? sdb_write(h->st, batch_tx, &b) : 0;
         append_ctx *next;
-        for (append_ctx *m = b.first; m; m = next) {
+        for (append_ctx *m = first; m; m = next) {
             next = m->next;
-            if (rc) {
+            if (rc && !m->out->status) {
+                m->rc = rc;
+            } else if (rc && m->appended) {
                 m->rc = rc;
                 m->appended = 0;
             } else if (m->appended) {
                 hot_after_commit(h, &m->row, &m->rec, m->from,
                                  stream_content_type_is_json(m->row.content_type));
             }
-            m->done = 1;
-            if (m != c)
-                sem_post(&m->sem); /* m may return and be gone at once */
+            if (rc)
+                m->appended = 0;
+            append_complete(m);
         }
         pthread_mutex_lock(&h->aq_lock);
-        if (h->aq_head)
-            sem_post(&h->aq_head->sem); /* its turn to lead */
-        else
-            h->aq_busy = 0;
-        pthread_mutex_unlock(&h->aq_lock);
     }
-    sem_destroy(&c->sem);
-    return c->rc;
+    pthread_mutex_unlock(&h->aq_lock);
+    return NULL;
 }
 
-int stream_append(stream_result *out, stream_hub *h, const char *path, const stream_append_req *req)
+static void append_push(stream_hub *h, append_ctx *c)
 {
-    append_ctx c = {.path = path, .req = req, .out = out};
-    int64_t sid;
-    int rc;
+    c->next = NULL;
+    pthread_mutex_lock(&h->aq_lock);
+    if (h->aq_tail)
+        h->aq_tail->next = c;
+    else
+        h->aq_head = c;
+    h->aq_tail = c;
+    pthread_cond_signal(&h->aq_wake);
+    pthread_mutex_unlock(&h->aq_lock);
+}
 
-    result_init(out);
+int stream_appender_start(stream_hub *h)
+{
+    int err = pthread_create(&h->appender, NULL, appender_main, h);
+    if (err) {
+        farm_error_set("stream hub: cannot start its appender thread: %s", strerror(err));
+        return FARM_ERROR;
+    }
+    h->appender_started = 1;
+    return 0;
+}
+
+void stream_appender_stop(stream_hub *h)
+{
+    if (!h->appender_started)
+        return;
+    pthread_mutex_lock(&h->aq_lock);
+    h->aq_stopping = 1;
+    pthread_cond_broadcast(&h->aq_wake);
+    pthread_mutex_unlock(&h->aq_lock);
+    pthread_join(h->appender, NULL);
+    h->appender_started = 0;
+}
+
+/* The checks that need no store (a refusal sets out->status), and the body
+ * parsed outside the writer, so a batch is not held up by it. */
+static int append_prepare(append_ctx *c, const char *path, const stream_append_req *req)
+{
+    stream_result *out = c->out;
+    int64_t sid;
     if (!stream_path_valid(path)) {
         fail(out, 404, "stream not found");
         return 0;
@@ -814,12 +856,12 @@ int stream_append(stream_result *out, stream_hub *h, const char *path, const str
             fail(out, 400, "invalid Producer-Id");
             return 0;
         }
-        if (stream_parse_uint(&c.epoch, req->producer_epoch, STREAM_JS_MAX) ||
-            stream_parse_uint(&c.seq, req->producer_seq, STREAM_JS_MAX)) {
+        if (stream_parse_uint(&c->epoch, req->producer_epoch, STREAM_JS_MAX) ||
+            stream_parse_uint(&c->seq, req->producer_seq, STREAM_JS_MAX)) {
             fail(out, 400, "Producer-Epoch and Producer-Seq must be integers up to 2^53-1");
             return 0;
         }
-        c.producer = 1;
+        c->producer = 1;
     }
     if (!req->body_len && !req->close) {
         fail(out, 400, "empty append");
@@ -841,19 +883,56 @@ int stream_append(stream_result *out, stream_hub *h, const char *path, const str
         fail(out, 400, "invalid Stream-Seq");
         return 0;
     }
-    /* parse outside the writer, so the batch is not held up by it */
     if (req->body_len) {
-        if ((rc = records_prepare(&c.rec, req->content_type, req->body, req->body_len, 0)))
+        int rc = records_prepare(&c->rec, req->content_type, req->body, req->body_len, 0);
+        if (rc)
             return rc;
-        c.rec_ready = 1;
+        c->rec_ready = 1;
     }
-    c.now = clock_wall_ms();
-    rc = append_queued(h, &c);
-    if (rc)
-        farm_error_set("stream append: the store failed");
+    c->now = clock_wall_ms();
+    return 0;
+}
+
+int stream_append(stream_result *out, stream_hub *h, const char *path, const stream_append_req *req)
+{
+    append_ctx c = {.path = path, .req = req, .out = out};
+    result_init(out);
+    int rc = append_prepare(&c, path, req);
+    if (!rc && !out->status) {
+        sem_init(&c.sem, 0, 0);
+        append_push(h, &c);
+        while (sem_wait(&c.sem) != 0)
+            ; /* EINTR */
+        sem_destroy(&c.sem);
+        rc = c.rc;
+        if (rc)
+            farm_error_set("stream append: the store failed");
+    }
     records_free(&c.rec);
     stream_row_free(&c.row);
     return rc;
+}
+
+int stream_append_async(stream_hub *h, const char *path, const stream_append_req *req,
+                        stream_result *out, stream_append_done_fn done, void *arg)
+{
+    append_ctx *c = calloc(1, sizeof(*c));
+    if (!c)
+        return oom();
+    c->path = path;
+    c->req = req;
+    c->out = out;
+    c->done_fn = done;
+    c->done_arg = arg;
+    result_init(out);
+    int rc = append_prepare(c, path, req);
+    if (rc) {
+        records_free(&c->rec);
+        free(c);
+        return rc;
+    }
+    append_push(h, c); /* refusals too: the callback always comes from the appender */
+    return 0;
 }
 
 /* ---- delete, head, trim ------------------------------------------------ */

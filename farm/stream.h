@@ -133,10 +133,23 @@ typedef struct stream_append_req {
         NULL, NULL, 0, NULL, NULL, NULL, NULL, 0                                                   \
     }
 
-/* Append (and/or close). Group-committed with concurrent appends; returns
- * after the commit, and live readers are woken. */
+/* Append (and/or close). Appends are queued to the hub's appender thread,
+ * which writes all that is queued as one store write (group-committed);
+ * returns after the commit, and live readers are woken. */
 int stream_append(stream_result *out, stream_hub *h, const char *path,
                   const stream_append_req *req);
+
+/* Called once an asynchronous append is decided: rc is 0 (see res->status)
+ * or the store's failure. Runs on the hub's appender thread: it must be
+ * quick (flag and signal, e.g. MHD_resume_connection()). */
+typedef void (*stream_append_done_fn)(void *arg, int rc, const stream_result *res);
+
+/* stream_append() without waiting: path, req (with its body and strings)
+ * and out must stay valid until done(arg, ...) is called, which happens
+ * exactly once, from the appender thread, never from inside this call.
+ * Returns 0, or FARM_ENOMEM (then done is not called). */
+int stream_append_async(stream_hub *h, const char *path, const stream_append_req *req,
+                        stream_result *out, stream_append_done_fn done, void *arg);
 
 /* ---- delete, head ---- */
 

@@ -69,9 +69,12 @@ struct stream_hub {
     hot *buckets[HOT_BUCKETS];
     size_t nhot;
     size_t nwaiters;
-    pthread_mutex_t aq_lock; /* the append queue (stream.c) */
+    pthread_mutex_t aq_lock; /* the append queue and its thread (stream.c) */
+    pthread_cond_t aq_wake;
     struct append_ctx *aq_head, *aq_tail;
-    int aq_busy;
+    int aq_stopping;
+    pthread_t appender;
+    int appender_started;
     pthread_t timer;
     pthread_cond_t tick;
     int stopping;
@@ -106,6 +109,10 @@ int stream_path_valid(const char *path);
 /* stream.c: load a stream's or session's metadata into a hot entry (called
  * without the lock; takes it to store the result). */
 int stream_hot_load(stream_hub *h, const char *path);
+/* stream.c: the appender thread, started by stream_hub_open() and stopped
+ * (after draining its queue) by stream_hub_close(). */
+int stream_appender_start(stream_hub *h);
+void stream_appender_stop(stream_hub *h);
 /* stream.c: expire streams whose TTL passed (the timer's sweep). */
 void stream_sweep_expired(stream_hub *h);
 

@@ -422,6 +422,7 @@ int stream_hub_open(stream_hub **out, struct store *st, const stream_hub_options
     h->st = st;
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->aq_lock, NULL);
+    pthread_cond_init(&h->aq_wake, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -431,12 +432,17 @@ int stream_hub_open(stream_hub **out, struct store *st, const stream_hub_options
     if (err) {
         farm_error_set("stream hub: cannot start its timer thread: %s", strerror(err));
         pthread_cond_destroy(&h->tick);
+        pthread_cond_destroy(&h->aq_wake);
         pthread_mutex_destroy(&h->aq_lock);
         pthread_mutex_destroy(&h->lock);
         free(h);
         return FARM_ERROR;
     }
     h->timer_started = 1;
+    if (stream_appender_start(h)) {
+        stream_hub_close(h);
+        return FARM_ERROR;
+    }
     *out = h;
     return 0;
 }
@@ -462,6 +468,7 @@ void stream_hub_close(stream_hub *h)
     stream_hub_shutdown(h);
     if (h->timer_started)
         pthread_join(h->timer, NULL);
+    stream_appender_stop(h);
     for (size_t b = 0; b < HOT_BUCKETS; b++) {
         hot *e = h->buckets[b], *next;
         for (; e; e = next) {
@@ -470,6 +477,7 @@ void stream_hub_close(stream_hub *h)
         }
     }
     pthread_cond_destroy(&h->tick);
+    pthread_cond_destroy(&h->aq_wake);
     pthread_mutex_destroy(&h->aq_lock);
     pthread_mutex_destroy(&h->lock);
     free(h);

@@ -162,6 +162,8 @@ typedef struct write_job {
     stream_result res;
     int rc;
     char path[STREAM_MAX_PATH + 1];
+    struct MHD_Connection *conn;
+    atomic_int finished; /* an asynchronous append completed */
 } write_job;
 
 static void write_job_free(void *p)
@@ -235,8 +237,24 @@ static int on_put(web_request *req)
     return queue(req, res.status, r);
 }
 
+/* An append decided (on the hub's appender thread): wake the request. */
+static void post_done(void *arg, int rc, const stream_result *res)
+{
+    write_job *j = arg;
+    (void)res; /* it is j->res */
+    j->rc = rc;
+    atomic_store(&j->finished, 1);
+    MHD_resume_connection(j->conn);
+}
+
+/* Appends wait for no thread: the request is suspended and the engine's
+ * appender resumes it once the batch holding it is committed. */
 static int on_post(web_request *req)
 {
+    if (req->state && atomic_load(&((write_job *)req->state)->finished)) {
+        req->suspended = 0;
+        req->deferred = 1;
+    }
     if (!req->deferred) {
         write_job *j = calloc(1, sizeof(*j));
         if (!j)
@@ -252,7 +270,19 @@ static int on_post(web_request *req)
         q->producer_epoch = web_header(req, "Producer-Epoch");
         q->producer_seq = web_header(req, "Producer-Seq");
         q->close = header_true(req, "Stream-Closed");
-        return defer_write(req, j);
+        snprintf(j->path, sizeof(j->path), "%s", stream_path(req));
+        j->conn = req->conn;
+        req->state = j;
+        req->state_free = write_job_free;
+        req->suspended = 1;
+        MHD_suspend_connection(req->conn);
+        int rc = stream_append_async(farm_streams(req->farm), j->path, q, &j->res, post_done, j);
+        if (rc) {
+            req->suspended = 0;
+            MHD_resume_connection(req->conn);
+            return reply_store_error(req, rc);
+        }
+        return 0;
     }
     write_job *j = req->state;
     stream_result res = j->res;

@@ -177,6 +177,16 @@ def test_protocol():
         assert rq("GET", "/v1/stream/chat/room-1", headers=VIEWER)[0] == 410
         assert rq("GET", "/v1/stream/chat/fork", headers=VIEWER)[0] == 200
 
+        # a clean exit with a live SSE reader and a long-poll still waiting
+        r = SSE(farm.port, "/v1/stream/chat/fork", "now", headers=VIEWER)
+        r.read_until(lambda x: x.controls)
+        t = threading.Thread(target=rq, args=("GET", "/v1/stream/chat/fork?offset=now&live=long-poll",),
+                             kwargs={"headers": VIEWER})
+        t.start()
+        assert farm.stop() == 0
+        t.join()
+        r.close()
+
 
 def test_authorization():
     with new_farm() as farm:
