@@ -30,6 +30,7 @@
 typedef struct worker {
     farm *f;
     int thread, count, failures;
+    int64_t *lat_ns; /* one per ingest */
 } worker;
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -54,15 +55,24 @@ static void *ingest_many(void *arg)
         ev.label = "agent";
         ev.actor = "alice";
         ev.actor_access = ACTOR_WRITE;
+        int64_t t0 = clock_mono_ns();
         if (farm_ingest(w->f, &ev, &r) != 0 || r.outcome != INGEST_ACCEPTED)
             w->failures++;
+        w->lat_ns[i] = clock_mono_ns() - t0;
     }
     return NULL;
 }
 
-/* One run: deliveries split over threads; returns deliveries per second and
- * the commits it took. */
-static double run(int deliveries, int threads, uint64_t *commits)
+static int by_ns(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* One run: deliveries split over threads; returns deliveries per second,
+ * the commits it took and the median and 99th percentile latency of one
+ * farm_ingest() in ms. */
+static double run(int deliveries, int threads, uint64_t *commits, double *p50, double *p99)
 {
     const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char dir[4096], path[4200];
@@ -88,13 +98,17 @@ static double run(int deliveries, int threads, uint64_t *commits)
     if (farm_open(&f, c))
         fatal("farm_open: %s", farm_error_last());
 
+    int per = deliveries / threads, total = per * threads;
     pthread_t *t = calloc((size_t)threads, sizeof(*t));
     worker *w = calloc((size_t)threads, sizeof(*w));
+    int64_t *lat = calloc((size_t)total, sizeof(*lat));
+    if (!t || !w || !lat)
+        fatal("out of memory");
     store_stats before, after;
     store_stats_get(&before, farm_store(f));
     int64_t t0 = clock_mono_ns();
     for (int i = 0; i < threads; i++) {
-        w[i] = (worker){f, i, deliveries / threads, 0};
+        w[i] = (worker){f, i, per, 0, lat + (size_t)i * (size_t)per};
         pthread_create(&t[i], NULL, ingest_many, &w[i]);
     }
     for (int i = 0; i < threads; i++) {
@@ -105,11 +119,15 @@ static double run(int deliveries, int threads, uint64_t *commits)
     int64_t t1 = clock_mono_ns();
     store_stats_get(&after, farm_store(f));
     *commits = after.commits - before.commits;
+    qsort(lat, (size_t)total, sizeof(*lat), by_ns);
+    *p50 = (double)lat[total / 2] / 1e6;
+    *p99 = (double)lat[(size_t)total * 99 / 100] / 1e6;
+    free(lat);
     free(t);
     free(w);
     farm_close(f);
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    return (double)(deliveries / threads * threads) / ((double)(t1 - t0) / 1e9);
+    return (double)total / ((double)(t1 - t0) / 1e9);
 }
 
 static int by_value(const void *a, const void *b)
@@ -122,23 +140,27 @@ int main(int argc, char **argv)
 {
     int deliveries = argc > 1 ? atoi(argv[1]) : 800;
     int threads = argc > 2 ? atoi(argv[2]) : 16;
-    double base[ROUNDS], group[ROUNDS];
+    double base[ROUNDS], group[ROUNDS], bp50[ROUNDS], bp99[ROUNDS], gp50[ROUNDS], gp99[ROUNDS];
     uint64_t base_commits = 0, group_commits = 0;
 
     if (deliveries < threads || threads < 1)
         fatal("usage: bench_group_commit [deliveries >= threads] [threads >= 1]");
     log_set_level(LOG_ERROR);
     for (int r = 0; r < ROUNDS; r++) {
-        base[r] = run(deliveries, 1, &base_commits);
-        group[r] = run(deliveries, threads, &group_commits);
+        base[r] = run(deliveries, 1, &base_commits, &bp50[r], &bp99[r]);
+        group[r] = run(deliveries, threads, &group_commits, &gp50[r], &gp99[r]);
     }
-    qsort(base, ROUNDS, sizeof(double), by_value);
-    qsort(group, ROUNDS, sizeof(double), by_value);
+    double *all[] = {base, group, bp50, bp99, gp50, gp99};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        qsort(all[i], ROUNDS, sizeof(double), by_value);
     printf("group commit: %d deliveries, median of %d runs\n", deliveries, ROUNDS);
-    printf("  baseline   1 thread : %9.0f deliveries/s  (%llu commits in the last run)\n",
-           base[ROUNDS / 2], (unsigned long long)base_commits);
-    printf("  group    %3d threads: %9.0f deliveries/s  (%llu commits in the last run)\n", threads,
-           group[ROUNDS / 2], (unsigned long long)group_commits);
+    printf("  baseline   1 thread : %9.0f deliveries/s, latency p50 %.2f ms, p99 %.2f ms"
+           " (%llu commits in the last run)\n",
+           base[ROUNDS / 2], bp50[ROUNDS / 2], bp99[ROUNDS / 2], (unsigned long long)base_commits);
+    printf("  group    %3d threads: %9.0f deliveries/s, latency p50 %.2f ms, p99 %.2f ms"
+           " (%llu commits in the last run)\n",
+           threads, group[ROUNDS / 2], gp50[ROUNDS / 2], gp99[ROUNDS / 2],
+           (unsigned long long)group_commits);
     printf("  ratio: %.2fx\n", group[ROUNDS / 2] / base[ROUNDS / 2]);
     return 0;
 }
