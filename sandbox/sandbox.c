@@ -412,11 +412,12 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
     rlim_t fsize = (rlim_t)(o->disk_mb ? o->disk_mb : 1024) << 20;
     plan.nofile = (struct rlimit){nofile, nofile};
     plan.fsize = (struct rlimit){fsize, fsize};
-    /* RLIMIT_NPROC counts every process of the host uid, sandboxes together;
-     * with a pids cgroup it is only a backstop, so it is set looser. */
+    /* RLIMIT_NPROC counts the processes of the host uid, which is this
+     * run's own when the farm is root (bubblewrap's two and the helper are
+     * counted too); an ordinary user's limit would count all their work. */
     rlim_t nproc = RLIM_INFINITY;
     if (o->pids > 0 && drop)
-        nproc = (rlim_t)o->pids * (s->cg ? 8 : 1) + 16;
+        nproc = (rlim_t)o->pids + 3;
     plan.nproc = (struct rlimit){nproc, nproc};
     plan.drop = drop;
     plan.uid = s->uid;
