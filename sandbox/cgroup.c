@@ -11,6 +11,7 @@
 #include "internal.h"
 
 #include "base/error.h"
+#include "base/log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -410,14 +411,19 @@ void sbx_cgroup_destroy(sbx_cgroup *cg)
         if (!cg->dir[i])
             continue;
         /* Killed processes leave the cgroup once the kernel has reaped them. */
-        for (int t = 0; t < 1000; t++) {
-            if (empty(cg->dir[i]) && rmdir(cg->dir[i]) == 0)
+        int gone = 0;
+        for (int t = 0; t < 1000 && !gone; t++) {
+            gone = empty(cg->dir[i]) && rmdir(cg->dir[i]) == 0;
+            if (gone)
                 break;
             if (t % 25 == 24)
                 sbx_cgroup_kill(cg);
             struct timespec ms2 = {0, 2 * 1000 * 1000};
             nanosleep(&ms2, NULL);
         }
+        if (!gone)
+            log_warn("sandbox cgroup left behind: its processes did not exit in time", "cgroup",
+                     cg->dir[i]);
         free(cg->dir[i]);
     }
     free(cg);
