@@ -235,13 +235,15 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+static void kill_tree(sandbox *s);
+
 void sandbox_free(sandbox *s)
 {
     if (!s)
         return;
     if (s->pid > 0) {
-        /* still running: the caller gave up without waiting */
-        kill(s->pid, SIGKILL);
+        /* still running (never waited for, or prepared and never launched) */
+        kill_tree(s);
         waitpid(s->pid, NULL, 0);
     }
     if (s->proxy)
