@@ -47,6 +47,7 @@
 #define PACE_BLOCK_MS   1000       /* longest wait for the pacing budget inside a call */
 #define TOKEN_REFRESH_S 300        /* renew installation tokens this long before expiry */
 #define LIST_PAGES_MAX  200
+#define LIST_BYTES_MAX  (64u << 20) /* all pages of one list together */
 
 /* A token bucket: cap tokens, refilled continuously at rate per ms. */
 typedef struct bucket {
@@ -476,7 +477,9 @@ static int installation_token(char **out, github_api *a, int64_t installation, i
     }
     if (exp == 0)
         exp = now + 3600 * 1000;
-    log_secret_add(tok);
+    /* Not registered with log_secret_add(): nothing here logs a token, and a
+     * daemon renewing tokens every hour would fill the logger's fixed table
+     * of secrets, which the long-lived ones need. */
     char *mine = strdup(tok), *theirs = strdup(tok);
     json_decref(j);
     if (!mine || !theirs) {
@@ -639,6 +642,7 @@ static int request(json_t **out, char **next, github_api *a, github_call *c, con
     if (next)
         *next = NULL;
     c->status = 0;
+    c->bytes = 0;
     c->message[0] = 0;
 
     if (strncmp(c->path, "http://", 7) == 0 || strncmp(c->path, "https://", 8) == 0) {
@@ -740,6 +744,7 @@ static int request(json_t **out, char **next, github_api *a, github_call *c, con
         int cached = e != NULL;
         if (e) {
             e->last_use = ++a->tick;
+            c->bytes = e->len;
             rc = json_parse(out, e->body, e->len, shown);
             if (rc == 0 && next && e->next && !(*next = strdup(e->next)))
                 rc = FARM_ENOMEM;
@@ -750,6 +755,7 @@ static int request(json_t **out, char **next, github_api *a, github_call *c, con
         goto out;
     }
     if (r.status >= 200 && r.status < 300) {
+        c->bytes = r.body.len;
         rc = json_parse(out, r.body.data ? r.body.data : "", r.body.len, shown);
         if (rc < 0)
             goto out;
@@ -876,11 +882,13 @@ int github_api_list(json_t **out, int *truncated, github_api *a, github_call *c,
     page.body = NULL;
     page.repeatable = 1;
     page.path = first;
-    for (int n = 0; n < LIST_PAGES_MAX; n++) {
+    size_t bytes = 0;
+    for (int n = 0; n < LIST_PAGES_MAX && bytes < LIST_BYTES_MAX; n++) {
         json_t *j = NULL;
         rc = call(&j, &next, a, &page);
         c->status = page.status;
         memcpy(c->message, page.message, sizeof c->message);
+        bytes += page.bytes;
         if (rc < 0)
             goto out;
         if (!json_is_array(j)) {

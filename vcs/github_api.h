@@ -35,6 +35,7 @@ typedef struct github_call {
     int repeatable;         /* a repeat is harmless: let the transport retry 5xx and timeouts */
     /* filled in by the call */
     long status;       /* HTTP status, 0 when no response arrived */
+    size_t bytes;      /* size of the response body (or of the cached one) */
     char message[256]; /* GitHub's "message" (and first error) on a failure */
 } github_call;
 
@@ -44,8 +45,9 @@ typedef struct github_call {
 int github_api_call(json_t **out, github_api *a, github_call *c);
 
 /* GET every page of a list (following Link rel="next") into one array of up
- * to max_items elements; *truncated (may be NULL) says whether more were
- * left. *out is freed with json_decref(). */
+ * to max_items elements (and at most 200 pages or 64 MiB of answers);
+ * *truncated (may be NULL) says whether more were left. *out is freed with
+ * json_decref(). */
 int github_api_list(json_t **out, int *truncated, github_api *a, github_call *c, size_t max_items);
 
 /* The login the farm's writes appear under ("farm-bot", "app[bot]"): the
