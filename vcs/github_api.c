@@ -422,6 +422,10 @@ static int installation_for(int64_t *out, github_api *a, const tracker_ref *ref)
     github_call c = {.method = "GET", .path = path, .repeatable = 1};
     json_t *j = NULL;
     int rc = app_call(&j, a, &c);
+    if (rc == FARM_ENOTFOUND) {
+        farm_error_set("github: the app is not installed on %s", ref->repo);
+        return FARM_EAUTH;
+    }
     if (rc < 0)
         return rc;
     json_int_t id = json_integer_value(json_object_get(j, "id"));

@@ -936,6 +936,11 @@ static void app_token_is_cached_and_renewed(void **state)
     assert_int_equal(tracker_thread_get(&th, c->t, &noinst), 0);
     tracker_thread_free(th);
     assert_int_equal(count_requests(&c->f, "GET", "/repos/o/r/installation"), 1);
+    /* a repository the app is not installed on */
+    json_decref(ctl(&c->f, "POST", "/_fake/state", "{\"repos\": {\"o/other\": {}}}"));
+    noinst.repo = "o/other";
+    assert_int_equal(tracker_thread_get(&th, c->t, &noinst), FARM_EAUTH);
+    assert_non_null(strstr(farm_error_last(), "not installed"));
 
     /* the JWT the app signed: RS256, iat in the past, exp within ten minutes */
     json_t *list = requests(&c->f);
