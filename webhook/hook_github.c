@@ -279,6 +279,61 @@ static int parse_installation(tracker_event *ev, json_t *root, tracker_event_kin
     return 0;
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int hook_github_form_payload(char **out, size_t *outlen, const char *body, size_t len)
+{
+    *out = NULL;
+    *outlen = 0;
+    const char *p = body, *end = body ? body + len : NULL;
+    while (p && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *field_end = amp ? amp : end;
+        if (field_end - p >= 8 && !memcmp(p, "payload=", 8)) {
+            const char *v = p + 8;
+            char *dst = malloc((size_t)(field_end - v) + 1);
+            size_t n = 0;
+            if (!dst) {
+                farm_error_set("out of memory decoding the form payload");
+                return FARM_ENOMEM;
+            }
+            for (const char *q = v; q < field_end; q++) {
+                if (*q == '+') {
+                    dst[n++] = ' ';
+                } else if (*q == '%') {
+                    int hi = q + 2 < field_end ? hexval(q[1]) : -1;
+                    int lo = hi >= 0 ? hexval(q[2]) : -1;
+                    if (lo < 0) {
+                        free(dst);
+                        farm_error_set("the form field `payload` has a bad %%-escape");
+                        return FARM_EINVALID;
+                    }
+                    dst[n++] = (char)(hi * 16 + lo);
+                    q += 2;
+                } else {
+                    dst[n++] = *q;
+                }
+            }
+            dst[n] = '\0';
+            *out = dst;
+            *outlen = n;
+            return 0;
+        }
+        p = amp ? amp + 1 : end;
+    }
+    farm_error_set("a form-encoded delivery without a `payload` field");
+    return FARM_EINVALID;
+}
+
 int hook_github_parse(tracker_event *out, const char *event_name, const char *delivery_id,
                       const char *body, size_t len)
 {

@@ -29,6 +29,13 @@
 int hook_github_parse(tracker_event *out, const char *event_name, const char *delivery_id,
                       const char *body, size_t len);
 
+/* GitHub's other content type, application/x-www-form-urlencoded, sends the
+ * JSON as the form field `payload`. Decode it: on success *out is a heap
+ * NUL-terminated copy of the JSON (freed by the caller) and *outlen its
+ * length. Returns 0, FARM_EINVALID (no `payload` field, bad %-escape) or
+ * FARM_ENOMEM. */
+int hook_github_form_payload(char **out, size_t *outlen, const char *body, size_t len);
+
 /* Where an Azure DevOps delivery comes from, for hook_azure_route(). All
  * strings are heap copies released with hook_azure_where_free(). */
 typedef struct hook_azure_where {

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Delivery ids are UUIDs in practice; anything longer is refused. */
 #define DELIVERY_ID_MAX 100
@@ -133,10 +134,28 @@ int route_hook_github(web_request *req)
                "GitHub sends a unique delivery id with every webhook");
         return 0;
     }
+    /* GitHub signs the body as sent, so the form is decoded only now. */
+    char *form = NULL;
+    size_t formlen = 0;
+    const char *type = web_header(req, "Content-Type");
+    if (type && !strncasecmp(type, "application/x-www-form-urlencoded", 33)) {
+        int rc = hook_github_form_payload(&form, &formlen, req->body.data, req->body.len);
+        if (rc == FARM_ENOMEM)
+            return web_reply_error(req, 500, "out of memory", NULL);
+        if (rc) {
+            refuse(req, "github", event, 400, "invalid", farm_error_last(),
+                   "set the webhook's content type to application/json");
+            return 0;
+        }
+    }
     hook_state *st = calloc(1, sizeof(*st));
-    if (!st)
+    if (!st) {
+        free(form);
         return web_reply_error(req, 500, "out of memory", NULL);
-    int rc = hook_github_parse(&st->ev, event, delivery, req->body.data, req->body.len);
+    }
+    int rc = form ? hook_github_parse(&st->ev, event, delivery, form, formlen)
+                  : hook_github_parse(&st->ev, event, delivery, req->body.data, req->body.len);
+    free(form);
     if (rc) {
         free(st);
         if (rc == FARM_ENOMEM)

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -58,6 +59,12 @@ def test_github_statuses():
         # the same delivery again: 200 duplicate, nothing new
         status, body = farm.post_github("issues", labeled(12), delivery="lab-12")
         assert status == 200 and body == {"result": "duplicate"}, (status, body)
+
+        # GitHub's form content type: the JSON in the `payload` field, signed as sent
+        form = ("payload=" + urllib.parse.quote_plus(json.dumps(labeled(15)))).encode()
+        status, body = farm.post_github("issues", form, delivery="form-15", headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 202 and body["result"] == "accepted", (status, body)
 
         # an event the farm does not understand: 200 ignored, recorded
         status, body = farm.post_github("star", farmtest.github_fixture("star.created"),
@@ -110,7 +117,7 @@ def test_github_statuses():
 
         # the store holds what was accepted or ignored, once each
         rows = {d[1]: d for d in farm.deliveries()}
-        assert set(rows) == {"ping-1", "lab-12", "star-1"}, rows
+        assert set(rows) == {"ping-1", "lab-12", "star-1", "form-15"}, rows
         assert rows["lab-12"][2] == "accepted" and rows["star-1"][2] == "ignored", rows
         with farm.db() as c:
             n = c.execute("SELECT count(*) FROM session WHERE repo='octo/app' AND number=12").fetchone()[0]
@@ -118,7 +125,7 @@ def test_github_statuses():
 
         # metrics
         assert farm.metric("farm_webhook_deliveries_total", tracker="github", event="issues",
-                           outcome="accepted") == 1
+                           outcome="accepted") == 2
         assert farm.metric("farm_webhook_deliveries_total", tracker="github", event="issues",
                            outcome="duplicate") == 1
         assert farm.metric("farm_webhook_deliveries_total", tracker="github", event="issues",
@@ -127,14 +134,14 @@ def test_github_statuses():
                            outcome="ignored") == 1
         assert farm.metric("farm_webhook_deliveries_total", tracker="github", event="other",
                            outcome="too_large") >= 1
-        assert farm.metric("farm_http_requests_total", route="hook_github", status="202") == 1
+        assert farm.metric("farm_http_requests_total", route="hook_github", status="202") == 2
         assert farm.metric("farm_http_requests_total", route="hook_github", status="401") == 3
         assert farm.metric("farm_webhook_ack_seconds_count") >= 10
-        assert farm.metric("farm_sessions", state="queued") == 1
+        assert farm.metric("farm_sessions", state="queued") == 2
         assert farm.metric("farm_queue_depth", state="queued") >= 1
         assert farm.metric("farm_store_commits_total") >= 1
         assert farm.metric("farm_deliveries_recorded", tracker="github", event="issues",
-                           outcome="accepted") == 1
+                           outcome="accepted") == 2
 
         # the secrets never reach the log; every delivery line names its id
         log = open(farm.log_path, "rb").read().decode()

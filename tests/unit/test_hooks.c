@@ -396,6 +396,32 @@ static void test_github_deep_and_huge(void **state)
     assert_int_equal(hook_github_parse(&ev, "issues", "d", nul, strlen(nul)), FARM_EINVALID);
 }
 
+static void test_github_form_payload(void **state)
+{
+    char *json = NULL;
+    size_t n = 0;
+    const char *form = "x=1&payload=%7B%22zen%22%3A%22a+b%25%22%7D&y=2";
+    assert_int_equal(hook_github_form_payload(&json, &n, form, strlen(form)), 0);
+    assert_string_equal(json, "{\"zen\":\"a b%\"}");
+    assert_int_equal(n, strlen(json));
+    tracker_event ev;
+    assert_int_equal(hook_github_parse(&ev, "ping", "d", json, n), 0);
+    assert_int_equal(ev.kind, TEV_PING);
+    tracker_event_free(&ev);
+    free(json);
+
+    static const char *const bad[] = {"",           "payload",     "payloads=x", "x=1&y=2",
+                                      "payload=%7", "payload=%zz", "payload=ab%"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(hook_github_form_payload(&json, &n, bad[i], strlen(bad[i])),
+                         FARM_EINVALID);
+        assert_null(json);
+    }
+    assert_int_equal(hook_github_form_payload(&json, &n, "payload=", 8), 0);
+    assert_string_equal(json, "");
+    free(json);
+}
+
 /* ---- Azure DevOps --------------------------------------------------------- */
 
 static void azure(tracker_event *ev, hook_azure_where *w, const char *name, int shared)
@@ -808,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_github_wrong_shapes),
         cmocka_unit_test(test_github_numbers),
         cmocka_unit_test(test_github_deep_and_huge),
+        cmocka_unit_test(test_github_form_payload),
         cmocka_unit_test(test_azure_workitem_created),
         cmocka_unit_test(test_azure_workitem_updated),
         cmocka_unit_test(test_azure_workitem_commented),
