@@ -25,9 +25,16 @@
  * from the configured clone URL; the token is handed over only in libgit2's
  * credential callback and is never written to disk.
  *
+ * worktree_commit(), worktree_push() and worktree_diffstat() refuse a .git
+ * with a symlink anywhere in it, or one redirected elsewhere (commondir,
+ * gitdir file, core.worktree). Call them only when no sandboxed process is
+ * left running in the worktree: the checks and the work are not atomic
+ * against a writer that is still active.
+ *
  * Threads: call vcs_git_init() once (it is idempotent and thread-safe). Any
  * number of mirror and worktree handles may be used from different threads
- * at once; one handle must not be used by two threads at the same time.
+ * at once, also on the same mirror (the lock serialises what must be); one
+ * handle must not be used by two threads at the same time.
  */
 #ifndef FARM_VCS_GIT_H
 #define FARM_VCS_GIT_H
@@ -129,6 +136,13 @@ int worktree_create(worktree **out, mirror *m, const worktree_opts *o);
  * FARM_EINVALID. */
 int worktree_open(worktree **out, mirror *m, const char *path, const char *branch,
                   const char *start, const char *head);
+
+/* Move the worktree to another branch at its recorded head (a warm
+ * worktree made on a placeholder branch, adopted by a session): the new
+ * branch is created (or reset) at the head, HEAD points at it, the old
+ * branch is deleted; files and index are untouched. Returns 0,
+ * FARM_EINVALID (bad name) or FARM_EIO. */
+int worktree_branch_switch(worktree *wt, const char *branch);
 
 /* The worktree's directory, branch, and the commit the farm last recorded
  * (the start commit, then each commit made by worktree_commit()). */

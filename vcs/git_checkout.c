@@ -263,9 +263,12 @@ int wt_checkout(git_repository *repo, git_repository *src, const git_commit *com
 
     if (has_attributes(src, tree, 0)) {
         git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
+        git_commit *own = NULL; /* the same commit, through the worktree's odb */
         co.checkout_strategy = GIT_CHECKOUT_FORCE;
-        if ((e = git_checkout_tree(repo, (const git_object *)commit, &co)) < 0)
+        if ((e = git_commit_lookup(&own, repo, git_commit_id(commit))) < 0 ||
+            (e = git_checkout_tree(repo, (const git_object *)own, &co)) < 0)
             rc = vcs_git_fail(e, FARM_EIO, NULL, "worktree %s: checkout failed", workdir);
+        git_commit_free(own);
         goto out;
     }
 

@@ -16,7 +16,9 @@
 #include <git2/sys/repository.h>
 #include <git2/sys/odb_backend.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +196,55 @@ static int same_dir(const char *a, const char *b)
     return la == lb && memcmp(a, b, la) == 0;
 }
 
+/* Fail when anything under the directory open at dfd is a symlink. The
+ * farm writes refs, reflogs, objects and the index under .git; a symlink
+ * planted there by the agent would point those writes (or reads of another
+ * repository's objects) at the host's file system. Closes dfd. */
+static int no_symlinks(int dfd, const char *rel, int depth, size_t *budget, char *bad, size_t n)
+{
+    DIR *d = fdopendir(dfd);
+    int rc = 0;
+    if (!d) {
+        close(dfd);
+        snprintf(bad, n, "%s (unreadable)", rel);
+        return -1;
+    }
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (*budget == 0 || depth > 64) {
+            snprintf(bad, n, "%s (too many entries or too deep)", rel);
+            rc = -1;
+            break;
+        }
+        (*budget)--;
+        unsigned char type = de->d_type;
+        if (type == DT_UNKNOWN) {
+            struct stat st;
+            if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                continue;
+            type = S_ISLNK(st.st_mode) ? DT_LNK : S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+        }
+        if (type == DT_LNK) {
+            snprintf(bad, n, "%s/%s", rel, de->d_name);
+            rc = -1;
+        } else if (type == DT_DIR) {
+            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0) {
+                snprintf(bad, n, "%s/%s", rel, de->d_name);
+                rc = -1;
+                break;
+            }
+            char subrel[PATH_MAX];
+            snprintf(subrel, sizeof(subrel), "%s/%s", rel, de->d_name);
+            rc = no_symlinks(sub, subrel, depth + 1, budget, bad, n);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
 int wt_repo_open(git_repository **out, const worktree *wt)
 {
     git_repository *repo = NULL;
@@ -204,6 +255,15 @@ int wt_repo_open(git_repository **out, const worktree *wt)
     if (lstat(wt->gitdir, &st) < 0 || !S_ISDIR(st.st_mode)) {
         farm_error_set("worktree %s has no .git directory (removed or replaced?)", wt->path);
         return FARM_ENOTFOUND;
+    }
+    int gfd = open(wt->gitdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    size_t budget = 2000000; /* entries: bounds the walk, far above any real .git */
+    char bad[PATH_MAX];
+    if (gfd < 0 || no_symlinks(gfd, ".git", 0, &budget, bad, sizeof(bad)) < 0) {
+        farm_error_set("worktree %s: %s is a symlink or unreadable; refusing to use a .git that "
+                       "points outside itself",
+                       wt->path, gfd < 0 ? ".git" : bad);
+        return FARM_EINVALID;
     }
     if ((e = git_repository_open_ext(&repo, wt->path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL)) < 0)
         return vcs_git_fail(e, FARM_EIO, NULL, "cannot open worktree %s", wt->path);
@@ -468,4 +528,52 @@ int worktree_ro_paths(char ***out, const worktree *wt)
 int worktree_remove(worktree *wt)
 {
     return vcs_tree_remove(wt->path);
+}
+
+int worktree_branch_switch(worktree *wt, const char *branch)
+{
+    git_repository *repo = NULL;
+    git_reference *ref = NULL, *old = NULL;
+    git_oid oid;
+    char *name = NULL, *refname = NULL;
+    int rc = 0, e;
+
+    if (!branch || !vcs_branch_name_valid(branch)) {
+        farm_error_set("worktree: '%s' is not a valid branch name", branch ? branch : "(null)");
+        return FARM_EINVALID;
+    }
+    if (!strcmp(branch, wt->branch))
+        return 0;
+    if (!(name = strdup(branch)) || !(refname = vcs_strcat("refs/heads/", branch))) {
+        farm_error_set("out of memory");
+        rc = FARM_ENOMEM;
+        goto out;
+    }
+    if ((rc = wt_repo_open(&repo, wt)) < 0)
+        goto out;
+    if (git_oid_fromstr(&oid, wt->head) < 0) {
+        farm_error_set("worktree %s: no recorded head", wt->path);
+        rc = FARM_EINVALID;
+        goto out;
+    }
+    if ((e = git_reference_create(&ref, repo, refname, &oid, 1, NULL)) < 0 ||
+        (e = git_repository_set_head(repo, refname)) < 0) {
+        rc = vcs_git_fail(e, FARM_EIO, NULL, "worktree %s: cannot switch to branch %s", wt->path,
+                          branch);
+        goto out;
+    }
+    if (git_reference_lookup(&old, repo, wt->refname) == 0)
+        git_reference_delete(old);
+    free(wt->branch);
+    free(wt->refname);
+    wt->branch = name;
+    wt->refname = refname;
+    name = refname = NULL;
+out:
+    git_reference_free(old);
+    git_reference_free(ref);
+    git_repository_free(repo);
+    free(name);
+    free(refname);
+    return rc;
 }

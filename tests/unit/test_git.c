@@ -450,6 +450,146 @@ static void worktree_remove_never_follows_symlinks(void **state)
     assert_int_equal(vcs_tree_remove("/"), FARM_EINVALID);
 }
 
+/* Symlinks, executables and submodules come out as git would make them,
+ * and the index written for them is one `git status` agrees with. */
+static void worktree_special_entries(void **state)
+{
+    fx *f = *state;
+    char p[PATH_MAX], out[4096], head[64];
+    snprintf(p, sizeof(p), "%s/run.sh", f->src);
+    th_write(p, "#!/bin/sh\necho hi\n");
+    chmod(p, 0755);
+    snprintf(p, sizeof(p), "%s/link", f->src);
+    assert_int_equal(symlink("README.md", p), 0);
+    th_rev(head, f->src, "HEAD");
+    char cacheinfo[128];
+    snprintf(cacheinfo, sizeof(cacheinfo), "160000,%s,vendor/sub", head);
+    assert_int_equal(TH_GIT(f->src, "add", "run.sh", "link"), 0);
+    assert_int_equal(TH_GIT(f->src, "update-index", "--add", "--cacheinfo", cacheinfo), 0);
+    assert_int_equal(TH_GIT(f->src, "commit", "-q", "-m", "special"), 0);
+    assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", "main"), 0);
+    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
+
+    worktree *wt = wt_make(f, "special", "farm/11-special");
+    const char *w = worktree_path(wt);
+    struct stat st;
+    snprintf(p, sizeof(p), "%s/run.sh", w);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISREG(st.st_mode) && (st.st_mode & 0100));
+    snprintf(p, sizeof(p), "%s/README.md", w);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_false(st.st_mode & 0100);
+    snprintf(p, sizeof(p), "%s/link", w);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    char target[64] = "";
+    assert_int_equal(readlink(p, target, sizeof(target) - 1), 9);
+    assert_string_equal(target, "README.md");
+    snprintf(p, sizeof(p), "%s/vendor/sub", w);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), w, "status", "--porcelain"), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), w, "ls-files", "-s", "vendor/sub", "link"), 0);
+    assert_non_null(strstr(out, "160000"));
+    assert_non_null(strstr(out, "120000"));
+
+    /* and they survive a commit unchanged */
+    worktree_commit_result res;
+    worktree_commit_opts o = bot("nothing");
+    assert_int_equal(worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(res.empty, 1);
+    worktree_free(wt);
+}
+
+/* A tree with .gitattributes gets libgit2's filters (eol=crlf here). */
+static void worktree_applies_attributes(void **state)
+{
+    fx *f = *state;
+    char p[PATH_MAX], out[4096];
+    snprintf(p, sizeof(p), "%s/.gitattributes", f->src);
+    th_write(p, "*.txt text eol=crlf\n");
+    assert_int_equal(TH_GIT(f->src, "add", ".gitattributes"), 0);
+    assert_int_equal(TH_GIT(f->src, "commit", "-q", "-m", "attributes"), 0);
+    assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", "main"), 0);
+    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
+    worktree *wt = wt_make(f, "attrs", "farm/12-attrs");
+    snprintf(p, sizeof(p), "%s/docs/a.txt", worktree_path(wt));
+    char *text = th_read(p);
+    assert_non_null(text);
+    assert_string_equal(text, "one\r\ntwo\r\nthree\r\n");
+    free(text);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "status", "--porcelain"), 0);
+    assert_string_equal(out, "");
+    worktree_free(wt);
+}
+
+/* Write a raw tree object (entries "mode name\0<20 bytes>") into repo;
+ * its id into out. */
+static void raw_tree(char out[64], const char *repo, const char *dir, const char *mode,
+                     const char *name, const char *oid_hex)
+{
+    unsigned char raw[256];
+    size_t n = (size_t)snprintf((char *)raw, sizeof(raw), "%s %s", mode, name) + 1;
+    for (int i = 0; i < 20; i++) {
+        unsigned v;
+        sscanf(oid_hex + 2 * i, "%2x", &v);
+        raw[n++] = (unsigned char)v;
+    }
+    char file[PATH_MAX];
+    snprintf(file, sizeof(file), "%s/rawtree", dir);
+    FILE *fp = fopen(file, "wb");
+    fwrite(raw, 1, n, fp);
+    fclose(fp);
+    assert_int_equal(TH_GIT_OUT(out, 64, NULL, "-C", repo, "hash-object", "-w", "--literally", "-t",
+                                "tree", file),
+                     0);
+    th_chomp(out);
+}
+
+/* An upstream tree that names .git or .. is refused; nothing is written
+ * into the worktree's .git or outside it. */
+static void worktree_refuses_hostile_tree(void **state)
+{
+    fx *f = *state;
+    char blob[64], inner[64], top[64], commit[64], p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s/payload", f->dir);
+    th_write(p, "[core]\n\thooksPath = /tmp/evil\n");
+    assert_int_equal(TH_GIT_OUT(blob, sizeof(blob), NULL, "-C", f->remote, "hash-object", "-w", p),
+                     0);
+    th_chomp(blob);
+    const char *names[] = {".git", ".GIT", "..", "."};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        raw_tree(inner, f->remote, f->dir, "100644", "config", blob);
+        raw_tree(top, f->remote, f->dir, "40000", names[i], inner);
+        assert_int_equal(TH_GIT_OUT(commit, sizeof(commit), NULL, "-C", f->remote, "commit-tree",
+                                    "-m", "evil", top),
+                         0);
+        th_chomp(commit);
+        assert_int_equal(TH_GIT(NULL, "-C", f->remote, "update-ref", "refs/heads/evil", commit), 0);
+        int rc = mirror_fetch(f->m, &f->r);
+        if (rc != 0) { /* refusing the objects at fetch time is fine too */
+            if (getenv("FARM_TEST_VERBOSE"))
+                fprintf(stderr, "    %s: fetch: %s\n", names[i], farm_error_last());
+            continue;
+        }
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/wt/evil%zu", f->dir, i);
+        worktree_opts o = WORKTREE_OPTS_INIT;
+        o.path = path;
+        o.branch = "farm/13-evil";
+        o.base = "evil";
+        worktree *wt = NULL;
+        assert_true(worktree_create(&wt, f->m, &o) < 0);
+        if (getenv("FARM_TEST_VERBOSE"))
+            fprintf(stderr, "    %s: %s\n", names[i], farm_error_last());
+        assert_null(wt);
+        assert_false(th_exists(path));
+    }
+    snprintf(p, sizeof(p), "%s/wt/config", f->dir);
+    assert_false(th_exists(p));
+}
+
 /* ---- commit ---- */
 
 static void commit_records_every_change(void **state)
@@ -693,7 +833,35 @@ static void commit_refuses_redirected_gitdir(void **state)
     assert_int_equal(worktree_commit(&res, wt, &o), FARM_ENOTFOUND);
     unlink(git);
     assert_int_equal(rename(moved, git), 0);
+
+    /* symlinks planted under .git would aim the farm's writes (refs,
+     * reflogs, objects) or reads (another repository's objects) outside */
+    char outside[PATH_MAX], link[PATH_MAX];
+    snprintf(outside, sizeof(outside), "%s/outside", f->dir);
+    mkdir(outside, 0755);
+    const char *plants[] = {"refs/heads/farm", "logs", "objects/pack", "objects/ab"};
+    for (size_t i = 0; i < sizeof(plants) / sizeof(plants[0]); i++) {
+        snprintf(link, sizeof(link), "%s/%s", git, plants[i]);
+        char saved[PATH_MAX];
+        snprintf(saved, sizeof(saved), "%s.saved", link);
+        int had = rename(link, saved) == 0;
+        assert_int_equal(symlink(outside, link), 0);
+        assert_int_equal(worktree_commit(&res, wt, &o), FARM_EINVALID);
+        assert_non_null(strstr(farm_error_last(), "symlink"));
+        assert_int_equal(worktree_push(wt, &f->r, NULL), FARM_EINVALID);
+        unlink(link);
+        if (had)
+            assert_int_equal(rename(saved, link), 0);
+    }
+    DIR *od = opendir(outside);
+    int entries = 0;
+    for (struct dirent *de; (de = readdir(od)) != NULL;)
+        entries += de->d_name[0] != '.';
+    closedir(od);
+    assert_int_equal(entries, 0);
+
     assert_int_equal(worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(worktree_push(wt, &f->r, NULL), 0);
     worktree_free(wt);
 }
 
@@ -765,6 +933,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(worktree_checks_out_base, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_base_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_remove_never_follows_symlinks, setup, teardown),
+        cmocka_unit_test_setup_teardown(worktree_special_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(worktree_applies_attributes, setup, teardown),
+        cmocka_unit_test_setup_teardown(worktree_refuses_hostile_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(commit_records_every_change, setup, teardown),
         cmocka_unit_test_setup_teardown(commit_rejects_bad_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(commit_ignores_agent_git_state, setup, teardown),
