@@ -300,6 +300,18 @@ def test_azure():
                            outcome="unauthorized") == 2
 
 
+def test_azure_header_secret():
+    """The alternative to basic auth: a shared secret in a configured header."""
+    azure = {"org_url": "https://dev.azure.com/fabrikam", "webhook_header": "X-Farm-Secret",
+             "webhook_header_secret": "env:FARM_TEST_AZ_PASSWORD"}
+    with new_farm(azure=azure) as farm:
+        created = farmtest.azure_fixture("workitem.created")
+        assert farm.post_azure(created)[0] == 401
+        assert farm.post_azure(created, headers={"X-Farm-Secret": "azure-password-for-test"})[0] == 401
+        status, body = farm.post_azure(created, headers={"X-Farm-Secret": "azure-password-for-tests"})
+        assert status == 202 and body["result"] == "accepted", (status, body)
+
+
 def test_loopback_without_secrets():
     """No secret and no tokens on loopback: unsigned deliveries and reads are
     served (the demo)."""
@@ -334,5 +346,5 @@ def test_sigterm_drains():
 
 
 if __name__ == "__main__":
-    farmtest.run([test_github_statuses, test_api_reads, test_azure, test_loopback_without_secrets,
-                  test_refuses_beyond_loopback, test_sigterm_drains])
+    farmtest.run([test_github_statuses, test_api_reads, test_azure, test_azure_header_secret,
+                  test_loopback_without_secrets, test_refuses_beyond_loopback, test_sigterm_drains])
