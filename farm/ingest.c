@@ -329,7 +329,9 @@ static int on_comment(store_tx *tx, ingest_ctx *c, const config_repo *repo)
         result_set(c->res, INGEST_IGNORED, "event from a bot");
         return 0;
     }
-    rc = store_tx_session_find(&s, tx, ev->tracker, repo->name, ev->number, ev->is_pr, 0);
+    /* reviews always concern a pull request, whatever the parser flagged */
+    int by_pr = ev->is_pr || ev->kind == TEV_REVIEW_SUBMITTED || ev->kind == TEV_REVIEW_COMMENT;
+    rc = store_tx_session_find(&s, tx, ev->tracker, repo->name, ev->number, by_pr, 0);
     if (rc == 0) {
         int64_t id = s->id;
         store_session_free(s);
@@ -344,7 +346,7 @@ static int on_comment(store_tx *tx, ingest_ctx *c, const config_repo *repo)
     if (trigger_rule(rule, sizeof(rule), c->cfg, repo, ev))
         return trigger(tx, c, repo, rule);
     result_set(c->res, INGEST_IGNORED, "no session for this %s and no trigger",
-               ev->is_pr ? "pull request" : "issue");
+               by_pr ? "pull request" : "issue");
     return 0;
 }
 

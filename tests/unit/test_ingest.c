@@ -17,6 +17,7 @@
 #include "farm/farm.h"
 #include "farm/ingest.h"
 #include "farm/store.h"
+#include "farm/store_internal.h"
 
 #include <ftw.h>
 #include <pthread.h>
@@ -544,6 +545,69 @@ static void comments_and_close_go_to_the_session_log(void **state)
     expect((ingest_result[]){ingest_ok(fx, &ev)}, INGEST_IGNORED, "no active session");
 }
 
+static void reviews_and_pr_comments_reach_the_session(void **state)
+{
+    fixture *fx = *state;
+    char id[32], path[4096];
+    tracker_event ev = ev_make(fx, id, TEV_ISSUE_LABELED, "octo/app", 31);
+    ev.label = "agent";
+    ingest_result r = ingest_ok(fx, &ev);
+    int64_t sid = r.session_id;
+
+    /* the pipeline opened PR #40 for the session (written here directly) */
+    sqlite3 *db = NULL;
+    snprintf(path, sizeof(path), "%s/data/farm.db", fx->dir);
+    assert_int_equal(store_conn_open(&db, path, 0), 0);
+    assert_int_equal(store_exec(db, "UPDATE session SET pr_number = 40, state = 'review'"), 0);
+    sqlite3_close(db);
+
+    ev = ev_make(fx, id, TEV_REVIEW_SUBMITTED, "octo/app", 40);
+    ev.review_state = "changes_requested";
+    ev.comment_body = "please rename";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "added to session");
+    assert_int_equal(r.session_id, sid);
+
+    ev = ev_make(fx, id, TEV_REVIEW_COMMENT, "octo/app", 40);
+    ev.path = "src/main.c";
+    ev.line = 12;
+    ev.comment_body = "typo here";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "added to session");
+
+    ev = ev_make(fx, id, TEV_COMMENT_CREATED, "octo/app", 40);
+    ev.is_pr = 1;
+    ev.comment_body = "looks good otherwise";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "added to session");
+
+    /* a review on another PR has no session */
+    ev = ev_make(fx, id, TEV_REVIEW_SUBMITTED, "octo/app", 41);
+    expect((ingest_result[]){ingest_ok(fx, &ev)}, INGEST_IGNORED,
+           "no session for this pull request");
+
+    ev = ev_make(fx, id, TEV_PR_CLOSED, "octo/app", 40);
+    ev.is_pr = 1;
+    ev.merged = 1;
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "pull request closed");
+
+    store_event *e = NULL;
+    size_t n = 0;
+    assert_int_equal(store_event_list(&e, &n, fx->s, sid, 0, 0), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(e[1].kind, "review");
+    assert_non_null(strstr(e[1].body, "\"review_state\":\"changes_requested\""));
+    assert_string_equal(e[2].kind, "review_comment");
+    assert_non_null(strstr(e[2].body, "\"path\":\"src/main.c\""));
+    assert_non_null(strstr(e[2].body, "\"line\":12"));
+    assert_string_equal(e[3].kind, "comment");
+    assert_non_null(strstr(e[3].body, "\"is_pr\":true"));
+    assert_string_equal(e[4].kind, "pr_closed");
+    assert_non_null(strstr(e[4].body, "\"merged\":true"));
+    store_event_list_free(e, n);
+}
+
 /* ---- concurrency ---------------------------------------------------------- */
 
 typedef struct racer {
@@ -685,6 +749,7 @@ int main(void)
         T(duplicate_delivery_writes_nothing),
         T(second_trigger_keeps_one_session),
         T(comments_and_close_go_to_the_session_log),
+        T(reviews_and_pr_comments_reach_the_session),
         T(racing_duplicates_accept_once),
         T(concurrent_ingests_share_commits),
     };
