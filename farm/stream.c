@@ -230,6 +230,7 @@ static void hot_after_commit(stream_hub *h, const stream_row *row, const records
                      row->closed, row->ttl_s, row->expires_at_ms, row->access_ms);
     }
     pthread_mutex_unlock(&h->lock);
+    hub_fire_pending(h);
 }
 
 /* ---- create ------------------------------------------------------------ */
@@ -1410,7 +1411,7 @@ int stream_read(stream_result *out, stream_hub *h, const char *path, const strea
     stream_offset_format(out->next_offset, (uint64_t)c.next);
     out->up_to_date = c.next >= tail;
     out->closed = c.row.closed && c.next >= tail;
-    if (c.kind != OFF_NOW) {
+    if (c.kind != OFF_NOW && !req->live) { /* live reads answer without an ETag */
         char a[STREAM_OFFSET_LEN];
         stream_offset_format(a, c.pos);
         snprintf(out->etag, sizeof(out->etag), "\"%" PRId64 "-%s-%s%s\"", out->stream_id, a,
@@ -1524,6 +1525,7 @@ int stream_hot_load(stream_hub *h, const char *path)
                 e->gone = 1;
         }
         pthread_mutex_unlock(&h->lock);
+        hub_fire_pending(h);
         return s.found ? 0 : FARM_ENOTFOUND;
     }
     load_ctx c = {.path = path, .now = clock_wall_ms()};
@@ -1543,6 +1545,7 @@ int stream_hot_load(stream_hub *h, const char *path)
         }
     }
     pthread_mutex_unlock(&h->lock);
+    hub_fire_pending(h);
     stream_row_free(&c.row);
     return c.found ? 0 : FARM_ENOTFOUND;
 }

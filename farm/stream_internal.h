@@ -16,6 +16,7 @@
 #include "stream.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,14 +51,17 @@ typedef struct hot {
     int64_t used_ms; /* last use, for eviction */
 } hot;
 
+enum { W_DONE = 0, W_LISTED, W_PENDING, W_TAKEN };
+
 struct stream_waiter {
-    stream_waiter *prev, *next;
+    stream_waiter *prev, *next; /* on its stream's list, then on the pending list */
     hot *e;
     int64_t pos;
     int64_t deadline_ms;
     stream_wake_fn fn;
     void *arg;
-    int listed;
+    atomic_int state; /* W_*: listed, queued to fire, being fired, done */
+    stream_wake_reason why;
 };
 
 #define HOT_BUCKETS 1024
@@ -69,6 +73,7 @@ struct stream_hub {
     hot *buckets[HOT_BUCKETS];
     size_t nhot;
     size_t nwaiters;
+    stream_waiter *pending;  /* ready to fire once the lock is released */
     pthread_mutex_t aq_lock; /* the append queue and its thread (stream.c) */
     pthread_cond_t aq_wake;
     struct append_ctx *aq_head, *aq_tail;
@@ -88,6 +93,9 @@ hot *hub_hot_get(stream_hub *h, const char *path, int create);
 void hub_hot_meta(stream_hub *h, hot *e, int64_t stream_id, const char *content_type, int64_t tail,
                   int64_t start_pos, int64_t fork_pos, int closed, int64_t ttl_s,
                   int64_t expires_at_ms, int64_t access_ms);
+/* Fire the waiters queued by a tail change; call without the lock, after
+ * any hub_hot_meta() or hub_hot_session_tail(). */
+void hub_fire_pending(stream_hub *h);
 /* The stream at path is gone: wake its waiters with STREAM_WAKE_GONE. */
 void hub_gone(stream_hub *h, const char *path);
 /* Raise a session entry's tail and wake its waiters (lock held). */

@@ -17,12 +17,15 @@
 #include "../base/log.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define TICK_MS                 50
+#define TICK_MS 50
+#define DEADLINE_EVERY_MS 100 /* long-poll timeouts, heartbeats: a scan of every waiter */
 #define SESSION_POLL_DEFAULT_MS 250
 #define SWEEP_EVERY_MS          5000
 #define HOT_IDLE_MS             60000
@@ -126,11 +129,10 @@ void hub_ring_add(stream_hub *h, hot *e, int64_t pos, int64_t end, const void *p
     e->ring_end = end;
 }
 
-static void fire(stream_hub *h, stream_waiter *w, stream_wake_reason why)
+/* Take w off its stream's list (lock held). */
+static void unlink_waiter(stream_hub *h, stream_waiter *w)
 {
     hot *e = w->e;
-    if (!w->listed)
-        return;
     if (w->prev)
         w->prev->next = w->next;
     else
@@ -138,22 +140,53 @@ static void fire(stream_hub *h, stream_waiter *w, stream_wake_reason why)
     if (w->next)
         w->next->prev = w->prev;
     w->prev = w->next = NULL;
-    w->listed = 0;
     e->nwaiters--;
     h->nwaiters--;
+}
+
+/* Fire w now, with the lock held (a single waiter: a deadline, a wait that
+ * is already satisfied). */
+static void fire(stream_hub *h, stream_waiter *w, stream_wake_reason why)
+{
+    if (atomic_load(&w->state) != W_LISTED)
+        return;
+    unlink_waiter(h, w);
+    atomic_store(&w->state, W_DONE);
     w->fn(w->arg, why);
 }
 
-/* Fire every waiter of e that has something to read. */
+/* Queue every waiter of e that has something to read for firing by
+ * hub_fire_pending() once the lock is released: an append that wakes ten
+ * thousand readers must not hold the lock those readers need meanwhile. */
 static void wake_ready(stream_hub *h, hot *e)
 {
     stream_waiter *w = e->waiters, *next;
     for (; w; w = next) {
         next = w->next;
-        if (e->gone)
-            fire(h, w, STREAM_WAKE_GONE);
-        else if (e->tail > w->pos || e->closed)
-            fire(h, w, STREAM_WAKE_DATA);
+        if (!e->gone && !(e->tail > w->pos || e->closed))
+            continue;
+        unlink_waiter(h, w);
+        w->why = e->gone ? STREAM_WAKE_GONE : STREAM_WAKE_DATA;
+        w->next = h->pending;
+        if (h->pending)
+            h->pending->prev = w;
+        h->pending = w;
+        atomic_store(&w->state, W_PENDING);
+    }
+}
+
+void hub_fire_pending(stream_hub *h)
+{
+    pthread_mutex_lock(&h->lock);
+    stream_waiter *w = h->pending, *next;
+    h->pending = NULL;
+    for (stream_waiter *x = w; x; x = x->next)
+        atomic_store(&x->state, W_TAKEN);
+    pthread_mutex_unlock(&h->lock);
+    for (; w; w = next) {
+        next = w->next;
+        w->fn(w->arg, w->why);
+        atomic_store(&w->state, W_DONE); /* the owner may free it from here on */
     }
 }
 
@@ -213,6 +246,7 @@ void hub_gone(stream_hub *h, const char *path)
         wake_ready(h, e);
     }
     pthread_mutex_unlock(&h->lock);
+    hub_fire_pending(h);
 }
 
 void stream_hub_session_notify(stream_hub *h, int64_t session_id, int64_t seq)
@@ -224,6 +258,7 @@ void stream_hub_session_notify(stream_hub *h, int64_t session_id, int64_t seq)
     if (e && e->loaded)
         hub_hot_session_tail(h, e, seq);
     pthread_mutex_unlock(&h->lock);
+    hub_fire_pending(h);
 }
 
 int stream_wait(stream_waiter **out, stream_hub *h, const char *path, int64_t stream_id,
@@ -272,7 +307,7 @@ int stream_wait(stream_waiter **out, stream_hub *h, const char *path, int64_t st
     if (e->waiters)
         e->waiters->prev = w;
     e->waiters = w;
-    w->listed = 1;
+    atomic_store(&w->state, W_LISTED);
     e->nwaiters++;
     h->nwaiters++;
     *out = w;
@@ -293,19 +328,21 @@ void stream_wait_cancel(stream_hub *h, stream_waiter *w)
     if (!w)
         return;
     pthread_mutex_lock(&h->lock);
-    if (w->listed) {
-        hot *e = w->e;
+    int state = atomic_load(&w->state);
+    if (state == W_LISTED) {
+        unlink_waiter(h, w);
+    } else if (state == W_PENDING) {
         if (w->prev)
             w->prev->next = w->next;
         else
-            e->waiters = w->next;
+            h->pending = w->next;
         if (w->next)
             w->next->prev = w->prev;
-        e->nwaiters--;
-        h->nwaiters--;
-        w->listed = 0;
     }
     pthread_mutex_unlock(&h->lock);
+    /* being fired right now by another thread: its callback is short */
+    while (atomic_load(&w->state) == W_TAKEN)
+        sched_yield();
     free(w);
 }
 
@@ -372,7 +409,7 @@ static void poll_sessions(stream_hub *h)
 static void *timer_main(void *arg)
 {
     stream_hub *h = arg;
-    int64_t last_poll = 0, last_sweep = clock_mono_ms();
+    int64_t last_poll = 0, last_sweep = clock_mono_ms(), last_deadlines = 0;
     pthread_mutex_lock(&h->lock);
     while (!h->stopping) {
         struct timespec ts;
@@ -386,7 +423,10 @@ static void *timer_main(void *arg)
         if (h->stopping)
             break;
         int64_t now = clock_mono_ms();
-        fire_deadlines(h, now);
+        if (now - last_deadlines >= DEADLINE_EVERY_MS) {
+            fire_deadlines(h, now);
+            last_deadlines = now;
+        }
         evict_idle(h, now);
         int poll = h->opt.session_poll_ms > 0 && now - last_poll >= h->opt.session_poll_ms;
         int sweep = now - last_sweep >= SWEEP_EVERY_MS;
@@ -457,8 +497,11 @@ void stream_hub_shutdown(stream_hub *h)
         for (hot *e = h->buckets[b]; e; e = e->next)
             while (e->waiters)
                 fire(h, e->waiters, STREAM_WAKE_SHUTDOWN);
+    for (stream_waiter *w = h->pending; w; w = w->next)
+        w->why = STREAM_WAKE_SHUTDOWN;
     pthread_cond_broadcast(&h->tick);
     pthread_mutex_unlock(&h->lock);
+    hub_fire_pending(h);
 }
 
 void stream_hub_close(stream_hub *h)

@@ -20,7 +20,11 @@
 
 void stream_offset_format(char out[STREAM_OFFSET_LEN], uint64_t pos)
 {
-    snprintf(out, STREAM_OFFSET_LEN, "%016" PRIx64, pos);
+    /* by hand: this runs for every reader on every event */
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, pos >>= 4)
+        out[i] = hex[pos & 15];
+    out[16] = '\0';
 }
 
 int stream_offset_parse(uint64_t *pos, const char *s)
@@ -198,7 +202,18 @@ void stream_cursor_next(char *out, size_t n, const char *client_cursor)
         int64_t steps = (jitter_s + CURSOR_INTERVAL_S - 1) / CURSOR_INTERVAL_S;
         cur = client + steps;
     }
-    snprintf(out, n, "%" PRId64, cur);
+    char tmp[24];
+    int len = 0;
+    do {
+        tmp[len++] = (char)('0' + cur % 10);
+        cur /= 10;
+    } while (cur > 0 && len < (int)sizeof(tmp));
+    if (!n)
+        return;
+    size_t i = 0;
+    for (; len > 0 && i + 1 < n; i++)
+        out[i] = tmp[--len];
+    out[i] = '\0';
 }
 
 int stream_path_session(const char *path, int64_t *session_id)

@@ -545,21 +545,31 @@ static int sse_data_lines(buf *out, const char *p, size_t n)
     return rc;
 }
 
+/* Format one batch and its control event into c->out. Runs for every reader
+ * on every event, so it appends pieces rather than going through printf. */
 static int sse_format(sse_conn *c, const stream_result *res)
 {
     buf *o = &c->out;
     int rc = 0;
     if (c->nrec) {
         rc = buf_puts(o, "event: data\n");
-        if (!rc && c->mode == SSE_JSON)
-            rc = buf_printf(o, "data: [%s]\n", buf_cstr(&c->batch));
-        else if (!rc && c->mode == SSE_TEXT)
+        if (!rc && c->mode == SSE_JSON) {
+            rc = buf_puts(o, "data: [");
+            if (!rc)
+                rc = buf_append(o, c->batch.data ? c->batch.data : "", c->batch.len);
+            if (!rc)
+                rc = buf_puts(o, "]\n");
+        } else if (!rc && c->mode == SSE_TEXT) {
             rc = sse_data_lines(o, c->batch.data ? c->batch.data : "", c->batch.len);
-        else if (!rc) {
+        } else if (!rc) {
             char *b64 = crypto_base64_encode(c->batch.data ? c->batch.data : "", c->batch.len, 0);
             if (!b64)
                 return FARM_ENOMEM;
-            rc = buf_printf(o, "data: %s\n", b64);
+            rc = buf_puts(o, "data: ");
+            if (!rc)
+                rc = buf_puts(o, b64);
+            if (!rc)
+                rc = buf_putc(o, '\n');
             free(b64);
         }
         if (!rc)
@@ -567,17 +577,32 @@ static int sse_format(sse_conn *c, const stream_result *res)
     }
     if (rc)
         return rc;
-    /* the control event, formatted by hand: this runs once per reader per
-     * event, and every field is a number, an offset or a literal */
-    char cursor[32] = "";
-    if (!res->closed)
+    /* id: lets a browser's EventSource resume with Last-Event-ID */
+    rc = buf_puts(o, "event: control\nid: ");
+    if (!rc)
+        rc = buf_puts(o, res->next_offset);
+    if (!rc)
+        rc = buf_puts(o, "\ndata: {\"streamNextOffset\":\"");
+    if (!rc)
+        rc = buf_puts(o, res->next_offset);
+    if (!rc)
+        rc = buf_putc(o, '"');
+    if (!rc && !res->closed) {
+        char cursor[32];
         stream_cursor_next(cursor, sizeof(cursor), c->client_cursor);
-    char text[256];
-    snprintf(text, sizeof(text), "{\"streamNextOffset\":\"%s\"%s%s%s%s%s}", res->next_offset,
-             res->closed ? "" : ",\"streamCursor\":\"", cursor, res->closed ? "" : "\"",
-             res->up_to_date ? ",\"upToDate\":true" : "",
-             res->closed ? ",\"streamClosed\":true" : "");
-    return buf_printf(o, "event: control\nid: %s\ndata: %s\n\n", res->next_offset, text);
+        rc = buf_puts(o, ",\"streamCursor\":\"");
+        if (!rc)
+            rc = buf_puts(o, cursor);
+        if (!rc)
+            rc = buf_putc(o, '"');
+    }
+    if (!rc && res->up_to_date)
+        rc = buf_puts(o, ",\"upToDate\":true");
+    if (!rc && res->closed)
+        rc = buf_puts(o, ",\"streamClosed\":true");
+    if (!rc)
+        rc = buf_puts(o, "}\n\n");
+    return rc;
 }
 
 static ssize_t sse_reader(void *cls, uint64_t unused, char *dst, size_t max)
