@@ -26,6 +26,10 @@ import time
 FARM = os.environ["FARM_BIN"]
 ESCAPE = os.environ["FARM_ESCAPE_BIN"]
 ESCAPED, BLOCKED = 0, 10
+# The program's name inside the sandbox is unique to this run, so that the
+# host-side process checks never see another suite's sandboxes (other builds
+# may run this suite at the same time on the same host).
+EXE = "escape-%d-%s" % (os.getpid(), os.urandom(4).hex())
 
 results = []  # (ok, description, note)
 
@@ -66,7 +70,7 @@ def farm_run(wt, cmd, opts=(), env=None, timeout=120, pass_fds=()):
 
 
 def escape(wt, *args, opts=(), **kw):
-    return farm_run(wt, ["/work/escape"] + [str(a) for a in args], opts=opts, **kw)
+    return farm_run(wt, ["/work/" + EXE] + [str(a) for a in args], opts=opts, **kw)
 
 
 def expect_blocked(desc, r):
@@ -123,8 +127,8 @@ def new_worktree(base, name):
     os.makedirs(os.path.join(wt, ".git", "hooks"))
     with open(os.path.join(wt, ".git", "config"), "w") as f:
         f.write("[core]\n\tbare = false\n")
-    shutil.copy(ESCAPE, os.path.join(wt, "escape"))
-    os.chmod(os.path.join(wt, "escape"), 0o755)
+    shutil.copy(ESCAPE, os.path.join(wt, EXE))
+    os.chmod(os.path.join(wt, EXE), 0o755)
     return wt
 
 
@@ -141,7 +145,7 @@ def main():
         print("Bail out! the sandbox does not work on this host:\n" + caps["text"])
         return 1
     wt = new_worktree(base, "wt")
-    escape_exe = "/work/escape"  # /proc/PID/exe shows the path inside the sandbox
+    escape_exe = "/work/" + EXE  # /proc/PID/exe shows the path inside the sandbox
     try:
         run_all(base, wt, escape_exe, token, caps)
     finally:
@@ -303,7 +307,7 @@ def run_all(base, wt, escape_exe, token, caps):
     t0 = time.monotonic()
     r = escape(wt, "daemon", "/work/daemon.txt")
     took = time.monotonic() - t0
-    gone = wait_for(lambda: not host_escape_pids(escape_exe), 5)
+    gone = wait_for(lambda: not host_escape_pids(escape_exe), 15)
     before = open(beat).read() if os.path.exists(beat) else ""
     time.sleep(0.3)  # the daemon beats every 50 ms: six missed beats
     after = open(beat).read() if os.path.exists(beat) else ""
@@ -312,7 +316,7 @@ def run_all(base, wt, escape_exe, token, caps):
         "" if ok else "%s gone=%s beat %r -> %r" % (r.why(), gone, before, after))
 
     p = subprocess.Popen([FARM, "sandbox", "run", "--dir", wt, "--timeout", "120", "--",
-                          "/work/escape", "heartbeat", "/work/hb"],
+                          "/work/" + EXE, "heartbeat", "/work/hb"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     hb = os.path.join(wt, "hb")
     started = wait_for(lambda: os.path.exists(hb) and host_escape_pids(escape_exe), 20)
@@ -331,7 +335,7 @@ def run_all(base, wt, escape_exe, token, caps):
         "" if ok else "started=%s host uids=%s" % (started, uids))
     p.kill()
     p.wait()
-    gone = wait_for(lambda: not host_escape_pids(escape_exe), 5)
+    gone = wait_for(lambda: not host_escape_pids(escape_exe), 15)
     tap(started and gone, "the sandbox does not survive the farm's death (kill -9)",
         "" if started and gone else "started=%s still running=%s" % (
             started, host_escape_pids(escape_exe)))
