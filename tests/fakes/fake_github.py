@@ -39,17 +39,39 @@ Control endpoints (no authentication), all JSON:
   POST   /_fake/tokens/expire          {"token": T} or {} for every installation token
   POST   /_fake/ratelimit              {"login": L (default: everyone), "remaining": N,
                                         "reset_in": seconds}
+
+Webhooks. Register a receiver and every change made through the API is
+delivered to it the way GitHub would (in order, from one background thread,
+signed with X-Hub-Signature-256, with X-GitHub-Event and X-GitHub-Delivery):
+issues (opened, edited, closed, reopened, labeled, unlabeled, assigned),
+issue_comment (created, edited, deleted), pull_request (opened, edited,
+closed, reopened; closed with merged after PUT .../merge),
+pull_request_review (submitted, after POST .../pulls/N/reviews) and
+pull_request_review_comment (created). Seeding through /_fake/state sends
+nothing. Act as a person by seeding a token for them ({"tokens": {T: LOGIN}}).
+  POST   /_fake/hooks                  {"url": U, "secret": S, "events": [optional filter]}
+  GET    /_fake/hooks                  the receivers;  DELETE: forget them
+  GET    /_fake/deliveries[?since=N]   every delivery: seq, id, event, action, url,
+                                       payload, status (None while in flight), error
+  POST   /_fake/emit                   {"repo": "o/r", "event": E, "action": A,
+                                        "sender": LOGIN, "payload": {...}}: deliver any event
+  POST   /_fake/redeliver              {"id": DELIVERY_ID}: send it again, same id
 """
 
 import argparse
 import base64
 import hashlib
+import hmac
 import json
+import queue
 import re
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MAX_REQUEST_BODY = 64 << 20
@@ -156,6 +178,37 @@ class State:
         self.content_times = {}  # login -> [times of content-creating requests]
         self.next_id = 1000
         self.next_token = 1
+        self.hooks = []          # {"id", "url", "secret", "events"}
+        self.deliveries = []     # see deliver()
+        self.outgoing = queue.Queue()
+
+    def deliver_loop(self):
+        """The one thread that sends webhook deliveries, in order."""
+        while not self.stop.is_set():
+            try:
+                rec = self.outgoing.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.deliver(rec)
+
+    def deliver(self, rec):
+        data = rec["_data"]
+        sig = "sha256=" + hmac.new(rec["_secret"].encode(), data, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/fake",
+                   "X-GitHub-Event": rec["event"], "X-GitHub-Delivery": rec["id"],
+                   "X-GitHub-Hook-ID": str(rec["hook"]), "X-Hub-Signature-256": sig,
+                   "X-GitHub-Hook-Installation-Target-Type": "repository"}
+        status, error, answer = 0, None, ""
+        try:
+            req = urllib.request.Request(rec["url"], data=data, method="POST", headers=headers)
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                status, answer = resp.status, resp.read(4096).decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            status, answer = e.code, e.read(4096).decode("utf-8", "replace")
+        except (OSError, ValueError) as e:
+            error = str(e)
+        with self.lock:
+            rec.update(status=status, error=error, answer=answer, attempts=rec["attempts"] + 1)
 
     def new_id(self):
         self.next_id += 1
@@ -295,8 +348,11 @@ class Handler(BaseHTTPRequestHandler):
             if inm and etag in [t.strip() for t in inm.split(",")]:
                 with st.lock:
                     st.stats["not_modified"] += 1
-                    if ident and ident.get("login") in st.rate:
-                        st.rate[ident["login"]]["remaining"] += 1  # 304s are free
+                    r = st.rate.get(ident.get("login")) if ident else None
+                    if r and "x-ratelimit-remaining" in headers:
+                        r["remaining"] += 1  # 304s are free
+                        headers["x-ratelimit-remaining"] = r["remaining"]
+                        headers["x-ratelimit-used"] = st.config["rate_limit"] - r["remaining"]
                 self._finish(rec, 304, None, headers, raw=b"")
                 return
         self._finish(rec, status, obj, headers, raw=data)
@@ -456,6 +512,35 @@ class Handler(BaseHTTPRequestHandler):
                 if self.command == "POST":
                     return 200, self._seed(body)
                 return 200, self._dump()
+            if path == "/_fake/hooks":
+                if self.command == "POST":
+                    if not isinstance(body.get("url"), str):
+                        raise ValueError("url is required")
+                    h = {"id": st.new_id(), "url": body["url"],
+                         "secret": body.get("secret", ""), "events": body.get("events") or []}
+                    st.hooks.append(h)
+                    return 200, h
+                if self.command == "DELETE":
+                    st.hooks = []
+                return 200, {"hooks": st.hooks}
+            if path == "/_fake/deliveries":
+                since = int(query.get("since", 0))
+                return 200, {"deliveries": [
+                    {k: v for k, v in d.items() if not k.startswith("_")}
+                    for d in st.deliveries if d["seq"] > since]}
+            if path == "/_fake/emit" and self.command == "POST":
+                r = st.repo(body["repo"])
+                if r is None:
+                    raise ValueError("no repository " + body["repo"])
+                self._emit(r, body["event"], body.get("action"), body.get("sender", "octocat"),
+                           **body.get("payload", {}))
+                return 200, {"deliveries": len(st.deliveries)}
+            if path == "/_fake/redeliver" and self.command == "POST":
+                for d in st.deliveries:
+                    if d["id"] == body["id"]:
+                        st.outgoing.put(d)
+                        return 200, {"ok": True}
+                return 404, {"message": "no such delivery"}
             if path == "/_fake/shutdown":
                 st.stop.set()
                 threading.Thread(target=self.server.shutdown, daemon=True).start()
@@ -531,14 +616,44 @@ class Handler(BaseHTTPRequestHandler):
         issue = {"id": st.new_id(), "number": num, "title": src.get("title", ""),
                  "body": src.get("body"), "user": login, "state": src.get("state", "open"),
                  "labels": list(dict.fromkeys(src.get("labels", []))), "created_at": now,
-                 "updated_at": now, "reactions": [], "is_pr": bool(src.get("is_pr"))}
+                 "updated_at": now, "reactions": [], "is_pr": bool(src.get("is_pr")),
+                 "assignees": list(dict.fromkeys(src.get("assignees", [])))}
         r["issues"][num] = issue
         return issue
+
+    def _emit(self, r, event, action, actor, **objs):
+        """Queue a webhook delivery of event to every receiver (under st.lock)."""
+        st = self.state
+        hooks = [h for h in st.hooks if not h["events"] or event in h["events"]]
+        if not hooks:
+            return
+        payload = {"action": action} if action else {}
+        payload.update(objs)
+        owner, name = r["name"].split("/", 1)
+        payload["repository"] = {"id": r["id"], "name": name, "full_name": r["name"],
+                                 "owner": user_json(owner), "private": False,
+                                 "html_url": "https://github.example/" + r["name"],
+                                 "default_branch": "main"}
+        payload["sender"] = user_json(actor)
+        for iid, inst in sorted(st.installations.items()):
+            if not inst["repos"] or r["name"].lower() in inst["repos"]:
+                payload["installation"] = {"id": int(iid)}
+                break
+        data = json.dumps(payload).encode()
+        for h in hooks:
+            rec = {"seq": len(st.deliveries) + 1, "id": str(uuid.uuid4()), "hook": h["id"],
+                   "event": event, "action": action, "url": h["url"], "payload": payload,
+                   "status": None, "error": None, "answer": None, "attempts": 0,
+                   "_data": data, "_secret": h["secret"]}
+            st.deliveries.append(rec)
+            st.outgoing.put(rec)
 
     def _issue_json(self, r, i):
         o = {"id": i["id"], "number": i["number"], "title": i["title"], "body": i["body"],
              "user": user_json(i["user"]), "state": i["state"],
              "labels": [{"name": n} for n in i["labels"]],
+             "assignees": [user_json(a) for a in i["assignees"]],
+             "assignee": user_json(i["assignees"][0]) if i["assignees"] else None,
              "comments": sum(1 for c in r["comments"].values() if c["issue"] == i["number"]),
              "created_at": i["created_at"], "updated_at": i["updated_at"],
              "html_url": "https://github.example/%s/%s/%d" % (
@@ -590,6 +705,7 @@ class Handler(BaseHTTPRequestHandler):
         return {"id": i["id"], "number": p["number"], "title": i["title"], "body": i["body"],
                 "state": i["state"], "merged": p["merged"], "draft": p["draft"],
                 "user": user_json(i["user"]),
+                "author_association": self._association(r, i["user"]),
                 "head": {"ref": p["head"], "label": "%s:%s" % (owner, p["head"]),
                          "sha": hashlib.sha1(p["head"].encode()).hexdigest()},
                 "base": {"ref": p["base"], "label": "%s:%s" % (owner, p["base"])},
@@ -626,6 +742,7 @@ class Handler(BaseHTTPRequestHandler):
              "line": c["line"], "original_line": c["line"], "body": c["body"],
              "user": user_json(c["user"]), "created_at": c["created_at"],
              "updated_at": c["updated_at"],
+             "author_association": self._association(r, c["user"]),
              "html_url": "https://github.example/%s/pull/%d#discussion_r%d" % (
                  r["name"], c["pull"], c["id"])}
         if c["in_reply_to"]:
@@ -746,7 +863,15 @@ class Handler(BaseHTTPRequestHandler):
             if m == "POST":
                 title = self._body_text(body, "title", resource="Issue")
                 i = self._issue_new(r, me, {"title": title, "body": body.get("body"),
-                                            "labels": body.get("labels", [])})
+                                            "labels": body.get("labels", []),
+                                            "assignees": body.get("assignees", [])})
+                self._emit(r, "issues", "opened", me, issue=self._issue_json(r, i))
+                for name in i["labels"]:
+                    self._emit(r, "issues", "labeled", me, issue=self._issue_json(r, i),
+                               label={"name": name})
+                for a in i["assignees"]:
+                    self._emit(r, "issues", "assigned", me, issue=self._issue_json(r, i),
+                               assignee=user_json(a))
                 return 201, self._issue_json(r, i), None
         if len(rest) >= 2 and rest[0] == "issues" and rest[1] == "comments":
             if len(rest) < 3 or not rest[2].isdigit():
@@ -760,13 +885,22 @@ class Handler(BaseHTTPRequestHandler):
                 if m == "PATCH":
                     if c["user"] != me:
                         raise ApiError(403, "Must have admin rights to Repository.")
+                    old = c["body"]
                     c["body"] = self._body_text(body)
                     c["updated_at"] = iso()
+                    if old != c["body"]:
+                        self._emit(r, "issue_comment", "edited", me,
+                                   issue=self._issue_json(r, r["issues"][c["issue"]]),
+                                   comment=self._comment_json(r, c),
+                                   changes={"body": {"from": old}})
                     return 200, self._comment_json(r, c), None
                 if m == "DELETE":
                     if c["user"] != me:
                         raise ApiError(403, "Must have admin rights to Repository.")
                     del r["comments"][c["id"]]
+                    self._emit(r, "issue_comment", "deleted", me,
+                               issue=self._issue_json(r, r["issues"][c["issue"]]),
+                               comment=self._comment_json(r, c))
                     return 204, None, None
             if len(rest) == 4 and rest[3] == "reactions":
                 return self._reactions(c, m, body, me, query, path)
@@ -782,13 +916,7 @@ class Handler(BaseHTTPRequestHandler):
                 if m == "GET":
                     return 200, self._issue_json(r, i), None
                 if m == "PATCH":
-                    for k in ("title", "body", "state"):
-                        if k in body:
-                            i[k] = body[k]
-                    if "labels" in body:
-                        i["labels"] = list(dict.fromkeys(body["labels"]))
-                    i["updated_at"] = iso()
-                    return 200, self._issue_json(r, i), None
+                    return self._issue_patch(r, i, body, me)
             if sub == ["comments"]:
                 if m == "GET":
                     items = [self._comment_json(r, c) for c in sorted(
@@ -798,11 +926,19 @@ class Handler(BaseHTTPRequestHandler):
                     return 200, chunk, h
                 if m == "POST":
                     c = self._comment_new(r, i["number"], me, self._body_text(body))
+                    self._emit(r, "issue_comment", "created", me, issue=self._issue_json(r, i),
+                               comment=self._comment_json(r, c))
                     return 201, self._comment_json(r, c), None
             if sub == ["reactions"]:
                 return self._reactions(i, m, body, me, query, path)
             if sub and sub[0] == "labels":
-                return self._labels(i, m, body, sub[1:], query, path)
+                before = list(i["labels"])
+                out = self._labels(i, m, body, sub[1:], query, path)
+                self._label_events(r, i, before, me)
+                return out
+            if sub == ["assignees"] and m == "POST":
+                return self._issue_patch(r, i, {"assignees": i["assignees"] + list(
+                    (body or {}).get("assignees", []))}, me, status=201)
             raise ApiError(404, "Not Found")
 
         # /pulls
@@ -838,6 +974,8 @@ class Handler(BaseHTTPRequestHandler):
                 p = self._pr_new(r, me, {"title": title, "body": body.get("body"),
                                          "head": head, "base": base,
                                          "draft": body.get("draft", False)})
+                self._emit(r, "pull_request", "opened", me, number=p["number"],
+                           pull_request=self._pr_json(r, p))
                 return 201, self._pr_json(r, p), None
         if len(rest) >= 2 and rest[0] == "pulls" and rest[1] == "comments":
             if len(rest) == 3 and rest[2].isdigit() and m == "GET":
@@ -856,6 +994,7 @@ class Handler(BaseHTTPRequestHandler):
                 if m == "GET":
                     return 200, self._pr_json(r, p), None
                 if m == "PATCH":
+                    old = (i["title"], i["body"], p["base"], i["state"])
                     if "title" in body:
                         i["title"] = self._body_text(body, "title", resource="PullRequest")
                     if "body" in body:
@@ -865,7 +1004,48 @@ class Handler(BaseHTTPRequestHandler):
                     if "base" in body:
                         p["base"] = body["base"]
                     i["updated_at"] = iso()
+                    if old[:3] != (i["title"], i["body"], p["base"]):
+                        self._emit(r, "pull_request", "edited", me, number=p["number"],
+                                   pull_request=self._pr_json(r, p))
+                    if old[3] != i["state"]:
+                        self._emit(r, "pull_request",
+                                   "closed" if i["state"] == "closed" else "reopened", me,
+                                   number=p["number"], pull_request=self._pr_json(r, p))
                     return 200, self._pr_json(r, p), None
+            if sub == ["merge"] and m == "PUT":
+                if i["state"] != "open":
+                    raise ApiError(405, "Pull Request is not mergeable")
+                p["merged"] = True
+                i["state"] = "closed"
+                i["updated_at"] = iso()
+                self._emit(r, "pull_request", "closed", me, number=p["number"],
+                           pull_request=self._pr_json(r, p))
+                return 200, {"merged": True, "message": "Pull Request successfully merged",
+                             "sha": hashlib.sha1(p["head"].encode()).hexdigest()}, None
+            if sub == ["reviews"] and m == "POST":
+                event = (body or {}).get("event", "COMMENT")
+                states = {"APPROVE": "approved", "REQUEST_CHANGES": "changes_requested",
+                          "COMMENT": "commented"}
+                if event not in states:
+                    raise ApiError(422, "Validation Failed", errors=[{
+                        "resource": "PullRequestReview", "field": "event", "code": "invalid"}])
+                review = {"id": st.new_id(), "body": (body or {}).get("body") or "",
+                          "state": states[event], "user": user_json(me),
+                          "submitted_at": iso(),
+                          "html_url": "https://github.example/%s/pull/%d" % (
+                              r["name"], p["number"])}
+                made = []
+                for rc in (body or {}).get("comments", []):
+                    c = self._rc_new(r, p["number"], me, {
+                        "body": rc.get("body", ""), "path": rc.get("path"),
+                        "line": rc.get("line")})
+                    made.append(c)
+                self._emit(r, "pull_request_review", "submitted", me, review=review,
+                           pull_request=self._pr_json(r, p))
+                for c in made:
+                    self._emit(r, "pull_request_review_comment", "created", me,
+                               comment=self._rc_json(r, c), pull_request=self._pr_json(r, p))
+                return 200, review, None
             if sub == ["comments"]:
                 if m == "GET":
                     items = [self._rc_json(r, c) for c in sorted(
@@ -876,11 +1056,15 @@ class Handler(BaseHTTPRequestHandler):
                 if m == "POST":
                     text = self._body_text(body, resource="PullRequestReviewComment")
                     c = self._rc_new(r, p["number"], me, dict(body, body=text))
+                    self._emit(r, "pull_request_review_comment", "created", me,
+                               comment=self._rc_json(r, c), pull_request=self._pr_json(r, p))
                     return 201, self._rc_json(r, c), None
             if len(sub) == 3 and sub[0] == "comments" and sub[2] == "replies" and \
                     sub[1].isdigit() and m == "POST":
                 text = self._body_text(body, resource="PullRequestReviewComment")
                 c = self._rc_new(r, p["number"], me, {"body": text, "in_reply_to": int(sub[1])})
+                self._emit(r, "pull_request_review_comment", "created", me,
+                           comment=self._rc_json(r, c), pull_request=self._pr_json(r, p))
                 return 201, self._rc_json(r, c), None
             raise ApiError(404, "Not Found")
 
@@ -916,6 +1100,54 @@ class Handler(BaseHTTPRequestHandler):
             obj["reactions"].append((rid, me, content))
             return 201, {"id": rid, "content": content, "user": user_json(me)}, None
         raise ApiError(404, "Not Found")
+
+    def _issue_patch(self, r, i, body, me, status=200):
+        if not isinstance(body, dict):
+            raise ApiError(400, "Problems parsing JSON")
+        old_title, old_body, old_state = i["title"], i["body"], i["state"]
+        before_labels, before_assignees = list(i["labels"]), list(i["assignees"])
+        if "title" in body:
+            i["title"] = self._body_text(body, "title", resource="Issue")
+        if "body" in body:
+            i["body"] = self._body_text(body, "body", required=False, resource="Issue")
+        if body.get("state") in ("open", "closed"):
+            i["state"] = body["state"]
+        if "labels" in body:
+            i["labels"] = list(dict.fromkeys(body["labels"]))
+        if "assignees" in body:
+            i["assignees"] = list(dict.fromkeys(body["assignees"]))
+        i["updated_at"] = iso()
+        if (old_title, old_body) != (i["title"], i["body"]):
+            changes = {}
+            if old_title != i["title"]:
+                changes["title"] = {"from": old_title}
+            if old_body != i["body"]:
+                changes["body"] = {"from": old_body}
+            self._emit(r, "issues", "edited", me, issue=self._issue_json(r, i), changes=changes)
+        if old_state != i["state"]:
+            self._emit(r, "issues", "closed" if i["state"] == "closed" else "reopened", me,
+                       issue=self._issue_json(r, i))
+        self._label_events(r, i, before_labels, me)
+        for a in i["assignees"]:
+            if a not in before_assignees:
+                self._emit(r, "issues", "assigned", me, issue=self._issue_json(r, i),
+                           assignee=user_json(a))
+        return status, self._issue_json(r, i), None
+
+    def _label_events(self, r, i, before, me):
+        event = "pull_request" if i["is_pr"] else "issues"
+        key = "pull_request" if i["is_pr"] else "issue"
+
+        def obj():
+            if i["is_pr"]:
+                return self._pr_json(r, r["pulls"][i["number"]])
+            return self._issue_json(r, i)
+        for name in before:
+            if name not in i["labels"]:
+                self._emit(r, event, "unlabeled", me, label={"name": name}, **{key: obj()})
+        for name in i["labels"]:
+            if name not in before:
+                self._emit(r, event, "labeled", me, label={"name": name}, **{key: obj()})
 
     def _labels(self, issue, m, body, rest, query, path):
         def out():
@@ -953,6 +1185,7 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
     Handler.state = State()
+    threading.Thread(target=Handler.state.deliver_loop, daemon=True).start()
     srv = ThreadingHTTPServer((args.host, args.port), Handler)
     srv.daemon_threads = True
     print(srv.server_address[1], flush=True)
