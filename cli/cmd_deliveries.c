@@ -28,7 +28,7 @@ static void print_table(json_t *list)
 {
     size_t i;
     json_t *d;
-    printf("%-6s %-24s %-7s %-22s %-10s %-28s %-9s %s\n", "ID", "RECEIVED", "TRACKER", "EVENT",
+    printf("%-6s %-19s %-7s %-22s %-10s %-28s %-9s %s\n", "ID", "RECEIVED", "TRACKER", "EVENT",
            "ACTION", "SUBJECT", "OUTCOME", "SESSION/REASON");
     json_array_foreach(list, i, d)
     {
@@ -47,9 +47,12 @@ static void print_table(json_t *list)
             snprintf(reason, sizeof(reason), "session %lld", session);
         else
             cell(reason, sizeof(reason), str(d, "reason"));
-        printf("%-6lld %-24s %-7s %-22s %-10s %-28.28s %-9s %s\n",
-               (long long)json_integer_value(json_object_get(d, "id")), str(d, "received"),
-               str(d, "tracker"), event, action, subject, str(d, "outcome"), reason);
+        char received[24];
+        remote_time_short(received, sizeof(received),
+                          json_string_value(json_object_get(d, "received")));
+        printf("%-6lld %-19s %-7s %-22s %-10s %-28.28s %-9s %s\n",
+               (long long)json_integer_value(json_object_get(d, "id")), received, str(d, "tracker"),
+               event, action, subject, str(d, "outcome"), reason);
     }
     if (json_array_size(list) == 0)
         printf("(no deliveries)\n");

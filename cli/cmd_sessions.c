@@ -29,15 +29,16 @@ static void print_session_table(json_t *list)
 {
     size_t i;
     json_t *s;
-    printf("%-6s %-10s %-28s %-7s %-20s %s\n", "ID", "STATE", "REPO", "ISSUE", "UPDATED", "TITLE");
+    printf("%-6s %-10s %-28s %-7s %-19s %s\n", "ID", "STATE", "REPO", "ISSUE", "UPDATED", "TITLE");
     json_array_foreach(list, i, s)
     {
         char repo[29], title[61];
         cell(repo, sizeof(repo), str(s, "repo"));
         cell(title, sizeof(title), str(s, "title"));
-        char updated[21];
-        cell(updated, sizeof(updated), str(s, "updated"));
-        printf("%-6lld %-10s %-28s #%-6lld %-20s %s\n",
+        char updated[24];
+        remote_time_short(updated, sizeof(updated),
+                          json_string_value(json_object_get(s, "updated")));
+        printf("%-6lld %-10s %-28s #%-6lld %-19s %s\n",
                (long long)json_integer_value(json_object_get(s, "id")), str(s, "state"), repo,
                (long long)json_integer_value(json_object_get(s, "number")), updated, title);
     }

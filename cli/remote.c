@@ -57,6 +57,15 @@ int remote_init(remote *r, const char *server_opt, const char *config_path)
     return 0;
 }
 
+void remote_time_short(char *out, size_t n, const char *t)
+{
+    if (!t || strlen(t) < 19) {
+        snprintf(out, n, "-");
+        return;
+    }
+    snprintf(out, n, "%.10s %.8s", t, t + 11);
+}
+
 int remote_query_add(buf *q, const char *name, const char *value)
 {
     static const char hex[] = "0123456789ABCDEF";

@@ -27,4 +27,8 @@ int remote_query_add(buf *q, const char *name, const char *value);
  * caller). On failure prints "farm: ..." with a hint and returns 1. */
 int remote_get_json(json_t **out, const remote *r, const char *path);
 
+/* An RFC 3339 time ("2026-11-21T19:47:46.035Z") as "2026-11-21 19:47:46" for
+ * tables, into out (at least 20 bytes); "-" when absent. */
+void remote_time_short(char *out, size_t n, const char *rfc3339);
+
 #endif
