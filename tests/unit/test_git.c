@@ -590,6 +590,43 @@ static void worktree_refuses_hostile_tree(void **state)
     assert_false(th_exists(p));
 }
 
+/* A warm slot: made on a placeholder branch, moved, reopened, switched to
+ * the session's branch, then used as usual. */
+static void worktree_warm_slot_adopted(void **state)
+{
+    fx *f = *state;
+    worktree *wt = wt_make(f, "warm-1", "farm-warm/warm-1");
+    char start[VCS_OID_HEXSZ], moved[PATH_MAX], out[1024];
+    memcpy(start, worktree_start(wt), sizeof(start));
+    snprintf(moved, sizeof(moved), "%s/wt/session-42", f->dir);
+    assert_int_equal(rename(worktree_path(wt), moved), 0);
+    worktree_free(wt);
+    wt = NULL;
+
+    assert_int_equal(worktree_open(&wt, f->m, moved, "farm-warm/warm-1", start, start), 0);
+    assert_int_equal(worktree_branch_switch(wt, "farm/42-answer"), 0);
+    assert_string_equal(worktree_branch(wt), "farm/42-answer");
+    assert_int_equal(worktree_branch_switch(wt, "bad..name"), FARM_EINVALID);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), moved, "branch", "--format=%(refname:short)"), 0);
+    assert_string_equal(out, "farm/42-answer\n");
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), moved, "status", "--porcelain", "--branch"), 0);
+    assert_string_equal(out, "## farm/42-answer\n");
+
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s/answer.txt", moved);
+    th_write(p, "42\n");
+    worktree_commit_result res;
+    worktree_commit_opts o = bot("answer");
+    assert_int_equal(worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(worktree_push(wt, &f->r, NULL), 0);
+    char got[64];
+    th_rev(got, f->remote, "refs/heads/farm/42-answer");
+    assert_string_equal(got, res.oid);
+    th_rev(got, f->remote, "refs/heads/farm-warm/warm-1");
+    assert_string_equal(got, "");
+    worktree_free(wt);
+}
+
 /* ---- commit ---- */
 
 static void commit_records_every_change(void **state)
@@ -934,6 +971,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(worktree_base_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_remove_never_follows_symlinks, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_special_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(worktree_warm_slot_adopted, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_applies_attributes, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_refuses_hostile_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(commit_records_every_change, setup, teardown),
