@@ -958,8 +958,11 @@ const char *github_api_login(github_api *a, const tracker_ref *ref)
             login = strdup(l);
     }
     json_decref(j);
+    /* a refusal will not change by asking again; a transient failure may */
+    int settled = login != NULL || rc == FARM_EAUTH || rc == FARM_ENOTFOUND;
     pthread_mutex_lock(&a->mu);
-    if (!a->login_asked && login) {
+    int first = !a->login_asked;
+    if (first && settled) {
         a->login = login;
         a->login_asked = 1;
         login = NULL;
@@ -967,8 +970,9 @@ const char *github_api_login(github_api *a, const tracker_ref *ref)
     const char *res = a->login;
     pthread_mutex_unlock(&a->mu);
     free(login);
-    if (!res)
-        log_warn("github: cannot tell the farm's own login; markers from any author count", "error",
-                 farm_error_last());
+    if (!res && first)
+        log_warn("github: cannot tell the farm's own login (set github.bot_login); markers from "
+                 "any author count",
+                 "error", farm_error_last());
     return res;
 }
