@@ -23,8 +23,8 @@
 #define ERRORS_MAX      (64 * 1024)
 
 static const char *const top_keys[] = {
-    "listen",  "data_dir", "public_url", "log_level", "github",         "azure", "scaling",
-    "sandbox", "agent",    "tokens",     "repos",     "max_body_bytes", NULL};
+    "listen", "data_dir", "public_url", "log_level",      "github",  "azure", "scaling", "sandbox",
+    "agent",  "tokens",   "repos",      "max_body_bytes", "budgets", "bot",   NULL};
 static const char *const github_keys[] = {
     "api_url", "token", "app_id", "app_private_key", "webhook_secret", "bot_login", NULL};
 static const char *const azure_keys[] = {"org_url",        "token",
@@ -38,6 +38,8 @@ static const char *const sandbox_keys[] = {"mode",           "network",   "setup
                                            "wall_timeout_s", "disk_mb",   NULL};
 static const char *const agent_keys[] = {"preset",      "command", "api_key",
                                          "api_key_env", "model",   NULL};
+static const char *const budget_keys[] = {"run_wall_s", "max_runs", "partial_margin_s", NULL};
+static const char *const bot_keys[] = {"name", "email", NULL};
 static const char *const token_keys[] = {"name", "token", "role", NULL};
 static const char *const repo_keys[] = {
     "name",      "tracker",        "clone_url", "base_branch",   "setup",
@@ -299,6 +301,45 @@ static void load_sandbox(cc *c, config *cfg, json_t *o)
     cfg->sandbox.disk_mb = (int)v;
 }
 
+static void load_budgets(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "budgets";
+    long long v;
+
+    if (o)
+        cc_unknown_keys(c, o, p, budget_keys);
+    cc_int(c, o, p, "run_wall_s", &v, 1800, 1, 7 * 86400);
+    cfg->budgets.run_wall_s = (int)v;
+    cc_int(c, o, p, "max_runs", &v, 5, 1, 1000);
+    cfg->budgets.max_runs = (int)v;
+    cc_int(c, o, p, "partial_margin_s", &v, 120, 0, 86400);
+    cfg->budgets.partial_margin_s = (int)v;
+    if (cfg->budgets.partial_margin_s >= cfg->budgets.run_wall_s)
+        cc_error(c, "budgets.partial_margin_s", "must be less than budgets.run_wall_s (%d)",
+                 cfg->budgets.run_wall_s);
+}
+
+/* The commit author: a name without newlines or angle brackets, an e-mail
+ * with one '@' and nothing git would misread. */
+static void load_bot(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "bot";
+
+    if (o)
+        cc_unknown_keys(c, o, p, bot_keys);
+    cc_string(c, o, p, "name", &cfg->bot.name, "farm-bot", 0);
+    cc_string(c, o, p, "email", &cfg->bot.email, "farm-bot@users.noreply.local", 0);
+    if (cfg->bot.name &&
+        (!*cfg->bot.name || strlen(cfg->bot.name) > 128 || strpbrk(cfg->bot.name, "<>\n\r")))
+        cc_error(c, "bot.name", "expected 1 to 128 characters without <, > or line breaks");
+    if (cfg->bot.email) {
+        const char *at = strchr(cfg->bot.email, '@');
+        if (!at || at == cfg->bot.email || !at[1] || strchr(at + 1, '@') ||
+            strlen(cfg->bot.email) > 254 || strpbrk(cfg->bot.email, "<> \t\n\r"))
+            cc_error(c, "bot.email", "expected an e-mail address (got \"%s\")", cfg->bot.email);
+    }
+}
+
 static const char *preset_key_env(const char *preset)
 {
     if (!preset)
@@ -549,6 +590,8 @@ static void load_root(cc *c, config *cfg, json_t *root)
     load_scaling(c, cfg, cc_object(c, root, "", "scaling"));
     load_sandbox(c, cfg, cc_object(c, root, "", "sandbox"));
     load_agent(c, cfg, cc_object(c, root, "", "agent"));
+    load_budgets(c, cfg, cc_object(c, root, "", "budgets"));
+    load_bot(c, cfg, cc_object(c, root, "", "bot"));
     if ((o = json_object_get(root, "tokens")) && !json_is_null(o))
         load_tokens(c, cfg, o);
     if ((o = json_object_get(root, "repos")) && !json_is_null(o))
@@ -769,6 +812,8 @@ void config_free(config *c)
     free_secret(c->agent.api_key);
     free(c->agent.api_key_env);
     free(c->agent.model);
+    free(c->bot.name);
+    free(c->bot.email);
     for (size_t i = 0; i < c->ntokens; i++) {
         free(c->tokens[i].name);
         free_secret(c->tokens[i].secret);

@@ -98,6 +98,17 @@ typedef struct config {
         char *model;
     } agent;
 
+    struct {
+        int run_wall_s;       /* wall time of one run: 1800 */
+        int max_runs;         /* runs (first, fix-ups, revisions, answers) per session: 5 */
+        int partial_margin_s; /* this long before the wall limit, push what exists: 120 */
+    } budgets;
+
+    struct {
+        char *name;  /* commit author and committer: "farm-bot" */
+        char *email; /* "farm-bot@users.noreply.local" */
+    } bot;
+
     config_token *tokens;
     size_t ntokens;
 

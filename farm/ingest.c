@@ -14,6 +14,7 @@
  */
 #include "ingest.h"
 #include "farm_internal.h"
+#include "store_run.h"
 
 #include "../base/error.h"
 #include "../base/log.h"
@@ -333,12 +334,21 @@ static int on_comment(store_tx *tx, ingest_ctx *c, const config_repo *repo)
     int by_pr = ev->is_pr || ev->kind == TEV_REVIEW_SUBMITTED || ev->kind == TEV_REVIEW_COMMENT;
     rc = store_tx_session_find(&s, tx, ev->tracker, repo->name, ev->number, by_pr, 0);
     if (rc == 0) {
-        int64_t id = s->id;
+        int64_t id = s->id, job = 0;
+        /* a member's reply to the agent's question resumes the session */
+        int answers = !strcmp(s->state, "waiting") && ev->kind == TEV_COMMENT_CREATED && !by_pr &&
+                      has_write_access(repo, ev);
         store_session_free(s);
         if ((rc = append_comment(tx, id, ev)))
             return rc;
+        if (answers && (rc = store_tx_job_insert(&job, tx, "answer", id, 0)))
+            return rc;
         c->res->session_id = id;
-        result_set(c->res, INGEST_ACCEPTED, "added to session %lld", (long long)id);
+        c->res->job_id = job;
+        if (job)
+            result_set(c->res, INGEST_ACCEPTED, "answer to session %lld", (long long)id);
+        else
+            result_set(c->res, INGEST_ACCEPTED, "added to session %lld", (long long)id);
         return 0;
     }
     if (rc != FARM_ENOTFOUND)
@@ -368,7 +378,11 @@ static int on_closed(store_tx *tx, ingest_ctx *c, const config_repo *repo)
     }
     if (rc)
         return rc;
-    int64_t id = s->id;
+    int64_t id = s->id, job = 0;
+    /* work in progress on a closed issue stops: a run at work sees the
+     * event, and the cancel job ends a session that is queued or waiting.
+     * A session in review is left to its pull request's fate. */
+    int cancel = !by_pr && strcmp(s->state, "review") != 0;
     store_session_free(s);
     if (!(b = json_object())) {
         farm_error_set("ingest: out of memory");
@@ -379,6 +393,9 @@ static int on_closed(store_tx *tx, ingest_ctx *c, const config_repo *repo)
         json_object_set_new(b, "merged", json_boolean(ev->merged));
     if ((rc = append(tx, id, by_pr ? "pr_closed" : "issue_closed", ev, b)))
         return rc;
+    if (cancel && (rc = store_tx_job_insert(&job, tx, "cancel", id, 0)))
+        return rc;
+    c->res->job_id = job;
     c->res->session_id = id;
     result_set(c->res, INGEST_ACCEPTED, "%s closed; session %lld notified",
                by_pr ? "pull request" : "issue", (long long)id);
@@ -468,6 +485,35 @@ static int check_string(const char *what, const char *s, size_t max, int require
         return FARM_EINVALID;
     }
     return 0;
+}
+
+/* ---- messages through the API ------------------------------------------ */
+
+struct answer_ctx {
+    int64_t session_id;
+    int64_t job_id;
+};
+
+static int answer_write(store_tx *tx, void *arg)
+{
+    struct answer_ctx *a = arg;
+    store_session *s = NULL;
+    int rc = store_tx_session_get(&s, tx, a->session_id);
+    if (rc)
+        return rc;
+    if (!strcmp(s->state, "waiting"))
+        rc = store_tx_job_insert(&a->job_id, tx, "answer", a->session_id, 0);
+    store_session_free(s);
+    return rc;
+}
+
+int farm_session_message_note(farm *f, int64_t session_id, int64_t *job_id)
+{
+    struct answer_ctx a = {session_id, 0};
+    int rc = store_write(f->store, answer_write, &a);
+    if (job_id)
+        *job_id = rc ? 0 : a.job_id;
+    return rc;
 }
 
 int farm_ingest(farm *f, const tracker_event *ev, ingest_result *out)

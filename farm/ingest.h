@@ -36,4 +36,11 @@ int farm_ingest(farm *f, const tracker_event *ev, ingest_result *out);
 
 const char *ingest_outcome_name(ingest_outcome o);
 
+/* A person's message reached session_id's log (POST /api/sessions/{id}/
+ * messages, after the "message" event is committed): when the session is
+ * waiting for an answer to the agent's question, queue its "answer" job.
+ * *job_id (may be NULL) is the job queued, 0 when none. Returns 0,
+ * FARM_ENOTFOUND (no such session) or FARM_EIO. */
+int farm_session_message_note(farm *f, int64_t session_id, int64_t *job_id);
+
 #endif

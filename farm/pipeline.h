@@ -59,4 +59,14 @@ int pipeline_run(farm *f, const store_job *job, pipeline_ctl *ctl);
 int pipeline_warm_prepare(pipeline_warm **out, farm *f, const char *repo);
 void pipeline_warm_free(pipeline_warm *w);
 
+/* What an agent would get as its prompt for the first run of issue `issue`
+ * of the configured repository `repo` (`farm prompt`): the mirror is
+ * fetched and the base branch checked out in a temporary directory under
+ * the data directory (for the repository's instruction files), the issue
+ * thread read from the tracker, and the prompt composed exactly as a run
+ * does. *out is a heap string the caller frees. Returns 0, FARM_ENOTFOUND
+ * (repository not configured, issue or base branch not found) or what the
+ * fetch, the tracker or the composer returns. */
+int pipeline_prompt_preview(char **out, farm *f, const char *repo, int64_t issue);
+
 #endif

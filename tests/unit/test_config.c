@@ -499,6 +499,48 @@ static void unreadable_or_malformed_files(void **state)
     assert_null(c);
 }
 
+/* ---- budgets and the commit author (the pipeline's keys) ----------------- */
+
+static void budgets_and_bot(void **state)
+{
+    (void)state;
+    config *c = NULL;
+    assert_int_equal(config_default(&c), 0);
+    assert_int_equal(c->budgets.run_wall_s, 1800);
+    assert_int_equal(c->budgets.max_runs, 5);
+    assert_int_equal(c->budgets.partial_margin_s, 120);
+    assert_string_equal(c->bot.name, "farm-bot");
+    assert_string_equal(c->bot.email, "farm-bot@users.noreply.local");
+    config_free(c);
+
+    c = load_good("{\"budgets\": {\"run_wall_s\": 600, \"max_runs\": 2, \"partial_margin_s\": 30},"
+                  " \"bot\": {\"name\": \"Robo Farm\", \"email\": \"robo@example.com\"}}");
+    assert_int_equal(c->budgets.run_wall_s, 600);
+    assert_int_equal(c->budgets.max_runs, 2);
+    assert_int_equal(c->budgets.partial_margin_s, 30);
+    assert_string_equal(c->bot.name, "Robo Farm");
+    assert_string_equal(c->bot.email, "robo@example.com");
+    config_free(c);
+
+    char *e =
+        load_bad("{\"budgets\": {\"run_wall_s\": 0, \"max_runs\": \"many\", \"retries\": 1}}");
+    assert_has(e, "budgets.run_wall_s");
+    assert_has(e, "budgets.max_runs");
+    assert_has(e, "budgets.retries");
+    free(e);
+    e = load_bad("{\"budgets\": {\"run_wall_s\": 60, \"partial_margin_s\": 60}}");
+    assert_has(e, "budgets.partial_margin_s: must be less than budgets.run_wall_s (60)");
+    free(e);
+    e = load_bad("{\"bot\": {\"name\": \"evil <x@y>\", \"email\": \"not an address\", \"x\": 1}}");
+    assert_has(e, "bot.name");
+    assert_has(e, "bot.email");
+    assert_has(e, "bot.x");
+    free(e);
+    e = load_bad("{\"bot\": {\"email\": \"a@b@c\"}}");
+    assert_has(e, "bot.email");
+    free(e);
+}
+
 int main(void)
 {
     log_set_level(LOG_ERROR);
@@ -516,6 +558,7 @@ int main(void)
         cmocka_unit_test(listen_forms),
         cmocka_unit_test(serve_beyond_loopback_needs_secrets_and_tokens),
         cmocka_unit_test(unreadable_or_malformed_files),
+        cmocka_unit_test(budgets_and_bot),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -538,7 +538,14 @@ static void comments_and_close_go_to_the_session_log(void **state)
     assert_non_null(strstr(e[2].body, "\"access\":\"none\""));
     assert_string_equal(e[4].kind, "issue_closed");
     store_event_list_free(e, n);
-    assert_int_equal(count_jobs(fx), 1);
+    /* the run job, and the cancel job of the closed issue's work */
+    assert_true(r.job_id > 0);
+    store_job *cj = NULL;
+    assert_int_equal(store_job_get(&cj, fx->s, r.job_id), 0);
+    assert_string_equal(cj->kind, "cancel");
+    assert_int_equal(cj->session_id, sid);
+    store_job_free(cj);
+    assert_int_equal(count_jobs(fx), 2);
 
     /* closing an issue with no session */
     ev = ev_make(fx, id, TEV_ISSUE_CLOSED, "octo/app", 22);
