@@ -25,8 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { CG_MEMORY, CG_PIDS, CG_CPU, CG_N };
-static const char *const cg_names[CG_N] = {"memory", "pids", "cpu"};
+/* cpuacct only counts (v1; v2 counts in cpu.stat of any cgroup): with the
+ * command's init outside our reach, the cgroup is what sees its CPU time. */
+enum { CG_MEMORY, CG_PIDS, CG_CPU, CG_CPUACCT, CG_N };
+static const char *const cg_names[CG_N] = {"memory", "pids", "cpu", "cpuacct"};
 
 struct sbx_cgroup {
     int version;
@@ -182,10 +184,10 @@ static void detect(void)
     sbx_cgroup_caps *out = &detected;
     memset(out, 0, sizeof(*out));
     char dir[1024];
-    int *flags[CG_N] = {&out->memory, &out->pids, &out->cpu};
+    int *flags[CG_N] = {&out->memory, &out->pids, &out->cpu, &out->cpuacct};
     if (own_dir(dir, sizeof(dir), NULL) == 0 && access(dir, W_OK) == 0 && can_mkdir(dir)) {
         int any = 0;
-        for (int i = 0; i < CG_N; i++) {
+        for (int i = 0; i < CG_CPUACCT; i++) {
             if (v2_has(dir, "cgroup.subtree_control", cg_names[i])) {
                 *flags[i] = 1;
                 any = 1;
@@ -193,6 +195,7 @@ static void detect(void)
         }
         if (any) {
             out->version = 2;
+            out->cpuacct = 1;
             snprintf(base_dir[0], sizeof(base_dir[0]), "%s", dir);
             return;
         }
@@ -274,11 +277,12 @@ int sbx_cgroup_create(sbx_cgroup **out, int memory_mb, int pids, int cpu_percent
     /* only the controllers a limit is asked of: joining a v1 hierarchy
      * costs the child a cgroup migration */
     int avail[CG_N] = {caps.memory && memory_mb > 0, caps.pids && pids > 0,
-                       caps.cpu && cpu_percent > 0};
+                       caps.cpu && cpu_percent > 0, 0};
     if (!avail[0] && !avail[1] && !avail[2]) {
         free(cg);
         return 0;
     }
+    avail[CG_CPUACCT] = caps.cpuacct;
     for (int i = 0; i < CG_N; i++) {
         if (cg->version == 2 ? i > 0 : !avail[i])
             continue; /* v2: one directory holds every controller */
@@ -367,13 +371,23 @@ void sbx_cgroup_kill(sbx_cgroup *cg)
     }
 }
 
-void sbx_cgroup_stats(sbx_cgroup *cg, int64_t *peak_kb, int *oom, int *pids_hit)
+void sbx_cgroup_stats(sbx_cgroup *cg, int64_t *peak_kb, int64_t *cpu_ms, int *oom, int *pids_hit)
 {
     *peak_kb = -1;
+    *cpu_ms = -1;
     *oom = 0;
     *pids_hit = 0;
     if (!cg)
         return;
+    char num[64];
+    if (cg->version == 2) {
+        long long us = keyed(cg->dir[0], "cpu.stat", "usage_usec");
+        if (us >= 0)
+            *cpu_ms = us / 1000;
+    } else if (cg->dir[CG_CPUACCT] &&
+               read_file(cg->dir[CG_CPUACCT], "cpuacct.usage", num, sizeof(num)) == 0) {
+        *cpu_ms = atoll(num) / 1000000;
+    }
     const char *mem = cg->version == 2 ? cg->dir[0] : cg->dir[CG_MEMORY];
     const char *pid = cg->version == 2 ? cg->dir[0] : cg->dir[CG_PIDS];
     char text[64];

@@ -50,6 +50,7 @@ typedef struct sbx_cgroup sbx_cgroup;
 typedef struct sbx_cgroup_caps {
     int version;
     int memory, pids, cpu;
+    int cpuacct; /* CPU time can be counted */
 } sbx_cgroup_caps;
 
 void sbx_cgroup_detect(sbx_cgroup_caps *out);
@@ -62,7 +63,8 @@ int sbx_cgroup_procs_fds(const sbx_cgroup *cg, int *fds, int max);
 /* Kill everything still in the cgroup. */
 void sbx_cgroup_kill(sbx_cgroup *cg);
 /* Read the counters after a run. */
-void sbx_cgroup_stats(sbx_cgroup *cg, int64_t *peak_kb, int *oom, int *pids_hit);
+/* -1 for what cannot be read (peak memory, CPU time). */
+void sbx_cgroup_stats(sbx_cgroup *cg, int64_t *peak_kb, int64_t *cpu_ms, int *oom, int *pids_hit);
 /* Kill what is left, remove the cgroup, free. NULL is fine. */
 void sbx_cgroup_destroy(sbx_cgroup *cg);
 

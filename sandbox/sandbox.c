@@ -743,8 +743,6 @@ int sandbox_wait(sandbox *s, sandbox_result *r)
         }
     }
     r->wall_ms = clock_mono_ms() - s->start_ms;
-    r->cpu_ms = (int64_t)ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 +
-                (int64_t)ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
     if (WIFEXITED(status)) {
         r->exit_code = WEXITSTATUS(status);
         if (!o->unsafe_none && r->exit_code > 128 && r->exit_code < 128 + 65)
@@ -755,9 +753,14 @@ int sandbox_wait(sandbox *s, sandbox_result *r)
     if (r->timed_out || r->stopped)
         r->exit_code = -1;
     int oom = 0, pids_hit = 0;
-    int64_t peak = -1;
-    sbx_cgroup_stats(s->cg, &peak, &oom, &pids_hit);
-    r->peak_memory_kb = peak >= 0 ? peak : (int64_t)ru.ru_maxrss;
+    int64_t peak = -1, cpu = -1;
+    sbx_cgroup_stats(s->cg, &peak, &cpu, &oom, &pids_hit);
+    /* Without a cgroup only unsafe mode's rusage is whole: under bubblewrap
+     * the namespace's init reaps the command and is itself out of reach. */
+    int64_t ru_cpu = (int64_t)ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 +
+                     (int64_t)ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
+    r->cpu_ms = cpu >= 0 ? cpu : o->unsafe_none ? ru_cpu : -1;
+    r->peak_memory_kb = peak >= 0 ? peak : o->unsafe_none ? (int64_t)ru.ru_maxrss : -1;
     r->oom_killed = oom;
     r->pids_limited = pids_hit;
     return 0;

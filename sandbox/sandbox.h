@@ -110,8 +110,9 @@ typedef struct sandbox_result {
     int pids_limited; /* the pids limit refused a fork at least once */
     int stopped;      /* sandbox_stop() ended it */
     int64_t wall_ms;
-    int64_t cpu_ms;         /* user + system of the whole tree */
-    int64_t peak_memory_kb; /* cgroup peak when available, else the largest process's RSS */
+    int64_t cpu_ms;         /* user + system of the whole tree, from the cgroup; -1 when
+                               no cgroup counts it (no limits asked, none delegated) */
+    int64_t peak_memory_kb; /* the memory cgroup's peak; -1 without one */
     uint64_t stdout_bytes;
     uint64_t stderr_bytes;
     int output_truncated; /* more than max_output was produced */

@@ -520,6 +520,37 @@ static void proxy_refuses_bad_and_unlisted_requests(void **state)
     remove_dir(dir);
 }
 
+static void cpu_time_and_memory_are_counted(void **state)
+{
+    (void)state;
+    sandbox_probe_result p;
+    sandbox_probe(&p, NULL);
+    if (!p.cgroup_memory) {
+        skip(); /* no memory cgroup delegated: nothing counts them */
+        return;
+    }
+    const char *argv[] = {"/bin/sh", "-c",
+                          "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; "
+                          "head -c 20000000 /dev/zero | tail -c 1 >/dev/null",
+                          NULL};
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    o.argv = argv;
+    o.memory_mb = 256;
+    o.timeout_ms = 120000;
+    sandbox_result r;
+    assert_int_equal(sandbox_run(&r, &o), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_true(r.cpu_ms > 20);           /* the shell loop's own time, not bubblewrap's */
+    assert_true(r.peak_memory_kb > 1000); /* tail holds a 20 MB line */
+
+    o.memory_mb = 0; /* no cgroup: said to be unknown, not made up */
+    const char *t[] = {"true", NULL};
+    o.argv = t;
+    assert_int_equal(sandbox_run(&r, &o), 0);
+    assert_int_equal(r.cpu_ms, -1);
+    assert_int_equal(r.peak_memory_kb, -1);
+}
+
 static void probe_reports_this_host(void **state)
 {
     (void)state;
@@ -555,6 +586,7 @@ int main(void)
         cmocka_unit_test(prepared_sandbox_runs_what_it_is_given),
         cmocka_unit_test(unreachable_dir_is_refused_untouched),
         cmocka_unit_test(proxy_refuses_bad_and_unlisted_requests),
+        cmocka_unit_test(cpu_time_and_memory_are_counted),
         cmocka_unit_test(probe_reports_this_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
