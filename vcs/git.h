@@ -168,11 +168,12 @@ typedef struct worktree_commit_opts {
     const char *coauthor_name;  /* who asked: a "Co-authored-by:" trailer; NULL for none */
     const char *coauthor_email; /* required with coauthor_name */
     int64_t time_s;             /* commit time (epoch seconds); 0 means now */
+    int64_t max_file_bytes;     /* largest file to commit; 0 means 100 MiB (GitHub's limit) */
 } worktree_commit_opts;
 
 #define WORKTREE_COMMIT_OPTS_INIT                                                                  \
     {                                                                                              \
-        NULL, NULL, NULL, NULL, NULL, 0                                                            \
+        NULL, NULL, NULL, NULL, NULL, 0, 0                                                         \
     }
 
 typedef struct worktree_commit_result {
@@ -186,7 +187,8 @@ typedef struct worktree_commit_result {
  * head, the branch and HEAD point at it, and the index is rewritten to match
  * so `git status` inside is clean. An unchanged tree is reported in
  * out->empty and not committed. Returns 0, FARM_EINVALID (missing or
- * malformed author, e-mail or message) or FARM_EIO. */
+ * malformed author, e-mail or message), FARM_ETOOBIG (a file over
+ * max_file_bytes; nothing is committed) or FARM_EIO. */
 int worktree_commit(worktree_commit_result *out, worktree *wt, const worktree_commit_opts *o);
 
 typedef struct vcs_diffstat {

@@ -67,6 +67,7 @@ static char *message_build(const worktree_commit_opts *o)
 
 struct add_ctx {
     const char *workdir;
+    int64_t max;
     char toobig[512];
 };
 
@@ -78,9 +79,8 @@ static int add_cb(const char *path, const char *matched, void *payload)
     (void)matched;
     if (snprintf(full, sizeof(full), "%s/%s", ctx->workdir, path) >= (int)sizeof(full))
         return 0;
-    if (lstat(full, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > MAX_FILE_BYTES) {
-        snprintf(ctx->toobig, sizeof(ctx->toobig), "%s is %lld MiB", path,
-                 (long long)(st.st_size >> 20));
+    if (lstat(full, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > ctx->max) {
+        snprintf(ctx->toobig, sizeof(ctx->toobig), "%s is %lld bytes", path, (long long)st.st_size);
         return -1;
     }
     return 0;
@@ -113,7 +113,8 @@ int worktree_commit(worktree_commit_result *out, worktree *wt, const worktree_co
     int rc = 0, e;
 
     memset(out, 0, sizeof(*out));
-    if (!o || !o->message || !*o->message || strlen(o->message) > MAX_MESSAGE_BYTES) {
+    if (!o || !o->message || !o->message[strspn(o->message, " \t\r\n")] ||
+        strlen(o->message) > MAX_MESSAGE_BYTES) {
         farm_error_set("commit: a message of at most %u bytes is required", MAX_MESSAGE_BYTES);
         return FARM_EINVALID;
     }
@@ -150,13 +151,14 @@ int worktree_commit(worktree_commit_result *out, worktree *wt, const worktree_co
         goto out;
     }
     ctx.workdir = wt->path;
+    ctx.max = o->max_file_bytes > 0 ? o->max_file_bytes : MAX_FILE_BYTES;
     ctx.toobig[0] = '\0';
     e = git_index_add_all(idx, NULL, GIT_INDEX_ADD_DEFAULT, add_cb, &ctx);
     if (e == 0)
         e = git_index_update_all(idx, NULL, NULL, NULL);
     if (ctx.toobig[0]) {
-        farm_error_set("commit in %s: %s, over the %lld MiB limit for one file", wt->path,
-                       ctx.toobig, MAX_FILE_BYTES >> 20);
+        farm_error_set("commit in %s: %s, over the limit of %lld bytes for one file", wt->path,
+                       ctx.toobig, (long long)ctx.max);
         rc = FARM_ETOOBIG;
         goto out;
     }
@@ -202,6 +204,8 @@ int worktree_commit(worktree_commit_result *out, worktree *wt, const worktree_co
         memcpy(wt->head, out->oid, sizeof(wt->head));
     }
 out:
+    if (rc < 0 && idx && tree && git_index_read_tree(idx, tree) == 0)
+        git_index_write(idx); /* leave an index at the head, not none */
     free(msg);
     git_signature_free(sig);
     git_tree_free(tree);

@@ -739,10 +739,27 @@ static void commit_rejects_bad_identity(void **state)
     assert_int_equal(worktree_commit(&res, wt, &o), FARM_EINVALID);
     o = bot("");
     assert_int_equal(worktree_commit(&res, wt, &o), FARM_EINVALID);
+    o = bot(" \n\t\n");
+    assert_int_equal(worktree_commit(&res, wt, &o), FARM_EINVALID);
+
+    /* a file over the size limit: nothing is committed, the file is named */
+    char big[PATH_MAX];
+    snprintf(big, sizeof(big), "%s/big.bin", worktree_path(wt));
+    th_write(big, "0123456789abcdef0123456789abcdef");
+    o = bot("too big");
+    o.max_file_bytes = 16;
+    char head[VCS_OID_HEXSZ];
+    memcpy(head, worktree_head(wt), sizeof(head));
+    assert_int_equal(worktree_commit(&res, wt, &o), FARM_ETOOBIG);
+    assert_non_null(strstr(farm_error_last(), "big.bin"));
+    assert_string_equal(worktree_head(wt), head);
+    char out[1024];
+    unlink(big);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "status", "--porcelain"), 0);
+    assert_string_equal(out, "?? x.txt\n"); /* the index was left at the head */
     o = bot("no co-author");
     o.coauthor_name = NULL;
     assert_int_equal(worktree_commit(&res, wt, &o), 0);
-    char out[1024];
     assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "log", "-1", "--format=%B"),
                      0);
     assert_string_equal(out, "no co-author\n\n");
