@@ -327,6 +327,10 @@ int store_write(store *s, store_write_fn fn, void *arg)
     store_write_req r = {.fn = fn, .arg = arg};
     int rc;
 
+    if (s->writer_started && pthread_equal(pthread_self(), s->writer)) {
+        farm_error_set("store: store_write() called from inside a write function");
+        return FARM_EINVALID; /* it would wait for itself forever */
+    }
     pthread_cond_init(&r.cond, NULL);
     pthread_mutex_lock(&s->lock);
     if (s->stopping) {

@@ -439,6 +439,18 @@ static void failed_write_rolls_back_alone(void **state)
     assert_int_equal(st.failed_commits, 0);
 }
 
+static int write_nested(store_tx *tx, void *arg)
+{
+    return store_write(arg, write_nested, arg);
+}
+
+static void nested_write_is_refused(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(store_write(f->s, write_nested, f->s), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "inside a write function"));
+}
+
 #define THREADS    16
 #define PER_THREAD 50
 
@@ -587,6 +599,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(event_seq_is_dense_per_session, setup, teardown),
         cmocka_unit_test_setup_teardown(session_list_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_write_rolls_back_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(nested_write_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_writes_share_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(batches_are_capped, setup, teardown),
     };
