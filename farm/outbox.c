@@ -703,7 +703,9 @@ static void release_dead_leases(struct outbox_sender *s, const char *host)
         if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
             continue;
         int64_t count = 0;
-        if (store_outbox_release(&count, s->f->store, o) == 0 && count > 0) {
+        if (store_outbox_release(&count, s->f->store, o, clock_wall_ms() + s->o.no_answer_ms) ==
+                0 &&
+            count > 0) {
             char c[24];
             snprintf(c, sizeof c, "%" PRId64, count);
             log_info("outbox: released the leases of a process that is gone", "owner", o, "entries",

@@ -471,6 +471,7 @@ int store_outbox_pr_done(int64_t *out_seq, store *s, int64_t id, int64_t session
 typedef struct release_args {
     int64_t count;
     const char *owner;
+    int64_t not_before_ms;
 } release_args;
 
 static int release_write(store_tx *tx, void *arg)
@@ -479,11 +480,13 @@ static int release_write(store_tx *tx, void *arg)
     sqlite3_stmt *st = NULL;
     int rc = store_prepare(&st, tx->db,
                            "UPDATE outbox SET lease_owner = NULL, lease_expires_ms = 0,"
-                           " updated_ms = ? WHERE state = 'pending' AND lease_owner = ?");
+                           " next_try_ms = max(next_try_ms, ?3), updated_ms = ?1"
+                           " WHERE state = 'pending' AND lease_owner = ?2");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, clock_wall_ms());
     sqlite3_bind_text(st, 2, a->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, a->not_before_ms);
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = store_sqlerr(tx->db, "releasing outbox leases");
     else
@@ -492,9 +495,9 @@ static int release_write(store_tx *tx, void *arg)
     return rc;
 }
 
-int store_outbox_release(int64_t *count, store *s, const char *owner)
+int store_outbox_release(int64_t *count, store *s, const char *owner, int64_t not_before_ms)
 {
-    release_args a = {0, owner};
+    release_args a = {0, owner, not_before_ms};
     int rc = store_write(s, release_write, &a);
     *count = rc ? 0 : a.count;
     return rc;

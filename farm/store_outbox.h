@@ -100,9 +100,11 @@ int store_outbox_lease_owners(char ***out, size_t *n, store *s);
 void store_outbox_lease_owners_free(char **owners, size_t n);
 
 /* Drop every lease held by owner (a process known to be dead), so the
- * entries are due again at once; attempts stay, so the next sender looks
- * before it creates. *count is how many were released. */
-int store_outbox_release(int64_t *count, store *s, const char *owner);
+ * entries are due again from not_before_ms (a request of the dead process
+ * may still land: the caller leaves it time to) instead of when the lease
+ * would have ended; attempts stay, so the next sender looks before it
+ * creates. *count is how many were released. */
+int store_outbox_release(int64_t *count, store *s, const char *owner, int64_t not_before_ms);
 
 /* The remote id of a session's status comment: that of its newest sent
  * status entry. *out is a heap string freed by the caller, NULL (with 0
