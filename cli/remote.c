@@ -101,6 +101,13 @@ int remote_get_json(json_t **out, const remote *r, const char *path)
     }
     const char *token = getenv("FARM_TOKEN");
     if (token && *token) {
+        for (const char *p = token; *p; p++) {
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+                fprintf(stderr, "farm: FARM_TOKEN holds a control character; it must be the token "
+                                "alone\n");
+                return 1;
+            }
+        }
         if (snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token) >= (int)sizeof(auth)) {
             fprintf(stderr, "farm: FARM_TOKEN is too long\n");
             return 1;
