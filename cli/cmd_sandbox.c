@@ -26,10 +26,11 @@
 #define MAX_ENV   64
 
 static sandbox *volatile running;
+static volatile sig_atomic_t stopped_by;
 
 static void on_signal(int sig)
 {
-    (void)sig;
+    stopped_by = sig;
     sandbox *s = running;
     if (s)
         sandbox_stop(s); /* an atomic store and a write(): signal-safe */
@@ -226,8 +227,8 @@ static int run(int argc, char **argv)
                 (long long)(o.timeout_ms / 1000));
         return 124;
     }
-    if (r.stopped)
-        return 128 + SIGTERM;
+    if (r.stopped) /* we were asked to stop: say by what, as a shell would */
+        return 128 + (stopped_by ? stopped_by : SIGTERM);
     if (r.exit_code >= 0)
         return r.exit_code;
     return 128 + (r.term_signal ? r.term_signal : SIGKILL);

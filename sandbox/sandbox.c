@@ -362,6 +362,9 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
         }
         if (drop && o->dir && o->grant_dir && (rc = sbx_dir_grant(o->dir, s->uid, s->gid)) < 0)
             goto out;
+        for (size_t i = 0; drop && o->grant_dir && i < o->nbinds; i++)
+            if (o->binds[i].writable && (rc = sbx_dir_grant(o->binds[i].src, s->uid, s->gid)) < 0)
+                goto out;
         rc = sbx_seccomp_fd(&seccomp_fd);
         if (rc < 0)
             goto out;

@@ -83,8 +83,9 @@ typedef struct sandbox_opts {
     unsigned host_gid;  /* 0: same as the uid */
     unsigned uid;       /* uid/gid seen inside; default 1000 */
     unsigned gid;
-    int grant_dir;             /* when the farm is root: give the run's uid rwx on dir's tree
-                                  first (ACLs; chown without them) (1, default); 0: leave it */
+    int grant_dir;             /* when the farm is root: give the run's uid rwx on the trees of
+                                  dir and of the writable binds first (ACLs; chown without
+                                  them) (1, default); 0: leave them */
     const sandbox_bind *binds; /* extra binds, nbinds of them */
     size_t nbinds;
     const char *bwrap;  /* bubblewrap binary; default "bwrap" found in PATH */

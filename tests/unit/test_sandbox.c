@@ -227,6 +227,44 @@ static void runs_and_streams(void **state)
     remove_dir(dir);
 }
 
+static void binds_are_bound_as_asked(void **state)
+{
+    (void)state;
+    char *out = make_dir(), *ro = make_dir();
+    /* read-only binds are the caller's to make readable; writable ones are
+     * granted to the run's uid like the worktree */
+    assert_int_equal(chmod(ro, 0755), 0);
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/given", ro);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("read me\n", f);
+    fclose(f);
+    sandbox_bind b[] = {{out, "/farm/out", 1}, {ro, "/farm/in", 0}};
+    const char *argv[] = {"/bin/sh", "-c",
+                          "cat /farm/in/given > /farm/out/copy && ! touch /farm/in/x 2>/dev/null",
+                          NULL};
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    o.argv = argv;
+    o.binds = b;
+    o.nbinds = 2;
+    o.timeout_ms = 30000;
+    sandbox_result r;
+    assert_int_equal(sandbox_run(&r, &o), 0);
+    assert_int_equal(r.exit_code, 0);
+    snprintf(path, sizeof(path), "%s/copy", out);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    char line[32] = "";
+    assert_non_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    assert_string_equal(line, "read me\n");
+    snprintf(path, sizeof(path), "%s/x", ro);
+    assert_int_equal(access(path, F_OK), -1);
+    remove_dir(out);
+    remove_dir(ro);
+}
+
 static void environment_is_an_allowlist(void **state)
 {
     (void)state;
@@ -577,6 +615,7 @@ int main(void)
         cmocka_unit_test(opts_check_refuses_bad_input),
         cmocka_unit_test(allow_match_patterns),
         cmocka_unit_test(runs_and_streams),
+        cmocka_unit_test(binds_are_bound_as_asked),
         cmocka_unit_test(environment_is_an_allowlist),
         cmocka_unit_test(timeout_kills_the_tree),
         cmocka_unit_test(stop_from_another_thread),
