@@ -188,7 +188,7 @@ static void __attribute__((noreturn)) child_run(const child_plan *p)
  * process count for RLIMIT_NPROC). The range sits far above real users and
  * the usual subordinate-id ranges; the farm's pid spreads farm processes
  * sharing a host apart. */
-#define AUTO_UID_BASE 0x60000000u
+#define AUTO_UID_BASE 0x70000000u
 
 static void pick_uid(sandbox *s, const sandbox_opts *o)
 {

@@ -79,7 +79,8 @@ typedef struct sandbox_opts {
     int disk_mb;        /* size of the private /tmp and HOME each, and RLIMIT_FSIZE; 0: 1024 */
     int nofile;         /* RLIMIT_NOFILE; 0: 1024 */
     unsigned host_uid;  /* when the farm is root: the host uid/gid the sandbox runs as;
-                           0 (default): a fresh uid per run from 0x60000000 up */
+                           0 (default): a fresh uid per run, from 0x70000000 up (callers
+                           picking their own should stay below that) */
     unsigned host_gid;  /* 0: same as the uid */
     unsigned uid;       /* uid/gid seen inside; default 1000 */
     unsigned gid;
