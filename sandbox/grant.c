@@ -59,6 +59,8 @@ static int grant_one(const char *path, const struct stat *st, int flag, struct F
     (void)f;
     if (S_ISLNK(st->st_mode))
         return 0; /* links carry no permissions of their own */
+    if (st->st_uid == g_uid && !S_ISDIR(st->st_mode))
+        return 0; /* the uid's own already (a file an earlier run made) */
     if (g_chown)
         return lchown(path, g_uid, g_gid) < 0 && errno != ENOENT ? -1 : 0;
     acl_xattr a;
