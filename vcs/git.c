@@ -35,6 +35,8 @@ static void init_run(void)
     for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
         if (git_libgit2_opts(GIT_OPT_SET_SEARCH_PATH, levels[i], "") < 0)
             init_result = FARM_ERROR;
+    if (vcs_watch_init() < 0)
+        init_result = FARM_ERROR;
     git_libgit2_opts(GIT_OPT_ENABLE_STRICT_OBJECT_CREATION, 1);
     git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 1);
 }
@@ -199,6 +201,11 @@ int vcs_net_fail(int gitcode, const vcs_cb_state *st, const char *what)
         farm_error_set("%s of %s cancelled", what, name);
         return FARM_ECANCELLED;
     }
+    if (st->watch.fired) {
+        farm_error_set("%s of %s: %s stalled: no data for %lld s (%s)", what, name, url,
+                       (long long)(st->watch.stall_ms / 1000), detail);
+        return FARM_ETIMEOUT;
+    }
     if (st->foreign) {
         farm_error_set("%s of %s: %s asked for credentials for another host; the farm only "
                        "sends the token to the configured clone URL's host",
@@ -260,6 +267,7 @@ static int credentials_cb(git_credential **out, const char *url, const char *use
     char want[512], got[512];
 
     st->asked++;
+    vcs_watch_touch(&st->watch);
     if (r->cancel && *r->cancel) {
         st->cancelled = 1;
         git_error_set_str(GIT_ERROR_CALLBACK, "cancelled");
@@ -295,6 +303,7 @@ static int credentials_cb(git_credential **out, const char *url, const char *use
 
 static int cancel_check(vcs_cb_state *st)
 {
+    vcs_watch_touch(&st->watch);
     if (st->remote->cancel && *st->remote->cancel) {
         st->cancelled = 1;
         git_error_set_str(GIT_ERROR_CALLBACK, "cancelled");
@@ -337,6 +346,7 @@ void vcs_callbacks_init(git_remote_callbacks *cb, vcs_cb_state *st, const vcs_re
 {
     memset(st, 0, sizeof(*st));
     st->remote = remote;
+    st->watch.stall_ms = remote->stall_timeout_s > 0 ? remote->stall_timeout_s * 1000LL : 120000;
     git_remote_init_callbacks(cb, GIT_REMOTE_CALLBACKS_VERSION);
     cb->credentials = credentials_cb;
     cb->transfer_progress = transfer_cb;

@@ -48,7 +48,9 @@
 /* Initialise libgit2 for the farm: once per process, before any other call
  * here (later calls are no-ops). Also stops libgit2 from reading the global,
  * XDG and system git config files, so the host user's ~/.gitconfig cannot
- * redirect or change the farm's git. Returns 0 or FARM_ERROR. */
+ * redirect or change the farm's git, and installs a no-op handler for one
+ * real-time signal (SIGRTMIN+5), which the stall watchdog uses to interrupt
+ * a network call that hangs. Returns 0 or FARM_ERROR. */
 int vcs_git_init(void);
 
 /* Where to fetch from and push to, and with what. Only the farm holds the
@@ -60,11 +62,13 @@ typedef struct vcs_remote {
     const char *user;  /* basic-auth user: "x-access-token" for GitHub; NULL means "farm" */
     const char *token; /* the secret, or NULL for a remote that needs none */
     const volatile int *cancel; /* when non-NULL and it becomes non-zero: stop (FARM_ECANCELLED) */
+    int stall_timeout_s;        /* give up (FARM_ETIMEOUT) when no data has moved for this long,
+                                   connecting included; 0 means 120 */
 } vcs_remote;
 
 #define VCS_REMOTE_INIT                                                                            \
     {                                                                                              \
-        NULL, NULL, NULL, NULL, NULL                                                               \
+        NULL, NULL, NULL, NULL, NULL, 0                                                            \
     }
 
 /* The branch for an issue: "farm/<issue>-<slug>", the slug made from the
@@ -90,8 +94,8 @@ int mirror_open(mirror **out, const char *data_dir, const char *name);
 /* Fetch every branch of the remote into the mirror (every branch mirrored,
  * branches deleted upstream pruned), incrementally, holding the mirror's lock
  * exclusively. Returns 0, FARM_EAUTH (credentials refused or missing),
- * FARM_ENOTFOUND (no repository at the URL), FARM_ECANCELLED, FARM_EIO
- * (network, disk or protocol failure). */
+ * FARM_ENOTFOUND (no repository at the URL), FARM_ECANCELLED, FARM_ETIMEOUT
+ * (the remote stalled), FARM_EIO (network, disk or protocol failure). */
 int mirror_fetch(mirror *m, const vcs_remote *remote);
 
 /* The commit a branch of the mirror points at, as hex into out. Returns 0 or
@@ -210,7 +214,8 @@ void vcs_diffstat_free(vcs_diffstat *d);
  * remote already at the head is success. Returns 0, FARM_EAUTH (credentials
  * refused or missing), FARM_ECONFLICT (lease mismatch, or the server
  * rejected the update: non-fast-forward, protected branch, hook),
- * FARM_ENOTFOUND (no repository at the URL), FARM_ECANCELLED or FARM_EIO. */
+ * FARM_ENOTFOUND (no repository at the URL), FARM_ECANCELLED, FARM_ETIMEOUT
+ * (the remote stalled) or FARM_EIO. */
 int worktree_push(worktree *wt, const vcs_remote *remote, const char *expected);
 
 /* Delete the worktree's directory and everything in it (symlinks are

@@ -10,7 +10,9 @@
 #include "git.h"
 
 #include <git2.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 
 /* libgit2's GIT_*_OPTIONS_INIT macros set only the version field. */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -65,9 +67,27 @@ char *vcs_strcat(const char *a, const char *b);
 /* A URL without its user-info, for messages. */
 void vcs_url_redact(char *out, size_t n, const char *url);
 
+/* A network operation watched for stalls (git_watchdog.c). */
+typedef struct vcs_watch {
+    pthread_t thread;
+    int64_t last_ms;  /* monotonic time of the last progress */
+    int64_t stall_ms; /* interrupt after this long without progress */
+    int fired;        /* the watchdog interrupted it */
+    int active;
+    struct vcs_watch *next;
+} vcs_watch;
+
+int vcs_watch_init(void);
+int vcs_watch_signal(void);
+/* Watch the calling thread until vcs_watch_stop(); w must stay put. */
+void vcs_watch_start(vcs_watch *w, int64_t stall_ms);
+void vcs_watch_touch(vcs_watch *w);
+void vcs_watch_stop(vcs_watch *w);
+
 /* State for the remote callbacks of one fetch or push. */
 typedef struct vcs_cb_state {
     const vcs_remote *remote;
+    vcs_watch watch;
     int asked;          /* credential callback calls */
     int refused;        /* credentials given once and asked for again: refused */
     int missing;        /* asked for credentials and we had none */

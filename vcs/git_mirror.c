@@ -365,7 +365,10 @@ int mirror_fetch(mirror *m, const vcs_remote *remote)
     fo.update_fetchhead = 0;
     fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
     fo.follow_redirects = GIT_REMOTE_REDIRECT_INITIAL;
-    if ((e = git_remote_fetch(gr, &specs, &fo, NULL)) < 0) {
+    vcs_watch_start(&st.watch, st.watch.stall_ms);
+    e = git_remote_fetch(gr, &specs, &fo, NULL);
+    vcs_watch_stop(&st.watch);
+    if (e < 0) {
         rc = vcs_net_fail(e, &st, "fetch");
         goto out;
     }

@@ -42,7 +42,7 @@ int worktree_push(worktree *wt, const vcs_remote *remote, const char *expected)
     git_oid head, want, have;
     char spec[600], url[512], have_hex[VCS_OID_HEXSZ];
     const char *name;
-    int rc = 0, e, connected = 0;
+    int rc = 0, e, connected = 0, watched = 0;
 
     if (!remote || !remote->url || !*remote->url) {
         farm_error_set("push of %s: no clone URL", wt->branch);
@@ -71,11 +71,14 @@ int worktree_push(worktree *wt, const vcs_remote *remote, const char *expected)
         goto out;
     }
     vcs_callbacks_init(&cb, &st, remote);
+    vcs_watch_start(&st.watch, st.watch.stall_ms);
+    watched = 1;
     if ((e = git_remote_connect(gr, GIT_DIRECTION_PUSH, &cb, NULL, NULL)) < 0) {
         rc = vcs_net_fail(e, &st, "push");
         goto out;
     }
     connected = 1;
+    vcs_watch_touch(&st.watch);
     int found = remote_ref(&have, gr, wt->refname);
     if (found < 0) {
         rc = vcs_net_fail(GIT_ERROR, &st, "push");
@@ -130,6 +133,8 @@ int worktree_push(worktree *wt, const vcs_remote *remote, const char *expected)
 out:
     if (connected)
         git_remote_disconnect(gr);
+    if (watched)
+        vcs_watch_stop(&st.watch);
     git_remote_free(gr);
     git_reference_free(ref);
     git_repository_free(repo);

@@ -15,6 +15,10 @@
 #include "base/error.h"
 #include "test_git_helpers.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #define TOKEN     "ghs_fakeTokenValue0123456789abcdef"
 #define OLD_TOKEN "ghs_expiredTokenValue9876543210"
 
@@ -295,6 +299,41 @@ static void http_cancelled(void **state)
     assert_int_equal(mirror_fetch(f->m, &r), 0);
 }
 
+/* A remote that takes the connection and never answers: the stall
+ * timeout ends the fetch and the push (and frees the mirror's lock). */
+static void http_stalled_remote(void **state)
+{
+    fx *f = *state;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(s, 8), 0); /* the kernel completes handshakes; nobody answers */
+    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &alen), 0);
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/app.git", ntohs(a.sin_port));
+    vcs_remote r = f->r;
+    r.url = url;
+    r.stall_timeout_s = 1;
+
+    int64_t t0 = clock_mono_ms();
+    assert_int_equal(mirror_fetch(f->m, &r), FARM_ETIMEOUT);
+    int64_t took = clock_mono_ms() - t0;
+    assert_true(took >= 900 && took < 15000);
+    assert_non_null(strstr(farm_error_last(), "stalled"));
+    assert_no_token_in_error();
+
+    /* the lock was released: a fetch from the real remote goes through */
+    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
+    worktree *wt = wt_make(f, "stall", "farm/15-stall");
+    worktree_commit_result c;
+    commit_file(wt, "s.txt", "s\n", &c);
+    assert_int_equal(worktree_push(wt, &r, NULL), FARM_ETIMEOUT);
+    assert_int_equal(worktree_push(wt, &f->r, NULL), 0);
+    worktree_free(wt);
+    close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -304,6 +343,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(http_server_rejects_push, setup, teardown),
         cmocka_unit_test_setup_teardown(http_missing_repository, setup, teardown),
         cmocka_unit_test_setup_teardown(http_cancelled, setup, teardown),
+        cmocka_unit_test_setup_teardown(http_stalled_remote, setup, teardown),
     };
     if (vcs_git_init() != 0)
         return 1;
