@@ -35,7 +35,8 @@ Control endpoints (no authentication), all JSON:
   GET    /_fake/stats                  counters: requests, not_modified, by_status,
                                        tokens_issued
   POST   /_fake/config                 {"max_per_page", "token_ttl" (s), "rate_limit",
-         "secondary_per_minute" (0: off), "max_body"}
+         "secondary_per_minute" (0: off), "max_body", "link_base" (another origin for
+         pagination links, to test that clients refuse to follow them)}
   POST   /_fake/tokens/expire          {"token": T} or {} for every installation token
   POST   /_fake/ratelimit              {"login": L (default: everyone), "remaining": N,
                                         "reset_in": seconds}
@@ -173,7 +174,7 @@ class State:
         self.failures = []
         self.stats = {"requests": 0, "not_modified": 0, "by_status": {}, "tokens_issued": 0}
         self.config = {"max_per_page": 100, "token_ttl": 3600, "rate_limit": 5000,
-                       "secondary_per_minute": 0, "max_body": 65536}
+                       "secondary_per_minute": 0, "max_body": 65536, "link_base": None}
         self.rate = {}           # login -> {"remaining", "reset"}
         self.content_times = {}  # login -> [times of content-creating requests]
         self.next_id = 1000
@@ -766,7 +767,8 @@ class Handler(BaseHTTPRequestHandler):
 
         def link(p, rel):
             q = dict(query, page=str(p), per_page=str(per_page))
-            links.append('<%s%s?%s>; rel="%s"' % (self._base(), path,
+            base = st.config["link_base"] or self._base()
+            links.append('<%s%s?%s>; rel="%s"' % (base, path,
                                                   urllib.parse.urlencode(q), rel))
         if page < last:
             link(page + 1, "next")

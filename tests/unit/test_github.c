@@ -320,6 +320,15 @@ static void find_by_marker_reads_every_page(void **state)
     assert_non_null(strstr(th->comments[6].body, "the seventh"));
     assert_false(th->truncated);
     tracker_thread_free(th);
+
+    /* a pagination link to another host is not followed (the token would go along) */
+    json_decref(ctl(&c->f, "POST", "/_fake/config", "{\"link_base\": \"http://127.0.0.2:9\"}"));
+    tracker_free(c->t); /* a fresh client: no cached pages with their old links */
+    c->t = new_pat_tracker(&c->f, NULL);
+    int before = count_requests(&c->f, "GET", "/issues/1/comments");
+    assert_int_equal(tracker_comment_find_by_marker(&found, c->t, &ref, "late"), FARM_EIO);
+    assert_non_null(strstr(farm_error_last(), "refusing to follow"));
+    assert_int_equal(count_requests(&c->f, "GET", "/issues/1/comments"), before + 1);
 }
 
 static void long_body_is_split(void **state)
