@@ -41,10 +41,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TITLE_MAX   200 /* of a PR title */
-#define PR_BODY_MAX (60u << 10)
-#define SANDBOX_UID 65534   /* SANDBOX_OPTS_INIT's host uid: who writes the out dir */
-#define INSIDE_DIR  "/farm" /* the run directory's files, inside the sandbox */
+#define TITLE_MAX        200 /* of a PR title */
+#define PR_BODY_MAX      (60u << 10)
+#define SANDBOX_UID_BASE 0x50000000u /* + the session id: the host uid of its sandboxes */
+#define INSIDE_DIR       "/farm"     /* the run directory's files, inside the sandbox */
 
 /* ---- one transaction: state, events, outbox -------------------------------- */
 
@@ -1474,7 +1474,7 @@ static int paths_init(pl_run *r)
     }
     if (!rc && !(rc = mkdir_p(r->run_dir, 0711)) && !(rc = mkdir_p(r->out_dir, 0700))) {
         chmod(r->run_dir, 0711);
-        if (r->sandboxed && geteuid() == 0 && chown(r->out_dir, SANDBOX_UID, SANDBOX_UID) < 0) {
+        if (r->sandbox_uid && chown(r->out_dir, r->sandbox_uid, r->sandbox_uid) < 0) {
             farm_error_set("pipeline: cannot hand %s to the sandbox: %s", r->out_dir,
                            strerror(errno));
             rc = FARM_EIO;
@@ -1527,6 +1527,8 @@ int pipeline_run(farm *f, const store_job *job, pipeline_ctl *ctl)
     r.ctl = ctl;
     r.kind = job->kind;
     r.sandboxed = !r.cfg->sandbox.mode || strcmp(r.cfg->sandbox.mode, "unsafe-none") != 0;
+    if (r.sandboxed && geteuid() == 0)
+        r.sandbox_uid = SANDBOX_UID_BASE + (unsigned)(job->session_id & 0x0fffffff);
     if ((rc = store_session_get(&r.s, f->store, job->session_id)))
         return rc;
     if (!(r.repo = config_repo_find(r.cfg, r.s->tracker, r.s->repo))) {

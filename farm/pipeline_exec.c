@@ -335,6 +335,10 @@ int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o)
     so.pids = cfg->sandbox.pids;
     so.disk_mb = cfg->sandbox.disk_mb;
     so.unsafe_none = !r->sandboxed;
+    if (r->sandbox_uid) {
+        so.host_uid = r->sandbox_uid;
+        so.host_gid = r->sandbox_uid;
+    }
     if (so.unsafe_none)
         so.network = SANDBOX_NET_HOST;
     if (o->network == SANDBOX_NET_ALLOWLIST)

@@ -50,7 +50,9 @@ typedef struct pl_run {
     char prompt_path[PATH_MAX];
     mirror *m;
     worktree *wt;
-    int sandboxed; /* bwrap, not unsafe-none */
+    int sandboxed;        /* bwrap, not unsafe-none */
+    unsigned sandbox_uid; /* when the farm is root: the host uid of the run's sandboxes (one per
+                             session, so the out directory can be handed to it) */
 } pl_run;
 
 /* What one sandboxed command did. */

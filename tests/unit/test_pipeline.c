@@ -1,0 +1,676 @@
+/*
+ * test_pipeline.c - pipeline_run() on a real farm: a temp data directory, a
+ * local-tracker repository whose clone_url is a file:// bare repository made
+ * here with git, the stand-in agent (or a scripted agent command), and the
+ * sandbox in bwrap mode when this host can run it (else unsafe-none, said in
+ * the output).
+ *
+ * Each case checks what a person would: the branch in the bare repository,
+ * the outbox entries (PR with state_after, draft and what fails, failure
+ * and question comments), the session's state, and the step events that
+ * prove a resumed run continued instead of starting over.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "test_git_helpers.h"
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "farm/config.h"
+#include "farm/farm.h"
+#include "farm/ingest.h"
+#include "farm/outbox.h"
+#include "farm/pipeline.h"
+#include "farm/store.h"
+#include "farm/store_local.h"
+#include "farm/store_outbox.h"
+#include "farm/store_run.h"
+#include "sandbox/sandbox.h"
+#include "vcs/event.h"
+
+#include <jansson.h>
+#include <pthread.h>
+
+static int use_bwrap = -1;
+
+typedef struct fx {
+    char dir[256];
+    char bare[512];
+    farm *f;
+    store *s;
+    local_backend be;
+} fx;
+
+/* check.sh: the repository's tests pass when hello.txt says "fixed". */
+static const char check_sh[] = "#!/bin/sh\n"
+                               "if grep -q fixed hello.txt; then echo 'all 1 tests passed'; exit "
+                               "0; fi\n"
+                               "echo 'FAIL: hello.txt does not say fixed:' >&2\n"
+                               "cat hello.txt >&2\n"
+                               "exit 1\n";
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static void make_origin(fx *x)
+{
+    char work[512];
+    snprintf(x->bare, sizeof x->bare, "%s/origin.git", x->dir);
+    snprintf(work, sizeof work, "%s/seed", x->dir);
+    assert_int_equal(TH_GIT(x->dir, "init", "-q", "--bare", "-b", "main", x->bare), 0);
+    assert_int_equal(TH_GIT(x->dir, "init", "-q", "-b", "main", work), 0);
+    char p[600];
+    snprintf(p, sizeof p, "%s/hello.txt", work);
+    write_text(p, "hello\n");
+    snprintf(p, sizeof p, "%s/check.sh", work);
+    write_text(p, check_sh);
+    snprintf(p, sizeof p, "%s/AGENTS.md", work);
+    write_text(p, "Keep hello.txt short.\n");
+    assert_int_equal(TH_GIT(work, "add", "-A"), 0);
+    assert_int_equal(TH_GIT(work, "commit", "-q", "-m", "seed"), 0);
+    assert_int_equal(TH_GIT(work, "push", "-q", x->bare, "main"), 0);
+}
+
+/* A farm over a config with one local repository; extra is spliced into
+ * the top-level object (budgets, agent). */
+static void fx_open(fx *x, const char *repo_extra, const char *top_extra)
+{
+    char cfgpath[600], text[4096];
+    config *cfg = NULL;
+    char *errors = NULL;
+
+    snprintf(x->dir, sizeof x->dir, "/tmp/farm-pipeline-XXXXXX");
+    assert_non_null(mkdtemp(x->dir));
+    chmod(x->dir, 0711); /* the sandbox's uid must reach the data directory */
+    make_origin(x);
+    snprintf(text, sizeof text,
+             "{\"data_dir\": \"%s/data\", \"public_url\": \"http://127.0.0.1:9\","
+             " \"sandbox\": {\"mode\": \"%s\"},"
+             " \"repos\": [{\"name\": \"demo/app\", \"tracker\": \"local\","
+             " \"clone_url\": \"file://%s\", %s"
+             " \"trigger\": {\"label\": \"agent\"}}]%s}",
+             x->dir, use_bwrap ? "bwrap" : "unsafe-none", x->bare,
+             repo_extra ? repo_extra : "\"test\": \"sh check.sh\",",
+             top_extra ? top_extra : ", \"agent\": {\"preset\": \"standin\"}");
+    snprintf(cfgpath, sizeof cfgpath, "%s/farm.json", x->dir);
+    write_text(cfgpath, text);
+    if (config_load(&cfg, cfgpath, &errors) != 0)
+        fail_msg("config: %s", errors ? errors : farm_error_last());
+    assert_int_equal(farm_open(&x->f, cfg), 0);
+    x->s = farm_store(x->f);
+    store_local_backend(&x->be, x->s);
+}
+
+static void fx_close(fx *x)
+{
+    farm_close(x->f);
+    const char *argv[] = {"rm", "-rf", x->dir, NULL};
+    th_run(NULL, 0, "/", argv);
+}
+
+struct new_session {
+    const char *title;
+    int64_t number;
+    int64_t session_id;
+    int64_t job_id;
+};
+
+static int new_session_fn(store_tx *tx, void *arg)
+{
+    struct new_session *n = arg;
+    store_session s = {0};
+    s.tracker = "local";
+    s.repo = "demo/app";
+    s.number = n->number;
+    s.title = (char *)n->title;
+    int rc = store_tx_session_insert(&n->session_id, tx, &s);
+    return rc ? rc : store_tx_job_insert(&n->job_id, tx, "run", n->session_id, 0);
+}
+
+/* An issue in the local tracker, its session and its run job. */
+static int64_t new_issue(fx *x, const char *title, const char *body, int64_t *job_id)
+{
+    local_item it = {0};
+    struct new_session n = {0};
+    it.repo = "demo/app";
+    it.title = (char *)title;
+    it.body = (char *)body;
+    it.author = "alice";
+    it.state = "open";
+    assert_int_equal(x->be.item_insert(&n.number, x->be.ctx, &it), 0);
+    n.title = title;
+    assert_int_equal(store_write(x->s, new_session_fn, &n), 0);
+    *job_id = n.job_id;
+    return n.session_id;
+}
+
+static int run_job(fx *x, int64_t job_id, pipeline_ctl *ctl)
+{
+    store_job *j = NULL;
+    pipeline_ctl local = {0};
+    assert_int_equal(store_job_get(&j, x->s, job_id), 0);
+    int rc = pipeline_run(x->f, j, ctl ? ctl : &local);
+    if (rc)
+        fprintf(stderr, "pipeline_run: %s (%s)\n", farm_error_name(rc), farm_error_last());
+    store_job_free(j);
+    return rc;
+}
+
+static char *session_state(fx *x, int64_t sid)
+{
+    store_session *s = NULL;
+    assert_int_equal(store_session_get(&s, x->s, sid), 0);
+    char *st = strdup(s->state);
+    store_session_free(s);
+    return st;
+}
+
+static void assert_state(fx *x, int64_t sid, const char *want)
+{
+    char *st = session_state(x, sid);
+    if (strcmp(st, want) != 0) {
+        store_event *e = NULL;
+        size_t n = 0;
+        store_event_list(&e, &n, x->s, sid, 0, STORE_LIST_MAX);
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(e[i].kind, "output") != 0)
+                fprintf(stderr, "  %lld %s %s\n", (long long)e[i].seq, e[i].kind, e[i].body);
+        store_event_list_free(e, n);
+        fail_msg("session %lld is %s, expected %s", (long long)sid, st, want);
+    }
+    free(st);
+}
+
+/* The outbox entry with this key name ("r1:pr"), its payload parsed. */
+static json_t *outbox_payload(fx *x, int64_t sid, const char *name, char *kind_out)
+{
+    char key[256];
+    outbox_entry *e = NULL;
+    outbox_key(key, sizeof key, sid, name);
+    if (store_outbox_get_by_key(&e, x->s, key) != 0)
+        return NULL;
+    json_t *p = json_loads(e->payload, 0, NULL);
+    if (kind_out)
+        strcpy(kind_out, e->kind);
+    outbox_entry_free(e);
+    return p;
+}
+
+/* How many "step" events of run say step/status. */
+static int count_steps(fx *x, int64_t sid, const char *step, const char *status)
+{
+    static const char *const kinds[] = {"step", NULL};
+    store_event *e = NULL;
+    size_t n = 0;
+    int count = 0;
+    assert_int_equal(store_event_list_kinds(&e, &n, x->s, sid, kinds, 0, STORE_LIST_MAX), 0);
+    for (size_t i = 0; i < n; i++) {
+        json_t *b = json_loads(e[i].body, 0, NULL);
+        if (!strcmp(json_string_value(json_object_get(b, "step")), step) &&
+            !strcmp(json_string_value(json_object_get(b, "status")), status))
+            count++;
+        json_decref(b);
+    }
+    store_event_list_free(e, n);
+    return count;
+}
+
+static int count_kind(fx *x, int64_t sid, const char *kind)
+{
+    const char *kinds[] = {kind, NULL};
+    store_event *e = NULL;
+    size_t n = 0;
+    assert_int_equal(store_event_list_kinds(&e, &n, x->s, sid, kinds, 0, STORE_LIST_MAX), 0);
+    store_event_list_free(e, n);
+    return (int)n;
+}
+
+/* The file at branch:path in the bare repository, into out. */
+static int origin_show(fx *x, char *out, size_t n, const char *branch, const char *path)
+{
+    char spec[512];
+    snprintf(spec, sizeof spec, "%s:%s", branch, path);
+    return TH_GIT_OUT(out, n, x->dir, "--git-dir", x->bare, "show", spec);
+}
+
+static const char patch_fixed[] = "```diff\n"
+                                  "--- a/hello.txt\n"
+                                  "+++ b/hello.txt\n"
+                                  "@@ -1 +1 @@\n"
+                                  "-hello\n"
+                                  "+hello, fixed\n"
+                                  "```\n";
+
+static const char patch_broken[] = "```diff\n"
+                                   "--- a/hello.txt\n"
+                                   "+++ b/hello.txt\n"
+                                   "@@ -1 +1 @@\n"
+                                   "-hello\n"
+                                   "+hello, broken\n"
+                                   "```\n";
+
+static const char patch_broken_to_fixed[] = "```diff\n"
+                                            "--- a/hello.txt\n"
+                                            "+++ b/hello.txt\n"
+                                            "@@ -1 +1 @@\n"
+                                            "-hello, broken\n"
+                                            "+hello, fixed\n"
+                                            "```\n";
+
+/* ---- cases ------------------------------------------------------------------ */
+
+static void patch_issue_opens_pr(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    char body[1024], out[4096], kind[32];
+    fx_open(&x, NULL, NULL);
+    snprintf(body, sizeof body, "Please fix the greeting.\n\n%s", patch_fixed);
+    int64_t sid = new_issue(&x, "Fix the greeting", body, &job);
+
+    assert_int_equal(run_job(&x, job, NULL), 0);
+
+    /* the branch is in the bare repository with the change */
+    assert_int_equal(origin_show(&x, out, sizeof out, "farm/1-fix-the-greeting", "hello.txt"), 0);
+    assert_string_equal(out, "hello, fixed\n");
+    /* the PR entry: not a draft, moves the session to review once sent */
+    json_t *pr = outbox_payload(&x, sid, "r1:pr", kind);
+    assert_non_null(pr);
+    assert_string_equal(kind, OUTBOX_PR);
+    assert_false(json_is_true(json_object_get(pr, "draft")));
+    assert_string_equal(json_string_value(json_object_get(pr, "state_after")), "review");
+    assert_string_equal(json_string_value(json_object_get(pr, "head")), "farm/1-fix-the-greeting");
+    assert_string_equal(json_string_value(json_object_get(pr, "base")), "main");
+    const char *prb = json_string_value(json_object_get(pr, "body"));
+    assert_non_null(strstr(prb, "stand-in agent"));
+    assert_non_null(strstr(prb, "passed"));
+    assert_non_null(strstr(prb, "1 file changed"));
+    assert_non_null(json_object_get(pr, "then_comment"));
+    json_decref(pr);
+    /* the started milestone and the eyes reaction, once */
+    json_t *st = outbox_payload(&x, sid, "r1:started", kind);
+    assert_non_null(st);
+    assert_string_equal(kind, OUTBOX_COMMENT);
+    json_decref(st);
+    json_t *eyes = outbox_payload(&x, sid, "r1:eyes", kind);
+    assert_non_null(eyes);
+    assert_string_equal(kind, OUTBOX_REACT);
+    assert_string_equal(json_string_value(json_object_get(eyes, "reaction")), "eyes");
+    json_decref(eyes);
+    /* the log: every step done once, output lines, the test result */
+    const char *steps[] = {"fetch", "worktree", "agent", "test", "commit", "push", "pr"};
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
+        assert_int_equal(count_steps(&x, sid, steps[i], "done"), 1);
+    assert_true(count_kind(&x, sid, "output") >= 2);
+    assert_int_equal(count_kind(&x, sid, "run_finished"), 1);
+    assert_state(&x, sid, "pushing"); /* review once the outbox has opened the PR */
+    /* nothing of the farm's in the commit */
+    assert_int_equal(TH_GIT_OUT(out, sizeof out, x.dir, "--git-dir", x.bare, "show", "--stat",
+                                "--format=%an <%ae>", "farm/1-fix-the-greeting"),
+                     0);
+    assert_non_null(strstr(out, "farm-bot <farm-bot@users.noreply.local>"));
+    assert_null(strstr(out, "prompt"));
+    assert_null(strstr(out, "summary"));
+    fx_close(&x);
+}
+
+static void failing_tests_then_fixed_in_round_two(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    char body[2048], out[4096];
+    fx_open(&x, "\"test\": \"sh check.sh\", \"max_fix_rounds\": 2,", NULL);
+    snprintf(body, sizeof body, "Two steps.\n\n%s\nand then\n\n%s", patch_broken,
+             patch_broken_to_fixed);
+    int64_t sid = new_issue(&x, "Two steps", body, &job);
+    assert_int_equal(run_job(&x, job, NULL), 0);
+
+    assert_int_equal(origin_show(&x, out, sizeof out, "farm/1-two-steps", "hello.txt"), 0);
+    assert_string_equal(out, "hello, fixed\n");
+    json_t *pr = outbox_payload(&x, sid, "r1:pr", NULL);
+    assert_non_null(pr);
+    assert_false(json_is_true(json_object_get(pr, "draft")));
+    json_decref(pr);
+    assert_int_equal(count_steps(&x, sid, "agent", "done"), 2);
+    assert_int_equal(count_steps(&x, sid, "test", "done"), 2);
+    fx_close(&x);
+}
+
+static void tests_still_failing_give_a_draft(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    char body[1024];
+    fx_open(&x, "\"test\": \"sh check.sh\", \"max_fix_rounds\": 1,", NULL);
+    snprintf(body, sizeof body, "Only half.\n\n%s", patch_broken);
+    int64_t sid = new_issue(&x, "Half a fix", body, &job);
+    assert_int_equal(run_job(&x, job, NULL), 0);
+
+    json_t *pr = outbox_payload(&x, sid, "r1:pr", NULL);
+    assert_non_null(pr);
+    assert_true(json_is_true(json_object_get(pr, "draft")));
+    const char *prb = json_string_value(json_object_get(pr, "body"));
+    assert_non_null(strstr(prb, "tests still fail"));
+    assert_non_null(strstr(prb, "FAIL: hello.txt does not say fixed"));
+    json_decref(pr);
+    /* round 2 had no patch: the agent ran twice, the tests twice */
+    assert_int_equal(count_steps(&x, sid, "agent", "done"), 2);
+    assert_int_equal(count_steps(&x, sid, "test", "done"), 2);
+    fx_close(&x);
+}
+
+static void no_change_fails_with_a_comment(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    char kind[32];
+    fx_open(&x, "\"test\": \"sh check.sh\", \"max_fix_rounds\": 0,", NULL);
+    int64_t sid = new_issue(&x, "Vague wish", "Make it better somehow.", &job);
+    assert_int_equal(run_job(&x, job, NULL), 0);
+
+    assert_state(&x, sid, "failed");
+    json_t *c = outbox_payload(&x, sid, "r1:failed", kind);
+    assert_non_null(c);
+    assert_string_equal(kind, OUTBOX_COMMENT);
+    assert_non_null(strstr(json_string_value(json_object_get(c, "body")), "no change"));
+    json_decref(c);
+    assert_null(outbox_payload(&x, sid, "r1:pr", NULL));
+    /* the worktree is gone */
+    char wt[600];
+    struct stat st;
+    snprintf(wt, sizeof wt, "%s/data/work/s%lld", x.dir, (long long)sid);
+    assert_int_not_equal(stat(wt, &st), 0);
+    fx_close(&x);
+}
+
+static void question_waits_then_answer_continues(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    char body[1024], kind[32], out[256];
+    fx_open(&x, NULL, NULL);
+    snprintf(body, sizeof body,
+             "Fix it, in the right colour.\n\n```standin\nquestion Which colour?\n```\n\n%s",
+             patch_fixed);
+    int64_t sid = new_issue(&x, "Colour", body, &job);
+    assert_int_equal(run_job(&x, job, NULL), 0);
+
+    assert_state(&x, sid, "waiting");
+    json_t *q = outbox_payload(&x, sid, "r1:question", kind);
+    assert_non_null(q);
+    assert_string_equal(kind, OUTBOX_COMMENT);
+    assert_non_null(strstr(json_string_value(json_object_get(q, "body")), "Which colour?"));
+    json_decref(q);
+    assert_null(outbox_payload(&x, sid, "r1:pr", NULL));
+
+    /* a member answers on the issue: ingest queues the answer job */
+    tracker_event ev = {0};
+    ev.kind = TEV_COMMENT_CREATED;
+    ev.tracker = "local";
+    ev.delivery_id = "answer-1";
+    ev.repo = "demo/app";
+    ev.number = 1;
+    ev.actor = "alice";
+    ev.actor_access = ACTOR_WRITE;
+    ev.comment_body = "Blue, please.";
+    ev.comment_id = 77;
+    ingest_result r;
+    assert_int_equal(farm_ingest(x.f, &ev, &r), 0);
+    assert_int_equal(r.outcome, INGEST_ACCEPTED);
+    assert_true(r.job_id > 0);
+    store_job *j = NULL;
+    assert_int_equal(store_job_get(&j, x.s, r.job_id), 0);
+    assert_string_equal(j->kind, "answer");
+    store_job_free(j);
+
+    assert_int_equal(run_job(&x, r.job_id, NULL), 0);
+    json_t *pr = outbox_payload(&x, sid, "r2:pr", NULL);
+    assert_non_null(pr);
+    json_decref(pr);
+    assert_int_equal(origin_show(&x, out, sizeof out, "farm/1-colour", "hello.txt"), 0);
+    assert_string_equal(out, "hello, fixed\n");
+    assert_int_equal(count_kind(&x, sid, "answer"), 1);
+    /* an answer job that comes late does nothing */
+    assert_int_equal(run_job(&x, r.job_id, NULL), 0);
+    assert_int_equal(count_steps(&x, sid, "agent", "done"), 2);
+    fx_close(&x);
+}
+
+/* Cancel the run (the scheduler's flag) once the tests have started. */
+typedef struct canceller {
+    fx *x;
+    int64_t sid;
+    pipeline_ctl *ctl;
+    int fired;
+} canceller;
+
+static void *cancel_when_testing(void *arg)
+{
+    canceller *c = arg;
+    int64_t deadline = clock_mono_ms() + 60000;
+    while (clock_mono_ms() < deadline) {
+        if (count_steps(c->x, c->sid, "test", "started") > 0) {
+            c->ctl->cancel = 1;
+            c->fired = 1;
+            return NULL;
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void killed_run_continues_from_its_checkpoint(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    char body[1024], out[256];
+    fx_open(&x, "\"test\": \"sleep 2; sh check.sh\",", NULL);
+    snprintf(body, sizeof body, "Fix.\n\n%s", patch_fixed);
+    int64_t sid = new_issue(&x, "Resume me", body, &job);
+
+    pipeline_ctl ctl = {0};
+    canceller c = {&x, sid, &ctl, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, cancel_when_testing, &c), 0);
+    assert_int_equal(run_job(&x, job, &ctl), FARM_ECANCELLED);
+    pthread_join(th, NULL);
+    assert_true(c.fired);
+    assert_int_equal(count_steps(&x, sid, "agent", "done"), 1);
+    assert_int_equal(count_steps(&x, sid, "test", "done"), 0);
+    assert_null(outbox_payload(&x, sid, "r1:pr", NULL));
+    char *st = session_state(&x, sid);
+    assert_string_not_equal(st, "cancelled"); /* a lost lease is not a cancel */
+    free(st);
+
+    /* the same job again: it goes on from the tests */
+    assert_int_equal(run_job(&x, job, NULL), 0);
+    assert_int_equal(count_kind(&x, sid, "run_started"), 1);
+    assert_int_equal(count_kind(&x, sid, "worktree_reopened"), 1);
+    assert_int_equal(count_steps(&x, sid, "worktree", "started"), 1);
+    assert_int_equal(count_steps(&x, sid, "agent", "started"), 1);
+    assert_int_equal(count_steps(&x, sid, "test", "started"), 2);
+    assert_int_equal(count_steps(&x, sid, "test", "done"), 1);
+    json_t *pr = outbox_payload(&x, sid, "r1:pr", NULL);
+    assert_non_null(pr);
+    assert_false(json_is_true(json_object_get(pr, "draft")));
+    json_decref(pr);
+    assert_int_equal(origin_show(&x, out, sizeof out, "farm/1-resume-me", "hello.txt"), 0);
+    assert_string_equal(out, "hello, fixed\n");
+    fx_close(&x);
+}
+
+static void wall_limit_pushes_a_partial_draft(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    char out[256];
+    /* an agent that does its work, then never finishes */
+    fx_open(&x, NULL,
+            ", \"budgets\": {\"run_wall_s\": 4, \"partial_margin_s\": 2},"
+            " \"agent\": {\"command\": [\"/bin/sh\", \"-c\","
+            " \"echo 'hello, fixed' > hello.txt; echo working; exec sleep 60\"]}");
+    int64_t sid = new_issue(&x, "Slow agent", "Take your time.", &job);
+    int64_t t0 = clock_mono_ms();
+    assert_int_equal(run_job(&x, job, NULL), 0);
+    assert_true(clock_mono_ms() - t0 < 30000);
+
+    json_t *pr = outbox_payload(&x, sid, "r1:pr", NULL);
+    assert_non_null(pr);
+    assert_true(json_is_true(json_object_get(pr, "draft")));
+    assert_non_null(strstr(json_string_value(json_object_get(pr, "body")), "time limit"));
+    json_decref(pr);
+    assert_int_equal(count_steps(&x, sid, "test", "started"), 0);
+    assert_int_equal(origin_show(&x, out, sizeof out, "farm/1-slow-agent", "hello.txt"), 0);
+    assert_string_equal(out, "hello, fixed\n");
+    fx_close(&x);
+}
+
+/* Close the issue through ingest, as a tracker delivery would. */
+static int64_t close_issue(fx *x, const char *delivery)
+{
+    tracker_event ev = {0};
+    ingest_result r;
+    ev.kind = TEV_ISSUE_CLOSED;
+    ev.tracker = "local";
+    ev.delivery_id = (char *)delivery;
+    ev.repo = "demo/app";
+    ev.number = 1;
+    ev.actor = "alice";
+    ev.actor_access = ACTOR_WRITE;
+    assert_int_equal(farm_ingest(x->f, &ev, &r), 0);
+    assert_int_equal(r.outcome, INGEST_ACCEPTED);
+    return r.job_id;
+}
+
+typedef struct closer {
+    fx *x;
+    int64_t sid;
+    int64_t cancel_job;
+} closer;
+
+static void *close_when_testing(void *arg)
+{
+    closer *c = arg;
+    int64_t deadline = clock_mono_ms() + 60000;
+    while (clock_mono_ms() < deadline) {
+        if (count_steps(c->x, c->sid, "test", "started") > 0) {
+            c->cancel_job = close_issue(c->x, "close-1");
+            return NULL;
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void issue_closed_cancels_the_run(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    char body[1024], wt[600];
+    struct stat st;
+    fx_open(&x, "\"test\": \"sleep 30\",", NULL);
+    snprintf(body, sizeof body, "Fix.\n\n%s", patch_fixed);
+    int64_t sid = new_issue(&x, "Closed soon", body, &job);
+
+    closer c = {&x, sid, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, close_when_testing, &c), 0);
+    int64_t t0 = clock_mono_ms();
+    assert_int_equal(run_job(&x, job, NULL), 0);
+    pthread_join(th, NULL);
+    assert_true(clock_mono_ms() - t0 < 20000); /* the 30 s test was stopped */
+    assert_state(&x, sid, "cancelled");
+    assert_null(outbox_payload(&x, sid, "r1:pr", NULL));
+    snprintf(wt, sizeof wt, "%s/data/work/s%lld", x.dir, (long long)sid);
+    assert_int_not_equal(stat(wt, &st), 0);
+    /* the cancel job ingest queued finds the session ended: nothing more */
+    assert_true(c.cancel_job > 0);
+    assert_int_equal(run_job(&x, c.cancel_job, NULL), 0);
+    assert_state(&x, sid, "cancelled");
+    fx_close(&x);
+}
+
+static void cancel_job_ends_a_waiting_session(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    fx_open(&x, NULL, NULL);
+    int64_t sid = new_issue(&x, "Ask first", "Hm.\n\n```standin\nquestion Really?\n```\n", &job);
+    assert_int_equal(run_job(&x, job, NULL), 0);
+    assert_state(&x, sid, "waiting");
+    int64_t cj = close_issue(&x, "close-2");
+    assert_true(cj > 0);
+    assert_int_equal(run_job(&x, cj, NULL), 0);
+    assert_state(&x, sid, "cancelled");
+    assert_int_equal(count_kind(&x, sid, "cancel"), 1);
+    fx_close(&x);
+}
+
+static void run_budget_is_enforced(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    fx_open(&x, "\"test\": \"sh check.sh\", \"max_fix_rounds\": 0,",
+            ", \"agent\": {\"preset\": \"standin\"}, \"budgets\": {\"max_runs\": 1}");
+    int64_t sid = new_issue(&x, "Ask first", "Hm.\n\n```standin\nquestion Really?\n```\n", &job);
+    assert_int_equal(run_job(&x, job, NULL), 0);
+    assert_state(&x, sid, "waiting");
+    int64_t jid = 0;
+    assert_int_equal(farm_session_message_note(x.f, sid, &jid), 0);
+    assert_true(jid > 0);
+    assert_int_equal(run_job(&x, jid, NULL), 0);
+    assert_state(&x, sid, "failed");
+    json_t *c = outbox_payload(&x, sid, "r2:failed", NULL);
+    assert_non_null(c);
+    const char *cb = json_string_value(json_object_get(c, "body"));
+    if (!strstr(cb, "used its 1 runs"))
+        fail_msg("budget failure comment: %s", cb);
+    json_decref(c);
+    fx_close(&x);
+}
+
+int main(void)
+{
+    sandbox_probe_result p;
+    use_bwrap = sandbox_probe(&p, NULL) == 0;
+    if (!use_bwrap)
+        printf("# bwrap cannot run here (%s): the pipeline runs in unsafe-none mode\n", p.problem);
+    else
+        printf("# sandbox: bwrap\n");
+    if (vcs_git_init() != 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(patch_issue_opens_pr),
+        cmocka_unit_test(failing_tests_then_fixed_in_round_two),
+        cmocka_unit_test(tests_still_failing_give_a_draft),
+        cmocka_unit_test(no_change_fails_with_a_comment),
+        cmocka_unit_test(question_waits_then_answer_continues),
+        cmocka_unit_test(killed_run_continues_from_its_checkpoint),
+        cmocka_unit_test(wall_limit_pushes_a_partial_draft),
+        cmocka_unit_test(issue_closed_cancels_the_run),
+        cmocka_unit_test(cancel_job_ends_a_waiting_session),
+        cmocka_unit_test(run_budget_is_enforced),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
