@@ -98,6 +98,14 @@ int mirror_open(mirror **out, const char *data_dir, const char *name);
  * (the remote stalled), FARM_EIO (network, disk or protocol failure). */
 int mirror_fetch(mirror *m, const vcs_remote *remote);
 
+/* Fold the mirror's packs into one (a fetch does this by itself once there
+ * are more than 32), keeping every object, reachable or not. Holds the
+ * lock exclusively. Returns 0 or FARM_EIO. */
+int mirror_repack(mirror *m);
+
+/* How many packs the mirror has, or -1. */
+int mirror_pack_count(mirror *m);
+
 /* The commit a branch of the mirror points at, as hex into out. Returns 0 or
  * FARM_ENOTFOUND ("base branch 'main' not found in mirror of octo/app"). */
 int mirror_branch_oid(char out[VCS_OID_HEXSZ], mirror *m, const char *branch);

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -330,6 +331,99 @@ const char *mirror_path(const mirror *m)
     return m->path;
 }
 
+/* Packs in the mirror beyond which a fetch repacks. */
+#define MIRROR_MAX_PACKS 32
+
+/* The number of packs in the mirror (*.pack files without a .keep). */
+static int pack_count(const mirror *m)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/pack", m->objects);
+    DIR *d = opendir(dir);
+    int n = 0;
+    if (!d)
+        return 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        size_t l = strlen(de->d_name);
+        if (l > 5 && !strcmp(de->d_name + l - 5, ".pack"))
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int insert_cb(const git_oid *id, void *payload)
+{
+    return git_packbuilder_insert(payload, id, NULL);
+}
+
+/* Write every object of the mirror into one new pack, then delete the old
+ * packs. Everything is kept, reachable or not: a session's worktree may
+ * stand on a commit whose branch was deleted upstream since. Under the
+ * exclusive lock; git processes reading through a worktree's alternates
+ * find the objects again in the new pack, as they do after `git gc`. */
+static int repack_locked(mirror *m, git_repository *repo)
+{
+    git_packbuilder *pb = NULL;
+    git_revwalk *walk = NULL;
+    git_odb *odb = NULL;
+    char dir[PATH_MAX], keep[PATH_MAX * 2], newpack[256];
+    DIR *d = NULL;
+    int rc = 0, e;
+
+    snprintf(dir, sizeof(dir), "%s/pack", m->objects);
+    if ((e = git_packbuilder_new(&pb, repo)) < 0 || (e = git_revwalk_new(&walk, repo)) < 0 ||
+        (e = git_repository_odb(&odb, repo)) < 0)
+        goto fail;
+    git_packbuilder_set_threads(pb, 0);
+    /* reachable objects first, through a walk, so deltas pair related paths */
+    e = git_revwalk_push_glob(walk, "refs/*");
+    if (e == 0)
+        e = git_packbuilder_insert_walk(pb, walk);
+    if (e < 0 && e != GIT_ENOTFOUND)
+        goto fail;
+    if ((e = git_odb_foreach(odb, insert_cb, pb)) < 0)
+        goto fail;
+    if (git_packbuilder_object_count(pb) == 0)
+        goto out;
+    if ((e = git_packbuilder_write(pb, dir, 0644, NULL, NULL)) < 0)
+        goto fail;
+    snprintf(newpack, sizeof(newpack), "pack-%s.", git_packbuilder_name(pb));
+    if (!(d = opendir(dir))) {
+        farm_error_set("repack of %s: %s: %s", m->name, dir, strerror(errno));
+        rc = FARM_EIO;
+        goto out;
+    }
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        const char *n = de->d_name;
+        size_t l = strlen(n);
+        if (l < 6 || strncmp(n, "pack-", 5) != 0 || !strncmp(n, newpack, strlen(newpack)))
+            continue;
+        if (strcmp(n + l - 5, ".pack") != 0)
+            continue;
+        snprintf(keep, sizeof(keep), "%s/%.*s.keep", dir, (int)(l - 5), n);
+        if (access(keep, F_OK) == 0)
+            continue;
+        /* the index goes first, so a reader never finds an index without its pack */
+        snprintf(keep, sizeof(keep), "%s/%.*s.idx", dir, (int)(l - 5), n);
+        unlink(keep);
+        snprintf(keep, sizeof(keep), "%s/%.*s.rev", dir, (int)(l - 5), n);
+        unlink(keep);
+        snprintf(keep, sizeof(keep), "%s/%s", dir, n);
+        unlink(keep);
+    }
+    goto out;
+fail:
+    rc = vcs_git_fail(e, FARM_EIO, NULL, "repack of the mirror of %s", m->name);
+out:
+    if (d)
+        closedir(d);
+    git_odb_free(odb);
+    git_revwalk_free(walk);
+    git_packbuilder_free(pb);
+    return rc;
+}
+
 int mirror_fetch(mirror *m, const vcs_remote *remote)
 {
     git_repository *repo = NULL;
@@ -373,11 +467,40 @@ int mirror_fetch(mirror *m, const vcs_remote *remote)
         goto out;
     }
     rc = 0;
+    /* every fetch that brings objects adds a pack; past a few dozen,
+     * lookups slow down, so fold them into one while we hold the lock */
+    if (pack_count(m) > MIRROR_MAX_PACKS && repack_locked(m, repo) < 0)
+        rc = FARM_EIO;
 out:
     git_remote_free(gr);
     git_repository_free(repo);
     mirror_lock_release(m, 1);
     return rc;
+}
+
+int mirror_repack(mirror *m)
+{
+    git_repository *repo = NULL;
+    int rc, e;
+    if ((rc = mirror_lock_take(m, 1)) < 0)
+        return rc;
+    if ((e = git_repository_open_bare(&repo, m->path)) < 0)
+        rc = vcs_git_fail(e, FARM_EIO, NULL, "cannot open mirror of %s", m->name);
+    else
+        rc = repack_locked(m, repo);
+    git_repository_free(repo);
+    mirror_lock_release(m, 1);
+    return rc;
+}
+
+int mirror_pack_count(mirror *m)
+{
+    int n;
+    if (mirror_lock_take(m, 0) < 0)
+        return -1;
+    n = pack_count(m);
+    mirror_lock_release(m, 0);
+    return n;
 }
 
 int mirror_branch_oid(char out[VCS_OID_HEXSZ], mirror *m, const char *branch)

@@ -200,6 +200,62 @@ static void mirror_fetch_bad_remote(void **state)
     assert_int_equal(mirror_branch_oid(got, f->m, "main"), 0);
 }
 
+/* Many incremental fetches leave many packs; a repack folds them into one
+ * and keeps even objects no branch reaches any more. */
+static void mirror_repack_keeps_everything(void **state)
+{
+    fx *f = *state;
+    char p[PATH_MAX], text[64], gone[64], got[VCS_OID_HEXSZ];
+    assert_int_equal(TH_GIT(f->src, "checkout", "-q", "-b", "doomed"), 0);
+    snprintf(p, sizeof(p), "%s/doomed.txt", f->src);
+    th_write(p, "doomed\n");
+    assert_int_equal(TH_GIT(f->src, "add", "-A"), 0);
+    assert_int_equal(TH_GIT(f->src, "commit", "-q", "-m", "doomed"), 0);
+    assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", "doomed"), 0);
+    th_rev(gone, f->src, "HEAD");
+    assert_int_equal(TH_GIT(f->src, "checkout", "-q", "main"), 0);
+    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof(p), "%s/README.md", f->src);
+        snprintf(text, sizeof(text), "# app\n\nround %d\n", i);
+        th_write(p, text);
+        assert_int_equal(TH_GIT(f->src, "commit", "-q", "-am", text), 0);
+        assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", "main"), 0);
+        assert_int_equal(mirror_fetch(f->m, &f->r), 0);
+    }
+    assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", ":doomed"), 0);
+    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
+    assert_int_equal(mirror_branch_oid(got, f->m, "doomed"), FARM_ENOTFOUND);
+    assert_true(mirror_pack_count(f->m) >= 5);
+
+    assert_int_equal(mirror_repack(f->m), 0);
+    assert_int_equal(mirror_pack_count(f->m), 1);
+    assert_int_equal(
+        TH_GIT(NULL, "-C", mirror_path(f->m), "fsck", "--no-dangling", "--no-progress"), 0);
+    /* the pruned branch's commit is still there for a worktree standing on it */
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/wt/doomed", f->dir);
+    worktree_opts o = WORKTREE_OPTS_INIT;
+    o.path = path;
+    o.branch = "farm/16-doomed";
+    o.start = gone;
+    worktree *wt = NULL;
+    assert_int_equal(worktree_create(&wt, f->m, &o), 0);
+    snprintf(p, sizeof(p), "%s/doomed.txt", path);
+    assert_true(th_exists(p));
+    worktree_free(wt);
+    /* and main is whole */
+    wt = wt_make(f, "after-repack", "farm/17-after");
+    snprintf(p, sizeof(p), "%s/README.md", worktree_path(wt));
+    char *t = th_read(p);
+    assert_string_equal(t, "# app\n\nround 3\n");
+    free(t);
+    worktree_free(wt);
+    /* a second repack of one pack is harmless */
+    assert_int_equal(mirror_repack(f->m), 0);
+    assert_int_equal(mirror_pack_count(f->m), 1);
+}
+
 struct fetcher {
     mirror *m;
     vcs_remote *r;
@@ -982,6 +1038,7 @@ int main(void)
         cmocka_unit_test(branch_names),
         cmocka_unit_test_setup_teardown(mirror_fetches_and_prunes, setup, teardown),
         cmocka_unit_test_setup_teardown(mirror_fetch_bad_remote, setup, teardown),
+        cmocka_unit_test_setup_teardown(mirror_repack_keeps_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(mirror_lock_excludes_other_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(mirror_concurrent_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_checks_out_base, setup, teardown),
