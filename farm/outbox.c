@@ -565,6 +565,39 @@ static void record_failure(worker *w, const outbox_entry *e, int rc, int fatal, 
         log_warn("outbox outcome not recorded", "key", e->key, "error", farm_error_last());
 }
 
+/* text with OUTBOX_PR_URL and OUTBOX_PR_NUMBER replaced by the PR's. Heap
+ * string, or NULL when there is nothing to replace (or on ENOMEM: the
+ * comment then goes out with the placeholder rather than not at all). */
+static char *pr_fill(const char *text, const tracker_pr *pr)
+{
+    static const char *const names[2] = {OUTBOX_PR_URL, OUTBOX_PR_NUMBER};
+    char number[24];
+    const char *values[2] = {pr->url ? pr->url : "", number};
+    buf b = BUF_INIT(2 * OUTBOX_PAYLOAD_MAX);
+    const char *p = text;
+
+    if (!strstr(text, OUTBOX_PR_URL) && !strstr(text, OUTBOX_PR_NUMBER))
+        return NULL;
+    snprintf(number, sizeof number, "%" PRId64, pr->number);
+    while (*p) {
+        int k = -1;
+        for (int i = 0; i < 2 && k < 0; i++)
+            if (strncmp(p, names[i], strlen(names[i])) == 0)
+                k = i;
+        if (k >= 0) {
+            if (buf_puts(&b, values[k]))
+                goto fail;
+            p += strlen(names[k]);
+        } else if (buf_putc(&b, *p++)) {
+            goto fail;
+        }
+    }
+    return buf_detach(&b);
+fail:
+    buf_free(&b);
+    return NULL;
+}
+
 static void process(worker *w, outbox_entry *e)
 {
     farm *f = w->s->f;
@@ -593,6 +626,9 @@ static void process(worker *w, outbox_entry *e)
         char then_key[256];
         int64_t seq = 0;
         const char *tc = jstr(p, "then_comment");
+        char *filled = NULL;
+        if (tc && (filled = pr_fill(tc, oc.pr)))
+            tc = filled;
         if (tc) {
             json_t *tp = json_pack("{s:s}", "body", tc);
             json_t *inst = json_object_get(p, "installation_id");
@@ -605,6 +641,7 @@ static void process(worker *w, outbox_entry *e)
         rc = store_outbox_pr_done(&seq, f->store, e->id, e->session_id, oc.pr->number, oc.pr->url,
                                   jstr(p, "state_after"), then ? then_key : NULL, then);
         free(then);
+        free(filled);
         if (!rc && seq > 0)
             stream_hub_session_notify(f->streams, e->session_id, seq);
     } else {

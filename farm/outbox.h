@@ -44,7 +44,9 @@ typedef struct farm farm;
  *                  session's pr_number and pr_url are set and, when the payload
  *                  has "state_after", the session moves to that state; then
  *                  "then_comment" (a body), when present, is enqueued as an
- *                  OUTBOX_COMMENT with key "<key>:comment".
+ *                  OUTBOX_COMMENT with key "<key>:comment"; in it
+ *                  OUTBOX_PR_URL and OUTBOX_PR_NUMBER are replaced by the
+ *                  PR's URL and number (unknown when the comment is written).
  * OUTBOX_REVIEW_REPLY {"comment_id": n, "body": md}   reply in a review thread
  */
 #define OUTBOX_COMMENT      "comment"
@@ -53,6 +55,10 @@ typedef struct farm farm;
 #define OUTBOX_LABELS       "labels"
 #define OUTBOX_PR           "pr"
 #define OUTBOX_REVIEW_REPLY "review_reply"
+
+/* Placeholders a PR entry's then_comment may hold. */
+#define OUTBOX_PR_URL    "{{pr_url}}"
+#define OUTBOX_PR_NUMBER "{{pr_number}}"
 
 /* Build "s<session>:<name>" into out (at least 256 bytes). */
 void outbox_key(char *out, size_t n, int64_t session_id, const char *name);

@@ -9,6 +9,7 @@
  * has no "<!-- farm:" in it, so nothing quoted can pass for a marker.
  */
 #include "report.h"
+#include "outbox.h"
 
 #include "../base/buf.h"
 #include "../base/clock.h"
@@ -344,8 +345,9 @@ static int render_pr(buf *b, const report_info *r)
 {
     const store_session *s = r->session;
     int rc = buf_puts(b, "### ✅ Pull request opened");
-    if (!rc && s->pr_url && *s->pr_url)
-        rc = buf_printf(b, ": %s", s->pr_url);
+    /* before the PR exists its URL is a placeholder the outbox fills in */
+    if (!rc)
+        rc = buf_printf(b, ": %s", s->pr_url && *s->pr_url ? s->pr_url : OUTBOX_PR_URL);
     if (!rc)
         rc = buf_puts(b, "\n\n");
     if (!rc && r->summary && *r->summary) {

@@ -24,7 +24,9 @@
 
 typedef enum {
     REPORT_STARTED,   /* the agent is on it */
-    REPORT_PR_OPENED, /* the pull request is open (summary, tests, diffstat) */
+    REPORT_PR_OPENED, /* the pull request is open (summary, tests, diffstat); without
+                         session->pr_url the link is OUTBOX_PR_URL, for a PR entry's
+                         then_comment (outbox.h) */
     REPORT_FAILED,    /* the run failed: reason and the output's last lines */
     REPORT_QUESTION,  /* the agent asks; a reply resumes the session */
 } report_milestone;

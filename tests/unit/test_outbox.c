@@ -456,7 +456,7 @@ static void pr_created_once_with_bookkeeping(void **state)
     enqueue(fx, sid, OUTBOX_PR, key,
             "{\"title\": \"Fix six\", \"body\": \"The fix.\", \"head\": \"farm/6-six\","
             " \"base\": \"main\", \"state_after\": \"review\","
-            " \"then_comment\": \"PR opened.\"}");
+            " \"then_comment\": \"PR opened: {{pr_url}} (#{{pr_number}})\"}");
     assert_int_equal(outbox_start_opts(fx->f, &o), 0);
     snprintf(ckey, sizeof ckey, "%s:comment", key);
     outbox_entry *c = wait_settled(fx, ckey, 20000);
@@ -471,6 +471,7 @@ static void pr_created_once_with_bookkeeping(void **state)
     assert_int_equal(store_session_get(&s, fx->s, sid), 0);
     assert_int_equal(s->pr_number, strtoll(e->remote_id, NULL, 10));
     assert_true(s->pr_number > 0);
+    int64_t pr_number = s->pr_number;
     assert_non_null(s->pr_url);
     assert_string_equal(s->state, "review");
     store_session_free(s);
@@ -486,6 +487,18 @@ static void pr_created_once_with_bookkeeping(void **state)
 
     assert_int_equal(fake_count(&fx->gh, "POST", "/pulls"), 1);
     assert_int_equal(marked(fx, ckey), 1);
+    /* the placeholders were filled in */
+    assert_int_equal(store_outbox_get_by_key(&c, fx->s, ckey), 0);
+    json_t *list = gh_comments(fx);
+    const char *cbody = comment_body(list, strtoll(c->remote_id, NULL, 10));
+    char want[128];
+    snprintf(want, sizeof want, "/o/r/pull/%lld (#%lld)", (long long)pr_number,
+             (long long)pr_number);
+    assert_non_null(cbody);
+    assert_non_null(strstr(cbody, want));
+    assert_null(strstr(cbody, "{{"));
+    json_decref(list);
+    outbox_entry_free(c);
     json_t *st = ctl(&fx->gh, "GET", "/_fake/state", NULL);
     json_t *pulls = json_object_get(json_object_get(json_object_get(st, "repos"), "o/r"), "pulls");
     assert_int_equal(json_array_size(pulls), 1);

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "base/error.h"
+#include "farm/outbox.h"
 #include "farm/report.h"
 #include "vcs/tracker.h"
 
@@ -152,6 +153,12 @@ static void milestones(void **state)
     free(md);
 
     r.question = "Should the limit be 10 or 100?\nBoth appear in the docs.";
+    /* before the PR exists: the placeholder the outbox fills in */
+    s.pr_url = NULL;
+    assert_int_equal(report_milestone_render(&md, REPORT_PR_OPENED, &r), 0);
+    assert_non_null(strstr(md, "Pull request opened: " OUTBOX_PR_URL "\n"));
+    free(md);
+
     assert_int_equal(report_milestone_render(&md, REPORT_QUESTION, &r), 0);
     assert_non_null(strstr(md, "> Should the limit be 10 or 100?\n> Both appear in the docs.\n"));
     free(md);
