@@ -203,6 +203,8 @@ static int make_session(store_tx *tx, void *arg)
 }
 
 /* The server: runs until the parent closes the control pipe. */
+static int http_threads = 2;
+
 static void server_child(int wfd, int rfd, unsigned max_conns)
 {
     config *cfg;
@@ -224,7 +226,7 @@ static void server_child(int wfd, int rfd, unsigned max_conns)
     if (store_write(farm_store(f), make_session, &s))
         die("session");
     server_options opt = SERVER_OPTIONS_INIT;
-    opt.threads = 2;
+    opt.threads = http_threads;
     opt.max_connections = max_conns;
     if (server_start(&srv, f, &opt))
         die("server_start");
@@ -548,13 +550,17 @@ static void fanout(int k, int events, int interval_ms)
 
 int main(int argc, char **argv)
 {
-    int readers = 10000, events = 100, interval = 20, appends = 50000, producers = 1000;
+    int readers = 10000, events = 50, interval = 200, appends = 50000, producers = 1000;
     int skip_fanout = 0, skip_append = 0;
-    static const struct option opts[] = {
-        {"readers", required_argument, NULL, 'k'},     {"events", required_argument, NULL, 'm'},
-        {"interval-ms", required_argument, NULL, 'i'}, {"appends", required_argument, NULL, 'n'},
-        {"in-flight", required_argument, NULL, 'p'},   {"skip-fanout", no_argument, NULL, 'F'},
-        {"skip-append", no_argument, NULL, 'A'},       {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"readers", required_argument, NULL, 'k'},
+                                         {"events", required_argument, NULL, 'm'},
+                                         {"interval-ms", required_argument, NULL, 'i'},
+                                         {"appends", required_argument, NULL, 'n'},
+                                         {"in-flight", required_argument, NULL, 'p'},
+                                         {"skip-fanout", no_argument, NULL, 'F'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"skip-append", no_argument, NULL, 'A'},
+                                         {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -576,12 +582,17 @@ int main(int argc, char **argv)
         case 'F':
             skip_fanout = 1;
             break;
+        case 't':
+            http_threads = atoi(optarg);
+            break;
         case 'A':
             skip_append = 1;
             break;
         default:
-            fprintf(stderr, "usage: bench_stream [--readers K] [--events M] [--interval-ms N] "
-                            "[--appends N] [--in-flight P] [--skip-fanout] [--skip-append]\n");
+            fprintf(
+                stderr,
+                "usage: bench_stream [--readers K] [--events M] [--interval-ms N] "
+                "[--appends N] [--in-flight P] [--threads T] [--skip-fanout] [--skip-append]\n");
             return 2;
         }
     }
