@@ -10,10 +10,12 @@
  * one. Without an installation id in the ref, the repository's installation
  * is looked up once (GET /repos/{repo}/installation) and remembered.
  *
- * Limits. Content-creating requests (everything but GET) draw from two token
- * buckets per instance, by default 80 a minute and 500 an hour, under
- * GitHub's secondary limits; when a bucket is empty the call waits if that
- * takes under a second and otherwise fails with FARM_EAGAIN and the wait. A
+ * Limits. Content-creating requests (everything but GET) are paced per
+ * instance under GitHub's secondary limits, by default 80 in any minute and
+ * 500 in any hour: the times of the latest ones are kept, so the limits hold
+ * over every sliding window (a token bucket would allow twice the burst).
+ * When the budget is spent the call waits if that takes under a second and
+ * otherwise fails with FARM_EAGAIN and the wait. A
  * response that says the primary rate limit is spent (x-ratelimit-remaining:
  * 0) blocks that credential until x-ratelimit-reset without asking again.
  *
@@ -49,13 +51,16 @@
 #define LIST_PAGES_MAX  200
 #define LIST_BYTES_MAX  (64u << 20) /* all pages of one list together */
 
-/* A token bucket: cap tokens, refilled continuously at rate per ms. */
-typedef struct bucket {
-    double tokens;
-    double cap;
-    double per_ms;
-    int64_t last_ms;
-} bucket;
+/* The monotonic times of the latest content-creating requests, a ring of
+ * max(per_minute, per_hour) entries. */
+typedef struct pacer {
+    int64_t *times;
+    size_t cap;
+    size_t count; /* entries used, up to cap */
+    size_t head;  /* where the next time goes */
+    int per_minute;
+    int per_hour;
+} pacer;
 
 /* One credential: the PAT (installation 0) or one installation's token. */
 typedef struct ident {
@@ -94,7 +99,7 @@ struct github_api {
     long max_wait_ms;
 
     pthread_mutex_t mu; /* guards everything below */
-    bucket minute, hour;
+    pacer pace;
     ident idents[IDENT_MAX];
     etag_entry *etags;
     size_t netags;
@@ -166,12 +171,15 @@ void github_api_backoff(const github_api *a, int attempt)
 
 /* ---- construction ------------------------------------------------------- */
 
-static void bucket_init(bucket *b, int count, int64_t period_ms)
+#define PACE_MAX 100000 /* entries: bounds the ring whatever per_hour says */
+
+static int pacer_init(pacer *p, int per_minute, int per_hour)
 {
-    b->cap = count;
-    b->tokens = count;
-    b->per_ms = (double)count / (double)period_ms;
-    b->last_ms = clock_mono_ms();
+    p->per_minute = per_minute > 0 ? (per_minute < PACE_MAX ? per_minute : PACE_MAX) : 80;
+    p->per_hour = per_hour > 0 ? (per_hour < PACE_MAX ? per_hour : PACE_MAX) : 500;
+    p->cap = (size_t)(p->per_minute > p->per_hour ? p->per_minute : p->per_hour);
+    p->times = calloc(p->cap, sizeof *p->times);
+    return p->times ? 0 : FARM_ENOMEM;
 }
 
 int github_api_new(github_api **out, const tracker_github_opts *o)
@@ -233,8 +241,8 @@ int github_api_new(github_api **out, const tracker_github_opts *o)
     a->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
     a->max_retries = o->max_retries >= 0 ? o->max_retries : 3;
     a->max_wait_ms = o->max_retry_wait_ms >= 0 ? o->max_retry_wait_ms : 1000;
-    bucket_init(&a->minute, o->per_minute > 0 ? o->per_minute : 80, 60 * 1000);
-    bucket_init(&a->hour, o->per_hour > 0 ? o->per_hour : 500, 3600 * 1000);
+    if ((rc = pacer_init(&a->pace, o->per_minute, o->per_hour)) < 0)
+        goto out;
     a->netags = o->etag_cache_entries > 0 ? o->etag_cache_entries : 256;
     if (a->netags > 100000)
         a->netags = 100000;
@@ -265,6 +273,7 @@ void github_api_free(github_api *a)
         free(a->etags[i].next);
     }
     free(a->etags);
+    free(a->pace.times);
     for (size_t i = 0; i < a->nrepos; i++)
         free(a->repos[i].repo);
     pthread_mutex_destroy(&a->mu);
@@ -278,21 +287,15 @@ void github_api_free(github_api *a)
 
 /* ---- pacing ------------------------------------------------------------- */
 
-static void bucket_fill(bucket *b, int64_t now)
+/* How long until one more request fits in a window of period_ms that
+ * allows limit requests: the limit-th latest must have left the window. */
+static int64_t pacer_wait(const pacer *p, int limit, int64_t period_ms, int64_t now)
 {
-    if (now > b->last_ms) {
-        b->tokens += (double)(now - b->last_ms) * b->per_ms;
-        if (b->tokens > b->cap)
-            b->tokens = b->cap;
-        b->last_ms = now;
-    }
-}
-
-static int64_t bucket_wait(const bucket *b)
-{
-    if (b->tokens >= 1.0)
+    if ((size_t)limit > p->count)
         return 0;
-    return (int64_t)((1.0 - b->tokens) / b->per_ms) + 1;
+    int64_t t = p->times[(p->head + p->cap - (size_t)limit) % p->cap];
+    int64_t wait = t + period_ms - now;
+    return wait > 0 ? wait : 0;
 }
 
 /* Take one unit of the content-creating budget, waiting up to a second. */
@@ -300,23 +303,26 @@ static int pace(github_api *a)
 {
     for (;;) {
         pthread_mutex_lock(&a->mu);
+        pacer *p = &a->pace;
         int64_t now = clock_mono_ms();
-        bucket_fill(&a->minute, now);
-        bucket_fill(&a->hour, now);
-        int64_t wm = bucket_wait(&a->minute), wh = bucket_wait(&a->hour);
+        int64_t wm = pacer_wait(p, p->per_minute, 60 * 1000, now);
+        int64_t wh = pacer_wait(p, p->per_hour, 3600 * 1000, now);
         int64_t wait = wm > wh ? wm : wh;
         if (wait == 0) {
-            a->minute.tokens -= 1.0;
-            a->hour.tokens -= 1.0;
+            p->times[p->head] = now;
+            p->head = (p->head + 1) % p->cap;
+            if (p->count < p->cap)
+                p->count++;
         }
+        int per_minute = p->per_minute, per_hour = p->per_hour;
         pthread_mutex_unlock(&a->mu);
         if (wait == 0)
             return 0;
         if (wait > PACE_BLOCK_MS) {
             tracker_retry_after_set(wait);
             farm_error_set("github: pacing budget for content-creating requests spent "
-                           "(%.0f a minute, %.0f an hour); next one in %lld ms",
-                           a->minute.cap, a->hour.cap, (long long)wait);
+                           "(%d a minute, %d an hour); next one in %lld ms",
+                           per_minute, per_hour, (long long)wait);
             return FARM_EAGAIN;
         }
         sleep_ms(wait);

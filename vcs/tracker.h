@@ -242,8 +242,8 @@ typedef struct tracker_github_opts {
     int max_retries;             /* per request on 5xx/429/transport errors, default 3 */
     long max_retry_wait_ms;      /* longest wait slept through inside a call, default 1000;
                                     longer ones become FARM_EAGAIN */
-    int per_minute;              /* content-creating requests per minute, default 80 */
-    int per_hour;                /* ... and per hour, default 500 */
+    int per_minute;              /* content-creating requests in any minute, default 80 */
+    int per_hour;                /* ... and in any hour, default 500 */
     size_t etag_cache_entries;   /* conditional-GET cache size, default 256 (0: default) */
 } tracker_github_opts;
 
