@@ -37,6 +37,12 @@ static void init_run(void)
             init_result = FARM_ERROR;
     if (vcs_watch_init() < 0)
         init_result = FARM_ERROR;
+    /* Ownership checks (safe.directory) guard against a planted repository
+     * whose config runs programs. libgit2 runs none, and the farm opens
+     * worktrees with its own config and checks their .git itself
+     * (wt_repo_open); meanwhile a farm running as root hands worktrees to
+     * a sandbox uid, which these checks would refuse. */
+    git_libgit2_opts(GIT_OPT_SET_OWNER_VALIDATION, 0);
     git_libgit2_opts(GIT_OPT_ENABLE_STRICT_OBJECT_CREATION, 1);
     git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 1);
 }

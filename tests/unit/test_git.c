@@ -975,6 +975,35 @@ static void commit_refuses_redirected_gitdir(void **state)
     worktree_free(wt);
 }
 
+/* When the farm runs as root the sandbox may hand the worktree to another
+ * uid (chown where there are no ACLs): the farm still commits and pushes. */
+static void commit_in_worktree_owned_by_sandbox_uid(void **state)
+{
+    fx *f = *state;
+    if (geteuid() != 0) {
+        skip();
+        return;
+    }
+    worktree *wt = wt_make(f, "chowned", "farm/18-chowned");
+    wt_file(wt, "by-agent.txt", "agent\n");
+    char uid[32];
+    snprintf(uid, sizeof(uid), "%u:%u", 0x70001234u, 0x70001234u);
+    assert_int_equal(th_run(NULL, 0, NULL, TH_ARGV("chown", "-R", uid, worktree_path(wt))), 0);
+    worktree_commit_result res;
+    worktree_commit_opts o = bot("chowned");
+    int rc = worktree_commit(&res, wt, &o);
+    if (rc)
+        fprintf(stderr, "%s\n", farm_error_last());
+    assert_int_equal(rc, 0);
+    assert_int_equal(res.empty, 0);
+    assert_int_equal(worktree_push(wt, &f->r, NULL), 0);
+    vcs_diffstat ds;
+    assert_int_equal(worktree_diffstat(&ds, wt), 0);
+    assert_int_equal(ds.files, 1);
+    vcs_diffstat_free(&ds);
+    worktree_free(wt);
+}
+
 /* ---- push over file:// ---- */
 
 static void push_with_lease(void **state)
@@ -1053,6 +1082,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(commit_ignores_agent_git_state, setup, teardown),
         cmocka_unit_test_setup_teardown(commit_runs_no_repository_programs, setup, teardown),
         cmocka_unit_test_setup_teardown(commit_refuses_redirected_gitdir, setup, teardown),
+        cmocka_unit_test_setup_teardown(commit_in_worktree_owned_by_sandbox_uid, setup, teardown),
         cmocka_unit_test_setup_teardown(push_with_lease, setup, teardown),
     };
     if (vcs_git_init() != 0)
