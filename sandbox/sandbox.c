@@ -82,6 +82,7 @@ struct sandbox {
     int cmd_w;    /* prepared: our end of the helper's command socket, until launch */
     int prepared; /* spawned ahead by sandbox_prepare() */
     int launched;
+    int waited;
     atomic_int ns_init; /* the pid namespace's init as the host sees it, 0 until known */
     int killed;
     int64_t start_ms;
@@ -659,6 +660,11 @@ int sandbox_wait(sandbox *s, sandbox_result *r)
         farm_error_set("sandbox: wait before launch");
         return FARM_EINVALID;
     }
+    if (s->waited) {
+        farm_error_set("sandbox: already waited for");
+        return FARM_EINVALID;
+    }
+    s->waited = 1;
     const sandbox_opts *o = s->o;
     int64_t deadline = o->timeout_ms > 0 ? s->start_ms + o->timeout_ms : -1;
     int exited = 0;

@@ -341,7 +341,8 @@ static void stop_from_another_thread(void **state)
     assert_int_equal(r.stopped, 1);
     assert_int_equal(r.timed_out, 0);
     assert_true(r.wall_ms < 30000);
-    sandbox_stop(s); /* after the end: harmless */
+    sandbox_stop(s);                                      /* after the end: harmless */
+    assert_int_equal(sandbox_wait(s, &r), FARM_EINVALID); /* once only */
     sandbox_free(s);
     capture_free(&c);
 }
