@@ -181,8 +181,10 @@ int store_outbox_next_due(int64_t *out_ms, store *s)
 
     *out_ms = 0;
     rc = store_prepare(&st, db,
-                       "SELECT min(max(next_try_ms, lease_expires_ms)) FROM outbox"
-                       " WHERE state = 'pending'");
+                       "SELECT min(max(o.next_try_ms, o.lease_expires_ms)) FROM outbox o"
+                       " WHERE o.state = 'pending' AND NOT EXISTS (SELECT 1 FROM outbox p"
+                       " WHERE p.session_id = o.session_id AND p.state = 'pending'"
+                       " AND p.id < o.id)");
     if (!rc) {
         if (sqlite3_step(st) == SQLITE_ROW)
             *out_ms = sqlite3_column_int64(st, 0); /* NULL reads as 0: nothing pending */

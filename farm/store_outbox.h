@@ -64,8 +64,9 @@ int store_tx_outbox_status_key(char *out, size_t n, store_tx *tx, int64_t sessio
 int store_outbox_lease(outbox_entry **out, store *s, const char *owner, int64_t now_ms,
                        int64_t lease_ms);
 
-/* The earliest time at which a pending entry may become due (its next try
- * or the end of its lease), or 0 when nothing is pending. Read only. */
+/* The earliest time at which a session's head entry may become due (its
+ * next try or the end of its lease; entries behind a waiting head wait with
+ * it), or 0 when nothing is pending. Read only. */
 int store_outbox_next_due(int64_t *out_ms, store *s);
 
 /* Record a delivery: state "sent" with the remote id. Done whoever holds the

@@ -676,6 +676,43 @@ static void order_kept_while_others_proceed(void **state)
     }
 }
 
+/* An idle sender sleeps until a session's head is due: entries waiting
+ * behind a head that waits do not count (they would make it spin). */
+static void next_due_follows_heads(void **state)
+{
+    fixture *fx = *state;
+    int64_t sid = new_session(fx, "github", "o/r", 1), now = clock_wall_ms(), due = 0;
+    outbox_entry *e = NULL;
+
+    enqueue(fx, sid, OUTBOX_COMMENT, "s1:first", "{\"body\": \"1\"}");
+    enqueue(fx, sid, OUTBOX_COMMENT, "s1:second", "{\"body\": \"2\"}");
+    assert_int_equal(store_outbox_next_due(&due, fx->s), 0);
+    assert_true(due > 0 && due <= clock_wall_ms());
+    assert_int_equal(store_outbox_lease(&e, fx->s, "me/w0", now, 30000), 0);
+    assert_string_equal(e->key, "s1:first");
+    /* the head is leased: the second is not leasable, nothing is due */
+    outbox_entry *none = NULL;
+    assert_int_equal(store_outbox_lease(&none, fx->s, "me/w1", now, 30000), FARM_ENOTFOUND);
+    assert_int_equal(store_outbox_retry(fx->s, e->id, "someone-else/w0", now + 1, "x"),
+                     FARM_ECONFLICT);
+    assert_int_equal(store_outbox_retry(fx->s, e->id, "me/w0", now + 60000, "EAGAIN: later"), 0);
+    outbox_entry_free(e);
+    assert_int_equal(store_outbox_next_due(&due, fx->s), 0);
+    assert_true(due >= now + 60000);
+    assert_int_equal(store_outbox_lease(&none, fx->s, "me/w1", clock_wall_ms(), 30000),
+                     FARM_ENOTFOUND);
+    /* a later time: the head is due again, still before the second */
+    assert_int_equal(store_outbox_lease(&e, fx->s, "me/w1", now + 60001, 30000), 0);
+    assert_string_equal(e->key, "s1:first");
+    assert_int_equal(e->attempts, 2);
+    assert_int_equal(store_outbox_sent(fx->s, e->id, "77"), 0);
+    assert_int_equal(store_outbox_sent(fx->s, e->id, "78"), FARM_ENOTFOUND); /* once */
+    outbox_entry_free(e);
+    assert_int_equal(store_outbox_lease(&e, fx->s, "me/w1", now + 60001, 30000), 0);
+    assert_string_equal(e->key, "s1:second");
+    outbox_entry_free(e);
+}
+
 /* Labels and a reaction go through too (idempotent, no marker). */
 static void labels_and_reaction(void **state)
 {
@@ -729,6 +766,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(auth_error_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(order_kept_while_others_proceed, setup, teardown),
         cmocka_unit_test_setup_teardown(labels_and_reaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(next_due_follows_heads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
