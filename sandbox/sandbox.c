@@ -83,7 +83,8 @@ struct sandbox {
     int prepared; /* spawned ahead by sandbox_prepare() */
     int launched;
     int waited;
-    atomic_int ns_init; /* the pid namespace's init as the host sees it, 0 until known */
+    int ns_init; /* a pidfd of the pid namespace's init, -1 until known (a pidfd, so that
+                    a late kill cannot hit a recycled pid) */
     int killed;
     int64_t start_ms;
     sbx_cgroup *cg;
@@ -257,6 +258,7 @@ void sandbox_free(sandbox *s)
         rmdir(s->tmpdir);
     }
     close_fd(&s->pidfd);
+    close_fd(&s->ns_init);
     close_fd(&s->out_fd);
     close_fd(&s->err_fd);
     close_fd(&s->info_fd);
@@ -317,6 +319,7 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
     s->pid = -1;
     s->prepared = prepared;
     s->pidfd = s->out_fd = s->err_fd = s->info_fd = s->stop_r = s->stop_w = s->cmd_w = -1;
+    s->ns_init = -1;
     buf_init(&s->info, 4096);
     int root = geteuid() == 0;
     int drop = root && !o->unsafe_none;
@@ -582,9 +585,8 @@ out:
 /* Kill everything the run started. */
 static void kill_tree(sandbox *s)
 {
-    int ns = atomic_load(&s->ns_init);
-    if (ns > 0)
-        kill(ns, SIGKILL);
+    if (s->ns_init >= 0)
+        syscall(SYS_pidfd_send_signal, s->ns_init, SIGKILL, NULL, 0);
     if (s->pid > 0) {
         if (s->o->unsafe_none)
             kill(-s->pgid, SIGKILL); /* its session and process group */
@@ -610,8 +612,8 @@ static void parse_info(sandbox *s)
     if (!p || !(p = strchr(p, ':')))
         return;
     long v = strtol(p + 1, NULL, 10);
-    if (v > 1)
-        atomic_store(&s->ns_init, (int)v);
+    if (v > 1 && s->ns_init < 0)
+        s->ns_init = (int)syscall(SYS_pidfd_open, (pid_t)v, 0);
 }
 
 static void deliver(sandbox *s, sandbox_result *r, sandbox_stream which, const char *d, size_t n)
