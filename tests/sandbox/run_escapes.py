@@ -347,6 +347,12 @@ def run_all(base, wt, escape_exe, token, caps):
     r = farm_run(wt, ["/bin/echo", "x" * (100 * 1024)])
     ok = r.rc == 2 and "over the cap" in r.err
     tap(ok, "bad input: an oversized argument is refused", "" if ok else r.why())
+    for bad, want in ((["--network", "bogus"], "--network is none or allowlist"),
+                      (["--timeout", "soon"], "non-negative number"),
+                      (["--allow", "bad host!"], "allowlist entry")):
+        r = farm_run(wt, ["true"], opts=bad)
+        ok = r.rc == 2 and want in r.err
+        tap(ok, "bad input: farm sandbox run %s is refused" % " ".join(bad), "" if ok else r.why())
     env = os.environ.copy()
     env["PATH"] = "/nonexistent"
     r = farm_run(wt, ["true"], env=env)
