@@ -13,7 +13,8 @@
  * object store, borrowing the mirror's objects through
  * .git/objects/info/alternates. The agent may run `git status/diff/log/add`
  * inside; the sandbox must bind worktree_ro_paths() read-only (the mirror's
- * object store at the same absolute path, .git/hooks and .git/config).
+ * object store at the same absolute path, .git/hooks and .git/config) and
+ * pass worktree_sandbox_env() to the process.
  *
  * The farm never trusts what the agent could have written. When it commits
  * or pushes it opens the worktree with its own in-memory config (so no
@@ -170,6 +171,14 @@ const char *worktree_start(const worktree *wt);
  * `git diff` fail inside). A NULL-terminated array of heap strings; the
  * caller frees it with vcs_strv_free(). Returns 0 or FARM_ENOMEM. */
 int worktree_ro_paths(char ***out, const worktree *wt);
+
+/* Environment entries ("NAME=value") for a sandboxed process that runs git
+ * in the worktree: safe.directory naming the worktree, given through
+ * GIT_CONFIG_COUNT/KEY/VALUE (the sandbox's uid may not own the worktree,
+ * and git refuses a repository owned by someone else), and
+ * GIT_CEILING_DIRECTORIES so git never looks above it. NULL-terminated heap
+ * array; the caller frees it with vcs_strv_free(). Returns 0 or FARM_ENOMEM. */
+int worktree_sandbox_env(char ***out, const worktree *wt);
 
 void vcs_strv_free(char **v);
 

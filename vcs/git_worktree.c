@@ -525,6 +525,30 @@ int worktree_ro_paths(char ***out, const worktree *wt)
     return 0;
 }
 
+int worktree_sandbox_env(char ***out, const worktree *wt)
+{
+    char **v = calloc(5, sizeof(char *));
+    char *parent = strdup(wt->path);
+    *out = NULL;
+    if (parent) {
+        char *slash = strrchr(parent, '/');
+        if (slash)
+            slash[slash == parent ? 1 : 0] = '\0';
+    }
+    if (!v || !parent || !(v[0] = strdup("GIT_CONFIG_COUNT=1")) ||
+        !(v[1] = strdup("GIT_CONFIG_KEY_0=safe.directory")) ||
+        !(v[2] = vcs_strcat("GIT_CONFIG_VALUE_0=", wt->path)) ||
+        !(v[3] = vcs_strcat("GIT_CEILING_DIRECTORIES=", parent))) {
+        vcs_strv_free(v);
+        free(parent);
+        farm_error_set("out of memory");
+        return FARM_ENOMEM;
+    }
+    free(parent);
+    *out = v;
+    return 0;
+}
+
 int worktree_remove(worktree *wt)
 {
     return vcs_tree_remove(wt->path);

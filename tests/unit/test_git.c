@@ -437,6 +437,48 @@ static void worktree_checks_out_base(void **state)
     worktree_free(wt);
 }
 
+/* The git command, run as a uid that does not own the worktree (as in the
+ * sandbox), works with worktree_sandbox_env() and not without it. */
+static void worktree_git_as_other_uid(void **state)
+{
+    fx *f = *state;
+    if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0) {
+        skip();
+        return;
+    }
+    worktree *wt = wt_make(f, "otheruid", "farm/19-other");
+    char **env = NULL;
+    assert_int_equal(worktree_sandbox_env(&env, wt), 0);
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof(parent), "%s/wt", f->dir);
+    int n = 0;
+    for (; env[n]; n++)
+        ;
+    assert_int_equal(n, 4);
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof(want), "GIT_CONFIG_VALUE_0=%s", worktree_path(wt));
+    assert_string_equal(env[2], want);
+    snprintf(want, sizeof(want), "GIT_CEILING_DIRECTORIES=%s", parent);
+    assert_string_equal(env[3], want);
+    chmod(f->dir, 0755); /* let uid 65534 through the temp dir */
+    const char *argv[] = {"setpriv", "--reuid=65534",   "--regid=65534", "--clear-groups", "git",
+                          "-C",      worktree_path(wt), "log",           "--format=%s",    NULL};
+    char out[256];
+    /* without the environment: refused as dubious ownership */
+    assert_true(th_run(out, sizeof(out), NULL, argv) != 0);
+    for (int i = 0; env[i]; i++)
+        putenv(env[i]);
+    int rc = th_run(out, sizeof(out), NULL, argv);
+    unsetenv("GIT_CONFIG_COUNT");
+    unsetenv("GIT_CONFIG_KEY_0");
+    unsetenv("GIT_CONFIG_VALUE_0");
+    unsetenv("GIT_CEILING_DIRECTORIES");
+    assert_int_equal(rc, 0);
+    assert_string_equal(out, "initial\n");
+    vcs_strv_free(env);
+    worktree_free(wt);
+}
+
 static void worktree_base_missing(void **state)
 {
     fx *f = *state;
@@ -1072,6 +1114,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(mirror_concurrent_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_checks_out_base, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_base_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(worktree_git_as_other_uid, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_remove_never_follows_symlinks, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_special_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_warm_slot_adopted, setup, teardown),
