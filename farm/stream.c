@@ -425,7 +425,7 @@ int stream_create(stream_result *out, stream_hub *h, const char *path, const str
         fail(out, 400, "invalid stream path");
         return 0;
     }
-    if (stream_path_session(path, &sid)) {
+    if (stream_path_reserved(path)) {
         fail(out, 403, "session logs are written by the farm only");
         return 0;
     }
@@ -838,12 +838,11 @@ void stream_appender_stop(stream_hub *h)
 static int append_prepare(append_ctx *c, const char *path, const stream_append_req *req)
 {
     stream_result *out = c->out;
-    int64_t sid;
     if (!stream_path_valid(path)) {
         fail(out, 404, "stream not found");
         return 0;
     }
-    if (stream_path_session(path, &sid)) {
+    if (stream_path_reserved(path)) {
         fail(out, 403, "session logs are written by the farm only");
         return 0;
     }
@@ -975,13 +974,12 @@ static int delete_tx(stream_tx *tx, void *arg)
 int stream_delete(stream_result *out, stream_hub *h, const char *path)
 {
     simple_ctx c = {.path = path, .out = out, .now = clock_wall_ms()};
-    int64_t sid;
     result_init(out);
     if (!stream_path_valid(path)) {
         fail(out, 404, "stream not found");
         return 0;
     }
-    if (stream_path_session(path, &sid)) {
+    if (stream_path_reserved(path)) {
         fail(out, 403, "session logs are written by the farm only");
         return 0;
     }
@@ -1042,6 +1040,10 @@ int stream_head(stream_result *out, stream_hub *h, const char *path)
     result_init(out);
     if (!stream_path_valid(path)) {
         fail(out, 404, "stream not found");
+        return 0;
+    }
+    if (stream_path_reserved(path) && !stream_path_session(path, &s.session_id)) {
+        fail(out, 404, "no such session");
         return 0;
     }
     if (stream_path_session(path, &s.session_id)) {
@@ -1381,6 +1383,10 @@ int stream_read(stream_result *out, stream_hub *h, const char *path, const strea
         return 0;
     }
     int session = stream_path_session(path, &sid);
+    if (!session && stream_path_reserved(path)) {
+        fail(out, 404, "no such session");
+        return 0;
+    }
 
     pthread_mutex_lock(&h->lock);
     int served = read_hot(&c, hub_hot_get(h, path, 0));

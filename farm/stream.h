@@ -224,6 +224,9 @@ int stream_session_append(int64_t *out_seq, stream_hub *h, int64_t session_id, c
 
 /* 1 when path names a session log ("sessions/<digits>"), with *session_id set. */
 int stream_path_session(const char *path, int64_t *session_id);
+/* 1 when path is under "sessions/": the farm's alone (no stream can be created
+ * there, and only session logs can be read). */
+int stream_path_reserved(const char *path);
 
 /* ---- retention ---- */
 

@@ -228,6 +228,11 @@ int stream_path_session(const char *path, int64_t *session_id)
     return 1;
 }
 
+int stream_path_reserved(const char *path)
+{
+    return path && !strncmp(path, STREAM_SESSION_PREFIX, strlen(STREAM_SESSION_PREFIX));
+}
+
 int stream_path_valid(const char *path)
 {
     size_t n = path ? strlen(path) : 0;

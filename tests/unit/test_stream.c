@@ -673,6 +673,13 @@ static void session_logs(void **state)
     assert_int_equal(create(f, path, "application/json", NULL), 403);
     free(read_all(&r, f, "sessions/999999", NULL));
     assert_int_equal(r.status, 404);
+    /* the prefix is reserved: no stream can pose as a session log */
+    assert_int_equal(create(f, "sessions/01", "application/json", NULL), 403);
+    assert_int_equal(create(f, "sessions/abc/x", "application/json", NULL), 403);
+    free(read_all(&r, f, "sessions/abc", NULL));
+    assert_int_equal(r.status, 404);
+    stream_head(&r, f->h, "sessions/01");
+    assert_int_equal(r.status, 404);
 }
 
 /* Events written without a notification still reach waiters (the poll). */
