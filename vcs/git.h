@@ -190,11 +190,12 @@ typedef struct worktree_commit_opts {
     const char *coauthor_email; /* required with coauthor_name */
     int64_t time_s;             /* commit time (epoch seconds); 0 means now */
     int64_t max_file_bytes;     /* largest file to commit; 0 means 100 MiB (GitHub's limit) */
+    int64_t max_files;          /* most files added or changed in one commit; 0 means 50,000 */
 } worktree_commit_opts;
 
 #define WORKTREE_COMMIT_OPTS_INIT                                                                  \
     {                                                                                              \
-        NULL, NULL, NULL, NULL, NULL, 0, 0                                                         \
+        NULL, NULL, NULL, NULL, NULL, 0, 0, 0                                                      \
     }
 
 typedef struct worktree_commit_result {
@@ -209,7 +210,8 @@ typedef struct worktree_commit_result {
  * so `git status` inside is clean. An unchanged tree is reported in
  * out->empty and not committed. Returns 0, FARM_EINVALID (missing or
  * malformed author, e-mail or message), FARM_ETOOBIG (a file over
- * max_file_bytes; nothing is committed) or FARM_EIO. */
+ * max_file_bytes, or more than max_files changed; nothing is committed) or
+ * FARM_EIO. */
 int worktree_commit(worktree_commit_result *out, worktree *wt, const worktree_commit_opts *o);
 
 typedef struct vcs_diffstat {

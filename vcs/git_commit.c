@@ -26,6 +26,7 @@
 
 /* Largest file the farm will commit; GitHub refuses bigger ones too. */
 #define MAX_FILE_BYTES     (100LL << 20)
+#define MAX_FILES          50000
 #define MAX_MESSAGE_BYTES  (64u << 10)
 #define MAX_DIFFSTAT_BYTES (64u << 10)
 
@@ -67,7 +68,9 @@ static char *message_build(const worktree_commit_opts *o)
 
 struct add_ctx {
     const char *workdir;
-    int64_t max;
+    int64_t max;       /* bytes in one file */
+    int64_t max_files; /* files added or changed */
+    int64_t files;
     char toobig[512];
 };
 
@@ -77,6 +80,11 @@ static int add_cb(const char *path, const char *matched, void *payload)
     char full[PATH_MAX];
     struct stat st;
     (void)matched;
+    if (++ctx->files > ctx->max_files) {
+        snprintf(ctx->toobig, sizeof(ctx->toobig), "more than %lld files were added or changed",
+                 (long long)ctx->max_files);
+        return -1;
+    }
     if (snprintf(full, sizeof(full), "%s/%s", ctx->workdir, path) >= (int)sizeof(full))
         return 0;
     if (lstat(full, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > ctx->max) {
@@ -152,13 +160,14 @@ int worktree_commit(worktree_commit_result *out, worktree *wt, const worktree_co
     }
     ctx.workdir = wt->path;
     ctx.max = o->max_file_bytes > 0 ? o->max_file_bytes : MAX_FILE_BYTES;
+    ctx.max_files = o->max_files > 0 ? o->max_files : MAX_FILES;
+    ctx.files = 0;
     ctx.toobig[0] = '\0';
     e = git_index_add_all(idx, NULL, GIT_INDEX_ADD_DEFAULT, add_cb, &ctx);
     if (e == 0)
         e = git_index_update_all(idx, NULL, NULL, NULL);
     if (ctx.toobig[0]) {
-        farm_error_set("commit in %s: %s, over the limit of %lld bytes for one file", wt->path,
-                       ctx.toobig, (long long)ctx.max);
+        farm_error_set("commit in %s: %s; nothing committed", wt->path, ctx.toobig);
         rc = FARM_ETOOBIG;
         goto out;
     }

@@ -255,6 +255,10 @@ int mirror_open(mirror **out, const char *data_dir, const char *name)
         farm_error_set("mirror: a data directory and a repository name are required");
         return FARM_EINVALID;
     }
+    if (strpbrk(data_dir, "\n\r")) { /* worktrees name the mirror in a line-based file */
+        farm_error_set("mirror: the data directory path must not contain a newline");
+        return FARM_EINVALID;
+    }
     if (safe_name(safe, sizeof(safe), name) < 0) {
         farm_error_set("mirror: repository name '%.80s...' is too long", name);
         return FARM_EINVALID;

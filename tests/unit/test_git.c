@@ -182,6 +182,7 @@ static void mirror_fetches_and_prunes(void **state)
     assert_null(strstr(mirror_path(m2), "/../"));
     mirror_free(m2);
     assert_int_equal(mirror_open(&m2, f->data, ""), FARM_EINVALID);
+    assert_int_equal(mirror_open(&m2, "/tmp/a\nb", "x"), FARM_EINVALID);
 }
 
 static void mirror_fetch_bad_remote(void **state)
@@ -855,6 +856,19 @@ static void commit_rejects_bad_identity(void **state)
     unlink(big);
     assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "status", "--porcelain"), 0);
     assert_string_equal(out, "?? x.txt\n"); /* the index was left at the head */
+
+    /* too many files at once */
+    wt_file(wt, "y.txt", "y\n");
+    wt_file(wt, "z.txt", "z\n");
+    o = bot("too many");
+    o.max_files = 2;
+    assert_int_equal(worktree_commit(&res, wt, &o), FARM_ETOOBIG);
+    assert_non_null(strstr(farm_error_last(), "more than 2 files"));
+    assert_string_equal(worktree_head(wt), head);
+    o.max_files = 3;
+    assert_int_equal(worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(res.empty, 0);
+    wt_file(wt, "w.txt", "w\n");
     o = bot("no co-author");
     o.coauthor_name = NULL;
     assert_int_equal(worktree_commit(&res, wt, &o), 0);
