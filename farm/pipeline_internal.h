@@ -15,17 +15,20 @@
 #include "../sandbox/sandbox.h"
 #include "../vcs/git.h"
 
+#include <jansson.h>
 #include <limits.h>
+#include <sys/types.h>
 #include <stdint.h>
 
-#define PL_TAIL_MAX       (16u << 10) /* output kept of a command for reports and prompts */
-#define PL_LINE_MAX       4096        /* one output line in the log; longer ones are cut */
-#define PL_STEP_LOG_MAX   (1u << 20)  /* output bytes logged per step; the rest is counted */
-#define PL_STEP_LINES_MAX 20000       /* ... and lines */
-#define PL_BATCH_LINES    64          /* output events per store write at most */
-#define PL_BATCH_MS       200         /* ... and at least this often while output flows */
-#define PL_SUMMARY_MAX    (16u << 10) /* of the agent's summary and question files */
-#define PL_MAX_ROUNDS     10          /* agent calls in one run at most */
+#define PL_TAIL_MAX         (16u << 10) /* output kept of a command for reports and prompts */
+#define PL_LINE_MAX         4096        /* one output line in the log; longer ones are cut */
+#define PL_STEP_LOG_MAX     (1u << 20)  /* output bytes logged per step; the rest is counted */
+#define PL_STEP_LINES_MAX   20000       /* ... and lines */
+#define PL_BATCH_LINES      64          /* output events per store write at most */
+#define PL_BATCH_MS         200         /* ... and at least this often while output flows */
+#define PL_SUMMARY_MAX      (16u << 10) /* of the agent's summary and question files */
+#define PL_MAX_ROUNDS       10          /* agent calls in one run at most */
+#define PL_SANDBOX_UID_BASE 0x50000000u /* + the session id: the host uid of its sandboxes */
 
 /* One run of a session: what pipeline.c carries from step to step. */
 typedef struct pl_run {
@@ -92,6 +95,92 @@ int pl_event(pl_run *r, const char *kind, const char *body_json);
 
 /* The last `max` bytes of s, starting at a UTF-8 boundary: a pointer into s. */
 const char *pl_tail(const char *s, size_t max);
+
+/* ---- one run's writes and steps (pipeline_tx.c, pipeline_steps.c) ---- */
+
+#define TX_EVENTS 8
+#define TX_OUTBOX 4
+
+typedef struct pl_tx {
+    pl_run *r;
+    const char *state;      /* NULL: unchanged */
+    const char *step_words; /* the status comment's current step */
+    const char *branch;     /* set the session's branch */
+    double agent_seconds;
+    int status;        /* update the status comment even without a state change */
+    int skip_if_final; /* write nothing when the session has ended meanwhile */
+    struct {
+        const char *kind;
+        char *body;
+    } ev[TX_EVENTS];
+    int nev;
+    struct {
+        const char *kind;
+        char key[256];
+        char *payload;
+    } ob[TX_OUTBOX];
+    int nob;
+    int oom;
+    /* out */
+    int ended;
+    int64_t last_seq;
+} pl_tx;
+
+typedef struct pl_progress {
+    int fetch, worktree, setup;
+    char wt_start[VCS_OID_HEXSZ], wt_head[VCS_OID_HEXSZ];
+    int agent_round; /* last agent round done */
+    int agent_exit;
+    int test_round; /* last test round done */
+    int test_status;
+    char *test_tail;
+    char *summary;
+    int commit, commit_empty;
+    char commit_oid[VCS_OID_HEXSZ];
+    int push, pr;
+    int partial;
+} pl_progress;
+
+typedef struct pl_answer_info {
+    char *question;
+    char *answer;
+    char *author;
+    int64_t question_seq;
+} pl_answer_info;
+
+void pl_tx_init(pl_tx *t, pl_run *r);
+void pl_tx_event(pl_tx *t, const char *kind, json_t *body);                       /* body stolen */
+void pl_tx_outbox(pl_tx *t, const char *kind, const char *name, json_t *payload); /* stolen */
+int pl_tx_commit(pl_tx *t);
+int pl_status_enqueue(store_tx *tx, pl_tx *t, const store_session *s);
+int pl_set_state(pl_run *r, const char *state, const char *words);
+int pl_step_started(pl_run *r, const char *step, int round);
+void pl_step_done(pl_tx *t, const char *step, int round, int64_t began_ms, json_t *extra);
+int pl_step_done_commit(pl_run *r, const char *step, int round, int64_t began_ms, json_t *extra);
+void pl_step_failed(pl_run *r, const char *step, int round, const char *error);
+int pl_run_fail(pl_run *r, const char *reason, const char *output);
+int pl_run_cancelled(pl_run *r);
+int pl_run_question(pl_run *r, const char *question);
+void pl_cleanup_dirs(pl_run *r);
+json_t *pl_finished_body(pl_run *r, const char *outcome, const char *reason);
+json_t *pl_comment_payload(const char *body);
+void pl_copy_oid(char out[VCS_OID_HEXSZ], json_t *v);
+void pl_take_str(char **dst, json_t *v);
+void pl_progress_free(pl_progress *p);
+
+int pl_step_fetch(pl_run *r, pl_progress *p);
+int pl_step_worktree(pl_run *r, pl_progress *p);
+int pl_step_setup(pl_run *r, pl_progress *p); /* 1: the run ended (failed) */
+int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds); /* 1: question */
+int pl_step_test(pl_run *r, pl_progress *p, int round);
+int pl_step_commit(pl_run *r, pl_progress *p);
+int pl_step_push(pl_run *r, pl_progress *p);
+int pl_step_pr(pl_run *r, pl_progress *p, int draft);
+int pl_find_answer(pl_answer_info *a, pl_run *r);
+void pl_answer_info_free(pl_answer_info *a);
+int pl_last_pushed(char out[VCS_OID_HEXSZ], pl_run *r);
+int pl_mkdir_p(const char *path, mode_t mode);
+void pl_make_searchable(const char *path);
 
 #endif
 
