@@ -193,6 +193,8 @@ def test_chaos_exactly_once():
             assert by_sid[sid] == (mine[0]["number"], "review"), by_sid[sid]
         stats = fake.ctl("GET", "/_fake/stats")["by_status"]
         assert stats.get("500", 0) > 0 and stats.get("429", 0) > 0, stats
+        # and it stops cleanly with its senders idle
+        assert farm.stop() == 0
     finally:
         if farm:
             farm.kill()
