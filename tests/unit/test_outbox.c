@@ -676,6 +676,78 @@ static void order_kept_while_others_proceed(void **state)
     }
 }
 
+/* Replies in a review thread: sent once, and found among the PR's review
+ * comments after a crash. */
+static void review_replies(void **state)
+{
+    fixture *fx = *state;
+    outbox_opts o = test_opts();
+    int64_t sid = new_session(fx, "github", "o/r", 1), posted = 0;
+    outbox_entry *e = NULL;
+    char payload[256];
+
+    use_fast_github(fx, 5000);
+    json_t *ids = ctl(&fx->gh, "POST", "/_fake/state",
+                      "{\"repos\": {\"o/r\": {\"pulls\": [{\"title\": \"Fix\", \"head\": "
+                      "\"farm/1-fix\", \"user\": \"farm-bot\"}]}}}");
+    int64_t pr = json_integer_value(json_array_get(
+        json_object_get(json_object_get(json_object_get(ids, "ids"), "o/r"), "pulls"), 0));
+    json_decref(ids);
+    assert_true(pr > 0);
+    ids = ctl(&fx->gh, "POST", "/_fake/state",
+              "{\"repos\": {\"o/r\": {\"review_comments\": [{\"pull\": %lld, \"path\": "
+              "\"a.c\", \"line\": 3, \"body\": \"please rename\", \"user\": \"alice\"}]}}}",
+              (long long)pr);
+    int64_t cid = json_integer_value(json_array_get(
+        json_object_get(json_object_get(json_object_get(ids, "ids"), "o/r"), "review_comments"),
+        0));
+    json_decref(ids);
+    assert_true(cid > 0);
+
+    snprintf(payload, sizeof payload,
+             "{\"comment_id\": %lld, \"pr_number\": %lld, \"body\": \"Renamed.\"}", (long long)cid,
+             (long long)pr);
+    enqueue(fx, sid, OUTBOX_REVIEW_REPLY, "s1:r2:reply:1", payload);
+    snprintf(payload, sizeof payload,
+             "{\"comment_id\": %lld, \"pr_number\": %lld, \"body\": \"And tested.\"}",
+             (long long)cid, (long long)pr);
+    enqueue(fx, sid, OUTBOX_REVIEW_REPLY, "s1:r2:reply:2", payload);
+    /* the first was posted by a sender that died before recording it */
+    assert_int_equal(store_outbox_lease(&e, fx->s, "deadhost:1:1/w0", clock_wall_ms(), -1), 0);
+    assert_string_equal(e->key, "s1:r2:reply:1");
+    outbox_entry_free(e);
+    tracker *t = NULL;
+    assert_int_equal(farm_tracker_get(&t, fx->f, "github"), 0);
+    tracker_ref ref = {"o/r", pr, 1, 0};
+    assert_int_equal(
+        tracker_review_comment_reply(&posted, t, &ref, pr, cid, "s1:r2:reply:1", "Renamed."), 0);
+
+    assert_int_equal(outbox_start_opts(fx->f, &o), 0);
+    assert_int_equal(wait_all_settled(fx, 20000), 0);
+    assert_int_equal(store_outbox_get_by_key(&e, fx->s, "s1:r2:reply:1"), 0);
+    assert_string_equal(e->state, "sent");
+    assert_int_equal(strtoll(e->remote_id, NULL, 10), posted);
+    outbox_entry_free(e);
+    assert_int_equal(store_outbox_get_by_key(&e, fx->s, "s1:r2:reply:2"), 0);
+    assert_string_equal(e->state, "sent");
+    outbox_entry_free(e);
+
+    json_t *st = ctl(&fx->gh, "GET", "/_fake/state", NULL), *c;
+    json_t *rcs =
+        json_object_get(json_object_get(json_object_get(st, "repos"), "o/r"), "review_comments");
+    size_t i;
+    int one = 0, two = 0;
+    json_array_foreach(rcs, i, c)
+    {
+        const char *b = json_string_value(json_object_get(c, "body"));
+        one += tracker_body_has_marker(b, "s1:r2:reply:1", 1);
+        two += tracker_body_has_marker(b, "s1:r2:reply:2", 1);
+    }
+    json_decref(st);
+    assert_int_equal(one, 1);
+    assert_int_equal(two, 1);
+}
+
 /* An idle sender sleeps until a session's head is due: entries waiting
  * behind a head that waits do not count (they would make it spin). */
 static void next_due_follows_heads(void **state)
@@ -767,6 +839,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(order_kept_while_others_proceed, setup, teardown),
         cmocka_unit_test_setup_teardown(labels_and_reaction, setup, teardown),
         cmocka_unit_test_setup_teardown(next_due_follows_heads, setup, teardown),
+        cmocka_unit_test_setup_teardown(review_replies, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
