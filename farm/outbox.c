@@ -258,6 +258,7 @@ int outbox_stats_get(outbox_stats *out, store *s)
 
 /* What a delivery produced. */
 typedef struct outcome {
+    int look;        /* in: look for it before creating (a retry, or opts.look_first) */
     char remote[32]; /* comment id / PR number, "" when none */
     int fatal;       /* the entry itself is wrong: fail now, whatever the attempt */
     tracker_pr *pr;  /* OUTBOX_PR: the pull request */
@@ -313,7 +314,7 @@ static int send_comment(outcome *oc, tracker *t, const tracker_ref *ref, const o
                         const char *body)
 {
     int64_t id = 0;
-    int rc = comment_put(&id, t, ref, e->key, body, e->attempts > 1);
+    int rc = comment_put(&id, t, ref, e->key, body, oc->look);
     if (!rc)
         snprintf(oc->remote, sizeof oc->remote, "%" PRId64, id);
     return rc;
@@ -430,7 +431,7 @@ static int send_review_reply(outcome *oc, tracker *t, const tracker_ref *ref, in
 {
     int64_t cid = json_integer_value(json_object_get(p, "comment_id")), id = 0;
     int rc;
-    if (e->attempts > 1) {
+    if (oc->look) {
         tracker_review_comment *rcs = NULL;
         size_t n = 0;
         if ((rc = tracker_pr_review_comments(&rcs, &n, t, ref, pr)))
@@ -603,7 +604,7 @@ static void process(worker *w, outbox_entry *e)
     farm *f = w->s->f;
     store_session *sess = NULL;
     json_t *p = NULL;
-    outcome oc = {"", 0, NULL};
+    outcome oc = {0, "", 0, NULL};
     int rc;
 
     if ((rc = store_session_get(&sess, f->store, e->session_id))) {
@@ -616,6 +617,7 @@ static void process(worker *w, outbox_entry *e)
         record_failure(w, e, FARM_EINVALID, 1, 0);
         goto out;
     }
+    oc.look = e->attempts > 1 || w->s->o.look_first;
     rc = deliver(&oc, f, e, sess, p);
     if (rc) {
         record_failure(w, e, rc, oc.fatal, tracker_retry_after_ms());

@@ -108,12 +108,14 @@ typedef struct outbox_opts {
     int max_attempts;       /* then failed; default 12 */
     int permanent_attempts; /* tries on a permanent error; default 3 */
     int64_t poll_ms;        /* idle check for entries enqueued elsewhere; default 1000 */
-    const char *owner;      /* lease owner prefix; default "<host>:<pid>" */
+    const char *owner;      /* lease owner prefix; default "<host>:<pid>:<start ms>" */
+    int look_first;         /* look for a comment before creating it on the first attempt
+                               too (default 0: on retries only; bench/outbox measures it) */
 } outbox_opts;
 
 #define OUTBOX_OPTS_INIT                                                                           \
     {                                                                                              \
-        4, 300000, 2000, 600000, 10000, 12, 3, 1000, NULL                                          \
+        4, 300000, 2000, 600000, 10000, 12, 3, 1000, NULL, 0                                       \
     }
 
 /* Start and stop the sender threads of a farm. Stopping lets an entry being
