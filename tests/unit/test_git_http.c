@@ -279,6 +279,16 @@ static void http_missing_repository(void **state)
     assert_non_null(strstr(farm_error_last(), "octo/nope"));
     assert_no_token_in_error();
 
+    /* pushing there is the same error */
+    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
+    worktree *wt = wt_make(f, "nope", "farm/20-nope");
+    worktree_commit_result c;
+    commit_file(wt, "n.txt", "n\n", &c);
+    assert_int_equal(worktree_push(wt, &r, NULL), FARM_ENOTFOUND);
+    assert_non_null(strstr(farm_error_last(), "octo/nope"));
+    assert_no_token_in_error();
+    worktree_free(wt);
+
     /* nothing listening at all */
     snprintf(url, sizeof(url), "http://127.0.0.1:1/app.git");
     assert_int_equal(mirror_fetch(f->m, &r), FARM_EIO);
