@@ -21,7 +21,8 @@ Control endpoints (no authentication), all JSON:
   POST   /_fake/fail                   queue a failure rule: {"count": 1,
          "status": 500|429|403|..., "retry_after": seconds, "message": "...",
          "hang": seconds, "then": "drop"|"process", "method": "POST",
-         "path": "regex searched in the path", "skip": N}; the first `skip`
+         "path": "regex searched in the path", "skip": N, "raw": "body sent as is
+         instead of the JSON message"}; the first `skip`
          matching requests pass untouched; with "hang" the request waits
          that long and then is dropped (default) or served normally
   DELETE /_fake/fail                   clear the rules
@@ -314,8 +315,11 @@ class Handler(BaseHTTPRequestHandler):
             if rule.get("ratelimit_reset_in") is not None:
                 headers["x-ratelimit-remaining"] = 0
                 headers["x-ratelimit-reset"] = int(time.time() + float(rule["ratelimit_reset_in"]))
-            self._finish(rec, status, {"message": rule.get("message", "injected failure")},
-                         headers)
+            if rule.get("raw") is not None:  # a broken answer: any text, as is
+                self._finish(rec, status, None, headers, raw=str(rule["raw"]).encode())
+            else:
+                self._finish(rec, status, {"message": rule.get("message", "injected failure")},
+                             headers)
             return
 
         try:

@@ -653,6 +653,20 @@ static void errors_map_to_codes(void **state)
     json_decref(ctl(&c->f, "POST", "/_fake/fail",
                     "{\"status\": 403, \"count\": 1, \"message\": \"Forbidden\"}"));
     assert_int_equal(tracker_thread_get(&th, c->t, &ref), FARM_EAUTH);
+    /* an answer that is not JSON, or not the shape asked for */
+    json_decref(ctl(&c->f, "POST", "/_fake/fail",
+                    "{\"status\": 200, \"count\": 1, \"raw\": \"<html>maintenance</html>\"}"));
+    assert_int_equal(tracker_thread_get(&th, c->t, &ref), FARM_EIO);
+    assert_non_null(strstr(farm_error_last(), "not JSON"));
+    json_decref(
+        ctl(&c->f, "POST", "/_fake/fail", "{\"status\": 200, \"count\": 1, \"raw\": \"[1, 2]\"}"));
+    assert_int_equal(tracker_thread_get(&th, c->t, &ref), FARM_EIO);
+    json_decref(ctl(&c->f, "POST", "/_fake/fail",
+                    "{\"status\": 200, \"count\": 1, \"raw\": \"{}\", \"method\": \"POST\"}"));
+    int64_t id = 7;
+    assert_int_equal(tracker_comment_create(&id, c->t, &ref, "odd", "x"), FARM_EIO);
+    assert_int_equal(id, 0);
+    assert_null(th);
 
     tracker_free(c->t);
     tracker_github_opts o = TRACKER_GITHUB_OPTS_INIT;
