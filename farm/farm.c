@@ -5,6 +5,7 @@
 #include "farm.h"
 #include "farm_internal.h"
 #include "outbox.h"
+#include "scheduler.h"
 #include "trackers.h"
 
 #include "../base/error.h"
@@ -85,7 +86,8 @@ void farm_close(farm *f)
 {
     if (!f)
         return;
-    outbox_stop(f); /* its senders use the trackers and the store */
+    scheduler_stop(f); /* its runs use everything below */
+    outbox_stop(f);    /* its senders use the trackers and the store */
     farm_trackers_close(f);
     stream_hub_close(f->streams);
     store_close(f->store);

@@ -16,6 +16,7 @@ struct farm {
     stream_hub *streams; /* owned: durable streams and session logs */
     struct farm_trackers *trackers; /* owned: tracker clients, made on first use (trackers.c) */
     struct outbox_sender *outbox;   /* owned: the outbox's sender threads while started (outbox.c) */
+    struct scheduler *sched;        /* owned: the scheduler while started (scheduler.c) */
 };
 
 #endif

@@ -14,6 +14,7 @@
  */
 #include "ingest.h"
 #include "farm_internal.h"
+#include "scheduler.h"
 #include "store_run.h"
 
 #include "../base/error.h"
@@ -513,6 +514,8 @@ int farm_session_message_note(farm *f, int64_t session_id, int64_t *job_id)
     int rc = store_write(f->store, answer_write, &a);
     if (job_id)
         *job_id = rc ? 0 : a.job_id;
+    if (!rc && a.job_id)
+        farm_jobs_kick(f); /* the scheduler takes the job at once */
     return rc;
 }
 
@@ -547,6 +550,8 @@ int farm_ingest(farm *f, const tracker_event *ev, ingest_result *out)
         memset(out, 0, sizeof(*out));
         return rc == FARM_EEXISTS ? FARM_EIO : rc;
     }
+    if (out->job_id)
+        farm_jobs_kick(f); /* committed: the scheduler takes the job at once */
     if (out->outcome == INGEST_ACCEPTED)
         log_info("delivery accepted", "tracker", ev->tracker, "delivery", ev->delivery_id, "reason",
                  out->reason);

@@ -3,10 +3,12 @@
  *
  * A job is written in the same transaction as whatever caused it (a
  * delivery, a command), so work is never lost between "recorded" and
- * "queued". Leasing (who is working on a job, until when) belongs to the
- * scheduler's issue and lands here with it.
+ * "queued". Leasing (who is working on a job, until when) is described in
+ * store_job.h: one conditional UPDATE takes a job, so the capacity limits and
+ * "one live lease per session" hold whichever process asks.
  */
 #include "store_internal.h"
+#include "store_job.h"
 
 #include "../base/clock.h"
 #include "../base/error.h"
@@ -127,4 +129,314 @@ int store_job_count(int64_t *queued, int64_t *leased, store *s)
     }
     store_count_list_free(v, n);
     return 0;
+}
+
+/* ---- leasing ---------------------------------------------------------------- */
+
+/* The next job a lease may take. ?1 now, ?2 max_total, ?3 max_per_repo. A
+ * job is due when queued and past its not-before time, or leased with an
+ * expired lease (its owner died: taken over). Live leases are leased jobs
+ * whose lease has not expired. */
+#define NEXT_DUE_SQL                                                                               \
+    "SELECT j.id FROM job j LEFT JOIN session s ON s.id = j.session_id"                            \
+    " WHERE ((j.state = 'queued' AND j.not_before_ms <= ?1)"                                       \
+    "        OR (j.state = 'leased' AND j.lease_expires_ms <= ?1))"                                \
+    "   AND (j.session_id IS NULL OR NOT EXISTS (SELECT 1 FROM job o"                              \
+    "        WHERE o.session_id = j.session_id AND o.id <> j.id AND o.state = 'leased'"            \
+    "          AND o.lease_expires_ms > ?1))"                                                      \
+    "   AND (?2 <= 0 OR (SELECT count(*) FROM job o"                                               \
+    "        WHERE o.state = 'leased' AND o.lease_expires_ms > ?1) < ?2)"                          \
+    "   AND (?3 <= 0 OR s.id IS NULL OR (SELECT count(*) FROM job o"                               \
+    "        JOIN session os ON os.id = o.session_id"                                              \
+    "        WHERE o.state = 'leased' AND o.lease_expires_ms > ?1"                                 \
+    "          AND os.tracker = s.tracker AND os.repo = s.repo) < ?3)"                             \
+    " ORDER BY (j.kind = 'cancel') DESC, j.not_before_ms, j.id LIMIT 1"
+
+#define JOB_COLUMNS                                                                                \
+    "id, kind, session_id, state, not_before_ms, attempts, lease_owner, lease_expires_ms, "        \
+    "created_ms"
+
+static int job_read(store_job **out, sqlite3_stmt *st)
+{
+    int oom = 0;
+    store_job *j = calloc(1, sizeof(*j));
+    *out = NULL;
+    if (!j)
+        goto nomem;
+    j->id = sqlite3_column_int64(st, 0);
+    j->kind = store_col_text(st, 1, &oom);
+    j->session_id = sqlite3_column_int64(st, 2);
+    j->state = store_col_text(st, 3, &oom);
+    j->not_before_ms = sqlite3_column_int64(st, 4);
+    j->attempts = sqlite3_column_int64(st, 5);
+    j->lease_owner = store_col_text(st, 6, &oom);
+    j->lease_expires_ms = sqlite3_column_int64(st, 7);
+    j->created_ms = sqlite3_column_int64(st, 8);
+    if (oom)
+        goto nomem;
+    *out = j;
+    return 0;
+nomem:
+    store_job_free(j);
+    farm_error_set("store: out of memory");
+    return FARM_ENOMEM;
+}
+
+static int lease_req_check(const store_lease_req *req)
+{
+    if (!req || !req->owner || !*req->owner || req->lease_ms <= 0) {
+        farm_error_set("store: a lease needs an owner and a positive length");
+        return FARM_EINVALID;
+    }
+    return 0;
+}
+
+typedef struct lease_arg {
+    const store_lease_req *req;
+    store_job *job;
+} lease_arg;
+
+static int lease_fn(store_tx *tx, void *arg)
+{
+    lease_arg *a = arg;
+    sqlite3_stmt *st = NULL;
+    int64_t now = clock_wall_ms();
+    int rc, step;
+
+    rc = store_tx_stmt(&st, tx,
+                       "UPDATE job SET state = 'leased', lease_owner = ?4,"
+                       " lease_expires_ms = ?1 + ?5, attempts = attempts + 1, updated_ms = ?1"
+                       " WHERE id = (" NEXT_DUE_SQL ") RETURNING " JOB_COLUMNS);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int(st, 2, a->req->max_total);
+    sqlite3_bind_int(st, 3, a->req->max_per_repo);
+    sqlite3_bind_text(st, 4, a->req->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, a->req->lease_ms);
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        rc = job_read(&a->job, st);
+        step = sqlite3_step(st);
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = store_sqlerr(tx->db, "leasing a job");
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
+
+int store_job_lease(store_job **out, store *s, const store_lease_req *req)
+{
+    lease_arg a = {req, NULL};
+    int rc;
+
+    *out = NULL;
+    if ((rc = lease_req_check(req)))
+        return rc;
+    rc = store_write(s, lease_fn, &a);
+    if (rc) {
+        store_job_free(a.job);
+        return rc;
+    }
+    *out = a.job;
+    return 0;
+}
+
+int store_job_peek(store_job **out, store *s, const store_lease_req *req)
+{
+    sqlite3 *db = store_reader_get(s);
+    sqlite3_stmt *st = NULL;
+    int rc, step;
+
+    *out = NULL;
+    rc = store_prepare(&st, db, "SELECT " JOB_COLUMNS " FROM job WHERE id = (" NEXT_DUE_SQL ")");
+    if (rc)
+        goto out;
+    sqlite3_bind_int64(st, 1, clock_wall_ms());
+    sqlite3_bind_int(st, 2, req ? req->max_total : 0);
+    sqlite3_bind_int(st, 3, req ? req->max_per_repo : 0);
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        rc = job_read(out, st);
+    else if (step != SQLITE_DONE)
+        rc = store_sqlerr(db, "looking for a due job");
+out:
+    sqlite3_finalize(st);
+    store_reader_put(s, db);
+    return rc;
+}
+
+typedef struct extend_arg {
+    int *lost;
+    const char *owner;
+    const int64_t *ids;
+    size_t n;
+    int64_t lease_ms;
+} extend_arg;
+
+static int extend_fn(store_tx *tx, void *arg)
+{
+    extend_arg *a = arg;
+    sqlite3_stmt *st = NULL;
+    int64_t now = clock_wall_ms();
+    int rc = store_tx_stmt(&st, tx,
+                           "UPDATE job SET lease_expires_ms = ?, updated_ms = ?"
+                           " WHERE id = ? AND state = 'leased' AND lease_owner = ?");
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < a->n && !rc; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, now + a->lease_ms);
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_int64(st, 3, a->ids[i]);
+        sqlite3_bind_text(st, 4, a->owner, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = store_sqlerr(tx->db, "extending a lease");
+        else
+            a->lost[i] = sqlite3_changes(tx->db) == 0;
+    }
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
+
+int store_job_lease_extend(int *lost, store *s, const char *owner, const int64_t *ids, size_t n,
+                           int64_t lease_ms)
+{
+    extend_arg a = {lost, owner, ids, n, lease_ms};
+    if (n == 0)
+        return 0;
+    if (!owner || lease_ms <= 0) {
+        farm_error_set("store: extending a lease needs an owner and a positive length");
+        return FARM_EINVALID;
+    }
+    return store_write(s, extend_fn, &a);
+}
+
+static int state_valid_end(const char *state)
+{
+    return state &&
+           (!strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "cancelled"));
+}
+
+int store_tx_job_finish(store_tx *tx, int64_t id, const char *owner, const char *state,
+                        const char *error)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (!state_valid_end(state) || !owner) {
+        farm_error_set("store: a job ends done, failed or cancelled, by its lease owner");
+        return FARM_EINVALID;
+    }
+    rc = store_tx_stmt(&st, tx,
+                       "UPDATE job SET state = ?, lease_expires_ms = 0, last_error = ?,"
+                       " updated_ms = ? WHERE id = ? AND state = 'leased' AND lease_owner = ?");
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+    if (error)
+        sqlite3_bind_text(st, 2, error, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 2);
+    sqlite3_bind_int64(st, 3, clock_wall_ms());
+    sqlite3_bind_int64(st, 4, id);
+    sqlite3_bind_text(st, 5, owner, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = store_sqlerr(tx->db, "ending a job");
+    } else if (sqlite3_changes(tx->db) == 0) {
+        farm_error_set("store: job %lld is not leased by %s any more", (long long)id, owner);
+        rc = FARM_ECONFLICT;
+    }
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
+
+typedef struct finish_arg {
+    int64_t id;
+    const char *owner, *state, *error;
+    int64_t not_before_ms;
+    int release;
+} finish_arg;
+
+static int finish_fn(store_tx *tx, void *arg)
+{
+    finish_arg *a = arg;
+    return store_tx_job_finish(tx, a->id, a->owner, a->state, a->error);
+}
+
+int store_job_finish(store *s, int64_t id, const char *owner, const char *state, const char *error)
+{
+    finish_arg a = {id, owner, state, error, 0, 0};
+    return store_write(s, finish_fn, &a);
+}
+
+static int retry_fn(store_tx *tx, void *arg)
+{
+    finish_arg *a = arg;
+    sqlite3_stmt *st = NULL;
+    int rc = store_tx_stmt(&st, tx,
+                           "UPDATE job SET state = 'queued', not_before_ms = ?,"
+                           " lease_owner = NULL, lease_expires_ms = 0,"
+                           " last_error = coalesce(?, last_error),"
+                           " attempts = max(0, attempts - ?), updated_ms = ?"
+                           " WHERE id = ? AND state = 'leased' AND lease_owner = ?");
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, a->not_before_ms);
+    if (a->error)
+        sqlite3_bind_text(st, 2, a->error, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 2);
+    sqlite3_bind_int(st, 3, a->release ? 1 : 0);
+    sqlite3_bind_int64(st, 4, clock_wall_ms());
+    sqlite3_bind_int64(st, 5, a->id);
+    sqlite3_bind_text(st, 6, a->owner, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = store_sqlerr(tx->db, "putting a job back");
+    } else if (sqlite3_changes(tx->db) == 0) {
+        farm_error_set("store: job %lld is not leased by %s any more", (long long)a->id, a->owner);
+        rc = FARM_ECONFLICT;
+    }
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
+
+int store_job_retry(store *s, int64_t id, const char *owner, int64_t not_before_ms,
+                    const char *error, int release)
+{
+    finish_arg a = {id, owner, NULL, error, not_before_ms, release};
+    if (!owner) {
+        farm_error_set("store: putting a job back needs its lease owner");
+        return FARM_EINVALID;
+    }
+    return store_write(s, retry_fn, &a);
+}
+
+int store_job_session_stopping(int *out, store *s, int64_t session_id)
+{
+    sqlite3 *db = store_reader_get(s);
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *out = 0;
+    rc = store_prepare(&st, db,
+                       "SELECT EXISTS (SELECT 1 FROM session WHERE id = ?1 AND state = 'cancelled')"
+                       " OR EXISTS (SELECT 1 FROM job WHERE session_id = ?1 AND kind = 'cancel'"
+                       " AND state IN ('queued', 'leased'))");
+    if (rc)
+        goto out;
+    sqlite3_bind_int64(st, 1, session_id);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *out = sqlite3_column_int(st, 0) != 0;
+    else
+        rc = store_sqlerr(db, "checking whether a session stops");
+out:
+    sqlite3_finalize(st);
+    store_reader_put(s, db);
+    return rc;
+}
+
+int store_job_count_by_state(store_count **out, size_t *n, store *s)
+{
+    return store_count_query(out, n, s, "SELECT state, count(*) FROM job GROUP BY state", 1);
 }
