@@ -552,7 +552,10 @@ static void record_failure(worker *w, const outbox_entry *e, int rc, int fatal, 
     snprintf(err, sizeof err, "%s: %s", farm_error_name(rc), farm_error_last());
     snprintf(attempts, sizeof attempts, "%" PRId64, e->attempts);
     if (give_up) {
-        r = store_outbox_fail(st, e->id, w->owner, err);
+        int64_t seq = 0;
+        r = store_outbox_fail(&seq, st, e->id, w->owner, err);
+        if (!r && seq > 0)
+            stream_hub_session_notify(w->s->f->streams, e->session_id, seq);
         log_error("outbox entry failed", "key", e->key, "kind", e->kind, "attempts", attempts,
                   "error", err);
     } else {

@@ -395,10 +395,69 @@ int store_outbox_retry(store *s, int64_t id, const char *owner, int64_t next_try
     return store_write(s, outcome_write, &a);
 }
 
-int store_outbox_fail(store *s, int64_t id, const char *owner, const char *error)
+typedef struct fail_args {
+    outcome_args o;
+    int64_t seq;
+} fail_args;
+
+/* Failed, and the session's log says so (people watching the session see
+ * that the tracker did not get something, and why). */
+static int fail_write(store_tx *tx, void *arg)
 {
-    outcome_args a = {id, owner, "failed", NULL, error ? error : "", 0};
-    return store_write(s, outcome_write, &a);
+    fail_args *a = arg;
+    sqlite3_stmt *st = NULL;
+    int64_t sid = 0;
+    char *kind = NULL, *key = NULL, *body = NULL;
+    int rc, oom = 0;
+
+    if ((rc = outcome_write(tx, &a->o)))
+        return rc;
+    if ((rc = store_prepare(&st, tx->db,
+                            "SELECT session_id, kind, idem_key FROM outbox WHERE id = ?")))
+        return rc;
+    sqlite3_bind_int64(st, 1, a->o.id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        sid = sqlite3_column_int64(st, 0);
+        kind = store_col_text(st, 1, &oom);
+        key = store_col_text(st, 2, &oom);
+    }
+    sqlite3_finalize(st);
+    if (oom) {
+        rc = FARM_ENOMEM;
+        goto out;
+    }
+    if (sid <= 0)
+        goto out;
+    json_t *j = json_pack("{s:s?, s:s?, s:s?}", "kind", kind, "key", key, "error", a->o.error);
+    body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!body) {
+        /* an error text that is not UTF-8: the event without it */
+        j = json_pack("{s:s?, s:s?}", "kind", kind, "key", key);
+        body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+    }
+    if (!body) {
+        rc = FARM_ENOMEM;
+        goto out;
+    }
+    rc = store_tx_event_append(&a->seq, tx, sid, "tracker_error", NULL, body);
+out:
+    if (rc == FARM_ENOMEM)
+        farm_error_set("store: out of memory");
+    free(kind);
+    free(key);
+    free(body);
+    return rc;
+}
+
+int store_outbox_fail(int64_t *out_seq, store *s, int64_t id, const char *owner, const char *error)
+{
+    fail_args a = {{id, owner, "failed", NULL, error ? error : "", 0}, 0};
+    int rc = store_write(s, fail_write, &a);
+    if (out_seq)
+        *out_seq = rc ? 0 : a.seq;
+    return rc;
 }
 
 typedef struct pr_done_args {

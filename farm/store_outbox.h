@@ -90,9 +90,11 @@ int store_outbox_pr_done(int64_t *out_seq, store *s, int64_t id, int64_t session
 int store_outbox_retry(store *s, int64_t id, const char *owner, int64_t next_try_ms,
                        const char *error);
 
-/* Give up: state "failed" with the error; only while owner holds the lease.
- * Returns 0, FARM_ECONFLICT or FARM_EIO. */
-int store_outbox_fail(store *s, int64_t id, const char *owner, const char *error);
+/* Give up: state "failed" with the error, only while owner holds the
+ * lease, and a "tracker_error" event {kind, key, error} in the session's
+ * log (*out_seq, may be NULL, is its seq). Returns 0, FARM_ECONFLICT or
+ * FARM_EIO. */
+int store_outbox_fail(int64_t *out_seq, store *s, int64_t id, const char *owner, const char *error);
 
 /* The distinct owners of the leases held now (pending entries). *out is a
  * NULL-terminated array of *n heap strings freed with

@@ -590,6 +590,18 @@ static void permanent_error_fails(void **state)
     assert_int_equal(outbox_stats_get(&st, fx->s), 0);
     assert_int_equal(st.failed, 2);
     assert_int_equal(st.pending, 0);
+    /* the session's log says what the tracker did not get */
+    store_event *ev = NULL;
+    size_t n = 0, found = 0;
+    assert_int_equal(store_event_list(&ev, &n, fx->s, sid, 0, 0), 0);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(ev[i].kind, "tracker_error")) {
+            found++;
+            assert_non_null(strstr(ev[i].body, key));
+            assert_non_null(strstr(ev[i].body, "ENOTFOUND"));
+        }
+    store_event_list_free(ev, n);
+    assert_int_equal(found, 1);
 }
 
 static void auth_error_fails(void **state)
