@@ -38,10 +38,11 @@ struct worktree {
     char head[VCS_OID_HEXSZ];
 };
 
-/* Take and release the mirror's lock: exclusive for writers (fetch),
- * shared for readers. Returns 0 or FARM_EIO. */
+/* Take the mirror's lock: exclusive for writers (fetch, repack), shared
+ * for readers. Returns the holder's descriptor (>= 0), which
+ * mirror_lock_release() takes back, or FARM_EIO. */
 int mirror_lock_take(mirror *m, int exclusive);
-void mirror_lock_release(mirror *m, int exclusive);
+void mirror_lock_release(mirror *m, int fd);
 
 /* Open the worktree's repository the way the farm trusts it: no discovery,
  * .git must be a real directory of this worktree, the farm's own config,

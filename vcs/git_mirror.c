@@ -30,7 +30,6 @@ struct mirror_lock {
     char *path;
     pthread_rwlock_t rw;
     int refs;
-    int fd_excl; /* the flock fd held by the exclusive owner */
     struct mirror_lock *next;
 };
 
@@ -52,7 +51,6 @@ static struct mirror_lock *lock_get(const char *path)
         }
         if (l) {
             pthread_rwlock_init(&l->rw, NULL);
-            l->fd_excl = -1;
             l->next = locks;
             locks = l;
         }
@@ -81,14 +79,6 @@ static void lock_put(struct mirror_lock *l)
     pthread_mutex_unlock(&locks_mu);
 }
 
-/* Shared holders each have their own flock fd, kept per thread: a thread
- * holds at most one shared lock per mirror at a time in this file's usage,
- * so a small per-thread table suffices. */
-static _Thread_local struct {
-    const struct mirror_lock *l;
-    int fd;
-} shared_fds[8];
-
 static int flock_open(const mirror *m, int op)
 {
     int fd = open(m->lockfile, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -110,50 +100,22 @@ static int flock_open(const mirror *m, int op)
 int mirror_lock_take(mirror *m, int exclusive)
 {
     struct mirror_lock *l = m->lock;
-    if (exclusive) {
+    if (exclusive)
         pthread_rwlock_wrlock(&l->rw);
-        int fd = flock_open(m, LOCK_EX);
-        if (fd < 0) {
-            pthread_rwlock_unlock(&l->rw);
-            return fd;
-        }
-        l->fd_excl = fd;
-        return 0;
-    }
-    size_t slot;
-    for (slot = 0; slot < sizeof(shared_fds) / sizeof(shared_fds[0]); slot++)
-        if (!shared_fds[slot].l)
-            break;
-    if (slot == sizeof(shared_fds) / sizeof(shared_fds[0])) {
-        farm_error_set("too many mirror locks held by one thread");
-        return FARM_EIO;
-    }
-    pthread_rwlock_rdlock(&l->rw);
-    int fd = flock_open(m, LOCK_SH);
-    if (fd < 0) {
+    else
+        pthread_rwlock_rdlock(&l->rw);
+    /* a descriptor of its own per holder: flock() locks belong to the open
+     * file, so shared holders in one process each keep theirs */
+    int fd = flock_open(m, exclusive ? LOCK_EX : LOCK_SH);
+    if (fd < 0)
         pthread_rwlock_unlock(&l->rw);
-        return fd;
-    }
-    shared_fds[slot].l = l;
-    shared_fds[slot].fd = fd;
-    return 0;
+    return fd;
 }
 
-void mirror_lock_release(mirror *m, int exclusive)
+void mirror_lock_release(mirror *m, int fd)
 {
-    struct mirror_lock *l = m->lock;
-    if (exclusive) {
-        close(l->fd_excl); /* drops the flock */
-        l->fd_excl = -1;
-    } else {
-        for (size_t i = 0; i < sizeof(shared_fds) / sizeof(shared_fds[0]); i++)
-            if (shared_fds[i].l == l) {
-                close(shared_fds[i].fd);
-                shared_fds[i].l = NULL;
-                break;
-            }
-    }
-    pthread_rwlock_unlock(&l->rw);
+    close(fd); /* drops the flock */
+    pthread_rwlock_unlock(&m->lock->rw);
 }
 
 /* The directory name for a repository key: lower-cased, [a-z0-9._-] kept,
@@ -246,7 +208,7 @@ int mirror_open(mirror **out, const char *data_dir, const char *name)
     char safe[256], dir[PATH_MAX];
     mirror *m = NULL;
     git_repository *repo = NULL;
-    int rc = 0, locked = 0;
+    int rc = 0, lk = -1;
 
     *out = NULL;
     if ((rc = vcs_git_init()) < 0)
@@ -291,9 +253,9 @@ int mirror_open(mirror **out, const char *data_dir, const char *name)
         goto nomem;
 
     /* Create it under the exclusive lock, so two first sessions don't race. */
-    if ((rc = mirror_lock_take(m, 1)) < 0)
+    if ((lk = rc = mirror_lock_take(m, 1)) < 0)
         goto out;
-    locked = 1;
+    rc = 0;
     struct stat st;
     if (stat(m->wtconfig, &st) == 0) {
         int e = git_repository_open_bare(&repo, m->path);
@@ -324,8 +286,8 @@ nomem:
     rc = FARM_ENOMEM;
 out:
     git_repository_free(repo);
-    if (locked)
-        mirror_lock_release(m ? m : *out, 1);
+    if (lk >= 0)
+        mirror_lock_release(m ? m : *out, lk);
     mirror_free(m);
     return rc;
 }
@@ -437,14 +399,14 @@ int mirror_fetch(mirror *m, const vcs_remote *remote)
     vcs_cb_state st;
     char *spec = "+refs/heads/*:refs/heads/*";
     git_strarray specs = {&spec, 1};
-    int rc, e;
+    int rc, e, lk;
 
     if (!remote || !remote->url || !*remote->url) {
         farm_error_set("fetch of %s: no clone URL", m->name);
         return FARM_EINVALID;
     }
-    if ((rc = mirror_lock_take(m, 1)) < 0)
-        return rc;
+    if ((lk = mirror_lock_take(m, 1)) < 0)
+        return lk;
     if ((e = git_repository_open_bare(&repo, m->path)) < 0) {
         rc = vcs_git_fail(e, FARM_EIO, NULL, "cannot open mirror of %s", m->name);
         goto out;
@@ -478,32 +440,32 @@ int mirror_fetch(mirror *m, const vcs_remote *remote)
 out:
     git_remote_free(gr);
     git_repository_free(repo);
-    mirror_lock_release(m, 1);
+    mirror_lock_release(m, lk);
     return rc;
 }
 
 int mirror_repack(mirror *m)
 {
     git_repository *repo = NULL;
-    int rc, e;
-    if ((rc = mirror_lock_take(m, 1)) < 0)
-        return rc;
+    int rc, e, lk;
+    if ((lk = mirror_lock_take(m, 1)) < 0)
+        return lk;
     if ((e = git_repository_open_bare(&repo, m->path)) < 0)
         rc = vcs_git_fail(e, FARM_EIO, NULL, "cannot open mirror of %s", m->name);
     else
         rc = repack_locked(m, repo);
     git_repository_free(repo);
-    mirror_lock_release(m, 1);
+    mirror_lock_release(m, lk);
     return rc;
 }
 
 int mirror_pack_count(mirror *m)
 {
-    int n;
-    if (mirror_lock_take(m, 0) < 0)
+    int n, lk;
+    if ((lk = mirror_lock_take(m, 0)) < 0)
         return -1;
     n = pack_count(m);
-    mirror_lock_release(m, 0);
+    mirror_lock_release(m, lk);
     return n;
 }
 
@@ -513,7 +475,7 @@ int mirror_branch_oid(char out[VCS_OID_HEXSZ], mirror *m, const char *branch)
     git_object *obj = NULL;
     git_reference *ref = NULL;
     char refname[512];
-    int rc, e;
+    int rc, e, lk;
 
     out[0] = '\0';
     if (!vcs_branch_name_valid(branch)) {
@@ -521,8 +483,8 @@ int mirror_branch_oid(char out[VCS_OID_HEXSZ], mirror *m, const char *branch)
         return FARM_EINVALID;
     }
     snprintf(refname, sizeof(refname), "refs/heads/%s", branch);
-    if ((rc = mirror_lock_take(m, 0)) < 0)
-        return rc;
+    if ((lk = mirror_lock_take(m, 0)) < 0)
+        return lk;
     if ((e = git_repository_open_bare(&repo, m->path)) < 0) {
         rc = vcs_git_fail(e, FARM_EIO, NULL, "cannot open mirror of %s", m->name);
         goto out;
@@ -544,6 +506,6 @@ out:
     git_object_free(obj);
     git_reference_free(ref);
     git_repository_free(repo);
-    mirror_lock_release(m, 0);
+    mirror_lock_release(m, lk);
     return rc;
 }

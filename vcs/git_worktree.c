@@ -350,7 +350,7 @@ int worktree_create(worktree **out, mirror *m, const worktree_opts *o)
     git_reference *ref = NULL;
     char *path = NULL, alt[PATH_MAX], hooks[PATH_MAX];
     git_oid oid;
-    int rc = 0, e, locked = 0, made = 0;
+    int rc = 0, e, lk = -1, made = 0;
     struct stat st;
 
     *out = NULL;
@@ -385,9 +385,9 @@ int worktree_create(worktree **out, mirror *m, const worktree_opts *o)
         goto out;
     }
 
-    if ((rc = mirror_lock_take(m, 0)) < 0)
+    if ((lk = rc = mirror_lock_take(m, 0)) < 0)
         goto out;
-    locked = 1;
+    rc = 0;
     if ((e = git_repository_open_bare(&mrepo, m->path)) < 0) {
         rc = vcs_git_fail(e, FARM_EIO, NULL, "cannot open the mirror of %s", m->name);
         goto out;
@@ -412,6 +412,7 @@ int worktree_create(worktree **out, mirror *m, const worktree_opts *o)
     snprintf(hooks, sizeof(hooks), "%s/hooks", wt->gitdir);
     char *alttext = vcs_strcat(m->objects, "\n");
     if (!alttext) {
+        farm_error_set("out of memory");
         rc = FARM_ENOMEM;
         goto out;
     }
@@ -444,8 +445,8 @@ out:
     git_commit_free(commit);
     git_repository_free(repo);
     git_repository_free(mrepo);
-    if (locked)
-        mirror_lock_release(m, 0);
+    if (lk >= 0)
+        mirror_lock_release(m, lk);
     if (rc < 0 && made) {
         char msg[1024];
         snprintf(msg, sizeof(msg), "%s", farm_error_last());
