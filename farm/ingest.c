@@ -28,7 +28,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define ID_MAX      256          /* a delivery id, a tracker name */
+#define ID_MAX      256          /* a delivery id, a tracker name, an actor */
+#define URL_MAX     4096         /* an issue or comment URL */
 #define REPO_MAX    512          /* a repository name */
 #define TITLE_MAX   1024         /* kept of an issue title */
 #define COMMENT_MAX (256 * 1024) /* kept of a comment body in the session log */
@@ -475,9 +476,9 @@ static int ingest_write(store_tx *tx, void *arg)
 
 static int check_string(const char *what, const char *s, size_t max, int required)
 {
-    if (!s && !required)
-        return 0;
     if (!s || !*s) {
+        if (!required)
+            return 0;
         farm_error_set("ingest: the event has no %s", what);
         return FARM_EINVALID;
     }
@@ -533,7 +534,10 @@ int farm_ingest(farm *f, const tracker_event *ev, ingest_result *out)
         (rc = check_string("delivery id", ev->delivery_id, ID_MAX, 1)) ||
         (rc = check_string("event name", ev->event, ID_MAX, 0)) ||
         (rc = check_string("action", ev->action, ID_MAX, 0)) ||
-        (rc = check_string("repository", ev->repo, REPO_MAX, 0)))
+        (rc = check_string("repository", ev->repo, REPO_MAX, 0)) ||
+        (rc = check_string("actor", ev->actor, ID_MAX, 0)) ||
+        (rc = check_string("url", ev->url, URL_MAX, 0)) ||
+        (rc = check_string("comment url", ev->comment_url, URL_MAX, 0)))
         return rc;
 
     c.cfg = f->cfg;

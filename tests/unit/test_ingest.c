@@ -440,9 +440,60 @@ static void bad_events_are_refused(void **state)
     assert_int_equal(farm_ingest(fx->f, &ev, &r), FARM_EINVALID);
     assert_non_null(strstr(farm_error_last(), "delivery id"));
     ev.delivery_id = id;
+    ev.actor = longid;
+    assert_int_equal(farm_ingest(fx->f, &ev, &r), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "actor"));
+    ev.actor = "alice";
     ev.tracker = NULL;
     assert_int_equal(farm_ingest(fx->f, &ev, &r), FARM_EINVALID);
     assert_int_equal(count_deliveries(fx), 0);
+
+    /* empty optional strings are fine */
+    ev.tracker = "github";
+    ev.action = "";
+    ev.label = "agent";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "label");
+}
+
+static void long_texts_are_cut_not_refused(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    size_t big = 300 * 1024;
+    char *title = malloc(5000), *body = malloc(big + 1);
+    /* multi-byte characters, so a cut must land between them */
+    for (size_t i = 0; i + 2 < 5000; i += 2)
+        memcpy(title + i, "\xc3\xa9", 2);
+    title[4998] = '\0';
+    memset(body, 'b', big);
+    body[big] = '\0';
+
+    tracker_event ev = ev_make(fx, id, TEV_ISSUE_LABELED, "octo/app", 61);
+    ev.label = "agent";
+    ev.title = title;
+    ingest_result r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "label");
+    store_session *s = NULL;
+    assert_int_equal(store_session_get(&s, fx->s, r.session_id), 0);
+    assert_true(strlen(s->title) <= 1024);
+    assert_true(strlen(s->title) >= 1000);
+    assert_int_equal(strlen(s->title) % 2, 0); /* whole characters */
+    store_session_free(s);
+
+    ev = ev_make(fx, id, TEV_COMMENT_CREATED, "octo/app", 61);
+    ev.comment_body = body;
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "added to session");
+    store_event *e = NULL;
+    size_t n = 0;
+    assert_int_equal(store_event_list(&e, &n, fx->s, r.session_id, 1, 0), 0);
+    assert_int_equal(n, 1);
+    assert_true(strlen(e[0].body) > 256 * 1024);
+    assert_true(strlen(e[0].body) < 257 * 1024);
+    store_event_list_free(e, n);
+    free(title);
+    free(body);
 }
 
 /* ---- duplicates and active sessions --------------------------------------- */
@@ -753,6 +804,7 @@ int main(void)
         T(azure_allowlist_decides),
         T(unconfigured_repo_ping_and_installation_are_recorded),
         T(bad_events_are_refused),
+        T(long_texts_are_cut_not_refused),
         T(duplicate_delivery_writes_nothing),
         T(second_trigger_keeps_one_session),
         T(comments_and_close_go_to_the_session_log),
