@@ -166,7 +166,7 @@ typedef struct stream_read_req {
     const char *offset;        /* NULL or "-1": the start; "now": the tail */
     size_t max_bytes;          /* 0: STREAM_READ_CHUNK; at least one record is returned */
     const char *if_none_match; /* If-None-Match, or NULL */
-    int live;                  /* a live read: "now" is the tail without a body */
+    int live;                  /* a live read (long-poll, SSE): no ETag is computed */
 } stream_read_req;
 
 #define STREAM_READ_REQ_INIT                                                                       \

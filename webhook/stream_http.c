@@ -153,9 +153,11 @@ static int header_true(web_request *req, const char *name)
 
 /* ---- PUT, POST, DELETE, HEAD --------------------------------------------- */
 
-/* Writes wait for a group commit (an fsync): they run on the server's worker
- * threads (web_defer) so the polling threads keep feeding live readers. The
- * request's headers are read into the job before it is deferred. */
+/* Writes wait for a group commit (an fsync). Appends are handed to the
+ * engine's appender and the request is suspended until it calls back;
+ * creation and deletion run on the server's worker threads (web_defer). Either
+ * way the polling threads keep feeding live readers meanwhile. The request's
+ * headers are read into the job before it is handed over. */
 typedef struct write_job {
     stream_create_req create;
     stream_append_req append;
@@ -177,8 +179,6 @@ static void write_work(web_request *req)
     stream_hub *h = farm_streams(req->farm);
     if (!strcmp(req->method, "PUT"))
         j->rc = stream_create(&j->res, h, j->path, &j->create);
-    else if (!strcmp(req->method, "POST"))
-        j->rc = stream_append(&j->res, h, j->path, &j->append);
     else
         j->rc = stream_delete(&j->res, h, j->path);
 }
