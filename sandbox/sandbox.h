@@ -76,7 +76,8 @@ typedef struct sandbox_opts {
     int memory_mb;      /* cgroup memory limit; 0: none */
     int pids;           /* cgroup pids limit and RLIMIT_NPROC; 0: none */
     int cpu_percent;    /* cgroup cpu quota in percent of one CPU; 0: none */
-    int disk_mb;        /* size of the private /tmp and HOME each, and RLIMIT_FSIZE; 0: 1024 */
+    int disk_mb;        /* size of the private /tmp, HOME and /dev/shm each, and
+                           RLIMIT_FSIZE; 0: 1024 */
     int nofile;         /* RLIMIT_NOFILE; 0: 1024 */
     unsigned host_uid;  /* when the farm is root: the host uid/gid the sandbox runs as;
                            0 (default): a fresh uid per run, from 0x70000000 up (callers
@@ -90,8 +91,9 @@ typedef struct sandbox_opts {
     const sandbox_bind *binds; /* extra binds, nbinds of them */
     size_t nbinds;
     const char *bwrap;  /* bubblewrap binary; default "bwrap" found in PATH */
-    const char *helper; /* the farm binary (allowlist mode runs it inside as the proxy's
-                           loopback listener); default /proc/self/exe */
+    const char *helper; /* the farm binary, run inside in allowlist mode (the proxy's
+                           loopback listener) and by prepared sandboxes; default
+                           /proc/self/exe */
     int unsafe_none;    /* run without any isolation (sandbox.mode "unsafe-none") */
     size_t max_output;  /* stop forwarding output after this many bytes (the command keeps
                            running, the rest is counted and dropped); 0: 64 MiB */
@@ -123,16 +125,18 @@ typedef struct sandbox_result {
 typedef struct sandbox sandbox;
 
 /* Run a command to completion. Returns 0 when the sandbox ran (whatever the
- * command's exit status; look at *out), or FARM_EINVALID (bad options: NUL or
- * oversized arguments, missing directory), FARM_EUNSUPPORTED (bubblewrap
- * missing or the host cannot isolate), FARM_EIO (spawn failed). */
+ * command's exit status; look at *out), or FARM_EINVALID (bad options:
+ * oversized or too many arguments, a malformed environment entry, a missing
+ * or unreachable directory, a bad allowlist pattern), FARM_EUNSUPPORTED
+ * (bubblewrap missing), FARM_EIO (spawn failed). */
 int sandbox_run(sandbox_result *out, const sandbox_opts *opts);
 
 /* The same in two steps, so another thread can stop a run: sandbox_start()
- * spawns the command and returns a handle; sandbox_wait() streams output until
- * the end and fills *out; sandbox_stop() (any thread, any time before
- * sandbox_free()) kills the whole tree. opts and what it points to must stay
- * valid until sandbox_wait() returns. Free the handle with sandbox_free(). */
+ * spawns the command and returns a handle; sandbox_wait() (once) streams
+ * output until the end and fills *out; sandbox_stop() (any thread, any time
+ * before sandbox_free(); async-signal-safe) kills the whole tree. opts and
+ * what it points to must stay valid until sandbox_free(), which releases the
+ * handle (and kills whatever still runs). */
 int sandbox_start(sandbox **out, const sandbox_opts *opts);
 int sandbox_wait(sandbox *s, sandbox_result *out);
 void sandbox_stop(sandbox *s);
