@@ -227,11 +227,19 @@ static int count_steps(fx *x, int64_t sid, const char *step, const char *status)
 static int count_kind(fx *x, int64_t sid, const char *kind)
 {
     const char *kinds[] = {kind, NULL};
-    store_event *e = NULL;
-    size_t n = 0;
-    assert_int_equal(store_event_list_kinds(&e, &n, x->s, sid, kinds, 0, STORE_LIST_MAX), 0);
-    store_event_list_free(e, n);
-    return (int)n;
+    int64_t after = 0;
+    int count = 0;
+    for (;;) {
+        store_event *e = NULL;
+        size_t n = 0;
+        assert_int_equal(store_event_list_kinds(&e, &n, x->s, sid, kinds, after, STORE_LIST_MAX),
+                         0);
+        count += (int)n;
+        after = n ? e[n - 1].seq : after;
+        store_event_list_free(e, n);
+        if (n < STORE_LIST_MAX)
+            return count;
+    }
 }
 
 /* The file at branch:path in the bare repository, into out. */
@@ -650,6 +658,211 @@ static void run_budget_is_enforced(void **state)
     fx_close(&x);
 }
 
+/* ---- revisions and warm slots ---------------------------------------------- */
+
+struct set_state_args {
+    int64_t sid;
+    const char *state;
+};
+
+static int set_state_fn(store_tx *tx, void *arg)
+{
+    struct set_state_args *a = arg;
+    return store_tx_session_state_set(tx, a->sid, a->state);
+}
+
+struct job_args {
+    int64_t sid;
+    const char *kind;
+    int64_t id;
+};
+
+static int job_fn(store_tx *tx, void *arg)
+{
+    struct job_args *a = arg;
+    return store_tx_job_insert(&a->id, tx, a->kind, a->sid, 0);
+}
+
+/* The PR is open (what the outbox does once it has opened it), a reviewer
+ * asks for a change with a patch, and the revise job is queued. */
+static int64_t review_asks(fx *x, int64_t sid, const char *review_body)
+{
+    struct set_state_args sa = {sid, "review"};
+    assert_int_equal(store_write(x->s, set_state_fn, &sa), 0);
+    char *body = NULL;
+    json_t *b = json_pack("{s:s,s:s}", "body", review_body, "review_state", "changes_requested");
+    body = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    assert_int_equal(store_event_append(NULL, x->s, sid, "review", "bob", body), 0);
+    free(body);
+    struct job_args ja = {sid, "revise", 0};
+    assert_int_equal(store_write(x->s, job_fn, &ja), 0);
+    return ja.id;
+}
+
+static const char patch_polite[] = "```diff\n"
+                                   "--- a/hello.txt\n"
+                                   "+++ b/hello.txt\n"
+                                   "@@ -1 +1 @@\n"
+                                   "-hello, fixed\n"
+                                   "+hello, fixed, thank you\n"
+                                   "```\n";
+
+static void revision_commits_on_the_same_branch(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    char body[1024], out[4096], first[64];
+    fx_open(&x, NULL, NULL);
+    snprintf(body, sizeof body, "Fix.\n\n%s", patch_fixed);
+    int64_t sid = new_issue(&x, "Be polite", body, &job);
+    assert_int_equal(run_job(&x, job, NULL), 0);
+    assert_int_equal(TH_GIT_OUT(first, sizeof first, x.dir, "--git-dir", x.bare, "rev-parse",
+                                "farm/1-be-polite"),
+                     0);
+
+    snprintf(body, sizeof body, "Say thank you too:\n\n%s", patch_polite);
+    int64_t rj = review_asks(&x, sid, body);
+    assert_int_equal(run_job(&x, rj, NULL), 0);
+
+    /* a second commit on top of the first, pushed with the lease */
+    assert_int_equal(origin_show(&x, out, sizeof out, "farm/1-be-polite", "hello.txt"), 0);
+    assert_string_equal(out, "hello, fixed, thank you\n");
+    first[40] = '\0';
+    assert_int_equal(
+        TH_GIT_OUT(out, sizeof out, x.dir, "--git-dir", x.bare, "rev-parse", "farm/1-be-polite~1"),
+        0);
+    out[40] = '\0';
+    assert_string_equal(out, first);
+    /* the PR is updated (same kind, new key), the session goes back to review */
+    json_t *pr = outbox_payload(&x, sid, "r2:pr", NULL);
+    assert_non_null(pr);
+    assert_string_equal(json_string_value(json_object_get(pr, "state_after")), "review");
+    assert_null(json_object_get(pr, "then_comment"));
+    json_decref(pr);
+    assert_int_equal(count_kind(&x, sid, "pushed"), 2);
+    /* the revision's prompt had the history of the first run */
+    assert_int_equal(count_steps(&x, sid, "agent", "done"), 2);
+    fx_close(&x);
+}
+
+static void revision_refuses_to_overwrite_a_moved_branch(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    char body[1024], work[600], p[700];
+    fx_open(&x, NULL, NULL);
+    snprintf(body, sizeof body, "Fix.\n\n%s", patch_fixed);
+    int64_t sid = new_issue(&x, "Moved", body, &job);
+    assert_int_equal(run_job(&x, job, NULL), 0);
+
+    /* someone pushes to the farm's branch meanwhile */
+    snprintf(work, sizeof work, "%s/other", x.dir);
+    assert_int_equal(TH_GIT(x.dir, "clone", "-q", "-b", "farm/1-moved", x.bare, work), 0);
+    snprintf(p, sizeof p, "%s/other.txt", work);
+    write_text(p, "theirs\n");
+    assert_int_equal(TH_GIT(work, "add", "-A"), 0);
+    assert_int_equal(TH_GIT(work, "commit", "-q", "-m", "theirs"), 0);
+    assert_int_equal(TH_GIT(work, "push", "-q", "origin", "farm/1-moved"), 0);
+
+    snprintf(body, sizeof body, "Say thank you too:\n\n%s", patch_polite);
+    int64_t rj = review_asks(&x, sid, body);
+    assert_int_equal(run_job(&x, rj, NULL), 0);
+    assert_state(&x, sid, "failed");
+    json_t *c = outbox_payload(&x, sid, "r2:failed", NULL);
+    assert_non_null(c);
+    json_decref(c);
+    /* their commit is still there */
+    char out[256];
+    assert_int_equal(origin_show(&x, out, sizeof out, "farm/1-moved", "other.txt"), 0);
+    assert_string_equal(out, "theirs\n");
+    fx_close(&x);
+}
+
+static void warm_slot_is_adopted(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    char body[1024], out[256];
+    fx_open(&x, NULL, NULL);
+    pipeline_warm *w = NULL;
+    assert_int_equal(pipeline_warm_prepare(&w, x.f, "demo/app"), 0);
+    assert_non_null(w);
+    char warm_path[PATH_MAX];
+    snprintf(warm_path, sizeof warm_path, "%s", w->path);
+    struct stat st;
+    assert_int_equal(stat(warm_path, &st), 0);
+
+    snprintf(body, sizeof body, "Fix.\n\n%s", patch_fixed);
+    int64_t sid = new_issue(&x, "Warm start", body, &job);
+    pipeline_ctl ctl = {0};
+    ctl.warm = w;
+    assert_int_equal(run_job(&x, job, &ctl), 0);
+    assert_null(ctl.warm); /* taken */
+    assert_int_not_equal(stat(warm_path, &st), 0);
+
+    static const char *const kinds[] = {"step", NULL};
+    store_event *e = NULL;
+    size_t n = 0;
+    int adopted = 0;
+    assert_int_equal(store_event_list_kinds(&e, &n, x.s, sid, kinds, 0, STORE_LIST_MAX), 0);
+    for (size_t i = 0; i < n; i++)
+        if (strstr(e[i].body, "\"step\":\"worktree\",\"status\":\"done\"") &&
+            strstr(e[i].body, "\"warm\":true"))
+            adopted = 1;
+    store_event_list_free(e, n);
+    assert_true(adopted);
+    assert_int_equal(origin_show(&x, out, sizeof out, "farm/1-warm-start", "hello.txt"), 0);
+    assert_string_equal(out, "hello, fixed\n");
+    /* the placeholder branch never reaches the remote */
+    assert_int_not_equal(TH_GIT_OUT(out, sizeof out, x.dir, "--git-dir", x.bare, "rev-parse",
+                                    "--verify", "--quiet", "refs/heads/farm-warm/x"),
+                         0);
+
+    /* a slot for another base is not adopted, and freeing it removes it */
+    assert_int_equal(pipeline_warm_prepare(&w, x.f, "demo/app"), 0);
+    snprintf(warm_path, sizeof warm_path, "%s", w->path);
+    pipeline_warm_free(w);
+    assert_int_not_equal(stat(warm_path, &st), 0);
+    assert_int_equal(pipeline_warm_prepare(&w, x.f, "no/such"), FARM_ENOTFOUND);
+    fx_close(&x);
+}
+
+/* A chatty agent: its output is logged up to the cap, the rest counted. */
+static void chatty_agent_is_capped(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    fx_open(&x, NULL,
+            ", \"agent\": {\"command\": [\"/bin/sh\", \"-c\","
+            " \"echo 'hello, fixed' > hello.txt; i=0; while [ $i -lt 30000 ]; do"
+            " echo line $i; i=$((i+1)); done\"]}");
+    int64_t sid = new_issue(&x, "Chatty", "Talk a lot.", &job);
+    assert_int_equal(run_job(&x, job, NULL), 0);
+    int lines = count_kind(&x, sid, "output");
+    assert_true(lines >= 20000);
+    assert_true(lines < 20100); /* the agent's 20,000 plus the tests' few */
+    static const char *const kinds[] = {"output_dropped", NULL};
+    store_event *e = NULL;
+    size_t n = 0;
+    assert_int_equal(store_event_list_kinds(&e, &n, x.s, sid, kinds, 0, 10), 0);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(e[0].body, "\"lines\":10000"));
+    store_event_list_free(e, n);
+    /* batched: far fewer commits than lines */
+    store_stats st;
+    store_stats_get(&st, x.s);
+    assert_true(st.commits < (uint64_t)lines / 10);
+    json_t *pr = outbox_payload(&x, sid, "r1:pr", NULL);
+    assert_non_null(pr);
+    json_decref(pr);
+    fx_close(&x);
+}
+
 int main(void)
 {
     sandbox_probe_result p;
@@ -671,6 +884,10 @@ int main(void)
         cmocka_unit_test(issue_closed_cancels_the_run),
         cmocka_unit_test(cancel_job_ends_a_waiting_session),
         cmocka_unit_test(run_budget_is_enforced),
+        cmocka_unit_test(revision_commits_on_the_same_branch),
+        cmocka_unit_test(revision_refuses_to_overwrite_a_moved_branch),
+        cmocka_unit_test(warm_slot_is_adopted),
+        cmocka_unit_test(chatty_agent_is_capped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
