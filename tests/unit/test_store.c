@@ -439,6 +439,59 @@ static void failed_write_rolls_back_alone(void **state)
     assert_int_equal(st.failed_commits, 0);
 }
 
+/* A full disk, simulated by capping the database at its current size. */
+static int write_cap(store_tx *tx, void *arg)
+{
+    return store_exec(tx->db, *(int *)arg ? "PRAGMA max_page_count = 1"
+                                          : "PRAGMA max_page_count = 1073741823");
+}
+
+typedef struct big_append {
+    int64_t session;
+    char *body;
+} big_append;
+
+static int write_big(store_tx *tx, void *arg)
+{
+    big_append *a = arg;
+    return store_tx_event_append(NULL, tx, a->session, "output", NULL, a->body);
+}
+
+static void full_disk_fails_the_write_not_the_store(void **state)
+{
+    fixture *f = *state;
+    int64_t sid = session_new(f->s, "octo/app", 3), seq = 0;
+    big_append a = {sid, malloc(2u << 20)};
+    int on = 1, off = 0;
+
+    /* a JSON string of 2 MiB: far more than the pages the file has */
+    memset(a.body, 'x', (2u << 20) - 1);
+    a.body[0] = '"';
+    a.body[(2u << 20) - 2] = '"';
+    a.body[(2u << 20) - 1] = '\0';
+    assert_int_equal(store_event_append(&seq, f->s, sid, "note", NULL, "{}"), 0);
+    assert_int_equal(seq, 1);
+
+    assert_int_equal(store_write(f->s, write_cap, &on), 0);
+    assert_int_equal(store_write(f->s, write_big, &a), FARM_EIO);
+    assert_non_null(strstr(farm_error_last(), "full"));
+    assert_int_equal(store_write(f->s, write_cap, &off), 0);
+
+    /* the store carries on, and the failed append took no seq */
+    assert_int_equal(store_event_append(&seq, f->s, sid, "note", NULL, "{}"), 0);
+    assert_int_equal(seq, 2);
+    assert_int_equal(store_write(f->s, write_big, &a), 0);
+    store_event *ev = NULL;
+    size_t n = 0;
+    assert_int_equal(store_event_list(&ev, &n, f->s, sid, 0, 0), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(ev[1].kind, "note");
+    assert_string_equal(ev[2].kind, "output");
+    store_event_list_free(ev, n);
+    assert_int_equal(store_health(f->s), 0);
+    free(a.body);
+}
+
 static int write_nested(store_tx *tx, void *arg)
 {
     return store_write(arg, write_nested, arg);
@@ -600,6 +653,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(session_list_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_write_rolls_back_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(nested_write_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_disk_fails_the_write_not_the_store, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_writes_share_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(batches_are_capped, setup, teardown),
     };
