@@ -176,10 +176,10 @@ int store_tx_delivery_outcome_set(store_tx *tx, int64_t id, const char *outcome,
 
 /* Find the session of an issue (by_pr = 0: number is the issue number) or of
  * a pull request (by_pr = 1: number is its PR number), by the repository's
- * name as configured (matched exactly: sessions keep the configured spelling). The active session
- * (state not final) when there is one, else the newest ended one unless
- * active_only is set. *out is freed with store_session_free(). Returns 0,
- * FARM_ENOTFOUND or FARM_EIO. */
+ * name as configured (matched exactly: sessions keep the configured
+ * spelling). The active session (state not final) when there is one, else
+ * the newest ended one unless active_only is set. *out is freed with store_session_free(). Returns
+ * 0, FARM_ENOTFOUND or FARM_EIO. */
 int store_tx_session_find(store_session **out, store_tx *tx, const char *tracker, const char *repo,
                           int64_t number, int by_pr, int active_only);
 
@@ -193,9 +193,9 @@ int store_tx_job_insert(int64_t *out_id, store_tx *tx, const char *kind, int64_t
                         int64_t not_before_ms);
 
 /* Append to a session's log with the next seq (dense from 1); body is JSON
- * text or NULL for "{}". *out_seq (may be NULL) is the seq given. Returns 0,
- * FARM_ENOTFOUND (no such session), FARM_EINVALID (body is not JSON) or
- * FARM_EIO. */
+ * text (at most 4 MiB) or NULL for "{}". *out_seq (may be NULL) is the seq
+ * given. Returns 0, FARM_ENOTFOUND (no such session), FARM_EINVALID (body is
+ * not JSON), FARM_ETOOBIG or FARM_EIO. */
 int store_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
                           const char *actor, const char *body_json);
 
