@@ -24,7 +24,7 @@
 
 static const char *const top_keys[] = {
     "listen", "data_dir", "public_url", "log_level",      "github",  "azure", "scaling", "sandbox",
-    "agent",  "tokens",   "repos",      "max_body_bytes", "budgets", "bot",   NULL};
+    "agent",  "tokens",   "repos",      "max_body_bytes", "budgets", "bot",   "digest", NULL};
 static const char *const github_keys[] = {
     "api_url", "token", "app_id", "app_private_key", "webhook_secret", "bot_login", NULL};
 static const char *const azure_keys[] = {"org_url",        "token",
@@ -40,6 +40,7 @@ static const char *const agent_keys[] = {"preset",      "command", "api_key",
                                          "api_key_env", "model",   NULL};
 static const char *const budget_keys[] = {"run_wall_s", "max_runs", "partial_margin_s", NULL};
 static const char *const bot_keys[] = {"name", "email", NULL};
+static const char *const digest_keys[] = {"tracker", "repo", "issue", "hour_utc", NULL};
 static const char *const token_keys[] = {"name", "token", "role", NULL};
 static const char *const repo_keys[] = {
     "name",      "tracker",        "clone_url", "base_branch",   "setup",
@@ -555,6 +556,29 @@ static void load_repos(cc *c, config *cfg, json_t *arr)
     }
 }
 
+/* The daily digest: a configured repository's issue and an hour (UTC). */
+static void load_digest(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "digest";
+    long long v;
+
+    cfg->digest.enabled = 1;
+    cc_unknown_keys(c, o, p, digest_keys);
+    cc_choice(c, o, p, "tracker", &cfg->digest.tracker, NULL, trackers);
+    cc_string(c, o, p, "repo", &cfg->digest.repo, NULL, 1);
+    cc_int(c, o, p, "issue", &cfg->digest.issue, 0, 1, (1LL << 53));
+    if (!json_object_get(o, "issue"))
+        cc_error(c, "digest.issue", "required key is missing (the issue to comment on)");
+    cc_int(c, o, p, "hour_utc", &v, 7, 0, 23);
+    cfg->digest.hour_utc = (int)v;
+    if (!json_object_get(o, "tracker"))
+        cc_error(c, "digest.tracker", "required key is missing (github, azure or local)");
+    if (cfg->digest.tracker && cfg->digest.repo &&
+        !config_repo_find(cfg, cfg->digest.tracker, cfg->digest.repo))
+        cc_error(c, "digest.repo", "\"%s\" is not among the repos with tracker \"%s\"",
+                 cfg->digest.repo, cfg->digest.tracker);
+}
+
 /* ---- the whole file -------------------------------------------------------- */
 
 static void load_root(cc *c, config *cfg, json_t *root)
@@ -596,6 +620,8 @@ static void load_root(cc *c, config *cfg, json_t *root)
         load_tokens(c, cfg, o);
     if ((o = json_object_get(root, "repos")) && !json_is_null(o))
         load_repos(c, cfg, o);
+    if ((o = cc_object(c, root, "", "digest")))
+        load_digest(c, cfg, o); /* after repos: it names one */
 }
 
 /* Fill a new config from root (an object). */
@@ -814,6 +840,8 @@ void config_free(config *c)
     free(c->agent.model);
     free(c->bot.name);
     free(c->bot.email);
+    free(c->digest.tracker);
+    free(c->digest.repo);
     for (size_t i = 0; i < c->ntokens; i++) {
         free(c->tokens[i].name);
         free_secret(c->tokens[i].secret);

@@ -109,6 +109,14 @@ typedef struct config {
         char *email; /* "farm-bot@users.noreply.local" */
     } bot;
 
+    struct {
+        int enabled;   /* a "digest" section is present: post the daily digest */
+        char *tracker; /* "github", "azure" or "local": the tracker of `repo` */
+        char *repo;    /* a configured repository's name */
+        long long issue; /* the issue (work item) whose thread gets the comment */
+        int hour_utc;  /* 0..23: when, each day (7) */
+    } digest;
+
     config_token *tokens;
     size_t ntokens;
 

@@ -28,9 +28,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TITLE_MAX        200 /* of a PR title */
-#define PR_BODY_MAX      (60u << 10)
-#define INSIDE_DIR       "/farm"     /* the run directory's files, inside the sandbox */
+#define TITLE_MAX   200 /* of a PR title */
+#define PR_BODY_MAX (60u << 10)
+#define INSIDE_DIR  "/farm" /* the run directory's files, inside the sandbox */
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -830,6 +830,11 @@ int pl_step_pr(pl_run *r, pl_progress *p, int draft)
         json_object_set_new(fin, "tests", json_string(tests));
         json_object_set_new(fin, "commit", json_string(worktree_head(r->wt)));
         json_object_set_new(fin, "draft", json_boolean(draft));
+        if (have_ds) /* for the review queue and the digest (farm/digest.c) */
+            json_object_set_new(fin, "diffstat",
+                                json_pack("{s:I,s:I,s:I}", "files", (json_int_t)ds.files,
+                                          "insertions", (json_int_t)ds.insertions, "deletions",
+                                          (json_int_t)ds.deletions));
     }
     pl_tx_event(&t, "run_finished", fin);
     if ((rc = pl_tx_commit(&t)) == 0)

@@ -13,6 +13,7 @@
 #include "../base/clock.h"
 #include "../base/error.h"
 #include "../base/log.h"
+#include "../farm/digest.h"
 #include "../farm/store.h"
 
 #include <errno.h>
@@ -122,6 +123,21 @@ static json_t *delivery_json(const store_delivery *d)
     return o;
 }
 
+/* Add each session's facts from its log (tests, diffstat, step, ...: see
+ * digest.h) to the JSON objects of list (list[i] is v[i]). Returns 0 or an
+ * error code. */
+static int annotate(web_request *req, json_t *list, const store_session *v, size_t n)
+{
+    json_t **objs = n ? calloc(n, sizeof(*objs)) : NULL;
+    if (n && !objs)
+        return FARM_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        objs[i] = json_array_get(list, i); /* borrowed; NULL when it could not be built */
+    int rc = digest_sessions_annotate(objs, v, n, farm_store(req->farm), clock_wall_ms());
+    free(objs);
+    return rc;
+}
+
 static int store_failed(web_request *req)
 {
     log_error("store read failed", "route", req->route->name, "error", farm_error_last());
@@ -181,6 +197,11 @@ int route_api_sessions(web_request *req)
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(list, session_json(&v[i]));
+    if (json_array_size(list) != n || annotate(req, list, v, n) != 0) {
+        json_decref(list);
+        store_session_list_free(v, n);
+        return store_failed(req);
+    }
     int limit = f.limit > 0 ? f.limit : STORE_LIST_DEFAULT;
     json_t *o = json_pack("{s:o}", "sessions", list);
     if (o && n > 0 && n == (size_t)limit)
@@ -206,6 +227,11 @@ int route_api_session(web_request *req)
     if (rc)
         return store_failed(req);
     json_t *o = session_json(s);
+    if (o && digest_sessions_annotate(&o, s, 1, farm_store(req->farm), clock_wall_ms()) != 0) {
+        json_decref(o);
+        store_session_free(s);
+        return store_failed(req);
+    }
     store_session_free(s);
     return web_reply_json(req, 200, o);
 }
