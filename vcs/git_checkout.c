@@ -5,11 +5,13 @@
  * libgit2's git_checkout_tree() is general: it diffs the target against a
  * baseline, consults attributes for every path and re-stats what it wrote,
  * which costs more than twice what `git worktree add` takes on a large
- * tree. A fresh worktree needs none of that: walk the tree, write each blob
- * into a file created with O_EXCL|O_NOFOLLOW relative to its directory's
- * descriptor (so no entry can write through a symlink or over another),
- * and build the index from the same walk, sorted, with the stat data of the
- * files just written.
+ * tree. A fresh worktree needs none of that. First one thread walks the
+ * trees, checks every name and makes every directory; then a few workers
+ * (one per CPU, at most four, each with its own handle on the mirror) write
+ * the blobs, each file created with O_EXCL|O_NOFOLLOW below directories
+ * made in the first pass, so no entry can write through a symlink or over
+ * another; last the index is built from the same list, sorted, with the
+ * stat data of the files just written.
  *
  * Content filters are the one thing this skips, so a tree with a
  * .gitattributes anywhere (where `eol`, `text` or `ident` could change the
@@ -22,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +42,6 @@ typedef struct co_ctx {
     entry *v;
     size_t n, cap;
     char err[512];
-    int attributes; /* a .gitattributes was seen */
 } co_ctx;
 
 /* A tree entry name that may become a file name: not empty, ".", "..",
@@ -103,61 +105,8 @@ static int fail(co_ctx *c, const char *verb, const char *path)
     return -1;
 }
 
-static int write_blob(co_ctx *c, int dfd, const char *prefix, const git_tree_entry *te,
-                      git_filemode_t mode)
-{
-    const char *name = git_tree_entry_name(te);
-    git_blob *blob = NULL;
-    struct stat st;
-    int rc = -1, fd = -1;
-
-    if (git_blob_lookup(&blob, c->src, git_tree_entry_id(te)) < 0) {
-        snprintf(c->err, sizeof(c->err), "cannot read %s%s: %s", prefix, name,
-                 git_error_last() ? git_error_last()->message : "");
-        return -1;
-    }
-    const char *data = git_blob_rawcontent(blob);
-    size_t len = (size_t)git_blob_rawsize(blob);
-    if (mode == GIT_FILEMODE_LINK) {
-        char *target = strndup(data, len);
-        if (!target || symlinkat(target, dfd, name) < 0 ||
-            fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-            free(target);
-            fail(c, "create symlink", name);
-            goto out;
-        }
-        free(target);
-    } else {
-        int perm = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0777 : 0666;
-        fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm);
-        if (fd < 0) {
-            fail(c, "create", name);
-            goto out;
-        }
-        for (size_t off = 0; off < len;) {
-            ssize_t w = write(fd, data + off, len - off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                fail(c, "write", name);
-                goto out;
-            }
-            off += (size_t)w;
-        }
-        if (fstat(fd, &st) < 0) {
-            fail(c, "stat", name);
-            goto out;
-        }
-    }
-    rc = add_entry(c, prefix, name, mode, git_tree_entry_id(te), &st);
-out:
-    if (fd >= 0)
-        close(fd);
-    git_blob_free(blob);
-    return rc;
-}
-
-static int write_tree(co_ctx *c, int dfd, const git_tree *tree, const char *prefix, int depth)
+/* Pass one: check every name, make every directory, list every file. */
+static int walk_tree(co_ctx *c, int dfd, const git_tree *tree, const char *prefix, int depth)
 {
     size_t n = git_tree_entrycount(tree);
     if (depth > 256) {
@@ -172,13 +121,11 @@ static int write_tree(co_ctx *c, int dfd, const git_tree *tree, const char *pref
             snprintf(c->err, sizeof(c->err), "refusing to check out path '%s%s'", prefix, name);
             return -1;
         }
-        if (!strcmp(name, ".gitattributes"))
-            c->attributes = 1;
         switch (mode) {
         case GIT_FILEMODE_BLOB:
         case GIT_FILEMODE_BLOB_EXECUTABLE:
-        case GIT_FILEMODE_LINK:
-            if (write_blob(c, dfd, prefix, te, mode) < 0)
+        case GIT_FILEMODE_LINK: /* written in pass two */
+            if (add_entry(c, prefix, name, mode, git_tree_entry_id(te), NULL) < 0)
                 return -1;
             break;
         case GIT_FILEMODE_COMMIT: /* a submodule: an empty directory, like git */
@@ -202,7 +149,7 @@ static int write_tree(co_ctx *c, int dfd, const git_tree *tree, const char *pref
                 strcpy(subprefix, prefix);
                 strcat(subprefix, name);
                 strcat(subprefix, "/");
-                rc = write_tree(c, sfd, sub, subprefix, depth + 1);
+                rc = walk_tree(c, sfd, sub, subprefix, depth + 1);
             }
             free(subprefix);
             git_tree_free(sub);
@@ -218,6 +165,146 @@ static int write_tree(co_ctx *c, int dfd, const git_tree *tree, const char *pref
         }
     }
     return 0;
+}
+
+/* Pass two: the files, shared out among workers. */
+typedef struct co_work {
+    co_ctx *c;
+    const char *mirror; /* path of the mirror, for the workers' own handles */
+    int rootfd;
+    size_t next;        /* the next entry to take (atomic) */
+    int failed;         /* atomic: stop taking entries */
+    pthread_mutex_t mu; /* guards c->err */
+} co_work;
+
+/* "cannot <verb> <path>: <why>", the first one wins; stops the others */
+static void work_fail(co_work *w, const char *verb, const char *path, const char *why)
+{
+    pthread_mutex_lock(&w->mu);
+    if (!w->c->err[0])
+        snprintf(w->c->err, sizeof(w->c->err), "cannot %s %s: %s", verb, path, why);
+    pthread_mutex_unlock(&w->mu);
+    __atomic_store_n(&w->failed, 1, __ATOMIC_SEQ_CST);
+}
+
+static int write_one(co_work *w, git_repository *src, entry *e)
+{
+    git_blob *blob = NULL;
+    struct stat st;
+    int rc = -1, fd = -1;
+
+    if (git_blob_lookup(&blob, src, &e->ie.id) < 0) {
+        const git_error *ge = git_error_last();
+        work_fail(w, "read", e->path, ge ? ge->message : "");
+        return -1;
+    }
+    const char *data = git_blob_rawcontent(blob);
+    size_t len = (size_t)git_blob_rawsize(blob);
+    if (e->ie.mode == GIT_FILEMODE_LINK) {
+        char *target = strndup(data, len);
+        if (!target || symlinkat(target, w->rootfd, e->path) < 0 ||
+            fstatat(w->rootfd, e->path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            free(target);
+            work_fail(w, "create symlink", e->path, strerror(errno));
+            goto out;
+        }
+        free(target);
+    } else {
+        /* every directory above was made by pass one, so only the last
+         * component could be a surprise, and O_EXCL|O_NOFOLLOW refuse it */
+        int perm = e->ie.mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0777 : 0666;
+        fd = openat(w->rootfd, e->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm);
+        if (fd < 0) {
+            work_fail(w, "create", e->path, strerror(errno));
+            goto out;
+        }
+        for (size_t off = 0; off < len;) {
+            ssize_t n = write(fd, data + off, len - off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                work_fail(w, "write", e->path, n < 0 ? strerror(errno) : "short");
+                goto out;
+            }
+            off += (size_t)n;
+        }
+        if (fstat(fd, &st) < 0) {
+            work_fail(w, "stat", e->path, strerror(errno));
+            goto out;
+        }
+    }
+    e->ie.ctime.seconds = (int32_t)st.st_ctim.tv_sec;
+    e->ie.ctime.nanoseconds = (uint32_t)st.st_ctim.tv_nsec;
+    e->ie.mtime.seconds = (int32_t)st.st_mtim.tv_sec;
+    e->ie.mtime.nanoseconds = (uint32_t)st.st_mtim.tv_nsec;
+    e->ie.dev = (uint32_t)st.st_dev;
+    e->ie.ino = (uint32_t)st.st_ino;
+    e->ie.uid = (uint32_t)st.st_uid;
+    e->ie.gid = (uint32_t)st.st_gid;
+    e->ie.file_size = (uint32_t)st.st_size;
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    git_blob_free(blob);
+    return rc;
+}
+
+#define CHUNK 32
+
+static void work_run(co_work *w, git_repository *src)
+{
+    co_ctx *c = w->c;
+    while (!__atomic_load_n(&w->failed, __ATOMIC_SEQ_CST)) {
+        size_t i = __atomic_fetch_add(&w->next, CHUNK, __ATOMIC_SEQ_CST);
+        if (i >= c->n)
+            break;
+        size_t end = i + CHUNK < c->n ? i + CHUNK : c->n;
+        for (; i < end; i++) {
+            if (c->v[i].ie.mode == GIT_FILEMODE_COMMIT)
+                continue;
+            if (write_one(w, src, &c->v[i]) < 0)
+                return;
+        }
+    }
+}
+
+static void *worker(void *arg)
+{
+    co_work *w = arg;
+    git_repository *src = NULL;
+    if (git_repository_open_bare(&src, w->mirror) < 0) {
+        const git_error *ge = git_error_last();
+        work_fail(w, "open the mirror", w->mirror, ge ? ge->message : "");
+        return NULL;
+    }
+    work_run(w, src);
+    git_repository_free(src);
+    return NULL;
+}
+
+/* Write the listed files with up to `threads` threads (this one included). */
+static int write_all(co_ctx *c, int rootfd, int threads)
+{
+    co_work w;
+    pthread_t t[4];
+    int started = 0;
+
+    memset(&w, 0, sizeof(w));
+    w.c = c;
+    w.mirror = git_repository_path(c->src);
+    w.rootfd = rootfd;
+    pthread_mutex_init(&w.mu, NULL);
+    for (int i = 1; i < threads && i < 4; i++) {
+        if (pthread_create(&t[started], NULL, worker, &w) != 0)
+            break; /* fewer helpers is fine */
+        started++;
+    }
+    work_run(&w, c->src);
+    for (int i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+    pthread_mutex_destroy(&w.mu);
+    return w.failed ? -1 : 0;
 }
 
 /* 1 when a .gitattributes file is anywhere in the tree (trees only read). */
@@ -278,7 +365,13 @@ int wt_checkout(git_repository *repo, git_repository *src, const git_commit *com
         rc = FARM_EIO;
         goto out;
     }
-    if (write_tree(&c, dfd, tree, "", 0) < 0) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (walk_tree(&c, dfd, tree, "", 0) < 0 ||
+        write_all(&c, dfd,
+                  c.n < 256 ? 1
+                            : (int)(cpus < 1   ? 1
+                                    : cpus > 4 ? 4
+                                               : cpus)) < 0) {
         farm_error_set("worktree %s: checkout failed: %s", workdir,
                        c.err[0] ? c.err : "out of memory");
         rc = FARM_EIO;

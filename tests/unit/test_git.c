@@ -601,6 +601,53 @@ static void worktree_special_entries(void **state)
     worktree_free(wt);
 }
 
+/* Enough files that the checkout shares them out among threads: every
+ * file right, the index right. */
+static void worktree_many_files(void **state)
+{
+    fx *f = *state;
+    char p[PATH_MAX], text[64], out[4096];
+    for (int i = 0; i < 700; i++) {
+        snprintf(p, sizeof(p), "%s/many/d%d", f->src, i % 7);
+        mkdir(p, 0755);
+        if (i == 0) {
+            snprintf(p, sizeof(p), "%s/many", f->src);
+            mkdir(p, 0755);
+            snprintf(p, sizeof(p), "%s/many/d0", f->src);
+            mkdir(p, 0755);
+        }
+        snprintf(p, sizeof(p), "%s/many/d%d/f%03d.txt", f->src, i % 7, i);
+        snprintf(text, sizeof(text), "file %d\n", i);
+        th_write(p, text);
+        if (i % 50 == 0)
+            chmod(p, 0755);
+    }
+    assert_int_equal(TH_GIT(f->src, "add", "-A"), 0);
+    assert_int_equal(TH_GIT(f->src, "commit", "-q", "-m", "many"), 0);
+    assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", "main"), 0);
+    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
+    worktree *wt = wt_make(f, "many", "farm/21-many");
+    for (int i = 0; i < 700; i += 37) {
+        snprintf(p, sizeof(p), "%s/many/d%d/f%03d.txt", worktree_path(wt), i % 7, i);
+        char *t = th_read(p);
+        snprintf(text, sizeof(text), "file %d\n", i);
+        assert_non_null(t);
+        assert_string_equal(t, text);
+        free(t);
+    }
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "status", "--porcelain"), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "ls-files", "-s", "many/d0"),
+                     0);
+    assert_non_null(strstr(out, "100755"));
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), NULL, "-C", worktree_path(wt), "ls-files"), 0);
+    int lines = 0;
+    for (char *q = out; *q; q++)
+        lines += *q == '\n';
+    assert_true(lines > 100); /* truncated at the buffer, but plenty */
+    worktree_free(wt);
+}
+
 /* A tree with .gitattributes gets libgit2's filters (eol=crlf here). */
 static void worktree_applies_attributes(void **state)
 {
@@ -644,6 +691,61 @@ static void raw_tree(char out[64], const char *repo, const char *dir, const char
                                 "tree", file),
                      0);
     th_chomp(out);
+}
+
+/* A tree listing the same name twice, big enough for the threaded writer:
+ * the second file is refused (O_EXCL), the whole worktree is undone. */
+static void worktree_duplicate_names_fail_cleanly(void **state)
+{
+    fx *f = *state;
+    char blob[64], top[64], commit[64], p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s/payload", f->dir);
+    th_write(p, "same\n");
+    assert_int_equal(TH_GIT_OUT(blob, sizeof(blob), NULL, "-C", f->remote, "hash-object", "-w", p),
+                     0);
+    th_chomp(blob);
+    unsigned char oid[20];
+    for (int i = 0; i < 20; i++) {
+        unsigned v;
+        sscanf(blob + 2 * i, "%2x", &v);
+        oid[i] = (unsigned char)v;
+    }
+    char file[PATH_MAX];
+    snprintf(file, sizeof(file), "%s/rawtree", f->dir);
+    FILE *fp = fopen(file, "wb");
+    for (int i = 0; i <= 400; i++) {
+        fprintf(fp, "100644 f%03d", i == 400 ? 123 : i);
+        fputc(0, fp);
+        fwrite(oid, 1, 20, fp);
+    }
+    fclose(fp);
+    assert_int_equal(TH_GIT_OUT(top, sizeof(top), NULL, "-C", f->remote, "hash-object", "-w",
+                                "--literally", "-t", "tree", file),
+                     0);
+    th_chomp(top);
+    assert_int_equal(
+        TH_GIT_OUT(commit, sizeof(commit), NULL, "-C", f->remote, "commit-tree", "-m", "dup", top),
+        0);
+    th_chomp(commit);
+    assert_int_equal(TH_GIT(NULL, "-C", f->remote, "update-ref", "refs/heads/dup", commit), 0);
+    if (mirror_fetch(f->m, &f->r) != 0) { /* refused at fetch: fine too */
+        if (getenv("FARM_TEST_VERBOSE"))
+            fprintf(stderr, "    dup: fetch: %s\n", farm_error_last());
+        return;
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/wt/dup", f->dir);
+    worktree_opts o = WORKTREE_OPTS_INIT;
+    o.path = path;
+    o.branch = "farm/22-dup";
+    o.base = "dup";
+    worktree *wt = NULL;
+    assert_int_equal(worktree_create(&wt, f->m, &o), FARM_EIO);
+    if (getenv("FARM_TEST_VERBOSE"))
+        fprintf(stderr, "    dup: %s\n", farm_error_last());
+    assert_non_null(strstr(farm_error_last(), "f123"));
+    assert_null(wt);
+    assert_false(th_exists(path));
 }
 
 /* An upstream tree that names .git or .. is refused; nothing is written
@@ -1131,9 +1233,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(worktree_git_as_other_uid, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_remove_never_follows_symlinks, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_special_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(worktree_many_files, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_warm_slot_adopted, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_applies_attributes, setup, teardown),
         cmocka_unit_test_setup_teardown(worktree_refuses_hostile_tree, setup, teardown),
+        cmocka_unit_test_setup_teardown(worktree_duplicate_names_fail_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(commit_records_every_change, setup, teardown),
         cmocka_unit_test_setup_teardown(commit_rejects_bad_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(commit_ignores_agent_git_state, setup, teardown),
