@@ -11,9 +11,9 @@
  * - SSE: a chunked response whose content reader formats data and control
  *   events; caught up, it suspends the connection from inside the reader and
  *   a waiter resumes it. Every reader keeps its own position, so a slow one
- *   only falls behind: nothing is queued for it beyond one batch (32 KiB),
- *   and a reader whose socket stays full past the server's connection
- *   timeout is disconnected, to resume from its last control event's offset.
+ *   only falls behind: nothing is queued for it beyond one batch (32 KiB)
+ *   and a 64 KiB socket buffer, and a reader that takes nothing for 30 s is
+ *   disconnected, to resume from its last control event's offset.
  *   A comment heartbeat goes out every 15 s and the response ends after
  *   about 60 s so that clients reconnect with their offset.
  *
@@ -36,6 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #define PREFIX             "/v1/stream/"
 #define READ_BODY_CAP      (STREAM_MAX_APPEND * 2u + 1024u)
@@ -44,7 +47,9 @@
 #define SSE_BATCH          (32u << 10)
 #define SSE_HEARTBEAT_MS   15000
 #define SSE_LIFETIME_MS    60000
-#define SSE_BLOCK          4096
+#define SSE_BLOCK          2048
+#define SSE_SNDBUF         (64 << 10) /* kernel buffer per reader: fixed, not autotuned to MiBs */
+#define SSE_STALL_S        30         /* a reader that takes nothing for this long is dropped */
 #define MESSAGE_MAX        (64u << 10)
 
 /* ---- answering with protocol headers ------------------------------------- */
@@ -715,6 +720,23 @@ static int sse_start(web_request *req, const char *offset)
     crypto_random(&r, 1);
     c->close_at = now + SSE_LIFETIME_MS + (int64_t)(r % 10) * 1000; /* spread reconnects */
     c->hb_at = now + SSE_HEARTBEAT_MS;
+
+    /* Bound what a reader that stops reading can hold: a fixed kernel send
+     * buffer, and a timeout once nothing more can be written to it (a
+     * caught-up reader is suspended, and suspended connections never time
+     * out; heartbeats keep a healthy one moving). The reader resumes from
+     * the offset of the last control event it received. */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) {
+        int sndbuf = SSE_SNDBUF;
+        unsigned stall_ms = SSE_STALL_S * 1000u;
+        setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+        /* the kernel aborts a connection whose data stays unacknowledged
+         * (a zero window included) this long; MHD then drops it */
+        setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &stall_ms, sizeof(stall_ms));
+    }
+    MHD_set_connection_option(req->conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)SSE_STALL_S);
 
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_reader, c, sse_free);

@@ -329,6 +329,27 @@ def test_readers_identical_and_stalled():
         assert all(s == list(range(n)) for s in seqs), "readers differ"
         assert lag < 2.0, lag
         assert len(stalled.messages) < n
+        # the stalled reader is dropped (30 s without taking anything): the
+        # server closes its end (its FIN waits behind the data the reader
+        # never took, so watch the server's socket leave ESTABLISHED)
+        def server_side_state(client_port):
+            for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+                with open(name) as fh:
+                    for line in fh.readlines()[1:]:
+                        f = line.split()
+                        if (int(f[1].rsplit(":", 1)[1], 16) == farm.port
+                                and int(f[2].rsplit(":", 1)[1], 16) == client_port):
+                            return f[3]
+            return "gone"
+        port = stalled.sock.getsockname()[1]
+        assert server_side_state(port) == "01"
+        farmtest.wait_for(lambda: server_side_state(port) != "01", 90, "the stalled reader dropped")
+        got = [m["i"] for m in stalled.messages]  # confirmed before it stalled
+        assert got == list(range(len(got))), "gap in what the stalled reader got"
+        again = SSE(farm.port, "/v1/stream/fan", stalled.offset, headers=VIEWER)
+        again.read_until(lambda x: len(got) + len(x.messages) >= n, timeout=10)
+        assert got + [m["i"] for m in again.messages] == list(range(n))
+        again.close()
         stalled.close()
         for r in readers:
             r.close()
