@@ -1,0 +1,322 @@
+// session.js - one session live (GET /sessions/{id}): its log read from the
+// durable stream /v1/stream/sessions/{id} with live=sse, through fetch (an
+// EventSource cannot send the Authorization header), a state timeline, test
+// results, the diff summary, the PR link, and the boxes to message the
+// session or answer its question.
+//
+// Resuming: every control event carries streamNextOffset; after a network
+// drop or a server restart the page reconnects from the last one it saw.
+// Lines are keyed by their seq (dense from 1) and a seq at or below the
+// last one shown is dropped, so no line is lost or shown twice whatever the
+// server resends.
+"use strict";
+
+(() => {
+  const { api, esc, safeUrl, duration } = farm;
+  const id = decodeURIComponent(location.pathname.split("/")[2] || "");
+  let offset = "-1";
+  let lastSeq = 0;
+  let session = null;
+  let refreshTimer = null;
+  const states = [];       // [{to, ts}] from "state" events
+  const tests = [];        // test_result bodies
+  let diff = null;
+  let openQuestion = null; // {text, seq}
+  let step = null;         // {name, status, ts}
+
+  // ---- rendering ---------------------------------------------------------
+
+  function line(ev) {
+    const b = ev.body || {};
+    switch (ev.kind) {
+      case "output":
+        return { cls: "out" + (b.stream === "stderr" ? " stderr" : ""), text: b.text || "" };
+      case "step": {
+        let t = "step " + (b.step || "?") + " " + (b.status || "");
+        if (b.round) t += " (round " + b.round + ")";
+        if (b.status === "done" && b.ms !== undefined) t += " in " + duration(b.ms / 1000);
+        if (b.error) t += ": " + b.error;
+        return { cls: "step " + (b.status || ""), text: t };
+      }
+      case "state":
+        return { cls: "state", text: "state " + (b.from || "?") + " → " + (b.to || "?") };
+      case "test_result":
+        return { cls: b.passed ? "ok" : "bad",
+                 text: "tests " + (b.passed ? "passed" : "failed") + " (round " + (b.round || 1) + ", exit " + b.exit + ")" };
+      case "message":
+        return { cls: "message", text: (b.author || ev.actor || "someone") + ": " + (b.text || "") };
+      case "comment":
+        return { cls: "message", text: (b.author || ev.actor || "comment") + ": " + (b.body || b.text || "") };
+      case "question":
+        return { cls: "question", text: "the agent asks: " + (b.question || "") };
+      case "answer":
+        return { cls: "message", text: "answer" + (b.author ? " from " + b.author : "") + ": " + (b.text || "") };
+      case "run_started":
+        return { cls: "run", text: "run " + (b.run || "?") + " started (" + (b.kind || "run") + ")" };
+      case "run_finished":
+        return { cls: "run", text: "run " + (b.run || "?") + " finished: " + (b.outcome || "?") +
+                 (b.reason ? " (" + b.reason + ")" : "") };
+      case "failed":
+        return { cls: "bad", text: "failed: " + (b.reason || "") };
+      case "triggered":
+        return { cls: "run", text: "triggered" + (ev.actor ? " by " + ev.actor : "") +
+                 (b.event ? " (" + b.event + (b.action ? " " + b.action : "") + ")" : "") };
+      default:
+        return { cls: "other", text: ev.kind + (Object.keys(b).length ? " " + JSON.stringify(b) : "") };
+    }
+  }
+
+  function take(ev) {
+    const b = ev.body || {};
+    if (ev.kind === "state" && b.to) states.push({ to: b.to, ts: ev.ts });
+    if (ev.kind === "test_result") tests.push(b);
+    if (ev.kind === "run_finished" && b.diffstat) diff = b.diffstat;
+    if (ev.kind === "question") openQuestion = { text: b.question || "", seq: ev.seq };
+    if (ev.kind === "answer" || (ev.kind === "run_started" && openQuestion && ev.seq > openQuestion.seq))
+      openQuestion = null;
+    if (ev.kind === "step") step = { name: b.step, status: b.status, ts: ev.ts };
+  }
+
+  function append(events) {
+    const log = document.getElementById("log");
+    const follow = document.getElementById("follow").checked;
+    const frag = document.createDocumentFragment();
+    let changed = false;
+    for (const ev of events) {
+      if (typeof ev.seq !== "number" || ev.seq <= lastSeq) continue; // shown already
+      lastSeq = ev.seq;
+      take(ev);
+      const l = line(ev);
+      const li = document.createElement("li");
+      li.className = "ev " + l.cls;
+      li.dataset.seq = String(ev.seq);
+      li.dataset.kind = ev.kind;
+      const t = document.createElement("time");
+      t.dateTime = ev.ts || "";
+      t.textContent = ev.ts ? ev.ts.slice(11, 19) : "";
+      const span = document.createElement("span");
+      span.className = "text";
+      span.textContent = l.text;
+      li.append(t, span);
+      frag.append(li);
+      if (ev.kind !== "output") changed = true;
+    }
+    if (!frag.childNodes.length) return;
+    log.append(frag);
+    document.body.dataset.lastSeq = String(lastSeq);
+    if (follow) log.lastElementChild.scrollIntoView({ block: "nearest" });
+    if (changed) {
+      renderFacts();
+      scheduleRefresh();
+    }
+  }
+
+  const PATH = ["queued", "preparing", "running", "testing", "pushing", "review", "done"];
+
+  function renderTimeline() {
+    const el = document.getElementById("timeline");
+    const cur = session ? session.state : (states.length ? states[states.length - 1].to : "queued");
+    const seen = new Map();
+    seen.set("queued", session ? session.created : null);
+    for (const s of states) seen.set(s.to, s.ts);
+    let path = PATH.slice();
+    for (const extra of ["revising", "waiting", "failed", "cancelled"]) {
+      if (seen.has(extra) || cur === extra) {
+        if (extra === "failed" || extra === "cancelled") path = path.filter((p) => p !== "done" && (seen.has(p) || p === "queued")).concat([extra]);
+        else if (!path.includes(extra)) path.splice(path.indexOf("review") + (extra === "revising" ? 1 : 0), 0, extra);
+      }
+    }
+    el.innerHTML = path.map((p) => {
+      const cls = p === cur ? "current" : seen.has(p) ? "past" : "future";
+      const when = seen.get(p);
+      return '<li class="' + cls + ' st-' + esc(p) + '"' + (p === cur ? ' aria-current="step"' : "") + ">" +
+        '<span class="dot" aria-hidden="true"></span><span class="name">' + esc(p) + "</span>" +
+        (when ? '<time datetime="' + esc(when) + '">' + esc(when.slice(11, 16)) + "</time>" : "") + "</li>";
+    }).join("");
+  }
+
+  function renderFacts() {
+    renderTimeline();
+    const prog = document.getElementById("progress");
+    const final = session && ["done", "failed", "cancelled", "review", "waiting"].includes(session.state);
+    if (step && !final) {
+      prog.innerHTML = "Step <strong>" + esc(step.name) + "</strong> " + esc(step.status) +
+        ' · <span class="elapsed" data-since="' + esc(step.ts) + '">' +
+        duration((Date.now() - Date.parse(step.ts)) / 1000) + "</span>";
+    } else if (session) {
+      prog.textContent = session.state === "waiting" ? "Waiting for an answer to the agent's question."
+        : session.state === "review" ? "The pull request waits for review; the run took " + duration(session.duration_s) + "."
+        : final ? "Took " + duration(session.duration_s) + "." : "Waiting to start.";
+    }
+    const tl = document.getElementById("tests");
+    if (tests.length) {
+      tl.innerHTML = tests.map((t) => '<li class="' + (t.passed ? "ok" : "bad") + '">' +
+        (t.passed ? "✓ passed" : "✗ failed") + " · run " + esc(t.run || 1) + ", round " + esc(t.round || 1) +
+        (t.passed ? "" : ", exit " + esc(t.exit)) + "</li>").join("");
+    }
+    const ds = diff || (session && session.diffstat);
+    if (ds) {
+      const d = document.getElementById("diff");
+      d.className = "";
+      d.innerHTML = farm.diffstat(ds);
+    }
+    const pr = document.getElementById("pr");
+    const u = session && safeUrl(session.pr_url);
+    pr.innerHTML = u ? '<a href="' + esc(u) + '" rel="noreferrer">Pull request #' + esc(session.pr_number) + "</a>" +
+      (session.branch ? ' on <code>' + esc(session.branch) + "</code>" : "") : "";
+    const ap = document.getElementById("answer-panel");
+    const waiting = (session && session.state === "waiting") || (!session && openQuestion);
+    const q = openQuestion ? openQuestion.text : session && session.question;
+    ap.hidden = !(waiting && q);
+    if (!ap.hidden) document.getElementById("question").textContent = q;
+  }
+
+  function renderSession() {
+    const s = session;
+    document.title = (s.title || "Session " + s.id) + " · farm";
+    document.getElementById("title").textContent = s.title || "Session " + s.id;
+    const u = safeUrl(s.url);
+    const issue = esc(s.repo) + "#" + esc(s.number);
+    const parts = [(u ? '<a href="' + esc(u) + '" rel="noreferrer">' + issue + "</a>" : issue), farm.stateBadge(s.state)];
+    if (s.runs) parts.push(esc(s.runs) + " run" + (s.runs === 1 ? "" : "s"));
+    parts.push("agent time " + duration(s.agent_seconds) + ", $" + Number(s.cost || 0).toFixed(2));
+    parts.push("session " + esc(s.id));
+    document.getElementById("meta").innerHTML = parts.join(' <span class="sep" aria-hidden="true">·</span> ');
+    renderFacts();
+  }
+
+  async function refresh() {
+    try {
+      session = await api("GET", "/api/sessions/" + encodeURIComponent(id));
+      renderSession();
+      farm.status(document.getElementById("status"), "");
+    } catch (e) {
+      farm.status(document.getElementById("status"),
+        e.status === 404 ? "There is no session " + id + "." : "Could not read the session: " + e.message, "error");
+    }
+  }
+
+  function scheduleRefresh() {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(refresh, 250);
+  }
+
+  // ---- the stream ----------------------------------------------------------
+
+  function setConn(text, kind) {
+    const c = document.getElementById("conn");
+    c.textContent = text;
+    c.className = "conn " + (kind || "");
+    document.body.dataset.conn = kind || "";
+  }
+
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+  // Parse SSE from a fetch body; calls onEvent(type, data) per event.
+  async function readSSE(body, onEvent) {
+    const reader = body.getReader();
+    const dec = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += dec.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+      let i;
+      while ((i = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        let type = "message";
+        const data = [];
+        for (const l of block.split("\n")) {
+          if (l.startsWith(":")) continue;
+          const k = l.indexOf(":");
+          const field = k < 0 ? l : l.slice(0, k);
+          const val = k < 0 ? "" : l.slice(k + 1).replace(/^ /, "");
+          if (field === "event") type = val;
+          else if (field === "data") data.push(val);
+        }
+        if (data.length) onEvent(type, data.join("\n"));
+      }
+    }
+  }
+
+  async function follow() {
+    let backoff = 250;
+    for (;;) {
+      try {
+        const headers = { Accept: "text/event-stream" };
+        const t = farm.token();
+        if (t) headers.Authorization = "Bearer " + t;
+        const r = await fetch("/v1/stream/sessions/" + encodeURIComponent(id) + "?offset=" +
+                              encodeURIComponent(offset) + "&live=sse", { headers, cache: "no-store" });
+        if (r.status === 401) {
+          setConn("needs a token", "error");
+          await farm.askToken("The farm answered 401: give an API token (viewer or better) to watch this session.");
+          continue;
+        }
+        if (r.status === 404) {
+          setConn("no such session", "error");
+          return;
+        }
+        if (r.status === 400 || r.status === 410) {
+          offset = "-1"; // an offset the server no longer knows: read again; seqs drop repeats
+          continue;
+        }
+        if (!r.ok || !r.body) throw new Error("HTTP " + r.status);
+        setConn("live", "live");
+        backoff = 250;
+        await readSSE(r.body, (type, data) => {
+          if (type === "data") {
+            append(JSON.parse(data));
+          } else if (type === "control") {
+            const c = JSON.parse(data);
+            if (c.streamNextOffset) offset = c.streamNextOffset;
+          }
+        });
+        // the server ends an SSE response after a minute: reconnect at once
+      } catch (e) {
+        setConn("reconnecting…", "down");
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 4000);
+      }
+    }
+  }
+
+  // ---- messages --------------------------------------------------------------
+
+  function wireForm(formId, fieldId, statusId, sentText) {
+    const form = document.getElementById(formId);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const field = document.getElementById(fieldId);
+      const text = field.value.trim();
+      const st = statusId && document.getElementById(statusId);
+      if (!text) return;
+      const btn = form.querySelector("button[type=submit]");
+      btn.disabled = true;
+      try {
+        await api("POST", "/api/sessions/" + encodeURIComponent(id) + "/messages", { text }, { askOn403: true });
+        field.value = "";
+        farm.status(st, sentText, "ok");
+      } catch (e) {
+        farm.status(st, "Not sent: " + e.message, "error");
+      } finally {
+        btn.disabled = false;
+      }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    if (!/^[1-9][0-9]*$/.test(id)) {
+      farm.status(document.getElementById("status"), "Not a session id: " + id, "error");
+      return;
+    }
+    wireForm("message-form", "message", "message-status", "Sent. It appears in the log below.");
+    wireForm("answer-form", "answer", "message-status", "Answer sent.");
+    setInterval(() => {
+      for (const el of document.querySelectorAll(".elapsed[data-since]"))
+        el.textContent = duration((Date.now() - Date.parse(el.dataset.since)) / 1000);
+    }, 1000);
+    refresh().then(follow);
+  });
+})();
