@@ -461,6 +461,10 @@ int pipeline_run(farm *f, const store_job *job, pipeline_ctl *ctl)
         rc = step_error(&r, rc, "commit");
         goto out;
     }
+    if (p.commit_empty && !p.push && !strcmp(r.kind, "revise") && p.agent_exit == 0) {
+        rc = pl_run_unchanged(&r, p.summary);
+        goto out;
+    }
     if (p.commit_empty && !p.push) {
         /* nothing changed: say what the agent said */
         buf why = BUF_INIT(PL_SUMMARY_MAX + 512);

@@ -161,6 +161,7 @@ void pl_step_failed(pl_run *r, const char *step, int round, const char *error);
 int pl_run_fail(pl_run *r, const char *reason, const char *output);
 int pl_run_cancelled(pl_run *r);
 int pl_run_question(pl_run *r, const char *question);
+int pl_run_unchanged(pl_run *r, const char *summary);
 void pl_cleanup_dirs(pl_run *r);
 json_t *pl_finished_body(pl_run *r, const char *outcome, const char *reason);
 json_t *pl_comment_payload(const char *body);

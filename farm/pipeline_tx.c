@@ -324,3 +324,41 @@ int pl_run_cancelled(pl_run *r)
     pl_cleanup_dirs(r);
     return rc;
 }
+
+/* A revision that changed nothing (the agent disagreed, or answered a
+ * question): back to review, the agent's words posted on the PR. */
+int pl_run_unchanged(pl_run *r, const char *summary)
+{
+    buf body = BUF_INIT(PL_SUMMARY_MAX + 1024);
+    char name[64];
+    pl_tx t;
+    int rc;
+
+    buf_puts(&body, "The agent went through the review and changed nothing on the branch.");
+    if (summary && *summary) {
+        buf_puts(&body, " It said:\n\n");
+        for (const char *p = summary; *p; p++) {
+            if (!strncmp(p, "<!--", 4)) {
+                buf_puts(&body, "&lt;!--");
+                p += 3;
+            } else {
+                buf_putc(&body, *p);
+            }
+        }
+        buf_putc(&body, '\n');
+    } else {
+        buf_puts(&body, " It left no summary.\n");
+    }
+    pl_tx_init(&t, r);
+    t.state = "review";
+    t.step_words = "waiting for review";
+    t.skip_if_final = 1;
+    pl_tx_event(&t, "run_finished", pl_finished_body(r, "unchanged", NULL));
+    snprintf(name, sizeof(name), "r%lld:unchanged", (long long)r->run_no);
+    pl_tx_outbox(&t, OUTBOX_COMMENT, name,
+                 json_pack("{s:s,s:b}", "body", buf_cstr(&body), "on_pr", r->s->pr_number > 0));
+    buf_free(&body);
+    rc = pl_tx_commit(&t);
+    pl_cleanup_dirs(r);
+    return rc;
+}

@@ -831,6 +831,32 @@ static void warm_slot_is_adopted(void **state)
     fx_close(&x);
 }
 
+static void revision_without_change_goes_back_to_review(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    /* an agent that fixes the file once, then only explains itself */
+    fx_open(&x, NULL,
+            ", \"agent\": {\"command\": [\"/bin/sh\", \"-c\","
+            " \"if grep -q fixed hello.txt; then echo 'I kept hello: it is the house style.'"
+            " > \\\"$FARM_SUMMARY_FILE\\\"; else echo 'hello, fixed' > hello.txt; fi\"]}");
+    int64_t sid = new_issue(&x, "Keep it", "Fix the greeting.", &job);
+    assert_int_equal(run_job(&x, job, NULL), 0);
+    int64_t rj = review_asks(&x, sid, "Why hello and not hi?");
+    assert_int_equal(run_job(&x, rj, NULL), 0);
+    assert_state(&x, sid, "review");
+    json_t *c = outbox_payload(&x, sid, "r2:unchanged", NULL);
+    assert_non_null(c);
+    const char *cb = json_string_value(json_object_get(c, "body"));
+    assert_non_null(strstr(cb, "changed nothing"));
+    assert_non_null(strstr(cb, "house style"));
+    json_decref(c);
+    assert_null(outbox_payload(&x, sid, "r2:pr", NULL));
+    assert_int_equal(count_kind(&x, sid, "pushed"), 1);
+    fx_close(&x);
+}
+
 /* A chatty agent: its output is logged up to the cap, the rest counted. */
 static void chatty_agent_is_capped(void **state)
 {
@@ -887,6 +913,7 @@ int main(void)
         cmocka_unit_test(revision_commits_on_the_same_branch),
         cmocka_unit_test(revision_refuses_to_overwrite_a_moved_branch),
         cmocka_unit_test(warm_slot_is_adopted),
+        cmocka_unit_test(revision_without_change_goes_back_to_review),
         cmocka_unit_test(chatty_agent_is_capped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
