@@ -135,8 +135,8 @@ typedef struct worktree_opts {
 
 /* Make a worktree from the mirror without touching the network: a new
  * repository at o->path on branch o->branch at the start commit, files
- * checked out. Holds the mirror's lock shared while it reads. Returns 0 with
- * *out set (free with worktree_free(); the directory stays until
+ * checked out (by up to four threads of its own for a large tree). Holds the mirror's lock shared
+ * while it reads. Returns 0 with *out set (free with worktree_free(); the directory stays until
  * worktree_remove()), FARM_ENOTFOUND (base branch or start commit not in the
  * mirror), FARM_EEXISTS (path exists), FARM_EINVALID (bad branch name) or
  * FARM_EIO. On failure nothing is left at o->path. */
