@@ -11,6 +11,7 @@
 #include "../base/error.h"
 #include "../base/http.h"
 #include "../base/log.h"
+#include "../farm/digest.h"
 #include "../farm/farm.h"
 #include "../farm/outbox.h"
 #include "../webhook/server.h"
@@ -95,6 +96,9 @@ static int serve(int argc, char **argv)
         farm_close(f);
         return 1;
     }
+    digest_daily *daily = NULL; /* the daily digest comment, when configured (farm/digest.h) */
+    if (digest_daily_start(&daily, f) != 0)
+        log_error("the daily digest will not be posted", "error", farm_error_last());
     const char *address = server_address(srv);
     log_info("listening", "address", address, "version", FARM_VERSION, "data_dir",
              farm_config(f)->data_dir);
@@ -104,6 +108,7 @@ static int serve(int argc, char **argv)
     sigwait(&set, &sig);
     log_info("stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM");
     server_stop(srv, DRAIN_MS);
+    digest_daily_stop(daily);
     outbox_stop(f);
     farm_close(f);
     log_info("stopped");

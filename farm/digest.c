@@ -335,8 +335,8 @@ out:
 /* ---- Markdown ----------------------------------------------------------------- */
 
 /* Text from the tracker or the agent, on one line, without Markdown that
- * could ping people or break the list: mentions, HTML, brackets and
- * backticks are neutralised. */
+ * could ping people or break the list: mentions are broken by a zero-width
+ * space, HTML, brackets and backticks are escaped. */
 static void put_plain(buf *b, const char *s, size_t max)
 {
     size_t n = 0;
@@ -344,7 +344,9 @@ static void put_plain(buf *b, const char *s, size_t max)
         unsigned char c = (unsigned char)*s;
         if (c < 0x20)
             buf_putc(b, ' ');
-        else if (strchr("@<>[]`*_|#\\", c))
+        else if (c == '@')
+            buf_puts(b, "@\u200b"); /* a zero-width space: no mention, no notification */
+        else if (strchr("<>[]`*_|#\\", c))
             buf_printf(b, "\\%c", c);
         else
             buf_putc(b, (char)c);
