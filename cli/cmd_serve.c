@@ -14,6 +14,7 @@
 #include "../farm/digest.h"
 #include "../farm/farm.h"
 #include "../farm/outbox.h"
+#include "../farm/scheduler.h"
 #include "../webhook/server.h"
 
 #include <getopt.h>
@@ -29,11 +30,13 @@ static int serve(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"threads", required_argument, NULL, 't'},
+        {"intake-only", no_argument, NULL, 'I'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
     server_options sopt = SERVER_OPTIONS_INIT;
+    int intake_only = 0; /* run no jobs: another farm process on the same store does */
     int c;
     while ((c = getopt_long(argc, argv, "c:t:h", opts, NULL)) != -1) {
         switch (c) {
@@ -42,6 +45,9 @@ static int serve(int argc, char **argv)
             break;
         case 't':
             sopt.threads = atoi(optarg);
+            break;
+        case 'I':
+            intake_only = 1;
             break;
         default:
             return cli_usage("serve");
@@ -90,6 +96,12 @@ static int serve(int argc, char **argv)
         farm_close(f);
         return 1;
     }
+    /* leases jobs and runs them (farm/scheduler.h) */
+    if (!intake_only && (rc = scheduler_start(f, NULL)) != 0) {
+        fprintf(stderr, "farm: cannot start the scheduler: %s\n", farm_error_last());
+        farm_close(f);
+        return 1;
+    }
     server *srv = NULL;
     if ((rc = server_start(&srv, f, &sopt)) != 0) {
         fprintf(stderr, "farm: %s\n", farm_error_last());
@@ -109,6 +121,7 @@ static int serve(int argc, char **argv)
     log_info("stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM");
     server_stop(srv, DRAIN_MS);
     digest_daily_stop(daily);
+    scheduler_stop(f); /* runs at work stop; their jobs go back to the queue */
     outbox_stop(f);
     farm_close(f);
     log_info("stopped");
@@ -116,4 +129,7 @@ static int serve(int argc, char **argv)
 }
 
 CLI_COMMAND("serve", "serve webhooks, the API and the web UI",
-            "farm serve [--config FILE] [--threads N]", serve)
+            "farm serve [--config FILE] [--threads N] [--intake-only]\n"
+            "  --intake-only  record deliveries and serve the API, but run no jobs\n"
+            "                 (another farm process on the same data directory runs them)",
+            serve)

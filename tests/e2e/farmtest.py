@@ -66,7 +66,7 @@ class Farm:
     """One `farm serve` child process with its own config and data dir."""
 
     def __init__(self, github_secret=GITHUB_SECRET, tokens=True, repos=None, azure=None,
-                 extra=None, tmp=None):
+                 extra=None, tmp=None, serve_args=None):
         self.tmp = tmp or tempfile.mkdtemp(prefix="farm-e2e-")
         self.own_tmp = tmp is None
         self.data_dir = os.path.join(self.tmp, "data")
@@ -104,12 +104,14 @@ class Farm:
         self.port = None
         self.log_path = os.path.join(self.tmp, "farm.log")
         self.log_lines = []
+        self.serve_args = list(serve_args or [])
 
     # ---- process ----------------------------------------------------------
 
     def start(self, timeout=20.0):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([FARM_BIN, "serve", "--config", self.config_path],
+        self.proc = subprocess.Popen([FARM_BIN, "serve", "--config", self.config_path]
+                                     + self.serve_args,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      env=self.env)
         self.port = None

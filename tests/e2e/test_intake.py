@@ -34,6 +34,7 @@ def new_farm(**kw):
     kw.setdefault("repos", REPOS)
     kw.setdefault("azure", AZURE)
     kw.setdefault("extra", {"max_body_bytes": CAP})
+    kw.setdefault("serve_args", ["--intake-only"])  # sessions stay queued: intake alone is tested
     return Farm(**kw)
 
 

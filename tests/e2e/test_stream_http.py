@@ -26,7 +26,8 @@ TEXT = {"Content-Type": "text/plain"}
 
 
 def new_farm(tmp=None):
-    f = Farm(tmp=tmp, extra={"tokens": [
+    # --intake-only: no run appends to the session logs these tests read
+    f = Farm(tmp=tmp, serve_args=["--intake-only"], extra={"tokens": [
         {"name": "viewer", "token": "env:FARM_TEST_VIEWER", "role": "viewer"},
         {"name": "mia", "token": "env:FARM_TEST_MEMBER", "role": "member"},
         {"name": "admin", "token": "env:FARM_TEST_ADMIN", "role": "admin"},
