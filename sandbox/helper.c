@@ -18,6 +18,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -109,6 +110,37 @@ static int read_command(int fd, char ***out_argv)
     return 0;
 }
 
+/* Fork and exec the command; the child never returns. */
+static pid_t spawn(char **cmd)
+{
+    pid_t child = fork();
+    if (child < 0) {
+        fprintf(stderr, "farm sandbox: fork: %s\n", strerror(errno));
+        return -1;
+    }
+    if (child == 0) {
+        signal(SIGPIPE, SIG_DFL);
+        execvp(cmd[0], cmd);
+        fprintf(stderr, "farm sandbox: %s: %s\n", cmd[0], strerror(errno));
+        _exit(errno == ENOENT ? 127 : 126);
+    }
+    return child;
+}
+
+/* Report the command's wait status to the farm (prepared sandboxes: it
+ * knows at once, without waiting for the sandbox's own teardown) and exit
+ * with it as a shell would. */
+static void __attribute__((noreturn)) finish(int st, int cmd_fd)
+{
+    if (cmd_fd >= 0) {
+        ssize_t w = write(cmd_fd, &st, sizeof(st));
+        (void)w;
+    }
+    _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
+/* Serve the proxy's loopback listener while the command runs; its wait
+ * status, or -1 when the helper itself failed. */
 static int proxy_and_run(int port, const char *sock, char **cmd)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -120,19 +152,11 @@ static int proxy_and_run(int port, const char *sock, char **cmd)
         bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 64) < 0) {
         fprintf(stderr, "farm sandbox: proxy helper cannot listen on 127.0.0.1:%d: %s\n", port,
                 strerror(errno));
-        return 125;
+        return -1;
     }
-    pid_t child = fork();
-    if (child < 0) {
-        fprintf(stderr, "farm sandbox: fork: %s\n", strerror(errno));
-        return 125;
-    }
-    if (child == 0) {
-        signal(SIGPIPE, SIG_DFL);
-        execvp(cmd[0], cmd);
-        fprintf(stderr, "farm sandbox: %s: %s\n", cmd[0], strerror(errno));
-        _exit(errno == ENOENT ? 127 : 126);
-    }
+    pid_t child = spawn(cmd);
+    if (child < 0)
+        return -1;
     int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
     for (;;) {
         struct pollfd pf[2] = {{lfd, POLLIN, 0}, {pidfd, POLLIN, 0}};
@@ -143,7 +167,7 @@ static int proxy_and_run(int port, const char *sock, char **cmd)
             int st;
             pid_t w = waitpid(child, &st, pidfd < 0 ? WNOHANG : 0);
             if (w == child)
-                return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                return st;
         }
         if (n > 0 && (pf[0].revents & POLLIN)) {
             int in = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -171,7 +195,7 @@ static int proxy_and_run(int port, const char *sock, char **cmd)
     kill(child, SIGKILL);
     int st;
     waitpid(child, &st, 0);
-    return 125;
+    return -1;
 }
 
 /* Every way out is _exit(): no exit-time handlers run (a sanitizer's leak
@@ -207,13 +231,26 @@ int sandbox_helper_main(int argc, char **argv)
         /* say we are ready: sandbox_prepare() returns when this arrives */
         if (write(cmd_fd, "R", 1) != 1)
             _exit(125);
-        int rc = read_command(cmd_fd, &cmd);
-        close(cmd_fd);
-        if (rc < 0)
-            _exit(125); /* the farm went away or sent garbage: nothing to run */
+        if (read_command(cmd_fd, &cmd) < 0)
+            _exit(125);                     /* the farm went away or sent garbage: nothing to run */
+        fcntl(cmd_fd, F_SETFD, FD_CLOEXEC); /* kept for the status, not for the command */
     }
-    if (sock)
-        _exit(proxy_and_run(port, sock, cmd));
+    if (sock) {
+        int st = proxy_and_run(port, sock, cmd);
+        if (st < 0)
+            _exit(125);
+        finish(st, cmd_fd);
+    }
+    if (cmd_fd >= 0) {
+        pid_t child = spawn(cmd);
+        int st;
+        if (child < 0)
+            _exit(125);
+        while (waitpid(child, &st, 0) < 0)
+            if (errno != EINTR)
+                _exit(125);
+        finish(st, cmd_fd);
+    }
     execvp(cmd[0], cmd);
     fprintf(stderr, "farm sandbox: %s: %s\n", cmd[0], strerror(errno));
     _exit(errno == ENOENT ? 127 : 126);

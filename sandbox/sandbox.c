@@ -388,7 +388,17 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
     if (rc < 0)
         goto out;
 
-    devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (o->stdin_path) {
+        devnull = open(o->stdin_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (devnull < 0) {
+            farm_error_set("sandbox: cannot open %.200s for standard input: %s", o->stdin_path,
+                           strerror(errno));
+            rc = FARM_EINVALID;
+            goto out;
+        }
+    } else {
+        devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
     if (devnull < 0 || pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
         pipe2(infop, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0 ||
         (prepared && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cmdp) < 0)) {
@@ -578,7 +588,8 @@ int sandbox_launch(sandbox *s, const char *const *argv, const char *const *env)
     s->launched = 1;
 out:
     buf_free(&m);
-    close_fd(&s->cmd_w);
+    if (rc < 0)
+        close_fd(&s->cmd_w); /* else kept: the helper reports the status on it */
     return rc;
 }
 
@@ -672,11 +683,14 @@ int sandbox_wait(sandbox *s, sandbox_result *r)
     int exited = 0;
     struct rusage ru = {0};
     int status = 0;
+    int helper_status = -1; /* prepared: the command's wait status, from the helper */
     char chunk[65536];
+    char hs[sizeof(int)];
+    size_t hs_len = 0;
 
     while (s->out_fd >= 0 || s->err_fd >= 0 || !exited) {
-        struct pollfd p[5];
-        int np = 0, i_out = -1, i_err = -1, i_info = -1, i_pid = -1, i_stop = -1;
+        struct pollfd p[6];
+        int np = 0, i_out = -1, i_err = -1, i_info = -1, i_pid = -1, i_stop = -1, i_cmd = -1;
         if (s->out_fd >= 0)
             p[i_out = np++] = (struct pollfd){s->out_fd, POLLIN, 0};
         if (s->err_fd >= 0)
@@ -687,6 +701,8 @@ int sandbox_wait(sandbox *s, sandbox_result *r)
             p[i_pid = np++] = (struct pollfd){s->pidfd, POLLIN, 0};
         if (!s->killed)
             p[i_stop = np++] = (struct pollfd){s->stop_r, POLLIN, 0};
+        if (!exited && s->cmd_w >= 0)
+            p[i_cmd = np++] = (struct pollfd){s->cmd_w, POLLIN, 0};
         int64_t now = clock_mono_ms();
         int64_t wake = -1;
         if (deadline >= 0 && !s->killed)
@@ -734,7 +750,22 @@ int sandbox_wait(sandbox *s, sandbox_result *r)
                 close_fd(&s->info_fd);
             }
         }
-        if (i_pid >= 0 && (p[i_pid].revents & POLLIN)) {
+        if (i_cmd >= 0 && (p[i_cmd].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t got = read(s->cmd_w, hs + hs_len, sizeof(hs) - hs_len);
+            if (got > 0)
+                hs_len += (size_t)got;
+            else if (got == 0 || (errno != EINTR && errno != EAGAIN))
+                close_fd(&s->cmd_w); /* no status after all: bubblewrap's exit will say */
+            if (hs_len == sizeof(hs)) {
+                /* The helper saw the command end: done, without waiting for
+                 * the sandbox to come down (sandbox_free() reaps it). */
+                memcpy(&helper_status, hs, sizeof(hs));
+                close_fd(&s->cmd_w);
+                exited = 1;
+                drain(s, r, chunk, sizeof(chunk));
+            }
+        }
+        if (i_pid >= 0 && !exited && (p[i_pid].revents & POLLIN)) {
             pid_t w;
             do
                 w = wait4(s->pid, &status, 0, &ru);
@@ -754,7 +785,14 @@ int sandbox_wait(sandbox *s, sandbox_result *r)
         }
     }
     r->wall_ms = clock_mono_ms() - s->start_ms;
-    if (WIFEXITED(status)) {
+    if (helper_status >= 0) {
+        if (WIFEXITED(helper_status)) {
+            r->exit_code = WEXITSTATUS(helper_status);
+        } else if (WIFSIGNALED(helper_status)) {
+            r->term_signal = WTERMSIG(helper_status);
+            r->exit_code = 128 + r->term_signal; /* as bubblewrap would say it */
+        }
+    } else if (WIFEXITED(status)) {
         r->exit_code = WEXITSTATUS(status);
         if (!o->unsafe_none && r->exit_code > 128 && r->exit_code < 128 + 65)
             r->term_signal = r->exit_code - 128; /* bubblewrap's way of saying so */

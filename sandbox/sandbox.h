@@ -90,13 +90,15 @@ typedef struct sandbox_opts {
                                   them) (1, default); 0: leave them */
     const sandbox_bind *binds; /* extra binds, nbinds of them */
     size_t nbinds;
-    const char *bwrap;  /* bubblewrap binary; default "bwrap" found in PATH */
-    const char *helper; /* the farm binary, run inside in allowlist mode (the proxy's
-                           loopback listener) and by prepared sandboxes; default
-                           /proc/self/exe */
-    int unsafe_none;    /* run without any isolation (sandbox.mode "unsafe-none") */
-    size_t max_output;  /* stop forwarding output after this many bytes (the command keeps
-                           running, the rest is counted and dropped); 0: 64 MiB */
+    const char *bwrap;      /* bubblewrap binary; default "bwrap" found in PATH */
+    const char *helper;     /* the farm binary, run inside in allowlist mode (the proxy's
+                               loopback listener) and by prepared sandboxes; default
+                               /proc/self/exe */
+    int unsafe_none;        /* run without any isolation (sandbox.mode "unsafe-none") */
+    size_t max_output;      /* stop forwarding output after this many bytes (the command keeps
+                               running, the rest is counted and dropped); 0: 64 MiB */
+    const char *stdin_path; /* a host file fed on standard input (opened by the farm, read-only,
+                               no symbolic link), or NULL for /dev/null */
 } sandbox_opts;
 
 #define SANDBOX_OPTS_INIT                                                                          \

@@ -438,6 +438,15 @@ static void prepared_sandbox_runs_what_it_is_given(void **state)
     assert_string_equal(buf_cstr(&c.out), "one two\n");
     sandbox_free(s);
 
+    /* a signal's death is told as such */
+    assert_int_equal(sandbox_prepare(&s, &o), 0);
+    const char *killed[] = {"/bin/sh", "-c", "kill -TERM $$", NULL};
+    assert_int_equal(sandbox_launch(s, killed, NULL), 0);
+    assert_int_equal(sandbox_wait(s, &r), 0);
+    assert_int_equal(r.term_signal, 15);
+    assert_int_equal(r.exit_code, 128 + 15);
+    sandbox_free(s);
+
     /* prepared and never launched: freeing it ends it */
     assert_int_equal(sandbox_prepare(&s, &o), 0);
     sandbox_free(s);
