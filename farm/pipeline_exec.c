@@ -353,6 +353,7 @@ int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o)
     }
     so.binds = o->binds;
     so.nbinds = o->nbinds;
+    so.stdin_path = o->stdin_path;
 
     if ((rc = sandbox_start(&sb, &so)) < 0)
         goto out;

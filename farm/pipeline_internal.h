@@ -75,6 +75,7 @@ typedef struct pl_exec_opts {
     int64_t deadline_ms; /* wall clock (clock_wall_ms()); 0: none */
     const sandbox_bind *binds;
     size_t nbinds;
+    const char *stdin_path; /* host file on standard input, or NULL */
 } pl_exec_opts;
 
 /* Run a command in the sandbox on the run's worktree, its output going into

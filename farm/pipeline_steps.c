@@ -563,10 +563,15 @@ int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
     ctx.round = round;
     if ((rc = agent_cmd_build(&cmd, r->cfg, &ctx)))
         goto fail;
+    /* the prompt on standard input (claude, codex): the same file, from the host side */
     if (cmd.stdin_file)
-        log_warn("the agent's prompt is not fed on standard input (the sandbox has no stdin "
-                 "option yet); it reads FARM_PROMPT_FILE",
-                 "preset", cmd.preset);
+        o.stdin_path = strcmp(cmd.stdin_file, inside_prompt) == 0 ? r->prompt_path : NULL;
+    if (cmd.stdin_file && !o.stdin_path) {
+        farm_error_set("pipeline: the agent wants %s on standard input, which is not the prompt",
+                       cmd.stdin_file);
+        rc = FARM_EINVALID;
+        goto fail;
+    }
     if ((rc = binds_make(&b, r, &cmd)))
         goto fail;
     o.step = "agent";

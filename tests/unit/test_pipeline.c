@@ -889,6 +889,59 @@ static void chatty_agent_is_capped(void **state)
     fx_close(&x);
 }
 
+/* ---- the sandbox's standard input (claude and codex read the prompt there) ---- */
+
+static void collect(void *ctx, sandbox_stream which, const char *data, size_t n)
+{
+    char *out = ctx;
+    size_t len = strlen(out);
+    if (which == SANDBOX_STDOUT && len + n < 256) {
+        memcpy(out + len, data, n);
+        out[len + n] = '\0';
+    }
+}
+
+static void sandbox_feeds_a_file_on_stdin(void **state)
+{
+    (void)state;
+    char dir[64] = "/tmp/farm-stdin-XXXXXX", file[128], link[128], wd[128], out[256] = "";
+    assert_non_null(mkdtemp(dir));
+    chmod(dir, 0711);
+    snprintf(file, sizeof file, "%s/prompt.md", dir);
+    snprintf(link, sizeof link, "%s/link.md", dir);
+    snprintf(wd, sizeof wd, "%s/wd", dir);
+    write_text(file, "the prompt, on stdin\n");
+    assert_int_equal(symlink(file, link), 0);
+    assert_int_equal(mkdir(wd, 0755), 0);
+
+    const char *argv[] = {"/bin/sh", "-c", "cat", NULL};
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    sandbox_result r;
+    o.argv = argv;
+    o.dir = wd;
+    o.unsafe_none = !use_bwrap;
+    if (o.unsafe_none)
+        o.network = SANDBOX_NET_HOST;
+    o.on_output = collect;
+    o.output_ctx = out;
+    o.timeout_ms = 20000;
+    o.stdin_path = file;
+    assert_int_equal(sandbox_run(&r, &o), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_string_equal(out, "the prompt, on stdin\n");
+    /* a symbolic link is refused, not followed */
+    o.stdin_path = link;
+    assert_int_equal(sandbox_run(&r, &o), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "standard input"));
+    /* without it: /dev/null */
+    out[0] = '\0';
+    o.stdin_path = NULL;
+    assert_int_equal(sandbox_run(&r, &o), 0);
+    assert_string_equal(out, "");
+    const char *rm[] = {"rm", "-rf", dir, NULL};
+    th_run(NULL, 0, "/", rm);
+}
+
 int main(void)
 {
     sandbox_probe_result p;
@@ -915,6 +968,7 @@ int main(void)
         cmocka_unit_test(warm_slot_is_adopted),
         cmocka_unit_test(revision_without_change_goes_back_to_review),
         cmocka_unit_test(chatty_agent_is_capped),
+        cmocka_unit_test(sandbox_feeds_a_file_on_stdin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
