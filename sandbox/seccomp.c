@@ -13,12 +13,16 @@
 #include "base/error.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Denied outright. Names unknown to this libseccomp or arch are skipped. */
@@ -145,38 +149,63 @@ out:
     return rc;
 }
 
-int sbx_seccomp_fd(int *out_fd)
+/* The filter is the same for every run: built and exported once per
+ * process, then copied into a fresh memfd for each run (bubblewrap reads
+ * the descriptor from its offset, so runs cannot share one). */
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static unsigned char *bpf; /* the exported program, or NULL when building failed */
+static size_t bpf_len;
+static char bpf_error[256];
+
+static void export_once(void)
 {
-    *out_fd = -1;
     scmp_filter_ctx ctx = NULL;
     int fd = -1;
-    int rc = build(&ctx);
-    if (rc < 0)
-        goto out;
-    fd = memfd_create("farm-seccomp", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0) {
-        farm_error_set("seccomp: memfd_create: %s", strerror(errno));
-        rc = FARM_EIO;
+    if (build(&ctx) < 0) {
+        snprintf(bpf_error, sizeof(bpf_error), "%s", farm_error_last());
         goto out;
     }
-    if (seccomp_export_bpf(ctx, fd) < 0) {
-        farm_error_set("seccomp: cannot export the filter");
-        rc = FARM_EIO;
+    fd = memfd_create("farm-seccomp-build", MFD_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || seccomp_export_bpf(ctx, fd) < 0 || fstat(fd, &st) < 0 || st.st_size <= 0 ||
+        st.st_size > (1 << 20)) {
+        snprintf(bpf_error, sizeof(bpf_error), "seccomp: cannot export the filter");
         goto out;
     }
-    if (lseek(fd, 0, SEEK_SET) < 0 ||
-        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
-        farm_error_set("seccomp: cannot seal the filter: %s", strerror(errno));
-        rc = FARM_EIO;
+    unsigned char *p = malloc((size_t)st.st_size);
+    if (!p || pread(fd, p, (size_t)st.st_size, 0) != st.st_size) {
+        free(p);
+        snprintf(bpf_error, sizeof(bpf_error), "seccomp: cannot read the exported filter");
         goto out;
     }
-    *out_fd = fd;
-    fd = -1;
-    rc = 0;
+    bpf = p;
+    bpf_len = (size_t)st.st_size;
 out:
     if (fd >= 0)
         close(fd);
     if (ctx)
         seccomp_release(ctx);
-    return rc;
+}
+
+int sbx_seccomp_fd(int *out_fd)
+{
+    *out_fd = -1;
+    pthread_once(&once, export_once);
+    if (!bpf) {
+        farm_error_set("%s", bpf_error);
+        return FARM_EIO;
+    }
+    int fd = memfd_create("farm-seccomp", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        farm_error_set("seccomp: memfd_create: %s", strerror(errno));
+        return FARM_EIO;
+    }
+    if (write(fd, bpf, bpf_len) != (ssize_t)bpf_len || lseek(fd, 0, SEEK_SET) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+        farm_error_set("seccomp: cannot write the filter: %s", strerror(errno));
+        close(fd);
+        return FARM_EIO;
+    }
+    *out_fd = fd;
+    return 0;
 }
