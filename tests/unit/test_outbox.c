@@ -321,7 +321,7 @@ static void chaos_thirty_percent(void **state)
     unsigned seed = 42;
 
     use_fast_github(fx, 400);
-    o.no_answer_ms = 1500; /* longer than the hangs below: a late landing is seen */
+    o.no_answer_ms = 3000; /* well beyond the hangs below: a late landing is seen */
     /* ~30% of writes fail: after 1-3 good ones (mean 2.3) one fails; a mix of
      * 500s, 429s with Retry-After, and requests that hang past the client's
      * timeout and are carried out anyway */
@@ -643,9 +643,11 @@ static void order_kept_while_others_proceed(void **state)
     use_fast_github(fx, 5000);
     o.backoff_ms = 300;
     o.max_backoff_ms = 300;
+    o.max_attempts = 100000; /* A's head is retried until B is through */
+    /* A's writes fail until B is through */
     CTL(&fx->gh, "POST", "/_fake/fail",
         "{\"method\": \"POST\", \"path\": \"/issues/1/comments$\", \"status\": 500, "
-        "\"count\": 3}");
+        "\"count\": 100000}");
     for (int i = 0; i < 3; i++) {
         char name[16];
         snprintf(name, sizeof name, "a%d", i);
@@ -671,7 +673,12 @@ static void order_kept_while_others_proceed(void **state)
     assert_string_equal(e->state, "pending");
     assert_int_equal(e->attempts, 0);
     outbox_entry_free(e);
+    outbox_key(key, sizeof key, a, "a0");
+    assert_int_equal(store_outbox_get_by_key(&e, fx->s, key), 0);
+    assert_true(e->attempts >= 1);
+    outbox_entry_free(e);
 
+    CTL(&fx->gh, "DELETE", "/_fake/fail", NULL);
     assert_int_equal(wait_all_settled(fx, 30000), 0);
     int64_t prev = 0;
     for (int i = 0; i < 3; i++) {
@@ -765,11 +772,12 @@ static void review_replies(void **state)
 static void next_due_follows_heads(void **state)
 {
     fixture *fx = *state;
-    int64_t sid = new_session(fx, "github", "o/r", 1), now = clock_wall_ms(), due = 0;
+    int64_t sid = new_session(fx, "github", "o/r", 1), now, due = 0;
     outbox_entry *e = NULL;
 
     enqueue(fx, sid, OUTBOX_COMMENT, "s1:first", "{\"body\": \"1\"}");
     enqueue(fx, sid, OUTBOX_COMMENT, "s1:second", "{\"body\": \"2\"}");
+    now = clock_wall_ms(); /* both are due from here on */
     assert_int_equal(store_outbox_next_due(&due, fx->s), 0);
     assert_true(due > 0 && due <= clock_wall_ms());
     assert_int_equal(store_outbox_lease(&e, fx->s, "me/w0", now, 30000), 0);
