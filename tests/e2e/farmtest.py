@@ -274,3 +274,231 @@ def run(tests):
             print("not ok", t.__name__, flush=True)
             traceback.print_exc()
     sys.exit(1 if failed else 0)
+
+
+# ---- fake trackers and whole-farm runs (tests/e2e/test_farm_*.py) ----------
+
+class FakeTracker:
+    """tests/fakes/<script> (fake_github.py or fake_azure.py) as a child
+    process on a free port; ctl() speaks its /_fake/ control API, api() its
+    tracker API as a person with a token."""
+
+    def __init__(self, script="fake_github.py"):
+        import sys
+        import urllib.request  # noqa: F401
+        path = os.path.join(SOURCE_DIR, "tests", "fakes", script)
+        self.proc = subprocess.Popen([sys.executable, path], stdout=subprocess.PIPE)
+        line = self.proc.stdout.readline().decode().strip()
+        if not line.isdigit():
+            self.proc.kill()
+            raise AssertionError("%s did not start: %r" % (script, line))
+        self.port = int(line)
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def _call(self, method, path, body=None, headers=None):
+        import urllib.error
+        import urllib.request
+        data = json.dumps(body).encode() if body is not None else None
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=h)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                raw = r.read()
+                return r.status, (json.loads(raw) if raw else None)
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw)
+            except ValueError:
+                return e.code, raw
+
+    def ctl(self, method, path, body=None):
+        status, obj = self._call(method, path, body)
+        if status >= 300:
+            raise AssertionError("%s %s: %d %s" % (method, path, status, obj))
+        return obj
+
+    def api(self, method, path, body=None, token=None, headers=None):
+        """(status, parsed body) of a tracker API call, as the token's owner."""
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = "token " + token
+        return self._call(method, path, body, h)
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.proc.stdout.close()
+            self.proc = None
+
+
+def session_rows(farm, where="1", *params):
+    """Sessions in the farm's store as dicts (every column), oldest first."""
+    c = farm.db()
+    try:
+        c.row_factory = sqlite3.Row
+        return [dict(r) for r in c.execute("SELECT * FROM session WHERE " + where
+                                           + " ORDER BY id", params).fetchall()]
+    finally:
+        c.close()
+
+
+def session_events(farm, session_id, kind=None):
+    """A session's log as (seq, ts_ms, kind, body dict), in order."""
+    c = farm.db()
+    try:
+        cols = [r[1] for r in c.execute("PRAGMA table_info(event)").fetchall()]
+        ts = "ts_ms" if "ts_ms" in cols else ("ts" if "ts" in cols else "0")
+        rows = c.execute("SELECT seq, %s, kind, body FROM event WHERE session_id = ? ORDER BY seq"
+                         % ts, (session_id,)).fetchall()
+    finally:
+        c.close()
+    out = []
+    for seq, t, k, body in rows:
+        if kind and k != kind:
+            continue
+        try:
+            b = json.loads(body) if body else {}
+        except ValueError:
+            b = {"raw": body}
+        out.append((seq, t, k, b))
+    return out
+
+
+BOT_PAT = "ghp_farm_bot_token_for_tests_0123456789"
+PERSON_PAT = "ghp_alice_token_for_tests_0123456789ab"
+PERSON = "alice"
+
+
+class GitHubWorld:
+    """A fake GitHub holding repository `repo` (alice may write to it), a
+    real bare git remote for it (tests/e2e/repos.py), and a `farm serve`
+    configured for both with the stand-in agent in the real sandbox; the fake
+    sends its webhooks to the farm. open_issue() files an issue as alice and
+    labels it "agent", as a person would.
+
+        with farmtest.GitHubWorld(scaling={"max_agents": 3}) as w:
+            n = w.open_issue("Fix the greeting", repos.issue_body(repos.FIX))
+            s = w.wait_session(n, lambda s: s["state"] == "review")
+    """
+
+    def __init__(self, repo="octo/app", scaling=None, budgets=None, repo_extra=None,
+                 extra=None):
+        import repos as _repos
+        self.repo = repo
+        self.tmp = tempfile.mkdtemp(prefix="farm-e2e-world-")
+        self.bare = _repos.make_remote(self.tmp)
+        self.fake = FakeTracker("fake_github.py")
+        self.fake.ctl("POST", "/_fake/state", {
+            "tokens": {BOT_PAT: "farm-bot", PERSON_PAT: PERSON},
+            "repos": {repo: {"permissions": {PERSON: "admin", "farm-bot": "write"}}}})
+        rc = {"name": repo, "tracker": "github", "clone_url": "file://" + self.bare,
+              "trigger": {"label": "agent"}, "test": "sh test.sh", "max_fix_rounds": 1}
+        rc.update(repo_extra or {})
+        cfg = {"github": {"api_url": self.fake.url, "token": "env:FARM_TEST_GH_TOKEN",
+                          "webhook_secret": "env:FARM_TEST_GH_SECRET", "bot_login": "farm-bot"},
+               "agent": {"preset": "standin"},
+               "scaling": dict({"max_agents": 4, "max_per_repo": 4}, **(scaling or {})),
+               "sandbox": {"memory_mb": 256, "wall_timeout_s": 60}}
+        if budgets:
+            cfg["budgets"] = budgets
+        cfg.update(extra or {})
+        self.farm = Farm(repos=[rc], extra=cfg, tmp=self.tmp)
+        self.farm.env["FARM_TEST_GH_TOKEN"] = BOT_PAT
+
+    def start(self):
+        self.farm.start()
+        self.hook()
+        return self
+
+    def hook(self):
+        """(Re)point the fake's webhooks at the farm's current port."""
+        self.fake.ctl("DELETE", "/_fake/hooks")
+        self.fake.ctl("POST", "/_fake/hooks", {
+            "url": "http://127.0.0.1:%d/hooks/github" % self.farm.port,
+            "secret": self.farm.github_secret})
+
+    def restart(self, sig=None):
+        """Stop the farm (SIGKILL by default) and start it on the same data."""
+        if sig is None:
+            self.farm.kill()
+        else:
+            self.farm.stop(sig)
+        self.farm.start()
+        self.hook()
+
+    def close(self, ok=True):
+        try:
+            if ok:
+                rc = self.farm.stop()
+                assert rc == 0, "farm exited with %s" % rc
+            else:
+                self.farm.kill()
+        finally:
+            self.fake.stop()
+            if ok:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            else:
+                print("# kept for inspection:", self.tmp, flush=True)
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.close(ok=False)
+            raise
+
+    def __exit__(self, *exc):
+        self.close(ok=exc[0] is None)
+        return False
+
+    # ---- the person and the fake ----
+
+    def open_issue(self, title, body, label=True):
+        """File an issue as alice (and label it "agent"); its number."""
+        st, issue = self.fake.api("POST", "/repos/%s/issues" % self.repo,
+                                  {"title": title, "body": body}, token=PERSON_PAT)
+        assert st == 201, (st, issue)
+        n = issue["number"]
+        if label:
+            st, r = self.fake.api("POST", "/repos/%s/issues/%d/labels" % (self.repo, n),
+                                  {"labels": ["agent"]}, token=PERSON_PAT)
+            assert st == 200, (st, r)
+        return n
+
+    def state(self):
+        """The repository as the fake holds it: issues, comments, pulls..."""
+        return self.fake.ctl("GET", "/_fake/state")["repos"][self.repo]
+
+    def comments(self, number):
+        """The issue's comments on the fake, oldest first."""
+        return [c for c in self.state()["comments"] if c["issue"] == number]
+
+    def pulls(self):
+        return self.state()["pulls"]
+
+    # ---- the farm ----
+
+    def session(self, number):
+        rows = session_rows(self.farm, "tracker = 'github' AND number = ?", number)
+        return rows[-1] if rows else None
+
+    def wait_session(self, number, cond, timeout=90.0, what=None):
+        """Poll the store until the issue's session satisfies cond; return it."""
+        def check():
+            s = self.session(number)
+            return s if s and cond(s) else None
+        try:
+            return wait_for(check, timeout=timeout, what=what or "session of issue %d" % number)
+        except AssertionError:
+            s = self.session(number)
+            if s:
+                tail = session_events(self.farm, s["id"])[-15:]
+                print("# session:", s, "\n# last events:", tail, flush=True)
+            raise
