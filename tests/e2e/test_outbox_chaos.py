@@ -34,7 +34,9 @@ WRITES = "/(comments|pulls)(/\\d+)?$"
 class Fake:
     def __init__(self):
         script = os.path.join(farmtest.SOURCE_DIR, "tests", "fakes", "fake_github.py")
-        self.proc = subprocess.Popen([sys.executable, script], stdout=subprocess.PIPE)
+        # its stderr would show the connections a killed farm dropped
+        self.proc = subprocess.Popen([sys.executable, script], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
         line = self.proc.stdout.readline().decode().strip()
         self.url = "http://127.0.0.1:%d" % int(line)
 
