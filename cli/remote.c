@@ -86,11 +86,17 @@ int remote_query_add(buf *q, const char *name, const char *value)
 
 int remote_get_json(json_t **out, const remote *r, const char *path)
 {
+    return remote_send_json(out, r, "GET", path, NULL);
+}
+
+int remote_send_json(json_t **out, const remote *r, const char *method, const char *path,
+                     const char *send)
+{
     http_request req = HTTP_REQUEST_INIT;
     http_response resp;
     char url[2048];
     char auth[1100];
-    const char *headers[3] = {"Accept: application/json", NULL, NULL};
+    const char *headers[4] = {"Accept: application/json", NULL, NULL, NULL};
     int status = 1;
 
     *out = NULL;
@@ -114,11 +120,16 @@ int remote_get_json(json_t **out, const remote *r, const char *path)
         }
         headers[1] = auth;
     }
+    if (send)
+        headers[headers[1] ? 2 : 1] = "Content-Type: application/json";
+    req.method = method;
+    req.body = send;
+    req.body_len = send ? strlen(send) : 0;
     req.url = url;
     req.headers = headers;
     req.connect_timeout_ms = 3000;
     req.timeout_ms = 30000;
-    req.max_retries = 1;
+    req.max_retries = strcmp(method, "GET") ? 0 : 1; /* a write is not repeated blindly */
     req.max_response = 64u << 20;
     http_global_init();
     int rc = http_do(&resp, &req);
@@ -137,7 +148,7 @@ int remote_get_json(json_t **out, const remote *r, const char *path)
     } else if (resp.status == 403) {
         fprintf(stderr, "farm: the token in FARM_TOKEN lacks the role for this: %s\n",
                 json_string_value(json_object_get(body, "hint")) ?: "ask for a viewer token");
-    } else if (resp.status != 200) {
+    } else if (resp.status < 200 || resp.status > 299) {
         const char *error = json_string_value(json_object_get(body, "error"));
         const char *hint = json_string_value(json_object_get(body, "hint"));
         fprintf(stderr, "farm: %s answered %ld: %s%s%s%s\n", r->server, resp.status,

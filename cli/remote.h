@@ -27,6 +27,11 @@ int remote_query_add(buf *q, const char *name, const char *value);
  * caller). On failure prints "farm: ..." with a hint and returns 1. */
 int remote_get_json(json_t **out, const remote *r, const char *path);
 
+/* remote_get_json() with another method and a JSON body (NULL for none),
+ * e.g. PUT /api/scaling; any 2xx answer with a JSON body is success. */
+int remote_send_json(json_t **out, const remote *r, const char *method, const char *path,
+                     const char *body);
+
 /* An RFC 3339 time ("2026-11-21T19:47:46.035Z") as "2026-11-21 19:47:46" for
  * tables, into out (at least 20 bytes); "-" when absent. */
 void remote_time_short(char *out, size_t n, const char *rfc3339);

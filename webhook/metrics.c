@@ -254,6 +254,8 @@ int metrics_render(buf *out, farm *f)
     int rc = render_own(out);
     if (!rc && f)
         rc = render_store(out, farm_store(f));
+    if (!rc && f)
+        rc = metrics_render_scheduler(out, f);
     if (!rc)
         rc = buf_printf(out,
                         "# HELP farm_metrics_store_errors Store reads that failed while "

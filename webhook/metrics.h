@@ -30,4 +30,8 @@ void metrics_ack_observe(int64_t ns);
  * farm_metrics_store_errors. Returns 0 or FARM_ETOOBIG / FARM_ENOMEM. */
 int metrics_render(buf *out, farm *f);
 
+/* The scheduler's lines (slots, jobs by state, admission waits, limits);
+ * route_scaling.c. Returns 0 or the buffer's error. */
+int metrics_render_scheduler(buf *out, farm *f);
+
 #endif

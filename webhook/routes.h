@@ -109,6 +109,10 @@ int route_api_session(web_request *req);         /* GET /api/sessions/{id} */
 int route_api_deliveries(web_request *req);      /* GET /api/deliveries */
 int route_stream(web_request *req);              /* /v1/stream/... (stream_http.c) */
 int route_api_session_message(web_request *req); /* POST /api/sessions/{id}/messages */
+int route_api_scaling(web_request *req);         /* GET /api/scaling (route_scaling.c) */
+int route_api_scaling_put(web_request *req);     /* PUT /api/scaling */
+int route_api_status(web_request *req);          /* GET /api/status */
+int route_api_session_cancel(web_request *req);  /* POST /api/sessions/{id}/cancel */
 int route_api_digest(web_request *req);          /* GET /api/digest (route_digest.c) */
 int route_ui_queue(web_request *req);            /* GET / (route_ui.c) */
 int route_ui_session(web_request *req);          /* GET /sessions/{id} */

@@ -1,0 +1,228 @@
+"""test_scaling - the scheduler's surface through the real binary:
+GET/PUT /api/scaling with and without the right token (tokens configured),
+validation naming the bad field, a change kept in the store across a
+restart, `farm scale` and `farm status` output, the scheduler's /metrics,
+and cancelling a session (POST /api/sessions/{id}/cancel, `farm cancel`).
+"""
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import farmtest  # noqa: E402
+from farmtest import ADMIN_TOKEN, VIEWER_TOKEN, Farm  # noqa: E402
+
+MEMBER_TOKEN = "member-token-for-tests-0123456789abc"
+ADMIN = {"Authorization": "Bearer " + ADMIN_TOKEN}
+VIEWER = {"Authorization": "Bearer " + VIEWER_TOKEN}
+MEMBER = {"Authorization": "Bearer " + MEMBER_TOKEN}
+JSON = {"Content-Type": "application/json"}
+
+
+def new_farm():
+    f = Farm(extra={
+        "scaling": {"max_agents": 4, "max_per_repo": 2, "min_warm": 0, "idle_timeout_s": 120},
+        "tokens": [
+            {"name": "viewer", "token": "env:FARM_TEST_VIEWER", "role": "viewer"},
+            {"name": "mia", "token": "env:FARM_TEST_MEMBER", "role": "member"},
+            {"name": "admin", "token": "env:FARM_TEST_ADMIN", "role": "admin"}]},
+        # a repository that cannot be fetched: a run fails early and is retried later
+        repos=[{"name": "octo/app", "tracker": "github", "clone_url": "file:///nonexistent/app.git",
+                "trigger": {"label": "agent"}}])
+    f.env["FARM_TEST_MEMBER"] = MEMBER_TOKEN
+    return f
+
+
+def put(farm, body, headers):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    s, _, out = farm.request("PUT", "/api/scaling", body=data, headers=dict(JSON, **headers))
+    try:
+        return s, json.loads(out)
+    except ValueError:
+        return s, out
+
+
+def cli(farm, *args, token=ADMIN_TOKEN):
+    env = dict(farm.env)
+    env.pop("FARM_TOKEN", None)
+    if token:
+        env["FARM_TOKEN"] = token
+    p = subprocess.run([farmtest.FARM_BIN] + list(args) +
+                       ["--server", "http://127.0.0.1:%d" % farm.port],
+                       capture_output=True, env=env, timeout=60)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def test_scaling_api():
+    farm = new_farm()
+    try:
+        farm.start()
+        s, _, _ = farm.request("GET", "/api/scaling")
+        assert s == 401, s
+        s, body = farm.get_json("/api/scaling", token=VIEWER_TOKEN)
+        assert s == 200, (s, body)
+        assert body["max_agents"] == 4 and body["max_per_repo"] == 2, body
+        assert body["min_warm"] == 0 and body["idle_timeout_s"] == 120, body
+        assert body["source"] == {"max_agents": "config", "max_per_repo": "config",
+                                  "min_warm": "config", "idle_timeout_s": "config"}, body
+
+        # writes need the admin role
+        assert put(farm, {"max_agents": 6}, {})[0] == 401
+        assert put(farm, {"max_agents": 6}, VIEWER)[0] == 403
+        assert put(farm, {"max_agents": 6}, MEMBER)[0] == 403
+        assert put(farm, {"max_agents": 6}, {"Authorization": "Bearer wrong"})[0] == 401
+
+        # validation names the field; nothing is written
+        for bad, field in (({"max_agents": 0}, "max_agents"), ({"max_agents": 257}, "max_agents"),
+                           ({"max_per_repo": 5}, "max_per_repo"),
+                           ({"max_agents": 2, "max_per_repo": 3}, "max_per_repo"),
+                           ({"min_warm": -1}, "min_warm"), ({"min_warm": 5}, "min_warm"),
+                           ({"idle_timeout_s": 0}, "idle_timeout_s")):
+            s, body = put(farm, bad, ADMIN)
+            assert s == 400 and body["field"] == field and field in body["error"], (bad, s, body)
+        for bad, what in ((b"not json", "JSON object"), (b"[1]", "JSON object"),
+                          ({}, "nothing to change"), ({"max_agent": 3}, "max_agent"),
+                          ({"max_agents": "3"}, "integer"), ({"max_agents": 2.5}, "integer")):
+            s, body = put(farm, bad, ADMIN)
+            assert s == 400 and what in body["error"], (bad, s, body)
+        assert farm.get_json("/api/scaling")[1]["max_agents"] == 4
+
+        s, body = put(farm, {"max_agents": 6, "min_warm": 0}, ADMIN)
+        assert s == 200, (s, body)
+        assert body["max_agents"] == 6 and body["source"]["max_agents"] == "setting", body
+        assert body["source"]["max_per_repo"] == "config", body
+        assert any(r.get("msg") == "scaling changed" and r.get("by") == "admin"
+                   for r in farm.logs()), "the change is logged with who made it"
+        # the scheduler takes it up without a restart
+        farmtest.wait_for(lambda: farm.metric("farm_scaling_limit", limit="max_agents") == 6,
+                          what="the scheduler to use max_agents 6")
+
+        # kept in the store across a restart
+        assert farm.stop() == 0
+        farm.start()
+        s, body = farm.get_json("/api/scaling", token=VIEWER_TOKEN)
+        assert s == 200 and body["max_agents"] == 6 and body["max_per_repo"] == 2, body
+        assert body["source"]["max_agents"] == "setting", body
+        assert farm.metric("farm_scaling_limit", limit="max_agents") == 6
+    finally:
+        farm.kill()
+
+
+def test_scale_and_status_cli():
+    with new_farm() as farm:
+        rc, out, err = cli(farm, "scale", token=VIEWER_TOKEN)
+        assert rc == 0, (rc, out, err)
+        assert "max_agents" in out and "4" in out and "(config)" in out, out
+
+        rc, out, err = cli(farm, "scale", "--max", "3", "--per-repo", "1", "--min-warm", "0")
+        assert rc == 0, (rc, out, err)
+        lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.strip()}
+        assert lines["max_agents"].split()[1] == "3" and "(setting)" in lines["max_agents"], out
+        assert lines["max_per_repo"].split()[1] == "1", out
+
+        rc, out, err = cli(farm, "scale", "--max", "3", token=VIEWER_TOKEN)
+        assert rc == 1 and "role" in err, (rc, out, err)
+        rc, out, err = cli(farm, "scale", "--max", "0")
+        assert rc == 1 and "max_agents" in err, (rc, out, err)
+        rc, out, err = cli(farm, "scale", "--max", "three")
+        assert rc == 2 and "whole number" in err, (rc, out, err)
+
+        rc, out, err = cli(farm, "scale", "--json", token=VIEWER_TOKEN)
+        assert rc == 0 and json.loads(out)["max_agents"] == 3, (rc, out, err)
+
+        rc, out, err = cli(farm, "status", token=VIEWER_TOKEN)
+        assert rc == 0, (rc, out, err)
+        assert "0 in use of 3 (max_agents)" in out, out
+        assert "0 queued" in out, out
+        assert "max_agents 3 (setting), max_per_repo 1 (setting)" in out, out
+        assert "outbox" in out, out
+        rc, out, err = cli(farm, "status", "--json", token=VIEWER_TOKEN)
+        st = json.loads(out)
+        assert st["scheduler"]["running"] is True and st["scaling"]["max_agents"] == 3, st
+        rc, out, err = cli(farm, "status", token=None)
+        assert rc == 1 and "FARM_TOKEN" in err, (rc, out, err)
+
+        m = farm.metrics()
+        for series in ('farm_slots{state="busy"} 0', 'farm_jobs{state="queued"} 0',
+                       "farm_admission_waits_total 0", 'farm_scaling_limit{limit="max_per_repo"} 1'):
+            assert series in m, series
+
+
+def session_state(farm, sid):
+    with farm.db() as c:
+        return c.execute("SELECT state FROM session WHERE id = ?", (sid,)).fetchone()[0]
+
+
+def event_kinds(farm, sid):
+    with farm.db() as c:
+        return [r[0] for r in c.execute("SELECT kind FROM event WHERE session_id = ? ORDER BY seq",
+                                        (sid,)).fetchall()]
+
+
+def labeled(number):
+    p = farmtest.github_fixture("issues.labeled")
+    p["issue"]["number"] = number
+    p["label"] = {"name": "agent"}
+    p["repository"]["full_name"] = "octo/app"
+    return p
+
+
+def test_cancel():
+    """Cancels recorded while no scheduler runs (intake only) are taken first
+    once one does: the sessions end cancelled and their run jobs do nothing."""
+    farm = new_farm()
+    farm.serve_args = ["--intake-only"]
+    try:
+        farm.start()
+        for number in (7, 8):
+            s, body = farm.post_github("issues", labeled(number))
+            assert s == 202, (s, body)
+        with farm.db() as c:
+            sids = [r[0] for r in c.execute("SELECT id FROM session ORDER BY number").fetchall()]
+        sid, sid2 = sids
+        path = "/api/sessions/%d/cancel" % sid
+        assert farm.request("POST", path)[0] == 401
+        assert farm.request("POST", path, headers=VIEWER)[0] == 403
+        assert farm.request("POST", "/api/sessions/999/cancel", headers=MEMBER)[0] == 404
+        assert farm.request("POST", "/api/sessions/x/cancel", headers=MEMBER)[0] == 404
+
+        s, _, out = farm.request("POST", path, headers=MEMBER)
+        assert s == 202, (s, out)
+        assert json.loads(out)["state"] == "cancelling"
+        rc, out, err = cli(farm, "cancel", str(sid2), token=MEMBER_TOKEN)
+        assert rc == 0 and "cancelling" in out, (rc, out, err)
+        rc, out, err = cli(farm, "cancel", "999", token=MEMBER_TOKEN)
+        assert rc == 1 and "no such session" in err, (rc, out, err)
+        rc, out, err = cli(farm, "cancel", "abc", token=MEMBER_TOKEN)
+        assert rc == 2, (rc, out, err)
+        for x in (sid, sid2):
+            assert event_kinds(farm, x).count("cancel_requested") == 1, event_kinds(farm, x)
+            assert session_state(farm, x) == "queued"
+
+        # a farm that runs jobs: the cancels go before the runs
+        assert farm.stop() == 0
+        farm.serve_args = []
+        farm.start()
+        for x in (sid, sid2):
+            farmtest.wait_for(lambda: session_state(farm, x) == "cancelled", timeout=30,
+                              what="session %d cancelled" % x)
+            farmtest.wait_for(lambda: jobs_of(farm, x) == {"run": "done", "cancel": "done"},
+                              timeout=30, what="the jobs of session %d ended" % x)
+            assert "run_started" not in event_kinds(farm, x), event_kinds(farm, x)
+        # an ended session cannot be cancelled again
+        s, _, out = farm.request("POST", path, headers=MEMBER)
+        assert s == 409, (s, out)
+        rc, out, err = cli(farm, "cancel", str(sid2), token=MEMBER_TOKEN)
+        assert rc == 1 and "409" in err, (rc, out, err)
+    finally:
+        farm.kill()
+
+
+def jobs_of(farm, sid):
+    with farm.db() as c:
+        return dict(c.execute("SELECT kind, state FROM job WHERE session_id = ?", (sid,)).fetchall())
+
+
+if __name__ == "__main__":
+    farmtest.run([test_scaling_api, test_scale_and_status_cli, test_cancel])
