@@ -751,9 +751,44 @@ static void concurrent_appends(void **state)
     free(body);
 }
 
+static void helpers(void **state)
+{
+    char off[STREAM_OFFSET_LEN], cur[32], next[32];
+    uint64_t pos;
+    stream_offset_format(off, 0x1234abcdULL);
+    assert_string_equal(off, "000000001234abcd");
+    assert_int_equal(stream_offset_parse(&pos, off), 0);
+    assert_int_equal(pos, 0x1234abcdULL);
+    assert_int_equal(stream_offset_parse(&pos, "000000001234ABCD"), FARM_EINVALID);
+    assert_int_equal(stream_offset_parse(&pos, "-1"), FARM_EINVALID);
+    assert_int_equal(stream_offset_parse(&pos, "ffffffffffffffff"), FARM_EINVALID);
+    assert_true(stream_content_type_is_json("Application/JSON; charset=utf-8"));
+    assert_true(stream_content_type_is_json("application/vnd.farm+json"));
+    assert_false(stream_content_type_is_json("text/json-ish"));
+    assert_true(stream_content_type_is_text("text/plain"));
+    assert_false(stream_content_type_is_text("application/octet-stream"));
+    int64_t sid;
+    assert_true(stream_path_session("sessions/42", &sid));
+    assert_int_equal(sid, 42);
+    assert_false(stream_path_session("sessions/042", &sid));
+    assert_false(stream_path_session("sessions/4/x", &sid));
+    assert_true(stream_path_reserved("sessions/x"));
+    /* cursors never go backwards: echoing one at or past the current
+     * interval gets a strictly greater one */
+    stream_cursor_next(cur, sizeof(cur), NULL);
+    stream_cursor_next(next, sizeof(next), cur);
+    assert_true(strtoll(next, NULL, 10) > strtoll(cur, NULL, 10));
+    stream_cursor_next(next, sizeof(next), "999999999999");
+    assert_true(strtoll(next, NULL, 10) > 999999999999LL);
+    stream_cursor_next(next, sizeof(next), "1"); /* an old cursor: the current interval */
+    assert_true(strtoll(next, NULL, 10) - strtoll(cur, NULL, 10) <= 1);
+    assert_true(strtoll(next, NULL, 10) >= strtoll(cur, NULL, 10));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(helpers),
         cmocka_unit_test_setup_teardown(create_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(create_rejects_bad_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(bytes_append_and_read, setup, teardown),
