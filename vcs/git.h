@@ -17,7 +17,8 @@
  * pass worktree_sandbox_env() to the process.
  *
  * The farm never trusts what the agent could have written. When it commits
- * or pushes it opens the worktree with its own in-memory config (so no
+ * or pushes it opens the worktree with the farm's own config (a file kept in
+ * the mirror, never the worktree's .git/config; so no
  * core.hooksPath, core.fsmonitor, filter drivers, url.insteadOf, excludes or
  * attribute files named by config), its own object database (the worktree's
  * objects plus the mirror's, whatever .git/objects/info/alternates says), a
@@ -107,8 +108,9 @@ int mirror_repack(mirror *m);
 /* How many packs the mirror has, or -1. */
 int mirror_pack_count(mirror *m);
 
-/* The commit a branch of the mirror points at, as hex into out. Returns 0 or
- * FARM_ENOTFOUND ("base branch 'main' not found in mirror of octo/app"). */
+/* The commit a branch of the mirror points at, as hex into out. Returns 0,
+ * FARM_ENOTFOUND (the mirror has no such branch) or FARM_EINVALID (not a
+ * branch name). */
 int mirror_branch_oid(char out[VCS_OID_HEXSZ], mirror *m, const char *branch);
 
 /* The mirror's directory (<data_dir>/mirrors/<safe name>.git). */
@@ -135,18 +137,21 @@ typedef struct worktree_opts {
 
 /* Make a worktree from the mirror without touching the network: a new
  * repository at o->path on branch o->branch at the start commit, files
- * checked out (by up to four threads of its own for a large tree). Holds the mirror's lock shared
- * while it reads. Returns 0 with *out set (free with worktree_free(); the directory stays until
- * worktree_remove()), FARM_ENOTFOUND (base branch or start commit not in the
- * mirror), FARM_EEXISTS (path exists), FARM_EINVALID (bad branch name) or
- * FARM_EIO. On failure nothing is left at o->path. */
+ * checked out (by up to four threads of its own for a large tree). Holds
+ * the mirror's lock shared while it reads. Returns 0 with *out set (free
+ * with worktree_free(); the directory stays until worktree_remove()),
+ * FARM_ENOTFOUND (base branch or start commit not in the mirror),
+ * FARM_EEXISTS (path exists), FARM_EINVALID (bad branch name, or a tree
+ * naming .git, "..", or the same name twice) or FARM_EIO. On failure
+ * nothing is left at o->path. */
 int worktree_create(worktree **out, mirror *m, const worktree_opts *o);
 
 /* Reattach to a worktree made earlier by worktree_create() (say, by a run
- * restarted after a crash): start and head are the commits the farm recorded
- * for it (worktree_start() and worktree_head() of the earlier handle). Returns 0 with *out set
- * (free with worktree_free()), FARM_ENOTFOUND (no worktree there, or head not found),
- * FARM_EINVALID. */
+ * restarted after a crash): start and head are the commits the farm
+ * recorded for it (worktree_start() and worktree_head() of the earlier
+ * handle). Returns 0 with *out set (free with worktree_free()),
+ * FARM_ENOTFOUND (no worktree there, or a commit not found) or
+ * FARM_EINVALID (bad arguments, or a .git the farm refuses; see above). */
 int worktree_open(worktree **out, mirror *m, const char *path, const char *branch,
                   const char *start, const char *head);
 
@@ -210,8 +215,8 @@ typedef struct worktree_commit_result {
  * so `git status` inside is clean. An unchanged tree is reported in
  * out->empty and not committed. Returns 0, FARM_EINVALID (missing or
  * malformed author, e-mail or message), FARM_ETOOBIG (a file over
- * max_file_bytes, or more than max_files changed; nothing is committed) or
- * FARM_EIO. */
+ * max_file_bytes, or more than max_files changed; nothing is committed),
+ * FARM_EINVALID also for a .git the farm refuses (see above), or FARM_EIO. */
 int worktree_commit(worktree_commit_result *out, worktree *wt, const worktree_commit_opts *o);
 
 typedef struct vcs_diffstat {
@@ -234,7 +239,8 @@ void vcs_diffstat_free(vcs_diffstat *d);
  * refused or missing), FARM_ECONFLICT (lease mismatch, or the server
  * rejected the update: non-fast-forward, protected branch, hook),
  * FARM_ENOTFOUND (no repository at the URL), FARM_ECANCELLED, FARM_ETIMEOUT
- * (the remote stalled) or FARM_EIO. */
+ * (the remote stalled), FARM_EINVALID (expected is not a commit id, or a
+ * .git the farm refuses) or FARM_EIO. */
 int worktree_push(worktree *wt, const vcs_remote *remote, const char *expected);
 
 /* Delete the worktree's directory and everything in it (symlinks are
