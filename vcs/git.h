@@ -141,9 +141,9 @@ typedef struct worktree_opts {
  * the mirror's lock shared while it reads. Returns 0 with *out set (free
  * with worktree_free(); the directory stays until worktree_remove()),
  * FARM_ENOTFOUND (base branch or start commit not in the mirror),
- * FARM_EEXISTS (path exists), FARM_EINVALID (bad branch name, or a tree
- * naming .git, "..", or the same name twice) or FARM_EIO. On failure
- * nothing is left at o->path. */
+ * FARM_EEXISTS (path exists), FARM_EINVALID (bad branch name or start id)
+ * or FARM_EIO (also for a tree naming .git or "..", or a name twice). On
+ * failure nothing is left at o->path. */
 int worktree_create(worktree **out, mirror *m, const worktree_opts *o);
 
 /* Reattach to a worktree made earlier by worktree_create() (say, by a run
