@@ -2,12 +2,16 @@
 GET/PUT /api/scaling with and without the right token (tokens configured),
 validation naming the bad field, a change kept in the store across a
 restart, `farm scale` and `farm status` output, the scheduler's /metrics,
-and cancelling a session (POST /api/sessions/{id}/cancel, `farm cancel`).
+cancelling a session (POST /api/sessions/{id}/cancel, `farm cancel`), and
+20 issues through the whole farm (fake GitHub, real sandbox, stand-in
+agent) within max_agents, with a live change honoured.
 """
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import farmtest  # noqa: E402
@@ -224,5 +228,79 @@ def jobs_of(farm, sid):
         return dict(c.execute("SELECT kind, state FROM job WHERE session_id = ?", (sid,)).fetchall())
 
 
+def run_intervals(farm):
+    """(session, started ms, finished ms) of every run, from the session logs."""
+    with farm.db() as c:
+        rows = c.execute("SELECT session_id, kind, ts_ms FROM event WHERE kind IN"
+                         " ('run_started', 'run_finished') ORDER BY session_id, seq").fetchall()
+    out, open_ = [], {}
+    for sid, kind, ts in rows:
+        if kind == "run_started":
+            open_[sid] = ts
+        elif sid in open_:
+            out.append((sid, open_.pop(sid), ts))
+    return out
+
+
+def max_overlap(intervals):
+    points = sorted([(a, 1) for _, a, _ in intervals] + [(b, -1) for _, _, b in intervals],
+                    key=lambda p: (p[0], p[1]))
+    cur = best = 0
+    for _, d in points:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def test_twenty_issues_within_max_agents():
+    """20 issues with max_agents 2, raised to 3 while they run: never more
+    runs at once than the limit in force, and every issue gets its PR."""
+    import repos
+    with farmtest.GitHubWorld(scaling={"max_agents": 2, "max_per_repo": 2}) as w:
+        farm = w.farm
+        samples, stop = [], threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                s, st = farm.get_json("/api/status", token=VIEWER_TOKEN)
+                if s == 200:
+                    samples.append((time.monotonic(), st["scheduler"]["busy"],
+                                    st["scaling"]["max_agents"]))
+                time.sleep(0.02)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            numbers = [w.open_issue("Fix the greeting %d" % i,
+                                    repos.issue_body(repos.FIX, standin="sleep 1"))
+                       for i in range(20)]
+
+            def finished():
+                with farm.db() as c:
+                    return c.execute("SELECT count(*) FROM session WHERE state IN"
+                                     " ('review', 'failed', 'done', 'cancelled')").fetchone()[0]
+            farmtest.wait_for(lambda: finished() >= 4, timeout=180, what="4 sessions finished")
+            before = max_overlap(run_intervals(farm))
+            s, body = put(farm, {"max_agents": 3, "max_per_repo": 3}, ADMIN)
+            assert s == 200 and body["max_agents"] == 3, (s, body)
+            t_change = time.monotonic()
+            farmtest.wait_for(lambda: finished() == 20, timeout=300, what="all 20 sessions")
+        finally:
+            stop.set()
+            sampler.join(5)
+        with farm.db() as c:
+            states = c.execute("SELECT state, count(*) FROM session GROUP BY state").fetchall()
+        assert states == [("review", 20)], states
+        assert len(w.pulls()) == 20
+        assert before <= 2, before
+        # from the store: never more runs at once than 3, and 3 were used
+        assert max_overlap(run_intervals(farm)) == 3, max_overlap(run_intervals(farm))
+        # from the live status: within the limit in force at each moment
+        assert samples and all(b <= 3 for _, b, _ in samples), samples
+        assert all(b <= 2 for t, b, _ in samples if t < t_change), samples
+        assert any(b == 3 for t, b, _ in samples if t > t_change), samples
+        assert len(numbers) == 20
+
+
 if __name__ == "__main__":
-    farmtest.run([test_scaling_api, test_scale_and_status_cli, test_cancel])
+    farmtest.run([test_scaling_api, test_scale_and_status_cli, test_cancel,
+                  test_twenty_issues_within_max_agents])
