@@ -25,6 +25,7 @@
 #include "outbox.h"
 #include "pipeline_internal.h"
 #include "report.h"
+#include "review.h"
 #include "store_run.h"
 
 #include "../base/buf.h"
@@ -324,7 +325,8 @@ static int paths_init(pl_run *r)
 static int step_error(pl_run *r, int rc, const char *step)
 {
     char reason[1024];
-    if (rc == FARM_ECANCELLED || pl_cancel_requested(r)) {
+    int asked = pl_cancel_requested(r); /* also sets r->cancelled for a request */
+    if (rc == FARM_ECANCELLED || asked) {
         if (!r->cancelled) /* lease lost or shutdown: the job goes on elsewhere */
             return FARM_ECANCELLED;
         pl_run_cancelled(r);
@@ -493,6 +495,10 @@ int pipeline_run(farm *f, const store_job *job, pipeline_ctl *ctl)
         rc = step_error(&r, rc, "pr");
         goto out;
     }
+    /* a revision answers in each review thread it addressed (review.h) */
+    if (!strcmp(r.kind, "revise") &&
+        review_replies_enqueue(f, r.s->id, r.run_no, r.start_seq, p.commit_oid, p.summary) != 0)
+        log_warn("review replies not queued", "error", farm_error_last());
     pl_cleanup_dirs(&r);
     rc = 0;
 out:

@@ -69,18 +69,19 @@ int pl_event(pl_run *r, const char *kind, const char *body_json)
 
 int pl_cancel_requested(pl_run *r)
 {
-    static const char *const kinds[] = {"cancel", "issue_closed", NULL};
+    static const char *const kinds[] = {"cancel", "cancel_requested", "issue_closed", NULL};
     store_event *e = NULL;
 
     if (r->cancelled)
         return 1;
-    if (r->ctl && r->ctl->cancel)
-        return 1; /* the scheduler's flag: lease lost, shutdown (r->cancelled stays 0) */
+    /* the log says whether people asked for it; the scheduler's flag alone
+     * (lease lost, shutdown) leaves r->cancelled at 0: the job goes on later */
     if (store_event_last_kind(&e, r->f->store, r->s->id, kinds, r->start_seq) == 0 && e) {
         r->cancelled = 1;
         store_event_list_free(e, 1);
+        return 1;
     }
-    return r->cancelled;
+    return r->ctl && r->ctl->cancel;
 }
 
 /* ---- the output log ------------------------------------------------------ */

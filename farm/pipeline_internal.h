@@ -88,7 +88,8 @@ int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o);
 void pl_exec_result_free(pl_exec_result *x);
 
 /* 1 when the session has been asked to stop since the run began (ctl->cancel,
- * a "cancel" or "issue_closed" event). Sets r->cancelled. */
+ * a "cancel", "cancel_requested" or "issue_closed" event). Sets r->cancelled
+ * for the events only. */
 int pl_cancel_requested(pl_run *r);
 
 /* Append an event to the session log and wake its readers. */

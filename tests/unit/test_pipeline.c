@@ -617,6 +617,50 @@ static void issue_closed_cancels_the_run(void **state)
     fx_close(&x);
 }
 
+/* What the scheduler does for POST /api/sessions/{id}/cancel: the event,
+ * then the flag of the run at work. */
+static void *request_cancel_when_testing(void *arg)
+{
+    canceller *c = arg;
+    int64_t deadline = clock_mono_ms() + 60000;
+    while (clock_mono_ms() < deadline) {
+        if (count_steps(c->x, c->sid, "test", "started") > 0) {
+            store_event_append(NULL, c->x->s, c->sid, "cancel_requested", "alice", "{}");
+            c->ctl->cancel = 1;
+            c->fired = 1;
+            return NULL;
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void cancel_request_stops_and_cleans_up(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    char body[1024], wt[600];
+    struct stat st;
+    fx_open(&x, "\"test\": \"sleep 30\",", NULL);
+    snprintf(body, sizeof body, "Fix.\n\n%s", patch_fixed);
+    int64_t sid = new_issue(&x, "Stop me", body, &job);
+    pipeline_ctl ctl = {0};
+    canceller c = {&x, sid, &ctl, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, request_cancel_when_testing, &c), 0);
+    int64_t t0 = clock_mono_ms();
+    assert_int_equal(run_job(&x, job, &ctl), 0);
+    pthread_join(th, NULL);
+    assert_true(c.fired);
+    assert_true(clock_mono_ms() - t0 < 20000);
+    assert_state(&x, sid, "cancelled");
+    snprintf(wt, sizeof wt, "%s/data/work/s%lld", x.dir, (long long)sid);
+    assert_int_not_equal(stat(wt, &st), 0);
+    fx_close(&x);
+}
+
 static void cancel_job_ends_a_waiting_session(void **state)
 {
     (void)state;
@@ -961,6 +1005,7 @@ int main(void)
         cmocka_unit_test(killed_run_continues_from_its_checkpoint),
         cmocka_unit_test(wall_limit_pushes_a_partial_draft),
         cmocka_unit_test(issue_closed_cancels_the_run),
+        cmocka_unit_test(cancel_request_stops_and_cleans_up),
         cmocka_unit_test(cancel_job_ends_a_waiting_session),
         cmocka_unit_test(run_budget_is_enforced),
         cmocka_unit_test(revision_commits_on_the_same_branch),
