@@ -69,6 +69,7 @@ struct scheduler {
     size_t warm_rr;        /* round robin over the configured repositories */
     char active_repo[256]; /* the repository of the newest job, preferred for warm slots */
     int64_t warm_retry_ms; /* clock_mono_ms() before which a failed prepare is not retried */
+    int64_t warm_hold_ms;  /* clock_mono_ms() before which none is prepared (a run starts) */
 
     scaling_limits lim;
     int64_t last_heartbeat_ms;
@@ -335,8 +336,9 @@ static void *warm_main(void *arg)
             continue;
         }
         char repo[256];
-        if (sc->nwarm < sc->lim.value[SCALING_MIN_WARM] && clock_mono_ms() >= sc->warm_retry_ms &&
-            warm_pick(sc, repo, sizeof(repo)) == 0) {
+        int64_t mono = clock_mono_ms();
+        if (sc->nwarm < sc->lim.value[SCALING_MIN_WARM] && mono >= sc->warm_retry_ms &&
+            mono >= sc->warm_hold_ms && warm_pick(sc, repo, sizeof(repo)) == 0) {
             pthread_mutex_unlock(&sc->lock);
             pipeline_warm *w = NULL;
             int rc = sc->o.warm_prepare(&w, sc->f, repo);
@@ -354,8 +356,12 @@ static void *warm_main(void *arg)
             }
             continue;
         }
-        /* sleep until asked, or until the oldest slot goes stale */
+        /* sleep until asked, until the oldest slot goes stale, or until the
+         * hold after a run's start ends */
         int64_t wait = sc->o.poll_ms * 5;
+        if (sc->nwarm < sc->lim.value[SCALING_MIN_WARM] && mono < sc->warm_hold_ms &&
+            sc->warm_hold_ms - mono < wait)
+            wait = sc->warm_hold_ms - mono;
         for (int i = 0; i < sc->nwarm; i++) {
             int64_t left = sc->warm[i]->prepared_ms + sc->o.warm_max_age_ms - now;
             if (left < wait)
@@ -642,6 +648,7 @@ static void dispatch(scheduler *sc)
         if (!rc) {
             sc->jobs_started++;
             started++;
+            sc->warm_hold_ms = clock_mono_ms() + sc->o.warm_hold_ms;
         }
         pthread_mutex_unlock(&sc->lock);
         if (rc) {
@@ -765,6 +772,8 @@ int scheduler_start(farm *f, const scheduler_options *opts)
         sc->o.max_attempts = defaults.max_attempts;
     if (sc->o.warm_max_age_ms <= 0)
         sc->o.warm_max_age_ms = defaults.warm_max_age_ms;
+    if (sc->o.warm_hold_ms < 0)
+        sc->o.warm_hold_ms = 0;
     if (sc->o.mem_reserve_mb < 0)
         sc->o.mem_reserve_mb = 0;
     if (sc->o.owner)

@@ -56,12 +56,16 @@ typedef struct scheduler_options {
     int retry_max_ms;    /* backoff cap: 900000 */
     int max_attempts;    /* a job fails after this many: 5 */
     int warm_max_age_ms; /* a warm slot older than this is prepared again: 300000 */
+    int warm_hold_ms;    /* no warm slot is prepared this long after a run starts, so
+                            the preparation (a mirror fetch) does not slow the run's own
+                            start: 1000 */
     const char *owner;   /* lease owner id; NULL: "host:pid:random" */
 } scheduler_options;
 
 #define SCHEDULER_OPTIONS_INIT                                                                     \
     {                                                                                              \
-        NULL, NULL, NULL, NULL, NULL, 512, 1000, 30000, 10000, 0, 30000, 900000, 5, 300000, NULL   \
+        NULL, NULL, NULL, NULL, NULL, 512, 1000, 30000, 10000, 0, 30000, 900000, 5, 300000, 1000,  \
+            NULL                                                                                   \
     }
 
 /* Start f's scheduler (opts may be NULL for the defaults; the strings in it
