@@ -23,8 +23,9 @@
 #define ERRORS_MAX      (64 * 1024)
 
 static const char *const top_keys[] = {
-    "listen", "data_dir", "public_url", "log_level",      "github",  "azure", "scaling", "sandbox",
-    "agent",  "tokens",   "repos",      "max_body_bytes", "budgets", "bot",   "digest", NULL};
+    "listen",  "data_dir", "public_url", "log_level", "github", "azure",
+    "scaling", "sandbox",  "agent",      "tokens",    "repos",  "max_body_bytes",
+    "budgets", "bot",      "digest",     "review",    NULL};
 static const char *const github_keys[] = {
     "api_url", "token", "app_id", "app_private_key", "webhook_secret", "bot_login", NULL};
 static const char *const azure_keys[] = {"org_url",        "token",
@@ -40,6 +41,7 @@ static const char *const agent_keys[] = {"preset",      "command", "api_key",
                                          "api_key_env", "model",   NULL};
 static const char *const budget_keys[] = {"run_wall_s", "max_runs", "partial_margin_s", NULL};
 static const char *const bot_keys[] = {"name", "email", NULL};
+static const char *const review_keys[] = {"debounce_s", NULL};
 static const char *const digest_keys[] = {"tracker", "repo", "issue", "hour_utc", NULL};
 static const char *const token_keys[] = {"name", "token", "role", NULL};
 static const char *const repo_keys[] = {
@@ -318,6 +320,19 @@ static void load_budgets(cc *c, config *cfg, json_t *o)
     if (cfg->budgets.partial_margin_s >= cfg->budgets.run_wall_s)
         cc_error(c, "budgets.partial_margin_s", "must be less than budgets.run_wall_s (%d)",
                  cfg->budgets.run_wall_s);
+}
+
+/* The review loop: how long reviews and comments are gathered into one
+ * revision before it starts. */
+static void load_review(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "review";
+    long long v;
+
+    if (o)
+        cc_unknown_keys(c, o, p, review_keys);
+    cc_int(c, o, p, "debounce_s", &v, 60, 0, 86400);
+    cfg->review.debounce_s = (int)v;
 }
 
 /* The commit author: a name without newlines or angle brackets, an e-mail
@@ -616,6 +631,7 @@ static void load_root(cc *c, config *cfg, json_t *root)
     load_agent(c, cfg, cc_object(c, root, "", "agent"));
     load_budgets(c, cfg, cc_object(c, root, "", "budgets"));
     load_bot(c, cfg, cc_object(c, root, "", "bot"));
+    load_review(c, cfg, cc_object(c, root, "", "review"));
     if ((o = json_object_get(root, "tokens")) && !json_is_null(o))
         load_tokens(c, cfg, o);
     if ((o = json_object_get(root, "repos")) && !json_is_null(o))

@@ -15,25 +15,25 @@
 #include <stdint.h>
 
 typedef struct config_trigger {
-    char *label;    /* a label that triggers work, or NULL */
-    int assignee;   /* assigning the bot triggers work */
-    char *mention;  /* a mention ("@farm-bot") in a comment triggers work, or NULL */
-    int on_open;    /* every newly opened issue triggers work */
+    char *label;   /* a label that triggers work, or NULL */
+    int assignee;  /* assigning the bot triggers work */
+    char *mention; /* a mention ("@farm-bot") in a comment triggers work, or NULL */
+    int on_open;   /* every newly opened issue triggers work */
 } config_trigger;
 
 typedef struct config_repo {
-    char *name;        /* "owner/name" (GitHub), "org/project/repo" (Azure), any (local) */
-    char *tracker;     /* "github", "azure" or "local" */
+    char *name;    /* "owner/name" (GitHub), "org/project/repo" (Azure), any (local) */
+    char *tracker; /* "github", "azure" or "local" */
     char *clone_url;
-    char *base_branch; /* default "main" */
-    char *setup;       /* setup command (run with /bin/sh -c inside the sandbox), or NULL */
-    char *test;        /* test command, or NULL */
-    int max_fix_rounds;          /* default 2 */
+    char *base_branch;  /* default "main" */
+    char *setup;        /* setup command (run with /bin/sh -c inside the sandbox), or NULL */
+    char *test;         /* test command, or NULL */
+    int max_fix_rounds; /* default 2 */
     config_trigger trigger;
-    char *azure_project;         /* Azure: the project that owns the work items */
-    char *azure_area_path;       /* Azure: only work items under this area path, or NULL */
-    char *azure_tag;             /* Azure: only work items with this tag, or NULL */
-    char **allowed_actors;       /* Azure: unique names allowed to trigger (NULL-terminated) */
+    char *azure_project;   /* Azure: the project that owns the work items */
+    char *azure_area_path; /* Azure: only work items under this area path, or NULL */
+    char *azure_tag;       /* Azure: only work items with this tag, or NULL */
+    char **allowed_actors; /* Azure: unique names allowed to trigger (NULL-terminated) */
     size_t nallowed_actors;
 } config_repo;
 
@@ -44,38 +44,38 @@ typedef struct config_token {
 } config_token;
 
 typedef struct config {
-    char *path;            /* the file it came from, or NULL for the defaults */
-    char *listen;          /* "127.0.0.1:8080" */
-    char *data_dir;        /* "./farm-data" */
-    char *public_url;      /* "http://127.0.0.1:8080" */
-    char *log_level;       /* "info" */
+    char *path;       /* the file it came from, or NULL for the defaults */
+    char *listen;     /* "127.0.0.1:8080" */
+    char *data_dir;   /* "./farm-data" */
+    char *public_url; /* "http://127.0.0.1:8080" */
+    char *log_level;  /* "info" */
 
     struct {
-        int enabled;            /* a "github" section is present */
-        char *api_url;          /* "https://api.github.com" */
-        char *token;            /* PAT (resolved secret), or NULL with an App */
-        long long app_id;       /* GitHub App id, 0 when not an App */
-        char *app_private_key;  /* PEM (resolved secret) */
-        char *webhook_secret;   /* resolved secret, or NULL */
-        char *bot_login;        /* "farm-bot" */
+        int enabled;           /* a "github" section is present */
+        char *api_url;         /* "https://api.github.com" */
+        char *token;           /* PAT (resolved secret), or NULL with an App */
+        long long app_id;      /* GitHub App id, 0 when not an App */
+        char *app_private_key; /* PEM (resolved secret) */
+        char *webhook_secret;  /* resolved secret, or NULL */
+        char *bot_login;       /* "farm-bot" */
     } github;
 
     struct {
         int enabled;
-        char *org_url;          /* "https://dev.azure.com/ORG" */
-        char *token;            /* PAT (resolved secret) */
+        char *org_url; /* "https://dev.azure.com/ORG" */
+        char *token;   /* PAT (resolved secret) */
         char *webhook_user;
         char *webhook_password; /* resolved secret */
         char *webhook_header;   /* alternative: a header name carrying a shared secret */
         char *webhook_header_secret;
-        char *bot_name;         /* the farm's identity in Azure DevOps, to ignore its own events */
+        char *bot_name; /* the farm's identity in Azure DevOps, to ignore its own events */
     } azure;
 
     struct {
-        int max_agents;      /* 4 */
-        int max_per_repo;    /* 2 */
-        int min_warm;        /* 0 */
-        int idle_timeout_s;  /* 300 */
+        int max_agents;     /* 4 */
+        int max_per_repo;   /* 2 */
+        int min_warm;       /* 0 */
+        int idle_timeout_s; /* 300 */
     } scaling;
 
     struct {
@@ -84,17 +84,17 @@ typedef struct config {
         char *setup_network; /* setup phase: default same as network */
         char **allow_hosts;  /* "host[:port]" patterns, NULL-terminated */
         size_t nallow_hosts;
-        int memory_mb;       /* 4096 */
-        int pids;            /* 512 */
-        int wall_timeout_s;  /* 1800 */
-        int disk_mb;         /* 8192 */
+        int memory_mb;      /* 4096 */
+        int pids;           /* 512 */
+        int wall_timeout_s; /* 1800 */
+        int disk_mb;        /* 8192 */
     } sandbox;
 
     struct {
-        char *preset;        /* "claude", "codex", "aider", "opencode", "standin"; NULL with command */
-        char **command;      /* argv, NULL-terminated, or NULL */
-        char *api_key;       /* the one secret an agent may get (resolved), or NULL */
-        char *api_key_env;   /* the variable it is passed as ("ANTHROPIC_API_KEY") */
+        char *preset;   /* "claude", "codex", "aider", "opencode", "standin"; NULL with command */
+        char **command; /* argv, NULL-terminated, or NULL */
+        char *api_key;  /* the one secret an agent may get (resolved), or NULL */
+        char *api_key_env; /* the variable it is passed as ("ANTHROPIC_API_KEY") */
         char *model;
     } agent;
 
@@ -105,16 +105,20 @@ typedef struct config {
     } budgets;
 
     struct {
+        int debounce_s; /* reviews and comments within this window make one revision: 60 */
+    } review;
+
+    struct {
         char *name;  /* commit author and committer: "farm-bot" */
         char *email; /* "farm-bot@users.noreply.local" */
     } bot;
 
     struct {
-        int enabled;   /* a "digest" section is present: post the daily digest */
-        char *tracker; /* "github", "azure" or "local": the tracker of `repo` */
-        char *repo;    /* a configured repository's name */
+        int enabled;     /* a "digest" section is present: post the daily digest */
+        char *tracker;   /* "github", "azure" or "local": the tracker of `repo` */
+        char *repo;      /* a configured repository's name */
         long long issue; /* the issue (work item) whose thread gets the comment */
-        int hour_utc;  /* 0..23: when, each day (7) */
+        int hour_utc;    /* 0..23: when, each day (7) */
     } digest;
 
     config_token *tokens;
@@ -123,7 +127,7 @@ typedef struct config {
     config_repo *repos;
     size_t nrepos;
 
-    size_t max_body_bytes;   /* webhook body cap: 25 MiB */
+    size_t max_body_bytes; /* webhook body cap: 25 MiB */
 } config;
 
 /* Load and validate a config file. On success *out is a new config the caller

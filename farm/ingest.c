@@ -13,7 +13,9 @@
  * DevOps is configured); never a bot, and never the farm itself.
  */
 #include "ingest.h"
+#include "commands.h"
 #include "farm_internal.h"
+#include "review.h"
 #include "scheduler.h"
 #include "store_run.h"
 
@@ -319,12 +321,50 @@ static int trigger(store_tx *tx, ingest_ctx *c, const config_repo *repo, const c
     return 0;
 }
 
+/* What the review loop (review.h) needs to know about the sender. */
+static review_ctx review_ctx_of(const ingest_ctx *c, const config_repo *repo)
+{
+    const tracker_event *ev = c->ev;
+    review_ctx r = {c->cfg, repo, ev, has_write_access(repo, ev), 0};
+    /* GitHub says who lacks access; elsewhere the allowlist decides */
+    int unknown_off_github = ev->actor_access == ACTOR_UNKNOWN && strcmp(ev->tracker, "github");
+    r.known_other = !r.writer && (ev->actor_access == ACTOR_NONE || unknown_off_github);
+    return r;
+}
+
+/* The review loop's decision, as the delivery's outcome. */
+static void review_result_take(ingest_ctx *c, int64_t session_id, const review_result *r)
+{
+    c->res->session_id = session_id;
+    c->res->job_id = r->job_id;
+    result_set(c->res, session_id || r->acted ? INGEST_ACCEPTED : INGEST_IGNORED, "%s",
+               r->reason[0] ? r->reason : "added to the session");
+}
+
+/* A `/farm` command (s: the issue's or PR's session, or NULL). */
+static int steer(store_tx *tx, ingest_ctx *c, const config_repo *repo, const command *cmd,
+                 const store_session *s)
+{
+    review_ctx rc_ = review_ctx_of(c, repo);
+    review_result r;
+    int rc = review_tx_command(&r, tx, &rc_, cmd, s);
+    if (rc)
+        return rc;
+    if (r.start_session)
+        return trigger(tx, c, repo, cmd->kind == COMMAND_RETRY ? "/farm retry" : "/farm run");
+    review_result_take(c, s ? s->id : 0, &r);
+    return 0;
+}
+
 /* A comment, review or review comment: into the session's log when the
- * issue or PR has one; otherwise it may start work by mentioning the bot. */
+ * issue or PR has one; then a command steers the session, a review starts
+ * a revision (review.h), a reply to the agent's question resumes it.
+ * Without a session it may start work by mentioning the bot or `/farm run`. */
 static int on_comment(store_tx *tx, ingest_ctx *c, const config_repo *repo)
 {
     const tracker_event *ev = c->ev;
     store_session *s = NULL;
+    command cmd = {0};
     char rule[128];
     int rc;
 
@@ -332,6 +372,8 @@ static int on_comment(store_tx *tx, ingest_ctx *c, const config_repo *repo)
         result_set(c->res, INGEST_IGNORED, "event from a bot");
         return 0;
     }
+    if (ev->kind == TEV_COMMENT_CREATED && (rc = commands_parse(&cmd, ev->comment_body)))
+        return rc;
     /* reviews always concern a pull request, whatever the parser flagged */
     int by_pr = ev->is_pr || ev->kind == TEV_REVIEW_SUBMITTED || ev->kind == TEV_REVIEW_COMMENT;
     rc = store_tx_session_find(&s, tx, ev->tracker, repo->name, ev->number, by_pr, 0);
@@ -339,27 +381,42 @@ static int on_comment(store_tx *tx, ingest_ctx *c, const config_repo *repo)
         int64_t id = s->id, job = 0;
         /* a member's reply to the agent's question resumes the session */
         int answers = !strcmp(s->state, "waiting") && ev->kind == TEV_COMMENT_CREATED && !by_pr &&
-                      has_write_access(repo, ev);
-        store_session_free(s);
+                      has_write_access(repo, ev) && cmd.kind == COMMAND_NONE;
         if ((rc = append_comment(tx, id, ev)))
-            return rc;
+            goto out;
+        if (cmd.kind != COMMAND_NONE) {
+            rc = steer(tx, c, repo, &cmd, s);
+            goto out;
+        }
+        if (!answers && review_is_trigger(c->cfg, repo, ev)) {
+            review_ctx rc_ = review_ctx_of(c, repo);
+            review_result r;
+            if (!(rc = review_tx_trigger(&r, tx, &rc_, s)))
+                review_result_take(c, id, &r);
+            goto out;
+        }
         if (answers && (rc = store_tx_job_insert(&job, tx, "answer", id, 0)))
-            return rc;
+            goto out;
         c->res->session_id = id;
         c->res->job_id = job;
         if (job)
             result_set(c->res, INGEST_ACCEPTED, "answer to session %lld", (long long)id);
         else
             result_set(c->res, INGEST_ACCEPTED, "added to session %lld", (long long)id);
-        return 0;
+        goto out;
     }
     if (rc != FARM_ENOTFOUND)
         return rc;
+    if (cmd.kind != COMMAND_NONE)
+        return steer(tx, c, repo, &cmd, NULL);
     if (trigger_rule(rule, sizeof(rule), c->cfg, repo, ev))
         return trigger(tx, c, repo, rule);
     result_set(c->res, INGEST_IGNORED, "no session for this %s and no trigger",
                by_pr ? "pull request" : "issue");
     return 0;
+out:
+    store_session_free(s);
+    return rc;
 }
 
 /* The issue (or the session's PR) was closed: the session's log says so and
@@ -385,15 +442,23 @@ static int on_closed(store_tx *tx, ingest_ctx *c, const config_repo *repo)
      * event, and the cancel job ends a session that is queued or waiting.
      * A session in review is left to its pull request's fate. */
     int cancel = !by_pr && strcmp(s->state, "review") != 0;
-    store_session_free(s);
     if (!(b = json_object())) {
+        store_session_free(s);
         farm_error_set("ingest: out of memory");
         return FARM_ENOMEM;
     }
     json_object_set_new(b, "number", json_integer(ev->number));
     if (by_pr)
         json_object_set_new(b, "merged", json_boolean(ev->merged));
-    if ((rc = append(tx, id, by_pr ? "pr_closed" : "issue_closed", ev, b)))
+    rc = append(tx, id, by_pr ? "pr_closed" : "issue_closed", ev, b);
+    if (!rc && by_pr) { /* merged: done; closed unmerged: cancelled (review.h) */
+        review_ctx rc_ = review_ctx_of(c, repo);
+        review_result r;
+        if (!(rc = review_tx_pr_closed(&r, tx, &rc_, s)))
+            job = r.job_id;
+    }
+    store_session_free(s);
+    if (rc)
         return rc;
     if (cancel && (rc = store_tx_job_insert(&job, tx, "cancel", id, 0)))
         return rc;
