@@ -1,48 +1,53 @@
-// admin.js - the admin page (GET /admin): the scaling settings read from
-// and written to /api/scaling (admin token), the slots and the queue as the
-// scaling answer reports them, and the running and queued sessions from
-// /api/digest.
+// admin.js - the admin page (GET /admin): the scaling limits in force, read
+// from and written to /api/scaling (reading needs a viewer token, a change
+// an admin token), the scheduler's slots, the job queue and the outbox from
+// /api/status, and the running and queued sessions from /api/digest.
 "use strict";
 
 (() => {
   const { api, esc, duration } = farm;
   const FIELDS = ["max_agents", "max_per_repo", "min_warm", "idle_timeout_s"];
-  let loaded = null;
+  let current = {};
 
-  // The limits may come flat or under "limits"; either is accepted.
-  function limitsOf(d) {
-    return d && typeof d.limits === "object" && d.limits ? d.limits : d || {};
-  }
-
-  function renderFacts(d) {
-    const dl = document.getElementById("slots");
-    const rows = [];
-    const walk = (obj, prefix) => {
-      for (const [k, v] of Object.entries(obj || {})) {
-        if (FIELDS.includes(k) && !prefix) continue;
-        if (v && typeof v === "object" && !Array.isArray(v)) walk(v, prefix + k + " ");
-        else rows.push("<dt>" + esc((prefix + k).replace(/_/g, " ")) + "</dt><dd>" +
-                       esc(Array.isArray(v) ? v.length + " entries" : v) + "</dd>");
-      }
-    };
-    walk(d, "");
-    dl.innerHTML = rows.join("") || "<dt>slots</dt><dd>not reported by this farm</dd>";
+  function dl(rows) {
+    return rows.map(([k, v]) => "<dt>" + esc(k) + "</dt><dd>" + esc(v) + "</dd>").join("");
   }
 
   async function loadScaling() {
     const st = document.getElementById("scaling-status");
     try {
-      const d = await api("GET", "/api/scaling", undefined, { askOn403: true });
-      loaded = limitsOf(d);
+      current = await api("GET", "/api/scaling");
       for (const f of FIELDS) {
-        const v = loaded[f];
-        document.getElementById(f).value = typeof v === "object" && v ? v.value : v;
+        const input = document.getElementById(f);
+        input.value = current[f];
+        const src = current.source && current.source[f];
+        input.title = src === "setting" ? "set here (kept in the store)" : "from the config file";
+        const note = document.getElementById(f + "-source");
+        if (note) note.textContent = src === "setting" ? "set here" : "from the config";
       }
-      renderFacts(d);
-      farm.status(st, "");
     } catch (e) {
-      renderFacts(null);
-      farm.status(st, e.status === 404 ? "This farm does not serve /api/scaling." : "Could not read the settings: " + e.message, "error");
+      farm.status(st, "Could not read the settings: " + e.message, "error");
+    }
+  }
+
+  async function loadStatus() {
+    const box = document.getElementById("slots");
+    try {
+      const s = await api("GET", "/api/status");
+      const sc = s.scheduler || {}, jobs = s.jobs || {}, ob = s.outbox || {};
+      box.innerHTML = dl([
+        ["scheduler", sc.running ? "running" : "not running in this process"],
+        ["slots", (sc.slots || 0) + " (" + (sc.busy || 0) + " busy, " + (sc.idle || 0) + " idle, " + (sc.warm || 0) + " warm)"],
+        ["jobs queued", jobs.queued || 0],
+        ["jobs running", jobs.leased || 0],
+        ["jobs done / failed", (jobs.done || 0) + " / " + (jobs.failed || 0)],
+        ["jobs started here", sc.jobs_started || 0],
+        ["waits for memory", sc.admission_waits || 0],
+        ["outbox pending", (ob.pending || 0) + (ob.retries ? " (" + ob.retries + " retries)" : "")],
+        ["outbox sent / failed", (ob.sent || 0) + " / " + (ob.failed || 0)],
+      ]);
+    } catch (e) {
+      box.innerHTML = dl([["status", "could not be read: " + e.message]]);
     }
   }
 
@@ -51,14 +56,17 @@
       const d = await api("GET", "/api/digest?since=1h");
       const list = (d.running || []).concat(d.queued || []);
       document.getElementById("work").innerHTML = list.length ? list.map((s) =>
-        '<article class="row" data-state="' + esc(s.state) + '"><h3><a href="/sessions/' + esc(s.id) + '">' + esc(s.title || "(untitled)") + "</a></h3>" +
+        '<article class="row" data-state="' + esc(s.state) + '"><h3><a href="/sessions/' + esc(s.id) + '">' +
+        esc(s.title || "(untitled)") + "</a></h3>" +
         '<p class="meta">' + esc(s.repo) + "#" + esc(s.number) + " " + farm.stateBadge(s.state) +
-        (s.step ? ' <span class="sep">·</span> ' + esc(s.step.name) : "") + ' <span class="sep">·</span> ' +
-        duration((Date.now() - Date.parse(s.created)) / 1000) + "</p></article>").join("")
+        (s.step ? ' <span class="sep" aria-hidden="true">·</span> <span class="step">' + esc(s.step.name) + "</span>" : "") +
+        ' <span class="sep" aria-hidden="true">·</span> ' + duration((Date.now() - Date.parse(s.created)) / 1000) +
+        "</p></article>").join("")
         : '<p class="empty">Nothing runs and nothing is queued.</p>';
     } catch (e) {
       document.getElementById("work").innerHTML = '<p class="empty">Could not read the queue: ' + esc(e.message) + "</p>";
     }
+    document.body.dataset.loaded = "1";
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -67,19 +75,31 @@
       const st = document.getElementById("scaling-status");
       const change = {};
       for (const f of FIELDS) {
-        const v = parseInt(document.getElementById(f).value, 10);
-        if (Number.isNaN(v)) { farm.status(st, f + ": a whole number, please", "error"); return; }
-        change[f] = v;
+        const raw = document.getElementById(f).value.trim();
+        if (!/^[0-9]+$/.test(raw)) {
+          farm.status(st, f.replace(/_/g, " ") + ": a whole number, please", "error");
+          document.getElementById(f).focus();
+          return;
+        }
+        const v = parseInt(raw, 10);
+        if (v !== current[f]) change[f] = v;
+      }
+      if (!Object.keys(change).length) {
+        farm.status(st, "Nothing changed.");
+        return;
       }
       try {
         await api("PUT", "/api/scaling", change, { askOn403: true });
-        farm.status(st, "Saved.", "ok");
-        loadScaling();
+        farm.status(st, "Saved: " + Object.entries(change).map(([k, v]) => k + " = " + v).join(", ") + ".", "ok");
+        await loadScaling();
+        loadStatus();
       } catch (e) {
         farm.status(st, "Not saved: " + e.message, "error");
+        const field = e.body && e.body.field;
+        if (field && document.getElementById(field)) document.getElementById(field).focus();
       }
     });
-    loadScaling().then(loadWork);
-    setInterval(loadWork, 5000);
+    loadScaling().then(loadStatus).then(loadWork);
+    setInterval(() => { loadStatus(); loadWork(); }, 5000);
   });
 })();

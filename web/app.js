@@ -124,8 +124,8 @@ const farm = (() => {
   }
 
   function testsBadge(tests) {
-    if (tests === "passed") return '<span class="badge ok" title="tests passed">✓ passed</span>';
-    if (tests === "failed") return '<span class="badge bad" title="tests failed">✗ failed</span>';
+    if (tests === "passed") return '<span class="badge ok" title="tests passed">✓ tests passed</span>';
+    if (tests === "failed") return '<span class="badge bad" title="tests failed">✗ tests failed</span>';
     return '<span class="muted">no tests yet</span>';
   }
 

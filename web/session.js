@@ -164,6 +164,8 @@
     const u = session && safeUrl(session.pr_url);
     pr.innerHTML = u ? '<a href="' + esc(u) + '" rel="noreferrer">Pull request #' + esc(session.pr_number) + "</a>" +
       (session.branch ? ' on <code>' + esc(session.branch) + "</code>" : "") : "";
+    const cancel = document.getElementById("cancel");
+    cancel.hidden = !session || ["done", "failed", "cancelled", "review"].includes(session.state);
     const ap = document.getElementById("answer-panel");
     const waiting = (session && session.state === "waiting") || (!session && openQuestion);
     const q = openQuestion ? openQuestion.text : session && session.question;
@@ -313,6 +315,16 @@
     }
     wireForm("message-form", "message", "message-status", "Sent. It appears in the log below.");
     wireForm("answer-form", "answer", "message-status", "Answer sent.");
+    document.getElementById("cancel").addEventListener("click", async () => {
+      if (!confirm("Stop this session's run now?")) return;
+      const st = document.getElementById("status");
+      try {
+        await api("POST", "/api/sessions/" + encodeURIComponent(id) + "/cancel", {}, { askOn403: true });
+        farm.status(st, "Cancelling…", "ok");
+      } catch (e) {
+        farm.status(st, "Not cancelled: " + e.message, "error");
+      }
+    });
     setInterval(() => {
       for (const el of document.querySelectorAll(".elapsed[data-since]"))
         el.textContent = duration((Date.now() - Date.parse(el.dataset.since)) / 1000);

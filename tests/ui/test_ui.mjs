@@ -157,6 +157,27 @@ test("the message box posts to the session", async () => {
   });
 });
 
+test("the admin page shows the slots and changes scaling", async () => {
+  await withPage("admin", async (page) => {
+    await page.goto(farm.url + "/admin");
+    await page.waitForSelector("body[data-loaded='1']");
+    const before = Number(await page.inputValue("#max_agents"));
+    assert.ok(before >= 1, "max_agents is shown (" + before + ")");
+    assert.match(await page.locator("#slots").innerText(), /jobs queued/);
+    await page.fill("#max_agents", String(before + 3));
+    await page.click("#scaling-form button[type=submit]");
+    await page.locator("#scaling-status", { hasText: "Saved" }).waitFor();
+    const r = await page.evaluate(async (t) => (await fetch("/api/scaling", { headers: { Authorization: "Bearer " + t } })).json(), h.ADMIN_TOKEN);
+    assert.equal(r.max_agents, before + 3);
+    assert.equal(r.source.max_agents, "setting");
+    // more per repository than in total: the server refuses and names the field
+    await page.fill("#max_per_repo", String(before + 50));
+    await page.click("#scaling-form button[type=submit]");
+    await page.locator("#scaling-status", { hasText: "Not saved" }).waitFor();
+    assert.match(await page.locator("#scaling-status").innerText(), /max_per_repo/);
+  });
+});
+
 test("the queue renders 500 sessions quickly", async () => {
   const many = new h.Farm();
   await many.start();
