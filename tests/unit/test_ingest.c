@@ -616,14 +616,17 @@ static void reviews_and_pr_comments_reach_the_session(void **state)
     sqlite3 *db = NULL;
     snprintf(path, sizeof(path), "%s/data/farm.db", fx->dir);
     assert_int_equal(store_conn_open(&db, path, 0), 0);
-    assert_int_equal(store_exec(db, "UPDATE session SET pr_number = 40, state = 'review'"), 0);
+    assert_int_equal(store_exec(db, "UPDATE session SET pr_number = 40, state = 'review';"
+                                    "UPDATE job SET state = 'done'"),
+                     0);
     sqlite3_close(db);
 
+    /* a review starts a revision (review.h); its comments join it */
     ev = ev_make(fx, id, TEV_REVIEW_SUBMITTED, "octo/app", 40);
     ev.review_state = "changes_requested";
     ev.comment_body = "please rename";
     r = ingest_ok(fx, &ev);
-    expect(&r, INGEST_ACCEPTED, "added to session");
+    expect(&r, INGEST_ACCEPTED, "revise job");
     assert_int_equal(r.session_id, sid);
 
     ev = ev_make(fx, id, TEV_REVIEW_COMMENT, "octo/app", 40);
@@ -631,7 +634,7 @@ static void reviews_and_pr_comments_reach_the_session(void **state)
     ev.line = 12;
     ev.comment_body = "typo here";
     r = ingest_ok(fx, &ev);
-    expect(&r, INGEST_ACCEPTED, "added to session");
+    expect(&r, INGEST_ACCEPTED, "queued already");
 
     ev = ev_make(fx, id, TEV_COMMENT_CREATED, "octo/app", 40);
     ev.is_pr = 1;
@@ -653,16 +656,20 @@ static void reviews_and_pr_comments_reach_the_session(void **state)
     store_event *e = NULL;
     size_t n = 0;
     assert_int_equal(store_event_list(&e, &n, fx->s, sid, 0, 0), 0);
-    assert_int_equal(n, 5);
+    assert_int_equal(n, 8);
     assert_string_equal(e[1].kind, "review");
     assert_non_null(strstr(e[1].body, "\"review_state\":\"changes_requested\""));
-    assert_string_equal(e[2].kind, "review_comment");
-    assert_non_null(strstr(e[2].body, "\"path\":\"src/main.c\""));
-    assert_non_null(strstr(e[2].body, "\"line\":12"));
-    assert_string_equal(e[3].kind, "comment");
-    assert_non_null(strstr(e[3].body, "\"is_pr\":true"));
-    assert_string_equal(e[4].kind, "pr_closed");
-    assert_non_null(strstr(e[4].body, "\"merged\":true"));
+    assert_string_equal(e[2].kind, "revision_queued");
+    assert_string_equal(e[3].kind, "review_comment");
+    assert_non_null(strstr(e[3].body, "\"path\":\"src/main.c\""));
+    assert_non_null(strstr(e[3].body, "\"line\":12"));
+    assert_string_equal(e[4].kind, "revision_queued");
+    assert_string_equal(e[5].kind, "comment");
+    assert_non_null(strstr(e[5].body, "\"is_pr\":true"));
+    assert_string_equal(e[6].kind, "pr_closed");
+    assert_non_null(strstr(e[6].body, "\"merged\":true"));
+    assert_string_equal(e[7].kind, "state");
+    assert_non_null(strstr(e[7].body, "\"to\":\"done\""));
     store_event_list_free(e, n);
 }
 
