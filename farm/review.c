@@ -92,8 +92,10 @@ static int64_t newest_seq(store_tx *tx, const store_session *s)
 static int reply(store_tx *tx, const review_ctx *c, const store_session *s, const char *name,
                  const char *body)
 {
+    const tracker_event *ev = c->ev;
+    int about_pr = ev->is_pr || ev->kind == TEV_REVIEW_SUBMITTED || ev->kind == TEV_REVIEW_COMMENT;
     char key[256];
-    json_t *p = json_pack("{s:s,s:b}", "body", body, "on_pr", c->ev->is_pr && s->pr_number > 0);
+    json_t *p = json_pack("{s:s,s:b}", "body", body, "on_pr", about_pr && s->pr_number > 0);
     if (p && c->ev->installation_id)
         json_object_set_new(p, "installation_id", json_integer(c->ev->installation_id));
     char *text = json_take(p);
