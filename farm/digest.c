@@ -262,7 +262,8 @@ static int section_build(json_t **out, store *s, const section *sec, int64_t sin
         nall += n;
         free(v); /* the strings moved into all */
     }
-    qsort(all, nall, sizeof(*all), by_id_desc);
+    if (nall > 1)
+        qsort(all, nall, sizeof(*all), by_id_desc);
     if (nall > DIGEST_SECTION_MAX) {
         for (size_t i = DIGEST_SECTION_MAX; i < nall; i++)
             session_clear(&all[i]);
