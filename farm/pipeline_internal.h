@@ -201,6 +201,7 @@ typedef struct pl_prompt_in {
     const char *question;
     const char *answer;
     const char *answer_author;
+    int64_t reviews_after_ms;   /* ... and inline comments from the tracker created after this */
     int64_t reviews_after_seq;  /* revision: review events after this seq */
     int64_t history_before_seq; /* the digest covers the log before this seq (0: all) */
 } pl_prompt_in;

@@ -12,6 +12,7 @@
 #include "store_run.h"
 #include "trackers.h"
 
+#include "../base/clock.h"
 #include "../base/error.h"
 #include "../base/log.h"
 
@@ -115,14 +116,17 @@ static int gather_messages(gathered *g, farm *f, const store_session *s)
 }
 
 static int gather_reviews(gathered *g, farm *f, tracker *t, const store_session *s,
-                          const config_repo *repo, int64_t after_seq)
+                          const config_repo *repo, int64_t after_seq, int64_t after_ms)
 {
+    char after[40] = "";
     static const char *const kinds[] = {"review", "review_comment", NULL};
     tracker_ref ref = TRACKER_REF_INIT;
     int rc;
 
     ref.repo = repo->name;
     ref.number = s->number;
+    if (after_ms > 0)
+        clock_format_rfc3339(after, sizeof(after), after_ms);
     if (s->pr_number > 0 && t &&
         tracker_pr_review_comments(&g->rc, &g->nrc, t, &ref, s->pr_number) != 0) {
         log_warn("review comments not read; using the ones recorded", "repo", repo->name, "error",
@@ -162,6 +166,11 @@ static int gather_reviews(gathered *g, farm *f, tracker *t, const store_session 
     }
     for (size_t k = 0; k < g->nrc && g->nreviews < REVIEWS_MAX; k++) {
         if (is_farm_comment(g->rc[k].body))
+            continue;
+        /* inline comments older than the previous run were addressed then
+         * (RFC 3339 in UTC compare as text, to the second) */
+        if (after_ms > 0 && g->rc[k].created_at && strlen(g->rc[k].created_at) >= 19 &&
+            strncmp(g->rc[k].created_at, after, 19) < 0)
             continue;
         prompt_review_comment *r = &g->reviews[g->nreviews++];
         r->author = g->rc[k].author;
@@ -205,7 +214,7 @@ int pl_prompt_compose(char **out, farm *f, const store_session *s, const config_
         if ((rc = history_digest(&g.history, f->store, s->id, in->history_before_seq)))
             goto out;
         if (in->step == PROMPT_REVISION &&
-            (rc = gather_reviews(&g, f, t, s, repo, in->reviews_after_seq)))
+            (rc = gather_reviews(&g, f, t, s, repo, in->reviews_after_seq, in->reviews_after_ms)))
             goto out;
     }
 

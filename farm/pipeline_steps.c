@@ -12,6 +12,7 @@
 #include "outbox.h"
 #include "pipeline_internal.h"
 #include "report.h"
+#include "review.h"
 #include "store_run.h"
 
 #include "../base/buf.h"
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -427,7 +429,13 @@ int pl_find_answer(pl_answer_info *a, pl_run *r)
         const char *who = json_string_value(json_object_get(b, "author"));
         if (!who)
             who = v[i].actor;
-        if (text && *text && !json_is_true(json_object_get(b, "is_pr"))) {
+        /* a message came through the API (members only); a comment counts
+         * when its author may start work (as ingest decided for the job) */
+        const char *access = json_string_value(json_object_get(b, "access"));
+        int member = !strcmp(v[i].kind, "message") || (access && !strcmp(access, "write"));
+        for (size_t k = 0; !member && who && k < r->repo->nallowed_actors; k++)
+            member = r->repo->allowed_actors[k] && !strcasecmp(r->repo->allowed_actors[k], who);
+        if (member && text && *text && !json_is_true(json_object_get(b, "is_pr"))) {
             a->answer = strdup(text);
             a->author = strdup(who ? who : "someone");
         }
@@ -437,19 +445,12 @@ int pl_find_answer(pl_answer_info *a, pl_run *r)
     return 0;
 }
 
-/* The seq after which this run's review comments count: the previous
- * run's end. */
-static int64_t previous_run_end(pl_run *r)
+/* Where this revision's review comments begin: the previous run's start,
+ * so comments that came while that run was at work are this one's
+ * (review.h). */
+static int64_t review_window(pl_run *r, int64_t *ts_ms)
 {
-    static const char *const kinds[] = {"run_finished", NULL};
-    store_event *e = NULL;
-    int64_t seq = 0;
-    if (store_event_last_kind(&e, r->f->store, r->s->id, kinds, 0) == 0 && e) {
-        if (e->seq < r->start_seq)
-            seq = e->seq;
-        store_event_list_free(e, 1);
-    }
-    return seq;
+    return review_window_start(r->f->store, r->s->id, r->start_seq, ts_ms);
 }
 
 /* The agent asked a question: waiting, the question on the issue. */
@@ -516,7 +517,7 @@ int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
         pin.test_output = p->test_tail ? p->test_tail : "";
     } else if (!strcmp(r->kind, "revise")) {
         pin.step = PROMPT_REVISION;
-        pin.reviews_after_seq = previous_run_end(r);
+        pin.reviews_after_seq = review_window(r, &pin.reviews_after_ms);
     } else if (!strcmp(r->kind, "answer")) {
         if ((rc = pl_find_answer(&ans, r)))
             goto out;
