@@ -540,6 +540,31 @@ static void thread_add(thread_reply *v, size_t *n, int64_t target, int64_t key_i
         v[(*n)++] = (thread_reply){target, key_id};
 }
 
+int64_t review_window_start(store *s, int64_t session_id, int64_t run_seq, int64_t *ts_ms)
+{
+    static const char *const kinds[] = {"run_started", NULL};
+    int64_t seq = 0, ts = 0, after = 0;
+
+    for (;;) {
+        store_event *e = NULL;
+        size_t n = 0;
+        if (store_event_list_kinds(&e, &n, s, session_id, kinds, after, STORE_LIST_MAX) != 0)
+            break; /* unreadable: the whole log is the window */
+        for (size_t i = 0; i < n && e[i].seq < run_seq; i++) {
+            seq = e[i].seq;
+            ts = e[i].ts_ms;
+        }
+        int more = n == STORE_LIST_MAX && e[n - 1].seq < run_seq;
+        after = n ? e[n - 1].seq : after;
+        store_event_list_free(e, n);
+        if (!more)
+            break;
+    }
+    if (ts_ms)
+        *ts_ms = ts;
+    return seq;
+}
+
 int review_replies_enqueue(farm *f, int64_t session_id, int64_t run_no, int64_t run_seq,
                            const char *commit, const char *summary)
 {

@@ -78,6 +78,13 @@ int review_tx_command(review_result *out, store_tx *tx, const review_ctx *c, con
 int review_tx_pr_closed(review_result *out, store_tx *tx, const review_ctx *c,
                         const store_session *s);
 
+/* Where the review window of the run whose "run_started" event is run_seq
+ * begins: the seq of the session's previous "run_started" event (0 when
+ * there is none), and its time in *ts_ms (may be NULL). Review comments
+ * logged after it and before run_seq are that run's to address, those that
+ * came while the previous run was at work included (it never saw them). */
+int64_t review_window_start(store *s, int64_t session_id, int64_t run_seq, int64_t *ts_ms);
+
 /* A revision (the run whose "run_started" event is run_seq) pushed commit:
  * reply in each review thread whose comments it addressed, those logged
  * after the previous run started and before this one. summary (may be NULL)

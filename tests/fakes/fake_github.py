@@ -1037,6 +1037,7 @@ class Handler(BaseHTTPRequestHandler):
                         "resource": "PullRequestReview", "field": "event", "code": "invalid"}])
                 review = {"id": st.new_id(), "body": (body or {}).get("body") or "",
                           "state": states[event], "user": user_json(me),
+                          "author_association": self._association(r, me),
                           "submitted_at": iso(),
                           "html_url": "https://github.example/%s/pull/%d" % (
                               r["name"], p["number"])}
