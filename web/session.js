@@ -120,12 +120,15 @@
     seen.set("queued", session ? session.created : null);
     for (const s of states) seen.set(s.to, s.ts);
     let path = PATH.slice();
-    for (const extra of ["revising", "waiting", "failed", "cancelled"]) {
-      if (seen.has(extra) || cur === extra) {
-        if (extra === "failed" || extra === "cancelled") path = path.filter((p) => p !== "done" && (seen.has(p) || p === "queued")).concat([extra]);
-        else if (!path.includes(extra)) path.splice(path.indexOf("review") + (extra === "revising" ? 1 : 0), 0, extra);
-      }
+    if (seen.has("revising") || cur === "revising") path.splice(path.indexOf("review") + 1, 0, "revising");
+    if (seen.has("waiting") || cur === "waiting") {
+      // after the last state it came from
+      let k = 0;
+      path.forEach((p, i) => { if (seen.has(p) && p !== "waiting" && seen.get(p) <= (seen.get("waiting") || "~")) k = i; });
+      path.splice(k + 1, 0, "waiting");
     }
+    if (cur === "failed" || cur === "cancelled") // only where it went, then how it ended
+      path = path.filter((p) => seen.has(p) && p !== cur).concat([cur]);
     el.innerHTML = path.map((p) => {
       const cls = p === cur ? "current" : seen.has(p) ? "past" : "future";
       const when = seen.get(p);
