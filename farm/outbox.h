@@ -95,9 +95,11 @@ int outbox_status(store *s, int64_t session_id, const char *payload_json);
  * for it first: the comment's marker, the PR's branch. A status comment is
  * always looked for by its marker until its id is known.
  *
- * GitHub App: a call needs the installation id. Sessions do not keep it, so
- * whoever enqueues puts the delivery's installation_id in the payload
- * ("installation_id": n); a PR's then_comment inherits it.
+ * GitHub App: a call is made as an installation. Sessions do not keep its
+ * id, so whoever enqueues puts the delivery's installation_id in the
+ * payload ("installation_id": n; a PR's then_comment inherits it); without
+ * one the client asks GitHub for the repository's installation (one
+ * request, remembered).
  */
 typedef struct outbox_opts {
     int workers;            /* sender threads; default 4 */

@@ -16,6 +16,11 @@
 
 #include "farm/store_local.h"
 #include "vcs/azure.h"
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include "vcs/local.h"
 
 #define AZ_PAT "azure-outbox-test-pat"
@@ -281,6 +286,127 @@ static void azure_pr_retry_after_500(void **state)
     assert_int_equal(fake_count(&fx->az, "POST", "ullRequests"), 3); /* 500, 500, created */
 }
 
+/* ---- GitHub as an App ------------------------------------------------------ */
+
+#define APP_CONFIG                                                                                 \
+    "{ \"data_dir\": \"@DIR@/data\","                                                              \
+    "  \"github\": { \"api_url\": \"%s\", \"app_id\": 4242,"                                       \
+    "              \"app_private_key\": \"file:@DIR@/app.pem\" },"                                 \
+    "  \"repos\": [ { \"name\": \"o/r\", \"tracker\": \"github\", \"clone_url\": \"x\","           \
+    "                 \"trigger\": { \"label\": \"agent\" } } ] }"
+
+static char *bio_text(BIO *b)
+{
+    char *data = NULL;
+    long n = BIO_get_mem_data(b, &data);
+    char *s = malloc((size_t)n + 1); /* not NUL-terminated: no strndup */
+    if (s) {
+        memcpy(s, data, (size_t)n);
+        s[n] = '\0';
+    }
+    BIO_free(b);
+    return s;
+}
+
+static int setup_app(void **state)
+{
+    fixture *fx = calloc(1, sizeof *fx);
+    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char path[4096];
+    if (!fx || fake_start(&fx->gh, "fake_github.py") != 0)
+        return -1;
+    if (asprintf(&fx->dir, "%s/farm-test-outbox-XXXXXX", base) < 0 || !mkdtemp(fx->dir))
+        return -1;
+    EVP_PKEY *k = EVP_RSA_gen(2048);
+    if (!k)
+        return -1;
+    BIO *b = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
+    char *pem = bio_text(b);
+    b = BIO_new(BIO_s_mem());
+    PEM_write_bio_PUBKEY(b, k);
+    char *pub = bio_text(b);
+    EVP_PKEY_free(k);
+    snprintf(path, sizeof path, "%s/app.pem", fx->dir);
+    FILE *fp = fopen(path, "w");
+    if (!fp || !pem || !pub)
+        return -1;
+    fputs(pem, fp);
+    fclose(fp);
+    json_t *pj = json_string(pub);
+    char *pubj = json_dumps(pj, JSON_ENCODE_ANY);
+    json_decref(ctl(&fx->gh, "POST", "/_fake/state",
+                    "{\"apps\": {\"4242\": {\"public_key\": %s, \"slug\": \"farmapp\"}},"
+                    " \"installations\": {\"77\": {\"app_id\": 4242, \"repos\": [\"o/r\"]}},"
+                    " \"repos\": {\"o/r\": {\"issues\": [{\"title\": \"one\"}]}}}",
+                    pubj));
+    free(pubj);
+    json_decref(pj);
+    free(pem);
+    free(pub);
+    if (!farm_on(fx, APP_CONFIG, fx->gh.url)) {
+        fixture_free(fx);
+        return -1;
+    }
+    *state = fx;
+    return 0;
+}
+
+/* As an App, every call needs the installation: it travels in the payload
+ * (sessions do not keep it), and a PR's then_comment inherits it. */
+static void github_app_installation_from_payload(void **state)
+{
+    fixture *fx = *state;
+    outbox_opts o = test_opts();
+    int64_t sid = new_session(fx, "github", "o/r", 1);
+
+    o.permanent_attempts = 1;
+    enqueue(fx, sid, OUTBOX_COMMENT, "s1:started",
+            "{\"body\": \"On it.\", \"installation_id\": 77}");
+    enqueue(fx, sid, OUTBOX_PR, "s1:pr",
+            "{\"title\": \"Fix\", \"body\": \"Fixed.\", \"head\": \"farm/1-app\","
+            " \"then_comment\": \"PR: {{pr_url}}\", \"installation_id\": 77}");
+    /* without one the client asks GitHub for the repository's installation */
+    enqueue(fx, sid, OUTBOX_COMMENT, "s1:lookup", "{\"body\": \"looked up\"}");
+    /* a wrong one is refused for good */
+    enqueue(fx, sid, OUTBOX_COMMENT, "s1:wrong",
+            "{\"body\": \"wrong installation\", \"installation_id\": 999}");
+    assert_int_equal(outbox_start_opts(fx->f, &o), 0);
+    assert_int_equal(wait_all_settled(fx, 30000), 0);
+
+    outbox_entry *e = NULL;
+    assert_int_equal(store_outbox_get_by_key(&e, fx->s, "s1:pr:comment"), 0);
+    assert_string_equal(e->state, "sent");
+    assert_non_null(strstr(e->payload, "\"installation_id\":77"));
+    outbox_entry_free(e);
+    assert_int_equal(store_outbox_get_by_key(&e, fx->s, "s1:started"), 0);
+    assert_string_equal(e->state, "sent");
+    outbox_entry_free(e);
+    assert_int_equal(store_outbox_get_by_key(&e, fx->s, "s1:lookup"), 0);
+    assert_string_equal(e->state, "sent");
+    outbox_entry_free(e);
+    assert_int_equal(store_outbox_get_by_key(&e, fx->s, "s1:wrong"), 0);
+    assert_string_equal(e->state, "failed");
+    outbox_entry_free(e);
+
+    json_t *st = ctl(&fx->gh, "GET", "/_fake/state", NULL), *c;
+    json_t *list =
+        json_object_get(json_object_get(json_object_get(st, "repos"), "o/r"), "comments");
+    size_t i;
+    int n = 0;
+    json_array_foreach(list, i, c)
+    {
+        const char *who = json_string_value(json_object_get(json_object_get(c, "user"), "login"));
+        if (!who)
+            who = json_string_value(json_object_get(c, "user"));
+        assert_non_null(who);
+        assert_string_equal(who, "farmapp[bot]");
+        n++;
+    }
+    assert_int_equal(n, 3);
+    json_decref(st);
+}
+
 int main(void)
 {
     http_global_init();
@@ -288,6 +414,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(local_comment_status_and_pr, setup_local, teardown),
         cmocka_unit_test_setup_teardown(azure_comment_and_pr, setup_azure, teardown),
         cmocka_unit_test_setup_teardown(azure_pr_retry_after_500, setup_azure, teardown),
+        cmocka_unit_test_setup_teardown(github_app_installation_from_payload, setup_app, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
