@@ -120,6 +120,10 @@ def test_no_change_is_an_explained_failure():
         assert "nothing was changed" in got[0]["body"], got[0]["body"]
         assert w.pulls() == []
         assert repos.branches(w.bare) == ["main"], repos.branches(w.bare)
+        # the status comment ends on the failure
+        farmtest.wait_for(lambda: len(status_comments(w, n, sid)) == 1
+                          and "Failed" in status_comments(w, n, sid)[0]["body"],
+                          30, "the status comment to show the failure")
 
 
 def test_wall_limit_pushes_partial_draft():
