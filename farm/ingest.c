@@ -438,10 +438,16 @@ static int on_closed(store_tx *tx, ingest_ctx *c, const config_repo *repo)
     if (rc)
         return rc;
     int64_t id = s->id, job = 0;
+    int pending = 0;
     /* work in progress on a closed issue stops: a run at work sees the
      * event, and the cancel job ends a session that is queued or waiting.
-     * A session in review is left to its pull request's fate. */
-    int cancel = !by_pr && strcmp(s->state, "review") != 0;
+     * A session in review is left to its pull request's fate, unless a
+     * revision waits or runs (review.h). */
+    if (!by_pr && !strcmp(s->state, "review") && (rc = review_tx_work_pending(&pending, tx, id))) {
+        store_session_free(s);
+        return rc;
+    }
+    int cancel = !by_pr && (strcmp(s->state, "review") != 0 || pending);
     if (!(b = json_object())) {
         store_session_free(s);
         farm_error_set("ingest: out of memory");

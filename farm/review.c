@@ -439,6 +439,15 @@ int review_tx_command(review_result *out, store_tx *tx, const review_ctx *c, con
     return 0;
 }
 
+int review_tx_work_pending(int *out, store_tx *tx, int64_t session_id)
+{
+    int64_t queued = 0, due = 0;
+    int running = 0;
+    int rc = store_tx_review_jobs(&queued, &due, &running, tx, session_id);
+    *out = !rc && (queued || running);
+    return rc;
+}
+
 /* ---- pull request closed ------------------------------------------------------ */
 
 int review_tx_pr_closed(review_result *out, store_tx *tx, const review_ctx *c,

@@ -73,6 +73,10 @@ int review_tx_trigger(review_result *out, store_tx *tx, const review_ctx *c,
 int review_tx_command(review_result *out, store_tx *tx, const review_ctx *c, const command *cmd,
                       const store_session *s);
 
+/* Whether session_id has work queued or at work (a run, revision or
+ * answer job): *out is 1 or 0. Returns 0 or FARM_EIO. */
+int review_tx_work_pending(int *out, store_tx *tx, int64_t session_id);
+
 /* Session s's pull request was closed (ev->merged says how); the
  * "pr_closed" event is in its log already. Returns 0 or a store error. */
 int review_tx_pr_closed(review_result *out, store_tx *tx, const review_ctx *c,

@@ -4,6 +4,11 @@
 // Plain JavaScript, no build step, no dependencies.
 "use strict";
 
+// No page of the farm works inside a frame: a framing site could trick a
+// member into clicking "Send" or "Cancel" (a meta CSP cannot say
+// frame-ancestors, so the page hides itself).
+if (window.top !== window.self) document.documentElement.style.display = "none";
+
 const farm = (() => {
   const TOKEN_KEY = "farm.token";
   const STATES = ["queued", "preparing", "running", "testing", "pushing", "review", "revising",

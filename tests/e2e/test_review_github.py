@@ -140,10 +140,12 @@ def test_strangers_get_one_reply_and_stop_stops():
         farmtest.wait_for(lambda: len([c for c in w.comments(n) if "write access" in c["body"]])
                           >= 1, timeout=30, what="the polite reply")
         # every one of mallory's commands was recorded and refused
-        with w.farm.db() as c:
-            refused = c.execute("SELECT count(*) FROM delivery WHERE reason LIKE"
-                                " '%without write access%'").fetchone()[0]
-        assert refused == 4, refused
+        def refused():
+            with w.farm.db() as c:
+                return c.execute("SELECT count(*) FROM delivery WHERE reason LIKE"
+                                 " '%without write access%'").fetchone()[0]
+        farmtest.wait_for(lambda: refused() >= 4, timeout=30, what="four refusals")
+        assert refused() == 4, refused()
         assert jobs(w, sid, "cancel") == 0
         assert w.session(n)["state"] in AT_WORK
 

@@ -178,6 +178,27 @@ test("the admin page shows the slots and changes scaling", async () => {
   });
 });
 
+test("a page inside a frame hides itself", async () => {
+  await withPage("frame", async (page) => {
+    // the parent is a farm page too (chromium keeps other origins from framing loopback)
+    await page.goto(farm.url + "/admin");
+    assert.notEqual(await page.evaluate(() => getComputedStyle(document.documentElement).display), "none");
+    await page.evaluate(() => {
+      const f = document.createElement("iframe");
+      f.src = "/sessions/1";
+      document.body.append(f);
+    });
+    const frame = await waitForFrame(page, farm.url + "/sessions/1");
+    await frame.waitForLoadState("load");
+    const display = await frame.evaluate(() => getComputedStyle(document.documentElement).display);
+    assert.equal(display, "none");
+  });
+});
+
+async function waitForFrame(page, url) {
+  return h.waitFor(() => page.frames().find((f) => f.url() === url), "the framed page");
+}
+
 test("the queue renders 500 sessions quickly", async () => {
   const many = new h.Farm();
   await many.start();

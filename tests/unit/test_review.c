@@ -563,6 +563,27 @@ static void merged_is_done_closed_is_cancelled(void **state)
     assert_non_null(strstr(r.reason, "has ended"));
 }
 
+static void closing_the_issue_stops_a_waiting_revision(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    int64_t quiet = session_in_review(fx, 17, 170), busy = session_in_review(fx, 18, 180);
+
+    /* in review with nothing to do: left to its pull request */
+    tracker_event ev = ev_make(fx, id, TEV_ISSUE_CLOSED, 17);
+    ingest_result r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "issue closed");
+    assert_int_equal(jobs(fx, quiet, "cancel"), 0);
+
+    /* in review with a revision waiting: the work stops */
+    r = say(fx, 180, 1, "/farm run");
+    assert_true(r.job_id > 0);
+    ev = ev_make(fx, id, TEV_ISSUE_CLOSED, 18);
+    r = ingest_ok(fx, &ev);
+    assert_int_equal(jobs(fx, busy, "cancel"), 1);
+    assert_true(r.job_id > 0);
+}
+
 /* ---- Azure DevOps -------------------------------------------------------------------- */
 
 static void azure_pr_comment_is_a_revision(void **state)
@@ -721,6 +742,7 @@ int main(void)
         T(stop_cancels_and_run_starts_again),
         T(retry_brings_a_failed_session_back),
         T(merged_is_done_closed_is_cancelled),
+        T(closing_the_issue_stops_a_waiting_revision),
         T(azure_pr_comment_is_a_revision),
         T(replies_go_to_each_thread_of_the_window),
         T(debounce_config),
