@@ -98,7 +98,8 @@ typedef struct sandbox_opts {
     size_t max_output;      /* stop forwarding output after this many bytes (the command keeps
                                running, the rest is counted and dropped); 0: 64 MiB */
     const char *stdin_path; /* a host file fed on standard input (opened by the farm, read-only,
-                               no symbolic link), or NULL for /dev/null */
+                               no symbolic link), or NULL for /dev/null. The farm opens it
+                               with its own rights: never a path the sandbox can write */
 } sandbox_opts;
 
 #define SANDBOX_OPTS_INIT                                                                          \

@@ -265,6 +265,39 @@ static void binds_are_bound_as_asked(void **state)
     remove_dir(ro);
 }
 
+static void stdin_is_null_or_the_given_file(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    char path[PATH_MAX], link[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/prompt.md", dir);
+    snprintf(link, sizeof(link), "%s/link.md", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("the prompt\n", f);
+    fclose(f);
+    assert_int_equal(symlink(path, link), 0);
+    capture c;
+    capture_init(&c);
+    const char *argv[] = {"/bin/sh", "-c", "cat; echo end", NULL};
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    o.argv = argv;
+    o.on_output = on_output;
+    o.output_ctx = &c;
+    o.timeout_ms = 30000;
+    sandbox_result r;
+    assert_int_equal(sandbox_run(&r, &o), 0); /* /dev/null: cat ends at once */
+    assert_string_equal(buf_cstr(&c.out), "end\n");
+    buf_reset(&c.out);
+    o.stdin_path = path;
+    assert_int_equal(sandbox_run(&r, &o), 0);
+    assert_string_equal(buf_cstr(&c.out), "the prompt\nend\n");
+    o.stdin_path = link; /* not through a symbolic link */
+    assert_int_equal(sandbox_run(&r, &o), FARM_EINVALID);
+    capture_free(&c);
+    remove_dir(dir);
+}
+
 static void environment_is_an_allowlist(void **state)
 {
     (void)state;
@@ -626,6 +659,7 @@ int main(void)
         cmocka_unit_test(allow_match_patterns),
         cmocka_unit_test(runs_and_streams),
         cmocka_unit_test(binds_are_bound_as_asked),
+        cmocka_unit_test(stdin_is_null_or_the_given_file),
         cmocka_unit_test(environment_is_an_allowlist),
         cmocka_unit_test(timeout_kills_the_tree),
         cmocka_unit_test(stop_from_another_thread),
