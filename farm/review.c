@@ -211,6 +211,19 @@ static int queue_work(review_result *out, store_tx *tx, const review_ctx *c, con
                         "Noted. The farm is still at work on this session, so this is queued "
                         "behind the running revision and starts as soon as that run ends.")))
             return rc;
+    } else {
+        /* the status comment says a revision is coming (a run at work
+         * keeps it up to date itself) */
+        char words[96];
+        if (delay_ms >= 1000)
+            snprintf(words, sizeof(words), "%s queued: starts in about %lld s",
+                     strcmp(kind, "revise") ? "a run is" : "a revision is",
+                     (long long)(delay_ms / 1000));
+        else
+            snprintf(words, sizeof(words), "%s queued",
+                     strcmp(kind, "revise") ? "a run is" : "a revision is");
+        if ((rc = status_update(tx, c, s->id, words)))
+            return rc;
     }
     out->acted = 1;
     out->job_id = job;

@@ -249,8 +249,16 @@ static void review_with_comments_is_one_debounced_revision(void **state)
                            " kind = 'revision_queued' AND body LIKE '%%\"attached\":true%%'",
                            (long long)sid),
                      3);
-    /* nothing runs, so nobody is told the job waits */
+    /* nothing runs, so nobody is told the job waits; the status comment
+     * says a revision is coming, once */
     assert_int_equal(outbox_count(fx, sid, "%queued"), 0);
+    assert_int_equal(outbox_count(fx, sid, "%:status%"), 1);
+    char key[64];
+    snprintf(key, sizeof(key), "s%lld:status", (long long)sid);
+    char *p = outbox_payload(fx, key);
+    assert_non_null(p);
+    assert_non_null(strstr(p, "a revision is queued: starts in about 30 s"));
+    free(p);
 
     /* an approval asks for nothing */
     sql(fx, "UPDATE job SET state = 'done'");
