@@ -591,16 +591,10 @@ int farm_session_message_note(farm *f, int64_t session_id, int64_t *job_id)
     return rc;
 }
 
-int farm_ingest(farm *f, const tracker_event *ev, ingest_result *out)
+/* The event's strings within bounds: 0 or FARM_EINVALID. */
+static int ingest_check(const tracker_event *ev)
 {
-    ingest_ctx c = {0};
     int rc;
-
-    memset(out, 0, sizeof(*out));
-    if (!f || !ev) {
-        farm_error_set("ingest: no event");
-        return FARM_EINVALID;
-    }
     if ((rc = check_string("tracker", ev->tracker, ID_MAX, 1)) ||
         (rc = check_string("delivery id", ev->delivery_id, ID_MAX, 1)) ||
         (rc = check_string("event name", ev->event, ID_MAX, 0)) ||
@@ -610,12 +604,17 @@ int farm_ingest(farm *f, const tracker_event *ev, ingest_result *out)
         (rc = check_string("url", ev->url, URL_MAX, 0)) ||
         (rc = check_string("comment url", ev->comment_url, URL_MAX, 0)))
         return rc;
+    return 0;
+}
 
-    c.cfg = f->cfg;
-    c.ev = ev;
-    c.res = out;
-    rc = store_write(f->store, ingest_write, &c);
-    if (rc == FARM_EEXISTS && c.duplicate) {
+/* After the write's commit (rc: what the store said): a duplicate becomes
+ * an outcome, a failure clears *out, new work wakes the scheduler. */
+static int ingest_finish(farm *f, const ingest_ctx *c, int rc)
+{
+    const tracker_event *ev = c->ev;
+    ingest_result *out = c->res;
+
+    if (rc == FARM_EEXISTS && c->duplicate) {
         memset(out, 0, sizeof(*out));
         result_set(out, INGEST_DUPLICATE, "delivery recorded before");
         rc = 0;
@@ -627,6 +626,27 @@ int farm_ingest(farm *f, const tracker_event *ev, ingest_result *out)
     }
     if (out->job_id)
         farm_jobs_kick(f); /* committed: the scheduler takes the job at once */
+    return 0;
+}
+
+int farm_ingest(farm *f, const tracker_event *ev, ingest_result *out)
+{
+    ingest_ctx c = {0};
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!f || !ev) {
+        farm_error_set("ingest: no event");
+        return FARM_EINVALID;
+    }
+    if ((rc = ingest_check(ev)))
+        return rc;
+
+    c.cfg = f->cfg;
+    c.ev = ev;
+    c.res = out;
+    if ((rc = ingest_finish(f, &c, store_write(f->store, ingest_write, &c))))
+        return rc;
     if (out->outcome == INGEST_ACCEPTED)
         log_info("delivery accepted", "tracker", ev->tracker, "delivery", ev->delivery_id, "reason",
                  out->reason);
@@ -634,4 +654,54 @@ int farm_ingest(farm *f, const tracker_event *ev, ingest_result *out)
         log_debug("delivery", "tracker", ev->tracker, "delivery", ev->delivery_id, "outcome",
                   ingest_outcome_name(out->outcome), "reason", out->reason);
     return 0;
+}
+
+/* ---- without waiting ------------------------------------------------------- */
+
+typedef struct ingest_async {
+    farm *f;
+    ingest_ctx c;
+    ingest_result res;
+    ingest_done_fn done;
+    void *arg;
+} ingest_async;
+
+static int ingest_async_write(store_tx *tx, void *arg)
+{
+    return ingest_write(tx, &((ingest_async *)arg)->c);
+}
+
+/* On the store's writer thread, once the delivery is durable. */
+static void ingest_async_done(void *arg, int rc)
+{
+    ingest_async *a = arg;
+    rc = ingest_finish(a->f, &a->c, rc);
+    a->done(a->arg, rc, &a->res);
+    free(a);
+}
+
+int farm_ingest_submit(farm *f, const tracker_event *ev, ingest_done_fn done, void *arg)
+{
+    ingest_async *a;
+    int rc;
+
+    if (!f || !ev || !done) {
+        farm_error_set("ingest: no event or no completion");
+        return FARM_EINVALID;
+    }
+    if ((rc = ingest_check(ev)))
+        return rc;
+    if (!(a = calloc(1, sizeof(*a)))) {
+        farm_error_set("ingest: out of memory");
+        return FARM_ENOMEM;
+    }
+    a->f = f;
+    a->c.cfg = f->cfg;
+    a->c.ev = ev;
+    a->c.res = &a->res;
+    a->done = done;
+    a->arg = arg;
+    if ((rc = store_write_async(f->store, ingest_async_write, a, ingest_async_done)))
+        free(a);
+    return rc;
 }

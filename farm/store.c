@@ -8,6 +8,8 @@
  * each caller with its result after the COMMIT (WAL, synchronous=FULL) is on
  * disk. Under load the queue fills while the previous fsync runs, so the
  * number of commits grows much more slowly than the number of writes.
+ * An asynchronous write (store_write_async) waits for no thread: its request
+ * lives on the heap and the writer calls its completion after the COMMIT.
  */
 #include "store_internal.h"
 
@@ -22,9 +24,10 @@
 struct store_write_req {
     store_write_fn fn;
     void *arg;
+    store_done_fn done; /* set for store_write_async(): the request is on the heap */
     int rc;
     int finished;
-    pthread_cond_t cond; /* signalled when finished */
+    pthread_cond_t cond; /* signalled when finished (store_write() only) */
     char err[512];       /* the write function's error message */
     store_write_req *next;
 };
@@ -284,6 +287,21 @@ static void run_batch(store *s, store_write_req *batch)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* Run the completions of finished asynchronous writes, in queue order, with
+ * each write's error message in the error slot, and free their requests. */
+static void complete_async(store_write_req *list)
+{
+    for (store_write_req *r = list, *next; r; r = next) {
+        next = r->next;
+        if (r->rc)
+            farm_error_set("%s", r->err);
+        else
+            farm_error_clear();
+        r->done(r->arg, r->rc);
+        free(r);
+    }
+}
+
 static void *writer_main(void *arg)
 {
     store *s = arg;
@@ -311,15 +329,52 @@ static void *writer_main(void *arg)
 
         run_batch(s, batch);
 
+        /* Wake the blocked callers; set the asynchronous ones aside, to be
+         * completed without the lock (their callbacks may queue writes). */
+        store_write_req *done = NULL, **done_tail = &done;
         pthread_mutex_lock(&s->lock);
         for (store_write_req *r = batch, *next; r; r = next) {
-            next = r->next; /* r lives on its caller's stack: read next first */
+            next = r->next; /* a blocked caller's r lives on its stack: read next first */
+            if (r->done) {
+                r->next = NULL;
+                *done_tail = r;
+                done_tail = &r->next;
+                continue;
+            }
             r->finished = 1;
             pthread_cond_signal(&r->cond);
+        }
+        if (done) {
+            pthread_mutex_unlock(&s->lock);
+            complete_async(done);
+            pthread_mutex_lock(&s->lock);
         }
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
+}
+
+/* Queue r (under no lock); FARM_ECANCELLED when the store is closing. With
+ * wait set, block until the writer has finished it. */
+static int enqueue(store *s, store_write_req *r, int wait)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->lock);
+        farm_error_set("store: closing, no more writes");
+        return FARM_ECANCELLED;
+    }
+    if (s->tail)
+        s->tail->next = r;
+    else
+        s->head = r;
+    s->tail = r;
+    s->stats.queued++;
+    pthread_cond_signal(&s->wake);
+    while (wait && !r->finished)
+        pthread_cond_wait(&r->cond, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
 }
 
 int store_write(store *s, store_write_fn fn, void *arg)
@@ -332,28 +387,34 @@ int store_write(store *s, store_write_fn fn, void *arg)
         return FARM_EINVALID; /* it would wait for itself forever */
     }
     pthread_cond_init(&r.cond, NULL);
-    pthread_mutex_lock(&s->lock);
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->lock);
-        pthread_cond_destroy(&r.cond);
-        farm_error_set("store: closing, no more writes");
-        return FARM_ECANCELLED;
-    }
-    if (s->tail)
-        s->tail->next = &r;
-    else
-        s->head = &r;
-    s->tail = &r;
-    s->stats.queued++;
-    pthread_cond_signal(&s->wake);
-    while (!r.finished)
-        pthread_cond_wait(&r.cond, &s->lock);
-    pthread_mutex_unlock(&s->lock);
+    rc = enqueue(s, &r, 1);
     pthread_cond_destroy(&r.cond);
-
+    if (rc)
+        return rc;
     rc = r.rc;
     if (rc)
         farm_error_set("%s", r.err);
+    return rc;
+}
+
+int store_write_async(store *s, store_write_fn fn, void *arg, store_done_fn done)
+{
+    store_write_req *r;
+    int rc;
+
+    if (!fn || !done) {
+        farm_error_set("store: an asynchronous write needs a write and a completion function");
+        return FARM_EINVALID;
+    }
+    if (!(r = calloc(1, sizeof(*r)))) {
+        farm_error_set("store: out of memory");
+        return FARM_ENOMEM;
+    }
+    r->fn = fn;
+    r->arg = arg;
+    r->done = done;
+    if ((rc = enqueue(s, r, 0)))
+        free(r);
     return rc;
 }
 

@@ -11,7 +11,8 @@
  * in ONE transaction (each in its own savepoint, so a failing write is rolled
  * back alone), commits once, and then wakes all their callers: concurrent
  * writers share one fsync (group commit), and no caller returns before its
- * write is durable. Write functions run on the writer thread and touch the
+ * write is durable; store_write_async() queues a write with a completion
+ * function instead of blocking. Write functions run on the writer thread and touch the
  * database only through the store_tx_*() calls below, which are valid only
  * inside a write function.
  *
@@ -79,6 +80,22 @@ typedef int (*store_write_fn)(store_tx *tx, void *arg);
  * holding it is durable. Returns fn's code when fn failed, FARM_EIO when the
  * commit itself failed (then nothing of the batch was written), or 0. */
 int store_write(store *s, store_write_fn fn, void *arg);
+
+/* The completion of an asynchronous write: rc is what store_write() would
+ * have returned (with farm_error_last() saying why when it is not 0). It runs
+ * on the writer thread after the transaction holding the write is durable
+ * (or has failed), before the next batch begins, so it must be quick: wake
+ * someone, never wait. It must not call store_write(); it may queue another
+ * store_write_async(). */
+typedef void (*store_done_fn)(void *arg, int rc);
+
+/* store_write() without waiting: queue fn(tx, arg) for the next group commit
+ * and return at once; done(arg, rc) is called exactly once, after the
+ * commit, on the writer thread. arg must stay valid until then. Returns 0
+ * when queued, or FARM_EINVALID / FARM_ENOMEM / FARM_ECANCELLED (the store is
+ * closing), and then done is never called. Writes queued before
+ * store_close() are committed and completed before it returns. */
+int store_write_async(store *s, store_write_fn fn, void *arg, store_done_fn done);
 
 /* Counters of the group commit since store_open(), for /metrics. */
 typedef struct store_stats {

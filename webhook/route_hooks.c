@@ -3,10 +3,11 @@
  *
  * The order of checks is the contract: the size cap (413, enforced by the
  * server while the body streams in), the signature or credentials (401), the
- * JSON and its shape (400), then farm_ingest() on a worker thread with the
- * connection suspended, and the answer once the delivery is durable: 202
- * accepted, 200 duplicate or ignored, 503 when the store failed (the tracker
- * redelivers). Every delivery is logged once with its id.
+ * JSON and its shape (400), then farm_ingest_submit() with the connection
+ * suspended: no thread waits for the store; the group commit's completion
+ * resumes the connection, and the answer goes out once the delivery is
+ * durable: 202 accepted, 200 duplicate or ignored, 503 when the store failed
+ * (the tracker redelivers). Every delivery is logged once with its id.
  */
 #include "auth.h"
 #include "hooks.h"
@@ -17,6 +18,8 @@
 #include "../farm/ingest.h"
 
 #include <inttypes.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +33,8 @@ typedef struct hook_state {
     ingest_result result;
     int rc;
     char error[256];
+    struct MHD_Connection *conn; /* resumed by the completion */
+    atomic_int finished;         /* the completion has run */
 } hook_state;
 
 static void hook_state_free(void *p)
@@ -50,15 +55,22 @@ static void refuse(web_request *req, const char *tracker, const char *event, int
     web_reply_error(req, status, error, hint);
 }
 
-static void ingest_work(web_request *req)
+/* The delivery is durable (or the store failed): on the store's writer
+ * thread, so only hand the result over and wake the connection. */
+static void ingest_done(void *arg, int rc, const ingest_result *res)
 {
-    hook_state *st = req->state;
-    st->rc = farm_ingest(req->farm, &st->ev, &st->result);
-    if (st->rc)
+    hook_state *st = arg;
+    struct MHD_Connection *conn = st->conn;
+    st->rc = rc;
+    if (rc)
         snprintf(st->error, sizeof(st->error), "%s", farm_error_last());
+    else
+        st->result = *res;
+    atomic_store(&st->finished, 1);
+    MHD_resume_connection(conn); /* st may be freed from here on */
 }
 
-/* Called again after ingest_work: say what became of the delivery. */
+/* Called again after ingest_done: say what became of the delivery. */
 static int answer(web_request *req)
 {
     hook_state *st = req->state;
@@ -102,23 +114,49 @@ static int answer(web_request *req)
     return web_reply_json(req, 200, o);
 }
 
-/* Hand a parsed event to the ingest workers; the state takes the event. */
-static int defer_ingest(web_request *req, hook_state *st)
+/* Hand a parsed event to ingest and suspend the connection until its
+ * commit; the state takes the event. */
+static int submit_ingest(web_request *req, hook_state *st)
 {
     req->state = st;
     req->state_free = hook_state_free;
     buf_free(&req->body); /* parsed: the event holds what is needed */
-    if (web_defer(req, ingest_work) != 0) {
-        metrics_delivery_count(st->ev.tracker, st->ev.event, "error");
-        return web_reply_error(req, 503, farm_error_last(), "the tracker will redeliver");
+    st->conn = req->conn;
+    req->suspended = 1;
+    MHD_suspend_connection(req->conn);
+    int rc = farm_ingest_submit(req->farm, &st->ev, ingest_done, st);
+    if (rc == 0)
+        return 0;
+    req->suspended = 0;
+    MHD_resume_connection(req->conn);
+    st->rc = rc;
+    snprintf(st->error, sizeof(st->error), "%s", farm_error_last());
+    if (rc == FARM_EINVALID)
+        return answer(req);
+    metrics_delivery_count(st->ev.tracker, st->ev.event, "error");
+    return web_reply_error(req, 503, st->error, "the tracker will redeliver");
+}
+
+/* Is the request waiting for (or back from) ingest? *done is set once
+ * ingest_done has resumed it. */
+static int submitted(web_request *req, int *done)
+{
+    hook_state *st = req->state;
+    *done = 0;
+    if (!st || !req->suspended)
+        return 0;
+    if (atomic_load(&st->finished)) {
+        req->suspended = 0;
+        *done = 1;
     }
-    return 0;
+    return 1;
 }
 
 int route_hook_github(web_request *req)
 {
-    if (req->deferred)
-        return answer(req);
+    int done;
+    if (submitted(req, &done))
+        return done ? answer(req) : 0;
     const char *delivery = web_header(req, "X-GitHub-Delivery");
     const char *event = web_header(req, "X-GitHub-Event");
     snprintf(req->delivery, sizeof(req->delivery), "%s", delivery ? delivery : "");
@@ -164,13 +202,14 @@ int route_hook_github(web_request *req)
                "send a GitHub webhook payload as application/json");
         return 0;
     }
-    return defer_ingest(req, st);
+    return submit_ingest(req, st);
 }
 
 int route_hook_azure(web_request *req)
 {
-    if (req->deferred)
-        return answer(req);
+    int done;
+    if (submitted(req, &done))
+        return done ? answer(req) : 0;
     const char *header = req->cfg->azure.webhook_header;
     if (auth_azure_check(req->cfg, web_header(req, "Authorization"),
                          header && *header ? web_header(req, header) : NULL, req->loopback) != 0) {
@@ -203,5 +242,5 @@ int route_hook_azure(web_request *req)
                "send an Azure DevOps service hook payload (resourceVersion 1.0) as JSON");
         return 0;
     }
-    return defer_ingest(req, st);
+    return submit_ingest(req, st);
 }

@@ -2,8 +2,8 @@
  * test_ingest.c - farm_ingest(): each trigger rule, who may trigger (writers,
  * the Azure allowlist; never bots or the farm itself), unconfigured
  * repositories, pings, duplicates (also when racing), one active session per
- * issue, comments and closing into the session log, and concurrent ingests
- * sharing commits.
+ * issue, comments and closing into the session log, concurrent ingests
+ * sharing commits, and farm_ingest_submit() completing after the commit.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -795,6 +795,88 @@ static void concurrent_ingests_share_commits(void **state)
     assert_true(commits < (uint64_t)(THREADS * PER_THREAD));
 }
 
+/* ---- without waiting: farm_ingest_submit() -------------------------------- */
+
+typedef struct submitted {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    store *s;
+    int completed, failed, visible;
+    ingest_result last;
+    char err[256];
+} submitted;
+
+/* A completion: the session it names must already be committed (a read
+ * connection sees committed data only). */
+static void submit_done(void *arg, int rc, const ingest_result *res)
+{
+    submitted *w = arg;
+    store_session *sess = NULL;
+    int seen = !rc && res->session_id && store_session_get(&sess, w->s, res->session_id) == 0;
+    store_session_free(sess);
+    pthread_mutex_lock(&w->lock);
+    w->completed++;
+    w->visible += seen;
+    if (rc) {
+        w->failed++;
+        snprintf(w->err, sizeof(w->err), "%s", farm_error_last());
+    } else {
+        w->last = *res;
+    }
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static void submitted_wait(submitted *w, int n)
+{
+    pthread_mutex_lock(&w->lock);
+    while (w->completed < n)
+        pthread_cond_wait(&w->cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static void submit_completes_after_the_commit(void **state)
+{
+    fixture *fx = *state;
+    enum { N = 24 };
+    char ids[N][32];
+    tracker_event ev[N];
+    submitted w = {.s = fx->s};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+
+    for (int i = 0; i < N; i++) {
+        ev[i] = ev_make(fx, ids[i], TEV_ISSUE_LABELED, "octo/app", 100 + i);
+        ev[i].label = "agent";
+        assert_int_equal(farm_ingest_submit(fx->f, &ev[i], submit_done, &w), 0);
+    }
+    submitted_wait(&w, N);
+    assert_int_equal(w.failed, 0);
+    assert_int_equal(w.visible, N);
+    expect(&w.last, INGEST_ACCEPTED, "label");
+    assert_int_equal(count_sessions(fx), N);
+    assert_int_equal(count_jobs(fx), N);
+
+    /* the same delivery again is a duplicate, and writes nothing */
+    assert_int_equal(farm_ingest_submit(fx->f, &ev[0], submit_done, &w), 0);
+    submitted_wait(&w, N + 1);
+    expect(&w.last, INGEST_DUPLICATE, "recorded before");
+    assert_int_equal(w.last.session_id, 0);
+    assert_int_equal(count_deliveries(fx), N);
+
+    /* a malformed event is refused at once, and done is never called */
+    char id[32];
+    tracker_event bad = ev_make(fx, id, TEV_ISSUE_LABELED, "octo/app", 1);
+    bad.delivery_id = "";
+    assert_int_equal(farm_ingest_submit(fx->f, &bad, submit_done, &w), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "delivery id"));
+    assert_int_equal(farm_ingest_submit(fx->f, &ev[1], NULL, &w), FARM_EINVALID);
+    assert_int_equal(w.completed, N + 1);
+    assert_int_equal(count_deliveries(fx), N);
+    pthread_mutex_destroy(&w.lock);
+    pthread_cond_destroy(&w.cond);
+}
+
 int main(void)
 {
     log_set_level(LOG_ERROR);
@@ -818,6 +900,7 @@ int main(void)
         T(reviews_and_pr_comments_reach_the_session),
         T(racing_duplicates_accept_once),
         T(concurrent_ingests_share_commits),
+        T(submit_completes_after_the_commit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

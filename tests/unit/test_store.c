@@ -2,7 +2,8 @@
  * test_store.c - the store: migrations (fresh, upgrade, refusing a newer
  * schema), deliveries deduplicated by the UNIQUE constraint, sessions with
  * one active per issue, the dense event log, reads with filters, counts,
- * rollback of a failed write alone, and the group commit sharing fsyncs.
+ * rollback of a failed write alone, the group commit sharing fsyncs, and
+ * asynchronous writes completed after their commit (also when closing).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -638,6 +639,129 @@ static void batches_are_capped(void **state)
     store_session_free(s);
 }
 
+/* ---- asynchronous writes ---------------------------------------------- */
+
+typedef struct async_probe {
+    store *s;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int completed; /* completions seen */
+    int visible;   /* of them, whose delivery a reader already saw */
+    int failed;    /* completions with rc != 0 */
+    char err[256]; /* the last failure's message */
+} async_probe;
+
+static async_probe probe;
+
+static void probe_init(store *s)
+{
+    memset(&probe, 0, sizeof(probe));
+    probe.s = s;
+    pthread_mutex_init(&probe.lock, NULL);
+    pthread_cond_init(&probe.cond, NULL);
+}
+
+static void probe_wait(int n)
+{
+    pthread_mutex_lock(&probe.lock);
+    while (probe.completed < n)
+        pthread_cond_wait(&probe.cond, &probe.lock);
+    pthread_mutex_unlock(&probe.lock);
+}
+
+/* 1 when a read connection (committed data only) finds the delivery. */
+static int delivery_visible(store *s, const char *id)
+{
+    store_delivery *d = NULL;
+    size_t n = 0;
+    int found = 0;
+    if (store_delivery_list(&d, &n, s, NULL) != 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        found |= !strcmp(d[i].delivery_id, id);
+    store_delivery_list_free(d, n);
+    return found;
+}
+
+/* A completion: by now the write must be committed. */
+static void async_done(void *arg, int rc)
+{
+    delivery_args *a = arg;
+    int seen = probe.s && delivery_visible(probe.s, a->id);
+    pthread_mutex_lock(&probe.lock);
+    probe.completed++;
+    probe.visible += seen;
+    if (rc) {
+        probe.failed++;
+        snprintf(probe.err, sizeof(probe.err), "%s", farm_error_last());
+    }
+    pthread_cond_signal(&probe.cond);
+    pthread_mutex_unlock(&probe.lock);
+}
+
+static void async_write_completes_after_its_commit(void **state)
+{
+    fixture *f = *state;
+    delivery_args a[20];
+    char ids[20][16];
+    probe_init(f->s);
+    for (int i = 0; i < 20; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "async-%d", i);
+        a[i] = (delivery_args){"github", ids[i], NULL, 0};
+        assert_int_equal(store_write_async(f->s, write_delivery, &a[i], async_done), 0);
+    }
+    probe_wait(20);
+    assert_int_equal(probe.failed, 0);
+    assert_int_equal(probe.visible, 20);
+    for (int i = 0; i < 20; i++)
+        assert_true(a[i].row > 0);
+
+    /* a failing write: its code and message reach the completion, and only
+     * its savepoint is rolled back */
+    delivery_args bad = {"github", "async-lost", NULL, 0};
+    assert_int_equal(store_write_async(f->s, write_then_fail, &bad, async_done), 0);
+    probe_wait(21);
+    assert_int_equal(probe.failed, 1);
+    assert_string_equal(probe.err, "deliberate failure after writing");
+    assert_false(delivery_visible(f->s, "async-lost"));
+
+    /* nothing to call back is refused at once */
+    assert_int_equal(store_write_async(f->s, write_delivery, &a[0], NULL), FARM_EINVALID);
+    store_stats st;
+    store_stats_get(&st, f->s);
+    assert_int_equal(st.writes, 20);
+    assert_int_equal(st.failed_writes, 1);
+}
+
+/* store_close() commits and completes the asynchronous writes queued before
+ * it; reopening finds every one of them. */
+static void close_completes_queued_async_writes(void **state)
+{
+    fixture *f = *state;
+    enum { N = 300 };
+    static delivery_args a[N];
+    static char ids[N][16];
+    probe_init(NULL); /* the store goes away: the completion only counts */
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "close-%d", i);
+        a[i] = (delivery_args){"github", ids[i], NULL, 0};
+        assert_int_equal(store_write_async(f->s, write_delivery, &a[i], async_done), 0);
+    }
+    store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(probe.completed, N);
+    assert_int_equal(probe.failed, 0);
+
+    assert_int_equal(store_open(&f->s, f->dir), 0);
+    store_delivery_filter flt = STORE_DELIVERY_FILTER_INIT;
+    flt.limit = STORE_LIST_MAX;
+    store_delivery *d = NULL;
+    size_t n = 0;
+    assert_int_equal(store_delivery_list(&d, &n, f->s, &flt), 0);
+    assert_int_equal(n, N);
+    store_delivery_list_free(d, n);
+}
+
 int main(void)
 {
     log_set_level(LOG_ERROR);
@@ -656,6 +780,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(full_disk_fails_the_write_not_the_store, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_writes_share_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(batches_are_capped, setup, teardown),
+        cmocka_unit_test_setup_teardown(async_write_completes_after_its_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(close_completes_queued_async_writes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
