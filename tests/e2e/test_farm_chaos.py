@@ -57,6 +57,22 @@ def outbox_idle(w):
         return c.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0] == 0
 
 
+def orphans(w):
+    """Processes left running bubblewrap over this test's directories."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith(b"bwrap") and any(w.tmp.encode() in a for a in cmd):
+            out.append(int(d))
+    return out
+
+
 def check_exactly_once(w, numbers):
     """Every issue: session in review with its PR; one PR per branch, with
     the change in the remote; each farm comment once; one status comment."""
@@ -118,7 +134,11 @@ def test_sigkill_ten_times_during_twenty_issues():
             wait = rnd.uniform(0.2, 2.5)
             time.sleep(wait)  # a random moment: the point is not to synchronise
             kills.append(round(wait, 2))
-            w.restart()  # SIGKILL, then start on the same data directory
+            w.farm.kill()
+            # no sandbox outlives the farm (bubblewrap dies with its parent)
+            farmtest.wait_for(lambda: not orphans(w), 15, "the sandboxes to go")
+            w.farm.start()  # on the same data directory
+            w.hook()
         print("# killed after %s s of each life" % kills, flush=True)
         farmtest.wait_for(lambda: ended(w, numbers), 180, "20 sessions to end")
         farmtest.wait_for(lambda: outbox_idle(w), 120, "the outbox to drain")
