@@ -119,8 +119,12 @@ static int gather_reviews(gathered *g, farm *f, tracker *t, const store_session 
                           const config_repo *repo, int64_t after_seq, int64_t after_ms)
 {
     char after[40] = "";
-    static const char *const kinds[] = {"review", "review_comment", NULL};
+    /* "comment": a PR conversation comment that asked for the revision by
+     * mentioning the bot (review.h); Azure's PR comments come from the
+     * tracker's threads below */
+    static const char *const kinds[] = {"review", "review_comment", "comment", NULL};
     tracker_ref ref = TRACKER_REF_INIT;
+    int azure = !strcmp(s->tracker, "azure");
     int rc;
 
     ref.repo = repo->name;
@@ -146,7 +150,9 @@ static int gather_reviews(gathered *g, farm *f, tracker *t, const store_session 
         json_t *b = json_loads(g->rev_ev[i].body, 0, NULL);
         const char *body = json_string_value(json_object_get(b, "body"));
         int inline_known = 0;
-        if (!body || !*body) {
+        int issue_comment = !strcmp(g->rev_ev[i].kind, "comment") &&
+                            (azure || !json_is_true(json_object_get(b, "is_pr")));
+        if (!body || !*body || issue_comment) {
             json_decref(b);
             continue;
         }

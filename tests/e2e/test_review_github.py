@@ -8,7 +8,9 @@ Cases: a review with three comments is one revision, one push and three
 replies, and a second review during that revision is queued (the PR is told)
 and becomes one more revision; the farm's own comments trigger nothing; a
 non-collaborator's `/farm run` gets at most one reply and nothing else;
-`/farm stop` during a run stops it; a merged PR ends the session `done`.
+`/farm stop` during a run stops it; a PR comment mentioning the bot is a
+revision that gets the comment; `/farm help` answers on the PR; a merged PR
+ends the session `done`.
 """
 import os
 import sys
@@ -157,7 +159,7 @@ def test_strangers_get_one_reply_and_stop_stops():
         assert events(w, sid, "cancel_requested")
 
 
-def test_merged_pr_is_done_and_help():
+def test_mention_help_and_merged_pr():
     with world() as w:
         n, s = in_review(w)
         sid, pr = s["id"], s["pr_number"]
@@ -166,6 +168,15 @@ def test_merged_pr_is_done_and_help():
         comment(w, n, "> /farm stop\nquoted, so nothing")
         farmtest.wait_for(lambda: [c for c in w.comments(pr) if "/farm retry" in c["body"]],
                           timeout=30, what="the help reply on the PR")
+
+        # a PR comment that mentions the bot is a revision, and its text reaches the agent
+        comment(w, pr, "@farm-bot please add a note too.\n\n```diff\n"
+                + new_file("notes/m.txt", "m") + "```\n")
+        s = w.wait_session(n, lambda s: s["runs"] == 2 and s["state"] in FINAL, timeout=90,
+                           what="the revision a mention asked for")
+        assert s["state"] == "review", s
+        assert repos.branch_file(w.bare, s["branch"], "notes/m.txt") == "m\n"
+        assert jobs(w, sid, "revise") == 1
         st, r = w.fake.api("PUT", "/repos/%s/pulls/%d/merge" % (w.repo, pr), {},
                            token=farmtest.PERSON_PAT)
         assert st == 200, (st, r)
@@ -177,4 +188,4 @@ def test_merged_pr_is_done_and_help():
 if __name__ == "__main__":
     farmtest.run([test_reviews_become_revisions_with_replies,
                   test_strangers_get_one_reply_and_stop_stops,
-                  test_merged_pr_is_done_and_help])
+                  test_mention_help_and_merged_pr])
