@@ -60,7 +60,7 @@ static void range(int field, int max_agents, long long *lo, long long *hi)
         *lo = 0, *hi = max_agents;
         break;
     default:
-        *lo = 1, *hi = 86400;
+        *lo = 1, *hi = 604800;
         break;
     }
 }

@@ -14,7 +14,7 @@ enum {
     SCALING_MAX_AGENTS,   /* runs at once, in total: 1..256 */
     SCALING_MAX_PER_REPO, /* runs at once for one repository: 1..max_agents */
     SCALING_MIN_WARM,     /* warm slots kept prepared: 0..max_agents */
-    SCALING_IDLE_TIMEOUT, /* seconds an idle slot lives: 1..86400 */
+    SCALING_IDLE_TIMEOUT, /* seconds an idle slot lives: 1..604800 */
     SCALING_NFIELDS
 };
 
