@@ -115,8 +115,25 @@ static int gather_messages(gathered *g, farm *f, const store_session *s)
     return 0;
 }
 
+/* 1 when comment id was logged at or after seq before_seq (it came after
+ * the run started: the next revision's, whose window begins there). */
+static int logged_later(const gathered *g, int64_t before_seq, int64_t id)
+{
+    for (size_t i = 0; before_seq > 0 && id && i < g->nrev_ev; i++) {
+        if (g->rev_ev[i].seq < before_seq)
+            continue;
+        json_t *b = json_loads(g->rev_ev[i].body, 0, NULL);
+        int same = json_integer_value(json_object_get(b, "comment_id")) == id;
+        json_decref(b);
+        if (same)
+            return 1;
+    }
+    return 0;
+}
+
 static int gather_reviews(gathered *g, farm *f, tracker *t, const store_session *s,
-                          const config_repo *repo, int64_t after_seq, int64_t after_ms)
+                          const config_repo *repo, int64_t after_seq, int64_t after_ms,
+                          int64_t before_seq)
 {
     char after[40] = "";
     /* "comment": a PR conversation comment that asked for the revision by
@@ -152,7 +169,8 @@ static int gather_reviews(gathered *g, farm *f, tracker *t, const store_session 
         int inline_known = 0;
         int issue_comment = !strcmp(g->rev_ev[i].kind, "comment") &&
                             (azure || !json_is_true(json_object_get(b, "is_pr")));
-        if (!body || !*body || issue_comment) {
+        int later = before_seq > 0 && g->rev_ev[i].seq >= before_seq;
+        if (!body || !*body || issue_comment || later) {
             json_decref(b);
             continue;
         }
@@ -171,7 +189,7 @@ static int gather_reviews(gathered *g, farm *f, tracker *t, const store_session 
         r->line = (int)json_integer_value(json_object_get(b, "line"));
     }
     for (size_t k = 0; k < g->nrc && g->nreviews < REVIEWS_MAX; k++) {
-        if (is_farm_comment(g->rc[k].body))
+        if (is_farm_comment(g->rc[k].body) || logged_later(g, before_seq, g->rc[k].id))
             continue;
         /* inline comments older than the previous run were addressed then
          * (RFC 3339 in UTC compare as text, to the second) */
@@ -220,7 +238,8 @@ int pl_prompt_compose(char **out, farm *f, const store_session *s, const config_
         if ((rc = history_digest(&g.history, f->store, s->id, in->history_before_seq)))
             goto out;
         if (in->step == PROMPT_REVISION &&
-            (rc = gather_reviews(&g, f, t, s, repo, in->reviews_after_seq, in->reviews_after_ms)))
+            (rc = gather_reviews(&g, f, t, s, repo, in->reviews_after_seq, in->reviews_after_ms,
+                                 in->history_before_seq)))
             goto out;
     }
 
