@@ -10,6 +10,11 @@
  * number of commits grows much more slowly than the number of writes.
  * An asynchronous write (store_write_async) waits for no thread: its request
  * lives on the heap and the writer calls its completion after the COMMIT.
+ *
+ * WAL checkpoints (copying the log back into the database, with an fsync of
+ * the database) are not run inside a COMMIT, where every writer in the batch
+ * would wait for them: the writer's WAL hook wakes a checkpointer thread,
+ * which runs a PASSIVE checkpoint on its own connection alongside the writer.
  */
 #include "store_internal.h"
 
@@ -425,6 +430,84 @@ void store_stats_get(store_stats *out, store *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* ---- the checkpointer --------------------------------------------------- */
+
+/* After each commit, on the writer thread: pages is the WAL's length. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    store *s = arg;
+    (void)name;
+    if (pages >= 4 * STORE_CHECKPOINT_PAGES) {
+        /* Writes kept landing while the checkpointer worked, so the log
+         * never restarted: finish the job here, where no write can land
+         * (the rest is small, most of the log is copied back already). */
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return SQLITE_OK;
+    }
+    if (pages >= STORE_CHECKPOINT_PAGES) {
+        pthread_mutex_lock(&s->clock);
+        if (!s->checkpoint_wanted) {
+            s->checkpoint_wanted = 1;
+            pthread_cond_signal(&s->cwake);
+        }
+        pthread_mutex_unlock(&s->clock);
+    }
+    return SQLITE_OK;
+}
+
+static void *checkpointer_main(void *arg)
+{
+    store *s = arg;
+
+    pthread_mutex_lock(&s->clock);
+    for (;;) {
+        while (!s->checkpoint_wanted && !s->checkpointer_stopping)
+            pthread_cond_wait(&s->cwake, &s->clock);
+        if (s->checkpointer_stopping)
+            break;
+        s->checkpoint_wanted = 0;
+        pthread_mutex_unlock(&s->clock);
+
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(s->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            log_warn("store checkpoint failed", "error", sqlite3_errmsg(s->cdb));
+
+        pthread_mutex_lock(&s->clock);
+        s->checkpoints++;
+    }
+    pthread_mutex_unlock(&s->clock);
+    return NULL;
+}
+
+/* Take checkpoints off the writer: its connection stops checkpointing on
+ * its own, and its WAL hook wakes the checkpointer instead. */
+static int checkpointer_start(store *s)
+{
+    int rc;
+    if ((rc = store_conn_open(&s->cdb, s->path, 0)))
+        return rc;
+    if ((rc = pthread_create(&s->checkpointer, NULL, checkpointer_main, s))) {
+        farm_error_set("store: cannot start the checkpointer thread: %s", strerror(rc));
+        return FARM_ERROR;
+    }
+    s->checkpointer_started = 1;
+    sqlite3_wal_hook(s->wdb, wal_hook, s); /* replaces the automatic checkpoint */
+    return 0;
+}
+
+static void checkpointer_stop(store *s)
+{
+    if (!s->checkpointer_started)
+        return;
+    pthread_mutex_lock(&s->clock);
+    s->checkpointer_stopping = 1;
+    pthread_cond_signal(&s->cwake);
+    pthread_mutex_unlock(&s->clock);
+    pthread_join(s->checkpointer, NULL);
+    s->checkpointer_started = 0;
+}
+
 /* ---- open and close ----------------------------------------------------- */
 
 int store_open(store **out, const char *dir)
@@ -444,6 +527,8 @@ int store_open(store **out, const char *dir)
     pthread_cond_init(&s->wake, NULL);
     pthread_mutex_init(&s->rlock, NULL);
     pthread_cond_init(&s->rfree, NULL);
+    pthread_mutex_init(&s->clock, NULL);
+    pthread_cond_init(&s->cwake, NULL);
     n = strlen(dir) + sizeof("/farm.db");
     if (!(s->path = malloc(n)))
         goto nomem;
@@ -456,6 +541,8 @@ int store_open(store **out, const char *dir)
     for (int i = 0; i < STORE_READERS; i++)
         if ((rc = store_conn_open(&s->readers[i], s->path, 1)))
             goto out;
+    if ((rc = checkpointer_start(s)))
+        goto out;
     if ((rc = pthread_create(&s->writer, NULL, writer_main, s))) {
         farm_error_set("store: cannot start the writer thread: %s", strerror(rc));
         rc = FARM_ERROR;
@@ -483,6 +570,8 @@ void store_close(store *s)
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->writer, NULL);
     }
+    checkpointer_stop(s); /* the writer is gone: nothing wakes it any more */
+    sqlite3_close(s->cdb);
     for (int i = 0; i < STORE_READERS; i++)
         sqlite3_close(s->readers[i]);
     for (int i = 0; i < s->nstmts; i++)
@@ -493,6 +582,8 @@ void store_close(store *s)
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->rlock);
     pthread_cond_destroy(&s->rfree);
+    pthread_mutex_destroy(&s->clock);
+    pthread_cond_destroy(&s->cwake);
     free(s->path);
     free(s);
 }

@@ -16,11 +16,12 @@
 #include <pthread.h>
 #include <sqlite3.h>
 
-#define STORE_READERS         4
-#define STORE_BUSY_TIMEOUT_MS 10000
-#define STORE_EVENT_BODY_MAX  (4u << 20) /* one event's JSON body */
-#define STORE_BATCH_MAX       256        /* writes in one transaction at most */
-#define STORE_STMT_CACHE      64         /* statements kept compiled on the write connection */
+#define STORE_READERS          4
+#define STORE_BUSY_TIMEOUT_MS  10000
+#define STORE_EVENT_BODY_MAX   (4u << 20) /* one event's JSON body */
+#define STORE_BATCH_MAX        256        /* writes in one transaction at most */
+#define STORE_STMT_CACHE       64         /* statements kept compiled on the write connection */
+#define STORE_CHECKPOINT_PAGES 1000       /* WAL pages that start a checkpoint (SQLite's default) */
 
 typedef struct store_write_req store_write_req;
 
@@ -35,6 +36,17 @@ struct store {
     store_write_req *head, *tail;
     int stopping;
     store_stats stats;
+
+    /* Checkpoints run on a thread of their own (its own connection, PASSIVE,
+     * so never blocking the writer) instead of inside the writer's COMMIT. */
+    sqlite3 *cdb;
+    pthread_t checkpointer;
+    int checkpointer_started;
+    pthread_mutex_t clock; /* guards the three below */
+    pthread_cond_t cwake;  /* the checkpointer waits here */
+    int checkpoint_wanted; /* the WAL passed STORE_CHECKPOINT_PAGES */
+    int checkpointer_stopping;
+    uint64_t checkpoints; /* checkpoints run (for tests and /metrics) */
 
     struct {
         const char *sql; /* the key: a string literal's address */

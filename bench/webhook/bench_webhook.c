@@ -10,6 +10,11 @@
  * temporary config and data directory. Latency is from the moment a request
  * was due (with --rate, its slot in the schedule; else when it was sent) to
  * the end of its response, so a stalled server cannot hide its queue.
+ *
+ * By default the farm runs whole, scheduler included: every accepted
+ * delivery queues a run that the scheduler starts (and that fails at once,
+ * its clone URL being unreachable), so the figures include that work.
+ * --intake-only starts `farm serve --intake-only` to measure intake alone.
  */
 #include "base/crypto.h"
 
@@ -285,7 +290,7 @@ static void *drain_main(void *arg)
     return NULL;
 }
 
-static int farm_start(child *c, const char *farm_bin, const char *dir, int *port)
+static int farm_start(child *c, const char *farm_bin, const char *dir, int intake_only, int *port)
 {
     char cfg[4200], data[4200];
     snprintf(cfg, sizeof(cfg), "%s/farm.json", dir);
@@ -312,7 +317,10 @@ static int farm_start(child *c, const char *farm_bin, const char *dir, int *port
         close(p[0]);
         close(p[1]);
         setenv("FARM_BENCH_SECRET", SECRET, 1);
-        execl(farm_bin, farm_bin, "serve", "--config", cfg, (char *)NULL);
+        if (intake_only)
+            execl(farm_bin, farm_bin, "serve", "--config", cfg, "--intake-only", (char *)NULL);
+        else
+            execl(farm_bin, farm_bin, "serve", "--config", cfg, (char *)NULL);
         _exit(127);
     }
     close(p[1]);
@@ -413,16 +421,21 @@ static void print(const char *name, result r)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"requests", required_argument, NULL, 'n'}, {"concurrency", required_argument, NULL, 'c'},
-        {"rate", required_argument, NULL, 'r'},     {"farm", required_argument, NULL, 'f'},
-        {"dir", required_argument, NULL, 'd'},      {"threads", required_argument, NULL, 't'},
-        {"runs", required_argument, NULL, 'R'},     {NULL, 0, NULL, 0},
+        {"requests", required_argument, NULL, 'n'},
+        {"concurrency", required_argument, NULL, 'c'},
+        {"rate", required_argument, NULL, 'r'},
+        {"farm", required_argument, NULL, 'f'},
+        {"dir", required_argument, NULL, 'd'},
+        {"threads", required_argument, NULL, 't'},
+        {"runs", required_argument, NULL, 'R'},
+        {"intake-only", no_argument, NULL, 'I'},
+        {NULL, 0, NULL, 0},
     };
-    int n = 10000, conc = 32, threads = 0, runs = 3;
+    int n = 10000, conc = 32, threads = 0, runs = 3, intake_only = 0;
     double rate = 0;
     const char *farm_bin = FARM_BIN_PATH, *base = NULL;
     int o;
-    while ((o = getopt_long(argc, argv, "n:c:r:f:d:t:R:", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "n:c:r:f:d:t:R:I", opts, NULL)) != -1) {
         switch (o) {
         case 'n':
             n = atoi(optarg);
@@ -445,9 +458,12 @@ int main(int argc, char **argv)
         case 'R':
             runs = atoi(optarg);
             break;
+        case 'I':
+            intake_only = 1;
+            break;
         default:
             fprintf(stderr, "usage: bench_webhook [-n N] [-c C] [--rate R] [--farm PATH] "
-                            "[--dir DIR] [--threads T] [--runs R]\n");
+                            "[--dir DIR] [--threads T] [--runs R] [--intake-only]\n");
             return 2;
         }
     }
@@ -468,8 +484,14 @@ int main(int argc, char **argv)
         return 1;
     }
     int warm = n / 10 < 500 ? n / 10 : 500;
-    printf("webhook intake: %d signed deliveries x %d runs, %d connections, %s, %d HTTP threads\n",
-           n, runs, conc, rate > 0 ? "paced" : "unpaced", threads);
+    printf(
+        "webhook intake: %d signed deliveries x %d runs, %d connections, %s, %d HTTP threads%s\n",
+        n, runs, conc, rate > 0 ? "paced" : "unpaced", threads,
+        intake_only ? ", farm serve --intake-only" : "");
+    double avg[3];
+    if (getloadavg(avg, 3) == 3)
+        printf("load average at start: %.2f %.2f %.2f on %ld CPUs\n", avg[0], avg[1], avg[2],
+               sysconf(_SC_NPROCESSORS_ONLN));
     if (rate > 0)
         printf("rate: %.0f deliveries/s\n", rate);
 
@@ -482,7 +504,7 @@ int main(int argc, char **argv)
         return 1;
     }
     child c;
-    if (farm_start(&c, farm_bin, dir, &farm_port) != 0) {
+    if (farm_start(&c, farm_bin, dir, intake_only, &farm_port) != 0) {
         fprintf(stderr, "bench_webhook: cannot start %s\n", farm_bin);
         MHD_stop_daemon(d);
         return 1;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "farm/store.h"
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -762,6 +764,50 @@ static void close_completes_queued_async_writes(void **state)
     store_delivery_list_free(d, n);
 }
 
+/* Checkpoints run on the checkpointer thread, and the WAL stays bounded
+ * while writes keep coming. */
+static void checkpoints_keep_the_wal_bounded(void **state)
+{
+    fixture *f = *state;
+    int64_t sid = session_new(f->s, "octo/app", 5);
+    enum { N = 60, BODY = 512 << 10 };
+    big_append a = {sid, malloc(BODY + 16)};
+    assert_non_null(a.body);
+    a.body[0] = '"';
+    memset(a.body + 1, 'x', BODY);
+    strcpy(a.body + 1 + BODY, "\"");
+    for (int i = 0; i < N; i++)
+        assert_int_equal(store_write(f->s, write_big, &a), 0);
+    free(a.body);
+
+    /* N * 128 pages went through the log: the checkpointer must have run */
+    int64_t deadline = clock_mono_ms() + 30000;
+    uint64_t runs = 0;
+    while (clock_mono_ms() < deadline) {
+        pthread_mutex_lock(&f->s->clock);
+        runs = f->s->checkpoints;
+        pthread_mutex_unlock(&f->s->clock);
+        if (runs > 0)
+            break;
+        usleep(10000); /* polling the counter, bounded by the deadline */
+    }
+    assert_true(runs > 0);
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/farm.db-wal", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    print_message("WAL %lld bytes after %d MiB written, %llu checkpoints\n", (long long)st.st_size,
+                  (N * BODY) >> 20, (unsigned long long)runs);
+    /* at most 4 * STORE_CHECKPOINT_PAGES pages and one transaction more */
+    assert_true(st.st_size < (off_t)(4 * STORE_CHECKPOINT_PAGES + 200) * 4200);
+
+    store_event *e = NULL;
+    size_t n = 0;
+    assert_int_equal(store_event_list(&e, &n, f->s, sid, 0, STORE_LIST_MAX), 0);
+    assert_int_equal(n, N);
+    store_event_list_free(e, n);
+}
+
 int main(void)
 {
     log_set_level(LOG_ERROR);
@@ -782,6 +828,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(batches_are_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(async_write_completes_after_its_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(close_completes_queued_async_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(checkpoints_keep_the_wal_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
