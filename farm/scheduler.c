@@ -628,11 +628,13 @@ static void dispatch(scheduler *sc)
             store_job_free(job);
             return; /* nothing due (the common case: a read, no write) */
         }
+        /* a cancel job starts no sandbox: it is never held back for memory */
+        int sandboxed = strcmp(job->kind, "cancel") != 0;
         store_job_free(job);
         job = NULL;
 
         /* memory: what the host has, less what runs started this round will take */
-        int64_t avail = sc->o.mem_available(sc->o.mem_arg);
+        int64_t avail = sandboxed ? sc->o.mem_available(sc->o.mem_arg) : -1;
         if (avail >= 0 && avail - started * need < need) {
             memory_wait(sc, &req, avail - started * need, need);
             return;
@@ -647,7 +649,7 @@ static void dispatch(scheduler *sc)
         int rc = sc->stopping ? FARM_ECANCELLED : slot_assign(sc, job);
         if (!rc) {
             sc->jobs_started++;
-            started++;
+            started += sandboxed;
             sc->warm_hold_ms = clock_mono_ms() + sc->o.warm_hold_ms;
         }
         pthread_mutex_unlock(&sc->lock);

@@ -27,6 +27,7 @@ JSON = {"Content-Type": "application/json"}
 def new_farm():
     f = Farm(extra={
         "scaling": {"max_agents": 4, "max_per_repo": 2, "min_warm": 0, "idle_timeout_s": 120},
+        "sandbox": {"memory_mb": 64},  # admitted on any test host
         "tokens": [
             {"name": "viewer", "token": "env:FARM_TEST_VIEWER", "role": "viewer"},
             {"name": "mia", "token": "env:FARM_TEST_MEMBER", "role": "member"},

@@ -553,6 +553,13 @@ static void test_memory_admission(void **state)
     scheduler_stats_get(&st, fx->f);
     assert_int_equal(st.admission_waits, 1);
 
+    /* a cancel starts no sandbox: it is not held back */
+    int64_t cancel_job = 0;
+    assert_int_equal(farm_session_cancel(&cancel_job, fx->f, session, "alice"), 0);
+    WAIT_UNTIL(strcmp(job_state(fx->s, cancel_job), "done") == 0, 10000);
+    assert_string_equal(job_state(fx->s, job), "queued");
+    assert_int_equal(events_of(fx->s, session, "waiting"), 1);
+
     pthread_mutex_lock(&C.lock);
     C.mem_bytes = 2000ll << 20;
     pthread_mutex_unlock(&C.lock);
