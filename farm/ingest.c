@@ -372,7 +372,8 @@ static int on_comment(store_tx *tx, ingest_ctx *c, const config_repo *repo)
         result_set(c->res, INGEST_IGNORED, "event from a bot");
         return 0;
     }
-    if (ev->kind == TEV_COMMENT_CREATED && (rc = commands_parse(&cmd, ev->comment_body)))
+    /* a command counts in a new comment, review or review comment, never in an edit */
+    if (ev->kind != TEV_COMMENT_EDITED && (rc = commands_parse(&cmd, ev->comment_body)))
         return rc;
     /* reviews always concern a pull request, whatever the parser flagged */
     int by_pr = ev->is_pr || ev->kind == TEV_REVIEW_SUBMITTED || ev->kind == TEV_REVIEW_COMMENT;

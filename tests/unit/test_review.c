@@ -447,6 +447,16 @@ static void help_unknown_and_status_reply(void **state)
     assert_non_null(strstr(p, "http://farm.test/sessions/"));
     free(p);
 
+    /* a command in a review comment is a command, not a revision */
+    char rid[32];
+    tracker_event rev = ev_make(fx, rid, TEV_REVIEW_COMMENT, 100);
+    rev.is_pr = 1;
+    rev.comment_id = 4242;
+    rev.comment_body = "/farm status";
+    r = ingest_ok(fx, &rev);
+    expect(&r, INGEST_ACCEPTED, "/farm status answered");
+    assert_int_equal(jobs(fx, sid, "revise"), 0);
+
     /* a quoted command is only a comment */
     int64_t before = q_int(fx, "SELECT count(*) FROM outbox");
     r = say(fx, 10, 0, "> /farm stop\n\nwhy did you stop?");
