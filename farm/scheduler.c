@@ -1,7 +1,8 @@
 /*
  * scheduler.c - leasing due jobs within the scaling limits and running each
- * on a slot thread; warm slots; memory admission; cancellation (see
- * scheduler.h for the whole picture).
+ * on a slot thread; memory admission; lease heartbeats; stopping runs whose
+ * session was cancelled (see scheduler.h for the whole picture; job
+ * outcomes and cancel in scheduler_job.c, warm slots in scheduler_warm.c).
  *
  * Threads: the scheduler thread (leases, heartbeats, cancel checks), one
  * thread per slot (runs a job, waits for the next, exits when idle too
@@ -9,8 +10,7 @@
  * never on the scheduler thread). One mutex guards the scheduler's fields;
  * nothing slow runs under it.
  */
-#include "scheduler.h"
-#include "farm_internal.h"
+#include "scheduler_internal.h"
 #include "store_job.h"
 #include "store_run.h"
 
@@ -28,55 +28,6 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
-
-#define SLOTS_MAX     SCALING_MAX_AGENTS_CAP
-#define NOTIFIED_MAX  256   /* jobs remembered as told they wait for memory */
-#define WARM_RETRY_MS 30000 /* after a warm slot failed to prepare */
-#define REASON_MAX    1024
-
-enum { SLOT_IDLE, SLOT_BUSY, SLOT_EXITED };
-enum { STOP_NONE, STOP_CANCEL, STOP_LOST, STOP_SHUTDOWN };
-
-typedef struct scheduler scheduler;
-
-typedef struct slot {
-    scheduler *sc;
-    pthread_t thread;
-    pthread_cond_t wake; /* a job was handed over, or stopping */
-    int state;           /* SLOT_* */
-    store_job *job;      /* the job handed over (owned), NULL when idle */
-    pipeline_ctl ctl;
-    int stop;              /* STOP_*: why ctl.cancel was set */
-    int64_t idle_since_ms; /* clock_mono_ms() */
-} slot;
-
-struct scheduler {
-    farm *f;
-    scheduler_options o;
-    char owner[128];
-
-    pthread_mutex_t lock;
-    pthread_cond_t kick;      /* the scheduler thread waits here */
-    pthread_cond_t warm_wake; /* the warm thread waits here */
-    int kicked, stopping;
-    pthread_t thread, warm_thread;
-    int thread_started, warm_started;
-
-    slot *slots[SLOTS_MAX];
-    int nslots;
-    pipeline_warm *warm[SLOTS_MAX];
-    int nwarm;
-    size_t warm_rr;        /* round robin over the configured repositories */
-    char active_repo[256]; /* the repository of the newest job, preferred for warm slots */
-    int64_t warm_retry_ms; /* clock_mono_ms() before which a failed prepare is not retried */
-    int64_t warm_hold_ms;  /* clock_mono_ms() before which none is prepared (a run starts) */
-
-    scaling_limits lim;
-    int64_t last_heartbeat_ms;
-    int64_t notified[NOTIFIED_MAX]; /* jobs given their "waiting" event (a ring) */
-    size_t nnotified;
-    uint64_t jobs_started, admission_waits, leases_lost;
-};
 
 /* f->sched is read by farm_jobs_kick() from any thread; this guards it
  * against scheduler_stop() freeing the scheduler underneath. */
@@ -101,7 +52,7 @@ static int64_t meminfo_available(void *arg)
 
 /* ---- small helpers ------------------------------------------------------------ */
 
-static void deadline_after(struct timespec *ts, int64_t ms)
+void sched_deadline_after(struct timespec *ts, int64_t ms)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms / 1000;
@@ -112,7 +63,7 @@ static void deadline_after(struct timespec *ts, int64_t ms)
     }
 }
 
-static int cond_init_mono(pthread_cond_t *c)
+int sched_cond_init_mono(pthread_cond_t *c)
 {
     pthread_condattr_t a;
     pthread_condattr_init(&a);
@@ -122,14 +73,14 @@ static int cond_init_mono(pthread_cond_t *c)
     return rc;
 }
 
-static int idle_timeout_ms(const scheduler *sc)
+int sched_idle_timeout_ms(const scheduler *sc)
 {
     if (sc->o.idle_timeout_ms > 0)
         return sc->o.idle_timeout_ms;
     return sc->lim.value[SCALING_IDLE_TIMEOUT] * 1000;
 }
 
-static int busy_count(const scheduler *sc)
+int sched_busy_count(const scheduler *sc)
 {
     int n = 0;
     for (int i = 0; i < sc->nslots; i++)
@@ -137,242 +88,11 @@ static int busy_count(const scheduler *sc)
     return n;
 }
 
-static char *json_text(json_t *v)
+char *sched_json_text(json_t *v)
 {
     char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
     return s;
-}
-
-/* ---- ending a job ---------------------------------------------------------- */
-
-typedef struct fail_arg {
-    const store_job *job;
-    const char *owner;
-    const char *reason;
-    int64_t seq; /* the event appended, 0 when none */
-} fail_arg;
-
-/* The job failed for good: the job, the session (unless it ended already)
- * and an event saying why, in one write. */
-static int fail_fn(store_tx *tx, void *arg)
-{
-    fail_arg *a = arg;
-    store_session *s = NULL;
-    int rc = store_tx_job_finish(tx, a->job->id, a->owner, "failed", a->reason);
-    if (rc || a->job->session_id <= 0)
-        return rc;
-    rc = store_tx_session_get(&s, tx, a->job->session_id);
-    if (rc == FARM_ENOTFOUND)
-        return 0;
-    if (rc)
-        return rc;
-    if (!store_session_state_is_final(s->state)) {
-        char *body = json_text(json_pack("{s:s,s:I,s:s,s:I}", "reason", a->reason, "job",
-                                         (json_int_t)a->job->id, "kind", a->job->kind, "attempts",
-                                         (json_int_t)a->job->attempts));
-        rc = body ? 0 : FARM_ENOMEM;
-        if (!rc)
-            rc = store_tx_session_state_set(tx, s->id, "failed");
-        if (!rc)
-            rc = store_tx_event_append(&a->seq, tx, s->id, "failed", "farm", body);
-        free(body);
-    }
-    store_session_free(s);
-    return rc;
-}
-
-static void job_fail(scheduler *sc, const store_job *job, const char *reason)
-{
-    fail_arg a = {job, sc->owner, reason, 0};
-    char id[32];
-    snprintf(id, sizeof(id), "%lld", (long long)job->id);
-    int rc = store_write(sc->f->store, fail_fn, &a);
-    if (rc) {
-        log_error("cannot record a failed job", "job", id, "error", farm_error_last());
-        return;
-    }
-    log_warn("job failed", "job", id, "kind", job->kind, "reason", reason);
-    if (a.seq > 0)
-        stream_hub_session_notify(sc->f->streams, job->session_id, a.seq);
-}
-
-static int64_t backoff_ms(const scheduler *sc, int64_t attempts)
-{
-    int64_t d = sc->o.retry_base_ms > 0 ? sc->o.retry_base_ms : 1;
-    for (int64_t i = 1; i < attempts && d < sc->o.retry_max_ms; i++)
-        d *= 2;
-    return d < sc->o.retry_max_ms ? d : sc->o.retry_max_ms;
-}
-
-/* What the run's outcome means for its job. */
-static void job_end(scheduler *sc, slot *sl, const store_job *job, int rc, const char *error)
-{
-    store *st = sc->f->store;
-    char id[32];
-    int stop, wrc = 0;
-
-    pthread_mutex_lock(&sc->lock);
-    stop = sl->stop;
-    pthread_mutex_unlock(&sc->lock);
-    snprintf(id, sizeof(id), "%lld", (long long)job->id);
-
-    if (stop == STOP_LOST) {
-        log_warn("lease lost: the job is another owner's now", "job", id);
-        return;
-    }
-    if (rc == 0) {
-        wrc = store_job_finish(st, job->id, sc->owner, "done", NULL);
-    } else if (stop == STOP_SHUTDOWN && (rc == FARM_ECANCELLED || rc == FARM_EAGAIN)) {
-        /* back in the queue, due at once, the attempt given back */
-        wrc = store_job_retry(st, job->id, sc->owner, clock_wall_ms(), NULL, 1);
-    } else if (rc == FARM_ECANCELLED || stop == STOP_CANCEL) {
-        wrc = store_job_finish(st, job->id, sc->owner, "cancelled", NULL);
-    } else if (rc == FARM_EAGAIN) {
-        if (job->attempts >= sc->o.max_attempts) {
-            char reason[REASON_MAX];
-            snprintf(reason, sizeof(reason), "gave up after %lld attempts: %s",
-                     (long long)job->attempts, error);
-            job_fail(sc, job, reason);
-        } else {
-            int64_t delay = backoff_ms(sc, job->attempts);
-            char in[32];
-            snprintf(in, sizeof(in), "%lld", (long long)delay);
-            wrc = store_job_retry(st, job->id, sc->owner, clock_wall_ms() + delay, error, 0);
-            if (!wrc)
-                log_info("job will be tried again", "job", id, "in_ms", in, "error", error);
-        }
-    } else {
-        char reason[REASON_MAX];
-        snprintf(reason, sizeof(reason), "the job cannot run: %s", error);
-        job_fail(sc, job, reason);
-    }
-    if (wrc == FARM_ECONFLICT)
-        log_warn("lease lost before the job ended", "job", id);
-    else if (wrc)
-        log_error("cannot record a job's end", "job", id, "error", farm_error_last());
-}
-
-/* ---- warm slots -------------------------------------------------------------- */
-
-/* Take a warm slot for repo (NULL when none). Called with the lock held. */
-static pipeline_warm *warm_take(scheduler *sc, const char *repo)
-{
-    for (int i = 0; repo && i < sc->nwarm; i++) {
-        if (strcasecmp(sc->warm[i]->repo, repo) != 0)
-            continue;
-        pipeline_warm *w = sc->warm[i];
-        sc->warm[i] = sc->warm[--sc->nwarm];
-        pthread_cond_signal(&sc->warm_wake); /* prepare another */
-        return w;
-    }
-    return NULL;
-}
-
-/* Give back a warm slot a run did not adopt: kept while fresh and wanted. */
-static void warm_return(scheduler *sc, pipeline_warm *w)
-{
-    if (!w)
-        return;
-    pthread_mutex_lock(&sc->lock);
-    int keep = !sc->stopping && sc->nwarm < sc->lim.value[SCALING_MIN_WARM] &&
-               clock_wall_ms() - w->prepared_ms < sc->o.warm_max_age_ms;
-    if (keep)
-        sc->warm[sc->nwarm++] = w;
-    pthread_mutex_unlock(&sc->lock);
-    if (!keep)
-        sc->o.warm_free(w);
-}
-
-/* The repository the next warm slot is for: the one with the fewest warm
- * slots, the most recently active first, then round robin. Called with the
- * lock held; copies the name into out. */
-static int warm_pick(scheduler *sc, char *out, size_t n)
-{
-    const config *cfg = sc->f->cfg;
-    int best = -1, best_count = 0;
-    if (cfg->nrepos == 0)
-        return -1;
-    for (size_t k = 0; k < cfg->nrepos; k++) {
-        size_t i = (sc->warm_rr + k) % cfg->nrepos;
-        int count = 0;
-        for (int j = 0; j < sc->nwarm; j++)
-            count += !strcasecmp(sc->warm[j]->repo, cfg->repos[i].name);
-        if (!strcasecmp(cfg->repos[i].name, sc->active_repo))
-            count = count * 2 - 1; /* preferred: ahead of a repository with as many */
-        if (best < 0 || count < best_count) {
-            best = (int)i;
-            best_count = count;
-        }
-    }
-    sc->warm_rr = (size_t)best + 1;
-    snprintf(out, n, "%s", cfg->repos[best].name);
-    return 0;
-}
-
-static void *warm_main(void *arg)
-{
-    scheduler *sc = arg;
-    pthread_mutex_lock(&sc->lock);
-    while (!sc->stopping) {
-        /* slots too old, or beyond the wanted number, are dropped */
-        pipeline_warm *drop[SLOTS_MAX];
-        int ndrop = 0;
-        int64_t now = clock_wall_ms();
-        for (int i = 0; i < sc->nwarm;) {
-            if (now - sc->warm[i]->prepared_ms >= sc->o.warm_max_age_ms ||
-                sc->nwarm > sc->lim.value[SCALING_MIN_WARM]) {
-                drop[ndrop++] = sc->warm[i];
-                sc->warm[i] = sc->warm[--sc->nwarm];
-            } else {
-                i++;
-            }
-        }
-        if (ndrop) {
-            pthread_mutex_unlock(&sc->lock);
-            for (int i = 0; i < ndrop; i++)
-                sc->o.warm_free(drop[i]);
-            pthread_mutex_lock(&sc->lock);
-            continue;
-        }
-        char repo[256];
-        int64_t mono = clock_mono_ms();
-        if (sc->nwarm < sc->lim.value[SCALING_MIN_WARM] && mono >= sc->warm_retry_ms &&
-            mono >= sc->warm_hold_ms && warm_pick(sc, repo, sizeof(repo)) == 0) {
-            pthread_mutex_unlock(&sc->lock);
-            pipeline_warm *w = NULL;
-            int rc = sc->o.warm_prepare(&w, sc->f, repo);
-            if (rc)
-                log_warn("cannot prepare a warm slot", "repo", repo, "error", farm_error_last());
-            pthread_mutex_lock(&sc->lock);
-            if (rc) {
-                sc->warm_retry_ms = clock_mono_ms() + WARM_RETRY_MS;
-            } else if (sc->stopping || sc->nwarm >= sc->lim.value[SCALING_MIN_WARM]) {
-                pthread_mutex_unlock(&sc->lock);
-                sc->o.warm_free(w);
-                pthread_mutex_lock(&sc->lock);
-            } else {
-                sc->warm[sc->nwarm++] = w;
-            }
-            continue;
-        }
-        /* sleep until asked, until the oldest slot goes stale, or until the
-         * hold after a run's start ends */
-        int64_t wait = sc->o.poll_ms * 5;
-        if (sc->nwarm < sc->lim.value[SCALING_MIN_WARM] && mono < sc->warm_hold_ms &&
-            sc->warm_hold_ms - mono < wait)
-            wait = sc->warm_hold_ms - mono;
-        for (int i = 0; i < sc->nwarm; i++) {
-            int64_t left = sc->warm[i]->prepared_ms + sc->o.warm_max_age_ms - now;
-            if (left < wait)
-                wait = left > 0 ? left : 0;
-        }
-        struct timespec ts;
-        deadline_after(&ts, wait);
-        pthread_cond_timedwait(&sc->warm_wake, &sc->lock, &ts);
-    }
-    pthread_mutex_unlock(&sc->lock);
-    return NULL;
 }
 
 /* ---- slots ----------------------------------------------------------------- */
@@ -388,7 +108,7 @@ static void slot_run(scheduler *sc, slot *sl, store_job *job)
         pthread_mutex_lock(&sc->lock);
         snprintf(sc->active_repo, sizeof(sc->active_repo), "%s", s->repo);
         if (strcmp(job->kind, "cancel") != 0)
-            sl->ctl.warm = warm_take(sc, s->repo);
+            sl->ctl.warm = sched_warm_take(sc, s->repo);
         pthread_mutex_unlock(&sc->lock);
         store_session_free(s);
     }
@@ -397,8 +117,8 @@ static void slot_run(scheduler *sc, slot *sl, store_job *job)
         snprintf(error, sizeof(error), "%s", farm_error_last());
     pipeline_warm *left = sl->ctl.warm;
     sl->ctl.warm = NULL;
-    warm_return(sc, left);
-    job_end(sc, sl, job, rc, error);
+    sched_warm_return(sc, left);
+    sched_job_end(sc, sl, job, rc, error);
 }
 
 static void *slot_main(void *arg)
@@ -409,11 +129,11 @@ static void *slot_main(void *arg)
     pthread_mutex_lock(&sc->lock);
     for (;;) {
         while (!sl->job && !sc->stopping) {
-            int64_t left = sl->idle_since_ms + idle_timeout_ms(sc) - clock_mono_ms();
+            int64_t left = sl->idle_since_ms + sched_idle_timeout_ms(sc) - clock_mono_ms();
             if (left <= 0)
                 break;
             struct timespec ts;
-            deadline_after(&ts, left);
+            sched_deadline_after(&ts, left);
             pthread_cond_timedwait(&sl->wake, &sc->lock, &ts);
         }
         if (!sl->job)
@@ -460,7 +180,7 @@ static int slot_assign(scheduler *sc, store_job *job)
     sl->ctl.worker_id = sc->owner;
     sl->job = job;
     sl->state = SLOT_BUSY;
-    if (cond_init_mono(&sl->wake) != 0) {
+    if (sched_cond_init_mono(&sl->wake) != 0) {
         free(sl);
         farm_error_set("scheduler: cannot make a slot");
         return FARM_EIO;
@@ -595,7 +315,7 @@ static void memory_wait(scheduler *sc, const store_lease_req *req, int64_t avail
         sc->admission_waits++;
     pthread_mutex_unlock(&sc->lock);
     if (!told && job->session_id > 0) {
-        char *body = json_text(json_pack(
+        char *body = sched_json_text(json_pack(
             "{s:s,s:I,s:I,s:I}", "reason", "memory", "job", (json_int_t)job->id, "available_mb",
             (json_int_t)(avail >> 20), "needed_mb", (json_int_t)(need >> 20)));
         int64_t seq = 0;
@@ -617,7 +337,7 @@ static void dispatch(scheduler *sc)
 
     for (;;) {
         pthread_mutex_lock(&sc->lock);
-        int room = !sc->stopping && busy_count(sc) < sc->lim.value[SCALING_MAX_AGENTS];
+        int room = !sc->stopping && sched_busy_count(sc) < sc->lim.value[SCALING_MAX_AGENTS];
         store_lease_req req = {sc->owner, sc->o.lease_ms, sc->lim.value[SCALING_MAX_AGENTS],
                                sc->lim.value[SCALING_MAX_PER_REPO]};
         pthread_mutex_unlock(&sc->lock);
@@ -688,7 +408,7 @@ static void *sched_main(void *arg)
     while (!sc->stopping) {
         if (!sc->kicked) {
             struct timespec ts;
-            deadline_after(&ts, sc->o.poll_ms);
+            sched_deadline_after(&ts, sc->o.poll_ms);
             pthread_cond_timedwait(&sc->kick, &sc->lock, &ts);
         }
         sc->kicked = 0;
@@ -786,8 +506,8 @@ int scheduler_start(farm *f, const scheduler_options *opts)
     }
     sc->o.owner = NULL; /* copied */
     pthread_mutex_init(&sc->lock, NULL);
-    cond_init_mono(&sc->kick);
-    cond_init_mono(&sc->warm_wake);
+    sched_cond_init_mono(&sc->kick);
+    sched_cond_init_mono(&sc->warm_wake);
     if ((rc = scaling_get(&sc->lim, f->cfg, f->store))) {
         scheduler_free(sc);
         return rc;
@@ -800,7 +520,7 @@ int scheduler_start(farm *f, const scheduler_options *opts)
         return FARM_EIO;
     }
     sc->thread_started = 1;
-    if (pthread_create(&sc->warm_thread, NULL, warm_main, sc) != 0) {
+    if (pthread_create(&sc->warm_thread, NULL, sched_warm_main, sc) != 0) {
         pthread_mutex_lock(&sc->lock);
         sc->stopping = 1;
         pthread_cond_signal(&sc->kick);
@@ -893,7 +613,7 @@ void scheduler_stats_get(scheduler_stats *out, farm *f)
         out->slots = sc->nslots;
         for (int i = 0; i < sc->nslots; i++)
             out->slots -= sc->slots[i]->state == SLOT_EXITED;
-        out->busy = busy_count(sc);
+        out->busy = sched_busy_count(sc);
         out->warm = sc->nwarm;
         out->limits = sc->lim;
         out->jobs_started = sc->jobs_started;
@@ -903,53 +623,4 @@ void scheduler_stats_get(scheduler_stats *out, farm *f)
         pthread_mutex_unlock(&sc->lock);
     }
     pthread_mutex_unlock(&sched_ptr_lock);
-}
-
-/* ---- cancelling a session ------------------------------------------------------- */
-
-typedef struct cancel_arg {
-    int64_t session_id;
-    const char *actor;
-    int64_t job, seq;
-} cancel_arg;
-
-static int cancel_fn(store_tx *tx, void *arg)
-{
-    cancel_arg *a = arg;
-    store_session *s = NULL;
-    int rc = store_tx_session_get(&s, tx, a->session_id);
-    if (rc)
-        return rc;
-    if (store_session_state_is_final(s->state)) {
-        farm_error_set("session %lld has ended already (%s)", (long long)s->id, s->state);
-        store_session_free(s);
-        return FARM_ECONFLICT;
-    }
-    store_session_free(s);
-    char *body = json_text(json_pack("{s:s}", "by", a->actor ? a->actor : "unknown"));
-    if (!body) {
-        farm_error_set("out of memory");
-        return FARM_ENOMEM;
-    }
-    rc = store_tx_event_append(&a->seq, tx, a->session_id, "cancel_requested", a->actor, body);
-    free(body);
-    if (!rc)
-        rc = store_tx_job_insert(&a->job, tx, "cancel", a->session_id, 0);
-    return rc;
-}
-
-int farm_session_cancel(int64_t *out_job, farm *f, int64_t session_id, const char *actor)
-{
-    cancel_arg a = {session_id, actor, 0, 0};
-    *out_job = 0;
-    int rc = store_write(f->store, cancel_fn, &a);
-    if (rc)
-        return rc;
-    stream_hub_session_notify(f->streams, session_id, a.seq);
-    farm_jobs_kick(f);
-    char id[32];
-    snprintf(id, sizeof(id), "%lld", (long long)session_id);
-    log_info("session cancel requested", "session", id, "by", actor ? actor : "unknown");
-    *out_job = a.job;
-    return 0;
 }

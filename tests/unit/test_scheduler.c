@@ -351,8 +351,11 @@ static void test_max_agents_over_20_jobs(void **state)
     for (int i = 1; i <= 20; i++)
         session_make(fx, i, 1, NULL);
     C.hold_ms = 15;
-    gate_open();
     assert_int_equal(scheduler_start(fx->f, &o), 0);
+    WAIT_UNTIL(consumer_get(&C.running) == 3, 10000); /* the capacity is used... */
+    WAIT_UNTIL(jobs_in(fx->s, "leased") == 3, 10000);
+    assert_int_equal(jobs_in(fx->s, "queued"), 17); /* ...and not more */
+    gate_open();
     WAIT_UNTIL(jobs_in(fx->s, "done") == 20, 30000);
     assert_int_equal(consumer_get(&C.runs), 20);
     assert_true(consumer_get(&C.max_running) <= 3);
@@ -371,8 +374,9 @@ static void test_max_per_repo(void **state)
     for (int i = 1; i <= 10; i++)
         session_make(fx, i, 1, NULL);
     C.hold_ms = 10;
-    gate_open();
     assert_int_equal(scheduler_start(fx->f, &o), 0);
+    WAIT_UNTIL(consumer_get(&C.running) == 2, 10000); /* one per repository */
+    gate_open();
     WAIT_UNTIL(jobs_in(fx->s, "done") == 10, 30000);
     assert_int_equal(consumer_get(&C.max_per_repo[0]), 1);
     assert_int_equal(consumer_get(&C.max_per_repo[1]), 1);
@@ -387,8 +391,10 @@ static void test_one_job_per_session(void **state)
     session_make(fx, 1, 4, &s1);
     session_make(fx, 3, 4, &s2);
     C.hold_ms = 10;
-    gate_open();
     assert_int_equal(scheduler_start(fx->f, &o), 0);
+    WAIT_UNTIL(consumer_get(&C.running) == 2, 10000); /* one per session */
+    assert_int_equal(jobs_in(fx->s, "leased"), 2);
+    gate_open();
     WAIT_UNTIL(jobs_in(fx->s, "done") == 8, 30000);
     assert_int_equal(consumer_get(&C.session_overlap), 0);
     assert_int_equal(consumer_get(&C.max_running), 2); /* two sessions side by side */
@@ -438,7 +444,7 @@ static void test_lost_lease_cancels_run(void **state)
 {
     fixture *fx = *state;
     scheduler_options o = opts_test();
-    o.lease_ms = 300;
+    o.lease_ms = 3000; /* long enough that a slow heartbeat never lets it expire */
     o.heartbeat_ms = 30;
     int64_t job = session_make(fx, 1, 1, NULL);
     assert_int_equal(scheduler_start(fx->f, &o), 0);
