@@ -15,6 +15,7 @@
  */
 #include "outbox.h"
 #include "farm.h"
+#include "report.h"
 #include "farm_internal.h"
 #include "store_outbox.h"
 #include "trackers.h"
@@ -602,6 +603,35 @@ fail:
     return NULL;
 }
 
+/* The status comment's next text once a PR entry moved the session to
+ * state_after (its link and state are news); a payload, or NULL when there
+ * is no state change or it cannot be rendered (the status then waits for
+ * the pipeline's next update). Heap string. */
+static char *status_after_pr(farm *f, const store_session *sess, const tracker_pr *pr,
+                             const char *state_after, json_t *installation)
+{
+    store_session now = *sess;
+    report_info ri = REPORT_INFO_INIT;
+    char *md = NULL, *out = NULL;
+
+    if (!state_after)
+        return NULL;
+    now.state = (char *)state_after;
+    now.pr_number = pr->number;
+    now.pr_url = pr->url;
+    ri.session = &now;
+    ri.public_url = f->cfg->public_url;
+    if (report_status_render(&md, &ri) != 0)
+        return NULL;
+    json_t *j = json_pack("{s:s}", "body", md);
+    if (j && installation)
+        json_object_set(j, "installation_id", installation);
+    out = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    free(md);
+    return out;
+}
+
 static void process(worker *w, outbox_entry *e)
 {
     farm *f = w->s->f;
@@ -622,6 +652,14 @@ static void process(worker *w, outbox_entry *e)
     }
     oc.look = e->attempts > 1 || w->s->o.look_first;
     rc = deliver(&oc, f, e, sess, p);
+    if (rc == FARM_EUNSUPPORTED && !strcmp(e->kind, OUTBOX_REACT)) {
+        /* not a failure: this tracker has no such reaction */
+        char why[600];
+        snprintf(why, sizeof why, "EUNSUPPORTED: %s", farm_error_last());
+        if (store_outbox_skip(f->store, e->id, w->owner, why) == 0)
+            log_info("outbox entry skipped", "key", e->key, "kind", e->kind, "why", why);
+        goto out;
+    }
     if (rc) {
         record_failure(w, e, rc, oc.fatal, tracker_retry_after_ms());
         goto out;
@@ -643,8 +681,11 @@ static void process(worker *w, outbox_entry *e)
             json_decref(tp);
             snprintf(then_key, sizeof then_key, "%s:comment", e->key);
         }
+        char *status = status_after_pr(f, sess, oc.pr, jstr(p, "state_after"),
+                                       json_object_get(p, "installation_id"));
         rc = store_outbox_pr_done(&seq, f->store, e->id, e->session_id, oc.pr->number, oc.pr->url,
-                                  jstr(p, "state_after"), then ? then_key : NULL, then);
+                                  jstr(p, "state_after"), then ? then_key : NULL, then, status);
+        free(status);
         free(then);
         free(filled);
         if (!rc && seq > 0)

@@ -252,8 +252,12 @@ static int lease_write(store_tx *tx, void *arg)
             if (kind && strcmp(kind, OUTBOX_STATUS) == 0) {
                 if (!newer &&
                     (rc = store_prepare(&newer, tx->db,
-                                        "SELECT 1 FROM outbox WHERE session_id = ? AND kind ="
-                                        " 'status' AND state = 'pending' AND id > ? LIMIT 1")))
+                                        "SELECT 1 FROM outbox n WHERE n.session_id = ?1"
+                                        " AND n.kind = 'status' AND n.state = 'pending'"
+                                        " AND n.id > ?2 AND NOT EXISTS (SELECT 1 FROM outbox m"
+                                        " WHERE m.session_id = ?1 AND m.state = 'pending'"
+                                        " AND m.kind <> 'status' AND m.id > ?2 AND m.id < n.id)"
+                                        " LIMIT 1")))
                     goto out;
                 sqlite3_reset(newer);
                 sqlite3_bind_int64(newer, 1, sid);
@@ -451,6 +455,12 @@ out:
     return rc;
 }
 
+int store_outbox_skip(store *s, int64_t id, const char *owner, const char *why)
+{
+    outcome_args a = {id, owner, "skipped", NULL, why ? why : "", 0};
+    return store_write(s, outcome_write, &a);
+}
+
 int store_outbox_fail(int64_t *out_seq, store *s, int64_t id, const char *owner, const char *error)
 {
     fail_args a = {{id, owner, "failed", NULL, error ? error : "", 0}, 0};
@@ -463,7 +473,7 @@ int store_outbox_fail(int64_t *out_seq, store *s, int64_t id, const char *owner,
 typedef struct pr_done_args {
     int64_t seq;
     int64_t id, session_id, pr_number;
-    const char *pr_url, *state_after, *then_key, *then_payload;
+    const char *pr_url, *state_after, *then_key, *then_payload, *status_payload;
 } pr_done_args;
 
 static int pr_done_write(store_tx *tx, void *arg)
@@ -482,7 +492,8 @@ static int pr_done_write(store_tx *tx, void *arg)
     rc = store_prepare(&st, tx->db,
                        "UPDATE session SET pr_number = ?1, pr_url = ?2,"
                        " state = CASE WHEN ?3 IS NOT NULL AND state NOT IN ('done', 'failed',"
-                       " 'cancelled') THEN ?3 ELSE state END, updated_ms = ?4 WHERE id = ?5");
+                       " 'cancelled') THEN ?3 ELSE state END, updated_ms = ?4 WHERE id = ?5"
+                       " RETURNING state = ?3");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, a->pr_number);
@@ -490,11 +501,17 @@ static int pr_done_write(store_tx *tx, void *arg)
     sqlite3_bind_text(st, 3, a->state_after, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, now);
     sqlite3_bind_int64(st, 5, a->session_id);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        rc = store_sqlerr(tx->db, "recording the session's pull request");
-    else if (sqlite3_changes(tx->db) == 0) {
+    int moved = 0;
+    switch (sqlite3_step(st)) {
+    case SQLITE_ROW:
+        moved = sqlite3_column_int(st, 0) == 1;
+        break;
+    case SQLITE_DONE:
         farm_error_set("store: no session %" PRId64, a->session_id);
         rc = FARM_ENOTFOUND;
+        break;
+    default:
+        rc = store_sqlerr(tx->db, "recording the session's pull request");
     }
     sqlite3_finalize(st);
     if (rc)
@@ -512,17 +529,26 @@ static int pr_done_write(store_tx *tx, void *arg)
     free(body);
     if (rc)
         return rc;
-    if (a->then_key && a->then_payload)
-        rc = store_tx_outbox_insert(NULL, tx, a->session_id, OUTBOX_COMMENT, a->then_key,
-                                    a->then_payload);
+    if (a->then_key && a->then_payload &&
+        (rc = store_tx_outbox_insert(NULL, tx, a->session_id, OUTBOX_COMMENT, a->then_key,
+                                     a->then_payload)))
+        return rc;
+    /* the status comment follows the state the session moved to */
+    if (moved && a->status_payload) {
+        char key[256];
+        if ((rc = store_tx_outbox_status_key(key, sizeof key, tx, a->session_id)))
+            return rc;
+        rc = store_tx_outbox_insert(NULL, tx, a->session_id, OUTBOX_STATUS, key, a->status_payload);
+    }
     return rc;
 }
 
 int store_outbox_pr_done(int64_t *out_seq, store *s, int64_t id, int64_t session_id,
                          int64_t pr_number, const char *pr_url, const char *state_after,
-                         const char *then_key, const char *then_payload)
+                         const char *then_key, const char *then_payload, const char *status_payload)
 {
-    pr_done_args a = {0, id, session_id, pr_number, pr_url, state_after, then_key, then_payload};
+    pr_done_args a = {0,           id,       session_id,   pr_number,     pr_url,
+                      state_after, then_key, then_payload, status_payload};
     int rc = store_write(s, pr_done_write, &a);
     if (out_seq)
         *out_seq = rc ? 0 : a.seq;

@@ -4,8 +4,11 @@
  * outbox.h.
  *
  * An entry is "pending" until it is "sent" (remote_id recorded), "failed"
- * (gave up: last_error says why) or "superseded" (a status update overtaken
- * by a newer one before it went out). A pending entry is leased like a job:
+ * (gave up: last_error says why), "skipped" (the tracker has no such thing,
+ * e.g. a reaction on an Azure work item) or "superseded" (a status update
+ * overtaken by a newer one, with nothing else of its session in between,
+ * before it went out: the status comment still appears where it was first
+ * enqueued). A pending entry is leased like a job:
  * lease_owner and lease_expires_ms in the row say who is sending it until
  * when, so several farm processes can share a store, and an expired lease
  * (its sender died) is simply taken over. Only the oldest pending entry of a
@@ -79,16 +82,22 @@ int store_outbox_sent(store *s, int64_t id, const char *remote_id);
  * PR number as remote id, set the session's pr_number and pr_url, move the
  * session to state_after (NULL: stay; ignored when the session has ended),
  * append a "pr_opened" event to its log (*out_seq, may be NULL, is its seq,
- * 0 when none), and enqueue then_payload (a comment payload, NULL for none)
- * under then_key. */
+ * 0 when none), enqueue then_payload (a comment payload, NULL for none)
+ * under then_key, and, when the session did move to state_after, enqueue
+ * status_payload (NULL: none) as its next status update. */
 int store_outbox_pr_done(int64_t *out_seq, store *s, int64_t id, int64_t session_id,
                          int64_t pr_number, const char *pr_url, const char *state_after,
-                         const char *then_key, const char *then_payload);
+                         const char *then_key, const char *then_payload,
+                         const char *status_payload);
 
 /* Try again at next_try_ms, with the error; only while owner holds the
  * lease. Returns 0, FARM_ECONFLICT (the lease was lost) or FARM_EIO. */
 int store_outbox_retry(store *s, int64_t id, const char *owner, int64_t next_try_ms,
                        const char *error);
+
+/* Nothing to do on this tracker: state "skipped" with why; only while
+ * owner holds the lease. Returns 0, FARM_ECONFLICT or FARM_EIO. */
+int store_outbox_skip(store *s, int64_t id, const char *owner, const char *why);
 
 /* Give up: state "failed" with the error, only while owner holds the
  * lease, and a "tracker_error" event {kind, key, error} in the session's

@@ -487,6 +487,19 @@ static void pr_created_once_with_bookkeeping(void **state)
 
     assert_int_equal(fake_count(&fx->gh, "POST", "/pulls"), 1);
     assert_int_equal(marked(fx, ckey), 1);
+    /* the status comment followed the session into review, with the PR */
+    char skey[200];
+    outbox_key(skey, sizeof skey, sid, "status");
+    outbox_entry *se = wait_settled(fx, skey, 20000);
+    assert_non_null(se);
+    assert_string_equal(se->state, "sent");
+    json_t *sl = gh_comments(fx);
+    const char *sbody = comment_body(sl, strtoll(se->remote_id, NULL, 10));
+    assert_non_null(sbody);
+    assert_non_null(strstr(sbody, "Waiting for review"));
+    assert_non_null(strstr(sbody, "/o/r/pull/"));
+    json_decref(sl);
+    outbox_entry_free(se);
     /* the placeholders were filled in */
     assert_int_equal(store_outbox_get_by_key(&c, fx->s, ckey), 0);
     json_t *list = gh_comments(fx);
@@ -695,6 +708,35 @@ static void order_kept_while_others_proceed(void **state)
     }
 }
 
+/* Status updates coalesce only with nothing else of the session between
+ * them: the status comment appears where it was first enqueued. */
+static void status_coalescing_keeps_place(void **state)
+{
+    fixture *fx = *state;
+    int64_t sid = new_session(fx, "github", "o/r", 1), now;
+    outbox_entry *e = NULL;
+
+    assert_int_equal(outbox_status(fx->s, sid, "{\"body\": \"one\"}"), 0);
+    enqueue(fx, sid, OUTBOX_COMMENT, "s1:hello", "{\"body\": \"hello\"}");
+    assert_int_equal(outbox_status(fx->s, sid, "{\"body\": \"two\"}"), 0);
+    assert_int_equal(outbox_status(fx->s, sid, "{\"body\": \"three\"}"), 0);
+    now = clock_wall_ms();
+    assert_int_equal(store_outbox_lease(&e, fx->s, "me/w0", now, 30000), 0);
+    assert_string_equal(e->key, "s1:status"); /* not overtaken: a comment follows it */
+    assert_int_equal(store_outbox_sent(fx->s, e->id, "1"), 0);
+    outbox_entry_free(e);
+    assert_int_equal(store_outbox_lease(&e, fx->s, "me/w0", now, 30000), 0);
+    assert_string_equal(e->key, "s1:hello");
+    assert_int_equal(store_outbox_sent(fx->s, e->id, "2"), 0);
+    outbox_entry_free(e);
+    assert_int_equal(store_outbox_lease(&e, fx->s, "me/w0", now, 30000), 0);
+    assert_string_equal(e->key, "s1:status:3"); /* "two" was overtaken by "three" */
+    outbox_entry_free(e);
+    assert_int_equal(store_outbox_get_by_key(&e, fx->s, "s1:status:2"), 0);
+    assert_string_equal(e->state, "superseded");
+    outbox_entry_free(e);
+}
+
 /* Replies in a review thread: sent once, and found among the PR's review
  * comments after a crash. */
 static void review_replies(void **state)
@@ -860,6 +902,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(labels_and_reaction, setup, teardown),
         cmocka_unit_test_setup_teardown(next_due_follows_heads, setup, teardown),
         cmocka_unit_test_setup_teardown(review_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(status_coalescing_keeps_place, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

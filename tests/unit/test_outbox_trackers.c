@@ -135,7 +135,8 @@ static void local_comment_status_and_pr(void **state)
     for (size_t i = 0; i < n; i++)
         if (tracker_body_has_marker(c[i].body, skey, 1)) {
             found++;
-            assert_non_null(strstr(c[i].body, "in review"));
+            /* newest: the one the PR entry added when the session went to review */
+            assert_non_null(strstr(c[i].body, "Waiting for review"));
         }
     local_comment_list_free(c, n);
     assert_int_equal(found, 1);
@@ -209,6 +210,8 @@ static void azure_comment_and_pr(void **state)
     outbox_key(pkey, sizeof pkey, sid, "pr");
     snprintf(ckey, sizeof ckey, "%s:comment", pkey);
     enqueue(fx, sid, OUTBOX_COMMENT, key, "{\"body\": \"On it.\"}");
+    /* work items take no reactions: skipped, not an error */
+    enqueue(fx, sid, OUTBOX_REACT, "s1:eyes", "{\"comment_id\": 0, \"reaction\": \"eyes\"}");
     enqueue(fx, sid, OUTBOX_PR, pkey,
             "{\"title\": \"Fix the login\", \"body\": \"Fixed.\", \"head\": \"farm/1-login\","
             " \"base\": \"main\", \"state_after\": \"review\", \"then_comment\": \"PR open.\"}");
@@ -232,6 +235,16 @@ static void azure_comment_and_pr(void **state)
     outbox_entry_free(e);
     assert_int_equal(marked_azure(fx, key), 1);
     assert_int_equal(marked_azure(fx, ckey), 1);
+    assert_int_equal(store_outbox_get_by_key(&e, fx->s, "s1:eyes"), 0);
+    assert_string_equal(e->state, "skipped");
+    assert_int_equal(e->attempts, 1);
+    outbox_entry_free(e);
+    store_event *ev = NULL;
+    size_t nev = 0;
+    assert_int_equal(store_event_list(&ev, &nev, fx->s, sid, 0, 0), 0);
+    for (size_t i = 0; i < nev; i++)
+        assert_string_not_equal(ev[i].kind, "tracker_error");
+    store_event_list_free(ev, nev);
 
     /* one PR in Azure Repos, linked to the work item */
     json_t *st = az_state(fx);
