@@ -97,8 +97,9 @@ def test_scaling_api():
         assert s == 200, (s, body)
         assert body["max_agents"] == 6 and body["source"]["max_agents"] == "setting", body
         assert body["source"]["max_per_repo"] == "config", body
-        assert any(r.get("msg") == "scaling changed" and r.get("by") == "admin"
-                   for r in farm.logs()), "the change is logged with who made it"
+        farmtest.wait_for(lambda: any(r.get("msg") == "scaling changed" and r.get("by") == "admin"
+                                      for r in farm.logs()),
+                          what="the change logged with who made it")
         # the scheduler takes it up without a restart
         farmtest.wait_for(lambda: farm.metric("farm_scaling_limit", limit="max_agents") == 6,
                           what="the scheduler to use max_agents 6")
