@@ -15,6 +15,7 @@
 #include "../farm/farm.h"
 #include "../farm/outbox.h"
 #include "../farm/scheduler.h"
+#include "../sandbox/sandbox.h"
 #include "../webhook/server.h"
 
 #include <getopt.h>
@@ -24,6 +25,26 @@
 #include <string.h>
 
 #define DRAIN_MS 10000
+
+/* Probe the host's isolation and log it; 0 when agents may run. */
+static int check_sandbox(const config *cfg)
+{
+    int unsafe = cfg->sandbox.mode && !strcmp(cfg->sandbox.mode, "unsafe-none");
+    sandbox_probe_result probe;
+    memset(&probe, 0, sizeof(probe));
+    if (!unsafe)
+        sandbox_probe(&probe, NULL);
+    sandbox_probe_log(&probe, unsafe);
+    if (unsafe || probe.ok)
+        return 0;
+    fprintf(stderr,
+            "farm: agents cannot run isolated on this host: %s\n"
+            "farm: `farm doctor` shows what is missing. To serve webhooks and the API without "
+            "running agents here, use `farm serve --intake-only`; to run agents without any "
+            "isolation (never with untrusted code), set sandbox.mode to \"unsafe-none\".\n",
+            probe.problem);
+    return -1;
+}
 
 static int serve(int argc, char **argv)
 {
@@ -93,6 +114,13 @@ static int serve(int argc, char **argv)
     }
     if ((rc = outbox_start(f)) != 0) { /* tracker side effects (farm/outbox.h) */
         fprintf(stderr, "farm: cannot start the outbox: %s\n", farm_error_last());
+        farm_close(f);
+        return 1;
+    }
+    /* Agents run only isolated: say which limits are really in force, and
+     * refuse to run them at all where isolation cannot be had, unless the
+     * config explicitly asks for no sandbox (logged loudly every start). */
+    if (!intake_only && check_sandbox(farm_config(f)) != 0) {
         farm_close(f);
         return 1;
     }

@@ -25,6 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct store_write_req {
     store_write_fn fn;
@@ -143,6 +146,20 @@ int store_conn_open(sqlite3 **out, const char *path, int readonly)
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (readonly ? 0 : SQLITE_OPEN_CREATE);
 
     *out = NULL;
+    if (!readonly) {
+        /* Only the farm reads its store: the data directory may be traversable
+         * (the sandbox's uid walks through it to the worktrees), so the files
+         * themselves are 0600. SQLite gives the -wal and -shm files the main
+         * file's mode. */
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0 || fchmod(fd, 0600) != 0) {
+            farm_error_set("store: cannot create %s: %s", path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return FARM_EIO;
+        }
+        close(fd);
+    }
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
         farm_error_set("store: cannot open %s: %s", path,
                        db ? sqlite3_errmsg(db) : "out of memory");

@@ -26,6 +26,7 @@
 #include "../base/crypto.h"
 #include "../base/error.h"
 #include "../base/log.h"
+#include "../farm/ingest.h"
 #include "../farm/store.h"
 #include "../farm/stream.h"
 
@@ -829,6 +830,7 @@ typedef struct message_job {
     char author[128];
     char *body; /* {"text", "author"} */
     int64_t seq;
+    int64_t job; /* the answer job queued, 0 when the session was not waiting */
     int rc;
 } message_job;
 
@@ -849,6 +851,10 @@ static void message_work(web_request *req)
     if (!j->rc)
         j->rc = stream_session_append(&j->seq, farm_streams(req->farm), j->session, "message",
                                       j->author, j->body);
+    /* a member's message answers the agent when the session waits for one */
+    if (!j->rc && farm_session_message_note(req->farm, j->session, &j->job) != 0)
+        log_error("message recorded but the answer job was not queued", "session_id",
+                  req->segment[0], "error", farm_error_last());
 }
 
 int route_api_session_message(web_request *req)
@@ -860,9 +866,9 @@ int route_api_session_message(web_request *req)
         if (j->rc)
             return reply_store_error(req, j->rc);
         log_info("session message", "author", j->author);
-        return web_reply_json(
-            req, 201,
-            json_pack("{s:I,s:I}", "session", (json_int_t)j->session, "seq", (json_int_t)j->seq));
+        return web_reply_json(req, 201,
+                              json_pack("{s:I,s:I,s:I}", "session", (json_int_t)j->session, "seq",
+                                        (json_int_t)j->seq, "answer_job", (json_int_t)j->job));
     }
     auth_identity who;
     if (!web_authorize(req, AUTH_MEMBER))

@@ -8,6 +8,7 @@ on the issue), a person answers with a comment and the run goes on to a PR;
 a review asking for changes on the PR starts a revision that pushes a second
 commit to the same branch and opens no second PR.
 """
+import json
 import os
 import sys
 
@@ -48,6 +49,30 @@ def test_question_then_answer():
         assert len(runs) == 2, runs
 
 
+def test_question_answered_through_the_api():
+    # the web UI's answer box and `farm say` post here instead of on the tracker
+    with farmtest.GitHubWorld() as w:
+        body = repos.issue_body(repos.FIX, standin="question Which greeting?")
+        n = w.open_issue("Ask through the farm", body)
+        s = w.wait_session(n, lambda s: s["state"] in FINAL + ("waiting",), what="the question")
+        assert s["state"] == "waiting", s
+        st, _, data = w.farm.request(
+            "POST", "/api/sessions/%d/messages" % s["id"], json.dumps({"text": "World."}),
+            {"Authorization": "Bearer " + farmtest.ADMIN_TOKEN,
+             "Content-Type": "application/json"})
+        assert st == 201, (st, data)
+        assert json.loads(data)["answer_job"] > 0, data
+        s = w.wait_session(n, lambda s: s["state"] in FINAL, what="the PR after the answer")
+        assert s["state"] == "review", s
+        assert len(farmtest.session_events(w.farm, s["id"], "run_started")) == 2
+        # a message to a session that is not waiting queues nothing
+        st, _, data = w.farm.request(
+            "POST", "/api/sessions/%d/messages" % s["id"], json.dumps({"text": "Thanks!"}),
+            {"Authorization": "Bearer " + farmtest.ADMIN_TOKEN,
+             "Content-Type": "application/json"})
+        assert st == 201 and json.loads(data)["answer_job"] == 0, (st, data)
+
+
 def test_review_starts_a_revision_on_the_same_branch():
     # reviews arriving together are debounced into one revision: 1 s here
     with farmtest.GitHubWorld(extra={"review": {"debounce_s": 1}}) as w:
@@ -77,6 +102,7 @@ def test_review_starts_a_revision_on_the_same_branch():
 
 
 if __name__ == "__main__":
-    tests = [test_question_then_answer, test_review_starts_a_revision_on_the_same_branch]
+    tests = [test_question_then_answer, test_question_answered_through_the_api,
+             test_review_starts_a_revision_on_the_same_branch]
     only = sys.argv[1:]
     farmtest.run([t for t in tests if not only or t.__name__ in only])
