@@ -449,11 +449,17 @@ void store_stats_get(store_stats *out, store *s)
 
 /* ---- the checkpointer --------------------------------------------------- */
 
-/* After each commit, on the writer thread: pages is the WAL's length. */
+/* After each commit, on the writer thread: pages is the WAL's length. The
+ * checkpointer is woken each time the log has grown by another
+ * STORE_CHECKPOINT_PAGES (not after every commit past the mark: each
+ * checkpoint costs an fsync of the database). */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     store *s = arg;
     (void)name;
+    if (pages < s->wal_pages) /* the log restarted from its beginning */
+        s->checkpoint_at = STORE_CHECKPOINT_PAGES;
+    s->wal_pages = pages;
     if (pages >= 4 * STORE_CHECKPOINT_PAGES) {
         /* Writes kept landing while the checkpointer worked, so the log
          * never restarted: finish the job here, where no write can land
@@ -461,12 +467,11 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
         sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         return SQLITE_OK;
     }
-    if (pages >= STORE_CHECKPOINT_PAGES) {
+    if (pages >= s->checkpoint_at) {
+        s->checkpoint_at = pages + STORE_CHECKPOINT_PAGES;
         pthread_mutex_lock(&s->clock);
-        if (!s->checkpoint_wanted) {
-            s->checkpoint_wanted = 1;
-            pthread_cond_signal(&s->cwake);
-        }
+        s->checkpoint_wanted = 1;
+        pthread_cond_signal(&s->cwake);
         pthread_mutex_unlock(&s->clock);
     }
     return SQLITE_OK;
@@ -509,6 +514,7 @@ static int checkpointer_start(store *s)
         return FARM_ERROR;
     }
     s->checkpointer_started = 1;
+    s->checkpoint_at = STORE_CHECKPOINT_PAGES;
     sqlite3_wal_hook(s->wdb, wal_hook, s); /* replaces the automatic checkpoint */
     return 0;
 }

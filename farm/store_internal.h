@@ -46,6 +46,8 @@ struct store {
     pthread_cond_t cwake;  /* the checkpointer waits here */
     int checkpoint_wanted; /* the WAL passed STORE_CHECKPOINT_PAGES */
     int checkpointer_stopping;
+    int wal_pages;        /* the WAL's length after the last commit (writer thread only) */
+    int checkpoint_at;    /* the length that wakes the checkpointer next (writer thread only) */
     uint64_t checkpoints; /* checkpoints run (for tests and /metrics) */
 
     struct {

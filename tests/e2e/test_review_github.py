@@ -101,8 +101,10 @@ def test_reviews_become_revisions_with_replies():
         farmtest.wait_for(lambda: [c for c in w.comments(pr)
                                    if "queued behind the running revision" in c["body"]],
                           timeout=60, what="the queued notice on the PR")
-        s = w.wait_session(n, lambda s: s["runs"] == 3 and s["state"] in FINAL, timeout=150,
-                           what="the second revision")
+        farmtest.wait_for(lambda: len(events(w, sid, "run_finished")) == 3, timeout=150,
+                          what="the second revision")
+        s = w.wait_session(n, lambda s: s["runs"] == 3 and s["state"] in FINAL, timeout=60,
+                           what="the session back in review")
         assert s["state"] == "review", s
 
         # two revisions (not one per comment), three pushes in all
