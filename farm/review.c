@@ -1,8 +1,8 @@
 /*
  * review.c - the review loop and `/farm` commands (see review.h).
  *
- * Everything here but review_replies_enqueue() runs inside ingest's write,
- * so a decision, the job it queues, the session log entry that says so and
+ * Everything here but what the pipeline calls (review_window_start(),
+ * review_replies_enqueue()) runs inside ingest's write, so a decision, the job it queues, the session log entry that says so and
  * the reply it sends (an outbox entry) are one transaction: a crash leaves
  * all of them or none, and a redelivered webhook is a duplicate before it
  * gets here.
