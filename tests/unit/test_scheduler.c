@@ -730,6 +730,63 @@ static void test_scaling_settings(void **state)
     assert_int_equal(scaling_field_find("bogus"), -1);
 }
 
+/* The store's lease calls on their own: not-before times, owners, states. */
+static void test_store_leases(void **state)
+{
+    fixture *fx = *state;
+    store_lease_req a = {"a:1:x", 60000, 0, 0}, b = {"b:2:y", 60000, 0, 0};
+    store_job *j = NULL;
+    int lost[2] = {-1, -1};
+    int64_t job = session_make(fx, 1, 1, NULL);
+
+    assert_int_equal(store_job_lease(&j, fx->s, &a), 0);
+    assert_non_null(j);
+    assert_string_equal(j->state, "leased");
+    assert_int_equal(j->attempts, 1);
+    store_job_free(j);
+    /* another owner cannot end, extend or put back a's job */
+    assert_int_equal(store_job_finish(fx->s, job, b.owner, "done", NULL), FARM_ECONFLICT);
+    assert_int_equal(store_job_retry(fx->s, job, b.owner, 0, NULL, 0), FARM_ECONFLICT);
+    int64_t ids[2] = {job, job + 1000};
+    assert_int_equal(store_job_lease_extend(lost, fx->s, b.owner, ids, 2, 60000), 0);
+    assert_int_equal(lost[0], 1);
+    assert_int_equal(store_job_lease_extend(lost, fx->s, a.owner, ids, 2, 60000), 0);
+    assert_int_equal(lost[0], 0);
+    assert_int_equal(lost[1], 1); /* no such job: not a's */
+    assert_int_equal(store_job_finish(fx->s, job, a.owner, "finished", NULL), FARM_EINVALID);
+
+    /* back in the queue, due later: not leased before its time */
+    assert_int_equal(store_job_retry(fx->s, job, a.owner, clock_wall_ms() + 60000, "x", 0), 0);
+    assert_int_equal(store_job_lease(&j, fx->s, &b), 0);
+    assert_null(j);
+    assert_int_equal(store_job_peek(&j, fx->s, &b), 0);
+    assert_null(j);
+    assert_int_equal(store_job_retry(fx->s, job, a.owner, 0, NULL, 0), FARM_ECONFLICT);
+
+    /* a job of a session whose other job is leased waits */
+    int64_t s2;
+    int64_t second = session_make(fx, 3, 2, &s2); /* two jobs of one session */
+    assert_int_equal(store_job_lease(&j, fx->s, &a), 0);
+    assert_non_null(j);
+    assert_int_equal(j->id, second - 1);
+    store_job_free(j);
+    assert_int_equal(store_job_lease(&j, fx->s, &b), 0);
+    assert_null(j);
+    assert_int_equal(store_job_finish(fx->s, second - 1, a.owner, "done", NULL), 0);
+    assert_int_equal(store_job_lease(&j, fx->s, &b), 0);
+    assert_non_null(j);
+    assert_int_equal(j->id, second);
+    store_job_free(j);
+    /* at shutdown the attempt is given back */
+    assert_int_equal(store_job_retry(fx->s, second, b.owner, 0, NULL, 1), 0);
+    assert_int_equal(store_job_get(&j, fx->s, second), 0);
+    assert_string_equal(j->state, "queued");
+    assert_int_equal(j->attempts, 0);
+    assert_null(j->lease_owner);
+    store_job_free(j);
+    assert_int_equal(store_job_lease(&j, fx->s, NULL), FARM_EINVALID);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -748,6 +805,7 @@ int main(void)
         T(test_warm_slots),
         T(test_shutdown_requeues),
         T(test_scaling_settings),
+        T(test_store_leases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
