@@ -2,10 +2,10 @@
  * review.c - the review loop and `/farm` commands (see review.h).
  *
  * Everything here but what the pipeline calls (review_window_start(),
- * review_replies_enqueue()) runs inside ingest's write, so a decision, the job it queues, the session log entry that says so and
- * the reply it sends (an outbox entry) are one transaction: a crash leaves
- * all of them or none, and a redelivered webhook is a duplicate before it
- * gets here.
+ * review_replies_enqueue()) runs inside ingest's write, so a decision, the
+ * job it queues, the session log entry that says so and the reply it sends
+ * (an outbox entry) are one transaction: a crash leaves all of them or none,
+ * and a redelivered webhook is a duplicate before it gets here.
  *
  * Debounce. A revision job is due debounce_s after the trigger that made
  * it; every trigger while it is still queued attaches to it (a
