@@ -8,6 +8,7 @@
  * with the trigger label starts a session exactly as a GitHub one would.
  */
 #include "cli.h"
+#include "local_issue.h"
 
 #include "base/buf.h"
 #include "base/error.h"
@@ -167,35 +168,39 @@ static int open_farm(ctx *c, const opts *o)
     return 0;
 }
 
+/* Say what came of handing an event to the farm (rc and r from farm_ingest()). */
+static int ingest_report(int64_t number, const char *kind, int rc, const ingest_result *r)
+{
+    if (rc < 0) {
+        fprintf(stderr, "farm issue: #%lld is saved, but the farm could not record the %s: %s\n",
+                (long long)number, kind, farm_error_last());
+    } else if (r->outcome == INGEST_ACCEPTED) {
+        fprintf(stderr, "farm issue: #%lld %s: accepted%s", (long long)number, kind,
+                r->session_id ? "" : "\n");
+        if (r->session_id)
+            fprintf(stderr, ", session %lld%s\n", (long long)r->session_id,
+                    r->job_id ? " queued" : "");
+    } else {
+        fprintf(stderr, "farm issue: #%lld %s: %s (%s)\n", (long long)number, kind,
+                ingest_outcome_name(r->outcome), r->reason);
+    }
+    return rc < 0 ? 1 : 0;
+}
+
 /* Hand the event to the farm as a webhook delivery, and say what came of it. */
 static int deliver(ctx *c, tracker_event *ev)
 {
     ingest_result r;
     int rc = farm_ingest(c->f, ev, &r);
-    if (rc < 0) {
-        fprintf(stderr, "farm issue: #%lld is saved, but the farm could not record the %s: %s\n",
-                (long long)ev->number, tracker_event_kind_name(ev->kind), farm_error_last());
-    } else if (r.outcome == INGEST_ACCEPTED) {
-        fprintf(stderr, "farm issue: #%lld %s: accepted%s", (long long)ev->number,
-                tracker_event_kind_name(ev->kind), r.session_id ? "" : "\n");
-        if (r.session_id)
-            fprintf(stderr, ", session %lld%s\n", (long long)r.session_id,
-                    r.job_id ? " queued" : "");
-    } else {
-        fprintf(stderr, "farm issue: #%lld %s: %s (%s)\n", (long long)ev->number,
-                tracker_event_kind_name(ev->kind), ingest_outcome_name(r.outcome), r.reason);
-    }
+    rc = ingest_report(ev->number, tracker_event_kind_name(ev->kind), rc, &r);
     tracker_event_free(ev);
-    return rc < 0 ? 1 : 0;
+    return rc;
 }
 
 /* ---- the subcommands ------------------------------------------------------ */
 
 static int cmd_new(ctx *c, const opts *o)
 {
-    local_item it = {0};
-    local_item *saved = NULL;
-    tracker_event ev;
     char *body = NULL;
     int64_t number = 0;
     int rc = 1;
@@ -233,27 +238,17 @@ static int cmd_new(ctx *c, const opts *o)
         if (!label_ok(o->labels[i]))
             goto out;
 
-    it.repo = repo->name;
-    it.title = (char *)o->title;
-    it.body = body;
-    it.author = (char *)c->actor;
-    it.state = "open";
-    it.labels = (char **)o->labels;
-    it.nlabels = o->nlabels;
-    if (c->b.item_insert(&number, c->b.ctx, &it) < 0 ||
-        c->b.item_get(&saved, c->b.ctx, number) < 0) {
+    ingest_result r;
+    int irc = local_issue_open(&number, &r, c->f, &c->b, repo->name, o->title, body, o->labels,
+                               o->nlabels, c->actor);
+    if (number == 0) { /* not saved */
         fprintf(stderr, "farm issue: %s\n", farm_error_last());
         goto out;
     }
     printf("%lld\n", (long long)number);
     fflush(stdout);
-    if (local_event_opened(&ev, saved, c->actor) < 0) {
-        fprintf(stderr, "farm issue: %s\n", farm_error_last());
-        goto out;
-    }
-    rc = deliver(c, &ev);
+    rc = ingest_report(number, tracker_event_kind_name(TEV_ISSUE_OPENED), irc, &r);
 out:
-    local_item_free(saved);
     free(body);
     return rc;
 }
