@@ -577,6 +577,9 @@ static int demo(int argc, char **argv)
     if (session)
         fprintf(stderr, "farm demo: watch the session:   http://%s/sessions/%lld\n", address,
                 (long long)session);
+    else
+        fprintf(stderr, "farm demo: issue #%lld has no session (its delivery was not accepted)\n",
+                (long long)number);
     fprintf(stderr, "farm demo: the queue:           http://%s/\n", address);
     if (session)
         fprintf(stderr, "farm demo: follow in a terminal: farm logs -f --server http://%s %lld\n",
