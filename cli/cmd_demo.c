@@ -160,8 +160,8 @@ static void seed_remove(const char *seed)
 {
     char path[PATH_MAX];
     for (size_t i = 0; i < sizeof(sample_files) / sizeof(sample_files[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s", seed, sample_files[i]);
-        unlink(path);
+        if (snprintf(path, sizeof(path), "%s/%s", seed, sample_files[i]) < (int)sizeof(path))
+            unlink(path);
     }
     rmdir(seed);
 }

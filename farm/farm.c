@@ -48,8 +48,11 @@ static int data_dir_create(const char *dir)
         farm_error_set("data directory %s is not a directory", path);
         return FARM_EIO;
     }
-    if (st.st_mode & 077)
-        log_warn("data directory is readable by other users; chmod 700 it", "data_dir", path);
+    /* 0711 is expected (the sandbox's uid traverses it to the worktrees, and
+     * the store's files are 0600): only listing or writing is a problem */
+    if (st.st_mode & 066)
+        log_warn("data directory is readable or writable by other users; chmod 711 it",
+                 "data_dir", path);
     return 0;
 }
 
