@@ -153,7 +153,7 @@ int store_conn_open(sqlite3 **out, const char *path, int readonly)
          * file's mode. */
         int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0 || fchmod(fd, 0600) != 0) {
-            farm_error_set("store: cannot create %s: %s", path, strerror(errno));
+            farm_error_set("store: cannot open %s: %s", path, strerror(errno));
             if (fd >= 0)
                 close(fd);
             return FARM_EIO;
