@@ -35,8 +35,9 @@ static int by_name(const void *a, const void *b)
 static void help(FILE *out)
 {
     qsort(commands, (size_t)ncommands, sizeof(commands[0]), by_name);
-    fprintf(out, "farm %s: turns tracker issues into pull requests\n\nusage: farm COMMAND [ARGS]\n\n"
-                 "commands:\n",
+    fprintf(out,
+            "farm %s: turns tracker issues into pull requests\n\nusage: farm COMMAND [ARGS]\n\n"
+            "commands:\n",
             FARM_VERSION);
     for (int i = 0; i < ncommands; i++)
         fprintf(out, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
