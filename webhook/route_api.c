@@ -73,36 +73,6 @@ static json_t *str_json(const char *s)
     return s ? json_string(s) : json_null();
 }
 
-static json_t *session_json(const store_session *s)
-{
-    char self[64], stream[64], ui[64];
-    snprintf(self, sizeof(self), "/api/sessions/%lld", (long long)s->id);
-    snprintf(stream, sizeof(stream), "/v1/stream/sessions/%lld", (long long)s->id);
-    snprintf(ui, sizeof(ui), "/sessions/%lld", (long long)s->id);
-    json_t *o = json_object();
-    if (!o)
-        return NULL;
-    json_object_set_new(o, "id", json_integer(s->id));
-    json_object_set_new(o, "tracker", str_json(s->tracker));
-    json_object_set_new(o, "repo", str_json(s->repo));
-    json_object_set_new(o, "number", json_integer(s->number));
-    json_object_set_new(o, "title", str_json(s->title));
-    json_object_set_new(o, "url", str_json(s->url));
-    json_object_set_new(o, "state", str_json(s->state));
-    json_object_set_new(o, "branch", str_json(s->branch));
-    json_object_set_new(o, "pr_number", s->pr_number ? json_integer(s->pr_number) : json_null());
-    json_object_set_new(o, "pr_url", str_json(s->pr_url));
-    json_object_set_new(o, "runs", json_integer(s->runs));
-    json_object_set_new(o, "agent_seconds", json_real(s->agent_seconds));
-    json_object_set_new(o, "cost", json_real(s->cost));
-    json_object_set_new(o, "last_seq", json_integer(s->last_seq));
-    json_object_set_new(o, "created", time_json(s->created_ms));
-    json_object_set_new(o, "updated", time_json(s->updated_ms));
-    json_object_set_new(o, "links",
-                        json_pack("{s:s,s:s,s:s}", "self", self, "stream", stream, "ui", ui));
-    return o;
-}
-
 static json_t *delivery_json(const store_delivery *d)
 {
     json_t *o = json_object();
@@ -196,7 +166,7 @@ int route_api_sessions(web_request *req)
         return store_failed(req);
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(list, session_json(&v[i]));
+        json_array_append_new(list, digest_session_json(&v[i]));
     if (json_array_size(list) != n || annotate(req, list, v, n) != 0) {
         json_decref(list);
         store_session_list_free(v, n);
@@ -226,7 +196,7 @@ int route_api_session(web_request *req)
         return web_reply_error(req, 404, "no such session", "GET /api/sessions lists them");
     if (rc)
         return store_failed(req);
-    json_t *o = session_json(s);
+    json_t *o = digest_session_json(s);
     if (o && digest_sessions_annotate(&o, s, 1, farm_store(req->farm), clock_wall_ms()) != 0) {
         json_decref(o);
         store_session_free(s);
