@@ -139,6 +139,28 @@ int store_limit(int limit)
     return limit > STORE_LIST_MAX ? STORE_LIST_MAX : limit;
 }
 
+/* Only the farm reads its store: the data directory may be traversable (the
+ * sandbox's uid walks through it to the worktrees), so the database is 0600
+ * (SQLite gives the -wal and -shm files the database's mode). The file is
+ * created here only when it does not exist yet, and its mode is set by path:
+ * closing any descriptor of the database would drop every POSIX lock SQLite
+ * holds on it in this process, and another process closing its connection
+ * would then remove the WAL and shared-memory files under the farm's feet. */
+static int private_files(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0)
+        close(fd); /* new: no connection, so no lock, exists yet */
+    else if (errno != EEXIST)
+        goto fail;
+    if (chmod(path, 0600) != 0)
+        goto fail;
+    return 0;
+fail:
+    farm_error_set("store: cannot open %s: %s", path, strerror(errno));
+    return FARM_EIO;
+}
+
 int store_conn_open(sqlite3 **out, const char *path, int readonly)
 {
     sqlite3 *db = NULL;
@@ -146,20 +168,8 @@ int store_conn_open(sqlite3 **out, const char *path, int readonly)
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (readonly ? 0 : SQLITE_OPEN_CREATE);
 
     *out = NULL;
-    if (!readonly) {
-        /* Only the farm reads its store: the data directory may be traversable
-         * (the sandbox's uid walks through it to the worktrees), so the files
-         * themselves are 0600. SQLite gives the -wal and -shm files the main
-         * file's mode. */
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0 || fchmod(fd, 0600) != 0) {
-            farm_error_set("store: cannot open %s: %s", path, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            return FARM_EIO;
-        }
-        close(fd);
-    }
+    if (!readonly && (rc = private_files(path)))
+        return rc;
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
         farm_error_set("store: cannot open %s: %s", path,
                        db ? sqlite3_errmsg(db) : "out of memory");
