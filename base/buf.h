@@ -20,7 +20,10 @@ typedef struct buf {
     size_t max; /* hard maximum for len */
 } buf;
 
-#define BUF_INIT(max_) {NULL, 0, 0, (max_)}
+#define BUF_INIT(max_)                                                                             \
+    {                                                                                              \
+        NULL, 0, 0, (max_)                                                                         \
+    }
 
 void buf_init(buf *b, size_t max);
 /* Release the memory; the buffer is empty and reusable with the same max. */

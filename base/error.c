@@ -29,21 +29,37 @@ void farm_error_clear(void)
 const char *farm_error_name(int code)
 {
     switch (code) {
-    case FARM_OK: return "OK";
-    case FARM_ERROR: return "ERROR";
-    case FARM_ENOMEM: return "ENOMEM";
-    case FARM_EINVALID: return "EINVALID";
-    case FARM_ENOTFOUND: return "ENOTFOUND";
-    case FARM_EEXISTS: return "EEXISTS";
-    case FARM_EIO: return "EIO";
-    case FARM_ETOOBIG: return "ETOOBIG";
-    case FARM_ETIMEOUT: return "ETIMEOUT";
-    case FARM_EAUTH: return "EAUTH";
-    case FARM_EAGAIN: return "EAGAIN";
-    case FARM_ECONFLICT: return "ECONFLICT";
-    case FARM_EUNSUPPORTED: return "EUNSUPPORTED";
-    case FARM_ECANCELLED: return "ECANCELLED";
-    case FARM_ENEWER: return "ENEWER";
-    default: return "EUNKNOWN";
+    case FARM_OK:
+        return "OK";
+    case FARM_ERROR:
+        return "ERROR";
+    case FARM_ENOMEM:
+        return "ENOMEM";
+    case FARM_EINVALID:
+        return "EINVALID";
+    case FARM_ENOTFOUND:
+        return "ENOTFOUND";
+    case FARM_EEXISTS:
+        return "EEXISTS";
+    case FARM_EIO:
+        return "EIO";
+    case FARM_ETOOBIG:
+        return "ETOOBIG";
+    case FARM_ETIMEOUT:
+        return "ETIMEOUT";
+    case FARM_EAUTH:
+        return "EAUTH";
+    case FARM_EAGAIN:
+        return "EAGAIN";
+    case FARM_ECONFLICT:
+        return "ECONFLICT";
+    case FARM_EUNSUPPORTED:
+        return "EUNSUPPORTED";
+    case FARM_ECANCELLED:
+        return "ECANCELLED";
+    case FARM_ENEWER:
+        return "ENEWER";
+    default:
+        return "EUNKNOWN";
     }
 }

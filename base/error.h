@@ -10,20 +10,20 @@
 
 enum {
     FARM_OK = 0,
-    FARM_ERROR = -1,       /* generic failure */
-    FARM_ENOMEM = -2,      /* allocation failed */
-    FARM_EINVALID = -3,    /* bad argument or malformed input */
-    FARM_ENOTFOUND = -4,   /* no such thing */
-    FARM_EEXISTS = -5,     /* already there (duplicate) */
-    FARM_EIO = -6,         /* I/O, disk or database failure */
-    FARM_ETOOBIG = -7,     /* a size cap was hit */
-    FARM_ETIMEOUT = -8,    /* a deadline passed */
-    FARM_EAUTH = -9,       /* authentication or authorisation refused */
-    FARM_EAGAIN = -10,     /* transient: try again later (rate limit, 5xx, busy) */
-    FARM_ECONFLICT = -11,  /* state conflict (lease lost, push rejected, 409) */
+    FARM_ERROR = -1,         /* generic failure */
+    FARM_ENOMEM = -2,        /* allocation failed */
+    FARM_EINVALID = -3,      /* bad argument or malformed input */
+    FARM_ENOTFOUND = -4,     /* no such thing */
+    FARM_EEXISTS = -5,       /* already there (duplicate) */
+    FARM_EIO = -6,           /* I/O, disk or database failure */
+    FARM_ETOOBIG = -7,       /* a size cap was hit */
+    FARM_ETIMEOUT = -8,      /* a deadline passed */
+    FARM_EAUTH = -9,         /* authentication or authorisation refused */
+    FARM_EAGAIN = -10,       /* transient: try again later (rate limit, 5xx, busy) */
+    FARM_ECONFLICT = -11,    /* state conflict (lease lost, push rejected, 409) */
     FARM_EUNSUPPORTED = -12, /* the host or build cannot do this */
-    FARM_ECANCELLED = -13, /* stopped on request */
-    FARM_ENEWER = -14,     /* data written by a newer farm */
+    FARM_ECANCELLED = -13,   /* stopped on request */
+    FARM_ENEWER = -14,       /* data written by a newer farm */
 };
 
 /* Set this thread's error message (printf format). Returns nothing; the

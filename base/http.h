@@ -30,28 +30,30 @@
 #include <stdint.h>
 
 typedef struct http_request {
-    const char *method;          /* "GET" when NULL */
+    const char *method; /* "GET" when NULL */
     const char *url;
-    const char *const *headers;  /* "Name: value" strings, NULL-terminated; may be NULL */
-    const char *body;            /* may be NULL */
+    const char *const *headers; /* "Name: value" strings, NULL-terminated; may be NULL */
+    const char *body;           /* may be NULL */
     size_t body_len;
-    const char *basic_user;      /* basic auth when set (password in basic_password) */
+    const char *basic_user; /* basic auth when set (password in basic_password) */
     const char *basic_password;
-    long connect_timeout_ms;     /* default 5000 */
-    long timeout_ms;             /* whole request, default 30000 */
-    int max_retries;             /* extra attempts on transport errors, 429 and 5xx; default 3 */
-    int retry_unsafe;            /* also retry non-idempotent methods (POST, PATCH); the caller
-                                    vouches that a repeat is harmless (idempotency key) */
-    long max_retry_wait_ms;      /* longest Retry-After or backoff to sleep through inside
-                                    http_do; a longer one returns the response with
-                                    retry_after_ms set for the caller to reschedule. Default 10000 */
-    size_t max_response;         /* response body cap, default 32 MiB; over it: FARM_ETOOBIG */
-    const volatile int *cancel;  /* when non-NULL and it becomes non-zero, stop (FARM_ECANCELLED) */
-    const char *unix_socket;     /* connect through this Unix socket instead (tests, proxies) */
+    long connect_timeout_ms;    /* default 5000 */
+    long timeout_ms;            /* whole request, default 30000 */
+    int max_retries;            /* extra attempts on transport errors, 429 and 5xx; default 3 */
+    int retry_unsafe;           /* also retry non-idempotent methods (POST, PATCH); the caller
+                                   vouches that a repeat is harmless (idempotency key) */
+    long max_retry_wait_ms;     /* longest Retry-After or backoff to sleep through inside
+                                   http_do; a longer one returns the response with
+                                   retry_after_ms set for the caller to reschedule. Default 10000 */
+    size_t max_response;        /* response body cap, default 32 MiB; over it: FARM_ETOOBIG */
+    const volatile int *cancel; /* when non-NULL and it becomes non-zero, stop (FARM_ECANCELLED) */
+    const char *unix_socket;    /* connect through this Unix socket instead (tests, proxies) */
 } http_request;
 
 #define HTTP_REQUEST_INIT                                                                          \
-    {NULL, NULL, NULL, NULL, 0, NULL, NULL, 5000, 30000, 3, 0, 10000, 32u << 20, NULL, NULL}
+    {                                                                                              \
+        NULL, NULL, NULL, NULL, 0, NULL, NULL, 5000, 30000, 3, 0, 10000, 32u << 20, NULL, NULL     \
+    }
 
 typedef struct http_response {
     long status;              /* HTTP status of the last attempt */

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_SECRETS 64
+#define MAX_SECRETS    64
 #define LINE_MAX_BYTES (64 * 1024)
 
 static log_level min_level = LOG_INFO;

@@ -31,8 +31,8 @@ void log_secret_add(const char *secret);
 void log_write(log_level lvl, const char *msg, ...);
 
 #define log_debug(msg, ...) log_write(LOG_DEBUG, msg, ##__VA_ARGS__, (const char *)0)
-#define log_info(msg, ...) log_write(LOG_INFO, msg, ##__VA_ARGS__, (const char *)0)
-#define log_warn(msg, ...) log_write(LOG_WARN, msg, ##__VA_ARGS__, (const char *)0)
+#define log_info(msg, ...)  log_write(LOG_INFO, msg, ##__VA_ARGS__, (const char *)0)
+#define log_warn(msg, ...)  log_write(LOG_WARN, msg, ##__VA_ARGS__, (const char *)0)
 #define log_error(msg, ...) log_write(LOG_ERROR, msg, ##__VA_ARGS__, (const char *)0)
 
 /* Print "farm: <message>" to stderr and exit(1). Start-up only. */

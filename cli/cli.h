@@ -30,10 +30,10 @@ void cli_register(const cli_command *c);
 int cli_usage(const char *name);
 
 #define CLI_COMMAND_CAT2(a, b) a##b
-#define CLI_COMMAND_CAT(a, b) CLI_COMMAND_CAT2(a, b)
+#define CLI_COMMAND_CAT(a, b)  CLI_COMMAND_CAT2(a, b)
 #define CLI_COMMAND(name_, summary_, usage_, fn_)                                                  \
     static const cli_command CLI_COMMAND_CAT(cli_cmd_, __LINE__) = {name_, summary_, usage_, fn_}; \
-    __attribute__((constructor)) static void CLI_COMMAND_CAT(cli_reg_, __LINE__)(void)            \
+    __attribute__((constructor)) static void CLI_COMMAND_CAT(cli_reg_, __LINE__)(void)             \
     {                                                                                              \
         cli_register(&CLI_COMMAND_CAT(cli_cmd_, __LINE__));                                        \
     }

@@ -51,8 +51,8 @@ static int data_dir_create(const char *dir)
     /* 0711 is expected (the sandbox's uid traverses it to the worktrees, and
      * the store's files are 0600): only listing or writing is a problem */
     if (st.st_mode & 066)
-        log_warn("data directory is readable or writable by other users; chmod 711 it",
-                 "data_dir", path);
+        log_warn("data directory is readable or writable by other users; chmod 711 it", "data_dir",
+                 path);
     return 0;
 }
 

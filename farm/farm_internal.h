@@ -11,12 +11,12 @@
 #include "stream.h"
 
 struct farm {
-    config *cfg;  /* owned */
-    store *store; /* owned */
-    stream_hub *streams; /* owned: durable streams and session logs */
+    config *cfg;                    /* owned */
+    store *store;                   /* owned */
+    stream_hub *streams;            /* owned: durable streams and session logs */
     struct farm_trackers *trackers; /* owned: tracker clients, made on first use (trackers.c) */
-    struct outbox_sender *outbox;   /* owned: the outbox's sender threads while started (outbox.c) */
-    struct scheduler *sched;        /* owned: the scheduler while started (scheduler.c) */
+    struct outbox_sender *outbox; /* owned: the outbox's sender threads while started (outbox.c) */
+    struct scheduler *sched;      /* owned: the scheduler while started (scheduler.c) */
 };
 
 #endif

@@ -24,8 +24,8 @@
 #include <string.h>
 #include <time.h>
 
-#define TICK_MS 50
-#define DEADLINE_EVERY_MS 100 /* long-poll timeouts, heartbeats: a scan of every waiter */
+#define TICK_MS                 50
+#define DEADLINE_EVERY_MS       100 /* long-poll timeouts, heartbeats: a scan of every waiter */
 #define SESSION_POLL_DEFAULT_MS 250
 #define SWEEP_EVERY_MS          5000
 #define HOT_IDLE_MS             60000

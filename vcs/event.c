@@ -9,24 +9,42 @@
 const char *tracker_event_kind_name(tracker_event_kind k)
 {
     switch (k) {
-    case TEV_PING: return "ping";
-    case TEV_ISSUE_OPENED: return "issue_opened";
-    case TEV_ISSUE_EDITED: return "issue_edited";
-    case TEV_ISSUE_LABELED: return "issue_labeled";
-    case TEV_ISSUE_UNLABELED: return "issue_unlabeled";
-    case TEV_ISSUE_ASSIGNED: return "issue_assigned";
-    case TEV_ISSUE_CLOSED: return "issue_closed";
-    case TEV_ISSUE_REOPENED: return "issue_reopened";
-    case TEV_COMMENT_CREATED: return "comment_created";
-    case TEV_COMMENT_EDITED: return "comment_edited";
-    case TEV_REVIEW_SUBMITTED: return "review_submitted";
-    case TEV_REVIEW_COMMENT: return "review_comment";
-    case TEV_PR_OPENED: return "pr_opened";
-    case TEV_PR_UPDATED: return "pr_updated";
-    case TEV_PR_CLOSED: return "pr_closed";
-    case TEV_INSTALLATION: return "installation";
-    case TEV_INSTALLATION_REPOS: return "installation_repositories";
-    case TEV_OTHER: break;
+    case TEV_PING:
+        return "ping";
+    case TEV_ISSUE_OPENED:
+        return "issue_opened";
+    case TEV_ISSUE_EDITED:
+        return "issue_edited";
+    case TEV_ISSUE_LABELED:
+        return "issue_labeled";
+    case TEV_ISSUE_UNLABELED:
+        return "issue_unlabeled";
+    case TEV_ISSUE_ASSIGNED:
+        return "issue_assigned";
+    case TEV_ISSUE_CLOSED:
+        return "issue_closed";
+    case TEV_ISSUE_REOPENED:
+        return "issue_reopened";
+    case TEV_COMMENT_CREATED:
+        return "comment_created";
+    case TEV_COMMENT_EDITED:
+        return "comment_edited";
+    case TEV_REVIEW_SUBMITTED:
+        return "review_submitted";
+    case TEV_REVIEW_COMMENT:
+        return "review_comment";
+    case TEV_PR_OPENED:
+        return "pr_opened";
+    case TEV_PR_UPDATED:
+        return "pr_updated";
+    case TEV_PR_CLOSED:
+        return "pr_closed";
+    case TEV_INSTALLATION:
+        return "installation";
+    case TEV_INSTALLATION_REPOS:
+        return "installation_repositories";
+    case TEV_OTHER:
+        break;
     }
     return "other";
 }

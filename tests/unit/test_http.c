@@ -735,8 +735,8 @@ static void *hammer(void *p)
         if (rc == 0 && r.status == 200 && !strcmp(buf_cstr(&r.body), "hello"))
             ok++;
         else
-            fprintf(stderr, "hammer: rc=%d status=%ld attempts=%d: %s\n", rc, r.status,
-                    r.attempts, farm_error_last());
+            fprintf(stderr, "hammer: rc=%d status=%ld attempts=%d: %s\n", rc, r.status, r.attempts,
+                    farm_error_last());
         http_response_free(&r);
     }
     return (void *)ok;
