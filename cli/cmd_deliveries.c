@@ -10,20 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *str(json_t *o, const char *key)
-{
-    const char *s = json_string_value(json_object_get(o, key));
-    return s ? s : "-";
-}
-
-static void cell(char *out, size_t n, const char *s)
-{
-    size_t i = 0;
-    for (; s && *s && i + 1 < n; s++)
-        out[i++] = (unsigned char)*s < 0x20 ? ' ' : *s;
-    out[i] = '\0';
-}
-
 static void print_table(json_t *list)
 {
     size_t i;
@@ -33,11 +19,11 @@ static void print_table(json_t *list)
     json_array_foreach(list, i, d)
     {
         char event[23], action[11], subject[64], reason[80];
-        cell(event, sizeof(event), str(d, "event"));
-        cell(action, sizeof(action), str(d, "action"));
+        remote_cell(event, sizeof(event), remote_str(d, "event"));
+        remote_cell(action, sizeof(action), remote_str(d, "action"));
         long long number = (long long)json_integer_value(json_object_get(d, "number"));
         char repo[40];
-        cell(repo, sizeof(repo), str(d, "repo"));
+        remote_cell(repo, sizeof(repo), remote_str(d, "repo"));
         if (number)
             snprintf(subject, sizeof(subject), "%s#%lld", repo, number);
         else
@@ -46,13 +32,13 @@ static void print_table(json_t *list)
         if (session)
             snprintf(reason, sizeof(reason), "session %lld", session);
         else
-            cell(reason, sizeof(reason), str(d, "reason"));
+            remote_cell(reason, sizeof(reason), remote_str(d, "reason"));
         char received[24];
         remote_time_short(received, sizeof(received),
                           json_string_value(json_object_get(d, "received")));
         printf("%-6lld %-19s %-7s %-22s %-10s %-28.28s %-9s %s\n",
-               (long long)json_integer_value(json_object_get(d, "id")), received, str(d, "tracker"),
-               event, action, subject, str(d, "outcome"), reason);
+               (long long)json_integer_value(json_object_get(d, "id")), received,
+               remote_str(d, "tracker"), event, action, subject, remote_str(d, "outcome"), reason);
     }
     if (json_array_size(list) == 0)
         printf("(no deliveries)\n");

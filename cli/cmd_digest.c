@@ -12,26 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *str(json_t *o, const char *key)
-{
-    const char *s = json_string_value(json_object_get(o, key));
-    return s ? s : "-";
-}
-
 /* One line of at most n-1 bytes: control characters become spaces, and a
  * cut never splits a UTF-8 sequence. */
-static void cell(char *out, size_t n, const char *s)
-{
-    size_t i = 0;
-    for (; s && *s && i + 1 < n; s++)
-        out[i++] = (unsigned char)*s < 0x20 ? ' ' : *s;
-    while (i > 0 && s && *s && ((unsigned char)out[i - 1] & 0xC0) == 0x80)
-        i--;
-    if (i > 0 && s && *s && ((unsigned char)out[i - 1] & 0xC0) == 0xC0)
-        i--;
-    out[i] = '\0';
-}
-
 static void duration(char *out, size_t n, double secs)
 {
     long long s = (long long)secs;
@@ -56,10 +38,10 @@ static void print_section(const char *heading, json_t *list)
     {
         char issue[64], title[61], diff[80] = "-", took[48], detail[101];
         char repo[48];
-        cell(repo, sizeof(repo), str(s, "repo"));
+        remote_cell(repo, sizeof(repo), remote_str(s, "repo"));
         snprintf(issue, sizeof(issue), "%s#%lld", repo,
                  (long long)json_integer_value(json_object_get(s, "number")));
-        cell(title, sizeof(title), str(s, "title"));
+        remote_cell(title, sizeof(title), remote_str(s, "title"));
         json_t *ds = json_object_get(s, "diffstat");
         if (json_is_object(ds))
             snprintf(diff, sizeof(diff), "%lldf +%lld -%lld",
@@ -68,18 +50,18 @@ static void print_section(const char *heading, json_t *list)
                      (long long)json_integer_value(json_object_get(ds, "deletions")));
         duration(took, sizeof(took), json_number_value(json_object_get(s, "duration_s")));
         printf("  %-6lld %-34.34s %-9s %-7s %-16s %-8s %s\n",
-               (long long)json_integer_value(json_object_get(s, "id")), issue, str(s, "state"),
-               str(s, "tests"), diff, took, title);
+               (long long)json_integer_value(json_object_get(s, "id")), issue,
+               remote_str(s, "state"), remote_str(s, "tests"), diff, took, title);
         const char *label = "reason", *more = json_string_value(json_object_get(s, "reason"));
         json_t *step = json_object_get(s, "step");
         if (!more && (more = json_string_value(json_object_get(s, "question"))))
             label = "asks";
         if (!more && (more = json_string_value(json_object_get(s, "pr_url"))))
             label = "pr";
-        if (!more && json_is_object(step) && (more = str(step, "name")))
+        if (!more && json_is_object(step) && (more = remote_str(step, "name")))
             label = "step";
         if (more) {
-            cell(detail, sizeof(detail), more);
+            remote_cell(detail, sizeof(detail), more);
             printf("  %-6s %s: %s\n", "", label, detail);
         }
     }

@@ -10,21 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *str(json_t *o, const char *key)
-{
-    const char *s = json_string_value(json_object_get(o, key));
-    return s ? s : "-";
-}
-
 /* A single line of at most n columns: control characters become spaces. */
-static void cell(char *out, size_t n, const char *s)
-{
-    size_t i = 0;
-    for (; s && *s && i + 1 < n; s++)
-        out[i++] = (unsigned char)*s < 0x20 ? ' ' : *s;
-    out[i] = '\0';
-}
-
 static void print_session_table(json_t *list)
 {
     size_t i;
@@ -33,14 +19,14 @@ static void print_session_table(json_t *list)
     json_array_foreach(list, i, s)
     {
         char repo[29], title[61];
-        cell(repo, sizeof(repo), str(s, "repo"));
-        cell(title, sizeof(title), str(s, "title"));
+        remote_cell(repo, sizeof(repo), remote_str(s, "repo"));
+        remote_cell(title, sizeof(title), remote_str(s, "title"));
         char updated[24];
         remote_time_short(updated, sizeof(updated),
                           json_string_value(json_object_get(s, "updated")));
         printf("%-6lld %-10s %-28s #%-6lld %-19s %s\n",
-               (long long)json_integer_value(json_object_get(s, "id")), str(s, "state"), repo,
-               (long long)json_integer_value(json_object_get(s, "number")), updated, title);
+               (long long)json_integer_value(json_object_get(s, "id")), remote_str(s, "state"),
+               repo, (long long)json_integer_value(json_object_get(s, "number")), updated, title);
     }
     if (json_array_size(list) == 0)
         printf("(no sessions)\n");
@@ -49,19 +35,20 @@ static void print_session_table(json_t *list)
 static void print_session(json_t *s)
 {
     printf("session %lld: %s\n", (long long)json_integer_value(json_object_get(s, "id")),
-           str(s, "state"));
-    printf("  issue    %s#%lld %s\n", str(s, "repo"),
-           (long long)json_integer_value(json_object_get(s, "number")), str(s, "title"));
-    printf("  url      %s\n", str(s, "url"));
-    printf("  branch   %s\n", str(s, "branch"));
+           remote_str(s, "state"));
+    printf("  issue    %s#%lld %s\n", remote_str(s, "repo"),
+           (long long)json_integer_value(json_object_get(s, "number")), remote_str(s, "title"));
+    printf("  url      %s\n", remote_str(s, "url"));
+    printf("  branch   %s\n", remote_str(s, "branch"));
     if (json_integer_value(json_object_get(s, "pr_number")))
         printf("  pr       #%lld %s\n",
-               (long long)json_integer_value(json_object_get(s, "pr_number")), str(s, "pr_url"));
+               (long long)json_integer_value(json_object_get(s, "pr_number")),
+               remote_str(s, "pr_url"));
     printf("  runs     %lld (%.0f agent seconds, $%.2f)\n",
            (long long)json_integer_value(json_object_get(s, "runs")),
            json_number_value(json_object_get(s, "agent_seconds")),
            json_number_value(json_object_get(s, "cost")));
-    printf("  created  %s\n  updated  %s\n", str(s, "created"), str(s, "updated"));
+    printf("  created  %s\n  updated  %s\n", remote_str(s, "created"), remote_str(s, "updated"));
 }
 
 static int sessions(int argc, char **argv)

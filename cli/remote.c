@@ -166,3 +166,22 @@ out:
     http_response_free(&resp);
     return status;
 }
+
+const char *remote_str(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "-";
+}
+
+void remote_cell(char *out, size_t n, const char *s)
+{
+    size_t i = 0;
+    for (; s && *s && i + 1 < n; s++)
+        out[i++] = (unsigned char)*s < 0x20 ? ' ' : *s;
+    /* cut: drop a trailing partial UTF-8 sequence (continuation bytes, then its lead) */
+    while (i > 0 && s && *s && ((unsigned char)out[i - 1] & 0xC0) == 0x80)
+        i--;
+    if (i > 0 && s && *s && ((unsigned char)out[i - 1] & 0xC0) == 0xC0)
+        i--;
+    out[i] = '\0';
+}

@@ -34,6 +34,14 @@ int remote_send_json(json_t **out, const remote *r, const char *method, const ch
 
 /* An RFC 3339 time ("2026-11-21T19:47:46.035Z") as "2026-11-21 19:47:46" for
  * tables, into out (at least 20 bytes); "-" when absent. */
+/* The string member `key` of o, or "-" when it is absent or not a string
+ * (for tables). Valid as long as o is. */
+const char *remote_str(json_t *o, const char *key);
+
+/* A table cell: s (or "" when NULL) into out, control characters as spaces,
+ * cut to fit n bytes without splitting a UTF-8 character. */
+void remote_cell(char *out, size_t n, const char *s);
+
 void remote_time_short(char *out, size_t n, const char *rfc3339);
 
 #endif
