@@ -3,9 +3,6 @@
  * would be run (same isolation, limits and network policy, defaults from the
  * config), so admins can try what an agent can and cannot do. The exit
  * status is the command's; 128+N when signal N ended it; 124 on timeout.
- *
- * Also the hidden `farm sandbox __helper`, which the sandbox runs inside an
- * allowlist-mode run (see sandbox_helper_main()).
  */
 #include "cli.h"
 
@@ -236,8 +233,6 @@ static int run(int argc, char **argv)
 
 static int cmd(int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "__helper"))
-        return sandbox_helper_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "run"))
         return run(argc, argv);
     return cli_usage("sandbox");

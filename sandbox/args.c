@@ -350,8 +350,7 @@ int sbx_build_argv(strv *a, const sandbox_opts *o, int prepared, const char *bwr
     if (rc == 0 && o->network == SANDBOX_NET_ALLOWLIST)
         rc = strv_add(a, "--ro-bind") ?: strv_addf(a, "%s/proxy.sock", proxy_dir) ?:
              strv_add(a, SBX_PROXY_SOCK_INSIDE);
-    if (rc == 0 && helper)
-        rc = strv_add(a, "--ro-bind") ?: strv_add(a, helper) ?: strv_add(a, SBX_HELPER_INSIDE);
+    rc = rc ?: strv_add(a, "--ro-bind") ?: strv_add(a, helper) ?: strv_add(a, SBX_HELPER_INSIDE);
     rc = rc ?: strv_add(a, "--chdir") ?: strv_add(a, o->dir ? inside : SANDBOX_HOME);
     /* last: the root itself (bubblewrap's scratch tmpfs) and /dev become
      * read-only; POSIX shared memory gets a capped tmpfs of its own */
@@ -362,15 +361,14 @@ int sbx_build_argv(strv *a, const sandbox_opts *o, int prepared, const char *bwr
     rc = rc ?: strv_add(a, "--seccomp") ?: strv_addf(a, "%d", FD_SECCOMP);
     rc = rc ?: strv_add(a, "--info-fd") ?: strv_addf(a, "%d", FD_INFO);
     rc = rc ?: strv_add(a, "--");
-    if (rc == 0 && (o->network == SANDBOX_NET_ALLOWLIST || prepared))
-        rc = strv_add(a, SBX_HELPER_INSIDE) ?: strv_add(a, "sandbox") ?: strv_add(a, "__helper");
+    rc = rc ?: strv_add(a, SBX_HELPER_INSIDE) ?: strv_add(a, "--lifeline") ?:
+         strv_addf(a, "%d", FD_LIFELINE);
     if (rc == 0 && o->network == SANDBOX_NET_ALLOWLIST)
         rc = strv_add(a, "--proxy") ?: strv_addf(a, "%d", SBX_PROXY_PORT) ?:
              strv_add(a, SBX_PROXY_SOCK_INSIDE);
     if (rc == 0 && prepared) /* the command comes later, through FD_CMD */
         return strv_add(a, "--cmd-fd") ?: strv_addf(a, "%d", FD_CMD);
-    if (rc == 0 && o->network == SANDBOX_NET_ALLOWLIST)
-        rc = strv_add(a, "--");
+    rc = rc ?: strv_add(a, "--");
     for (size_t i = 0; rc == 0 && o->argv[i]; i++)
         rc = strv_add(a, o->argv[i]);
     return rc;

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 /* Descriptor numbers as bubblewrap sees them. */
-enum { FD_SECCOMP = 3, FD_INFO = 4, FD_CMD = 5, FD_FIRST_FREE = 6 };
+enum { FD_SECCOMP = 3, FD_INFO = 4, FD_CMD = 5, FD_LIFELINE = 6, FD_FIRST_FREE = 7 };
 
 #define SANDBOX_HOME "/home/sandbox"
 
@@ -27,8 +27,8 @@ void strv_free(strv *s);
 
 /* args.c: check the options (argv only when need_argv); find a program in
  * PATH (*out heap, the caller frees); bubblewrap's command line (proxy_dir:
- * the directory holding the proxy socket in allowlist mode; helper: the farm
- * binary to bind in, or NULL); the command's environment. */
+ * the directory holding the proxy socket in allowlist mode; helper: the
+ * farm-sandbox-helper to bind in); the command's environment. */
 int sbx_opts_check(const sandbox_opts *o, int need_argv);
 int sbx_which(char **out, const char *prog);
 int sbx_build_argv(strv *a, const sandbox_opts *o, int prepared, const char *bwrap,
@@ -76,6 +76,8 @@ int sbx_proxy_start(sbx_proxy **out, const char *sock, const char *const *allow,
 /* Stop it, close every connection, join its threads, remove the socket. */
 void sbx_proxy_stop(sbx_proxy *p);
 
+/* relay.c: send all n bytes (no SIGPIPE); -1 on error. */
+int sbx_send_all(int fd, const char *p, size_t n);
 /* Copy bytes both ways between two connected sockets until both directions
  * have ended (half-closes are passed on with shutdown) or one fails. */
 void sbx_relay(int a, int b);

@@ -92,57 +92,6 @@ int sandbox_allow_match(const char *const *allow, const char *host, int port)
     return 0;
 }
 
-/* --- relaying ----------------------------------------------------------- */
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-void sbx_relay(int a, int b)
-{
-    char data[16384];
-    int open_ab = 1, open_ba = 1; /* a->b and b->a still flowing */
-    while (open_ab || open_ba) {
-        struct pollfd p[2] = {{a, open_ab ? POLLIN : 0, 0}, {b, open_ba ? POLLIN : 0, 0}};
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            return;
-        }
-        if ((p[0].revents | p[1].revents) & POLLNVAL)
-            return;
-        for (int k = 0; k < 2; k++) {
-            int from = k == 0 ? a : b, to = k == 0 ? b : a;
-            int *open = k == 0 ? &open_ab : &open_ba;
-            if (!*open || !(p[k].revents & (POLLIN | POLLHUP | POLLERR)))
-                continue;
-            ssize_t r = recv(from, data, sizeof(data), 0);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0) {
-                if (r < 0)
-                    return;
-                *open = 0;
-                shutdown(to, SHUT_WR);
-                continue;
-            }
-            if (write_all(to, data, (size_t)r) < 0)
-                return;
-        }
-    }
-}
-
 /* --- one connection ----------------------------------------------------- */
 
 static void reply(int fd, const char *status, const char *why)
@@ -153,7 +102,7 @@ static void reply(int fd, const char *status, const char *why)
                      "Content-Length: %zu\r\n\r\n%s\n",
                      status, strlen(why) + 1, why);
     if (n > 0)
-        write_all(fd, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+        sbx_send_all(fd, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
 }
 
 static void report(struct sbx_proxy *p, int allowed, const char *host, int port, const char *reason)
@@ -384,7 +333,7 @@ static void *serve(void *arg)
     report(p, 1, host, port, "allowlisted");
     if (is_connect) {
         static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-        if (write_all(c->fd, ok, sizeof(ok) - 1) < 0)
+        if (sbx_send_all(c->fd, ok, sizeof(ok) - 1) < 0)
             goto out;
     } else {
         /* origin-form request line, the headers minus Proxy-*, then the rest */
@@ -392,20 +341,20 @@ static void *serve(void *arg)
         size_t pl = slash_or_root_len(path, sp2);
         int n = snprintf(line, sizeof(line), "%.*s %.*s%.*s\r\n", (int)(sp1 - head), head, (int)pl,
                          path, (int)(eol - sp2), sp2);
-        if (n < 0 || (size_t)n >= sizeof(line) || write_all(up, line, (size_t)n) < 0)
+        if (n < 0 || (size_t)n >= sizeof(line) || sbx_send_all(up, line, (size_t)n) < 0)
             goto out;
         for (char *h = eol + 2; h < head + hl - 2;) {
             char *e = strstr(h, "\r\n");
             if (!e)
                 break;
-            if (strncasecmp(h, "Proxy-", 6) != 0 && write_all(up, h, (size_t)(e + 2 - h)) < 0)
+            if (strncasecmp(h, "Proxy-", 6) != 0 && sbx_send_all(up, h, (size_t)(e + 2 - h)) < 0)
                 goto out;
             h = e + 2;
         }
-        if (write_all(up, "\r\n", 2) < 0)
+        if (sbx_send_all(up, "\r\n", 2) < 0)
             goto out;
     }
-    if (total > (size_t)hl && write_all(up, head + hl, total - (size_t)hl) < 0)
+    if (total > (size_t)hl && sbx_send_all(up, head + hl, total - (size_t)hl) < 0)
         goto out;
     sbx_relay(c->fd, up);
 out:

@@ -10,8 +10,11 @@
  * and stderr to the caller while it waits on a pidfd, the deadline and a stop
  * pipe; a timeout or a stop kills the namespace's init, which takes every
  * process in the pid namespace with it, daemons included, and the cgroup
- * is emptied as a second line. A prepared sandbox is the same spawn with the
- * farm's helper waiting inside for the command (sandbox_launch()).
+ * is emptied as a second line. Inside, farm-sandbox-helper (helper/) runs
+ * first and starts the command; it holds the read end of the farm's
+ * lifeline pipe and empties the sandbox when the farm dies. A prepared
+ * sandbox is the same spawn with the helper waiting for the command
+ * (sandbox_launch()).
  */
 #include "internal.h"
 
@@ -102,6 +105,7 @@ typedef struct child_plan {
     int seccomp_fd; /* -1 when unsafe */
     int info_fd;
     int cmd_fd;    /* prepared: the helper's end of the command socket, else -1 */
+    int lifeline;  /* the read end of the lifeline pipe, else -1 (unsafe) */
     int report_fd; /* close-on-exec: {step, errno} on failure */
     int cg_fds[4];
     int ncg;
@@ -149,7 +153,9 @@ static void __attribute__((noreturn)) child_run(const child_plan *p)
         if (setresuid(p->uid, p->uid, p->uid) < 0)
             child_fail(p, STEP_SETUID);
     }
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+    /* Unsafe mode's command dies with the farm. Under bubblewrap the keeper
+     * must outlive it to take the sandbox down; it watches the lifeline. */
+    if (p->lifeline < 0 && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
         child_fail(p, STEP_PDEATHSIG);
     if (getppid() != p->parent)
         _exit(127); /* the farm is already gone */
@@ -160,8 +166,8 @@ static void __attribute__((noreturn)) child_run(const child_plan *p)
     q.report_fd = fcntl(p->report_fd, F_DUPFD_CLOEXEC, 64);
     if (q.report_fd < 0)
         child_fail(p, STEP_FDS);
-    int src[FD_FIRST_FREE] = {p->fds[0],     p->fds[1],  p->fds[2],
-                              p->seccomp_fd, p->info_fd, p->cmd_fd};
+    int src[FD_FIRST_FREE] = {p->fds[0],  p->fds[1], p->fds[2],  p->seccomp_fd,
+                              p->info_fd, p->cmd_fd, p->lifeline};
     int tmp[FD_FIRST_FREE];
     for (int i = 0; i < FD_FIRST_FREE; i++) {
         tmp[i] = -1;
@@ -184,6 +190,84 @@ static void __attribute__((noreturn)) child_run(const child_plan *p)
 }
 
 /* --- parent side -------------------------------------------------------- */
+
+/* The lifeline: a pipe made once per process. The farm keeps the write end
+ * (close-on-exec, never written) until it dies; every sandbox's helper gets
+ * the read end and sees it end then. A process forked from one that had a
+ * lifeline (the farm forks only to exec, but tests fork whole "farms") drops
+ * the inherited pair and makes its own when it first starts a sandbox. */
+static pthread_mutex_t lifeline_lock = PTHREAD_MUTEX_INITIALIZER;
+static int lifeline_fds[2] = {-1, -1};
+static pid_t lifeline_pid;
+
+static int lifeline_read_end(void)
+{
+    pthread_mutex_lock(&lifeline_lock);
+    if (lifeline_fds[0] >= 0 && lifeline_pid != getpid()) {
+        close(lifeline_fds[0]);
+        close(lifeline_fds[1]);
+        lifeline_fds[0] = lifeline_fds[1] = -1;
+    }
+    if (lifeline_fds[0] < 0) {
+        if (pipe2(lifeline_fds, O_CLOEXEC) < 0)
+            farm_error_set("sandbox: cannot make the lifeline pipe: %s", strerror(errno));
+        else
+            lifeline_pid = getpid();
+    }
+    int fd = lifeline_fds[0];
+    pthread_mutex_unlock(&lifeline_lock);
+    return fd;
+}
+
+#ifndef FARM_SANDBOX_HELPER_INSTALLED
+#define FARM_SANDBOX_HELPER_INSTALLED "/usr/local/libexec/farm/farm-sandbox-helper"
+#endif
+#define HELPER_NAME "farm-sandbox-helper"
+
+static char helper_beside[PATH_MAX];
+
+static void helper_find(void)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (!slash)
+        return;
+    slash[1] = '\0';
+    /* beside it (a build tree), or in PREFIX/libexec/farm from PREFIX/bin */
+    static const char *const where[] = {"", "../libexec/farm/"};
+    for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
+        char p[PATH_MAX];
+        if ((size_t)snprintf(p, sizeof(p), "%s%s" HELPER_NAME, self, where[i]) < sizeof(p) &&
+            access(p, X_OK) == 0) {
+            snprintf(helper_beside, sizeof(helper_beside), "%s", p);
+            return;
+        }
+    }
+}
+
+const char *sandbox_helper_path(const sandbox_opts *o)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (o && o->helper)
+        return o->helper;
+    const char *env = getenv("FARM_SANDBOX_HELPER");
+    if (env && env[0])
+        return env;
+    pthread_once(&once, helper_find);
+    if (helper_beside[0])
+        return helper_beside;
+    if (access(FARM_SANDBOX_HELPER_INSTALLED, X_OK) == 0)
+        return FARM_SANDBOX_HELPER_INSTALLED;
+    farm_error_set("sandbox: " HELPER_NAME
+                   " is neither beside the farm binary nor at " FARM_SANDBOX_HELPER_INSTALLED
+                   "; reinstall the farm (it is built with it) or "
+                   "point FARM_SANDBOX_HELPER at it");
+    return NULL;
+}
 
 /* The host uid a run gets when the farm is root: the one asked for, or one
  * of its own, so that no two sandboxes share a uid (their files, their
@@ -307,7 +391,7 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
     }
     strv args = {0}, env = {0};
     char *exe = NULL, *helper = NULL;
-    int seccomp_fd = -1, devnull = -1;
+    int seccomp_fd = -1, devnull = -1, lifeline = -1;
     int outp[2] = {-1, -1}, errp[2] = {-1, -1}, infop[2] = {-1, -1}, rep[2] = {-1, -1};
     int cmdp[2] = {-1, -1};
     sandbox *s = calloc(1, sizeof(*s));
@@ -343,14 +427,20 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
             rc = FARM_EUNSUPPORTED;
             goto out;
         }
-        if (o->network == SANDBOX_NET_ALLOWLIST || prepared) {
-            helper = realpath(o->helper ? o->helper : "/proc/self/exe", NULL);
-            if (!helper) {
-                farm_error_set("sandbox: cannot find the farm binary for the helper (%s)",
-                               o->helper ? o->helper : "/proc/self/exe");
-                rc = FARM_EINVALID;
-                goto out;
-            }
+        const char *hp = sandbox_helper_path(o);
+        if (!hp) {
+            rc = FARM_EUNSUPPORTED;
+            goto out;
+        }
+        helper = realpath(hp, NULL);
+        if (!helper) {
+            farm_error_set("sandbox: cannot find the sandbox helper %s: %s", hp, strerror(errno));
+            rc = FARM_EINVALID;
+            goto out;
+        }
+        if ((lifeline = lifeline_read_end()) < 0) {
+            rc = FARM_EIO;
+            goto out;
         }
         if (o->network == SANDBOX_NET_ALLOWLIST && (rc = make_proxy(s)) < 0)
             goto out;
@@ -372,7 +462,11 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
         rc = sbx_seccomp_fd(&seccomp_fd);
         if (rc < 0)
             goto out;
-        rc = sbx_build_argv(&args, o, prepared, exe, helper, s->tmpdir);
+        /* the keeper (helper/helper.c) starts bubblewrap and stays its parent */
+        rc = strv_add(&args, helper) ?: strv_add(&args, "--keep") ?:
+             strv_add(&args, "--lifeline") ?: strv_addf(&args, "%d", FD_LIFELINE) ?:
+             strv_add(&args, "--");
+        rc = rc ?: sbx_build_argv(&args, o, prepared, exe, helper, s->tmpdir);
         if (rc < 0) {
             if (!farm_error_last()[0] || rc == FARM_ENOMEM || rc == FARM_ETOOBIG)
                 farm_error_set("sandbox: cannot build the command line (%s)", farm_error_name(rc));
@@ -418,7 +512,7 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
     child_plan plan = {0};
     plan.argv = args.v;
     plan.envp = env.v;
-    plan.exe = exe;
+    plan.exe = o->unsafe_none ? exe : helper;
     plan.fds[0] = devnull;
     plan.fds[1] = outp[1];
     plan.fds[2] = errp[1];
@@ -426,17 +520,19 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
     plan.info_fd = o->unsafe_none ? -1 : infop[1];
     plan.report_fd = rep[1];
     plan.cmd_fd = cmdp[1];
+    plan.lifeline = lifeline;
     plan.ncg = sbx_cgroup_procs_fds(s->cg, plan.cg_fds, 4);
     rlim_t nofile = (rlim_t)(o->nofile ? o->nofile : 1024);
     rlim_t fsize = (rlim_t)(o->disk_mb ? o->disk_mb : 1024) << 20;
     plan.nofile = (struct rlimit){nofile, nofile};
     plan.fsize = (struct rlimit){fsize, fsize};
     /* RLIMIT_NPROC counts the processes of the host uid, which is this
-     * run's own when the farm is root (bubblewrap's two and the helper are
-     * counted too); an ordinary user's limit would count all their work. */
+     * run's own when the farm is root (the keeper, bubblewrap's two and the
+     * helper are counted too); an ordinary user's limit would count all
+     * their work. */
     rlim_t nproc = RLIM_INFINITY;
     if (o->pids > 0 && drop)
-        nproc = (rlim_t)o->pids + 3;
+        nproc = (rlim_t)o->pids + 4;
     plan.nproc = (struct rlimit){nproc, nproc};
     plan.drop = drop;
     plan.uid = s->uid;
@@ -594,13 +690,26 @@ out:
 }
 
 /* Kill everything the run started. */
+static void parse_info(sandbox *s);
+
+/* Kill the namespace's init (which takes every process of the namespace
+ * with it) and the session our child leads: the keeper, bubblewrap, and a
+ * namespace's init still in its set-up (it calls setsid() late). What the
+ * info pipe already holds names the init; read it first. */
 static void kill_tree(sandbox *s)
 {
+    if (s->ns_init < 0 && s->info_fd >= 0) {
+        char chunk[256];
+        ssize_t got;
+        fcntl(s->info_fd, F_SETFL, fcntl(s->info_fd, F_GETFL) | O_NONBLOCK);
+        while ((got = read(s->info_fd, chunk, sizeof(chunk))) > 0)
+            if (buf_append(&s->info, chunk, (size_t)got) == 0)
+                parse_info(s);
+    }
     if (s->ns_init >= 0)
         syscall(SYS_pidfd_send_signal, s->ns_init, SIGKILL, NULL, 0);
     if (s->pid > 0) {
-        if (s->o->unsafe_none)
-            kill(-s->pgid, SIGKILL); /* its session and process group */
+        kill(-s->pgid, SIGKILL);
         kill(s->pid, SIGKILL);
     }
     sbx_cgroup_kill(s->cg);

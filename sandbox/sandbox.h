@@ -91,9 +91,8 @@ typedef struct sandbox_opts {
     const sandbox_bind *binds; /* extra binds, nbinds of them */
     size_t nbinds;
     const char *bwrap;      /* bubblewrap binary; default "bwrap" found in PATH */
-    const char *helper;     /* the farm binary, run inside in allowlist mode (the proxy's
-                               loopback listener) and by prepared sandboxes; default
-                               /proc/self/exe */
+    const char *helper;     /* farm-sandbox-helper, the first process inside every
+                               sandbox; default: see sandbox_helper_path() */
     int unsafe_none;        /* run without any isolation (sandbox.mode "unsafe-none") */
     size_t max_output;      /* stop forwarding output after this many bytes (the command keeps
                                running, the rest is counted and dropped); 0: 64 MiB */
@@ -147,8 +146,7 @@ void sandbox_free(sandbox *s);
 
 /* A warm start: sandbox_prepare() spawns the sandbox now (namespaces,
  * mounts, limits, proxy) with the farm's helper inside waiting for its
- * command; opts->argv is not used and opts->helper must be the farm binary
- * (default /proc/self/exe). sandbox_launch() hands over the command and
+ * command; opts->argv is not used. sandbox_launch() hands over the command and
  * extra "NAME=value" environment entries (set over opts->env and the base
  * environment) when the work arrives; the timeout counts from then. Then
  * sandbox_wait() as usual. A prepared sandbox that is never launched is
@@ -188,10 +186,11 @@ int sandbox_net_parse(const char *s);
 /* Allowlist matching, as the proxy does it: 1 when host:port is allowed. */
 int sandbox_allow_match(const char *const *allow, const char *host, int port);
 
-/* The inside-the-sandbox helper (allowlist mode): `farm sandbox __helper PORT
- * SOCKET -- CMD...` listens on 127.0.0.1:PORT, relays every connection to the
- * proxy's Unix socket, runs CMD and exits with its status. cli/cmd_sandbox.c
- * calls this for argv = {"__helper", PORT, SOCKET, "--", CMD...}. */
-int sandbox_helper_main(int argc, char **argv);
+/* The path of farm-sandbox-helper (sandbox/helper/helper.c), the program
+ * that runs first inside every sandbox: opts->helper when set, else
+ * $FARM_SANDBOX_HELPER, else the one beside the running executable or in
+ * ../libexec/farm/ from it, else the one under the prefix built for. NULL, with the error set, when
+ * none exists. */
+const char *sandbox_helper_path(const sandbox_opts *opts);
 
 #endif

@@ -61,7 +61,7 @@ int main(int argc, char **argv)
     o.memory_mb = 4096;
     o.pids = 512;
     o.timeout_ms = 30000;
-    o.helper = getenv("FARM_BIN") ? getenv("FARM_BIN") : FARM_HELPER_BIN;
+    o.helper = getenv("FARM_SANDBOX_HELPER") ? getenv("FARM_SANDBOX_HELPER") : FARM_HELPER_BIN;
     for (int i = 0; i < n; i++) {
         int64_t t0 = clock_mono_ns();
         pid_t p = fork();
