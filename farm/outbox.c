@@ -171,6 +171,21 @@ static int payload_check(const char *kind, const char *key, json_t *p)
     return want_string(p, "body", kind);
 }
 
+/* A comment without a session names its target itself. */
+static int sessionless_check(json_t *p)
+{
+    int rc;
+    json_t *n = json_object_get(p, "number");
+    if ((rc = want_string(p, "tracker", OUTBOX_COMMENT)) ||
+        (rc = want_string(p, "repo", OUTBOX_COMMENT)))
+        return rc;
+    if (!json_is_integer(n) || json_integer_value(n) <= 0) {
+        farm_error_set("outbox: a comment without a session needs a positive \"number\"");
+        return FARM_EINVALID;
+    }
+    return 0;
+}
+
 int outbox_tx_enqueue(store_tx *tx, int64_t session_id, const char *kind, const char *key,
                       const char *payload_json)
 {
@@ -178,8 +193,8 @@ int outbox_tx_enqueue(store_tx *tx, int64_t session_id, const char *kind, const 
     json_error_t jerr;
     int rc;
 
-    if (session_id <= 0) {
-        farm_error_set("outbox: an entry needs a session");
+    if (session_id < 0 || (session_id == 0 && (!kind || strcmp(kind, OUTBOX_COMMENT) != 0))) {
+        farm_error_set("outbox: an entry needs a session (only a comment may go without one)");
         return FARM_EINVALID;
     }
     if (!kind_known(kind)) {
@@ -201,6 +216,8 @@ int outbox_tx_enqueue(store_tx *tx, int64_t session_id, const char *kind, const 
         return FARM_EINVALID;
     }
     rc = payload_check(kind, key, p);
+    if (rc == 0 && session_id == 0)
+        rc = sessionless_check(p);
     json_decref(p);
     if (rc)
         return rc;
@@ -632,6 +649,24 @@ static char *status_after_pr(farm *f, const store_session *sess, const tracker_p
     return out;
 }
 
+/* The target of a comment without a session, from its payload, as a
+ * session that has only tracker, repo and number (a PR's number, with
+ * pr_number set, when the thread is a PR's). */
+static store_session *sessionless_target(json_t *p)
+{
+    store_session *s = calloc(1, sizeof(*s));
+    const char *tr = jstr(p, "tracker"), *repo = jstr(p, "repo");
+    if (!s || !tr || !repo || !(s->tracker = strdup(tr)) || !(s->repo = strdup(repo))) {
+        store_session_free(s);
+        farm_error_set("outbox: a comment without a session must name its tracker and repo");
+        return NULL;
+    }
+    s->number = json_integer_value(json_object_get(p, "number"));
+    if (json_is_true(json_object_get(p, "is_pr")))
+        s->pr_number = s->number;
+    return s;
+}
+
 static void process(worker *w, outbox_entry *e)
 {
     farm *f = w->s->f;
@@ -640,13 +675,17 @@ static void process(worker *w, outbox_entry *e)
     outcome oc = {0, "", 0, NULL};
     int rc;
 
-    if ((rc = store_session_get(&sess, f->store, e->session_id))) {
+    if (e->session_id > 0 && (rc = store_session_get(&sess, f->store, e->session_id))) {
         oc.fatal = rc == FARM_ENOTFOUND;
         record_failure(w, e, rc, oc.fatal, 0);
         return;
     }
     if (!(p = json_loads(e->payload ? e->payload : "", 0, NULL)) || !json_is_object(p)) {
         farm_error_set("outbox: stored payload is not a JSON object");
+        record_failure(w, e, FARM_EINVALID, 1, 0);
+        goto out;
+    }
+    if (!sess && !(sess = sessionless_target(p))) {
         record_failure(w, e, FARM_EINVALID, 1, 0);
         goto out;
     }

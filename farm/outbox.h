@@ -31,7 +31,10 @@ typedef struct farm farm;
  *
  * OUTBOX_COMMENT   {"body": md, "on_pr": bool}
  *                  a new comment (a milestone: started, PR opened, failed,
- *                  question, a reply to a command)
+ *                  question, a reply to a command). The one kind that may
+ *                  have no session (session_id 0: a reply to a command on an
+ *                  issue or PR the farm has no session for); the payload then
+ *                  names the target: "tracker", "repo", "number" and "is_pr".
  * OUTBOX_STATUS    {"body": md}
  *                  the session's one sticky status comment: created the first
  *                  time, edited in place afterwards. Status entries coalesce:

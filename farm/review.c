@@ -25,6 +25,7 @@
 
 #include "../base/buf.h"
 #include "../base/clock.h"
+#include "../base/crypto.h"
 #include "../base/error.h"
 #include "../base/log.h"
 
@@ -340,6 +341,49 @@ static int cmd_help(store_tx *tx, const review_ctx *c, const store_session *s, c
     return rc;
 }
 
+/* `/farm help`, `/farm status` or an unknown command where the farm has no
+ * session: the answer goes to the thread itself, once per command comment
+ * (the key is a digest of where it was written and which comment it was). */
+static int reply_sessionless(store_tx *tx, const review_ctx *c, const command *cmd)
+{
+    const tracker_event *ev = c->ev;
+    buf b = BUF_INIT(8192);
+    char where[1024], key[128], hex[65];
+    unsigned char d[32];
+    int rc;
+
+    if (!ev->tracker || !ev->repo || ev->number <= 0)
+        return 0; /* nowhere to answer */
+    snprintf(where, sizeof(where), "%s\n%s\n%lld\n%lld\n%s", ev->tracker, ev->repo,
+             (long long)ev->number, (long long)ev->comment_id,
+             ev->comment_id ? "" : (ev->delivery_id ? ev->delivery_id : ""));
+    if (crypto_sha256(d, where, strlen(where)) != 0)
+        return oom();
+    crypto_hex(hex, d, 12);
+    snprintf(key, sizeof(key), "n:%s:%s", hex, command_kind_name(cmd->kind));
+    if (cmd->kind == COMMAND_STATUS)
+        buf_printf(&b,
+                   "The farm has no session for this %s yet. A maintainer can start one with "
+                   "`/farm run`%s.\n\n",
+                   ev->is_pr ? "pull request" : "issue",
+                   ev->is_pr ? "" : " (or the trigger label the farm is configured with)");
+    else if (cmd->kind == COMMAND_UNKNOWN)
+        buf_printf(&b, "`/farm %s` is not a command the farm knows.\n\n", cmd->word);
+    buf_puts(&b, commands_help_text());
+    json_t *p = json_pack("{s:s,s:b,s:s,s:s,s:I,s:b}", "body", buf_cstr(&b), "on_pr", ev->is_pr,
+                          "tracker", ev->tracker, "repo", ev->repo, "number",
+                          (json_int_t)ev->number, "is_pr", ev->is_pr);
+    buf_free(&b);
+    if (p && ev->installation_id)
+        json_object_set_new(p, "installation_id", json_integer(ev->installation_id));
+    char *text = json_take(p);
+    if (!text)
+        return oom();
+    rc = outbox_tx_enqueue(tx, 0, OUTBOX_COMMENT, key, text);
+    free(text);
+    return rc;
+}
+
 static int cmd_status(store_tx *tx, const review_ctx *c, const store_session *s)
 {
     report_info ri = REPORT_INFO_INIT;
@@ -420,8 +464,9 @@ int review_tx_command(review_result *out, store_tx *tx, const review_ctx *c, con
     case COMMAND_UNKNOWN:
     case COMMAND_STATUS:
         if (!s) {
-            reason_set(out, "/farm %s: no session to answer about", command_kind_name(cmd->kind));
-            return 0;
+            out->acted = 1;
+            reason_set(out, "/farm %s answered (no session)", command_kind_name(cmd->kind));
+            return reply_sessionless(tx, c, cmd);
         }
         out->acted = 1;
         reason_set(out, "/farm %s answered", command_kind_name(cmd->kind));

@@ -129,7 +129,10 @@ int store_tx_outbox_insert(int *inserted, store_tx *tx, int64_t session_id, cons
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, session_id);
+    if (session_id > 0)
+        sqlite3_bind_int64(st, 2, session_id);
+    else
+        sqlite3_bind_null(st, 2); /* a comment without a session (outbox.h) */
     sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, payload_json ? payload_json : "{}", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, now);

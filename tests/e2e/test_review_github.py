@@ -56,6 +56,11 @@ def comment(w, number, body, token=farmtest.PERSON_PAT):
     return c
 
 
+def outbox_idle(w):
+    with w.farm.db() as c:
+        return c.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0] == 0
+
+
 def jobs(w, sid, kind):
     with w.farm.db() as c:
         return c.execute("SELECT count(*) FROM job WHERE session_id = ? AND kind = ?",
@@ -170,6 +175,20 @@ def test_mention_help_and_merged_pr():
         comment(w, n, "> /farm stop\nquoted, so nothing")
         farmtest.wait_for(lambda: [c for c in w.comments(pr) if "/farm retry" in c["body"]],
                           timeout=30, what="the help reply on the PR")
+
+        # an issue the farm has no session for still gets its answers, once each
+        q = w.open_issue("Just asking", "What can the farm do?", label=False)
+        comment(w, q, "/farm help")
+        comment(w, q, "/farm status")
+        farmtest.wait_for(lambda: len([c for c in w.comments(q)
+                                       if c["user"] == "farm-bot"]) == 2,
+                          timeout=30, what="two answers on an issue without a session")
+        farmtest.wait_for(lambda: outbox_idle(w), timeout=30, what="the outbox to drain")
+        mine = [c["body"] for c in w.comments(q) if c["user"] == "farm-bot"]
+        assert len(mine) == 2, mine
+        assert len([b for b in mine if "/farm retry" in b]) == 2, mine
+        assert len([b for b in mine if "no session for this issue" in b]) == 1, mine
+        assert w.session(q) is None
 
         # a PR comment that mentions the bot is a revision, and its text reaches the agent
         comment(w, pr, "@farm-bot please add a note too.\n\n```diff\n"

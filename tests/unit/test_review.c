@@ -465,6 +465,66 @@ static void help_unknown_and_status_reply(void **state)
     assert_int_equal(jobs(fx, sid, "cancel"), 0);
 }
 
+/* Where the farm has no session, help, status and unknown commands are
+ * still answered in the thread, once per command comment. */
+static void commands_without_a_session_are_answered_once(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    tracker_event ev = ev_make(fx, id, TEV_COMMENT_CREATED, 77);
+    ev.comment_id = 501;
+    ev.comment_body = "/farm help";
+    ingest_result r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "/farm help answered (no session)");
+    assert_int_equal(q_int(fx, "SELECT count(*) FROM outbox WHERE session_id IS NULL"), 1);
+    assert_int_equal(q_int(fx, "SELECT count(*) FROM session"), 0);
+
+    /* the same comment delivered again: nothing more */
+    char id2[32];
+    tracker_event again = ev_make(fx, id2, TEV_COMMENT_CREATED, 77);
+    again.comment_id = 501;
+    again.comment_body = "/farm help";
+    r = ingest_ok(fx, &again);
+    assert_int_equal(q_int(fx, "SELECT count(*) FROM outbox WHERE session_id IS NULL"), 1);
+
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(fx->db,
+                                        "SELECT payload FROM outbox WHERE session_id IS NULL"
+                                        " ORDER BY id",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    const char *p = (const char *)sqlite3_column_text(st, 0);
+    assert_non_null(strstr(p, "\"repo\":\"octo/app\""));
+    assert_non_null(strstr(p, "\"number\":77"));
+    assert_non_null(strstr(p, "\"tracker\":\"github\""));
+    assert_non_null(strstr(p, "/farm run"));
+    sqlite3_finalize(st);
+
+    /* status on a pull request the farm has no session for */
+    char id3[32];
+    tracker_event pr = ev_make(fx, id3, TEV_COMMENT_CREATED, 78);
+    pr.is_pr = 1;
+    pr.comment_id = 502;
+    pr.comment_body = "/farm status";
+    r = ingest_ok(fx, &pr);
+    expect(&r, INGEST_ACCEPTED, "/farm status answered (no session)");
+    assert_int_equal(q_int(fx, "SELECT count(*) FROM outbox WHERE session_id IS NULL"), 2);
+    assert_int_equal(q_int(fx, "SELECT count(*) FROM outbox WHERE session_id IS NULL AND payload"
+                               " LIKE '%%no session for this pull request%%' AND payload LIKE"
+                               " '%%\"is_pr\":true%%'"),
+                     1);
+
+    /* nobody without write access is answered */
+    char id4[32];
+    tracker_event other = ev_make(fx, id4, TEV_COMMENT_CREATED, 79);
+    other.comment_id = 503;
+    other.comment_body = "/farm help";
+    other.actor_access = ACTOR_NONE;
+    r = ingest_ok(fx, &other);
+    assert_int_equal(q_int(fx, "SELECT count(*) FROM outbox WHERE session_id IS NULL"), 2);
+}
+
 static void stop_cancels_and_run_starts_again(void **state)
 {
     fixture *fx = *state;
@@ -757,6 +817,7 @@ int main(void)
         T(bots_and_the_farm_trigger_nothing),
         T(pr_comment_needs_a_mention),
         T(help_unknown_and_status_reply),
+        T(commands_without_a_session_are_answered_once),
         T(stop_cancels_and_run_starts_again),
         T(retry_brings_a_failed_session_back),
         T(merged_is_done_closed_is_cancelled),
