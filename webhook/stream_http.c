@@ -49,6 +49,7 @@
 #define SSE_HEARTBEAT_MS   15000
 #define SSE_LIFETIME_MS    60000
 #define SSE_BLOCK          2048
+#define SSE_KEEP           1024       /* buffer bytes a caught-up reader keeps */
 #define SSE_SNDBUF         (64 << 10) /* kernel buffer per reader: fixed, not autotuned to MiBs */
 #define SSE_STALL_S        30         /* a reader that takes nothing for this long is dropped */
 #define MESSAGE_MAX        (64u << 10)
@@ -495,10 +496,12 @@ typedef struct sse_conn {
     size_t out_off;
     buf batch; /* records of one read */
     int nrec;
-    stream_waiter *w;
-    atomic_int why; /* stream_wake_reason + 1 once fired */
+    stream_waiter *w; /* fired (or never registered) while the reader runs */
+    atomic_int why;   /* stream_wake_reason + 1 once fired */
+    int64_t stream_id;
     int64_t close_at, hb_at;
     int sent_control;
+    int caught_up; /* the last read reached the tail: wait before reading again */
     int done;
 } sse_conn;
 
@@ -611,13 +614,36 @@ static int sse_format(sse_conn *c, const stream_result *res)
     return rc;
 }
 
+/* Caught up: suspend until data, the heartbeat or the end. Small buffers
+ * are kept for the next event (a reader is woken for every event, and
+ * growing them again each time costs more than the few hundred bytes they
+ * hold); one that a large batch grew is freed. */
+static ssize_t sse_sleep(sse_conn *c)
+{
+    if (c->out.cap > SSE_KEEP)
+        buf_free(&c->out);
+    if (c->batch.cap > SSE_KEEP)
+        buf_free(&c->batch);
+    buf_reset(&c->out);
+    buf_reset(&c->batch);
+    c->out_off = 0;
+    stream_wait_cancel(c->h, c->w);
+    c->w = NULL;
+    int64_t deadline = c->hb_at < c->close_at ? c->hb_at : c->close_at;
+    MHD_suspend_connection(c->conn);
+    if (stream_wait(&c->w, c->h, c->path, c->stream_id, c->pos, deadline, sse_wake, c)) {
+        MHD_resume_connection(c->conn);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    return 0;
+}
+
 static ssize_t sse_reader(void *cls, uint64_t unused, char *dst, size_t max)
 {
     sse_conn *c = cls;
-    if (c->w) {
-        stream_wait_cancel(c->h, c->w);
-        c->w = NULL;
-    }
+    /* c->w, if any, has fired (that is what resumed us); it is released just
+     * before the next wait, when the thread that fired it is long done with
+     * it, rather than here, where that thread may still be on its way out */
     for (;;) {
         if (c->out_off < c->out.len) {
             size_t n = c->out.len - c->out_off;
@@ -635,6 +661,10 @@ static ssize_t sse_reader(void *cls, uint64_t unused, char *dst, size_t max)
         int64_t now = clock_mono_ms();
         if (c->done || why == STREAM_WAKE_GONE || why == STREAM_WAKE_SHUTDOWN || now >= c->close_at)
             return MHD_CONTENT_READER_END_OF_STREAM;
+        if (why == STREAM_WAKE_DATA)
+            c->caught_up = 0;
+        if (c->caught_up && now < c->hb_at)
+            return sse_sleep(c); /* stream_wait() fires at once if the tail moved */
 
         stream_result res;
         stream_read_req q = STREAM_READ_REQ_INIT;
@@ -650,6 +680,8 @@ static ssize_t sse_reader(void *cls, uint64_t unused, char *dst, size_t max)
             return MHD_CONTENT_READER_END_OF_STREAM;
         c->first = NULL;
         c->pos = res.next_pos;
+        c->stream_id = res.stream_id;
+        c->caught_up = res.up_to_date && !res.closed;
         if (c->nrec || !c->sent_control || (res.closed && res.up_to_date)) {
             if (sse_format(c, &res))
                 return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -665,18 +697,7 @@ static ssize_t sse_reader(void *cls, uint64_t unused, char *dst, size_t max)
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             continue;
         }
-        /* caught up: sleep until data, the heartbeat or the end, holding no
-         * buffers meanwhile */
-        buf_free(&c->out);
-        buf_free(&c->batch);
-        c->out_off = 0;
-        int64_t deadline = c->hb_at < c->close_at ? c->hb_at : c->close_at;
-        MHD_suspend_connection(c->conn);
-        if (stream_wait(&c->w, c->h, c->path, res.stream_id, c->pos, deadline, sse_wake, c)) {
-            MHD_resume_connection(c->conn);
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
-        return 0;
+        return sse_sleep(c);
     }
 }
 
