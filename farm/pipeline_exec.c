@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -99,6 +100,7 @@ typedef struct outlog {
     int cut[2]; /* the partial line grew past PL_LINE_MAX */
     uint64_t logged_bytes, logged_lines, dropped_bytes, dropped_lines;
     buf tail;
+    double cost; /* the last cost the command reported (pl_cost_line()) */
 } outlog;
 
 struct batch_write {
@@ -175,11 +177,39 @@ static void tail_add(buf *t, const char *data, size_t n)
 
 /* A complete line of stream i: into the pending batch, or counted as dropped.
  * Called with o->mu held; returns 1 when the batch is full. */
+double pl_cost_line(const char *line, size_t n)
+{
+    if (n > 0 && line[0] == '{' && memmem(line, n, "\"total_cost_usd\"", 16)) {
+        json_t *j = json_loadb(line, n, 0, NULL);
+        json_t *cost = json_object_get(j, "total_cost_usd");
+        const char *type = json_string_value(json_object_get(j, "type"));
+        double v =
+            type && !strcmp(type, "result") && json_is_number(cost) ? json_number_value(cost) : -1;
+        json_decref(j);
+        return v >= 0 && v < 1e6 ? v : -1;
+    }
+    const char *at = memmem(line, n, "Cost: $", 7);
+    if (at) {
+        char text[160];
+        size_t len = n - (size_t)(at - line);
+        double msg, session;
+        snprintf(text, sizeof(text), "%.*s", (int)(len < sizeof(text) ? len : sizeof(text) - 1),
+                 at);
+        if (sscanf(text, "Cost: $%lf message, $%lf session", &msg, &session) == 2 && session >= 0 &&
+            session < 1e6)
+            return session;
+    }
+    return -1;
+}
+
 static int line_done(outlog *o, int i)
 {
     size_t n = o->len[i];
     o->line[i][n] = '\0';
     o->len[i] = 0;
+    double cost = pl_cost_line(o->line[i], n);
+    if (cost >= 0)
+        o->cost = cost;
     if (o->logged_bytes + n > PL_STEP_LOG_MAX || o->logged_lines >= PL_STEP_LINES_MAX) {
         o->dropped_bytes += n;
         o->dropped_lines++;
@@ -399,6 +429,7 @@ out_sync:
         pl_event(r, "output_dropped", body);
     }
     out->cancelled = w.cancelled;
+    out->cost_usd = log.cost;
     out->deadline = w.deadline_hit || (out->sr.timed_out && o->deadline_ms > 0 &&
                                        clock_wall_ms() >= o->deadline_ms - 1000);
     out->tail = buf_detach(&log.tail);

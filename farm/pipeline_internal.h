@@ -61,9 +61,10 @@ typedef struct pl_run {
 /* What one sandboxed command did. */
 typedef struct pl_exec_result {
     sandbox_result sr;
-    char *tail;    /* the last PL_TAIL_MAX bytes of stdout and stderr, interleaved (heap) */
-    int cancelled; /* stopped by a cancel request */
-    int deadline;  /* stopped at the given deadline */
+    char *tail;      /* the last PL_TAIL_MAX bytes of stdout and stderr, interleaved (heap) */
+    int cancelled;   /* stopped by a cancel request */
+    int deadline;    /* stopped at the given deadline */
+    double cost_usd; /* what the agent said it cost (pl_cost_line()), 0 when it did not */
 } pl_exec_result;
 
 typedef struct pl_exec_opts {
@@ -87,6 +88,12 @@ typedef struct pl_exec_opts {
 int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o);
 void pl_exec_result_free(pl_exec_result *x);
 
+/* The cost an agent CLI reports in a line of its output, or -1: Claude
+ * Code's stream-json result ({"type":"result", "total_cost_usd": x}) and
+ * aider's "Cost: $a message, $b session." (b). The last one a run prints
+ * is its cost. */
+double pl_cost_line(const char *line, size_t n);
+
 /* 1 when the session has been asked to stop since the run began (ctl->cancel,
  * a "cancel", "cancel_requested" or "issue_closed" event). Sets r->cancelled
  * for the events only. */
@@ -109,6 +116,7 @@ typedef struct pl_tx {
     const char *step_words; /* the status comment's current step */
     const char *branch;     /* set the session's branch */
     double agent_seconds;
+    double cost;       /* USD, added to the session's */
     int status;        /* update the status comment even without a state change */
     int skip_if_final; /* write nothing when the session has ended meanwhile */
     struct {

@@ -601,8 +601,11 @@ int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
             json_object_set_new(extra, "summary", json_string(summary));
         if (extra && x.sr.exit_code != 0)
             json_object_set_new(extra, "tail", json_string(pl_tail(x.tail, 4096)));
+        if (extra && x.cost_usd > 0)
+            json_object_set_new(extra, "cost_usd", json_real(x.cost_usd));
         pl_tx_init(&t, r);
         t.agent_seconds = (double)x.sr.wall_ms / 1000.0;
+        t.cost = x.cost_usd;
         pl_step_done(&t, "agent", round, t0, extra);
         if ((rc = pl_tx_commit(&t)))
             goto out;

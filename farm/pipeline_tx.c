@@ -101,7 +101,8 @@ static int tx_fn(store_tx *tx, void *arg)
     }
     if (t->branch && (rc = store_tx_session_branch_set(tx, id, t->branch)))
         goto out;
-    if (t->agent_seconds > 0 && (rc = store_tx_session_usage_add(tx, id, t->agent_seconds, 0)))
+    if ((t->agent_seconds > 0 || t->cost > 0) &&
+        (rc = store_tx_session_usage_add(tx, id, t->agent_seconds, t->cost)))
         goto out;
     if (t->state && strcmp(t->state, s->state) != 0) {
         char body[160];

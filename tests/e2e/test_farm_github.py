@@ -91,12 +91,20 @@ def test_labelled_issue_becomes_pr():
 
 def test_failing_tests_get_a_fix_round():
     with farmtest.GitHubWorld() as w:
-        n = w.open_issue("Finish the greeting", repos.issue_body(repos.HALF, repos.REST))
+        n = w.open_issue("Finish the greeting",
+                         repos.issue_body(repos.HALF, repos.REST, standin="cost 0.25"))
         s = w.wait_session(n, lambda s: s["state"] in FINAL, what="a PR")
         assert s["state"] == "review", s
         results = [e[3] for e in farmtest.session_events(w.farm, s["id"], "test_result")]
         assert [r["passed"] for r in results] == [False, True], results
         assert [r["round"] for r in results] == [1, 2], results
+        # what the agent said each round cost adds up in the session and the digest
+        with w.farm.db() as c:
+            cost = c.execute("SELECT cost FROM session WHERE id = ?", (s["id"],)).fetchone()[0]
+        assert abs(cost - 0.5) < 1e-9, cost
+        st, digest = w.farm.get_json("/api/digest?since=1h")
+        assert st == 200, (st, digest)
+        assert abs(digest["totals"]["cost"] - 0.5) < 1e-9, digest["totals"]
         pulls = w.pulls()
         assert len(pulls) == 1 and not pulls[0]["draft"], pulls
         branch = pulls[0]["head"]["ref"]

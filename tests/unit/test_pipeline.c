@@ -25,6 +25,7 @@
 #include "farm/ingest.h"
 #include "farm/outbox.h"
 #include "farm/pipeline.h"
+#include "farm/pipeline_internal.h"
 #include "farm/store.h"
 #include "farm/store_local.h"
 #include "farm/store_outbox.h"
@@ -1011,6 +1012,31 @@ static void sandbox_feeds_a_file_on_stdin(void **state)
     th_run(NULL, 0, "/", rm);
 }
 
+/* The cost lines agent CLIs print, and lines that only look like one. */
+static void agent_cost_lines_are_read(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *line;
+        double want;
+    } cases[] = {
+        {"{\"type\":\"result\",\"subtype\":\"success\",\"total_cost_usd\":0.1234}", 0.1234},
+        {"{\"type\":\"assistant\",\"total_cost_usd\":9}", -1},
+        {"{\"type\":\"result\",\"total_cost_usd\":\"1\"}", -1},
+        {"{\"type\":\"result\",\"total_cost_usd\":-2}", -1},
+        {"{\"type\":\"result\",\"total_cost_usd\":0.5", -1}, /* cut JSON */
+        {"Tokens: 12k sent, 1.1k received. Cost: $0.04 message, $0.31 session.", 0.31},
+        {"Cost: $abc message", -1},
+        {"nothing to see", -1},
+        {"", -1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        double got = pl_cost_line(cases[i].line, strlen(cases[i].line));
+        if (got < cases[i].want - 1e-9 || got > cases[i].want + 1e-9)
+            fail_msg("\"%s\": got %f, want %f", cases[i].line, got, cases[i].want);
+    }
+}
+
 int main(void)
 {
     sandbox_probe_result p;
@@ -1022,6 +1048,7 @@ int main(void)
     if (vcs_git_init() != 0)
         return 1;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(agent_cost_lines_are_read),
         cmocka_unit_test(patch_issue_opens_pr),
         cmocka_unit_test(failing_tests_then_fixed_in_round_two),
         cmocka_unit_test(tests_still_failing_give_a_draft),
