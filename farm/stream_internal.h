@@ -114,6 +114,15 @@ int stream_parse_uint(int64_t *out, const char *s, int64_t max);
 int stream_parse_rfc3339(int64_t *out_ms, const char *s);
 int stream_path_valid(const char *path);
 
+/* stream_json.c: when the JSON text p[0..n) is in the simple subset, write
+ * its compact form (what jansson's JSON_COMPACT dump of it is) to out (n + 1
+ * bytes), its length to *out_len, and return 1. A top-level array is split:
+ * message i is out[spans[i] .. spans[i + 1] - 1), *nspans of them, at most
+ * max_spans (spans has max_spans + 1 entries); any other value is message 0.
+ * 0: not simple (malformed, escapes, floats, an empty array, ...): ask jansson. */
+int stream_json_compact(char *out, size_t *out_len, size_t *spans, size_t max_spans, size_t *nspans,
+                        const char *p, size_t n);
+
 /* stream.c: load a stream's or session's metadata into a hot entry (called
  * without the lock; takes it to store the result). */
 int stream_hot_load(stream_hub *h, const char *path);

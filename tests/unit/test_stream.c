@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "farm/store.h"
 #include "farm/stream.h"
+#include "farm/stream_internal.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -234,6 +235,81 @@ static void json_mode(void **state)
     body = read_all(&r, f, "j", "now");
     assert_string_equal(body, "[]");
     free(body);
+}
+
+/* The quick path of JSON appends (stream_json.c) writes what jansson would,
+ * message for message, or leaves the body to jansson. */
+static void json_quick_path_matches_jansson(void **state)
+{
+    (void)state;
+    static const char *quick[] = {
+        "{\"a\": 1}",
+        " [ {\"b\":2} , [3, 4] ] ",
+        "[[[5]]]",
+        "\"text\"",
+        "0",
+        "-12",
+        "123456789012345678",
+        "true",
+        "false",
+        "null",
+        "[null,true,false]",
+        "{}",
+        "[{}, []]",
+        "{\"z\":1,\"a\":{\"y\":[1,2,{\"x\":\"\"}]},\"m\":-7}",
+        "\t\r\n{\"k\" :\n\"v\"}\n",
+        "{\"a\":{\"a\":1},\"b\":{\"a\":2}}",
+        "\"~ del\x7f /slash\"",
+        "{\"kind\":\"agent_output\",\"text\":\"compiling src/main.c ... ok (0.42s)\"}",
+    };
+    static const char *declined[] = {
+        "",
+        " ",
+        "[]",
+        " [ ] ",
+        "{bad",
+        "{\"a\":1,\"a\":2}",
+        "1.5",
+        "1e3",
+        "-0",
+        "01",
+        "\"\\n\"",
+        "\"caf\xc3\xa9\"",
+        "\"a\tb\"",
+        "[1,]",
+        "{\"a\":}",
+        "1 2",
+        "1234567890123456789",
+        "nul",
+        "[1",
+        "\"open",
+        "{\"a\" 1}",
+        "-",
+        "[1,2]x",
+    };
+    char out[256];
+    size_t spans[9], n, len;
+    for (size_t i = 0; i < sizeof(quick) / sizeof(*quick); i++) {
+        const char *in = quick[i];
+        assert_int_equal(stream_json_compact(out, &len, spans, 8, &n, in, strlen(in)), 1);
+        json_t *v = json_loads(in, JSON_DECODE_ANY, NULL);
+        assert_non_null(v);
+        size_t want = json_is_array(v) ? json_array_size(v) : 1;
+        assert_int_equal(n, want);
+        for (size_t k = 0; k < n; k++) {
+            json_t *m = json_is_array(v) ? json_array_get(v, k) : v;
+            char *d = json_dumps(m, JSON_COMPACT | JSON_ENCODE_ANY);
+            assert_int_equal(spans[k + 1] - 1 - spans[k], strlen(d));
+            assert_memory_equal(out + spans[k], d, strlen(d));
+            free(d);
+        }
+        json_decref(v);
+    }
+    for (size_t i = 0; i < sizeof(declined) / sizeof(*declined); i++)
+        assert_int_equal(
+            stream_json_compact(out, &len, spans, 8, &n, declined[i], strlen(declined[i])), 0);
+    /* more messages than the caller has room for: jansson's turn too */
+    assert_int_equal(stream_json_compact(out, &len, spans, 2, &n, "[1,2,3]", 7), 0);
 }
 
 static void stream_seq_rejects_regressions(void **state)
@@ -794,6 +870,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(bytes_append_and_read, setup, teardown),
         cmocka_unit_test_setup_teardown(offsets_increase, setup, teardown),
         cmocka_unit_test_setup_teardown(json_mode, setup, teardown),
+        cmocka_unit_test(json_quick_path_matches_jansson),
         cmocka_unit_test_setup_teardown(stream_seq_rejects_regressions, setup, teardown),
         cmocka_unit_test_setup_teardown(idempotent_producers, setup, teardown),
         cmocka_unit_test_setup_teardown(closure, setup, teardown),
