@@ -775,6 +775,12 @@ int pl_step_pr(pl_run *r, pl_progress *p, int draft)
 
     if (p->pr)
         return 0;
+    /* an agent that did not finish cleanly left work nobody should take for
+     * finished: pushed so that nothing is lost, but as a draft that says so */
+    int agent_failed = p->agent_exit != 0 && !r->partial;
+    int tests_failing = draft;
+    if (agent_failed)
+        draft = 1;
     tests_words(tests, sizeof(tests), r, p);
     if (worktree_diffstat(&ds, r->wt) == 0) {
         have_ds = 1;
@@ -791,7 +797,13 @@ int pl_step_pr(pl_run *r, pl_progress *p, int draft)
                    "than lose it.\n\n",
                    r->cfg->budgets.run_wall_s,
                    p->test_round < p->agent_round || !p->test_round ? ", untested" : "");
-    else if (draft)
+    if (agent_failed)
+        buf_printf(&body,
+                   "> **Draft: the agent exited with status %d** instead of finishing. This is "
+                   "the change it left, pushed so that nothing is lost; its last output is in "
+                   "the session log.\n\n",
+                   p->agent_exit);
+    if (tests_failing && !r->partial)
         buf_puts(&body, "> **Draft: the tests still fail** after every fix round; see below.\n\n");
     if (p->summary) {
         put_defused(&body, p->summary);

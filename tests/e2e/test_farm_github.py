@@ -111,6 +111,17 @@ def test_failing_tests_get_a_fix_round():
         assert repos.branch_file(w.bare, branch, "greeting.txt") == "hello, world\n"
 
 
+def test_failing_agent_leaves_a_draft_that_says_so():
+    with farmtest.GitHubWorld() as w:
+        n = w.open_issue("Fix the greeting", repos.issue_body(repos.FIX, standin="exit 3"))
+        s = w.wait_session(n, lambda s: s["state"] in FINAL, what="a draft PR")
+        pulls = w.pulls()
+        assert len(pulls) == 1, pulls
+        assert pulls[0]["draft"], pulls[0]
+        assert "the agent exited with status 3" in pulls[0]["body"], pulls[0]["body"]
+        assert s["pr_number"] == pulls[0]["number"], s
+
+
 def test_no_change_is_an_explained_failure():
     with farmtest.GitHubWorld() as w:
         n = w.open_issue("Think about the greeting", "No patch here, on purpose.\n")
@@ -249,6 +260,7 @@ def test_farm_cancel_command():
 
 if __name__ == "__main__":
     tests = [test_labelled_issue_becomes_pr, test_failing_tests_get_a_fix_round,
+             test_failing_agent_leaves_a_draft_that_says_so,
              test_no_change_is_an_explained_failure, test_wall_limit_pushes_partial_draft,
              test_cancel_through_the_api, test_closing_the_issue_cancels,
              test_farm_cancel_command]
