@@ -465,64 +465,54 @@ static void help_unknown_and_status_reply(void **state)
     assert_int_equal(jobs(fx, sid, "cancel"), 0);
 }
 
+/* A comment with id comment_id on issue (or PR) number, by alice or, with
+ * access ACTOR_NONE, by someone without write access. */
+static ingest_result comment_at(fixture *fx, int64_t number, int is_pr, int64_t comment_id,
+                                const char *body, tracker_actor_access access)
+{
+    char id[32];
+    tracker_event ev = ev_make(fx, id, TEV_COMMENT_CREATED, number);
+    ev.is_pr = is_pr;
+    ev.comment_id = comment_id;
+    ev.comment_body = (char *)body;
+    ev.actor_access = access;
+    return ingest_ok(fx, &ev);
+}
+
+static int64_t sessionless_replies(fixture *fx, const char *payload_like)
+{
+    return q_int(fx, "SELECT count(*) FROM outbox WHERE session_id IS NULL AND payload LIKE '%s'",
+                 payload_like);
+}
+
 /* Where the farm has no session, help, status and unknown commands are
  * still answered in the thread, once per command comment. */
 static void commands_without_a_session_are_answered_once(void **state)
 {
     fixture *fx = *state;
-    char id[32];
-    tracker_event ev = ev_make(fx, id, TEV_COMMENT_CREATED, 77);
-    ev.comment_id = 501;
-    ev.comment_body = "/farm help";
-    ingest_result r = ingest_ok(fx, &ev);
+    ingest_result r = comment_at(fx, 77, 0, 501, "/farm help", ACTOR_WRITE);
     expect(&r, INGEST_ACCEPTED, "/farm help answered (no session)");
-    assert_int_equal(q_int(fx, "SELECT count(*) FROM outbox WHERE session_id IS NULL"), 1);
+    assert_int_equal(sessionless_replies(fx, "%"), 1);
     assert_int_equal(q_int(fx, "SELECT count(*) FROM session"), 0);
+    assert_int_equal(sessionless_replies(fx, "%\"tracker\":\"github\"%\"repo\":\"octo/app\"%"
+                                             "\"number\":77%"),
+                     1);
+    assert_int_equal(sessionless_replies(fx, "%/farm run%"), 1);
 
     /* the same comment delivered again: nothing more */
-    char id2[32];
-    tracker_event again = ev_make(fx, id2, TEV_COMMENT_CREATED, 77);
-    again.comment_id = 501;
-    again.comment_body = "/farm help";
-    r = ingest_ok(fx, &again);
-    assert_int_equal(q_int(fx, "SELECT count(*) FROM outbox WHERE session_id IS NULL"), 1);
-
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(fx->db,
-                                        "SELECT payload FROM outbox WHERE session_id IS NULL"
-                                        " ORDER BY id",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    const char *p = (const char *)sqlite3_column_text(st, 0);
-    assert_non_null(strstr(p, "\"repo\":\"octo/app\""));
-    assert_non_null(strstr(p, "\"number\":77"));
-    assert_non_null(strstr(p, "\"tracker\":\"github\""));
-    assert_non_null(strstr(p, "/farm run"));
-    sqlite3_finalize(st);
+    r = comment_at(fx, 77, 0, 501, "/farm help", ACTOR_WRITE);
+    assert_int_equal(sessionless_replies(fx, "%"), 1);
 
     /* status on a pull request the farm has no session for */
-    char id3[32];
-    tracker_event pr = ev_make(fx, id3, TEV_COMMENT_CREATED, 78);
-    pr.is_pr = 1;
-    pr.comment_id = 502;
-    pr.comment_body = "/farm status";
-    r = ingest_ok(fx, &pr);
+    r = comment_at(fx, 78, 1, 502, "/farm status", ACTOR_WRITE);
     expect(&r, INGEST_ACCEPTED, "/farm status answered (no session)");
-    assert_int_equal(q_int(fx, "SELECT count(*) FROM outbox WHERE session_id IS NULL"), 2);
-    assert_int_equal(q_int(fx, "SELECT count(*) FROM outbox WHERE session_id IS NULL AND payload"
-                               " LIKE '%%no session for this pull request%%' AND payload LIKE"
-                               " '%%\"is_pr\":true%%'"),
+    assert_int_equal(sessionless_replies(fx, "%"), 2);
+    assert_int_equal(sessionless_replies(fx, "%no session for this pull request%\"is_pr\":true%"),
                      1);
 
     /* nobody without write access is answered */
-    char id4[32];
-    tracker_event other = ev_make(fx, id4, TEV_COMMENT_CREATED, 79);
-    other.comment_id = 503;
-    other.comment_body = "/farm help";
-    other.actor_access = ACTOR_NONE;
-    r = ingest_ok(fx, &other);
-    assert_int_equal(q_int(fx, "SELECT count(*) FROM outbox WHERE session_id IS NULL"), 2);
+    r = comment_at(fx, 79, 0, 503, "/farm help", ACTOR_NONE);
+    assert_int_equal(sessionless_replies(fx, "%"), 2);
 }
 
 static void stop_cancels_and_run_starts_again(void **state)
