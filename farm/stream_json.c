@@ -14,8 +14,8 @@
 
 #include <string.h>
 
-#define JSON_MAX_DEPTH  64 /* deeper: jansson's turn */
-#define JSON_MAX_KEYS   64 /* keys of one object checked for duplicates */
+#define JSON_MAX_DEPTH  32 /* deeper: jansson's turn (each level keeps its keys on the stack) */
+#define JSON_MAX_KEYS   32 /* keys of one object checked for duplicates; more: jansson */
 #define JSON_MAX_DIGITS 18 /* an integer that surely fits json_int_t */
 
 typedef struct jscan {

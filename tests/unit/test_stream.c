@@ -308,6 +308,19 @@ static void json_quick_path_matches_jansson(void **state)
     for (size_t i = 0; i < sizeof(declined) / sizeof(*declined); i++)
         assert_int_equal(
             stream_json_compact(out, &len, spans, 8, &n, declined[i], strlen(declined[i])), 0);
+    /* deep nesting and many keys are left to jansson too */
+    char deep[128] = "", keys[512] = "{";
+    for (int d = 0; d < 40; d++)
+        strcat(deep, "[");
+    for (int d = 0; d < 40; d++)
+        strcat(deep, "]");
+    assert_int_equal(stream_json_compact(out, &len, spans, 8, &n, deep, strlen(deep)), 0);
+    assert_int_equal(stream_json_compact(out, &len, spans, 8, &n, deep + 20, 40), 1);
+    for (int k = 0; k < 40; k++)
+        snprintf(keys + strlen(keys), sizeof(keys) - strlen(keys), "%s\"k%d\":%d", k ? "," : "", k,
+                 k);
+    strcat(keys, "}");
+    assert_int_equal(stream_json_compact(out, &len, spans, 8, &n, keys, strlen(keys)), 0);
     /* more messages than the caller has room for: jansson's turn too */
     assert_int_equal(stream_json_compact(out, &len, spans, 2, &n, "[1,2,3]", 7), 0);
 }
