@@ -82,6 +82,7 @@ struct stream_hub {
     int appender_started;
     pthread_t timer;
     pthread_cond_t tick;
+    int64_t now_ms; /* clock_mono_ms() at the timer's last tick (lock held) */
     int stopping;
     int timer_started;
 };

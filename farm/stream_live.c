@@ -44,7 +44,7 @@ hot *hub_hot_get(stream_hub *h, const char *path, int create)
     uint32_t b = hash_path(path) % HOT_BUCKETS;
     for (hot *e = h->buckets[b]; e; e = e->next)
         if (!strcmp(e->path, path)) {
-            e->used_ms = clock_mono_ms();
+            e->used_ms = h->now_ms; /* the timer's clock: eviction needs no better */
             return e;
         }
     if (!create)
@@ -58,7 +58,7 @@ hot *hub_hot_get(stream_hub *h, const char *path, int create)
     e->tail = -1;
     e->ttl_s = -1;
     e->expires_at_ms = -1;
-    e->used_ms = clock_mono_ms();
+    e->used_ms = h->now_ms;
     e->next = h->buckets[b];
     h->buckets[b] = e;
     h->nhot++;
@@ -278,13 +278,13 @@ int stream_wait(stream_waiter **out, stream_hub *h, const char *path, int64_t st
     pthread_mutex_lock(&h->lock);
     hot *e = hub_hot_get(h, path, 1);
     int loaded = e && e->loaded && (!stream_id || e->session_id || e->stream_id == stream_id);
-    pthread_mutex_unlock(&h->lock);
-    if (!e) {
-        free(w);
-        farm_error_set("out of memory");
-        return FARM_ENOMEM;
-    }
     if (!loaded) {
+        pthread_mutex_unlock(&h->lock);
+        if (!e) {
+            free(w);
+            farm_error_set("out of memory");
+            return FARM_ENOMEM;
+        }
         /* Created (or stale) just now: an append that committed before the
          * entry existed notified nobody, so read the tail from the store.
          * Commits after the entry exists raise it themselves. */
@@ -293,9 +293,9 @@ int stream_wait(stream_waiter **out, stream_hub *h, const char *path, int64_t st
             free(w);
             return rc;
         }
+        pthread_mutex_lock(&h->lock);
+        e = hub_hot_get(h, path, 1);
     }
-    pthread_mutex_lock(&h->lock);
-    e = hub_hot_get(h, path, 1);
     if (!e) {
         pthread_mutex_unlock(&h->lock);
         free(w);
@@ -423,6 +423,7 @@ static void *timer_main(void *arg)
         if (h->stopping)
             break;
         int64_t now = clock_mono_ms();
+        h->now_ms = now;
         if (now - last_deadlines >= DEADLINE_EVERY_MS) {
             fire_deadlines(h, now);
             last_deadlines = now;
@@ -460,6 +461,7 @@ int stream_hub_open(stream_hub **out, struct store *st, const stream_hub_options
     if (!h->opt.ring_bytes)
         h->opt.ring_bytes = def.ring_bytes;
     h->st = st;
+    h->now_ms = clock_mono_ms();
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->aq_lock, NULL);
     pthread_cond_init(&h->aq_wake, NULL);
