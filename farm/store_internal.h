@@ -83,7 +83,7 @@ typedef struct store_migration {
 int store_schema_migrate(sqlite3 *db, int target);
 
 /* Open a connection to path with the farm's pragmas (WAL, synchronous=FULL,
- * busy timeout, foreign keys); query_only for readers. */
+ * busy timeout, foreign keys, temp_store=MEMORY); query_only for readers. */
 int store_conn_open(sqlite3 **out, const char *path, int readonly);
 
 /* Set the error slot from db's last error ("store: what: message") and
