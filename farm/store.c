@@ -244,6 +244,55 @@ void store_reader_put(store *s, sqlite3 *db)
     pthread_mutex_unlock(&s->rlock);
 }
 
+static int reader_index(store *s, sqlite3 *db)
+{
+    for (int i = 0; i < STORE_READERS; i++)
+        if (s->readers[i] == db)
+            return i;
+    return -1;
+}
+
+int store_reader_stmt(sqlite3_stmt **out, store *s, sqlite3 *db, const char *sql)
+{
+    int r = reader_index(s, db);
+
+    *out = NULL;
+    for (int i = 0; r >= 0 && i < STORE_READER_STMTS; i++) {
+        if (s->rstmts[r][i].sql == sql) {
+            *out = s->rstmts[r][i].st;
+            return 0;
+        }
+        if (!s->rstmts[r][i].sql) {
+            if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL) !=
+                SQLITE_OK) {
+                sqlite3_finalize(*out);
+                *out = NULL;
+                return store_sqlerr(db, "preparing a statement");
+            }
+            s->rstmts[r][i].sql = sql;
+            s->rstmts[r][i].st = *out;
+            return 0;
+        }
+    }
+    return store_prepare(out, db, sql); /* full: compile for this use only */
+}
+
+void store_reader_stmt_done(store *s, sqlite3 *db, sqlite3_stmt *st)
+{
+    int r = reader_index(s, db);
+
+    if (!st)
+        return;
+    for (int i = 0; r >= 0 && i < STORE_READER_STMTS; i++) {
+        if (s->rstmts[r][i].st == st) {
+            sqlite3_reset(st); /* ends its read transaction */
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    }
+    sqlite3_finalize(st);
+}
+
 /* ---- the writer --------------------------------------------------------- */
 
 /* Run one write in its savepoint. Returns the write's result; *lost is set
@@ -611,8 +660,11 @@ void store_close(store *s)
     }
     checkpointer_stop(s); /* the writer is gone: nothing wakes it any more */
     sqlite3_close(s->cdb);
-    for (int i = 0; i < STORE_READERS; i++)
+    for (int i = 0; i < STORE_READERS; i++) {
+        for (int j = 0; j < STORE_READER_STMTS; j++)
+            sqlite3_finalize(s->rstmts[i][j].st);
         sqlite3_close(s->readers[i]);
+    }
     for (int i = 0; i < s->nstmts; i++)
         sqlite3_finalize(s->stmts[i].st);
     /* the last connection to close checkpoints the WAL */

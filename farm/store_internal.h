@@ -21,6 +21,7 @@
 #define STORE_EVENT_BODY_MAX   (4u << 20) /* one event's JSON body */
 #define STORE_BATCH_MAX        256        /* writes in one transaction at most */
 #define STORE_STMT_CACHE       64         /* statements kept compiled on the write connection */
+#define STORE_READER_STMTS     4          /* statements kept compiled on each read connection */
 #define STORE_CHECKPOINT_PAGES 1000       /* WAL pages that start a checkpoint (SQLite's default) */
 
 typedef struct store_write_req store_write_req;
@@ -60,6 +61,12 @@ struct store {
     pthread_cond_t rfree;
     sqlite3 *readers[STORE_READERS];
     int rbusy[STORE_READERS];
+    /* each reader's hot statements, compiled once (store_reader_stmt); a
+     * reader's entries belong to whoever holds that reader */
+    struct {
+        const char *sql; /* the key: a string literal's address */
+        sqlite3_stmt *st;
+    } rstmts[STORE_READERS][STORE_READER_STMTS];
 };
 
 /* The handle a write function gets: the write connection, inside the
@@ -109,6 +116,14 @@ char *store_col_text(sqlite3_stmt *st, int col, int *oom);
 /* Borrow a read connection (waits while all are busy) and give it back. */
 sqlite3 *store_reader_get(store *s);
 void store_reader_put(store *s, sqlite3 *db);
+
+/* On a borrowed read connection db: the statement for sql (a string literal:
+ * its address is the key), compiled once per reader and kept, for queries
+ * run many times a second (the scheduler's due-job peek). Give it back with
+ * store_reader_stmt_done() before store_reader_put(). Returns 0 or FARM_EIO;
+ * when the cache is full the statement is compiled for this use only. */
+int store_reader_stmt(sqlite3_stmt **out, store *s, sqlite3 *db, const char *sql);
+void store_reader_stmt_done(store *s, sqlite3 *db, sqlite3_stmt *st);
 
 /* Run a counting query whose first nlabels (<= 3) columns are labels and
  * whose last is the count (see store_count in store.h). */

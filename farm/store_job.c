@@ -136,21 +136,36 @@ int store_job_count(int64_t *queued, int64_t *leased, store *s)
 /* The next job a lease may take. ?1 now, ?2 max_total, ?3 max_per_repo. A
  * job is due when queued and past its not-before time, or leased with an
  * expired lease (its owner died: taken over). Live leases are leased jobs
- * whose lease has not expired. */
+ * whose lease has not expired.
+ *
+ * Written so that no step sorts or visits every due job: the live leases
+ * are read once (a handful of rows); each branch walks an index in the
+ * order wanted (job_due for (not_before_ms, id), job_cancel_due for cancel
+ * jobs, the leased rows of job_due for expired leases) and stops at its
+ * first job that passes the checks; the outer query picks among at most
+ * four rows: cancel jobs first, then by not-before time and id. */
+#define DUE_CHECKS                                                                                 \
+    " AND (j.session_id IS NULL OR j.session_id NOT IN"                                            \
+    "      (SELECT session_id FROM live WHERE session_id IS NOT NULL))"                            \
+    " AND (?3 <= 0 OR s.id IS NULL OR (SELECT count(*) FROM live l"                                \
+    "      WHERE l.tracker = s.tracker AND l.repo = s.repo) < ?3)"
+#define DUE_FROM " FROM job j LEFT JOIN session s ON s.id = j.session_id"
 #define NEXT_DUE_SQL                                                                               \
-    "SELECT j.id FROM job j LEFT JOIN session s ON s.id = j.session_id"                            \
-    " WHERE ((j.state = 'queued' AND j.not_before_ms <= ?1)"                                       \
-    "        OR (j.state = 'leased' AND j.lease_expires_ms <= ?1))"                                \
-    "   AND (j.session_id IS NULL OR NOT EXISTS (SELECT 1 FROM job o"                              \
-    "        WHERE o.session_id = j.session_id AND o.id <> j.id AND o.state = 'leased'"            \
-    "          AND o.lease_expires_ms > ?1))"                                                      \
-    "   AND (?2 <= 0 OR (SELECT count(*) FROM job o"                                               \
-    "        WHERE o.state = 'leased' AND o.lease_expires_ms > ?1) < ?2)"                          \
-    "   AND (?3 <= 0 OR s.id IS NULL OR (SELECT count(*) FROM job o"                               \
-    "        JOIN session os ON os.id = o.session_id"                                              \
-    "        WHERE o.state = 'leased' AND o.lease_expires_ms > ?1"                                 \
-    "          AND os.tracker = s.tracker AND os.repo = s.repo) < ?3)"                             \
-    " ORDER BY (j.kind = 'cancel') DESC, j.not_before_ms, j.id LIMIT 1"
+    "WITH live AS MATERIALIZED (SELECT o.session_id, os.tracker, os.repo FROM job o"               \
+    "   LEFT JOIN session os ON os.id = o.session_id"                                              \
+    "   WHERE o.state = 'leased' AND o.lease_expires_ms > ?1)"                                     \
+    " SELECT id FROM ("                                                                            \
+    "  SELECT * FROM (SELECT j.id, 0 AS pri, j.not_before_ms AS nb" DUE_FROM                       \
+    "   WHERE j.kind = 'cancel' AND j.state = 'queued' AND j.not_before_ms <= ?1" DUE_CHECKS       \
+    "   ORDER BY j.not_before_ms, j.id LIMIT 1)"                                                   \
+    "  UNION ALL SELECT * FROM (SELECT j.id, 1, j.not_before_ms" DUE_FROM                          \
+    "   WHERE j.state = 'queued' AND j.not_before_ms <= ?1" DUE_CHECKS                             \
+    "   ORDER BY j.not_before_ms, j.id LIMIT 1)"                                                   \
+    "  UNION ALL SELECT * FROM (SELECT j.id, j.kind <> 'cancel', j.not_before_ms" DUE_FROM         \
+    "   WHERE j.state = 'leased' AND j.lease_expires_ms <= ?1" DUE_CHECKS                          \
+    "   ORDER BY j.kind <> 'cancel', j.not_before_ms, j.id LIMIT 1))"                              \
+    " WHERE ?2 <= 0 OR (SELECT count(*) FROM live) < ?2"                                           \
+    " ORDER BY pri, nb, id LIMIT 1"
 
 #define JOB_COLUMNS                                                                                \
     "id, kind, session_id, state, not_before_ms, attempts, lease_owner, lease_expires_ms, "        \
@@ -249,7 +264,8 @@ int store_job_peek(store_job **out, store *s, const store_lease_req *req)
     int rc, step;
 
     *out = NULL;
-    rc = store_prepare(&st, db, "SELECT " JOB_COLUMNS " FROM job WHERE id = (" NEXT_DUE_SQL ")");
+    rc = store_reader_stmt(&st, s, db,
+                           "SELECT " JOB_COLUMNS " FROM job WHERE id = (" NEXT_DUE_SQL ")");
     if (rc)
         goto out;
     sqlite3_bind_int64(st, 1, clock_wall_ms());
@@ -261,7 +277,7 @@ int store_job_peek(store_job **out, store *s, const store_lease_req *req)
     else if (step != SQLITE_DONE)
         rc = store_sqlerr(db, "looking for a due job");
 out:
-    sqlite3_finalize(st);
+    store_reader_stmt_done(s, db, st);
     store_reader_put(s, db);
     return rc;
 }

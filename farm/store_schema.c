@@ -111,6 +111,8 @@ static const store_migration migrations[] = {
     {5, "outbox leases (farm/store_outbox.c)",
      "ALTER TABLE outbox ADD COLUMN lease_owner TEXT;"
      "ALTER TABLE outbox ADD COLUMN lease_expires_ms INTEGER NOT NULL DEFAULT 0;"},
+    {6, "due cancel jobs found without a scan (farm/store_job.c)",
+     "CREATE INDEX job_cancel_due ON job(state, not_before_ms) WHERE kind = 'cancel';"},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
