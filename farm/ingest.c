@@ -189,30 +189,21 @@ static char *cut_utf8(const char *s, size_t max)
     return strndup(s, n);
 }
 
-/* Serialise a JSON object built by the caller (consumed). */
-static int body_dump(char **out, json_t *o)
-{
-    *out = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (!*out) {
-        farm_error_set("ingest: out of memory");
-        return FARM_ENOMEM;
-    }
-    return 0;
-}
-
+/* Append body (consumed) to the session's log; the store serialises it,
+ * with no parse back. */
 static int append(store_tx *tx, int64_t session_id, const char *kind, const tracker_event *ev,
                   json_t *body)
 {
-    char *text = NULL;
     int rc;
 
+    if (!body) {
+        farm_error_set("ingest: out of memory");
+        return FARM_ENOMEM;
+    }
     if (ev->delivery_id)
         json_object_set_new(body, "delivery", json_string(ev->delivery_id));
-    if ((rc = body_dump(&text, body)))
-        return rc;
-    rc = store_tx_event_append(NULL, tx, session_id, kind, ev->actor, text);
-    free(text);
+    rc = store_tx_event_append_json(NULL, tx, session_id, kind, ev->actor, body);
+    json_decref(body);
     return rc;
 }
 

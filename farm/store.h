@@ -216,6 +216,14 @@ int store_tx_job_insert(int64_t *out_id, store_tx *tx, const char *kind, int64_t
 int store_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
                           const char *actor, const char *body_json);
 
+/* store_tx_event_append() with the body as a jansson object built by the
+ * caller (NULL for "{}"): serialised here, so it needs no parsing back to be
+ * known as JSON. The body stays the caller's. Returns 0, FARM_ENOTFOUND,
+ * FARM_ETOOBIG, FARM_ENOMEM or FARM_EIO. */
+struct json_t;
+int store_tx_event_append_json(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
+                               const char *actor, const struct json_t *body);
+
 /* store_tx_event_append() as a write of its own, group-committed. */
 int store_event_append(int64_t *out_seq, store *s, int64_t session_id, const char *kind,
                        const char *actor, const char *body_json);

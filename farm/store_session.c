@@ -256,32 +256,27 @@ int store_session_count_by_state(store_count **out, size_t *n, store *s)
 
 /* ---- the event log ------------------------------------------------------ */
 
-int store_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
-                          const char *actor, const char *body_json)
+/* The kind and the body's size, checked before anything is written. */
+static int event_check(const char *kind, const char *body_json)
 {
-    sqlite3_stmt *st = NULL;
-    int64_t now = clock_wall_ms(), seq = 0;
-    int rc;
-
-    if (out_seq)
-        *out_seq = 0;
     if (!kind || !*kind) {
         farm_error_set("store: an event needs a kind");
         return FARM_EINVALID;
     }
-    if (!body_json)
-        body_json = "{}";
     if (strlen(body_json) > STORE_EVENT_BODY_MAX) {
         farm_error_set("store: event body over %u bytes", STORE_EVENT_BODY_MAX);
         return FARM_ETOOBIG;
     }
-    json_error_t jerr;
-    json_t *check = json_loads(body_json, JSON_DECODE_ANY, &jerr);
-    if (!check) {
-        farm_error_set("store: event body is not JSON: %s", jerr.text);
-        return FARM_EINVALID;
-    }
-    json_decref(check);
+    return 0;
+}
+
+/* Take the next seq and insert the event; body_json is known to be JSON. */
+static int event_insert(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
+                        const char *actor, const char *body_json)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t now = clock_wall_ms(), seq = 0;
+    int rc;
 
     rc = store_tx_stmt(&st, tx,
                        "UPDATE session SET last_seq = last_seq + 1, updated_ms = ?"
@@ -322,6 +317,45 @@ int store_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, co
     store_tx_stmt_done(tx, st);
     if (!rc && out_seq)
         *out_seq = seq;
+    return rc;
+}
+
+int store_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
+                          const char *actor, const char *body_json)
+{
+    int rc;
+
+    if (out_seq)
+        *out_seq = 0;
+    if (!body_json)
+        body_json = "{}";
+    if ((rc = event_check(kind, body_json)))
+        return rc;
+    json_error_t jerr;
+    json_t *check = json_loads(body_json, JSON_DECODE_ANY, &jerr);
+    if (!check) {
+        farm_error_set("store: event body is not JSON: %s", jerr.text);
+        return FARM_EINVALID;
+    }
+    json_decref(check);
+    return event_insert(out_seq, tx, session_id, kind, actor, body_json);
+}
+
+int store_tx_event_append_json(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
+                               const char *actor, const json_t *body)
+{
+    char *text = NULL;
+    int rc;
+
+    if (out_seq)
+        *out_seq = 0;
+    if (body && !(text = json_dumps(body, JSON_COMPACT))) {
+        farm_error_set("store: out of memory");
+        return FARM_ENOMEM;
+    }
+    if (!(rc = event_check(kind, text ? text : "{}")))
+        rc = event_insert(out_seq, tx, session_id, kind, actor, text ? text : "{}");
+    free(text);
     return rc;
 }
 

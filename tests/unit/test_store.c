@@ -20,6 +20,7 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -495,6 +496,49 @@ static void full_disk_fails_the_write_not_the_store(void **state)
     free(a.body);
 }
 
+typedef struct json_append {
+    int64_t session;
+    json_t *body;
+    int64_t seq;
+} json_append;
+
+static int write_json(store_tx *tx, void *arg)
+{
+    json_append *a = arg;
+    return store_tx_event_append_json(&a->seq, tx, a->session, "note", "octocat", a->body);
+}
+
+/* A body handed over as a jansson object is stored as its compact text (and
+ * NULL as "{}"), in the same seq order as text bodies. */
+static void event_append_json_stores_the_object(void **state)
+{
+    fixture *f = *state;
+    int64_t sid = session_new(f->s, "octo/app", 4), seq = 0;
+    json_append a = {sid, json_pack("{s:s,s:i}", "text", "caf\u00e9 \"quoted\"", "n", 7), 0};
+
+    assert_non_null(a.body);
+    assert_int_equal(store_event_append(&seq, f->s, sid, "note", NULL, "{}"), 0);
+    assert_int_equal(store_write(f->s, write_json, &a), 0);
+    assert_int_equal(a.seq, 2);
+    json_decref(a.body);
+    a.body = NULL;
+    assert_int_equal(store_write(f->s, write_json, &a), 0);
+    assert_int_equal(a.seq, 3);
+
+    store_event *ev = NULL;
+    size_t n = 0;
+    assert_int_equal(store_event_list(&ev, &n, f->s, sid, 0, 0), 0);
+    assert_int_equal(n, 3);
+    json_t *back = json_loads(ev[1].body, 0, NULL);
+    assert_non_null(back);
+    assert_string_equal(json_string_value(json_object_get(back, "text")), "caf\u00e9 \"quoted\"");
+    assert_int_equal(json_integer_value(json_object_get(back, "n")), 7);
+    json_decref(back);
+    assert_string_equal(ev[1].actor, "octocat");
+    assert_string_equal(ev[2].body, "{}");
+    store_event_list_free(ev, n);
+}
+
 static int write_nested(store_tx *tx, void *arg)
 {
     return store_write(arg, write_nested, arg);
@@ -823,6 +867,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(session_list_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_write_rolls_back_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(nested_write_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(event_append_json_stores_the_object, setup, teardown),
         cmocka_unit_test_setup_teardown(full_disk_fails_the_write_not_the_store, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_writes_share_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(batches_are_capped, setup, teardown),
