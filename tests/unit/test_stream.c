@@ -287,7 +287,7 @@ static void json_quick_path_matches_jansson(void **state)
         "-",
         "[1,2]x",
     };
-    char out[256];
+    char out[1024]; /* stream_json_compact() wants n + 1 bytes: more than the longest input */
     size_t spans[9], n, len;
     for (size_t i = 0; i < sizeof(quick) / sizeof(*quick); i++) {
         const char *in = quick[i];
