@@ -188,7 +188,7 @@ int main(int argc, char **argv)
     if (!base)
         base = stat("/dev/shm", &shm) == 0 && S_ISDIR(shm.st_mode) ? "/dev/shm" : "/tmp";
     char tmpl[PATH_MAX], src[PATH_MAX], data[PATH_MAX], url[PATH_MAX + 8], home[PATH_MAX];
-    snprintf(tmpl, sizeof(tmpl), "%s/farm-bench-checkout-XXXXXX", base);
+    snprintf(tmpl, sizeof(tmpl), "%s/farm-checkout-XXXXXX", base);
     char *dir = mkdtemp(tmpl);
     if (!dir) {
         perror("mkdtemp");

@@ -168,7 +168,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level(LOG_WARN);
-    if (asprintf(&dir, "%s/farm-bench-digest-XXXXXX", base) < 0 || !mkdtemp(dir) ||
+    if (asprintf(&dir, "%s/farm-digest-XXXXXX", base) < 0 || !mkdtemp(dir) ||
         asprintf(&cfgpath, "%s/farm.json", dir) < 0) {
         perror("bench_digest");
         return 1;

@@ -80,7 +80,7 @@ static double run(int deliveries, int threads, uint64_t *commits, double *p50, d
     farm *f = NULL;
     char *errors = NULL;
 
-    snprintf(dir, sizeof(dir), "%s/farm-bench-XXXXXX", base);
+    snprintf(dir, sizeof(dir), "%s/farm-group-commit-XXXXXX", base);
     if (!mkdtemp(dir))
         fatal("mkdtemp failed");
     snprintf(path, sizeof(path), "%s/farm.json", dir);

@@ -117,7 +117,7 @@ static int session_write(store_tx *tx, void *arg)
 
 static int one_round(result *out, int look_first, int sessions, int comments)
 {
-    char dir[] = "/tmp/farm-bench-outbox-XXXXXX", path[4200], text[1024];
+    char dir[] = "/tmp/farm-outbox-XXXXXX", path[4200], text[1024];
     config *cfg = NULL;
     farm *f = NULL;
     char *errors = NULL;

@@ -113,7 +113,7 @@ int main(int argc, char **argv)
         base = stat("/dev/shm", &shm) == 0 && S_ISDIR(shm.st_mode) ? "/dev/shm" : "/tmp";
     char tmpl[PATH_MAX], src[PATH_MAX + 8], data[PATH_MAX + 8], url[PATH_MAX + 16],
         home[PATH_MAX + 8];
-    snprintf(tmpl, sizeof(tmpl), "%s/farm-bench-warm-XXXXXX", base);
+    snprintf(tmpl, sizeof(tmpl), "%s/farm-warm-XXXXXX", base);
     char *dir = mkdtemp(tmpl);
     if (!dir) {
         perror("mkdtemp");
