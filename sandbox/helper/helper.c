@@ -216,13 +216,12 @@ static void accept_one(int lfd, const char *sock)
     pthread_detach(th);
 }
 
-/* Run the command and watch it, the lifeline and (lfd >= 0) the proxy
- * listener; the command's wait status, or -1 when the helper failed. */
-static int run(char **cmd, int lifeline, int lfd, const char *sock)
+/* Watch child until it ends, and the lifeline: when the farm is gone,
+ * gone() runs (and does not return). lfd >= 0: serve the proxy listener
+ * meanwhile. The child's wait status, or -1 when the helper failed (the
+ * child is killed then). */
+static int watch(pid_t child, int lifeline, int lfd, const char *sock, void (*gone)(void))
 {
-    pid_t child = spawn(cmd);
-    if (child < 0)
-        return -1;
     int pidfd = (int)syscall(SYS_pidfd_open, child, 0); /* -1 before Linux 5.3: we poll */
     for (;;) {
         struct pollfd pf[3] = {{pidfd, POLLIN, 0}, {lifeline, POLLIN, 0}, {lfd, POLLIN, 0}};
@@ -230,7 +229,7 @@ static int run(char **cmd, int lifeline, int lfd, const char *sock)
         if (n < 0 && errno != EINTR)
             break;
         if (n > 0 && pf[1].revents)
-            orphaned();
+            gone();
         if (pidfd < 0 || (n > 0 && pf[0].revents)) {
             int st;
             pid_t w = waitpid(child, &st, pidfd < 0 ? WNOHANG : 0);
@@ -244,6 +243,13 @@ static int run(char **cmd, int lifeline, int lfd, const char *sock)
     int st;
     waitpid(child, &st, 0);
     return -1;
+}
+
+/* Run the command under watch(); its wait status, or -1. */
+static int run(char **cmd, int lifeline, int lfd, const char *sock)
+{
+    pid_t child = spawn(cmd);
+    return child < 0 ? -1 : watch(child, lifeline, lfd, sock, orphaned);
 }
 
 /* --- outside: the keeper ------------------------------------------------ */
@@ -303,6 +309,13 @@ static void reap_all(void)
     }
 }
 
+/* The farm is gone: so is everything it started. */
+static void __attribute__((noreturn)) keeper_orphaned(void)
+{
+    reap_all();
+    _exit(137);
+}
+
 /* Start bubblewrap and stay its parent: its parent-death signal (from
  * --die-with-parent) is ours, not the farm's, so the farm's death never
  * catches it half-way through its set-up. */
@@ -337,22 +350,10 @@ static void __attribute__((noreturn)) keep(char **cmd, int lifeline)
     close(FD_SECCOMP);
     close(FD_INFO);
     close(FD_CMD);
-    int pidfd = (int)syscall(SYS_pidfd_open, child, 0); /* -1 before Linux 5.3: we poll */
-    int st = 0;
-    for (;;) {
-        struct pollfd pf[2] = {{pidfd, POLLIN, 0}, {lifeline, POLLIN, 0}};
-        int n = poll(pf, 2, pidfd >= 0 ? -1 : 100);
-        if (n < 0 && errno != EINTR)
-            break;
-        if (n > 0 && pf[1].revents) {
-            reap_all(); /* the farm is gone: so is everything it started */
-            _exit(137);
-        }
-        if (pidfd >= 0 && !(n > 0 && pf[0].revents))
-            continue;
-        pid_t w = waitpid(child, &st, pidfd >= 0 ? 0 : WNOHANG);
-        if (w == child || (w < 0 && errno == ECHILD))
-            break;
+    int st = watch(child, lifeline, -1, NULL, keeper_orphaned);
+    if (st < 0) {
+        reap_all();
+        _exit(125);
     }
     reap_all();
     if (WIFSIGNALED(st)) {
