@@ -88,6 +88,21 @@ static int64_t newest_seq(store_tx *tx, const store_session *s)
     return seq;
 }
 
+/* Enqueue comment payload p (taken) under key, with the event's GitHub App
+ * installation; session_id 0: a comment without a session (outbox.h). */
+static int comment_enqueue(store_tx *tx, const tracker_event *ev, int64_t session_id,
+                           const char *key, json_t *p)
+{
+    if (p && ev->installation_id)
+        json_object_set_new(p, "installation_id", json_integer(ev->installation_id));
+    char *text = json_take(p);
+    if (!text)
+        return oom();
+    int rc = outbox_tx_enqueue(tx, session_id, OUTBOX_COMMENT, key, text);
+    free(text);
+    return rc;
+}
+
 /* A comment where the event came from: on the pull request when it was
  * about the PR (and the session knows its PR), else on the issue. */
 static int reply(store_tx *tx, const review_ctx *c, const store_session *s, const char *name,
@@ -96,16 +111,10 @@ static int reply(store_tx *tx, const review_ctx *c, const store_session *s, cons
     const tracker_event *ev = c->ev;
     int about_pr = ev->is_pr || ev->kind == TEV_REVIEW_SUBMITTED || ev->kind == TEV_REVIEW_COMMENT;
     char key[256];
-    json_t *p = json_pack("{s:s,s:b}", "body", body, "on_pr", about_pr && s->pr_number > 0);
-    if (p && c->ev->installation_id)
-        json_object_set_new(p, "installation_id", json_integer(c->ev->installation_id));
-    char *text = json_take(p);
-    if (!text)
-        return oom();
     outbox_key(key, sizeof(key), s->id, name);
-    int rc = outbox_tx_enqueue(tx, s->id, OUTBOX_COMMENT, key, text);
-    free(text);
-    return rc;
+    return comment_enqueue(
+        tx, ev, s->id, key,
+        json_pack("{s:s,s:b}", "body", body, "on_pr", about_pr && s->pr_number > 0));
 }
 
 /* "@alice" on GitHub, "alice@example.com" elsewhere (no mention syntax). */
@@ -350,7 +359,6 @@ static int reply_sessionless(store_tx *tx, const review_ctx *c, const command *c
     buf b = BUF_INIT(8192);
     char where[1024], key[128], hex[65];
     unsigned char d[32];
-    int rc;
 
     if (!ev->tracker || !ev->repo || ev->number <= 0)
         return 0; /* nowhere to answer */
@@ -374,14 +382,7 @@ static int reply_sessionless(store_tx *tx, const review_ctx *c, const command *c
                           "tracker", ev->tracker, "repo", ev->repo, "number",
                           (json_int_t)ev->number, "is_pr", ev->is_pr);
     buf_free(&b);
-    if (p && ev->installation_id)
-        json_object_set_new(p, "installation_id", json_integer(ev->installation_id));
-    char *text = json_take(p);
-    if (!text)
-        return oom();
-    rc = outbox_tx_enqueue(tx, 0, OUTBOX_COMMENT, key, text);
-    free(text);
-    return rc;
+    return comment_enqueue(tx, ev, 0, key, p);
 }
 
 static int cmd_status(store_tx *tx, const review_ctx *c, const store_session *s)
