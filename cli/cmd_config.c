@@ -6,8 +6,8 @@
  */
 #include "cli.h"
 
-#include "../base/error.h"
-#include "../farm/config.h"
+#include "base/error.h"
+#include "farm/config/config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
 #include "cli.h"
 
 #include "base/error.h"
-#include "farm/config.h"
+#include "farm/config/config.h"
 #include "sandbox/sandbox.h"
 
 #include <stdio.h>

@@ -13,11 +13,11 @@
 #include "base/buf.h"
 #include "base/error.h"
 #include "base/log.h"
-#include "farm/config.h"
+#include "farm/config/config.h"
 #include "farm/farm.h"
-#include "farm/ingest.h"
-#include "farm/store_local.h"
-#include "vcs/local.h"
+#include "farm/intake/ingest.h"
+#include "farm/store/store_local.h"
+#include "vcs/tracker/local.h"
 
 #include <errno.h>
 #include <getopt.h>

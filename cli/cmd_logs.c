@@ -12,10 +12,10 @@
 #include "cli.h"
 #include "remote.h"
 
-#include "../base/buf.h"
-#include "../base/clock.h"
-#include "../base/error.h"
-#include "../base/http.h"
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/http.h"
 
 #include <fcntl.h>
 #include <getopt.h>

@@ -7,11 +7,11 @@
  */
 #include "cli.h"
 
-#include "../base/error.h"
-#include "../base/log.h"
-#include "../farm/config.h"
-#include "../farm/farm.h"
-#include "../farm/pipeline.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "farm/config/config.h"
+#include "farm/farm.h"
+#include "farm/run/pipeline.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -8,7 +8,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
-#include "farm/config.h"
+#include "farm/config/config.h"
 #include "sandbox/sandbox.h"
 
 #include <errno.h>

@@ -7,9 +7,9 @@
  */
 #include "cli.h"
 #include "serve_common.h"
-#include "../base/error.h"
-#include "../base/log.h"
-#include "../farm/farm.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "farm/farm.h"
 
 #include <getopt.h>
 #include <signal.h>

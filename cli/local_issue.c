@@ -3,7 +3,7 @@
  */
 #include "local_issue.h"
 
-#include "../base/error.h"
+#include "base/error.h"
 
 #include <string.h>
 

@@ -6,9 +6,9 @@
 #ifndef FARM_CLI_LOCAL_ISSUE_H
 #define FARM_CLI_LOCAL_ISSUE_H
 
-#include "../farm/farm.h"
-#include "../farm/ingest.h"
-#include "../vcs/local.h"
+#include "farm/farm.h"
+#include "farm/intake/ingest.h"
+#include "vcs/tracker/local.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -3,9 +3,9 @@
  * HTTP goes through base/http.h.
  */
 #include "remote.h"
-#include "../base/error.h"
-#include "../base/http.h"
-#include "../farm/config.h"
+#include "base/error.h"
+#include "base/http.h"
+#include "farm/config/config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

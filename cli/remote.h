@@ -6,7 +6,7 @@
 #ifndef FARM_CLI_REMOTE_H
 #define FARM_CLI_REMOTE_H
 
-#include "../base/buf.h"
+#include "base/buf.h"
 
 #include <jansson.h>
 

@@ -9,13 +9,13 @@
  */
 #include "serve_common.h"
 
-#include "../base/error.h"
-#include "../base/http.h"
-#include "../base/log.h"
-#include "../farm/digest.h"
-#include "../farm/outbox.h"
-#include "../farm/scheduler.h"
-#include "../sandbox/sandbox.h"
+#include "base/error.h"
+#include "base/http.h"
+#include "base/log.h"
+#include "farm/digest/digest.h"
+#include "farm/report/outbox.h"
+#include "farm/sched/scheduler.h"
+#include "sandbox/sandbox.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -73,7 +73,7 @@ int serve_start(serve_state *out, config *cfg, const server_options *sopt, int i
         fprintf(stderr, "farm: cannot open the farm: %s\n", farm_error_last());
         return -1;
     }
-    if (outbox_start(out->f) != 0) { /* tracker side effects (farm/outbox.h) */
+    if (outbox_start(out->f) != 0) { /* tracker side effects (farm/report/outbox.h) */
         fprintf(stderr, "farm: cannot start the outbox: %s\n", farm_error_last());
         goto fail;
     }
@@ -82,7 +82,7 @@ int serve_start(serve_state *out, config *cfg, const server_options *sopt, int i
      * config explicitly asks for no sandbox (logged loudly every start). */
     if (!intake_only && check_sandbox(farm_config(out->f)) != 0)
         goto fail;
-    /* leases jobs and runs them (farm/scheduler.h) */
+    /* leases jobs and runs them (farm/sched/scheduler.h) */
     if (!intake_only && scheduler_start(out->f, NULL) != 0) {
         fprintf(stderr, "farm: cannot start the scheduler: %s\n", farm_error_last());
         goto fail;
@@ -91,7 +91,7 @@ int serve_start(serve_state *out, config *cfg, const server_options *sopt, int i
         fprintf(stderr, "farm: %s\n", farm_error_last());
         goto fail;
     }
-    /* the daily digest comment, when configured (farm/digest.h) */
+    /* the daily digest comment, when configured (farm/digest/digest.h) */
     if (digest_daily_start(&out->daily, out->f) != 0)
         log_error("the daily digest will not be posted", "error", farm_error_last());
     const char *address = server_address(out->srv);

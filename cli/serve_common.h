@@ -7,8 +7,8 @@
 #ifndef FARM_CLI_SERVE_COMMON_H
 #define FARM_CLI_SERVE_COMMON_H
 
-#include "../farm/farm.h"
-#include "../webhook/server.h"
+#include "farm/farm.h"
+#include "webhook/server.h"
 
 #include <signal.h>
 

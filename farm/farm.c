@@ -3,13 +3,13 @@
  * and (as later issues add them) the scheduler and outbox workers.
  */
 #include "farm.h"
-#include "farm_internal.h"
-#include "outbox.h"
-#include "scheduler.h"
-#include "trackers.h"
+#include "farm/handle/handle.h"
+#include "farm/report/outbox.h"
+#include "farm/sched/scheduler.h"
+#include "farm/report/trackers.h"
 
-#include "../base/error.h"
-#include "../base/log.h"
+#include "base/error.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -96,19 +96,4 @@ void farm_close(farm *f)
     store_close(f->store);
     config_free(f->cfg);
     free(f);
-}
-
-const config *farm_config(const farm *f)
-{
-    return f->cfg;
-}
-
-store *farm_store(farm *f)
-{
-    return f->store;
-}
-
-stream_hub *farm_streams(farm *f)
-{
-    return f->streams;
 }

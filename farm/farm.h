@@ -11,10 +11,7 @@
 #ifndef FARM_FARM_FARM_H
 #define FARM_FARM_FARM_H
 
-#include "config.h"
-#include "store.h"
-
-typedef struct farm farm;
+#include "farm/handle/handle.h"
 
 /* Open a farm on cfg. The farm TAKES OWNERSHIP of cfg: on success and on
  * failure alike, cfg is freed by the farm (by farm_close() or before
@@ -28,16 +25,5 @@ int farm_open(farm **out, config *cfg);
 /* Stop the writer thread (after it has committed what is queued), close the
  * store and free the config. NULL is accepted. */
 void farm_close(farm *f);
-
-/* The config the farm runs on; owned by the farm, valid until farm_close(). */
-const config *farm_config(const farm *f);
-
-/* The farm's store; owned by the farm, valid until farm_close(). */
-store *farm_store(farm *f);
-
-/* The farm's durable streams (stream.h); owned by the farm, valid until
- * farm_close(). Session events appended through stream_session_append()
- * wake the session's live readers at once. */
-struct stream_hub *farm_streams(farm *f);
 
 #endif

@@ -24,44 +24,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int strv_add(strv *s, const char *str)
-{
-    if (s->n + 2 > s->cap) {
-        size_t nc = s->cap ? s->cap * 2 : 64;
-        char **nv = realloc(s->v, nc * sizeof(*nv));
-        if (!nv)
-            return FARM_ENOMEM;
-        s->v = nv;
-        s->cap = nc;
-    }
-    s->v[s->n] = strdup(str);
-    if (!s->v[s->n])
-        return FARM_ENOMEM;
-    s->n++;
-    s->v[s->n] = NULL;
-    return 0;
-}
-
-int strv_addf(strv *s, const char *fmt, ...)
-{
-    char tmp[PATH_MAX + 64];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(tmp))
-        return FARM_ETOOBIG;
-    return strv_add(s, tmp);
-}
-
-void strv_free(strv *s)
-{
-    for (size_t i = 0; i < s->n; i++)
-        free(s->v[i]);
-    free(s->v);
-    memset(s, 0, sizeof(*s));
-}
-
 /* --- option checks ------------------------------------------------------ */
 
 static int env_name_ok(const char *e)

@@ -7,6 +7,8 @@
 
 #include "sandbox.h"
 
+#include "base/strv.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,15 +17,6 @@ enum { FD_SECCOMP = 3, FD_INFO = 4, FD_CMD = 5, FD_LIFELINE = 6, FD_FIRST_FREE =
 
 #define SANDBOX_HOME "/home/sandbox"
 
-/* args.c: a growable NULL-terminated list of heap strings. */
-typedef struct strv {
-    char **v;
-    size_t n, cap;
-} strv;
-
-int strv_add(strv *s, const char *str);
-int strv_addf(strv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void strv_free(strv *s);
 
 /* args.c: check the options (argv only when need_argv); find a program in
  * PATH (*out heap, the caller frees); bubblewrap's command line (proxy_dir:

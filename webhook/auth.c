@@ -6,8 +6,8 @@
  * after a match, so the time does not say which one matched.
  */
 #include "auth.h"
-#include "../base/crypto.h"
-#include "../base/error.h"
+#include "base/crypto.h"
+#include "base/error.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -11,7 +11,7 @@
 #ifndef FARM_WEBHOOK_AUTH_H
 #define FARM_WEBHOOK_AUTH_H
 
-#include "../farm/config.h"
+#include "farm/config/config.h"
 
 #include <stddef.h>
 

@@ -16,7 +16,8 @@
  */
 #include "hooks.h"
 #include "hook_json.h"
-#include "../base/error.h"
+#include "base/error.h"
+#include "base/strv.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,7 +137,7 @@ static int read_tags(char ***list, size_t *n, const char *tags)
                 farm_error_set("out of memory reading tags");
                 return FARM_ENOMEM;
             }
-            int rc = hook_list_add(list, n, tag);
+            int rc = strv_list_add(list, n, tag);
             free(tag);
             if (rc)
                 return rc;
@@ -242,7 +243,7 @@ static int parse_workitem(tracker_event *ev, hook_azure_where *where, json_t *re
     if ((rc = read_identity(&who, NULL, assigned)))
         return rc;
     if (who) {
-        rc = hook_list_add(&ev->assignees, &ev->nassignees, who);
+        rc = strv_list_add(&ev->assignees, &ev->nassignees, who);
         free(who);
         if (rc)
             return rc;
@@ -361,7 +362,7 @@ static int read_pull_request(tracker_event *ev, hook_azure_where *where, json_t 
         json_array_foreach(labels, i, l)
         {
             const char *name = hook_json_str(hook_json_path(l, "name", NULL));
-            if (name && (rc = hook_list_add(&ev->labels, &ev->nlabels, name)))
+            if (name && (rc = strv_list_add(&ev->labels, &ev->nlabels, name)))
                 return rc;
         }
     }

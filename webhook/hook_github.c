@@ -11,7 +11,8 @@
  */
 #include "hooks.h"
 #include "hook_json.h"
-#include "../base/error.h"
+#include "base/error.h"
+#include "base/strv.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -69,7 +70,7 @@ static int read_labels(tracker_event *ev, json_t *labels)
         const char *name = json_is_string(l) ? json_string_value(l)
                                              : hook_json_str(hook_json_path(l, "name", NULL));
         if (name) {
-            int rc = hook_list_add(&ev->labels, &ev->nlabels, name);
+            int rc = strv_list_add(&ev->labels, &ev->nlabels, name);
             if (rc)
                 return rc;
         }
@@ -87,7 +88,7 @@ static int read_assignees(tracker_event *ev, json_t *subject)
         {
             const char *login = hook_json_str(hook_json_path(a, "login", NULL));
             if (login) {
-                int rc = hook_list_add(&ev->assignees, &ev->nassignees, login);
+                int rc = strv_list_add(&ev->assignees, &ev->nassignees, login);
                 if (rc)
                     return rc;
             }
@@ -95,7 +96,7 @@ static int read_assignees(tracker_event *ev, json_t *subject)
     }
     const char *single = hook_json_str(hook_json_path(subject, "assignee", "login", NULL));
     if (!ev->nassignees && single)
-        return hook_list_add(&ev->assignees, &ev->nassignees, single);
+        return strv_list_add(&ev->assignees, &ev->nassignees, single);
     return 0;
 }
 

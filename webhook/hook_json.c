@@ -3,7 +3,7 @@
  * hook_json.h).
  */
 #include "hook_json.h"
-#include "../base/error.h"
+#include "base/error.h"
 
 #include <errno.h>
 #include <math.h>
@@ -69,25 +69,6 @@ int hook_str_dup(char **dst, const char *s)
 int hook_json_dup(char **dst, json_t *v)
 {
     return hook_str_dup(dst, hook_json_str(v));
-}
-
-int hook_list_add(char ***list, size_t *n, const char *s)
-{
-    char **grown = realloc(*list, (*n + 2) * sizeof(char *));
-    if (!grown) {
-        farm_error_set("out of memory building a webhook list");
-        return FARM_ENOMEM;
-    }
-    *list = grown;
-    grown[*n] = strdup(s);
-    if (!grown[*n]) {
-        grown[*n] = NULL;
-        farm_error_set("out of memory building a webhook list");
-        return FARM_ENOMEM;
-    }
-    (*n)++;
-    grown[*n] = NULL;
-    return 0;
 }
 
 json_t *hook_json_load(const char *body, size_t len)

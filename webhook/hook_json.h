@@ -34,9 +34,6 @@ int hook_json_dup(char **dst, json_t *v);
 /* Copy a C string (may be NULL) into *dst. Returns 0 or FARM_ENOMEM. */
 int hook_str_dup(char **dst, const char *s);
 
-/* Append a heap copy of s to a NULL-terminated string list (*list, *n).
- * Returns 0 or FARM_ENOMEM. */
-int hook_list_add(char ***list, size_t *n, const char *s);
 
 /* Parse body as JSON; NULL with the error slot set when it does not parse or
  * is not an object. The caller json_decref()s the result. */

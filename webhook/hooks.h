@@ -16,8 +16,8 @@
 #ifndef FARM_WEBHOOK_HOOKS_H
 #define FARM_WEBHOOK_HOOKS_H
 
-#include "../farm/config.h"
-#include "../vcs/event.h"
+#include "farm/config/config.h"
+#include "vcs/tracker/event.h"
 
 #include <stddef.h>
 

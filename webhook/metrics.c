@@ -8,8 +8,8 @@
  * histogram is lock-free.
  */
 #include "metrics.h"
-#include "../base/error.h"
-#include "../farm/store.h"
+#include "base/error.h"
+#include "farm/store/store.h"
 
 #include <inttypes.h>
 #include <pthread.h>

@@ -12,8 +12,8 @@
 #ifndef FARM_WEBHOOK_METRICS_H
 #define FARM_WEBHOOK_METRICS_H
 
-#include "../base/buf.h"
-#include "../farm/farm.h"
+#include "base/buf.h"
+#include "farm/farm.h"
 
 #include <stdint.h>
 

@@ -10,11 +10,11 @@
  * may exist: pass it back as `before`.
  */
 #include "routes.h"
-#include "../base/clock.h"
-#include "../base/error.h"
-#include "../base/log.h"
-#include "../farm/digest.h"
-#include "../farm/store.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "farm/digest/digest.h"
+#include "farm/store/store.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,15 +1,15 @@
 /*
  * route_digest.c - GET /api/digest?since=24h: what finished in the window,
  * PRs waiting for review, failures, questions waiting, what runs and waits
- * now, and the agent time and cost (farm/digest.h says what is in it).
+ * now, and the agent time and cost (farm/digest/digest.h says what is in it).
  * Reading it needs the viewer role. `since` is a duration (24h, 90m, 7d) or
  * an RFC 3339 time; the default is 24h.
  */
 #include "routes.h"
-#include "../base/clock.h"
-#include "../base/error.h"
-#include "../base/log.h"
-#include "../farm/digest.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "farm/digest/digest.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
 

@@ -13,9 +13,9 @@
 #include "hooks.h"
 #include "metrics.h"
 #include "routes.h"
-#include "../base/error.h"
-#include "../base/log.h"
-#include "../farm/ingest.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "farm/intake/ingest.h"
 
 #include <inttypes.h>
 #include <microhttpd.h>

@@ -11,12 +11,12 @@
  */
 #include "routes.h"
 #include "metrics.h"
-#include "../base/error.h"
-#include "../base/log.h"
-#include "../farm/outbox.h"
-#include "../farm/scaling.h"
-#include "../farm/scheduler.h"
-#include "../farm/store_job.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "farm/report/outbox.h"
+#include "farm/sched/scaling.h"
+#include "farm/sched/scheduler.h"
+#include "farm/store/store_job.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -7,9 +7,9 @@
  */
 #include "metrics.h"
 #include "routes.h"
-#include "../base/error.h"
-#include "../base/log.h"
-#include "../farm/store.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "farm/store/store.h"
 
 int route_healthz(web_request *req)
 {

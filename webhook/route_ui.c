@@ -15,9 +15,9 @@
 #include "routes.h"
 #include "web_assets.h"
 
-#include "../base/buf.h"
-#include "../base/error.h"
-#include "../base/log.h"
+#include "base/buf.h"
+#include "base/error.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <stdio.h>

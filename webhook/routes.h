@@ -18,8 +18,8 @@
 #define FARM_WEBHOOK_ROUTES_H
 
 #include "auth.h"
-#include "../base/buf.h"
-#include "../farm/farm.h"
+#include "base/buf.h"
+#include "farm/farm.h"
 
 #include <jansson.h>
 #include <stdint.h>

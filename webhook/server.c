@@ -16,10 +16,10 @@
 #include "server.h"
 #include "metrics.h"
 #include "routes.h"
-#include "../base/clock.h"
-#include "../base/error.h"
-#include "../base/log.h"
-#include "../farm/stream.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "farm/stream/stream.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

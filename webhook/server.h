@@ -9,7 +9,7 @@
 #ifndef FARM_WEBHOOK_SERVER_H
 #define FARM_WEBHOOK_SERVER_H
 
-#include "../farm/farm.h"
+#include "farm/farm.h"
 
 typedef struct server server;
 

@@ -2,7 +2,7 @@
  * stream_http.c - /v1/stream/...: the Durable Streams protocol over HTTP,
  * and POST /api/sessions/{id}/messages.
  *
- * The engine (farm/stream.h) decides every outcome; this file maps requests
+ * The engine (farm/stream/stream.h) decides every outcome; this file maps requests
  * to it and results to status codes and headers. Live reads hold no thread:
  *
  * - long-poll: the handler reads; with nothing to send it registers a waiter
@@ -22,13 +22,13 @@
  */
 #include "routes.h"
 #include "metrics.h"
-#include "../base/clock.h"
-#include "../base/crypto.h"
-#include "../base/error.h"
-#include "../base/log.h"
-#include "../farm/ingest.h"
-#include "../farm/store.h"
-#include "../farm/stream.h"
+#include "base/clock.h"
+#include "base/crypto.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "farm/intake/ingest.h"
+#include "farm/store/store.h"
+#include "farm/stream/stream.h"
 
 #include <inttypes.h>
 #include <microhttpd.h>

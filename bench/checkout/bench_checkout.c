@@ -3,7 +3,7 @@
  *
  * Builds a repository of --files files (default 10,000) with the git
  * command, fetches it into a farm mirror once (the warm mirror), then
- * alternates, for --rounds rounds: worktree_create() on a new branch, and
+ * alternates, for --rounds rounds: vcs_worktree_create() on a new branch, and
  * the baseline `git worktree add -b <branch> <path> main` on the same
  * mirror. As a floor it also times writing the same files with plain
  * open/write. The order of the three rotates every round. Prints every run,
@@ -19,7 +19,7 @@
  */
 #include "base/clock.h"
 #include "base/error.h"
-#include "vcs/git.h"
+#include "vcs/git/git.h"
 
 #include <git2.h>
 
@@ -203,7 +203,7 @@ int main(int argc, char **argv)
     snprintf(url, sizeof(url), "file://%s", src);
 
     int rc = 1;
-    mirror *m = NULL;
+    vcs_mirror *m = NULL;
     file_set fs = {0};
     int64_t *t_farm = calloc((size_t)rounds, sizeof(int64_t));
     int64_t *t_git = calloc((size_t)rounds, sizeof(int64_t));
@@ -221,7 +221,7 @@ int main(int argc, char **argv)
     r.url = url;
     r.name = "bench";
     int64_t t0 = clock_mono_ns();
-    if (mirror_open(&m, data, "bench") < 0 || mirror_fetch(m, &r) < 0) {
+    if (vcs_mirror_open(&m, data, "bench") < 0 || vcs_mirror_fetch(m, &r) < 0) {
         fprintf(stderr, "bench_checkout: mirror: %s\n", farm_error_last());
         goto out;
     }
@@ -230,7 +230,7 @@ int main(int argc, char **argv)
     /* the floor: the same bytes written with open/write */
     git_repository *mrepo = NULL;
     git_object *tree = NULL;
-    if (git_repository_open_bare(&mrepo, mirror_path(m)) < 0 ||
+    if (git_repository_open_bare(&mrepo, vcs_mirror_path(m)) < 0 ||
         git_revparse_single(&tree, mrepo, "main^{tree}") < 0) {
         fprintf(stderr, "bench_checkout: cannot read the mirror\n");
         goto out;
@@ -258,16 +258,16 @@ int main(int argc, char **argv)
                 o.path = pf;
                 o.branch = bf;
                 o.base = "main";
-                worktree *wt = NULL;
-                if (worktree_create(&wt, m, &o) < 0) {
+                vcs_worktree *wt = NULL;
+                if (vcs_worktree_create(&wt, m, &o) < 0) {
                     fprintf(stderr, "bench_checkout: worktree_create: %s\n", farm_error_last());
                     goto out;
                 }
                 t_farm[i] = clock_mono_ns() - s;
                 c_farm[i] = cpu_ns(0) - cs;
-                worktree_free(wt);
+                vcs_worktree_free(wt);
             } else if (which == 1) {
-                if (run(NULL, ARGV("git", "-C", mirror_path(m), "worktree", "add", "-q", "-b", bg,
+                if (run(NULL, ARGV("git", "-C", vcs_mirror_path(m), "worktree", "add", "-q", "-b", bg,
                                    pg, "main")) != 0) {
                     fprintf(stderr, "bench_checkout: git worktree add failed\n");
                     goto out;
@@ -288,8 +288,8 @@ int main(int argc, char **argv)
         vcs_tree_remove(pf);
         vcs_tree_remove(pg);
         vcs_tree_remove(pw);
-        run(NULL, ARGV("git", "-C", mirror_path(m), "worktree", "prune"));
-        run(NULL, ARGV("git", "-C", mirror_path(m), "branch", "-q", "-D", bg));
+        run(NULL, ARGV("git", "-C", vcs_mirror_path(m), "worktree", "prune"));
+        run(NULL, ARGV("git", "-C", vcs_mirror_path(m), "branch", "-q", "-D", bg));
     }
     double mf = median_ms(t_farm, rounds), mg = median_ms(t_git, rounds),
            mw = median_ms(t_write, rounds);
@@ -308,7 +308,7 @@ out:
     free(fs.paths);
     free(fs.blobs);
     git_repository_free(fs.repo);
-    mirror_free(m);
+    vcs_mirror_free(m);
     free(t_farm);
     free(t_git);
     free(t_write);

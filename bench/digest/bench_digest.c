@@ -15,11 +15,11 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
-#include "farm/config.h"
-#include "farm/digest.h"
+#include "farm/config/config.h"
+#include "farm/digest/digest.h"
 #include "farm/farm.h"
-#include "farm/store.h"
-#include "farm/store_run.h"
+#include "farm/store/store.h"
+#include "farm/store/store_run.h"
 
 #include <ftw.h>
 #include <time.h>

@@ -13,10 +13,10 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
-#include "farm/config.h"
+#include "farm/config/config.h"
 #include "farm/farm.h"
-#include "farm/ingest.h"
-#include "farm/store.h"
+#include "farm/intake/ingest.h"
+#include "farm/store/store.h"
 
 #include <ftw.h>
 #include <pthread.h>

@@ -15,12 +15,12 @@
 #include "base/error.h"
 #include "base/http.h"
 #include "base/log.h"
-#include "farm/config.h"
+#include "farm/config/config.h"
 #include "farm/farm.h"
-#include "farm/outbox.h"
-#include "farm/store.h"
-#include "farm/trackers.h"
-#include "vcs/tracker.h"
+#include "farm/report/outbox.h"
+#include "farm/store/store.h"
+#include "farm/report/trackers.h"
+#include "vcs/tracker/tracker.h"
 
 #include <ftw.h>
 #include <jansson.h>

@@ -20,10 +20,10 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
-#include "farm/config.h"
+#include "farm/config/config.h"
 #include "farm/farm.h"
-#include "farm/store.h"
-#include "farm/stream.h"
+#include "farm/store/store.h"
+#include "farm/stream/stream.h"
 #include "webhook/server.h"
 
 #include <arpa/inet.h>

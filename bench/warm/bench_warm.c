@@ -4,12 +4,12 @@
  * Builds a repository of --files files (default 10,000) with git, fetches
  * it into a farm mirror, then for --rounds rounds times two ways of giving
  * a run its worktree on branch farm/<n>-bench:
- *   cold: worktree_create() from the mirror (what a run without a warm slot
+ *   cold: vcs_worktree_create() from the mirror (what a run without a warm slot
  *         does: init, checkout of every file, index);
  *   warm: the adoption of a worktree prepared beforehand on a placeholder
  *         branch (untimed, as pipeline_warm_prepare() does it ahead of
- *         demand): rename() into place, worktree_open(), and
- *         worktree_branch_switch() (what pipeline.c's adopt_warm does).
+ *         demand): rename() into place, vcs_worktree_open(), and
+ *         vcs_worktree_branch_switch() (what pipeline.c's adopt_warm does).
  * The order alternates between rounds. Prints every round, the medians and
  * the ratio warm/cold.
  *
@@ -17,7 +17,7 @@
  */
 #include "base/clock.h"
 #include "base/error.h"
-#include "vcs/git.h"
+#include "vcs/git/git.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -128,7 +128,7 @@ int main(int argc, char **argv)
     snprintf(url, sizeof(url), "file://%s", src);
 
     int rc = 1;
-    mirror *m = NULL;
+    vcs_mirror *m = NULL;
     char oid[VCS_OID_HEXSZ];
     int64_t *t_cold = calloc((size_t)rounds, sizeof(int64_t));
     int64_t *t_warm = calloc((size_t)rounds, sizeof(int64_t));
@@ -142,8 +142,8 @@ int main(int argc, char **argv)
     }
     r.url = url;
     r.name = "bench";
-    if (mirror_open(&m, data, "bench") < 0 || mirror_fetch(m, &r) < 0 ||
-        mirror_branch_oid(oid, m, "main") < 0) {
+    if (vcs_mirror_open(&m, data, "bench") < 0 || vcs_mirror_fetch(m, &r) < 0 ||
+        vcs_mirror_branch_oid(oid, m, "main") < 0) {
         fprintf(stderr, "bench_warm: mirror: %s\n", farm_error_last());
         goto out;
     }
@@ -157,16 +157,16 @@ int main(int argc, char **argv)
         snprintf(bw, sizeof(bw), "farm-warm/w-%d", i);
 
         /* the warm slot, made ahead of time (untimed) */
-        worktree *wt = NULL;
+        vcs_worktree *wt = NULL;
         worktree_opts o = WORKTREE_OPTS_INIT;
         o.path = slot;
         o.branch = bw;
         o.start = oid;
-        if (worktree_create(&wt, m, &o) < 0) {
+        if (vcs_worktree_create(&wt, m, &o) < 0) {
             fprintf(stderr, "bench_warm: warm slot: %s\n", farm_error_last());
             goto out;
         }
-        worktree_free(wt);
+        vcs_worktree_free(wt);
         sync();
 
         for (int k = 0; k < 2; k++) {
@@ -178,21 +178,21 @@ int main(int argc, char **argv)
                 c.path = cold;
                 c.branch = b1;
                 c.base = "main";
-                if (worktree_create(&wt, m, &c) < 0) {
+                if (vcs_worktree_create(&wt, m, &c) < 0) {
                     fprintf(stderr, "bench_warm: create: %s\n", farm_error_last());
                     goto out;
                 }
                 t_cold[i] = clock_mono_ns() - s;
             } else {
-                if (rename(slot, warm) < 0 || worktree_open(&wt, m, warm, bw, oid, oid) < 0 ||
-                    worktree_branch_switch(wt, b2) < 0) {
+                if (rename(slot, warm) < 0 || vcs_worktree_open(&wt, m, warm, bw, oid, oid) < 0 ||
+                    vcs_worktree_branch_switch(wt, b2) < 0) {
                     fprintf(stderr, "bench_warm: adopt: %s\n", farm_error_last());
-                    worktree_free(wt);
+                    vcs_worktree_free(wt);
                     goto out;
                 }
                 t_warm[i] = clock_mono_ns() - s;
             }
-            worktree_free(wt);
+            vcs_worktree_free(wt);
         }
         printf("round %d: create %.2f ms, adopt %.2f ms\n", i + 1, t_cold[i] / 1e6,
                t_warm[i] / 1e6);
@@ -204,7 +204,7 @@ int main(int argc, char **argv)
            mw, mc > 0 ? mw / mc : 0, mw > 0 ? mc / mw : 0);
     rc = 0;
 out:
-    mirror_free(m);
+    vcs_mirror_free(m);
     free(t_cold);
     free(t_warm);
     vcs_tree_remove(dir);

@@ -2,7 +2,7 @@
  * fuzz_azure.c - libFuzzer target for hook_azure_parse_where() and
  * hook_azure_route() against a small config.
  */
-#include "vcs/event.h"
+#include "vcs/tracker/event.h"
 #include "webhook/hooks.h"
 
 #include <stdint.h>

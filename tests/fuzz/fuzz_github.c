@@ -2,7 +2,7 @@
  * fuzz_github.c - libFuzzer target for hook_github_parse(). The first input
  * byte picks the X-GitHub-Event name; the rest is the body.
  */
-#include "vcs/event.h"
+#include "vcs/tracker/event.h"
 #include "webhook/hooks.h"
 
 #include <stdint.h>

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "base/error.h"
-#include "farm/agent.h"
+#include "farm/run/agent.h"
 
 #include <stdio.h>
 #include <stdlib.h>

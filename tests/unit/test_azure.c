@@ -16,8 +16,8 @@
 #include "base/crypto.h"
 #include "base/error.h"
 #include "base/http.h"
-#include "vcs/azure.h"
-#include "vcs/tracker.h"
+#include "vcs/tracker/azure.h"
+#include "vcs/tracker/tracker.h"
 
 #include <jansson.h>
 #include <pthread.h>

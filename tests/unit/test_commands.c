@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "base/error.h"
-#include "farm/commands.h"
+#include "farm/intake/commands.h"
 
 #include <stdlib.h>
 #include <string.h>

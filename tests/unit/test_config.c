@@ -12,7 +12,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
-#include "farm/config.h"
+#include "farm/config/config.h"
 
 #include <ftw.h>
 #include <stdio.h>

@@ -13,11 +13,11 @@
 
 #include "base/clock.h"
 #include "base/error.h"
-#include "farm/config.h"
-#include "farm/digest.h"
+#include "farm/config/config.h"
+#include "farm/digest/digest.h"
 #include "farm/farm.h"
-#include "farm/store.h"
-#include "farm/store_run.h"
+#include "farm/store/store.h"
+#include "farm/store/store_run.h"
 
 #include <ftw.h>
 #include <sqlite3.h>

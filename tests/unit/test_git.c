@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "base/error.h"
+#include "base/strv.h"
 #include "test_git_helpers.h"
 
 #include <pthread.h>
@@ -23,7 +24,7 @@ typedef struct fx {
     char remote[PATH_MAX]; /* <dir>/app.git */
     char url[PATH_MAX + 8];
     char src[PATH_MAX]; /* <dir>/app-src, a clone-like checkout used to make upstream commits */
-    mirror *m;
+    vcs_mirror *m;
     vcs_remote r;
 } fx;
 
@@ -47,9 +48,9 @@ static int setup(void **state)
     r.url = f->url;
     r.name = "octo/app";
     f->r = r;
-    if (mirror_open(&f->m, f->data, "github/octo/app") != 0)
+    if (vcs_mirror_open(&f->m, f->data, "github/octo/app") != 0)
         return -1;
-    if (mirror_fetch(f->m, &f->r) != 0)
+    if (vcs_mirror_fetch(f->m, &f->r) != 0)
         return -1;
     *state = f;
     return 0;
@@ -58,14 +59,14 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
-    mirror_free(f->m);
+    vcs_mirror_free(f->m);
     vcs_tree_remove(f->dir);
     free(f->dir);
     free(f);
     return 0;
 }
 
-static worktree *wt_make(fx *f, const char *name, const char *branch)
+static vcs_worktree *wt_make(fx *f, const char *name, const char *branch)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/wt/%s", f->dir, name);
@@ -73,18 +74,18 @@ static worktree *wt_make(fx *f, const char *name, const char *branch)
     o.path = path;
     o.branch = branch;
     o.base = "main";
-    worktree *wt = NULL;
-    int rc = worktree_create(&wt, f->m, &o);
+    vcs_worktree *wt = NULL;
+    int rc = vcs_worktree_create(&wt, f->m, &o);
     if (rc != 0)
         fprintf(stderr, "worktree_create: %s\n", farm_error_last());
     assert_int_equal(rc, 0);
     return wt;
 }
 
-static void wt_file(worktree *wt, const char *rel, const char *text)
+static void wt_file(vcs_worktree *wt, const char *rel, const char *text)
 {
     char p[PATH_MAX];
-    snprintf(p, sizeof(p), "%s/%s", worktree_path(wt), rel);
+    snprintf(p, sizeof(p), "%s/%s", vcs_worktree_path(wt), rel);
     th_write(p, text);
 }
 
@@ -147,10 +148,10 @@ static void mirror_fetches_and_prunes(void **state)
     fx *f = *state;
     char want[64], got[VCS_OID_HEXSZ];
     th_rev(want, f->remote, "refs/heads/main");
-    assert_int_equal(mirror_branch_oid(got, f->m, "main"), 0);
+    assert_int_equal(vcs_mirror_branch_oid(got, f->m, "main"), 0);
     assert_string_equal(got, want);
-    assert_int_equal(mirror_branch_oid(got, f->m, "old"), 0);
-    assert_int_equal(strncmp(mirror_path(f->m), f->data, strlen(f->data)), 0);
+    assert_int_equal(vcs_mirror_branch_oid(got, f->m, "old"), 0);
+    assert_int_equal(strncmp(vcs_mirror_path(f->m), f->data, strlen(f->data)), 0);
 
     /* upstream moves on: a new commit on main, "old" deleted, "new" made */
     char p[PATH_MAX];
@@ -160,29 +161,29 @@ static void mirror_fetches_and_prunes(void **state)
     assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", "main", ":old", "main:new"), 0);
     th_rev(want, f->remote, "refs/heads/main");
 
-    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
-    assert_int_equal(mirror_branch_oid(got, f->m, "main"), 0);
+    assert_int_equal(vcs_mirror_fetch(f->m, &f->r), 0);
+    assert_int_equal(vcs_mirror_branch_oid(got, f->m, "main"), 0);
     assert_string_equal(got, want);
-    assert_int_equal(mirror_branch_oid(got, f->m, "new"), 0);
-    assert_int_equal(mirror_branch_oid(got, f->m, "old"), FARM_ENOTFOUND);
+    assert_int_equal(vcs_mirror_branch_oid(got, f->m, "new"), 0);
+    assert_int_equal(vcs_mirror_branch_oid(got, f->m, "old"), FARM_ENOTFOUND);
     assert_non_null(strstr(farm_error_last(), "old"));
-    assert_int_equal(mirror_branch_oid(got, f->m, "no..such"), FARM_EINVALID);
+    assert_int_equal(vcs_mirror_branch_oid(got, f->m, "no..such"), FARM_EINVALID);
 
     /* reopening finds the same mirror, already populated */
-    mirror *m2 = NULL;
-    assert_int_equal(mirror_open(&m2, f->data, "GitHub/Octo/App"), 0);
-    assert_string_equal(mirror_path(m2), mirror_path(f->m));
-    assert_int_equal(mirror_branch_oid(got, m2, "main"), 0);
+    vcs_mirror *m2 = NULL;
+    assert_int_equal(vcs_mirror_open(&m2, f->data, "GitHub/Octo/App"), 0);
+    assert_string_equal(vcs_mirror_path(m2), vcs_mirror_path(f->m));
+    assert_int_equal(vcs_mirror_branch_oid(got, m2, "main"), 0);
     assert_string_equal(got, want);
-    mirror_free(m2);
+    vcs_mirror_free(m2);
 
     /* names that would climb out of mirrors/ stay inside it */
-    assert_int_equal(mirror_open(&m2, f->data, "../../evil"), 0);
-    assert_non_null(strstr(mirror_path(m2), "/mirrors/"));
-    assert_null(strstr(mirror_path(m2), "/../"));
-    mirror_free(m2);
-    assert_int_equal(mirror_open(&m2, f->data, ""), FARM_EINVALID);
-    assert_int_equal(mirror_open(&m2, "/tmp/a\nb", "x"), FARM_EINVALID);
+    assert_int_equal(vcs_mirror_open(&m2, f->data, "../../evil"), 0);
+    assert_non_null(strstr(vcs_mirror_path(m2), "/mirrors/"));
+    assert_null(strstr(vcs_mirror_path(m2), "/../"));
+    vcs_mirror_free(m2);
+    assert_int_equal(vcs_mirror_open(&m2, f->data, ""), FARM_EINVALID);
+    assert_int_equal(vcs_mirror_open(&m2, "/tmp/a\nb", "x"), FARM_EINVALID);
 }
 
 static void mirror_fetch_bad_remote(void **state)
@@ -193,12 +194,12 @@ static void mirror_fetch_bad_remote(void **state)
     vcs_remote r = VCS_REMOTE_INIT;
     r.url = url;
     r.name = "octo/nope";
-    int rc = mirror_fetch(f->m, &r);
+    int rc = vcs_mirror_fetch(f->m, &r);
     assert_true(rc == FARM_ENOTFOUND || rc == FARM_EIO);
     assert_non_null(strstr(farm_error_last(), "octo/nope"));
     /* the mirror is still usable */
     char got[VCS_OID_HEXSZ];
-    assert_int_equal(mirror_branch_oid(got, f->m, "main"), 0);
+    assert_int_equal(vcs_mirror_branch_oid(got, f->m, "main"), 0);
 }
 
 /* Many incremental fetches leave many packs; a repack folds them into one
@@ -215,24 +216,24 @@ static void mirror_repack_keeps_everything(void **state)
     assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", "doomed"), 0);
     th_rev(gone, f->src, "HEAD");
     assert_int_equal(TH_GIT(f->src, "checkout", "-q", "main"), 0);
-    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
+    assert_int_equal(vcs_mirror_fetch(f->m, &f->r), 0);
     for (int i = 0; i < 4; i++) {
         snprintf(p, sizeof(p), "%s/README.md", f->src);
         snprintf(text, sizeof(text), "# app\n\nround %d\n", i);
         th_write(p, text);
         assert_int_equal(TH_GIT(f->src, "commit", "-q", "-am", text), 0);
         assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", "main"), 0);
-        assert_int_equal(mirror_fetch(f->m, &f->r), 0);
+        assert_int_equal(vcs_mirror_fetch(f->m, &f->r), 0);
     }
     assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", ":doomed"), 0);
-    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
-    assert_int_equal(mirror_branch_oid(got, f->m, "doomed"), FARM_ENOTFOUND);
-    assert_true(mirror_pack_count(f->m) >= 5);
+    assert_int_equal(vcs_mirror_fetch(f->m, &f->r), 0);
+    assert_int_equal(vcs_mirror_branch_oid(got, f->m, "doomed"), FARM_ENOTFOUND);
+    assert_true(vcs_mirror_pack_count(f->m) >= 5);
 
-    assert_int_equal(mirror_repack(f->m), 0);
-    assert_int_equal(mirror_pack_count(f->m), 1);
+    assert_int_equal(vcs_mirror_repack(f->m), 0);
+    assert_int_equal(vcs_mirror_pack_count(f->m), 1);
     assert_int_equal(
-        TH_GIT(NULL, "-C", mirror_path(f->m), "fsck", "--no-dangling", "--no-progress"), 0);
+        TH_GIT(NULL, "-C", vcs_mirror_path(f->m), "fsck", "--no-dangling", "--no-progress"), 0);
     /* the pruned branch's commit is still there for a worktree standing on it */
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/wt/doomed", f->dir);
@@ -240,25 +241,25 @@ static void mirror_repack_keeps_everything(void **state)
     o.path = path;
     o.branch = "farm/16-doomed";
     o.start = gone;
-    worktree *wt = NULL;
-    assert_int_equal(worktree_create(&wt, f->m, &o), 0);
+    vcs_worktree *wt = NULL;
+    assert_int_equal(vcs_worktree_create(&wt, f->m, &o), 0);
     snprintf(p, sizeof(p), "%s/doomed.txt", path);
     assert_true(th_exists(p));
-    worktree_free(wt);
+    vcs_worktree_free(wt);
     /* and main is whole */
     wt = wt_make(f, "after-repack", "farm/17-after");
-    snprintf(p, sizeof(p), "%s/README.md", worktree_path(wt));
+    snprintf(p, sizeof(p), "%s/README.md", vcs_worktree_path(wt));
     char *t = th_read(p);
     assert_string_equal(t, "# app\n\nround 3\n");
     free(t);
-    worktree_free(wt);
+    vcs_worktree_free(wt);
     /* a second repack of one pack is harmless */
-    assert_int_equal(mirror_repack(f->m), 0);
-    assert_int_equal(mirror_pack_count(f->m), 1);
+    assert_int_equal(vcs_mirror_repack(f->m), 0);
+    assert_int_equal(vcs_mirror_pack_count(f->m), 1);
 }
 
 struct fetcher {
-    mirror *m;
+    vcs_mirror *m;
     vcs_remote *r;
     volatile int done;
     int rc;
@@ -267,7 +268,7 @@ struct fetcher {
 static void *fetch_thread(void *arg)
 {
     struct fetcher *ft = arg;
-    ft->rc = mirror_fetch(ft->m, ft->r);
+    ft->rc = vcs_mirror_fetch(ft->m, ft->r);
     __atomic_store_n(&ft->done, 1, __ATOMIC_SEQ_CST);
     return NULL;
 }
@@ -277,8 +278,8 @@ static void mirror_lock_excludes_other_processes(void **state)
 {
     fx *f = *state;
     char lockfile[PATH_MAX];
-    size_t n = strlen(mirror_path(f->m));
-    snprintf(lockfile, sizeof(lockfile), "%.*s.lock", (int)(n - 4), mirror_path(f->m));
+    size_t n = strlen(vcs_mirror_path(f->m));
+    snprintf(lockfile, sizeof(lockfile), "%.*s.lock", (int)(n - 4), vcs_mirror_path(f->m));
     int up[2], down[2]; /* child -> parent "locked", parent -> child "release" */
     assert_int_equal(pipe(up), 0);
     assert_int_equal(pipe(down), 0);
@@ -323,25 +324,25 @@ static void *make_thread(void *arg)
     char path[PATH_MAX], branch[64];
     snprintf(path, sizeof(path), "%s/wt/par%d", mk->f->dir, mk->i);
     snprintf(branch, sizeof(branch), "farm/%d-par", mk->i + 100);
-    mirror *m = NULL; /* a handle of its own, as another session would have */
-    mk->rc = mirror_open(&m, mk->f->data, "github/octo/app");
+    vcs_mirror *m = NULL; /* a handle of its own, as another session would have */
+    mk->rc = vcs_mirror_open(&m, mk->f->data, "github/octo/app");
     if (mk->rc == 0) {
         worktree_opts o = WORKTREE_OPTS_INIT;
         o.path = path;
         o.branch = branch;
         o.base = "main";
-        worktree *wt = NULL;
-        mk->rc = worktree_create(&wt, m, &o);
+        vcs_worktree *wt = NULL;
+        mk->rc = vcs_worktree_create(&wt, m, &o);
         if (mk->rc == 0) {
             char p[PATH_MAX];
             snprintf(p, sizeof(p), "%s/src/app.c", path);
             if (!th_exists(p))
                 mk->rc = -100;
-            worktree_remove(wt);
+            vcs_worktree_remove(wt);
         }
-        worktree_free(wt);
+        vcs_worktree_free(wt);
     }
-    mirror_free(m);
+    vcs_mirror_free(m);
     return NULL;
 }
 
@@ -371,31 +372,31 @@ static void mirror_concurrent_sessions(void **state)
 static void worktree_checks_out_base(void **state)
 {
     fx *f = *state;
-    worktree *wt = wt_make(f, "one", "farm/1-first");
+    vcs_worktree *wt = wt_make(f, "one", "farm/1-first");
     char p[PATH_MAX], out[4096], want[64];
 
-    snprintf(p, sizeof(p), "%s/src/app.c", worktree_path(wt));
+    snprintf(p, sizeof(p), "%s/src/app.c", vcs_worktree_path(wt));
     char *text = th_read(p);
     assert_non_null(text);
     assert_string_equal(text, "int main(void)\n{\n    return 0;\n}\n");
     free(text);
     th_rev(want, f->remote, "refs/heads/main");
-    assert_string_equal(worktree_start(wt), want);
-    assert_string_equal(worktree_head(wt), want);
-    assert_string_equal(worktree_branch(wt), "farm/1-first");
+    assert_string_equal(vcs_worktree_start(wt), want);
+    assert_string_equal(vcs_worktree_head(wt), want);
+    assert_string_equal(vcs_worktree_branch(wt), "farm/1-first");
 
     /* the git command inside works: status clean, log and branch right */
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "status", "--porcelain"), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "status", "--porcelain"), 0);
     assert_string_equal(out, "");
     assert_int_equal(
-        TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "symbolic-ref", "--short", "HEAD"), 0);
+        TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "symbolic-ref", "--short", "HEAD"), 0);
     th_chomp(out);
     assert_string_equal(out, "farm/1-first");
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "log", "--format=%s"), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "log", "--format=%s"), 0);
     assert_string_equal(out, "initial\n");
 
     /* no token, no remote, no hooks: the worktree's config names no remote */
-    snprintf(p, sizeof(p), "%s/.git/config", worktree_path(wt));
+    snprintf(p, sizeof(p), "%s/.git/config", vcs_worktree_path(wt));
     text = th_read(p);
     assert_non_null(text);
     assert_null(strstr(text, "[remote"));
@@ -403,43 +404,43 @@ static void worktree_checks_out_base(void **state)
 
     /* the paths to bind read-only: hooks, config, the mirror's objects */
     char **ro = NULL;
-    assert_int_equal(worktree_ro_paths(&ro, wt), 0);
+    assert_int_equal(vcs_worktree_ro_paths(&ro, wt), 0);
     assert_non_null(ro[0]);
     assert_non_null(ro[1]);
     assert_non_null(ro[2]);
     assert_null(ro[3]);
-    snprintf(p, sizeof(p), "%s/.git/hooks", worktree_path(wt));
+    snprintf(p, sizeof(p), "%s/.git/hooks", vcs_worktree_path(wt));
     assert_string_equal(ro[0], p);
     assert_true(th_exists(ro[0]));
-    snprintf(p, sizeof(p), "%s/.git/config", worktree_path(wt));
+    snprintf(p, sizeof(p), "%s/.git/config", vcs_worktree_path(wt));
     assert_string_equal(ro[1], p);
-    snprintf(p, sizeof(p), "%s/objects", mirror_path(f->m));
+    snprintf(p, sizeof(p), "%s/objects", vcs_mirror_path(f->m));
     assert_string_equal(ro[2], p);
-    snprintf(p, sizeof(p), "%s/.git/objects/info/alternates", worktree_path(wt));
+    snprintf(p, sizeof(p), "%s/.git/objects/info/alternates", vcs_worktree_path(wt));
     text = th_read(p);
     assert_non_null(text);
     assert_non_null(strstr(text, ro[2]));
     free(text);
-    vcs_strv_free(ro);
+    strv_list_free(ro);
 
     /* a second worktree at the same path is refused, the first untouched */
     worktree_opts o = WORKTREE_OPTS_INIT;
-    o.path = worktree_path(wt);
+    o.path = vcs_worktree_path(wt);
     o.branch = "farm/2-x";
     o.base = "main";
-    worktree *wt2 = NULL;
-    assert_int_equal(worktree_create(&wt2, f->m, &o), FARM_EEXISTS);
+    vcs_worktree *wt2 = NULL;
+    assert_int_equal(vcs_worktree_create(&wt2, f->m, &o), FARM_EEXISTS);
     assert_null(wt2);
-    snprintf(p, sizeof(p), "%s/src/app.c", worktree_path(wt));
+    snprintf(p, sizeof(p), "%s/src/app.c", vcs_worktree_path(wt));
     assert_true(th_exists(p));
 
-    assert_int_equal(worktree_remove(wt), 0);
-    assert_false(th_exists(worktree_path(wt)));
-    worktree_free(wt);
+    assert_int_equal(vcs_worktree_remove(wt), 0);
+    assert_false(th_exists(vcs_worktree_path(wt)));
+    vcs_worktree_free(wt);
 }
 
 /* The git command, run as a uid that does not own the worktree (as in the
- * sandbox), works with worktree_sandbox_env() and not without it. */
+ * sandbox), works with vcs_worktree_sandbox_env() and not without it. */
 static void worktree_git_as_other_uid(void **state)
 {
     fx *f = *state;
@@ -447,9 +448,9 @@ static void worktree_git_as_other_uid(void **state)
         skip();
         return;
     }
-    worktree *wt = wt_make(f, "otheruid", "farm/19-other");
+    vcs_worktree *wt = wt_make(f, "otheruid", "farm/19-other");
     char **env = NULL;
-    assert_int_equal(worktree_sandbox_env(&env, wt), 0);
+    assert_int_equal(vcs_worktree_sandbox_env(&env, wt), 0);
     char parent[PATH_MAX];
     snprintf(parent, sizeof(parent), "%s/wt", f->dir);
     int n = 0;
@@ -457,13 +458,13 @@ static void worktree_git_as_other_uid(void **state)
         ;
     assert_int_equal(n, 4);
     char want[PATH_MAX + 64];
-    snprintf(want, sizeof(want), "GIT_CONFIG_VALUE_0=%s", worktree_path(wt));
+    snprintf(want, sizeof(want), "GIT_CONFIG_VALUE_0=%s", vcs_worktree_path(wt));
     assert_string_equal(env[2], want);
     snprintf(want, sizeof(want), "GIT_CEILING_DIRECTORIES=%s", parent);
     assert_string_equal(env[3], want);
     chmod(f->dir, 0755); /* let uid 65534 through the temp dir */
     const char *argv[] = {"setpriv", "--reuid=65534",   "--regid=65534", "--clear-groups", "git",
-                          "-C",      worktree_path(wt), "log",           "--format=%s",    NULL};
+                          "-C",      vcs_worktree_path(wt), "log",           "--format=%s",    NULL};
     char out[256];
     /* without the environment: refused as dubious ownership */
     assert_true(th_run(out, sizeof(out), NULL, argv) != 0);
@@ -476,8 +477,8 @@ static void worktree_git_as_other_uid(void **state)
     unsetenv("GIT_CEILING_DIRECTORIES");
     assert_int_equal(rc, 0);
     assert_string_equal(out, "initial\n");
-    vcs_strv_free(env);
-    worktree_free(wt);
+    strv_list_free(env);
+    vcs_worktree_free(wt);
 }
 
 static void worktree_base_missing(void **state)
@@ -489,8 +490,8 @@ static void worktree_base_missing(void **state)
     o.path = path;
     o.branch = "farm/3-x";
     o.base = "develop";
-    worktree *wt = NULL;
-    assert_int_equal(worktree_create(&wt, f->m, &o), FARM_ENOTFOUND);
+    vcs_worktree *wt = NULL;
+    assert_int_equal(vcs_worktree_create(&wt, f->m, &o), FARM_ENOTFOUND);
     assert_null(wt);
     assert_non_null(strstr(farm_error_last(), "develop"));
     assert_non_null(strstr(farm_error_last(), "github/octo/app"));
@@ -499,51 +500,51 @@ static void worktree_base_missing(void **state)
     /* an unknown start commit, a bad branch, both base and start: refused */
     o.base = NULL;
     o.start = "0123456789012345678901234567890123456789";
-    assert_int_equal(worktree_create(&wt, f->m, &o), FARM_ENOTFOUND);
+    assert_int_equal(vcs_worktree_create(&wt, f->m, &o), FARM_ENOTFOUND);
     assert_false(th_exists(path));
     o.start = "zz";
-    assert_int_equal(worktree_create(&wt, f->m, &o), FARM_EINVALID);
+    assert_int_equal(vcs_worktree_create(&wt, f->m, &o), FARM_EINVALID);
     o.start = NULL;
     o.base = "main";
     o.branch = "farm/bad..name";
-    assert_int_equal(worktree_create(&wt, f->m, &o), FARM_EINVALID);
+    assert_int_equal(vcs_worktree_create(&wt, f->m, &o), FARM_EINVALID);
     o.branch = "farm/3-x";
     o.start = "0123456789012345678901234567890123456789";
-    assert_int_equal(worktree_create(&wt, f->m, &o), FARM_EINVALID);
+    assert_int_equal(vcs_worktree_create(&wt, f->m, &o), FARM_EINVALID);
     assert_false(th_exists(path));
 }
 
 static void worktree_remove_never_follows_symlinks(void **state)
 {
     fx *f = *state;
-    worktree *wt = wt_make(f, "rm", "farm/4-rm");
+    vcs_worktree *wt = wt_make(f, "rm", "farm/4-rm");
     char outside[PATH_MAX], keep[PATH_MAX], p[PATH_MAX], q[PATH_MAX];
     snprintf(outside, sizeof(outside), "%s/outside", f->dir);
     mkdir(outside, 0755);
     snprintf(keep, sizeof(keep), "%s/keep.txt", outside);
     th_write(keep, "precious\n");
     /* a symlink to a directory outside, one to a file outside, a locked dir */
-    snprintf(p, sizeof(p), "%s/escape", worktree_path(wt));
+    snprintf(p, sizeof(p), "%s/escape", vcs_worktree_path(wt));
     assert_int_equal(symlink(outside, p), 0);
-    snprintf(p, sizeof(p), "%s/escape-file", worktree_path(wt));
+    snprintf(p, sizeof(p), "%s/escape-file", vcs_worktree_path(wt));
     assert_int_equal(symlink(keep, p), 0);
-    snprintf(p, sizeof(p), "%s/locked", worktree_path(wt));
+    snprintf(p, sizeof(p), "%s/locked", vcs_worktree_path(wt));
     mkdir(p, 0755);
-    snprintf(q, sizeof(q), "%s/locked/inner", worktree_path(wt));
+    snprintf(q, sizeof(q), "%s/locked/inner", vcs_worktree_path(wt));
     mkdir(q, 0755);
-    snprintf(q, sizeof(q), "%s/locked/inner/f", worktree_path(wt));
+    snprintf(q, sizeof(q), "%s/locked/inner/f", vcs_worktree_path(wt));
     th_write(q, "x");
-    snprintf(q, sizeof(q), "%s/locked/inner", worktree_path(wt));
+    snprintf(q, sizeof(q), "%s/locked/inner", vcs_worktree_path(wt));
     chmod(q, 0);
     chmod(p, 0500);
 
-    assert_int_equal(worktree_remove(wt), 0);
-    assert_false(th_exists(worktree_path(wt)));
+    assert_int_equal(vcs_worktree_remove(wt), 0);
+    assert_false(th_exists(vcs_worktree_path(wt)));
     assert_true(th_exists(keep));
     char *text = th_read(keep);
     assert_string_equal(text, "precious\n");
     free(text);
-    worktree_free(wt);
+    vcs_worktree_free(wt);
     /* removing what is already gone is fine */
     assert_int_equal(vcs_tree_remove(p), 0);
     assert_int_equal(vcs_tree_remove("/"), FARM_EINVALID);
@@ -567,10 +568,10 @@ static void worktree_special_entries(void **state)
     assert_int_equal(TH_GIT(f->src, "update-index", "--add", "--cacheinfo", cacheinfo), 0);
     assert_int_equal(TH_GIT(f->src, "commit", "-q", "-m", "special"), 0);
     assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", "main"), 0);
-    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
+    assert_int_equal(vcs_mirror_fetch(f->m, &f->r), 0);
 
-    worktree *wt = wt_make(f, "special", "farm/11-special");
-    const char *w = worktree_path(wt);
+    vcs_worktree *wt = wt_make(f, "special", "farm/11-special");
+    const char *w = vcs_worktree_path(wt);
     struct stat st;
     snprintf(p, sizeof(p), "%s/run.sh", w);
     assert_int_equal(lstat(p, &st), 0);
@@ -596,9 +597,9 @@ static void worktree_special_entries(void **state)
     /* and they survive a commit unchanged */
     worktree_commit_result res;
     worktree_commit_opts o = bot("nothing");
-    assert_int_equal(worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), 0);
     assert_int_equal(res.empty, 1);
-    worktree_free(wt);
+    vcs_worktree_free(wt);
 }
 
 /* Enough files that the checkout shares them out among threads: every
@@ -625,27 +626,27 @@ static void worktree_many_files(void **state)
     assert_int_equal(TH_GIT(f->src, "add", "-A"), 0);
     assert_int_equal(TH_GIT(f->src, "commit", "-q", "-m", "many"), 0);
     assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", "main"), 0);
-    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
-    worktree *wt = wt_make(f, "many", "farm/21-many");
+    assert_int_equal(vcs_mirror_fetch(f->m, &f->r), 0);
+    vcs_worktree *wt = wt_make(f, "many", "farm/21-many");
     for (int i = 0; i < 700; i += 37) {
-        snprintf(p, sizeof(p), "%s/many/d%d/f%03d.txt", worktree_path(wt), i % 7, i);
+        snprintf(p, sizeof(p), "%s/many/d%d/f%03d.txt", vcs_worktree_path(wt), i % 7, i);
         char *t = th_read(p);
         snprintf(text, sizeof(text), "file %d\n", i);
         assert_non_null(t);
         assert_string_equal(t, text);
         free(t);
     }
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "status", "--porcelain"), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "status", "--porcelain"), 0);
     assert_string_equal(out, "");
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "ls-files", "-s", "many/d0"),
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "ls-files", "-s", "many/d0"),
                      0);
     assert_non_null(strstr(out, "100755"));
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), NULL, "-C", worktree_path(wt), "ls-files"), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), NULL, "-C", vcs_worktree_path(wt), "ls-files"), 0);
     int lines = 0;
     for (char *q = out; *q; q++)
         lines += *q == '\n';
     assert_true(lines > 100); /* truncated at the buffer, but plenty */
-    worktree_free(wt);
+    vcs_worktree_free(wt);
 }
 
 /* A tree with .gitattributes gets libgit2's filters (eol=crlf here). */
@@ -658,16 +659,16 @@ static void worktree_applies_attributes(void **state)
     assert_int_equal(TH_GIT(f->src, "add", ".gitattributes"), 0);
     assert_int_equal(TH_GIT(f->src, "commit", "-q", "-m", "attributes"), 0);
     assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", "main"), 0);
-    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
-    worktree *wt = wt_make(f, "attrs", "farm/12-attrs");
-    snprintf(p, sizeof(p), "%s/docs/a.txt", worktree_path(wt));
+    assert_int_equal(vcs_mirror_fetch(f->m, &f->r), 0);
+    vcs_worktree *wt = wt_make(f, "attrs", "farm/12-attrs");
+    snprintf(p, sizeof(p), "%s/docs/a.txt", vcs_worktree_path(wt));
     char *text = th_read(p);
     assert_non_null(text);
     assert_string_equal(text, "one\r\ntwo\r\nthree\r\n");
     free(text);
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "status", "--porcelain"), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "status", "--porcelain"), 0);
     assert_string_equal(out, "");
-    worktree_free(wt);
+    vcs_worktree_free(wt);
 }
 
 /* Write a raw tree object (entries "mode name\0<20 bytes>") into repo;
@@ -728,7 +729,7 @@ static void worktree_duplicate_names_fail_cleanly(void **state)
         0);
     th_chomp(commit);
     assert_int_equal(TH_GIT(NULL, "-C", f->remote, "update-ref", "refs/heads/dup", commit), 0);
-    if (mirror_fetch(f->m, &f->r) != 0) { /* refused at fetch: fine too */
+    if (vcs_mirror_fetch(f->m, &f->r) != 0) { /* refused at fetch: fine too */
         if (getenv("FARM_TEST_VERBOSE"))
             fprintf(stderr, "    dup: fetch: %s\n", farm_error_last());
         return;
@@ -739,8 +740,8 @@ static void worktree_duplicate_names_fail_cleanly(void **state)
     o.path = path;
     o.branch = "farm/22-dup";
     o.base = "dup";
-    worktree *wt = NULL;
-    assert_int_equal(worktree_create(&wt, f->m, &o), FARM_EIO);
+    vcs_worktree *wt = NULL;
+    assert_int_equal(vcs_worktree_create(&wt, f->m, &o), FARM_EIO);
     if (getenv("FARM_TEST_VERBOSE"))
         fprintf(stderr, "    dup: %s\n", farm_error_last());
     assert_non_null(strstr(farm_error_last(), "f123"));
@@ -768,7 +769,7 @@ static void worktree_refuses_hostile_tree(void **state)
                          0);
         th_chomp(commit);
         assert_int_equal(TH_GIT(NULL, "-C", f->remote, "update-ref", "refs/heads/evil", commit), 0);
-        int rc = mirror_fetch(f->m, &f->r);
+        int rc = vcs_mirror_fetch(f->m, &f->r);
         if (rc != 0) { /* refusing the objects at fetch time is fine too */
             if (getenv("FARM_TEST_VERBOSE"))
                 fprintf(stderr, "    %s: fetch: %s\n", names[i], farm_error_last());
@@ -780,8 +781,8 @@ static void worktree_refuses_hostile_tree(void **state)
         o.path = path;
         o.branch = "farm/13-evil";
         o.base = "evil";
-        worktree *wt = NULL;
-        assert_true(worktree_create(&wt, f->m, &o) < 0);
+        vcs_worktree *wt = NULL;
+        assert_true(vcs_worktree_create(&wt, f->m, &o) < 0);
         if (getenv("FARM_TEST_VERBOSE"))
             fprintf(stderr, "    %s: %s\n", names[i], farm_error_last());
         assert_null(wt);
@@ -796,18 +797,18 @@ static void worktree_refuses_hostile_tree(void **state)
 static void worktree_warm_slot_adopted(void **state)
 {
     fx *f = *state;
-    worktree *wt = wt_make(f, "warm-1", "farm-warm/warm-1");
+    vcs_worktree *wt = wt_make(f, "warm-1", "farm-warm/warm-1");
     char start[VCS_OID_HEXSZ], moved[PATH_MAX], out[1024];
-    memcpy(start, worktree_start(wt), sizeof(start));
+    memcpy(start, vcs_worktree_start(wt), sizeof(start));
     snprintf(moved, sizeof(moved), "%s/wt/session-42", f->dir);
-    assert_int_equal(rename(worktree_path(wt), moved), 0);
-    worktree_free(wt);
+    assert_int_equal(rename(vcs_worktree_path(wt), moved), 0);
+    vcs_worktree_free(wt);
     wt = NULL;
 
-    assert_int_equal(worktree_open(&wt, f->m, moved, "farm-warm/warm-1", start, start), 0);
-    assert_int_equal(worktree_branch_switch(wt, "farm/42-answer"), 0);
-    assert_string_equal(worktree_branch(wt), "farm/42-answer");
-    assert_int_equal(worktree_branch_switch(wt, "bad..name"), FARM_EINVALID);
+    assert_int_equal(vcs_worktree_open(&wt, f->m, moved, "farm-warm/warm-1", start, start), 0);
+    assert_int_equal(vcs_worktree_branch_switch(wt, "farm/42-answer"), 0);
+    assert_string_equal(vcs_worktree_branch(wt), "farm/42-answer");
+    assert_int_equal(vcs_worktree_branch_switch(wt, "bad..name"), FARM_EINVALID);
     assert_int_equal(TH_GIT_OUT(out, sizeof(out), moved, "branch", "--format=%(refname:short)"), 0);
     assert_string_equal(out, "farm/42-answer\n");
     assert_int_equal(TH_GIT_OUT(out, sizeof(out), moved, "status", "--porcelain", "--branch"), 0);
@@ -818,14 +819,14 @@ static void worktree_warm_slot_adopted(void **state)
     th_write(p, "42\n");
     worktree_commit_result res;
     worktree_commit_opts o = bot("answer");
-    assert_int_equal(worktree_commit(&res, wt, &o), 0);
-    assert_int_equal(worktree_push(wt, &f->r, NULL), 0);
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, NULL), 0);
     char got[64];
     th_rev(got, f->remote, "refs/heads/farm/42-answer");
     assert_string_equal(got, res.oid);
     th_rev(got, f->remote, "refs/heads/farm-warm/warm-1");
     assert_string_equal(got, "");
-    worktree_free(wt);
+    vcs_worktree_free(wt);
 }
 
 /* ---- commit ---- */
@@ -833,10 +834,10 @@ static void worktree_warm_slot_adopted(void **state)
 static void commit_records_every_change(void **state)
 {
     fx *f = *state;
-    worktree *wt = wt_make(f, "c", "farm/5-change");
+    vcs_worktree *wt = wt_make(f, "c", "farm/5-change");
     char p[PATH_MAX], out[8192], start[VCS_OID_HEXSZ];
-    memcpy(start, worktree_head(wt), sizeof(start));
-    const char *w = worktree_path(wt);
+    memcpy(start, vcs_worktree_head(wt), sizeof(start));
+    const char *w = vcs_worktree_path(wt);
 
     wt_file(wt, "README.md", "# app\n\nhello, world\n"); /* modified */
     wt_file(wt, "src/new.c", "/* new */\n");             /* added */
@@ -850,11 +851,11 @@ static void commit_records_every_change(void **state)
     worktree_commit_opts o = bot("Fix the greeting\n\nCloses #5.\n\n");
     o.time_s = 1700000000;
     worktree_commit_result res;
-    assert_int_equal(worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), 0);
     assert_int_equal(res.empty, 0);
     assert_int_equal(strlen(res.oid), 40);
-    assert_string_equal(worktree_head(wt), res.oid);
-    assert_string_equal(worktree_start(wt), start);
+    assert_string_equal(vcs_worktree_head(wt), res.oid);
+    assert_string_equal(vcs_worktree_start(wt), start);
 
     /* what git sees */
     assert_int_equal(TH_GIT_OUT(out, sizeof(out), w, "log", "-1", "--format=%an <%ae>|%cn|%P|%ct"),
@@ -886,7 +887,7 @@ static void commit_records_every_change(void **state)
 
     /* diffstat from the start: 5 files; 1 + 1 + 1 added, 1 + 3 deleted */
     vcs_diffstat ds;
-    assert_int_equal(worktree_diffstat(&ds, wt), 0);
+    assert_int_equal(vcs_worktree_diffstat(&ds, wt), 0);
     assert_int_equal(ds.files, 5);
     assert_int_equal(ds.insertions, 3);
     assert_int_equal(ds.deletions, 4);
@@ -896,67 +897,67 @@ static void commit_records_every_change(void **state)
 
     /* nothing more changed: reported, not committed */
     worktree_commit_result again;
-    assert_int_equal(worktree_commit(&again, wt, &o), 0);
+    assert_int_equal(vcs_worktree_commit(&again, wt, &o), 0);
     assert_int_equal(again.empty, 1);
     assert_string_equal(again.oid, "");
-    assert_string_equal(worktree_head(wt), res.oid);
+    assert_string_equal(vcs_worktree_head(wt), res.oid);
 
     /* reattach after a "crash": the new handle carries on from the head */
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s", w);
-    worktree_free(wt);
+    vcs_worktree_free(wt);
     wt = NULL;
-    assert_int_equal(worktree_open(&wt, f->m, path, "farm/5-change", start, res.oid), 0);
+    assert_int_equal(vcs_worktree_open(&wt, f->m, path, "farm/5-change", start, res.oid), 0);
     wt_file(wt, "more.txt", "more\n");
     worktree_commit_result r2;
-    assert_int_equal(worktree_commit(&r2, wt, &o), 0);
+    assert_int_equal(vcs_worktree_commit(&r2, wt, &o), 0);
     assert_int_equal(r2.empty, 0);
     assert_int_equal(TH_GIT_OUT(out, sizeof(out), path, "log", "-1", "--format=%P"), 0);
     th_chomp(out);
     assert_string_equal(out, res.oid);
-    assert_int_equal(worktree_diffstat(&ds, wt), 0);
+    assert_int_equal(vcs_worktree_diffstat(&ds, wt), 0);
     assert_int_equal(ds.files, 6);
     vcs_diffstat_free(&ds);
-    worktree *bad = NULL;
-    assert_int_equal(worktree_open(&bad, f->m, path, "farm/5-change", start,
+    vcs_worktree *bad = NULL;
+    assert_int_equal(vcs_worktree_open(&bad, f->m, path, "farm/5-change", start,
                                    "0123456789012345678901234567890123456789"),
                      FARM_ENOTFOUND);
-    assert_int_equal(worktree_open(&bad, f->m, "/nonexistent/wt", "farm/5-change", start, start),
+    assert_int_equal(vcs_worktree_open(&bad, f->m, "/nonexistent/wt", "farm/5-change", start, start),
                      FARM_ENOTFOUND);
-    worktree_free(wt);
+    vcs_worktree_free(wt);
 }
 
 static void commit_rejects_bad_identity(void **state)
 {
     fx *f = *state;
-    worktree *wt = wt_make(f, "id", "farm/6-id");
+    vcs_worktree *wt = wt_make(f, "id", "farm/6-id");
     wt_file(wt, "x.txt", "x\n");
     worktree_commit_result res;
     worktree_commit_opts o = bot("msg");
     o.author_email = "no-at-sign";
-    assert_int_equal(worktree_commit(&res, wt, &o), FARM_EINVALID);
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), FARM_EINVALID);
     o = bot("msg");
     o.coauthor_name = "Eve <eve@evil>\nSigned-off-by: x";
-    assert_int_equal(worktree_commit(&res, wt, &o), FARM_EINVALID);
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), FARM_EINVALID);
     o = bot("");
-    assert_int_equal(worktree_commit(&res, wt, &o), FARM_EINVALID);
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), FARM_EINVALID);
     o = bot(" \n\t\n");
-    assert_int_equal(worktree_commit(&res, wt, &o), FARM_EINVALID);
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), FARM_EINVALID);
 
     /* a file over the size limit: nothing is committed, the file is named */
     char big[PATH_MAX];
-    snprintf(big, sizeof(big), "%s/big.bin", worktree_path(wt));
+    snprintf(big, sizeof(big), "%s/big.bin", vcs_worktree_path(wt));
     th_write(big, "0123456789abcdef0123456789abcdef");
     o = bot("too big");
     o.max_file_bytes = 16;
     char head[VCS_OID_HEXSZ];
-    memcpy(head, worktree_head(wt), sizeof(head));
-    assert_int_equal(worktree_commit(&res, wt, &o), FARM_ETOOBIG);
+    memcpy(head, vcs_worktree_head(wt), sizeof(head));
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), FARM_ETOOBIG);
     assert_non_null(strstr(farm_error_last(), "big.bin"));
-    assert_string_equal(worktree_head(wt), head);
+    assert_string_equal(vcs_worktree_head(wt), head);
     char out[1024];
     unlink(big);
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "status", "--porcelain"), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "status", "--porcelain"), 0);
     assert_string_equal(out, "?? x.txt\n"); /* the index was left at the head */
 
     /* too many files at once */
@@ -964,20 +965,20 @@ static void commit_rejects_bad_identity(void **state)
     wt_file(wt, "z.txt", "z\n");
     o = bot("too many");
     o.max_files = 2;
-    assert_int_equal(worktree_commit(&res, wt, &o), FARM_ETOOBIG);
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), FARM_ETOOBIG);
     assert_non_null(strstr(farm_error_last(), "more than 2 files"));
-    assert_string_equal(worktree_head(wt), head);
+    assert_string_equal(vcs_worktree_head(wt), head);
     o.max_files = 3;
-    assert_int_equal(worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), 0);
     assert_int_equal(res.empty, 0);
     wt_file(wt, "w.txt", "w\n");
     o = bot("no co-author");
     o.coauthor_name = NULL;
-    assert_int_equal(worktree_commit(&res, wt, &o), 0);
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "log", "-1", "--format=%B"),
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "log", "-1", "--format=%B"),
                      0);
     assert_string_equal(out, "no co-author\n\n");
-    worktree_free(wt);
+    vcs_worktree_free(wt);
 }
 
 /* The agent committed, switched branch, staged junk and broke the index:
@@ -986,10 +987,10 @@ static void commit_rejects_bad_identity(void **state)
 static void commit_ignores_agent_git_state(void **state)
 {
     fx *f = *state;
-    worktree *wt = wt_make(f, "agent", "farm/7-agent");
-    const char *w = worktree_path(wt);
+    vcs_worktree *wt = wt_make(f, "agent", "farm/7-agent");
+    const char *w = vcs_worktree_path(wt);
     char start[VCS_OID_HEXSZ], out[4096], p[PATH_MAX];
-    memcpy(start, worktree_head(wt), sizeof(start));
+    memcpy(start, vcs_worktree_head(wt), sizeof(start));
 
     wt_file(wt, "a.txt", "agent commit\n");
     assert_int_equal(TH_GIT(w, "add", "a.txt"), 0);
@@ -1004,7 +1005,7 @@ static void commit_ignores_agent_git_state(void **state)
 
     worktree_commit_result res;
     worktree_commit_opts o = bot("squashed");
-    assert_int_equal(worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), 0);
     assert_int_equal(TH_GIT_OUT(out, sizeof(out), w, "log", "-1", "--format=%P %s"), 0);
     th_chomp(out);
     char want[128];
@@ -1017,7 +1018,7 @@ static void commit_ignores_agent_git_state(void **state)
     assert_int_equal(TH_GIT_OUT(out, sizeof(out), w, "symbolic-ref", "--short", "HEAD"), 0);
     th_chomp(out);
     assert_string_equal(out, "farm/7-agent");
-    worktree_free(wt);
+    vcs_worktree_free(wt);
 }
 
 /* Repository-local settings that would run programs are never honoured:
@@ -1026,8 +1027,8 @@ static void commit_ignores_agent_git_state(void **state)
 static void commit_runs_no_repository_programs(void **state)
 {
     fx *f = *state;
-    worktree *wt = wt_make(f, "evil", "farm/8-evil");
-    const char *w = worktree_path(wt);
+    vcs_worktree *wt = wt_make(f, "evil", "farm/8-evil");
+    const char *w = vcs_worktree_path(wt);
     char marker[PATH_MAX], script[PATH_MAX], p[PATH_MAX], cfg[PATH_MAX * 2];
     snprintf(marker, sizeof(marker), "%s/PWNED", f->dir);
     snprintf(script, sizeof(script), "%s/evil.sh", f->dir);
@@ -1056,10 +1057,10 @@ static void commit_runs_no_repository_programs(void **state)
 
     worktree_commit_result res;
     worktree_commit_opts o = bot("with traps");
-    assert_int_equal(worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), 0);
     assert_int_equal(res.empty, 0);
     vcs_diffstat ds;
-    assert_int_equal(worktree_diffstat(&ds, wt), 0);
+    assert_int_equal(vcs_worktree_diffstat(&ds, wt), 0);
     vcs_diffstat_free(&ds);
     assert_false(th_exists(marker));
 
@@ -1071,7 +1072,7 @@ static void commit_runs_no_repository_programs(void **state)
         0);
     assert_string_equal(out, "raw content\n");
     assert_false(th_exists(marker));
-    worktree_free(wt);
+    vcs_worktree_free(wt);
 }
 
 /* .git replaced by a pointer to another repository, or commondir added:
@@ -1079,26 +1080,26 @@ static void commit_runs_no_repository_programs(void **state)
 static void commit_refuses_redirected_gitdir(void **state)
 {
     fx *f = *state;
-    worktree *wt = wt_make(f, "redir", "farm/9-redir");
+    vcs_worktree *wt = wt_make(f, "redir", "farm/9-redir");
     char p[PATH_MAX], text[PATH_MAX + 16];
-    snprintf(p, sizeof(p), "%s/.git/commondir", worktree_path(wt));
-    snprintf(text, sizeof(text), "%s\n", mirror_path(f->m));
+    snprintf(p, sizeof(p), "%s/.git/commondir", vcs_worktree_path(wt));
+    snprintf(text, sizeof(text), "%s\n", vcs_mirror_path(f->m));
     th_write(p, text);
     wt_file(wt, "x.txt", "x\n");
     worktree_commit_result res;
     worktree_commit_opts o = bot("x");
-    assert_int_equal(worktree_commit(&res, wt, &o), FARM_EINVALID);
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), FARM_EINVALID);
     assert_non_null(strstr(farm_error_last(), "refusing"));
     unlink(p);
 
     /* .git as a file pointing elsewhere */
     char moved[PATH_MAX], git[PATH_MAX];
-    snprintf(git, sizeof(git), "%s/.git", worktree_path(wt));
+    snprintf(git, sizeof(git), "%s/.git", vcs_worktree_path(wt));
     snprintf(moved, sizeof(moved), "%s/moved-git", f->dir);
     assert_int_equal(rename(git, moved), 0);
     snprintf(text, sizeof(text), "gitdir: %s\n", moved);
     th_write(git, text);
-    assert_int_equal(worktree_commit(&res, wt, &o), FARM_ENOTFOUND);
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), FARM_ENOTFOUND);
     unlink(git);
     assert_int_equal(rename(moved, git), 0);
 
@@ -1114,9 +1115,9 @@ static void commit_refuses_redirected_gitdir(void **state)
         snprintf(saved, sizeof(saved), "%s.saved", link);
         int had = rename(link, saved) == 0;
         assert_int_equal(symlink(outside, link), 0);
-        assert_int_equal(worktree_commit(&res, wt, &o), FARM_EINVALID);
+        assert_int_equal(vcs_worktree_commit(&res, wt, &o), FARM_EINVALID);
         assert_non_null(strstr(farm_error_last(), "symlink"));
-        assert_int_equal(worktree_push(wt, &f->r, NULL), FARM_EINVALID);
+        assert_int_equal(vcs_worktree_push(wt, &f->r, NULL), FARM_EINVALID);
         unlink(link);
         if (had)
             assert_int_equal(rename(saved, link), 0);
@@ -1128,9 +1129,9 @@ static void commit_refuses_redirected_gitdir(void **state)
     closedir(od);
     assert_int_equal(entries, 0);
 
-    assert_int_equal(worktree_commit(&res, wt, &o), 0);
-    assert_int_equal(worktree_push(wt, &f->r, NULL), 0);
-    worktree_free(wt);
+    assert_int_equal(vcs_worktree_commit(&res, wt, &o), 0);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, NULL), 0);
+    vcs_worktree_free(wt);
 }
 
 /* When the farm runs as root the sandbox may hand the worktree to another
@@ -1142,24 +1143,24 @@ static void commit_in_worktree_owned_by_sandbox_uid(void **state)
         skip();
         return;
     }
-    worktree *wt = wt_make(f, "chowned", "farm/18-chowned");
+    vcs_worktree *wt = wt_make(f, "chowned", "farm/18-chowned");
     wt_file(wt, "by-agent.txt", "agent\n");
     char uid[32];
     snprintf(uid, sizeof(uid), "%u:%u", 0x70001234u, 0x70001234u);
-    assert_int_equal(th_run(NULL, 0, NULL, TH_ARGV("chown", "-R", uid, worktree_path(wt))), 0);
+    assert_int_equal(th_run(NULL, 0, NULL, TH_ARGV("chown", "-R", uid, vcs_worktree_path(wt))), 0);
     worktree_commit_result res;
     worktree_commit_opts o = bot("chowned");
-    int rc = worktree_commit(&res, wt, &o);
+    int rc = vcs_worktree_commit(&res, wt, &o);
     if (rc)
         fprintf(stderr, "%s\n", farm_error_last());
     assert_int_equal(rc, 0);
     assert_int_equal(res.empty, 0);
-    assert_int_equal(worktree_push(wt, &f->r, NULL), 0);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, NULL), 0);
     vcs_diffstat ds;
-    assert_int_equal(worktree_diffstat(&ds, wt), 0);
+    assert_int_equal(vcs_worktree_diffstat(&ds, wt), 0);
     assert_int_equal(ds.files, 1);
     vcs_diffstat_free(&ds);
-    worktree_free(wt);
+    vcs_worktree_free(wt);
 }
 
 /* ---- push over file:// ---- */
@@ -1167,24 +1168,24 @@ static void commit_in_worktree_owned_by_sandbox_uid(void **state)
 static void push_with_lease(void **state)
 {
     fx *f = *state;
-    worktree *wt = wt_make(f, "push", "farm/10-push");
+    vcs_worktree *wt = wt_make(f, "push", "farm/10-push");
     char got[64];
     worktree_commit_result c1, c2, c3;
     worktree_commit_opts o = bot("first");
 
     wt_file(wt, "one.txt", "1\n");
-    assert_int_equal(worktree_commit(&c1, wt, &o), 0);
-    assert_int_equal(worktree_push(wt, &f->r, NULL), 0);
+    assert_int_equal(vcs_worktree_commit(&c1, wt, &o), 0);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, NULL), 0);
     th_rev(got, f->remote, "refs/heads/farm/10-push");
     assert_string_equal(got, c1.oid);
     /* a repeat of the same push (after a crash) is fine */
-    assert_int_equal(worktree_push(wt, &f->r, NULL), 0);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, NULL), 0);
 
     /* a revision: pushed against the lease */
     wt_file(wt, "two.txt", "2\n");
     o.message = "second";
-    assert_int_equal(worktree_commit(&c2, wt, &o), 0);
-    assert_int_equal(worktree_push(wt, &f->r, c1.oid), 0);
+    assert_int_equal(vcs_worktree_commit(&c2, wt, &o), 0);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, c1.oid), 0);
     th_rev(got, f->remote, "refs/heads/farm/10-push");
     assert_string_equal(got, c2.oid);
 
@@ -1203,20 +1204,20 @@ static void push_with_lease(void **state)
 
     wt_file(wt, "three.txt", "3\n");
     o.message = "third";
-    assert_int_equal(worktree_commit(&c3, wt, &o), 0);
-    assert_int_equal(worktree_push(wt, &f->r, c2.oid), FARM_ECONFLICT);
+    assert_int_equal(vcs_worktree_commit(&c3, wt, &o), 0);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, c2.oid), FARM_ECONFLICT);
     assert_non_null(strstr(farm_error_last(), "farm/10-push"));
     assert_non_null(strstr(farm_error_last(), "lease"));
     th_rev(got, f->remote, "refs/heads/farm/10-push");
     assert_string_equal(got, human);
     /* the farm thinks it has not pushed yet, but the branch exists */
-    assert_int_equal(worktree_push(wt, &f->r, NULL), FARM_ECONFLICT);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, NULL), FARM_ECONFLICT);
     /* the branch deleted upstream while the farm expected it */
     assert_int_equal(TH_GIT(other, "push", "-q", "origin", ":farm/10-push"), 0);
-    assert_int_equal(worktree_push(wt, &f->r, c2.oid), FARM_ECONFLICT);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, c2.oid), FARM_ECONFLICT);
     assert_non_null(strstr(farm_error_last(), "no longer exists"));
-    assert_int_equal(worktree_push(wt, &f->r, "nothex"), FARM_EINVALID);
-    worktree_free(wt);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, "nothex"), FARM_EINVALID);
+    vcs_worktree_free(wt);
 }
 
 int main(void)

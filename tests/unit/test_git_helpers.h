@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
-#include "vcs/git.h"
+#include "vcs/git/git.h"
 
 /* Test paths are short temp paths; snprintf truncation is not a risk here. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"

@@ -31,7 +31,7 @@ typedef struct fx {
     char data[PATH_MAX];
     char url[256];
     th_http srv;
-    mirror *m;
+    vcs_mirror *m;
     vcs_remote r;
 } fx;
 
@@ -62,7 +62,7 @@ static int setup(void **state)
     r.user = "x-access-token";
     r.token = TOKEN;
     f->r = r;
-    if (mirror_open(&f->m, f->data, "github/octo/app") != 0)
+    if (vcs_mirror_open(&f->m, f->data, "github/octo/app") != 0)
         return -1;
     *state = f;
     return 0;
@@ -72,14 +72,14 @@ static int teardown(void **state)
 {
     fx *f = *state;
     th_http_stop(&f->srv);
-    mirror_free(f->m);
+    vcs_mirror_free(f->m);
     vcs_tree_remove(f->dir);
     free(f->dir);
     free(f);
     return 0;
 }
 
-static worktree *wt_make(fx *f, const char *name, const char *branch)
+static vcs_worktree *wt_make(fx *f, const char *name, const char *branch)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/wt/%s", f->dir, name);
@@ -87,19 +87,19 @@ static worktree *wt_make(fx *f, const char *name, const char *branch)
     o.path = path;
     o.branch = branch;
     o.base = "main";
-    worktree *wt = NULL;
-    int rc = worktree_create(&wt, f->m, &o);
+    vcs_worktree *wt = NULL;
+    int rc = vcs_worktree_create(&wt, f->m, &o);
     if (rc != 0)
         fprintf(stderr, "worktree_create: %s\n", farm_error_last());
     assert_int_equal(rc, 0);
     return wt;
 }
 
-static void commit_file(worktree *wt, const char *rel, const char *text,
+static void commit_file(vcs_worktree *wt, const char *rel, const char *text,
                         worktree_commit_result *res)
 {
     char p[PATH_MAX];
-    snprintf(p, sizeof(p), "%s/%s", worktree_path(wt), rel);
+    snprintf(p, sizeof(p), "%s/%s", vcs_worktree_path(wt), rel);
     th_write(p, text);
     worktree_commit_opts o = WORKTREE_COMMIT_OPTS_INIT;
     o.message = "change";
@@ -107,7 +107,7 @@ static void commit_file(worktree *wt, const char *rel, const char *text,
     o.author_email = "bot@example.com";
     o.coauthor_name = "Ada";
     o.coauthor_email = "ada@example.com";
-    int rc = worktree_commit(res, wt, &o);
+    int rc = vcs_worktree_commit(res, wt, &o);
     if (rc != 0)
         fprintf(stderr, "worktree_commit: %s\n", farm_error_last());
     assert_int_equal(rc, 0);
@@ -125,19 +125,19 @@ static void assert_no_token_in_error(void)
 static void http_fetch_commit_push(void **state)
 {
     fx *f = *state;
-    int rc = mirror_fetch(f->m, &f->r);
+    int rc = vcs_mirror_fetch(f->m, &f->r);
     if (rc)
         fprintf(stderr, "%s\n", farm_error_last());
     assert_int_equal(rc, 0);
     char want[64], got[64];
     th_rev(want, f->remote, "refs/heads/main");
-    assert_int_equal(mirror_branch_oid(got, f->m, "main"), 0);
+    assert_int_equal(vcs_mirror_branch_oid(got, f->m, "main"), 0);
     assert_string_equal(got, want);
 
-    worktree *wt = wt_make(f, "s1", "farm/12-fix-login-typo");
+    vcs_worktree *wt = wt_make(f, "s1", "farm/12-fix-login-typo");
     worktree_commit_result c1, c2;
     commit_file(wt, "fix.txt", "fixed\n", &c1);
-    rc = worktree_push(wt, &f->r, NULL);
+    rc = vcs_worktree_push(wt, &f->r, NULL);
     if (rc)
         fprintf(stderr, "%s\n", farm_error_last());
     assert_int_equal(rc, 0);
@@ -146,7 +146,7 @@ static void http_fetch_commit_push(void **state)
 
     /* a revision on the same branch, with the lease */
     commit_file(wt, "fix.txt", "fixed better\n", &c2);
-    assert_int_equal(worktree_push(wt, &f->r, c1.oid), 0);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, c1.oid), 0);
     th_rev(got, f->remote, "refs/heads/farm/12-fix-login-typo");
     assert_string_equal(got, c2.oid);
 
@@ -159,18 +159,18 @@ static void http_fetch_commit_push(void **state)
 
     /* the token is nowhere on disk: not in the worktree (incl. .git), not
      * in the mirror, not in the data directory */
-    assert_false(th_tree_contains(worktree_path(wt), TOKEN));
+    assert_false(th_tree_contains(vcs_worktree_path(wt), TOKEN));
     assert_false(th_tree_contains(f->data, TOKEN));
     /* and the git command inside the worktree has no way to reach the remote */
     char out[1024];
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), worktree_path(wt), "remote"), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "remote"), 0);
     assert_string_equal(out, "");
 
     /* the mirror fetches the farm's branch back */
-    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
-    assert_int_equal(mirror_branch_oid(got, f->m, "farm/12-fix-login-typo"), 0);
+    assert_int_equal(vcs_mirror_fetch(f->m, &f->r), 0);
+    assert_int_equal(vcs_mirror_branch_oid(got, f->m, "farm/12-fix-login-typo"), 0);
     assert_string_equal(got, c2.oid);
-    worktree_free(wt);
+    vcs_worktree_free(wt);
 }
 
 static void http_expired_token(void **state)
@@ -178,7 +178,7 @@ static void http_expired_token(void **state)
     fx *f = *state;
     vcs_remote r = f->r;
     r.token = OLD_TOKEN;
-    assert_int_equal(mirror_fetch(f->m, &r), FARM_EAUTH);
+    assert_int_equal(vcs_mirror_fetch(f->m, &r), FARM_EAUTH);
     assert_non_null(strstr(farm_error_last(), "octo/app"));
     assert_non_null(strstr(farm_error_last(), "refused"));
     assert_no_token_in_error();
@@ -193,7 +193,7 @@ static void http_expired_token(void **state)
 
     /* with no token at all */
     r.token = NULL;
-    assert_int_equal(mirror_fetch(f->m, &r), FARM_EAUTH);
+    assert_int_equal(vcs_mirror_fetch(f->m, &r), FARM_EAUTH);
     assert_non_null(strstr(farm_error_last(), "no token"));
 }
 
@@ -201,12 +201,12 @@ static void http_expired_token(void **state)
 static void http_token_expires_before_push(void **state)
 {
     fx *f = *state;
-    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
-    worktree *wt = wt_make(f, "s2", "farm/13-x");
+    assert_int_equal(vcs_mirror_fetch(f->m, &f->r), 0);
+    vcs_worktree *wt = wt_make(f, "s2", "farm/13-x");
     worktree_commit_result c;
     commit_file(wt, "a.txt", "a\n", &c);
     th_write(f->tokens, "ghs_rotatedToSomethingElse\n");
-    assert_int_equal(worktree_push(wt, &f->r, NULL), FARM_EAUTH);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, NULL), FARM_EAUTH);
     assert_non_null(strstr(farm_error_last(), "push"));
     assert_non_null(strstr(farm_error_last(), "octo/app"));
     assert_no_token_in_error();
@@ -215,9 +215,9 @@ static void http_token_expires_before_push(void **state)
     assert_string_equal(got, "");
     /* a fresh token works again */
     th_write(f->tokens, TOKEN "\n");
-    assert_int_equal(worktree_push(wt, &f->r, NULL), 0);
-    assert_false(th_tree_contains(worktree_path(wt), TOKEN));
-    worktree_free(wt);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, NULL), 0);
+    assert_false(th_tree_contains(vcs_worktree_path(wt), TOKEN));
+    vcs_worktree_free(wt);
 }
 
 /* The lease holds but the server refuses: receive.denyNonFastForwards, and
@@ -225,18 +225,18 @@ static void http_token_expires_before_push(void **state)
 static void http_server_rejects_push(void **state)
 {
     fx *f = *state;
-    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
-    worktree *wt = wt_make(f, "s3", "farm/14-x");
+    assert_int_equal(vcs_mirror_fetch(f->m, &f->r), 0);
+    vcs_worktree *wt = wt_make(f, "s3", "farm/14-x");
     worktree_commit_result c1, c2;
     commit_file(wt, "a.txt", "a\n", &c1);
-    assert_int_equal(worktree_push(wt, &f->r, NULL), 0);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, NULL), 0);
 
     /* a second worktree starts again from main: not a descendant of c1 */
-    worktree *wt2 = wt_make(f, "s3b", "farm/14-x");
+    vcs_worktree *wt2 = wt_make(f, "s3b", "farm/14-x");
     commit_file(wt2, "b.txt", "b\n", &c2);
     assert_int_equal(TH_GIT(NULL, "-C", f->remote, "config", "receive.denyNonFastForwards", "true"),
                      0);
-    int rc = worktree_push(wt2, &f->r, c1.oid);
+    int rc = vcs_worktree_push(wt2, &f->r, c1.oid);
     assert_int_equal(rc, FARM_ECONFLICT);
     assert_non_null(strstr(farm_error_last(), "farm/14-x"));
     assert_no_token_in_error();
@@ -247,7 +247,7 @@ static void http_server_rejects_push(void **state)
     /* without that setting the forced push under the lease goes through */
     assert_int_equal(
         TH_GIT(NULL, "-C", f->remote, "config", "--unset", "receive.denyNonFastForwards"), 0);
-    assert_int_equal(worktree_push(wt2, &f->r, c1.oid), 0);
+    assert_int_equal(vcs_worktree_push(wt2, &f->r, c1.oid), 0);
     th_rev(got, f->remote, "refs/heads/farm/14-x");
     assert_string_equal(got, c2.oid);
 
@@ -258,12 +258,12 @@ static void http_server_rejects_push(void **state)
     chmod(hook, 0755);
     worktree_commit_result c3;
     commit_file(wt2, "c.txt", "c\n", &c3);
-    assert_int_equal(worktree_push(wt2, &f->r, c2.oid), FARM_ECONFLICT);
+    assert_int_equal(vcs_worktree_push(wt2, &f->r, c2.oid), FARM_ECONFLICT);
     assert_non_null(strstr(farm_error_last(), "rejected"));
     th_rev(got, f->remote, "refs/heads/farm/14-x");
     assert_string_equal(got, c2.oid);
-    worktree_free(wt);
-    worktree_free(wt2);
+    vcs_worktree_free(wt);
+    vcs_worktree_free(wt2);
 }
 
 static void http_missing_repository(void **state)
@@ -274,27 +274,27 @@ static void http_missing_repository(void **state)
     vcs_remote r = f->r;
     r.url = url;
     r.name = "octo/nope";
-    int rc = mirror_fetch(f->m, &r);
+    int rc = vcs_mirror_fetch(f->m, &r);
     assert_int_equal(rc, FARM_ENOTFOUND);
     assert_non_null(strstr(farm_error_last(), "octo/nope"));
     assert_no_token_in_error();
 
     /* pushing there is the same error */
-    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
-    worktree *wt = wt_make(f, "nope", "farm/20-nope");
+    assert_int_equal(vcs_mirror_fetch(f->m, &f->r), 0);
+    vcs_worktree *wt = wt_make(f, "nope", "farm/20-nope");
     worktree_commit_result c;
     commit_file(wt, "n.txt", "n\n", &c);
-    assert_int_equal(worktree_push(wt, &r, NULL), FARM_ENOTFOUND);
+    assert_int_equal(vcs_worktree_push(wt, &r, NULL), FARM_ENOTFOUND);
     assert_non_null(strstr(farm_error_last(), "octo/nope"));
     assert_no_token_in_error();
-    worktree_free(wt);
+    vcs_worktree_free(wt);
 
     /* nothing listening at all */
     snprintf(url, sizeof(url), "http://127.0.0.1:1/app.git");
-    assert_int_equal(mirror_fetch(f->m, &r), FARM_EIO);
+    assert_int_equal(vcs_mirror_fetch(f->m, &r), FARM_EIO);
     /* credentials in the URL never reach a message */
     snprintf(url, sizeof(url), "http://someone:%s@127.0.0.1:1/app.git", TOKEN);
-    assert_true(mirror_fetch(f->m, &r) < 0);
+    assert_true(vcs_mirror_fetch(f->m, &r) < 0);
     assert_no_token_in_error();
 }
 
@@ -304,9 +304,9 @@ static void http_cancelled(void **state)
     volatile int cancel = 1;
     vcs_remote r = f->r;
     r.cancel = &cancel;
-    assert_int_equal(mirror_fetch(f->m, &r), FARM_ECANCELLED);
+    assert_int_equal(vcs_mirror_fetch(f->m, &r), FARM_ECANCELLED);
     cancel = 0;
-    assert_int_equal(mirror_fetch(f->m, &r), 0);
+    assert_int_equal(vcs_mirror_fetch(f->m, &r), 0);
 }
 
 /* A remote that takes the connection and never answers: the stall
@@ -327,20 +327,20 @@ static void http_stalled_remote(void **state)
     r.stall_timeout_s = 1;
 
     int64_t t0 = clock_mono_ms();
-    assert_int_equal(mirror_fetch(f->m, &r), FARM_ETIMEOUT);
+    assert_int_equal(vcs_mirror_fetch(f->m, &r), FARM_ETIMEOUT);
     int64_t took = clock_mono_ms() - t0;
     assert_true(took >= 900 && took < 15000);
     assert_non_null(strstr(farm_error_last(), "stalled"));
     assert_no_token_in_error();
 
     /* the lock was released: a fetch from the real remote goes through */
-    assert_int_equal(mirror_fetch(f->m, &f->r), 0);
-    worktree *wt = wt_make(f, "stall", "farm/15-stall");
+    assert_int_equal(vcs_mirror_fetch(f->m, &f->r), 0);
+    vcs_worktree *wt = wt_make(f, "stall", "farm/15-stall");
     worktree_commit_result c;
     commit_file(wt, "s.txt", "s\n", &c);
-    assert_int_equal(worktree_push(wt, &r, NULL), FARM_ETIMEOUT);
-    assert_int_equal(worktree_push(wt, &f->r, NULL), 0);
-    worktree_free(wt);
+    assert_int_equal(vcs_worktree_push(wt, &r, NULL), FARM_ETIMEOUT);
+    assert_int_equal(vcs_worktree_push(wt, &f->r, NULL), 0);
+    vcs_worktree_free(wt);
     close(s);
 }
 

@@ -16,7 +16,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/http.h"
-#include "vcs/tracker.h"
+#include "vcs/tracker/tracker.h"
 
 #include <jansson.h>
 #include <openssl/evp.h>

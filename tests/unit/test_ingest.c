@@ -13,11 +13,11 @@
 
 #include "base/error.h"
 #include "base/log.h"
-#include "farm/config.h"
+#include "farm/config/config.h"
 #include "farm/farm.h"
-#include "farm/ingest.h"
-#include "farm/store.h"
-#include "farm/store_internal.h"
+#include "farm/intake/ingest.h"
+#include "farm/store/store.h"
+#include "farm/store/store_internal.h"
 
 #include <ftw.h>
 #include <pthread.h>

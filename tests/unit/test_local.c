@@ -13,12 +13,12 @@
 #include <cmocka.h>
 
 #include "base/error.h"
-#include "farm/config.h"
+#include "farm/config/config.h"
 #include "farm/farm.h"
-#include "farm/ingest.h"
-#include "farm/store_local.h"
-#include "vcs/local.h"
-#include "vcs/tracker.h"
+#include "farm/intake/ingest.h"
+#include "farm/store/store_local.h"
+#include "vcs/tracker/local.h"
+#include "vcs/tracker/tracker.h"
 
 #include <pthread.h>
 #include <stdio.h>

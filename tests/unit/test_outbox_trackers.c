@@ -14,14 +14,14 @@
 
 #include "test_outbox_helpers.h"
 
-#include "farm/store_local.h"
-#include "vcs/azure.h"
+#include "farm/store/store_local.h"
+#include "vcs/tracker/azure.h"
 
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
-#include "vcs/local.h"
+#include "vcs/tracker/local.h"
 
 #define AZ_PAT "azure-outbox-test-pat"
 #define AZ_BOT "farm@example.com"

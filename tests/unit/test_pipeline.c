@@ -20,18 +20,18 @@
 
 #include "base/clock.h"
 #include "base/error.h"
-#include "farm/config.h"
+#include "farm/config/config.h"
 #include "farm/farm.h"
-#include "farm/ingest.h"
-#include "farm/outbox.h"
-#include "farm/pipeline.h"
-#include "farm/pipeline_internal.h"
-#include "farm/store.h"
-#include "farm/store_local.h"
-#include "farm/store_outbox.h"
-#include "farm/store_run.h"
+#include "farm/intake/ingest.h"
+#include "farm/report/outbox.h"
+#include "farm/run/pipeline.h"
+#include "farm/run/pipeline_internal.h"
+#include "farm/store/store.h"
+#include "farm/store/store_local.h"
+#include "farm/store/store_outbox.h"
+#include "farm/store/store_run.h"
 #include "sandbox/sandbox.h"
-#include "vcs/event.h"
+#include "vcs/tracker/event.h"
 
 #include <jansson.h>
 #include <pthread.h>

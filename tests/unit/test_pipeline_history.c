@@ -1,6 +1,6 @@
 /*
  * test_pipeline_history.c - the session-history digest every run's prompt
- * carries (farm/history.c): earlier runs with their outcome, tests and
+ * carries (farm/run/history.c): earlier runs with their outcome, tests and
  * commit, questions and answers, reviews and messages, in log order;
  * quoted text flattened and cut; the whole digest capped; output lines and
  * other noise left out; nothing at all for a first run.
@@ -12,8 +12,8 @@
 #include <cmocka.h>
 
 #include "base/error.h"
-#include "farm/history.h"
-#include "farm/store.h"
+#include "farm/run/history.h"
+#include "farm/store/store.h"
 
 #include <ftw.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * test_report.c - the status and milestone comments (farm/report.c): what
+ * test_report.c - the status and milestone comments (farm/report/report.c): what
  * they say for each state and milestone, the session link, elapsed time,
  * the failure's last lines in a collapsed block, and that quoted text
  * (titles, output, questions) cannot break out: no HTML comment, no farm
@@ -12,9 +12,9 @@
 #include <cmocka.h>
 
 #include "base/error.h"
-#include "farm/outbox.h"
-#include "farm/report.h"
-#include "vcs/tracker.h"
+#include "farm/report/outbox.h"
+#include "farm/report/report.h"
+#include "vcs/tracker/tracker.h"
 
 #include <stdio.h>
 #include <stdlib.h>

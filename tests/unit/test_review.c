@@ -16,12 +16,13 @@
 
 #include "base/clock.h"
 #include "base/error.h"
-#include "farm/config.h"
+#include "farm/config/config.h"
 #include "farm/farm.h"
-#include "farm/ingest.h"
-#include "farm/review.h"
-#include "farm/store.h"
-#include "farm/store_internal.h"
+#include "farm/intake/ingest.h"
+#include "farm/intake/review.h"
+#include "farm/report/review_replies.h"
+#include "farm/store/store.h"
+#include "farm/store/store_internal.h"
 
 #include <ftw.h>
 #include <stdio.h>

@@ -311,7 +311,7 @@ static void binds_are_bound_as_asked(void **state)
     (void)state;
     char *out = make_dir(), *ro = make_dir();
     /* read-only binds are the caller's to make readable; writable ones are
-     * granted to the run's uid like the worktree */
+     * granted to the run's uid like the vcs_worktree */
     assert_int_equal(chmod(ro, 0755), 0);
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/given", ro);

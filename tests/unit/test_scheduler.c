@@ -15,13 +15,13 @@
 
 #include "base/clock.h"
 #include "base/error.h"
-#include "farm/config.h"
+#include "farm/config/config.h"
 #include "farm/farm.h"
-#include "farm/scaling.h"
-#include "farm/scheduler.h"
-#include "farm/store.h"
-#include "farm/store_internal.h"
-#include "farm/store_job.h"
+#include "farm/sched/scaling.h"
+#include "farm/sched/scheduler.h"
+#include "farm/store/store.h"
+#include "farm/store/store_internal.h"
+#include "farm/store/store_job.h"
 
 #include <ftw.h>
 #include <pthread.h>

@@ -14,8 +14,8 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
-#include "farm/store.h"
-#include "farm/store_internal.h"
+#include "farm/store/store.h"
+#include "farm/store/store_internal.h"
 
 #include <ftw.h>
 #include <pthread.h>

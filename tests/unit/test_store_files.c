@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "farm/store.h"
+#include "farm/store/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>

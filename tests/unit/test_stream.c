@@ -14,9 +14,9 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/error.h"
-#include "farm/store.h"
-#include "farm/stream.h"
-#include "farm/stream_internal.h"
+#include "farm/store/store.h"
+#include "farm/stream/stream.h"
+#include "farm/stream/stream_internal.h"
 
 #include <jansson.h>
 #include <pthread.h>

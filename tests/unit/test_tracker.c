@@ -11,7 +11,7 @@
 
 #include "base/buf.h"
 #include "base/error.h"
-#include "vcs/tracker.h"
+#include "vcs/tracker/tracker.h"
 
 #include <stdio.h>
 #include <stdlib.h>

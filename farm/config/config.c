@@ -1,0 +1,885 @@
+/*
+ * config.c - reading and checking the farm's config file (see config.h).
+ *
+ * One pass over the JSON fills the config with every key's value or its
+ * default and collects every problem on the way, named by the key's path;
+ * then the checks that span keys (a repository's tracker section, unique
+ * names, scaling bounds). The embedded defaults are the same pass over "{}".
+ */
+#include "config.h"
+#include "config_check.h"
+
+#include "base/error.h"
+#include "base/strv.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define CONFIG_FILE_MAX (4u << 20)
+#define ERRORS_MAX      (64 * 1024)
+
+static const char *const top_keys[] = {
+    "listen",  "data_dir", "public_url", "log_level", "github", "azure",
+    "scaling", "sandbox",  "agent",      "tokens",    "repos",  "max_body_bytes",
+    "budgets", "bot",      "digest",     "review",    NULL};
+static const char *const github_keys[] = {
+    "api_url", "token", "app_id", "app_private_key", "webhook_secret", "bot_login", NULL};
+static const char *const azure_keys[] = {"org_url",        "token",
+                                         "webhook_user",   "webhook_password",
+                                         "webhook_header", "webhook_header_secret",
+                                         "bot_name",       NULL};
+static const char *const scaling_keys[] = {"max_agents", "max_per_repo", "min_warm",
+                                           "idle_timeout_s", NULL};
+static const char *const sandbox_keys[] = {"mode",           "network",   "setup_network",
+                                           "allow_hosts",    "memory_mb", "pids",
+                                           "wall_timeout_s", "disk_mb",   NULL};
+static const char *const agent_keys[] = {"preset",      "command", "api_key",
+                                         "api_key_env", "model",   NULL};
+static const char *const budget_keys[] = {"run_wall_s", "max_runs", "partial_margin_s", NULL};
+static const char *const bot_keys[] = {"name", "email", NULL};
+static const char *const review_keys[] = {"debounce_s", NULL};
+static const char *const digest_keys[] = {"tracker", "repo", "issue", "hour_utc", NULL};
+static const char *const token_keys[] = {"name", "token", "role", NULL};
+static const char *const repo_keys[] = {
+    "name",      "tracker",        "clone_url", "base_branch",   "setup",
+    "test",      "max_fix_rounds", "trigger",   "azure_project", "azure_area_path",
+    "azure_tag", "allowed_actors", NULL};
+static const char *const trigger_keys[] = {"label", "assignee", "mention", "on_open", NULL};
+
+static const char *const trackers[] = {"github", "azure", "local", NULL};
+static const char *const roles[] = {"viewer", "member", "admin", NULL};
+static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const modes[] = {"bwrap", "unsafe-none", NULL};
+static const char *const networks[] = {"none", "allowlist", NULL};
+static const char *const presets[] = {"auto",     "claude",  "codex", "aider",
+                                      "opencode", "standin", NULL};
+
+/* ---- small checks ------------------------------------------------------- */
+
+static int is_http_url(const char *s)
+{
+    return s && (!strncmp(s, "http://", 7) || !strncmp(s, "https://", 8)) &&
+           s[strncmp(s, "https://", 8) ? 7 : 8] != '\0';
+}
+
+static void strip_trailing_slash(char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    while (n > 0 && s[n - 1] == '/' && !(n >= 3 && s[n - 2] == '/' && s[n - 3] == ':'))
+        s[--n] = '\0';
+}
+
+/* host:port, [v6]:port. host is copied without brackets. */
+static int listen_split(const char *listen, char *host, size_t hostlen, int *port)
+{
+    const char *colon, *h = listen;
+    size_t hl;
+    char *end;
+
+    if (!listen || !*listen)
+        return FARM_EINVALID;
+    if (*listen == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':')
+            return FARM_EINVALID;
+        h = listen + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon || strchr(listen, ':') != colon)
+            return FARM_EINVALID;
+        hl = (size_t)(colon - listen);
+    }
+    if (hl == 0 || hl >= hostlen)
+        return FARM_EINVALID;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno || *end || end == colon + 1 || p < 0 || p > 65535 ||
+        !isdigit((unsigned char)colon[1]))
+        return FARM_EINVALID;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+int config_listen_split(const config *c, char *host, size_t hostlen, int *port)
+{
+    if (listen_split(c->listen, host, hostlen, port)) {
+        farm_error_set("listen: expected HOST:PORT (\"127.0.0.1:8080\", \"[::1]:8080\"), got "
+                       "\"%s\"",
+                       c->listen ? c->listen : "");
+        return FARM_EINVALID;
+    }
+    return 0;
+}
+
+static int host_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (!strcasecmp(host, "localhost"))
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return 0;
+}
+
+int config_listen_is_loopback(const config *c)
+{
+    char host[256];
+    int port;
+    return listen_split(c->listen, host, sizeof(host), &port) == 0 && host_is_loopback(host);
+}
+
+/* A git branch name a person would write: no spaces, control characters,
+ * "..", or the characters git refuses. */
+static int branch_ok(const char *b)
+{
+    if (!b || !*b || *b == '-' || *b == '/' || strstr(b, "..") || strstr(b, "//") ||
+        strstr(b, "@{") || b[strlen(b) - 1] == '/' || b[strlen(b) - 1] == '.')
+        return 0;
+    for (const char *p = b; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f || strchr("~^:?*[\\", *p))
+            return 0;
+    return 1;
+}
+
+static int login_ok(const char *s)
+{
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("-_.[]", *s))
+            return 0;
+    return 1;
+}
+
+/* host, *.host, host:port, with only DNS characters. */
+static int host_pattern_ok(const char *s)
+{
+    const char *p = s;
+    if (!strncmp(p, "*.", 2))
+        p += 2;
+    if (!*p || strlen(s) > 260)
+        return 0;
+    const char *colon = strchr(p, ':');
+    for (const char *q = p; *q && q != colon; q++)
+        if (!isalnum((unsigned char)*q) && *q != '-' && *q != '.')
+            return 0;
+    if (colon) {
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (*end || end == colon + 1 || port < 1 || port > 65535)
+            return 0;
+    }
+    return 1;
+}
+
+static int count_char(const char *s, char ch)
+{
+    int n = 0;
+    for (; s && *s; s++)
+        n += *s == ch;
+    return n;
+}
+
+/* ---- sections ------------------------------------------------------------- */
+
+static void load_github(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "github";
+    long long app_id;
+
+    cfg->github.enabled = 1;
+    cc_unknown_keys(c, o, p, github_keys);
+    cc_string(c, o, p, "api_url", &cfg->github.api_url, "https://api.github.com", 0);
+    if (cfg->github.api_url && !is_http_url(cfg->github.api_url))
+        cc_error(c, "github.api_url", "expected an http:// or https:// URL");
+    strip_trailing_slash(cfg->github.api_url);
+    cc_secret(c, o, p, "token", &cfg->github.token, 0);
+    cc_int(c, o, p, "app_id", &app_id, 0, 1, 1LL << 53);
+    cfg->github.app_id = app_id;
+    cc_secret(c, o, p, "app_private_key", &cfg->github.app_private_key, 0);
+    if (json_object_get(o, "app_id") && !json_object_get(o, "app_private_key"))
+        cc_error(c, "github.app_private_key", "required with github.app_id");
+    if (json_object_get(o, "app_private_key") && !json_object_get(o, "app_id"))
+        cc_error(c, "github.app_id", "required with github.app_private_key");
+    cc_secret(c, o, p, "webhook_secret", &cfg->github.webhook_secret, 0);
+    cc_string(c, o, p, "bot_login", &cfg->github.bot_login, "farm-bot", 0);
+    if (cfg->github.bot_login && !login_ok(cfg->github.bot_login))
+        cc_error(c, "github.bot_login", "not a GitHub login (\"%s\")", cfg->github.bot_login);
+}
+
+static void load_azure(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "azure";
+
+    cfg->azure.enabled = 1;
+    cc_unknown_keys(c, o, p, azure_keys);
+    cc_string(c, o, p, "org_url", &cfg->azure.org_url, NULL, 1);
+    if (cfg->azure.org_url && !is_http_url(cfg->azure.org_url))
+        cc_error(c, "azure.org_url", "expected an http:// or https:// URL");
+    strip_trailing_slash(cfg->azure.org_url);
+    cc_secret(c, o, p, "token", &cfg->azure.token, 0);
+    cc_string(c, o, p, "webhook_user", &cfg->azure.webhook_user, NULL, 0);
+    cc_secret(c, o, p, "webhook_password", &cfg->azure.webhook_password, 0);
+    if (json_object_get(o, "webhook_user") && !json_object_get(o, "webhook_password"))
+        cc_error(c, "azure.webhook_password", "required with azure.webhook_user");
+    if (json_object_get(o, "webhook_password") && !json_object_get(o, "webhook_user"))
+        cc_error(c, "azure.webhook_user", "required with azure.webhook_password");
+    cc_string(c, o, p, "webhook_header", &cfg->azure.webhook_header, NULL, 0);
+    cc_secret(c, o, p, "webhook_header_secret", &cfg->azure.webhook_header_secret, 0);
+    if (json_object_get(o, "webhook_header") && !json_object_get(o, "webhook_header_secret"))
+        cc_error(c, "azure.webhook_header_secret", "required with azure.webhook_header");
+    if (json_object_get(o, "webhook_header_secret") && !json_object_get(o, "webhook_header"))
+        cc_error(c, "azure.webhook_header", "required with azure.webhook_header_secret");
+    if (cfg->azure.webhook_header) {
+        for (const char *q = cfg->azure.webhook_header; *q; q++)
+            if (!isalnum((unsigned char)*q) && *q != '-' && *q != '_') {
+                cc_error(c, "azure.webhook_header", "not an HTTP header name");
+                break;
+            }
+    }
+    cc_string(c, o, p, "bot_name", &cfg->azure.bot_name, NULL, 0);
+}
+
+static void load_scaling(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "scaling";
+    long long v;
+
+    if (o)
+        cc_unknown_keys(c, o, p, scaling_keys);
+    cc_int(c, o, p, "max_agents", &v, 4, 1, 256);
+    cfg->scaling.max_agents = (int)v;
+    cc_int(c, o, p, "max_per_repo", &v, cfg->scaling.max_agents < 2 ? cfg->scaling.max_agents : 2,
+           1, 256);
+    cfg->scaling.max_per_repo = (int)v;
+    if (cfg->scaling.max_per_repo > cfg->scaling.max_agents)
+        cc_error(c, "scaling.max_per_repo", "must not exceed scaling.max_agents (%d)",
+                 cfg->scaling.max_agents);
+    cc_int(c, o, p, "min_warm", &v, 0, 0, 256);
+    cfg->scaling.min_warm = (int)v;
+    if (cfg->scaling.min_warm > cfg->scaling.max_agents)
+        cc_error(c, "scaling.min_warm", "must not exceed scaling.max_agents (%d)",
+                 cfg->scaling.max_agents);
+    cc_int(c, o, p, "idle_timeout_s", &v, 300, 0, 7 * 86400);
+    cfg->scaling.idle_timeout_s = (int)v;
+}
+
+static void load_sandbox(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "sandbox";
+    char ip[CONFIG_PATH_MAX];
+    long long v;
+
+    if (o)
+        cc_unknown_keys(c, o, p, sandbox_keys);
+    cc_choice(c, o, p, "mode", &cfg->sandbox.mode, "bwrap", modes);
+    cc_choice(c, o, p, "network", &cfg->sandbox.network, "none", networks);
+    cc_choice(c, o, p, "setup_network", &cfg->sandbox.setup_network,
+              cfg->sandbox.network ? cfg->sandbox.network : "none", networks);
+    cc_strings(c, o, p, "allow_hosts", &cfg->sandbox.allow_hosts, &cfg->sandbox.nallow_hosts);
+    for (size_t i = 0; i < cfg->sandbox.nallow_hosts; i++) {
+        if (!host_pattern_ok(cfg->sandbox.allow_hosts[i])) {
+            snprintf(ip, sizeof(ip), "sandbox.allow_hosts[%zu]", i);
+            cc_error(c, ip, "expected host, *.domain or host:port (got \"%s\")",
+                     cfg->sandbox.allow_hosts[i]);
+        }
+    }
+    cc_int(c, o, p, "memory_mb", &v, 4096, 64, 1 << 20);
+    cfg->sandbox.memory_mb = (int)v;
+    cc_int(c, o, p, "pids", &v, 512, 16, 1 << 20);
+    cfg->sandbox.pids = (int)v;
+    cc_int(c, o, p, "wall_timeout_s", &v, 1800, 10, 7 * 86400);
+    cfg->sandbox.wall_timeout_s = (int)v;
+    cc_int(c, o, p, "disk_mb", &v, 8192, 16, 1 << 24);
+    cfg->sandbox.disk_mb = (int)v;
+}
+
+static void load_budgets(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "budgets";
+    long long v;
+
+    if (o)
+        cc_unknown_keys(c, o, p, budget_keys);
+    cc_int(c, o, p, "run_wall_s", &v, 1800, 1, 7 * 86400);
+    cfg->budgets.run_wall_s = (int)v;
+    cc_int(c, o, p, "max_runs", &v, 5, 1, 1000);
+    cfg->budgets.max_runs = (int)v;
+    cc_int(c, o, p, "partial_margin_s", &v, 120, 0, 86400);
+    cfg->budgets.partial_margin_s = (int)v;
+    if (cfg->budgets.partial_margin_s >= cfg->budgets.run_wall_s)
+        cc_error(c, "budgets.partial_margin_s", "must be less than budgets.run_wall_s (%d)",
+                 cfg->budgets.run_wall_s);
+}
+
+/* The review loop: how long reviews and comments are gathered into one
+ * revision before it starts. */
+static void load_review(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "review";
+    long long v;
+
+    if (o)
+        cc_unknown_keys(c, o, p, review_keys);
+    cc_int(c, o, p, "debounce_s", &v, 60, 0, 86400);
+    cfg->review.debounce_s = (int)v;
+}
+
+/* The commit author: a name without newlines or angle brackets, an e-mail
+ * with one '@' and nothing git would misread. */
+static void load_bot(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "bot";
+
+    if (o)
+        cc_unknown_keys(c, o, p, bot_keys);
+    cc_string(c, o, p, "name", &cfg->bot.name, "farm-bot", 0);
+    cc_string(c, o, p, "email", &cfg->bot.email, "farm-bot@users.noreply.local", 0);
+    if (cfg->bot.name &&
+        (!*cfg->bot.name || strlen(cfg->bot.name) > 128 || strpbrk(cfg->bot.name, "<>\n\r")))
+        cc_error(c, "bot.name", "expected 1 to 128 characters without <, > or line breaks");
+    if (cfg->bot.email) {
+        const char *at = strchr(cfg->bot.email, '@');
+        if (!at || at == cfg->bot.email || !at[1] || strchr(at + 1, '@') ||
+            strlen(cfg->bot.email) > 254 || strpbrk(cfg->bot.email, "<> \t\n\r"))
+            cc_error(c, "bot.email", "expected an e-mail address (got \"%s\")", cfg->bot.email);
+    }
+}
+
+static const char *preset_key_env(const char *preset)
+{
+    if (!preset)
+        return NULL;
+    if (!strcmp(preset, "claude") || !strcmp(preset, "aider") || !strcmp(preset, "opencode"))
+        return "ANTHROPIC_API_KEY";
+    if (!strcmp(preset, "codex"))
+        return "OPENAI_API_KEY";
+    return NULL;
+}
+
+static void load_agent(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "agent";
+    size_t n = 0;
+
+    if (o)
+        cc_unknown_keys(c, o, p, agent_keys);
+    cc_strings(c, o, p, "command", &cfg->agent.command, &n);
+    if (cfg->agent.command && n == 0)
+        cc_error(c, "agent.command", "must name a program");
+    if (json_object_get(o ? o : json_null(), "command") &&
+        json_object_get(o ? o : json_null(), "preset"))
+        cc_error(c, "agent", "give either preset or command, not both");
+    cc_choice(c, o, p, "preset", &cfg->agent.preset, cfg->agent.command ? NULL : "auto", presets);
+    cc_secret(c, o, p, "api_key", &cfg->agent.api_key, 0);
+    cc_string(c, o, p, "api_key_env", &cfg->agent.api_key_env, preset_key_env(cfg->agent.preset),
+              0);
+    if (cfg->agent.api_key_env) {
+        const char *q = cfg->agent.api_key_env;
+        int ok = !isdigit((unsigned char)*q);
+        for (; *q && ok; q++)
+            ok = isalnum((unsigned char)*q) || *q == '_';
+        if (!ok)
+            cc_error(c, "agent.api_key_env", "not an environment variable name");
+    }
+    if (json_object_get(o ? o : json_null(), "api_key") && !cfg->agent.api_key_env)
+        cc_error(c, "agent.api_key_env", "required with agent.api_key for this agent");
+    cc_string(c, o, p, "model", &cfg->agent.model, NULL, 0);
+}
+
+static void load_tokens(cc *c, config *cfg, json_t *arr)
+{
+    char p[CONFIG_PATH_MAX], q[CONFIG_PATH_MAX];
+    size_t i;
+    json_t *o;
+
+    if (!json_is_array(arr)) {
+        cc_error(c, "tokens", "expected an array of {\"name\", \"token\", \"role\"}");
+        return;
+    }
+    if (!(cfg->tokens = calloc(json_array_size(arr) + 1, sizeof(*cfg->tokens)))) {
+        c->oom = 1;
+        return;
+    }
+    json_array_foreach(arr, i, o)
+    {
+        config_token *t = &cfg->tokens[cfg->ntokens++];
+        snprintf(p, sizeof(p), "tokens[%zu]", i);
+        if (!json_is_object(o)) {
+            cc_error(c, p, "expected an object");
+            continue;
+        }
+        cc_unknown_keys(c, o, p, token_keys);
+        cc_string(c, o, p, "name", &t->name, NULL, 1);
+        cc_secret(c, o, p, "token", &t->secret, 1);
+        cc_choice(c, o, p, "role", &t->role, NULL, roles);
+        if (!json_object_get(o, "role")) {
+            cc_join(q, p, "role");
+            cc_error(c, q, "required key is missing (viewer, member or admin)");
+        }
+        for (size_t j = 0; j + 1 < cfg->ntokens; j++) {
+            const config_token *u = &cfg->tokens[j];
+            if (t->name && u->name && !strcmp(t->name, u->name)) {
+                cc_join(q, p, "name");
+                cc_error(c, q, "\"%s\" is used by tokens[%zu] too", t->name, j);
+            }
+            if (t->secret && u->secret && !strcmp(t->secret, u->secret)) {
+                cc_join(q, p, "token");
+                cc_error(c, q, "the same token as tokens[%zu]", j);
+            }
+        }
+    }
+}
+
+static const char *bot_identity(const config *cfg, const char *tracker)
+{
+    if (tracker && !strcmp(tracker, "azure"))
+        return cfg->azure.bot_name;
+    return cfg->github.bot_login;
+}
+
+static void load_trigger(cc *c, config *cfg, config_repo *r, json_t *o, const char *rp)
+{
+    char p[CONFIG_PATH_MAX], def_mention[300] = "";
+    const char *bot = bot_identity(cfg, r->tracker);
+
+    cc_join(p, rp, "trigger");
+    if (o)
+        cc_unknown_keys(c, o, p, trigger_keys);
+    cc_string(c, o, p, "label", &r->trigger.label, NULL, 0);
+    cc_bool(c, o, p, "assignee", &r->trigger.assignee, bot != NULL);
+    if (bot)
+        snprintf(def_mention, sizeof(def_mention), "@%s", bot);
+    cc_string(c, o, p, "mention", &r->trigger.mention, bot ? def_mention : NULL, 0);
+    cc_bool(c, o, p, "on_open", &r->trigger.on_open, 0);
+    if (r->trigger.assignee && !bot && r->tracker && !strcmp(r->tracker, "azure")) {
+        char q[CONFIG_PATH_MAX];
+        cc_join(q, p, "assignee");
+        cc_error(c, q, "needs azure.bot_name (who the farm is in Azure DevOps)");
+    }
+    /* (without its tracker's section that is the error to report, not this) */
+    int section = !r->tracker || strcmp(r->tracker, "azure") || cfg->azure.enabled;
+    if (section && !r->trigger.label && !r->trigger.assignee && !r->trigger.mention &&
+        !r->trigger.on_open)
+        cc_error(c, p, "no rule would ever trigger work: set label, assignee, mention or on_open");
+}
+
+static void load_repo(cc *c, config *cfg, config_repo *r, json_t *o, const char *p)
+{
+    char q[CONFIG_PATH_MAX];
+    long long v;
+
+    cc_unknown_keys(c, o, p, repo_keys);
+    cc_string(c, o, p, "name", &r->name, NULL, 1);
+    cc_choice(c, o, p, "tracker", &r->tracker, NULL, trackers);
+    if (!json_object_get(o, "tracker")) {
+        cc_join(q, p, "tracker");
+        cc_error(c, q, "required key is missing (github, azure or local)");
+    }
+    cc_string(c, o, p, "clone_url", &r->clone_url, NULL, 1);
+    cc_string(c, o, p, "base_branch", &r->base_branch, "main", 0);
+    if (r->base_branch && !branch_ok(r->base_branch)) {
+        cc_join(q, p, "base_branch");
+        cc_error(c, q, "not a valid branch name (\"%s\")", r->base_branch);
+    }
+    cc_string(c, o, p, "setup", &r->setup, NULL, 0);
+    cc_string(c, o, p, "test", &r->test, NULL, 0);
+    cc_int(c, o, p, "max_fix_rounds", &v, 2, 0, 10);
+    r->max_fix_rounds = (int)v;
+    load_trigger(c, cfg, r, cc_object(c, o, p, "trigger"), p);
+    cc_string(c, o, p, "azure_project", &r->azure_project, NULL, 0);
+    cc_string(c, o, p, "azure_area_path", &r->azure_area_path, NULL, 0);
+    cc_string(c, o, p, "azure_tag", &r->azure_tag, NULL, 0);
+    cc_strings(c, o, p, "allowed_actors", &r->allowed_actors, &r->nallowed_actors);
+
+    if (!r->tracker || !r->name)
+        return;
+    if (!strcmp(r->tracker, "github") && count_char(r->name, '/') != 1) {
+        cc_join(q, p, "name");
+        cc_error(c, q, "a GitHub repository is \"owner/name\" (got \"%s\")", r->name);
+    }
+    if (!strcmp(r->tracker, "azure")) {
+        int slashes = count_char(r->name, '/');
+        if (slashes < 1 || slashes > 2) {
+            cc_join(q, p, "name");
+            cc_error(c, q,
+                     "an Azure DevOps repository is \"org/project/repo\" or \"org/project\" "
+                     "(got \"%s\")",
+                     r->name);
+        }
+    } else {
+        static const char *const azure_only[] = {"azure_project", "azure_area_path", "azure_tag",
+                                                 NULL};
+        for (const char *const *k = azure_only; *k; k++) {
+            if (json_object_get(o, *k)) {
+                cc_join(q, p, *k);
+                cc_error(c, q, "only for repositories with tracker \"azure\"");
+            }
+        }
+    }
+    if (!strcmp(r->tracker, "github") && !cfg->github.enabled) {
+        cc_join(q, p, "tracker");
+        cc_error(c, q, "\"github\" needs a \"github\" section in the config");
+    }
+    if (!strcmp(r->tracker, "azure") && !cfg->azure.enabled) {
+        cc_join(q, p, "tracker");
+        cc_error(c, q, "\"azure\" needs an \"azure\" section in the config");
+    }
+}
+
+static void load_repos(cc *c, config *cfg, json_t *arr)
+{
+    char p[CONFIG_PATH_MAX], q[CONFIG_PATH_MAX];
+    size_t i;
+    json_t *o;
+
+    if (!json_is_array(arr)) {
+        cc_error(c, "repos", "expected an array of repository objects");
+        return;
+    }
+    if (!(cfg->repos = calloc(json_array_size(arr) + 1, sizeof(*cfg->repos)))) {
+        c->oom = 1;
+        return;
+    }
+    json_array_foreach(arr, i, o)
+    {
+        config_repo *r = &cfg->repos[cfg->nrepos++];
+        snprintf(p, sizeof(p), "repos[%zu]", i);
+        if (!json_is_object(o)) {
+            cc_error(c, p, "expected an object");
+            continue;
+        }
+        load_repo(c, cfg, r, o, p);
+        for (size_t j = 0; j + 1 < cfg->nrepos; j++) {
+            const config_repo *u = &cfg->repos[j];
+            if (r->name && u->name && r->tracker && u->tracker && !strcmp(r->tracker, u->tracker) &&
+                !strcasecmp(r->name, u->name)) {
+                cc_join(q, p, "name");
+                cc_error(c, q, "\"%s\" is configured twice (also repos[%zu])", r->name, j);
+            }
+        }
+    }
+}
+
+/* The daily digest: a configured repository's issue and an hour (UTC). */
+static void load_digest(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "digest";
+    long long v;
+
+    cfg->digest.enabled = 1;
+    cc_unknown_keys(c, o, p, digest_keys);
+    cc_choice(c, o, p, "tracker", &cfg->digest.tracker, NULL, trackers);
+    cc_string(c, o, p, "repo", &cfg->digest.repo, NULL, 1);
+    cc_int(c, o, p, "issue", &cfg->digest.issue, 0, 1, (1LL << 53));
+    if (!json_object_get(o, "issue"))
+        cc_error(c, "digest.issue", "required key is missing (the issue to comment on)");
+    cc_int(c, o, p, "hour_utc", &v, 7, 0, 23);
+    cfg->digest.hour_utc = (int)v;
+    if (!json_object_get(o, "tracker"))
+        cc_error(c, "digest.tracker", "required key is missing (github, azure or local)");
+    if (cfg->digest.tracker && cfg->digest.repo &&
+        !config_repo_find(cfg, cfg->digest.tracker, cfg->digest.repo))
+        cc_error(c, "digest.repo", "\"%s\" is not among the repos with tracker \"%s\"",
+                 cfg->digest.repo, cfg->digest.tracker);
+}
+
+/* ---- the whole file -------------------------------------------------------- */
+
+static void load_root(cc *c, config *cfg, json_t *root)
+{
+    char host[256], url[300];
+    long long v;
+    int port;
+    json_t *o;
+
+    cc_unknown_keys(c, root, "", top_keys);
+    cc_string(c, root, "", "listen", &cfg->listen, "127.0.0.1:8080", 0);
+    if (cfg->listen && listen_split(cfg->listen, host, sizeof(host), &port))
+        cc_error(c, "listen",
+                 "expected HOST:PORT, as \"127.0.0.1:8080\" or \"[::1]:8080\" (got \"%s\")",
+                 cfg->listen);
+    cc_string(c, root, "", "data_dir", &cfg->data_dir, "./farm-data", 0);
+    snprintf(url, sizeof(url), "http://%s", cfg->listen ? cfg->listen : "127.0.0.1:8080");
+    cc_string(c, root, "", "public_url", &cfg->public_url, url, 0);
+    if (cfg->public_url && !is_http_url(cfg->public_url))
+        cc_error(c, "public_url", "expected an http:// or https:// URL");
+    strip_trailing_slash(cfg->public_url);
+    cc_choice(c, root, "", "log_level", &cfg->log_level, "info", levels);
+    cc_int(c, root, "", "max_body_bytes", &v, 25LL << 20, 1024, 1LL << 30);
+    cfg->max_body_bytes = (size_t)v;
+
+    /* trackers before repos: a repo checks that its tracker is configured */
+    if ((o = cc_object(c, root, "", "github")))
+        load_github(c, cfg, o);
+    else
+        cfg->github.bot_login = strdup("farm-bot"); /* the local tracker's identity too */
+    if ((o = cc_object(c, root, "", "azure")))
+        load_azure(c, cfg, o);
+    load_scaling(c, cfg, cc_object(c, root, "", "scaling"));
+    load_sandbox(c, cfg, cc_object(c, root, "", "sandbox"));
+    load_agent(c, cfg, cc_object(c, root, "", "agent"));
+    load_budgets(c, cfg, cc_object(c, root, "", "budgets"));
+    load_bot(c, cfg, cc_object(c, root, "", "bot"));
+    load_review(c, cfg, cc_object(c, root, "", "review"));
+    if ((o = json_object_get(root, "tokens")) && !json_is_null(o))
+        load_tokens(c, cfg, o);
+    if ((o = json_object_get(root, "repos")) && !json_is_null(o))
+        load_repos(c, cfg, o);
+    if ((o = cc_object(c, root, "", "digest")))
+        load_digest(c, cfg, o); /* after repos: it names one */
+}
+
+/* Fill a new config from root (an object). */
+static int load(config **out, json_t *root, const char *path, char **errors)
+{
+    cc c = {BUF_INIT(ERRORS_MAX), 0, 0};
+    config *cfg = calloc(1, sizeof(*cfg));
+    int rc = 0;
+
+    *out = NULL;
+    if (!cfg) {
+        c.oom = 1;
+    } else {
+        if (path && !(cfg->path = strdup(path)))
+            c.oom = 1;
+        load_root(&c, cfg, root);
+    }
+    if (c.oom) {
+        farm_error_set("config: out of memory");
+        rc = FARM_ENOMEM;
+    } else if (c.nerrors) {
+        farm_error_set("%s: %d problem%s", path ? path : "config", c.nerrors,
+                       c.nerrors == 1 ? "" : "s");
+        rc = FARM_EINVALID;
+    }
+    if (rc) {
+        if (errors) {
+            if (c.errors.len >= ERRORS_MAX - 512 || c.oom)
+                buf_puts(&c.errors, "(more problems not shown)\n");
+            *errors = c.oom ? strdup("out of memory\n") : buf_detach(&c.errors);
+        }
+        config_free(cfg);
+        buf_free(&c.errors);
+        return rc;
+    }
+    buf_free(&c.errors);
+    *out = cfg;
+    return 0;
+}
+
+static char *read_file(const char *path, char *why, size_t whylen)
+{
+    FILE *f = fopen(path, "rb");
+    buf b = BUF_INIT(CONFIG_FILE_MAX);
+    char chunk[8192];
+    size_t n;
+
+    if (!f) {
+        snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (buf_append(&b, chunk, n)) {
+            snprintf(why, whylen, "%s is larger than %u bytes", path, CONFIG_FILE_MAX);
+            buf_free(&b);
+            fclose(f);
+            return NULL;
+        }
+    }
+    if (ferror(f)) {
+        snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+        buf_free(&b);
+        fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    return buf_detach(&b);
+}
+
+static int fail_with(char **errors, int rc, const char *msg)
+{
+    farm_error_set("%s", msg);
+    if (errors) {
+        size_t n = strlen(msg) + 2;
+        if ((*errors = malloc(n)))
+            snprintf(*errors, n, "%s\n", msg);
+    }
+    return rc;
+}
+
+int config_load(config **out, const char *path, char **errors)
+{
+    char why[512];
+    json_error_t jerr;
+    json_t *root = NULL;
+    char *text;
+    int rc;
+
+    *out = NULL;
+    if (errors)
+        *errors = NULL;
+    if (!path || !*path)
+        return fail_with(errors, FARM_EINVALID, "no config file given");
+    if (!(text = read_file(path, why, sizeof(why))))
+        return fail_with(errors, FARM_EIO, why);
+    root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
+    if (!root) {
+        snprintf(why, sizeof(why), "%s:%d:%d: not valid JSON: %s", path, jerr.line, jerr.column,
+                 jerr.text);
+        return fail_with(errors, FARM_EINVALID, why);
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        snprintf(why, sizeof(why), "%s: the config must be a JSON object", path);
+        return fail_with(errors, FARM_EINVALID, why);
+    }
+    rc = load(out, root, path, errors);
+    json_decref(root);
+    return rc;
+}
+
+int config_default(config **out)
+{
+    json_t *root = json_object();
+    int rc;
+
+    *out = NULL;
+    if (!root) {
+        farm_error_set("config: out of memory");
+        return FARM_ENOMEM;
+    }
+    rc = load(out, root, NULL, NULL);
+    json_decref(root);
+    return rc;
+}
+
+const config_repo *config_repo_find(const config *c, const char *tracker, const char *name)
+{
+    if (!c || !tracker || !name)
+        return NULL;
+    for (size_t i = 0; i < c->nrepos; i++) {
+        const config_repo *r = &c->repos[i];
+        if (r->tracker && r->name && !strcmp(r->tracker, tracker) && !strcasecmp(r->name, name))
+            return r;
+    }
+    return NULL;
+}
+
+int config_check_serve(const config *c, char **errors)
+{
+    cc e = {BUF_INIT(ERRORS_MAX), 0, 0};
+
+    if (errors)
+        *errors = NULL;
+    if (config_listen_is_loopback(c)) {
+        buf_free(&e.errors);
+        return 0;
+    }
+    /* Anyone who can reach the port could forge deliveries or read sessions. */
+    if (c->github.enabled && !c->github.webhook_secret)
+        cc_error(&e, "github.webhook_secret",
+                 "required when listening beyond loopback (listen is \"%s\")", c->listen);
+    if (c->azure.enabled && !c->azure.webhook_password && !c->azure.webhook_header_secret)
+        cc_error(&e, "azure.webhook_password",
+                 "required (or azure.webhook_header_secret) when listening beyond loopback");
+    if (c->ntokens == 0)
+        cc_error(&e, "tokens", "at least one API token is required when listening beyond loopback");
+    for (size_t i = 0; i < c->ntokens; i++) {
+        if (c->tokens[i].secret && strlen(c->tokens[i].secret) < 16) {
+            char p[CONFIG_PATH_MAX];
+            snprintf(p, sizeof(p), "tokens[%zu].token", i);
+            cc_error(&e, p, "too short for a server beyond loopback (at least 16 characters)");
+        }
+    }
+    if (!e.nerrors) {
+        buf_free(&e.errors);
+        return 0;
+    }
+    farm_error_set("the config is not safe to serve beyond loopback (%d problem%s)", e.nerrors,
+                   e.nerrors == 1 ? "" : "s");
+    if (errors)
+        *errors = buf_detach(&e.errors);
+    buf_free(&e.errors);
+    return FARM_EINVALID;
+}
+
+/* Secrets do not linger in freed memory. */
+static void free_secret(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+void config_free(config *c)
+{
+    if (!c)
+        return;
+    free(c->path);
+    free(c->listen);
+    free(c->data_dir);
+    free(c->public_url);
+    free(c->log_level);
+    free(c->github.api_url);
+    free_secret(c->github.token);
+    free_secret(c->github.app_private_key);
+    free_secret(c->github.webhook_secret);
+    free(c->github.bot_login);
+    free(c->azure.org_url);
+    free_secret(c->azure.token);
+    free(c->azure.webhook_user);
+    free_secret(c->azure.webhook_password);
+    free(c->azure.webhook_header);
+    free_secret(c->azure.webhook_header_secret);
+    free(c->azure.bot_name);
+    free(c->sandbox.mode);
+    free(c->sandbox.network);
+    free(c->sandbox.setup_network);
+    strv_list_free(c->sandbox.allow_hosts);
+    free(c->agent.preset);
+    strv_list_free(c->agent.command);
+    free_secret(c->agent.api_key);
+    free(c->agent.api_key_env);
+    free(c->agent.model);
+    free(c->bot.name);
+    free(c->bot.email);
+    free(c->digest.tracker);
+    free(c->digest.repo);
+    for (size_t i = 0; i < c->ntokens; i++) {
+        free(c->tokens[i].name);
+        free_secret(c->tokens[i].secret);
+        free(c->tokens[i].role);
+    }
+    free(c->tokens);
+    for (size_t i = 0; i < c->nrepos; i++) {
+        config_repo *r = &c->repos[i];
+        free(r->name);
+        free(r->tracker);
+        free(r->clone_url);
+        free(r->base_branch);
+        free(r->setup);
+        free(r->test);
+        free(r->trigger.label);
+        free(r->trigger.mention);
+        free(r->azure_project);
+        free(r->azure_area_path);
+        free(r->azure_tag);
+        strv_list_free(r->allowed_actors);
+    }
+    free(c->repos);
+    free(c);
+}

@@ -1,0 +1,162 @@
+/*
+ * config.h - the farm's configuration: one JSON file, checked at start.
+ *
+ * config_load() reads and validates the whole file and reports every bad or
+ * missing key by its path ("repos[2].trigger.label: expected a string").
+ * Secrets are never literal in the file: "env:NAME" reads an environment
+ * variable and "file:PATH" reads a file (trailing newline stripped); they are
+ * resolved at load and registered with log_secret_add(). config_default()
+ * gives the embedded defaults `farm serve` runs on without --config.
+ */
+#ifndef FARM_FARM_CONFIG_CONFIG_H
+#define FARM_FARM_CONFIG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct config_trigger {
+    char *label;   /* a label that triggers work, or NULL */
+    int assignee;  /* assigning the bot triggers work */
+    char *mention; /* a mention ("@farm-bot") in a comment triggers work, or NULL */
+    int on_open;   /* every newly opened issue triggers work */
+} config_trigger;
+
+typedef struct config_repo {
+    char *name;    /* "owner/name" (GitHub), "org/project/repo" (Azure), any (local) */
+    char *tracker; /* "github", "azure" or "local" */
+    char *clone_url;
+    char *base_branch;  /* default "main" */
+    char *setup;        /* setup command (run with /bin/sh -c inside the sandbox), or NULL */
+    char *test;         /* test command, or NULL */
+    int max_fix_rounds; /* default 2 */
+    config_trigger trigger;
+    char *azure_project;   /* Azure: the project that owns the work items */
+    char *azure_area_path; /* Azure: only work items under this area path, or NULL */
+    char *azure_tag;       /* Azure: only work items with this tag, or NULL */
+    char **allowed_actors; /* Azure: unique names allowed to trigger (NULL-terminated) */
+    size_t nallowed_actors;
+} config_repo;
+
+typedef struct config_token {
+    char *name;   /* who, for logs and message authors */
+    char *secret; /* the bearer token (resolved) */
+    char *role;   /* "viewer", "member" or "admin" */
+} config_token;
+
+typedef struct config {
+    char *path;       /* the file it came from, or NULL for the defaults */
+    char *listen;     /* "127.0.0.1:8080" */
+    char *data_dir;   /* "./farm-data" */
+    char *public_url; /* "http://127.0.0.1:8080" */
+    char *log_level;  /* "info" */
+
+    struct {
+        int enabled;           /* a "github" section is present */
+        char *api_url;         /* "https://api.github.com" */
+        char *token;           /* PAT (resolved secret), or NULL with an App */
+        long long app_id;      /* GitHub App id, 0 when not an App */
+        char *app_private_key; /* PEM (resolved secret) */
+        char *webhook_secret;  /* resolved secret, or NULL */
+        char *bot_login;       /* "farm-bot" */
+    } github;
+
+    struct {
+        int enabled;
+        char *org_url; /* "https://dev.azure.com/ORG" */
+        char *token;   /* PAT (resolved secret) */
+        char *webhook_user;
+        char *webhook_password; /* resolved secret */
+        char *webhook_header;   /* alternative: a header name carrying a shared secret */
+        char *webhook_header_secret;
+        char *bot_name; /* the farm's identity in Azure DevOps, to ignore its own events */
+    } azure;
+
+    struct {
+        int max_agents;     /* 4 */
+        int max_per_repo;   /* 2 */
+        int min_warm;       /* 0 */
+        int idle_timeout_s; /* 300 */
+    } scaling;
+
+    struct {
+        char *mode;          /* "bwrap" (default) or "unsafe-none" */
+        char *network;       /* agent phase: "none" (default) or "allowlist" */
+        char *setup_network; /* setup phase: default same as network */
+        char **allow_hosts;  /* "host[:port]" patterns, NULL-terminated */
+        size_t nallow_hosts;
+        int memory_mb;      /* 4096 */
+        int pids;           /* 512 */
+        int wall_timeout_s; /* 1800 */
+        int disk_mb;        /* 8192 */
+    } sandbox;
+
+    struct {
+        char *preset;   /* "claude", "codex", "aider", "opencode", "standin"; NULL with command */
+        char **command; /* argv, NULL-terminated, or NULL */
+        char *api_key;  /* the one secret an agent may get (resolved), or NULL */
+        char *api_key_env; /* the variable it is passed as ("ANTHROPIC_API_KEY") */
+        char *model;
+    } agent;
+
+    struct {
+        int run_wall_s;       /* wall time of one run: 1800 */
+        int max_runs;         /* runs (first, fix-ups, revisions, answers) per session: 5 */
+        int partial_margin_s; /* this long before the wall limit, push what exists: 120 */
+    } budgets;
+
+    struct {
+        int debounce_s; /* reviews and comments within this window make one revision: 60 */
+    } review;
+
+    struct {
+        char *name;  /* commit author and committer: "farm-bot" */
+        char *email; /* "farm-bot@users.noreply.local" */
+    } bot;
+
+    struct {
+        int enabled;     /* a "digest" section is present: post the daily digest */
+        char *tracker;   /* "github", "azure" or "local": the tracker of `repo` */
+        char *repo;      /* a configured repository's name */
+        long long issue; /* the issue (work item) whose thread gets the comment */
+        int hour_utc;    /* 0..23: when, each day (7) */
+    } digest;
+
+    config_token *tokens;
+    size_t ntokens;
+
+    config_repo *repos;
+    size_t nrepos;
+
+    size_t max_body_bytes; /* webhook body cap: 25 MiB */
+} config;
+
+/* Load and validate a config file. On success *out is a new config the caller
+ * frees with config_free(). On failure returns FARM_EINVALID (or FARM_EIO when
+ * the file cannot be read) and, when errors is non-NULL, *errors is a heap
+ * string with one line per problem, each starting with the key's path; the
+ * caller frees it. */
+int config_load(config **out, const char *path, char **errors);
+
+/* The embedded defaults: loopback, ./farm-data, no trackers, no tokens. */
+int config_default(config **out);
+
+/* Find a configured repository by tracker and name (case-insensitive name);
+ * NULL when it is not configured. */
+const config_repo *config_repo_find(const config *c, const char *tracker, const char *name);
+
+/* 1 when the listen address is a loopback address. */
+int config_listen_is_loopback(const config *c);
+
+/* What `farm serve` checks before it listens: a server bound beyond
+ * loopback needs a webhook secret for every configured tracker and at least
+ * one API token. Returns 0, or FARM_EINVALID with *errors (when errors is
+ * non-NULL) a heap string, one problem per line, that the caller frees. */
+int config_check_serve(const config *c, char **errors);
+
+/* The listen address split: host (without brackets for IPv6) into host
+ * (hostlen bytes) and the port. Returns 0 or FARM_EINVALID. */
+int config_listen_split(const config *c, char *host, size_t hostlen, int *port);
+
+void config_free(config *c);
+
+#endif

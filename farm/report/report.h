@@ -1,0 +1,73 @@
+/*
+ * report.h - what the farm says on the tracker, as Markdown.
+ *
+ * The session's sticky status comment (state, current step, elapsed time,
+ * a link to the session page, and once known the test results and the
+ * diffstat) and the milestone comments: started, PR opened, failed (the
+ * reason and the last lines of output in a collapsed <details> block) and
+ * question. The text goes into outbox payloads (outbox.h); the sender adds
+ * the hidden marker. Everything quoted from elsewhere (issue titles, agent
+ * output, questions) is made inert: it cannot close a code block, open an
+ * HTML comment or pass for a farm marker.
+ */
+#ifndef FARM_FARM_REPORT_REPORT_H
+#define FARM_FARM_REPORT_REPORT_H
+
+#include "farm/store/store.h"
+
+#include <stdint.h>
+
+#define REPORT_TAIL_LINES 30          /* lines of output shown for a failure */
+#define REPORT_TAIL_BYTES (8u << 10)  /* ... and at most this many bytes of them */
+#define REPORT_TEXT_MAX   (16u << 10) /* a question, summary, test report or diffstat */
+#define REPORT_BODY_MAX   (96u << 10) /* a whole rendered comment */
+
+typedef enum {
+    REPORT_STARTED,   /* the agent is on it */
+    REPORT_PR_OPENED, /* the pull request is open (summary, tests, diffstat); without
+                         session->pr_url the link is OUTBOX_PR_URL, for a PR entry's
+                         then_comment (outbox.h) */
+    REPORT_FAILED,    /* the run failed: reason and the output's last lines */
+    REPORT_QUESTION,  /* the agent asks; a reply resumes the session */
+} report_milestone;
+
+/* What a report says. Only session is required; NULL fields are left out. */
+typedef struct report_info {
+    const store_session *session; /* id, state, repo, number, created_ms, branch, pr_url */
+    const char *public_url;       /* "http://host:port": the session page is
+                                     <public_url>/sessions/<id>; NULL: no link */
+    const char *step;             /* the current step in words ("running the tests") */
+    int64_t now_ms;               /* for the elapsed time; 0: now */
+    int64_t ended_ms;             /* when a final session ended; 0: it has not */
+    const char *reason;           /* failure: why */
+    const char *output;           /* failure: the output, of which the last lines are shown */
+    const char *tests;            /* test results ("41 passed, 1 failed"), a few lines at most */
+    const char *diffstat;         /* "3 files changed, 20 insertions(+), 4 deletions(-)" */
+    const char *question;         /* the agent's question */
+    const char *summary;          /* the agent's summary of its work */
+    int round;                    /* run or revision round (> 1 is said), 0: not said */
+} report_info;
+
+#define REPORT_INFO_INIT                                                                           \
+    {                                                                                              \
+        NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0                              \
+    }
+
+/* The status comment's body. *out is a heap string the caller frees.
+ * Returns 0, FARM_EINVALID (no session) or FARM_ENOMEM. */
+int report_status_render(char **out, const report_info *r);
+
+/* A milestone comment's body. *out is a heap string the caller frees.
+ * Returns 0, FARM_EINVALID or FARM_ENOMEM. */
+int report_milestone_render(char **out, report_milestone m, const report_info *r);
+
+/* "4s", "3m 05s", "2h 07m", "3d 4h": a duration for people. out holds at
+ * least 32 bytes. */
+void report_duration(char *out, size_t n, int64_t ms);
+
+/* The last `lines` lines of text, at most max_bytes of them (cut at a line
+ * start, or inside a long line at a UTF-8 boundary), trailing blank lines
+ * dropped. A pointer into text. */
+const char *report_tail(const char *text, int lines, size_t max_bytes);
+
+#endif

@@ -1,0 +1,260 @@
+/*
+ * agent.c - agent presets and the agent's environment (see agent.h).
+ */
+#include "agent.h"
+#include "base/error.h"
+#include "base/strv.h"
+
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef FARM_INSTALL_DATADIR
+#define FARM_INSTALL_DATADIR "/usr/local/share/farm"
+#endif
+
+/* What each real agent needs: its program, and the API key variable it reads. */
+typedef struct preset {
+    const char *name;
+    const char *program;
+    const char *key_env;
+} preset;
+
+static const preset presets[] = {
+    {"claude", "claude", "ANTHROPIC_API_KEY"},
+    {"codex", "codex", "OPENAI_API_KEY"},
+    {"aider", "aider", "OPENAI_API_KEY"},
+    {"opencode", "opencode", "ANTHROPIC_API_KEY"},
+};
+
+/* The instruction given on the command line to agents that take the task as
+ * an argument; the task itself is in the prompt file (it can be far larger
+ * than one argument may be). */
+static const char *read_prompt_instruction =
+    "Your task is in the Markdown file named by the FARM_PROMPT_FILE environment variable. "
+    "Read it in full and do what it says.";
+
+static const preset *find_preset(const char *name)
+{
+    for (size_t i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
+        if (!strcmp(presets[i].name, name))
+            return &presets[i];
+    return NULL;
+}
+
+char *agent_which(const char *name)
+{
+    if (strchr(name, '/'))
+        return access(name, X_OK) == 0 ? strdup(name) : NULL;
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    char *copy = strdup(path);
+    if (!copy)
+        return NULL;
+    char *save = NULL, *found = NULL;
+    for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        char full[4096];
+        struct stat st;
+        snprintf(full, sizeof(full), "%s/%s", dir, name);
+        if (stat(full, &st) == 0 && S_ISREG(st.st_mode) && access(full, X_OK) == 0) {
+            found = strdup(full);
+            break;
+        }
+    }
+    free(copy);
+    return found;
+}
+
+const char *agent_standin_path(void)
+{
+    const char *env = getenv("FARM_STANDIN_AGENT");
+    if (env && *env)
+        return env;
+    static const char installed[] = FARM_INSTALL_DATADIR "/agents/farm-standin-agent";
+    if (access(installed, X_OK) == 0)
+        return installed;
+#ifdef FARM_SOURCE_DIR
+    return FARM_SOURCE_DIR "/examples/standin-agent/farm-standin-agent";
+#else
+    return "examples/standin-agent/farm-standin-agent";
+#endif
+}
+
+/* The key a preset would get: the configured agent.api_key, under the
+ * configured variable name or the preset's own. */
+static int has_key(const config *cfg)
+{
+    return cfg->agent.api_key && *cfg->agent.api_key;
+}
+
+const char *agent_preset_resolve(const config *cfg)
+{
+    if (cfg->agent.command)
+        return "command";
+    const char *p = cfg->agent.preset;
+    if (p && strcmp(p, "auto") != 0)
+        return p;
+    for (size_t i = 0; i < sizeof(presets) / sizeof(presets[0]); i++) {
+        char *path = agent_which(presets[i].program);
+        if (path) {
+            free(path);
+            if (has_key(cfg))
+                return presets[i].name;
+        }
+    }
+    return "standin";
+}
+
+void agent_cmd_free(agent_cmd *c)
+{
+    char **lists[] = {c->argv, c->env, c->ro_paths};
+    for (size_t i = 0; i < 3; i++) {
+        if (!lists[i])
+            continue;
+        for (char **p = lists[i]; *p; p++)
+            free(*p);
+        free(lists[i]);
+    }
+    free(c->preset);
+    free(c->stdin_file);
+    memset(c, 0, sizeof(*c));
+}
+
+int agent_cmd_build(agent_cmd *out, const config *cfg, const agent_ctx *ctx)
+{
+    memset(out, 0, sizeof(*out));
+    strv argv = {0}, env = {0}, ro = {0};
+    int rc = 0;
+    const char *name = agent_preset_resolve(cfg);
+    const char *key_env = cfg->agent.api_key_env;
+
+    if (!strcmp(name, "command")) {
+        for (char **p = cfg->agent.command; *p; p++)
+            strv_add(&argv, *p);
+    } else if (!strcmp(name, "standin")) {
+        const char *path = agent_standin_path();
+        if (access(path, X_OK) != 0) {
+            farm_error_set("the stand-in agent is not at %s; reinstall farm or set "
+                           "FARM_STANDIN_AGENT",
+                           path);
+            rc = FARM_ENOTFOUND;
+            goto out;
+        }
+        strv_add(&argv, path);
+        char *dir = strdup(path);
+        if (dir) {
+            strv_add(&ro, dirname(dir));
+            free(dir);
+        }
+        out->is_standin = 1;
+    } else {
+        const preset *p = find_preset(name);
+        if (!p) {
+            farm_error_set("agent.preset: unknown preset '%s' (known: auto, claude, codex, aider, "
+                           "opencode, standin)",
+                           name);
+            rc = FARM_EINVALID;
+            goto out;
+        }
+        char *prog = agent_which(p->program);
+        if (!prog) {
+            farm_error_set("agent.preset is '%s' but `%s` is not installed on this host; install "
+                           "it, or set agent.preset to \"standin\" to try the farm without one",
+                           name, p->program);
+            rc = FARM_ENOTFOUND;
+            goto out;
+        }
+        strv_add(&argv, prog);
+        free(prog);
+        if (!key_env)
+            key_env = p->key_env;
+        if (!strcmp(name, "claude")) {
+            /* print mode reads the task from standard input */
+            strv_add(&argv, "-p");
+            strv_add(&argv, "--output-format");
+            strv_add(&argv, "stream-json");
+            strv_add(&argv, "--verbose");
+            strv_add(&argv, "--dangerously-skip-permissions");
+            if (cfg->agent.model) {
+                strv_add(&argv, "--model");
+                strv_add(&argv, cfg->agent.model);
+            }
+            out->stdin_file = strdup(ctx->prompt_file);
+        } else if (!strcmp(name, "codex")) {
+            /* the farm's sandbox is the isolation; codex's own cannot nest inside it */
+            strv_add(&argv, "exec");
+            strv_add(&argv, "--sandbox");
+            strv_add(&argv, "danger-full-access");
+            strv_add(&argv, "--skip-git-repo-check");
+            strv_add(&argv, "--ephemeral");
+            if (cfg->agent.model) {
+                strv_add(&argv, "--model");
+                strv_add(&argv, cfg->agent.model);
+            }
+            strv_add(&argv, "-"); /* the prompt comes on standard input */
+            out->stdin_file = strdup(ctx->prompt_file);
+        } else if (!strcmp(name, "aider")) {
+            strv_add(&argv, "--yes-always");
+            strv_add(&argv, "--no-auto-commits");
+            strv_add(&argv, "--no-check-update");
+            strv_add(&argv, "--no-analytics");
+            strv_add(&argv, "--no-pretty");
+            if (cfg->agent.model) {
+                strv_add(&argv, "--model");
+                strv_add(&argv, cfg->agent.model);
+            }
+            strv_add(&argv, "--message-file");
+            strv_add(&argv, ctx->prompt_file);
+        } else { /* opencode */
+            strv_add(&argv, "run");
+            if (cfg->agent.model) {
+                strv_add(&argv, "--model");
+                strv_add(&argv, cfg->agent.model);
+            }
+            strv_add(&argv, read_prompt_instruction);
+        }
+    }
+
+    strv_add(&env, "PATH=/usr/local/bin:/usr/bin:/bin");
+    strv_addf(&env, "HOME=%s", ctx->home ? ctx->home : "/tmp");
+    strv_add(&env, "LANG=C.UTF-8");
+    strv_add(&env, "TERM=dumb");
+    strv_add(&env, "CI=true"); /* tools behave non-interactively */
+    strv_addf(&env, "FARM_PROMPT_FILE=%s", ctx->prompt_file);
+    strv_addf(&env, "FARM_SUMMARY_FILE=%s", ctx->summary_file);
+    strv_addf(&env, "FARM_QUESTION_FILE=%s", ctx->question_file);
+    strv_addf(&env, "FARM_SESSION_ID=%lld", (long long)ctx->session_id);
+    strv_addf(&env, "FARM_REPO=%s", ctx->repo ? ctx->repo : "");
+    strv_addf(&env, "FARM_ISSUE=%lld", (long long)ctx->issue);
+    strv_addf(&env, "FARM_ROUND=%d", ctx->round);
+    if (!out->is_standin && has_key(cfg) && key_env)
+        strv_addf(&env, "%s=%s", key_env, cfg->agent.api_key);
+
+    if (argv.failed || env.failed || ro.failed || !argv.v ||
+        (out->stdin_file == NULL && (!strcmp(name, "claude") || !strcmp(name, "codex")))) {
+        farm_error_set("out of memory building the agent's command");
+        rc = FARM_ENOMEM;
+        goto out;
+    }
+    out->preset = strdup(name);
+    out->argv = strv_take(&argv);
+    out->env = strv_take(&env);
+    out->ro_paths = strv_take(&ro);
+    if (!out->preset || !out->env || !out->ro_paths) {
+        agent_cmd_free(out);
+        farm_error_set("out of memory building the agent's command");
+        rc = FARM_ENOMEM;
+    }
+out:
+    strv_free(&argv);
+    strv_free(&env);
+    strv_free(&ro);
+    if (rc)
+        agent_cmd_free(out);
+    return rc;
+}

@@ -1,0 +1,511 @@
+/*
+ * pipeline.c - one run of a session, from a leased job to a pushed branch
+ * and a pull request (see pipeline.h).
+ *
+ * The run walks its steps in order: fetch, worktree, setup, agent rounds
+ * and test rounds, commit, push, pr. Every step appends a "step" event
+ * ("started", then "done" or "failed", with what it made: the worktree's
+ * path and commits, the agent's summary, the test result, the commit and
+ * the pushed oid), and the "done" event is durable before the next step
+ * begins. A run taken up again after a crash (same job, its "run_started"
+ * event in the log) reads those checkpoints and skips every step whose
+ * products still exist; when the worktree is gone it starts over from the
+ * worktree step. The push always names the oid the farm pushed last (a
+ * "pushed" event) as its lease, so two runs can never push two histories.
+ *
+ * Session state, the event that records the change and the tracker side
+ * effects it calls for (status comment, milestones, the PR) are written in
+ * one transaction (pl_tx), so a crash never leaves a comment without its
+ * state or the reverse; the outbox's idempotency keys ("s<id>:r<run>:...")
+ * make a repeated step harmless.
+ */
+#include "pipeline.h"
+#include "agent.h"
+#include "farm/handle/handle.h"
+#include "farm/report/outbox.h"
+#include "pipeline_internal.h"
+#include "farm/report/report.h"
+#include "farm/report/review_replies.h"
+#include "farm/store/store_run.h"
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int progress_load(pl_progress *p, pl_run *r)
+{
+    static const char *const kinds[] = {"step", NULL};
+    int64_t after = r->start_seq;
+    int rc = 0;
+
+    memset(p, 0, sizeof(*p));
+    for (;;) {
+        store_event *v = NULL;
+        size_t n = 0;
+        if ((rc = store_event_list_kinds(&v, &n, r->f->store, r->s->id, kinds, after,
+                                         STORE_LIST_MAX)))
+            return rc;
+        for (size_t i = 0; i < n; i++) {
+            json_t *b = json_loads(v[i].body, 0, NULL);
+            const char *step = json_string_value(json_object_get(b, "step"));
+            const char *status = json_string_value(json_object_get(b, "status"));
+            int round = (int)json_integer_value(json_object_get(b, "round"));
+            if (json_integer_value(json_object_get(b, "run")) != r->run_no || !step || !status ||
+                strcmp(status, "done") != 0) {
+                json_decref(b);
+                continue;
+            }
+            if (!strcmp(step, "fetch")) {
+                p->fetch = 1;
+            } else if (!strcmp(step, "worktree")) {
+                p->worktree = 1;
+                pl_copy_oid(p->wt_start, json_object_get(b, "start"));
+                pl_copy_oid(p->wt_head, json_object_get(b, "head"));
+                /* a new worktree undoes everything after it */
+                p->setup = p->agent_round = p->test_round = p->commit = 0;
+            } else if (!strcmp(step, "setup")) {
+                p->setup = 1;
+            } else if (!strcmp(step, "agent")) {
+                p->agent_round = round;
+                p->agent_exit = (int)json_integer_value(json_object_get(b, "exit"));
+                p->partial = json_is_true(json_object_get(b, "partial"));
+                pl_take_str(&p->summary, json_object_get(b, "summary"));
+            } else if (!strcmp(step, "test")) {
+                p->test_round = round;
+                p->test_status = (int)json_integer_value(json_object_get(b, "exit"));
+                pl_take_str(&p->test_tail, json_object_get(b, "tail"));
+            } else if (!strcmp(step, "commit")) {
+                p->commit = 1;
+                p->commit_empty = json_is_true(json_object_get(b, "empty"));
+                pl_copy_oid(p->commit_oid, json_object_get(b, "oid"));
+                if (p->commit_oid[0])
+                    memcpy(p->wt_head, p->commit_oid, VCS_OID_HEXSZ);
+            } else if (!strcmp(step, "push")) {
+                p->push = 1;
+            } else if (!strcmp(step, "pr")) {
+                p->pr = 1;
+            }
+            json_decref(b);
+        }
+        after = n ? v[n - 1].seq : after;
+        store_event_list_free(v, n);
+        if (n < STORE_LIST_MAX)
+            return 0;
+    }
+}
+
+/* The oid the farm pushed last for this session ("" when never). */
+
+/* ---- the run ------------------------------------------------------------------- */
+
+/* Begin a new run (or find this job's run begun before a crash). Returns 0,
+ * 1 when the job has nothing left to do, or an error. */
+typedef struct begin_ctx {
+    pl_run *r;
+    int resumed;
+    int over_budget;
+    int first;
+    char *started_comment;
+    char *answer_body; /* an "answer" event, for the answer run's history */
+    int64_t seq;
+} begin_ctx;
+
+static int begin_fn(store_tx *tx, void *arg)
+{
+    begin_ctx *b = arg;
+    pl_run *r = b->r;
+    store_session *s = NULL;
+    char body[256], key[256];
+    int64_t runs;
+    int rc;
+
+    if ((rc = store_tx_session_get(&s, tx, r->s->id)))
+        return rc;
+    if (store_session_state_is_final(s->state) ||
+        (!strcmp(r->kind, "answer") && strcmp(s->state, "waiting") != 0)) {
+        b->over_budget = -1; /* nothing to do: ended, or the answer came in already */
+        goto out;
+    }
+    if (s->runs >= r->cfg->budgets.max_runs) {
+        b->over_budget = 1;
+        goto out;
+    }
+    if ((rc = store_tx_session_run_add(&runs, tx, s->id)))
+        goto out;
+    r->run_no = runs;
+    snprintf(body, sizeof(body), "{\"job\":%lld,\"run\":%lld,\"kind\":\"%s\"}",
+             (long long)r->job->id, (long long)runs, r->kind);
+    if ((rc = store_tx_event_append(&b->seq, tx, s->id, "run_started", NULL, body)))
+        goto out;
+    r->start_seq = b->seq;
+    if (b->answer_body &&
+        (rc = store_tx_event_append(&b->seq, tx, s->id, "answer", NULL, b->answer_body)))
+        goto out;
+    if ((rc = store_tx_session_state_set(tx, s->id, "preparing")))
+        goto out;
+    snprintf(body, sizeof(body), "{\"from\":\"%s\",\"to\":\"preparing\",\"run\":%lld}", s->state,
+             (long long)runs);
+    if ((rc = store_tx_event_append(&b->seq, tx, s->id, "state", NULL, body)))
+        goto out;
+    if (runs == 1 && b->started_comment) {
+        json_t *p = pl_comment_payload(b->started_comment);
+        char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
+        json_decref(p);
+        outbox_key(key, sizeof(key), s->id, "r1:started");
+        rc = text ? outbox_tx_enqueue(tx, s->id, OUTBOX_COMMENT, key, text) : FARM_ENOMEM;
+        free(text);
+        if (rc)
+            goto out;
+        outbox_key(key, sizeof(key), s->id, "r1:eyes");
+        if ((rc = outbox_tx_enqueue(tx, s->id, OUTBOX_REACT, key,
+                                    "{\"comment_id\":0,\"reaction\":\"eyes\"}")))
+            goto out;
+    }
+    store_session_free(s);
+    s = NULL;
+    if ((rc = store_tx_session_get(&s, tx, r->s->id)))
+        goto out;
+    {
+        pl_tx t;
+        pl_tx_init(&t, r);
+        t.step_words = "preparing the workspace";
+        rc = pl_status_enqueue(tx, &t, s);
+    }
+out:
+    store_session_free(s);
+    return rc;
+}
+
+static int run_begin(pl_run *r)
+{
+    static const char *const kinds[] = {"run_started", NULL};
+    store_event *e = NULL;
+    begin_ctx b = {0};
+    int rc;
+
+    /* this job's run, begun before a crash? */
+    if ((rc = store_event_last_kind(&e, r->f->store, r->s->id, kinds, 0)))
+        return rc;
+    if (e) {
+        json_t *body = json_loads(e->body, 0, NULL);
+        if (json_integer_value(json_object_get(body, "job")) == r->job->id) {
+            r->run_no = json_integer_value(json_object_get(body, "run"));
+            r->start_seq = e->seq;
+            r->started_ms = e->ts_ms;
+            b.resumed = 1;
+        }
+        json_decref(body);
+        store_event_list_free(e, 1);
+    }
+    if (b.resumed) {
+        static const char *const fin[] = {"run_finished", NULL};
+        store_event *f = NULL;
+        if ((rc = store_event_last_kind(&f, r->f->store, r->s->id, fin, r->start_seq)))
+            return rc;
+        if (f) {
+            store_event_list_free(f, 1);
+            return 1; /* it ended; the job was not marked done before a crash */
+        }
+        log_info("run resumed", "repo", r->repo->name);
+        return 0;
+    }
+
+    report_info ri = REPORT_INFO_INIT;
+    ri.session = r->s;
+    ri.public_url = r->cfg->public_url;
+    if (r->s->runs == 0 && report_milestone_render(&b.started_comment, REPORT_STARTED, &ri) != 0)
+        log_warn("started comment not rendered", "error", farm_error_last());
+    if (!strcmp(r->kind, "answer")) {
+        pl_answer_info a;
+        r->start_seq = 0;
+        if (pl_find_answer(&a, r) == 0 && a.answer) {
+            json_t *j = json_pack("{s:s,s:s,s:s}", "question", a.question ? a.question : "", "text",
+                                  a.answer, "author", a.author ? a.author : "");
+            b.answer_body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+            json_decref(j);
+        }
+        pl_answer_info_free(&a);
+    }
+    b.r = r;
+    rc = store_write(r->f->store, begin_fn, &b);
+    free(b.started_comment);
+    free(b.answer_body);
+    if (rc)
+        return rc;
+    if (b.over_budget < 0)
+        return 1;
+    if (b.over_budget) {
+        char reason[160];
+        snprintf(reason, sizeof(reason), "the session used its %d runs (budgets.max_runs)",
+                 r->cfg->budgets.max_runs);
+        r->run_no = r->s->runs + 1; /* the run that was not allowed */
+        pl_run_fail(r, reason, NULL);
+        return 1;
+    }
+    r->started_ms = clock_wall_ms();
+    stream_hub_session_notify(r->f->streams, r->s->id, b.seq);
+    outbox_kick(r->f);
+    log_info("run started", "repo", r->repo->name, "kind", r->kind);
+    return 0;
+}
+
+/* A "cancel" job: the session stops; a run at work elsewhere sees the
+ * cancel event and stops too. */
+static int job_cancel(pl_run *r)
+{
+    pl_tx t;
+    if (store_session_state_is_final(r->s->state))
+        return 0;
+    pl_tx_init(&t, r);
+    t.state = "cancelled";
+    t.step_words = "cancelled";
+    t.skip_if_final = 1;
+    pl_tx_event(&t, "cancel", json_pack("{s:I}", "job", (json_int_t)r->job->id));
+    int rc = pl_tx_commit(&t);
+    if (!rc)
+        vcs_tree_remove(r->wt_path);
+    return rc;
+}
+
+static int paths_init(pl_run *r)
+{
+    char *dd = realpath(r->cfg->data_dir, NULL);
+    int rc = 0;
+    if (!dd) {
+        farm_error_set("pipeline: data directory %s: %s", r->cfg->data_dir, strerror(errno));
+        return FARM_EIO;
+    }
+    if (strlen(dd) > PATH_MAX - 128 ||
+        snprintf(r->wt_path, sizeof(r->wt_path), "%s/work/s%lld", dd, (long long)r->s->id) >=
+            (int)sizeof(r->wt_path) ||
+        snprintf(r->run_dir, sizeof(r->run_dir), "%s/runs/s%lld-r%lld", dd, (long long)r->s->id,
+                 (long long)r->run_no) >= (int)sizeof(r->run_dir) ||
+        snprintf(r->out_dir, sizeof(r->out_dir), "%s/out", r->run_dir) >= (int)sizeof(r->out_dir) ||
+        snprintf(r->prompt_path, sizeof(r->prompt_path), "%s/prompt.md", r->run_dir) >=
+            (int)sizeof(r->prompt_path)) {
+        farm_error_set("pipeline: data directory path too long: %s", dd);
+        free(dd);
+        return FARM_ETOOBIG;
+    }
+    if (r->sandboxed && geteuid() == 0) {
+        /* the sandbox runs as another uid: it must be able to reach the
+         * worktree, the mirror and the run directory (0711: no listing) */
+        char p[PATH_MAX + 16];
+        pl_make_searchable(dd);
+        snprintf(p, sizeof(p), "%s/work", dd);
+        if (!(rc = pl_mkdir_p(p, 0711)))
+            pl_make_searchable(p);
+        snprintf(p, sizeof(p), "%s/runs", dd);
+        if (!rc && !(rc = pl_mkdir_p(p, 0711)))
+            pl_make_searchable(p);
+    }
+    if (!rc && !(rc = pl_mkdir_p(r->run_dir, 0711)) && !(rc = pl_mkdir_p(r->out_dir, 0700))) {
+        chmod(r->run_dir, 0711);
+        if (r->sandbox_uid && chown(r->out_dir, r->sandbox_uid, r->sandbox_uid) < 0) {
+            farm_error_set("pipeline: cannot hand %s to the sandbox: %s", r->out_dir,
+                           strerror(errno));
+            rc = FARM_EIO;
+        }
+    }
+    free(dd);
+    return rc;
+}
+
+/* An error from a step: what it means for the session and the job. */
+static int step_error(pl_run *r, int rc, const char *step)
+{
+    char reason[1024];
+    int asked = pl_cancel_requested(r); /* also sets r->cancelled for a request */
+    if (rc == FARM_ECANCELLED || asked) {
+        if (!r->cancelled) /* lease lost or shutdown: the job goes on elsewhere */
+            return FARM_ECANCELLED;
+        pl_run_cancelled(r);
+        return 0;
+    }
+    switch (rc) {
+    case FARM_EAUTH:
+    case FARM_ENOTFOUND:
+    case FARM_EINVALID:
+    case FARM_ECONFLICT:
+    case FARM_ETOOBIG:
+    case FARM_EUNSUPPORTED:
+        snprintf(reason, sizeof(reason), "%s: %s", step, farm_error_last());
+        pl_run_fail(r, reason, NULL);
+        return 0;
+    default:
+        log_warn("run step failed; the job will be tried again", "step", step, "error",
+                 farm_error_last());
+        return FARM_EAGAIN;
+    }
+}
+
+int pipeline_run(farm *f, const store_job *job, pipeline_ctl *ctl)
+{
+    pl_run r = {0};
+    pl_progress p = {0};
+    int rc, max_rounds;
+
+    if (!f || !job || job->session_id <= 0) {
+        farm_error_set("pipeline: a job with a session is required");
+        return FARM_EINVALID;
+    }
+    r.f = f;
+    r.cfg = f->cfg;
+    r.job = job;
+    r.ctl = ctl;
+    r.kind = job->kind;
+    r.sandboxed = !r.cfg->sandbox.mode || strcmp(r.cfg->sandbox.mode, "unsafe-none") != 0;
+    if (r.sandboxed && geteuid() == 0)
+        r.sandbox_uid = PL_SANDBOX_UID_BASE + (unsigned)(job->session_id & 0x0fffffff);
+    if ((rc = store_session_get(&r.s, f->store, job->session_id)))
+        return rc;
+    if (!(r.repo = config_repo_find(r.cfg, r.s->tracker, r.s->repo))) {
+        farm_error_set("pipeline: %s is no longer configured", r.s->repo);
+        store_session_free(r.s);
+        return FARM_ENOTFOUND;
+    }
+    if (r.s->branch && vcs_branch_name_valid(r.s->branch))
+        snprintf(r.branch, sizeof(r.branch), "%s", r.s->branch);
+    else if ((rc = vcs_branch_name(r.branch, sizeof(r.branch), r.s->number, r.s->title)))
+        goto out;
+
+    if (!strcmp(job->kind, "cancel")) {
+        char *dd = realpath(r.cfg->data_dir, NULL);
+        if (dd)
+            snprintf(r.wt_path, sizeof(r.wt_path), "%s/work/s%lld", dd, (long long)r.s->id);
+        free(dd);
+        rc = job_cancel(&r);
+        goto out;
+    }
+    if (strcmp(job->kind, "run") != 0 && strcmp(job->kind, "revise") != 0 &&
+        strcmp(job->kind, "answer") != 0) {
+        farm_error_set("pipeline: unknown job kind '%s'", job->kind);
+        rc = FARM_EINVALID;
+        goto out;
+    }
+    if (store_session_state_is_final(r.s->state)) {
+        log_info("job for an ended session skipped", "state", r.s->state);
+        rc = 0;
+        goto out;
+    }
+    if ((rc = run_begin(&r)) != 0) {
+        rc = rc == 1 ? 0 : rc;
+        goto out;
+    }
+    r.wall_end_ms = r.started_ms + (int64_t)r.cfg->budgets.run_wall_s * 1000;
+    r.partial_at_ms = r.wall_end_ms - (int64_t)r.cfg->budgets.partial_margin_s * 1000;
+    if ((rc = paths_init(&r))) {
+        rc = step_error(&r, rc, "preparing");
+        goto out;
+    }
+    if ((rc = progress_load(&p, &r)))
+        goto out;
+    r.partial = p.partial;
+
+    if (pl_cancel_requested(&r)) {
+        rc = step_error(&r, FARM_ECANCELLED, "cancel");
+        goto out;
+    }
+    if ((rc = pl_step_fetch(&r, &p))) {
+        rc = step_error(&r, rc, "fetch");
+        goto out;
+    }
+    if ((rc = pl_step_worktree(&r, &p))) {
+        rc = step_error(&r, rc, "worktree");
+        goto out;
+    }
+    if ((rc = pl_step_setup(&r, &p))) {
+        rc = rc == 1 ? 0 : step_error(&r, rc, "setup");
+        goto out;
+    }
+
+    /* agent and test rounds */
+    max_rounds = 1 + r.repo->max_fix_rounds;
+    if (max_rounds > PL_MAX_ROUNDS)
+        max_rounds = PL_MAX_ROUNDS;
+    for (;;) {
+        if (pl_cancel_requested(&r)) {
+            rc = step_error(&r, FARM_ECANCELLED, "cancel");
+            goto out;
+        }
+        if (!r.partial && clock_wall_ms() >= r.partial_at_ms && !p.commit)
+            r.partial = 1; /* resumed past the time limit: push what exists */
+        int tests_pending = r.repo->test && p.test_round < p.agent_round && !r.partial;
+        int need_agent = !p.commit && !r.partial &&
+                         (p.agent_round == 0 || (r.repo->test && p.test_round == p.agent_round &&
+                                                 p.test_status != 0 && p.agent_round < max_rounds));
+        if (tests_pending) {
+            if ((rc = pl_step_test(&r, &p, p.agent_round))) {
+                rc = step_error(&r, rc, "test");
+                goto out;
+            }
+            continue;
+        }
+        if (!need_agent)
+            break;
+        if ((rc = pl_step_agent(&r, &p, p.agent_round + 1, max_rounds))) {
+            rc = rc == 1 ? 0 : step_error(&r, rc, "agent");
+            goto out;
+        }
+    }
+
+    if ((rc = pl_step_commit(&r, &p))) {
+        rc = step_error(&r, rc, "commit");
+        goto out;
+    }
+    if (p.commit_empty && !p.push && !strcmp(r.kind, "revise") && p.agent_exit == 0) {
+        rc = pl_run_unchanged(&r, p.summary);
+        goto out;
+    }
+    if (p.commit_empty && !p.push) {
+        /* nothing changed: say what the agent said */
+        buf why = BUF_INIT(PL_SUMMARY_MAX + 512);
+        if (p.agent_exit != 0)
+            buf_printf(&why, "the agent exited with status %d and changed nothing", p.agent_exit);
+        else
+            buf_puts(&why, "the agent made no change");
+        if (p.summary) {
+            buf_puts(&why, "; it said: ");
+            buf_puts(&why, p.summary);
+        }
+        rc = pl_run_fail(&r, buf_cstr(&why), p.test_tail);
+        buf_free(&why);
+        goto out;
+    }
+    if (pl_cancel_requested(&r)) {
+        rc = step_error(&r, FARM_ECANCELLED, "cancel");
+        goto out;
+    }
+    if ((rc = pl_step_push(&r, &p))) {
+        rc = step_error(&r, rc, "push");
+        goto out;
+    }
+    int draft = r.partial || (r.repo->test && p.test_round > 0 && p.test_status != 0);
+    if ((rc = pl_step_pr(&r, &p, draft))) {
+        rc = step_error(&r, rc, "pr");
+        goto out;
+    }
+    /* a revision answers in each review thread it addressed (farm/report/review_replies.h) */
+    if (!strcmp(r.kind, "revise") &&
+        review_replies_enqueue(f, r.s->id, r.run_no, r.start_seq, p.commit_oid, p.summary) != 0)
+        log_warn("review replies not queued", "error", farm_error_last());
+    pl_cleanup_dirs(&r);
+    rc = 0;
+out:
+    pl_progress_free(&p);
+    if (r.wt)
+        vcs_worktree_free(r.wt);
+    vcs_mirror_free(r.m);
+    store_session_free(r.s);
+    return rc;
+}

@@ -1,0 +1,452 @@
+/*
+ * pipeline_exec.c - one command of a run in the sandbox (setup, agent,
+ * tests), with its output going into the session log as it comes.
+ *
+ * Output is split into lines and written as "output" events in batches (at
+ * most PL_BATCH_LINES per store write, and at least every PL_BATCH_MS while
+ * lines wait), so a chatty agent costs a few commits a second, not one per
+ * line. Each step logs at most PL_STEP_LOG_MAX bytes / PL_STEP_LINES_MAX
+ * lines; what comes after is counted and reported by one "output_dropped"
+ * event. The last PL_TAIL_MAX bytes are kept for failure reports and for the
+ * next fix round's prompt.
+ *
+ * A watcher thread stops the sandbox when the run is cancelled (the
+ * scheduler's flag, or a cancel / issue_closed event in the log) or its
+ * deadline passes, and flushes lines that would otherwise wait for the next
+ * chunk of output.
+ */
+#include "pipeline_internal.h"
+#include "farm/handle/handle.h"
+#include "farm/store/store_run.h"
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define WATCH_TICK_MS   50
+#define CANCEL_CHECK_MS 500
+
+const char *pl_tail(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n <= max)
+        return s;
+    const char *p = s + n - max;
+    while (*p && ((unsigned char)*p & 0xC0) == 0x80)
+        p++;
+    return p;
+}
+
+struct event_write {
+    int64_t session_id;
+    const char *kind;
+    const char *body;
+    int64_t seq;
+};
+
+static int event_write_fn(store_tx *tx, void *arg)
+{
+    struct event_write *w = arg;
+    return store_tx_event_append(&w->seq, tx, w->session_id, w->kind, NULL, w->body);
+}
+
+int pl_event(pl_run *r, const char *kind, const char *body_json)
+{
+    struct event_write w = {r->s->id, kind, body_json, 0};
+    int rc = store_write(r->f->store, event_write_fn, &w);
+    if (!rc)
+        stream_hub_session_notify(r->f->streams, r->s->id, w.seq);
+    return rc;
+}
+
+int pl_cancel_requested(pl_run *r)
+{
+    static const char *const kinds[] = {"cancel", "cancel_requested", "issue_closed", NULL};
+    store_event *e = NULL;
+
+    if (r->cancelled)
+        return 1;
+    /* the log says whether people asked for it; the scheduler's flag alone
+     * (lease lost, shutdown) leaves r->cancelled at 0: the job goes on later */
+    if (store_event_last_kind(&e, r->f->store, r->s->id, kinds, r->start_seq) == 0 && e) {
+        r->cancelled = 1;
+        store_event_list_free(e, 1);
+        return 1;
+    }
+    return r->ctl && r->ctl->cancel;
+}
+
+/* ---- the output log ------------------------------------------------------ */
+
+typedef struct outlog {
+    pl_run *r;
+    const char *step;
+    int round;
+    pthread_mutex_t mu;            /* guards everything below but the flush */
+    pthread_mutex_t flush_mu;      /* one flush at a time, in order */
+    json_t *pending;               /* [{"stream", "line"}] waiting for the store */
+    int64_t last_flush_ms;         /* clock_mono_ms() */
+    char line[2][PL_LINE_MAX + 1]; /* the partial line of each stream */
+    size_t len[2];
+    int cut[2]; /* the partial line grew past PL_LINE_MAX */
+    uint64_t logged_bytes, logged_lines, dropped_bytes, dropped_lines;
+    buf tail;
+    double cost; /* the last cost the command reported (pl_cost_line()) */
+} outlog;
+
+struct batch_write {
+    int64_t session_id;
+    const char *step;
+    int round;
+    json_t *lines;
+    int64_t seq;
+};
+
+static int batch_write_fn(store_tx *tx, void *arg)
+{
+    struct batch_write *b = arg;
+    size_t i;
+    json_t *l;
+    int rc = 0;
+
+    json_array_foreach(b->lines, i, l)
+    {
+        json_t *body = json_pack("{s:s,s:O,s:O}", "step", b->step, "stream",
+                                 json_object_get(l, "stream"), "line", json_object_get(l, "line"));
+        char *text = NULL;
+        if (body && b->round > 0)
+            json_object_set_new(body, "round", json_integer(b->round));
+        if (!body || !(text = json_dumps(body, JSON_COMPACT))) {
+            json_decref(body);
+            farm_error_set("pipeline: out of memory");
+            return FARM_ENOMEM;
+        }
+        json_decref(body);
+        rc = store_tx_event_append(&b->seq, tx, b->session_id, "output", NULL, text);
+        free(text);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void outlog_flush(outlog *o)
+{
+    pthread_mutex_lock(&o->flush_mu);
+    pthread_mutex_lock(&o->mu);
+    json_t *lines = o->pending;
+    o->pending = json_array();
+    o->last_flush_ms = clock_mono_ms();
+    pthread_mutex_unlock(&o->mu);
+    if (lines && json_array_size(lines) > 0) {
+        struct batch_write b = {o->r->s->id, o->step, o->round, lines, 0};
+        if (store_write(o->r->f->store, batch_write_fn, &b) == 0)
+            stream_hub_session_notify(o->r->f->streams, o->r->s->id, b.seq);
+        else
+            log_warn("output lines not logged", "step", o->step, "error", farm_error_last());
+    }
+    json_decref(lines);
+    pthread_mutex_unlock(&o->flush_mu);
+}
+
+/* Keep the last PL_TAIL_MAX bytes. */
+static void tail_add(buf *t, const char *data, size_t n)
+{
+    if (n >= PL_TAIL_MAX) {
+        buf_reset(t);
+        buf_append(t, data + n - PL_TAIL_MAX, PL_TAIL_MAX);
+        return;
+    }
+    if (t->len + n > PL_TAIL_MAX) {
+        size_t drop = t->len + n - PL_TAIL_MAX;
+        memmove(t->data, t->data + drop, t->len - drop);
+        t->len -= drop;
+        t->data[t->len] = '\0';
+    }
+    buf_append(t, data, n);
+}
+
+/* A complete line of stream i: into the pending batch, or counted as dropped.
+ * Called with o->mu held; returns 1 when the batch is full. */
+double pl_cost_line(const char *line, size_t n)
+{
+    if (n > 0 && line[0] == '{' && memmem(line, n, "\"total_cost_usd\"", 16)) {
+        json_t *j = json_loadb(line, n, 0, NULL);
+        json_t *cost = json_object_get(j, "total_cost_usd");
+        const char *type = json_string_value(json_object_get(j, "type"));
+        double v =
+            type && !strcmp(type, "result") && json_is_number(cost) ? json_number_value(cost) : -1;
+        json_decref(j);
+        return v >= 0 && v < 1e6 ? v : -1;
+    }
+    const char *at = memmem(line, n, "Cost: $", 7);
+    if (at) {
+        char text[160];
+        size_t len = n - (size_t)(at - line);
+        double msg, session;
+        snprintf(text, sizeof(text), "%.*s", (int)(len < sizeof(text) ? len : sizeof(text) - 1),
+                 at);
+        if (sscanf(text, "Cost: $%lf message, $%lf session", &msg, &session) == 2 && session >= 0 &&
+            session < 1e6)
+            return session;
+    }
+    return -1;
+}
+
+static int line_done(outlog *o, int i)
+{
+    size_t n = o->len[i];
+    o->line[i][n] = '\0';
+    o->len[i] = 0;
+    double cost = pl_cost_line(o->line[i], n);
+    if (cost >= 0)
+        o->cost = cost;
+    if (o->logged_bytes + n > PL_STEP_LOG_MAX || o->logged_lines >= PL_STEP_LINES_MAX) {
+        o->dropped_bytes += n;
+        o->dropped_lines++;
+        o->cut[i] = 0;
+        return 0;
+    }
+    /* an invalid UTF-8 line would not be JSON text: keep its valid prefix */
+    json_t *s = json_stringn(o->line[i], n);
+    while (!s && n > 0)
+        s = json_stringn(o->line[i], --n);
+    if (s && o->cut[i]) {
+        char *cut = NULL;
+        if (asprintf(&cut, "%s [line cut at %d bytes]", json_string_value(s), PL_LINE_MAX) > 0) {
+            json_decref(s);
+            s = json_string(cut);
+            free(cut);
+        }
+    }
+    o->cut[i] = 0;
+    if (!s)
+        return 0;
+    json_array_append_new(o->pending,
+                          json_pack("{s:s,s:o}", "stream", i ? "stderr" : "stdout", "line", s));
+    o->logged_bytes += n;
+    o->logged_lines++;
+    return json_array_size(o->pending) >= PL_BATCH_LINES;
+}
+
+static void on_output(void *ctx, sandbox_stream which, const char *data, size_t n)
+{
+    outlog *o = ctx;
+    int i = which == SANDBOX_STDERR ? 1 : 0, full = 0;
+
+    pthread_mutex_lock(&o->mu);
+    tail_add(&o->tail, data, n);
+    for (size_t k = 0; k < n; k++) {
+        char c = data[k];
+        if (c == '\n') {
+            full |= line_done(o, i);
+            continue;
+        }
+        if (c == '\r')
+            continue;
+        if (o->len[i] < PL_LINE_MAX)
+            o->line[i][o->len[i]++] = c;
+        else
+            o->cut[i] = 1;
+    }
+    if (json_array_size(o->pending) > 0 && clock_mono_ms() - o->last_flush_ms >= PL_BATCH_MS)
+        full = 1;
+    pthread_mutex_unlock(&o->mu);
+    if (full)
+        outlog_flush(o);
+}
+
+/* ---- the watcher ---------------------------------------------------------- */
+
+typedef struct watcher {
+    pl_run *r;
+    outlog *log;
+    sandbox *sb;
+    int64_t deadline_ms;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int cancelled;
+    int deadline_hit;
+} watcher;
+
+static void *watch(void *arg)
+{
+    watcher *w = arg;
+    int64_t last_check = clock_mono_ms();
+
+    pthread_mutex_lock(&w->mu);
+    while (!w->done) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += WATCH_TICK_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        if (w->done)
+            break;
+        pthread_mutex_unlock(&w->mu);
+
+        int stop = 0;
+        int64_t now = clock_mono_ms();
+        if (w->r->ctl && w->r->ctl->cancel) {
+            stop = w->cancelled = 1;
+        } else if (now - last_check >= CANCEL_CHECK_MS) {
+            last_check = now;
+            if (pl_cancel_requested(w->r))
+                stop = w->cancelled = 1;
+        }
+        if (!stop && w->deadline_ms > 0 && clock_wall_ms() >= w->deadline_ms)
+            stop = w->deadline_hit = 1;
+        if (stop)
+            sandbox_stop(w->sb);
+
+        pthread_mutex_lock(&w->log->mu);
+        int due =
+            json_array_size(w->log->pending) > 0 && now - w->log->last_flush_ms >= PL_BATCH_MS;
+        pthread_mutex_unlock(&w->log->mu);
+        if (due)
+            outlog_flush(w->log);
+        pthread_mutex_lock(&w->mu);
+        if (stop)
+            break;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+void pl_exec_result_free(pl_exec_result *x)
+{
+    if (x) {
+        free(x->tail);
+        x->tail = NULL;
+    }
+}
+
+int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o)
+{
+    sandbox_opts so = SANDBOX_OPTS_INIT;
+    outlog log = {0};
+    watcher w = {0};
+    sandbox *sb = NULL;
+    pthread_t th;
+    int rc, started = 0;
+    const config *cfg = r->cfg;
+
+    memset(out, 0, sizeof(*out));
+    if (pl_cancel_requested(r))
+        return FARM_ECANCELLED;
+    log.r = r;
+    log.step = o->step;
+    log.round = o->round;
+    pthread_mutex_init(&log.mu, NULL);
+    pthread_mutex_init(&log.flush_mu, NULL);
+    log.pending = json_array();
+    log.last_flush_ms = clock_mono_ms();
+    buf_init(&log.tail, PL_TAIL_MAX);
+
+    so.argv = o->argv;
+    so.env = o->env;
+    so.dir = r->wt_path;
+    so.network = o->network;
+    so.on_output = on_output;
+    so.output_ctx = &log;
+    so.memory_mb = cfg->sandbox.memory_mb;
+    so.pids = cfg->sandbox.pids;
+    so.disk_mb = cfg->sandbox.disk_mb;
+    so.unsafe_none = !r->sandboxed;
+    if (r->sandbox_uid) {
+        so.host_uid = r->sandbox_uid;
+        so.host_gid = r->sandbox_uid;
+    }
+    if (so.unsafe_none)
+        so.network = SANDBOX_NET_HOST;
+    if (o->network == SANDBOX_NET_ALLOWLIST)
+        so.allow = (const char *const *)cfg->sandbox.allow_hosts;
+    so.timeout_ms = (int64_t)cfg->sandbox.wall_timeout_s * 1000;
+    if (o->deadline_ms > 0) {
+        int64_t left = o->deadline_ms - clock_wall_ms();
+        if (left < 1)
+            left = 1;
+        if (so.timeout_ms <= 0 || left < so.timeout_ms)
+            so.timeout_ms = left;
+    }
+    so.binds = o->binds;
+    so.nbinds = o->nbinds;
+    so.stdin_path = o->stdin_path;
+
+    if ((rc = sandbox_start(&sb, &so)) < 0)
+        goto out;
+    w.r = r;
+    w.log = &log;
+    w.sb = sb;
+    w.deadline_ms = o->deadline_ms;
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    if (pthread_create(&th, NULL, watch, &w) != 0) {
+        sandbox_stop(sb);
+        sandbox_wait(sb, &out->sr);
+        farm_error_set("pipeline: cannot start the watcher thread");
+        rc = FARM_EIO;
+        goto out_sync;
+    }
+    started = 1;
+    rc = sandbox_wait(sb, &out->sr);
+    pthread_mutex_lock(&w.mu);
+    w.done = 1;
+    pthread_cond_signal(&w.cv);
+    pthread_mutex_unlock(&w.mu);
+    pthread_join(th, NULL);
+out_sync:
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    if (rc < 0)
+        goto out;
+
+    /* the last partial lines, then what is left of the batch */
+    pthread_mutex_lock(&log.mu);
+    for (int i = 0; i < 2; i++)
+        if (log.len[i] > 0)
+            line_done(&log, i);
+    pthread_mutex_unlock(&log.mu);
+    outlog_flush(&log);
+    if (log.dropped_lines > 0) {
+        char body[256];
+        snprintf(body, sizeof(body), "{\"step\":\"%s\",\"round\":%d,\"lines\":%llu,\"bytes\":%llu}",
+                 o->step, o->round, (unsigned long long)log.dropped_lines,
+                 (unsigned long long)log.dropped_bytes);
+        pl_event(r, "output_dropped", body);
+    }
+    out->cancelled = w.cancelled;
+    out->cost_usd = log.cost;
+    out->deadline = w.deadline_hit || (out->sr.timed_out && o->deadline_ms > 0 &&
+                                       clock_wall_ms() >= o->deadline_ms - 1000);
+    out->tail = buf_detach(&log.tail);
+    if (!out->tail)
+        out->tail = strdup("");
+    if (!out->tail) {
+        farm_error_set("pipeline: out of memory");
+        rc = FARM_ENOMEM;
+    }
+out:
+    (void)started;
+    sandbox_free(sb);
+    json_decref(log.pending);
+    buf_free(&log.tail);
+    pthread_mutex_destroy(&log.mu);
+    pthread_mutex_destroy(&log.flush_mu);
+    if (rc < 0)
+        return rc;
+    return out->cancelled ? FARM_ECANCELLED : 0;
+}

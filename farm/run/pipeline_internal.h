@@ -1,0 +1,229 @@
+/*
+ * pipeline_internal.h - what the pipeline's files share: one run's context
+ * (pipeline.c walks the steps), running a command in the sandbox with its
+ * output batched into the session log (pipeline_exec.c), and the session
+ * log writes a step makes (state, events, outbox entries in one commit).
+ * Nothing outside farm/pipeline*.c includes this.
+ */
+#ifndef FARM_FARM_RUN_PIPELINE_INTERNAL_H
+#define FARM_FARM_RUN_PIPELINE_INTERNAL_H
+
+#include "farm/config/config.h"
+#include "pipeline.h"
+#include "farm/store/store.h"
+
+#include "sandbox/sandbox.h"
+#include "vcs/git/git.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <sys/types.h>
+#include <stdint.h>
+
+#define PL_TAIL_MAX         (16u << 10) /* output kept of a command for reports and prompts */
+#define PL_LINE_MAX         4096        /* one output line in the log; longer ones are cut */
+#define PL_STEP_LOG_MAX     (1u << 20)  /* output bytes logged per step; the rest is counted */
+#define PL_STEP_LINES_MAX   20000       /* ... and lines */
+#define PL_BATCH_LINES      64          /* output events per store write at most */
+#define PL_BATCH_MS         200         /* ... and at least this often while output flows */
+#define PL_SUMMARY_MAX      (16u << 10) /* of the agent's summary and question files */
+#define PL_MAX_ROUNDS       10          /* agent calls in one run at most */
+#define PL_SANDBOX_UID_BASE 0x50000000u /* + the session id: the host uid of its sandboxes */
+
+/* One run of a session: what pipeline.c carries from step to step. */
+typedef struct pl_run {
+    farm *f;
+    const config *cfg;
+    const config_repo *repo;
+    store_session *s; /* as read at the start (state may move on) */
+    const store_job *job;
+    pipeline_ctl *ctl;
+    const char *kind;      /* "run", "revise", "answer" */
+    int64_t run_no;        /* the session's run number (1-based) */
+    int64_t start_seq;     /* seq of this run's run_started event */
+    int64_t started_ms;    /* wall time the run began (its budget counts from here) */
+    int64_t partial_at_ms; /* wall time to stop the agent and push what exists */
+    int64_t wall_end_ms;   /* the run's wall limit */
+    int cancelled;         /* a cancel request or issue_closed was seen */
+    int partial;           /* the agent was stopped at the wall limit */
+    char branch[256];
+    char wt_path[PATH_MAX];
+    char run_dir[PATH_MAX];
+    char out_dir[PATH_MAX];
+    char prompt_path[PATH_MAX];
+    vcs_mirror *m;
+    vcs_worktree *wt;
+    int sandboxed;        /* bwrap, not unsafe-none */
+    unsigned sandbox_uid; /* when the farm is root: the host uid of the run's sandboxes (one per
+                             session, so the out directory can be handed to it) */
+} pl_run;
+
+/* What one sandboxed command did. */
+typedef struct pl_exec_result {
+    sandbox_result sr;
+    char *tail;      /* the last PL_TAIL_MAX bytes of stdout and stderr, interleaved (heap) */
+    int cancelled;   /* stopped by a cancel request */
+    int deadline;    /* stopped at the given deadline */
+    double cost_usd; /* what the agent said it cost (pl_cost_line()), 0 when it did not */
+} pl_exec_result;
+
+typedef struct pl_exec_opts {
+    const char *step; /* "setup", "agent", "test" (the output events' step) */
+    int round;        /* 0: none */
+    const char *const *argv;
+    const char *const *env;
+    sandbox_net network;
+    int64_t deadline_ms; /* wall clock (clock_wall_ms()); 0: none */
+    const sandbox_bind *binds;
+    size_t nbinds;
+    const char *stdin_path; /* host file on standard input, or NULL */
+} pl_exec_opts;
+
+/* Run a command in the sandbox on the run's worktree, its output going into
+ * the session log as batched "output" events (capped per step; one
+ * "output_dropped" event says what was left out), watched for cancel
+ * requests and the deadline. Returns 0 when the command ran (look at *out,
+ * freed with pl_exec_result_free()), FARM_ECANCELLED, or the sandbox's
+ * error. */
+int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o);
+void pl_exec_result_free(pl_exec_result *x);
+
+/* The cost an agent CLI reports in a line of its output, or -1: Claude
+ * Code's stream-json result ({"type":"result", "total_cost_usd": x}) and
+ * aider's "Cost: $a message, $b session." (b). The last one a run prints
+ * is its cost. */
+double pl_cost_line(const char *line, size_t n);
+
+/* 1 when the session has been asked to stop since the run began (ctl->cancel,
+ * a "cancel", "cancel_requested" or "issue_closed" event). Sets r->cancelled
+ * for the events only. */
+int pl_cancel_requested(pl_run *r);
+
+/* Append an event to the session log and wake its readers. */
+int pl_event(pl_run *r, const char *kind, const char *body_json);
+
+/* The last `max` bytes of s, starting at a UTF-8 boundary: a pointer into s. */
+const char *pl_tail(const char *s, size_t max);
+
+/* ---- one run's writes and steps (pipeline_tx.c, pipeline_steps.c) ---- */
+
+#define TX_EVENTS 8
+#define TX_OUTBOX 4
+
+typedef struct pl_tx {
+    pl_run *r;
+    const char *state;      /* NULL: unchanged */
+    const char *step_words; /* the status comment's current step */
+    const char *branch;     /* set the session's branch */
+    double agent_seconds;
+    double cost;       /* USD, added to the session's */
+    int status;        /* update the status comment even without a state change */
+    int skip_if_final; /* write nothing when the session has ended meanwhile */
+    struct {
+        const char *kind;
+        char *body;
+    } ev[TX_EVENTS];
+    int nev;
+    struct {
+        const char *kind;
+        char key[256];
+        char *payload;
+    } ob[TX_OUTBOX];
+    int nob;
+    int oom;
+    /* out */
+    int ended;
+    int64_t last_seq;
+} pl_tx;
+
+typedef struct pl_progress {
+    int fetch, worktree, setup;
+    char wt_start[VCS_OID_HEXSZ], wt_head[VCS_OID_HEXSZ];
+    int agent_round; /* last agent round done */
+    int agent_exit;
+    int test_round; /* last test round done */
+    int test_status;
+    char *test_tail;
+    char *summary;
+    int commit, commit_empty;
+    char commit_oid[VCS_OID_HEXSZ];
+    int push, pr;
+    int partial;
+} pl_progress;
+
+typedef struct pl_answer_info {
+    char *question;
+    char *answer;
+    char *author;
+    int64_t question_seq;
+} pl_answer_info;
+
+void pl_tx_init(pl_tx *t, pl_run *r);
+void pl_tx_event(pl_tx *t, const char *kind, json_t *body);                       /* body stolen */
+void pl_tx_outbox(pl_tx *t, const char *kind, const char *name, json_t *payload); /* stolen */
+int pl_tx_commit(pl_tx *t);
+int pl_status_enqueue(store_tx *tx, pl_tx *t, const store_session *s);
+int pl_set_state(pl_run *r, const char *state, const char *words);
+int pl_step_started(pl_run *r, const char *step, int round);
+void pl_step_done(pl_tx *t, const char *step, int round, int64_t began_ms, json_t *extra);
+int pl_step_done_commit(pl_run *r, const char *step, int round, int64_t began_ms, json_t *extra);
+void pl_step_failed(pl_run *r, const char *step, int round, const char *error);
+int pl_run_fail(pl_run *r, const char *reason, const char *output);
+int pl_run_cancelled(pl_run *r);
+int pl_run_question(pl_run *r, const char *question);
+int pl_run_unchanged(pl_run *r, const char *summary);
+void pl_cleanup_dirs(pl_run *r);
+json_t *pl_finished_body(pl_run *r, const char *outcome, const char *reason);
+json_t *pl_comment_payload(const char *body);
+void pl_copy_oid(char out[VCS_OID_HEXSZ], json_t *v);
+void pl_take_str(char **dst, json_t *v);
+void pl_progress_free(pl_progress *p);
+
+int pl_step_fetch(pl_run *r, pl_progress *p);
+int pl_step_worktree(pl_run *r, pl_progress *p);
+int pl_step_setup(pl_run *r, pl_progress *p); /* 1: the run ended (failed) */
+int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds); /* 1: question */
+int pl_step_test(pl_run *r, pl_progress *p, int round);
+int pl_step_commit(pl_run *r, pl_progress *p);
+int pl_step_push(pl_run *r, pl_progress *p);
+int pl_step_pr(pl_run *r, pl_progress *p, int draft);
+int pl_find_answer(pl_answer_info *a, pl_run *r);
+void pl_answer_info_free(pl_answer_info *a);
+int pl_last_pushed(char out[VCS_OID_HEXSZ], pl_run *r);
+int pl_mkdir_p(const char *path, mode_t mode);
+void pl_make_searchable(const char *path);
+
+#endif
+
+/* ---- prompts (pipeline_prompt.c) ---- */
+
+#include "guidelines/prompt.h"
+
+/* The step-specific part of a prompt. */
+typedef struct pl_prompt_in {
+    prompt_step step;
+    int round;
+    int max_rounds;
+    int test_status;
+    const char *test_output;
+    const char *question;
+    const char *answer;
+    const char *answer_author;
+    int64_t reviews_after_ms;   /* ... and inline comments from the tracker created after this */
+    int64_t reviews_after_seq;  /* revision: review events after this seq */
+    int64_t history_before_seq; /* the digest covers the log before this seq (0: all) */
+} pl_prompt_in;
+
+/* Compose the prompt of one agent call: the issue thread is read from the
+ * tracker (the farm's own comments left out), the repository's instruction
+ * files from worktree_dir, the history digest and messages from session s
+ * (NULL: none yet). *out is a heap string the caller frees. */
+int pl_prompt_compose(char **out, farm *f, const store_session *s, const config_repo *repo,
+                      int64_t issue, const char *worktree_dir, const char *branch,
+                      const pl_prompt_in *in);
+
+/* The mirror's key and the remote for a configured repository (the token
+ * stays in the config; remote borrows it). */
+void pl_mirror_name(char *out, size_t n, const config_repo *repo);
+void pl_remote(vcs_remote *out, const config *cfg, const config_repo *repo,
+               const volatile int *cancel);

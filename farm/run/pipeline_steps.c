@@ -1,0 +1,870 @@
+/*
+ * pipeline_steps.c - the steps of a run (see pipeline.c for their order
+ * and how they are resumed): fetch, worktree (made, reopened, or adopted
+ * from a warm slot), setup, agent, test, commit, push with the lease, and
+ * the pull request through the outbox. Each takes the run and its progress
+ * (restored from checkpoints), does its work when not done yet, and
+ * records what it made.
+ */
+#include "pipeline.h"
+#include "agent.h"
+#include "farm/handle/handle.h"
+#include "farm/report/outbox.h"
+#include "pipeline_internal.h"
+#include "farm/report/report.h"
+#include "farm/report/review_replies.h"
+#include "farm/store/store_run.h"
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "base/strv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TITLE_MAX   200 /* of a PR title */
+#define PR_BODY_MAX (60u << 10)
+#define INSIDE_DIR  "/farm" /* the run directory's files, inside the sandbox */
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+/* A file the sandbox wrote, read without following a link, at most max
+ * bytes; NULL when absent or empty. */
+static char *read_agent_file(const char *path, size_t max)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    buf b = BUF_INIT(max);
+    char chunk[4096];
+    ssize_t n;
+
+    if (fd < 0)
+        return NULL;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return NULL;
+    }
+    while (b.len < max && (n = read(fd, chunk, sizeof(chunk))) > 0)
+        buf_append(&b, chunk, b.len + (size_t)n > max ? max - b.len : (size_t)n);
+    close(fd);
+    char *s = buf_detach(&b);
+    buf_free(&b);
+    if (s) {
+        /* keep it valid UTF-8 text: cut at the first NUL or bad sequence */
+        json_t *j = json_string(s);
+        size_t len = strlen(s);
+        while (!j && len > 0) {
+            s[--len] = '\0';
+            j = json_string(s);
+        }
+        json_decref(j);
+        while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == ' '))
+            s[--len] = '\0';
+        if (len == 0) {
+            free(s);
+            s = NULL;
+        }
+    }
+    return s;
+}
+
+static int write_file(const char *path, const char *text, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+    size_t len = strlen(text), off = 0;
+    if (fd < 0)
+        goto fail;
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            close(fd);
+            goto fail;
+        }
+        off += (size_t)w;
+    }
+    if (fchmod(fd, mode) < 0 || close(fd) < 0)
+        goto fail;
+    return 0;
+fail:
+    farm_error_set("pipeline: cannot write %s: %s", path, strerror(errno));
+    return FARM_EIO;
+}
+
+/* Let the sandbox's uid traverse a farm directory (no listing: 0711). */
+void pl_make_searchable(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0011) != 0011)
+        chmod(path, (st.st_mode & 07777) | 0011);
+}
+
+int pl_mkdir_p(const char *path, mode_t mode)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+        return FARM_ETOOBIG;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+            goto fail;
+        *p = '/';
+    }
+    if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+        goto fail;
+    return 0;
+fail:
+    farm_error_set("pipeline: cannot create %s: %s", tmp, strerror(errno));
+    return FARM_EIO;
+}
+
+/* "<!--" in text quoted into a body could pass for a marker: defuse it. */
+static void put_defused(buf *b, const char *text)
+{
+    for (const char *p = text; *p; p++) {
+        if (!strncmp(p, "<!--", 4)) {
+            buf_puts(b, "&lt;!--");
+            p += 3;
+        } else {
+            buf_putc(b, *p);
+        }
+    }
+}
+
+/* text in a fenced block whose fence is longer than any backtick run in it */
+static void put_fenced(buf *b, const char *lang, const char *text)
+{
+    size_t run = 0, longest = 0;
+    for (const char *p = text; *p; p++) {
+        run = *p == '`' ? run + 1 : 0;
+        if (run > longest)
+            longest = run;
+    }
+    size_t fence = longest >= 3 ? longest + 1 : 3;
+    for (size_t i = 0; i < fence; i++)
+        buf_putc(b, '`');
+    buf_printf(b, "%s\n", lang);
+    put_defused(b, text);
+    if (*text && text[strlen(text) - 1] != '\n')
+        buf_putc(b, '\n');
+    for (size_t i = 0; i < fence; i++)
+        buf_putc(b, '`');
+    buf_putc(b, '\n');
+}
+
+int pl_last_pushed(char out[VCS_OID_HEXSZ], pl_run *r)
+{
+    static const char *const kinds[] = {"pushed", NULL};
+    store_event *e = NULL;
+    int rc = store_event_last_kind(&e, r->f->store, r->s->id, kinds, 0);
+    out[0] = '\0';
+    if (rc || !e)
+        return rc;
+    json_t *b = json_loads(e->body, 0, NULL);
+    pl_copy_oid(out, json_object_get(b, "oid"));
+    json_decref(b);
+    store_event_list_free(e, 1);
+    return 0;
+}
+
+/* ---- the steps ---------------------------------------------------------------- */
+
+int pl_step_fetch(pl_run *r, pl_progress *p)
+{
+    char name[1024];
+    vcs_remote remote;
+    int64_t t0 = clock_mono_ms();
+    int rc;
+
+    pl_mirror_name(name, sizeof(name), r->repo);
+    if (!r->m && (rc = vcs_mirror_open(&r->m, r->cfg->data_dir, name)))
+        return rc;
+    if (r->sandboxed && geteuid() == 0) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s/mirrors", r->cfg->data_dir);
+        pl_make_searchable(dir);
+    }
+    if (p->fetch)
+        return 0;
+    if ((rc = pl_step_started(r, "fetch", 0)))
+        return rc;
+    pl_remote(&remote, r->cfg, r->repo, r->ctl ? &r->ctl->cancel : NULL);
+    if ((rc = vcs_mirror_fetch(r->m, &remote))) {
+        pl_step_failed(r, "fetch", 0, farm_error_last());
+        return rc;
+    }
+    p->fetch = 1;
+    return pl_step_done_commit(r, "fetch", 0, t0, NULL);
+}
+
+/* Take the warm slot when it fits: same repository, at the base head. */
+static int adopt_warm(vcs_worktree **out, pl_run *r, const char *base_oid)
+{
+    pipeline_warm *w = r->ctl ? r->ctl->warm : NULL;
+    char warm_branch[128];
+    vcs_worktree *wt = NULL;
+    int rc;
+
+    *out = NULL;
+    if (!w || strcmp(w->repo, r->repo->name) != 0 || strcmp(w->base_oid, base_oid) != 0)
+        return FARM_ENOTFOUND;
+    r->ctl->warm = NULL; /* ours now, whatever happens */
+    snprintf(warm_branch, sizeof(warm_branch), "farm-warm/%s", strrchr(w->path, '/') + 1);
+    if (rename(w->path, r->wt_path) < 0) {
+        farm_error_set("pipeline: cannot adopt warm worktree %s: %s", w->path, strerror(errno));
+        rc = FARM_EIO;
+    } else if ((rc = vcs_worktree_open(&wt, r->m, r->wt_path, warm_branch, base_oid, base_oid)) == 0 &&
+               (rc = vcs_worktree_branch_switch(wt, r->branch)) == 0) {
+        *out = wt;
+        wt = NULL;
+    }
+    if (rc) {
+        log_warn("warm worktree not adopted", "error", farm_error_last());
+        vcs_tree_remove(r->wt_path);
+    }
+    vcs_worktree_free(wt);
+    free(w->path);
+    w->path = NULL; /* moved or removed: pipeline_warm_free() leaves it alone */
+    pipeline_warm_free(w);
+    return rc;
+}
+
+int pl_step_worktree(pl_run *r, pl_progress *p)
+{
+    char pushed[VCS_OID_HEXSZ], base_oid[VCS_OID_HEXSZ] = "";
+    worktree_opts o = WORKTREE_OPTS_INIT;
+    int64_t t0 = clock_mono_ms();
+    int rc, adopted = 0;
+    struct stat st;
+
+    if (p->worktree && p->wt_start[0] && p->wt_head[0] && stat(r->wt_path, &st) == 0) {
+        rc = vcs_worktree_open(&r->wt, r->m, r->wt_path, r->branch, p->wt_start, p->wt_head);
+        if (rc == 0) {
+            char body[64];
+            snprintf(body, sizeof(body), "{\"run\":%lld}", (long long)r->run_no);
+            pl_event(r, "worktree_reopened", body);
+            return 0;
+        }
+        log_warn("worktree not reopened; making a new one", "error", farm_error_last());
+    }
+    /* the worktree is gone (or never made): start over from here, unless
+     * the work was pushed already (then the new worktree starts there) */
+    p->worktree = 0;
+    if (!p->push)
+        p->setup = p->agent_round = p->test_round = p->commit = 0;
+    if ((rc = pl_step_started(r, "worktree", 0)))
+        return rc;
+    if ((rc = pl_last_pushed(pushed, r)))
+        return rc;
+    vcs_tree_remove(r->wt_path);
+    if ((rc = pl_mkdir_p(r->cfg->data_dir, 0700)))
+        return rc;
+    o.path = r->wt_path;
+    o.branch = r->branch;
+    if (pushed[0]) {
+        o.start = pushed; /* a revision or an answer goes on from what is on the branch */
+    } else {
+        o.base = r->repo->base_branch;
+        if (vcs_mirror_branch_oid(base_oid, r->m, o.base) == 0 && adopt_warm(&r->wt, r, base_oid) == 0)
+            adopted = 1;
+    }
+    if (!adopted && (rc = vcs_worktree_create(&r->wt, r->m, &o))) {
+        pl_step_failed(r, "worktree", 0, farm_error_last());
+        return rc;
+    }
+    pl_tx t;
+    pl_tx_init(&t, r);
+    t.branch = r->branch;
+    pl_step_done(&t, "worktree", 0, t0,
+                 json_pack("{s:s,s:s,s:s,s:s,s:b}", "path", r->wt_path, "branch", r->branch,
+                           "start", vcs_worktree_start(r->wt), "head", vcs_worktree_head(r->wt), "warm",
+                           adopted));
+    p->worktree = 1;
+    return pl_tx_commit(&t);
+}
+
+/* The binds every sandboxed command of the run gets: the mirror's objects
+ * (the worktree's alternates name them), and for the agent the prompt
+ * (read-only), the out directory (writable) and what the agent needs. */
+typedef struct binds {
+    sandbox_bind v[SANDBOX_MAX_BINDS];
+    size_t n;
+    char **ro; /* vcs_worktree_ro_paths() */
+} binds;
+
+static void binds_free(binds *b)
+{
+    strv_list_free(b->ro);
+    b->ro = NULL;
+    b->n = 0;
+}
+
+static int binds_make(binds *b, pl_run *r, const agent_cmd *agent)
+{
+    size_t wl = strlen(r->wt_path);
+    int rc;
+
+    memset(b, 0, sizeof(*b));
+    if (!r->sandboxed)
+        return 0;
+    if ((rc = vcs_worktree_ro_paths(&b->ro, r->wt)))
+        return rc;
+    /* .git/hooks and .git/config are bound by the sandbox itself */
+    for (size_t i = 0; b->ro[i] && b->n < SANDBOX_MAX_BINDS; i++)
+        if (strncmp(b->ro[i], r->wt_path, wl) != 0 || b->ro[i][wl] != '/')
+            b->v[b->n++] = (sandbox_bind){b->ro[i], b->ro[i], 0};
+    if (agent) {
+        b->v[b->n++] = (sandbox_bind){r->prompt_path, INSIDE_DIR "/prompt.md", 0};
+        b->v[b->n++] = (sandbox_bind){r->out_dir, INSIDE_DIR "/out", 1};
+        for (size_t i = 0; agent->ro_paths && agent->ro_paths[i]; i++) {
+            if (b->n >= SANDBOX_MAX_BINDS) {
+                binds_free(b);
+                farm_error_set("pipeline: the agent needs more than %d binds", SANDBOX_MAX_BINDS);
+                return FARM_ETOOBIG;
+            }
+            b->v[b->n++] = (sandbox_bind){agent->ro_paths[i], agent->ro_paths[i], 0};
+        }
+    }
+    return 0;
+}
+
+/* Run a shell command of the repository (setup, test) in the sandbox. */
+static int run_shell(pl_exec_result *x, pl_run *r, const char *step, int round, const char *cmd,
+                     const char *network)
+{
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    const char *env[] = {"CI=true", "TERM=dumb", NULL};
+    pl_exec_opts o = {0};
+    binds b;
+    int rc;
+
+    if ((rc = binds_make(&b, r, NULL)))
+        return rc;
+    o.step = step;
+    o.round = round;
+    o.argv = argv;
+    o.env = env;
+    o.network = sandbox_net_parse(network) == SANDBOX_NET_ALLOWLIST ? SANDBOX_NET_ALLOWLIST
+                                                                    : SANDBOX_NET_NONE;
+    o.deadline_ms = r->partial_at_ms;
+    o.binds = b.v;
+    o.nbinds = b.n;
+    rc = pl_exec(x, r, &o);
+    binds_free(&b);
+    return rc;
+}
+
+int pl_step_setup(pl_run *r, pl_progress *p)
+{
+    pl_exec_result x;
+    int64_t t0 = clock_mono_ms();
+    int rc;
+
+    if (p->setup || !r->repo->setup)
+        return 0;
+    if ((rc = pl_step_started(r, "setup", 0)))
+        return rc;
+    rc = run_shell(&x, r, "setup", 0, r->repo->setup, r->cfg->sandbox.setup_network);
+    if (rc == 0 && x.sr.exit_code != 0) {
+        char reason[256];
+        snprintf(reason, sizeof(reason), "the setup command failed (%s %d)",
+                 x.sr.timed_out ? "timed out; exit status" : "exit status", x.sr.exit_code);
+        pl_step_failed(r, "setup", 0, reason);
+        rc = pl_run_fail(r, reason, x.tail);
+        pl_exec_result_free(&x);
+        return rc ? rc : 1;
+    }
+    if (rc) {
+        pl_exec_result_free(&x);
+        if (rc != FARM_ECANCELLED)
+            pl_step_failed(r, "setup", 0, farm_error_last());
+        return rc;
+    }
+    pl_exec_result_free(&x);
+    p->setup = 1;
+    return pl_step_done_commit(r, "setup", 0, t0, json_pack("{s:i}", "exit", 0));
+}
+
+void pl_answer_info_free(pl_answer_info *a)
+{
+    free(a->question);
+    free(a->answer);
+    free(a->author);
+}
+
+int pl_find_answer(pl_answer_info *a, pl_run *r)
+{
+    static const char *const qk[] = {"question", NULL};
+    static const char *const ak[] = {"comment", "message", NULL};
+    store_event *q = NULL, *v = NULL;
+    size_t n = 0;
+    int rc;
+
+    memset(a, 0, sizeof(*a));
+    if ((rc = store_event_last_kind(&q, r->f->store, r->s->id, qk, 0)) || !q)
+        return rc;
+    json_t *qb = json_loads(q->body, 0, NULL);
+    pl_take_str(&a->question, json_object_get(qb, "question"));
+    json_decref(qb);
+    a->question_seq = q->seq;
+    store_event_list_free(q, 1);
+    if ((rc = store_event_list_kinds(&v, &n, r->f->store, r->s->id, ak, a->question_seq, 50)))
+        return rc;
+    for (size_t i = 0; i < n && !a->answer; i++) {
+        json_t *b = json_loads(v[i].body, 0, NULL);
+        const char *text = json_string_value(json_object_get(b, "text"));
+        if (!text)
+            text = json_string_value(json_object_get(b, "body"));
+        const char *who = json_string_value(json_object_get(b, "author"));
+        if (!who)
+            who = v[i].actor;
+        /* a message came through the API (members only); a comment counts
+         * when its author may start work (as ingest decided for the job) */
+        const char *access = json_string_value(json_object_get(b, "access"));
+        int member = !strcmp(v[i].kind, "message") || (access && !strcmp(access, "write"));
+        for (size_t k = 0; !member && who && k < r->repo->nallowed_actors; k++)
+            member = r->repo->allowed_actors[k] && !strcasecmp(r->repo->allowed_actors[k], who);
+        if (member && text && *text && !json_is_true(json_object_get(b, "is_pr"))) {
+            a->answer = strdup(text);
+            a->author = strdup(who ? who : "someone");
+        }
+        json_decref(b);
+    }
+    store_event_list_free(v, n);
+    return 0;
+}
+
+/* Where this revision's review comments begin: the previous run's start,
+ * so comments that came while that run was at work are this one's
+ * (farm/report/review_replies.h). */
+static int64_t review_window(pl_run *r, int64_t *ts_ms)
+{
+    return review_window_start(r->f->store, r->s->id, r->start_seq, ts_ms);
+}
+
+/* The agent asked a question: waiting, the question on the issue. */
+int pl_run_question(pl_run *r, const char *question)
+{
+    report_info ri = REPORT_INFO_INIT;
+    char *body = NULL, name[64];
+    pl_tx t;
+    int rc;
+
+    pl_tx_init(&t, r);
+    t.state = "waiting";
+    t.step_words = "waiting for an answer";
+    t.skip_if_final = 1;
+    pl_tx_event(&t, "question",
+                json_pack("{s:I,s:s}", "run", (json_int_t)r->run_no, "question", question));
+    pl_tx_event(&t, "run_finished", pl_finished_body(r, "question", NULL));
+    ri.session = r->s;
+    ri.public_url = r->cfg->public_url;
+    ri.question = question;
+    if (report_milestone_render(&body, REPORT_QUESTION, &ri) == 0) {
+        snprintf(name, sizeof(name), "r%lld:question", (long long)r->run_no);
+        pl_tx_outbox(&t, OUTBOX_COMMENT, name, pl_comment_payload(body));
+    }
+    free(body);
+    rc = pl_tx_commit(&t);
+    pl_cleanup_dirs(r);
+    return rc;
+}
+
+/* One agent call. Returns 0 (p updated), 1 when the run ended (question),
+ * or an error. */
+int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
+{
+    pl_prompt_in pin = {0};
+    pl_answer_info ans = {0};
+    agent_ctx ctx = {0};
+    agent_cmd cmd = {0};
+    pl_exec_result x = {0};
+    pl_exec_opts o = {0};
+    binds b = {0};
+    char *prompt = NULL, *summary = NULL, *question = NULL;
+    char summary_path[PATH_MAX + 32], question_path[PATH_MAX + 32], home[PATH_MAX + 16];
+    char inside_prompt[PATH_MAX + 32], inside_summary[PATH_MAX + 32],
+        inside_question[PATH_MAX + 32];
+    int64_t t0 = clock_mono_ms();
+    int rc;
+
+    if ((rc = pl_set_state(r, !strcmp(r->kind, "revise") && round == 1 ? "revising" : "running",
+                           round > 1 ? "fixing the failing tests" : "the agent is at work")))
+        return rc;
+    if ((rc = pl_step_started(r, "agent", round)))
+        return rc;
+
+    /* the prompt */
+    pin.round = round;
+    pin.max_rounds = max_rounds;
+    pin.history_before_seq = r->start_seq;
+    if (round > 1) {
+        pin.step = PROMPT_FIX_ROUND;
+        pin.round = round - 1;
+        pin.max_rounds = max_rounds - 1;
+        pin.test_status = p->test_status;
+        pin.test_output = p->test_tail ? p->test_tail : "";
+    } else if (!strcmp(r->kind, "revise")) {
+        pin.step = PROMPT_REVISION;
+        pin.reviews_after_seq = review_window(r, &pin.reviews_after_ms);
+    } else if (!strcmp(r->kind, "answer")) {
+        if ((rc = pl_find_answer(&ans, r)))
+            goto out;
+        if (ans.question && ans.answer) {
+            pin.step = PROMPT_ANSWER;
+            pin.question = ans.question;
+            pin.answer = ans.answer;
+            pin.answer_author = ans.author;
+        } else {
+            pin.step = PROMPT_FIRST_RUN;
+        }
+    } else {
+        pin.step = PROMPT_FIRST_RUN;
+    }
+    if ((rc = pl_prompt_compose(&prompt, r->f, r->s, r->repo, r->s->number, r->wt_path, r->branch,
+                                &pin)))
+        goto fail;
+    if ((rc = write_file(r->prompt_path, prompt, 0644)))
+        goto fail;
+
+    snprintf(summary_path, sizeof(summary_path), "%s/summary.md", r->out_dir);
+    snprintf(question_path, sizeof(question_path), "%s/question.md", r->out_dir);
+    unlink(summary_path);
+    unlink(question_path);
+    if (r->sandboxed) {
+        snprintf(inside_prompt, sizeof(inside_prompt), INSIDE_DIR "/prompt.md");
+        snprintf(inside_summary, sizeof(inside_summary), INSIDE_DIR "/out/summary.md");
+        snprintf(inside_question, sizeof(inside_question), INSIDE_DIR "/out/question.md");
+        ctx.home = NULL;
+    } else {
+        snprintf(inside_prompt, sizeof(inside_prompt), "%s", r->prompt_path);
+        snprintf(inside_summary, sizeof(inside_summary), "%s", summary_path);
+        snprintf(inside_question, sizeof(inside_question), "%s", question_path);
+        snprintf(home, sizeof(home), "%s/home", r->run_dir);
+        mkdir(home, 0700);
+        ctx.home = home;
+    }
+    ctx.prompt_file = inside_prompt;
+    ctx.summary_file = inside_summary;
+    ctx.question_file = inside_question;
+    ctx.session_id = r->s->id;
+    ctx.repo = r->repo->name;
+    ctx.issue = r->s->number;
+    ctx.round = round;
+    if ((rc = agent_cmd_build(&cmd, r->cfg, &ctx)))
+        goto fail;
+    /* the prompt on standard input (claude, codex): the same file, from the host side */
+    if (cmd.stdin_file)
+        o.stdin_path = strcmp(cmd.stdin_file, inside_prompt) == 0 ? r->prompt_path : NULL;
+    if (cmd.stdin_file && !o.stdin_path) {
+        farm_error_set("pipeline: the agent wants %s on standard input, which is not the prompt",
+                       cmd.stdin_file);
+        rc = FARM_EINVALID;
+        goto fail;
+    }
+    if ((rc = binds_make(&b, r, &cmd)))
+        goto fail;
+    o.step = "agent";
+    o.round = round;
+    o.argv = (const char *const *)cmd.argv;
+    o.env = (const char *const *)cmd.env;
+    o.network = sandbox_net_parse(r->cfg->sandbox.network) == SANDBOX_NET_ALLOWLIST
+                    ? SANDBOX_NET_ALLOWLIST
+                    : SANDBOX_NET_NONE;
+    o.deadline_ms = r->partial_at_ms;
+    o.binds = b.v;
+    o.nbinds = b.n;
+    rc = pl_exec(&x, r, &o);
+    if (rc)
+        goto fail;
+
+    question = read_agent_file(question_path, PL_SUMMARY_MAX);
+    summary = read_agent_file(summary_path, PL_SUMMARY_MAX);
+    if (x.deadline)
+        r->partial = p->partial = 1;
+    {
+        pl_tx t;
+        json_t *extra = json_pack("{s:i,s:b,s:I}", "exit", x.sr.exit_code, "partial", x.deadline,
+                                  "wall_ms", (json_int_t)x.sr.wall_ms);
+        if (extra && summary)
+            json_object_set_new(extra, "summary", json_string(summary));
+        if (extra && x.sr.exit_code != 0)
+            json_object_set_new(extra, "tail", json_string(pl_tail(x.tail, 4096)));
+        if (extra && x.cost_usd > 0)
+            json_object_set_new(extra, "cost_usd", json_real(x.cost_usd));
+        pl_tx_init(&t, r);
+        t.agent_seconds = (double)x.sr.wall_ms / 1000.0;
+        t.cost = x.cost_usd;
+        pl_step_done(&t, "agent", round, t0, extra);
+        if ((rc = pl_tx_commit(&t)))
+            goto out;
+    }
+    p->agent_round = round;
+    p->agent_exit = x.sr.exit_code;
+    if (summary) {
+        free(p->summary);
+        p->summary = summary;
+        summary = NULL;
+    }
+    if (question && !x.deadline) {
+        rc = pl_run_question(r, question);
+        rc = rc ? rc : 1;
+        goto out;
+    }
+    if (x.sr.exit_code != 0) {
+        free(p->test_tail);
+        p->test_tail = strdup(x.tail); /* the agent's words, for a failure report */
+    }
+    rc = 0;
+    goto out;
+fail:
+    if (rc != FARM_ECANCELLED)
+        pl_step_failed(r, "agent", round, farm_error_last());
+out:
+    pl_answer_info_free(&ans);
+    binds_free(&b);
+    agent_cmd_free(&cmd);
+    pl_exec_result_free(&x);
+    free(prompt);
+    free(summary);
+    free(question);
+    return rc;
+}
+
+int pl_step_test(pl_run *r, pl_progress *p, int round)
+{
+    pl_exec_result x;
+    int64_t t0 = clock_mono_ms();
+    int rc;
+
+    if ((rc = pl_set_state(r, "testing", "running the tests")))
+        return rc;
+    if ((rc = pl_step_started(r, "test", round)))
+        return rc;
+    rc = run_shell(&x, r, "test", round, r->repo->test, r->cfg->sandbox.network);
+    if (rc) {
+        pl_exec_result_free(&x);
+        if (rc != FARM_ECANCELLED)
+            pl_step_failed(r, "test", round, farm_error_last());
+        return rc;
+    }
+    if (x.deadline)
+        r->partial = p->partial = 1;
+    p->test_round = round;
+    p->test_status = x.sr.exit_code;
+    free(p->test_tail);
+    p->test_tail = strdup(pl_tail(x.tail, PL_TAIL_MAX));
+    pl_exec_result_free(&x);
+    if (!p->test_tail) {
+        farm_error_set("pipeline: out of memory");
+        return FARM_ENOMEM;
+    }
+    pl_tx t;
+    pl_tx_init(&t, r);
+    pl_step_done(&t, "test", round, t0,
+                 json_pack("{s:i,s:b,s:s}", "exit", p->test_status, "passed", p->test_status == 0,
+                           "tail", p->test_tail));
+    pl_tx_event(&t, "test_result",
+                json_pack("{s:I,s:i,s:i,s:b}", "run", (json_int_t)r->run_no, "round", round, "exit",
+                          p->test_status, "passed", p->test_status == 0));
+    return pl_tx_commit(&t);
+}
+
+int pl_step_commit(pl_run *r, pl_progress *p)
+{
+    worktree_commit_opts o = WORKTREE_COMMIT_OPTS_INIT;
+    worktree_commit_result res;
+    char title[TITLE_MAX + 1];
+    buf msg = BUF_INIT(8192);
+    int64_t t0 = clock_mono_ms();
+    int rc;
+
+    if (p->commit)
+        return 0;
+    if ((rc = pl_set_state(r, "pushing", "committing and pushing")))
+        return rc;
+    if ((rc = pl_step_started(r, "commit", 0)))
+        return rc;
+    snprintf(title, sizeof(title), "%s", r->s->title && *r->s->title ? r->s->title : "farm change");
+    for (char *c = title; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    buf_printf(&msg, "%s\n\nResolves #%lld.\n\nMade by farm, session %lld, run %lld", title,
+               (long long)r->s->number, (long long)r->s->id, (long long)r->run_no);
+    if (r->cfg->public_url)
+        buf_printf(&msg, ": %s/sessions/%lld", r->cfg->public_url, (long long)r->s->id);
+    buf_puts(&msg, ".\n");
+    o.message = buf_cstr(&msg);
+    o.author_name = r->cfg->bot.name;
+    o.author_email = r->cfg->bot.email;
+    rc = vcs_worktree_commit(&res, r->wt, &o);
+    buf_free(&msg);
+    if (rc) {
+        pl_step_failed(r, "commit", 0, farm_error_last());
+        return rc;
+    }
+    p->commit = 1;
+    p->commit_empty = res.empty;
+    memcpy(p->commit_oid, res.oid, VCS_OID_HEXSZ);
+    return pl_step_done_commit(r, "commit", 0, t0,
+                               json_pack("{s:b,s:s,s:s}", "empty", res.empty, "oid", res.oid,
+                                         "head", vcs_worktree_head(r->wt)));
+}
+
+int pl_step_push(pl_run *r, pl_progress *p)
+{
+    char expected[VCS_OID_HEXSZ];
+    vcs_remote remote;
+    int64_t t0 = clock_mono_ms();
+    int rc;
+
+    if (p->push)
+        return 0;
+    if ((rc = pl_step_started(r, "push", 0)) || (rc = pl_last_pushed(expected, r)))
+        return rc;
+    pl_remote(&remote, r->cfg, r->repo, r->ctl ? &r->ctl->cancel : NULL);
+    rc = vcs_worktree_push(r->wt, &remote, expected[0] ? expected : NULL);
+    if (rc) {
+        pl_step_failed(r, "push", 0, farm_error_last());
+        return rc;
+    }
+    pl_tx t;
+    pl_tx_init(&t, r);
+    pl_step_done(&t, "push", 0, t0, json_pack("{s:s}", "oid", vcs_worktree_head(r->wt)));
+    pl_tx_event(&t, "pushed",
+                json_pack("{s:I,s:s,s:s}", "run", (json_int_t)r->run_no, "oid",
+                          vcs_worktree_head(r->wt), "branch", r->branch));
+    p->push = 1;
+    return pl_tx_commit(&t);
+}
+
+/* "passed", "failed (exit status 1)", ... for reports. */
+static void tests_words(char *out, size_t n, pl_run *r, const pl_progress *p)
+{
+    if (!r->repo->test)
+        snprintf(out, n, "no test command configured");
+    else if (p->test_round == 0 || p->test_round < p->agent_round)
+        snprintf(out, n, "not run (%s)", r->partial ? "the run reached its time limit" : "none");
+    else if (p->test_status == 0)
+        snprintf(out, n, "passed (`%s`, round %d)", r->repo->test, p->test_round);
+    else
+        snprintf(out, n, "failing (`%s`, exit status %d, after %d round%s)", r->repo->test,
+                 p->test_status, p->test_round, p->test_round == 1 ? "" : "s");
+}
+
+int pl_step_pr(pl_run *r, pl_progress *p, int draft)
+{
+    report_info ri = REPORT_INFO_INIT;
+    vcs_diffstat ds = {0};
+    buf body = BUF_INIT(PR_BODY_MAX);
+    char tests[512], title[TITLE_MAX + 1], name[64], stat_line[128] = "";
+    char *comment = NULL;
+    int64_t t0 = clock_mono_ms();
+    int rc, have_ds = 0;
+
+    if (p->pr)
+        return 0;
+    /* an agent that did not finish cleanly left work nobody should take for
+     * finished: pushed so that nothing is lost, but as a draft that says so */
+    int agent_failed = p->agent_exit != 0 && !r->partial;
+    int tests_failing = draft;
+    if (agent_failed)
+        draft = 1;
+    tests_words(tests, sizeof(tests), r, p);
+    if (vcs_worktree_diffstat(&ds, r->wt) == 0) {
+        have_ds = 1;
+        snprintf(stat_line, sizeof(stat_line),
+                 "%zu file%s changed, %zu insertion%s(+), %zu "
+                 "deletion%s(-)",
+                 ds.files, ds.files == 1 ? "" : "s", ds.insertions, ds.insertions == 1 ? "" : "s",
+                 ds.deletions, ds.deletions == 1 ? "" : "s");
+    }
+    if (r->partial)
+        buf_printf(&body,
+                   "> **Draft: the run reached its time limit (%d s) before the work was "
+                   "finished.** This is what existed at that point%s; the farm pushed it rather "
+                   "than lose it.\n\n",
+                   r->cfg->budgets.run_wall_s,
+                   p->test_round < p->agent_round || !p->test_round ? ", untested" : "");
+    if (agent_failed)
+        buf_printf(&body,
+                   "> **Draft: the agent exited with status %d** instead of finishing. This is "
+                   "the change it left, pushed so that nothing is lost; its last output is in "
+                   "the session log.\n\n",
+                   p->agent_exit);
+    if (tests_failing && !r->partial)
+        buf_puts(&body, "> **Draft: the tests still fail** after every fix round; see below.\n\n");
+    if (p->summary) {
+        put_defused(&body, p->summary);
+        buf_puts(&body, "\n\n");
+    }
+    buf_printf(&body, "### Tests\n\n%s\n\n", tests);
+    if (draft && p->test_status != 0 && p->test_tail && p->test_round > 0) {
+        buf_puts(&body, "What fails (the end of the test output):\n\n");
+        put_fenced(&body, "text", pl_tail(p->test_tail, 6000));
+        buf_puts(&body, "\n");
+    }
+    if (have_ds) {
+        buf_printf(&body, "### Changes\n\n%s\n\n", stat_line);
+        if (ds.text && *ds.text)
+            put_fenced(&body, "text", pl_tail(ds.text, 8000));
+    }
+    snprintf(title, sizeof(title), "%s", r->s->title && *r->s->title ? r->s->title : "farm change");
+    for (char *c = title; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+
+    ri.session = r->s;
+    ri.public_url = r->cfg->public_url;
+    ri.tests = tests;
+    ri.diffstat = have_ds ? stat_line : NULL;
+    ri.summary = p->summary;
+    ri.round = (int)r->run_no;
+    if ((rc = report_milestone_render(&comment, REPORT_PR_OPENED, &ri)))
+        goto out;
+
+    json_t *payload =
+        json_pack("{s:s,s:s,s:s,s:s,s:b,s:s}", "title", title, "body", buf_cstr(&body), "head",
+                  r->branch, "base", r->repo->base_branch, "draft", draft, "state_after", "review");
+    if (payload && strcmp(r->kind, "revise") != 0)
+        json_object_set_new(payload, "then_comment", json_string(comment));
+    pl_tx t;
+    pl_tx_init(&t, r);
+    t.step_words = "opening the pull request";
+    t.status = 1;
+    snprintf(name, sizeof(name), "r%lld:pr", (long long)r->run_no);
+    pl_tx_outbox(&t, OUTBOX_PR, name, payload);
+    pl_step_done(&t, "pr", 0, t0, json_pack("{s:b}", "draft", draft));
+    json_t *fin = pl_finished_body(r, r->partial ? "partial" : draft ? "draft" : "pr", NULL);
+    if (fin) {
+        json_object_set_new(fin, "tests", json_string(tests));
+        json_object_set_new(fin, "commit", json_string(vcs_worktree_head(r->wt)));
+        json_object_set_new(fin, "draft", json_boolean(draft));
+        if (have_ds) /* for the review queue and the digest (farm/digest/digest.c) */
+            json_object_set_new(fin, "diffstat",
+                                json_pack("{s:I,s:I,s:I}", "files", (json_int_t)ds.files,
+                                          "insertions", (json_int_t)ds.insertions, "deletions",
+                                          (json_int_t)ds.deletions));
+    }
+    pl_tx_event(&t, "run_finished", fin);
+    if ((rc = pl_tx_commit(&t)) == 0)
+        p->pr = 1;
+out:
+    if (have_ds)
+        vcs_diffstat_free(&ds);
+    buf_free(&body);
+    free(comment);
+    return rc;
+}

@@ -1,0 +1,365 @@
+/*
+ * pipeline_tx.c - what a run writes to the session: one transaction holds
+ * a state change, its "state" event, the run's events and the tracker side
+ * effects they call for (outbox entries, the status comment), so a crash
+ * never leaves one without the other. Also the step events (started, done
+ * with the step's products, failed) and the ends of a run: failed,
+ * cancelled.
+ */
+#include "pipeline.h"
+#include "agent.h"
+#include "farm/handle/handle.h"
+#include "farm/report/outbox.h"
+#include "pipeline_internal.h"
+#include "farm/report/report.h"
+#include "farm/store/store_run.h"
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void pl_tx_event(pl_tx *t, const char *kind, json_t *body)
+{
+    if (!body || t->nev >= TX_EVENTS || !(t->ev[t->nev].body = json_dumps(body, JSON_COMPACT)))
+        t->oom = 1;
+    else
+        t->ev[t->nev++].kind = kind;
+    json_decref(body);
+}
+
+void pl_tx_outbox(pl_tx *t, const char *kind, const char *name, json_t *payload)
+{
+    if (!payload || t->nob >= TX_OUTBOX ||
+        !(t->ob[t->nob].payload = json_dumps(payload, JSON_COMPACT))) {
+        t->oom = 1;
+    } else {
+        outbox_key(t->ob[t->nob].key, sizeof(t->ob[t->nob].key), t->r->s->id, name);
+        t->ob[t->nob++].kind = kind;
+    }
+    json_decref(payload);
+}
+
+static void tx_free(pl_tx *t)
+{
+    for (int i = 0; i < t->nev; i++)
+        free(t->ev[i].body);
+    for (int i = 0; i < t->nob; i++)
+        free(t->ob[i].payload);
+    t->nev = t->nob = 0;
+}
+
+int pl_status_enqueue(store_tx *tx, pl_tx *t, const store_session *s)
+{
+    report_info ri = REPORT_INFO_INIT;
+    char *body = NULL, *payload = NULL;
+    json_t *p;
+    int rc;
+
+    ri.session = s;
+    ri.public_url = t->r->cfg->public_url;
+    ri.step = t->step_words;
+    ri.round = (int)t->r->run_no;
+    if (store_session_state_is_final(s->state))
+        ri.ended_ms = clock_wall_ms();
+    if ((rc = report_status_render(&body, &ri)))
+        return rc;
+    p = json_pack("{s:s}", "body", body);
+    payload = p ? json_dumps(p, JSON_COMPACT) : NULL;
+    json_decref(p);
+    free(body);
+    if (!payload) {
+        farm_error_set("pipeline: out of memory");
+        return FARM_ENOMEM;
+    }
+    rc = outbox_tx_status(tx, s->id, payload);
+    free(payload);
+    return rc;
+}
+
+static int tx_fn(store_tx *tx, void *arg)
+{
+    pl_tx *t = arg;
+    int64_t id = t->r->s->id;
+    store_session *s = NULL;
+    int rc, changed = 0;
+
+    if ((rc = store_tx_session_get(&s, tx, id)))
+        return rc;
+    if (t->skip_if_final && store_session_state_is_final(s->state)) {
+        t->ended = 1;
+        goto out;
+    }
+    if (t->branch && (rc = store_tx_session_branch_set(tx, id, t->branch)))
+        goto out;
+    if ((t->agent_seconds > 0 || t->cost > 0) &&
+        (rc = store_tx_session_usage_add(tx, id, t->agent_seconds, t->cost)))
+        goto out;
+    if (t->state && strcmp(t->state, s->state) != 0) {
+        char body[160];
+        snprintf(body, sizeof(body), "{\"from\":\"%s\",\"to\":\"%s\",\"run\":%lld}", s->state,
+                 t->state, (long long)t->r->run_no);
+        if ((rc = store_tx_session_state_set(tx, id, t->state)) ||
+            (rc = store_tx_event_append(&t->last_seq, tx, id, "state", NULL, body)))
+            goto out;
+        changed = 1;
+    }
+    for (int i = 0; i < t->nev; i++)
+        if ((rc = store_tx_event_append(&t->last_seq, tx, id, t->ev[i].kind, NULL, t->ev[i].body)))
+            goto out;
+    for (int i = 0; i < t->nob; i++)
+        if ((rc = outbox_tx_enqueue(tx, id, t->ob[i].kind, t->ob[i].key, t->ob[i].payload)))
+            goto out;
+    if (changed || t->status) {
+        store_session_free(s);
+        s = NULL;
+        if ((rc = store_tx_session_get(&s, tx, id)) || (rc = pl_status_enqueue(tx, t, s)))
+            goto out;
+    }
+out:
+    store_session_free(s);
+    return rc;
+}
+
+int pl_tx_commit(pl_tx *t)
+{
+    int rc;
+    if (t->oom) {
+        tx_free(t);
+        farm_error_set("pipeline: out of memory");
+        return FARM_ENOMEM;
+    }
+    rc = store_write(t->r->f->store, tx_fn, t);
+    tx_free(t);
+    if (rc) {
+        log_error("session not updated", "error", farm_error_last());
+        return rc;
+    }
+    if (t->last_seq > 0)
+        stream_hub_session_notify(t->r->f->streams, t->r->s->id, t->last_seq);
+    if (t->nob > 0 || t->state || t->status)
+        outbox_kick(t->r->f);
+    return 0;
+}
+
+void pl_tx_init(pl_tx *t, pl_run *r)
+{
+    memset(t, 0, sizeof(*t));
+    t->r = r;
+}
+
+/* Move the session to state, saying what it is doing, with nothing else. */
+int pl_set_state(pl_run *r, const char *state, const char *words)
+{
+    pl_tx t;
+    pl_tx_init(&t, r);
+    t.state = state;
+    t.step_words = words;
+    t.skip_if_final = 1;
+    return pl_tx_commit(&t);
+}
+
+void pl_progress_free(pl_progress *p)
+{
+    free(p->test_tail);
+    free(p->summary);
+}
+
+void pl_copy_oid(char out[VCS_OID_HEXSZ], json_t *v)
+{
+    const char *s = json_string_value(v);
+    out[0] = '\0';
+    if (s && strlen(s) == VCS_OID_HEXSZ - 1)
+        memcpy(out, s, VCS_OID_HEXSZ);
+}
+
+void pl_take_str(char **dst, json_t *v)
+{
+    const char *s = json_string_value(v);
+    if (s) {
+        free(*dst);
+        *dst = strdup(s);
+    }
+}
+
+/* Read this run's "step ... done" events. */
+
+static json_t *step_body(pl_run *r, const char *step, const char *status, int round)
+{
+    json_t *b =
+        json_pack("{s:I,s:s,s:s}", "run", (json_int_t)r->run_no, "step", step, "status", status);
+    if (b && round > 0)
+        json_object_set_new(b, "round", json_integer(round));
+    return b;
+}
+
+int pl_step_started(pl_run *r, const char *step, int round)
+{
+    json_t *b = step_body(r, step, "started", round);
+    char *text = b ? json_dumps(b, JSON_COMPACT) : NULL;
+    int rc = text ? pl_event(r, "step", text) : FARM_ENOMEM;
+    json_decref(b);
+    free(text);
+    return rc;
+}
+
+/* A "step done" event into t, with the step's duration and products
+ * (extra, stolen, may be NULL). */
+void pl_step_done(pl_tx *t, const char *step, int round, int64_t began_ms, json_t *extra)
+{
+    json_t *b = step_body(t->r, step, "done", round);
+    if (b) {
+        json_object_set_new(b, "ms", json_integer(clock_mono_ms() - began_ms));
+        if (extra)
+            json_object_update(b, extra);
+    }
+    json_decref(extra);
+    pl_tx_event(t, "step", b);
+}
+
+int pl_step_done_commit(pl_run *r, const char *step, int round, int64_t began_ms, json_t *extra)
+{
+    pl_tx t;
+    pl_tx_init(&t, r);
+    pl_step_done(&t, step, round, began_ms, extra);
+    return pl_tx_commit(&t);
+}
+
+void pl_step_failed(pl_run *r, const char *step, int round, const char *error)
+{
+    json_t *b = step_body(r, step, "failed", round);
+    char *text = NULL;
+    if (b) {
+        json_object_set_new(b, "error", json_string(error ? error : ""));
+        text = json_dumps(b, JSON_COMPACT);
+    }
+    if (text)
+        pl_event(r, "step", text);
+    json_decref(b);
+    free(text);
+}
+
+/* ---- ends of a run ---------------------------------------------------------- */
+
+void pl_cleanup_dirs(pl_run *r)
+{
+    if (r->wt) {
+        vcs_worktree_remove(r->wt);
+        vcs_worktree_free(r->wt);
+        r->wt = NULL;
+    } else if (r->wt_path[0]) {
+        vcs_tree_remove(r->wt_path);
+    }
+    if (r->run_dir[0])
+        vcs_tree_remove(r->run_dir);
+}
+
+json_t *pl_finished_body(pl_run *r, const char *outcome, const char *reason)
+{
+    json_t *b = json_pack("{s:I,s:s,s:s}", "run", (json_int_t)r->run_no, "outcome", outcome, "kind",
+                          r->kind);
+    if (b && reason)
+        json_object_set_new(b, "reason", json_string(reason));
+    return b;
+}
+
+json_t *pl_comment_payload(const char *body)
+{
+    return json_pack("{s:s,s:b}", "body", body, "on_pr", 0);
+}
+
+/* The session failed: state, log, the failure comment with the output's
+ * tail. The worktree and run directory go. */
+int pl_run_fail(pl_run *r, const char *reason, const char *output)
+{
+    report_info ri = REPORT_INFO_INIT;
+    char *body = NULL, name[64];
+    pl_tx t;
+    int rc;
+
+    log_warn("run failed", "repo", r->repo->name, "reason", reason);
+    pl_tx_init(&t, r);
+    t.state = "failed";
+    t.step_words = "failed";
+    t.skip_if_final = 1;
+    pl_tx_event(&t, "failed",
+                json_pack("{s:I,s:s}", "run", (json_int_t)r->run_no, "reason", reason));
+    pl_tx_event(&t, "run_finished", pl_finished_body(r, "failed", reason));
+    ri.session = r->s;
+    ri.public_url = r->cfg->public_url;
+    ri.reason = reason;
+    ri.output = output;
+    ri.round = (int)r->run_no;
+    if (report_milestone_render(&body, REPORT_FAILED, &ri) == 0) {
+        snprintf(name, sizeof(name), "r%lld:failed", (long long)r->run_no);
+        pl_tx_outbox(&t, OUTBOX_COMMENT, name, pl_comment_payload(body));
+    }
+    free(body);
+    rc = pl_tx_commit(&t);
+    pl_cleanup_dirs(r);
+    return rc;
+}
+
+/* Stopped by a cancel request or the issue being closed. */
+int pl_run_cancelled(pl_run *r)
+{
+    pl_tx t;
+    int rc;
+
+    log_info("run cancelled", "repo", r->repo->name);
+    pl_tx_init(&t, r);
+    t.state = "cancelled";
+    t.step_words = "cancelled";
+    t.skip_if_final = 1;
+    pl_tx_event(&t, "run_finished", pl_finished_body(r, "cancelled", NULL));
+    rc = pl_tx_commit(&t);
+    pl_cleanup_dirs(r);
+    return rc;
+}
+
+/* A revision that changed nothing (the agent disagreed, or answered a
+ * question): back to review, the agent's words posted on the PR. */
+int pl_run_unchanged(pl_run *r, const char *summary)
+{
+    buf body = BUF_INIT(PL_SUMMARY_MAX + 1024);
+    char name[64];
+    pl_tx t;
+    int rc;
+
+    buf_puts(&body, "The agent went through the review and changed nothing on the branch.");
+    if (summary && *summary) {
+        buf_puts(&body, " It said:\n\n");
+        for (const char *p = summary; *p; p++) {
+            if (!strncmp(p, "<!--", 4)) {
+                buf_puts(&body, "&lt;!--");
+                p += 3;
+            } else {
+                buf_putc(&body, *p);
+            }
+        }
+        buf_putc(&body, '\n');
+    } else {
+        buf_puts(&body, " It left no summary.\n");
+    }
+    pl_tx_init(&t, r);
+    t.state = "review";
+    t.step_words = "waiting for review";
+    t.skip_if_final = 1;
+    pl_tx_event(&t, "run_finished", pl_finished_body(r, "unchanged", NULL));
+    snprintf(name, sizeof(name), "r%lld:unchanged", (long long)r->run_no);
+    pl_tx_outbox(&t, OUTBOX_COMMENT, name,
+                 json_pack("{s:s,s:b}", "body", buf_cstr(&body), "on_pr", r->s->pr_number > 0));
+    buf_free(&body);
+    rc = pl_tx_commit(&t);
+    pl_cleanup_dirs(r);
+    return rc;
+}

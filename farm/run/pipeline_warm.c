@@ -1,0 +1,98 @@
+/*
+ * pipeline_warm.c - warm slots: a worktree made ahead of demand.
+ *
+ * The scheduler keeps scaling.min_warm of them. Each is the repository's
+ * mirror fetched and a worktree checked out at the base branch's head on a
+ * placeholder branch (farm-warm/<name>), in <data_dir>/warm/. A run whose
+ * repository and base head match adopts it: a rename into place and a
+ * branch switch, instead of a checkout of every file (pipeline.c,
+ * adopt_warm). A slot not adopted is removed by pipeline_warm_free().
+ */
+#include "farm/handle/handle.h"
+#include "pipeline_internal.h"
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <strings.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static atomic_uint warm_counter;
+
+void pipeline_warm_free(pipeline_warm *w)
+{
+    if (!w)
+        return;
+    if (w->path)
+        vcs_tree_remove(w->path);
+    free(w->repo);
+    free(w->path);
+    free(w->base_oid);
+    free(w);
+}
+
+int pipeline_warm_prepare(pipeline_warm **out, farm *f, const char *repo_name)
+{
+    const config_repo *repo = NULL;
+    pipeline_warm *w = NULL;
+    vcs_mirror *m = NULL;
+    vcs_worktree *wt = NULL;
+    worktree_opts o = WORKTREE_OPTS_INIT;
+    vcs_remote remote;
+    char name[1024], path[PATH_MAX], branch[128], oid[VCS_OID_HEXSZ];
+    char *dd = NULL;
+    int rc;
+
+    *out = NULL;
+    for (size_t i = 0; repo_name && i < f->cfg->nrepos; i++)
+        if (!strcasecmp(f->cfg->repos[i].name, repo_name))
+            repo = &f->cfg->repos[i];
+    if (!repo) {
+        farm_error_set("warm slot: %s is not a configured repository",
+                       repo_name ? repo_name : "(null)");
+        return FARM_ENOTFOUND;
+    }
+    if (!(dd = realpath(f->cfg->data_dir, NULL))) {
+        farm_error_set("warm slot: data directory %s: %s", f->cfg->data_dir, strerror(errno));
+        return FARM_EIO;
+    }
+    pl_mirror_name(name, sizeof(name), repo);
+    if ((rc = vcs_mirror_open(&m, f->cfg->data_dir, name)))
+        goto out;
+    pl_remote(&remote, f->cfg, repo, NULL);
+    if ((rc = vcs_mirror_fetch(m, &remote)) || (rc = vcs_mirror_branch_oid(oid, m, repo->base_branch)))
+        goto out;
+    unsigned n = atomic_fetch_add(&warm_counter, 1);
+    snprintf(branch, sizeof(branch), "w%ld-%u", (long)getpid(), n);
+    snprintf(path, sizeof(path), "%s/warm/%s", dd, branch);
+    snprintf(branch, sizeof(branch), "farm-warm/w%ld-%u", (long)getpid(), n);
+    vcs_tree_remove(path); /* left by an earlier process with the same pid */
+    o.path = path;
+    o.branch = branch;
+    o.start = oid;
+    if ((rc = vcs_worktree_create(&wt, m, &o)))
+        goto out;
+    if (!(w = calloc(1, sizeof(*w))) || !(w->repo = strdup(repo->name)) ||
+        !(w->path = strdup(path)) || !(w->base_oid = strdup(oid))) {
+        pipeline_warm_free(w);
+        w = NULL;
+        vcs_worktree_remove(wt);
+        farm_error_set("warm slot: out of memory");
+        rc = FARM_ENOMEM;
+        goto out;
+    }
+    w->prepared_ms = clock_wall_ms();
+    *out = w;
+out:
+    vcs_worktree_free(wt);
+    vcs_mirror_free(m);
+    free(dd);
+    return rc;
+}

@@ -1,0 +1,458 @@
+/*
+ * store_job.c - the durable job queue: what the scheduler has to do.
+ *
+ * A job is written in the same transaction as whatever caused it (a
+ * delivery, a command), so work is never lost between "recorded" and
+ * "queued". Leasing (who is working on a job, until when) is described in
+ * store_job.h: one conditional UPDATE takes a job, so the capacity limits and
+ * "one live lease per session" hold whichever process asks.
+ */
+#include "store_internal.h"
+#include "store_job.h"
+
+#include "base/clock.h"
+#include "base/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int store_tx_job_insert(int64_t *out_id, store_tx *tx, const char *kind, int64_t session_id,
+                        int64_t not_before_ms)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t now = clock_wall_ms();
+    int rc;
+
+    *out_id = 0;
+    if (!kind || !*kind) {
+        farm_error_set("store: a job needs a kind");
+        return FARM_EINVALID;
+    }
+    rc = store_tx_stmt(&st, tx,
+                       "INSERT INTO job (kind, session_id, state, not_before_ms, created_ms,"
+                       " updated_ms) VALUES (?, ?, 'queued', ?, ?, ?)");
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    if (session_id > 0)
+        sqlite3_bind_int64(st, 2, session_id);
+    else
+        sqlite3_bind_null(st, 2);
+    sqlite3_bind_int64(st, 3, not_before_ms > 0 ? not_before_ms : now);
+    sqlite3_bind_int64(st, 4, now);
+    sqlite3_bind_int64(st, 5, now);
+    if (sqlite3_step(st) == SQLITE_DONE)
+        *out_id = sqlite3_last_insert_rowid(tx->db);
+    else
+        rc = store_sqlerr(tx->db, "queueing a job");
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
+
+void store_job_free(store_job *j)
+{
+    if (!j)
+        return;
+    free(j->kind);
+    free(j->state);
+    free(j->lease_owner);
+    free(j);
+}
+
+int store_job_get(store_job **out, store *s, int64_t id)
+{
+    sqlite3 *db = store_reader_get(s);
+    sqlite3_stmt *st = NULL;
+    store_job *j = NULL;
+    int rc, step, oom = 0;
+
+    *out = NULL;
+    rc = store_prepare(&st, db,
+                       "SELECT id, kind, session_id, state, not_before_ms, attempts, lease_owner,"
+                       " lease_expires_ms, created_ms FROM job WHERE id = ?");
+    if (rc)
+        goto out;
+    sqlite3_bind_int64(st, 1, id);
+    step = sqlite3_step(st);
+    if (step == SQLITE_DONE) {
+        farm_error_set("store: no job %lld", (long long)id);
+        rc = FARM_ENOTFOUND;
+        goto out;
+    }
+    if (step != SQLITE_ROW) {
+        rc = store_sqlerr(db, "reading a job");
+        goto out;
+    }
+    if (!(j = calloc(1, sizeof(*j))))
+        goto nomem;
+    j->id = sqlite3_column_int64(st, 0);
+    j->kind = store_col_text(st, 1, &oom);
+    j->session_id = sqlite3_column_int64(st, 2);
+    j->state = store_col_text(st, 3, &oom);
+    j->not_before_ms = sqlite3_column_int64(st, 4);
+    j->attempts = sqlite3_column_int64(st, 5);
+    j->lease_owner = store_col_text(st, 6, &oom);
+    j->lease_expires_ms = sqlite3_column_int64(st, 7);
+    j->created_ms = sqlite3_column_int64(st, 8);
+    if (oom)
+        goto nomem;
+    *out = j;
+    j = NULL;
+    goto out;
+nomem:
+    farm_error_set("store: out of memory");
+    rc = FARM_ENOMEM;
+out:
+    store_job_free(j);
+    sqlite3_finalize(st);
+    store_reader_put(s, db);
+    return rc;
+}
+
+int store_job_count(int64_t *queued, int64_t *leased, store *s)
+{
+    store_count *v = NULL;
+    size_t n = 0;
+    int rc = store_count_query(&v, &n, s,
+                               "SELECT state, count(*) FROM job WHERE state IN ('queued', 'leased')"
+                               " GROUP BY state",
+                               1);
+    if (rc)
+        return rc;
+    *queued = 0;
+    *leased = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(v[i].labels[0], "queued"))
+            *queued = v[i].n;
+        else if (!strcmp(v[i].labels[0], "leased"))
+            *leased = v[i].n;
+    }
+    store_count_list_free(v, n);
+    return 0;
+}
+
+/* ---- leasing ---------------------------------------------------------------- */
+
+/* The next job a lease may take. ?1 now, ?2 max_total, ?3 max_per_repo. A
+ * job is due when queued and past its not-before time, or leased with an
+ * expired lease (its owner died: taken over). Live leases are leased jobs
+ * whose lease has not expired.
+ *
+ * Written so that no step sorts or visits every due job: the live leases
+ * are read once (a handful of rows); each branch walks an index in the
+ * order wanted (job_due for (not_before_ms, id), job_cancel_due for cancel
+ * jobs, the leased rows of job_due for expired leases) and stops at its
+ * first job that passes the checks; the outer query picks among at most
+ * four rows: cancel jobs first, then by not-before time and id. */
+#define DUE_CHECKS                                                                                 \
+    " AND (j.session_id IS NULL OR j.session_id NOT IN"                                            \
+    "      (SELECT session_id FROM live WHERE session_id IS NOT NULL))"                            \
+    " AND (?3 <= 0 OR s.id IS NULL OR (SELECT count(*) FROM live l"                                \
+    "      WHERE l.tracker = s.tracker AND l.repo = s.repo) < ?3)"
+#define DUE_FROM " FROM job j LEFT JOIN session s ON s.id = j.session_id"
+#define NEXT_DUE_SQL                                                                               \
+    "WITH live AS MATERIALIZED (SELECT o.session_id, os.tracker, os.repo FROM job o"               \
+    "   LEFT JOIN session os ON os.id = o.session_id"                                              \
+    "   WHERE o.state = 'leased' AND o.lease_expires_ms > ?1)"                                     \
+    " SELECT id FROM ("                                                                            \
+    "  SELECT * FROM (SELECT j.id, 0 AS pri, j.not_before_ms AS nb" DUE_FROM                       \
+    "   WHERE j.kind = 'cancel' AND j.state = 'queued' AND j.not_before_ms <= ?1" DUE_CHECKS       \
+    "   ORDER BY j.not_before_ms, j.id LIMIT 1)"                                                   \
+    "  UNION ALL SELECT * FROM (SELECT j.id, 1, j.not_before_ms" DUE_FROM                          \
+    "   WHERE j.state = 'queued' AND j.not_before_ms <= ?1" DUE_CHECKS                             \
+    "   ORDER BY j.not_before_ms, j.id LIMIT 1)"                                                   \
+    "  UNION ALL SELECT * FROM (SELECT j.id, j.kind <> 'cancel', j.not_before_ms" DUE_FROM         \
+    "   WHERE j.state = 'leased' AND j.lease_expires_ms <= ?1" DUE_CHECKS                          \
+    "   ORDER BY j.kind <> 'cancel', j.not_before_ms, j.id LIMIT 1))"                              \
+    " WHERE ?2 <= 0 OR (SELECT count(*) FROM live) < ?2"                                           \
+    " ORDER BY pri, nb, id LIMIT 1"
+
+#define JOB_COLUMNS                                                                                \
+    "id, kind, session_id, state, not_before_ms, attempts, lease_owner, lease_expires_ms, "        \
+    "created_ms"
+
+static int job_read(store_job **out, sqlite3_stmt *st)
+{
+    int oom = 0;
+    store_job *j = calloc(1, sizeof(*j));
+    *out = NULL;
+    if (!j)
+        goto nomem;
+    j->id = sqlite3_column_int64(st, 0);
+    j->kind = store_col_text(st, 1, &oom);
+    j->session_id = sqlite3_column_int64(st, 2);
+    j->state = store_col_text(st, 3, &oom);
+    j->not_before_ms = sqlite3_column_int64(st, 4);
+    j->attempts = sqlite3_column_int64(st, 5);
+    j->lease_owner = store_col_text(st, 6, &oom);
+    j->lease_expires_ms = sqlite3_column_int64(st, 7);
+    j->created_ms = sqlite3_column_int64(st, 8);
+    if (oom)
+        goto nomem;
+    *out = j;
+    return 0;
+nomem:
+    store_job_free(j);
+    farm_error_set("store: out of memory");
+    return FARM_ENOMEM;
+}
+
+static int lease_req_check(const store_lease_req *req)
+{
+    if (!req || !req->owner || !*req->owner || req->lease_ms <= 0) {
+        farm_error_set("store: a lease needs an owner and a positive length");
+        return FARM_EINVALID;
+    }
+    return 0;
+}
+
+typedef struct lease_arg {
+    const store_lease_req *req;
+    store_job *job;
+} lease_arg;
+
+static int lease_fn(store_tx *tx, void *arg)
+{
+    lease_arg *a = arg;
+    sqlite3_stmt *st = NULL;
+    int64_t now = clock_wall_ms();
+    int rc, step;
+
+    rc = store_tx_stmt(&st, tx,
+                       "UPDATE job SET state = 'leased', lease_owner = ?4,"
+                       " lease_expires_ms = ?1 + ?5, attempts = attempts + 1, updated_ms = ?1"
+                       " WHERE id = (" NEXT_DUE_SQL ") RETURNING " JOB_COLUMNS);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int(st, 2, a->req->max_total);
+    sqlite3_bind_int(st, 3, a->req->max_per_repo);
+    sqlite3_bind_text(st, 4, a->req->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, a->req->lease_ms);
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        rc = job_read(&a->job, st);
+        step = sqlite3_step(st);
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = store_sqlerr(tx->db, "leasing a job");
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
+
+int store_job_lease(store_job **out, store *s, const store_lease_req *req)
+{
+    lease_arg a = {req, NULL};
+    int rc;
+
+    *out = NULL;
+    if ((rc = lease_req_check(req)))
+        return rc;
+    rc = store_write(s, lease_fn, &a);
+    if (rc) {
+        store_job_free(a.job);
+        return rc;
+    }
+    *out = a.job;
+    return 0;
+}
+
+int store_job_peek(store_job **out, store *s, const store_lease_req *req)
+{
+    sqlite3 *db = store_reader_get(s);
+    sqlite3_stmt *st = NULL;
+    int rc, step;
+
+    *out = NULL;
+    rc = store_reader_stmt(&st, s, db,
+                           "SELECT " JOB_COLUMNS " FROM job WHERE id = (" NEXT_DUE_SQL ")");
+    if (rc)
+        goto out;
+    sqlite3_bind_int64(st, 1, clock_wall_ms());
+    sqlite3_bind_int(st, 2, req ? req->max_total : 0);
+    sqlite3_bind_int(st, 3, req ? req->max_per_repo : 0);
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        rc = job_read(out, st);
+    else if (step != SQLITE_DONE)
+        rc = store_sqlerr(db, "looking for a due job");
+out:
+    store_reader_stmt_done(s, db, st);
+    store_reader_put(s, db);
+    return rc;
+}
+
+typedef struct extend_arg {
+    int *lost;
+    const char *owner;
+    const int64_t *ids;
+    size_t n;
+    int64_t lease_ms;
+} extend_arg;
+
+static int extend_fn(store_tx *tx, void *arg)
+{
+    extend_arg *a = arg;
+    sqlite3_stmt *st = NULL;
+    int64_t now = clock_wall_ms();
+    int rc = store_tx_stmt(&st, tx,
+                           "UPDATE job SET lease_expires_ms = ?, updated_ms = ?"
+                           " WHERE id = ? AND state = 'leased' AND lease_owner = ?");
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < a->n && !rc; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, now + a->lease_ms);
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_int64(st, 3, a->ids[i]);
+        sqlite3_bind_text(st, 4, a->owner, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = store_sqlerr(tx->db, "extending a lease");
+        else
+            a->lost[i] = sqlite3_changes(tx->db) == 0;
+    }
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
+
+int store_job_lease_extend(int *lost, store *s, const char *owner, const int64_t *ids, size_t n,
+                           int64_t lease_ms)
+{
+    extend_arg a = {lost, owner, ids, n, lease_ms};
+    if (n == 0)
+        return 0;
+    if (!owner || lease_ms <= 0) {
+        farm_error_set("store: extending a lease needs an owner and a positive length");
+        return FARM_EINVALID;
+    }
+    return store_write(s, extend_fn, &a);
+}
+
+static int state_valid_end(const char *state)
+{
+    return state &&
+           (!strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "cancelled"));
+}
+
+int store_tx_job_finish(store_tx *tx, int64_t id, const char *owner, const char *state,
+                        const char *error)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (!state_valid_end(state) || !owner) {
+        farm_error_set("store: a job ends done, failed or cancelled, by its lease owner");
+        return FARM_EINVALID;
+    }
+    rc = store_tx_stmt(&st, tx,
+                       "UPDATE job SET state = ?, lease_expires_ms = 0, last_error = ?,"
+                       " updated_ms = ? WHERE id = ? AND state = 'leased' AND lease_owner = ?");
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+    if (error)
+        sqlite3_bind_text(st, 2, error, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 2);
+    sqlite3_bind_int64(st, 3, clock_wall_ms());
+    sqlite3_bind_int64(st, 4, id);
+    sqlite3_bind_text(st, 5, owner, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = store_sqlerr(tx->db, "ending a job");
+    } else if (sqlite3_changes(tx->db) == 0) {
+        farm_error_set("store: job %lld is not leased by %s any more", (long long)id, owner);
+        rc = FARM_ECONFLICT;
+    }
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
+
+typedef struct finish_arg {
+    int64_t id;
+    const char *owner, *state, *error;
+    int64_t not_before_ms;
+    int release;
+} finish_arg;
+
+static int finish_fn(store_tx *tx, void *arg)
+{
+    finish_arg *a = arg;
+    return store_tx_job_finish(tx, a->id, a->owner, a->state, a->error);
+}
+
+int store_job_finish(store *s, int64_t id, const char *owner, const char *state, const char *error)
+{
+    finish_arg a = {id, owner, state, error, 0, 0};
+    return store_write(s, finish_fn, &a);
+}
+
+static int retry_fn(store_tx *tx, void *arg)
+{
+    finish_arg *a = arg;
+    sqlite3_stmt *st = NULL;
+    int rc = store_tx_stmt(&st, tx,
+                           "UPDATE job SET state = 'queued', not_before_ms = ?,"
+                           " lease_owner = NULL, lease_expires_ms = 0,"
+                           " last_error = coalesce(?, last_error),"
+                           " attempts = max(0, attempts - ?), updated_ms = ?"
+                           " WHERE id = ? AND state = 'leased' AND lease_owner = ?");
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, a->not_before_ms);
+    if (a->error)
+        sqlite3_bind_text(st, 2, a->error, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 2);
+    sqlite3_bind_int(st, 3, a->release ? 1 : 0);
+    sqlite3_bind_int64(st, 4, clock_wall_ms());
+    sqlite3_bind_int64(st, 5, a->id);
+    sqlite3_bind_text(st, 6, a->owner, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = store_sqlerr(tx->db, "putting a job back");
+    } else if (sqlite3_changes(tx->db) == 0) {
+        farm_error_set("store: job %lld is not leased by %s any more", (long long)a->id, a->owner);
+        rc = FARM_ECONFLICT;
+    }
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
+
+int store_job_retry(store *s, int64_t id, const char *owner, int64_t not_before_ms,
+                    const char *error, int release)
+{
+    finish_arg a = {id, owner, NULL, error, not_before_ms, release};
+    if (!owner) {
+        farm_error_set("store: putting a job back needs its lease owner");
+        return FARM_EINVALID;
+    }
+    return store_write(s, retry_fn, &a);
+}
+
+int store_job_session_stopping(int *out, store *s, int64_t session_id)
+{
+    sqlite3 *db = store_reader_get(s);
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *out = 0;
+    rc = store_prepare(&st, db,
+                       "SELECT EXISTS (SELECT 1 FROM session WHERE id = ?1 AND state = 'cancelled')"
+                       " OR EXISTS (SELECT 1 FROM job WHERE session_id = ?1 AND kind = 'cancel'"
+                       " AND state IN ('queued', 'leased'))");
+    if (rc)
+        goto out;
+    sqlite3_bind_int64(st, 1, session_id);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *out = sqlite3_column_int(st, 0) != 0;
+    else
+        rc = store_sqlerr(db, "checking whether a session stops");
+out:
+    sqlite3_finalize(st);
+    store_reader_put(s, db);
+    return rc;
+}
+
+int store_job_count_by_state(store_count **out, size_t *n, store *s)
+{
+    return store_count_query(out, n, s, "SELECT state, count(*) FROM job GROUP BY state", 1);
+}

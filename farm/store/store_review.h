@@ -1,0 +1,28 @@
+/*
+ * store_review.h - the SQL the review loop needs beyond store.h and
+ * store_run.h (farm/intake/review.c): which jobs a session has waiting or at work,
+ * so a new trigger attaches to the waiting one instead of queueing another,
+ * and making a waiting job due at once (`/farm run`).
+ *
+ * Both run inside a write function (store.h), so the decision and the job
+ * it leads to are one transaction.
+ */
+#ifndef FARM_FARM_STORE_STORE_REVIEW_H
+#define FARM_FARM_STORE_STORE_REVIEW_H
+
+#include "store.h"
+
+#include <stdint.h>
+
+/* A session's work jobs ("run", "revise", "answer"): *queued_id is the
+ * oldest one still queued (0 when none) and *queued_due_ms its not-before
+ * time; *running is 1 when one is leased (a run at work). Returns 0 or
+ * FARM_EIO. */
+int store_tx_review_jobs(int64_t *queued_id, int64_t *queued_due_ms, int *running, store_tx *tx,
+                         int64_t session_id);
+
+/* Make queued job id due no later than due_ms (an earlier not-before time
+ * stays). A job no longer queued is left alone. Returns 0 or FARM_EIO. */
+int store_tx_review_job_due(store_tx *tx, int64_t id, int64_t due_ms);
+
+#endif

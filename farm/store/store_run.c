@@ -1,0 +1,253 @@
+/*
+ * store_run.c - the pipeline's SQL (see store_run.h): session state, branch
+ * and counters set inside a run's writes, and the session log read by kind.
+ *
+ * The log is read by kind because a run's output lines can be thousands of
+ * events: the checkpoints and the conversation are a few among them, and an
+ * index on (session_id, seq) plus a kind filter finds them without loading
+ * the rest.
+ */
+#include "store_run.h"
+#include "store_internal.h"
+
+#include "base/clock.h"
+#include "base/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KINDS_MAX 16
+
+int store_tx_session_get(store_session **out, store_tx *tx, int64_t id)
+{
+    sqlite3_stmt *st = NULL;
+    store_session *s = NULL;
+    int rc, step, oom = 0;
+
+    *out = NULL;
+    rc = store_tx_stmt(&st, tx,
+                       "SELECT id, tracker, repo, number, title, url, state, branch, pr_number,"
+                       " pr_url, runs, agent_seconds, cost, last_seq, created_ms, updated_ms"
+                       " FROM session WHERE id = ?");
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    step = sqlite3_step(st);
+    if (step == SQLITE_DONE) {
+        farm_error_set("store: no session %lld", (long long)id);
+        rc = FARM_ENOTFOUND;
+        goto out;
+    }
+    if (step != SQLITE_ROW) {
+        rc = store_sqlerr(tx->db, "reading a session");
+        goto out;
+    }
+    if (!(s = calloc(1, sizeof(*s)))) {
+        oom = 1;
+        goto out;
+    }
+    s->id = sqlite3_column_int64(st, 0);
+    s->tracker = store_col_text(st, 1, &oom);
+    s->repo = store_col_text(st, 2, &oom);
+    s->number = sqlite3_column_int64(st, 3);
+    s->title = store_col_text(st, 4, &oom);
+    s->url = store_col_text(st, 5, &oom);
+    s->state = store_col_text(st, 6, &oom);
+    s->branch = store_col_text(st, 7, &oom);
+    s->pr_number = sqlite3_column_int64(st, 8);
+    s->pr_url = store_col_text(st, 9, &oom);
+    s->runs = sqlite3_column_int64(st, 10);
+    s->agent_seconds = sqlite3_column_double(st, 11);
+    s->cost = sqlite3_column_double(st, 12);
+    s->last_seq = sqlite3_column_int64(st, 13);
+    s->created_ms = sqlite3_column_int64(st, 14);
+    s->updated_ms = sqlite3_column_int64(st, 15);
+out:
+    store_tx_stmt_done(tx, st);
+    if (oom) {
+        store_session_free(s);
+        farm_error_set("store: out of memory");
+        return FARM_ENOMEM;
+    }
+    if (rc) {
+        store_session_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+/* Run an UPDATE of one session row; FARM_ENOTFOUND when there is none. */
+static int session_update(store_tx *tx, sqlite3_stmt *st, int64_t id, const char *what)
+{
+    int rc = 0;
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = store_sqlerr(tx->db, what);
+    else if (sqlite3_changes(tx->db) == 0) {
+        farm_error_set("store: no session %lld", (long long)id);
+        rc = FARM_ENOTFOUND;
+    }
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
+
+int store_tx_session_state_set(store_tx *tx, int64_t id, const char *state)
+{
+    const char *const *states = store_session_states();
+    sqlite3_stmt *st = NULL;
+    int known = 0, rc;
+
+    for (size_t i = 0; state && states[i]; i++)
+        known |= !strcmp(states[i], state);
+    if (!known) {
+        farm_error_set("store: '%s' is not a session state", state ? state : "(null)");
+        return FARM_EINVALID;
+    }
+    rc = store_tx_stmt(&st, tx, "UPDATE session SET state = ?, updated_ms = ? WHERE id = ?");
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, clock_wall_ms());
+    sqlite3_bind_int64(st, 3, id);
+    return session_update(tx, st, id, "setting a session's state");
+}
+
+int store_tx_session_branch_set(store_tx *tx, int64_t id, const char *branch)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = store_tx_stmt(&st, tx, "UPDATE session SET branch = ?, updated_ms = ? WHERE id = ?");
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, branch, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, clock_wall_ms());
+    sqlite3_bind_int64(st, 3, id);
+    return session_update(tx, st, id, "setting a session's branch");
+}
+
+int store_tx_session_run_add(int64_t *out_runs, store_tx *tx, int64_t id)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *out_runs = 0;
+    rc = store_tx_stmt(&st, tx,
+                       "UPDATE session SET runs = runs + 1, updated_ms = ? WHERE id = ?"
+                       " RETURNING runs");
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, clock_wall_ms());
+    sqlite3_bind_int64(st, 2, id);
+    switch (sqlite3_step(st)) {
+    case SQLITE_ROW:
+        *out_runs = sqlite3_column_int64(st, 0);
+        break;
+    case SQLITE_DONE:
+        farm_error_set("store: no session %lld", (long long)id);
+        rc = FARM_ENOTFOUND;
+        break;
+    default:
+        rc = store_sqlerr(tx->db, "counting a run");
+    }
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
+
+int store_tx_session_usage_add(store_tx *tx, int64_t id, double agent_seconds, double cost)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = store_tx_stmt(&st, tx,
+                           "UPDATE session SET agent_seconds = agent_seconds + ?, cost = cost + ?,"
+                           " updated_ms = ? WHERE id = ?");
+    if (rc)
+        return rc;
+    sqlite3_bind_double(st, 1, agent_seconds);
+    sqlite3_bind_double(st, 2, cost);
+    sqlite3_bind_int64(st, 3, clock_wall_ms());
+    sqlite3_bind_int64(st, 4, id);
+    return session_update(tx, st, id, "adding to a session's counters");
+}
+
+/* SELECT ... WHERE kind IN (...) with the kinds bound; newest or oldest first. */
+static int kinds_query(store_event **out, size_t *n, store *s, int64_t session_id,
+                       const char *const *kinds, int64_t after_seq, int limit, int newest)
+{
+    char sql[1024];
+    size_t nk = 0, off;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    store_event *v = NULL;
+    size_t count = 0;
+    int rc = 0, step, oom = 0;
+
+    *out = NULL;
+    *n = 0;
+    while (kinds && kinds[nk])
+        nk++;
+    if (nk == 0 || nk > KINDS_MAX) {
+        farm_error_set("store: between 1 and %d event kinds", KINDS_MAX);
+        return FARM_EINVALID;
+    }
+    off = (size_t)snprintf(sql, sizeof(sql),
+                           "SELECT session_id, seq, ts_ms, kind, actor, body FROM event"
+                           " WHERE session_id = ? AND seq > ? AND kind IN (?");
+    for (size_t i = 1; i < nk; i++)
+        off += (size_t)snprintf(sql + off, sizeof(sql) - off, ",?");
+    snprintf(sql + off, sizeof(sql) - off, ") ORDER BY seq %s LIMIT ?", newest ? "DESC" : "ASC");
+
+    db = store_reader_get(s);
+    if ((rc = store_prepare(&st, db, sql)))
+        goto out;
+    sqlite3_bind_int64(st, 1, session_id);
+    sqlite3_bind_int64(st, 2, after_seq);
+    for (size_t i = 0; i < nk; i++)
+        sqlite3_bind_text(st, (int)(3 + i), kinds[i], -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, (int)(3 + nk), limit);
+    if (!(v = calloc((size_t)limit, sizeof(*v)))) {
+        oom = 1;
+        goto out;
+    }
+    while ((step = sqlite3_step(st)) == SQLITE_ROW && count < (size_t)limit) {
+        store_event *e = &v[count++];
+        e->session_id = sqlite3_column_int64(st, 0);
+        e->seq = sqlite3_column_int64(st, 1);
+        e->ts_ms = sqlite3_column_int64(st, 2);
+        e->kind = store_col_text(st, 3, &oom);
+        e->actor = store_col_text(st, 4, &oom);
+        e->body = store_col_text(st, 5, &oom);
+        if (oom)
+            goto out;
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        rc = store_sqlerr(db, "listing events by kind");
+        goto out;
+    }
+    if (count) {
+        *out = v;
+        *n = count;
+        v = NULL;
+    }
+out:
+    if (oom) {
+        farm_error_set("store: out of memory");
+        rc = FARM_ENOMEM;
+    }
+    store_event_list_free(v, count);
+    sqlite3_finalize(st);
+    if (db)
+        store_reader_put(s, db);
+    return rc;
+}
+
+int store_event_list_kinds(store_event **out, size_t *n, store *s, int64_t session_id,
+                           const char *const *kinds, int64_t after_seq, int limit)
+{
+    return kinds_query(out, n, s, session_id, kinds, after_seq, store_limit(limit), 0);
+}
+
+int store_event_last_kind(store_event **out, store *s, int64_t session_id, const char *const *kinds,
+                          int64_t after_seq)
+{
+    size_t n = 0;
+    return kinds_query(out, &n, s, session_id, kinds, after_seq, 1, 1);
+}

@@ -1,0 +1,46 @@
+/*
+ * store_run.h - the SQL the pipeline needs beyond store.h: a session's
+ * state, branch and counters, and reading its log by event kind (the step
+ * checkpoints, questions, answers and reviews a run looks back on).
+ *
+ * The tx functions run inside a write function (store.h), so a state change
+ * lands in the same transaction as its event and its outbox entries.
+ */
+#ifndef FARM_FARM_STORE_STORE_RUN_H
+#define FARM_FARM_STORE_STORE_RUN_H
+
+#include "store.h"
+
+#include <stdint.h>
+
+/* Read one session inside a write. *out is freed with store_session_free().
+ * Returns 0, FARM_ENOTFOUND or FARM_EIO. */
+int store_tx_session_get(store_session **out, store_tx *tx, int64_t id);
+
+/* Set a session's state (one of store_session_states()). Returns 0,
+ * FARM_EINVALID (unknown state), FARM_ENOTFOUND or FARM_EIO. */
+int store_tx_session_state_set(store_tx *tx, int64_t id, const char *state);
+
+/* Set the session's branch. Returns 0, FARM_ENOTFOUND or FARM_EIO. */
+int store_tx_session_branch_set(store_tx *tx, int64_t id, const char *branch);
+
+/* Count one more run: *out_runs is the session's run count after it. */
+int store_tx_session_run_add(int64_t *out_runs, store_tx *tx, int64_t id);
+
+/* Add agent time and cost to the session's counters. */
+int store_tx_session_usage_add(store_tx *tx, int64_t id, double agent_seconds, double cost);
+
+/* A session's events whose kind is one of kinds (NULL-terminated), with seq
+ * > after_seq, oldest first, at most limit (<= 0: STORE_LIST_DEFAULT;
+ * capped at STORE_LIST_MAX). *out is freed with store_event_list_free().
+ * Returns 0 or FARM_EIO. */
+int store_event_list_kinds(store_event **out, size_t *n, store *s, int64_t session_id,
+                           const char *const *kinds, int64_t after_seq, int limit);
+
+/* The newest event of one of kinds with seq > after_seq; *out is NULL when
+ * there is none (freed with store_event_list_free(*out, 1)). Returns 0 or
+ * FARM_EIO. */
+int store_event_last_kind(store_event **out, store *s, int64_t session_id, const char *const *kinds,
+                          int64_t after_seq);
+
+#endif

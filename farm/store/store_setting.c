@@ -1,0 +1,145 @@
+/*
+ * store_setting.c - the `setting` table: runtime settings changed through
+ * the admin API (the scaling limits), which override the config file and
+ * survive a restart. Keys are dotted names ("scaling.max_agents"); values
+ * are text, interpreted by whoever owns the key (scaling.c).
+ */
+#include "store_internal.h"
+#include "store_job.h"
+
+#include "base/clock.h"
+#include "base/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SETTING_KEY_MAX   128
+#define SETTING_VALUE_MAX 4096
+
+void store_setting_list_free(store_setting *v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].key);
+        free(v[i].value);
+    }
+    free(v);
+}
+
+int store_setting_list(store_setting **out, size_t *n, store *s, const char *prefix)
+{
+    sqlite3 *db = store_reader_get(s);
+    sqlite3_stmt *st = NULL;
+    store_setting *v = NULL;
+    size_t count = 0, cap = 0;
+    int rc, step, oom = 0;
+
+    *out = NULL;
+    *n = 0;
+    rc = store_prepare(&st, db,
+                       "SELECT key, value, updated_ms FROM setting"
+                       " WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key LIMIT ?2");
+    if (rc)
+        goto out;
+    sqlite3_bind_text(st, 1, prefix ? prefix : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, STORE_LIST_MAX);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            store_setting *nv = realloc(v, ncap * sizeof(*nv));
+            if (!nv)
+                goto nomem;
+            v = nv;
+            cap = ncap;
+        }
+        store_setting *e = &v[count++];
+        e->key = store_col_text(st, 0, &oom);
+        e->value = store_col_text(st, 1, &oom);
+        e->updated_ms = sqlite3_column_int64(st, 2);
+        if (oom)
+            goto nomem;
+    }
+    if (step != SQLITE_DONE) {
+        rc = store_sqlerr(db, "reading settings");
+        goto out;
+    }
+    *out = v;
+    *n = count;
+    v = NULL;
+    count = 0;
+    goto out;
+nomem:
+    farm_error_set("store: out of memory");
+    rc = FARM_ENOMEM;
+out:
+    store_setting_list_free(v, count);
+    sqlite3_finalize(st);
+    store_reader_put(s, db);
+    return rc;
+}
+
+int store_tx_setting_set(store_tx *tx, const char *key, const char *value)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (!key || !*key || strlen(key) > SETTING_KEY_MAX || !value ||
+        strlen(value) > SETTING_VALUE_MAX) {
+        farm_error_set("store: a setting needs a key (at most %d bytes) and a value (at most %d)",
+                       SETTING_KEY_MAX, SETTING_VALUE_MAX);
+        return FARM_EINVALID;
+    }
+    rc = store_tx_stmt(&st, tx,
+                       "INSERT INTO setting (key, value, updated_ms) VALUES (?, ?, ?)"
+                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+                       " updated_ms = excluded.updated_ms");
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, clock_wall_ms());
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = store_sqlerr(tx->db, "writing a setting");
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
+
+int store_tx_setting_delete(store_tx *tx, const char *key)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = store_tx_stmt(&st, tx, "DELETE FROM setting WHERE key = ?");
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, key ? key : "", -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = store_sqlerr(tx->db, "removing a setting");
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
+
+int store_tx_setting_get(char **out, store_tx *tx, const char *key)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, step, oom = 0;
+
+    *out = NULL;
+    if ((rc = store_tx_stmt(&st, tx, "SELECT value FROM setting WHERE key = ?")))
+        return rc;
+    sqlite3_bind_text(st, 1, key ? key : "", -1, SQLITE_STATIC);
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        *out = store_col_text(st, 0, &oom);
+        if (oom) {
+            farm_error_set("store: out of memory");
+            rc = FARM_ENOMEM;
+        }
+    } else if (step == SQLITE_DONE) {
+        farm_error_set("store: no setting %s", key ? key : "");
+        rc = FARM_ENOTFOUND;
+    } else {
+        rc = store_sqlerr(tx->db, "reading a setting");
+    }
+    store_tx_stmt_done(tx, st);
+    return rc;
+}
