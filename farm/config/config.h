@@ -7,6 +7,15 @@
  * variable and "file:PATH" reads a file (trailing newline stripped); they are
  * resolved at load and registered with log_secret_add(). config_default()
  * gives the embedded defaults `farm serve` runs on without --config.
+ *
+ * farm/config owns the config file: its parsing, the checks with each
+ * problem named by its key's path (config_check.c), the repos[] section
+ * (config_repo.c) and the resolution of secrets. It may call only base. It
+ * is called by whatever runs on a config: cli/ loads and checks it (`farm
+ * serve`, `farm config`, `farm doctor`, ...), farm/farm.c keeps it in the
+ * farm handle (farm_open() takes it over) and frees it, and from there farm/store (the local
+ * tracker), farm/report (the tracker clients, a PR's base branch), farm/run, farm/sched,
+ * farm/intake, farm/digest and webhook/ read it.
  */
 #ifndef FARM_FARM_CONFIG_CONFIG_H
 #define FARM_FARM_CONFIG_CONFIG_H

@@ -1,7 +1,8 @@
 /*
- * config_check.h - the checking toolkit behind config.c: typed getters that
- * report every problem by its key's path and carry on, so one pass over the
- * file lists all that is wrong. Internal to farm/config*.c.
+ * config_check.h - the checking toolkit behind config.c and config_repo.c:
+ * typed getters that report every problem by its key's path and carry on,
+ * so one pass over the file lists all that is wrong. Internal to
+ * farm/config/config*.c.
  */
 #ifndef FARM_FARM_CONFIG_CONFIG_CHECK_H
 #define FARM_FARM_CONFIG_CONFIG_CHECK_H

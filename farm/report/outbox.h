@@ -4,7 +4,7 @@
  * Nothing in the farm calls a tracker's write operations directly. A step
  * that wants a comment, a status update, a reaction, a label or a pull request
  * enqueues an outbox entry in the same store transaction as the state change
- * that calls for it; the sender (one thread per farm process, entries leased
+ * that calls for it; the sender (a few threads per farm process, entries leased
  * like jobs so several processes can share a store) delivers entries with
  * retries and backoff, honouring the tracker's rate limits, and records the
  * remote id. Every entry has an idempotency key, unique in the store, and the
@@ -15,6 +15,18 @@
  * Keys are built by outbox_key() from the session and a name:
  * "s42:started", "s42:pr", "s42:status", "s42:r2:failed" ... (tracker key rules:
  * [A-Za-z0-9._:/=+@-], at most 200 characters).
+ *
+ * This is the main header of farm/report, the room that owns every tracker
+ * side effect: the outbox and its sender threads (outbox.c, outbox_send.c),
+ * the status and milestone comments (report.h), the farm's tracker clients
+ * (trackers.h) and the replies after a revision (review_replies.h). It may
+ * call only the rooms below it: farm/handle, farm/store, farm/stream,
+ * farm/config, vcs/tracker and base. It is called by farm/run (the pipeline
+ * enqueues its comments, status and review replies and reads the issue
+ * thread through the tracker clients), farm/intake (the review loop),
+ * farm/digest (the daily digest comment) and farm/farm.c (which stops the
+ * sender and closes the clients); above farm/, cli/ starts the sender and
+ * webhook/ reads its counts.
  */
 #ifndef FARM_FARM_REPORT_OUTBOX_H
 #define FARM_FARM_REPORT_OUTBOX_H
