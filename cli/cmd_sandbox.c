@@ -71,164 +71,235 @@ static long long number(const char *s, long long max)
     return v;
 }
 
-static int run(int argc, char **argv)
-{
-    const char *config_path = NULL, *dir = NULL, *net = NULL;
+/* What the command line asked for; -1 for a number: the config's value. */
+typedef struct run_args {
+    const char *config_path, *dir, *net;
     const char *allow[MAX_ALLOW + 1];
     const char *env[MAX_ENV + 1];
-    size_t nallow = 0, nenv = 0;
-    long long memory = -1, pids = -1, timeout = -1, disk = -1, cpu = -1;
-    int stats = 0, i = 2;
+    size_t nallow, nenv;
+    long long memory, pids, timeout, disk, cpu;
+    int stats;
+    char **cmd; /* the command and its arguments, after -- */
+} run_args;
+
+/* Take one option and its value v. Returns 0, or the exit status (the
+ * problem printed). */
+static int take_option(run_args *a, const char *opt, const char *v)
+{
+    long long *num = NULL, max = 0;
+    if (!strcmp(opt, "--config")) {
+        a->config_path = v;
+    } else if (!strcmp(opt, "--network")) {
+        a->net = v;
+    } else if (!strcmp(opt, "--allow")) {
+        if (a->nallow >= MAX_ALLOW) {
+            fprintf(stderr, "farm sandbox run: more than %d --allow\n", MAX_ALLOW);
+            return 2;
+        }
+        a->allow[a->nallow++] = v;
+    } else if (!strcmp(opt, "--env")) {
+        if (a->nenv >= MAX_ENV) {
+            fprintf(stderr, "farm sandbox run: more than %d --env\n", MAX_ENV);
+            return 2;
+        }
+        a->env[a->nenv++] = v;
+    } else if (!strcmp(opt, "--dir")) {
+        a->dir = v;
+    } else if (!strcmp(opt, "--memory-mb")) {
+        num = &a->memory, max = 1 << 20;
+    } else if (!strcmp(opt, "--pids")) {
+        num = &a->pids, max = 1 << 22;
+    } else if (!strcmp(opt, "--timeout")) {
+        num = &a->timeout, max = 7 * 86400;
+    } else if (!strcmp(opt, "--disk-mb")) {
+        num = &a->disk, max = 1 << 24;
+    } else if (!strcmp(opt, "--cpu-percent")) {
+        num = &a->cpu, max = 100000;
+    } else {
+        fprintf(stderr, "farm sandbox run: unknown option %s\n", opt);
+        return cli_usage("sandbox");
+    }
+    if (num && (*num = number(v, max)) < 0) {
+        fprintf(stderr, "farm sandbox run: %s needs a non-negative number, not '%.40s'\n", opt, v);
+        return 2;
+    }
+    return 0;
+}
+
+/* Parse `farm sandbox run [OPTION...] -- CMD [ARG...]` (argv[2] on).
+ * Returns 0, or the exit status (the problem printed). */
+static int parse_args(run_args *a, int argc, char **argv)
+{
+    memset(a, 0, sizeof(*a));
+    a->memory = a->pids = a->timeout = a->disk = a->cpu = -1;
+    int i = 2;
     for (; i < argc; i++) {
-        const char *a = argv[i];
+        const char *opt = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--")) {
+        if (!strcmp(opt, "--")) {
             i++;
             break;
         }
-        if (!strcmp(a, "--stats")) {
-            stats = 1;
+        if (!strcmp(opt, "--stats")) {
+            a->stats = 1;
             continue;
         }
-        if (a[0] != '-' || !v) {
+        if (opt[0] != '-' || !v) {
             fprintf(stderr, "farm sandbox run: %s\n",
-                    a[0] == '-' ? "option needs a value" : "the command goes after --");
+                    opt[0] == '-' ? "option needs a value" : "the command goes after --");
             return cli_usage("sandbox");
         }
         i++;
-        if (!strcmp(a, "--config")) {
-            config_path = v;
-        } else if (!strcmp(a, "--network")) {
-            net = v;
-        } else if (!strcmp(a, "--allow")) {
-            if (nallow >= MAX_ALLOW) {
-                fprintf(stderr, "farm sandbox run: more than %d --allow\n", MAX_ALLOW);
-                return 2;
-            }
-            allow[nallow++] = v;
-        } else if (!strcmp(a, "--env")) {
-            if (nenv >= MAX_ENV) {
-                fprintf(stderr, "farm sandbox run: more than %d --env\n", MAX_ENV);
-                return 2;
-            }
-            env[nenv++] = v;
-        } else if (!strcmp(a, "--dir")) {
-            dir = v;
-        } else if (!strcmp(a, "--memory-mb")) {
-            memory = number(v, 1 << 20);
-        } else if (!strcmp(a, "--pids")) {
-            pids = number(v, 1 << 22);
-        } else if (!strcmp(a, "--timeout")) {
-            timeout = number(v, 7 * 86400);
-        } else if (!strcmp(a, "--disk-mb")) {
-            disk = number(v, 1 << 24);
-        } else if (!strcmp(a, "--cpu-percent")) {
-            cpu = number(v, 100000);
-        } else {
-            fprintf(stderr, "farm sandbox run: unknown option %s\n", a);
-            return cli_usage("sandbox");
-        }
-        if ((!strcmp(a, "--memory-mb") && memory < 0) || (!strcmp(a, "--pids") && pids < 0) ||
-            (!strcmp(a, "--timeout") && timeout < 0) || (!strcmp(a, "--disk-mb") && disk < 0) ||
-            (!strcmp(a, "--cpu-percent") && cpu < 0)) {
-            fprintf(stderr, "farm sandbox run: %s needs a non-negative number, not '%.40s'\n", a,
-                    v);
-            return 2;
-        }
+        int status = take_option(a, opt, v);
+        if (status)
+            return status;
     }
     if (i >= argc) {
         fprintf(stderr, "farm sandbox run: no command given\n");
         return cli_usage("sandbox");
     }
-    allow[nallow] = NULL;
-    env[nenv] = NULL;
+    a->allow[a->nallow] = NULL;
+    a->env[a->nenv] = NULL;
+    a->cmd = argv + i;
+    return 0;
+}
 
-    config *cfg = NULL;
+/* --config FILE, or the defaults. Returns 0, or the exit status. */
+static int load_config(config **cfg, const char *path)
+{
     char *errors = NULL;
-    int rc = config_path ? config_load(&cfg, config_path, &errors) : config_default(&cfg);
+    int rc = path ? config_load(cfg, path, &errors) : config_default(cfg);
     if (rc < 0) {
         fprintf(stderr, "farm sandbox run: %s\n%s", farm_error_last(), errors ? errors : "");
         free(errors);
         return 2;
     }
-    sandbox_opts o = SANDBOX_OPTS_INIT;
-    o.argv = (const char *const *)argv + i;
-    o.unsafe_none = cfg->sandbox.mode && !strcmp(cfg->sandbox.mode, "unsafe-none");
-    int n = sandbox_net_parse(net ? net : cfg->sandbox.network ? cfg->sandbox.network : "none");
+    return 0;
+}
+
+/* The sandbox's options: the command line over the config. absdir (PATH_MAX
+ * bytes) holds --dir made absolute. Returns 0, or the exit status. */
+static int make_opts(sandbox_opts *o, const run_args *a, const config *cfg, char *absdir)
+{
+    o->argv = (const char *const *)a->cmd;
+    o->unsafe_none = cfg->sandbox.mode && !strcmp(cfg->sandbox.mode, "unsafe-none");
+    const char *net = a->net ? a->net : cfg->sandbox.network ? cfg->sandbox.network : "none";
+    int n = sandbox_net_parse(net);
     if (n < 0) {
-        fprintf(stderr, "farm sandbox run: --network is none or allowlist, not '%.40s'\n", net);
-        config_free(cfg);
+        fprintf(stderr, "farm sandbox run: --network is none or allowlist, not '%.40s'\n", a->net);
         return 2;
     }
-    o.network = (sandbox_net)n;
-    o.allow =
-        nallow || !cfg->sandbox.allow_hosts ? allow : (const char *const *)cfg->sandbox.allow_hosts;
-    char absdir[PATH_MAX];
-    if (dir) {
-        if (!realpath(dir, absdir)) {
-            fprintf(stderr, "farm sandbox run: --dir %.200s: %s\n", dir, strerror(errno));
-            config_free(cfg);
+    o->network = (sandbox_net)n;
+    o->allow = a->nallow || !cfg->sandbox.allow_hosts
+                   ? a->allow
+                   : (const char *const *)cfg->sandbox.allow_hosts;
+    if (a->dir) {
+        if (!realpath(a->dir, absdir)) {
+            fprintf(stderr, "farm sandbox run: --dir %.200s: %s\n", a->dir, strerror(errno));
             return 2;
         }
-        o.dir = absdir;
+        o->dir = absdir;
     }
-    o.env = env;
-    o.memory_mb = memory >= 0 ? (int)memory : cfg->sandbox.memory_mb;
-    o.pids = pids >= 0 ? (int)pids : cfg->sandbox.pids;
-    o.timeout_ms = (timeout >= 0 ? timeout : cfg->sandbox.wall_timeout_s) * 1000LL;
-    o.disk_mb = disk >= 0 ? (int)disk : cfg->sandbox.disk_mb;
-    o.cpu_percent = cpu >= 0 ? (int)cpu : 0;
-    o.on_output = on_output;
-    o.on_proxy = on_proxy;
-    if (o.unsafe_none) {
+    o->env = a->env;
+    o->memory_mb = a->memory >= 0 ? (int)a->memory : cfg->sandbox.memory_mb;
+    o->pids = a->pids >= 0 ? (int)a->pids : cfg->sandbox.pids;
+    o->timeout_ms = (a->timeout >= 0 ? a->timeout : cfg->sandbox.wall_timeout_s) * 1000LL;
+    o->disk_mb = a->disk >= 0 ? (int)a->disk : cfg->sandbox.disk_mb;
+    o->cpu_percent = a->cpu >= 0 ? (int)a->cpu : 0;
+    o->on_output = on_output;
+    o->on_proxy = on_proxy;
+    if (o->unsafe_none) {
         log_warn("SANDBOX DISABLED: sandbox.mode is \"unsafe-none\"; the command runs without "
                  "isolation");
-        o.network = SANDBOX_NET_HOST;
+        o->network = SANDBOX_NET_HOST;
     }
+    return 0;
+}
 
+/* SIGINT, SIGTERM and SIGHUP stop the sandbox (on_signal()). */
+static void catch_signals(void)
+{
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+}
+
+/* Run it to the end, stoppable by the signals. Returns 0, or the exit
+ * status. */
+static int run_sandbox(sandbox_result *r, const sandbox_opts *o)
+{
     sandbox *s = NULL;
-    sandbox_result r;
-    rc = sandbox_start(&s, &o);
+    int rc = sandbox_start(&s, o);
     if (rc < 0) {
         fprintf(stderr, "farm sandbox run: %s\n", farm_error_last());
-        config_free(cfg);
         return rc == FARM_EINVALID ? 2 : 125;
     }
     running = s;
-    rc = sandbox_wait(s, &r);
+    rc = sandbox_wait(s, r);
     running = NULL;
     sandbox_free(s);
-    config_free(cfg);
     if (rc < 0) {
         fprintf(stderr, "farm sandbox run: %s\n", farm_error_last());
         return 125;
     }
-    if (stats)
-        fprintf(stderr,
-                "farm-sandbox-stats: {\"exit_code\": %d, \"signal\": %d, \"timed_out\": %d, "
-                "\"oom_killed\": %d, \"pids_limited\": %d, \"stopped\": %d, \"wall_ms\": %lld, "
-                "\"cpu_ms\": %lld, \"peak_memory_kb\": %lld, \"stdout_bytes\": %llu, "
-                "\"stderr_bytes\": %llu, \"output_truncated\": %d}\n",
-                r.exit_code, r.term_signal, r.timed_out, r.oom_killed, r.pids_limited, r.stopped,
-                (long long)r.wall_ms, (long long)r.cpu_ms, (long long)r.peak_memory_kb,
-                (unsigned long long)r.stdout_bytes, (unsigned long long)r.stderr_bytes,
-                r.output_truncated);
-    if (r.timed_out) {
+    return 0;
+}
+
+static void print_stats(const sandbox_result *r)
+{
+    fprintf(stderr,
+            "farm-sandbox-stats: {\"exit_code\": %d, \"signal\": %d, \"timed_out\": %d, "
+            "\"oom_killed\": %d, \"pids_limited\": %d, \"stopped\": %d, \"wall_ms\": %lld, "
+            "\"cpu_ms\": %lld, \"peak_memory_kb\": %lld, \"stdout_bytes\": %llu, "
+            "\"stderr_bytes\": %llu, \"output_truncated\": %d}\n",
+            r->exit_code, r->term_signal, r->timed_out, r->oom_killed, r->pids_limited, r->stopped,
+            (long long)r->wall_ms, (long long)r->cpu_ms, (long long)r->peak_memory_kb,
+            (unsigned long long)r->stdout_bytes, (unsigned long long)r->stderr_bytes,
+            r->output_truncated);
+}
+
+/* The command's status; 124 on timeout; 128+N for signal N. */
+static int exit_status(const sandbox_result *r, const sandbox_opts *o)
+{
+    if (r->timed_out) {
         fprintf(stderr, "farm sandbox run: timed out after %lld s\n",
-                (long long)(o.timeout_ms / 1000));
+                (long long)(o->timeout_ms / 1000));
         return 124;
     }
-    if (r.stopped) /* we were asked to stop: say by what, as a shell would */
+    if (r->stopped) /* we were asked to stop: say by what, as a shell would */
         return 128 + (stopped_by ? stopped_by : SIGTERM);
-    if (r.exit_code >= 0)
-        return r.exit_code;
-    return 128 + (r.term_signal ? r.term_signal : SIGKILL);
+    if (r->exit_code >= 0)
+        return r->exit_code;
+    return 128 + (r->term_signal ? r->term_signal : SIGKILL);
+}
+
+static int run(int argc, char **argv)
+{
+    run_args a;
+    int status = parse_args(&a, argc, argv);
+    if (status)
+        return status;
+    config *cfg = NULL;
+    status = load_config(&cfg, a.config_path);
+    if (status)
+        return status;
+    sandbox_opts o = SANDBOX_OPTS_INIT;
+    char absdir[PATH_MAX];
+    sandbox_result r;
+    status = make_opts(&o, &a, cfg, absdir);
+    if (status == 0) {
+        catch_signals();
+        status = run_sandbox(&r, &o);
+    }
+    config_free(cfg); /* o points into it until here */
+    if (status)
+        return status;
+    if (a.stats)
+        print_stats(&r);
+    return exit_status(&r, &o);
 }
 
 static int cmd(int argc, char **argv)

@@ -1,6 +1,6 @@
 /*
  * args.c - checking a sandbox's options and turning them into bubblewrap's
- * command line and the command's environment (see sandbox.c for the run).
+ * command line and the command's environment (sandbox.c spawns the run).
  *
  * Everything a caller hands in is checked here, before anything is spawned:
  * sizes against the caps in sandbox.h, environment names, absolute paths

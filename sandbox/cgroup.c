@@ -37,13 +37,15 @@ struct sbx_cgroup {
 };
 
 /* The directory of our own cgroup for a v1 controller (ctl non-NULL) or the
- * v2 hierarchy (ctl NULL), into out; 0 when found. */
+ * v2 hierarchy (ctl NULL), into out. Returns 0, FARM_ENOTFOUND (not mounted,
+ * or we are in none), FARM_EIO (/proc unreadable) or FARM_ETOOBIG; sets no
+ * error, as detect() only probes. */
 static int own_dir(char *out, size_t n, const char *ctl)
 {
     char mnt[512] = "", rel[512] = "";
     FILE *f = fopen("/proc/self/mountinfo", "re");
     if (!f)
-        return -1;
+        return FARM_EIO;
     char line[2048];
     while (fgets(line, sizeof(line), f)) {
         /* id parent maj:min root mountpoint opts... - fstype source superopts */
@@ -73,10 +75,10 @@ static int own_dir(char *out, size_t n, const char *ctl)
     }
     fclose(f);
     if (!mnt[0])
-        return -1;
+        return FARM_ENOTFOUND;
     f = fopen("/proc/self/cgroup", "re");
     if (!f)
-        return -1;
+        return FARM_EIO;
     while (fgets(line, sizeof(line), f)) {
         line[strcspn(line, "\n")] = '\0';
         char *c1 = strchr(line, ':');
@@ -102,52 +104,73 @@ static int own_dir(char *out, size_t n, const char *ctl)
     }
     fclose(f);
     if (!rel[0])
-        return -1;
+        return FARM_ENOTFOUND;
     /* In a cgroup namespace mounted at its root, the path is relative to it. */
     if (snprintf(out, n, "%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel) >= (int)n)
-        return -1;
+        return FARM_ETOOBIG;
     return 0;
 }
 
+/* Write val into dir/name. Returns 0, or FARM_EIO with errno saying why;
+ * sets no error, since some files are optional (the caller decides). */
 static int write_file(const char *dir, const char *name, const char *val)
 {
     char path[1024];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
-        return -errno;
+        return FARM_EIO;
     ssize_t w = write(fd, val, strlen(val));
     int e = errno;
     close(fd);
-    return w == (ssize_t)strlen(val) ? 0 : -(e ? e : EIO);
+    if (w == (ssize_t)strlen(val))
+        return 0;
+    errno = e ? e : EIO;
+    return FARM_EIO;
 }
 
+/* Read dir/name (up to n - 1 bytes) into out, NUL-terminated. Returns 0 or
+ * FARM_EIO; sets no error (a counter the kernel does not offer is no
+ * failure). */
 static int read_file(const char *dir, const char *name, char *out, size_t n)
 {
     char path[1024];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return -1;
+        return FARM_EIO;
     ssize_t r = read(fd, out, n - 1);
     close(fd);
     if (r < 0)
-        return -1;
+        return FARM_EIO;
     out[r] = '\0';
     return 0;
 }
 
-/* A "key value" line's value from a flat-keyed file, or -1. */
-static long long keyed(const char *dir, const char *name, const char *key)
+/* The value of a "key value" line of a flat-keyed file into *out. Returns
+ * 0, FARM_EIO (no such file) or FARM_ENOTFOUND (no such key); sets no
+ * error. */
+static int keyed(long long *out, const char *dir, const char *name, const char *key)
 {
     char text[4096];
-    if (read_file(dir, name, text, sizeof(text)) < 0)
-        return -1;
+    int rc = read_file(dir, name, text, sizeof(text));
+    if (rc < 0)
+        return rc;
     size_t kl = strlen(key);
-    for (char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (strncmp(p, key, kl) == 0 && p[kl] == ' ')
-            return atoll(p + kl + 1);
-    return -1;
+    for (char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncmp(p, key, kl) == 0 && p[kl] == ' ') {
+            *out = atoll(p + kl + 1);
+            return 0;
+        }
+    }
+    return FARM_ENOTFOUND;
+}
+
+/* 1 when the file has the key with a value above 0. */
+static int keyed_positive(const char *dir, const char *name, const char *key)
+{
+    long long v;
+    return keyed(&v, dir, name, key) == 0 && v > 0;
 }
 
 static int v2_has(const char *dir, const char *file, const char *ctl)
@@ -216,40 +239,86 @@ void sbx_cgroup_detect(sbx_cgroup_caps *out)
     *out = detected;
 }
 
-static void limits(sbx_cgroup *cg, int which, const char *dir, int memory_mb, int pids,
-                   int cpu_percent, int *err)
+/* Write one limit file of controller which. Returns 0, or FARM_EIO with
+ * the error set. */
+static int write_limit(int which, const char *dir, const char *name, const char *val)
+{
+    if (write_file(dir, name, val) == 0)
+        return 0;
+    farm_error_set("cgroup: cannot set the %s limit in %s: %s", cg_names[which], dir,
+                   strerror(errno));
+    return FARM_EIO;
+}
+
+/* Set controller which's limit in dir to limit (MiB, processes, percent of
+ * one CPU; 0: none). Returns 0, or FARM_EIO with the error set. */
+static int set_limit(const sbx_cgroup *cg, int which, const char *dir, int limit)
 {
     char v[64];
     int rc = 0;
-    if (which == CG_MEMORY && memory_mb > 0) {
-        snprintf(v, sizeof(v), "%lld", (long long)memory_mb << 20);
+    if (limit <= 0)
+        return 0;
+    if (which == CG_MEMORY) {
+        snprintf(v, sizeof(v), "%lld", (long long)limit << 20);
         if (cg->version == 2) {
-            rc = write_file(dir, "memory.max", v);
-            write_file(dir, "memory.swap.max", "0"); /* absent without swap accounting */
+            rc = write_limit(which, dir, "memory.max", v);
+            (void)write_file(dir, "memory.swap.max", "0"); /* absent without swap accounting */
         } else {
-            rc = write_file(dir, "memory.limit_in_bytes", v);
-            write_file(dir, "memory.memsw.limit_in_bytes", v);
+            rc = write_limit(which, dir, "memory.limit_in_bytes", v);
+            (void)write_file(dir, "memory.memsw.limit_in_bytes", v);
         }
-    } else if (which == CG_PIDS && pids > 0) {
-        snprintf(v, sizeof(v), "%d", pids);
-        rc = write_file(dir, "pids.max", v);
-    } else if (which == CG_CPU && cpu_percent > 0) {
-        long quota = 1000L * cpu_percent; /* period 100 ms */
+    } else if (which == CG_PIDS) {
+        snprintf(v, sizeof(v), "%d", limit);
+        rc = write_limit(which, dir, "pids.max", v);
+    } else if (which == CG_CPU) {
+        long quota = 1000L * limit; /* period 100 ms */
         if (cg->version == 2) {
             snprintf(v, sizeof(v), "%ld 100000", quota);
-            rc = write_file(dir, "cpu.max", v);
+            rc = write_limit(which, dir, "cpu.max", v);
         } else {
-            rc = write_file(dir, "cpu.cfs_period_us", "100000");
             snprintf(v, sizeof(v), "%ld", quota);
-            if (rc == 0)
-                rc = write_file(dir, "cpu.cfs_quota_us", v);
+            rc = write_limit(which, dir, "cpu.cfs_period_us", "100000")
+                     ?: write_limit(which, dir, "cpu.cfs_quota_us", v);
         }
     }
-    if (rc < 0 && !*err) {
-        farm_error_set("cgroup: cannot set the %s limit in %s: %s", cg_names[which], dir,
-                       strerror(-rc));
-        *err = FARM_EIO;
+    return rc;
+}
+
+/* Make the run's directory for controller i (v2: the one for them all)
+ * under the farm's own, set the limits it holds (avail: the controllers
+ * asked for) and open its cgroup.procs. Returns 0 or a FARM_E* code with
+ * the error set; sbx_cgroup_destroy() undoes what was made. */
+static int make_dir(sbx_cgroup *cg, int i, const char *name, const int *avail, const int *limit)
+{
+    char dir[1200];
+    if (snprintf(dir, sizeof(dir), "%s/%s", base_dir[i], name) >= (int)sizeof(dir)) {
+        farm_error_set("cgroup: path too long under %s", base_dir[i]);
+        return FARM_EINVALID;
     }
+    if (mkdir(dir, 0755) < 0) {
+        farm_error_set("cgroup: mkdir %s: %s", dir, strerror(errno));
+        return FARM_EIO;
+    }
+    cg->dir[i] = strdup(dir);
+    if (!cg->dir[i]) {
+        rmdir(dir);
+        farm_error_set("out of memory");
+        return FARM_ENOMEM;
+    }
+    int rc = 0;
+    for (int j = 0; j < CG_N && rc == 0; j++)
+        if (cg->version == 2 ? avail[j] : j == i)
+            rc = set_limit(cg, j, dir, limit[j]);
+    if (rc < 0)
+        return rc;
+    char path[1300];
+    snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+    cg->procs[i] = open(path, O_WRONLY | O_CLOEXEC);
+    if (cg->procs[i] < 0) {
+        farm_error_set("cgroup: open %s: %s", path, strerror(errno));
+        return FARM_EIO;
+    }
+    return 0;
 }
 
 int sbx_cgroup_create(sbx_cgroup **out, int memory_mb, int pids, int cpu_percent)
@@ -283,47 +352,16 @@ int sbx_cgroup_create(sbx_cgroup **out, int memory_mb, int pids, int cpu_percent
         return 0;
     }
     avail[CG_CPUACCT] = caps.cpuacct;
-    for (int i = 0; i < CG_N; i++) {
+    int limit[CG_N] = {memory_mb, pids, cpu_percent, 0};
+    for (int i = 0; i < CG_N && rc == 0; i++) {
         if (cg->version == 2 ? i > 0 : !avail[i])
             continue; /* v2: one directory holds every controller */
-        char dir[1200];
-        if (snprintf(dir, sizeof(dir), "%s/%s", base_dir[i], name) >= (int)sizeof(dir)) {
-            farm_error_set("cgroup: path too long under %s", base_dir[i]);
-            rc = FARM_EINVALID;
-            goto out;
-        }
-        if (mkdir(dir, 0755) < 0) {
-            farm_error_set("cgroup: mkdir %s: %s", dir, strerror(errno));
-            rc = FARM_EIO;
-            goto out;
-        }
-        cg->dir[i] = strdup(dir);
-        if (!cg->dir[i]) {
-            rmdir(dir);
-            rc = FARM_ENOMEM;
-            goto out;
-        }
-        if (cg->version == 2) {
-            for (int j = 0; j < CG_N; j++)
-                if (avail[j])
-                    limits(cg, j, dir, memory_mb, pids, cpu_percent, &rc);
-        } else {
-            limits(cg, i, dir, memory_mb, pids, cpu_percent, &rc);
-        }
-        if (rc < 0)
-            goto out;
-        char path[1300];
-        snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-        cg->procs[i] = open(path, O_WRONLY | O_CLOEXEC);
-        if (cg->procs[i] < 0) {
-            farm_error_set("cgroup: open %s: %s", path, strerror(errno));
-            rc = FARM_EIO;
-            goto out;
-        }
+        rc = make_dir(cg, i, name, avail, limit);
     }
-    *out = cg;
-    cg = NULL;
-out:
+    if (rc == 0) {
+        *out = cg;
+        cg = NULL;
+    }
     sbx_cgroup_destroy(cg);
     return rc;
 }
@@ -371,6 +409,19 @@ void sbx_cgroup_kill(sbx_cgroup *cg)
     }
 }
 
+/* 1 when the memory limit killed something in the cgroup at mem. */
+static int oom_killed(int version, const char *mem)
+{
+    if (version == 2)
+        return keyed_positive(mem, "memory.events", "oom_kill");
+    if (keyed_positive(mem, "memory.oom_control", "oom_kill"))
+        return 1;
+    /* older kernels: any failed charge at the limit */
+    char text[64];
+    return read_file(mem, "memory.failcnt", text, sizeof(text)) == 0 && atoll(text) > 0 &&
+           keyed_positive(mem, "memory.oom_control", "under_oom");
+}
+
 void sbx_cgroup_stats(sbx_cgroup *cg, int64_t *peak_kb, int64_t *cpu_ms, int *oom, int *pids_hit)
 {
     *peak_kb = -1;
@@ -380,9 +431,9 @@ void sbx_cgroup_stats(sbx_cgroup *cg, int64_t *peak_kb, int64_t *cpu_ms, int *oo
     if (!cg)
         return;
     char num[64];
+    long long us;
     if (cg->version == 2) {
-        long long us = keyed(cg->dir[0], "cpu.stat", "usage_usec");
-        if (us >= 0)
+        if (keyed(&us, cg->dir[0], "cpu.stat", "usage_usec") == 0 && us >= 0)
             *cpu_ms = us / 1000;
     } else if (cg->dir[CG_CPUACCT] &&
                read_file(cg->dir[CG_CPUACCT], "cpuacct.usage", num, sizeof(num)) == 0) {
@@ -395,17 +446,10 @@ void sbx_cgroup_stats(sbx_cgroup *cg, int64_t *peak_kb, int64_t *cpu_ms, int *oo
         if (read_file(mem, cg->version == 2 ? "memory.peak" : "memory.max_usage_in_bytes", text,
                       sizeof(text)) == 0)
             *peak_kb = atoll(text) / 1024;
-        long long k = cg->version == 2 ? keyed(mem, "memory.events", "oom_kill")
-                                       : keyed(mem, "memory.oom_control", "oom_kill");
-        if (cg->version == 1 && k <= 0) {
-            /* older kernels: any failed charge at the limit */
-            if (read_file(mem, "memory.failcnt", text, sizeof(text)) == 0 && atoll(text) > 0)
-                k = keyed(mem, "memory.oom_control", "under_oom") > 0 ? 1 : k;
-        }
-        *oom = k > 0;
+        *oom = oom_killed(cg->version, mem);
     }
     if (pid)
-        *pids_hit = keyed(pid, "pids.events", "max") > 0;
+        *pids_hit = keyed_positive(pid, "pids.events", "max");
 }
 
 static int empty(const char *dir)

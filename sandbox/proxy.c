@@ -111,50 +111,55 @@ static void report(struct sbx_proxy *p, int allowed, const char *host, int port,
         p->fn(p->ctx, allowed, host, port, reason);
 }
 
-/* Read the request head (up to the blank line) into h; returns its length
- * including the blank line, with *total the bytes read (more may follow). */
-static int read_head(int fd, char *h, size_t cap, size_t *total)
+/* Read the request head (up to the blank line) into h: *len is its length
+ * including the blank line, *total the bytes read (more may follow).
+ * Returns 0, FARM_ETIMEOUT, FARM_EIO (the sandbox hung up) or FARM_ETOOBIG
+ * (no blank line in cap - 1 bytes); sets no error (the thread answers the
+ * sandbox). */
+static int read_head(size_t *len, size_t *total, int fd, char *h, size_t cap)
 {
     size_t n = 0;
     for (;;) {
         struct pollfd pf = {fd, POLLIN, 0};
         int pr = poll(&pf, 1, HEAD_TIMEOUT_MS);
         if (pr <= 0)
-            return -1;
+            return pr == 0 ? FARM_ETIMEOUT : FARM_EIO;
         ssize_t r = recv(fd, h + n, cap - 1 - n, 0);
         if (r <= 0)
-            return -1;
+            return FARM_EIO;
         n += (size_t)r;
         h[n] = '\0';
         char *end = strstr(h, "\r\n\r\n");
         if (end) {
+            *len = (size_t)(end + 4 - h);
             *total = n;
-            return (int)(end + 4 - h);
+            return 0;
         }
         if (n >= cap - 1)
-            return -2;
+            return FARM_ETOOBIG;
     }
 }
 
-/* Split "host:port" or "[v6]:port"; port defaults to def. */
+/* Split "host:port" or "[v6]:port"; port defaults to def. Returns 0 or
+ * FARM_EINVALID. */
 static int split_hostport(const char *s, size_t len, char *host, size_t hcap, int *port, int def)
 {
     char tmp[300];
     if (len == 0 || len >= sizeof(tmp))
-        return -1;
+        return FARM_EINVALID;
     memcpy(tmp, s, len);
     tmp[len] = '\0';
     char *h = tmp, *ps = NULL;
     if (tmp[0] == '[') {
         char *close = strchr(tmp, ']');
         if (!close)
-            return -1;
+            return FARM_EINVALID;
         *close = '\0';
         h = tmp + 1;
         if (close[1] == ':')
             ps = close + 2;
         else if (close[1])
-            return -1;
+            return FARM_EINVALID;
     } else {
         char *c = strrchr(tmp, ':');
         if (c) {
@@ -167,14 +172,14 @@ static int split_hostport(const char *s, size_t len, char *host, size_t hcap, in
         char *end;
         long v = strtol(ps, &end, 10);
         if (!*ps || *end || v < 1 || v > 65535)
-            return -1;
+            return FARM_EINVALID;
         *port = (int)v;
     }
     if (!*h || strlen(h) >= hcap)
-        return -1;
+        return FARM_EINVALID;
     for (const char *c = h; *c; c++)
         if (!(isalnum((unsigned char)*c) || *c == '.' || *c == '-' || *c == '_' || *c == ':'))
-            return -1;
+            return FARM_EINVALID;
     snprintf(host, hcap, "%s", h);
     return 0;
 }
@@ -208,9 +213,10 @@ static int is_literal(const char *host)
     return inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1;
 }
 
-/* Connect to host:port: a socket, -2 when the name does not resolve, -3
- * when it resolves only to forbidden addresses, -1 when no connect worked. */
-static int dial(const char *host, int port)
+/* Connect to host:port, the socket into *out. Returns 0, FARM_ENOTFOUND
+ * when the name does not resolve, FARM_EAUTH when it resolves only to
+ * forbidden addresses, FARM_EIO when no connect worked. */
+static int dial(int *out, const char *host, int port)
 {
     char ps[8];
     snprintf(ps, sizeof(ps), "%d", port);
@@ -220,7 +226,7 @@ static int dial(const char *host, int port)
     if (getaddrinfo(host, ps, &hints, &res) != 0) {
         hints.ai_flags = 0;
         if (getaddrinfo(host, ps, &hints, &res) != 0)
-            return -2;
+            return FARM_ENOTFOUND;
     }
     int fd = -1, tried = 0, literal = is_literal(host);
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -244,11 +250,12 @@ static int dial(const char *host, int port)
         fd = -1;
     }
     freeaddrinfo(res);
-    if (fd >= 0) {
-        int fl = fcntl(fd, F_GETFL);
-        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-    }
-    return fd >= 0 ? fd : tried ? -1 : -3;
+    if (fd < 0)
+        return tried ? FARM_EIO : FARM_EAUTH;
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *out = fd;
+    return 0;
 }
 
 /* The length of the origin-form path: up to the space before the version,
@@ -258,107 +265,142 @@ static size_t slash_or_root_len(const char *path, const char *sp2)
     return path >= sp2 || path < sp2 - HEAD_MAX ? 1 : (size_t)(sp2 - path);
 }
 
-static void *serve(void *arg)
+/* A request read from the sandbox. */
+typedef struct request {
+    char *head;       /* HEAD_MAX bytes: the head, then whatever followed it */
+    size_t head_len;  /* up to and with the blank line */
+    size_t total;     /* bytes read */
+    char *eol;        /* the end of the request line */
+    char *sp1, *sp2;  /* the spaces around the target */
+    int is_connect;   /* CONNECT host:port, else an absolute http:// URL */
+    const char *path; /* plain HTTP: the URL's path, or "/" */
+    char host[256];
+    int port;
+} request;
+
+/* The request line. Returns 0, or FARM_EINVALID with *why the reason to
+ * give the sandbox. */
+static int parse_request(request *q, const char **why)
 {
-    conn *c = arg;
+    char *head = q->head;
+    q->eol = strstr(head, "\r\n");
+    q->sp1 = memchr(head, ' ', (size_t)(q->eol - head));
+    q->sp2 = q->sp1 ? memchr(q->sp1 + 1, ' ', (size_t)(q->eol - q->sp1 - 1)) : NULL;
+    if (!q->sp1 || !q->sp2) {
+        *why = "malformed request line";
+        return FARM_EINVALID;
+    }
+    q->is_connect = (size_t)(q->sp1 - head) == 7 && strncmp(head, "CONNECT", 7) == 0;
+    const char *target = q->sp1 + 1;
+    size_t tl = (size_t)(q->sp2 - target);
+    if (q->is_connect) {
+        if (split_hostport(target, tl, q->host, sizeof(q->host), &q->port, 443) < 0 ||
+            q->port == 0) {
+            *why = "CONNECT needs host:port";
+            return FARM_EINVALID;
+        }
+        return 0;
+    }
+    if (tl < 8 || strncasecmp(target, "http://", 7) != 0) {
+        *why = "only CONNECT and absolute http:// URLs go through this proxy";
+        return FARM_EINVALID;
+    }
+    const char *auth = target + 7;
+    const char *slash = memchr(auth, '/', tl - 7);
+    q->path = slash ? slash : "/";
+    size_t al = slash ? (size_t)(slash - auth) : tl - 7;
+    const char *at = memchr(auth, '@', al); /* drop userinfo */
+    if (at) {
+        al -= (size_t)(at + 1 - auth);
+        auth = at + 1;
+    }
+    if (split_hostport(auth, al, q->host, sizeof(q->host), &q->port, 80) < 0) {
+        *why = "bad host in URL";
+        return FARM_EINVALID;
+    }
+    return 0;
+}
+
+/* Plain HTTP: the request line in origin form and the headers minus
+ * Proxy-*, to up. Returns 0 or FARM_EIO. */
+static int send_origin_head(int up, const request *q)
+{
+    const char *head = q->head;
+    char line[HEAD_MAX + 64];
+    size_t pl = slash_or_root_len(q->path, q->sp2);
+    int n = snprintf(line, sizeof(line), "%.*s %.*s%.*s\r\n", (int)(q->sp1 - head), head, (int)pl,
+                     q->path, (int)(q->eol - q->sp2), q->sp2);
+    if (n < 0 || (size_t)n >= sizeof(line) || sbx_send_all(up, line, (size_t)n) < 0)
+        return FARM_EIO;
+    for (const char *h = q->eol + 2; h < head + q->head_len - 2;) {
+        const char *e = strstr(h, "\r\n");
+        if (!e)
+            break;
+        if (strncasecmp(h, "Proxy-", 6) != 0 && sbx_send_all(up, h, (size_t)(e + 2 - h)) < 0)
+            return FARM_EIO;
+        h = e + 2;
+    }
+    return sbx_send_all(up, "\r\n", 2);
+}
+
+/* Connect to the destination for an allowed request; the socket goes into
+ * c->up. Returns 0, or a FARM_E* code once the sandbox has its answer. */
+static int connect_upstream(conn *c, const request *q)
+{
     struct sbx_proxy *p = c->p;
-    char *head = malloc(HEAD_MAX);
-    char host[256] = "";
-    int port = 0;
-    size_t total = 0;
-    if (!head)
-        goto out;
-    int hl = read_head(c->fd, head, HEAD_MAX, &total);
-    if (hl < 0) {
-        if (hl == -2)
-            reply(c->fd, "431 Request Header Fields Too Large", "request head too large");
-        goto out;
-    }
-    char *eol = strstr(head, "\r\n");
-    char *sp1 = memchr(head, ' ', (size_t)(eol - head));
-    char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
-    if (!sp1 || !sp2) {
-        reply(c->fd, "400 Bad Request", "malformed request line");
-        goto out;
-    }
-    int is_connect = (size_t)(sp1 - head) == 7 && strncmp(head, "CONNECT", 7) == 0;
-    const char *target = sp1 + 1;
-    size_t tl = (size_t)(sp2 - target);
-    const char *path = NULL;
-    if (is_connect) {
-        if (split_hostport(target, tl, host, sizeof(host), &port, 443) < 0 || port == 0) {
-            reply(c->fd, "400 Bad Request", "CONNECT needs host:port");
-            goto out;
-        }
-    } else {
-        if (tl < 8 || strncasecmp(target, "http://", 7) != 0) {
-            reply(c->fd, "400 Bad Request",
-                  "only CONNECT and absolute http:// URLs go through this proxy");
-            goto out;
-        }
-        const char *auth = target + 7;
-        const char *slash = memchr(auth, '/', tl - 7);
-        path = slash ? slash : "/";
-        size_t al = slash ? (size_t)(slash - auth) : tl - 7;
-        const char *at = memchr(auth, '@', al); /* drop userinfo */
-        if (at) {
-            al -= (size_t)(at + 1 - auth);
-            auth = at + 1;
-        }
-        if (split_hostport(auth, al, host, sizeof(host), &port, 80) < 0) {
-            reply(c->fd, "400 Bad Request", "bad host in URL");
-            goto out;
-        }
-    }
-    const char *const *allow = (const char *const *)p->allow;
-    if (!sandbox_allow_match(allow, host, port)) {
-        report(p, 0, host, port, "not on the allowlist");
-        reply(c->fd, "403 Forbidden", "farm sandbox: destination not on the allowlist");
-        goto out;
-    }
-    int up = dial(host, port);
-    if (up < 0) {
-        static const char *const why[] = {"connect failed", "resolve failed",
-                                          "resolves to a loopback or link-local address"};
-        report(p, 0, host, port, why[-up - 1]);
-        reply(c->fd, up == -3 ? "403 Forbidden" : "502 Bad Gateway", why[-up - 1]);
-        goto out;
+    int up = -1;
+    int rc = dial(&up, q->host, q->port);
+    if (rc < 0) {
+        const char *why = rc == FARM_ENOTFOUND ? "resolve failed"
+                          : rc == FARM_EAUTH   ? "resolves to a loopback or link-local address"
+                                               : "connect failed";
+        report(p, 0, q->host, q->port, why);
+        reply(c->fd, rc == FARM_EAUTH ? "403 Forbidden" : "502 Bad Gateway", why);
+        return rc;
     }
     pthread_mutex_lock(&p->lock);
     c->up = up;
     int stopping = p->stopping;
     pthread_mutex_unlock(&p->lock);
-    if (stopping)
+    return stopping ? FARM_ECANCELLED : 0;
+}
+
+/* One connection's thread: read the request, check it against the
+ * allowlist, connect, pass the head on, then relay both ways. */
+static void *serve(void *arg)
+{
+    conn *c = arg;
+    struct sbx_proxy *p = c->p;
+    request q = {.head = malloc(HEAD_MAX)};
+    const char *why = NULL;
+    if (!q.head)
         goto out;
-    report(p, 1, host, port, "allowlisted");
-    if (is_connect) {
-        static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-        if (sbx_send_all(c->fd, ok, sizeof(ok) - 1) < 0)
-            goto out;
-    } else {
-        /* origin-form request line, the headers minus Proxy-*, then the rest */
-        char line[HEAD_MAX + 64];
-        size_t pl = slash_or_root_len(path, sp2);
-        int n = snprintf(line, sizeof(line), "%.*s %.*s%.*s\r\n", (int)(sp1 - head), head, (int)pl,
-                         path, (int)(eol - sp2), sp2);
-        if (n < 0 || (size_t)n >= sizeof(line) || sbx_send_all(up, line, (size_t)n) < 0)
-            goto out;
-        for (char *h = eol + 2; h < head + hl - 2;) {
-            char *e = strstr(h, "\r\n");
-            if (!e)
-                break;
-            if (strncasecmp(h, "Proxy-", 6) != 0 && sbx_send_all(up, h, (size_t)(e + 2 - h)) < 0)
-                goto out;
-            h = e + 2;
-        }
-        if (sbx_send_all(up, "\r\n", 2) < 0)
-            goto out;
+    int rc = read_head(&q.head_len, &q.total, c->fd, q.head, HEAD_MAX);
+    if (rc < 0) {
+        if (rc == FARM_ETOOBIG)
+            reply(c->fd, "431 Request Header Fields Too Large", "request head too large");
+        goto out;
     }
-    if (total > (size_t)hl && sbx_send_all(up, head + hl, total - (size_t)hl) < 0)
+    if (parse_request(&q, &why) < 0) {
+        reply(c->fd, "400 Bad Request", why);
         goto out;
-    sbx_relay(c->fd, up);
+    }
+    if (!sandbox_allow_match((const char *const *)p->allow, q.host, q.port)) {
+        report(p, 0, q.host, q.port, "not on the allowlist");
+        reply(c->fd, "403 Forbidden", "farm sandbox: destination not on the allowlist");
+        goto out;
+    }
+    if (connect_upstream(c, &q) < 0)
+        goto out;
+    report(p, 1, q.host, q.port, "allowlisted");
+    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+    rc = q.is_connect ? sbx_send_all(c->fd, ok, sizeof(ok) - 1) : send_origin_head(c->up, &q);
+    if (rc < 0 || (q.total > q.head_len &&
+                   sbx_send_all(c->up, q.head + q.head_len, q.total - q.head_len) < 0))
+        goto out;
+    sbx_relay(c->fd, c->up);
 out:
-    free(head);
+    free(q.head);
     pthread_mutex_lock(&p->lock);
     if (c->up >= 0)
         close(c->up);

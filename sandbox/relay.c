@@ -5,6 +5,8 @@
  */
 #include "internal.h"
 
+#include "base/error.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -16,7 +18,7 @@ int sbx_send_all(int fd, const char *p, size_t n)
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            return -1;
+            return FARM_EIO;
         }
         p += w;
         n -= (size_t)w;

@@ -1,39 +1,32 @@
 /*
- * sandbox.c - run one command under bubblewrap, with limits, and watch it.
+ * sandbox.c - run one command under bubblewrap, with limits: the spawn.
  *
  * The parent builds everything before it forks: bubblewrap's argument list
  * and the environment (args.c), the seccomp filter (a memfd), the cgroup,
  * the pipes and, in allowlist mode, the egress proxy. The child then runs one linear setup
  * chain that allocates nothing (new session, join the cgroup, rlimits, drop
  * root, parent-death signal, descriptors) and execs bubblewrap; a failed step
- * is reported back through a close-on-exec pipe. The parent streams stdout
- * and stderr to the caller while it waits on a pidfd, the deadline and a stop
- * pipe; a timeout or a stop kills the namespace's init, which takes every
- * process in the pid namespace with it, daemons included, and the cgroup
- * is emptied as a second line. Inside, farm-sandbox-helper (helper/) runs
- * first and starts the command; it holds the read end of the farm's
- * lifeline pipe and empties the sandbox when the farm dies. A prepared
- * sandbox is the same spawn with the helper waiting for the command
- * (sandbox_launch()).
+ * is reported back through a close-on-exec pipe. sandbox_wait.c then streams
+ * the output and ends the run (a timeout or a stop kills the whole tree).
+ * Inside, farm-sandbox-helper (helper/) runs first and starts the command;
+ * it holds the read end of the farm's lifeline pipe and empties the sandbox
+ * when the farm dies. A prepared sandbox is the same spawn with the helper
+ * waiting for the command (sandbox_launch()).
  */
 #include "internal.h"
 
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/error.h"
-#include "base/log.h"
 
-#include <ctype.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,8 +38,6 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#define DEFAULT_MAX_OUTPUT (64u << 20)
 
 /* Setup steps the child reports on failure, with errno. */
 enum {
@@ -71,31 +62,6 @@ static const char *step_name(int step)
                                         "descriptors", "chdir",         "exec"};
     return step > 0 && step <= STEP_EXEC ? names[step] : names[0];
 }
-
-struct sandbox {
-    const sandbox_opts *o;
-    pid_t pid;  /* our child: bubblewrap's outer process (or the command, unsafe) */
-    pid_t pgid; /* its process group (it calls setsid), for unsafe mode */
-    int pidfd;
-    int out_fd, err_fd, info_fd;
-    int stop_r, stop_w; /* a byte on stop_w asks the waiting thread to stop */
-    atomic_int stop_requested;
-    uid_t uid; /* the host uid and gid it runs as, when the farm is root */
-    gid_t gid;
-    int cmd_w;    /* prepared: our end of the helper's command socket, until launch */
-    int prepared; /* spawned ahead by sandbox_prepare() */
-    int launched;
-    int waited;
-    int ns_init; /* a pidfd of the pid namespace's init, -1 until known (a pidfd, so that
-                    a late kill cannot hit a recycled pid) */
-    int killed;
-    int64_t start_ms;
-    sbx_cgroup *cg;
-    sbx_proxy *proxy;
-    char tmpdir[PATH_MAX]; /* per-run directory for the proxy socket, or "" */
-    buf info;
-};
-
 /* --- the child ---------------------------------------------------------- */
 
 typedef struct child_plan {
@@ -313,15 +279,12 @@ static int reachable(const char *path, unsigned uid, unsigned gid)
     }
     return 0;
 }
-
-static void close_fd(int *fd)
+void sbx_close_fd(int *fd)
 {
     if (*fd >= 0)
         close(*fd);
     *fd = -1;
 }
-
-static void kill_tree(sandbox *s);
 
 void sandbox_free(sandbox *s)
 {
@@ -329,7 +292,7 @@ void sandbox_free(sandbox *s)
         return;
     if (s->pid > 0) {
         /* still running (never waited for, or prepared and never launched) */
-        kill_tree(s);
+        sbx_kill_tree(s);
         waitpid(s->pid, NULL, 0);
     }
     if (s->proxy)
@@ -341,14 +304,14 @@ void sandbox_free(sandbox *s)
         unlink(p);
         rmdir(s->tmpdir);
     }
-    close_fd(&s->pidfd);
-    close_fd(&s->ns_init);
-    close_fd(&s->out_fd);
-    close_fd(&s->err_fd);
-    close_fd(&s->info_fd);
-    close_fd(&s->stop_r);
-    close_fd(&s->stop_w);
-    close_fd(&s->cmd_w);
+    sbx_close_fd(&s->pidfd);
+    sbx_close_fd(&s->ns_init);
+    sbx_close_fd(&s->out_fd);
+    sbx_close_fd(&s->err_fd);
+    sbx_close_fd(&s->info_fd);
+    sbx_close_fd(&s->stop_r);
+    sbx_close_fd(&s->stop_w);
+    sbx_close_fd(&s->cmd_w);
     buf_free(&s->info);
     free(s);
 }
@@ -379,21 +342,54 @@ static int make_proxy(sandbox *s)
     return 0;
 }
 
-static int start(sandbox **out, const sandbox_opts *o, int prepared)
+/* --- the spawn, step by step -------------------------------------------- */
+
+/* What start() builds for the child; spawn_release() frees what is left,
+ * however far the steps got. */
+typedef struct spawn {
+    int drop;     /* the farm is root and the run gets a uid of its own */
+    strv args;    /* the child's argv: the command (unsafe), else the keeper's */
+    strv env;     /* the command's environment */
+    char *exe;    /* unsafe: the command found in PATH; else bubblewrap */
+    char *helper; /* farm-sandbox-helper's real path (not in unsafe mode) */
+    int lifeline; /* the process's lifeline read end (never closed here) */
+    int seccomp_fd;
+    int stdin_fd; /* opts.stdin_path or /dev/null */
+    int outp[2], errp[2], infop[2];
+    int rep[2];  /* the child's report of a failed setup step */
+    int cmdp[2]; /* prepared: the helper's command socket */
+} spawn;
+
+static void spawn_init(spawn *sp, const sandbox_opts *o)
+{
+    memset(sp, 0, sizeof(*sp));
+    sp->drop = geteuid() == 0 && !o->unsafe_none;
+    sp->lifeline = sp->seccomp_fd = sp->stdin_fd = -1;
+    for (int i = 0; i < 2; i++)
+        sp->outp[i] = sp->errp[i] = sp->infop[i] = sp->rep[i] = sp->cmdp[i] = -1;
+}
+
+static void spawn_release(spawn *sp)
+{
+    strv_free(&sp->args);
+    strv_free(&sp->env);
+    free(sp->exe);
+    free(sp->helper);
+    sbx_close_fd(&sp->seccomp_fd);
+    sbx_close_fd(&sp->stdin_fd);
+    for (int i = 0; i < 2; i++) {
+        sbx_close_fd(&sp->outp[i]);
+        sbx_close_fd(&sp->errp[i]);
+        sbx_close_fd(&sp->infop[i]);
+        sbx_close_fd(&sp->rep[i]);
+        sbx_close_fd(&sp->cmdp[i]);
+    }
+}
+
+/* A handle with nothing open yet; the host uid picked when drop. */
+static int sandbox_new(sandbox **out, const sandbox_opts *o, int prepared, int drop)
 {
     *out = NULL;
-    int rc = sbx_opts_check(o, !prepared);
-    if (rc < 0)
-        return rc;
-    if (prepared && o->unsafe_none) {
-        farm_error_set("sandbox: unsafe-none mode has no sandbox to prepare");
-        return FARM_EUNSUPPORTED;
-    }
-    strv args = {0}, env = {0};
-    char *exe = NULL, *helper = NULL;
-    int seccomp_fd = -1, devnull = -1, lifeline = -1;
-    int outp[2] = {-1, -1}, errp[2] = {-1, -1}, infop[2] = {-1, -1}, rep[2] = {-1, -1};
-    int cmdp[2] = {-1, -1};
     sandbox *s = calloc(1, sizeof(*s));
     if (!s) {
         farm_error_set("out of memory");
@@ -405,205 +401,285 @@ static int start(sandbox **out, const sandbox_opts *o, int prepared)
     s->pidfd = s->out_fd = s->err_fd = s->info_fd = s->stop_r = s->stop_w = s->cmd_w = -1;
     s->ns_init = -1;
     buf_init(&s->info, 4096);
-    int root = geteuid() == 0;
-    int drop = root && !o->unsafe_none;
     if (drop)
         pick_uid(s, o);
+    *out = s;
+    return 0;
+}
 
-    if (o->unsafe_none) {
-        rc = sbx_which(&exe, o->argv[0]);
-        if (rc < 0) {
-            farm_error_set("sandbox: command '%.200s' not found", o->argv[0]);
-            goto out;
-        }
-        for (size_t i = 0; o->argv[i] && rc == 0; i++)
-            rc = strv_add(&args, o->argv[i]);
-    } else {
-        rc = sbx_which(&exe, o->bwrap ? o->bwrap : "bwrap");
-        if (rc < 0) {
-            farm_error_set("sandbox: bubblewrap (%s) is not installed; install the Debian "
-                           "package: apt-get install bubblewrap",
-                           o->bwrap ? o->bwrap : "bwrap");
-            rc = FARM_EUNSUPPORTED;
-            goto out;
-        }
-        const char *hp = sandbox_helper_path(o);
-        if (!hp) {
-            rc = FARM_EUNSUPPORTED;
-            goto out;
-        }
-        helper = realpath(hp, NULL);
-        if (!helper) {
-            farm_error_set("sandbox: cannot find the sandbox helper %s: %s", hp, strerror(errno));
-            rc = FARM_EINVALID;
-            goto out;
-        }
-        if ((lifeline = lifeline_read_end()) < 0) {
-            rc = FARM_EIO;
-            goto out;
-        }
-        if (o->network == SANDBOX_NET_ALLOWLIST && (rc = make_proxy(s)) < 0)
-            goto out;
-        /* bubblewrap runs as the sandbox's uid: everything it binds must be
-         * reachable by that uid, or it fails with a message easy to miss */
-        if (drop) {
-            const char *paths[2 + SANDBOX_MAX_BINDS] = {o->dir, helper};
-            for (size_t i = 0; i < o->nbinds; i++)
-                paths[2 + i] = o->binds[i].src;
-            for (size_t i = 0; i < 2 + o->nbinds; i++)
-                if (paths[i] && (rc = reachable(paths[i], s->uid, s->gid)) < 0)
-                    goto out;
-        }
-        if (drop && o->dir && o->grant_dir && (rc = sbx_dir_grant(o->dir, s->uid, s->gid)) < 0)
-            goto out;
-        for (size_t i = 0; drop && o->grant_dir && i < o->nbinds; i++)
-            if (o->binds[i].writable && (rc = sbx_dir_grant(o->binds[i].src, s->uid, s->gid)) < 0)
-                goto out;
-        rc = sbx_seccomp_fd(&seccomp_fd);
-        if (rc < 0)
-            goto out;
-        /* the keeper (helper/helper.c) starts bubblewrap and stays its parent */
-        rc = strv_add(&args, helper) ?: strv_add(&args, "--keep") ?:
-             strv_add(&args, "--lifeline") ?: strv_addf(&args, "%d", FD_LIFELINE) ?:
-             strv_add(&args, "--");
-        rc = rc ?: sbx_build_argv(&args, o, prepared, exe, helper, s->tmpdir);
-        if (rc < 0) {
-            if (!farm_error_last()[0] || rc == FARM_ENOMEM || rc == FARM_ETOOBIG)
-                farm_error_set("sandbox: cannot build the command line (%s)", farm_error_name(rc));
-            goto out;
-        }
-    }
-    rc = sbx_build_env(&env, o);
+/* unsafe-none: the command itself, found in PATH. */
+static int find_command(spawn *sp, const sandbox_opts *o)
+{
+    int rc = sbx_which(&sp->exe, o->argv[0]);
     if (rc < 0) {
-        farm_error_set("out of memory");
-        goto out;
+        farm_error_set("sandbox: command '%.200s' not found", o->argv[0]);
+        return rc;
     }
-    rc = sbx_cgroup_create(&s->cg, o->memory_mb, o->pids, o->cpu_percent);
+    for (size_t i = 0; o->argv[i] && rc == 0; i++)
+        rc = strv_add(&sp->args, o->argv[i]);
     if (rc < 0)
-        goto out;
+        farm_error_set("out of memory");
+    return rc;
+}
 
+/* bubblewrap in PATH (or opts.bwrap) and the helper's real path. */
+static int find_programs(spawn *sp, const sandbox_opts *o)
+{
+    if (sbx_which(&sp->exe, o->bwrap ? o->bwrap : "bwrap") < 0) {
+        farm_error_set("sandbox: bubblewrap (%s) is not installed; install the Debian "
+                       "package: apt-get install bubblewrap",
+                       o->bwrap ? o->bwrap : "bwrap");
+        return FARM_EUNSUPPORTED;
+    }
+    const char *hp = sandbox_helper_path(o);
+    if (!hp)
+        return FARM_EUNSUPPORTED;
+    sp->helper = realpath(hp, NULL);
+    if (!sp->helper) {
+        farm_error_set("sandbox: cannot find the sandbox helper %s: %s", hp, strerror(errno));
+        return FARM_EINVALID;
+    }
+    return 0;
+}
+
+/* bubblewrap runs as the sandbox's uid: everything it binds must be
+ * reachable by that uid, or it fails with a message easy to miss. */
+static int check_reach(const sandbox *s, const char *helper)
+{
+    const sandbox_opts *o = s->o;
+    const char *paths[2 + SANDBOX_MAX_BINDS] = {o->dir, helper};
+    for (size_t i = 0; i < o->nbinds; i++)
+        paths[2 + i] = o->binds[i].src;
+    int rc = 0;
+    for (size_t i = 0; i < 2 + o->nbinds; i++)
+        if (paths[i] && (rc = reachable(paths[i], s->uid, s->gid)) < 0)
+            return rc;
+    return 0;
+}
+
+/* Let the run's uid write the working directory and the writable binds. */
+static int grant_dirs(const sandbox *s)
+{
+    const sandbox_opts *o = s->o;
+    int rc = 0;
+    if (!o->grant_dir)
+        return 0;
+    if (o->dir && (rc = sbx_dir_grant(o->dir, s->uid, s->gid)) < 0)
+        return rc;
+    for (size_t i = 0; i < o->nbinds; i++)
+        if (o->binds[i].writable && (rc = sbx_dir_grant(o->binds[i].src, s->uid, s->gid)) < 0)
+            return rc;
+    return 0;
+}
+
+/* The keeper (helper/helper.c) starts bubblewrap and stays its parent. */
+static int build_keeper_argv(spawn *sp, const sandbox *s)
+{
+    int rc = strv_add(&sp->args, sp->helper) ?: strv_add(&sp->args, "--keep") ?:
+             strv_add(&sp->args, "--lifeline") ?: strv_addf(&sp->args, "%d", FD_LIFELINE) ?:
+             strv_add(&sp->args, "--");
+    rc = rc ?: sbx_build_argv(&sp->args, s->o, s->prepared, sp->exe, sp->helper, s->tmpdir);
+    if (rc < 0 && (!farm_error_last()[0] || rc == FARM_ENOMEM || rc == FARM_ETOOBIG))
+        farm_error_set("sandbox: cannot build the command line (%s)", farm_error_name(rc));
+    return rc;
+}
+
+/* Everything bubblewrap needs: the programs, the lifeline, the proxy
+ * (allowlist mode), the run's uid's access, the filter, the command line. */
+static int prepare_bwrap(spawn *sp, sandbox *s)
+{
+    const sandbox_opts *o = s->o;
+    int rc = find_programs(sp, o);
+    if (rc < 0)
+        return rc;
+    if ((sp->lifeline = lifeline_read_end()) < 0)
+        return FARM_EIO;
+    if (o->network == SANDBOX_NET_ALLOWLIST && (rc = make_proxy(s)) < 0)
+        return rc;
+    if (sp->drop && ((rc = check_reach(s, sp->helper)) < 0 || (rc = grant_dirs(s)) < 0))
+        return rc;
+    rc = sbx_seccomp_fd(&sp->seccomp_fd);
+    if (rc < 0)
+        return rc;
+    return build_keeper_argv(sp, s);
+}
+
+static int build_env(spawn *sp, const sandbox_opts *o)
+{
+    int rc = sbx_build_env(&sp->env, o);
+    if (rc < 0)
+        farm_error_set("out of memory");
+    return rc;
+}
+
+/* Standard input, the output, info and report pipes, the command socket
+ * (prepared) and the stop pipe (kept in the handle). */
+static int open_pipes(spawn *sp, sandbox *s)
+{
+    const sandbox_opts *o = s->o;
     if (o->stdin_path) {
-        devnull = open(o->stdin_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-        if (devnull < 0) {
+        sp->stdin_fd = open(o->stdin_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (sp->stdin_fd < 0) {
             farm_error_set("sandbox: cannot open %.200s for standard input: %s", o->stdin_path,
                            strerror(errno));
-            rc = FARM_EINVALID;
-            goto out;
+            return FARM_EINVALID;
         }
     } else {
-        devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        sp->stdin_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
-    if (devnull < 0 || pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
-        pipe2(infop, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0 ||
-        (prepared && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cmdp) < 0)) {
+    if (sp->stdin_fd < 0 || pipe2(sp->outp, O_CLOEXEC) < 0 || pipe2(sp->errp, O_CLOEXEC) < 0 ||
+        pipe2(sp->infop, O_CLOEXEC) < 0 || pipe2(sp->rep, O_CLOEXEC) < 0 ||
+        (s->prepared && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp->cmdp) < 0)) {
         farm_error_set("sandbox: pipes: %s", strerror(errno));
-        rc = FARM_EIO;
-        goto out;
+        return FARM_EIO;
     }
     int stopp[2];
     if (pipe2(stopp, O_CLOEXEC | O_NONBLOCK) < 0) {
         farm_error_set("sandbox: pipe: %s", strerror(errno));
-        rc = FARM_EIO;
-        goto out;
+        return FARM_EIO;
     }
     s->stop_r = stopp[0];
     s->stop_w = stopp[1];
+    return 0;
+}
 
-    child_plan plan = {0};
-    plan.argv = args.v;
-    plan.envp = env.v;
-    plan.exe = o->unsafe_none ? exe : helper;
-    plan.fds[0] = devnull;
-    plan.fds[1] = outp[1];
-    plan.fds[2] = errp[1];
-    plan.seccomp_fd = seccomp_fd;
-    plan.info_fd = o->unsafe_none ? -1 : infop[1];
-    plan.report_fd = rep[1];
-    plan.cmd_fd = cmdp[1];
-    plan.lifeline = lifeline;
-    plan.ncg = sbx_cgroup_procs_fds(s->cg, plan.cg_fds, 4);
+/* What the child does between fork and exec, worked out in the parent. */
+static void plan_child(child_plan *plan, const spawn *sp, const sandbox *s)
+{
+    const sandbox_opts *o = s->o;
+    memset(plan, 0, sizeof(*plan));
+    plan->argv = sp->args.v;
+    plan->envp = sp->env.v;
+    plan->exe = o->unsafe_none ? sp->exe : sp->helper;
+    plan->fds[0] = sp->stdin_fd;
+    plan->fds[1] = sp->outp[1];
+    plan->fds[2] = sp->errp[1];
+    plan->seccomp_fd = sp->seccomp_fd;
+    plan->info_fd = o->unsafe_none ? -1 : sp->infop[1];
+    plan->report_fd = sp->rep[1];
+    plan->cmd_fd = sp->cmdp[1];
+    plan->lifeline = sp->lifeline;
+    plan->ncg = sbx_cgroup_procs_fds(s->cg, plan->cg_fds, 4);
     rlim_t nofile = (rlim_t)(o->nofile ? o->nofile : 1024);
     rlim_t fsize = (rlim_t)(o->disk_mb ? o->disk_mb : 1024) << 20;
-    plan.nofile = (struct rlimit){nofile, nofile};
-    plan.fsize = (struct rlimit){fsize, fsize};
+    plan->nofile = (struct rlimit){nofile, nofile};
+    plan->fsize = (struct rlimit){fsize, fsize};
     /* RLIMIT_NPROC counts the processes of the host uid, which is this
      * run's own when the farm is root (the keeper, bubblewrap's two and the
      * helper are counted too); an ordinary user's limit would count all
      * their work. */
     rlim_t nproc = RLIM_INFINITY;
-    if (o->pids > 0 && drop)
+    if (o->pids > 0 && sp->drop)
         nproc = (rlim_t)o->pids + 4;
-    plan.nproc = (struct rlimit){nproc, nproc};
-    plan.drop = drop;
-    plan.uid = s->uid;
-    plan.gid = s->gid;
-    plan.parent = getpid();
-    plan.chdir_to = o->unsafe_none ? o->dir : "/";
+    plan->nproc = (struct rlimit){nproc, nproc};
+    plan->drop = sp->drop;
+    plan->uid = s->uid;
+    plan->gid = s->gid;
+    plan->parent = getpid();
+    plan->chdir_to = o->unsafe_none ? o->dir : "/";
+}
 
+/* Fork the child, keep the parent's ends, and wait for its exec: the
+ * report pipe ends empty when it succeeds, or says which step failed. */
+static int fork_child(spawn *sp, sandbox *s)
+{
+    child_plan plan;
+    plan_child(&plan, sp, s);
     s->start_ms = clock_mono_ms();
     pid_t pid = fork();
     if (pid < 0) {
         farm_error_set("sandbox: fork: %s", strerror(errno));
-        rc = FARM_EIO;
-        goto out;
+        return FARM_EIO;
     }
     if (pid == 0)
         child_run(&plan);
     s->pid = pid;
     s->pgid = pid;
-    close_fd(&rep[1]);
-    close_fd(&outp[1]);
-    close_fd(&errp[1]);
-    close_fd(&infop[1]);
-    close_fd(&cmdp[1]);
+    sbx_close_fd(&sp->rep[1]);
+    sbx_close_fd(&sp->outp[1]);
+    sbx_close_fd(&sp->errp[1]);
+    sbx_close_fd(&sp->infop[1]);
+    sbx_close_fd(&sp->cmdp[1]);
     int msg[2];
     ssize_t r;
     do
-        r = read(rep[0], msg, sizeof(msg));
+        r = read(sp->rep[0], msg, sizeof(msg));
     while (r < 0 && errno == EINTR);
     if (r == (ssize_t)sizeof(msg)) {
         waitpid(pid, NULL, 0);
         s->pid = -1;
         farm_error_set("sandbox: %s failed: %s%s", step_name(msg[0]), strerror(msg[1]),
                        msg[0] == STEP_EXEC ? " (is the command installed?)" : "");
-        rc = msg[0] == STEP_EXEC ? FARM_EUNSUPPORTED : FARM_EIO;
-        goto out;
+        return msg[0] == STEP_EXEC ? FARM_EUNSUPPORTED : FARM_EIO;
     }
-    s->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    return 0;
+}
+
+/* A pidfd of the child, and the parent's ends of the pipes into the handle. */
+static int keep_child(spawn *sp, sandbox *s)
+{
+    s->pidfd = (int)syscall(SYS_pidfd_open, s->pid, 0);
     if (s->pidfd < 0) {
         farm_error_set("sandbox: pidfd_open: %s", strerror(errno));
-        rc = FARM_EIO;
-        goto out;
+        return FARM_EIO;
     }
-    s->out_fd = outp[0];
-    s->err_fd = errp[0];
-    s->info_fd = infop[0];
-    s->cmd_w = cmdp[0];
-    outp[0] = errp[0] = infop[0] = cmdp[0] = -1;
-    *out = s;
-    s = NULL;
-    rc = 0;
-out:
+    s->out_fd = sp->outp[0];
+    s->err_fd = sp->errp[0];
+    s->info_fd = sp->infop[0];
+    s->cmd_w = sp->cmdp[0];
+    sp->outp[0] = sp->errp[0] = sp->infop[0] = sp->cmdp[0] = -1;
+    return 0;
+}
+
+/* sandbox_start() and sandbox_prepare(): the steps above in order. */
+static int start(sandbox **out, const sandbox_opts *o, int prepared)
+{
+    assert(out);
+    *out = NULL;
+    int rc = sbx_opts_check(o, !prepared);
+    if (rc < 0)
+        return rc;
+    if (prepared && o->unsafe_none) {
+        farm_error_set("sandbox: unsafe-none mode has no sandbox to prepare");
+        return FARM_EUNSUPPORTED;
+    }
+    spawn sp;
+    spawn_init(&sp, o);
+    sandbox *s = NULL;
+    rc = sandbox_new(&s, o, prepared, sp.drop);
+    if (rc < 0)
+        return rc;
+    rc = o->unsafe_none ? find_command(&sp, o) : prepare_bwrap(&sp, s);
+    rc = rc ?: build_env(&sp, o);
+    rc = rc ?: sbx_cgroup_create(&s->cg, o->memory_mb, o->pids, o->cpu_percent);
+    rc = rc ?: open_pipes(&sp, s);
+    rc = rc ?: fork_child(&sp, s);
+    rc = rc ?: keep_child(&sp, s);
+    if (rc == 0) {
+        *out = s;
+        s = NULL;
+    }
     sandbox_free(s);
-    strv_free(&args);
-    strv_free(&env);
-    free(exe);
-    free(helper);
-    close_fd(&seccomp_fd);
-    close_fd(&devnull);
-    for (int i = 0; i < 2; i++) {
-        close_fd(&outp[i]);
-        close_fd(&errp[i]);
-        close_fd(&infop[i]);
-        close_fd(&rep[i]);
-        close_fd(&cmdp[i]);
-    }
+    spawn_release(&sp);
     return rc;
 }
 
 int sandbox_start(sandbox **out, const sandbox_opts *opts)
 {
     return start(out, opts, 0);
+}
+
+int sandbox_run(sandbox_result *out, const sandbox_opts *opts)
+{
+    memset(out, 0, sizeof(*out));
+    out->exit_code = -1;
+    sandbox *s = NULL;
+    int rc = sandbox_start(&s, opts);
+    if (rc < 0)
+        return rc;
+    rc = sandbox_wait(s, out);
+    sandbox_free(s);
+    return rc;
 }
 
 #define PREPARE_TIMEOUT_MS 30000
@@ -646,6 +722,7 @@ static int put_u32(buf *b, uint32_t v)
 
 int sandbox_launch(sandbox *s, const char *const *argv, const char *const *env)
 {
+    assert(s);
     if (!s->prepared || s->launched || s->cmd_w < 0) {
         farm_error_set("sandbox: launch needs a prepared sandbox not yet launched");
         return FARM_EINVALID;
@@ -685,254 +762,6 @@ int sandbox_launch(sandbox *s, const char *const *argv, const char *const *env)
 out:
     buf_free(&m);
     if (rc < 0)
-        close_fd(&s->cmd_w); /* else kept: the helper reports the status on it */
-    return rc;
-}
-
-/* Kill everything the run started. */
-static void parse_info(sandbox *s);
-
-/* Kill the namespace's init (which takes every process of the namespace
- * with it) and the session our child leads: the keeper, bubblewrap, and a
- * namespace's init still in its set-up (it calls setsid() late). What the
- * info pipe already holds names the init; read it first. */
-static void kill_tree(sandbox *s)
-{
-    if (s->ns_init < 0 && s->info_fd >= 0) {
-        char chunk[256];
-        ssize_t got;
-        fcntl(s->info_fd, F_SETFL, fcntl(s->info_fd, F_GETFL) | O_NONBLOCK);
-        while ((got = read(s->info_fd, chunk, sizeof(chunk))) > 0)
-            if (buf_append(&s->info, chunk, (size_t)got) == 0)
-                parse_info(s);
-    }
-    if (s->ns_init >= 0)
-        syscall(SYS_pidfd_send_signal, s->ns_init, SIGKILL, NULL, 0);
-    if (s->pid > 0) {
-        kill(-s->pgid, SIGKILL);
-        kill(s->pid, SIGKILL);
-    }
-    sbx_cgroup_kill(s->cg);
-    s->killed = 1;
-}
-
-void sandbox_stop(sandbox *s)
-{
-    if (!s)
-        return;
-    atomic_store(&s->stop_requested, 1);
-    ssize_t w = write(s->stop_w, "x", 1);
-    (void)w;
-}
-
-/* bubblewrap's --info-fd says {"child-pid": N}: the namespace's init. */
-static void parse_info(sandbox *s)
-{
-    const char *p = strstr(buf_cstr(&s->info), "\"child-pid\"");
-    if (!p || !(p = strchr(p, ':')))
-        return;
-    long v = strtol(p + 1, NULL, 10);
-    if (v > 1 && s->ns_init < 0)
-        s->ns_init = (int)syscall(SYS_pidfd_open, (pid_t)v, 0);
-}
-
-static void deliver(sandbox *s, sandbox_result *r, sandbox_stream which, const char *d, size_t n)
-{
-    size_t max = s->o->max_output ? s->o->max_output : DEFAULT_MAX_OUTPUT;
-    uint64_t before = r->stdout_bytes + r->stderr_bytes;
-    if (which == SANDBOX_STDOUT)
-        r->stdout_bytes += n;
-    else
-        r->stderr_bytes += n;
-    if (before >= max) {
-        r->output_truncated = 1;
-        return;
-    }
-    size_t give = n;
-    if (before + n > max) {
-        give = (size_t)(max - before);
-        r->output_truncated = 1;
-    }
-    if (s->o->on_output && give)
-        s->o->on_output(s->o->output_ctx, which, d, give);
-}
-
-static void drain(sandbox *s, sandbox_result *r, char *chunk, size_t n)
-{
-    int *fds[2] = {&s->out_fd, &s->err_fd};
-    for (int k = 0; k < 2; k++) {
-        if (*fds[k] < 0)
-            continue;
-        fcntl(*fds[k], F_SETFL, fcntl(*fds[k], F_GETFL) | O_NONBLOCK);
-        ssize_t got;
-        while ((got = read(*fds[k], chunk, n)) > 0 || (got < 0 && errno == EINTR))
-            if (got > 0)
-                deliver(s, r, k == 0 ? SANDBOX_STDOUT : SANDBOX_STDERR, chunk, (size_t)got);
-        close_fd(fds[k]);
-    }
-    close_fd(&s->info_fd);
-}
-
-int sandbox_wait(sandbox *s, sandbox_result *r)
-{
-    memset(r, 0, sizeof(*r));
-    r->exit_code = -1;
-    r->peak_memory_kb = -1;
-    if (s->prepared && !s->launched) {
-        farm_error_set("sandbox: wait before launch");
-        return FARM_EINVALID;
-    }
-    if (s->waited) {
-        farm_error_set("sandbox: already waited for");
-        return FARM_EINVALID;
-    }
-    s->waited = 1;
-    const sandbox_opts *o = s->o;
-    int64_t deadline = o->timeout_ms > 0 ? s->start_ms + o->timeout_ms : -1;
-    int exited = 0;
-    struct rusage ru = {0};
-    int status = 0;
-    int helper_status = -1; /* prepared: the command's wait status, from the helper */
-    char chunk[65536];
-    char hs[sizeof(int)];
-    size_t hs_len = 0;
-
-    while (s->out_fd >= 0 || s->err_fd >= 0 || !exited) {
-        struct pollfd p[6];
-        int np = 0, i_out = -1, i_err = -1, i_info = -1, i_pid = -1, i_stop = -1, i_cmd = -1;
-        if (s->out_fd >= 0)
-            p[i_out = np++] = (struct pollfd){s->out_fd, POLLIN, 0};
-        if (s->err_fd >= 0)
-            p[i_err = np++] = (struct pollfd){s->err_fd, POLLIN, 0};
-        if (s->info_fd >= 0)
-            p[i_info = np++] = (struct pollfd){s->info_fd, POLLIN, 0};
-        if (!exited)
-            p[i_pid = np++] = (struct pollfd){s->pidfd, POLLIN, 0};
-        if (!s->killed)
-            p[i_stop = np++] = (struct pollfd){s->stop_r, POLLIN, 0};
-        if (!exited && s->cmd_w >= 0)
-            p[i_cmd = np++] = (struct pollfd){s->cmd_w, POLLIN, 0};
-        int64_t now = clock_mono_ms();
-        int64_t wake = -1;
-        if (deadline >= 0 && !s->killed)
-            wake = deadline;
-        int tmo = wake < 0 ? -1 : (int)(wake > now ? (wake - now > 60000 ? 60000 : wake - now) : 0);
-        int n = poll(p, (nfds_t)np, tmo);
-        if (n < 0 && errno != EINTR) {
-            farm_error_set("sandbox: poll: %s", strerror(errno));
-            kill_tree(s);
-            return FARM_EIO;
-        }
-        now = clock_mono_ms();
-        if (deadline >= 0 && now >= deadline && !s->killed && !exited) {
-            r->timed_out = 1;
-            kill_tree(s);
-        }
-        if (n <= 0)
-            continue;
-        if (i_stop >= 0 && (p[i_stop].revents & POLLIN)) {
-            if (!exited) {
-                r->stopped = 1;
-                kill_tree(s);
-            }
-            char tmp[16];
-            while (read(s->stop_r, tmp, sizeof(tmp)) > 0)
-                ;
-        }
-        int idx[2] = {i_out, i_err};
-        int *fds[2] = {&s->out_fd, &s->err_fd};
-        for (int k = 0; k < 2; k++) {
-            if (idx[k] < 0 || !(p[idx[k]].revents & (POLLIN | POLLHUP | POLLERR)) || *fds[k] < 0)
-                continue;
-            ssize_t got = read(*fds[k], chunk, sizeof(chunk));
-            if (got > 0)
-                deliver(s, r, k == 0 ? SANDBOX_STDOUT : SANDBOX_STDERR, chunk, (size_t)got);
-            else if (got == 0 || (errno != EINTR && errno != EAGAIN))
-                close_fd(fds[k]);
-        }
-        if (i_info >= 0 && (p[i_info].revents & (POLLIN | POLLHUP | POLLERR)) && s->info_fd >= 0) {
-            ssize_t got = read(s->info_fd, chunk, sizeof(chunk));
-            if (got > 0) {
-                if (buf_append(&s->info, chunk, (size_t)got) == 0)
-                    parse_info(s);
-            } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-                close_fd(&s->info_fd);
-            }
-        }
-        if (i_cmd >= 0 && (p[i_cmd].revents & (POLLIN | POLLHUP | POLLERR))) {
-            ssize_t got = read(s->cmd_w, hs + hs_len, sizeof(hs) - hs_len);
-            if (got > 0)
-                hs_len += (size_t)got;
-            else if (got == 0 || (errno != EINTR && errno != EAGAIN))
-                close_fd(&s->cmd_w); /* no status after all: bubblewrap's exit will say */
-            if (hs_len == sizeof(hs)) {
-                /* The helper saw the command end: done, without waiting for
-                 * the sandbox to come down (sandbox_free() reaps it). */
-                memcpy(&helper_status, hs, sizeof(hs));
-                close_fd(&s->cmd_w);
-                exited = 1;
-                drain(s, r, chunk, sizeof(chunk));
-            }
-        }
-        if (i_pid >= 0 && !exited && (p[i_pid].revents & POLLIN)) {
-            pid_t w;
-            do
-                w = wait4(s->pid, &status, 0, &ru);
-            while (w < 0 && errno == EINTR);
-            exited = 1;
-            s->pid = -1;
-            /* anything left (a daemon in unsafe mode, a straggler in the
-             * cgroup) dies now */
-            if (o->unsafe_none) {
-                kill(-s->pgid, SIGKILL);
-                sbx_cgroup_kill(s->cg);
-            }
-            /* The command's output is all in the pipes by now (it has
-             * exited); take it and stop, without waiting for the namespace's
-             * teardown to close them. */
-            drain(s, r, chunk, sizeof(chunk));
-        }
-    }
-    r->wall_ms = clock_mono_ms() - s->start_ms;
-    if (helper_status >= 0) {
-        if (WIFEXITED(helper_status)) {
-            r->exit_code = WEXITSTATUS(helper_status);
-        } else if (WIFSIGNALED(helper_status)) {
-            r->term_signal = WTERMSIG(helper_status);
-            r->exit_code = 128 + r->term_signal; /* as bubblewrap would say it */
-        }
-    } else if (WIFEXITED(status)) {
-        r->exit_code = WEXITSTATUS(status);
-        if (!o->unsafe_none && r->exit_code > 128 && r->exit_code < 128 + 65)
-            r->term_signal = r->exit_code - 128; /* bubblewrap's way of saying so */
-    } else if (WIFSIGNALED(status)) {
-        r->term_signal = WTERMSIG(status);
-    }
-    if (r->timed_out || r->stopped)
-        r->exit_code = -1;
-    int oom = 0, pids_hit = 0;
-    int64_t peak = -1, cpu = -1;
-    sbx_cgroup_stats(s->cg, &peak, &cpu, &oom, &pids_hit);
-    /* Without a cgroup only unsafe mode's rusage is whole: under bubblewrap
-     * the namespace's init reaps the command and is itself out of reach. */
-    int64_t ru_cpu = (int64_t)ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 +
-                     (int64_t)ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
-    r->cpu_ms = cpu >= 0 ? cpu : o->unsafe_none ? ru_cpu : -1;
-    r->peak_memory_kb = peak >= 0 ? peak : o->unsafe_none ? (int64_t)ru.ru_maxrss : -1;
-    r->oom_killed = oom;
-    r->pids_limited = pids_hit;
-    return 0;
-}
-
-int sandbox_run(sandbox_result *out, const sandbox_opts *opts)
-{
-    memset(out, 0, sizeof(*out));
-    out->exit_code = -1;
-    sandbox *s = NULL;
-    int rc = sandbox_start(&s, opts);
-    if (rc < 0)
-        return rc;
-    rc = sandbox_wait(s, out);
-    sandbox_free(s);
+        sbx_close_fd(&s->cmd_w); /* else kept: the helper reports the status on it */
     return rc;
 }
