@@ -11,7 +11,7 @@
  * The engine speaks the protocol's outcomes: each call fills a stream_result
  * whose `status` is the HTTP status the protocol prescribes (201, 409, 410...)
  * and returns 0; a negative FARM_E* return means the store failed (answer 503)
- * or memory ran out. webhook/stream_http.c maps results to HTTP.
+ * or memory ran out. webhook/stream_http*.c map results to HTTP.
  *
  * Documented choices the protocol leaves to the server:
  * - Stream-Seq is scoped per stream (not per writer identity).

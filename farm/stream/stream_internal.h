@@ -1,7 +1,17 @@
 /*
- * stream_internal.h - what the stream engine's files share (farm/stream*.c):
- * the hub, its table of live streams with their in-memory tail cache, and the
- * protocol's small parsers.
+ * stream_internal.h - what the stream engine's files (farm/stream/) share:
+ * the hub, its table of live streams with their in-memory tail cache, the
+ * results and records every operation builds, and the protocol's small
+ * parsers. Names shared here but not exported are stream_* (engine steps,
+ * called without the hub's lock) and hub_* (the hot table; most expect the
+ * lock held, as each says).
+ *
+ * The files: stream.c (results, session logs), stream_records.c (a body
+ * split into records), stream_create.c, stream_append.c (with the appender
+ * thread), stream_read.c (reads, HEAD, fork chains), stream_trim.c (delete,
+ * retention, expiry), stream_cache.c (the hot entries and their rings),
+ * stream_live.c (the hub, waiters, the timer), stream_json.c and
+ * stream_util.c (pure helpers).
  *
  * A "hot" entry exists for a stream that has live readers or was read
  * recently. It caches the stream's metadata (so a woken reader does not touch
@@ -14,6 +24,7 @@
 #define FARM_FARM_STREAM_STREAM_INTERNAL_H
 
 #include "stream.h"
+#include "farm/store/store_stream.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -74,7 +85,7 @@ struct stream_hub {
     size_t nhot;
     size_t nwaiters;
     stream_waiter *pending;  /* ready to fire once the lock is released */
-    pthread_mutex_t aq_lock; /* the append queue and its thread (stream.c) */
+    pthread_mutex_t aq_lock; /* the append queue and its thread (stream_append.c) */
     pthread_cond_t aq_wake;
     struct append_ctx *aq_head, *aq_tail;
     int aq_stopping;
@@ -87,16 +98,17 @@ struct stream_hub {
     int timer_started;
 };
 
+/* stream_cache.c: the table of hot entries and their rings. */
+
 /* Find or create the entry for path (lock held). NULL on ENOMEM. */
 hot *hub_hot_get(stream_hub *h, const char *path, int create);
+/* Free an entry that is off the table, with its ring. */
+void hub_hot_free(hot *e);
 /* The metadata of a stream after a commit or a database read (lock held):
  * resets the entry when the id changed, raises the tail, wakes waiters. */
 void hub_hot_meta(stream_hub *h, hot *e, int64_t stream_id, const char *content_type, int64_t tail,
                   int64_t start_pos, int64_t fork_pos, int closed, int64_t ttl_s,
                   int64_t expires_at_ms, int64_t access_ms);
-/* Fire the waiters queued by a tail change; call without the lock, after
- * any hub_hot_meta() or hub_hot_session_tail(). */
-void hub_fire_pending(stream_hub *h);
 /* The stream at path is gone: wake its waiters with STREAM_WAKE_GONE. */
 void hub_gone(stream_hub *h, const char *path);
 /* Raise a session entry's tail and wake its waiters (lock held). */
@@ -106,6 +118,17 @@ void hub_hot_session_tail(stream_hub *h, hot *e, int64_t tail);
 void hub_ring_add(stream_hub *h, hot *e, int64_t pos, int64_t end, const void *p, size_t n);
 /* Drop the ring (lock held). */
 void hub_ring_clear(hot *e);
+/* Load a stream's or session's metadata into a hot entry (called without
+ * the lock; takes it to store the result). */
+int stream_hot_load(stream_hub *h, const char *path);
+
+/* stream_live.c: waking waiters. */
+
+/* Queue the waiters of e that have something to read (lock held). */
+void hub_wake_ready(stream_hub *h, hot *e);
+/* Fire the waiters queued by a tail change; call without the lock, after
+ * any hub_hot_meta() or hub_hot_session_tail(). */
+void hub_fire_pending(stream_hub *h);
 
 /* stream_util.c */
 void stream_media_type(char *out, size_t n, const char *ct);
@@ -124,15 +147,66 @@ int stream_path_valid(const char *path);
 int stream_json_compact(char *out, size_t *out_len, size_t *spans, size_t max_spans, size_t *nspans,
                         const char *p, size_t n);
 
-/* stream.c: load a stream's or session's metadata into a hot entry (called
- * without the lock; takes it to store the result). */
-int stream_hot_load(stream_hub *h, const char *path);
-/* stream.c: the appender thread, started by stream_hub_open() and stopped
- * (after draining its queue) by stream_hub_close(). */
+/* stream.c: results and rows. */
+
+/* A result with nothing decided yet: status 0, every header absent. */
+void stream_result_init(stream_result *r);
+/* Refuse with a protocol status and the reason for the 4xx body. */
+void stream_fail(stream_result *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The headers a stream's row answers with (type, TTL, closure, tail). */
+void stream_result_row(stream_result *r, const stream_row *row);
+/* The headers of a session log whose tail is tail. */
+void stream_result_session(stream_result *out, int64_t tail);
+/* 1 when the row's TTL or expiry time passed at now (wall ms). */
+int stream_row_expired(const stream_row *r, int64_t now);
+/* Set the error slot and return FARM_ENOMEM. */
+int stream_oom(void);
+/* The last seq of session_id's log into *tail, and *found (0: no such
+ * session; *tail is then left alone). Returns 0 or the store's failure. */
+int stream_session_tail(int64_t *tail, int *found, stream_hub *h, int64_t session_id);
+
+/* stream_records.c: a body split the way the stream stores it. */
+
+typedef struct stream_records {
+    size_t n;
+    char **data; /* JSON: compact messages (owned, or in block); bytes: one borrowed body */
+    size_t *len;
+    int owned;
+    char *block; /* the quick path's messages, NUL-separated, when not NULL */
+    int bad;     /* 400 when the body is used */
+    char why[200];
+} stream_records;
+
+/* Split body for a stream of content type ct into r (freed with
+ * stream_records_free(); a bytes body is borrowed, not copied). A malformed
+ * body is not an error here: r->bad says so, and the caller answers 400 at
+ * the point the protocol puts that check. put: an empty JSON array is
+ * allowed. */
+int stream_records_prepare(stream_records *r, const char *ct, const void *body, size_t len,
+                           int put);
+void stream_records_free(stream_records *r);
+/* Insert the records at row's tail and raise the tail (the row itself is
+ * written back by the caller). */
+int stream_records_write(stream_tx *tx, stream_row *row, const stream_records *rec, int json);
+
+/* stream_cache.c: after a commit that changed row (its records rec, from
+ * position from, when it appended): update the hot entry and wake its
+ * readers. Called without the lock. */
+void hub_after_commit(stream_hub *h, const stream_row *row, const stream_records *rec, int64_t from,
+                      int json);
+
+/* stream_trim.c: remove an expired or deleted stream inside tx: soft while
+ * forks read from it, else for good, then release its source (and the
+ * source's, up the chain). */
+int stream_remove_row(stream_tx *tx, stream_row *row);
+/* stream_trim.c: expire streams whose TTL passed (the timer's sweep). */
+void stream_sweep_expired(stream_hub *h);
+
+/* stream_append.c: the appender thread, started by stream_hub_open() and
+ * stopped (after draining its queue) by stream_hub_close(). */
 int stream_appender_start(stream_hub *h);
 void stream_appender_stop(stream_hub *h);
-/* stream.c: expire streams whose TTL passed (the timer's sweep). */
-void stream_sweep_expired(stream_hub *h);
 
 #define STREAM_JS_MAX ((int64_t)9007199254740991LL) /* 2^53 - 1 */
 

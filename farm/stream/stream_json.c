@@ -7,8 +7,8 @@
  * bytes, integers, literals, objects with distinct keys, arrays, bounded
  * depth), where the compact form is the text minus its whitespace, exactly
  * what json_dumps(JSON_COMPACT) of json_loadb() gives. Anything else, valid
- * or not, answers "not simple" and stream.c goes through jansson, which stays
- * the judge of what is valid and how it is written.
+ * or not, answers "not simple" and stream_records.c goes through jansson,
+ * which stays the judge of what is valid and how it is written.
  */
 #include "stream_internal.h"
 

@@ -1,7 +1,8 @@
 /*
- * stream_live.c - the live half of the stream engine: the hub, its table of
- * hot streams with their tail caches, one-shot waiters, and the timer thread
- * that fires deadlines, polls session logs and sweeps expired streams.
+ * stream_live.c - the live half of the stream engine: the hub itself (open,
+ * shutdown, close), one-shot waiters, and the timer thread that fires
+ * deadlines, evicts idle hot entries, polls session logs and sweeps expired
+ * streams. The hot entries the waiters hang on are in stream_cache.c.
  *
  * Waiters cost no thread: a waiter is a small struct on its stream's list,
  * fired (and unlinked) under the hub's lock by whoever moves the tail (an
@@ -29,105 +30,6 @@
 #define SESSION_POLL_DEFAULT_MS 250
 #define SWEEP_EVERY_MS          5000
 #define HOT_IDLE_MS             60000
-#define RING_MAX_RECORDS        4096
-
-static uint32_t hash_path(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
-
-hot *hub_hot_get(stream_hub *h, const char *path, int create)
-{
-    uint32_t b = hash_path(path) % HOT_BUCKETS;
-    for (hot *e = h->buckets[b]; e; e = e->next)
-        if (!strcmp(e->path, path)) {
-            e->used_ms = h->now_ms; /* the timer's clock: eviction needs no better */
-            return e;
-        }
-    if (!create)
-        return NULL;
-    hot *e = calloc(1, sizeof(*e));
-    if (!e || !(e->path = strdup(path))) {
-        free(e);
-        return NULL;
-    }
-    stream_path_session(path, &e->session_id);
-    e->tail = -1;
-    e->ttl_s = -1;
-    e->expires_at_ms = -1;
-    e->used_ms = h->now_ms;
-    e->next = h->buckets[b];
-    h->buckets[b] = e;
-    h->nhot++;
-    return e;
-}
-
-static void hot_free(hot *e)
-{
-    hub_ring_clear(e);
-    free(e->recs);
-    free(e->path);
-    free(e);
-}
-
-void hub_ring_clear(hot *e)
-{
-    for (size_t i = 0; i < e->rcount; i++)
-        free(e->recs[(e->rhead + i) % e->rcap]);
-    e->rhead = e->rcount = e->rbytes = 0;
-    e->ring_start = e->ring_end = 0;
-}
-
-void hub_ring_add(stream_hub *h, hot *e, int64_t pos, int64_t end, const void *p, size_t n)
-{
-    if (n > h->opt.ring_bytes / 4)
-        return; /* too big to be worth caching */
-    if (e->rcount && pos != e->ring_end)
-        return; /* not contiguous: leave the ring as it is */
-    if (!e->rcap) {
-        e->recs = calloc(64, sizeof(*e->recs));
-        if (!e->recs)
-            return;
-        e->rcap = 64;
-    }
-    if (e->rcount == e->rcap && e->rcap < RING_MAX_RECORDS) {
-        ring_rec **nr = calloc(e->rcap * 2, sizeof(*nr));
-        if (!nr)
-            return;
-        for (size_t i = 0; i < e->rcount; i++)
-            nr[i] = e->recs[(e->rhead + i) % e->rcap];
-        free(e->recs);
-        e->recs = nr;
-        e->rhead = 0;
-        e->rcap *= 2;
-    }
-    /* evict the oldest until the new record fits */
-    while (e->rcount && (e->rcount == e->rcap || e->rbytes + n > h->opt.ring_bytes)) {
-        ring_rec *old = e->recs[e->rhead];
-        e->rbytes -= old->len;
-        e->ring_start = old->end;
-        free(old);
-        e->rhead = (e->rhead + 1) % e->rcap;
-        e->rcount--;
-    }
-    ring_rec *r = malloc(sizeof(*r) + n + 1);
-    if (!r)
-        return;
-    r->pos = pos;
-    r->end = end;
-    r->len = n;
-    memcpy(r->data, p, n);
-    r->data[n] = '\0';
-    if (!e->rcount)
-        e->ring_start = pos;
-    e->recs[(e->rhead + e->rcount) % e->rcap] = r;
-    e->rcount++;
-    e->rbytes += n;
-    e->ring_end = end;
-}
 
 /* Take w off its stream's list (lock held). */
 static void unlink_waiter(stream_hub *h, stream_waiter *w)
@@ -158,7 +60,7 @@ static void fire(stream_hub *h, stream_waiter *w, stream_wake_reason why)
 /* Queue every waiter of e that has something to read for firing by
  * hub_fire_pending() once the lock is released: an append that wakes ten
  * thousand readers must not hold the lock those readers need meanwhile. */
-static void wake_ready(stream_hub *h, hot *e)
+void hub_wake_ready(stream_hub *h, hot *e)
 {
     stream_waiter *w = e->waiters, *next;
     for (; w; w = next) {
@@ -188,77 +90,6 @@ void hub_fire_pending(stream_hub *h)
         w->fn(w->arg, w->why);
         atomic_store(&w->state, W_DONE); /* the owner may free it from here on */
     }
-}
-
-void hub_hot_meta(stream_hub *h, hot *e, int64_t stream_id, const char *content_type, int64_t tail,
-                  int64_t start_pos, int64_t fork_pos, int closed, int64_t ttl_s,
-                  int64_t expires_at_ms, int64_t access_ms)
-{
-    if (e->stream_id != stream_id) {
-        /* a different stream now lives at this path */
-        hub_ring_clear(e);
-        e->stream_id = stream_id;
-        e->tail = -1;
-        e->closed = 0;
-    }
-    e->gone = 0;
-    e->loaded = 1;
-    snprintf(e->content_type, sizeof(e->content_type), "%s", content_type);
-    e->json = stream_content_type_is_json(content_type);
-    if (tail > e->tail)
-        e->tail = tail;
-    if (start_pos > e->start_pos)
-        e->start_pos = start_pos;
-    e->fork_pos = fork_pos;
-    e->closed |= closed;
-    e->ttl_s = ttl_s;
-    e->expires_at_ms = expires_at_ms;
-    if (access_ms > e->access_ms)
-        e->access_ms = access_ms;
-    if (e->ring_start < e->start_pos)
-        hub_ring_clear(e);
-    wake_ready(h, e);
-}
-
-void hub_hot_session_tail(stream_hub *h, hot *e, int64_t tail)
-{
-    e->loaded = 1;
-    e->gone = 0;
-    snprintf(e->content_type, sizeof(e->content_type), "application/json");
-    e->json = 1;
-    if (tail > e->tail) {
-        e->tail = tail;
-        wake_ready(h, e);
-    }
-}
-
-void hub_gone(stream_hub *h, const char *path)
-{
-    pthread_mutex_lock(&h->lock);
-    hot *e = hub_hot_get(h, path, 0);
-    if (e) {
-        e->gone = 1;
-        e->loaded = 0;
-        e->stream_id = 0;
-        e->tail = -1;
-        e->closed = 0;
-        hub_ring_clear(e);
-        wake_ready(h, e);
-    }
-    pthread_mutex_unlock(&h->lock);
-    hub_fire_pending(h);
-}
-
-void stream_hub_session_notify(stream_hub *h, int64_t session_id, int64_t seq)
-{
-    char path[64];
-    snprintf(path, sizeof(path), STREAM_SESSION_PREFIX "%lld", (long long)session_id);
-    pthread_mutex_lock(&h->lock);
-    hot *e = hub_hot_get(h, path, 0);
-    if (e && e->loaded)
-        hub_hot_session_tail(h, e, seq);
-    pthread_mutex_unlock(&h->lock);
-    hub_fire_pending(h);
 }
 
 int stream_wait(stream_waiter **out, stream_hub *h, const char *path, int64_t stream_id,
@@ -378,7 +209,7 @@ static void evict_idle(stream_hub *h, int64_t now)
             if (!e->nwaiters && now - e->used_ms > HOT_IDLE_MS) {
                 *pp = e->next;
                 h->nhot--;
-                hot_free(e);
+                hub_hot_free(e);
             } else {
                 pp = &e->next;
             }
@@ -518,7 +349,7 @@ void stream_hub_close(stream_hub *h)
         hot *e = h->buckets[b], *next;
         for (; e; e = next) {
             next = e->next;
-            hot_free(e);
+            hub_hot_free(e);
         }
     }
     pthread_cond_destroy(&h->tick);
