@@ -1,8 +1,9 @@
 /*
- * azure_internal.h - what the Azure DevOps tracker's two files share:
- * azure.c (the client, requests, work items: comments, tags, reactions,
- * threads, permissions) and azure_git.c (pull requests and their comment
- * threads). Never included outside vcs/azure*.c.
+ * azure_internal.h - what the Azure DevOps tracker's files share: azure.c
+ * (the client, requests, the farm's identity, permissions, the tracker and
+ * its ops), azure_workitem.c (work items: comments, reactions, tags,
+ * threads) and azure_git.c (pull requests and their comment threads).
+ * Never included outside vcs/tracker/azure*.c.
  */
 #ifndef FARM_VCS_TRACKER_AZURE_INTERNAL_H
 #define FARM_VCS_TRACKER_AZURE_INTERNAL_H
@@ -89,6 +90,17 @@ int az_marker_part(const char *body, const char *key);
 /* Byte length of the longest prefix of s (len bytes, UTF-8) that is at most
  * max_units UTF-16 code units, never inside a sequence. */
 size_t az_utf8_prefix(const char *s, size_t len, size_t max_units);
+
+/* azure_workitem.c: the ops on work items and on their comments. */
+int az_wi_comment_create(int64_t *out_id, az *a, const tracker_ref *ref, const char *key,
+                         const char *body);
+int az_wi_comment_update(az *a, const tracker_ref *ref, int64_t id, const char *key,
+                         const char *body);
+int az_wi_comment_find(int64_t *out_id, az *a, const tracker_ref *ref, const char *key);
+int az_wi_react(az *a, const tracker_ref *ref, int64_t comment_id, const char *reaction);
+/* Add (add=1) or remove tags; a concurrent edit is read and tried again. */
+int az_wi_labels(az *a, const tracker_ref *ref, const char *const *labels, size_t n, int add);
+int az_wi_thread_get(tracker_thread **out, az *a, const tracker_ref *ref);
 
 /* azure_git.c: the ops on pull requests and on their conversation. */
 int az_pr_comment_create(int64_t *out_id, az *a, const tracker_ref *ref, const char *key,

@@ -1,112 +1,35 @@
 /*
- * github_api.c - the GitHub REST transport: credentials, pacing, rate limits,
- * conditional GETs and error mapping, under the tracker ops in github.c.
+ * github_api.c - the GitHub REST transport: one request from its URL to its
+ * mapped answer, lists over many pages, and the api's life cycle. Under the
+ * tracker ops of github.c; the credentials are in github_api_auth.c, pacing
+ * and rate limits in github_api_limits.c, the ETag cache in
+ * github_api_cache.c.
  *
- * Credentials. A personal access token is used as it is. A GitHub App signs
- * an RS256 JWT (iat = now - 60, exp = now + 540, iss = app id) and trades it
- * for an installation token (POST /app/installations/{id}/access_tokens),
- * cached per installation and renewed five minutes before its expires_at; a
- * 401 drops the cached token and the request is tried once more with a new
- * one. Without an installation id in the ref, the repository's installation
- * is looked up once (GET /repos/{repo}/installation) and remembered.
- *
- * Limits. Content-creating requests (everything but GET) are paced per
- * instance under GitHub's secondary limits, by default 80 in any minute and
- * 500 in any hour: the times of the latest ones are kept, so the limits hold
- * over every sliding window (a token bucket would allow twice the burst).
- * When the budget is spent the call waits if that takes under a second and
- * otherwise fails with FARM_EAGAIN and the wait. A
- * response that says the primary rate limit is spent (x-ratelimit-remaining:
- * 0) blocks that credential until x-ratelimit-reset without asking again.
- *
- * Conditional GETs. Each GET remembers its ETag and body (bounded number of
- * entries, bounded entry size, least recently used out first); the next GET
- * of the same URL with the same credential sends If-None-Match, and a 304 is
- * answered from the cache (and does not count against the rate limit).
+ * A request runs as a chain of steps: resolve the URL (a pagination link
+ * goes only to the configured API), refuse while the credential's rate limit
+ * is spent, pace a content-creating request, ask conditionally when the
+ * answer is cached, send, and read the answer: a 304 from the cache, a 2xx
+ * parsed (and cached), anything else mapped to a FARM_E* code with GitHub's
+ * message.
  */
 #include "github_api.h"
 
 #include "base/buf.h"
 #include "base/clock.h"
-#include "base/crypto.h"
 #include "base/error.h"
 #include "base/http.h"
 #include "base/log.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
-#include <unistd.h>
 
-#define URL_MAX         4096
-#define RESPONSE_MAX    (16u << 20)
-#define ETAG_BODY_MAX   (1u << 20) /* larger bodies are not cached */
-#define IDENT_MAX       64         /* cached credentials (installations) */
-#define REPO_INST_MAX   256        /* remembered repository -> installation */
-#define PACE_BLOCK_MS   1000       /* longest wait for the pacing budget inside a call */
-#define TOKEN_REFRESH_S 300        /* renew installation tokens this long before expiry */
-#define LIST_PAGES_MAX  200
-#define LIST_BYTES_MAX  (64u << 20) /* all pages of one list together */
-
-/* The monotonic times of the latest content-creating requests, a ring of
- * max(per_minute, per_hour) entries. */
-typedef struct pacer {
-    int64_t *times;
-    size_t cap;
-    size_t count; /* entries used, up to cap */
-    size_t head;  /* where the next time goes */
-    int per_minute;
-    int per_hour;
-} pacer;
-
-/* One credential: the PAT (installation 0) or one installation's token. */
-typedef struct ident {
-    int used;
-    int64_t installation;
-    char *token;              /* NULL until fetched (App) */
-    int64_t expires_ms;       /* wall ms; 0 for a PAT */
-    int64_t blocked_until_ms; /* primary rate limit spent until then (wall ms) */
-    int64_t last_use;         /* for eviction */
-} ident;
-
-typedef struct etag_entry {
-    char *key; /* "<installation> <url>" */
-    char *etag;
-    char *body;
-    size_t len;
-    char *next; /* the page's Link rel="next", or NULL */
-    int64_t last_use;
-} etag_entry;
-
-typedef struct repo_inst {
-    char *repo;
-    int64_t installation;
-} repo_inst;
-
-struct github_api {
-    char *api_url; /* without a trailing slash */
-    char *token;
-    long long app_id;
-    char *app_key;
-    char *login; /* configured or learnt; NULL when unknown */
-    int login_asked;
-    char *user_agent;
-    long timeout_ms;
-    int max_retries;
-    long max_wait_ms;
-
-    pthread_mutex_t mu; /* guards everything below */
-    pacer pace;
-    ident idents[IDENT_MAX];
-    etag_entry *etags;
-    size_t netags;
-    repo_inst repos[REPO_INST_MAX];
-    size_t nrepos;
-    int64_t tick; /* LRU clock */
-};
+#define URL_MAX        4096
+#define RESPONSE_MAX   (16u << 20)
+#define LIST_PAGES_MAX 200
+#define LIST_BYTES_MAX (64u << 20) /* all pages of one list together */
+#define ETAGS_MAX      100000      /* entries of the ETag cache at most */
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -115,7 +38,7 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-static void sleep_ms(int64_t ms)
+void gh_sleep_ms(int64_t ms)
 {
     if (ms <= 0)
         return;
@@ -166,21 +89,10 @@ void github_api_backoff(const github_api *a, int attempt)
         d = tracker_retry_after_ms();
     if (d > a->max_wait_ms)
         d = a->max_wait_ms;
-    sleep_ms(d);
+    gh_sleep_ms(d);
 }
 
 /* ---- construction ------------------------------------------------------- */
-
-#define PACE_MAX 100000 /* entries: bounds the ring whatever per_hour says */
-
-static int pacer_init(pacer *p, int per_minute, int per_hour)
-{
-    p->per_minute = per_minute > 0 ? (per_minute < PACE_MAX ? per_minute : PACE_MAX) : 80;
-    p->per_hour = per_hour > 0 ? (per_hour < PACE_MAX ? per_hour : PACE_MAX) : 500;
-    p->cap = (size_t)(p->per_minute > p->per_hour ? p->per_minute : p->per_hour);
-    p->times = calloc(p->cap, sizeof *p->times);
-    return p->times ? 0 : FARM_ENOMEM;
-}
 
 int github_api_new(github_api **out, const tracker_github_opts *o)
 {
@@ -241,11 +153,11 @@ int github_api_new(github_api **out, const tracker_github_opts *o)
     a->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
     a->max_retries = o->max_retries >= 0 ? o->max_retries : 3;
     a->max_wait_ms = o->max_retry_wait_ms >= 0 ? o->max_retry_wait_ms : 1000;
-    if ((rc = pacer_init(&a->pace, o->per_minute, o->per_hour)) < 0)
+    if ((rc = gh_pacer_init(&a->pace, o->per_minute, o->per_hour)) < 0)
         goto out;
     a->netags = o->etag_cache_entries > 0 ? o->etag_cache_entries : 256;
-    if (a->netags > 100000)
-        a->netags = 100000;
+    if (a->netags > ETAGS_MAX)
+        a->netags = ETAGS_MAX;
     a->etags = calloc(a->netags, sizeof *a->etags);
     if (!a->etags) {
         rc = FARM_ENOMEM;
@@ -264,7 +176,7 @@ void github_api_free(github_api *a)
 {
     if (!a)
         return;
-    for (size_t i = 0; i < IDENT_MAX; i++)
+    for (size_t i = 0; i < GH_IDENT_MAX; i++)
         free(a->idents[i].token);
     for (size_t i = 0; a->etags && i < a->netags; i++) {
         free(a->etags[i].key);
@@ -285,285 +197,9 @@ void github_api_free(github_api *a)
     free(a);
 }
 
-/* ---- pacing ------------------------------------------------------------- */
+/* ---- answers ------------------------------------------------------------ */
 
-/* How long until one more request fits in a window of period_ms that
- * allows limit requests: the limit-th latest must have left the window. */
-static int64_t pacer_wait(const pacer *p, int limit, int64_t period_ms, int64_t now)
-{
-    if ((size_t)limit > p->count)
-        return 0;
-    int64_t t = p->times[(p->head + p->cap - (size_t)limit) % p->cap];
-    int64_t wait = t + period_ms - now;
-    return wait > 0 ? wait : 0;
-}
-
-/* Take one unit of the content-creating budget, waiting up to a second. */
-static int pace(github_api *a)
-{
-    for (;;) {
-        pthread_mutex_lock(&a->mu);
-        pacer *p = &a->pace;
-        int64_t now = clock_mono_ms();
-        int64_t wm = pacer_wait(p, p->per_minute, 60 * 1000, now);
-        int64_t wh = pacer_wait(p, p->per_hour, 3600 * 1000, now);
-        int64_t wait = wm > wh ? wm : wh;
-        if (wait == 0) {
-            p->times[p->head] = now;
-            p->head = (p->head + 1) % p->cap;
-            if (p->count < p->cap)
-                p->count++;
-        }
-        int per_minute = p->per_minute, per_hour = p->per_hour;
-        pthread_mutex_unlock(&a->mu);
-        if (wait == 0)
-            return 0;
-        if (wait > PACE_BLOCK_MS) {
-            tracker_retry_after_set(wait);
-            farm_error_set("github: pacing budget for content-creating requests spent "
-                           "(%d a minute, %d an hour); next one in %lld ms",
-                           per_minute, per_hour, (long long)wait);
-            return FARM_EAGAIN;
-        }
-        sleep_ms(wait);
-    }
-}
-
-/* ---- credentials -------------------------------------------------------- */
-
-/* The slot for an installation (0: the PAT), created when missing; the
- * least recently used one is recycled when all are taken. Under a->mu. */
-static ident *ident_slot(github_api *a, int64_t installation)
-{
-    ident *victim = NULL;
-    for (size_t i = 0; i < IDENT_MAX; i++) {
-        ident *id = &a->idents[i];
-        if (id->used && id->installation == installation) {
-            id->last_use = ++a->tick;
-            return id;
-        }
-        if (!victim || !id->used || (victim->used && id->last_use < victim->last_use))
-            victim = id;
-    }
-    free(victim->token);
-    memset(victim, 0, sizeof *victim);
-    victim->used = 1;
-    victim->installation = installation;
-    victim->last_use = ++a->tick;
-    return victim;
-}
-
-static int jwt_make(char **out, github_api *a)
-{
-    char claims[128];
-    int64_t now = clock_wall_ms() / 1000;
-    snprintf(claims, sizeof claims, "{\"iat\":%lld,\"exp\":%lld,\"iss\":%lld}",
-             (long long)(now - 60), (long long)(now + 540), a->app_id);
-    return crypto_jwt_rs256(out, a->app_key, claims);
-}
-
-/* Parse "2026-11-21T20:00:00Z" into wall ms; 0 when unreadable. */
-static int64_t iso_to_ms(const char *s)
-{
-    struct tm tm = {0};
-    int y, mo, d, h, mi, sec;
-    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6)
-        return 0;
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    time_t t = timegm(&tm);
-    return t == (time_t)-1 ? 0 : (int64_t)t * 1000;
-}
-
-static int request(json_t **out, char **next, github_api *a, github_call *c, const char *auth,
-                   int use_cache, int64_t installation);
-
-/* A JWT-authenticated call (App endpoints). */
-static int app_call(json_t **out, github_api *a, github_call *c)
-{
-    char *jwt = NULL, *auth = NULL;
-    int rc = jwt_make(&jwt, a);
-    if (rc < 0) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", farm_error_last());
-        farm_error_set("github: cannot sign the app JWT: %s", why);
-        return rc == FARM_ENOMEM ? rc : FARM_EAUTH;
-    }
-    if (asprintf(&auth, "Authorization: Bearer %s", jwt) < 0) {
-        free(jwt);
-        return FARM_ENOMEM;
-    }
-    rc = request(out, NULL, a, c, auth, 0, -1);
-    free(auth);
-    free(jwt);
-    return rc;
-}
-
-/* The installation for ref: given, remembered, or asked of GitHub. */
-static int installation_for(int64_t *out, github_api *a, const tracker_ref *ref)
-{
-    *out = 0;
-    if (ref && ref->installation_id > 0) {
-        *out = ref->installation_id;
-        return 0;
-    }
-    if (!ref || !ref->repo) {
-        farm_error_set("github: a GitHub App call needs a repository or an installation id");
-        return FARM_EINVALID;
-    }
-    pthread_mutex_lock(&a->mu);
-    for (size_t i = 0; i < a->nrepos; i++)
-        if (strcasecmp(a->repos[i].repo, ref->repo) == 0)
-            *out = a->repos[i].installation;
-    pthread_mutex_unlock(&a->mu);
-    if (*out)
-        return 0;
-
-    char path[512];
-    snprintf(path, sizeof path, "/repos/%s/installation", ref->repo);
-    github_call c = {.method = "GET", .path = path, .repeatable = 1};
-    json_t *j = NULL;
-    int rc = app_call(&j, a, &c);
-    if (rc == FARM_ENOTFOUND) {
-        farm_error_set("github: the app is not installed on %s", ref->repo);
-        return FARM_EAUTH;
-    }
-    if (rc < 0)
-        return rc;
-    json_int_t id = json_integer_value(json_object_get(j, "id"));
-    json_decref(j);
-    if (id <= 0) {
-        farm_error_set("github: no installation id for %s", ref->repo);
-        return FARM_EIO;
-    }
-    pthread_mutex_lock(&a->mu);
-    size_t slot = a->nrepos < REPO_INST_MAX ? a->nrepos++ : (size_t)(a->tick++ % REPO_INST_MAX);
-    char *copy = strdup(ref->repo);
-    if (copy) {
-        free(a->repos[slot].repo);
-        a->repos[slot].repo = copy;
-        a->repos[slot].installation = id;
-    } else if (slot == a->nrepos - 1 && !a->repos[slot].repo) {
-        a->nrepos--;
-    }
-    pthread_mutex_unlock(&a->mu);
-    *out = id;
-    return 0;
-}
-
-/* An installation token for installation, fresh for at least five minutes. */
-static int installation_token(char **out, github_api *a, int64_t installation, int force)
-{
-    *out = NULL;
-    int64_t now = clock_wall_ms();
-    pthread_mutex_lock(&a->mu);
-    ident *id = ident_slot(a, installation);
-    if (!force && id->token && id->expires_ms - TOKEN_REFRESH_S * 1000 > now)
-        *out = strdup(id->token);
-    pthread_mutex_unlock(&a->mu);
-    if (*out)
-        return 0;
-
-    char path[96];
-    snprintf(path, sizeof path, "/app/installations/%lld/access_tokens", (long long)installation);
-    github_call c = {.method = "POST", .path = path, .repeatable = 1};
-    json_t *j = NULL;
-    int rc = app_call(&j, a, &c);
-    if (rc < 0) {
-        if (rc == FARM_EAUTH || rc == FARM_ENOTFOUND)
-            rc = FARM_EAUTH;
-        return rc;
-    }
-    const char *tok = json_string_value(json_object_get(j, "token"));
-    int64_t exp = iso_to_ms(json_string_value(json_object_get(j, "expires_at")));
-    if (!tok || !*tok) {
-        json_decref(j);
-        farm_error_set("github: installation token answer without a token");
-        return FARM_EIO;
-    }
-    if (exp == 0)
-        exp = now + 3600 * 1000;
-    /* Not registered with log_secret_add(): nothing here logs a token, and a
-     * daemon renewing tokens every hour would fill the logger's fixed table
-     * of secrets, which the long-lived ones need. */
-    char *mine = strdup(tok), *theirs = strdup(tok);
-    json_decref(j);
-    if (!mine || !theirs) {
-        free(mine);
-        free(theirs);
-        return FARM_ENOMEM;
-    }
-    pthread_mutex_lock(&a->mu);
-    id = ident_slot(a, installation);
-    free(id->token);
-    id->token = mine;
-    id->expires_ms = exp;
-    pthread_mutex_unlock(&a->mu);
-    log_debug("github installation token issued", "installation", path);
-    *out = theirs;
-    return 0;
-}
-
-/* ---- the ETag cache ------------------------------------------------------ */
-
-/* Under a->mu. */
-static etag_entry *etag_find(github_api *a, const char *key)
-{
-    for (size_t i = 0; i < a->netags; i++)
-        if (a->etags[i].key && strcmp(a->etags[i].key, key) == 0)
-            return &a->etags[i];
-    return NULL;
-}
-
-static void etag_store(github_api *a, const char *key, const char *etag, const char *body,
-                       size_t len, const char *next)
-{
-    if (!etag || len > ETAG_BODY_MAX)
-        return;
-    char *k = strdup(key), *e = strdup(etag), *b = malloc(len + 1);
-    char *nx = next ? strdup(next) : NULL;
-    if (!k || !e || !b || (next && !nx)) {
-        free(k);
-        free(e);
-        free(b);
-        free(nx);
-        return; /* a cache miss later, nothing worse */
-    }
-    memcpy(b, body, len);
-    b[len] = 0;
-    pthread_mutex_lock(&a->mu);
-    etag_entry *slot = etag_find(a, key);
-    if (!slot) {
-        slot = &a->etags[0];
-        for (size_t i = 0; i < a->netags; i++) {
-            if (!a->etags[i].key) {
-                slot = &a->etags[i];
-                break;
-            }
-            if (a->etags[i].last_use < slot->last_use)
-                slot = &a->etags[i];
-        }
-    }
-    free(slot->key);
-    free(slot->etag);
-    free(slot->body);
-    free(slot->next);
-    slot->key = k;
-    slot->etag = e;
-    slot->body = b;
-    slot->next = nx;
-    slot->len = len;
-    slot->last_use = ++a->tick;
-    pthread_mutex_unlock(&a->mu);
-}
-
-/* ---- one request --------------------------------------------------------- */
-
-static int json_parse(json_t **out, const char *p, size_t n, const char *what)
+int gh_json_parse(json_t **out, const char *p, size_t n, const char *what)
 {
     *out = NULL;
     if (n == 0)
@@ -583,7 +219,7 @@ static void error_message(github_call *c, const char *p, size_t n)
 {
     json_t *j = NULL;
     c->message[0] = 0;
-    if (json_parse(&j, p, n, "error") < 0 || !json_is_object(j)) {
+    if (gh_json_parse(&j, p, n, "error") < 0 || !json_is_object(j)) {
         json_decref(j);
         farm_error_clear();
         return;
@@ -596,27 +232,6 @@ static void error_message(github_call *c, const char *p, size_t n)
     snprintf(c->message, sizeof c->message, "%s%s%s%s", m ? m : "", detail ? " (" : "",
              detail ? detail : "", detail ? ")" : "");
     json_decref(j);
-}
-
-static int is_rate_limited(const http_response *r, const char *message)
-{
-    if (r->status == 429)
-        return 1;
-    if (r->status != 403)
-        return 0;
-    return r->ratelimit_remaining == 0 || r->retry_after_ms > 0 ||
-           strcasestr(message, "rate limit") != NULL;
-}
-
-/* Record what a response says about the credential's primary rate limit. */
-static void note_rate_limit(github_api *a, int64_t installation, const http_response *r)
-{
-    if (installation < 0 || r->ratelimit_remaining != 0 || r->ratelimit_reset <= 0)
-        return;
-    pthread_mutex_lock(&a->mu);
-    ident *id = ident_slot(a, installation);
-    id->blocked_until_ms = r->ratelimit_reset * 1000;
-    pthread_mutex_unlock(&a->mu);
 }
 
 /* The URL of Link: <...>; rel="next", or NULL. Heap string. */
@@ -637,176 +252,197 @@ static char *link_next(const char *link)
     return NULL;
 }
 
-/* Send the request with the given Authorization header. installation is the
- * credential's slot for rate-limit bookkeeping (-1: the app JWT). With next
- * non-NULL, *next is the Link rel="next" URL of a list (heap), or NULL. */
-static int request(json_t **out, char **next, github_api *a, github_call *c, const char *auth,
-                   int use_cache, int64_t installation)
-{
-    const char *method = c->method ? c->method : "GET";
-    char url[URL_MAX];
-    char *key = NULL, *inm = NULL, *body = NULL, *etag = NULL, *link = NULL, *nx = NULL;
-    http_response r;
-    int rc = 0, have_response = 0;
-    *out = NULL;
-    if (next)
-        *next = NULL;
-    c->status = 0;
-    c->bytes = 0;
-    c->message[0] = 0;
+/* ---- one request -------------------------------------------------------- */
 
-    if (strncmp(c->path, "http://", 7) == 0 || strncmp(c->path, "https://", 8) == 0) {
-        /* a pagination link: only ever to the configured API */
+/* What one request carries from step to step. */
+typedef struct request_state {
+    const char *method;
+    int writes; /* content-creating: paced, never cached */
+    char url[URL_MAX];
+    const char *shown; /* the path, for messages: never the query, never a host */
+    int shown_len;
+    char *body; /* the JSON sent, or NULL */
+    char *key;  /* the ETag cache key, NULL when the answer is not cached */
+    char *inm;  /* If-None-Match: the cached entry's ETag, or NULL */
+} request_state;
+
+/* The URL to ask: the API's URL and the path, or a pagination link, which
+ * may only ever lead to the configured API. */
+static int url_resolve(request_state *s, const github_api *a, const char *path)
+{
+    if (strncmp(path, "http://", 7) == 0 || strncmp(path, "https://", 8) == 0) {
         size_t ul = strlen(a->api_url);
-        if (strncmp(c->path, a->api_url, ul) != 0 || (c->path[ul] != '/' && c->path[ul] != '?')) {
+        if (strncmp(path, a->api_url, ul) != 0 || (path[ul] != '/' && path[ul] != '?')) {
             farm_error_set("github: refusing to follow a link outside %s", a->api_url);
             return FARM_EIO;
         }
-        if (strlen(c->path) >= sizeof url) {
+        if (strlen(path) >= sizeof s->url) {
             farm_error_set("github: URL too long");
             return FARM_ETOOBIG;
         }
-        snprintf(url, sizeof url, "%s", c->path);
-    } else if ((size_t)snprintf(url, sizeof url, "%s%s", a->api_url, c->path) >= sizeof url) {
+        snprintf(s->url, sizeof s->url, "%s", path);
+    } else if ((size_t)snprintf(s->url, sizeof s->url, "%s%s", a->api_url, path) >= sizeof s->url) {
         farm_error_set("github: URL too long");
         return FARM_ETOOBIG;
     }
-    /* the path, for messages: never the query, never a host */
-    const char *shown = url + strlen(a->api_url);
-    int shown_len = (int)strcspn(shown, "?");
+    s->shown = s->url + strlen(a->api_url);
+    s->shown_len = (int)strcspn(s->shown, "?");
+    return 0;
+}
 
-    if (installation >= 0) {
-        int64_t now = clock_wall_ms();
-        int64_t until = 0;
-        pthread_mutex_lock(&a->mu);
-        ident *id = ident_slot(a, installation);
-        until = id->blocked_until_ms;
-        pthread_mutex_unlock(&a->mu);
-        if (until > now) {
-            tracker_retry_after_set(until - now);
-            farm_error_set("github: %s %.*s: rate limit spent until reset in %lld s", method,
-                           shown_len, shown, (long long)((until - now + 999) / 1000));
-            return FARM_EAGAIN;
-        }
-    }
-    int writes = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
-    if (writes && installation >= 0 && (rc = pace(a)) < 0)
-        return rc;
+static int body_encode(request_state *s, json_t *body)
+{
+    if (!body)
+        return 0;
+    s->body = json_dumps(body, JSON_COMPACT);
+    return s->body ? 0 : FARM_ENOMEM;
+}
 
-    if (c->body) {
-        body = json_dumps(c->body, JSON_COMPACT);
-        if (!body)
-            return FARM_ENOMEM;
-    }
-    if (use_cache && !writes) {
-        if (asprintf(&key, "%lld %s", (long long)installation, url) < 0) {
-            key = NULL;
-            rc = FARM_ENOMEM;
-            goto out;
-        }
-        pthread_mutex_lock(&a->mu);
-        etag_entry *e = etag_find(a, key);
-        if (e && asprintf(&inm, "If-None-Match: %s", e->etag) < 0)
-            inm = NULL;
-        pthread_mutex_unlock(&a->mu);
-    }
-
+/* Send the request; a failure without an answer gets the method and path
+ * in its message. */
+static int request_send(http_response *r, const github_api *a, const github_call *c,
+                        const request_state *s, const char *auth)
+{
     const char *headers[8];
     size_t nh = 0;
     headers[nh++] = "Accept: application/vnd.github+json";
     headers[nh++] = "X-GitHub-Api-Version: 2022-11-28";
     headers[nh++] = a->user_agent;
     headers[nh++] = auth;
-    if (body)
+    if (s->body)
         headers[nh++] = "Content-Type: application/json";
-    if (inm)
-        headers[nh++] = inm;
+    if (s->inm)
+        headers[nh++] = s->inm;
     headers[nh] = NULL;
 
     http_request req = HTTP_REQUEST_INIT;
-    req.method = method;
-    req.url = url;
+    req.method = s->method;
+    req.url = s->url;
     req.headers = headers;
-    req.body = body;
-    req.body_len = body ? strlen(body) : 0;
+    req.body = s->body;
+    req.body_len = s->body ? strlen(s->body) : 0;
     req.timeout_ms = a->timeout_ms;
     req.connect_timeout_ms = a->timeout_ms < 5000 ? a->timeout_ms : 5000;
     req.max_retries = a->max_retries;
     req.retry_unsafe = c->repeatable;
     req.max_retry_wait_ms = a->max_wait_ms;
     req.max_response = RESPONSE_MAX;
-    rc = http_do(&r, &req);
-    have_response = 1;
+    int rc = http_do(r, &req);
     if (rc < 0) {
         char why[512];
         snprintf(why, sizeof why, "%s", farm_error_last());
-        farm_error_set("github: %s %.*s: %s", method, shown_len, shown, why);
+        farm_error_set("github: %s %.*s: %s", s->method, s->shown_len, s->shown, why);
         if (rc == FARM_EIO || rc == FARM_ETIMEOUT)
             tracker_retry_after_set(0);
-        goto out;
     }
-    c->status = r.status;
-    note_rate_limit(a, installation, &r);
+    return rc;
+}
 
-    if (r.status == 304 && key) {
-        pthread_mutex_lock(&a->mu);
-        etag_entry *e = etag_find(a, key);
-        int cached = e != NULL;
-        if (e) {
-            e->last_use = ++a->tick;
-            c->bytes = e->len;
-            rc = json_parse(out, e->body, e->len, shown);
-            if (rc == 0 && next && e->next && !(*next = strdup(e->next)))
-                rc = FARM_ENOMEM;
-        }
-        pthread_mutex_unlock(&a->mu);
-        if (!cached) /* evicted meanwhile by another thread: ask again, unconditionally */
-            rc = request(out, next, a, c, auth, 0, installation);
-        goto out;
+/* A 2xx: the parsed body, the next page's link, and the answer cached when
+ * it came with an ETag. */
+static int answer_ok(json_t **out, char **next, github_api *a, github_call *c,
+                     const http_response *r, const request_state *s)
+{
+    const char *data = r->body.data ? r->body.data : "";
+    char *link = NULL, *etag = NULL, *nx = NULL;
+    c->bytes = r->body.len;
+    int rc = gh_json_parse(out, data, r->body.len, s->shown);
+    if (rc < 0)
+        return rc;
+    if ((link = http_response_header(r, "Link")) != NULL)
+        nx = link_next(link);
+    if (s->key && (etag = http_response_header(r, "ETag")) != NULL)
+        gh_etag_store(a, s->key, etag, data, r->body.len, nx);
+    if (next) {
+        *next = nx;
+        nx = NULL;
     }
-    if (r.status >= 200 && r.status < 300) {
-        c->bytes = r.body.len;
-        rc = json_parse(out, r.body.data ? r.body.data : "", r.body.len, shown);
-        if (rc < 0)
-            goto out;
-        if ((link = http_response_header(&r, "Link")) != NULL)
-            nx = link_next(link);
-        if (key && (etag = http_response_header(&r, "ETag")) != NULL)
-            etag_store(a, key, etag, r.body.data ? r.body.data : "", r.body.len, nx);
-        if (next) {
-            *next = nx;
-            nx = NULL;
-        }
-        goto out;
-    }
+    free(nx);
+    free(link);
+    free(etag);
+    return 0;
+}
 
-    error_message(c, r.body.data ? r.body.data : "", r.body.len);
-    if (r.status == 401) {
+/* Anything else: GitHub's message in c->message and the error slot, and the
+ * status mapped to a FARM_E* code (with the wait for FARM_EAGAIN). */
+static int answer_error(github_call *c, const http_response *r, const request_state *s)
+{
+    int rc;
+    error_message(c, r->body.data ? r->body.data : "", r->body.len);
+    if (r->status == 401) {
         rc = FARM_EAUTH;
-    } else if (is_rate_limited(&r, c->message)) {
-        int64_t wait = r.retry_after_ms;
-        if (wait <= 0 && r.ratelimit_remaining == 0 && r.ratelimit_reset > 0)
-            wait = r.ratelimit_reset * 1000 - clock_wall_ms();
+    } else if (gh_rate_limited(r, c->message)) {
+        int64_t wait = r->retry_after_ms;
+        if (wait <= 0 && r->ratelimit_remaining == 0 && r->ratelimit_reset > 0)
+            wait = r->ratelimit_reset * 1000 - clock_wall_ms();
         if (wait <= 0)
             wait = 60 * 1000; /* a secondary limit without a hint: GitHub says a minute */
         tracker_retry_after_set(wait);
         rc = FARM_EAGAIN;
-    } else if (r.status == 403) {
+    } else if (r->status == 403) {
         rc = FARM_EAUTH;
-    } else if (r.status == 404 || r.status == 410) {
+    } else if (r->status == 404 || r->status == 410) {
         rc = FARM_ENOTFOUND;
-    } else if (r.status == 409) {
+    } else if (r->status == 409) {
         rc = FARM_ECONFLICT;
-    } else if (r.status == 422 || r.status == 400) {
+    } else if (r->status == 422 || r->status == 400) {
         rc = FARM_EINVALID;
-    } else if (r.status >= 500) {
-        tracker_retry_after_set(r.retry_after_ms);
+    } else if (r->status >= 500) {
+        tracker_retry_after_set(r->retry_after_ms);
         rc = FARM_EAGAIN;
     } else {
         rc = FARM_ERROR;
     }
-    farm_error_set("github: %s %.*s: %ld %s", method, shown_len, shown, r.status,
+    farm_error_set("github: %s %.*s: %ld %s", s->method, s->shown_len, s->shown, r->status,
                    c->message[0] ? c->message : "(no message)");
+    return rc;
+}
+
+int gh_request(json_t **out, char **next, github_api *a, github_call *c, const char *auth,
+               int use_cache, int64_t installation)
+{
+    request_state s = {0};
+    http_response r;
+    int rc, have_response = 0;
+    *out = NULL;
+    if (next)
+        *next = NULL;
+    c->status = 0;
+    c->bytes = 0;
+    c->message[0] = 0;
+    s.method = c->method ? c->method : "GET";
+    s.writes = strcmp(s.method, "GET") != 0 && strcmp(s.method, "HEAD") != 0;
+
+    if ((rc = url_resolve(&s, a, c->path)) < 0)
+        return rc;
+    if (installation >= 0 &&
+        (rc = gh_rate_limit_check(a, installation, s.method, s.shown, s.shown_len)) < 0)
+        return rc;
+    if (s.writes && installation >= 0 && (rc = gh_pace(a)) < 0)
+        return rc;
+    if ((rc = body_encode(&s, c->body)) < 0)
+        return rc;
+    if (use_cache && !s.writes &&
+        (rc = gh_etag_condition(&s.key, &s.inm, a, installation, s.url)) < 0)
+        goto out;
+
+    rc = request_send(&r, a, c, &s, auth);
+    have_response = 1;
+    if (rc < 0)
+        goto out;
+    c->status = r.status;
+    gh_rate_limit_note(a, installation, &r);
+
+    if (r.status == 304 && s.key) {
+        /* evicted meanwhile by another thread: ask again, unconditionally */
+        rc = gh_etag_answer(out, next, a, c, s.key, s.shown);
+        if (rc == FARM_ENOTFOUND)
+            rc = gh_request(out, next, a, c, auth, 0, installation);
+    } else if (r.status >= 200 && r.status < 300) {
+        rc = answer_ok(out, next, a, c, &r, &s);
+    } else {
+        rc = answer_error(c, &r, &s);
+    }
 out:
     if (have_response)
         http_response_free(&r);
@@ -818,12 +454,9 @@ out:
         free(*next);
         *next = NULL;
     }
-    free(nx);
-    free(link);
-    free(etag);
-    free(key);
-    free(inm);
-    free(body);
+    free(s.key);
+    free(s.inm);
+    free(s.body);
     return rc;
 }
 
@@ -835,24 +468,24 @@ static int call(json_t **out, char **next, github_api *a, github_call *c)
         char *auth = NULL;
         if (asprintf(&auth, "Authorization: Bearer %s", a->token) < 0)
             return FARM_ENOMEM;
-        int rc = request(out, next, a, c, auth, 1, 0);
+        int rc = gh_request(out, next, a, c, auth, 1, 0);
         free(auth);
         return rc;
     }
 
     int64_t installation;
-    int rc = installation_for(&installation, a, c->ref);
+    int rc = gh_installation_for(&installation, a, c->ref);
     if (rc < 0)
         return rc;
     for (int attempt = 0;; attempt++) {
         char *tok = NULL, *auth = NULL;
-        if ((rc = installation_token(&tok, a, installation, attempt > 0)) < 0)
+        if ((rc = gh_installation_token(&tok, a, installation, attempt > 0)) < 0)
             return rc;
         if (asprintf(&auth, "Authorization: Bearer %s", tok) < 0) {
             free(tok);
             return FARM_ENOMEM;
         }
-        rc = request(out, next, a, c, auth, 1, installation);
+        rc = gh_request(out, next, a, c, auth, 1, installation);
         free(auth);
         free(tok);
         /* an expired or revoked installation token: renew it once */
@@ -937,48 +570,4 @@ out:
     free(cur);
     json_decref(all);
     return rc;
-}
-
-const char *github_api_login(github_api *a, const tracker_ref *ref)
-{
-    pthread_mutex_lock(&a->mu);
-    int asked = a->login_asked;
-    pthread_mutex_unlock(&a->mu);
-    if (asked)
-        return a->login;
-
-    json_t *j = NULL;
-    char *login = NULL;
-    int rc;
-    if (a->app_id) {
-        github_call c = {.method = "GET", .path = "/app", .repeatable = 1};
-        rc = app_call(&j, a, &c);
-        const char *slug = json_string_value(json_object_get(j, "slug"));
-        if (rc == 0 && slug && asprintf(&login, "%s[bot]", slug) < 0)
-            login = NULL;
-    } else {
-        github_call c = {.method = "GET", .path = "/user", .ref = ref, .repeatable = 1};
-        rc = github_api_call(&j, a, &c);
-        const char *l = json_string_value(json_object_get(j, "login"));
-        if (rc == 0 && l)
-            login = strdup(l);
-    }
-    json_decref(j);
-    /* a refusal will not change by asking again; a transient failure may */
-    int settled = login != NULL || rc == FARM_EAUTH || rc == FARM_ENOTFOUND;
-    pthread_mutex_lock(&a->mu);
-    int first = !a->login_asked;
-    if (first && settled) {
-        a->login = login;
-        a->login_asked = 1;
-        login = NULL;
-    }
-    const char *res = a->login;
-    pthread_mutex_unlock(&a->mu);
-    free(login);
-    if (!res && first)
-        log_warn("github: cannot tell the farm's own login (set github.bot_login); markers from "
-                 "any author count",
-                 "error", farm_error_last());
-    return res;
 }
