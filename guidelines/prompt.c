@@ -244,35 +244,29 @@ static int render_reviews(char **out, const prompt_input *in)
     return *out ? 0 : FARM_ENOMEM;
 }
 
-int prompt_compose(char **out, const prompt_input *in)
+/* The step's own part: its template with the issue, the branch, the test
+ * command, and what the step is about (the failing output, the review
+ * comments, the question and its answer) filled in. */
+static int render_task(char **out, const char *tmpl, const prompt_input *in)
 {
-    *out = NULL;
-    const char *dir = in->guidelines_dir ? in->guidelines_dir : prompt_guidelines_dir();
-    char *guidelines = NULL, *tmpl = NULL, *task = NULL, *reviews = NULL, *tail_out = NULL;
-    buf b = BUF_INIT(PROMPT_MAX_TOTAL);
+    char *reviews = NULL, *tail_out = NULL;
+    char num[32], round[16], max_rounds[16], status[16], test_note_buf[512];
+    const char *test_note = "The repository has no test command configured: check your change "
+                            "by reading it carefully.";
     int rc;
 
-    if ((rc = read_shipped(&guidelines, dir, "coding.md")) != 0)
-        goto out;
-    if ((rc = read_shipped(&tmpl, dir, template_name(in->step))) != 0)
-        goto out;
-
-    /* The step's own part is rendered first so it can never be crowded out. */
-    char num[32], round[16], max_rounds[16], status[16];
+    *out = NULL;
     snprintf(num, sizeof(num), "%lld", (long long)in->issue_number);
     snprintf(round, sizeof(round), "%d", in->round);
     snprintf(max_rounds, sizeof(max_rounds), "%d", in->max_rounds);
     snprintf(status, sizeof(status), "%d", in->test_status);
-    const char *test_note = "The repository has no test command configured: check your change "
-                            "by reading it carefully.";
-    char test_note_buf[512];
     if (in->test_command) {
         snprintf(test_note_buf, sizeof(test_note_buf),
                  "When you finish, the farm runs `%.400s`; make sure it passes.", in->test_command);
         test_note = test_note_buf;
     }
     if (in->step == PROMPT_REVISION && (rc = render_reviews(&reviews, in)) != 0)
-        goto out;
+        return rc;
     if (in->test_output) {
         buf t = BUF_INIT(PROMPT_MAX_TEST_OUTPUT + 256);
         put_capped(&t, in->test_output, PROMPT_MAX_TEST_OUTPUT, 1);
@@ -297,14 +291,17 @@ int prompt_compose(char **out, const prompt_input *in)
                             in->question,
                             in->answer,
                             in->answer_author ? in->answer_author : "A team member"};
-    if ((rc = prompt_render(&task, tmpl, names, values, sizeof(names) / sizeof(names[0]))) != 0)
-        goto out;
+    rc = prompt_render(out, tmpl, names, values, sizeof(names) / sizeof(names[0]));
+    free(reviews);
+    free(tail_out);
+    return rc;
+}
 
-    rc = buf_puts(&b, guidelines);
-    if (rc == 0)
-        rc = buf_puts(&b, "\n");
+/* The repository's own instructions, read without following links. */
+static int put_repo_instructions(buf *b, const prompt_input *in)
+{
+    int rc = 0;
 
-    /* The repository's own instructions, read without following links. */
     for (size_t i = 0; rc == 0 && in->worktree &&
                        i < sizeof(repo_instruction_files) / sizeof(repo_instruction_files[0]);
          i++) {
@@ -313,69 +310,119 @@ int prompt_compose(char **out, const prompt_input *in)
         if (prompt_read_repo_file(&text, &truncated, in->worktree, repo_instruction_files[i],
                                   PROMPT_MAX_REPO_FILE) != 0)
             continue;
-        rc = buf_printf(&b, "\n# The repository's instructions (`%s`)\n\n",
+        rc = buf_printf(b, "\n# The repository's instructions (`%s`)\n\n",
                         repo_instruction_files[i]);
         if (rc == 0)
-            rc = buf_puts(&b, text);
+            rc = buf_puts(b, text);
         if (rc == 0 && truncated)
-            rc = buf_puts(&b, "\n[... the rest of this file was cut ...]");
+            rc = buf_puts(b, "\n[... the rest of this file was cut ...]");
         if (rc == 0)
-            rc = buf_puts(&b, "\n");
+            rc = buf_puts(b, "\n");
         free(text);
     }
+    return rc;
+}
 
-    if (rc == 0 && in->history && *in->history) {
-        rc = buf_puts(&b, "\n# What happened so far in this session\n\n");
-        if (rc == 0)
-            rc = put_capped(&b, in->history, PROMPT_MAX_ISSUE_BODY, 1);
-        if (rc == 0)
-            rc = buf_puts(&b, "\n");
-    }
+/* What the farm remembers of the session so far. */
+static int put_history(buf *b, const prompt_input *in)
+{
+    int rc = 0;
 
+    if (!in->history || !*in->history)
+        return 0;
+    rc = buf_puts(b, "\n# What happened so far in this session\n\n");
     if (rc == 0)
-        rc = buf_printf(&b, "\n# Issue #%lld: %s\n\n", (long long)in->issue_number,
+        rc = put_capped(b, in->history, PROMPT_MAX_ISSUE_BODY, 1);
+    if (rc == 0)
+        rc = buf_puts(b, "\n");
+    return rc;
+}
+
+/* Comments or messages under a heading each, their bodies capped. */
+static int put_comments(buf *b, const prompt_comment *v, size_t n, int messages)
+{
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const prompt_comment *c = &v[i];
+        if (messages)
+            rc = buf_printf(b, "\n## Message from %s (sent through the farm)\n\n",
+                            c->author ? c->author : "a team member");
+        else
+            rc = buf_printf(b, "\n## Comment by %s%s%s\n\n", c->author ? c->author : "someone",
+                            c->created ? " on " : "", c->created ? c->created : "");
+        if (rc == 0)
+            rc = put_capped(b, c->body ? c->body : "", PROMPT_MAX_COMMENT, 0);
+        if (rc == 0)
+            rc = buf_puts(b, "\n");
+    }
+    return rc;
+}
+
+/* The issue: its title, who opened it, its body, its comments, and the
+ * messages people sent through the farm. */
+static int put_thread(buf *b, const prompt_input *in)
+{
+    int rc = buf_printf(b, "\n# Issue #%lld: %s\n\n", (long long)in->issue_number,
                         in->issue_title ? in->issue_title : "(no title)");
     if (rc == 0 && (in->issue_author || in->issue_url))
-        rc =
-            buf_printf(&b, "Opened by %s%s%s.\n\n", in->issue_author ? in->issue_author : "someone",
-                       in->issue_url ? " at " : "", in->issue_url ? in->issue_url : "");
+        rc = buf_printf(b, "Opened by %s%s%s.\n\n", in->issue_author ? in->issue_author : "someone",
+                        in->issue_url ? " at " : "", in->issue_url ? in->issue_url : "");
     if (rc == 0)
-        rc = put_capped(&b, in->issue_body && *in->issue_body ? in->issue_body : "(no description)",
+        rc = put_capped(b, in->issue_body && *in->issue_body ? in->issue_body : "(no description)",
                         PROMPT_MAX_ISSUE_BODY, 0);
     if (rc == 0)
-        rc = buf_puts(&b, "\n");
-    for (size_t i = 0; rc == 0 && i < in->ncomments; i++) {
-        const prompt_comment *c = &in->comments[i];
-        rc = buf_printf(&b, "\n## Comment by %s%s%s\n\n", c->author ? c->author : "someone",
-                        c->created ? " on " : "", c->created ? c->created : "");
-        if (rc == 0)
-            rc = put_capped(&b, c->body ? c->body : "", PROMPT_MAX_COMMENT, 0);
-        if (rc == 0)
-            rc = buf_puts(&b, "\n");
-    }
-    for (size_t i = 0; rc == 0 && i < in->nmessages; i++) {
-        const prompt_comment *c = &in->messages[i];
-        rc = buf_printf(&b, "\n## Message from %s (sent through the farm)\n\n",
-                        c->author ? c->author : "a team member");
-        if (rc == 0)
-            rc = put_capped(&b, c->body ? c->body : "", PROMPT_MAX_COMMENT, 0);
-        if (rc == 0)
-            rc = buf_puts(&b, "\n");
-    }
-    /* Whatever happened above, the task goes in whole: make room for it. */
-    if (rc == FARM_ETOOBIG || (rc == 0 && b.len + strlen(task) + 64 > b.max)) {
-        size_t keep = b.max - strlen(task) - 128;
-        if (keep < b.len) {
-            b.len = keep;
-            b.data[b.len] = '\0';
+        rc = buf_puts(b, "\n");
+    if (rc == 0)
+        rc = put_comments(b, in->comments, in->ncomments, 0);
+    if (rc == 0)
+        rc = put_comments(b, in->messages, in->nmessages, 1);
+    return rc;
+}
+
+/* The task last and whole: when what came before (rc: how writing it went)
+ * left too little room, that is cut to make room. */
+static int put_task(buf *b, const char *task, int rc)
+{
+    if (rc == FARM_ETOOBIG || (rc == 0 && b->len + strlen(task) + 64 > b->max)) {
+        size_t keep = b->max - strlen(task) - 128;
+        if (keep < b->len) {
+            b->len = keep;
+            b->data[b->len] = '\0';
         }
-        rc = buf_puts(&b, "\n[... the thread was cut to fit ...]\n");
+        rc = buf_puts(b, "\n[... the thread was cut to fit ...]\n");
     }
+    if (rc == 0)
+        rc = buf_puts(b, "\n");
+    if (rc == 0)
+        rc = buf_puts(b, task);
+    return rc;
+}
+
+int prompt_compose(char **out, const prompt_input *in)
+{
+    const char *dir = in->guidelines_dir ? in->guidelines_dir : prompt_guidelines_dir();
+    char *guidelines = NULL, *tmpl = NULL, *task = NULL;
+    buf b = BUF_INIT(PROMPT_MAX_TOTAL);
+    int rc;
+
+    *out = NULL;
+    if ((rc = read_shipped(&guidelines, dir, "coding.md")) != 0 ||
+        (rc = read_shipped(&tmpl, dir, template_name(in->step))) != 0)
+        goto out;
+    /* The step's own part is rendered first so it can never be crowded out. */
+    if ((rc = render_task(&task, tmpl, in)) != 0)
+        goto out;
+    rc = buf_puts(&b, guidelines);
     if (rc == 0)
         rc = buf_puts(&b, "\n");
     if (rc == 0)
-        rc = buf_puts(&b, task);
-    if (rc)
+        rc = put_repo_instructions(&b, in);
+    if (rc == 0)
+        rc = put_history(&b, in);
+    if (rc == 0)
+        rc = put_thread(&b, in);
+    if ((rc = put_task(&b, task, rc)) != 0)
         goto out;
     *out = buf_detach(&b);
     rc = *out ? 0 : FARM_ENOMEM;
@@ -384,7 +431,5 @@ out:
     free(guidelines);
     free(tmpl);
     free(task);
-    free(reviews);
-    free(tail_out);
     return rc;
 }

@@ -2,6 +2,7 @@
  * agent.c - agent presets and the agent's environment (see agent.h).
  */
 #include "agent.h"
+
 #include "base/error.h"
 #include "base/strv.h"
 
@@ -125,6 +126,125 @@ void agent_cmd_free(agent_cmd *c)
     memset(c, 0, sizeof(*c));
 }
 
+/* argv for the stand-in agent, and its folder for the sandbox to bind. */
+static int standin_argv(agent_cmd *out, strv *argv, strv *ro)
+{
+    const char *path = agent_standin_path();
+    if (access(path, X_OK) != 0) {
+        farm_error_set("the stand-in agent is not at %s; reinstall farm or set "
+                       "FARM_STANDIN_AGENT",
+                       path);
+        return FARM_ENOTFOUND;
+    }
+    strv_add(argv, path);
+    char *dir = strdup(path);
+    if (dir) {
+        strv_add(ro, dirname(dir));
+        free(dir);
+    }
+    out->is_standin = 1;
+    return 0;
+}
+
+/* The flags after a real agent's program that make it run on its own, and
+ * how it gets the task. */
+static void preset_flags(agent_cmd *out, strv *argv, const char *name, const config *cfg,
+                         const agent_ctx *ctx)
+{
+    if (!strcmp(name, "claude")) {
+        /* print mode reads the task from standard input */
+        strv_add(argv, "-p");
+        strv_add(argv, "--output-format");
+        strv_add(argv, "stream-json");
+        strv_add(argv, "--verbose");
+        strv_add(argv, "--dangerously-skip-permissions");
+        if (cfg->agent.model) {
+            strv_add(argv, "--model");
+            strv_add(argv, cfg->agent.model);
+        }
+        out->stdin_file = strdup(ctx->prompt_file);
+    } else if (!strcmp(name, "codex")) {
+        /* the farm's sandbox is the isolation; codex's own cannot nest inside it */
+        strv_add(argv, "exec");
+        strv_add(argv, "--sandbox");
+        strv_add(argv, "danger-full-access");
+        strv_add(argv, "--skip-git-repo-check");
+        strv_add(argv, "--ephemeral");
+        if (cfg->agent.model) {
+            strv_add(argv, "--model");
+            strv_add(argv, cfg->agent.model);
+        }
+        strv_add(argv, "-"); /* the prompt comes on standard input */
+        out->stdin_file = strdup(ctx->prompt_file);
+    } else if (!strcmp(name, "aider")) {
+        strv_add(argv, "--yes-always");
+        strv_add(argv, "--no-auto-commits");
+        strv_add(argv, "--no-check-update");
+        strv_add(argv, "--no-analytics");
+        strv_add(argv, "--no-pretty");
+        if (cfg->agent.model) {
+            strv_add(argv, "--model");
+            strv_add(argv, cfg->agent.model);
+        }
+        strv_add(argv, "--message-file");
+        strv_add(argv, ctx->prompt_file);
+    } else { /* opencode */
+        strv_add(argv, "run");
+        if (cfg->agent.model) {
+            strv_add(argv, "--model");
+            strv_add(argv, cfg->agent.model);
+        }
+        strv_add(argv, read_prompt_instruction);
+    }
+}
+
+/* argv for a real agent's preset. *key_env, when not configured, becomes
+ * the variable the preset reads its API key from. */
+static int preset_argv(agent_cmd *out, strv *argv, const char **key_env, const char *name,
+                       const config *cfg, const agent_ctx *ctx)
+{
+    const preset *p = find_preset(name);
+    if (!p) {
+        farm_error_set("agent.preset: unknown preset '%s' (known: auto, claude, codex, aider, "
+                       "opencode, standin)",
+                       name);
+        return FARM_EINVALID;
+    }
+    char *prog = agent_which(p->program);
+    if (!prog) {
+        farm_error_set("agent.preset is '%s' but `%s` is not installed on this host; install "
+                       "it, or set agent.preset to \"standin\" to try the farm without one",
+                       name, p->program);
+        return FARM_ENOTFOUND;
+    }
+    strv_add(argv, prog);
+    free(prog);
+    if (!*key_env)
+        *key_env = p->key_env;
+    preset_flags(out, argv, name, cfg, ctx);
+    return 0;
+}
+
+/* The agent's environment, built from nothing (agent.h). */
+static void agent_env(strv *env, const config *cfg, const agent_ctx *ctx, const char *key_env,
+                      int is_standin)
+{
+    strv_add(env, "PATH=/usr/local/bin:/usr/bin:/bin");
+    strv_addf(env, "HOME=%s", ctx->home ? ctx->home : "/tmp");
+    strv_add(env, "LANG=C.UTF-8");
+    strv_add(env, "TERM=dumb");
+    strv_add(env, "CI=true"); /* tools behave non-interactively */
+    strv_addf(env, "FARM_PROMPT_FILE=%s", ctx->prompt_file);
+    strv_addf(env, "FARM_SUMMARY_FILE=%s", ctx->summary_file);
+    strv_addf(env, "FARM_QUESTION_FILE=%s", ctx->question_file);
+    strv_addf(env, "FARM_SESSION_ID=%lld", (long long)ctx->session_id);
+    strv_addf(env, "FARM_REPO=%s", ctx->repo ? ctx->repo : "");
+    strv_addf(env, "FARM_ISSUE=%lld", (long long)ctx->issue);
+    strv_addf(env, "FARM_ROUND=%d", ctx->round);
+    if (!is_standin && has_key(cfg) && key_env)
+        strv_addf(env, "%s=%s", key_env, cfg->agent.api_key);
+}
+
 int agent_cmd_build(agent_cmd *out, const config *cfg, const agent_ctx *ctx)
 {
     memset(out, 0, sizeof(*out));
@@ -137,103 +257,13 @@ int agent_cmd_build(agent_cmd *out, const config *cfg, const agent_ctx *ctx)
         for (char **p = cfg->agent.command; *p; p++)
             strv_add(&argv, *p);
     } else if (!strcmp(name, "standin")) {
-        const char *path = agent_standin_path();
-        if (access(path, X_OK) != 0) {
-            farm_error_set("the stand-in agent is not at %s; reinstall farm or set "
-                           "FARM_STANDIN_AGENT",
-                           path);
-            rc = FARM_ENOTFOUND;
-            goto out;
-        }
-        strv_add(&argv, path);
-        char *dir = strdup(path);
-        if (dir) {
-            strv_add(&ro, dirname(dir));
-            free(dir);
-        }
-        out->is_standin = 1;
+        rc = standin_argv(out, &argv, &ro);
     } else {
-        const preset *p = find_preset(name);
-        if (!p) {
-            farm_error_set("agent.preset: unknown preset '%s' (known: auto, claude, codex, aider, "
-                           "opencode, standin)",
-                           name);
-            rc = FARM_EINVALID;
-            goto out;
-        }
-        char *prog = agent_which(p->program);
-        if (!prog) {
-            farm_error_set("agent.preset is '%s' but `%s` is not installed on this host; install "
-                           "it, or set agent.preset to \"standin\" to try the farm without one",
-                           name, p->program);
-            rc = FARM_ENOTFOUND;
-            goto out;
-        }
-        strv_add(&argv, prog);
-        free(prog);
-        if (!key_env)
-            key_env = p->key_env;
-        if (!strcmp(name, "claude")) {
-            /* print mode reads the task from standard input */
-            strv_add(&argv, "-p");
-            strv_add(&argv, "--output-format");
-            strv_add(&argv, "stream-json");
-            strv_add(&argv, "--verbose");
-            strv_add(&argv, "--dangerously-skip-permissions");
-            if (cfg->agent.model) {
-                strv_add(&argv, "--model");
-                strv_add(&argv, cfg->agent.model);
-            }
-            out->stdin_file = strdup(ctx->prompt_file);
-        } else if (!strcmp(name, "codex")) {
-            /* the farm's sandbox is the isolation; codex's own cannot nest inside it */
-            strv_add(&argv, "exec");
-            strv_add(&argv, "--sandbox");
-            strv_add(&argv, "danger-full-access");
-            strv_add(&argv, "--skip-git-repo-check");
-            strv_add(&argv, "--ephemeral");
-            if (cfg->agent.model) {
-                strv_add(&argv, "--model");
-                strv_add(&argv, cfg->agent.model);
-            }
-            strv_add(&argv, "-"); /* the prompt comes on standard input */
-            out->stdin_file = strdup(ctx->prompt_file);
-        } else if (!strcmp(name, "aider")) {
-            strv_add(&argv, "--yes-always");
-            strv_add(&argv, "--no-auto-commits");
-            strv_add(&argv, "--no-check-update");
-            strv_add(&argv, "--no-analytics");
-            strv_add(&argv, "--no-pretty");
-            if (cfg->agent.model) {
-                strv_add(&argv, "--model");
-                strv_add(&argv, cfg->agent.model);
-            }
-            strv_add(&argv, "--message-file");
-            strv_add(&argv, ctx->prompt_file);
-        } else { /* opencode */
-            strv_add(&argv, "run");
-            if (cfg->agent.model) {
-                strv_add(&argv, "--model");
-                strv_add(&argv, cfg->agent.model);
-            }
-            strv_add(&argv, read_prompt_instruction);
-        }
+        rc = preset_argv(out, &argv, &key_env, name, cfg, ctx);
     }
-
-    strv_add(&env, "PATH=/usr/local/bin:/usr/bin:/bin");
-    strv_addf(&env, "HOME=%s", ctx->home ? ctx->home : "/tmp");
-    strv_add(&env, "LANG=C.UTF-8");
-    strv_add(&env, "TERM=dumb");
-    strv_add(&env, "CI=true"); /* tools behave non-interactively */
-    strv_addf(&env, "FARM_PROMPT_FILE=%s", ctx->prompt_file);
-    strv_addf(&env, "FARM_SUMMARY_FILE=%s", ctx->summary_file);
-    strv_addf(&env, "FARM_QUESTION_FILE=%s", ctx->question_file);
-    strv_addf(&env, "FARM_SESSION_ID=%lld", (long long)ctx->session_id);
-    strv_addf(&env, "FARM_REPO=%s", ctx->repo ? ctx->repo : "");
-    strv_addf(&env, "FARM_ISSUE=%lld", (long long)ctx->issue);
-    strv_addf(&env, "FARM_ROUND=%d", ctx->round);
-    if (!out->is_standin && has_key(cfg) && key_env)
-        strv_addf(&env, "%s=%s", key_env, cfg->agent.api_key);
+    if (rc)
+        goto out;
+    agent_env(&env, cfg, ctx, key_env, out->is_standin);
 
     if (argv.failed || env.failed || ro.failed || !argv.v ||
         (out->stdin_file == NULL && (!strcmp(name, "claude") || !strcmp(name, "codex")))) {

@@ -20,21 +20,20 @@
  * make a repeated step harmless.
  */
 #include "pipeline.h"
-#include "agent.h"
-#include "farm/handle/handle.h"
-#include "farm/report/outbox.h"
 #include "pipeline_internal.h"
-#include "farm/report/report.h"
-#include "farm/report/review_replies.h"
-#include "farm/store/store_run.h"
 
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "farm/handle/handle.h"
+#include "farm/report/outbox.h"
+#include "farm/report/report.h"
+#include "farm/report/review_replies.h"
+#include "farm/store/store_run.h"
 
+#include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +41,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* What a phase of the run returns to go on to the next one; anything else
+ * is the job's result and ends the run there (0: the job is finished,
+ * whatever the session's outcome). */
+#define RUN_ON 1
+
+/* This run's checkpoints: its "step ... done" events. */
 static int progress_load(pl_progress *p, pl_run *r)
 {
     static const char *const kinds[] = {"step", NULL};
@@ -104,29 +109,45 @@ static int progress_load(pl_progress *p, pl_run *r)
     }
 }
 
-/* The oid the farm pushed last for this session ("" when never). */
+/* ---- beginning a run ------------------------------------------------------------ */
 
-/* ---- the run ------------------------------------------------------------------- */
-
-/* Begin a new run (or find this job's run begun before a crash). Returns 0,
- * 1 when the job has nothing left to do, or an error. */
 typedef struct begin_ctx {
     pl_run *r;
-    int resumed;
-    int over_budget;
-    int first;
+    int over_budget; /* 1: no run left; -1: nothing to do (ended, or answered already) */
     char *started_comment;
-    char *answer_body; /* an "answer" event, for the answer run's history */
+    json_t *answer; /* an "answer" event, for the answer run's history */
     int64_t seq;
 } begin_ctx;
 
+/* The first run's "started" comment and the eyes on the issue. */
+static int started_enqueue(store_tx *tx, int64_t session_id, const char *comment)
+{
+    char key[256];
+    json_t *p = pl_comment_payload(comment);
+    char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
+    int rc;
+
+    json_decref(p);
+    outbox_key(key, sizeof(key), session_id, "r1:started");
+    rc = text ? outbox_tx_enqueue(tx, session_id, OUTBOX_COMMENT, key, text) : FARM_ENOMEM;
+    free(text);
+    if (rc)
+        return rc;
+    outbox_key(key, sizeof(key), session_id, "r1:eyes");
+    return outbox_tx_enqueue(tx, session_id, OUTBOX_REACT, key,
+                             "{\"comment_id\":0,\"reaction\":\"eyes\"}");
+}
+
+/* The write that begins a run: its number, "run_started" (and the answer
+ * it works on), the session to "preparing", the first run's comments and
+ * the status comment. */
 static int begin_fn(store_tx *tx, void *arg)
 {
     begin_ctx *b = arg;
     pl_run *r = b->r;
     store_session *s = NULL;
-    char body[256], key[256];
     int64_t runs;
+    pl_tx t;
     int rc;
 
     if ((rc = store_tx_session_get(&s, tx, r->s->id)))
@@ -143,103 +164,112 @@ static int begin_fn(store_tx *tx, void *arg)
     if ((rc = store_tx_session_run_add(&runs, tx, s->id)))
         goto out;
     r->run_no = runs;
-    snprintf(body, sizeof(body), "{\"job\":%lld,\"run\":%lld,\"kind\":\"%s\"}",
-             (long long)r->job->id, (long long)runs, r->kind);
-    if ((rc = store_tx_event_append(&b->seq, tx, s->id, "run_started", NULL, body)))
+    if ((rc = pl_event_tx(&b->seq, tx, s->id, "run_started",
+                          json_pack("{s:I,s:I,s:s}", "job", (json_int_t)r->job->id, "run",
+                                    (json_int_t)runs, "kind", r->kind))))
         goto out;
     r->start_seq = b->seq;
-    if (b->answer_body &&
-        (rc = store_tx_event_append(&b->seq, tx, s->id, "answer", NULL, b->answer_body)))
+    if (b->answer &&
+        (rc = store_tx_event_append_json(&b->seq, tx, s->id, "answer", NULL, b->answer)))
         goto out;
     if ((rc = store_tx_session_state_set(tx, s->id, "preparing")))
         goto out;
-    snprintf(body, sizeof(body), "{\"from\":\"%s\",\"to\":\"preparing\",\"run\":%lld}", s->state,
-             (long long)runs);
-    if ((rc = store_tx_event_append(&b->seq, tx, s->id, "state", NULL, body)))
+    if ((rc = pl_event_tx(&b->seq, tx, s->id, "state",
+                          json_pack("{s:s,s:s,s:I}", "from", s->state, "to", "preparing", "run",
+                                    (json_int_t)runs))))
         goto out;
-    if (runs == 1 && b->started_comment) {
-        json_t *p = pl_comment_payload(b->started_comment);
-        char *text = p ? json_dumps(p, JSON_COMPACT) : NULL;
-        json_decref(p);
-        outbox_key(key, sizeof(key), s->id, "r1:started");
-        rc = text ? outbox_tx_enqueue(tx, s->id, OUTBOX_COMMENT, key, text) : FARM_ENOMEM;
-        free(text);
-        if (rc)
-            goto out;
-        outbox_key(key, sizeof(key), s->id, "r1:eyes");
-        if ((rc = outbox_tx_enqueue(tx, s->id, OUTBOX_REACT, key,
-                                    "{\"comment_id\":0,\"reaction\":\"eyes\"}")))
-            goto out;
-    }
+    if (runs == 1 && b->started_comment && (rc = started_enqueue(tx, s->id, b->started_comment)))
+        goto out;
     store_session_free(s);
     s = NULL;
     if ((rc = store_tx_session_get(&s, tx, r->s->id)))
         goto out;
-    {
-        pl_tx t;
-        pl_tx_init(&t, r);
-        t.step_words = "preparing the workspace";
-        rc = pl_status_enqueue(tx, &t, s);
-    }
+    pl_tx_init(&t, r);
+    t.step_words = "preparing the workspace";
+    rc = pl_status_enqueue(tx, &t, s);
 out:
     store_session_free(s);
     return rc;
 }
 
-static int run_begin(pl_run *r)
+/* This job's run, begun before a crash? Returns 1 (r's run number and
+ * start set) when there is one, 0 when not, or an error. */
+static int run_find_begun(pl_run *r)
 {
     static const char *const kinds[] = {"run_started", NULL};
     store_event *e = NULL;
-    begin_ctx b = {0};
-    int rc;
+    int rc, found = 0;
 
-    /* this job's run, begun before a crash? */
     if ((rc = store_event_last_kind(&e, r->f->store, r->s->id, kinds, 0)))
         return rc;
-    if (e) {
-        json_t *body = json_loads(e->body, 0, NULL);
-        if (json_integer_value(json_object_get(body, "job")) == r->job->id) {
-            r->run_no = json_integer_value(json_object_get(body, "run"));
-            r->start_seq = e->seq;
-            r->started_ms = e->ts_ms;
-            b.resumed = 1;
-        }
-        json_decref(body);
-        store_event_list_free(e, 1);
-    }
-    if (b.resumed) {
-        static const char *const fin[] = {"run_finished", NULL};
-        store_event *f = NULL;
-        if ((rc = store_event_last_kind(&f, r->f->store, r->s->id, fin, r->start_seq)))
-            return rc;
-        if (f) {
-            store_event_list_free(f, 1);
-            return 1; /* it ended; the job was not marked done before a crash */
-        }
-        log_info("run resumed", "repo", r->repo->name);
+    if (!e)
         return 0;
+    json_t *body = json_loads(e->body, 0, NULL);
+    if (json_integer_value(json_object_get(body, "job")) == r->job->id) {
+        r->run_no = json_integer_value(json_object_get(body, "run"));
+        r->start_seq = e->seq;
+        r->started_ms = e->ts_ms;
+        found = 1;
     }
+    json_decref(body);
+    store_event_list_free(e, 1);
+    return found;
+}
 
+/* Take up a run begun before a crash. Returns 0, 1 when it had ended (the
+ * job was not marked done before the crash), or an error. */
+static int run_resume(pl_run *r)
+{
+    static const char *const fin[] = {"run_finished", NULL};
+    store_event *f = NULL;
+    int rc;
+
+    if ((rc = store_event_last_kind(&f, r->f->store, r->s->id, fin, r->start_seq)))
+        return rc;
+    if (f) {
+        store_event_list_free(f, 1);
+        return 1;
+    }
+    log_info("run resumed", "repo", r->repo->name);
+    return 0;
+}
+
+/* What the beginning write needs from outside it: the "started" comment of
+ * a first run, and for an answer run the answer to the agent's question. */
+static void begin_prepare(begin_ctx *b, pl_run *r)
+{
     report_info ri = REPORT_INFO_INIT;
+
+    b->r = r;
     ri.session = r->s;
     ri.public_url = r->cfg->public_url;
-    if (r->s->runs == 0 && report_milestone_render(&b.started_comment, REPORT_STARTED, &ri) != 0)
+    if (r->s->runs == 0 && report_milestone_render(&b->started_comment, REPORT_STARTED, &ri) != 0)
         log_warn("started comment not rendered", "error", farm_error_last());
     if (!strcmp(r->kind, "answer")) {
         pl_answer_info a;
         r->start_seq = 0;
-        if (pl_find_answer(&a, r) == 0 && a.answer) {
-            json_t *j = json_pack("{s:s,s:s,s:s}", "question", a.question ? a.question : "", "text",
+        if (pl_find_answer(&a, r) == 0 && a.answer)
+            b->answer = json_pack("{s:s,s:s,s:s}", "question", a.question ? a.question : "", "text",
                                   a.answer, "author", a.author ? a.author : "");
-            b.answer_body = j ? json_dumps(j, JSON_COMPACT) : NULL;
-            json_decref(j);
-        }
         pl_answer_info_free(&a);
     }
-    b.r = r;
+}
+
+/* Begin a new run (or find this job's run begun before a crash). Returns 0,
+ * 1 when the job has nothing left to do, or an error. */
+static int run_begin(pl_run *r)
+{
+    begin_ctx b = {0};
+    int rc;
+
+    if ((rc = run_find_begun(r)) < 0)
+        return rc;
+    if (rc == 1)
+        return run_resume(r);
+    begin_prepare(&b, r);
     rc = store_write(r->f->store, begin_fn, &b);
     free(b.started_comment);
-    free(b.answer_body);
+    json_decref(b.answer);
     if (rc)
         return rc;
     if (b.over_budget < 0)
@@ -263,7 +293,12 @@ static int run_begin(pl_run *r)
  * cancel event and stops too. */
 static int job_cancel(pl_run *r)
 {
+    char *dd = realpath(r->cfg->data_dir, NULL);
     pl_tx t;
+
+    if (dd)
+        snprintf(r->wt_path, sizeof(r->wt_path), "%s/work/s%lld", dd, (long long)r->s->id);
+    free(dd);
     if (store_session_state_is_final(r->s->state))
         return 0;
     pl_tx_init(&t, r);
@@ -349,163 +384,198 @@ static int step_error(pl_run *r, int rc, const char *step)
     }
 }
 
+/* ---- the phases of a run ----------------------------------------------------------- */
+
+/* RUN_ON after a step that went well, else what its error means. */
+static int after_step(pl_run *r, int rc, const char *step)
+{
+    return rc == 0 ? RUN_ON : step_error(r, rc, step);
+}
+
+/* RUN_ON unless the session has been asked to stop. */
+static int cancel_check(pl_run *r)
+{
+    return pl_cancel_requested(r) ? step_error(r, FARM_ECANCELLED, "cancel") : RUN_ON;
+}
+
+/* The run's context: the session, its repository and its branch. */
+static int run_open(pl_run *r, farm *f, const store_job *job, pipeline_ctl *ctl)
+{
+    int rc;
+
+    r->f = f;
+    r->cfg = f->cfg;
+    r->job = job;
+    r->ctl = ctl;
+    r->kind = job->kind;
+    r->sandboxed = !r->cfg->sandbox.mode || strcmp(r->cfg->sandbox.mode, "unsafe-none") != 0;
+    if (r->sandboxed && geteuid() == 0)
+        r->sandbox_uid = PL_SANDBOX_UID_BASE + (unsigned)(job->session_id & 0x0fffffff);
+    if ((rc = store_session_get(&r->s, f->store, job->session_id)))
+        return rc;
+    if (!(r->repo = config_repo_find(r->cfg, r->s->tracker, r->s->repo))) {
+        farm_error_set("pipeline: %s is no longer configured", r->s->repo);
+        return FARM_ENOTFOUND;
+    }
+    if (r->s->branch && vcs_branch_name_valid(r->s->branch)) {
+        snprintf(r->branch, sizeof(r->branch), "%s", r->s->branch);
+        return 0;
+    }
+    return vcs_branch_name(r->branch, sizeof(r->branch), r->s->number, r->s->title);
+}
+
+/* Begin the run (unless the job has nothing to do), its time limits, its
+ * directories, and what it did before a crash. */
+static int run_prepare(pl_run *r, pl_progress *p)
+{
+    int rc;
+
+    if (strcmp(r->kind, "run") != 0 && strcmp(r->kind, "revise") != 0 &&
+        strcmp(r->kind, "answer") != 0) {
+        farm_error_set("pipeline: unknown job kind '%s'", r->kind);
+        return FARM_EINVALID;
+    }
+    if (store_session_state_is_final(r->s->state)) {
+        log_info("job for an ended session skipped", "state", r->s->state);
+        return 0;
+    }
+    if ((rc = run_begin(r)) != 0)
+        return rc == 1 ? 0 : rc;
+    r->wall_end_ms = r->started_ms + (int64_t)r->cfg->budgets.run_wall_s * 1000;
+    r->partial_at_ms = r->wall_end_ms - (int64_t)r->cfg->budgets.partial_margin_s * 1000;
+    if ((rc = paths_init(r)))
+        return step_error(r, rc, "preparing");
+    if ((rc = progress_load(p, r)))
+        return rc;
+    r->partial = p->partial;
+    return RUN_ON;
+}
+
+/* The mirror fetched, the worktree made (or reopened) and set up. */
+static int run_workspace(pl_run *r, pl_progress *p)
+{
+    int rc;
+
+    if ((rc = cancel_check(r)) != RUN_ON ||
+        (rc = after_step(r, pl_step_fetch(r, p), "fetch")) != RUN_ON ||
+        (rc = after_step(r, pl_step_worktree(r, p), "worktree")) != RUN_ON)
+        return rc;
+    if ((rc = pl_step_setup(r, p)))
+        return rc == 1 ? 0 : step_error(r, rc, "setup");
+    return RUN_ON;
+}
+
+/* Agent and test rounds: the tests after each agent round, and the agent
+ * again on failing tests while rounds and time remain. */
+static int run_rounds(pl_run *r, pl_progress *p)
+{
+    int rc, max_rounds = 1 + r->repo->max_fix_rounds;
+
+    if (max_rounds > PL_MAX_ROUNDS)
+        max_rounds = PL_MAX_ROUNDS;
+    for (;;) {
+        if ((rc = cancel_check(r)) != RUN_ON)
+            return rc;
+        if (!r->partial && clock_wall_ms() >= r->partial_at_ms && !p->commit)
+            r->partial = 1; /* resumed past the time limit: push what exists */
+        int tests_pending = r->repo->test && p->test_round < p->agent_round && !r->partial;
+        int need_agent =
+            !p->commit && !r->partial &&
+            (p->agent_round == 0 || (r->repo->test && p->test_round == p->agent_round &&
+                                     p->test_status != 0 && p->agent_round < max_rounds));
+        if (tests_pending) {
+            if ((rc = after_step(r, pl_step_test(r, p, p->agent_round), "test")) != RUN_ON)
+                return rc;
+            continue;
+        }
+        if (!need_agent)
+            return RUN_ON;
+        if ((rc = pl_step_agent(r, p, p->agent_round + 1, max_rounds)))
+            return rc == 1 ? 0 : step_error(r, rc, "agent");
+    }
+}
+
+/* The run changed nothing: the session fails, saying what the agent said. */
+static int run_fail_unchanged(pl_run *r, const pl_progress *p)
+{
+    buf why = BUF_INIT(PL_SUMMARY_MAX + 512);
+    int rc;
+
+    if (p->agent_exit != 0)
+        buf_printf(&why, "the agent exited with status %d and changed nothing", p->agent_exit);
+    else
+        buf_puts(&why, "the agent made no change");
+    if (p->summary) {
+        buf_puts(&why, "; it said: ");
+        buf_puts(&why, p->summary);
+    }
+    rc = pl_run_fail(r, buf_cstr(&why), p->test_tail);
+    buf_free(&why);
+    return rc;
+}
+
+/* Commit the work; a commit with no change ends the run (a revision that
+ * changed nothing goes back to review). */
+static int run_commit(pl_run *r, pl_progress *p)
+{
+    int rc;
+
+    if ((rc = after_step(r, pl_step_commit(r, p), "commit")) != RUN_ON)
+        return rc;
+    if (p->commit_empty && !p->push && !strcmp(r->kind, "revise") && p->agent_exit == 0)
+        return pl_run_unchanged(r, p->summary);
+    if (p->commit_empty && !p->push)
+        return run_fail_unchanged(r, p);
+    return RUN_ON;
+}
+
+/* Push, open the PR, and for a revision answer in each review thread it
+ * addressed (farm/report/review_replies.h). */
+static int run_publish(pl_run *r, pl_progress *p)
+{
+    int rc;
+
+    if ((rc = cancel_check(r)) != RUN_ON ||
+        (rc = after_step(r, pl_step_push(r, p), "push")) != RUN_ON)
+        return rc;
+    int draft = r->partial || (r->repo->test && p->test_round > 0 && p->test_status != 0);
+    if ((rc = after_step(r, pl_step_pr(r, p, draft), "pr")) != RUN_ON)
+        return rc;
+    if (!strcmp(r->kind, "revise") &&
+        review_replies_enqueue(r->f, r->s->id, r->run_no, r->start_seq, p->commit_oid,
+                               p->summary) != 0)
+        log_warn("review replies not queued", "error", farm_error_last());
+    pl_cleanup_dirs(r);
+    return 0;
+}
+
+static void run_close(pl_run *r, pl_progress *p)
+{
+    pl_progress_free(p);
+    if (r->wt)
+        vcs_worktree_free(r->wt);
+    vcs_mirror_free(r->m);
+    store_session_free(r->s);
+}
+
 int pipeline_run(farm *f, const store_job *job, pipeline_ctl *ctl)
 {
     pl_run r = {0};
     pl_progress p = {0};
-    int rc, max_rounds;
+    int rc;
 
-    if (!f || !job || job->session_id <= 0) {
+    assert(f && job);
+    if (job->session_id <= 0) {
         farm_error_set("pipeline: a job with a session is required");
         return FARM_EINVALID;
     }
-    r.f = f;
-    r.cfg = f->cfg;
-    r.job = job;
-    r.ctl = ctl;
-    r.kind = job->kind;
-    r.sandboxed = !r.cfg->sandbox.mode || strcmp(r.cfg->sandbox.mode, "unsafe-none") != 0;
-    if (r.sandboxed && geteuid() == 0)
-        r.sandbox_uid = PL_SANDBOX_UID_BASE + (unsigned)(job->session_id & 0x0fffffff);
-    if ((rc = store_session_get(&r.s, f->store, job->session_id)))
-        return rc;
-    if (!(r.repo = config_repo_find(r.cfg, r.s->tracker, r.s->repo))) {
-        farm_error_set("pipeline: %s is no longer configured", r.s->repo);
-        store_session_free(r.s);
-        return FARM_ENOTFOUND;
+    if ((rc = run_open(&r, f, job, ctl)) == 0) {
+        if (!strcmp(job->kind, "cancel"))
+            rc = job_cancel(&r);
+        else if ((rc = run_prepare(&r, &p)) == RUN_ON && (rc = run_workspace(&r, &p)) == RUN_ON &&
+                 (rc = run_rounds(&r, &p)) == RUN_ON && (rc = run_commit(&r, &p)) == RUN_ON)
+            rc = run_publish(&r, &p);
     }
-    if (r.s->branch && vcs_branch_name_valid(r.s->branch))
-        snprintf(r.branch, sizeof(r.branch), "%s", r.s->branch);
-    else if ((rc = vcs_branch_name(r.branch, sizeof(r.branch), r.s->number, r.s->title)))
-        goto out;
-
-    if (!strcmp(job->kind, "cancel")) {
-        char *dd = realpath(r.cfg->data_dir, NULL);
-        if (dd)
-            snprintf(r.wt_path, sizeof(r.wt_path), "%s/work/s%lld", dd, (long long)r.s->id);
-        free(dd);
-        rc = job_cancel(&r);
-        goto out;
-    }
-    if (strcmp(job->kind, "run") != 0 && strcmp(job->kind, "revise") != 0 &&
-        strcmp(job->kind, "answer") != 0) {
-        farm_error_set("pipeline: unknown job kind '%s'", job->kind);
-        rc = FARM_EINVALID;
-        goto out;
-    }
-    if (store_session_state_is_final(r.s->state)) {
-        log_info("job for an ended session skipped", "state", r.s->state);
-        rc = 0;
-        goto out;
-    }
-    if ((rc = run_begin(&r)) != 0) {
-        rc = rc == 1 ? 0 : rc;
-        goto out;
-    }
-    r.wall_end_ms = r.started_ms + (int64_t)r.cfg->budgets.run_wall_s * 1000;
-    r.partial_at_ms = r.wall_end_ms - (int64_t)r.cfg->budgets.partial_margin_s * 1000;
-    if ((rc = paths_init(&r))) {
-        rc = step_error(&r, rc, "preparing");
-        goto out;
-    }
-    if ((rc = progress_load(&p, &r)))
-        goto out;
-    r.partial = p.partial;
-
-    if (pl_cancel_requested(&r)) {
-        rc = step_error(&r, FARM_ECANCELLED, "cancel");
-        goto out;
-    }
-    if ((rc = pl_step_fetch(&r, &p))) {
-        rc = step_error(&r, rc, "fetch");
-        goto out;
-    }
-    if ((rc = pl_step_worktree(&r, &p))) {
-        rc = step_error(&r, rc, "worktree");
-        goto out;
-    }
-    if ((rc = pl_step_setup(&r, &p))) {
-        rc = rc == 1 ? 0 : step_error(&r, rc, "setup");
-        goto out;
-    }
-
-    /* agent and test rounds */
-    max_rounds = 1 + r.repo->max_fix_rounds;
-    if (max_rounds > PL_MAX_ROUNDS)
-        max_rounds = PL_MAX_ROUNDS;
-    for (;;) {
-        if (pl_cancel_requested(&r)) {
-            rc = step_error(&r, FARM_ECANCELLED, "cancel");
-            goto out;
-        }
-        if (!r.partial && clock_wall_ms() >= r.partial_at_ms && !p.commit)
-            r.partial = 1; /* resumed past the time limit: push what exists */
-        int tests_pending = r.repo->test && p.test_round < p.agent_round && !r.partial;
-        int need_agent = !p.commit && !r.partial &&
-                         (p.agent_round == 0 || (r.repo->test && p.test_round == p.agent_round &&
-                                                 p.test_status != 0 && p.agent_round < max_rounds));
-        if (tests_pending) {
-            if ((rc = pl_step_test(&r, &p, p.agent_round))) {
-                rc = step_error(&r, rc, "test");
-                goto out;
-            }
-            continue;
-        }
-        if (!need_agent)
-            break;
-        if ((rc = pl_step_agent(&r, &p, p.agent_round + 1, max_rounds))) {
-            rc = rc == 1 ? 0 : step_error(&r, rc, "agent");
-            goto out;
-        }
-    }
-
-    if ((rc = pl_step_commit(&r, &p))) {
-        rc = step_error(&r, rc, "commit");
-        goto out;
-    }
-    if (p.commit_empty && !p.push && !strcmp(r.kind, "revise") && p.agent_exit == 0) {
-        rc = pl_run_unchanged(&r, p.summary);
-        goto out;
-    }
-    if (p.commit_empty && !p.push) {
-        /* nothing changed: say what the agent said */
-        buf why = BUF_INIT(PL_SUMMARY_MAX + 512);
-        if (p.agent_exit != 0)
-            buf_printf(&why, "the agent exited with status %d and changed nothing", p.agent_exit);
-        else
-            buf_puts(&why, "the agent made no change");
-        if (p.summary) {
-            buf_puts(&why, "; it said: ");
-            buf_puts(&why, p.summary);
-        }
-        rc = pl_run_fail(&r, buf_cstr(&why), p.test_tail);
-        buf_free(&why);
-        goto out;
-    }
-    if (pl_cancel_requested(&r)) {
-        rc = step_error(&r, FARM_ECANCELLED, "cancel");
-        goto out;
-    }
-    if ((rc = pl_step_push(&r, &p))) {
-        rc = step_error(&r, rc, "push");
-        goto out;
-    }
-    int draft = r.partial || (r.repo->test && p.test_round > 0 && p.test_status != 0);
-    if ((rc = pl_step_pr(&r, &p, draft))) {
-        rc = step_error(&r, rc, "pr");
-        goto out;
-    }
-    /* a revision answers in each review thread it addressed (farm/report/review_replies.h) */
-    if (!strcmp(r.kind, "revise") &&
-        review_replies_enqueue(f, r.s->id, r.run_no, r.start_seq, p.commit_oid, p.summary) != 0)
-        log_warn("review replies not queued", "error", farm_error_last());
-    pl_cleanup_dirs(&r);
-    rc = 0;
-out:
-    pl_progress_free(&p);
-    if (r.wt)
-        vcs_worktree_free(r.wt);
-    vcs_mirror_free(r.m);
-    store_session_free(r.s);
+    run_close(&r, &p);
     return rc;
 }

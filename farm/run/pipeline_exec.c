@@ -16,15 +16,14 @@
  * chunk of output.
  */
 #include "pipeline_internal.h"
-#include "farm/handle/handle.h"
-#include "farm/store/store_run.h"
 
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "farm/handle/handle.h"
+#include "farm/store/store_run.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -44,28 +43,6 @@ const char *pl_tail(const char *s, size_t max)
     while (*p && ((unsigned char)*p & 0xC0) == 0x80)
         p++;
     return p;
-}
-
-struct event_write {
-    int64_t session_id;
-    const char *kind;
-    const char *body;
-    int64_t seq;
-};
-
-static int event_write_fn(store_tx *tx, void *arg)
-{
-    struct event_write *w = arg;
-    return store_tx_event_append(&w->seq, tx, w->session_id, w->kind, NULL, w->body);
-}
-
-int pl_event(pl_run *r, const char *kind, const char *body_json)
-{
-    struct event_write w = {r->s->id, kind, body_json, 0};
-    int rc = store_write(r->f->store, event_write_fn, &w);
-    if (!rc)
-        stream_hub_session_notify(r->f->streams, r->s->id, w.seq);
-    return rc;
 }
 
 int pl_cancel_requested(pl_run *r)
@@ -122,18 +99,9 @@ static int batch_write_fn(store_tx *tx, void *arg)
     {
         json_t *body = json_pack("{s:s,s:O,s:O}", "step", b->step, "stream",
                                  json_object_get(l, "stream"), "line", json_object_get(l, "line"));
-        char *text = NULL;
         if (body && b->round > 0)
             json_object_set_new(body, "round", json_integer(b->round));
-        if (!body || !(text = json_dumps(body, JSON_COMPACT))) {
-            json_decref(body);
-            farm_error_set("pipeline: out of memory");
-            return FARM_ENOMEM;
-        }
-        json_decref(body);
-        rc = store_tx_event_append(&b->seq, tx, b->session_id, "output", NULL, text);
-        free(text);
-        if (rc)
+        if ((rc = pl_event_tx(&b->seq, tx, b->session_id, "output", body)))
             return rc;
     }
     return 0;
@@ -175,8 +143,6 @@ static void tail_add(buf *t, const char *data, size_t n)
     buf_append(t, data, n);
 }
 
-/* A complete line of stream i: into the pending batch, or counted as dropped.
- * Called with o->mu held; returns 1 when the batch is full. */
 double pl_cost_line(const char *line, size_t n)
 {
     if (n > 0 && line[0] == '{' && memmem(line, n, "\"total_cost_usd\"", 16)) {
@@ -202,6 +168,8 @@ double pl_cost_line(const char *line, size_t n)
     return -1;
 }
 
+/* A complete line of stream i: into the pending batch, or counted as dropped.
+ * Called with o->mu held; returns 1 when the batch is full. */
 static int line_done(outlog *o, int i)
 {
     size_t n = o->len[i];
@@ -334,118 +302,145 @@ void pl_exec_result_free(pl_exec_result *x)
     }
 }
 
-int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o)
+/* Wait for the sandbox with a watcher thread beside it (cancel requests,
+ * the deadline, output that waits to be flushed). w is set up and torn down
+ * here; w->cancelled and w->deadline_hit say afterwards what it did. */
+static int wait_watched(sandbox_result *sr, watcher *w, pl_run *r, outlog *log, sandbox *sb,
+                        int64_t deadline_ms)
 {
-    sandbox_opts so = SANDBOX_OPTS_INIT;
-    outlog log = {0};
-    watcher w = {0};
-    sandbox *sb = NULL;
     pthread_t th;
-    int rc, started = 0;
+    int rc;
+
+    memset(w, 0, sizeof(*w));
+    w->r = r;
+    w->log = log;
+    w->sb = sb;
+    w->deadline_ms = deadline_ms;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (pthread_create(&th, NULL, watch, w) != 0) {
+        sandbox_stop(sb);
+        sandbox_wait(sb, sr);
+        farm_error_set("pipeline: cannot start the watcher thread");
+        rc = FARM_EIO;
+    } else {
+        rc = sandbox_wait(sb, sr);
+        pthread_mutex_lock(&w->mu);
+        w->done = 1;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(th, NULL);
+    }
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    return rc;
+}
+
+static void outlog_init(outlog *log, pl_run *r, const pl_exec_opts *o)
+{
+    memset(log, 0, sizeof(*log));
+    log->r = r;
+    log->step = o->step;
+    log->round = o->round;
+    pthread_mutex_init(&log->mu, NULL);
+    pthread_mutex_init(&log->flush_mu, NULL);
+    log->pending = json_array();
+    log->last_flush_ms = clock_mono_ms();
+    buf_init(&log->tail, PL_TAIL_MAX);
+}
+
+/* After the command: its last partial lines, what is left of the batch, and
+ * one "output_dropped" event for what went over the step's cap. */
+static void outlog_finish(outlog *log, pl_run *r, const pl_exec_opts *o)
+{
+    pthread_mutex_lock(&log->mu);
+    for (int i = 0; i < 2; i++)
+        if (log->len[i] > 0)
+            line_done(log, i);
+    pthread_mutex_unlock(&log->mu);
+    outlog_flush(log);
+    if (log->dropped_lines > 0)
+        pl_event(r, "output_dropped",
+                 json_pack("{s:s,s:i,s:I,s:I}", "step", o->step, "round", o->round, "lines",
+                           (json_int_t)log->dropped_lines, "bytes",
+                           (json_int_t)log->dropped_bytes));
+}
+
+static void outlog_destroy(outlog *log)
+{
+    json_decref(log->pending);
+    buf_free(&log->tail);
+    pthread_mutex_destroy(&log->mu);
+    pthread_mutex_destroy(&log->flush_mu);
+}
+
+/* The sandbox's options for the command: the run's worktree and limits, the
+ * network policy, and a timeout no later than the deadline. */
+static void sandbox_opts_fill(sandbox_opts *so, pl_run *r, const pl_exec_opts *o, outlog *log)
+{
     const config *cfg = r->cfg;
 
-    memset(out, 0, sizeof(*out));
-    if (pl_cancel_requested(r))
-        return FARM_ECANCELLED;
-    log.r = r;
-    log.step = o->step;
-    log.round = o->round;
-    pthread_mutex_init(&log.mu, NULL);
-    pthread_mutex_init(&log.flush_mu, NULL);
-    log.pending = json_array();
-    log.last_flush_ms = clock_mono_ms();
-    buf_init(&log.tail, PL_TAIL_MAX);
-
-    so.argv = o->argv;
-    so.env = o->env;
-    so.dir = r->wt_path;
-    so.network = o->network;
-    so.on_output = on_output;
-    so.output_ctx = &log;
-    so.memory_mb = cfg->sandbox.memory_mb;
-    so.pids = cfg->sandbox.pids;
-    so.disk_mb = cfg->sandbox.disk_mb;
-    so.unsafe_none = !r->sandboxed;
+    so->argv = o->argv;
+    so->env = o->env;
+    so->dir = r->wt_path;
+    so->network = o->network;
+    so->on_output = on_output;
+    so->output_ctx = log;
+    so->memory_mb = cfg->sandbox.memory_mb;
+    so->pids = cfg->sandbox.pids;
+    so->disk_mb = cfg->sandbox.disk_mb;
+    so->unsafe_none = !r->sandboxed;
     if (r->sandbox_uid) {
-        so.host_uid = r->sandbox_uid;
-        so.host_gid = r->sandbox_uid;
+        so->host_uid = r->sandbox_uid;
+        so->host_gid = r->sandbox_uid;
     }
-    if (so.unsafe_none)
-        so.network = SANDBOX_NET_HOST;
+    if (so->unsafe_none)
+        so->network = SANDBOX_NET_HOST;
     if (o->network == SANDBOX_NET_ALLOWLIST)
-        so.allow = (const char *const *)cfg->sandbox.allow_hosts;
-    so.timeout_ms = (int64_t)cfg->sandbox.wall_timeout_s * 1000;
+        so->allow = (const char *const *)cfg->sandbox.allow_hosts;
+    so->timeout_ms = (int64_t)cfg->sandbox.wall_timeout_s * 1000;
     if (o->deadline_ms > 0) {
         int64_t left = o->deadline_ms - clock_wall_ms();
         if (left < 1)
             left = 1;
-        if (so.timeout_ms <= 0 || left < so.timeout_ms)
-            so.timeout_ms = left;
+        if (so->timeout_ms <= 0 || left < so->timeout_ms)
+            so->timeout_ms = left;
     }
-    so.binds = o->binds;
-    so.nbinds = o->nbinds;
-    so.stdin_path = o->stdin_path;
+    so->binds = o->binds;
+    so->nbinds = o->nbinds;
+    so->stdin_path = o->stdin_path;
+}
 
-    if ((rc = sandbox_start(&sb, &so)) < 0)
-        goto out;
-    w.r = r;
-    w.log = &log;
-    w.sb = sb;
-    w.deadline_ms = o->deadline_ms;
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    if (pthread_create(&th, NULL, watch, &w) != 0) {
-        sandbox_stop(sb);
-        sandbox_wait(sb, &out->sr);
-        farm_error_set("pipeline: cannot start the watcher thread");
-        rc = FARM_EIO;
-        goto out_sync;
-    }
-    started = 1;
-    rc = sandbox_wait(sb, &out->sr);
-    pthread_mutex_lock(&w.mu);
-    w.done = 1;
-    pthread_cond_signal(&w.cv);
-    pthread_mutex_unlock(&w.mu);
-    pthread_join(th, NULL);
-out_sync:
-    pthread_mutex_destroy(&w.mu);
-    pthread_cond_destroy(&w.cv);
-    if (rc < 0)
-        goto out;
+int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o)
+{
+    sandbox_opts so = SANDBOX_OPTS_INIT;
+    outlog log;
+    watcher w;
+    sandbox *sb = NULL;
+    int rc;
 
-    /* the last partial lines, then what is left of the batch */
-    pthread_mutex_lock(&log.mu);
-    for (int i = 0; i < 2; i++)
-        if (log.len[i] > 0)
-            line_done(&log, i);
-    pthread_mutex_unlock(&log.mu);
-    outlog_flush(&log);
-    if (log.dropped_lines > 0) {
-        char body[256];
-        snprintf(body, sizeof(body), "{\"step\":\"%s\",\"round\":%d,\"lines\":%llu,\"bytes\":%llu}",
-                 o->step, o->round, (unsigned long long)log.dropped_lines,
-                 (unsigned long long)log.dropped_bytes);
-        pl_event(r, "output_dropped", body);
+    memset(out, 0, sizeof(*out));
+    if (pl_cancel_requested(r))
+        return FARM_ECANCELLED;
+    outlog_init(&log, r, o);
+    sandbox_opts_fill(&so, r, o, &log);
+    if ((rc = sandbox_start(&sb, &so)) >= 0 &&
+        (rc = wait_watched(&out->sr, &w, r, &log, sb, o->deadline_ms)) >= 0) {
+        outlog_finish(&log, r, o);
+        out->cancelled = w.cancelled;
+        out->cost_usd = log.cost;
+        out->deadline = w.deadline_hit || (out->sr.timed_out && o->deadline_ms > 0 &&
+                                           clock_wall_ms() >= o->deadline_ms - 1000);
+        out->tail = buf_detach(&log.tail);
+        if (!out->tail)
+            out->tail = strdup("");
+        if (!out->tail) {
+            farm_error_set("pipeline: out of memory");
+            rc = FARM_ENOMEM;
+        }
     }
-    out->cancelled = w.cancelled;
-    out->cost_usd = log.cost;
-    out->deadline = w.deadline_hit || (out->sr.timed_out && o->deadline_ms > 0 &&
-                                       clock_wall_ms() >= o->deadline_ms - 1000);
-    out->tail = buf_detach(&log.tail);
-    if (!out->tail)
-        out->tail = strdup("");
-    if (!out->tail) {
-        farm_error_set("pipeline: out of memory");
-        rc = FARM_ENOMEM;
-    }
-out:
-    (void)started;
     sandbox_free(sb);
-    json_decref(log.pending);
-    buf_free(&log.tail);
-    pthread_mutex_destroy(&log.mu);
-    pthread_mutex_destroy(&log.flush_mu);
+    outlog_destroy(&log);
     if (rc < 0)
         return rc;
     return out->cancelled ? FARM_ECANCELLED : 0;

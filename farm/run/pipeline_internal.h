@@ -1,17 +1,21 @@
 /*
  * pipeline_internal.h - what the pipeline's files share: one run's context
  * (pipeline.c walks the steps), running a command in the sandbox with its
- * output batched into the session log (pipeline_exec.c), and the session
- * log writes a step makes (state, events, outbox entries in one commit).
- * Nothing outside farm/pipeline*.c includes this.
+ * output batched into the session log (pipeline_exec.c), the session log
+ * writes a step makes (state, events, outbox entries in one commit;
+ * pipeline_tx.c), the steps themselves (pipeline_steps.c, and the pull
+ * request in pipeline_pr.c) and the prompt's inputs (pipeline_prompt.c).
+ * Only farm/run/pipeline*.c and the pipeline's tests include this.
  */
 #ifndef FARM_FARM_RUN_PIPELINE_INTERNAL_H
 #define FARM_FARM_RUN_PIPELINE_INTERNAL_H
 
-#include "farm/config/config.h"
 #include "pipeline.h"
-#include "farm/store/store.h"
 
+#include "base/buf.h"
+#include "farm/config/config.h"
+#include "farm/store/store.h"
+#include "guidelines/prompt.h"
 #include "sandbox/sandbox.h"
 #include "vcs/git/git.h"
 
@@ -29,6 +33,7 @@
 #define PL_SUMMARY_MAX      (16u << 10) /* of the agent's summary and question files */
 #define PL_MAX_ROUNDS       10          /* agent calls in one run at most */
 #define PL_SANDBOX_UID_BASE 0x50000000u /* + the session id: the host uid of its sandboxes */
+#define PL_TITLE_MAX        200         /* of a commit's or a PR's title */
 
 /* One run of a session: what pipeline.c carries from step to step. */
 typedef struct pl_run {
@@ -99,13 +104,18 @@ double pl_cost_line(const char *line, size_t n);
  * for the events only. */
 int pl_cancel_requested(pl_run *r);
 
-/* Append an event to the session log and wake its readers. */
-int pl_event(pl_run *r, const char *kind, const char *body_json);
+/* Append an event to the session log and wake its readers. body is stolen;
+ * NULL (a failed json_pack()) gives FARM_ENOMEM. */
+int pl_event(pl_run *r, const char *kind, json_t *body);
+
+/* Append an event with body (stolen; NULL gives FARM_ENOMEM) in tx. *out_seq
+ * (may be NULL) is the seq given. */
+int pl_event_tx(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind, json_t *body);
 
 /* The last `max` bytes of s, starting at a UTF-8 boundary: a pointer into s. */
 const char *pl_tail(const char *s, size_t max);
 
-/* ---- one run's writes and steps (pipeline_tx.c, pipeline_steps.c) ---- */
+/* ---- one run's writes and steps (pipeline_tx.c, pipeline_steps.c, pipeline_pr.c) ---- */
 
 #define TX_EVENTS 8
 #define TX_OUTBOX 4
@@ -121,7 +131,7 @@ typedef struct pl_tx {
     int skip_if_final; /* write nothing when the session has ended meanwhile */
     struct {
         const char *kind;
-        char *body;
+        json_t *body;
     } ev[TX_EVENTS];
     int nev;
     struct {
@@ -186,18 +196,28 @@ int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds); /* 1: q
 int pl_step_test(pl_run *r, pl_progress *p, int round);
 int pl_step_commit(pl_run *r, pl_progress *p);
 int pl_step_push(pl_run *r, pl_progress *p);
-int pl_step_pr(pl_run *r, pl_progress *p, int draft);
 int pl_find_answer(pl_answer_info *a, pl_run *r);
 void pl_answer_info_free(pl_answer_info *a);
 int pl_last_pushed(char out[VCS_OID_HEXSZ], pl_run *r);
 int pl_mkdir_p(const char *path, mode_t mode);
 void pl_make_searchable(const char *path);
 
-#endif
+/* The session's title as one line of at most PL_TITLE_MAX bytes, for a
+ * commit message and the PR. */
+void pl_title(char out[PL_TITLE_MAX + 1], const pl_run *r);
+
+/* Append text, with every "<!--" in it defused ("&lt;!--") so that quoted
+ * text cannot pass for one of the farm's markers. */
+void pl_put_defused(buf *b, const char *text);
+
+/* ---- the pull request (pipeline_pr.c) ---- */
+
+/* Open the PR (or update it, for a revision) through the outbox, as a draft
+ * when asked or when the agent did not finish cleanly, with the run's
+ * "run_finished" event in the same commit. */
+int pl_step_pr(pl_run *r, pl_progress *p, int draft);
 
 /* ---- prompts (pipeline_prompt.c) ---- */
-
-#include "guidelines/prompt.h"
 
 /* The step-specific part of a prompt. */
 typedef struct pl_prompt_in {
@@ -227,3 +247,5 @@ int pl_prompt_compose(char **out, farm *f, const store_session *s, const config_
 void pl_mirror_name(char *out, size_t n, const config_repo *repo);
 void pl_remote(vcs_remote *out, const config *cfg, const config_repo *repo,
                const volatile int *cancel);
+
+#endif

@@ -6,23 +6,23 @@
  * `farm prompt` uses the same path (pipeline_prompt_preview()), so what it
  * prints is what an agent gets.
  */
-#include "farm/handle/handle.h"
 #include "history.h"
 #include "pipeline_internal.h"
-#include "farm/store/store_run.h"
-#include "farm/report/trackers.h"
 
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "farm/handle/handle.h"
+#include "farm/report/trackers.h"
+#include "farm/store/store_run.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-#include <errno.h>
 
 #define MESSAGES_MAX 50  /* messages people sent, newest kept */
 #define REVIEWS_MAX  100 /* review comments given to one revision */

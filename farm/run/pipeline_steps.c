@@ -1,25 +1,24 @@
 /*
  * pipeline_steps.c - the steps of a run (see pipeline.c for their order
  * and how they are resumed): fetch, worktree (made, reopened, or adopted
- * from a warm slot), setup, agent, test, commit, push with the lease, and
- * the pull request through the outbox. Each takes the run and its progress
+ * from a warm slot), setup, agent, test, commit and push with the lease;
+ * the pull request is pipeline_pr.c's. Each takes the run and its progress
  * (restored from checkpoints), does its work when not done yet, and
  * records what it made.
  */
-#include "pipeline.h"
 #include "agent.h"
-#include "farm/handle/handle.h"
-#include "farm/report/outbox.h"
 #include "pipeline_internal.h"
-#include "farm/report/report.h"
-#include "farm/report/review_replies.h"
-#include "farm/store/store_run.h"
 
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "base/strv.h"
+#include "farm/handle/handle.h"
+#include "farm/report/outbox.h"
+#include "farm/report/report.h"
+#include "farm/report/review_replies.h"
+#include "farm/store/store_run.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,9 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TITLE_MAX   200 /* of a PR title */
-#define PR_BODY_MAX (60u << 10)
-#define INSIDE_DIR  "/farm" /* the run directory's files, inside the sandbox */
+#define INSIDE_DIR "/farm" /* the run directory's files, inside the sandbox */
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -130,8 +127,7 @@ fail:
     return FARM_EIO;
 }
 
-/* "<!--" in text quoted into a body could pass for a marker: defuse it. */
-static void put_defused(buf *b, const char *text)
+void pl_put_defused(buf *b, const char *text)
 {
     for (const char *p = text; *p; p++) {
         if (!strncmp(p, "<!--", 4)) {
@@ -143,25 +139,13 @@ static void put_defused(buf *b, const char *text)
     }
 }
 
-/* text in a fenced block whose fence is longer than any backtick run in it */
-static void put_fenced(buf *b, const char *lang, const char *text)
+void pl_title(char out[PL_TITLE_MAX + 1], const pl_run *r)
 {
-    size_t run = 0, longest = 0;
-    for (const char *p = text; *p; p++) {
-        run = *p == '`' ? run + 1 : 0;
-        if (run > longest)
-            longest = run;
-    }
-    size_t fence = longest >= 3 ? longest + 1 : 3;
-    for (size_t i = 0; i < fence; i++)
-        buf_putc(b, '`');
-    buf_printf(b, "%s\n", lang);
-    put_defused(b, text);
-    if (*text && text[strlen(text) - 1] != '\n')
-        buf_putc(b, '\n');
-    for (size_t i = 0; i < fence; i++)
-        buf_putc(b, '`');
-    buf_putc(b, '\n');
+    snprintf(out, PL_TITLE_MAX + 1, "%s",
+             r->s->title && *r->s->title ? r->s->title : "farm change");
+    for (char *c = out; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
 }
 
 int pl_last_pushed(char out[VCS_OID_HEXSZ], pl_run *r)
@@ -225,8 +209,8 @@ static int adopt_warm(vcs_worktree **out, pl_run *r, const char *base_oid)
     if (rename(w->path, r->wt_path) < 0) {
         farm_error_set("pipeline: cannot adopt warm worktree %s: %s", w->path, strerror(errno));
         rc = FARM_EIO;
-    } else if ((rc = vcs_worktree_open(&wt, r->m, r->wt_path, warm_branch, base_oid, base_oid)) == 0 &&
-               (rc = vcs_worktree_branch_switch(wt, r->branch)) == 0) {
+    } else if (!(rc = vcs_worktree_open(&wt, r->m, r->wt_path, warm_branch, base_oid, base_oid)) &&
+               !(rc = vcs_worktree_branch_switch(wt, r->branch))) {
         *out = wt;
         wt = NULL;
     }
@@ -252,9 +236,7 @@ int pl_step_worktree(pl_run *r, pl_progress *p)
     if (p->worktree && p->wt_start[0] && p->wt_head[0] && stat(r->wt_path, &st) == 0) {
         rc = vcs_worktree_open(&r->wt, r->m, r->wt_path, r->branch, p->wt_start, p->wt_head);
         if (rc == 0) {
-            char body[64];
-            snprintf(body, sizeof(body), "{\"run\":%lld}", (long long)r->run_no);
-            pl_event(r, "worktree_reopened", body);
+            pl_event(r, "worktree_reopened", json_pack("{s:I}", "run", (json_int_t)r->run_no));
             return 0;
         }
         log_warn("worktree not reopened; making a new one", "error", farm_error_last());
@@ -277,7 +259,8 @@ int pl_step_worktree(pl_run *r, pl_progress *p)
         o.start = pushed; /* a revision or an answer goes on from what is on the branch */
     } else {
         o.base = r->repo->base_branch;
-        if (vcs_mirror_branch_oid(base_oid, r->m, o.base) == 0 && adopt_warm(&r->wt, r, base_oid) == 0)
+        if (vcs_mirror_branch_oid(base_oid, r->m, o.base) == 0 &&
+            adopt_warm(&r->wt, r, base_oid) == 0)
             adopted = 1;
     }
     if (!adopted && (rc = vcs_worktree_create(&r->wt, r->m, &o))) {
@@ -289,8 +272,8 @@ int pl_step_worktree(pl_run *r, pl_progress *p)
     t.branch = r->branch;
     pl_step_done(&t, "worktree", 0, t0,
                  json_pack("{s:s,s:s,s:s,s:s,s:b}", "path", r->wt_path, "branch", r->branch,
-                           "start", vcs_worktree_start(r->wt), "head", vcs_worktree_head(r->wt), "warm",
-                           adopted));
+                           "start", vcs_worktree_start(r->wt), "head", vcs_worktree_head(r->wt),
+                           "warm", adopted));
     p->worktree = 1;
     return pl_tx_commit(&t);
 }
@@ -482,31 +465,16 @@ int pl_run_question(pl_run *r, const char *question)
     return rc;
 }
 
-/* One agent call. Returns 0 (p updated), 1 when the run ended (question),
- * or an error. */
-int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
+/* The prompt of an agent round: the step's part (a fix round, a revision,
+ * an answer, or a first run) composed and written to the run's prompt file.
+ * A failure to compose or write it is recorded as the step's. */
+static int agent_prompt_write(pl_run *r, const pl_progress *p, int round, int max_rounds)
 {
     pl_prompt_in pin = {0};
     pl_answer_info ans = {0};
-    agent_ctx ctx = {0};
-    agent_cmd cmd = {0};
-    pl_exec_result x = {0};
-    pl_exec_opts o = {0};
-    binds b = {0};
-    char *prompt = NULL, *summary = NULL, *question = NULL;
-    char summary_path[PATH_MAX + 32], question_path[PATH_MAX + 32], home[PATH_MAX + 16];
-    char inside_prompt[PATH_MAX + 32], inside_summary[PATH_MAX + 32],
-        inside_question[PATH_MAX + 32];
-    int64_t t0 = clock_mono_ms();
+    char *prompt = NULL;
     int rc;
 
-    if ((rc = pl_set_state(r, !strcmp(r->kind, "revise") && round == 1 ? "revising" : "running",
-                           round > 1 ? "fixing the failing tests" : "the agent is at work")))
-        return rc;
-    if ((rc = pl_step_started(r, "agent", round)))
-        return rc;
-
-    /* the prompt */
     pin.round = round;
     pin.max_rounds = max_rounds;
     pin.history_before_seq = r->start_seq;
@@ -534,48 +502,75 @@ int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
         pin.step = PROMPT_FIRST_RUN;
     }
     if ((rc = pl_prompt_compose(&prompt, r->f, r->s, r->repo, r->s->number, r->wt_path, r->branch,
-                                &pin)))
-        goto fail;
-    if ((rc = write_file(r->prompt_path, prompt, 0644)))
-        goto fail;
+                                &pin)) == 0)
+        rc = write_file(r->prompt_path, prompt, 0644);
+    if (rc && rc != FARM_ECANCELLED)
+        pl_step_failed(r, "agent", round, farm_error_last());
+out:
+    pl_answer_info_free(&ans);
+    free(prompt);
+    return rc;
+}
 
-    snprintf(summary_path, sizeof(summary_path), "%s/summary.md", r->out_dir);
-    snprintf(question_path, sizeof(question_path), "%s/question.md", r->out_dir);
-    unlink(summary_path);
-    unlink(question_path);
+/* Where the agent finds its prompt and leaves its summary and question:
+ * host paths, and the same files as the agent sees them. */
+typedef struct agent_files {
+    char summary[PATH_MAX + 32], question[PATH_MAX + 32], home[PATH_MAX + 16];
+    char inside_prompt[PATH_MAX + 32], inside_summary[PATH_MAX + 32],
+        inside_question[PATH_MAX + 32];
+} agent_files;
+
+/* The agent's files named, and what a previous round left removed. */
+static void agent_files_prepare(agent_files *af, pl_run *r)
+{
+    snprintf(af->summary, sizeof(af->summary), "%s/summary.md", r->out_dir);
+    snprintf(af->question, sizeof(af->question), "%s/question.md", r->out_dir);
+    unlink(af->summary);
+    unlink(af->question);
     if (r->sandboxed) {
-        snprintf(inside_prompt, sizeof(inside_prompt), INSIDE_DIR "/prompt.md");
-        snprintf(inside_summary, sizeof(inside_summary), INSIDE_DIR "/out/summary.md");
-        snprintf(inside_question, sizeof(inside_question), INSIDE_DIR "/out/question.md");
-        ctx.home = NULL;
+        snprintf(af->inside_prompt, sizeof(af->inside_prompt), INSIDE_DIR "/prompt.md");
+        snprintf(af->inside_summary, sizeof(af->inside_summary), INSIDE_DIR "/out/summary.md");
+        snprintf(af->inside_question, sizeof(af->inside_question), INSIDE_DIR "/out/question.md");
+        af->home[0] = '\0';
     } else {
-        snprintf(inside_prompt, sizeof(inside_prompt), "%s", r->prompt_path);
-        snprintf(inside_summary, sizeof(inside_summary), "%s", summary_path);
-        snprintf(inside_question, sizeof(inside_question), "%s", question_path);
-        snprintf(home, sizeof(home), "%s/home", r->run_dir);
-        mkdir(home, 0700);
-        ctx.home = home;
+        snprintf(af->inside_prompt, sizeof(af->inside_prompt), "%s", r->prompt_path);
+        snprintf(af->inside_summary, sizeof(af->inside_summary), "%s", af->summary);
+        snprintf(af->inside_question, sizeof(af->inside_question), "%s", af->question);
+        snprintf(af->home, sizeof(af->home), "%s/home", r->run_dir);
+        mkdir(af->home, 0700);
     }
-    ctx.prompt_file = inside_prompt;
-    ctx.summary_file = inside_summary;
-    ctx.question_file = inside_question;
+}
+
+/* Run the configured agent CLI in the sandbox on the prompt file. */
+static int agent_exec(pl_exec_result *x, pl_run *r, int round, const agent_files *af)
+{
+    agent_ctx ctx = {0};
+    agent_cmd cmd = {0};
+    pl_exec_opts o = {0};
+    binds b = {0};
+    int rc;
+
+    ctx.home = af->home[0] ? af->home : NULL;
+    ctx.prompt_file = af->inside_prompt;
+    ctx.summary_file = af->inside_summary;
+    ctx.question_file = af->inside_question;
     ctx.session_id = r->s->id;
     ctx.repo = r->repo->name;
     ctx.issue = r->s->number;
     ctx.round = round;
     if ((rc = agent_cmd_build(&cmd, r->cfg, &ctx)))
-        goto fail;
+        goto out;
     /* the prompt on standard input (claude, codex): the same file, from the host side */
     if (cmd.stdin_file)
-        o.stdin_path = strcmp(cmd.stdin_file, inside_prompt) == 0 ? r->prompt_path : NULL;
+        o.stdin_path = strcmp(cmd.stdin_file, af->inside_prompt) == 0 ? r->prompt_path : NULL;
     if (cmd.stdin_file && !o.stdin_path) {
         farm_error_set("pipeline: the agent wants %s on standard input, which is not the prompt",
                        cmd.stdin_file);
         rc = FARM_EINVALID;
-        goto fail;
+        goto out;
     }
     if ((rc = binds_make(&b, r, &cmd)))
-        goto fail;
+        goto out;
     o.step = "agent";
     o.round = round;
     o.argv = (const char *const *)cmd.argv;
@@ -586,31 +581,63 @@ int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
     o.deadline_ms = r->partial_at_ms;
     o.binds = b.v;
     o.nbinds = b.n;
-    rc = pl_exec(&x, r, &o);
-    if (rc)
-        goto fail;
+    rc = pl_exec(x, r, &o);
+out:
+    binds_free(&b);
+    agent_cmd_free(&cmd);
+    return rc;
+}
 
-    question = read_agent_file(question_path, PL_SUMMARY_MAX);
-    summary = read_agent_file(summary_path, PL_SUMMARY_MAX);
+/* The round's "step done" event: exit status, summary, the output's end
+ * when it failed, the time and cost it took. */
+static int agent_done(pl_run *r, int round, int64_t t0, const pl_exec_result *x,
+                      const char *summary)
+{
+    json_t *extra = json_pack("{s:i,s:b,s:I}", "exit", x->sr.exit_code, "partial", x->deadline,
+                              "wall_ms", (json_int_t)x->sr.wall_ms);
+    pl_tx t;
+
+    if (extra && summary)
+        json_object_set_new(extra, "summary", json_string(summary));
+    if (extra && x->sr.exit_code != 0)
+        json_object_set_new(extra, "tail", json_string(pl_tail(x->tail, 4096)));
+    if (extra && x->cost_usd > 0)
+        json_object_set_new(extra, "cost_usd", json_real(x->cost_usd));
+    pl_tx_init(&t, r);
+    t.agent_seconds = (double)x->sr.wall_ms / 1000.0;
+    t.cost = x->cost_usd;
+    pl_step_done(&t, "agent", round, t0, extra);
+    return pl_tx_commit(&t);
+}
+
+/* One agent call. Returns 0 (p updated), 1 when the run ended (question),
+ * or an error. */
+int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
+{
+    pl_exec_result x = {0};
+    agent_files af;
+    char *summary = NULL, *question = NULL;
+    int64_t t0 = clock_mono_ms();
+    int rc;
+
+    if ((rc = pl_set_state(r, !strcmp(r->kind, "revise") && round == 1 ? "revising" : "running",
+                           round > 1 ? "fixing the failing tests" : "the agent is at work")))
+        return rc;
+    if ((rc = pl_step_started(r, "agent", round)) ||
+        (rc = agent_prompt_write(r, p, round, max_rounds)))
+        return rc;
+    agent_files_prepare(&af, r);
+    if ((rc = agent_exec(&x, r, round, &af))) {
+        if (rc != FARM_ECANCELLED)
+            pl_step_failed(r, "agent", round, farm_error_last());
+        goto out;
+    }
+    question = read_agent_file(af.question, PL_SUMMARY_MAX);
+    summary = read_agent_file(af.summary, PL_SUMMARY_MAX);
     if (x.deadline)
         r->partial = p->partial = 1;
-    {
-        pl_tx t;
-        json_t *extra = json_pack("{s:i,s:b,s:I}", "exit", x.sr.exit_code, "partial", x.deadline,
-                                  "wall_ms", (json_int_t)x.sr.wall_ms);
-        if (extra && summary)
-            json_object_set_new(extra, "summary", json_string(summary));
-        if (extra && x.sr.exit_code != 0)
-            json_object_set_new(extra, "tail", json_string(pl_tail(x.tail, 4096)));
-        if (extra && x.cost_usd > 0)
-            json_object_set_new(extra, "cost_usd", json_real(x.cost_usd));
-        pl_tx_init(&t, r);
-        t.agent_seconds = (double)x.sr.wall_ms / 1000.0;
-        t.cost = x.cost_usd;
-        pl_step_done(&t, "agent", round, t0, extra);
-        if ((rc = pl_tx_commit(&t)))
-            goto out;
-    }
+    if ((rc = agent_done(r, round, t0, &x, summary)))
+        goto out;
     p->agent_round = round;
     p->agent_exit = x.sr.exit_code;
     if (summary) {
@@ -621,23 +648,12 @@ int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
     if (question && !x.deadline) {
         rc = pl_run_question(r, question);
         rc = rc ? rc : 1;
-        goto out;
-    }
-    if (x.sr.exit_code != 0) {
+    } else if (x.sr.exit_code != 0) {
         free(p->test_tail);
         p->test_tail = strdup(x.tail); /* the agent's words, for a failure report */
     }
-    rc = 0;
-    goto out;
-fail:
-    if (rc != FARM_ECANCELLED)
-        pl_step_failed(r, "agent", round, farm_error_last());
 out:
-    pl_answer_info_free(&ans);
-    binds_free(&b);
-    agent_cmd_free(&cmd);
     pl_exec_result_free(&x);
-    free(prompt);
     free(summary);
     free(question);
     return rc;
@@ -686,7 +702,7 @@ int pl_step_commit(pl_run *r, pl_progress *p)
 {
     worktree_commit_opts o = WORKTREE_COMMIT_OPTS_INIT;
     worktree_commit_result res;
-    char title[TITLE_MAX + 1];
+    char title[PL_TITLE_MAX + 1];
     buf msg = BUF_INIT(8192);
     int64_t t0 = clock_mono_ms();
     int rc;
@@ -697,10 +713,7 @@ int pl_step_commit(pl_run *r, pl_progress *p)
         return rc;
     if ((rc = pl_step_started(r, "commit", 0)))
         return rc;
-    snprintf(title, sizeof(title), "%s", r->s->title && *r->s->title ? r->s->title : "farm change");
-    for (char *c = title; *c; c++)
-        if (*c == '\n' || *c == '\r')
-            *c = ' ';
+    pl_title(title, r);
     buf_printf(&msg, "%s\n\nResolves #%lld.\n\nMade by farm, session %lld, run %lld", title,
                (long long)r->s->number, (long long)r->s->id, (long long)r->run_no);
     if (r->cfg->public_url)
@@ -748,123 +761,4 @@ int pl_step_push(pl_run *r, pl_progress *p)
                           vcs_worktree_head(r->wt), "branch", r->branch));
     p->push = 1;
     return pl_tx_commit(&t);
-}
-
-/* "passed", "failed (exit status 1)", ... for reports. */
-static void tests_words(char *out, size_t n, pl_run *r, const pl_progress *p)
-{
-    if (!r->repo->test)
-        snprintf(out, n, "no test command configured");
-    else if (p->test_round == 0 || p->test_round < p->agent_round)
-        snprintf(out, n, "not run (%s)", r->partial ? "the run reached its time limit" : "none");
-    else if (p->test_status == 0)
-        snprintf(out, n, "passed (`%s`, round %d)", r->repo->test, p->test_round);
-    else
-        snprintf(out, n, "failing (`%s`, exit status %d, after %d round%s)", r->repo->test,
-                 p->test_status, p->test_round, p->test_round == 1 ? "" : "s");
-}
-
-int pl_step_pr(pl_run *r, pl_progress *p, int draft)
-{
-    report_info ri = REPORT_INFO_INIT;
-    vcs_diffstat ds = {0};
-    buf body = BUF_INIT(PR_BODY_MAX);
-    char tests[512], title[TITLE_MAX + 1], name[64], stat_line[128] = "";
-    char *comment = NULL;
-    int64_t t0 = clock_mono_ms();
-    int rc, have_ds = 0;
-
-    if (p->pr)
-        return 0;
-    /* an agent that did not finish cleanly left work nobody should take for
-     * finished: pushed so that nothing is lost, but as a draft that says so */
-    int agent_failed = p->agent_exit != 0 && !r->partial;
-    int tests_failing = draft;
-    if (agent_failed)
-        draft = 1;
-    tests_words(tests, sizeof(tests), r, p);
-    if (vcs_worktree_diffstat(&ds, r->wt) == 0) {
-        have_ds = 1;
-        snprintf(stat_line, sizeof(stat_line),
-                 "%zu file%s changed, %zu insertion%s(+), %zu "
-                 "deletion%s(-)",
-                 ds.files, ds.files == 1 ? "" : "s", ds.insertions, ds.insertions == 1 ? "" : "s",
-                 ds.deletions, ds.deletions == 1 ? "" : "s");
-    }
-    if (r->partial)
-        buf_printf(&body,
-                   "> **Draft: the run reached its time limit (%d s) before the work was "
-                   "finished.** This is what existed at that point%s; the farm pushed it rather "
-                   "than lose it.\n\n",
-                   r->cfg->budgets.run_wall_s,
-                   p->test_round < p->agent_round || !p->test_round ? ", untested" : "");
-    if (agent_failed)
-        buf_printf(&body,
-                   "> **Draft: the agent exited with status %d** instead of finishing. This is "
-                   "the change it left, pushed so that nothing is lost; its last output is in "
-                   "the session log.\n\n",
-                   p->agent_exit);
-    if (tests_failing && !r->partial)
-        buf_puts(&body, "> **Draft: the tests still fail** after every fix round; see below.\n\n");
-    if (p->summary) {
-        put_defused(&body, p->summary);
-        buf_puts(&body, "\n\n");
-    }
-    buf_printf(&body, "### Tests\n\n%s\n\n", tests);
-    if (draft && p->test_status != 0 && p->test_tail && p->test_round > 0) {
-        buf_puts(&body, "What fails (the end of the test output):\n\n");
-        put_fenced(&body, "text", pl_tail(p->test_tail, 6000));
-        buf_puts(&body, "\n");
-    }
-    if (have_ds) {
-        buf_printf(&body, "### Changes\n\n%s\n\n", stat_line);
-        if (ds.text && *ds.text)
-            put_fenced(&body, "text", pl_tail(ds.text, 8000));
-    }
-    snprintf(title, sizeof(title), "%s", r->s->title && *r->s->title ? r->s->title : "farm change");
-    for (char *c = title; *c; c++)
-        if (*c == '\n' || *c == '\r')
-            *c = ' ';
-
-    ri.session = r->s;
-    ri.public_url = r->cfg->public_url;
-    ri.tests = tests;
-    ri.diffstat = have_ds ? stat_line : NULL;
-    ri.summary = p->summary;
-    ri.round = (int)r->run_no;
-    if ((rc = report_milestone_render(&comment, REPORT_PR_OPENED, &ri)))
-        goto out;
-
-    json_t *payload =
-        json_pack("{s:s,s:s,s:s,s:s,s:b,s:s}", "title", title, "body", buf_cstr(&body), "head",
-                  r->branch, "base", r->repo->base_branch, "draft", draft, "state_after", "review");
-    if (payload && strcmp(r->kind, "revise") != 0)
-        json_object_set_new(payload, "then_comment", json_string(comment));
-    pl_tx t;
-    pl_tx_init(&t, r);
-    t.step_words = "opening the pull request";
-    t.status = 1;
-    snprintf(name, sizeof(name), "r%lld:pr", (long long)r->run_no);
-    pl_tx_outbox(&t, OUTBOX_PR, name, payload);
-    pl_step_done(&t, "pr", 0, t0, json_pack("{s:b}", "draft", draft));
-    json_t *fin = pl_finished_body(r, r->partial ? "partial" : draft ? "draft" : "pr", NULL);
-    if (fin) {
-        json_object_set_new(fin, "tests", json_string(tests));
-        json_object_set_new(fin, "commit", json_string(vcs_worktree_head(r->wt)));
-        json_object_set_new(fin, "draft", json_boolean(draft));
-        if (have_ds) /* for the review queue and the digest (farm/digest/digest.c) */
-            json_object_set_new(fin, "diffstat",
-                                json_pack("{s:I,s:I,s:I}", "files", (json_int_t)ds.files,
-                                          "insertions", (json_int_t)ds.insertions, "deletions",
-                                          (json_int_t)ds.deletions));
-    }
-    pl_tx_event(&t, "run_finished", fin);
-    if ((rc = pl_tx_commit(&t)) == 0)
-        p->pr = 1;
-out:
-    if (have_ds)
-        vcs_diffstat_free(&ds);
-    buf_free(&body);
-    free(comment);
-    return rc;
 }

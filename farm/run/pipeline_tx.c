@@ -2,39 +2,79 @@
  * pipeline_tx.c - what a run writes to the session: one transaction holds
  * a state change, its "state" event, the run's events and the tracker side
  * effects they call for (outbox entries, the status comment), so a crash
- * never leaves one without the other. Also the step events (started, done
- * with the step's products, failed) and the ends of a run: failed,
- * cancelled.
+ * never leaves one without the other. Also single events written on their
+ * own (pl_event()), the step events (started, done with the step's
+ * products, failed) and the ends of a run: failed, cancelled, unchanged.
  */
-#include "pipeline.h"
-#include "agent.h"
-#include "farm/handle/handle.h"
-#include "farm/report/outbox.h"
 #include "pipeline_internal.h"
-#include "farm/report/report.h"
-#include "farm/store/store_run.h"
 
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "farm/handle/handle.h"
+#include "farm/report/outbox.h"
+#include "farm/report/report.h"
+#include "farm/store/store_run.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+int pl_event_tx(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind, json_t *body)
+{
+    int rc;
+
+    if (!body) {
+        if (out_seq)
+            *out_seq = 0;
+        farm_error_set("pipeline: out of memory");
+        return FARM_ENOMEM;
+    }
+    rc = store_tx_event_append_json(out_seq, tx, session_id, kind, NULL, body);
+    json_decref(body);
+    return rc;
+}
+
+struct event_write {
+    int64_t session_id;
+    const char *kind;
+    json_t *body;
+    int64_t seq;
+};
+
+static int event_write_fn(store_tx *tx, void *arg)
+{
+    struct event_write *w = arg;
+    return store_tx_event_append_json(&w->seq, tx, w->session_id, w->kind, NULL, w->body);
+}
+
+int pl_event(pl_run *r, const char *kind, json_t *body)
+{
+    struct event_write w = {r->s->id, kind, body, 0};
+    int rc;
+
+    if (!body) {
+        farm_error_set("pipeline: out of memory");
+        return FARM_ENOMEM;
+    }
+    rc = store_write(r->f->store, event_write_fn, &w);
+    json_decref(body);
+    if (!rc)
+        stream_hub_session_notify(r->f->streams, r->s->id, w.seq);
+    return rc;
+}
 
 void pl_tx_event(pl_tx *t, const char *kind, json_t *body)
 {
-    if (!body || t->nev >= TX_EVENTS || !(t->ev[t->nev].body = json_dumps(body, JSON_COMPACT)))
+    if (!body || t->nev >= TX_EVENTS) {
         t->oom = 1;
-    else
-        t->ev[t->nev++].kind = kind;
-    json_decref(body);
+        json_decref(body);
+        return;
+    }
+    t->ev[t->nev].kind = kind;
+    t->ev[t->nev++].body = body;
 }
 
 void pl_tx_outbox(pl_tx *t, const char *kind, const char *name, json_t *payload)
@@ -52,7 +92,7 @@ void pl_tx_outbox(pl_tx *t, const char *kind, const char *name, json_t *payload)
 static void tx_free(pl_tx *t)
 {
     for (int i = 0; i < t->nev; i++)
-        free(t->ev[i].body);
+        json_decref(t->ev[i].body);
     for (int i = 0; i < t->nob; i++)
         free(t->ob[i].payload);
     t->nev = t->nob = 0;
@@ -105,16 +145,16 @@ static int tx_fn(store_tx *tx, void *arg)
         (rc = store_tx_session_usage_add(tx, id, t->agent_seconds, t->cost)))
         goto out;
     if (t->state && strcmp(t->state, s->state) != 0) {
-        char body[160];
-        snprintf(body, sizeof(body), "{\"from\":\"%s\",\"to\":\"%s\",\"run\":%lld}", s->state,
-                 t->state, (long long)t->r->run_no);
         if ((rc = store_tx_session_state_set(tx, id, t->state)) ||
-            (rc = store_tx_event_append(&t->last_seq, tx, id, "state", NULL, body)))
+            (rc = pl_event_tx(&t->last_seq, tx, id, "state",
+                              json_pack("{s:s,s:s,s:I}", "from", s->state, "to", t->state, "run",
+                                        (json_int_t)t->r->run_no))))
             goto out;
         changed = 1;
     }
     for (int i = 0; i < t->nev; i++)
-        if ((rc = store_tx_event_append(&t->last_seq, tx, id, t->ev[i].kind, NULL, t->ev[i].body)))
+        if ((rc = store_tx_event_append_json(&t->last_seq, tx, id, t->ev[i].kind, NULL,
+                                             t->ev[i].body)))
             goto out;
     for (int i = 0; i < t->nob; i++)
         if ((rc = outbox_tx_enqueue(tx, id, t->ob[i].kind, t->ob[i].key, t->ob[i].payload)))
@@ -191,8 +231,6 @@ void pl_take_str(char **dst, json_t *v)
     }
 }
 
-/* Read this run's "step ... done" events. */
-
 static json_t *step_body(pl_run *r, const char *step, const char *status, int round)
 {
     json_t *b =
@@ -204,12 +242,7 @@ static json_t *step_body(pl_run *r, const char *step, const char *status, int ro
 
 int pl_step_started(pl_run *r, const char *step, int round)
 {
-    json_t *b = step_body(r, step, "started", round);
-    char *text = b ? json_dumps(b, JSON_COMPACT) : NULL;
-    int rc = text ? pl_event(r, "step", text) : FARM_ENOMEM;
-    json_decref(b);
-    free(text);
-    return rc;
+    return pl_event(r, "step", step_body(r, step, "started", round));
 }
 
 /* A "step done" event into t, with the step's duration and products
@@ -237,15 +270,10 @@ int pl_step_done_commit(pl_run *r, const char *step, int round, int64_t began_ms
 void pl_step_failed(pl_run *r, const char *step, int round, const char *error)
 {
     json_t *b = step_body(r, step, "failed", round);
-    char *text = NULL;
-    if (b) {
-        json_object_set_new(b, "error", json_string(error ? error : ""));
-        text = json_dumps(b, JSON_COMPACT);
-    }
-    if (text)
-        pl_event(r, "step", text);
-    json_decref(b);
-    free(text);
+    if (!b)
+        return;
+    json_object_set_new(b, "error", json_string(error ? error : ""));
+    pl_event(r, "step", b);
 }
 
 /* ---- ends of a run ---------------------------------------------------------- */
@@ -338,14 +366,7 @@ int pl_run_unchanged(pl_run *r, const char *summary)
     buf_puts(&body, "The agent went through the review and changed nothing on the branch.");
     if (summary && *summary) {
         buf_puts(&body, " It said:\n\n");
-        for (const char *p = summary; *p; p++) {
-            if (!strncmp(p, "<!--", 4)) {
-                buf_puts(&body, "&lt;!--");
-                p += 3;
-            } else {
-                buf_putc(&body, *p);
-            }
-        }
+        pl_put_defused(&body, summary);
         buf_putc(&body, '\n');
     } else {
         buf_puts(&body, " It left no summary.\n");

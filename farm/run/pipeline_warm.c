@@ -5,23 +5,21 @@
  * mirror fetched and a worktree checked out at the base branch's head on a
  * placeholder branch (farm-warm/<name>), in <data_dir>/warm/. A run whose
  * repository and base head match adopts it: a rename into place and a
- * branch switch, instead of a checkout of every file (pipeline.c,
- * adopt_warm). A slot not adopted is removed by pipeline_warm_free().
+ * branch switch, instead of a checkout of every file (pipeline_steps.c,
+ * adopt_warm()). A slot not adopted is removed by pipeline_warm_free().
  */
-#include "farm/handle/handle.h"
 #include "pipeline_internal.h"
 
 #include "base/clock.h"
 #include "base/error.h"
-#include "base/log.h"
+#include "farm/handle/handle.h"
 
 #include <errno.h>
 #include <stdatomic.h>
-#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <strings.h>
 #include <unistd.h>
 
 static atomic_uint warm_counter;
@@ -67,7 +65,8 @@ int pipeline_warm_prepare(pipeline_warm **out, farm *f, const char *repo_name)
     if ((rc = vcs_mirror_open(&m, f->cfg->data_dir, name)))
         goto out;
     pl_remote(&remote, f->cfg, repo, NULL);
-    if ((rc = vcs_mirror_fetch(m, &remote)) || (rc = vcs_mirror_branch_oid(oid, m, repo->base_branch)))
+    if ((rc = vcs_mirror_fetch(m, &remote)) ||
+        (rc = vcs_mirror_branch_oid(oid, m, repo->base_branch)))
         goto out;
     unsigned n = atomic_fetch_add(&warm_counter, 1);
     snprintf(branch, sizeof(branch), "w%ld-%u", (long)getpid(), n);
