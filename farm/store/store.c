@@ -1,711 +1,101 @@
 /*
- * store.c - opening the store, the writer thread that group-commits every
- * write, and the pool of read connections (see store.h).
+ * store.c - the front of the store (store.h): choosing a backend when the
+ * store is opened, and handing every call of store.h to it.
  *
- * The writer is the only code that writes. Callers queue a request and sleep
- * on their own condition variable; the writer takes the whole queue, wraps it
- * in one BEGIN IMMEDIATE ... COMMIT with a SAVEPOINT per request, and wakes
- * each caller with its result after the COMMIT (WAL, synchronous=FULL) is on
- * disk. Under load the queue fills while the previous fsync runs, so the
- * number of commits grows much more slowly than the number of writes.
- * An asynchronous write (store_write_async) waits for no thread: its request
- * lives on the heap and the writer calls its completion after the COMMIT.
- *
- * WAL checkpoints (copying the log back into the database, with an fsync of
- * the database) are not run inside a COMMIT, where every writer in the batch
- * would wait for them: the writer's WAL hook wakes a checkpointer thread,
- * which runs a PASSIVE checkpoint on its own connection alongside the writer.
+ * A store is a backend table and the backend's own state (store_backend.h);
+ * each function here is one indirect call into that table, so callers pay
+ * nothing for the seam beyond it. What needs no backend stays here: the
+ * session states' names and freeing the records the backend hands out.
+ * store_areas.c does the same for the area headers.
  */
-#include "store_internal.h"
+#include "store.h"
+#include "store_backend.h"
 
 #include "base/error.h"
-#include "base/log.h"
 
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-struct store_write_req {
-    store_write_fn fn;
-    void *arg;
-    store_done_fn done; /* set for store_write_async(): the request is on the heap */
-    int rc;
-    int finished;
-    pthread_cond_t cond; /* signalled when finished (store_write() only) */
-    char err[512];       /* the write function's error message */
-    store_write_req *next;
-};
+/* The backends built in; the first is store_open()'s. */
+static const store_backend *const backends[] = {&store_backend_sqlite, NULL};
 
-/* ---- helpers shared by the store's files -------------------------------- */
+/* ---- opening ------------------------------------------------------------- */
 
-int store_sqlerr(sqlite3 *db, const char *what)
+/* The backend whose name is url's scheme (the text before the first ':'). */
+static int backend_find(const store_backend **out, const char *url)
 {
-    farm_error_set("store: %s: %s", what, db ? sqlite3_errmsg(db) : "no database");
-    return FARM_EIO;
-}
-
-int store_prepare(sqlite3_stmt **out, sqlite3 *db, const char *sql)
-{
-    *out = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, out, NULL) != SQLITE_OK) {
-        sqlite3_finalize(*out);
-        *out = NULL;
-        return store_sqlerr(db, "preparing a statement");
-    }
-    return 0;
-}
-
-int store_tx_stmt(sqlite3_stmt **out, store_tx *tx, const char *sql)
-{
-    store *s = tx->s;
+    const char *colon = url ? strchr(url, ':') : NULL;
+    size_t len;
 
     *out = NULL;
-    for (int i = 0; i < s->nstmts; i++) {
-        if (s->stmts[i].sql == sql) {
-            *out = s->stmts[i].st;
-            return 0;
-        }
-    }
-    if (s->nstmts == STORE_STMT_CACHE) /* full: compile for this use only */
-        return store_prepare(out, tx->db, sql);
-    if (sqlite3_prepare_v3(tx->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL) != SQLITE_OK) {
-        sqlite3_finalize(*out);
-        *out = NULL;
-        return store_sqlerr(tx->db, "preparing a statement");
-    }
-    s->stmts[s->nstmts].sql = sql;
-    s->stmts[s->nstmts].st = *out;
-    s->nstmts++;
-    return 0;
-}
-
-void store_tx_stmt_done(store_tx *tx, sqlite3_stmt *st)
-{
-    if (!st)
-        return;
-    for (int i = 0; i < tx->s->nstmts; i++) {
-        if (tx->s->stmts[i].st == st) {
-            sqlite3_reset(st);
-            sqlite3_clear_bindings(st);
-            return;
-        }
-    }
-    sqlite3_finalize(st);
-}
-
-/* Step a cached statement without results (the transaction control). */
-static int tx_run(store_tx *tx, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = store_tx_stmt(&st, tx, sql);
-    if (rc)
-        return rc;
-    if (sqlite3_step(st) != SQLITE_DONE)
-        rc = store_sqlerr(tx->db, sql);
-    store_tx_stmt_done(tx, st);
-    return rc;
-}
-
-int store_exec(sqlite3 *db, const char *sql)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        farm_error_set("store: %s", msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return FARM_EIO;
-    }
-    return 0;
-}
-
-char *store_col_text(sqlite3_stmt *st, int col, int *oom)
-{
-    const unsigned char *t = sqlite3_column_text(st, col);
-    if (!t)
-        return NULL;
-    char *copy = strdup((const char *)t);
-    if (!copy)
-        *oom = 1;
-    return copy;
-}
-
-int store_limit(int limit)
-{
-    if (limit <= 0)
-        return STORE_LIST_DEFAULT;
-    return limit > STORE_LIST_MAX ? STORE_LIST_MAX : limit;
-}
-
-/* Only the farm reads its store: the data directory may be traversable (the
- * sandbox's uid walks through it to the worktrees), so the database is 0600
- * (SQLite gives the -wal and -shm files the database's mode). The file is
- * created here only when it does not exist yet, and its mode is set by path:
- * closing any descriptor of the database would drop every POSIX lock SQLite
- * holds on it in this process, and another process closing its connection
- * would then remove the WAL and shared-memory files under the farm's feet. */
-static int private_files(const char *path)
-{
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd >= 0)
-        close(fd); /* new: no connection, so no lock, exists yet */
-    else if (errno != EEXIST)
-        goto fail;
-    if (chmod(path, 0600) != 0)
-        goto fail;
-    return 0;
-fail:
-    farm_error_set("store: cannot open %s: %s", path, strerror(errno));
-    return FARM_EIO;
-}
-
-int store_conn_open(sqlite3 **out, const char *path, int readonly)
-{
-    sqlite3 *db = NULL;
-    int rc = 0;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (readonly ? 0 : SQLITE_OPEN_CREATE);
-
-    *out = NULL;
-    if (!readonly && (rc = private_files(path)))
-        return rc;
-    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
-        farm_error_set("store: cannot open %s: %s", path,
-                       db ? sqlite3_errmsg(db) : "out of memory");
-        rc = FARM_EIO;
-        goto out;
-    }
-    sqlite3_extended_result_codes(db, 1);
-    sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
-    if (!readonly) {
-        sqlite3_stmt *st = NULL;
-        if ((rc = store_prepare(&st, db, "PRAGMA journal_mode=WAL")))
-            goto out;
-        if (sqlite3_step(st) != SQLITE_ROW ||
-            strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
-            sqlite3_finalize(st);
-            farm_error_set("store: %s cannot use write-ahead logging (is it on a network "
-                           "filesystem?)",
-                           path);
-            rc = FARM_EIO;
-            goto out;
-        }
-        sqlite3_finalize(st);
-    }
-    /* temp_store=MEMORY keeps the savepoint journal (each write's changed
-     * pages, to roll back that write alone) in memory: as a temporary file
-     * it spilled past 64 KiB, and a batch then paid a dozen 4 KiB pwrite()s
-     * per delivery that no crash recovery reads (the WAL and its fsync make
-     * a commit durable). */
-    if ((rc = store_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-                             " PRAGMA temp_store=MEMORY")))
-        goto out;
-    if (readonly && (rc = store_exec(db, "PRAGMA query_only=ON")))
-        goto out;
-    *out = db;
-    db = NULL;
-out:
-    sqlite3_close(db);
-    return rc;
-}
-
-/* ---- the read pool ------------------------------------------------------ */
-
-sqlite3 *store_reader_get(store *s)
-{
-    sqlite3 *db = NULL;
-    pthread_mutex_lock(&s->rlock);
-    for (;;) {
-        for (int i = 0; i < STORE_READERS; i++) {
-            if (!s->rbusy[i]) {
-                s->rbusy[i] = 1;
-                db = s->readers[i];
-                goto out;
-            }
-        }
-        pthread_cond_wait(&s->rfree, &s->rlock);
-    }
-out:
-    pthread_mutex_unlock(&s->rlock);
-    return db;
-}
-
-void store_reader_put(store *s, sqlite3 *db)
-{
-    pthread_mutex_lock(&s->rlock);
-    for (int i = 0; i < STORE_READERS; i++) {
-        if (s->readers[i] == db) {
-            s->rbusy[i] = 0;
-            break;
-        }
-    }
-    pthread_cond_signal(&s->rfree);
-    pthread_mutex_unlock(&s->rlock);
-}
-
-static int reader_index(store *s, sqlite3 *db)
-{
-    for (int i = 0; i < STORE_READERS; i++)
-        if (s->readers[i] == db)
-            return i;
-    return -1;
-}
-
-int store_reader_stmt(sqlite3_stmt **out, store *s, sqlite3 *db, const char *sql)
-{
-    int r = reader_index(s, db);
-
-    *out = NULL;
-    for (int i = 0; r >= 0 && i < STORE_READER_STMTS; i++) {
-        if (s->rstmts[r][i].sql == sql) {
-            *out = s->rstmts[r][i].st;
-            return 0;
-        }
-        if (!s->rstmts[r][i].sql) {
-            if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL) !=
-                SQLITE_OK) {
-                sqlite3_finalize(*out);
-                *out = NULL;
-                return store_sqlerr(db, "preparing a statement");
-            }
-            s->rstmts[r][i].sql = sql;
-            s->rstmts[r][i].st = *out;
-            return 0;
-        }
-    }
-    return store_prepare(out, db, sql); /* full: compile for this use only */
-}
-
-void store_reader_stmt_done(store *s, sqlite3 *db, sqlite3_stmt *st)
-{
-    int r = reader_index(s, db);
-
-    if (!st)
-        return;
-    for (int i = 0; r >= 0 && i < STORE_READER_STMTS; i++) {
-        if (s->rstmts[r][i].st == st) {
-            sqlite3_reset(st); /* ends its read transaction */
-            sqlite3_clear_bindings(st);
-            return;
-        }
-    }
-    sqlite3_finalize(st);
-}
-
-/* ---- the writer --------------------------------------------------------- */
-
-/* Run one write in its savepoint. Returns the write's result; *lost is set
- * when the transaction itself is gone (SQLite rolls a whole transaction back
- * on some I/O errors), after which nothing of the batch can be committed. */
-static int run_one(store *s, store_write_req *r, int *lost)
-{
-    store_tx tx = {s, s->wdb};
-    int rc;
-
-    if (tx_run(&tx, "SAVEPOINT w")) {
-        *lost = 1;
-        return FARM_EIO;
-    }
-    farm_error_clear();
-    rc = r->fn(&tx, r->arg);
-    if (rc) {
-        snprintf(r->err, sizeof(r->err), "%s", farm_error_last());
-        if (sqlite3_get_autocommit(s->wdb)) {
-            *lost = 1;
-            return rc;
-        }
-        if (tx_run(&tx, "ROLLBACK TO w") || tx_run(&tx, "RELEASE w"))
-            *lost = 1;
-        return rc;
-    }
-    if (sqlite3_get_autocommit(s->wdb) || tx_run(&tx, "RELEASE w")) {
-        *lost = 1;
-        return FARM_EIO;
-    }
-    return 0;
-}
-
-static void run_batch(store *s, store_write_req *batch)
-{
-    store_tx tx = {s, s->wdb};
-    int lost = 0;
-    uint64_t n = 0, ok = 0, failed = 0;
-    const char *why = NULL;
-
-    if (tx_run(&tx, "BEGIN IMMEDIATE")) {
-        lost = 1;
-    } else {
-        for (store_write_req *r = batch; r && !lost; r = r->next)
-            r->rc = run_one(s, r, &lost);
-    }
-    if (!lost && tx_run(&tx, "COMMIT")) {
-        lost = 1;
-        why = farm_error_last();
-    }
-    if (lost) {
-        char msg[512];
-        snprintf(msg, sizeof(msg), "store: the write transaction failed: %s",
-                 why ? why : farm_error_last());
-        if (!sqlite3_get_autocommit(s->wdb))
-            sqlite3_exec(s->wdb, "ROLLBACK", NULL, NULL, NULL);
-        log_error("store commit failed", "error", msg);
-        for (store_write_req *r = batch; r; r = r->next) {
-            r->rc = FARM_EIO;
-            snprintf(r->err, sizeof(r->err), "%s", msg);
-        }
-    }
-    for (store_write_req *r = batch; r; r = r->next) {
-        n++;
-        if (r->rc == 0)
-            ok++;
-        else if (!lost)
-            failed++;
-    }
-    pthread_mutex_lock(&s->lock);
-    if (lost)
-        s->stats.failed_commits++;
-    else
-        s->stats.commits++;
-    s->stats.writes += ok;
-    s->stats.failed_writes += failed;
-    if (n > s->stats.max_batch)
-        s->stats.max_batch = n;
-    pthread_mutex_unlock(&s->lock);
-}
-
-/* Run the completions of finished asynchronous writes, in queue order, with
- * each write's error message in the error slot, and free their requests. */
-static void complete_async(store_write_req *list)
-{
-    for (store_write_req *r = list, *next; r; r = next) {
-        next = r->next;
-        if (r->rc)
-            farm_error_set("%s", r->err);
-        else
-            farm_error_clear();
-        r->done(r->arg, r->rc);
-        free(r);
-    }
-}
-
-static void *writer_main(void *arg)
-{
-    store *s = arg;
-
-    pthread_mutex_lock(&s->lock);
-    for (;;) {
-        while (!s->head && !s->stopping)
-            pthread_cond_wait(&s->wake, &s->lock);
-        if (!s->head)
-            break; /* stopping, and nothing left to write */
-        /* Take at most STORE_BATCH_MAX: a flood is committed in slices, so
-         * the first writers are answered without waiting for the last. */
-        store_write_req *batch = s->head, *last = s->head;
-        uint64_t taken = 1;
-        while (last->next && taken < STORE_BATCH_MAX) {
-            last = last->next;
-            taken++;
-        }
-        s->head = last->next;
-        if (!s->head)
-            s->tail = NULL;
-        last->next = NULL;
-        s->stats.queued -= taken;
-        pthread_mutex_unlock(&s->lock);
-
-        run_batch(s, batch);
-
-        /* Wake the blocked callers; set the asynchronous ones aside, to be
-         * completed without the lock (their callbacks may queue writes). */
-        store_write_req *done = NULL, **done_tail = &done;
-        pthread_mutex_lock(&s->lock);
-        for (store_write_req *r = batch, *next; r; r = next) {
-            next = r->next; /* a blocked caller's r lives on its stack: read next first */
-            if (r->done) {
-                r->next = NULL;
-                *done_tail = r;
-                done_tail = &r->next;
-                continue;
-            }
-            r->finished = 1;
-            pthread_cond_signal(&r->cond);
-        }
-        if (done) {
-            pthread_mutex_unlock(&s->lock);
-            complete_async(done);
-            pthread_mutex_lock(&s->lock);
-        }
-    }
-    pthread_mutex_unlock(&s->lock);
-    return NULL;
-}
-
-/* Queue r (under no lock); FARM_ECANCELLED when the store is closing. With
- * wait set, block until the writer has finished it. */
-static int enqueue(store *s, store_write_req *r, int wait)
-{
-    pthread_mutex_lock(&s->lock);
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->lock);
-        farm_error_set("store: closing, no more writes");
-        return FARM_ECANCELLED;
-    }
-    if (s->tail)
-        s->tail->next = r;
-    else
-        s->head = r;
-    s->tail = r;
-    s->stats.queued++;
-    pthread_cond_signal(&s->wake);
-    while (wait && !r->finished)
-        pthread_cond_wait(&r->cond, &s->lock);
-    pthread_mutex_unlock(&s->lock);
-    return 0;
-}
-
-int store_write(store *s, store_write_fn fn, void *arg)
-{
-    store_write_req r = {.fn = fn, .arg = arg};
-    int rc;
-
-    if (s->writer_started && pthread_equal(pthread_self(), s->writer)) {
-        farm_error_set("store: store_write() called from inside a write function");
-        return FARM_EINVALID; /* it would wait for itself forever */
-    }
-    pthread_cond_init(&r.cond, NULL);
-    rc = enqueue(s, &r, 1);
-    pthread_cond_destroy(&r.cond);
-    if (rc)
-        return rc;
-    rc = r.rc;
-    if (rc)
-        farm_error_set("%s", r.err);
-    return rc;
-}
-
-int store_write_async(store *s, store_write_fn fn, void *arg, store_done_fn done)
-{
-    store_write_req *r;
-    int rc;
-
-    if (!fn || !done) {
-        farm_error_set("store: an asynchronous write needs a write and a completion function");
+    if (!colon || colon == url) {
+        farm_error_set("store: a store URL starts with its backend's name and a colon"
+                       " (known: sqlite:)");
         return FARM_EINVALID;
     }
-    if (!(r = calloc(1, sizeof(*r)))) {
+    len = (size_t)(colon - url);
+    for (size_t i = 0; backends[i]; i++) {
+        if (strlen(backends[i]->name) == len && !strncmp(backends[i]->name, url, len)) {
+            *out = backends[i];
+            return 0;
+        }
+    }
+    /* only the scheme is repeated: the rest of a URL may hold a password */
+    farm_error_set("store: no backend \"%.*s\" (known: sqlite)", (int)(len > 32 ? 32 : len), url);
+    return FARM_EINVALID;
+}
+
+int store_open_url(store **out, const char *url, const char *dir)
+{
+    const store_backend *be = NULL;
+    store *s;
+    int rc;
+
+    *out = NULL;
+    if ((rc = backend_find(&be, url)))
+        return rc;
+    if (!(s = calloc(1, sizeof(*s)))) {
         farm_error_set("store: out of memory");
         return FARM_ENOMEM;
     }
-    r->fn = fn;
-    r->arg = arg;
-    r->done = done;
-    if ((rc = enqueue(s, r, 0)))
-        free(r);
-    return rc;
-}
-
-void store_stats_get(store_stats *out, store *s)
-{
-    pthread_mutex_lock(&s->lock);
-    *out = s->stats;
-    pthread_mutex_unlock(&s->lock);
-}
-
-/* ---- the checkpointer --------------------------------------------------- */
-
-/* After each commit, on the writer thread: pages is the WAL's length. The
- * checkpointer is woken each time the log has grown by another
- * STORE_CHECKPOINT_PAGES (not after every commit past the mark: each
- * checkpoint costs an fsync of the database). */
-static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
-{
-    store *s = arg;
-    (void)name;
-    if (pages < s->wal_pages) /* the log restarted from its beginning */
-        s->checkpoint_at = STORE_CHECKPOINT_PAGES;
-    s->wal_pages = pages;
-    if (pages >= 4 * STORE_CHECKPOINT_PAGES) {
-        /* Writes kept landing while the checkpointer worked, so the log
-         * never restarted: finish the job here, where no write can land
-         * (the rest is small, most of the log is copied back already). */
-        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        return SQLITE_OK;
-    }
-    if (pages >= s->checkpoint_at) {
-        s->checkpoint_at = pages + STORE_CHECKPOINT_PAGES;
-        pthread_mutex_lock(&s->clock);
-        s->checkpoint_wanted = 1;
-        pthread_cond_signal(&s->cwake);
-        pthread_mutex_unlock(&s->clock);
-    }
-    return SQLITE_OK;
-}
-
-static void *checkpointer_main(void *arg)
-{
-    store *s = arg;
-
-    pthread_mutex_lock(&s->clock);
-    for (;;) {
-        while (!s->checkpoint_wanted && !s->checkpointer_stopping)
-            pthread_cond_wait(&s->cwake, &s->clock);
-        if (s->checkpointer_stopping)
-            break;
-        s->checkpoint_wanted = 0;
-        pthread_mutex_unlock(&s->clock);
-
-        int log = 0, done = 0;
-        int rc = sqlite3_wal_checkpoint_v2(s->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-            log_warn("store checkpoint failed", "error", sqlite3_errmsg(s->cdb));
-
-        pthread_mutex_lock(&s->clock);
-        s->checkpoints++;
-    }
-    pthread_mutex_unlock(&s->clock);
-    return NULL;
-}
-
-/* Take checkpoints off the writer: its connection stops checkpointing on
- * its own, and its WAL hook wakes the checkpointer instead. */
-static int checkpointer_start(store *s)
-{
-    int rc;
-    if ((rc = store_conn_open(&s->cdb, s->path, 0)))
+    s->be = be;
+    if ((rc = be->open(s, url, dir))) {
+        free(s);
         return rc;
-    if ((rc = pthread_create(&s->checkpointer, NULL, checkpointer_main, s))) {
-        farm_error_set("store: cannot start the checkpointer thread: %s", strerror(rc));
-        return FARM_ERROR;
     }
-    s->checkpointer_started = 1;
-    s->checkpoint_at = STORE_CHECKPOINT_PAGES;
-    sqlite3_wal_hook(s->wdb, wal_hook, s); /* replaces the automatic checkpoint */
+    *out = s;
     return 0;
 }
-
-static void checkpointer_stop(store *s)
-{
-    if (!s->checkpointer_started)
-        return;
-    pthread_mutex_lock(&s->clock);
-    s->checkpointer_stopping = 1;
-    pthread_cond_signal(&s->cwake);
-    pthread_mutex_unlock(&s->clock);
-    pthread_join(s->checkpointer, NULL);
-    s->checkpointer_started = 0;
-}
-
-/* ---- open and close ----------------------------------------------------- */
 
 int store_open(store **out, const char *dir)
 {
-    store *s = NULL;
-    int rc = 0;
-    size_t n;
-
-    *out = NULL;
-    if (!dir || !*dir) {
-        farm_error_set("store: no data directory given");
-        return FARM_EINVALID;
-    }
-    if (!(s = calloc(1, sizeof(*s))))
-        goto nomem;
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->wake, NULL);
-    pthread_mutex_init(&s->rlock, NULL);
-    pthread_cond_init(&s->rfree, NULL);
-    pthread_mutex_init(&s->clock, NULL);
-    pthread_cond_init(&s->cwake, NULL);
-    n = strlen(dir) + sizeof("/farm.db");
-    if (!(s->path = malloc(n)))
-        goto nomem;
-    snprintf(s->path, n, "%s/farm.db", dir);
-
-    if ((rc = store_conn_open(&s->wdb, s->path, 0)))
-        goto out;
-    if ((rc = store_schema_migrate(s->wdb, 0)))
-        goto out;
-    for (int i = 0; i < STORE_READERS; i++)
-        if ((rc = store_conn_open(&s->readers[i], s->path, 1)))
-            goto out;
-    if ((rc = checkpointer_start(s)))
-        goto out;
-    if ((rc = pthread_create(&s->writer, NULL, writer_main, s))) {
-        farm_error_set("store: cannot start the writer thread: %s", strerror(rc));
-        rc = FARM_ERROR;
-        goto out;
-    }
-    s->writer_started = 1;
-    *out = s;
-    return 0;
-nomem:
-    farm_error_set("store: out of memory");
-    rc = FARM_ENOMEM;
-out:
-    store_close(s);
-    return rc;
+    return store_open_url(out, "sqlite:", dir);
 }
 
 void store_close(store *s)
 {
     if (!s)
         return;
-    if (s->writer_started) {
-        pthread_mutex_lock(&s->lock);
-        s->stopping = 1;
-        pthread_cond_signal(&s->wake);
-        pthread_mutex_unlock(&s->lock);
-        pthread_join(s->writer, NULL);
-    }
-    checkpointer_stop(s); /* the writer is gone: nothing wakes it any more */
-    sqlite3_close(s->cdb);
-    for (int i = 0; i < STORE_READERS; i++) {
-        for (int j = 0; j < STORE_READER_STMTS; j++)
-            sqlite3_finalize(s->rstmts[i][j].st);
-        sqlite3_close(s->readers[i]);
-    }
-    for (int i = 0; i < s->nstmts; i++)
-        sqlite3_finalize(s->stmts[i].st);
-    /* the last connection to close checkpoints the WAL */
-    sqlite3_close(s->wdb);
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->wake);
-    pthread_mutex_destroy(&s->rlock);
-    pthread_cond_destroy(&s->rfree);
-    pthread_mutex_destroy(&s->clock);
-    pthread_cond_destroy(&s->cwake);
-    free(s->path);
+    s->be->close(s);
     free(s);
+}
+
+int store_schema_latest(void)
+{
+    return backends[0]->schema_latest();
 }
 
 int store_schema_version(int *out, store *s)
 {
-    sqlite3 *db = store_reader_get(s);
-    sqlite3_stmt *st = NULL;
-    int rc = store_prepare(&st, db, "PRAGMA user_version");
-    if (!rc) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            *out = sqlite3_column_int(st, 0);
-        else
-            rc = store_sqlerr(db, "reading the schema version");
-    }
-    sqlite3_finalize(st);
-    store_reader_put(s, db);
-    return rc;
+    return s->be->schema_version(out, s);
 }
 
 int store_health(store *s)
 {
-    sqlite3 *db = store_reader_get(s);
-    sqlite3_stmt *st = NULL;
-    int rc = store_prepare(&st, db, "SELECT count(*) FROM session WHERE id = 0");
-    if (!rc && sqlite3_step(st) != SQLITE_ROW)
-        rc = store_sqlerr(db, "health check");
-    sqlite3_finalize(st);
-    store_reader_put(s, db);
-    return rc;
+    return s->be->health(s);
 }
+
+/* ---- the session log's states ------------------------------------------- */
 
 static const char *const session_states[] = {
     "queued",   "preparing", "running", "testing", "pushing",   "review",
@@ -721,4 +111,208 @@ int store_session_state_is_final(const char *state)
 {
     return state &&
            (!strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "cancelled"));
+}
+
+/* ---- group-committed writes --------------------------------------------- */
+
+int store_write(store *s, store_write_fn fn, void *arg)
+{
+    return s->be->write(s, fn, arg);
+}
+
+int store_write_async(store *s, store_write_fn fn, void *arg, store_done_fn done)
+{
+    return s->be->write_async(s, fn, arg, done);
+}
+
+void store_stats_get(store_stats *out, store *s)
+{
+    s->be->stats_get(out, s);
+}
+
+/* ---- records ------------------------------------------------------------- */
+
+static void session_clear(store_session *s)
+{
+    free(s->tracker);
+    free(s->repo);
+    free(s->title);
+    free(s->url);
+    free(s->state);
+    free(s->branch);
+    free(s->pr_url);
+}
+
+void store_session_free(store_session *s)
+{
+    if (!s)
+        return;
+    session_clear(s);
+    free(s);
+}
+
+void store_session_list_free(store_session *v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        session_clear(&v[i]);
+    free(v);
+}
+
+void store_delivery_list_free(store_delivery *v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].tracker);
+        free(v[i].delivery_id);
+        free(v[i].event);
+        free(v[i].action);
+        free(v[i].repo);
+        free(v[i].outcome);
+        free(v[i].reason);
+    }
+    free(v);
+}
+
+void store_event_list_free(store_event *v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].kind);
+        free(v[i].actor);
+        free(v[i].body);
+    }
+    free(v);
+}
+
+void store_job_free(store_job *j)
+{
+    if (!j)
+        return;
+    free(j->kind);
+    free(j->state);
+    free(j->lease_owner);
+    free(j);
+}
+
+void store_count_list_free(store_count *v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < 3; j++)
+            free(v[i].labels[j]);
+    free(v);
+}
+
+/* ---- operations inside a write function -------------------------------- */
+
+int store_tx_delivery_insert(int64_t *out_id, store_tx *tx, const store_delivery *d)
+{
+    return tx->be->delivery->tx_insert(out_id, tx, d);
+}
+
+int store_tx_delivery_outcome_set(store_tx *tx, int64_t id, const char *outcome, const char *reason,
+                                  int64_t session_id, int64_t job_id)
+{
+    return tx->be->delivery->tx_outcome_set(tx, id, outcome, reason, session_id, job_id);
+}
+
+int store_tx_session_find(store_session **out, store_tx *tx, const char *tracker, const char *repo,
+                          int64_t number, int by_pr, int active_only)
+{
+    return tx->be->session->tx_find(out, tx, tracker, repo, number, by_pr, active_only);
+}
+
+int store_tx_session_insert(int64_t *out_id, store_tx *tx, const store_session *s)
+{
+    return tx->be->session->tx_insert(out_id, tx, s);
+}
+
+int store_tx_job_insert(int64_t *out_id, store_tx *tx, const char *kind, int64_t session_id,
+                        int64_t not_before_ms)
+{
+    return tx->be->job->tx_insert(out_id, tx, kind, session_id, not_before_ms);
+}
+
+int store_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
+                          const char *actor, const char *body_json)
+{
+    return tx->be->session->tx_event_append(out_seq, tx, session_id, kind, actor, body_json);
+}
+
+int store_tx_event_append_json(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
+                               const char *actor, const struct json_t *body)
+{
+    return tx->be->session->tx_event_append_json(out_seq, tx, session_id, kind, actor, body);
+}
+
+struct append_args {
+    int64_t seq;
+    int64_t session_id;
+    const char *kind, *actor, *body;
+};
+
+static int append_write(store_tx *tx, void *arg)
+{
+    struct append_args *a = arg;
+    return store_tx_event_append(&a->seq, tx, a->session_id, a->kind, a->actor, a->body);
+}
+
+int store_event_append(int64_t *out_seq, store *s, int64_t session_id, const char *kind,
+                       const char *actor, const char *body_json)
+{
+    struct append_args a = {0, session_id, kind, actor, body_json};
+    int rc = store_write(s, append_write, &a);
+    if (out_seq)
+        *out_seq = rc ? 0 : a.seq;
+    return rc;
+}
+
+/* ---- reads ---------------------------------------------------------------- */
+
+int store_delivery_list(store_delivery **out, size_t *n, store *s, const store_delivery_filter *f)
+{
+    return s->be->delivery->list(out, n, s, f);
+}
+
+int store_session_list(store_session **out, size_t *n, store *s, const store_session_filter *f)
+{
+    return s->be->session->list(out, n, s, f);
+}
+
+int store_session_get(store_session **out, store *s, int64_t id)
+{
+    return s->be->session->get(out, s, id);
+}
+
+int store_event_list(store_event **out, size_t *n, store *s, int64_t session_id, int64_t after_seq,
+                     int limit)
+{
+    return s->be->session->event_list(out, n, s, session_id, after_seq, limit);
+}
+
+int store_job_get(store_job **out, store *s, int64_t id)
+{
+    return s->be->job->get(out, s, id);
+}
+
+/* ---- counts, for /metrics ------------------------------------------------ */
+
+int store_session_count_by_state(store_count **out, size_t *n, store *s)
+{
+    return s->be->session->count_by_state(out, n, s);
+}
+
+int store_delivery_count(store_count **out, size_t *n, store *s)
+{
+    return s->be->delivery->count(out, n, s);
+}
+
+int store_job_count(int64_t *queued, int64_t *leased, store *s)
+{
+    return s->be->job->count(queued, leased, s);
 }

@@ -1,12 +1,16 @@
 /*
- * store.h - the farm's durable state; the only interface with SQL behind it.
+ * store.h - the farm's durable state: the one interface with SQL behind it.
+ * It owns the tables of DESIGN.md (delivery, session, event, job, outbox,
+ * setting, streams) through this header and the area headers beside it
+ * (store_job.h, store_run.h, store_outbox.h, store_local.h, store_review.h,
+ * store_digest.h, store_stream.h); every farm/ subsystem above it, the
+ * webhook front and the CLI call it. It calls the backend chosen when the
+ * store is opened (store_open_url(); store_backend.h is the table of
+ * operations a backend fills), by default one database file,
+ * <data_dir>/farm.db. Nothing here is particular to one backend, so another
+ * (PostgreSQL) can be added without touching callers.
  *
- * The tables of DESIGN.md (delivery, session, event, job, outbox, setting)
- * live in one SQLite database, <data_dir>/farm.db, in WAL mode with
- * synchronous=FULL. Nothing in this header names SQLite, so a PostgreSQL
- * backend can be added behind it without touching callers.
- *
- * Writes: one writer thread owns the write connection. store_write() queues a
+ * Writes: one writer owns the write connection. store_write() queues a
  * write function and blocks; the writer takes every queued write, runs them
  * in ONE transaction (each in its own savepoint, so a failing write is rolled
  * back alone), commits once, and then wakes all their callers: concurrent
@@ -16,8 +20,8 @@
  * database only through the store_tx_*() calls below, which are valid only
  * inside a write function.
  *
- * Reads: a small pool of read connections; WAL lets them run alongside the
- * writer. Every store_*() function is thread-safe.
+ * Reads: a small pool of read connections, running alongside the writer.
+ * Every store_*() function is thread-safe.
  *
  * Times are milliseconds since the Unix epoch (int64_t). Lists are newest
  * first and never longer than STORE_LIST_MAX rows.
@@ -43,11 +47,19 @@ typedef struct store_tx store_tx;
  * was written by a newer farm (schema N > M); upgrade farm") or FARM_ENOMEM. */
 int store_open(store **out, const char *dir);
 
+/* store_open() with the backend named by url's scheme: "sqlite:" (nothing
+ * after the colon) is store_open(out, dir). dir is the data directory; a
+ * backend may keep nothing in it. An unknown scheme is refused with
+ * FARM_EINVALID ("store: no backend \"x\" (known: sqlite)"); otherwise
+ * returns what store_open() does. */
+int store_open_url(store **out, const char *url, const char *dir);
+
 /* Let queued writes finish, stop the writer thread and close every
  * connection. NULL is accepted. */
 void store_close(store *s);
 
-/* The schema version this binary writes (the last migration). */
+/* The schema version this binary writes (the default backend's last
+ * migration). */
 int store_schema_latest(void);
 
 /* The schema version of the open database. Returns 0 or FARM_EIO. */

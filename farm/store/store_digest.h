@@ -1,8 +1,10 @@
 /*
- * store_digest.h - the reads behind the digest and the review queue
- * (farm/store/store_digest.c): each session's newest "telling" events (steps,
- * test results, run ends, failures, questions), and the totals of a window.
- * digest.c turns them into facts; nothing here knows what they mean.
+ * store_digest.h - the reads behind the digest and the review queue: each
+ * session's newest "telling" events (steps, test results, run ends,
+ * failures, questions), and the totals of a window. It calls the store's
+ * backend (store_backend.h: the digest table; sqlite_digest.c by default);
+ * farm/digest/digest.c calls it and turns them into facts: nothing here
+ * knows what they mean.
  */
 #ifndef FARM_FARM_STORE_STORE_DIGEST_H
 #define FARM_FARM_STORE_STORE_DIGEST_H

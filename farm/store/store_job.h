@@ -1,6 +1,10 @@
 /*
  * store_job.h - leasing the durable job queue, and the runtime settings
- * table (store_setting.c): the SQL the scheduler needs beyond store.h.
+ * table: the store calls the scheduler needs beyond store.h. It owns the
+ * lease rules below and the setting records; it calls the store's backend
+ * (store_backend.h: the job and setting tables; sqlite_job.c and
+ * sqlite_setting.c by default); farm/sched and the scaling API
+ * (webhook/route_scaling.c) call it.
  *
  * A job is worked on by whoever holds its lease: the owner id and an expiry
  * time written by one conditional UPDATE, so two schedulers (threads or
@@ -71,7 +75,7 @@ int store_job_session_stopping(int *out, store *s, int64_t session_id);
  * labels[0] = state. Freed with store_count_list_free(). */
 int store_job_count_by_state(store_count **out, size_t *n, store *s);
 
-/* ---- settings (store_setting.c) ------------------------------------------ */
+/* ---- settings ------------------------------------------------------------- */
 
 /* A runtime setting (the `setting` table): key and value are text. */
 typedef struct store_setting {

@@ -1,11 +1,15 @@
 /*
  * store_local.h - the local tracker's issues, comments, labels, reactions
- * and pull requests, kept in the farm's store (all its SQL is in
- * store_local.c), handed to vcs/tracker/local.c as a local_backend.
+ * and pull requests, kept in the farm's store and handed to
+ * vcs/tracker/local.c as a local_backend. It calls the store's backend
+ * (store_backend.h, which fills the local_backend; all the SQL is in
+ * sqlite_local.c by default) and vcs/tracker to make the tracker;
+ * farm/report (trackers.c) and the CLI (`farm issue`, `farm demo`) call it.
  *
  * `farm issue` opens the store directly, whether or not `farm serve` runs
- * on the same data directory: SQLite in WAL mode with a busy timeout lets
- * both write, and every write here is group-committed like any other.
+ * on the same data directory: the default backend (SQLite in WAL mode with
+ * a busy timeout) lets both write, and every write here is group-committed
+ * like any other.
  */
 #ifndef FARM_FARM_STORE_STORE_LOCAL_H
 #define FARM_FARM_STORE_STORE_LOCAL_H
@@ -15,9 +19,6 @@
 
 #include "vcs/tracker/local.h"
 #include "vcs/tracker/tracker.h"
-
-/* The migration that creates the local tracker's tables (store_schema.c). */
-extern const char store_local_schema_sql[];
 
 /* Fill *out with a backend over s (out->ctx = s). The backend borrows s: it
  * must outlive every tracker made over it. */

@@ -1,7 +1,9 @@
 /*
- * store_outbox.h - the outbox table (all its SQL is in store_outbox.c), for
- * the sender (outbox.c) and its tests. Callers that only enqueue use
- * outbox.h.
+ * store_outbox.h - the outbox table: its records, states and leases. It
+ * calls the store's backend (store_backend.h: the outbox table; all the SQL
+ * is in sqlite_outbox.c by default); the sender (farm/report/outbox.c,
+ * outbox_send.c) and its tests call it. Callers that only enqueue use
+ * farm/report/outbox.h.
  *
  * An entry is "pending" until it is "sent" (remote_id recorded), "failed"
  * (gave up: last_error says why), "skipped" (the tracker has no such thing,

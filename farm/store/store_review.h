@@ -1,8 +1,10 @@
 /*
- * store_review.h - the SQL the review loop needs beyond store.h and
- * store_run.h (farm/intake/review.c): which jobs a session has waiting or at work,
- * so a new trigger attaches to the waiting one instead of queueing another,
- * and making a waiting job due at once (`/farm run`).
+ * store_review.h - the store calls the review loop needs beyond store.h and
+ * store_run.h: which jobs a session has waiting or at work, so a new trigger
+ * attaches to the waiting one instead of queueing another, and making a
+ * waiting job due at once (`/farm run`). It calls the store's backend
+ * (store_backend.h: the review table; sqlite_review.c by default);
+ * farm/intake/review.c calls it.
  *
  * Both run inside a write function (store.h), so the decision and the job
  * it leads to are one transaction.

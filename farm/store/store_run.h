@@ -1,7 +1,10 @@
 /*
- * store_run.h - the SQL the pipeline needs beyond store.h: a session's
- * state, branch and counters, and reading its log by event kind (the step
- * checkpoints, questions, answers and reviews a run looks back on).
+ * store_run.h - the store calls the pipeline needs beyond store.h: a
+ * session's state, branch and counters, and reading its log by event kind
+ * (the step checkpoints, questions, answers and reviews a run looks back
+ * on). It calls the store's backend (store_backend.h: the run table;
+ * sqlite_run.c by default); farm/run, farm/sched, farm/intake, farm/report
+ * and farm/digest call it.
  *
  * The tx functions run inside a write function (store.h), so a state change
  * lands in the same transaction as its event and its outbox entries.

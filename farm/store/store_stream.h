@@ -1,7 +1,9 @@
 /*
- * stream_store.h - the storage interface under the stream engine (internal
- * to farm/). stream.c holds the protocol; store_stream.c holds every line of
- * its SQL, so a PostgreSQL backend replaces that one file.
+ * store_stream.h - the storage interface under the stream engine (internal
+ * to farm/): streams' rows, their records and producers, and the session
+ * logs read as streams. It calls the store's backend (store_backend.h: the
+ * stream table; every line of the SQL is in sqlite_stream.c by default);
+ * farm/stream calls it and holds the protocol.
  *
  * Writes run inside sdb_write(), that is the store's store_write(): callers are
  * group-committed (the writer runs every queued function in one transaction,
@@ -12,33 +14,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-/* The tables, as one migration of store_schema.c. */
-#define STREAM_SCHEMA_SQL                                                                          \
-    "CREATE TABLE IF NOT EXISTS stream ("                                                          \
-    " id INTEGER PRIMARY KEY,"                                                                     \
-    " path TEXT NOT NULL UNIQUE,"                                                                  \
-    " content_type TEXT NOT NULL,"                                                                 \
-    " ttl_s INTEGER NOT NULL DEFAULT -1,"                                                          \
-    " expires_at_ms INTEGER NOT NULL DEFAULT -1,"                                                  \
-    " created_ms INTEGER NOT NULL,"                                                                \
-    " access_ms INTEGER NOT NULL,"                                                                 \
-    " tail INTEGER NOT NULL DEFAULT 0,"                                                            \
-    " start_pos INTEGER NOT NULL DEFAULT 0,"                                                       \
-    " closed INTEGER NOT NULL DEFAULT 0,"                                                          \
-    " closed_by_producer TEXT, closed_by_epoch INTEGER, closed_by_seq INTEGER,"                    \
-    " last_seq TEXT,"                                                                              \
-    " fork_of INTEGER NOT NULL DEFAULT 0,"                                                         \
-    " fork_pos INTEGER NOT NULL DEFAULT 0,"                                                        \
-    " fork_offset_req INTEGER NOT NULL DEFAULT -1,"                                                \
-    " refcount INTEGER NOT NULL DEFAULT 0,"                                                        \
-    " deleted INTEGER NOT NULL DEFAULT 0);"                                                        \
-    "CREATE TABLE IF NOT EXISTS stream_data ("                                                     \
-    " stream_id INTEGER NOT NULL, pos INTEGER NOT NULL, end_pos INTEGER NOT NULL,"                 \
-    " data BLOB NOT NULL, PRIMARY KEY (stream_id, pos)) WITHOUT ROWID;"                            \
-    "CREATE TABLE IF NOT EXISTS stream_producer ("                                                 \
-    " stream_id INTEGER NOT NULL, producer TEXT NOT NULL, epoch INTEGER NOT NULL,"                 \
-    " seq INTEGER NOT NULL, PRIMARY KEY (stream_id, producer)) WITHOUT ROWID;"
 
 /* One stream's row. Strings are heap copies freed by stream_row_free(). */
 typedef struct stream_row {

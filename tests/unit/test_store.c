@@ -1,9 +1,14 @@
 /*
- * test_store.c - the store: migrations (fresh, upgrade, refusing a newer
- * schema), deliveries deduplicated by the UNIQUE constraint, sessions with
- * one active per issue, the dense event log, reads with filters, counts,
- * rollback of a failed write alone, the group commit sharing fsyncs, and
- * asynchronous writes completed after their commit (also when closing).
+ * test_store.c - the store: choosing its backend by URL, migrations (fresh,
+ * upgrade, refusing a newer schema), deliveries deduplicated by the UNIQUE
+ * constraint, sessions with one active per issue, the dense event log, reads
+ * with filters, counts, rollback of a failed write alone, the group commit
+ * sharing fsyncs, and asynchronous writes completed after their commit (also
+ * when closing).
+ *
+ * Everything goes through the public interface except what only the SQLite
+ * backend has (sqlite_internal.h): an old database file to migrate, a full
+ * disk simulated by a page cap, and the checkpointer's counter.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,12 +19,12 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "farm/store/sqlite_internal.h"
 #include "farm/store/store.h"
-#include "farm/store/store_internal.h"
+#include "farm/store/store_run.h"
 
 #include <ftw.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,13 +150,13 @@ static void old_schema_is_upgraded_keeping_data(void **state)
     int v = 0;
 
     assert_true(asprintf(&path, "%s/farm.db", dir) > 0);
-    assert_int_equal(store_conn_open(&db, path, 0), 0);
-    assert_int_equal(store_schema_migrate(db, 1), 0);
-    assert_int_equal(store_exec(db, "INSERT INTO delivery (tracker, delivery_id, received_ms)"
-                                    " VALUES ('github', 'old-1', 1000)"),
+    assert_int_equal(sqlite_conn_open(&db, path, 0), 0);
+    assert_int_equal(sqlite_schema_migrate(db, 1), 0);
+    assert_int_equal(sqlite_exec(db, "INSERT INTO delivery (tracker, delivery_id, received_ms)"
+                                     " VALUES ('github', 'old-1', 1000)"),
                      0);
     /* the outbox arrived in version 2: not there yet */
-    assert_int_not_equal(store_exec(db, "SELECT count(*) FROM outbox"), 0);
+    assert_int_not_equal(sqlite_exec(db, "SELECT count(*) FROM outbox"), 0);
     sqlite3_close(db);
 
     assert_int_equal(store_open(&s, dir), 0);
@@ -166,9 +171,9 @@ static void old_schema_is_upgraded_keeping_data(void **state)
     store_close(s);
 
     /* and the upgraded tables work */
-    assert_int_equal(store_conn_open(&db, path, 0), 0);
-    assert_int_equal(store_exec(db, "INSERT INTO setting (key, value, updated_ms)"
-                                    " VALUES ('k', '1', 1)"),
+    assert_int_equal(sqlite_conn_open(&db, path, 0), 0);
+    assert_int_equal(sqlite_exec(db, "INSERT INTO setting (key, value, updated_ms)"
+                                     " VALUES ('k', '1', 1)"),
                      0);
     sqlite3_close(db);
     free(path);
@@ -182,10 +187,10 @@ static void newer_schema_is_refused(void **state)
     store *s = NULL;
 
     assert_true(asprintf(&path, "%s/farm.db", dir) > 0);
-    assert_int_equal(store_conn_open(&db, path, 0), 0);
-    assert_int_equal(store_schema_migrate(db, 0), 0);
+    assert_int_equal(sqlite_conn_open(&db, path, 0), 0);
+    assert_int_equal(sqlite_schema_migrate(db, 0), 0);
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", store_schema_latest() + 3);
-    assert_int_equal(store_exec(db, sql), 0);
+    assert_int_equal(sqlite_exec(db, sql), 0);
     sqlite3_close(db);
 
     assert_int_equal(store_open(&s, dir), FARM_ENEWER);
@@ -206,6 +211,44 @@ static void missing_directory_is_an_error(void **state)
     assert_int_equal(rc, FARM_EIO);
     assert_null(s);
     assert_non_null(strstr(farm_error_last(), "cannot open"));
+}
+
+static void backend_is_chosen_by_url(void **state)
+{
+    char *dir = tmpdir_make();
+    store *s = NULL;
+    int v = 0;
+
+    assert_int_equal(store_open_url(&s, "sqlite:", dir), 0);
+    assert_int_equal(store_schema_version(&v, s), 0);
+    assert_int_equal(v, store_schema_latest());
+    assert_int_equal(session_new(s, "octo/app", 1) > 0, 1);
+    store_close(s);
+    s = NULL;
+    /* the same data directory, opened the default way */
+    assert_int_equal(store_open(&s, dir), 0);
+    store_session *got = NULL;
+    assert_int_equal(store_session_get(&got, s, 1), 0);
+    assert_string_equal(got->repo, "octo/app");
+    store_session_free(got);
+    store_close(s);
+    tmpdir_remove(dir);
+}
+
+static void unknown_backend_is_refused(void **state)
+{
+    store *s = NULL;
+
+    assert_int_equal(store_open_url(&s, "postgresql://farm:secret@db/farm", "/tmp"), FARM_EINVALID);
+    assert_null(s);
+    assert_string_equal(farm_error_last(), "store: no backend \"postgresql\" (known: sqlite)");
+    assert_null(strstr(farm_error_last(), "secret")); /* the rest of a URL is not repeated */
+    assert_int_equal(store_open_url(&s, "farm.db", "/tmp"), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "backend's name and a colon"));
+    assert_int_equal(store_open_url(&s, NULL, "/tmp"), FARM_EINVALID);
+    assert_int_equal(store_open_url(&s, "sqlite:/elsewhere/farm.db", "/tmp"), FARM_EINVALID);
+    assert_non_null(strstr(farm_error_last(), "in the data directory"));
+    assert_null(s);
 }
 
 /* ---- deliveries ----------------------------------------------------------- */
@@ -288,6 +331,11 @@ static void delivery_list_filters_and_limits(void **state)
 
 /* ---- sessions and their log ---------------------------------------------- */
 
+static int end_session(store_tx *tx, void *arg)
+{
+    return store_tx_session_state_set(tx, *(int64_t *)arg, "done");
+}
+
 static void one_active_session_per_issue(void **state)
 {
     fixture *f = *state;
@@ -314,13 +362,7 @@ static void one_active_session_per_issue(void **state)
     assert_null(s);
 
     /* once it ended, the issue may get a new session */
-    sqlite3 *db = NULL;
-    char *path = NULL;
-    assert_true(asprintf(&path, "%s/farm.db", f->dir) > 0);
-    assert_int_equal(store_conn_open(&db, path, 0), 0);
-    assert_int_equal(store_exec(db, "UPDATE session SET state = 'done'"), 0);
-    sqlite3_close(db);
-    free(path);
+    assert_int_equal(store_write(f->s, end_session, &id), 0);
     int64_t id2 = session_new(f->s, "octo/app", 12);
     assert_true(id2 > id);
 }
@@ -446,8 +488,8 @@ static void failed_write_rolls_back_alone(void **state)
 /* A full disk, simulated by capping the database at its current size. */
 static int write_cap(store_tx *tx, void *arg)
 {
-    return store_exec(tx->db, *(int *)arg ? "PRAGMA max_page_count = 1"
-                                          : "PRAGMA max_page_count = 1073741823");
+    return sqlite_exec(sqlite_tx_db(tx), *(int *)arg ? "PRAGMA max_page_count = 1"
+                                                     : "PRAGMA max_page_count = 1073741823");
 }
 
 typedef struct big_append {
@@ -827,10 +869,11 @@ static void checkpoints_keep_the_wal_bounded(void **state)
     /* N * 128 pages went through the log: the checkpointer must have run */
     int64_t deadline = clock_mono_ms() + 30000;
     uint64_t runs = 0;
+    sqlite_store *q = f->s->impl;
     while (clock_mono_ms() < deadline) {
-        pthread_mutex_lock(&f->s->clock);
-        runs = f->s->checkpoints;
-        pthread_mutex_unlock(&f->s->clock);
+        pthread_mutex_lock(&q->clock);
+        runs = q->checkpoints;
+        pthread_mutex_unlock(&q->clock);
         if (runs > 0)
             break;
         usleep(10000); /* polling the counter, bounded by the deadline */
@@ -860,6 +903,8 @@ int main(void)
         cmocka_unit_test(old_schema_is_upgraded_keeping_data),
         cmocka_unit_test(newer_schema_is_refused),
         cmocka_unit_test(missing_directory_is_an_error),
+        cmocka_unit_test(backend_is_chosen_by_url),
+        cmocka_unit_test(unknown_backend_is_refused),
         cmocka_unit_test_setup_teardown(delivery_id_is_unique_per_tracker, setup, teardown),
         cmocka_unit_test_setup_teardown(delivery_list_filters_and_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(one_active_session_per_issue, setup, teardown),

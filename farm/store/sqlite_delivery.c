@@ -1,12 +1,12 @@
 /*
- * store_delivery.c - the delivery table: every webhook delivery the farm
+ * sqlite_delivery.c - the delivery table: every webhook delivery the farm
  * received, deduplicated by (tracker, delivery id), with what came of it.
  *
  * Deduplication is the UNIQUE constraint's job: the insert either creates
  * the row or fails with a constraint error, so two deliveries of one id
  * racing each other cannot both be accepted (no SELECT-then-INSERT window).
  */
-#include "store_internal.h"
+#include "sqlite_internal.h"
 
 #include "base/buf.h"
 #include "base/clock.h"
@@ -20,7 +20,7 @@
     "id, tracker, delivery_id, event, action, repo, number, received_ms, outcome, reason, "        \
     "session_id, job_id"
 
-int store_tx_delivery_insert(int64_t *out_id, store_tx *tx, const store_delivery *d)
+static int tx_delivery_insert(int64_t *out_id, store_tx *tx, const store_delivery *d)
 {
     sqlite3_stmt *st = NULL;
     int rc, step;
@@ -30,9 +30,9 @@ int store_tx_delivery_insert(int64_t *out_id, store_tx *tx, const store_delivery
         farm_error_set("store: a delivery needs a tracker and a delivery id");
         return FARM_EINVALID;
     }
-    rc = store_tx_stmt(&st, tx,
-                       "INSERT INTO delivery (tracker, delivery_id, event, action, repo, number,"
-                       " received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    rc = sqlite_tx_stmt(&st, tx,
+                        "INSERT INTO delivery (tracker, delivery_id, event, action, repo, number,"
+                        " received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, d->tracker, -1, SQLITE_STATIC);
@@ -44,24 +44,24 @@ int store_tx_delivery_insert(int64_t *out_id, store_tx *tx, const store_delivery
     sqlite3_bind_int64(st, 7, d->received_ms ? d->received_ms : clock_wall_ms());
     step = sqlite3_step(st);
     if (step == SQLITE_DONE) {
-        *out_id = sqlite3_last_insert_rowid(tx->db);
+        *out_id = sqlite3_last_insert_rowid(sqlite_tx_db(tx));
     } else if (step == SQLITE_CONSTRAINT_UNIQUE || step == SQLITE_CONSTRAINT_PRIMARYKEY) {
         farm_error_set("delivery %s from %s was recorded before", d->delivery_id, d->tracker);
         rc = FARM_EEXISTS;
     } else {
-        rc = store_sqlerr(tx->db, "recording a delivery");
+        rc = sqlite_err(sqlite_tx_db(tx), "recording a delivery");
     }
-    store_tx_stmt_done(tx, st);
+    sqlite_tx_stmt_done(tx, st);
     return rc;
 }
 
-int store_tx_delivery_outcome_set(store_tx *tx, int64_t id, const char *outcome, const char *reason,
-                                  int64_t session_id, int64_t job_id)
+static int tx_delivery_outcome_set(store_tx *tx, int64_t id, const char *outcome,
+                                   const char *reason, int64_t session_id, int64_t job_id)
 {
     sqlite3_stmt *st = NULL;
-    int rc = store_tx_stmt(&st, tx,
-                           "UPDATE delivery SET outcome = ?, reason = ?, session_id = ?,"
-                           " job_id = ? WHERE id = ?");
+    int rc = sqlite_tx_stmt(&st, tx,
+                            "UPDATE delivery SET outcome = ?, reason = ?, session_id = ?,"
+                            " job_id = ? WHERE id = ?");
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, outcome, -1, SQLITE_STATIC);
@@ -76,12 +76,12 @@ int store_tx_delivery_outcome_set(store_tx *tx, int64_t id, const char *outcome,
         sqlite3_bind_null(st, 4);
     sqlite3_bind_int64(st, 5, id);
     if (sqlite3_step(st) != SQLITE_DONE)
-        rc = store_sqlerr(tx->db, "recording a delivery's outcome");
-    else if (sqlite3_changes(tx->db) != 1) {
+        rc = sqlite_err(sqlite_tx_db(tx), "recording a delivery's outcome");
+    else if (sqlite3_changes(sqlite_tx_db(tx)) != 1) {
         farm_error_set("store: no delivery with id %lld", (long long)id);
         rc = FARM_ENOTFOUND;
     }
-    store_tx_stmt_done(tx, st);
+    sqlite_tx_stmt_done(tx, st);
     return rc;
 }
 
@@ -96,29 +96,20 @@ static void delivery_clear(store_delivery *d)
     free(d->reason);
 }
 
-void store_delivery_list_free(store_delivery *v, size_t n)
-{
-    if (!v)
-        return;
-    for (size_t i = 0; i < n; i++)
-        delivery_clear(&v[i]);
-    free(v);
-}
-
 static int delivery_read(store_delivery *d, sqlite3_stmt *st)
 {
     int oom = 0;
     memset(d, 0, sizeof(*d));
     d->id = sqlite3_column_int64(st, 0);
-    d->tracker = store_col_text(st, 1, &oom);
-    d->delivery_id = store_col_text(st, 2, &oom);
-    d->event = store_col_text(st, 3, &oom);
-    d->action = store_col_text(st, 4, &oom);
-    d->repo = store_col_text(st, 5, &oom);
+    d->tracker = sqlite_col_text(st, 1, &oom);
+    d->delivery_id = sqlite_col_text(st, 2, &oom);
+    d->event = sqlite_col_text(st, 3, &oom);
+    d->action = sqlite_col_text(st, 4, &oom);
+    d->repo = sqlite_col_text(st, 5, &oom);
     d->number = sqlite3_column_int64(st, 6);
     d->received_ms = sqlite3_column_int64(st, 7);
-    d->outcome = store_col_text(st, 8, &oom);
-    d->reason = store_col_text(st, 9, &oom);
+    d->outcome = sqlite_col_text(st, 8, &oom);
+    d->reason = sqlite_col_text(st, 9, &oom);
     d->session_id = sqlite3_column_int64(st, 10);
     d->job_id = sqlite3_column_int64(st, 11);
     if (oom) {
@@ -129,7 +120,7 @@ static int delivery_read(store_delivery *d, sqlite3_stmt *st)
     return 0;
 }
 
-int store_delivery_list(store_delivery **out, size_t *n, store *s, const store_delivery_filter *f)
+static int delivery_list(store_delivery **out, size_t *n, store *s, const store_delivery_filter *f)
 {
     static const store_delivery_filter none = STORE_DELIVERY_FILTER_INIT;
     sqlite3 *db = NULL;
@@ -142,18 +133,18 @@ int store_delivery_list(store_delivery **out, size_t *n, store *s, const store_d
     *n = 0;
     if (!f)
         f = &none;
-    limit = store_limit(f->limit);
+    limit = sqlite_limit(f->limit);
     /* Each filter is "? IS NULL OR column = ?", so one statement serves
      * every combination and nothing is ever spliced into the SQL. */
-    db = store_reader_get(s);
-    rc = store_prepare(&st, db,
-                       "SELECT " DELIVERY_COLS " FROM delivery"
-                       " WHERE (?1 IS NULL OR tracker = ?1)"
-                       " AND (?2 IS NULL OR repo = ?2 COLLATE NOCASE)"
-                       " AND (?3 IS NULL OR event = ?3)"
-                       " AND (?4 IS NULL OR outcome = ?4)"
-                       " AND received_ms >= ?5 AND (?6 <= 0 OR id < ?6)"
-                       " ORDER BY id DESC LIMIT ?7");
+    db = sqlite_reader_get(s);
+    rc = sqlite_prepare(&st, db,
+                        "SELECT " DELIVERY_COLS " FROM delivery"
+                        " WHERE (?1 IS NULL OR tracker = ?1)"
+                        " AND (?2 IS NULL OR repo = ?2 COLLATE NOCASE)"
+                        " AND (?3 IS NULL OR event = ?3)"
+                        " AND (?4 IS NULL OR outcome = ?4)"
+                        " AND received_ms >= ?5 AND (?6 <= 0 OR id < ?6)"
+                        " ORDER BY id DESC LIMIT ?7");
     if (rc)
         goto out;
     sqlite3_bind_text(st, 1, f->tracker, -1, SQLITE_STATIC);
@@ -174,7 +165,7 @@ int store_delivery_list(store_delivery **out, size_t *n, store *s, const store_d
         count++;
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = store_sqlerr(db, "listing deliveries");
+        rc = sqlite_err(db, "listing deliveries");
         goto out;
     }
     if (count == 0) {
@@ -188,23 +179,13 @@ int store_delivery_list(store_delivery **out, size_t *n, store *s, const store_d
 out:
     store_delivery_list_free(v, count);
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
 
-void store_count_list_free(store_count *v, size_t n)
+int sqlite_count_query(store_count **out, size_t *n, store *s, const char *sql, int nlabels)
 {
-    if (!v)
-        return;
-    for (size_t i = 0; i < n; i++)
-        for (int j = 0; j < 3; j++)
-            free(v[i].labels[j]);
-    free(v);
-}
-
-int store_count_query(store_count **out, size_t *n, store *s, const char *sql, int nlabels)
-{
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     store_count *v = NULL;
     size_t count = 0, cap = 0;
@@ -212,7 +193,7 @@ int store_count_query(store_count **out, size_t *n, store *s, const char *sql, i
 
     *out = NULL;
     *n = 0;
-    if ((rc = store_prepare(&st, db, sql)))
+    if ((rc = sqlite_prepare(&st, db, sql)))
         goto out;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         if (count == STORE_LIST_MAX)
@@ -236,7 +217,7 @@ int store_count_query(store_count **out, size_t *n, store *s, const char *sql, i
         c->n = sqlite3_column_int64(st, nlabels);
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = store_sqlerr(db, "counting");
+        rc = sqlite_err(db, "counting");
         goto out;
     }
     *out = v;
@@ -250,14 +231,21 @@ nomem:
 out:
     store_count_list_free(v, count);
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
 
-int store_delivery_count(store_count **out, size_t *n, store *s)
+static int delivery_count(store_count **out, size_t *n, store *s)
 {
-    return store_count_query(out, n, s,
-                             "SELECT tracker, event, outcome, count(*) FROM delivery"
-                             " GROUP BY tracker, event, outcome ORDER BY 1, 2, 3",
-                             3);
+    return sqlite_count_query(out, n, s,
+                              "SELECT tracker, event, outcome, count(*) FROM delivery"
+                              " GROUP BY tracker, event, outcome ORDER BY 1, 2, 3",
+                              3);
 }
+
+const store_delivery_ops sqlite_delivery_ops = {
+    .tx_insert = tx_delivery_insert,
+    .tx_outcome_set = tx_delivery_outcome_set,
+    .list = delivery_list,
+    .count = delivery_count,
+};

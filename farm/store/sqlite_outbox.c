@@ -1,5 +1,5 @@
 /*
- * store_outbox.c - the outbox table: enqueueing, leasing, recording what
+ * sqlite_outbox.c - the outbox table: enqueueing, leasing, recording what
  * was sent (see store_outbox.h for the states and the lease rules).
  *
  * Leasing is one write: pick the due head entries, mark overtaken status
@@ -8,8 +8,8 @@
  * entry. A cheap read first checks whether anything is due at all, so an
  * idle sender costs no fsync.
  */
+#include "sqlite_internal.h"
 #include "store_outbox.h"
-#include "store_internal.h"
 
 #include "base/clock.h"
 #include "base/error.h"
@@ -43,38 +43,21 @@ static void entry_clear(outbox_entry *e)
     free(e->lease_owner);
 }
 
-void outbox_entry_free(outbox_entry *e)
-{
-    if (!e)
-        return;
-    entry_clear(e);
-    free(e);
-}
-
-void outbox_entry_list_free(outbox_entry *v, size_t n)
-{
-    if (!v)
-        return;
-    for (size_t i = 0; i < n; i++)
-        entry_clear(&v[i]);
-    free(v);
-}
-
 static int entry_read(outbox_entry *e, sqlite3_stmt *st)
 {
     int oom = 0;
     memset(e, 0, sizeof(*e));
     e->id = sqlite3_column_int64(st, 0);
     e->session_id = sqlite3_column_int64(st, 1);
-    e->kind = store_col_text(st, 2, &oom);
-    e->key = store_col_text(st, 3, &oom);
-    e->payload = store_col_text(st, 4, &oom);
-    e->state = store_col_text(st, 5, &oom);
+    e->kind = sqlite_col_text(st, 2, &oom);
+    e->key = sqlite_col_text(st, 3, &oom);
+    e->payload = sqlite_col_text(st, 4, &oom);
+    e->state = sqlite_col_text(st, 5, &oom);
     e->attempts = sqlite3_column_int64(st, 6);
     e->next_try_ms = sqlite3_column_int64(st, 7);
-    e->remote_id = store_col_text(st, 8, &oom);
-    e->last_error = store_col_text(st, 9, &oom);
-    e->lease_owner = store_col_text(st, 10, &oom);
+    e->remote_id = sqlite_col_text(st, 8, &oom);
+    e->last_error = sqlite_col_text(st, 9, &oom);
+    e->lease_owner = sqlite_col_text(st, 10, &oom);
     e->lease_expires_ms = sqlite3_column_int64(st, 11);
     e->created_ms = sqlite3_column_int64(st, 12);
     e->updated_ms = sqlite3_column_int64(st, 13);
@@ -97,7 +80,7 @@ static int entry_one(outbox_entry **out, sqlite3 *db, sqlite3_stmt *st, const ch
         return FARM_ENOTFOUND;
     }
     if (step != SQLITE_ROW)
-        return store_sqlerr(db, what);
+        return sqlite_err(db, what);
     if (!(e = malloc(sizeof(*e)))) {
         farm_error_set("store: out of memory");
         return FARM_ENOMEM;
@@ -112,8 +95,8 @@ static int entry_one(outbox_entry **out, sqlite3 *db, sqlite3_stmt *st, const ch
 
 /* ---- enqueueing ---------------------------------------------------------- */
 
-int store_tx_outbox_insert(int *inserted, store_tx *tx, int64_t session_id, const char *kind,
-                           const char *key, const char *payload_json)
+static int tx_outbox_insert(int *inserted, store_tx *tx, int64_t session_id, const char *kind,
+                            const char *key, const char *payload_json)
 {
     sqlite3_stmt *st = NULL;
     int64_t now = clock_wall_ms();
@@ -121,11 +104,11 @@ int store_tx_outbox_insert(int *inserted, store_tx *tx, int64_t session_id, cons
 
     if (inserted)
         *inserted = 0;
-    rc = store_prepare(&st, tx->db,
-                       "INSERT INTO outbox (kind, session_id, idem_key, payload, state,"
-                       " next_try_ms, created_ms, updated_ms)"
-                       " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)"
-                       " ON CONFLICT (idem_key) DO NOTHING");
+    rc = sqlite_prepare(&st, sqlite_tx_db(tx),
+                        "INSERT INTO outbox (kind, session_id, idem_key, payload, state,"
+                        " next_try_ms, created_ms, updated_ms)"
+                        " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)"
+                        " ON CONFLICT (idem_key) DO NOTHING");
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
@@ -139,28 +122,28 @@ int store_tx_outbox_insert(int *inserted, store_tx *tx, int64_t session_id, cons
     sqlite3_bind_int64(st, 6, now);
     sqlite3_bind_int64(st, 7, now);
     if (sqlite3_step(st) != SQLITE_DONE)
-        rc = store_sqlerr(tx->db, "enqueueing an outbox entry");
+        rc = sqlite_err(sqlite_tx_db(tx), "enqueueing an outbox entry");
     else if (inserted)
-        *inserted = sqlite3_changes(tx->db) > 0;
+        *inserted = sqlite3_changes(sqlite_tx_db(tx)) > 0;
     sqlite3_finalize(st);
     return rc;
 }
 
-int store_tx_outbox_status_key(char *out, size_t n, store_tx *tx, int64_t session_id)
+static int tx_outbox_status_key(char *out, size_t n, store_tx *tx, int64_t session_id)
 {
     sqlite3_stmt *st = NULL;
     int64_t count = 0;
     int rc;
 
-    rc = store_prepare(&st, tx->db,
-                       "SELECT count(*) FROM outbox WHERE session_id = ? AND kind = 'status'");
+    rc = sqlite_prepare(&st, sqlite_tx_db(tx),
+                        "SELECT count(*) FROM outbox WHERE session_id = ? AND kind = 'status'");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, session_id);
     if (sqlite3_step(st) == SQLITE_ROW)
         count = sqlite3_column_int64(st, 0);
     else
-        rc = store_sqlerr(tx->db, "counting status entries");
+        rc = sqlite_err(sqlite_tx_db(tx), "counting status entries");
     sqlite3_finalize(st);
     if (rc)
         return rc;
@@ -176,48 +159,48 @@ int store_tx_outbox_status_key(char *out, size_t n, store_tx *tx, int64_t sessio
 
 /* ---- leasing ------------------------------------------------------------- */
 
-int store_outbox_next_due(int64_t *out_ms, store *s)
+static int outbox_next_due(int64_t *out_ms, store *s)
 {
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     int rc;
 
     *out_ms = 0;
-    rc = store_prepare(&st, db,
-                       "SELECT min(max(o.next_try_ms, o.lease_expires_ms)) FROM outbox o"
-                       " WHERE o.state = 'pending' AND NOT EXISTS (SELECT 1 FROM outbox p"
-                       " WHERE p.session_id = o.session_id AND p.state = 'pending'"
-                       " AND p.id < o.id)");
+    rc = sqlite_prepare(&st, db,
+                        "SELECT min(max(o.next_try_ms, o.lease_expires_ms)) FROM outbox o"
+                        " WHERE o.state = 'pending' AND NOT EXISTS (SELECT 1 FROM outbox p"
+                        " WHERE p.session_id = o.session_id AND p.state = 'pending'"
+                        " AND p.id < o.id)");
     if (!rc) {
         if (sqlite3_step(st) == SQLITE_ROW)
             *out_ms = sqlite3_column_int64(st, 0); /* NULL reads as 0: nothing pending */
         else
-            rc = store_sqlerr(db, "finding the next outbox entry due");
+            rc = sqlite_err(db, "finding the next outbox entry due");
     }
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
 
 /* Is anything leasable now? A read, so an idle poll writes nothing. */
 static int any_due(int *out, store *s, int64_t now)
 {
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     int rc;
 
     *out = 0;
-    rc = store_prepare(&st, db, "SELECT 1" DUE_HEAD " LIMIT 1");
+    rc = sqlite_prepare(&st, db, "SELECT 1" DUE_HEAD " LIMIT 1");
     if (!rc) {
         sqlite3_bind_int64(st, 1, now);
         int step = sqlite3_step(st);
         if (step == SQLITE_ROW)
             *out = 1;
         else if (step != SQLITE_DONE)
-            rc = store_sqlerr(db, "looking for due outbox entries");
+            rc = sqlite_err(db, "looking for due outbox entries");
     }
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
 
@@ -242,9 +225,9 @@ static int lease_write(store_tx *tx, void *arg)
     for (int round = 0; round < 64 && !a->entry; round++) {
         int superseded = 0;
         nids = 0;
-        if ((rc = store_prepare(&pick, tx->db,
-                                "SELECT o.id, o.kind, o.session_id" DUE_HEAD
-                                " ORDER BY o.next_try_ms, o.id LIMIT 16")))
+        if ((rc = sqlite_prepare(&pick, sqlite_tx_db(tx),
+                                 "SELECT o.id, o.kind, o.session_id" DUE_HEAD
+                                 " ORDER BY o.next_try_ms, o.id LIMIT 16")))
             goto out;
         sqlite3_bind_int64(pick, 1, a->now);
         int step;
@@ -254,29 +237,29 @@ static int lease_write(store_tx *tx, void *arg)
             int64_t sid = sqlite3_column_int64(pick, 2);
             if (kind && strcmp(kind, OUTBOX_STATUS) == 0) {
                 if (!newer &&
-                    (rc = store_prepare(&newer, tx->db,
-                                        "SELECT 1 FROM outbox n WHERE n.session_id = ?1"
-                                        " AND n.kind = 'status' AND n.state = 'pending'"
-                                        " AND n.id > ?2 AND NOT EXISTS (SELECT 1 FROM outbox m"
-                                        " WHERE m.session_id = ?1 AND m.state = 'pending'"
-                                        " AND m.kind <> 'status' AND m.id > ?2 AND m.id < n.id)"
-                                        " LIMIT 1")))
+                    (rc = sqlite_prepare(&newer, sqlite_tx_db(tx),
+                                         "SELECT 1 FROM outbox n WHERE n.session_id = ?1"
+                                         " AND n.kind = 'status' AND n.state = 'pending'"
+                                         " AND n.id > ?2 AND NOT EXISTS (SELECT 1 FROM outbox m"
+                                         " WHERE m.session_id = ?1 AND m.state = 'pending'"
+                                         " AND m.kind <> 'status' AND m.id > ?2 AND m.id < n.id)"
+                                         " LIMIT 1")))
                     goto out;
                 sqlite3_reset(newer);
                 sqlite3_bind_int64(newer, 1, sid);
                 sqlite3_bind_int64(newer, 2, id);
                 int has_newer = sqlite3_step(newer) == SQLITE_ROW;
                 if (has_newer) {
-                    if (!sup && (rc = store_prepare(&sup, tx->db,
-                                                    "UPDATE outbox SET state = 'superseded',"
-                                                    " lease_owner = NULL, updated_ms = ?"
-                                                    " WHERE id = ?")))
+                    if (!sup && (rc = sqlite_prepare(&sup, sqlite_tx_db(tx),
+                                                     "UPDATE outbox SET state = 'superseded',"
+                                                     " lease_owner = NULL, updated_ms = ?"
+                                                     " WHERE id = ?")))
                         goto out;
                     sqlite3_reset(sup);
                     sqlite3_bind_int64(sup, 1, a->now);
                     sqlite3_bind_int64(sup, 2, id);
                     if (sqlite3_step(sup) != SQLITE_DONE) {
-                        rc = store_sqlerr(tx->db, "superseding a status entry");
+                        rc = sqlite_err(sqlite_tx_db(tx), "superseding a status entry");
                         goto out;
                     }
                     superseded = 1;
@@ -287,22 +270,22 @@ static int lease_write(store_tx *tx, void *arg)
             break; /* the oldest leasable one */
         }
         if (step != SQLITE_ROW && step != SQLITE_DONE) {
-            rc = store_sqlerr(tx->db, "picking due outbox entries");
+            rc = sqlite_err(sqlite_tx_db(tx), "picking due outbox entries");
             goto out;
         }
         sqlite3_finalize(pick);
         pick = NULL;
         if (nids > 0) {
-            if ((rc = store_prepare(&take, tx->db,
-                                    "UPDATE outbox SET lease_owner = ?, lease_expires_ms = ?,"
-                                    " attempts = attempts + 1, updated_ms = ?"
-                                    " WHERE id = ? AND state = 'pending' RETURNING " ENTRY_COLS)))
+            if ((rc = sqlite_prepare(&take, sqlite_tx_db(tx),
+                                     "UPDATE outbox SET lease_owner = ?, lease_expires_ms = ?,"
+                                     " attempts = attempts + 1, updated_ms = ?"
+                                     " WHERE id = ? AND state = 'pending' RETURNING " ENTRY_COLS)))
                 goto out;
             sqlite3_bind_text(take, 1, a->owner, -1, SQLITE_STATIC);
             sqlite3_bind_int64(take, 2, a->now + a->lease_ms);
             sqlite3_bind_int64(take, 3, a->now);
             sqlite3_bind_int64(take, 4, ids[0]);
-            rc = entry_one(&a->entry, tx->db, take, "leasing an outbox entry");
+            rc = entry_one(&a->entry, sqlite_tx_db(tx), take, "leasing an outbox entry");
             goto out;
         }
         if (!superseded)
@@ -317,8 +300,8 @@ out:
     return rc;
 }
 
-int store_outbox_lease(outbox_entry **out, store *s, const char *owner, int64_t now_ms,
-                       int64_t lease_ms)
+static int outbox_lease(outbox_entry **out, store *s, const char *owner, int64_t now_ms,
+                        int64_t lease_ms)
 {
     lease_args a = {NULL, owner, now_ms, lease_ms};
     int due = 0, rc;
@@ -330,7 +313,7 @@ int store_outbox_lease(outbox_entry **out, store *s, const char *owner, int64_t 
         farm_error_set("store: no outbox entry is due");
         return FARM_ENOTFOUND;
     }
-    if ((rc = store_write(s, lease_write, &a))) {
+    if ((rc = sqlite_write(s, lease_write, &a))) {
         outbox_entry_free(a.entry);
         return rc;
     }
@@ -358,8 +341,8 @@ static int outcome_write(store_tx *tx, void *arg)
     outcome_args *a = arg;
     sqlite3_stmt *st = NULL;
     int64_t now = clock_wall_ms();
-    int rc = store_prepare(
-        &st, tx->db,
+    int rc = sqlite_prepare(
+        &st, sqlite_tx_db(tx),
         "UPDATE outbox SET state = coalesce(?1, state), remote_id = coalesce(?2, remote_id),"
         " last_error = coalesce(?3, last_error), next_try_ms = CASE WHEN ?1 IS NULL THEN ?4"
         " ELSE next_try_ms END, lease_owner = NULL, lease_expires_ms = 0, updated_ms = ?5"
@@ -374,8 +357,8 @@ static int outcome_write(store_tx *tx, void *arg)
     sqlite3_bind_int64(st, 6, a->id);
     sqlite3_bind_text(st, 7, a->owner, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = store_sqlerr(tx->db, "recording an outbox outcome");
-    } else if (sqlite3_changes(tx->db) == 0) {
+        rc = sqlite_err(sqlite_tx_db(tx), "recording an outbox outcome");
+    } else if (sqlite3_changes(sqlite_tx_db(tx)) == 0) {
         if (a->owner) {
             farm_error_set("store: outbox entry %" PRId64 " is no longer leased by %s", a->id,
                            a->owner);
@@ -389,17 +372,17 @@ static int outcome_write(store_tx *tx, void *arg)
     return rc;
 }
 
-int store_outbox_sent(store *s, int64_t id, const char *remote_id)
+static int outbox_sent(store *s, int64_t id, const char *remote_id)
 {
     outcome_args a = {id, NULL, "sent", remote_id, NULL, 0};
-    return store_write(s, outcome_write, &a);
+    return sqlite_write(s, outcome_write, &a);
 }
 
-int store_outbox_retry(store *s, int64_t id, const char *owner, int64_t next_try_ms,
-                       const char *error)
+static int outbox_retry(store *s, int64_t id, const char *owner, int64_t next_try_ms,
+                        const char *error)
 {
     outcome_args a = {id, owner, NULL, NULL, error ? error : "", next_try_ms};
-    return store_write(s, outcome_write, &a);
+    return sqlite_write(s, outcome_write, &a);
 }
 
 typedef struct fail_args {
@@ -419,14 +402,14 @@ static int fail_write(store_tx *tx, void *arg)
 
     if ((rc = outcome_write(tx, &a->o)))
         return rc;
-    if ((rc = store_prepare(&st, tx->db,
-                            "SELECT session_id, kind, idem_key FROM outbox WHERE id = ?")))
+    if ((rc = sqlite_prepare(&st, sqlite_tx_db(tx),
+                             "SELECT session_id, kind, idem_key FROM outbox WHERE id = ?")))
         return rc;
     sqlite3_bind_int64(st, 1, a->o.id);
     if (sqlite3_step(st) == SQLITE_ROW) {
         sid = sqlite3_column_int64(st, 0);
-        kind = store_col_text(st, 1, &oom);
-        key = store_col_text(st, 2, &oom);
+        kind = sqlite_col_text(st, 1, &oom);
+        key = sqlite_col_text(st, 2, &oom);
     }
     sqlite3_finalize(st);
     if (oom) {
@@ -448,7 +431,7 @@ static int fail_write(store_tx *tx, void *arg)
         rc = FARM_ENOMEM;
         goto out;
     }
-    rc = store_tx_event_append(&a->seq, tx, sid, "tracker_error", NULL, body);
+    rc = sqlite_tx_event_append(&a->seq, tx, sid, "tracker_error", NULL, body);
 out:
     if (rc == FARM_ENOMEM)
         farm_error_set("store: out of memory");
@@ -458,16 +441,16 @@ out:
     return rc;
 }
 
-int store_outbox_skip(store *s, int64_t id, const char *owner, const char *why)
+static int outbox_skip(store *s, int64_t id, const char *owner, const char *why)
 {
     outcome_args a = {id, owner, "skipped", NULL, why ? why : "", 0};
-    return store_write(s, outcome_write, &a);
+    return sqlite_write(s, outcome_write, &a);
 }
 
-int store_outbox_fail(int64_t *out_seq, store *s, int64_t id, const char *owner, const char *error)
+static int outbox_fail(int64_t *out_seq, store *s, int64_t id, const char *owner, const char *error)
 {
     fail_args a = {{id, owner, "failed", NULL, error ? error : "", 0}, 0};
-    int rc = store_write(s, fail_write, &a);
+    int rc = sqlite_write(s, fail_write, &a);
     if (out_seq)
         *out_seq = rc ? 0 : a.seq;
     return rc;
@@ -492,11 +475,11 @@ static int pr_done_write(store_tx *tx, void *arg)
     outcome_args o = {a->id, NULL, "sent", remote, NULL, 0};
     if ((rc = outcome_write(tx, &o)))
         return rc;
-    rc = store_prepare(&st, tx->db,
-                       "UPDATE session SET pr_number = ?1, pr_url = ?2,"
-                       " state = CASE WHEN ?3 IS NOT NULL AND state NOT IN ('done', 'failed',"
-                       " 'cancelled') THEN ?3 ELSE state END, updated_ms = ?4 WHERE id = ?5"
-                       " RETURNING state = ?3");
+    rc = sqlite_prepare(&st, sqlite_tx_db(tx),
+                        "UPDATE session SET pr_number = ?1, pr_url = ?2,"
+                        " state = CASE WHEN ?3 IS NOT NULL AND state NOT IN ('done', 'failed',"
+                        " 'cancelled') THEN ?3 ELSE state END, updated_ms = ?4 WHERE id = ?5"
+                        " RETURNING state = ?3");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, a->pr_number);
@@ -514,7 +497,7 @@ static int pr_done_write(store_tx *tx, void *arg)
         rc = FARM_ENOTFOUND;
         break;
     default:
-        rc = store_sqlerr(tx->db, "recording the session's pull request");
+        rc = sqlite_err(sqlite_tx_db(tx), "recording the session's pull request");
     }
     sqlite3_finalize(st);
     if (rc)
@@ -528,31 +511,32 @@ static int pr_done_write(store_tx *tx, void *arg)
         farm_error_set("store: out of memory (or a PR URL that is not UTF-8)");
         return FARM_ENOMEM;
     }
-    rc = store_tx_event_append(&a->seq, tx, a->session_id, "pr_opened", NULL, body);
+    rc = sqlite_tx_event_append(&a->seq, tx, a->session_id, "pr_opened", NULL, body);
     free(body);
     if (rc)
         return rc;
     if (a->then_key && a->then_payload &&
-        (rc = store_tx_outbox_insert(NULL, tx, a->session_id, OUTBOX_COMMENT, a->then_key,
-                                     a->then_payload)))
+        (rc = tx_outbox_insert(NULL, tx, a->session_id, OUTBOX_COMMENT, a->then_key,
+                               a->then_payload)))
         return rc;
     /* the status comment follows the state the session moved to */
     if (moved && a->status_payload) {
         char key[256];
-        if ((rc = store_tx_outbox_status_key(key, sizeof key, tx, a->session_id)))
+        if ((rc = tx_outbox_status_key(key, sizeof key, tx, a->session_id)))
             return rc;
-        rc = store_tx_outbox_insert(NULL, tx, a->session_id, OUTBOX_STATUS, key, a->status_payload);
+        rc = tx_outbox_insert(NULL, tx, a->session_id, OUTBOX_STATUS, key, a->status_payload);
     }
     return rc;
 }
 
-int store_outbox_pr_done(int64_t *out_seq, store *s, int64_t id, int64_t session_id,
-                         int64_t pr_number, const char *pr_url, const char *state_after,
-                         const char *then_key, const char *then_payload, const char *status_payload)
+static int outbox_pr_done(int64_t *out_seq, store *s, int64_t id, int64_t session_id,
+                          int64_t pr_number, const char *pr_url, const char *state_after,
+                          const char *then_key, const char *then_payload,
+                          const char *status_payload)
 {
     pr_done_args a = {0,           id,       session_id,   pr_number,     pr_url,
                       state_after, then_key, then_payload, status_payload};
-    int rc = store_write(s, pr_done_write, &a);
+    int rc = sqlite_write(s, pr_done_write, &a);
     if (out_seq)
         *out_seq = rc ? 0 : a.seq;
     return rc;
@@ -568,43 +552,34 @@ static int release_write(store_tx *tx, void *arg)
 {
     release_args *a = arg;
     sqlite3_stmt *st = NULL;
-    int rc = store_prepare(&st, tx->db,
-                           "UPDATE outbox SET lease_owner = NULL, lease_expires_ms = 0,"
-                           " next_try_ms = max(next_try_ms, ?3), updated_ms = ?1"
-                           " WHERE state = 'pending' AND lease_owner = ?2");
+    int rc = sqlite_prepare(&st, sqlite_tx_db(tx),
+                            "UPDATE outbox SET lease_owner = NULL, lease_expires_ms = 0,"
+                            " next_try_ms = max(next_try_ms, ?3), updated_ms = ?1"
+                            " WHERE state = 'pending' AND lease_owner = ?2");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, clock_wall_ms());
     sqlite3_bind_text(st, 2, a->owner, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, a->not_before_ms);
     if (sqlite3_step(st) != SQLITE_DONE)
-        rc = store_sqlerr(tx->db, "releasing outbox leases");
+        rc = sqlite_err(sqlite_tx_db(tx), "releasing outbox leases");
     else
-        a->count = sqlite3_changes(tx->db);
+        a->count = sqlite3_changes(sqlite_tx_db(tx));
     sqlite3_finalize(st);
     return rc;
 }
 
-int store_outbox_release(int64_t *count, store *s, const char *owner, int64_t not_before_ms)
+static int outbox_release(int64_t *count, store *s, const char *owner, int64_t not_before_ms)
 {
     release_args a = {0, owner, not_before_ms};
-    int rc = store_write(s, release_write, &a);
+    int rc = sqlite_write(s, release_write, &a);
     *count = rc ? 0 : a.count;
     return rc;
 }
 
-void store_outbox_lease_owners_free(char **owners, size_t n)
+static int outbox_lease_owners(char ***out, size_t *n, store *s)
 {
-    if (!owners)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(owners[i]);
-    free(owners);
-}
-
-int store_outbox_lease_owners(char ***out, size_t *n, store *s)
-{
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     char **v = NULL;
     size_t count = 0;
@@ -612,20 +587,20 @@ int store_outbox_lease_owners(char ***out, size_t *n, store *s)
 
     *out = NULL;
     *n = 0;
-    rc = store_prepare(&st, db,
-                       "SELECT DISTINCT lease_owner FROM outbox WHERE state = 'pending'"
-                       " AND lease_owner IS NOT NULL LIMIT 1000");
+    rc = sqlite_prepare(&st, db,
+                        "SELECT DISTINCT lease_owner FROM outbox WHERE state = 'pending'"
+                        " AND lease_owner IS NOT NULL LIMIT 1000");
     if (rc)
         goto out;
     if (!(v = calloc(1001, sizeof(*v))))
         goto nomem;
     while ((step = sqlite3_step(st)) == SQLITE_ROW && count < 1000) {
-        if (!(v[count] = store_col_text(st, 0, &oom)) || oom)
+        if (!(v[count] = sqlite_col_text(st, 0, &oom)) || oom)
             goto nomem;
         count++;
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = store_sqlerr(db, "listing outbox leases");
+        rc = sqlite_err(db, "listing outbox leases");
         goto out;
     }
     *out = v;
@@ -639,49 +614,49 @@ nomem:
 out:
     store_outbox_lease_owners_free(v, count);
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
 
 /* ---- reads --------------------------------------------------------------- */
 
-int store_outbox_status_remote(char **out, store *s, int64_t session_id)
+static int outbox_status_remote(char **out, store *s, int64_t session_id)
 {
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     int rc, oom = 0;
 
     *out = NULL;
-    rc = store_prepare(&st, db,
-                       "SELECT remote_id FROM outbox WHERE session_id = ? AND kind = 'status'"
-                       " AND state = 'sent' AND remote_id IS NOT NULL ORDER BY id DESC LIMIT 1");
+    rc = sqlite_prepare(&st, db,
+                        "SELECT remote_id FROM outbox WHERE session_id = ? AND kind = 'status'"
+                        " AND state = 'sent' AND remote_id IS NOT NULL ORDER BY id DESC LIMIT 1");
     if (rc)
         goto out;
     sqlite3_bind_int64(st, 1, session_id);
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
-        *out = store_col_text(st, 0, &oom);
+        *out = sqlite_col_text(st, 0, &oom);
         if (oom) {
             farm_error_set("store: out of memory");
             rc = FARM_ENOMEM;
         }
     } else if (step != SQLITE_DONE) {
-        rc = store_sqlerr(db, "reading the status comment's id");
+        rc = sqlite_err(db, "reading the status comment's id");
     }
 out:
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
 
 static int get_where(outbox_entry **out, store *s, const char *sql, int64_t id, const char *key)
 {
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     int rc;
 
     *out = NULL;
-    rc = store_prepare(&st, db, sql);
+    rc = sqlite_prepare(&st, db, sql);
     if (!rc) {
         if (key)
             sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -690,23 +665,23 @@ static int get_where(outbox_entry **out, store *s, const char *sql, int64_t id, 
         rc = entry_one(out, db, st, "reading an outbox entry");
     }
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
 
-int store_outbox_get(outbox_entry **out, store *s, int64_t id)
+static int outbox_get(outbox_entry **out, store *s, int64_t id)
 {
     return get_where(out, s, "SELECT " ENTRY_COLS " FROM outbox WHERE id = ?", id, NULL);
 }
 
-int store_outbox_get_by_key(outbox_entry **out, store *s, const char *key)
+static int outbox_get_by_key(outbox_entry **out, store *s, const char *key)
 {
     return get_where(out, s, "SELECT " ENTRY_COLS " FROM outbox WHERE idem_key = ?", 0, key);
 }
 
-int store_outbox_list(outbox_entry **out, size_t *n, store *s, int64_t session_id)
+static int outbox_list(outbox_entry **out, size_t *n, store *s, int64_t session_id)
 {
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     outbox_entry *v = NULL;
     size_t count = 0;
@@ -714,9 +689,9 @@ int store_outbox_list(outbox_entry **out, size_t *n, store *s, int64_t session_i
 
     *out = NULL;
     *n = 0;
-    rc = store_prepare(&st, db,
-                       "SELECT " ENTRY_COLS " FROM outbox WHERE (?1 = 0 OR session_id = ?1)"
-                       " ORDER BY id LIMIT ?2");
+    rc = sqlite_prepare(&st, db,
+                        "SELECT " ENTRY_COLS " FROM outbox WHERE (?1 = 0 OR session_id = ?1)"
+                        " ORDER BY id LIMIT ?2");
     if (rc)
         goto out;
     sqlite3_bind_int64(st, 1, session_id);
@@ -732,7 +707,7 @@ int store_outbox_list(outbox_entry **out, size_t *n, store *s, int64_t session_i
         count++;
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = store_sqlerr(db, "listing outbox entries");
+        rc = sqlite_err(db, "listing outbox entries");
         goto out;
     }
     *out = v;
@@ -742,19 +717,19 @@ int store_outbox_list(outbox_entry **out, size_t *n, store *s, int64_t session_i
 out:
     outbox_entry_list_free(v, count);
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
 
-int store_outbox_stats(outbox_stats *out, store *s)
+static int outbox_stats_read(outbox_stats *out, store *s)
 {
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     int rc;
 
     memset(out, 0, sizeof(*out));
     /* retries: every attempt that failed and was (or will be) tried again */
-    rc = store_prepare(
+    rc = sqlite_prepare(
         &st, db,
         "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'sent'), 0),"
         " coalesce(sum(state = 'failed'), 0),"
@@ -768,10 +743,29 @@ int store_outbox_stats(outbox_stats *out, store *s)
             out->failed = sqlite3_column_int64(st, 2);
             out->retries = sqlite3_column_int64(st, 3);
         } else {
-            rc = store_sqlerr(db, "counting outbox entries");
+            rc = sqlite_err(db, "counting outbox entries");
         }
     }
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
+
+const store_outbox_ops sqlite_outbox_ops = {
+    .tx_insert = tx_outbox_insert,
+    .tx_status_key = tx_outbox_status_key,
+    .lease = outbox_lease,
+    .next_due = outbox_next_due,
+    .sent = outbox_sent,
+    .pr_done = outbox_pr_done,
+    .retry = outbox_retry,
+    .skip = outbox_skip,
+    .fail = outbox_fail,
+    .lease_owners = outbox_lease_owners,
+    .release = outbox_release,
+    .status_remote = outbox_status_remote,
+    .get = outbox_get,
+    .get_by_key = outbox_get_by_key,
+    .list = outbox_list,
+    .stats = outbox_stats_read,
+};

@@ -1,15 +1,15 @@
 /*
- * store_local.c - the local tracker's tables and every SQL statement about
+ * sqlite_local.c - the local tracker's tables and every SQL statement about
  * them (see store_local.h).
  *
  * Issues and pull requests share one table and one number sequence (the
  * rowid), as on GitHub; labels keep the order they were added in and are
  * unique per item without regard to case; comments carry the review fields
- * used on pull requests. Writes go through store_write(), so they are
+ * used on pull requests. Writes go through sqlite_write(), so they are
  * group-committed with the farm's other writes and durable on return.
  */
+#include "sqlite_internal.h"
 #include "store_local.h"
-#include "store_internal.h"
 
 #include "base/clock.h"
 #include "base/error.h"
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char store_local_schema_sql[] =
+const char sqlite_local_schema_sql[] =
     "CREATE TABLE local_item ("
     "  number INTEGER PRIMARY KEY,"
     "  repo TEXT NOT NULL,"
@@ -80,14 +80,14 @@ static int item_read(local_item *it, sqlite3_stmt *st)
     int oom = 0;
     memset(it, 0, sizeof *it);
     it->number = sqlite3_column_int64(st, 0);
-    it->repo = store_col_text(st, 1, &oom);
+    it->repo = sqlite_col_text(st, 1, &oom);
     it->is_pr = sqlite3_column_int(st, 2);
-    it->title = store_col_text(st, 3, &oom);
-    it->body = store_col_text(st, 4, &oom);
-    it->author = store_col_text(st, 5, &oom);
-    it->state = store_col_text(st, 6, &oom);
-    it->head_branch = store_col_text(st, 7, &oom);
-    it->base_branch = store_col_text(st, 8, &oom);
+    it->title = sqlite_col_text(st, 3, &oom);
+    it->body = sqlite_col_text(st, 4, &oom);
+    it->author = sqlite_col_text(st, 5, &oom);
+    it->state = sqlite_col_text(st, 6, &oom);
+    it->head_branch = sqlite_col_text(st, 7, &oom);
+    it->base_branch = sqlite_col_text(st, 8, &oom);
     it->issue = sqlite3_column_int64(st, 9);
     it->created_ms = sqlite3_column_int64(st, 10);
     it->updated_ms = sqlite3_column_int64(st, 11);
@@ -97,7 +97,7 @@ static int item_read(local_item *it, sqlite3_stmt *st)
 static int labels_read(local_item *it, sqlite3 *db)
 {
     sqlite3_stmt *st = NULL;
-    int rc = store_prepare(&st, db, "SELECT label FROM local_label WHERE number = ?1 ORDER BY id");
+    int rc = sqlite_prepare(&st, db, "SELECT label FROM local_label WHERE number = ?1 ORDER BY id");
     size_t cap = 0;
     if (rc)
         return rc;
@@ -107,7 +107,7 @@ static int labels_read(local_item *it, sqlite3 *db)
         if (step == SQLITE_DONE)
             break;
         if (step != SQLITE_ROW) {
-            rc = store_sqlerr(db, "reading local labels");
+            rc = sqlite_err(db, "reading local labels");
             break;
         }
         if (it->nlabels + 1 >= cap) {
@@ -121,7 +121,7 @@ static int labels_read(local_item *it, sqlite3 *db)
             cap = ncap;
         }
         int oom = 0;
-        it->labels[it->nlabels] = store_col_text(st, 0, &oom);
+        it->labels[it->nlabels] = sqlite_col_text(st, 0, &oom);
         if (oom || !it->labels[it->nlabels]) {
             rc = FARM_ENOMEM;
             break;
@@ -139,11 +139,11 @@ typedef void (*bind_fn)(sqlite3_stmt *st, const void *arg);
 static int items_query(local_item **out, size_t *n, store *s, const char *sql, bind_fn bind,
                        const void *arg, size_t max)
 {
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     local_item *v = NULL;
     size_t cnt = 0, cap = 0;
-    int rc = store_prepare(&st, db, sql);
+    int rc = sqlite_prepare(&st, db, sql);
     *out = NULL;
     *n = 0;
     if (rc)
@@ -154,7 +154,7 @@ static int items_query(local_item **out, size_t *n, store *s, const char *sql, b
         if (step == SQLITE_DONE)
             break;
         if (step != SQLITE_ROW) {
-            rc = store_sqlerr(db, "reading local issues");
+            rc = sqlite_err(db, "reading local issues");
             goto out;
         }
         if (cnt == cap) {
@@ -183,7 +183,7 @@ static int items_query(local_item **out, size_t *n, store *s, const char *sql, b
     v = NULL;
 out:
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     local_item_list_free(v, cnt);
     return rc;
 }
@@ -228,7 +228,7 @@ static void bind_list(sqlite3_stmt *st, const void *arg)
 static int item_list(local_item **out, size_t *n, void *ctx, const char *repo, const char *state,
                      int limit)
 {
-    list_args a = {repo, state, store_limit(limit)};
+    list_args a = {repo, state, sqlite_limit(limit)};
     return items_query(out, n, ctx,
                        "SELECT " ITEM_COLS " FROM local_item"
                        " WHERE (?1 IS NULL OR repo = ?1 COLLATE NOCASE)"
@@ -284,10 +284,10 @@ static int comment_read(local_comment *c, sqlite3_stmt *st)
     memset(c, 0, sizeof *c);
     c->id = sqlite3_column_int64(st, 0);
     c->number = sqlite3_column_int64(st, 1);
-    c->author = store_col_text(st, 2, &oom);
-    c->body = store_col_text(st, 3, &oom);
+    c->author = sqlite_col_text(st, 2, &oom);
+    c->body = sqlite_col_text(st, 3, &oom);
     c->review = sqlite3_column_int(st, 4);
-    c->path = store_col_text(st, 5, &oom);
+    c->path = sqlite_col_text(st, 5, &oom);
     c->line = sqlite3_column_int(st, 6);
     c->in_reply_to = sqlite3_column_int64(st, 7);
     c->created_ms = sqlite3_column_int64(st, 8);
@@ -298,11 +298,11 @@ static int comment_read(local_comment *c, sqlite3_stmt *st)
 static int comments_query(local_comment **out, size_t *n, store *s, const char *sql, int64_t a,
                           int b)
 {
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     local_comment *v = NULL;
     size_t cnt = 0, cap = 0;
-    int rc = store_prepare(&st, db, sql);
+    int rc = sqlite_prepare(&st, db, sql);
     *out = NULL;
     *n = 0;
     if (rc)
@@ -314,7 +314,7 @@ static int comments_query(local_comment **out, size_t *n, store *s, const char *
         if (step == SQLITE_DONE)
             break;
         if (step != SQLITE_ROW) {
-            rc = store_sqlerr(db, "reading local comments");
+            rc = sqlite_err(db, "reading local comments");
             goto out;
         }
         if (cnt == cap) {
@@ -337,7 +337,7 @@ static int comments_query(local_comment **out, size_t *n, store *s, const char *
     v = NULL;
 out:
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     local_comment_list_free(v, cnt);
     return rc;
 }
@@ -374,9 +374,9 @@ static int tx_run(store_tx *tx, sqlite3_stmt *st, int *changes, const char *what
         farm_error_set("local: no such issue or pull request");
         rc = FARM_ENOTFOUND;
     } else if (step != SQLITE_DONE && step != SQLITE_ROW) {
-        rc = store_sqlerr(tx->db, what);
+        rc = sqlite_err(sqlite_tx_db(tx), what);
     } else if (changes) {
-        *changes = sqlite3_changes(tx->db);
+        *changes = sqlite3_changes(sqlite_tx_db(tx));
     }
     sqlite3_finalize(st);
     return rc;
@@ -385,8 +385,8 @@ static int tx_run(store_tx *tx, sqlite3_stmt *st, int *changes, const char *what
 static int tx_label_add(store_tx *tx, int64_t number, const char *label)
 {
     sqlite3_stmt *st = NULL;
-    int rc = store_prepare(&st, tx->db,
-                           "INSERT OR IGNORE INTO local_label (number, label) VALUES (?1, ?2)");
+    int rc = sqlite_prepare(&st, sqlite_tx_db(tx),
+                            "INSERT OR IGNORE INTO local_label (number, label) VALUES (?1, ?2)");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, number);
@@ -405,10 +405,10 @@ static int insert_write(store_tx *tx, void *arg)
     const local_item *it = a->it;
     int64_t now = clock_wall_ms();
     sqlite3_stmt *st = NULL;
-    int rc = store_prepare(&st, tx->db,
-                           "INSERT INTO local_item (repo, is_pr, title, body, author, state,"
-                           " head_branch, base_branch, issue, created_ms, updated_ms)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)");
+    int rc = sqlite_prepare(&st, sqlite_tx_db(tx),
+                            "INSERT INTO local_item (repo, is_pr, title, body, author, state,"
+                            " head_branch, base_branch, issue, created_ms, updated_ms)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)");
     if (rc)
         return rc;
     text_bind(st, 1, it->repo);
@@ -423,7 +423,7 @@ static int insert_write(store_tx *tx, void *arg)
     sqlite3_bind_int64(st, 10, now);
     if ((rc = tx_run(tx, st, NULL, "creating a local issue")))
         return rc;
-    a->number = sqlite3_last_insert_rowid(tx->db);
+    a->number = sqlite3_last_insert_rowid(sqlite_tx_db(tx));
     for (size_t i = 0; i < it->nlabels && rc == 0; i++)
         rc = tx_label_add(tx, a->number, it->labels[i]);
     return rc;
@@ -437,7 +437,7 @@ static int item_insert(int64_t *out_number, void *ctx, const local_item *it)
         farm_error_set("local: an issue needs a repository, a title and an author");
         return FARM_EINVALID;
     }
-    int rc = store_write(ctx, insert_write, &a);
+    int rc = sqlite_write(ctx, insert_write, &a);
     if (rc == 0)
         *out_number = a.number;
     return rc;
@@ -453,10 +453,10 @@ static int update_write(store_tx *tx, void *arg)
     update_args *a = arg;
     sqlite3_stmt *st = NULL;
     int changes = 0;
-    int rc = store_prepare(&st, tx->db,
-                           "UPDATE local_item SET title = coalesce(?2, title),"
-                           " body = coalesce(?3, body), state = coalesce(?4, state),"
-                           " updated_ms = ?5 WHERE number = ?1");
+    int rc = sqlite_prepare(&st, sqlite_tx_db(tx),
+                            "UPDATE local_item SET title = coalesce(?2, title),"
+                            " body = coalesce(?3, body), state = coalesce(?4, state),"
+                            " updated_ms = ?5 WHERE number = ?1");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, a->number);
@@ -477,7 +477,7 @@ static int item_update(void *ctx, int64_t number, const char *title, const char 
                        const char *state)
 {
     update_args a = {number, title, body, state};
-    return store_write(ctx, update_write, &a);
+    return sqlite_write(ctx, update_write, &a);
 }
 
 typedef struct labels_args {
@@ -497,8 +497,8 @@ static int labels_write(store_tx *tx, void *arg)
             rc = tx_label_add(tx, a->number, a->labels[i]);
         } else {
             sqlite3_stmt *st = NULL;
-            rc = store_prepare(&st, tx->db,
-                               "DELETE FROM local_label WHERE number = ?1 AND label = ?2");
+            rc = sqlite_prepare(&st, sqlite_tx_db(tx),
+                                "DELETE FROM local_label WHERE number = ?1 AND label = ?2");
             if (rc == 0) {
                 sqlite3_bind_int64(st, 1, a->number);
                 text_bind(st, 2, a->labels[i]);
@@ -512,7 +512,7 @@ static int labels_write(store_tx *tx, void *arg)
 static int labels_change(void *ctx, int64_t number, const char *const *labels, size_t n, int add)
 {
     labels_args a = {number, labels, n, add};
-    return store_write(ctx, labels_write, &a);
+    return sqlite_write(ctx, labels_write, &a);
 }
 
 typedef struct comment_args {
@@ -527,10 +527,10 @@ static int comment_insert_write(store_tx *tx, void *arg)
     comment_args *a = arg;
     const local_comment *c = a->c;
     sqlite3_stmt *st = NULL;
-    int rc = store_prepare(&st, tx->db,
-                           "INSERT INTO local_comment (number, author, body, review, path, line,"
-                           " in_reply_to, created_ms, updated_ms)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)");
+    int rc = sqlite_prepare(&st, sqlite_tx_db(tx),
+                            "INSERT INTO local_comment (number, author, body, review, path, line,"
+                            " in_reply_to, created_ms, updated_ms)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, c->number);
@@ -543,7 +543,7 @@ static int comment_insert_write(store_tx *tx, void *arg)
     sqlite3_bind_int64(st, 8, clock_wall_ms());
     if ((rc = tx_run(tx, st, NULL, "adding a local comment")))
         return rc;
-    a->id = sqlite3_last_insert_rowid(tx->db);
+    a->id = sqlite3_last_insert_rowid(sqlite_tx_db(tx));
     update_args touch = {c->number, NULL, NULL, NULL};
     return update_write(tx, &touch);
 }
@@ -561,7 +561,7 @@ static int comment_insert(int64_t *out_id, void *ctx, const local_comment *c)
                        LOCAL_BODY_MAX);
         return FARM_ETOOBIG;
     }
-    int rc = store_write(ctx, comment_insert_write, &a);
+    int rc = sqlite_write(ctx, comment_insert_write, &a);
     if (rc == 0)
         *out_id = a.id;
     return rc;
@@ -573,16 +573,17 @@ static int comment_change_write(store_tx *tx, void *arg)
     sqlite3_stmt *st = NULL;
     int changes = 0, rc;
     if (a->del) {
-        rc = store_prepare(&st, tx->db, "DELETE FROM local_reaction WHERE comment_id = ?1");
+        rc = sqlite_prepare(&st, sqlite_tx_db(tx),
+                            "DELETE FROM local_reaction WHERE comment_id = ?1");
         if (rc)
             return rc;
         sqlite3_bind_int64(st, 1, a->id);
         if ((rc = tx_run(tx, st, NULL, "deleting a local comment's reactions")))
             return rc;
-        rc = store_prepare(&st, tx->db, "DELETE FROM local_comment WHERE id = ?1");
+        rc = sqlite_prepare(&st, sqlite_tx_db(tx), "DELETE FROM local_comment WHERE id = ?1");
     } else {
-        rc = store_prepare(&st, tx->db,
-                           "UPDATE local_comment SET body = ?2, updated_ms = ?3 WHERE id = ?1");
+        rc = sqlite_prepare(&st, sqlite_tx_db(tx),
+                            "UPDATE local_comment SET body = ?2, updated_ms = ?3 WHERE id = ?1");
     }
     if (rc)
         return rc;
@@ -608,13 +609,13 @@ static int comment_update(void *ctx, int64_t id, const char *body)
                        LOCAL_BODY_MAX);
         return FARM_ETOOBIG;
     }
-    return store_write(ctx, comment_change_write, &a);
+    return sqlite_write(ctx, comment_change_write, &a);
 }
 
 static int comment_delete(void *ctx, int64_t id)
 {
     comment_args a = {NULL, id, NULL, 1};
-    return store_write(ctx, comment_change_write, &a);
+    return sqlite_write(ctx, comment_change_write, &a);
 }
 
 typedef struct reaction_args {
@@ -626,10 +627,10 @@ static int reaction_write(store_tx *tx, void *arg)
 {
     reaction_args *a = arg;
     sqlite3_stmt *st = NULL;
-    int rc = store_prepare(&st, tx->db,
-                           "INSERT OR IGNORE INTO local_reaction"
-                           " (number, comment_id, reaction, user, created_ms)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5)");
+    int rc = sqlite_prepare(&st, sqlite_tx_db(tx),
+                            "INSERT OR IGNORE INTO local_reaction"
+                            " (number, comment_id, reaction, user, created_ms)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5)");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, a->number);
@@ -644,12 +645,12 @@ static int reaction_add(void *ctx, int64_t number, int64_t comment_id, const cha
                         const char *user)
 {
     reaction_args a = {number, comment_id, reaction, user};
-    return store_write(ctx, reaction_write, &a);
+    return sqlite_write(ctx, reaction_write, &a);
 }
 
-/* ---- the backend and the tracker ---------------------------------------- */
+/* ---- the local tracker's backend ----------------------------------------- */
 
-void store_local_backend(local_backend *out, store *s)
+void sqlite_local_backend(local_backend *out, store *s)
 {
     memset(out, 0, sizeof *out);
     out->ctx = s;
@@ -666,30 +667,4 @@ void store_local_backend(local_backend *out, store *s)
     out->comment_get = comment_get;
     out->comment_list = comment_list;
     out->reaction_add = reaction_add;
-}
-
-int store_local_tracker_new(tracker **out, local_backend *backend, store *s, const config *cfg)
-{
-    tracker_local_opts o = TRACKER_LOCAL_OPTS_INIT;
-    tracker_local_repo *repos = NULL;
-    size_t n = 0;
-    int rc;
-    *out = NULL;
-    store_local_backend(backend, s);
-    if (cfg->nrepos && !(repos = calloc(cfg->nrepos, sizeof *repos)))
-        return FARM_ENOMEM;
-    for (size_t i = 0; i < cfg->nrepos; i++) {
-        if (cfg->repos[i].tracker && strcmp(cfg->repos[i].tracker, "local") == 0) {
-            repos[n].name = cfg->repos[i].name;
-            repos[n].clone_url = cfg->repos[i].clone_url;
-            n++;
-        }
-    }
-    o.backend = backend;
-    o.bot_name = cfg->github.bot_login;
-    o.repos = repos;
-    o.nrepos = n;
-    rc = tracker_local_new(out, &o);
-    free(repos);
-    return rc;
 }

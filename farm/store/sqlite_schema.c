@@ -1,5 +1,6 @@
 /*
- * store_schema.c - the store's schema, as an ordered list of migrations.
+ * sqlite_schema.c - the SQLite store's schema, as an ordered list of
+ * migrations.
  *
  * The database's version is PRAGMA user_version: the number of the last
  * migration applied. Opening runs every later migration in one transaction,
@@ -11,16 +12,14 @@
  * Times are INTEGER milliseconds since the epoch and JSON is TEXT, so the
  * same columns map one to one onto a PostgreSQL backend (BIGINT, JSONB).
  */
-#include "store_internal.h"
-#include "store_stream.h"
-#include "store_local.h"
+#include "sqlite_internal.h"
 
 #include "base/error.h"
 #include "base/log.h"
 
 #include <stdio.h>
 
-static const store_migration migrations[] = {
+static const sqlite_migration migrations[] = {
     {1, "deliveries, sessions, the session log and the job queue",
      "CREATE TABLE delivery ("
      "  id INTEGER PRIMARY KEY,"
@@ -105,19 +104,19 @@ static const store_migration migrations[] = {
      "  value TEXT NOT NULL,"
      "  updated_ms INTEGER NOT NULL);"},
 
-    {3, "durable streams (farm/store/store_stream.c)", STREAM_SCHEMA_SQL},
-    {4, "the local tracker's issues, comments and pull requests (farm/store/store_local.c)",
-     store_local_schema_sql},
-    {5, "outbox leases (farm/store/store_outbox.c)",
+    {3, "durable streams (farm/store/sqlite_stream.c)", sqlite_stream_schema_sql},
+    {4, "the local tracker's issues, comments and pull requests (farm/store/sqlite_local.c)",
+     sqlite_local_schema_sql},
+    {5, "outbox leases (farm/store/sqlite_outbox.c)",
      "ALTER TABLE outbox ADD COLUMN lease_owner TEXT;"
      "ALTER TABLE outbox ADD COLUMN lease_expires_ms INTEGER NOT NULL DEFAULT 0;"},
-    {6, "due cancel jobs found without a scan (farm/store/store_job.c)",
+    {6, "due cancel jobs found without a scan (farm/store/sqlite_job.c)",
      "CREATE INDEX job_cancel_due ON job(state, not_before_ms) WHERE kind = 'cancel';"},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
-int store_schema_latest(void)
+int sqlite_schema_latest(void)
 {
     return migrations[NMIGRATIONS - 1].version;
 }
@@ -125,11 +124,11 @@ int store_schema_latest(void)
 static int user_version(int *out, sqlite3 *db)
 {
     sqlite3_stmt *st = NULL;
-    int rc = store_prepare(&st, db, "PRAGMA user_version");
+    int rc = sqlite_prepare(&st, db, "PRAGMA user_version");
     if (rc)
         return rc;
     if (sqlite3_step(st) != SQLITE_ROW) {
-        rc = store_sqlerr(db, "reading the schema version");
+        rc = sqlite_err(db, "reading the schema version");
     } else {
         *out = sqlite3_column_int(st, 0);
     }
@@ -137,9 +136,9 @@ static int user_version(int *out, sqlite3 *db)
     return rc;
 }
 
-int store_schema_migrate(sqlite3 *db, int target)
+int sqlite_schema_migrate(sqlite3 *db, int target)
 {
-    int latest = store_schema_latest();
+    int latest = sqlite_schema_latest();
     int cur = 0, rc;
     char sql[64];
 
@@ -147,7 +146,7 @@ int store_schema_migrate(sqlite3 *db, int target)
         target = latest;
     /* IMMEDIATE: a second farm opening the same directory waits rather than
      * migrating alongside. */
-    if ((rc = store_exec(db, "BEGIN IMMEDIATE")))
+    if ((rc = sqlite_exec(db, "BEGIN IMMEDIATE")))
         return rc;
     if ((rc = user_version(&cur, db)))
         goto out;
@@ -158,19 +157,19 @@ int store_schema_migrate(sqlite3 *db, int target)
         goto out;
     }
     for (size_t i = 0; i < NMIGRATIONS; i++) {
-        const store_migration *m = &migrations[i];
+        const sqlite_migration *m = &migrations[i];
         if (m->version <= cur || m->version > target)
             continue;
-        if ((rc = store_exec(db, m->sql))) {
+        if ((rc = sqlite_exec(db, m->sql))) {
             farm_error_set("store: migration %d (%s) failed: %s", m->version, m->what,
                            sqlite3_errmsg(db));
             goto out;
         }
         snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", m->version);
-        if ((rc = store_exec(db, sql)))
+        if ((rc = sqlite_exec(db, sql)))
             goto out;
     }
-    if ((rc = store_exec(db, "COMMIT")))
+    if ((rc = sqlite_exec(db, "COMMIT")))
         goto out;
     if (cur < target) {
         char from[16], to[16];

@@ -1,5 +1,5 @@
 /*
- * store_session.c - sessions and their append-only event log.
+ * sqlite_session.c - sessions and their append-only event log.
  *
  * A session is one issue being worked on; the partial unique index
  * session_active keeps it to one active session per issue. Its log is the
@@ -8,7 +8,7 @@
  * dense from 1 and a concurrent backend (PostgreSQL) would serialise on the
  * session row instead of racing on MAX(seq).
  */
-#include "store_internal.h"
+#include "sqlite_internal.h"
 
 #include "base/clock.h"
 #include "base/error.h"
@@ -33,37 +33,20 @@ static void session_clear(store_session *s)
     free(s->pr_url);
 }
 
-void store_session_free(store_session *s)
-{
-    if (!s)
-        return;
-    session_clear(s);
-    free(s);
-}
-
-void store_session_list_free(store_session *v, size_t n)
-{
-    if (!v)
-        return;
-    for (size_t i = 0; i < n; i++)
-        session_clear(&v[i]);
-    free(v);
-}
-
 static int session_read(store_session *s, sqlite3_stmt *st)
 {
     int oom = 0;
     memset(s, 0, sizeof(*s));
     s->id = sqlite3_column_int64(st, 0);
-    s->tracker = store_col_text(st, 1, &oom);
-    s->repo = store_col_text(st, 2, &oom);
+    s->tracker = sqlite_col_text(st, 1, &oom);
+    s->repo = sqlite_col_text(st, 2, &oom);
     s->number = sqlite3_column_int64(st, 3);
-    s->title = store_col_text(st, 4, &oom);
-    s->url = store_col_text(st, 5, &oom);
-    s->state = store_col_text(st, 6, &oom);
-    s->branch = store_col_text(st, 7, &oom);
+    s->title = sqlite_col_text(st, 4, &oom);
+    s->url = sqlite_col_text(st, 5, &oom);
+    s->state = sqlite_col_text(st, 6, &oom);
+    s->branch = sqlite_col_text(st, 7, &oom);
     s->pr_number = sqlite3_column_int64(st, 8);
-    s->pr_url = store_col_text(st, 9, &oom);
+    s->pr_url = sqlite_col_text(st, 9, &oom);
     s->runs = sqlite3_column_int64(st, 10);
     s->agent_seconds = sqlite3_column_double(st, 11);
     s->cost = sqlite3_column_double(st, 12);
@@ -89,7 +72,7 @@ static int session_one(store_session **out, sqlite3 *db, sqlite3_stmt *st, const
         return FARM_ENOTFOUND;
     }
     if (step != SQLITE_ROW)
-        return store_sqlerr(db, what);
+        return sqlite_err(db, what);
     if (!(s = malloc(sizeof(*s)))) {
         farm_error_set("store: out of memory");
         return FARM_ENOMEM;
@@ -102,8 +85,8 @@ static int session_one(store_session **out, sqlite3 *db, sqlite3_stmt *st, const
     return 0;
 }
 
-int store_tx_session_find(store_session **out, store_tx *tx, const char *tracker, const char *repo,
-                          int64_t number, int by_pr, int active_only)
+static int tx_session_find(store_session **out, store_tx *tx, const char *tracker, const char *repo,
+                           int64_t number, int by_pr, int active_only)
 {
     sqlite3_stmt *st = NULL;
     int rc;
@@ -114,28 +97,28 @@ int store_tx_session_find(store_session **out, store_tx *tx, const char *tracker
         return FARM_EINVALID;
     }
     /* Active sessions sort first, then the newest. */
-    rc = store_tx_stmt(&st, tx,
-                       by_pr
-                           ? "SELECT " SESSION_COLS " FROM session"
-                             " WHERE tracker = ?1 AND repo = ?2 AND pr_number = ?3"
-                             " AND (?4 = 0 OR state NOT IN ('done', 'failed', 'cancelled'))"
-                             " ORDER BY state IN ('done', 'failed', 'cancelled'), id DESC LIMIT 1"
-                           : "SELECT " SESSION_COLS " FROM session"
-                             " WHERE tracker = ?1 AND repo = ?2 AND number = ?3"
-                             " AND (?4 = 0 OR state NOT IN ('done', 'failed', 'cancelled'))"
-                             " ORDER BY state IN ('done', 'failed', 'cancelled'), id DESC LIMIT 1");
+    rc = sqlite_tx_stmt(
+        &st, tx,
+        by_pr ? "SELECT " SESSION_COLS " FROM session"
+                " WHERE tracker = ?1 AND repo = ?2 AND pr_number = ?3"
+                " AND (?4 = 0 OR state NOT IN ('done', 'failed', 'cancelled'))"
+                " ORDER BY state IN ('done', 'failed', 'cancelled'), id DESC LIMIT 1"
+              : "SELECT " SESSION_COLS " FROM session"
+                " WHERE tracker = ?1 AND repo = ?2 AND number = ?3"
+                " AND (?4 = 0 OR state NOT IN ('done', 'failed', 'cancelled'))"
+                " ORDER BY state IN ('done', 'failed', 'cancelled'), id DESC LIMIT 1");
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, tracker, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, repo, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, number);
     sqlite3_bind_int(st, 4, active_only ? 1 : 0);
-    rc = session_one(out, tx->db, st, "finding a session");
-    store_tx_stmt_done(tx, st);
+    rc = session_one(out, sqlite_tx_db(tx), st, "finding a session");
+    sqlite_tx_stmt_done(tx, st);
     return rc;
 }
 
-int store_tx_session_insert(int64_t *out_id, store_tx *tx, const store_session *s)
+static int tx_session_insert(int64_t *out_id, store_tx *tx, const store_session *s)
 {
     sqlite3_stmt *st = NULL;
     int64_t now = clock_wall_ms();
@@ -146,9 +129,9 @@ int store_tx_session_insert(int64_t *out_id, store_tx *tx, const store_session *
         farm_error_set("store: a session needs a tracker, a repository and an issue number");
         return FARM_EINVALID;
     }
-    rc = store_tx_stmt(&st, tx,
-                       "INSERT INTO session (tracker, repo, number, title, url, state, created_ms,"
-                       " updated_ms) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)");
+    rc = sqlite_tx_stmt(&st, tx,
+                        "INSERT INTO session (tracker, repo, number, title, url, state, created_ms,"
+                        " updated_ms) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)");
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, s->tracker, -1, SQLITE_STATIC);
@@ -160,36 +143,36 @@ int store_tx_session_insert(int64_t *out_id, store_tx *tx, const store_session *
     sqlite3_bind_int64(st, 7, now);
     step = sqlite3_step(st);
     if (step == SQLITE_DONE) {
-        *out_id = sqlite3_last_insert_rowid(tx->db);
+        *out_id = sqlite3_last_insert_rowid(sqlite_tx_db(tx));
     } else if (step == SQLITE_CONSTRAINT_UNIQUE) {
         farm_error_set("store: %s#%lld already has an active session", s->repo,
                        (long long)s->number);
         rc = FARM_EEXISTS;
     } else {
-        rc = store_sqlerr(tx->db, "creating a session");
+        rc = sqlite_err(sqlite_tx_db(tx), "creating a session");
     }
-    store_tx_stmt_done(tx, st);
+    sqlite_tx_stmt_done(tx, st);
     return rc;
 }
 
-int store_session_get(store_session **out, store *s, int64_t id)
+static int session_get(store_session **out, store *s, int64_t id)
 {
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     int rc;
 
     *out = NULL;
-    rc = store_prepare(&st, db, "SELECT " SESSION_COLS " FROM session WHERE id = ?");
+    rc = sqlite_prepare(&st, db, "SELECT " SESSION_COLS " FROM session WHERE id = ?");
     if (!rc) {
         sqlite3_bind_int64(st, 1, id);
         rc = session_one(out, db, st, "reading a session");
     }
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
 
-int store_session_list(store_session **out, size_t *n, store *s, const store_session_filter *f)
+static int session_list(store_session **out, size_t *n, store *s, const store_session_filter *f)
 {
     static const store_session_filter none = STORE_SESSION_FILTER_INIT;
     sqlite3 *db = NULL;
@@ -202,15 +185,15 @@ int store_session_list(store_session **out, size_t *n, store *s, const store_ses
     *n = 0;
     if (!f)
         f = &none;
-    limit = store_limit(f->limit);
-    db = store_reader_get(s);
-    rc = store_prepare(&st, db,
-                       "SELECT " SESSION_COLS " FROM session"
-                       " WHERE (?1 IS NULL OR state = ?1)"
-                       " AND (?2 IS NULL OR repo = ?2 COLLATE NOCASE)"
-                       " AND (?3 IS NULL OR tracker = ?3)"
-                       " AND updated_ms >= ?4 AND (?5 <= 0 OR id < ?5)"
-                       " ORDER BY id DESC LIMIT ?6");
+    limit = sqlite_limit(f->limit);
+    db = sqlite_reader_get(s);
+    rc = sqlite_prepare(&st, db,
+                        "SELECT " SESSION_COLS " FROM session"
+                        " WHERE (?1 IS NULL OR state = ?1)"
+                        " AND (?2 IS NULL OR repo = ?2 COLLATE NOCASE)"
+                        " AND (?3 IS NULL OR tracker = ?3)"
+                        " AND updated_ms >= ?4 AND (?5 <= 0 OR id < ?5)"
+                        " ORDER BY id DESC LIMIT ?6");
     if (rc)
         goto out;
     sqlite3_bind_text(st, 1, f->state, -1, SQLITE_STATIC);
@@ -230,7 +213,7 @@ int store_session_list(store_session **out, size_t *n, store *s, const store_ses
         count++;
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = store_sqlerr(db, "listing sessions");
+        rc = sqlite_err(db, "listing sessions");
         goto out;
     }
     if (count == 0) {
@@ -244,13 +227,13 @@ int store_session_list(store_session **out, size_t *n, store *s, const store_ses
 out:
     store_session_list_free(v, count);
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
 
-int store_session_count_by_state(store_count **out, size_t *n, store *s)
+static int session_count_by_state(store_count **out, size_t *n, store *s)
 {
-    return store_count_query(
+    return sqlite_count_query(
         out, n, s, "SELECT state, count(*) FROM session GROUP BY state ORDER BY state", 1);
 }
 
@@ -278,9 +261,9 @@ static int event_insert(int64_t *out_seq, store_tx *tx, int64_t session_id, cons
     int64_t now = clock_wall_ms(), seq = 0;
     int rc;
 
-    rc = store_tx_stmt(&st, tx,
-                       "UPDATE session SET last_seq = last_seq + 1, updated_ms = ?"
-                       " WHERE id = ? RETURNING last_seq");
+    rc = sqlite_tx_stmt(&st, tx,
+                        "UPDATE session SET last_seq = last_seq + 1, updated_ms = ?"
+                        " WHERE id = ? RETURNING last_seq");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, now);
@@ -294,16 +277,16 @@ static int event_insert(int64_t *out_seq, store_tx *tx, int64_t session_id, cons
         rc = FARM_ENOTFOUND;
         break;
     default:
-        rc = store_sqlerr(tx->db, "taking the next event seq");
+        rc = sqlite_err(sqlite_tx_db(tx), "taking the next event seq");
     }
-    store_tx_stmt_done(tx, st);
+    sqlite_tx_stmt_done(tx, st);
     st = NULL;
     if (rc)
         return rc;
 
-    rc = store_tx_stmt(&st, tx,
-                       "INSERT INTO event (session_id, seq, ts_ms, kind, actor, body)"
-                       " VALUES (?, ?, ?, ?, ?, ?)");
+    rc = sqlite_tx_stmt(&st, tx,
+                        "INSERT INTO event (session_id, seq, ts_ms, kind, actor, body)"
+                        " VALUES (?, ?, ?, ?, ?, ?)");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, session_id);
@@ -313,15 +296,15 @@ static int event_insert(int64_t *out_seq, store_tx *tx, int64_t session_id, cons
     sqlite3_bind_text(st, 5, actor, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, body_json, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
-        rc = store_sqlerr(tx->db, "appending an event");
-    store_tx_stmt_done(tx, st);
+        rc = sqlite_err(sqlite_tx_db(tx), "appending an event");
+    sqlite_tx_stmt_done(tx, st);
     if (!rc && out_seq)
         *out_seq = seq;
     return rc;
 }
 
-int store_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
-                          const char *actor, const char *body_json)
+int sqlite_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
+                           const char *actor, const char *body_json)
 {
     int rc;
 
@@ -341,8 +324,8 @@ int store_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, co
     return event_insert(out_seq, tx, session_id, kind, actor, body_json);
 }
 
-int store_tx_event_append_json(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
-                               const char *actor, const json_t *body)
+static int tx_event_append_json(int64_t *out_seq, store_tx *tx, int64_t session_id,
+                                const char *kind, const char *actor, const json_t *body)
 {
     char *text = NULL;
     int rc;
@@ -359,48 +342,10 @@ int store_tx_event_append_json(int64_t *out_seq, store_tx *tx, int64_t session_i
     return rc;
 }
 
-struct append_args {
-    int64_t seq;
-    int64_t session_id;
-    const char *kind, *actor, *body;
-};
-
-static int append_write(store_tx *tx, void *arg)
+static int event_list(store_event **out, size_t *n, store *s, int64_t session_id, int64_t after_seq,
+                      int limit)
 {
-    struct append_args *a = arg;
-    return store_tx_event_append(&a->seq, tx, a->session_id, a->kind, a->actor, a->body);
-}
-
-int store_event_append(int64_t *out_seq, store *s, int64_t session_id, const char *kind,
-                       const char *actor, const char *body_json)
-{
-    struct append_args a = {0, session_id, kind, actor, body_json};
-    int rc = store_write(s, append_write, &a);
-    if (out_seq)
-        *out_seq = rc ? 0 : a.seq;
-    return rc;
-}
-
-static void event_clear(store_event *e)
-{
-    free(e->kind);
-    free(e->actor);
-    free(e->body);
-}
-
-void store_event_list_free(store_event *v, size_t n)
-{
-    if (!v)
-        return;
-    for (size_t i = 0; i < n; i++)
-        event_clear(&v[i]);
-    free(v);
-}
-
-int store_event_list(store_event **out, size_t *n, store *s, int64_t session_id, int64_t after_seq,
-                     int limit)
-{
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     store_event *v = NULL;
     size_t count = 0;
@@ -408,10 +353,10 @@ int store_event_list(store_event **out, size_t *n, store *s, int64_t session_id,
 
     *out = NULL;
     *n = 0;
-    limit = store_limit(limit);
-    rc = store_prepare(&st, db,
-                       "SELECT session_id, seq, ts_ms, kind, actor, body FROM event"
-                       " WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?");
+    limit = sqlite_limit(limit);
+    rc = sqlite_prepare(&st, db,
+                        "SELECT session_id, seq, ts_ms, kind, actor, body FROM event"
+                        " WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?");
     if (rc)
         goto out;
     sqlite3_bind_int64(st, 1, session_id);
@@ -424,14 +369,14 @@ int store_event_list(store_event **out, size_t *n, store *s, int64_t session_id,
         e->session_id = sqlite3_column_int64(st, 0);
         e->seq = sqlite3_column_int64(st, 1);
         e->ts_ms = sqlite3_column_int64(st, 2);
-        e->kind = store_col_text(st, 3, &oom);
-        e->actor = store_col_text(st, 4, &oom);
-        e->body = store_col_text(st, 5, &oom);
+        e->kind = sqlite_col_text(st, 3, &oom);
+        e->actor = sqlite_col_text(st, 4, &oom);
+        e->body = sqlite_col_text(st, 5, &oom);
         if (oom)
             goto nomem;
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = store_sqlerr(db, "listing events");
+        rc = sqlite_err(db, "listing events");
         goto out;
     }
     if (count == 0) {
@@ -449,6 +394,17 @@ nomem:
 out:
     store_event_list_free(v, count);
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
+
+const store_session_ops sqlite_session_ops = {
+    .tx_find = tx_session_find,
+    .tx_insert = tx_session_insert,
+    .get = session_get,
+    .list = session_list,
+    .count_by_state = session_count_by_state,
+    .tx_event_append = sqlite_tx_event_append,
+    .tx_event_append_json = tx_event_append_json,
+    .event_list = event_list,
+};

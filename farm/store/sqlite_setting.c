@@ -1,10 +1,10 @@
 /*
- * store_setting.c - the `setting` table: runtime settings changed through
+ * sqlite_setting.c - the `setting` table: runtime settings changed through
  * the admin API (the scaling limits), which override the config file and
  * survive a restart. Keys are dotted names ("scaling.max_agents"); values
  * are text, interpreted by whoever owns the key (scaling.c).
  */
-#include "store_internal.h"
+#include "sqlite_internal.h"
 #include "store_job.h"
 
 #include "base/clock.h"
@@ -16,20 +16,9 @@
 #define SETTING_KEY_MAX   128
 #define SETTING_VALUE_MAX 4096
 
-void store_setting_list_free(store_setting *v, size_t n)
+static int setting_list(store_setting **out, size_t *n, store *s, const char *prefix)
 {
-    if (!v)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        free(v[i].key);
-        free(v[i].value);
-    }
-    free(v);
-}
-
-int store_setting_list(store_setting **out, size_t *n, store *s, const char *prefix)
-{
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     store_setting *v = NULL;
     size_t count = 0, cap = 0;
@@ -37,9 +26,9 @@ int store_setting_list(store_setting **out, size_t *n, store *s, const char *pre
 
     *out = NULL;
     *n = 0;
-    rc = store_prepare(&st, db,
-                       "SELECT key, value, updated_ms FROM setting"
-                       " WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key LIMIT ?2");
+    rc = sqlite_prepare(&st, db,
+                        "SELECT key, value, updated_ms FROM setting"
+                        " WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key LIMIT ?2");
     if (rc)
         goto out;
     sqlite3_bind_text(st, 1, prefix ? prefix : "", -1, SQLITE_STATIC);
@@ -54,14 +43,14 @@ int store_setting_list(store_setting **out, size_t *n, store *s, const char *pre
             cap = ncap;
         }
         store_setting *e = &v[count++];
-        e->key = store_col_text(st, 0, &oom);
-        e->value = store_col_text(st, 1, &oom);
+        e->key = sqlite_col_text(st, 0, &oom);
+        e->value = sqlite_col_text(st, 1, &oom);
         e->updated_ms = sqlite3_column_int64(st, 2);
         if (oom)
             goto nomem;
     }
     if (step != SQLITE_DONE) {
-        rc = store_sqlerr(db, "reading settings");
+        rc = sqlite_err(db, "reading settings");
         goto out;
     }
     *out = v;
@@ -75,11 +64,11 @@ nomem:
 out:
     store_setting_list_free(v, count);
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
 
-int store_tx_setting_set(store_tx *tx, const char *key, const char *value)
+static int tx_setting_set(store_tx *tx, const char *key, const char *value)
 {
     sqlite3_stmt *st = NULL;
     int rc;
@@ -90,46 +79,46 @@ int store_tx_setting_set(store_tx *tx, const char *key, const char *value)
                        SETTING_KEY_MAX, SETTING_VALUE_MAX);
         return FARM_EINVALID;
     }
-    rc = store_tx_stmt(&st, tx,
-                       "INSERT INTO setting (key, value, updated_ms) VALUES (?, ?, ?)"
-                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
-                       " updated_ms = excluded.updated_ms");
+    rc = sqlite_tx_stmt(&st, tx,
+                        "INSERT INTO setting (key, value, updated_ms) VALUES (?, ?, ?)"
+                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+                        " updated_ms = excluded.updated_ms");
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, clock_wall_ms());
     if (sqlite3_step(st) != SQLITE_DONE)
-        rc = store_sqlerr(tx->db, "writing a setting");
-    store_tx_stmt_done(tx, st);
+        rc = sqlite_err(sqlite_tx_db(tx), "writing a setting");
+    sqlite_tx_stmt_done(tx, st);
     return rc;
 }
 
-int store_tx_setting_delete(store_tx *tx, const char *key)
+static int tx_setting_delete(store_tx *tx, const char *key)
 {
     sqlite3_stmt *st = NULL;
-    int rc = store_tx_stmt(&st, tx, "DELETE FROM setting WHERE key = ?");
+    int rc = sqlite_tx_stmt(&st, tx, "DELETE FROM setting WHERE key = ?");
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, key ? key : "", -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
-        rc = store_sqlerr(tx->db, "removing a setting");
-    store_tx_stmt_done(tx, st);
+        rc = sqlite_err(sqlite_tx_db(tx), "removing a setting");
+    sqlite_tx_stmt_done(tx, st);
     return rc;
 }
 
-int store_tx_setting_get(char **out, store_tx *tx, const char *key)
+static int tx_setting_get(char **out, store_tx *tx, const char *key)
 {
     sqlite3_stmt *st = NULL;
     int rc, step, oom = 0;
 
     *out = NULL;
-    if ((rc = store_tx_stmt(&st, tx, "SELECT value FROM setting WHERE key = ?")))
+    if ((rc = sqlite_tx_stmt(&st, tx, "SELECT value FROM setting WHERE key = ?")))
         return rc;
     sqlite3_bind_text(st, 1, key ? key : "", -1, SQLITE_STATIC);
     step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
-        *out = store_col_text(st, 0, &oom);
+        *out = sqlite_col_text(st, 0, &oom);
         if (oom) {
             farm_error_set("store: out of memory");
             rc = FARM_ENOMEM;
@@ -138,8 +127,15 @@ int store_tx_setting_get(char **out, store_tx *tx, const char *key)
         farm_error_set("store: no setting %s", key ? key : "");
         rc = FARM_ENOTFOUND;
     } else {
-        rc = store_sqlerr(tx->db, "reading a setting");
+        rc = sqlite_err(sqlite_tx_db(tx), "reading a setting");
     }
-    store_tx_stmt_done(tx, st);
+    sqlite_tx_stmt_done(tx, st);
     return rc;
 }
+
+const store_setting_ops sqlite_setting_ops = {
+    .list = setting_list,
+    .tx_set = tx_setting_set,
+    .tx_get = tx_setting_get,
+    .tx_delete = tx_setting_delete,
+};

@@ -1,28 +1,21 @@
 /*
- * store_digest.c - the SQL behind the digest and the review queue: the
+ * sqlite_digest.c - the SQL behind the digest and the review queue: the
  * newest telling events of many sessions on one read connection, and a
  * window's totals. The event table's key is (session_id, seq), so "newest
  * first" walks one session's rows backwards from its end and stops after
  * per_session matches: a session with a long log costs the lines since its
  * last step, not its whole log.
  */
+#include "sqlite_internal.h"
 #include "store_digest.h"
-#include "store_internal.h"
 
 #include "base/error.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static void event_clear(store_event *e)
-{
-    free(e->kind);
-    free(e->actor);
-    free(e->body);
-}
-
-int store_digest_events(store_event **out, size_t *n, store *s, const int64_t *ids, size_t nids,
-                        int per_session)
+static int digest_events(store_event **out, size_t *n, store *s, const int64_t *ids, size_t nids,
+                         int per_session)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
@@ -44,12 +37,12 @@ int store_digest_events(store_event **out, size_t *n, store *s, const int64_t *i
         farm_error_set("store: out of memory");
         return FARM_ENOMEM;
     }
-    db = store_reader_get(s);
-    rc = store_prepare(&st, db,
-                       "SELECT session_id, seq, ts_ms, kind, actor, body FROM event"
-                       " WHERE session_id = ?1 AND kind IN ('step', 'test_result', 'run_started',"
-                       " 'run_finished', 'pushed', 'failed', 'question', 'answer')"
-                       " ORDER BY seq DESC LIMIT ?2");
+    db = sqlite_reader_get(s);
+    rc = sqlite_prepare(&st, db,
+                        "SELECT session_id, seq, ts_ms, kind, actor, body FROM event"
+                        " WHERE session_id = ?1 AND kind IN ('step', 'test_result', 'run_started',"
+                        " 'run_finished', 'pushed', 'failed', 'question', 'answer')"
+                        " ORDER BY seq DESC LIMIT ?2");
     if (rc)
         goto out;
     for (size_t i = 0; i < nids; i++) {
@@ -62,9 +55,9 @@ int store_digest_events(store_event **out, size_t *n, store *s, const int64_t *i
             e->session_id = sqlite3_column_int64(st, 0);
             e->seq = sqlite3_column_int64(st, 1);
             e->ts_ms = sqlite3_column_int64(st, 2);
-            e->kind = store_col_text(st, 3, &oom);
-            e->actor = store_col_text(st, 4, &oom);
-            e->body = store_col_text(st, 5, &oom);
+            e->kind = sqlite_col_text(st, 3, &oom);
+            e->actor = sqlite_col_text(st, 4, &oom);
+            e->body = sqlite_col_text(st, 5, &oom);
             if (oom) {
                 farm_error_set("store: out of memory");
                 rc = FARM_ENOMEM;
@@ -72,7 +65,7 @@ int store_digest_events(store_event **out, size_t *n, store *s, const int64_t *i
             }
         }
         if (step != SQLITE_ROW && step != SQLITE_DONE) {
-            rc = store_sqlerr(db, "reading digest events");
+            rc = sqlite_err(db, "reading digest events");
             goto out;
         }
     }
@@ -83,32 +76,30 @@ int store_digest_events(store_event **out, size_t *n, store *s, const int64_t *i
         count = 0;
     }
 out:
-    for (size_t i = 0; i < count; i++)
-        event_clear(&v[i]);
-    free(v);
+    store_event_list_free(v, count);
     sqlite3_finalize(st);
     if (db)
-        store_reader_put(s, db);
+        sqlite_reader_put(s, db);
     return rc;
 }
 
-int store_digest_totals_get(store_digest_totals *out, store *s, int64_t since_ms)
+static int digest_totals_get(store_digest_totals *out, store *s, int64_t since_ms)
 {
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     int rc;
 
     memset(out, 0, sizeof(*out));
-    rc = store_prepare(&st, db,
-                       "SELECT COUNT(*), COALESCE(SUM(state IN ('review', 'done')), 0),"
-                       " COALESCE(SUM(state = 'failed'), 0), COALESCE(SUM(runs), 0),"
-                       " COALESCE(SUM(agent_seconds), 0), COALESCE(SUM(cost), 0)"
-                       " FROM session WHERE updated_ms >= ?");
+    rc = sqlite_prepare(&st, db,
+                        "SELECT COUNT(*), COALESCE(SUM(state IN ('review', 'done')), 0),"
+                        " COALESCE(SUM(state = 'failed'), 0), COALESCE(SUM(runs), 0),"
+                        " COALESCE(SUM(agent_seconds), 0), COALESCE(SUM(cost), 0)"
+                        " FROM session WHERE updated_ms >= ?");
     if (rc)
         goto out;
     sqlite3_bind_int64(st, 1, since_ms);
     if (sqlite3_step(st) != SQLITE_ROW) {
-        rc = store_sqlerr(db, "reading digest totals");
+        rc = sqlite_err(db, "reading digest totals");
         goto out;
     }
     out->sessions = sqlite3_column_int64(st, 0);
@@ -119,6 +110,11 @@ int store_digest_totals_get(store_digest_totals *out, store *s, int64_t since_ms
     out->cost = sqlite3_column_double(st, 5);
 out:
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
+
+const store_digest_ops sqlite_digest_ops = {
+    .events = digest_events,
+    .totals_get = digest_totals_get,
+};

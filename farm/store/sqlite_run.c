@@ -1,5 +1,5 @@
 /*
- * store_run.c - the pipeline's SQL (see store_run.h): session state, branch
+ * sqlite_run.c - the pipeline's SQL (see store_run.h): session state, branch
  * and counters set inside a run's writes, and the session log read by kind.
  *
  * The log is read by kind because a run's output lines can be thousands of
@@ -7,8 +7,8 @@
  * index on (session_id, seq) plus a kind filter finds them without loading
  * the rest.
  */
+#include "sqlite_internal.h"
 #include "store_run.h"
-#include "store_internal.h"
 
 #include "base/clock.h"
 #include "base/error.h"
@@ -19,17 +19,17 @@
 
 #define KINDS_MAX 16
 
-int store_tx_session_get(store_session **out, store_tx *tx, int64_t id)
+static int tx_session_get(store_session **out, store_tx *tx, int64_t id)
 {
     sqlite3_stmt *st = NULL;
     store_session *s = NULL;
     int rc, step, oom = 0;
 
     *out = NULL;
-    rc = store_tx_stmt(&st, tx,
-                       "SELECT id, tracker, repo, number, title, url, state, branch, pr_number,"
-                       " pr_url, runs, agent_seconds, cost, last_seq, created_ms, updated_ms"
-                       " FROM session WHERE id = ?");
+    rc = sqlite_tx_stmt(&st, tx,
+                        "SELECT id, tracker, repo, number, title, url, state, branch, pr_number,"
+                        " pr_url, runs, agent_seconds, cost, last_seq, created_ms, updated_ms"
+                        " FROM session WHERE id = ?");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, id);
@@ -40,7 +40,7 @@ int store_tx_session_get(store_session **out, store_tx *tx, int64_t id)
         goto out;
     }
     if (step != SQLITE_ROW) {
-        rc = store_sqlerr(tx->db, "reading a session");
+        rc = sqlite_err(sqlite_tx_db(tx), "reading a session");
         goto out;
     }
     if (!(s = calloc(1, sizeof(*s)))) {
@@ -48,15 +48,15 @@ int store_tx_session_get(store_session **out, store_tx *tx, int64_t id)
         goto out;
     }
     s->id = sqlite3_column_int64(st, 0);
-    s->tracker = store_col_text(st, 1, &oom);
-    s->repo = store_col_text(st, 2, &oom);
+    s->tracker = sqlite_col_text(st, 1, &oom);
+    s->repo = sqlite_col_text(st, 2, &oom);
     s->number = sqlite3_column_int64(st, 3);
-    s->title = store_col_text(st, 4, &oom);
-    s->url = store_col_text(st, 5, &oom);
-    s->state = store_col_text(st, 6, &oom);
-    s->branch = store_col_text(st, 7, &oom);
+    s->title = sqlite_col_text(st, 4, &oom);
+    s->url = sqlite_col_text(st, 5, &oom);
+    s->state = sqlite_col_text(st, 6, &oom);
+    s->branch = sqlite_col_text(st, 7, &oom);
     s->pr_number = sqlite3_column_int64(st, 8);
-    s->pr_url = store_col_text(st, 9, &oom);
+    s->pr_url = sqlite_col_text(st, 9, &oom);
     s->runs = sqlite3_column_int64(st, 10);
     s->agent_seconds = sqlite3_column_double(st, 11);
     s->cost = sqlite3_column_double(st, 12);
@@ -64,7 +64,7 @@ int store_tx_session_get(store_session **out, store_tx *tx, int64_t id)
     s->created_ms = sqlite3_column_int64(st, 14);
     s->updated_ms = sqlite3_column_int64(st, 15);
 out:
-    store_tx_stmt_done(tx, st);
+    sqlite_tx_stmt_done(tx, st);
     if (oom) {
         store_session_free(s);
         farm_error_set("store: out of memory");
@@ -83,16 +83,16 @@ static int session_update(store_tx *tx, sqlite3_stmt *st, int64_t id, const char
 {
     int rc = 0;
     if (sqlite3_step(st) != SQLITE_DONE)
-        rc = store_sqlerr(tx->db, what);
-    else if (sqlite3_changes(tx->db) == 0) {
+        rc = sqlite_err(sqlite_tx_db(tx), what);
+    else if (sqlite3_changes(sqlite_tx_db(tx)) == 0) {
         farm_error_set("store: no session %lld", (long long)id);
         rc = FARM_ENOTFOUND;
     }
-    store_tx_stmt_done(tx, st);
+    sqlite_tx_stmt_done(tx, st);
     return rc;
 }
 
-int store_tx_session_state_set(store_tx *tx, int64_t id, const char *state)
+static int tx_session_state_set(store_tx *tx, int64_t id, const char *state)
 {
     const char *const *states = store_session_states();
     sqlite3_stmt *st = NULL;
@@ -104,7 +104,7 @@ int store_tx_session_state_set(store_tx *tx, int64_t id, const char *state)
         farm_error_set("store: '%s' is not a session state", state ? state : "(null)");
         return FARM_EINVALID;
     }
-    rc = store_tx_stmt(&st, tx, "UPDATE session SET state = ?, updated_ms = ? WHERE id = ?");
+    rc = sqlite_tx_stmt(&st, tx, "UPDATE session SET state = ?, updated_ms = ? WHERE id = ?");
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
@@ -113,10 +113,10 @@ int store_tx_session_state_set(store_tx *tx, int64_t id, const char *state)
     return session_update(tx, st, id, "setting a session's state");
 }
 
-int store_tx_session_branch_set(store_tx *tx, int64_t id, const char *branch)
+static int tx_session_branch_set(store_tx *tx, int64_t id, const char *branch)
 {
     sqlite3_stmt *st = NULL;
-    int rc = store_tx_stmt(&st, tx, "UPDATE session SET branch = ?, updated_ms = ? WHERE id = ?");
+    int rc = sqlite_tx_stmt(&st, tx, "UPDATE session SET branch = ?, updated_ms = ? WHERE id = ?");
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, branch, -1, SQLITE_STATIC);
@@ -125,15 +125,15 @@ int store_tx_session_branch_set(store_tx *tx, int64_t id, const char *branch)
     return session_update(tx, st, id, "setting a session's branch");
 }
 
-int store_tx_session_run_add(int64_t *out_runs, store_tx *tx, int64_t id)
+static int tx_session_run_add(int64_t *out_runs, store_tx *tx, int64_t id)
 {
     sqlite3_stmt *st = NULL;
     int rc;
 
     *out_runs = 0;
-    rc = store_tx_stmt(&st, tx,
-                       "UPDATE session SET runs = runs + 1, updated_ms = ? WHERE id = ?"
-                       " RETURNING runs");
+    rc = sqlite_tx_stmt(&st, tx,
+                        "UPDATE session SET runs = runs + 1, updated_ms = ? WHERE id = ?"
+                        " RETURNING runs");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, clock_wall_ms());
@@ -147,18 +147,18 @@ int store_tx_session_run_add(int64_t *out_runs, store_tx *tx, int64_t id)
         rc = FARM_ENOTFOUND;
         break;
     default:
-        rc = store_sqlerr(tx->db, "counting a run");
+        rc = sqlite_err(sqlite_tx_db(tx), "counting a run");
     }
-    store_tx_stmt_done(tx, st);
+    sqlite_tx_stmt_done(tx, st);
     return rc;
 }
 
-int store_tx_session_usage_add(store_tx *tx, int64_t id, double agent_seconds, double cost)
+static int tx_session_usage_add(store_tx *tx, int64_t id, double agent_seconds, double cost)
 {
     sqlite3_stmt *st = NULL;
-    int rc = store_tx_stmt(&st, tx,
-                           "UPDATE session SET agent_seconds = agent_seconds + ?, cost = cost + ?,"
-                           " updated_ms = ? WHERE id = ?");
+    int rc = sqlite_tx_stmt(&st, tx,
+                            "UPDATE session SET agent_seconds = agent_seconds + ?, cost = cost + ?,"
+                            " updated_ms = ? WHERE id = ?");
     if (rc)
         return rc;
     sqlite3_bind_double(st, 1, agent_seconds);
@@ -195,8 +195,8 @@ static int kinds_query(store_event **out, size_t *n, store *s, int64_t session_i
         off += (size_t)snprintf(sql + off, sizeof(sql) - off, ",?");
     snprintf(sql + off, sizeof(sql) - off, ") ORDER BY seq %s LIMIT ?", newest ? "DESC" : "ASC");
 
-    db = store_reader_get(s);
-    if ((rc = store_prepare(&st, db, sql)))
+    db = sqlite_reader_get(s);
+    if ((rc = sqlite_prepare(&st, db, sql)))
         goto out;
     sqlite3_bind_int64(st, 1, session_id);
     sqlite3_bind_int64(st, 2, after_seq);
@@ -212,14 +212,14 @@ static int kinds_query(store_event **out, size_t *n, store *s, int64_t session_i
         e->session_id = sqlite3_column_int64(st, 0);
         e->seq = sqlite3_column_int64(st, 1);
         e->ts_ms = sqlite3_column_int64(st, 2);
-        e->kind = store_col_text(st, 3, &oom);
-        e->actor = store_col_text(st, 4, &oom);
-        e->body = store_col_text(st, 5, &oom);
+        e->kind = sqlite_col_text(st, 3, &oom);
+        e->actor = sqlite_col_text(st, 4, &oom);
+        e->body = sqlite_col_text(st, 5, &oom);
         if (oom)
             goto out;
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = store_sqlerr(db, "listing events by kind");
+        rc = sqlite_err(db, "listing events by kind");
         goto out;
     }
     if (count) {
@@ -235,19 +235,29 @@ out:
     store_event_list_free(v, count);
     sqlite3_finalize(st);
     if (db)
-        store_reader_put(s, db);
+        sqlite_reader_put(s, db);
     return rc;
 }
 
-int store_event_list_kinds(store_event **out, size_t *n, store *s, int64_t session_id,
-                           const char *const *kinds, int64_t after_seq, int limit)
+static int event_list_kinds(store_event **out, size_t *n, store *s, int64_t session_id,
+                            const char *const *kinds, int64_t after_seq, int limit)
 {
-    return kinds_query(out, n, s, session_id, kinds, after_seq, store_limit(limit), 0);
+    return kinds_query(out, n, s, session_id, kinds, after_seq, sqlite_limit(limit), 0);
 }
 
-int store_event_last_kind(store_event **out, store *s, int64_t session_id, const char *const *kinds,
-                          int64_t after_seq)
+static int event_last_kind(store_event **out, store *s, int64_t session_id,
+                           const char *const *kinds, int64_t after_seq)
 {
     size_t n = 0;
     return kinds_query(out, &n, s, session_id, kinds, after_seq, 1, 1);
 }
+
+const store_run_ops sqlite_run_ops = {
+    .tx_session_get = tx_session_get,
+    .tx_session_state_set = tx_session_state_set,
+    .tx_session_branch_set = tx_session_branch_set,
+    .tx_session_run_add = tx_session_run_add,
+    .tx_session_usage_add = tx_session_usage_add,
+    .event_list_kinds = event_list_kinds,
+    .event_last_kind = event_last_kind,
+};

@@ -1,5 +1,5 @@
 /*
- * store_job.c - the durable job queue: what the scheduler has to do.
+ * sqlite_job.c - the durable job queue: what the scheduler has to do.
  *
  * A job is written in the same transaction as whatever caused it (a
  * delivery, a command), so work is never lost between "recorded" and
@@ -7,7 +7,7 @@
  * store_job.h: one conditional UPDATE takes a job, so the capacity limits and
  * "one live lease per session" hold whichever process asks.
  */
-#include "store_internal.h"
+#include "sqlite_internal.h"
 #include "store_job.h"
 
 #include "base/clock.h"
@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int store_tx_job_insert(int64_t *out_id, store_tx *tx, const char *kind, int64_t session_id,
-                        int64_t not_before_ms)
+static int tx_job_insert(int64_t *out_id, store_tx *tx, const char *kind, int64_t session_id,
+                         int64_t not_before_ms)
 {
     sqlite3_stmt *st = NULL;
     int64_t now = clock_wall_ms();
@@ -28,9 +28,9 @@ int store_tx_job_insert(int64_t *out_id, store_tx *tx, const char *kind, int64_t
         farm_error_set("store: a job needs a kind");
         return FARM_EINVALID;
     }
-    rc = store_tx_stmt(&st, tx,
-                       "INSERT INTO job (kind, session_id, state, not_before_ms, created_ms,"
-                       " updated_ms) VALUES (?, ?, 'queued', ?, ?, ?)");
+    rc = sqlite_tx_stmt(&st, tx,
+                        "INSERT INTO job (kind, session_id, state, not_before_ms, created_ms,"
+                        " updated_ms) VALUES (?, ?, 'queued', ?, ?, ?)");
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
@@ -42,34 +42,24 @@ int store_tx_job_insert(int64_t *out_id, store_tx *tx, const char *kind, int64_t
     sqlite3_bind_int64(st, 4, now);
     sqlite3_bind_int64(st, 5, now);
     if (sqlite3_step(st) == SQLITE_DONE)
-        *out_id = sqlite3_last_insert_rowid(tx->db);
+        *out_id = sqlite3_last_insert_rowid(sqlite_tx_db(tx));
     else
-        rc = store_sqlerr(tx->db, "queueing a job");
-    store_tx_stmt_done(tx, st);
+        rc = sqlite_err(sqlite_tx_db(tx), "queueing a job");
+    sqlite_tx_stmt_done(tx, st);
     return rc;
 }
 
-void store_job_free(store_job *j)
+static int job_get(store_job **out, store *s, int64_t id)
 {
-    if (!j)
-        return;
-    free(j->kind);
-    free(j->state);
-    free(j->lease_owner);
-    free(j);
-}
-
-int store_job_get(store_job **out, store *s, int64_t id)
-{
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     store_job *j = NULL;
     int rc, step, oom = 0;
 
     *out = NULL;
-    rc = store_prepare(&st, db,
-                       "SELECT id, kind, session_id, state, not_before_ms, attempts, lease_owner,"
-                       " lease_expires_ms, created_ms FROM job WHERE id = ?");
+    rc = sqlite_prepare(&st, db,
+                        "SELECT id, kind, session_id, state, not_before_ms, attempts, lease_owner,"
+                        " lease_expires_ms, created_ms FROM job WHERE id = ?");
     if (rc)
         goto out;
     sqlite3_bind_int64(st, 1, id);
@@ -80,18 +70,18 @@ int store_job_get(store_job **out, store *s, int64_t id)
         goto out;
     }
     if (step != SQLITE_ROW) {
-        rc = store_sqlerr(db, "reading a job");
+        rc = sqlite_err(db, "reading a job");
         goto out;
     }
     if (!(j = calloc(1, sizeof(*j))))
         goto nomem;
     j->id = sqlite3_column_int64(st, 0);
-    j->kind = store_col_text(st, 1, &oom);
+    j->kind = sqlite_col_text(st, 1, &oom);
     j->session_id = sqlite3_column_int64(st, 2);
-    j->state = store_col_text(st, 3, &oom);
+    j->state = sqlite_col_text(st, 3, &oom);
     j->not_before_ms = sqlite3_column_int64(st, 4);
     j->attempts = sqlite3_column_int64(st, 5);
-    j->lease_owner = store_col_text(st, 6, &oom);
+    j->lease_owner = sqlite_col_text(st, 6, &oom);
     j->lease_expires_ms = sqlite3_column_int64(st, 7);
     j->created_ms = sqlite3_column_int64(st, 8);
     if (oom)
@@ -105,18 +95,19 @@ nomem:
 out:
     store_job_free(j);
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
 
-int store_job_count(int64_t *queued, int64_t *leased, store *s)
+static int job_count(int64_t *queued, int64_t *leased, store *s)
 {
     store_count *v = NULL;
     size_t n = 0;
-    int rc = store_count_query(&v, &n, s,
-                               "SELECT state, count(*) FROM job WHERE state IN ('queued', 'leased')"
-                               " GROUP BY state",
-                               1);
+    int rc =
+        sqlite_count_query(&v, &n, s,
+                           "SELECT state, count(*) FROM job WHERE state IN ('queued', 'leased')"
+                           " GROUP BY state",
+                           1);
     if (rc)
         return rc;
     *queued = 0;
@@ -179,12 +170,12 @@ static int job_read(store_job **out, sqlite3_stmt *st)
     if (!j)
         goto nomem;
     j->id = sqlite3_column_int64(st, 0);
-    j->kind = store_col_text(st, 1, &oom);
+    j->kind = sqlite_col_text(st, 1, &oom);
     j->session_id = sqlite3_column_int64(st, 2);
-    j->state = store_col_text(st, 3, &oom);
+    j->state = sqlite_col_text(st, 3, &oom);
     j->not_before_ms = sqlite3_column_int64(st, 4);
     j->attempts = sqlite3_column_int64(st, 5);
-    j->lease_owner = store_col_text(st, 6, &oom);
+    j->lease_owner = sqlite_col_text(st, 6, &oom);
     j->lease_expires_ms = sqlite3_column_int64(st, 7);
     j->created_ms = sqlite3_column_int64(st, 8);
     if (oom)
@@ -218,10 +209,10 @@ static int lease_fn(store_tx *tx, void *arg)
     int64_t now = clock_wall_ms();
     int rc, step;
 
-    rc = store_tx_stmt(&st, tx,
-                       "UPDATE job SET state = 'leased', lease_owner = ?4,"
-                       " lease_expires_ms = ?1 + ?5, attempts = attempts + 1, updated_ms = ?1"
-                       " WHERE id = (" NEXT_DUE_SQL ") RETURNING " JOB_COLUMNS);
+    rc = sqlite_tx_stmt(&st, tx,
+                        "UPDATE job SET state = 'leased', lease_owner = ?4,"
+                        " lease_expires_ms = ?1 + ?5, attempts = attempts + 1, updated_ms = ?1"
+                        " WHERE id = (" NEXT_DUE_SQL ") RETURNING " JOB_COLUMNS);
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, now);
@@ -235,12 +226,12 @@ static int lease_fn(store_tx *tx, void *arg)
         step = sqlite3_step(st);
     }
     if (!rc && step != SQLITE_DONE)
-        rc = store_sqlerr(tx->db, "leasing a job");
-    store_tx_stmt_done(tx, st);
+        rc = sqlite_err(sqlite_tx_db(tx), "leasing a job");
+    sqlite_tx_stmt_done(tx, st);
     return rc;
 }
 
-int store_job_lease(store_job **out, store *s, const store_lease_req *req)
+static int job_lease(store_job **out, store *s, const store_lease_req *req)
 {
     lease_arg a = {req, NULL};
     int rc;
@@ -248,7 +239,7 @@ int store_job_lease(store_job **out, store *s, const store_lease_req *req)
     *out = NULL;
     if ((rc = lease_req_check(req)))
         return rc;
-    rc = store_write(s, lease_fn, &a);
+    rc = sqlite_write(s, lease_fn, &a);
     if (rc) {
         store_job_free(a.job);
         return rc;
@@ -257,15 +248,15 @@ int store_job_lease(store_job **out, store *s, const store_lease_req *req)
     return 0;
 }
 
-int store_job_peek(store_job **out, store *s, const store_lease_req *req)
+static int job_peek(store_job **out, store *s, const store_lease_req *req)
 {
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     int rc, step;
 
     *out = NULL;
-    rc = store_reader_stmt(&st, s, db,
-                           "SELECT " JOB_COLUMNS " FROM job WHERE id = (" NEXT_DUE_SQL ")");
+    rc = sqlite_reader_stmt(&st, s, db,
+                            "SELECT " JOB_COLUMNS " FROM job WHERE id = (" NEXT_DUE_SQL ")");
     if (rc)
         goto out;
     sqlite3_bind_int64(st, 1, clock_wall_ms());
@@ -275,10 +266,10 @@ int store_job_peek(store_job **out, store *s, const store_lease_req *req)
     if (step == SQLITE_ROW)
         rc = job_read(out, st);
     else if (step != SQLITE_DONE)
-        rc = store_sqlerr(db, "looking for a due job");
+        rc = sqlite_err(db, "looking for a due job");
 out:
-    store_reader_stmt_done(s, db, st);
-    store_reader_put(s, db);
+    sqlite_reader_stmt_done(s, db, st);
+    sqlite_reader_put(s, db);
     return rc;
 }
 
@@ -295,9 +286,9 @@ static int extend_fn(store_tx *tx, void *arg)
     extend_arg *a = arg;
     sqlite3_stmt *st = NULL;
     int64_t now = clock_wall_ms();
-    int rc = store_tx_stmt(&st, tx,
-                           "UPDATE job SET lease_expires_ms = ?, updated_ms = ?"
-                           " WHERE id = ? AND state = 'leased' AND lease_owner = ?");
+    int rc = sqlite_tx_stmt(&st, tx,
+                            "UPDATE job SET lease_expires_ms = ?, updated_ms = ?"
+                            " WHERE id = ? AND state = 'leased' AND lease_owner = ?");
     if (rc)
         return rc;
     for (size_t i = 0; i < a->n && !rc; i++) {
@@ -307,16 +298,16 @@ static int extend_fn(store_tx *tx, void *arg)
         sqlite3_bind_int64(st, 3, a->ids[i]);
         sqlite3_bind_text(st, 4, a->owner, -1, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE)
-            rc = store_sqlerr(tx->db, "extending a lease");
+            rc = sqlite_err(sqlite_tx_db(tx), "extending a lease");
         else
-            a->lost[i] = sqlite3_changes(tx->db) == 0;
+            a->lost[i] = sqlite3_changes(sqlite_tx_db(tx)) == 0;
     }
-    store_tx_stmt_done(tx, st);
+    sqlite_tx_stmt_done(tx, st);
     return rc;
 }
 
-int store_job_lease_extend(int *lost, store *s, const char *owner, const int64_t *ids, size_t n,
-                           int64_t lease_ms)
+static int job_lease_extend(int *lost, store *s, const char *owner, const int64_t *ids, size_t n,
+                            int64_t lease_ms)
 {
     extend_arg a = {lost, owner, ids, n, lease_ms};
     if (n == 0)
@@ -325,7 +316,7 @@ int store_job_lease_extend(int *lost, store *s, const char *owner, const int64_t
         farm_error_set("store: extending a lease needs an owner and a positive length");
         return FARM_EINVALID;
     }
-    return store_write(s, extend_fn, &a);
+    return sqlite_write(s, extend_fn, &a);
 }
 
 static int state_valid_end(const char *state)
@@ -334,8 +325,8 @@ static int state_valid_end(const char *state)
            (!strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "cancelled"));
 }
 
-int store_tx_job_finish(store_tx *tx, int64_t id, const char *owner, const char *state,
-                        const char *error)
+static int tx_job_finish(store_tx *tx, int64_t id, const char *owner, const char *state,
+                         const char *error)
 {
     sqlite3_stmt *st = NULL;
     int rc;
@@ -344,9 +335,9 @@ int store_tx_job_finish(store_tx *tx, int64_t id, const char *owner, const char 
         farm_error_set("store: a job ends done, failed or cancelled, by its lease owner");
         return FARM_EINVALID;
     }
-    rc = store_tx_stmt(&st, tx,
-                       "UPDATE job SET state = ?, lease_expires_ms = 0, last_error = ?,"
-                       " updated_ms = ? WHERE id = ? AND state = 'leased' AND lease_owner = ?");
+    rc = sqlite_tx_stmt(&st, tx,
+                        "UPDATE job SET state = ?, lease_expires_ms = 0, last_error = ?,"
+                        " updated_ms = ? WHERE id = ? AND state = 'leased' AND lease_owner = ?");
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
@@ -358,12 +349,12 @@ int store_tx_job_finish(store_tx *tx, int64_t id, const char *owner, const char 
     sqlite3_bind_int64(st, 4, id);
     sqlite3_bind_text(st, 5, owner, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = store_sqlerr(tx->db, "ending a job");
-    } else if (sqlite3_changes(tx->db) == 0) {
+        rc = sqlite_err(sqlite_tx_db(tx), "ending a job");
+    } else if (sqlite3_changes(sqlite_tx_db(tx)) == 0) {
         farm_error_set("store: job %lld is not leased by %s any more", (long long)id, owner);
         rc = FARM_ECONFLICT;
     }
-    store_tx_stmt_done(tx, st);
+    sqlite_tx_stmt_done(tx, st);
     return rc;
 }
 
@@ -377,25 +368,25 @@ typedef struct finish_arg {
 static int finish_fn(store_tx *tx, void *arg)
 {
     finish_arg *a = arg;
-    return store_tx_job_finish(tx, a->id, a->owner, a->state, a->error);
+    return tx_job_finish(tx, a->id, a->owner, a->state, a->error);
 }
 
-int store_job_finish(store *s, int64_t id, const char *owner, const char *state, const char *error)
+static int job_finish(store *s, int64_t id, const char *owner, const char *state, const char *error)
 {
     finish_arg a = {id, owner, state, error, 0, 0};
-    return store_write(s, finish_fn, &a);
+    return sqlite_write(s, finish_fn, &a);
 }
 
 static int retry_fn(store_tx *tx, void *arg)
 {
     finish_arg *a = arg;
     sqlite3_stmt *st = NULL;
-    int rc = store_tx_stmt(&st, tx,
-                           "UPDATE job SET state = 'queued', not_before_ms = ?,"
-                           " lease_owner = NULL, lease_expires_ms = 0,"
-                           " last_error = coalesce(?, last_error),"
-                           " attempts = max(0, attempts - ?), updated_ms = ?"
-                           " WHERE id = ? AND state = 'leased' AND lease_owner = ?");
+    int rc = sqlite_tx_stmt(&st, tx,
+                            "UPDATE job SET state = 'queued', not_before_ms = ?,"
+                            " lease_owner = NULL, lease_expires_ms = 0,"
+                            " last_error = coalesce(?, last_error),"
+                            " attempts = max(0, attempts - ?), updated_ms = ?"
+                            " WHERE id = ? AND state = 'leased' AND lease_owner = ?");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, a->not_before_ms);
@@ -408,34 +399,35 @@ static int retry_fn(store_tx *tx, void *arg)
     sqlite3_bind_int64(st, 5, a->id);
     sqlite3_bind_text(st, 6, a->owner, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = store_sqlerr(tx->db, "putting a job back");
-    } else if (sqlite3_changes(tx->db) == 0) {
+        rc = sqlite_err(sqlite_tx_db(tx), "putting a job back");
+    } else if (sqlite3_changes(sqlite_tx_db(tx)) == 0) {
         farm_error_set("store: job %lld is not leased by %s any more", (long long)a->id, a->owner);
         rc = FARM_ECONFLICT;
     }
-    store_tx_stmt_done(tx, st);
+    sqlite_tx_stmt_done(tx, st);
     return rc;
 }
 
-int store_job_retry(store *s, int64_t id, const char *owner, int64_t not_before_ms,
-                    const char *error, int release)
+static int job_retry(store *s, int64_t id, const char *owner, int64_t not_before_ms,
+                     const char *error, int release)
 {
     finish_arg a = {id, owner, NULL, error, not_before_ms, release};
     if (!owner) {
         farm_error_set("store: putting a job back needs its lease owner");
         return FARM_EINVALID;
     }
-    return store_write(s, retry_fn, &a);
+    return sqlite_write(s, retry_fn, &a);
 }
 
-int store_job_session_stopping(int *out, store *s, int64_t session_id)
+static int job_session_stopping(int *out, store *s, int64_t session_id)
 {
-    sqlite3 *db = store_reader_get(s);
+    sqlite3 *db = sqlite_reader_get(s);
     sqlite3_stmt *st = NULL;
     int rc;
 
     *out = 0;
-    rc = store_prepare(&st, db,
+    rc =
+        sqlite_prepare(&st, db,
                        "SELECT EXISTS (SELECT 1 FROM session WHERE id = ?1 AND state = 'cancelled')"
                        " OR EXISTS (SELECT 1 FROM job WHERE session_id = ?1 AND kind = 'cancel'"
                        " AND state IN ('queued', 'leased'))");
@@ -445,14 +437,28 @@ int store_job_session_stopping(int *out, store *s, int64_t session_id)
     if (sqlite3_step(st) == SQLITE_ROW)
         *out = sqlite3_column_int(st, 0) != 0;
     else
-        rc = store_sqlerr(db, "checking whether a session stops");
+        rc = sqlite_err(db, "checking whether a session stops");
 out:
     sqlite3_finalize(st);
-    store_reader_put(s, db);
+    sqlite_reader_put(s, db);
     return rc;
 }
 
-int store_job_count_by_state(store_count **out, size_t *n, store *s)
+static int job_count_by_state(store_count **out, size_t *n, store *s)
 {
-    return store_count_query(out, n, s, "SELECT state, count(*) FROM job GROUP BY state", 1);
+    return sqlite_count_query(out, n, s, "SELECT state, count(*) FROM job GROUP BY state", 1);
 }
+
+const store_job_ops sqlite_job_ops = {
+    .tx_insert = tx_job_insert,
+    .get = job_get,
+    .count = job_count,
+    .lease = job_lease,
+    .peek = job_peek,
+    .lease_extend = job_lease_extend,
+    .finish = job_finish,
+    .tx_finish = tx_job_finish,
+    .retry = job_retry,
+    .session_stopping = job_session_stopping,
+    .count_by_state = job_count_by_state,
+};
