@@ -1,6 +1,7 @@
 """farmtest - shared helpers for the end-to-end tests: start the real `farm`
 binary (FARM_BIN) on a free port with a temporary config and data directory,
-send it signed webhook deliveries, read its API and its store.
+send it signed webhook deliveries, read its API and its store (through
+farm-store-probe, FARM_STORE_PROBE: never through the store's files).
 
     with farmtest.Farm(github_secret="s3cret...") as farm:
         status, body = farm.post_github("issues", payload)
@@ -14,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -22,6 +22,9 @@ import time
 import uuid
 
 FARM_BIN = os.environ.get("FARM_BIN", "farm")
+# tests/support/store_probe.c, built beside the tests (tests/CMakeLists.txt)
+STORE_PROBE = os.environ.get("FARM_STORE_PROBE") or os.path.join(
+    os.path.dirname(os.path.abspath(FARM_BIN)), "tests", "farm-store-probe")
 SOURCE_DIR = os.environ.get("FARM_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 FIXTURES = os.environ.get("FARM_FIXTURES", "/work/shared/fixtures")
 
@@ -60,6 +63,76 @@ def wait_for(cond, timeout=10.0, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for " + what)
         time.sleep(0.02)
+
+
+class StoreError(Exception):
+    """farm-store-probe refused: bad SQL, a constraint, a store that cannot open."""
+
+
+def store_probe(data_dir, *args, stdin=None):
+    """Run `farm-store-probe --data-dir DATA_DIR ARGS...` (query, exec or
+    batch; see tests/support/store_probe.c) and return its JSON output."""
+    p = subprocess.run([STORE_PROBE, "--data-dir", data_dir] + list(args), input=stdin,
+                       capture_output=True, timeout=120)
+    if p.returncode != 0:
+        raise StoreError(p.stderr.decode("utf-8", "replace").strip()
+                         or "farm-store-probe exited with %d" % p.returncode)
+    return json.loads(p.stdout)
+
+
+class StoreRows:
+    """A statement's result with a cursor's small surface."""
+
+    def __init__(self, rows, rowcount=-1):
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def fetchall(self):
+        return list(self.rows)
+
+    def fetchone(self):
+        return self.rows[0] if self.rows else None
+
+    def __iter__(self):
+        return iter(self.rows)
+
+
+class Store:
+    """A farm's store as the tests see it, with the small surface of a
+    DB-API connection they use: execute(sql, params).fetchall() / fetchone(),
+    iteration, `with`, and row_factory = dict for rows as dicts (tuples
+    otherwise). Each statement is one run of farm-store-probe: a query on a
+    read connection, anything else one group-committed write; batch() runs
+    several statements in one write. The SQL must be portable (see
+    farm/store/store_inspect.h): the store may not be SQLite."""
+
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+        self.row_factory = None
+
+    def execute(self, sql, params=()):
+        args = [sql] + [json.dumps(p) for p in params]
+        if sql.lstrip().split(None, 1)[0].upper() in ("SELECT", "WITH"):
+            rows = store_probe(self.data_dir, "query", *args)
+            if self.row_factory is not dict:
+                rows = [tuple(r.values()) for r in rows]
+            return StoreRows(rows)
+        return StoreRows([], store_probe(self.data_dir, "exec", *args)["changes"])
+
+    def batch(self, statements):
+        """Run (sql, params) pairs in one write, all or none; the rows changed."""
+        lines = "".join(json.dumps({"sql": sql, "params": list(params)}) + "\n"
+                        for sql, params in statements)
+        return store_probe(self.data_dir, "batch", stdin=lines.encode())["changes"]
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 class Farm:
@@ -243,9 +316,8 @@ class Farm:
     # ---- the store ----------------------------------------------------------
 
     def db(self):
-        """A read-only connection to the farm's SQLite store."""
-        path = os.path.join(self.data_dir, "farm.db")
-        return sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
+        """The farm's store (a Store, through farm-store-probe)."""
+        return Store(self.data_dir)
 
     def deliveries(self):
         with self.db() as c:
@@ -344,24 +416,15 @@ class FakeTracker:
 def session_rows(farm, where="1", *params):
     """Sessions in the farm's store as dicts (every column), oldest first."""
     c = farm.db()
-    try:
-        c.row_factory = sqlite3.Row
-        return [dict(r) for r in c.execute("SELECT * FROM session WHERE " + where
-                                           + " ORDER BY id", params).fetchall()]
-    finally:
-        c.close()
+    c.row_factory = dict
+    return c.execute("SELECT * FROM session WHERE " + where + " ORDER BY id", params).fetchall()
 
 
 def session_events(farm, session_id, kind=None):
     """A session's log as (seq, ts_ms, kind, body dict), in order."""
-    c = farm.db()
-    try:
-        cols = [r[1] for r in c.execute("PRAGMA table_info(event)").fetchall()]
-        ts = "ts_ms" if "ts_ms" in cols else ("ts" if "ts" in cols else "0")
-        rows = c.execute("SELECT seq, %s, kind, body FROM event WHERE session_id = ? ORDER BY seq"
-                         % ts, (session_id,)).fetchall()
-    finally:
-        c.close()
+    with farm.db() as c:
+        rows = c.execute("SELECT seq, ts_ms, kind, body FROM event WHERE session_id = ?"
+                         " ORDER BY seq", (session_id,)).fetchall()
     out = []
     for seq, t, k, body in rows:
         if kind and k != kind:

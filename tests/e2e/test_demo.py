@@ -155,8 +155,7 @@ def test_demo_opens_a_pull_request_and_a_second_run_files_no_issue():
         # the session is in review, and its page (the URL printed) is served
         status, body = get(address, "/sessions/1")
         assert status == 200, (status, body[:200])
-        rows = farmtest.sqlite3.connect("file:%s?mode=ro" % os.path.join(data, "farm.db"),
-                                        uri=True, timeout=10).execute(
+        rows = farmtest.Store(data).execute(
             "SELECT state, branch FROM session WHERE id = 1").fetchall()
         assert rows == [("review", branch)], rows
 

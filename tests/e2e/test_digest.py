@@ -22,7 +22,7 @@ class Digest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.farm = farmtest.Farm().start()
-        cls.ids = seed.seed_all(os.path.join(cls.farm.data_dir, "farm.db"))
+        cls.ids = seed.seed_all(cls.farm.data_dir)
 
     @classmethod
     def tearDownClass(cls):

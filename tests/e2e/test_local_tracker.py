@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -71,12 +70,8 @@ def issue(farm, *args, stdin=None, ok=True):
 
 
 def rows(farm, sql, *params):
-    c = sqlite3.connect("file:%s?mode=ro" % os.path.join(farm.data_dir, "farm.db"), uri=True,
-                        timeout=10)
-    try:
+    with farm.db() as c:
         return c.execute(sql, params).fetchall()
-    finally:
-        c.close()
 
 
 def session_of(farm, number):
@@ -172,14 +167,13 @@ def test_review_comments_on_a_pull_request():
         rc, out, err = issue(farm, "new", "--repo", "demo", "--title", "Fix the login")
         number = int(out.strip())
         # the farm opens local PRs through the tracker; stand in for it here
-        c = sqlite3.connect(os.path.join(farm.data_dir, "farm.db"), timeout=10)
-        with c:
-            cur = c.execute("INSERT INTO local_item (repo, is_pr, title, body, author, state,"
-                            " head_branch, base_branch, issue, created_ms, updated_ms) VALUES"
-                            " ('demo', 1, 'Fix the login', 'Resolves #1', 'farm-bot', 'open',"
-                            " 'farm/1-fix-the-login', 'main', ?, 1, 1)", (number,))
-            pr = cur.lastrowid
-        c.close()
+        with farm.db() as c:
+            c.execute("INSERT INTO local_item (repo, is_pr, title, body, author, state,"
+                      " head_branch, base_branch, issue, created_ms, updated_ms) VALUES"
+                      " ('demo', 1, 'Fix the login', 'Resolves #1', 'farm-bot', 'open',"
+                      " 'farm/1-fix-the-login', 'main', ?, 1, 1)", (number,))
+            pr = c.execute("SELECT max(number) FROM local_item WHERE repo = 'demo' AND is_pr = 1"
+                           " AND issue = ?", (number,)).fetchone()[0]
         rc, out, err = issue(farm, "show", str(number))
         assert "pull request #%d (open)" % pr in out and "farm/1-fix-the-login" in out, out
         rc, out, err = issue(farm, "comment", str(pr), "use a constant", "--path", "src/login.c",

@@ -14,7 +14,6 @@ has one pull request with its session pointing at it.
 import json
 import os
 import random
-import sqlite3
 import subprocess
 import sys
 import time
@@ -57,47 +56,46 @@ def marker(key):
 
 
 def write_entries(farm):
-    """Sessions and their outbox entries, in one transaction, the way the
-    farm's steps enqueue them."""
+    """Sessions (one write), then all their outbox entries in one
+    transaction, the way the farm's steps enqueue them."""
     now = int(time.time() * 1000)
     keys = {"comments": [], "status": [], "prs": []}
-    db = sqlite3.connect(os.path.join(farm.data_dir, "farm.db"), timeout=30)
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        for n in range(1, SESSIONS + 1):
-            cur = db.execute(
-                "INSERT INTO session (tracker, repo, number, title, state, branch, created_ms,"
-                " updated_ms) VALUES ('github', 'o/r', ?, ?, 'running', ?, ?, ?)",
-                (n, "issue %d" % n, "farm/%d-chaos" % n, now, now))
-            sid = cur.lastrowid
-            rows = []
-            rows.append(("status", "s%d:status" % sid, {"body": "status 1 of session %d" % sid}))
-            for c in range(COMMENTS):
-                key = "s%d:c%d" % (sid, c)
-                rows.append(("comment", key, {"body": "comment %d of session %d" % (c, sid)}))
-                keys["comments"].append(key)
-                if c == 1:
-                    pkey = "s%d:pr" % sid
-                    rows.append(("pr", pkey, {
-                        "title": "Fix issue %d" % n, "body": "The fix for #%d." % n,
-                        "head": "farm/%d-chaos" % n, "base": "main", "state_after": "review",
-                        "then_comment": "PR opened for session %d" % sid}))
-                    keys["prs"].append((sid, pkey, "farm/%d-chaos" % n))
-                    keys["comments"].append(pkey + ":comment")
-            for st in range(2, STATUSES + 1):
-                rows.append(("status", "s%d:status:%d" % (sid, st),
-                             {"body": "status %d of session %d" % (st, sid)}))
-            # the newest status is the one the PR entry adds when the session
-            # moves to review
-            keys["status"].append((sid, "Waiting for review"))
-            for kind, key, payload in rows:
-                db.execute(
-                    "INSERT INTO outbox (kind, session_id, idem_key, payload, state, next_try_ms,"
-                    " created_ms, updated_ms) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
-                    (kind, sid, key, json.dumps(payload), now, now, now))
-        db.execute("COMMIT")
-    finally:
-        db.close()
+    store = farm.db()
+    store.batch([("INSERT INTO session (tracker, repo, number, title, state, branch, created_ms,"
+                  " updated_ms) VALUES ('github', 'o/r', ?, ?, 'running', ?, ?, ?)",
+                  (n, "issue %d" % n, "farm/%d-chaos" % n, now, now))
+                 for n in range(1, SESSIONS + 1)])
+    ids = dict(store.execute("SELECT number, max(id) FROM session WHERE tracker = 'github'"
+                             " AND repo = 'o/r' GROUP BY number").fetchall())
+    entries = []
+    for n in range(1, SESSIONS + 1):
+        sid = ids[n]
+        rows = []
+        rows.append(("status", "s%d:status" % sid, {"body": "status 1 of session %d" % sid}))
+        for c in range(COMMENTS):
+            key = "s%d:c%d" % (sid, c)
+            rows.append(("comment", key, {"body": "comment %d of session %d" % (c, sid)}))
+            keys["comments"].append(key)
+            if c == 1:
+                pkey = "s%d:pr" % sid
+                rows.append(("pr", pkey, {
+                    "title": "Fix issue %d" % n, "body": "The fix for #%d." % n,
+                    "head": "farm/%d-chaos" % n, "base": "main", "state_after": "review",
+                    "then_comment": "PR opened for session %d" % sid}))
+                keys["prs"].append((sid, pkey, "farm/%d-chaos" % n))
+                keys["comments"].append(pkey + ":comment")
+        for st in range(2, STATUSES + 1):
+            rows.append(("status", "s%d:status:%d" % (sid, st),
+                         {"body": "status %d of session %d" % (st, sid)}))
+        # the newest status is the one the PR entry adds when the session
+        # moves to review
+        keys["status"].append((sid, "Waiting for review"))
+        for kind, key, payload in rows:
+            entries.append((
+                "INSERT INTO outbox (kind, session_id, idem_key, payload, state, next_try_ms,"
+                " created_ms, updated_ms) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
+                (kind, sid, key, json.dumps(payload), now, now, now)))
+    store.batch(entries)
     return keys
 
 

@@ -8,7 +8,6 @@ bad number, without touching the session log.
 """
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -52,11 +51,8 @@ def farm_cmd(farm, *args):
 
 
 def events(farm):
-    c = sqlite3.connect("file:%s?mode=ro" % os.path.join(farm.data_dir, "farm.db"), uri=True)
-    try:
+    with farm.db() as c:
         return c.execute("SELECT count(*) FROM event").fetchone()[0]
-    finally:
-        c.close()
 
 
 def test_prompt_of_an_issue():

@@ -10,7 +10,6 @@ sends it) stops the session.
 import base64
 import copy
 import os
-import sqlite3
 import sys
 import uuid
 
@@ -79,12 +78,10 @@ def test_azure_pr_thread_comment_is_a_revision():
         # the first run opened PR 1 and is waiting for review (written as the
         # pipeline would have left it; the farm is stopped meanwhile)
         farm.stop()
-        db = sqlite3.connect(os.path.join(farm.data_dir, "farm.db"))
-        db.execute("UPDATE session SET pr_number = ?, state = 'review', runs = 1 WHERE id = ?",
-                   (_PR["pullRequestId"], sid))
-        db.execute("UPDATE job SET state = 'done' WHERE session_id = ?", (sid,))
-        db.commit()
-        db.close()
+        farm.db().batch([
+            ("UPDATE session SET pr_number = ?, state = 'review', runs = 1 WHERE id = ?",
+             (_PR["pullRequestId"], sid)),
+            ("UPDATE job SET state = 'done' WHERE session_id = ?", (sid,))])
         farm.start()
 
         outcome = post(farm, pr_comment("Please handle an empty name."))

@@ -1,8 +1,9 @@
 // harness.mjs - what the UI tests share: a real `farm serve` (FARM_BIN) on a
 // port of its own with a temporary data directory and tokens, sessions
-// seeded into its store (seed.py), and Debian's chromium driven headless
-// by playwright-core with a new empty profile. Every wait polls a condition
-// with a deadline; nothing sleeps to synchronise.
+// seeded into its store (seed.py, through farm-store-probe), and Debian's
+// chromium driven headless by playwright-core with a new empty profile.
+// Every wait polls a condition with a deadline; nothing sleeps to
+// synchronise.
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
@@ -12,6 +13,7 @@ import { fileURLToPath } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const FARM_BIN = process.env.FARM_BIN || "farm";
+export const STORE_PROBE = process.env.FARM_STORE_PROBE || path.join(path.dirname(path.resolve(FARM_BIN)), "tests", "farm-store-probe");
 export const CHROMIUM = process.env.FARM_CHROMIUM || "/usr/bin/chromium";
 export const ADMIN_TOKEN = "ui-admin-token-0123456789abcdef";
 export const VIEWER_TOKEN = "ui-viewer-token-0123456789abcdef";
@@ -26,6 +28,7 @@ export async function missing() {
     return "node_modules/playwright-core is missing in tests/ui (run `npm ci` there, or scripts/install-deps --test)";
   }
   if (!fs.existsSync(FARM_BIN)) return "FARM_BIN (" + FARM_BIN + ") does not exist";
+  if (!fs.existsSync(STORE_PROBE)) return "FARM_STORE_PROBE (" + STORE_PROBE + ") does not exist";
   return null;
 }
 
@@ -54,7 +57,6 @@ export class Farm {
   constructor() {
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), "farm-ui-"));
     this.dataDir = path.join(this.tmp, "data");
-    this.db = path.join(this.dataDir, "farm.db");
     this.proc = null;
     this.port = 0;
     this.log = [];
@@ -107,7 +109,7 @@ export class Farm {
   }
 
   seed(...args) {
-    const r = spawnSync("python3", [path.join(here, "seed.py"), this.db, ...args.map(String)], { encoding: "utf8" });
+    const r = spawnSync("python3", [path.join(here, "seed.py"), this.dataDir, ...args.map(String)], { encoding: "utf8" });
     if (r.status !== 0) throw new Error("seed.py failed: " + r.stderr);
     return r.stdout.trim();
   }

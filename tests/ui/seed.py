@@ -1,58 +1,109 @@
 """seed - write sessions in every state, with the events the pipeline writes,
-straight into a farm's store, for the UI tests, the digest tests and the
-queue-page benchmark. The farm picks up events written this way within its
-250 ms poll (docs/streams.md), so a test can also append "live" events.
+into a farm's store, for the UI tests, the digest tests and the queue-page
+benchmark. It goes through farm-store-probe (tests/support/store_probe.c,
+FARM_STORE_PROBE), never the store's files, so it works on every store
+backend. The farm picks up events written this way within its 250 ms poll
+(docs/streams.md), so a test can also append "live" events.
 
-    python3 seed.py DB all              # one session per state (prints the ids as JSON)
-    python3 seed.py DB many N           # N sessions spread over the states
-    python3 seed.py DB append ID KIND BODY_JSON   # one more event (prints its seq)
+    python3 seed.py DATA_DIR all              # one session per state (prints the ids as JSON)
+    python3 seed.py DATA_DIR many N           # N sessions spread over the states
+    python3 seed.py DATA_DIR append ID KIND BODY_JSON   # one more event (prints its seq)
 
-Python 3 standard library only.
+Sessions are written in one write, then their logs in a second (an event's
+body names its session's id). Python 3 standard library only.
 """
 import json
-import sqlite3
+import os
+import subprocess
 import sys
 import time
 
 STATES = ["queued", "preparing", "running", "testing", "pushing", "review", "revising",
           "waiting", "done", "failed", "cancelled"]
 
-
-def connect(db):
-    c = sqlite3.connect(db, timeout=30)
-    c.execute("PRAGMA busy_timeout = 30000")
-    return c
+FARM_BIN = os.environ.get("FARM_BIN", "farm")
+STORE_PROBE = os.environ.get("FARM_STORE_PROBE") or os.path.join(
+    os.path.dirname(os.path.abspath(FARM_BIN)), "tests", "farm-store-probe")
 
 
-def append(c, sid, kind, body, ts=None, actor=None):
-    """Append one event to session sid with the next seq; returns the seq."""
-    ts = ts or int(time.time() * 1000)
-    seq = c.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM event WHERE session_id = ?",
-                    (sid,)).fetchone()[0]
-    c.execute("INSERT INTO event (session_id, seq, ts_ms, kind, actor, body) VALUES (?,?,?,?,?,?)",
+def probe(data_dir, *args, stdin=None):
+    """farm-store-probe --data-dir DATA_DIR ARGS...: its JSON output."""
+    p = subprocess.run([STORE_PROBE, "--data-dir", data_dir] + list(args), input=stdin,
+                       capture_output=True, timeout=120)
+    if p.returncode != 0:
+        raise SystemExit("seed.py: %s" % (p.stderr.decode("utf-8", "replace").strip()
+                                          or "farm-store-probe exited with %d" % p.returncode))
+    return json.loads(p.stdout)
+
+
+def query(data_dir, sql, *params):
+    return probe(data_dir, "query", sql, *[json.dumps(p) for p in params])
+
+
+class Batch:
+    """Statements run by farm-store-probe in one write."""
+
+    def __init__(self):
+        self.lines = []
+
+    def execute(self, sql, params=()):
+        self.lines.append(json.dumps({"sql": sql, "params": list(params)}))
+
+    def run(self, data_dir):
+        if self.lines:
+            probe(data_dir, "batch", stdin=("\n".join(self.lines) + "\n").encode())
+        self.lines = []
+
+
+def event(b, sid, seq, kind, body, ts, actor=None):
+    """Append event seq (the next one) to session sid's log, into batch b,
+    as the farm appends: the session's last_seq and updated_ms follow."""
+    b.execute("INSERT INTO event (session_id, seq, ts_ms, kind, actor, body) VALUES (?,?,?,?,?,?)",
               (sid, seq, ts, kind, actor, json.dumps(body)))
-    c.execute("UPDATE session SET last_seq = ?, updated_ms = MAX(updated_ms, ?) WHERE id = ?",
-              (seq, ts, sid))
+    b.execute("UPDATE session SET last_seq = ?,"
+              " updated_ms = CASE WHEN updated_ms > ? THEN updated_ms ELSE ? END WHERE id = ?",
+              (seq, ts, ts, sid))
     return seq
 
 
-def session(c, state, number, title, repo="octo/app", age_s=3600, tracker="github"):
-    """A session in `state` with the log a real run leaves for it."""
-    now = int(time.time() * 1000)
-    created = now - age_s * 1000
-    cur = c.execute(
+def append(data_dir, sid, kind, body, ts=None, actor=None):
+    """Append one event to session sid with the next seq, in one write;
+    returns the seq."""
+    ts = ts or int(time.time() * 1000)
+    text = json.dumps(body)
+    b = Batch()
+    b.execute("INSERT INTO event (session_id, seq, ts_ms, kind, actor, body)"
+              " SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM event WHERE session_id = ?",
+              (sid, ts, kind, actor, text, sid))
+    b.execute("UPDATE session SET last_seq = (SELECT MAX(seq) FROM event WHERE session_id = ?),"
+              " updated_ms = CASE WHEN updated_ms > ? THEN updated_ms ELSE ? END WHERE id = ?",
+              (sid, ts, ts, sid))
+    b.run(data_dir)
+    rows = query(data_dir, "SELECT MAX(seq) FROM event WHERE session_id = ? AND ts_ms = ?"
+                 " AND kind = ? AND body = ?", sid, ts, kind, text)
+    return list(rows[0].values())[0]
+
+
+def session_row(b, state, number, title, repo, created, tracker="github"):
+    """A session's row in `state`, into batch b."""
+    b.execute(
         "INSERT INTO session (tracker, repo, number, title, url, state, branch, runs,"
         " agent_seconds, cost, created_ms, updated_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (tracker, repo, number, title, "https://github.com/%s/issues/%d" % (repo, number), state,
          "farm/%d-work" % number, 0 if state == "queued" else 1, 0.0, 0.0, created, created))
-    sid = cur.lastrowid
+
+
+def session_log(b, sid, state, number, title, repo, created, now):
+    """The log a real run leaves for session sid in `state`, into batch b."""
     t = created
-    tick = max(1, age_s * 1000 // 40)
+    tick = max(1, (now - created) // 40)
+    seq = 0
 
     def ev(kind, body, actor=None):
-        nonlocal t
+        nonlocal t, seq
         t += tick
-        return append(c, sid, kind, body, ts=min(t, now), actor=actor)
+        seq += 1
+        return event(b, sid, seq, kind, body, ts=min(t, now), actor=actor)
 
     ev("triggered", {"event": "issues", "action": "labeled", "label": "agent"}, actor="octocat")
     if state == "queued":
@@ -102,7 +153,7 @@ def session(c, state, number, title, repo="octo/app", age_s=3600, tracker="githu
     ev("step", {"run": 1, "step": "push", "status": "done", "ms": 800})
     ev("run_finished", {"run": 1, "outcome": "pr", "kind": "run", "tests": "passed",
                         "diffstat": {"files": 3, "insertions": 42, "deletions": 7}})
-    c.execute("UPDATE session SET pr_number = ?, pr_url = ?, agent_seconds = 61, cost = 0.42"
+    b.execute("UPDATE session SET pr_number = ?, pr_url = ?, agent_seconds = 61, cost = 0.42"
               " WHERE id = ?", (100 + number, "https://github.com/%s/pull/%d" % (repo, 100 + number), sid))
     ev("state", {"from": "pushing", "to": "review", "run": 1})
     if state == "revising":
@@ -114,39 +165,46 @@ def session(c, state, number, title, repo="octo/app", age_s=3600, tracker="githu
     return sid
 
 
-def set_state(c, sid, state):
-    c.execute("UPDATE session SET state = ? WHERE id = ?", (state, sid))
+def seed(data_dir, specs):
+    """Write sessions from specs, (state, number, title, repo, age_s) each,
+    with their logs; returns their ids in order."""
+    now = int(time.time() * 1000)
+    b = Batch()
+    for state, number, title, repo, age_s in specs:
+        session_row(b, state, number, title, repo, now - age_s * 1000, "github")
+    b.run(data_dir)
+    newest = {}
+    for r in query(data_dir, "SELECT id, repo, number FROM session WHERE tracker = 'github'"):
+        key = (r["repo"], r["number"])
+        newest[key] = max(newest.get(key, 0), r["id"])
+    ids = [newest[(repo, number)] for _, number, _, repo, _ in specs]
+    for sid, (state, number, title, repo, age_s) in zip(ids, specs):
+        session_log(b, sid, state, number, title, repo, now - age_s * 1000, now)
+        b.execute("UPDATE session SET state = ? WHERE id = ?", (state, sid))
+    b.run(data_dir)
+    return ids
 
 
-def seed_all(db):
+def seed_all(data_dir):
     """One session per state; returns {state: id}."""
-    with connect(db) as c:
-        ids = {}
-        for i, st in enumerate(STATES):
-            sid = session(c, st, 10 + i, "Fix the %s thing" % st, age_s=600 + 60 * i)
-            set_state(c, sid, st)
-            ids[st] = sid
-        return ids
+    specs = [(st, 10 + i, "Fix the %s thing" % st, "octo/app", 600 + 60 * i)
+             for i, st in enumerate(STATES)]
+    return dict(zip(STATES, seed(data_dir, specs)))
 
 
-def seed_many(db, n):
-    with connect(db) as c:
-        for i in range(n):
-            st = STATES[i % len(STATES)]
-            sid = session(c, st, 1000 + i, "Issue number %d: make it better" % i,
-                          repo="octo/repo%d" % (i % 7), age_s=300 + i)
-            set_state(c, sid, st)
+def seed_many(data_dir, n):
+    seed(data_dir, [(STATES[i % len(STATES)], 1000 + i, "Issue number %d: make it better" % i,
+                     "octo/repo%d" % (i % 7), 300 + i) for i in range(n)])
 
 
 def main(argv):
-    db, what = argv[1], argv[2]
+    data_dir, what = argv[1], argv[2]
     if what == "all":
-        print(json.dumps(seed_all(db)))
+        print(json.dumps(seed_all(data_dir)))
     elif what == "many":
-        seed_many(db, int(argv[3]))
+        seed_many(data_dir, int(argv[3]))
     elif what == "append":
-        with connect(db) as c:
-            print(append(c, int(argv[3]), argv[4], json.loads(argv[5])))
+        print(append(data_dir, int(argv[3]), argv[4], json.loads(argv[5])))
     else:
         raise SystemExit("seed.py: unknown command " + what)
 

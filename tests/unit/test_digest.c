@@ -17,10 +17,10 @@
 #include "farm/digest/digest.h"
 #include "farm/farm.h"
 #include "farm/store/store.h"
+#include "farm/store/store_inspect.h"
 #include "farm/store/store_run.h"
 
 #include <ftw.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,24 +282,19 @@ static void test_digest_facts_and_sections(void **state)
     farm_close(f);
 }
 
-static int64_t count_digest_entries(const char *key)
+static int64_t count_digest_entries(farm *f, const char *key)
 {
-    char path[4200];
-    sqlite3 *db = NULL;
-    sqlite3_stmt *stm = NULL;
+    json_t *rows = NULL, *params = json_pack("[s]", key);
     int64_t n = -1;
-    snprintf(path, sizeof(path), "%s/data/farm.db", dir);
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT COUNT(*) FROM outbox WHERE idem_key = ? AND kind = "
-                                        "'comment' AND payload LIKE '%farm digest%'",
-                                        -1, &stm, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_text(stm, 1, key, -1, SQLITE_STATIC);
-    if (sqlite3_step(stm) == SQLITE_ROW)
-        n = sqlite3_column_int64(stm, 0);
-    sqlite3_finalize(stm);
-    sqlite3_close(db);
+    assert_int_equal(store_query_json(&rows, farm_store(f),
+                                      "SELECT COUNT(*) AS n FROM outbox WHERE idem_key = ? AND "
+                                      "kind = 'comment' AND payload LIKE '%farm digest%'",
+                                      params),
+                     0);
+    if (json_array_size(rows) == 1)
+        n = json_integer_value(json_object_get(json_array_get(rows, 0), "n"));
+    json_decref(rows);
+    json_decref(params);
     return n;
 }
 
@@ -309,9 +304,9 @@ static void test_daily_post_once_a_day(void **state)
     int64_t day1 = 1795251600000LL; /* 2026-11-21T09:00:00Z */
     assert_int_equal(digest_daily_post(f, day1), 0);
     assert_int_equal(digest_daily_post(f, day1 + 3600 * 1000), 0); /* same day: nothing new */
-    assert_int_equal(count_digest_entries("digest:2026-11-21"), 1);
+    assert_int_equal(count_digest_entries(f, "digest:2026-11-21"), 1);
     assert_int_equal(digest_daily_post(f, day1 + 24 * 3600 * 1000LL), 0);
-    assert_int_equal(count_digest_entries("digest:2026-11-22"), 1);
+    assert_int_equal(count_digest_entries(f, "digest:2026-11-22"), 1);
 
     /* the comment hangs on one session of the digest issue, which is done */
     store_session *v = NULL;

@@ -17,7 +17,7 @@
 #include "farm/farm.h"
 #include "farm/intake/ingest.h"
 #include "farm/store/store.h"
-#include "farm/store/store_internal.h"
+#include "farm/store/store_inspect.h"
 
 #include <ftw.h>
 #include <pthread.h>
@@ -550,7 +550,8 @@ static void comments_and_close_go_to_the_session_log(void **state)
     ingest_result r = ingest_ok(fx, &ev);
     int64_t sid = r.session_id;
 
-    /* from anyone but a bot, writer or not: later issues decide what to do */
+    /* from anyone but a bot, writer or not: into the session's log, no job (a
+     * queued session is not waiting for an answer, and none is a command) */
     const char *bodies[] = {"first \"quoted\" remark", "second, by a reader", "@farm-bot also"};
     for (int i = 0; i < 3; i++) {
         ev = ev_make(fx, id, TEV_COMMENT_CREATED, "octo/app", 21);
@@ -606,20 +607,17 @@ static void comments_and_close_go_to_the_session_log(void **state)
 static void reviews_and_pr_comments_reach_the_session(void **state)
 {
     fixture *fx = *state;
-    char id[32], path[4096];
+    char id[32];
     tracker_event ev = ev_make(fx, id, TEV_ISSUE_LABELED, "octo/app", 31);
     ev.label = "agent";
     ingest_result r = ingest_ok(fx, &ev);
     int64_t sid = r.session_id;
 
     /* the pipeline opened PR #40 for the session (written here directly) */
-    sqlite3 *db = NULL;
-    snprintf(path, sizeof(path), "%s/data/farm.db", fx->dir);
-    assert_int_equal(store_conn_open(&db, path, 0), 0);
-    assert_int_equal(store_exec(db, "UPDATE session SET pr_number = 40, state = 'review';"
-                                    "UPDATE job SET state = 'done'"),
-                     0);
-    sqlite3_close(db);
+    assert_int_equal(
+        store_exec_json(NULL, fx->s, "UPDATE session SET pr_number = 40, state = 'review'", NULL),
+        0);
+    assert_int_equal(store_exec_json(NULL, fx->s, "UPDATE job SET state = 'done'", NULL), 0);
 
     /* a review starts a revision (review.h); its comments join it */
     ev = ev_make(fx, id, TEV_REVIEW_SUBMITTED, "octo/app", 40);

@@ -22,7 +22,7 @@
 #include "farm/intake/review.h"
 #include "farm/report/review_replies.h"
 #include "farm/store/store.h"
-#include "farm/store/store_internal.h"
+#include "farm/store/store_inspect.h"
 
 #include <ftw.h>
 #include <stdio.h>
@@ -34,8 +34,7 @@
 typedef struct fixture {
     char *dir;
     farm *f;
-    store *s;
-    sqlite3 *db; /* a second connection, for looking and for playing the scheduler */
+    store *s; /* also for looking, and for playing the scheduler (store_inspect.h) */
     int next_id;
 } fixture;
 
@@ -91,9 +90,6 @@ static int setup(void **state)
         return -1;
     }
     fx->s = farm_store(fx->f);
-    snprintf(path, sizeof(path), "%s/data/farm.db", fx->dir);
-    if (store_conn_open(&fx->db, path, 0))
-        return -1;
     *state = fx;
     return 0;
 }
@@ -101,7 +97,6 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *fx = *state;
-    sqlite3_close(fx->db);
     farm_close(fx->f);
     nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     free(fx->dir);
@@ -113,42 +108,64 @@ static int teardown(void **state)
 
 static int64_t q_int(fixture *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* The first column of the first row of a query (0 when no row). */
+/* The first column of the first row of a query, borrowed from *rows (NULL
+ * when no row), which the caller json_decref()s. params is consumed. */
+static json_t *first_value(json_t **rows, fixture *fx, const char *sql, json_t *params)
+{
+    int rc = store_query_json(rows, fx->s, sql, params);
+    json_decref(params);
+    if (rc)
+        fail_msg("%s: %s", sql, farm_error_last());
+    return json_object_iter_value(json_object_iter(json_array_get(*rows, 0)));
+}
+
+/* The first column of the first row of a query, as an integer (0 when no
+ * row or NULL). */
 static int64_t q_int(fixture *fx, const char *fmt, ...)
 {
     char sql[1024];
-    sqlite3_stmt *st = NULL;
+    json_t *rows = NULL;
     va_list ap;
-    int64_t v = 0;
     va_start(ap, fmt);
     vsnprintf(sql, sizeof(sql), fmt, ap);
     va_end(ap);
-    if (sqlite3_prepare_v2(fx->db, sql, -1, &st, NULL) != SQLITE_OK)
-        fail_msg("%s: %s", sql, sqlite3_errmsg(fx->db));
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    int64_t v = json_integer_value(first_value(&rows, fx, sql, NULL));
+    json_decref(rows);
+    return v;
+}
+
+/* The text of the first column of the first row of a query with one text
+ * parameter, or NULL (caller frees). */
+static char *q_text(fixture *fx, const char *sql, const char *param)
+{
+    json_t *rows = NULL;
+    const char *t = json_string_value(first_value(&rows, fx, sql, json_pack("[s]", param)));
+    char *v = t ? strdup(t) : NULL;
+    json_decref(rows);
     return v;
 }
 
 /* The payload of the outbox entry with key, or NULL (caller frees). */
 static char *outbox_payload(fixture *fx, const char *key)
 {
-    sqlite3_stmt *st = NULL;
-    char *v = NULL;
-    assert_int_equal(
-        sqlite3_prepare_v2(fx->db, "SELECT payload FROM outbox WHERE idem_key = ?", -1, &st, NULL),
-        SQLITE_OK);
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = strdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    return v;
+    return q_text(fx, "SELECT payload FROM outbox WHERE idem_key = ?", key);
+}
+
+/* Run one statement, or several separated by ';', in one write. */
+static int sql_fn(store_tx *tx, void *arg)
+{
+    char *text = strdup(arg), *save = NULL;
+    int rc = text ? 0 : FARM_ENOMEM;
+    for (char *one = text ? strtok_r(text, ";", &save) : NULL; one && !rc;
+         one = strtok_r(NULL, ";", &save))
+        rc = store_tx_exec_json(NULL, tx, one, NULL);
+    free(text);
+    return rc;
 }
 
 static void sql(fixture *fx, const char *text)
 {
-    if (store_exec(fx->db, text))
+    if (store_write(fx->s, sql_fn, (void *)text))
         fail_msg("%s: %s", text, farm_error_last());
 }
 
@@ -397,18 +414,8 @@ static char *command_reply(fixture *fx, int64_t sid, const char *what)
 {
     char like[64];
     snprintf(like, sizeof(like), "s%lld:e%%:%s", (long long)sid, what);
-    sqlite3_stmt *st = NULL;
-    char *v = NULL;
-    assert_int_equal(sqlite3_prepare_v2(fx->db,
-                                        "SELECT payload FROM outbox WHERE idem_key LIKE ?"
-                                        " ORDER BY id DESC LIMIT 1",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_text(st, 1, like, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = strdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    return v;
+    return q_text(fx, "SELECT payload FROM outbox WHERE idem_key LIKE ? ORDER BY id DESC LIMIT 1",
+                  like);
 }
 
 static ingest_result say(fixture *fx, int64_t number, int is_pr, const char *body)

@@ -20,7 +20,7 @@
 #include "farm/sched/scaling.h"
 #include "farm/sched/scheduler.h"
 #include "farm/store/store.h"
-#include "farm/store/store_internal.h"
+#include "farm/store/store_inspect.h"
 #include "farm/store/store_job.h"
 
 #include <ftw.h>
@@ -400,16 +400,13 @@ static void test_one_job_per_session(void **state)
     assert_int_equal(consumer_get(&C.max_running), 2); /* two sessions side by side */
 }
 
-static int steal_fn(store_tx *tx, void *arg)
+/* Another process takes job's lease. */
+static int steal(store *s, int64_t job)
 {
-    int64_t id = *(int64_t *)arg;
-    sqlite3_stmt *st = NULL;
-    int rc = store_tx_stmt(&st, tx, "UPDATE job SET lease_owner = 'other:1:x' WHERE id = ?");
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : FARM_EIO;
-    store_tx_stmt_done(tx, st);
+    json_t *params = json_pack("[I]", (json_int_t)job);
+    int rc =
+        store_exec_json(NULL, s, "UPDATE job SET lease_owner = 'other:1:x' WHERE id = ?", params);
+    json_decref(params);
     return rc;
 }
 
@@ -449,7 +446,7 @@ static void test_lost_lease_cancels_run(void **state)
     int64_t job = session_make(fx, 1, 1, NULL);
     assert_int_equal(scheduler_start(fx->f, &o), 0);
     WAIT_UNTIL(consumer_get(&C.running) == 1, 10000);
-    assert_int_equal(store_write(fx->s, steal_fn, &job), 0);
+    assert_int_equal(steal(fx->s, job), 0);
     WAIT_UNTIL(consumer_get(&C.cancels_seen) == 1, 10000);
     WAIT_UNTIL(consumer_get(&C.running) == 0, 10000);
     scheduler_stats st;
