@@ -7,6 +7,7 @@
 #include "buf.h"
 #include "error.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,7 @@ static int grow(buf *b, size_t need)
 
 int buf_append(buf *b, const void *p, size_t n)
 {
+    assert(b && (p || n == 0));
     if (n > b->max || b->len > b->max - n) {
         farm_error_set("buffer over its cap of %zu bytes", b->max);
         return FARM_ETOOBIG;
@@ -75,6 +77,7 @@ int buf_append(buf *b, const void *p, size_t n)
 
 int buf_puts(buf *b, const char *s)
 {
+    assert(s);
     return buf_append(b, s, strlen(s));
 }
 

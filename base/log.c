@@ -61,7 +61,10 @@ out:
 }
 
 /* Append s to b, JSON-escaped when json is set, with registered secrets
- * replaced by [redacted]. Called with secrets_lock held. */
+ * replaced by [redacted]. Called with secrets_lock held. The JSON line is
+ * escaped here rather than built with jansson: a message that is not valid
+ * UTF-8 (a line of a child's output) must still be logged, and jansson
+ * refuses to dump such a string. */
 static void put_value(buf *b, const char *s, int json)
 {
     while (*s) {

@@ -5,7 +5,6 @@
  * Without --config it checks the embedded defaults.
  */
 #include "cli.h"
-
 #include "base/error.h"
 #include "farm/config/config.h"
 

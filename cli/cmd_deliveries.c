@@ -69,19 +69,24 @@ static int deliveries(int argc, char **argv)
             config_path = optarg;
             break;
         case 't':
-            rc |= remote_query_add(&q, "tracker", optarg);
+            if (!rc)
+                rc = remote_query_add(&q, "tracker", optarg);
             break;
         case 'o':
-            rc |= remote_query_add(&q, "outcome", optarg);
+            if (!rc)
+                rc = remote_query_add(&q, "outcome", optarg);
             break;
         case 'r':
-            rc |= remote_query_add(&q, "repo", optarg);
+            if (!rc)
+                rc = remote_query_add(&q, "repo", optarg);
             break;
         case 'w':
-            rc |= remote_query_add(&q, "since", optarg);
+            if (!rc)
+                rc = remote_query_add(&q, "since", optarg);
             break;
         case 'n':
-            rc |= remote_query_add(&q, "limit", optarg);
+            if (!rc)
+                rc = remote_query_add(&q, "limit", optarg);
             break;
         case 'j':
             json = 1;

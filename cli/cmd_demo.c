@@ -11,12 +11,11 @@
 #include "cli.h"
 #include "local_issue.h"
 #include "serve_common.h"
-
 #include "base/error.h"
 #include "base/log.h"
-#include "farm/run/agent.h"
 #include "farm/config/config.h"
 #include "farm/farm.h"
+#include "farm/run/agent.h"
 #include "farm/store/store_local.h"
 
 #include <errno.h>

@@ -116,7 +116,8 @@ static int digest(int argc, char **argv)
             config_path = optarg;
             break;
         case 'w':
-            rc |= remote_query_add(&q, "since", optarg);
+            if (!rc)
+                rc = remote_query_add(&q, "since", optarg);
             break;
         case 'j':
             json = 1;

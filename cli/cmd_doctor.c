@@ -5,7 +5,6 @@
  * config does not say sandbox.mode "unsafe-none", with the reason and the fix.
  */
 #include "cli.h"
-
 #include "base/error.h"
 #include "farm/config/config.h"
 #include "sandbox/sandbox.h"

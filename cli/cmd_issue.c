@@ -9,7 +9,6 @@
  */
 #include "cli.h"
 #include "local_issue.h"
-
 #include "base/buf.h"
 #include "base/error.h"
 #include "base/log.h"
@@ -601,7 +600,20 @@ out:
 
 /* ---- the command ---------------------------------------------------------- */
 
-static int issue(int argc, char **argv)
+typedef enum {
+    SUB_NEW,
+    SUB_LIST,
+    SUB_SHOW,
+    SUB_COMMENT,
+    SUB_LABEL,
+    SUB_CLOSE,
+    SUB_MERGE,
+} sub_kind;
+
+/* The options after the subcommand into o (o->labels has room for argc
+ * entries). Returns 0, 1 (a bad --reply-to, said on stderr) or 2 (a usage
+ * error, for the caller to print). */
+static int opts_parse(opts *o, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -620,123 +632,175 @@ static int issue(int argc, char **argv)
         {"reply-to", required_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
     };
-    opts o = {0};
-    ctx c = {0};
-    int ch, rc = 2;
+    int ch;
 
-    if (argc < 2)
-        return cli_usage("issue");
-    const char *sub = argv[1];
-    if (!(o.labels = calloc((size_t)argc, sizeof *o.labels)))
-        return 1;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c':
-            o.config_path = optarg;
+            o->config_path = optarg;
             break;
         case 'd':
-            o.data_dir = optarg;
+            o->data_dir = optarg;
             break;
         case 'r':
-            o.repo = optarg;
+            o->repo = optarg;
             break;
         case 't':
-            o.title = optarg;
+            o->title = optarg;
             break;
         case 'b':
-            o.body = optarg;
+            o->body = optarg;
             break;
         case 'f':
-            o.body_file = optarg;
+            o->body_file = optarg;
             break;
         case 'l':
-            o.labels[o.nlabels++] = optarg;
+            o->labels[o->nlabels++] = optarg;
             break;
         case 's':
-            o.state = optarg;
-            if (strcmp(o.state, "open") && strcmp(o.state, "closed") && strcmp(o.state, "merged"))
-                goto usage;
+            o->state = optarg;
+            if (strcmp(o->state, "open") && strcmp(o->state, "closed") &&
+                strcmp(o->state, "merged"))
+                return 2;
             break;
         case 'n':
-            o.limit = atoi(optarg);
-            if (o.limit <= 0)
-                goto usage;
+            o->limit = atoi(optarg);
+            if (o->limit <= 0)
+                return 2;
             break;
         case 'a':
-            o.as = optarg;
+            o->as = optarg;
             break;
         case 'j':
-            o.json = 1;
+            o->json = 1;
             break;
         case 'p':
-            o.path = optarg;
+            o->path = optarg;
             break;
         case 'L':
-            o.line = atoi(optarg);
-            if (o.line <= 0)
-                goto usage;
+            o->line = atoi(optarg);
+            if (o->line <= 0)
+                return 2;
             break;
         case 'R':
-            if (!number_parse(&o.reply_to, optarg)) {
-                rc = 1;
-                goto done;
-            }
+            if (!number_parse(&o->reply_to, optarg))
+                return 1;
             break;
         default:
-            goto usage;
+            return 2;
         }
     }
-    if (o.config_path && o.data_dir) {
+    if (o->config_path && o->data_dir) {
         fprintf(stderr, "farm issue: give --config or --data-dir, not both\n");
-        goto usage;
+        return 2;
     }
-    char **rest = argv + optind;
-    int nrest = argc - optind;
-    int64_t number = 0;
-    int is_new = !strcmp(sub, "new"), is_list = !strcmp(sub, "list");
-    int is_show = !strcmp(sub, "show"), is_comment = !strcmp(sub, "comment");
-    int is_label = !strcmp(sub, "label"), is_close = !strcmp(sub, "close");
-    int is_merge = !strcmp(sub, "merge");
-    if (!(is_new || is_list || is_show || is_comment || is_label || is_close || is_merge))
-        goto usage;
-    if (((is_new || is_list) && nrest != 0) || ((is_show || is_close || is_merge) && nrest != 1) ||
-        (is_comment && (nrest < 1 || nrest > 2)) || (is_label && nrest < 2))
-        goto usage;
-    if (!is_new && !is_list && !number_parse(&number, rest[0])) {
-        rc = 1;
-        goto done;
+    return 0;
+}
+
+/* The subcommand named sub and its nrest operands: *number is the issue
+ * number that every form but new and list starts with. Returns 0, 1 (a bad
+ * number, said on stderr) or 2 (a usage error, for the caller to print). */
+static int sub_parse(sub_kind *out, int64_t *number, const char *sub, char **rest, int nrest)
+{
+    static const char *const names[] = {"new",   "list",  "show", "comment",
+                                        "label", "close", "merge"};
+    size_t k = 0;
+    int ok = 0;
+
+    while (k < sizeof(names) / sizeof(names[0]) && strcmp(sub, names[k]))
+        k++;
+    if (k == sizeof(names) / sizeof(names[0]))
+        return 2;
+    switch ((sub_kind)k) {
+    case SUB_NEW:
+    case SUB_LIST:
+        ok = nrest == 0;
+        break;
+    case SUB_SHOW:
+    case SUB_CLOSE:
+    case SUB_MERGE:
+        ok = nrest == 1;
+        break;
+    case SUB_COMMENT:
+        ok = nrest >= 1 && nrest <= 2;
+        break;
+    case SUB_LABEL:
+        ok = nrest >= 2;
+        break;
     }
-    c.actor = o.as ? o.as : getenv("USER");
-    if (!c.actor || !*c.actor)
-        c.actor = "local-user";
-    if (strlen(c.actor) > 256 || !utf8_ok("user name", c.actor)) {
-        rc = 1;
-        goto done;
-    }
-    if (open_farm(&c, &o) < 0) {
-        rc = 1;
-        goto done;
-    }
-    if (is_new)
-        rc = cmd_new(&c, &o);
-    else if (is_list)
-        rc = cmd_list(&c, &o);
-    else if (is_show)
-        rc = cmd_show(&c, &o, number);
-    else if (is_comment)
-        rc = cmd_comment(&c, &o, number, nrest == 2 ? rest[1] : NULL);
-    else if (is_label)
+    if (!ok)
+        return 2;
+    if (k != SUB_NEW && k != SUB_LIST && !number_parse(number, rest[0]))
+        return 1;
+    *out = (sub_kind)k;
+    return 0;
+}
+
+/* Who acts: --as, else $USER, else "local-user". Returns 0 or 1. */
+static int actor_pick(ctx *c, const opts *o)
+{
+    c->actor = o->as ? o->as : getenv("USER");
+    if (!c->actor || !*c->actor)
+        c->actor = "local-user";
+    if (strlen(c->actor) > 256 || !utf8_ok("user name", c->actor))
+        return 1;
+    return 0;
+}
+
+/* Open the farm, run subcommand s with its operands, close the farm.
+ * Returns the exit status. */
+static int sub_run(const opts *o, sub_kind s, int64_t number, char **rest, int nrest)
+{
+    ctx c = {0};
+    int rc = 2;
+
+    if (actor_pick(&c, o) || open_farm(&c, o) < 0)
+        return 1;
+    switch (s) {
+    case SUB_NEW:
+        rc = cmd_new(&c, o);
+        break;
+    case SUB_LIST:
+        rc = cmd_list(&c, o);
+        break;
+    case SUB_SHOW:
+        rc = cmd_show(&c, o, number);
+        break;
+    case SUB_COMMENT:
+        rc = cmd_comment(&c, o, number, nrest == 2 ? rest[1] : NULL);
+        break;
+    case SUB_LABEL:
         rc = cmd_label(&c, number, rest + 1, nrest - 1);
-    else if (is_close)
+        break;
+    case SUB_CLOSE:
         rc = cmd_close(&c, number);
-    else
+        break;
+    case SUB_MERGE:
         rc = cmd_merge(&c, number);
+        break;
+    }
     farm_close(c.f);
-    goto done;
-usage:
-    rc = cli_usage("issue");
-done:
+    return rc;
+}
+
+static int issue(int argc, char **argv)
+{
+    opts o = {0};
+    sub_kind s = SUB_NEW;
+    int64_t number = 0;
+    int rc;
+
+    if (argc < 2)
+        return cli_usage("issue");
+    if (!(o.labels = calloc((size_t)argc, sizeof *o.labels)))
+        return 1;
+    if (!(rc = opts_parse(&o, argc, argv)))
+        rc = sub_parse(&s, &number, argv[1], argv + optind, argc - optind);
+    if (rc == 2)
+        rc = cli_usage("issue");
+    else if (!rc)
+        rc = sub_run(&o, s, number, argv + optind, argc - optind);
     free(o.labels);
     return rc;
 }

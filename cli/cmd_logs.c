@@ -11,7 +11,6 @@
  */
 #include "cli.h"
 #include "remote.h"
-
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/error.h"

@@ -6,7 +6,6 @@
  * the task). Nothing is written to the session log or the tracker.
  */
 #include "cli.h"
-
 #include "base/error.h"
 #include "base/log.h"
 #include "farm/config/config.h"

@@ -71,16 +71,20 @@ static int sessions(int argc, char **argv)
             config_path = optarg;
             break;
         case 'S':
-            rc |= remote_query_add(&q, "state", optarg);
+            if (!rc)
+                rc = remote_query_add(&q, "state", optarg);
             break;
         case 'r':
-            rc |= remote_query_add(&q, "repo", optarg);
+            if (!rc)
+                rc = remote_query_add(&q, "repo", optarg);
             break;
         case 'w':
-            rc |= remote_query_add(&q, "since", optarg);
+            if (!rc)
+                rc = remote_query_add(&q, "since", optarg);
             break;
         case 'n':
-            rc |= remote_query_add(&q, "limit", optarg);
+            if (!rc)
+                rc = remote_query_add(&q, "limit", optarg);
             break;
         case 'j':
             json = 1;

@@ -2,7 +2,6 @@
  * local_issue.c - filing an issue in the local tracker (see local_issue.h).
  */
 #include "local_issue.h"
-
 #include "base/error.h"
 
 #include <string.h>

@@ -32,8 +32,6 @@ int remote_get_json(json_t **out, const remote *r, const char *path);
 int remote_send_json(json_t **out, const remote *r, const char *method, const char *path,
                      const char *body);
 
-/* An RFC 3339 time ("2026-11-21T19:47:46.035Z") as "2026-11-21 19:47:46" for
- * tables, into out (at least 20 bytes); "-" when absent. */
 /* The string member `key` of o, or "-" when it is absent or not a string
  * (for tables). Valid as long as o is. */
 const char *remote_str(json_t *o, const char *key);
@@ -42,6 +40,8 @@ const char *remote_str(json_t *o, const char *key);
  * cut to fit n bytes without splitting a UTF-8 character. */
 void remote_cell(char *out, size_t n, const char *s);
 
+/* An RFC 3339 time ("2026-11-21T19:47:46.035Z") as "2026-11-21 19:47:46" for
+ * tables, into out (at least 20 bytes); "-" when absent. */
 void remote_time_short(char *out, size_t n, const char *rfc3339);
 
 #endif

@@ -8,7 +8,6 @@
  * in flight, let the store commit what is queued, close.
  */
 #include "serve_common.h"
-
 #include "base/error.h"
 #include "base/http.h"
 #include "base/log.h"

@@ -1,16 +1,18 @@
 /*
- * farm.c - the farm handle: the config, the store in the data directory,
- * and (as later issues add them) the scheduler and outbox workers.
+ * farm.c - opening and closing a farm (see farm.h): the data directory, the
+ * store in it and the durable streams on open; on close, the scheduler, the
+ * outbox's senders and the tracker clients stop before the streams, the
+ * store and the config they use are closed.
  */
 #include "farm.h"
-#include "farm/handle/handle.h"
-#include "farm/report/outbox.h"
-#include "farm/sched/scheduler.h"
-#include "farm/report/trackers.h"
-
 #include "base/error.h"
 #include "base/log.h"
+#include "farm/handle/handle.h"
+#include "farm/report/outbox.h"
+#include "farm/report/trackers.h"
+#include "farm/sched/scheduler.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -61,11 +63,8 @@ int farm_open(farm **out, config *cfg)
     farm *f = NULL;
     int rc;
 
+    assert(out && cfg);
     *out = NULL;
-    if (!cfg) {
-        farm_error_set("farm_open: no config");
-        return FARM_EINVALID;
-    }
     if (!(f = calloc(1, sizeof(*f)))) {
         farm_error_set("out of memory");
         config_free(cfg);

@@ -1,12 +1,20 @@
 /*
- * farm.h - the farm handle: one running farm's config, store and (in later
- * issues) scheduler, hung together.
+ * farm.h - the top of farm/: one running farm, its rooms wired together.
+ *
+ * farm/farm.c owns the farm handle's life. farm_open() fills the handle
+ * (farm/handle) with the config (farm/config), the store (farm/store) and
+ * the durable streams (farm/stream); farm_close() stops what was started on
+ * it, the scheduler (farm/sched) and the outbox's senders and tracker
+ * clients (farm/report), before closing what they stand on. The CLI opens
+ * and closes the farm (cli/serve_common.c, cmd_issue.c, cmd_prompt.c) and
+ * starts the workers on it itself (outbox_start(), scheduler_start(),
+ * digest_daily_start()); the HTTP front (webhook/) is handed an open farm.
  *
  * farm_open() is what `farm serve` (and every test that needs a real farm)
  * calls after loading the config: it creates the data directory (mode 0700),
  * opens the store inside it, runs the schema migrations and starts the
  * store's writer thread. Everything that acts on tracker events goes through
- * the handle (farm_ingest() in ingest.h).
+ * the handle (farm_ingest() in farm/intake/ingest.h).
  */
 #ifndef FARM_FARM_FARM_H
 #define FARM_FARM_FARM_H

@@ -7,7 +7,7 @@
  * the whole new revision beside them, and its `workItemId` may be 0 (the
  * revision's `id` names the item then). Identities are strings ("Name
  * <unique>") in resourceVersion 1.0 and objects ({displayName, uniqueName})
- * in later ones; both are read.
+ * in the resource versions after it; both are read.
  *
  * The parser does not know the farm's repositories: it leaves a provisional
  * repo and the work item's project and area path in a hook_azure_where, and

@@ -138,44 +138,68 @@ static int put_label(buf *b, const char *v)
     return rc;
 }
 
+/* One farm_deliveries_recorded line; its labels come from the store. */
+static int put_delivery_series(buf *b, const store_count *c)
+{
+    int rc = buf_puts(b, "farm_deliveries_recorded{tracker=\"");
+    if (!rc)
+        rc = put_label(b, c->labels[0]);
+    if (!rc)
+        rc = buf_puts(b, "\",event=\"");
+    if (!rc)
+        rc = put_label(b, c->labels[1]);
+    if (!rc)
+        rc = buf_puts(b, "\",outcome=\"");
+    if (!rc)
+        rc = put_label(b, c->labels[2]);
+    if (!rc)
+        rc = buf_printf(b, "\"} %" PRId64 "\n", c->n);
+    return rc;
+}
+
 static int render_own(buf *b)
 {
-    int rc = 0;
     pthread_mutex_lock(&lock);
-    rc |= buf_puts(b, "# HELP farm_http_requests_total HTTP requests answered, by route and "
-                      "status.\n# TYPE farm_http_requests_total counter\n");
+    int rc = buf_puts(b, "# HELP farm_http_requests_total HTTP requests answered, by route and "
+                         "status.\n# TYPE farm_http_requests_total counter\n");
     for (size_t i = 0; i < nhttp && !rc; i++)
-        rc |= buf_printf(b, "farm_http_requests_total{route=\"%s\",status=\"%s\"} %" PRIu64 "\n",
-                         http[i].labels[0], http[i].status, http[i].n);
-    rc |= buf_puts(b, "# HELP farm_webhook_deliveries_total Webhook deliveries answered by this "
-                      "process, by tracker, event and outcome.\n"
-                      "# TYPE farm_webhook_deliveries_total counter\n");
+        rc = buf_printf(b, "farm_http_requests_total{route=\"%s\",status=\"%s\"} %" PRIu64 "\n",
+                        http[i].labels[0], http[i].status, http[i].n);
+    if (!rc)
+        rc = buf_puts(b, "# HELP farm_webhook_deliveries_total Webhook deliveries answered by this "
+                         "process, by tracker, event and outcome.\n"
+                         "# TYPE farm_webhook_deliveries_total counter\n");
     for (size_t i = 0; i < ndeliveries && !rc; i++)
-        rc |= buf_printf(b,
-                         "farm_webhook_deliveries_total{tracker=\"%s\",event=\"%s\","
-                         "outcome=\"%s\"} %" PRIu64 "\n",
-                         deliveries[i].labels[0], deliveries[i].labels[1], deliveries[i].labels[2],
-                         deliveries[i].n);
+        rc = buf_printf(b,
+                        "farm_webhook_deliveries_total{tracker=\"%s\",event=\"%s\","
+                        "outcome=\"%s\"} %" PRIu64 "\n",
+                        deliveries[i].labels[0], deliveries[i].labels[1], deliveries[i].labels[2],
+                        deliveries[i].n);
     pthread_mutex_unlock(&lock);
 
-    rc |= buf_puts(b, "# HELP farm_webhook_ack_seconds Time from a delivery's request headers "
-                      "to its queued response.\n# TYPE farm_webhook_ack_seconds histogram\n");
+    if (!rc)
+        rc = buf_puts(b, "# HELP farm_webhook_ack_seconds Time from a delivery's request headers "
+                         "to its queued response.\n# TYPE farm_webhook_ack_seconds histogram\n");
     uint64_t cumulative = 0;
     for (size_t i = 0; i <= NBUCKETS && !rc; i++) {
         cumulative += atomic_load(&ack_buckets[i]);
         if (i < NBUCKETS)
-            rc |= buf_printf(b, "farm_webhook_ack_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-                             bucket_s[i], cumulative);
+            rc = buf_printf(b, "farm_webhook_ack_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                            bucket_s[i], cumulative);
         else
-            rc |= buf_printf(b, "farm_webhook_ack_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
-                             cumulative);
+            rc = buf_printf(b, "farm_webhook_ack_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+                            cumulative);
     }
-    rc |= buf_printf(
-        b, "farm_webhook_ack_seconds_sum %.9f\nfarm_webhook_ack_seconds_count %" PRIu64 "\n",
-        (double)atomic_load(&ack_sum_ns) / 1e9, (uint64_t)atomic_load(&ack_count));
+    if (!rc)
+        rc = buf_printf(
+            b, "farm_webhook_ack_seconds_sum %.9f\nfarm_webhook_ack_seconds_count %" PRIu64 "\n",
+            (double)atomic_load(&ack_sum_ns) / 1e9, (uint64_t)atomic_load(&ack_count));
     return rc;
 }
 
+/* The store's part. Every read is made (a failed one counts in
+ * store_errors) even once an append has failed; the first failed append's
+ * code is returned. */
 static int render_store(buf *b, store *s)
 {
     int rc = 0;
@@ -183,13 +207,13 @@ static int render_store(buf *b, store *s)
     size_t n = 0;
 
     if (store_session_count_by_state(&v, &n, s) == 0) {
-        rc |= buf_puts(b, "# HELP farm_sessions Sessions by state.\n# TYPE farm_sessions gauge\n");
+        rc = buf_puts(b, "# HELP farm_sessions Sessions by state.\n# TYPE farm_sessions gauge\n");
         for (const char *const *st = store_session_states(); *st && !rc; st++) {
             int64_t count = 0;
             for (size_t i = 0; i < n; i++)
                 if (v[i].labels[0] && !strcmp(v[i].labels[0], *st))
                     count = v[i].n;
-            rc |= buf_printf(b, "farm_sessions{state=\"%s\"} %" PRId64 "\n", *st, count);
+            rc = buf_printf(b, "farm_sessions{state=\"%s\"} %" PRId64 "\n", *st, count);
         }
         store_count_list_free(v, n);
     } else {
@@ -198,12 +222,13 @@ static int render_store(buf *b, store *s)
 
     int64_t queued = 0, leased = 0;
     if (store_job_count(&queued, &leased, s) == 0) {
-        rc |= buf_printf(b,
-                         "# HELP farm_queue_depth Jobs waiting (queued) and being worked on "
-                         "(leased).\n# TYPE farm_queue_depth gauge\n"
-                         "farm_queue_depth{state=\"queued\"} %" PRId64 "\n"
-                         "farm_queue_depth{state=\"leased\"} %" PRId64 "\n",
-                         queued, leased);
+        if (!rc)
+            rc = buf_printf(b,
+                            "# HELP farm_queue_depth Jobs waiting (queued) and being worked on "
+                            "(leased).\n# TYPE farm_queue_depth gauge\n"
+                            "farm_queue_depth{state=\"queued\"} %" PRId64 "\n"
+                            "farm_queue_depth{state=\"leased\"} %" PRId64 "\n",
+                            queued, leased);
     } else {
         atomic_fetch_add(&store_errors, 1);
     }
@@ -211,17 +236,11 @@ static int render_store(buf *b, store *s)
     v = NULL;
     n = 0;
     if (store_delivery_count(&v, &n, s) == 0) {
-        rc |= buf_puts(b, "# HELP farm_deliveries_recorded Deliveries in the store, by tracker, "
-                          "event and outcome.\n# TYPE farm_deliveries_recorded gauge\n");
-        for (size_t i = 0; i < n && !rc; i++) {
-            rc |= buf_puts(b, "farm_deliveries_recorded{tracker=\"");
-            rc |= put_label(b, v[i].labels[0]);
-            rc |= buf_puts(b, "\",event=\"");
-            rc |= put_label(b, v[i].labels[1]);
-            rc |= buf_puts(b, "\",outcome=\"");
-            rc |= put_label(b, v[i].labels[2]);
-            rc |= buf_printf(b, "\"} %" PRId64 "\n", v[i].n);
-        }
+        if (!rc)
+            rc = buf_puts(b, "# HELP farm_deliveries_recorded Deliveries in the store, by tracker, "
+                             "event and outcome.\n# TYPE farm_deliveries_recorded gauge\n");
+        for (size_t i = 0; i < n && !rc; i++)
+            rc = put_delivery_series(b, &v[i]);
         store_count_list_free(v, n);
     } else {
         atomic_fetch_add(&store_errors, 1);
@@ -229,23 +248,24 @@ static int render_store(buf *b, store *s)
 
     store_stats st;
     store_stats_get(&st, s);
-    rc |= buf_printf(
-        b,
-        "# HELP farm_store_commits_total Group commits (one fsync each).\n"
-        "# TYPE farm_store_commits_total counter\nfarm_store_commits_total %" PRIu64
-        "\n# HELP farm_store_writes_total Writes kept by group commits.\n"
-        "# TYPE farm_store_writes_total counter\nfarm_store_writes_total %" PRIu64
-        "\n# HELP farm_store_failed_writes_total Writes rolled back.\n"
-        "# TYPE farm_store_failed_writes_total counter\n"
-        "farm_store_failed_writes_total %" PRIu64
-        "\n# HELP farm_store_failed_commits_total Commits that failed.\n"
-        "# TYPE farm_store_failed_commits_total counter\n"
-        "farm_store_failed_commits_total %" PRIu64
-        "\n# HELP farm_store_max_batch Most writes in one commit.\n"
-        "# TYPE farm_store_max_batch gauge\nfarm_store_max_batch %" PRIu64
-        "\n# HELP farm_store_queued_writes Writes waiting for a commit.\n"
-        "# TYPE farm_store_queued_writes gauge\nfarm_store_queued_writes %" PRIu64 "\n",
-        st.commits, st.writes, st.failed_writes, st.failed_commits, st.max_batch, st.queued);
+    if (!rc)
+        rc = buf_printf(
+            b,
+            "# HELP farm_store_commits_total Group commits (one fsync each).\n"
+            "# TYPE farm_store_commits_total counter\nfarm_store_commits_total %" PRIu64
+            "\n# HELP farm_store_writes_total Writes kept by group commits.\n"
+            "# TYPE farm_store_writes_total counter\nfarm_store_writes_total %" PRIu64
+            "\n# HELP farm_store_failed_writes_total Writes rolled back.\n"
+            "# TYPE farm_store_failed_writes_total counter\n"
+            "farm_store_failed_writes_total %" PRIu64
+            "\n# HELP farm_store_failed_commits_total Commits that failed.\n"
+            "# TYPE farm_store_failed_commits_total counter\n"
+            "farm_store_failed_commits_total %" PRIu64
+            "\n# HELP farm_store_max_batch Most writes in one commit.\n"
+            "# TYPE farm_store_max_batch gauge\nfarm_store_max_batch %" PRIu64
+            "\n# HELP farm_store_queued_writes Writes waiting for a commit.\n"
+            "# TYPE farm_store_queued_writes gauge\nfarm_store_queued_writes %" PRIu64 "\n",
+            st.commits, st.writes, st.failed_writes, st.failed_commits, st.max_batch, st.queued);
     return rc;
 }
 

@@ -94,8 +94,8 @@ static json_t *delivery_json(const store_delivery *d)
 }
 
 /* Add each session's facts from its log (tests, diffstat, step, ...: see
- * digest.h) to the JSON objects of list (list[i] is v[i]). Returns 0 or an
- * error code. */
+ * farm/digest/digest.h) to the JSON objects of list (list[i] is v[i]).
+ * Returns 0 or an error code. */
 static int annotate(web_request *req, json_t *list, const store_session *v, size_t n)
 {
     json_t **objs = n ? calloc(n, sizeof(*objs)) : NULL;

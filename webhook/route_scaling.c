@@ -18,6 +18,7 @@
 #include "farm/sched/scheduler.h"
 #include "farm/store/store_job.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -283,43 +284,46 @@ int metrics_render_scheduler(buf *b, farm *f)
     scheduler_stats st;
     store_count *v = NULL;
     size_t n = 0;
-    int rc = 0;
+    int rc;
 
+    assert(f);
     scheduler_stats_get(&st, f);
-    rc |= buf_printf(b,
-                     "# HELP farm_slots Slot threads of this process's scheduler, by state.\n"
-                     "# TYPE farm_slots gauge\n"
-                     "farm_slots{state=\"busy\"} %d\nfarm_slots{state=\"idle\"} %d\n"
-                     "farm_slots{state=\"warm\"} %d\n"
-                     "# HELP farm_admission_waits_total Due jobs held back for want of memory.\n"
-                     "# TYPE farm_admission_waits_total counter\n"
-                     "farm_admission_waits_total %" PRIu64 "\n"
-                     "# HELP farm_jobs_started_total Jobs leased and started by this process.\n"
-                     "# TYPE farm_jobs_started_total counter\n"
-                     "farm_jobs_started_total %" PRIu64 "\n"
-                     "# HELP farm_leases_lost_total Runs stopped because another owner took "
-                     "their lease.\n"
-                     "# TYPE farm_leases_lost_total counter\n"
-                     "farm_leases_lost_total %" PRIu64 "\n",
-                     st.busy, st.slots - st.busy, st.warm, st.admission_waits, st.jobs_started,
-                     st.leases_lost);
+    rc = buf_printf(b,
+                    "# HELP farm_slots Slot threads of this process's scheduler, by state.\n"
+                    "# TYPE farm_slots gauge\n"
+                    "farm_slots{state=\"busy\"} %d\nfarm_slots{state=\"idle\"} %d\n"
+                    "farm_slots{state=\"warm\"} %d\n"
+                    "# HELP farm_admission_waits_total Due jobs held back for want of memory.\n"
+                    "# TYPE farm_admission_waits_total counter\n"
+                    "farm_admission_waits_total %" PRIu64 "\n"
+                    "# HELP farm_jobs_started_total Jobs leased and started by this process.\n"
+                    "# TYPE farm_jobs_started_total counter\n"
+                    "farm_jobs_started_total %" PRIu64 "\n"
+                    "# HELP farm_leases_lost_total Runs stopped because another owner took "
+                    "their lease.\n"
+                    "# TYPE farm_leases_lost_total counter\n"
+                    "farm_leases_lost_total %" PRIu64 "\n",
+                    st.busy, st.slots - st.busy, st.warm, st.admission_waits, st.jobs_started,
+                    st.leases_lost);
     if (st.started) {
-        rc |= buf_printf(b, "# HELP farm_scaling_limit The scaling limits in force.\n"
-                            "# TYPE farm_scaling_limit gauge\n");
-        for (int i = 0; i < SCALING_NFIELDS; i++)
-            rc |= buf_printf(b, "farm_scaling_limit{limit=\"%s\"} %d\n", scaling_field_name(i),
-                             st.limits.value[i]);
+        if (!rc)
+            rc = buf_printf(b, "# HELP farm_scaling_limit The scaling limits in force.\n"
+                               "# TYPE farm_scaling_limit gauge\n");
+        for (int i = 0; i < SCALING_NFIELDS && !rc; i++)
+            rc = buf_printf(b, "farm_scaling_limit{limit=\"%s\"} %d\n", scaling_field_name(i),
+                            st.limits.value[i]);
     }
     if (store_job_count_by_state(&v, &n, farm_store(f)) == 0) {
         static const char *const states[] = {"queued", "leased", "done", "failed", "cancelled"};
-        rc |= buf_printf(b, "# HELP farm_jobs Jobs in the store, by state.\n"
-                            "# TYPE farm_jobs gauge\n");
-        for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++) {
+        if (!rc)
+            rc = buf_printf(b, "# HELP farm_jobs Jobs in the store, by state.\n"
+                               "# TYPE farm_jobs gauge\n");
+        for (size_t k = 0; k < sizeof(states) / sizeof(states[0]) && !rc; k++) {
             int64_t count = 0;
             for (size_t i = 0; i < n; i++)
                 if (!strcmp(v[i].labels[0], states[k]))
                     count = v[i].n;
-            rc |= buf_printf(b, "farm_jobs{state=\"%s\"} %" PRId64 "\n", states[k], count);
+            rc = buf_printf(b, "farm_jobs{state=\"%s\"} %" PRId64 "\n", states[k], count);
         }
         store_count_list_free(v, n);
     }

@@ -14,7 +14,6 @@
  */
 #include "routes.h"
 #include "web_assets.h"
-
 #include "base/buf.h"
 #include "base/error.h"
 #include "base/log.h"

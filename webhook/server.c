@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "farm/stream/stream.h"
 
+#include <assert.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -519,6 +520,7 @@ int server_start(server **out, farm *f, const server_options *opt)
     server *s = NULL;
     int rc;
 
+    assert(out && f);
     *out = NULL;
     if (!opt)
         opt = &defaults;

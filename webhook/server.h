@@ -1,6 +1,14 @@
 /*
  * server.h - the farm's HTTP server (libmicrohttpd underneath).
  *
+ * webhook/ is the HTTP front: the server and its route table (routes.h),
+ * tracker webhooks (hooks.h, auth.h), the API, the durable streams over
+ * HTTP, the web UI and /metrics. It calls the rooms below it: farm/farm.h
+ * and through the handle farm/config, farm/store and farm/stream, and
+ * farm/intake (every delivery goes to farm_ingest_submit()), farm/digest,
+ * farm/sched, farm/report, vcs/tracker's event type and base. The CLI starts
+ * and stops it (cli/serve_common.c, `farm serve` and `farm demo`).
+ *
  * One internal polling thread per core-ish (a small pool on epoll, never a
  * thread per connection), suspend/resume enabled, and a pool of workers for
  * the handlers that wait (see routes.h). server_start() binds the config's

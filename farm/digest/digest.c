@@ -7,12 +7,12 @@
  * followed by an "answer" what the agent waits for.
  */
 #include "digest.h"
-#include "farm/store/store_digest.h"
-
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/error.h"
+#include "farm/store/store_digest.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +167,7 @@ int digest_sessions_annotate(json_t *const *objs, const store_session *sessions,
         farm_error_set("digest: at most %d sessions at once", STORE_DIGEST_IDS_MAX);
         return FARM_EINVALID;
     }
+    assert(objs && sessions && s);
     if (!(ids = malloc(n * sizeof(*ids)))) {
         farm_error_set("digest: out of memory");
         return FARM_ENOMEM;
@@ -299,6 +300,7 @@ int digest_build(json_t **out, store *s, int64_t since_ms, int64_t now_ms)
     json_t *d = NULL, *totals = NULL;
     int rc;
 
+    assert(out && s);
     *out = NULL;
     if (!(d = json_object()))
         goto nomem;

@@ -2,6 +2,12 @@
  * digest.h - what happened, in one place: the review queue's facts about
  * each session and the digest of a time window.
  *
+ * farm/digest owns those facts, the digest (digest.c) and the daily digest
+ * comment (digest_daily.c). It calls the rooms below it: farm/report (the
+ * daily comment goes through the outbox), farm/handle, farm/store and base.
+ * The HTTP front calls it (webhook/route_api.c, route_digest.c), and the CLI
+ * starts and stops the daily digest (cli/serve_common.c).
+ *
  * A session row says its state and counters; what a reviewer wants to see
  * (did the tests pass, how big is the diff, which step is running, why did it
  * fail, what does the agent ask) is in its log. digest_sessions_annotate()

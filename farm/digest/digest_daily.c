@@ -8,14 +8,14 @@
  * it posted so it does not write again every minute.
  */
 #include "digest.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "farm/handle/handle.h"
 #include "farm/report/outbox.h"
 #include "farm/store/store_run.h"
 
-#include "base/clock.h"
-#include "base/error.h"
-#include "base/log.h"
-
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -67,11 +67,17 @@ static int post_write(store_tx *tx, void *arg)
         n.repo = a->cfg->digest.repo;
         n.number = a->cfg->digest.issue;
         n.title = "farm daily digest";
-        if ((rc = store_tx_session_insert(&a->session_id, tx, &n)) ||
-            (rc = store_tx_session_state_set(tx, a->session_id, "done")) ||
-            (rc = store_tx_event_append(&a->seq, tx, a->session_id, "state", "farm",
-                                        "{\"from\":\"queued\",\"to\":\"done\","
-                                        "\"why\":\"the daily digest's thread\"}")))
+        json_t *body = json_pack("{s:s,s:s,s:s}", "from", "queued", "to", "done", "why",
+                                 "the daily digest's thread");
+        if (!body) {
+            farm_error_set("digest: out of memory");
+            return FARM_ENOMEM;
+        }
+        if (!(rc = store_tx_session_insert(&a->session_id, tx, &n)) &&
+            !(rc = store_tx_session_state_set(tx, a->session_id, "done")))
+            rc = store_tx_event_append_json(&a->seq, tx, a->session_id, "state", "farm", body);
+        json_decref(body);
+        if (rc)
             return rc;
     } else if (rc) {
         return rc;
@@ -150,6 +156,7 @@ int digest_daily_start(digest_daily **out, farm *f)
     digest_daily *d;
     int err;
 
+    assert(out && f);
     *out = NULL;
     if (!f->cfg->digest.enabled)
         return 0;

@@ -18,12 +18,15 @@
 typedef struct farm farm;
 
 struct farm {
-    config *cfg;                    /* owned */
-    store *store;                   /* owned */
-    stream_hub *streams;            /* owned: durable streams and session logs */
-    struct farm_trackers *trackers; /* owned: tracker clients, made on first use (report/trackers.c) */
-    struct outbox_sender *outbox;   /* owned: the outbox's sender threads while started (report/outbox.c) */
-    struct scheduler *sched;        /* owned: the scheduler while started (sched/scheduler.c) */
+    config *cfg;         /* owned */
+    store *store;        /* owned */
+    stream_hub *streams; /* owned: durable streams and session logs */
+    /* owned: tracker clients, made on first use (farm/report/trackers.c) */
+    struct farm_trackers *trackers;
+    /* owned: the outbox's sender threads while started (farm/report/outbox.c) */
+    struct outbox_sender *outbox;
+    /* owned: the scheduler while started (farm/sched/scheduler.c) */
+    struct scheduler *sched;
 };
 
 /* The config the farm runs on; owned by the farm, valid until farm_close(). */
@@ -32,9 +35,9 @@ const config *farm_config(const farm *f);
 /* The farm's store; owned by the farm, valid until farm_close(). */
 store *farm_store(farm *f);
 
-/* The farm's durable streams (stream.h); owned by the farm, valid until
- * farm_close(). Session events appended through stream_session_append()
- * wake the session's live readers at once. */
+/* The farm's durable streams (farm/stream/stream.h); owned by the farm,
+ * valid until farm_close(). Session events appended through
+ * stream_session_append() wake the session's live readers at once. */
 stream_hub *farm_streams(farm *f);
 
 #endif

@@ -11,7 +11,6 @@
  * decoded), then read the same way.
  */
 #include "commands.h"
-
 #include "base/buf.h"
 #include "base/error.h"
 

@@ -14,14 +14,14 @@
  */
 #include "ingest.h"
 #include "commands.h"
-#include "farm/handle/handle.h"
 #include "review.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "farm/handle/handle.h"
 #include "farm/sched/scheduler.h"
 #include "farm/store/store_run.h"
 
-#include "base/error.h"
-#include "base/log.h"
-
+#include <assert.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <jansson.h>
@@ -411,8 +411,11 @@ out:
     return rc;
 }
 
-/* The issue (or the session's PR) was closed: the session's log says so and
- * the run stops (a later issue acts on the event). */
+/* The issue (or the session's PR) was closed: the session's log says so
+ * ("issue_closed", "pr_closed"). A closed issue stops the work with a cancel
+ * job (unless the session is in review with no revision pending); a closed
+ * PR ends the session through review_tx_pr_closed() (merged: done; closed
+ * unmerged: cancelled). */
 static int on_closed(store_tx *tx, ingest_ctx *c, const config_repo *repo)
 {
     const tracker_event *ev = c->ev;
@@ -626,11 +629,8 @@ int farm_ingest(farm *f, const tracker_event *ev, ingest_result *out)
     ingest_ctx c = {0};
     int rc;
 
+    assert(f && ev && out);
     memset(out, 0, sizeof(*out));
-    if (!f || !ev) {
-        farm_error_set("ingest: no event");
-        return FARM_EINVALID;
-    }
     if ((rc = ingest_check(ev)))
         return rc;
 

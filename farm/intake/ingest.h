@@ -1,5 +1,14 @@
 /*
- * ingest.h - the farm's one entry point for tracker events.
+ * ingest.h - intake: the farm's one entry point for tracker events.
+ *
+ * farm/intake owns what a tracker event does to the farm: ingest.c records
+ * the delivery and decides whether it starts or steers work, commands.c
+ * finds a `/farm` command in a comment, review.c is the review loop and
+ * what a command does. It calls the rooms below it: farm/sched (to wake the
+ * scheduler for a new job), farm/report (comments through the outbox),
+ * farm/handle, farm/store and farm/config, with vcs/tracker's event type and
+ * base. The HTTP front calls it (webhook/route_hooks.c, stream_http.c), and
+ * so does the CLI for the local tracker (cli/cmd_issue.c, local_issue.c).
  *
  * farm_ingest() records a delivery (deduplicated by tracker and delivery id),
  * decides whether it triggers work, and writes the resulting session and job,

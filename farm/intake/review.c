@@ -17,17 +17,16 @@
  * hears so once per queued job (key "s<id>:j<job>:queued").
  */
 #include "review.h"
-#include "farm/handle/handle.h"
-#include "farm/report/outbox.h"
-#include "farm/report/report.h"
-#include "farm/store/store_review.h"
-#include "farm/store/store_run.h"
-
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/crypto.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "farm/handle/handle.h"
+#include "farm/report/outbox.h"
+#include "farm/report/report.h"
+#include "farm/store/store_review.h"
+#include "farm/store/store_run.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -87,7 +86,8 @@ static int64_t newest_seq(store_tx *tx, const store_session *s)
 }
 
 /* Enqueue comment payload p (taken) under key, with the event's GitHub App
- * installation; session_id 0: a comment without a session (outbox.h). */
+ * installation; session_id 0: a comment without a session
+ * (farm/report/outbox.h). */
 static int comment_enqueue(store_tx *tx, const tracker_event *ev, int64_t session_id,
                            const char *key, json_t *p)
 {

@@ -30,7 +30,6 @@
 #include "commands.h"
 #include "farm/config/config.h"
 #include "farm/store/store.h"
-
 #include "vcs/tracker/event.h"
 
 #include <stdint.h>

@@ -3,10 +3,9 @@
  * values, each overridden by a runtime setting when one is stored.
  */
 #include "scaling.h"
-#include "farm/store/store_job.h"
-
 #include "base/error.h"
 #include "base/log.h"
+#include "farm/store/store_job.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -11,14 +11,14 @@
  * nothing slow runs under it.
  */
 #include "scheduler_internal.h"
-#include "farm/store/store_job.h"
-#include "farm/store/store_run.h"
-
 #include "base/clock.h"
 #include "base/crypto.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "farm/store/store_job.h"
+#include "farm/store/store_run.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -463,6 +463,7 @@ int scheduler_start(farm *f, const scheduler_options *opts)
     scheduler *sc;
     int rc;
 
+    assert(f);
     pthread_mutex_lock(&sched_ptr_lock);
     int started = f->sched != NULL;
     pthread_mutex_unlock(&sched_ptr_lock);

@@ -1,6 +1,15 @@
 /*
- * scheduler.h - the scheduler and autoscaler: leases due jobs from the store
- * within the scaling limits and runs each on a slot thread.
+ * scheduler.h - sched: the scheduler and autoscaler: leases due jobs from the
+ * store within the scaling limits and runs each on a slot thread.
+ *
+ * farm/sched owns running the queue: the scheduler and slot threads
+ * (scheduler.c), what a run's outcome does to its job and cancelling a
+ * session (scheduler_job.c), the warm slots (scheduler_warm.c) and the
+ * scaling limits (scaling.h). It calls the rooms below it: farm/run (a job
+ * is a pipeline run; a warm slot is a prepared pipeline_warm), farm/handle,
+ * farm/store, farm/config and base. farm/intake wakes it (farm_jobs_kick()),
+ * farm/farm.c stops it, the HTTP front reads it and changes its limits
+ * (webhook/route_scaling.c) and the CLI starts it (cli/serve_common.c).
  *
  * One scheduler thread wakes when a job is committed (farm_jobs_kick()), a
  * setting changes, a slot frees, or every poll interval (jobs written by
@@ -27,8 +36,8 @@
 #ifndef FARM_FARM_SCHED_SCHEDULER_H
 #define FARM_FARM_SCHED_SCHEDULER_H
 
-#include "farm/run/pipeline.h"
 #include "scaling.h"
+#include "farm/run/pipeline.h"
 #include "farm/store/store.h"
 
 #include <stdint.h>

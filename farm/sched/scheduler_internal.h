@@ -1,7 +1,7 @@
 /*
  * scheduler_internal.h - what the scheduler's files share: the scheduler's
  * and its slots' fields and the helpers one file calls in another. Nothing
- * outside farm/scheduler*.c includes this.
+ * outside farm/sched/scheduler*.c includes this.
  *
  * scheduler.c: the scheduler thread, slots, start and stop.
  * scheduler_job.c: what a run's outcome does to its job; cancelling a session.

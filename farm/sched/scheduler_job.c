@@ -4,13 +4,13 @@
  * shutdown), and cancelling a session from the API, the CLI or a test.
  */
 #include "scheduler_internal.h"
-#include "farm/store/store_job.h"
-#include "farm/store/store_run.h"
-
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "farm/store/store_job.h"
+#include "farm/store/store_run.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +161,7 @@ static int cancel_fn(store_tx *tx, void *arg)
 int farm_session_cancel(int64_t *out_job, farm *f, int64_t session_id, const char *actor)
 {
     cancel_arg a = {session_id, actor, 0, 0};
+    assert(out_job && f);
     *out_job = 0;
     int rc = store_write(f->store, cancel_fn, &a);
     if (rc)

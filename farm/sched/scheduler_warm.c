@@ -8,12 +8,11 @@
  * repository takes one through ctl->warm.
  */
 #include "scheduler_internal.h"
-#include "farm/store/store_job.h"
-#include "farm/store/store_run.h"
-
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "farm/store/store_job.h"
+#include "farm/store/store_run.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,6 @@
  * without ever following a symlink out of it.
  */
 #include "git_internal.h"
-
 #include "base/error.h"
 
 #include <ctype.h>

@@ -2,6 +2,11 @@
  * git.h - the farm's git: a bare mirror per repository, a worktree per
  * session, commit, diffstat and push, all through libgit2 (no git processes).
  *
+ * vcs/git owns every use of libgit2 but the local tracker's. It calls only
+ * base and libgit2. farm/run calls it for a run's checkout, commit and push
+ * (farm/run/pipeline_internal.h); vcs/tracker's local tracker calls
+ * vcs_git_init() before it opens its repositories with libgit2.
+ *
  * A mirror lives at <data_dir>/mirrors/<safe name>.git and is fetched
  * incrementally. It is guarded by one lock per mirror (an in-process
  * read-write lock plus flock() on <mirror>.lock, so two farm processes are
@@ -155,7 +160,7 @@ int vcs_worktree_create(vcs_worktree **out, vcs_mirror *m, const worktree_opts *
  * FARM_ENOTFOUND (no worktree there, or a commit not found) or
  * FARM_EINVALID (bad arguments, or a .git the farm refuses; see above). */
 int vcs_worktree_open(vcs_worktree **out, vcs_mirror *m, const char *path, const char *branch,
-                  const char *start, const char *head);
+                      const char *start, const char *head);
 
 /* Move the worktree to another branch at its recorded head (a warm
  * worktree made on a placeholder branch, adopted by a session): the new
@@ -217,7 +222,8 @@ typedef struct worktree_commit_result {
  * malformed author, e-mail or message), FARM_ETOOBIG (a file over
  * max_file_bytes, or more than max_files changed; nothing is committed),
  * FARM_EINVALID also for a .git the farm refuses (see above), or FARM_EIO. */
-int vcs_worktree_commit(worktree_commit_result *out, vcs_worktree *wt, const worktree_commit_opts *o);
+int vcs_worktree_commit(worktree_commit_result *out, vcs_worktree *wt,
+                        const worktree_commit_opts *o);
 
 typedef struct vcs_diffstat {
     size_t files;

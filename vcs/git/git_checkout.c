@@ -19,7 +19,6 @@
  * filters (it runs no external ones).
  */
 #include "git_internal.h"
-
 #include "base/error.h"
 
 #include <errno.h>

@@ -10,9 +10,9 @@
  * ignored; its commits, if any, are squashed into this one.
  */
 #include "git_internal.h"
-
 #include "base/error.h"
 
+#include <assert.h>
 #include <git2/sys/repository.h>
 
 #include <errno.h>
@@ -108,7 +108,8 @@ static int branch_set(git_repository *repo, const vcs_worktree *wt, const git_oi
     return 0;
 }
 
-int vcs_worktree_commit(worktree_commit_result *out, vcs_worktree *wt, const worktree_commit_opts *o)
+int vcs_worktree_commit(worktree_commit_result *out, vcs_worktree *wt,
+                        const worktree_commit_opts *o)
 {
     git_repository *repo = NULL;
     git_index *idx = NULL;
@@ -120,8 +121,9 @@ int vcs_worktree_commit(worktree_commit_result *out, vcs_worktree *wt, const wor
     struct add_ctx ctx;
     int rc = 0, e;
 
+    assert(out && wt && o);
     memset(out, 0, sizeof(*out));
-    if (!o || !o->message || !o->message[strspn(o->message, " \t\r\n")] ||
+    if (!o->message || !o->message[strspn(o->message, " \t\r\n")] ||
         strlen(o->message) > MAX_MESSAGE_BYTES) {
         farm_error_set("commit: a message of at most %u bytes is required", MAX_MESSAGE_BYTES);
         return FARM_EINVALID;

@@ -11,9 +11,9 @@
  * would see either the old ref or the new one, never half of one.
  */
 #include "git_internal.h"
-
 #include "base/error.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -210,6 +210,7 @@ int vcs_mirror_open(vcs_mirror **out, const char *data_dir, const char *name)
     git_repository *repo = NULL;
     int rc = 0, lk = -1;
 
+    assert(out);
     *out = NULL;
     if ((rc = vcs_git_init()) < 0)
         return rc;
@@ -401,6 +402,7 @@ int vcs_mirror_fetch(vcs_mirror *m, const vcs_remote *remote)
     git_strarray specs = {&spec, 1};
     int rc, e, lk;
 
+    assert(m);
     if (!remote || !remote->url || !*remote->url) {
         farm_error_set("fetch of %s: no clone URL", m->name);
         return FARM_EINVALID;

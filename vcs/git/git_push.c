@@ -9,9 +9,9 @@
  * saw the branch move in between refuses the update.
  */
 #include "git_internal.h"
-
 #include "base/error.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,6 +44,7 @@ int vcs_worktree_push(vcs_worktree *wt, const vcs_remote *remote, const char *ex
     const char *name;
     int rc = 0, e, connected = 0, watched = 0;
 
+    assert(wt);
     if (!remote || !remote->url || !*remote->url) {
         farm_error_set("push of %s: no clone URL", wt->branch);
         return FARM_EINVALID;

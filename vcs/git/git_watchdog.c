@@ -13,7 +13,6 @@
  * returns, in case one lands outside a system call.
  */
 #include "git_internal.h"
-
 #include "base/clock.h"
 #include "base/error.h"
 

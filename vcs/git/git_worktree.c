@@ -10,10 +10,10 @@
  * wt_repo_open() trusts none of it: see git.h.
  */
 #include "git_internal.h"
-
 #include "base/error.h"
 #include "base/strv.h"
 
+#include <assert.h>
 #include <git2/sys/repository.h>
 #include <git2/sys/odb_backend.h>
 
@@ -354,10 +354,11 @@ int vcs_worktree_create(vcs_worktree **out, vcs_mirror *m, const worktree_opts *
     int rc = 0, e, lk = -1, made = 0;
     struct stat st;
 
+    assert(out && m && o);
     *out = NULL;
     if ((rc = vcs_git_init()) < 0)
         return rc;
-    if (!o || !o->path || !o->branch || (!o->base == !o->start)) {
+    if (!o->path || !o->branch || (!o->base == !o->start)) {
         farm_error_set("worktree: a path, a branch, and either a base branch or a start commit "
                        "are required");
         return FARM_EINVALID;
@@ -460,7 +461,7 @@ out:
 }
 
 int vcs_worktree_open(vcs_worktree **out, vcs_mirror *m, const char *path, const char *branch,
-                  const char *start, const char *head)
+                      const char *start, const char *head)
 {
     vcs_worktree *wt = NULL;
     git_repository *repo = NULL;
