@@ -21,7 +21,10 @@ typedef struct strv {
     int failed; /* an add ran out of memory: every later add fails too */
 } strv;
 
-#define STRV_INIT {NULL, 0, 0, 0}
+#define STRV_INIT                                                                                  \
+    {                                                                                              \
+        NULL, 0, 0, 0                                                                              \
+    }
 
 /* Append a heap copy of str (NULL adds ""). Returns 0, or FARM_ENOMEM (and
  * sets failed) when memory ran out now or before. */

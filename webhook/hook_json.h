@@ -34,7 +34,6 @@ int hook_json_dup(char **dst, json_t *v);
 /* Copy a C string (may be NULL) into *dst. Returns 0 or FARM_ENOMEM. */
 int hook_str_dup(char **dst, const char *s);
 
-
 /* Parse body as JSON; NULL with the error slot set when it does not parse or
  * is not an object. The caller json_decref()s the result. */
 json_t *hook_json_load(const char *body, size_t len);

@@ -267,8 +267,8 @@ int main(int argc, char **argv)
                 c_farm[i] = cpu_ns(0) - cs;
                 vcs_worktree_free(wt);
             } else if (which == 1) {
-                if (run(NULL, ARGV("git", "-C", vcs_mirror_path(m), "worktree", "add", "-q", "-b", bg,
-                                   pg, "main")) != 0) {
+                if (run(NULL, ARGV("git", "-C", vcs_mirror_path(m), "worktree", "add", "-q", "-b",
+                                   bg, pg, "main")) != 0) {
                     fprintf(stderr, "bench_checkout: git worktree add failed\n");
                     goto out;
                 }

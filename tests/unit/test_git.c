@@ -386,7 +386,8 @@ static void worktree_checks_out_base(void **state)
     assert_string_equal(vcs_worktree_branch(wt), "farm/1-first");
 
     /* the git command inside works: status clean, log and branch right */
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "status", "--porcelain"), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "status", "--porcelain"),
+                     0);
     assert_string_equal(out, "");
     assert_int_equal(
         TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "symbolic-ref", "--short", "HEAD"), 0);
@@ -463,8 +464,9 @@ static void worktree_git_as_other_uid(void **state)
     snprintf(want, sizeof(want), "GIT_CEILING_DIRECTORIES=%s", parent);
     assert_string_equal(env[3], want);
     chmod(f->dir, 0755); /* let uid 65534 through the temp dir */
-    const char *argv[] = {"setpriv", "--reuid=65534",   "--regid=65534", "--clear-groups", "git",
-                          "-C",      vcs_worktree_path(wt), "log",           "--format=%s",    NULL};
+    const char *argv[] = {
+        "setpriv", "--reuid=65534",       "--regid=65534", "--clear-groups", "git",
+        "-C",      vcs_worktree_path(wt), "log",           "--format=%s",    NULL};
     char out[256];
     /* without the environment: refused as dubious ownership */
     assert_true(th_run(out, sizeof(out), NULL, argv) != 0);
@@ -636,12 +638,14 @@ static void worktree_many_files(void **state)
         assert_string_equal(t, text);
         free(t);
     }
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "status", "--porcelain"), 0);
-    assert_string_equal(out, "");
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "ls-files", "-s", "many/d0"),
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "status", "--porcelain"),
                      0);
+    assert_string_equal(out, "");
+    assert_int_equal(
+        TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "ls-files", "-s", "many/d0"), 0);
     assert_non_null(strstr(out, "100755"));
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), NULL, "-C", vcs_worktree_path(wt), "ls-files"), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), NULL, "-C", vcs_worktree_path(wt), "ls-files"),
+                     0);
     int lines = 0;
     for (char *q = out; *q; q++)
         lines += *q == '\n';
@@ -666,7 +670,8 @@ static void worktree_applies_attributes(void **state)
     assert_non_null(text);
     assert_string_equal(text, "one\r\ntwo\r\nthree\r\n");
     free(text);
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "status", "--porcelain"), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "status", "--porcelain"),
+                     0);
     assert_string_equal(out, "");
     vcs_worktree_free(wt);
 }
@@ -920,10 +925,11 @@ static void commit_records_every_change(void **state)
     vcs_diffstat_free(&ds);
     vcs_worktree *bad = NULL;
     assert_int_equal(vcs_worktree_open(&bad, f->m, path, "farm/5-change", start,
-                                   "0123456789012345678901234567890123456789"),
+                                       "0123456789012345678901234567890123456789"),
                      FARM_ENOTFOUND);
-    assert_int_equal(vcs_worktree_open(&bad, f->m, "/nonexistent/wt", "farm/5-change", start, start),
-                     FARM_ENOTFOUND);
+    assert_int_equal(
+        vcs_worktree_open(&bad, f->m, "/nonexistent/wt", "farm/5-change", start, start),
+        FARM_ENOTFOUND);
     vcs_worktree_free(wt);
 }
 
@@ -957,7 +963,8 @@ static void commit_rejects_bad_identity(void **state)
     assert_string_equal(vcs_worktree_head(wt), head);
     char out[1024];
     unlink(big);
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "status", "--porcelain"), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "status", "--porcelain"),
+                     0);
     assert_string_equal(out, "?? x.txt\n"); /* the index was left at the head */
 
     /* too many files at once */
@@ -975,8 +982,8 @@ static void commit_rejects_bad_identity(void **state)
     o = bot("no co-author");
     o.coauthor_name = NULL;
     assert_int_equal(vcs_worktree_commit(&res, wt, &o), 0);
-    assert_int_equal(TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "log", "-1", "--format=%B"),
-                     0);
+    assert_int_equal(
+        TH_GIT_OUT(out, sizeof(out), vcs_worktree_path(wt), "log", "-1", "--format=%B"), 0);
     assert_string_equal(out, "no co-author\n\n");
     vcs_worktree_free(wt);
 }

@@ -29,7 +29,7 @@ struct vcs_mirror {
 };
 
 struct vcs_worktree {
-    vcs_mirror *m;     /* borrowed: the mirror must outlive the vcs_worktree */
+    vcs_mirror *m; /* borrowed: the mirror must outlive the vcs_worktree */
     char *path;    /* absolute, no trailing slash */
     char *gitdir;  /* <path>/.git */
     char *branch;  /* "farm/12-fix-typo" */
