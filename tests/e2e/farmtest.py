@@ -26,7 +26,7 @@ FARM_BIN = os.environ.get("FARM_BIN", "farm")
 STORE_PROBE = os.environ.get("FARM_STORE_PROBE") or os.path.join(
     os.path.dirname(os.path.abspath(FARM_BIN)), "tests", "farm-store-probe")
 SOURCE_DIR = os.environ.get("FARM_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-FIXTURES = os.environ.get("FARM_FIXTURES", "/work/shared/fixtures")
+FIXTURES = os.path.join(SOURCE_DIR, "tests", "fixtures")
 
 GITHUB_SECRET = "gh-webhook-secret-for-tests-0123456789"
 VIEWER_TOKEN = "viewer-token-for-tests-0123456789"
@@ -35,18 +35,14 @@ ADMIN_TOKEN = "admin-token-for-tests-0123456789ab"
 
 def github_fixture(name):
     """A GitHub payload from tests/fixtures/github/<name>.json, as a dict."""
-    with open(os.path.join(SOURCE_DIR, "tests", "fixtures", "github", name + ".json")) as f:
+    with open(os.path.join(FIXTURES, "github", name + ".json")) as f:
         return json.load(f)
 
 
 def azure_fixture(name):
-    """An Azure DevOps payload: the shared samples first, then ours."""
-    for d in (os.path.join(FIXTURES, "azure"), os.path.join(SOURCE_DIR, "tests", "fixtures", "azure")):
-        p = os.path.join(d, name + ".json")
-        if os.path.exists(p):
-            with open(p) as f:
-                return json.load(f)
-    raise FileNotFoundError(name)
+    """An Azure DevOps payload from tests/fixtures/azure/<name>.json, as a dict."""
+    with open(os.path.join(FIXTURES, "azure", name + ".json")) as f:
+        return json.load(f)
 
 
 def sign(secret, body):

@@ -44,14 +44,6 @@ static char *fixture(const char *dir, const char *name, size_t *len)
     return slurp(path, len);
 }
 
-static char *shared_fixture(const char *name, size_t *len)
-{
-    char path[1024];
-    const char *dir = getenv("FARM_FIXTURES");
-    snprintf(path, sizeof(path), "%s/azure/%s.json", dir ? dir : "/work/shared/fixtures", name);
-    return slurp(path, len);
-}
-
 /* Parse tests/fixtures/github/<file>.json as event `event`. */
 static void github(tracker_event *ev, const char *event, const char *file)
 {
@@ -424,10 +416,10 @@ static void test_github_form_payload(void **state)
 
 /* ---- Azure DevOps --------------------------------------------------------- */
 
-static void azure(tracker_event *ev, hook_azure_where *w, const char *name, int shared)
+static void azure(tracker_event *ev, hook_azure_where *w, const char *name)
 {
     size_t len;
-    char *body = shared ? shared_fixture(name, &len) : fixture("azure", name, &len);
+    char *body = fixture("azure", name, &len);
     int rc = hook_azure_parse_where(ev, w, body, len);
     free(body);
     if (rc)
@@ -440,7 +432,7 @@ static void test_azure_workitem_created(void **state)
 {
     tracker_event ev;
     hook_azure_where w;
-    azure(&ev, &w, "workitem.created", 1);
+    azure(&ev, &w, "workitem.created");
     assert_int_equal(ev.kind, TEV_ISSUE_OPENED);
     assert_string_equal(ev.delivery_id, "d2d46fb1-dba5-403c-9373-427583f19e8c");
     assert_string_equal(ev.event, "workitem.created");
@@ -460,7 +452,7 @@ static void test_azure_workitem_updated(void **state)
 {
     tracker_event ev;
     hook_azure_where w;
-    azure(&ev, &w, "workitem.updated", 1);
+    azure(&ev, &w, "workitem.updated");
     /* workItemId is 0 in this sample: the revision names the item. */
     assert_int_equal(ev.number, 5);
     assert_int_equal(ev.kind, TEV_ISSUE_ASSIGNED);
@@ -476,7 +468,7 @@ static void test_azure_workitem_commented(void **state)
 {
     tracker_event ev;
     hook_azure_where w;
-    azure(&ev, &w, "workitem.commented", 1);
+    azure(&ev, &w, "workitem.commented");
     assert_int_equal(ev.kind, TEV_COMMENT_CREATED);
     assert_int_equal(ev.number, 5);
     assert_false(ev.is_pr);
@@ -537,7 +529,7 @@ static void test_azure_pull_requests(void **state)
 {
     tracker_event ev;
     hook_azure_where w;
-    azure(&ev, &w, "git.pullrequest.created", 0);
+    azure(&ev, &w, "git.pullrequest.created");
     assert_int_equal(ev.kind, TEV_PR_OPENED);
     assert_true(ev.is_pr);
     assert_int_equal(ev.number, 1);
@@ -554,25 +546,25 @@ static void test_azure_pull_requests(void **state)
     tracker_event_free(&ev);
     hook_azure_where_free(&w);
 
-    azure(&ev, &w, "git.pullrequest.updated", 0);
+    azure(&ev, &w, "git.pullrequest.updated");
     assert_int_equal(ev.kind, TEV_PR_UPDATED);
     tracker_event_free(&ev);
     hook_azure_where_free(&w);
 
-    azure(&ev, &w, "git.pullrequest.updated.completed", 0);
+    azure(&ev, &w, "git.pullrequest.updated.completed");
     assert_int_equal(ev.kind, TEV_PR_CLOSED);
     assert_true(ev.merged);
     assert_string_equal(ev.actor, "fabrikamfiber16@hotmail.com");
     tracker_event_free(&ev);
     hook_azure_where_free(&w);
 
-    azure(&ev, &w, "git.pullrequest.updated.abandoned", 0);
+    azure(&ev, &w, "git.pullrequest.updated.abandoned");
     assert_int_equal(ev.kind, TEV_PR_CLOSED);
     assert_false(ev.merged);
     tracker_event_free(&ev);
     hook_azure_where_free(&w);
 
-    azure(&ev, &w, "git.pullrequest.merged", 0);
+    azure(&ev, &w, "git.pullrequest.merged");
     assert_int_equal(ev.kind, TEV_PR_CLOSED);
     assert_true(ev.merged);
     tracker_event_free(&ev);
@@ -583,7 +575,7 @@ static void test_azure_pr_comment(void **state)
 {
     tracker_event ev;
     hook_azure_where w;
-    azure(&ev, &w, "ms.vss-code.git-pullrequest-comment-event", 0);
+    azure(&ev, &w, "ms.vss-code.git-pullrequest-comment-event");
     assert_int_equal(ev.kind, TEV_COMMENT_CREATED);
     assert_true(ev.is_pr);
     assert_int_equal(ev.number, 1);
@@ -599,7 +591,7 @@ static void test_azure_other(void **state)
 {
     tracker_event ev;
     hook_azure_where w;
-    azure(&ev, &w, "build.complete", 0);
+    azure(&ev, &w, "build.complete");
     assert_int_equal(ev.kind, TEV_OTHER);
     assert_string_equal(ev.delivery_id, "4a7a9b21-0000-4c2d-9d1e-1a2b3c4d5e71");
     assert_null(w.project);
@@ -688,7 +680,7 @@ static void test_azure_route(void **state)
     hook_azure_where w;
     /* Area path "GoodCompanyCloud" is not under "GoodCompanyCloud\Web", and
      * the item has no "agent" tag: no repository. */
-    azure(&ev, &w, "workitem.created", 1);
+    azure(&ev, &w, "workitem.created");
     assert_int_equal(hook_azure_route(&ev, &w, &c), FARM_ENOTFOUND);
     assert_string_equal(ev.repo, "GoodCompanyCloud");
     /* With the tag, the project-wide entry takes it. */
@@ -712,14 +704,14 @@ static void test_azure_route(void **state)
     hook_azure_where_free(&w);
 
     /* Pull requests map by project and repository, any case. */
-    azure(&ev, &w, "git.pullrequest.created", 0);
+    azure(&ev, &w, "git.pullrequest.created");
     free(w.repository);
     w.repository = strdup("FABRIKAM");
     assert_int_equal(hook_azure_route(&ev, &w, &c), 0);
     assert_string_equal(ev.repo, "fabrikam/Fabrikam-Fiber-Git/Fabrikam");
     tracker_event_free(&ev);
     hook_azure_where_free(&w);
-    azure(&ev, &w, "git.pullrequest.created", 0);
+    azure(&ev, &w, "git.pullrequest.created");
     free(w.repository);
     w.repository = strdup("Other");
     assert_int_equal(hook_azure_route(&ev, &w, &c), FARM_ENOTFOUND);
