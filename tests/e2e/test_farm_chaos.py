@@ -105,6 +105,14 @@ def check_exactly_once(w, numbers):
     assert not failed, failed
 
 
+def at_work(w):
+    """This farm process holds a job's lease: one of its runs is at work now (a
+    lease left by a killed process does not count; its owner names its pid)."""
+    with w.farm.db() as c:
+        return c.execute("SELECT count(*) FROM job WHERE state = 'leased' AND lease_owner LIKE ?",
+                         ("%%:%d:%%" % w.farm.proc.pid,)).fetchone()[0] > 0
+
+
 def test_tracker_failing_30_percent_of_writes():
     rnd = random.Random(SEED)
     print("# seed %d" % SEED, flush=True)
@@ -131,15 +139,24 @@ def test_sigkill_ten_times_during_twenty_issues():
         farmtest.wait_for(lambda: all(w.session(n) for n in numbers), 60, "20 sessions")
         kills = []
         for i in range(10):
-            wait = rnd.uniform(0.2, 2.5)
-            time.sleep(wait)  # a random moment: the point is not to synchronise
+            if i == 0:
+                # the first kill lands while a run is at work: wait for this
+                # process to hold a lease (the event), so a slow machine (a
+                # sanitizer build under load) cannot make every kill land
+                # before the first lease; the others at random moments
+                farmtest.wait_for(lambda: at_work(w) or ended(w, numbers), 60, "a run at work")
+                wait = rnd.uniform(0.0, 0.3)
+            else:
+                wait = rnd.uniform(0.2, 2.5)
+            time.sleep(wait)  # not synchronisation: where the kill lands is the point
             kills.append(round(wait, 2))
             w.farm.kill()
             # no sandbox outlives the farm (bubblewrap dies with its parent)
             farmtest.wait_for(lambda: not orphans(w), 15, "the sandboxes to go")
             w.farm.start()  # on the same data directory
             w.hook()
-        print("# killed after %s s of each life" % kills, flush=True)
+        print("# killed after %s s of each life (the first after a run was at work)" % kills,
+              flush=True)
         farmtest.wait_for(lambda: ended(w, numbers), 180, "20 sessions to end")
         farmtest.wait_for(lambda: outbox_idle(w), 120, "the outbox to drain")
         check_exactly_once(w, numbers)
