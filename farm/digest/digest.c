@@ -13,6 +13,7 @@
 #include "farm/store/store_digest.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,26 @@ static json_t *str_json(const char *s)
     return s ? json_string(s) : json_null();
 }
 
+/* A measured quantity as people read it: seconds to the millisecond, USD
+ * to the millionth. Summed doubles carry binary noise (0.07699999999999999)
+ * that says nothing; a rounded value prints short wherever the JSON is
+ * written with a sane real precision (webhook/server.c, the CLI). */
+static double rounded(double v, double per_unit)
+{
+    return round(v * per_unit) / per_unit; /* an integer over a power of ten: the nearest
+                                              double to the decimal, as a literal would be */
+}
+
+static json_t *seconds_json(double s)
+{
+    return json_real(rounded(s, 1e3));
+}
+
+static json_t *usd_json(double usd)
+{
+    return json_real(rounded(usd, 1e6));
+}
+
 json_t *digest_session_json(const store_session *s)
 {
     char self[64], stream[64], ui[64];
@@ -55,9 +76,12 @@ json_t *digest_session_json(const store_session *s)
     json_object_set_new(o, "branch", str_json(s->branch));
     json_object_set_new(o, "pr_number", s->pr_number ? json_integer(s->pr_number) : json_null());
     json_object_set_new(o, "pr_url", str_json(s->pr_url));
+    json_object_set_new(o, "pr_draft", json_boolean(s->pr_draft));
+    json_object_set_new(o, "pr_draft_reason",
+                        s->pr_draft ? str_json(s->pr_draft_reason) : json_null());
     json_object_set_new(o, "runs", json_integer(s->runs));
-    json_object_set_new(o, "agent_seconds", json_real(s->agent_seconds));
-    json_object_set_new(o, "cost", json_real(s->cost));
+    json_object_set_new(o, "agent_seconds", seconds_json(s->agent_seconds));
+    json_object_set_new(o, "cost", usd_json(s->cost));
     json_object_set_new(o, "last_seq", json_integer(s->last_seq));
     json_object_set_new(o, "created", time_json(s->created_ms));
     json_object_set_new(o, "updated", time_json(s->updated_ms));
@@ -150,7 +174,7 @@ static void annotate_one(json_t *o, const store_session *s, const store_event *e
     json_object_set_new(o, "diffstat", diffstat ? diffstat : json_null());
     json_object_set_new(o, "reason", reason ? reason : json_null());
     json_object_set_new(o, "question", question ? question : json_null());
-    json_object_set_new(o, "duration_s", json_real(duration));
+    json_object_set_new(o, "duration_s", seconds_json(duration));
 }
 
 int digest_sessions_annotate(json_t *const *objs, const store_session *sessions, size_t n, store *s,
@@ -230,6 +254,7 @@ static void session_clear(store_session *x)
     free(x->state);
     free(x->branch);
     free(x->pr_url);
+    free(x->pr_draft_reason);
 }
 
 /* One section: its sessions, annotated, newest first. */
@@ -314,14 +339,14 @@ int digest_build(json_t **out, store *s, int64_t since_ms, int64_t now_ms)
     }
     if ((rc = store_digest_totals_get(&t, s, since_ms)))
         goto out;
-    totals =
-        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f}", "sessions", (json_int_t)t.sessions,
-                  "prs", (json_int_t)t.prs, "failed", (json_int_t)t.failed, "review",
-                  (json_int_t)json_array_size(json_object_get(d, "review")), "waiting",
-                  (json_int_t)json_array_size(json_object_get(d, "waiting")), "running",
-                  (json_int_t)json_array_size(json_object_get(d, "running")), "queued",
-                  (json_int_t)json_array_size(json_object_get(d, "queued")), "runs",
-                  (json_int_t)t.runs, "agent_seconds", t.agent_seconds, "cost", t.cost);
+    totals = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}", "sessions", (json_int_t)t.sessions, "prs",
+        (json_int_t)t.prs, "failed", (json_int_t)t.failed, "review",
+        (json_int_t)json_array_size(json_object_get(d, "review")), "waiting",
+        (json_int_t)json_array_size(json_object_get(d, "waiting")), "running",
+        (json_int_t)json_array_size(json_object_get(d, "running")), "queued",
+        (json_int_t)json_array_size(json_object_get(d, "queued")), "runs", (json_int_t)t.runs,
+        "agent_seconds", seconds_json(t.agent_seconds), "cost", usd_json(t.cost));
     if (!totals)
         goto nomem;
     json_object_set_new(d, "totals", totals);

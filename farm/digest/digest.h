@@ -34,8 +34,11 @@ typedef struct farm farm;
 #define DIGEST_SECTION_MAX 200
 
 /* A session's base JSON: id, tracker, repo, number, title, url, state,
- * branch, pr_number, pr_url, runs, agent_seconds, cost, last_seq, created,
- * updated and links {self, stream, ui}. New reference, or NULL on ENOMEM. */
+ * branch, pr_number, pr_url, pr_draft (true when the farm opened its pull
+ * request as a draft), pr_draft_reason (why, in a few words, or null), runs,
+ * agent_seconds (to the millisecond), cost (USD, to the millionth),
+ * last_seq, created, updated and links {self, stream, ui}. New reference, or
+ * NULL on ENOMEM. */
 json_t *digest_session_json(const store_session *s);
 
 /* Add to objs[i] (the JSON of sessions[i]) the fields derived from its log:
@@ -46,7 +49,7 @@ json_t *digest_session_json(const store_session *s);
  *   "reason":    why it failed, or null
  *   "question":  the question waiting for an answer, or null
  *   "duration_s": seconds from creation to the end of its latest run (or to
- *                 now while it works)
+ *                 now while it works), to the millisecond
  * n is at most STORE_LIST_MAX. Returns 0, FARM_EINVALID, FARM_ENOMEM or
  * FARM_EIO (objs are then partly annotated; the caller answers an error). */
 int digest_sessions_annotate(json_t *const *objs, const store_session *sessions, size_t n, store *s,

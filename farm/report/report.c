@@ -3,8 +3,9 @@
  * Markdown (see report.h).
  *
  * Every piece of quoted text goes through one of three doors: inline text
- * (escaped, one line, for table cells and sentences), a code block (fenced
- * with more backticks than the text contains), or the agent's own Markdown
+ * (escaped, one line, for table cells and sentences; in the test results a
+ * `code span` around the command stays code), a code block (fenced with
+ * more backticks than the text contains), or the agent's own Markdown
  * (summary, question) kept as Markdown. Whatever the door, the finished body
  * has no "<!-- farm:" in it, so nothing quoted can pass for a marker.
  */
@@ -142,6 +143,51 @@ static int put_inline(buf *b, const char *s, size_t max)
     return rc;
 }
 
+/* Inline text in which `code spans` stay code spans (the farm's own words
+ * around a command, as tests_words() in farm/run/pipeline_pr.c writes
+ * them); the rest goes through put_inline(). A span holds no backtick (it
+ * ends at the next one), and inside a table cell its '|' is escaped, which
+ * GitHub's tables honour even in code. An unpaired backtick is literal. */
+static int put_inline_code(buf *b, const char *s, size_t max, int in_table)
+{
+    size_t total = strlen(s), len = total > max ? max : total;
+    while (len < total && len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+        len--;
+    char *text = strndup(s, len);
+    int rc = text ? 0 : FARM_ENOMEM;
+    char *p = text;
+
+    while (!rc && p && *p) {
+        char *open = strchr(p, '`');
+        char *close = open ? strchr(open + 1, '`') : NULL;
+        if (!close || close == open + 1) {
+            rc = put_inline(b, p, max);
+            break;
+        }
+        *open = '\0';
+        if (*p)
+            rc = put_inline(b, p, max);
+        if (!rc)
+            rc = buf_putc(b, '`');
+        for (const char *c = open + 1; !rc && c < close; c++) {
+            unsigned char ch = (unsigned char)*c;
+            if (ch == '|' && in_table)
+                rc = buf_puts(b, "\\|");
+            else if (ch == '\n' || ch == '\r' || ch == '\t')
+                rc = buf_putc(b, ' ');
+            else if (ch >= 0x20 && ch != 0x7f)
+                rc = buf_putc(b, (char)ch);
+        }
+        if (!rc)
+            rc = buf_putc(b, '`');
+        p = close + 1;
+    }
+    if (!rc && total > len)
+        rc = buf_puts(b, "…");
+    free(text);
+    return rc;
+}
+
 /* A fenced code block holding text verbatim. */
 static int put_code(buf *b, const char *text, size_t len)
 {
@@ -275,14 +321,16 @@ int report_status_render(char **out, const report_info *r)
     rc = buf_puts(&b, "### ");
     if (!rc)
         rc = label ? buf_puts(&b, label) : put_inline(&b, s->state, 64);
+    if (!rc && s->pr_draft && !strcmp(s->state, "review"))
+        rc = buf_puts(&b, " (a draft pull request)");
     if (!rc)
         rc = buf_puts(&b, "\n\n| | |\n| --- | --- |\n");
     if (!rc && r->step && !store_session_state_is_final(s->state))
         rc = put_row(&b, "Step", r->step, 200);
-    if (!rc && r->round > 1) {
-        char round[16];
-        snprintf(round, sizeof round, "%d", r->round);
-        rc = put_row(&b, "Round", round, 16);
+    if (!rc && r->run > 1) {
+        char run[24];
+        snprintf(run, sizeof run, "%d", r->run);
+        rc = put_row(&b, "Run", run, 24);
     }
     if (!rc)
         rc = put_row(&b, store_session_state_is_final(s->state) ? "Took" : "Elapsed", el, 32);
@@ -294,10 +342,22 @@ int report_status_render(char **out, const report_info *r)
     }
     if (!rc && s->pr_url && *s->pr_url) {
         /* the tracker's own URL: a link, not text to escape */
-        rc = buf_printf(&b, "| **Pull request** | %s |\n", s->pr_url);
+        rc = buf_printf(&b, "| **Pull request** | %s%s", s->pr_draft ? "draft, " : "", s->pr_url);
+        if (!rc && s->pr_draft && s->pr_draft_reason && *s->pr_draft_reason) {
+            if (!(rc = buf_puts(&b, " (")))
+                rc = put_inline(&b, s->pr_draft_reason, 200);
+            if (!rc)
+                rc = buf_puts(&b, ")");
+        }
+        if (!rc)
+            rc = buf_puts(&b, " |\n");
     }
-    if (!rc)
-        rc = put_row(&b, "Tests", r->tests, 300);
+    if (!rc && r->tests && *r->tests) {
+        if (!(rc = buf_puts(&b, "| **Tests** | ")))
+            rc = put_inline_code(&b, r->tests, 300, 1);
+        if (!rc)
+            rc = buf_puts(&b, " |\n");
+    }
     if (!rc && r->diffstat)
         rc = put_row(&b, "Diff", report_tail(r->diffstat, 1, 300), 300);
     if (!rc && !strcmp(s->state, "failed") && r->reason)
@@ -331,7 +391,7 @@ static int render_started(buf *b, const report_info *r)
     }
     if (!rc)
         rc = buf_puts(b, ". A comment follows when there is a pull request, a question or a "
-                         "failure; the status comment above shows where it stands.\n");
+                         "failure; the status comment below shows where it stands.\n");
     if (!rc && r->public_url && *r->public_url) {
         if (!(rc = buf_puts(b, "\n")))
             rc = session_link(b, r, "Watch the session live");
@@ -341,22 +401,34 @@ static int render_started(buf *b, const report_info *r)
     return rc;
 }
 
+/* A draft is not a success: its own heading, and why before anything else. */
 static int render_pr(buf *b, const report_info *r)
 {
     const store_session *s = r->session;
-    int rc = buf_puts(b, "### ✅ Pull request opened");
+    int rc =
+        buf_puts(b, r->draft ? "### 🚧 Draft pull request opened" : "### ✅ Pull request opened");
     /* before the PR exists its URL is a placeholder the outbox fills in */
     if (!rc)
         rc = buf_printf(b, ": %s", s->pr_url && *s->pr_url ? s->pr_url : OUTBOX_PR_URL);
     if (!rc)
         rc = buf_puts(b, "\n\n");
+    if (!rc && r->draft) {
+        if (!(rc = buf_puts(b, "**It is a draft, not ready to merge:** ")))
+            rc = put_inline(b,
+                            r->draft_reason && *r->draft_reason ? r->draft_reason
+                                                                : "the run did not finish "
+                                                                  "cleanly",
+                            500);
+        if (!rc)
+            rc = buf_puts(b, ". The pull request says more.\n\n");
+    }
     if (!rc && r->summary && *r->summary) {
         if (!(rc = put_markdown(b, r->summary, NULL)))
             rc = buf_puts(b, "\n");
     }
     if (!rc && r->tests && *r->tests) {
         if (!(rc = buf_puts(b, "**Tests:** ")))
-            rc = put_inline(b, r->tests, 300);
+            rc = put_inline_code(b, r->tests, 300, 0);
         if (!rc)
             rc = buf_puts(b, "\n\n");
     }
@@ -379,6 +451,53 @@ static int render_pr(buf *b, const report_info *r)
     return rc;
 }
 
+/* The last lines of output in a collapsed block, when there are any. */
+static int put_output(buf *b, const char *output, const char *title)
+{
+    const char *t = report_tail(output, REPORT_TAIL_LINES, REPORT_TAIL_BYTES);
+    int rc = 0;
+    if (!*t)
+        return 0;
+    rc = buf_printf(b, "<details><summary>%s</summary>\n\n", title);
+    if (!rc)
+        rc = put_code(b, t, strlen(t));
+    if (!rc)
+        rc = buf_puts(b, "\n</details>\n\n");
+    return rc;
+}
+
+static int render_unchanged(buf *b, const report_info *r)
+{
+    int rc = buf_puts(b, "### 💬 The revision changed nothing\n\nThe agent went through the "
+                         "review and changed nothing on the branch, so the pull request is as it "
+                         "was and waits for review again.\n\n");
+    if (!rc && r->reason && *r->reason) {
+        if (!(rc = buf_puts(b, "**Why:** ")))
+            rc = put_inline(b, r->reason, 1000);
+        if (!rc)
+            rc = buf_puts(b, "\n\n");
+    }
+    if (!rc && r->summary && *r->summary) {
+        if (!(rc = buf_puts(b, "It said:\n\n")))
+            rc = put_markdown(b, r->summary, "> ");
+        if (!rc)
+            rc = buf_puts(b, "\n");
+    } else if (!rc) {
+        rc = buf_puts(b, "It left no summary.\n\n");
+    }
+    if (!rc && r->output && *r->output)
+        rc = put_output(b, r->output, "Last lines of the agent's output");
+    if (!rc)
+        rc = buf_puts(b, "A new review comment starts another revision.");
+    if (!rc && r->public_url && *r->public_url) {
+        if (!(rc = buf_puts(b, " ")))
+            rc = session_link(b, r, "Session log");
+    }
+    if (!rc)
+        rc = buf_puts(b, "\n");
+    return rc;
+}
+
 static int render_failed(buf *b, const report_info *r)
 {
     int rc = buf_puts(b, "### ❌ The run failed\n\n");
@@ -390,20 +509,12 @@ static int render_failed(buf *b, const report_info *r)
     }
     if (!rc && r->tests && *r->tests) {
         if (!(rc = buf_puts(b, "**Tests:** ")))
-            rc = put_inline(b, r->tests, 300);
+            rc = put_inline_code(b, r->tests, 300, 0);
         if (!rc)
             rc = buf_puts(b, "\n\n");
     }
-    if (!rc && r->output && *r->output) {
-        const char *t = report_tail(r->output, REPORT_TAIL_LINES, REPORT_TAIL_BYTES);
-        if (*t) {
-            rc = buf_printf(b, "<details><summary>Last lines of output</summary>\n\n");
-            if (!rc)
-                rc = put_code(b, t, strlen(t));
-            if (!rc)
-                rc = buf_puts(b, "\n</details>\n\n");
-        }
-    }
+    if (!rc && r->output && *r->output)
+        rc = put_output(b, r->output, "Last lines of output");
     if (!rc)
         rc = buf_puts(b, "Comment `/farm retry` to try again, or add details to the issue.");
     if (!rc && r->public_url && *r->public_url) {
@@ -451,6 +562,9 @@ int report_milestone_render(char **out, report_milestone m, const report_info *r
         break;
     case REPORT_QUESTION:
         rc = render_question(&b, r);
+        break;
+    case REPORT_UNCHANGED:
+        rc = render_unchanged(&b, r);
         break;
     default:
         farm_error_set("report: unknown milestone %d", (int)m);

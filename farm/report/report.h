@@ -1,11 +1,13 @@
 /*
  * report.h - what the farm says on the tracker, as Markdown.
  *
- * The session's sticky status comment (state, current step, elapsed time,
- * a link to the session page, and once known the test results and the
- * diffstat) and the milestone comments: started, PR opened, failed (the
- * reason and the last lines of output in a collapsed <details> block) and
- * question. The text goes into outbox payloads (outbox.h); the sender adds
+ * The session's sticky status comment (state, current step, run number,
+ * elapsed time, a link to the session page, the pull request and whether it
+ * is a draft and why, and once known the test results and the diffstat) and
+ * the milestone comments: started, PR opened (or a draft opened, and
+ * why), failed (the reason and the last lines of output in a collapsed
+ * <details> block), question, and on the PR a revision that changed
+ * nothing. The text goes into outbox payloads (outbox.h); the sender adds
  * the hidden marker. Everything quoted from elsewhere (issue titles, agent
  * output, questions) is made inert: it cannot close a code block, open an
  * HTML comment or pass for a farm marker.
@@ -24,11 +26,14 @@
 
 typedef enum {
     REPORT_STARTED,   /* the agent is on it */
-    REPORT_PR_OPENED, /* the pull request is open (summary, tests, diffstat); without
+    REPORT_PR_OPENED, /* the pull request is open (summary, tests, diffstat), or a draft
+                         one (draft, draft_reason) with its own heading; without
                          session->pr_url the link is OUTBOX_PR_URL, for a PR entry's
                          then_comment (outbox.h) */
     REPORT_FAILED,    /* the run failed: reason and the output's last lines */
     REPORT_QUESTION,  /* the agent asks; a reply resumes the session */
+    REPORT_UNCHANGED, /* on the PR: a revision changed nothing (why in reason when known,
+                         the agent's summary, its output's last lines when it failed) */
 } report_milestone;
 
 /* What a report says. Only session is required; NULL fields are left out. */
@@ -41,16 +46,19 @@ typedef struct report_info {
     int64_t ended_ms;             /* when a final session ended; 0: it has not */
     const char *reason;           /* failure: why */
     const char *output;           /* failure: the output, of which the last lines are shown */
-    const char *tests;            /* test results ("41 passed, 1 failed"), a few lines at most */
+    const char *tests;            /* test results ("41 passed, 1 failed"), a few lines at most;
+                                     a `code span` in it (the test command) stays code */
     const char *diffstat;         /* "3 files changed, 20 insertions(+), 4 deletions(-)" */
     const char *question;         /* the agent's question */
     const char *summary;          /* the agent's summary of its work */
-    int round;                    /* run or revision round (> 1 is said), 0: not said */
+    int run;                      /* the session's run number (> 1 is said), 0: not said */
+    int draft;                    /* PR opened: it is a draft ... */
+    const char *draft_reason;     /* ... because of this ("the tests still fail"), or NULL */
 } report_info;
 
 #define REPORT_INFO_INIT                                                                           \
     {                                                                                              \
-        NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0                              \
+        NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL                     \
     }
 
 /* The status comment's body. *out is a heap string the caller frees.

@@ -85,6 +85,9 @@ static int progress_load(pl_progress *p, pl_run *r)
                 p->agent_exit = (int)json_integer_value(json_object_get(b, "exit"));
                 p->partial = json_is_true(json_object_get(b, "partial"));
                 pl_take_str(&p->summary, json_object_get(b, "summary"));
+                free(p->agent_tail);
+                p->agent_tail = NULL;
+                pl_take_str(&p->agent_tail, json_object_get(b, "tail"));
             } else if (!strcmp(step, "test")) {
                 p->test_round = round;
                 p->test_status = (int)json_integer_value(json_object_get(b, "exit"));
@@ -495,7 +498,9 @@ static int run_rounds(pl_run *r, pl_progress *p)
     }
 }
 
-/* The run changed nothing: the session fails, saying what the agent said. */
+/* The run changed nothing: the session fails, saying what the agent said,
+ * with the end of the agent's output (the step that came to nothing; the
+ * tests that ran after it on the unchanged tree say nothing of why). */
 static int run_fail_unchanged(pl_run *r, const pl_progress *p)
 {
     buf why = BUF_INIT(PL_SUMMARY_MAX + 512);
@@ -509,21 +514,22 @@ static int run_fail_unchanged(pl_run *r, const pl_progress *p)
         buf_puts(&why, "; it said: ");
         buf_puts(&why, p->summary);
     }
-    rc = pl_run_fail(r, buf_cstr(&why), p->test_tail);
+    rc = pl_run_fail(r, buf_cstr(&why), p->agent_tail);
     buf_free(&why);
     return rc;
 }
 
-/* Commit the work; a commit with no change ends the run (a revision that
- * changed nothing goes back to review). */
+/* Commit the work; a commit with no change ends the run. A revision that
+ * changed nothing, whatever the agent's exit status, leaves the pull
+ * request as good as it was: back to review, saying so on the PR. */
 static int run_commit(pl_run *r, pl_progress *p)
 {
     int rc;
 
     if ((rc = after_step(r, pl_step_commit(r, p), "commit")) != RUN_ON)
         return rc;
-    if (p->commit_empty && !p->push && !strcmp(r->kind, "revise") && p->agent_exit == 0)
-        return pl_run_unchanged(r, p->summary);
+    if (p->commit_empty && !p->push && !strcmp(r->kind, "revise"))
+        return pl_run_unchanged(r, p);
     if (p->commit_empty && !p->push)
         return run_fail_unchanged(r, p);
     return RUN_ON;

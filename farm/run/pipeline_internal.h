@@ -3,8 +3,9 @@
  * (pipeline.c walks the steps), running a command in the sandbox with its
  * output batched into the session log (pipeline_exec.c), the session log
  * writes a step makes (state, events, outbox entries in one commit;
- * pipeline_tx.c), the steps themselves (pipeline_steps.c, and the pull
- * request in pipeline_pr.c) and the prompt's inputs (pipeline_prompt.c).
+ * pipeline_tx.c), the steps themselves (pipeline_steps.c, the commit's
+ * co-author in pipeline_coauthor.c and the pull request in pipeline_pr.c)
+ * and the prompt's inputs (pipeline_prompt.c).
  * Only farm/run/pipeline*.c and the pipeline's tests include this.
  */
 #ifndef FARM_FARM_RUN_PIPELINE_INTERNAL_H
@@ -126,9 +127,12 @@ typedef struct pl_tx {
     const char *step_words; /* the status comment's current step */
     const char *branch;     /* set the session's branch */
     double agent_seconds;
-    double cost;       /* USD, added to the session's */
-    int status;        /* update the status comment even without a state change */
-    int skip_if_final; /* write nothing when the session has ended meanwhile */
+    double cost;                 /* USD, added to the session's */
+    int pr_draft_set;            /* record pr_draft and pr_draft_reason on the session */
+    int pr_draft;                /* the PR is a draft ... */
+    const char *pr_draft_reason; /* ... because of this */
+    int status;                  /* update the status comment even without a state change */
+    int skip_if_final;           /* write nothing when the session has ended meanwhile */
     struct {
         const char *kind;
         json_t *body;
@@ -151,7 +155,8 @@ typedef struct pl_progress {
     char wt_start[VCS_OID_HEXSZ], wt_head[VCS_OID_HEXSZ];
     int agent_round; /* last agent round done */
     int agent_exit;
-    int test_round; /* last test round done */
+    char *agent_tail; /* the end of that round's output (after a crash: only when it failed) */
+    int test_round;   /* last test round done */
     int test_status;
     char *test_tail;
     char *summary;
@@ -181,7 +186,7 @@ void pl_step_failed(pl_run *r, const char *step, int round, const char *error);
 int pl_run_fail(pl_run *r, const char *reason, const char *output);
 int pl_run_cancelled(pl_run *r);
 int pl_run_question(pl_run *r, const char *question);
-int pl_run_unchanged(pl_run *r, const char *summary);
+int pl_run_unchanged(pl_run *r, const pl_progress *p);
 void pl_cleanup_dirs(pl_run *r);
 json_t *pl_finished_body(pl_run *r, const char *outcome, const char *reason);
 json_t *pl_comment_payload(const char *body);
@@ -209,6 +214,30 @@ void pl_title(char out[PL_TITLE_MAX + 1], const pl_run *r);
 /* Append text, with every "<!--" in it defused ("&lt;!--") so that quoted
  * text cannot pass for one of the farm's markers. */
 void pl_put_defused(buf *b, const char *text);
+
+/* ---- who asked (pipeline_coauthor.c) ---- */
+
+/* The person a commit credits with a "Co-authored-by:" trailer. */
+typedef struct pl_coauthor {
+    char name[257]; /* "" when there is nobody to credit */
+    char email[257];
+} pl_coauthor;
+
+/* The co-author from what an event says of its actor: the tracker, the
+ * actor's login or unique name, and the event's body (may be NULL), whose
+ * optional "actor_id" (a GitHub user id), "actor_display" and
+ * "actor_email" are used when present. GitHub: the login and
+ * <id>+<login>@users.noreply.github.com, or <login>@users.noreply.github.com
+ * without an id. Elsewhere the actor as given when it holds an address
+ * ("Ada <ada@example.com>", "ada@example.com") or actor_email does; else
+ * nobody (out->name ""). Names and addresses that cannot go in a trailer
+ * are cleaned or refused, never passed on. */
+void pl_coauthor_from(pl_coauthor *out, const char *tracker, const char *actor, const json_t *body);
+
+/* The co-author of a run's commit: the actor of the session's first
+ * "triggered" event (who opened, labelled or assigned the issue). out->name
+ * is "" when there is none. Returns 0 or the store's error. */
+int pl_coauthor_find(pl_coauthor *out, pl_run *r);
 
 /* ---- the pull request (pipeline_pr.c) ---- */
 

@@ -3,9 +3,10 @@
  * what the agent said it did, how the tests stand (with the end of their
  * output when they fail) and what changed; a run that reached its time
  * limit, an agent that did not finish cleanly or tests that still fail make
- * it a draft that says so. The PR goes out through the outbox, in one
- * commit with the "pr" step's checkpoint and the run's "run_finished"
- * event (pipeline_tx.c).
+ * it a draft that says so, and so do the "opened" comment and the session
+ * (pr_draft, pr_draft_reason). The PR goes out through the outbox, in one
+ * commit with the "pr" step's checkpoint, the session's draft state and the
+ * run's "run_finished" event (pipeline_tx.c).
  */
 #include "pipeline_internal.h"
 
@@ -63,10 +64,31 @@ typedef struct pr_info {
     int agent_failed;  /* the agent exited non-zero before the time limit */
     int tests_failing; /* the caller asked for a draft: the tests still fail */
     char tests[512];   /* tests_words() */
+    char why[256];     /* why it is a draft, in a few words ("" when it is not) */
     vcs_diffstat ds;
     int have_ds;
     char stat_line[128]; /* "3 files changed, ..." when have_ds */
 } pr_info;
+
+/* Why the PR is a draft, for the session (pr_draft_reason), the comment and
+ * the log: each cause the PR's body explains, in a few words. */
+static void draft_words(pr_info *pi, pl_run *r, const pl_progress *p)
+{
+    size_t n = sizeof(pi->why), o = 0;
+
+    pi->why[0] = '\0';
+    if (r->partial)
+        o += (size_t)snprintf(pi->why + o, n - o, "the run reached its time limit (%d s)",
+                              r->cfg->budgets.run_wall_s);
+    if (pi->agent_failed && o < n)
+        o += (size_t)snprintf(pi->why + o, n - o, "%sthe agent exited with status %d",
+                              o ? "; " : "", p->agent_exit);
+    if (pi->tests_failing && !r->partial && o < n)
+        o += (size_t)snprintf(pi->why + o, n - o, "%sthe tests still fail after %d round%s",
+                              o ? "; " : "", p->test_round, p->test_round == 1 ? "" : "s");
+    if (pi->draft && !pi->why[0])
+        snprintf(pi->why, n, "the run did not finish cleanly");
+}
 
 static void pr_info_init(pr_info *pi, pl_run *r, const pl_progress *p, int draft)
 {
@@ -77,6 +99,7 @@ static void pr_info_init(pr_info *pi, pl_run *r, const pl_progress *p, int draft
     pi->tests_failing = draft;
     pi->draft = draft || pi->agent_failed;
     tests_words(pi->tests, sizeof(pi->tests), r, p);
+    draft_words(pi, r, p);
     if (vcs_worktree_diffstat(&pi->ds, r->wt) == 0) {
         pi->have_ds = 1;
         snprintf(pi->stat_line, sizeof(pi->stat_line),
@@ -134,6 +157,8 @@ static json_t *pr_finished_body(pl_run *r, const pr_info *pi)
     json_object_set_new(fin, "tests", json_string(pi->tests));
     json_object_set_new(fin, "commit", json_string(vcs_worktree_head(r->wt)));
     json_object_set_new(fin, "draft", json_boolean(pi->draft));
+    if (pi->draft)
+        json_object_set_new(fin, "draft_reason", json_string(pi->why));
     if (pi->have_ds)
         json_object_set_new(fin, "diffstat",
                             json_pack("{s:I,s:I,s:I}", "files", (json_int_t)pi->ds.files,
@@ -142,11 +167,37 @@ static json_t *pr_finished_body(pl_run *r, const pr_info *pi)
     return fin;
 }
 
+/* What the session records of the PR's draft state once this run's entry
+ * is sent. A new PR is opened as a draft or not; an open one keeps what it
+ * was opened as (the tracker's draft flag is set at creation only), so a
+ * draft stays one, with this run's reason, or saying that this run is
+ * clean and a person can mark it ready. */
+static void draft_state(pl_tx *t, pl_run *r, pr_info *pi, char *words, size_t n)
+{
+    if (r->s->pr_number <= 0) {
+        t->pr_draft_set = 1;
+        t->pr_draft = pi->draft;
+        t->pr_draft_reason = pi->draft ? pi->why : NULL;
+    } else if (r->s->pr_draft) {
+        t->pr_draft_set = 1;
+        t->pr_draft = 1;
+        if (pi->draft) {
+            t->pr_draft_reason = pi->why;
+        } else {
+            snprintf(words, n,
+                     "opened as a draft; run %lld finished cleanly, so it can be marked "
+                     "ready for review",
+                     (long long)r->run_no);
+            t->pr_draft_reason = words;
+        }
+    }
+}
+
 int pl_step_pr(pl_run *r, pl_progress *p, int draft)
 {
     report_info ri = REPORT_INFO_INIT;
     buf body = BUF_INIT(PR_BODY_MAX);
-    char title[PL_TITLE_MAX + 1], name[64];
+    char title[PL_TITLE_MAX + 1], name[64], reason[160];
     char *comment = NULL;
     int64_t t0 = clock_mono_ms();
     pr_info pi;
@@ -163,7 +214,9 @@ int pl_step_pr(pl_run *r, pl_progress *p, int draft)
     ri.tests = pi.tests;
     ri.diffstat = pi.have_ds ? pi.stat_line : NULL;
     ri.summary = p->summary;
-    ri.round = (int)r->run_no;
+    ri.run = (int)r->run_no;
+    ri.draft = pi.draft;
+    ri.draft_reason = pi.why;
     if ((rc = report_milestone_render(&comment, REPORT_PR_OPENED, &ri)))
         goto out;
 
@@ -175,9 +228,12 @@ int pl_step_pr(pl_run *r, pl_progress *p, int draft)
     pl_tx_init(&t, r);
     t.step_words = "opening the pull request";
     t.status = 1;
+    draft_state(&t, r, &pi, reason, sizeof(reason));
     snprintf(name, sizeof(name), "r%lld:pr", (long long)r->run_no);
     pl_tx_outbox(&t, OUTBOX_PR, name, payload);
-    pl_step_done(&t, "pr", 0, t0, json_pack("{s:b}", "draft", pi.draft));
+    pl_step_done(&t, "pr", 0, t0,
+                 pi.draft ? json_pack("{s:b,s:s}", "draft", 1, "draft_reason", pi.why)
+                          : json_pack("{s:b}", "draft", 0));
     pl_tx_event(&t, "run_finished", pr_finished_body(r, &pi));
     if ((rc = pl_tx_commit(&t)) == 0)
         p->pr = 1;

@@ -645,12 +645,11 @@ int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
         p->summary = summary;
         summary = NULL;
     }
+    free(p->agent_tail);
+    p->agent_tail = x.tail ? strdup(pl_tail(x.tail, 4096)) : NULL; /* for a failure report */
     if (question && !x.deadline) {
         rc = pl_run_question(r, question);
         rc = rc ? rc : 1;
-    } else if (x.sr.exit_code != 0) {
-        free(p->test_tail);
-        p->test_tail = strdup(x.tail); /* the agent's words, for a failure report */
     }
 out:
     pl_exec_result_free(&x);
@@ -702,6 +701,7 @@ int pl_step_commit(pl_run *r, pl_progress *p)
 {
     worktree_commit_opts o = WORKTREE_COMMIT_OPTS_INIT;
     worktree_commit_result res;
+    pl_coauthor who;
     char title[PL_TITLE_MAX + 1];
     buf msg = BUF_INIT(8192);
     int64_t t0 = clock_mono_ms();
@@ -722,6 +722,15 @@ int pl_step_commit(pl_run *r, pl_progress *p)
     o.message = buf_cstr(&msg);
     o.author_name = r->cfg->bot.name;
     o.author_email = r->cfg->bot.email;
+    if ((rc = pl_coauthor_find(&who, r))) {
+        buf_free(&msg);
+        pl_step_failed(r, "commit", 0, farm_error_last());
+        return rc;
+    }
+    if (who.name[0]) {
+        o.coauthor_name = who.name;
+        o.coauthor_email = who.email;
+    }
     rc = vcs_worktree_commit(&res, r->wt, &o);
     buf_free(&msg);
     if (rc) {
@@ -731,9 +740,11 @@ int pl_step_commit(pl_run *r, pl_progress *p)
     p->commit = 1;
     p->commit_empty = res.empty;
     memcpy(p->commit_oid, res.oid, VCS_OID_HEXSZ);
-    return pl_step_done_commit(r, "commit", 0, t0,
-                               json_pack("{s:b,s:s,s:s}", "empty", res.empty, "oid", res.oid,
-                                         "head", vcs_worktree_head(r->wt)));
+    json_t *done = json_pack("{s:b,s:s,s:s}", "empty", res.empty, "oid", res.oid, "head",
+                             vcs_worktree_head(r->wt));
+    if (done && who.name[0] && !res.empty)
+        json_object_set_new(done, "coauthor", json_sprintf("%s <%s>", who.name, who.email));
+    return pl_step_done_commit(r, "commit", 0, t0, done);
 }
 
 int pl_step_push(pl_run *r, pl_progress *p)

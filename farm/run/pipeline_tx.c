@@ -108,7 +108,7 @@ int pl_status_enqueue(store_tx *tx, pl_tx *t, const store_session *s)
     ri.session = s;
     ri.public_url = t->r->cfg->public_url;
     ri.step = t->step_words;
-    ri.round = (int)t->r->run_no;
+    ri.run = (int)t->r->run_no;
     if (store_session_state_is_final(s->state))
         ri.ended_ms = clock_wall_ms();
     if ((rc = report_status_render(&body, &ri)))
@@ -143,6 +143,9 @@ static int tx_fn(store_tx *tx, void *arg)
         goto out;
     if ((t->agent_seconds > 0 || t->cost > 0) &&
         (rc = store_tx_session_usage_add(tx, id, t->agent_seconds, t->cost)))
+        goto out;
+    if (t->pr_draft_set &&
+        (rc = store_tx_session_pr_draft_set(tx, id, t->pr_draft, t->pr_draft_reason)))
         goto out;
     if (t->state && strcmp(t->state, s->state) != 0) {
         if ((rc = store_tx_session_state_set(tx, id, t->state)) ||
@@ -210,6 +213,7 @@ int pl_set_state(pl_run *r, const char *state, const char *words)
 
 void pl_progress_free(pl_progress *p)
 {
+    free(p->agent_tail);
     free(p->test_tail);
     free(p->summary);
 }
@@ -326,7 +330,7 @@ int pl_run_fail(pl_run *r, const char *reason, const char *output)
     ri.public_url = r->cfg->public_url;
     ri.reason = reason;
     ri.output = output;
-    ri.round = (int)r->run_no;
+    ri.run = (int)r->run_no;
     if (report_milestone_render(&body, REPORT_FAILED, &ri) == 0) {
         snprintf(name, sizeof(name), "r%lld:failed", (long long)r->run_no);
         pl_tx_outbox(&t, OUTBOX_COMMENT, name, pl_comment_payload(body));
@@ -354,32 +358,40 @@ int pl_run_cancelled(pl_run *r)
     return rc;
 }
 
-/* A revision that changed nothing (the agent disagreed, or answered a
- * question): back to review, the agent's words posted on the PR. */
-int pl_run_unchanged(pl_run *r, const char *summary)
+/* A revision that changed nothing (the agent disagreed, answered a
+ * question, or stopped before it could change anything): the pull request
+ * is as it was, so the session goes back to review, and the PR hears why,
+ * with the agent's words and, when it failed, the end of its output. */
+int pl_run_unchanged(pl_run *r, const pl_progress *p)
 {
-    buf body = BUF_INIT(PL_SUMMARY_MAX + 1024);
-    char name[64];
+    report_info ri = REPORT_INFO_INIT;
+    char *body = NULL, name[64], why[160];
     pl_tx t;
     int rc;
 
-    buf_puts(&body, "The agent went through the review and changed nothing on the branch.");
-    if (summary && *summary) {
-        buf_puts(&body, " It said:\n\n");
-        pl_put_defused(&body, summary);
-        buf_putc(&body, '\n');
-    } else {
-        buf_puts(&body, " It left no summary.\n");
-    }
     pl_tx_init(&t, r);
     t.state = "review";
     t.step_words = "waiting for review";
     t.skip_if_final = 1;
-    pl_tx_event(&t, "run_finished", pl_finished_body(r, "unchanged", NULL));
-    snprintf(name, sizeof(name), "r%lld:unchanged", (long long)r->run_no);
-    pl_tx_outbox(&t, OUTBOX_COMMENT, name,
-                 json_pack("{s:s,s:b}", "body", buf_cstr(&body), "on_pr", r->s->pr_number > 0));
-    buf_free(&body);
+    if (p->agent_exit != 0)
+        snprintf(why, sizeof(why), "the agent exited with status %d before changing anything",
+                 p->agent_exit);
+    pl_tx_event(&t, "run_finished",
+                pl_finished_body(r, "unchanged", p->agent_exit != 0 ? why : NULL));
+    ri.session = r->s;
+    ri.public_url = r->cfg->public_url;
+    ri.reason = p->agent_exit != 0 ? why : NULL;
+    ri.output = p->agent_exit != 0 ? p->agent_tail : NULL;
+    ri.summary = p->summary;
+    ri.run = (int)r->run_no;
+    if (report_milestone_render(&body, REPORT_UNCHANGED, &ri) == 0) {
+        snprintf(name, sizeof(name), "r%lld:unchanged", (long long)r->run_no);
+        pl_tx_outbox(&t, OUTBOX_COMMENT, name,
+                     json_pack("{s:s,s:b}", "body", body, "on_pr", r->s->pr_number > 0));
+    } else {
+        log_warn("unchanged comment not rendered", "error", farm_error_last());
+    }
+    free(body);
     rc = pl_tx_commit(&t);
     pl_cleanup_dirs(r);
     return rc;

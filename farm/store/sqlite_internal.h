@@ -112,6 +112,17 @@ int sqlite_write(store *s, store_write_fn fn, void *arg);
 int sqlite_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
                            const char *actor, const char *body_json);
 
+/* The session table's columns in the order sqlite_session_read() reads
+ * them: "SELECT " SQLITE_SESSION_COLS " FROM session ...". */
+#define SQLITE_SESSION_COLS                                                                        \
+    "id, tracker, repo, number, title, url, state, branch, pr_number, pr_url, runs,"               \
+    " agent_seconds, cost, last_seq, created_ms, updated_ms, pr_draft, pr_draft_reason"
+
+/* Read the row st stands on (selected with SQLITE_SESSION_COLS) into *s,
+ * which owns the strings afterwards. Returns 0 or FARM_ENOMEM (then *s
+ * holds nothing). */
+int sqlite_session_read(store_session *s, sqlite3_stmt *st);
+
 /* A migration: the SQL that takes the schema from version-1 to version. */
 typedef struct sqlite_migration {
     int version;

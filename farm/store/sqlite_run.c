@@ -1,6 +1,7 @@
 /*
- * sqlite_run.c - the pipeline's SQL (see store_run.h): session state, branch
- * and counters set inside a run's writes, and the session log read by kind.
+ * sqlite_run.c - the pipeline's SQL (see store_run.h): session state, branch,
+ * counters and the pull request's draft flag set inside a run's writes, and
+ * the session log read by kind.
  *
  * The log is read by kind because a run's output lines can be thousands of
  * events: the checkpoints and the conversation are a few among them, and an
@@ -23,13 +24,10 @@ static int tx_session_get(store_session **out, store_tx *tx, int64_t id)
 {
     sqlite3_stmt *st = NULL;
     store_session *s = NULL;
-    int rc, step, oom = 0;
+    int rc, step;
 
     *out = NULL;
-    rc = sqlite_tx_stmt(&st, tx,
-                        "SELECT id, tracker, repo, number, title, url, state, branch, pr_number,"
-                        " pr_url, runs, agent_seconds, cost, last_seq, created_ms, updated_ms"
-                        " FROM session WHERE id = ?");
+    rc = sqlite_tx_stmt(&st, tx, "SELECT " SQLITE_SESSION_COLS " FROM session WHERE id = ?");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, id);
@@ -37,45 +35,19 @@ static int tx_session_get(store_session **out, store_tx *tx, int64_t id)
     if (step == SQLITE_DONE) {
         farm_error_set("store: no session %lld", (long long)id);
         rc = FARM_ENOTFOUND;
-        goto out;
-    }
-    if (step != SQLITE_ROW) {
+    } else if (step != SQLITE_ROW) {
         rc = sqlite_err(sqlite_tx_db(tx), "reading a session");
-        goto out;
-    }
-    if (!(s = calloc(1, sizeof(*s)))) {
-        oom = 1;
-        goto out;
-    }
-    s->id = sqlite3_column_int64(st, 0);
-    s->tracker = sqlite_col_text(st, 1, &oom);
-    s->repo = sqlite_col_text(st, 2, &oom);
-    s->number = sqlite3_column_int64(st, 3);
-    s->title = sqlite_col_text(st, 4, &oom);
-    s->url = sqlite_col_text(st, 5, &oom);
-    s->state = sqlite_col_text(st, 6, &oom);
-    s->branch = sqlite_col_text(st, 7, &oom);
-    s->pr_number = sqlite3_column_int64(st, 8);
-    s->pr_url = sqlite_col_text(st, 9, &oom);
-    s->runs = sqlite3_column_int64(st, 10);
-    s->agent_seconds = sqlite3_column_double(st, 11);
-    s->cost = sqlite3_column_double(st, 12);
-    s->last_seq = sqlite3_column_int64(st, 13);
-    s->created_ms = sqlite3_column_int64(st, 14);
-    s->updated_ms = sqlite3_column_int64(st, 15);
-out:
-    sqlite_tx_stmt_done(tx, st);
-    if (oom) {
-        store_session_free(s);
+    } else if (!(s = malloc(sizeof(*s)))) {
         farm_error_set("store: out of memory");
-        return FARM_ENOMEM;
+        rc = FARM_ENOMEM;
+    } else if ((rc = sqlite_session_read(s, st))) {
+        free(s);
+        s = NULL;
     }
-    if (rc) {
-        store_session_free(s);
-        return rc;
-    }
-    *out = s;
-    return 0;
+    sqlite_tx_stmt_done(tx, st);
+    if (!rc)
+        *out = s;
+    return rc;
 }
 
 /* Run an UPDATE of one session row; FARM_ENOTFOUND when there is none. */
@@ -168,6 +140,21 @@ static int tx_session_usage_add(store_tx *tx, int64_t id, double agent_seconds, 
     return session_update(tx, st, id, "adding to a session's counters");
 }
 
+static int tx_session_pr_draft_set(store_tx *tx, int64_t id, int draft, const char *reason)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite_tx_stmt(&st, tx,
+                            "UPDATE session SET pr_draft = ?, pr_draft_reason = ?, updated_ms = ?"
+                            " WHERE id = ?");
+    if (rc)
+        return rc;
+    sqlite3_bind_int(st, 1, draft ? 1 : 0);
+    sqlite3_bind_text(st, 2, draft ? reason : NULL, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, clock_wall_ms());
+    sqlite3_bind_int64(st, 4, id);
+    return session_update(tx, st, id, "setting whether a session's pull request is a draft");
+}
+
 /* SELECT ... WHERE kind IN (...) with the kinds bound; newest or oldest first. */
 static int kinds_query(store_event **out, size_t *n, store *s, int64_t session_id,
                        const char *const *kinds, int64_t after_seq, int limit, int newest)
@@ -258,6 +245,7 @@ const store_run_ops sqlite_run_ops = {
     .tx_session_branch_set = tx_session_branch_set,
     .tx_session_run_add = tx_session_run_add,
     .tx_session_usage_add = tx_session_usage_add,
+    .tx_session_pr_draft_set = tx_session_pr_draft_set,
     .event_list_kinds = event_list_kinds,
     .event_last_kind = event_last_kind,
 };

@@ -112,6 +112,9 @@ static const sqlite_migration migrations[] = {
      "ALTER TABLE outbox ADD COLUMN lease_expires_ms INTEGER NOT NULL DEFAULT 0;"},
     {6, "due cancel jobs found without a scan (farm/store/sqlite_job.c)",
      "CREATE INDEX job_cancel_due ON job(state, not_before_ms) WHERE kind = 'cancel';"},
+    {7, "whether a session's pull request is a draft, and why (farm/store/sqlite_run.c)",
+     "ALTER TABLE session ADD COLUMN pr_draft INTEGER NOT NULL DEFAULT 0;"
+     "ALTER TABLE session ADD COLUMN pr_draft_reason TEXT;"},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

@@ -18,9 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SESSION_COLS                                                                               \
-    "id, tracker, repo, number, title, url, state, branch, pr_number, pr_url, runs,"               \
-    " agent_seconds, cost, last_seq, created_ms, updated_ms"
+#define SESSION_COLS SQLITE_SESSION_COLS
 
 static void session_clear(store_session *s)
 {
@@ -31,9 +29,10 @@ static void session_clear(store_session *s)
     free(s->state);
     free(s->branch);
     free(s->pr_url);
+    free(s->pr_draft_reason);
 }
 
-static int session_read(store_session *s, sqlite3_stmt *st)
+int sqlite_session_read(store_session *s, sqlite3_stmt *st)
 {
     int oom = 0;
     memset(s, 0, sizeof(*s));
@@ -53,6 +52,8 @@ static int session_read(store_session *s, sqlite3_stmt *st)
     s->last_seq = sqlite3_column_int64(st, 13);
     s->created_ms = sqlite3_column_int64(st, 14);
     s->updated_ms = sqlite3_column_int64(st, 15);
+    s->pr_draft = sqlite3_column_int(st, 16) != 0;
+    s->pr_draft_reason = sqlite_col_text(st, 17, &oom);
     if (oom) {
         session_clear(s);
         farm_error_set("store: out of memory");
@@ -77,7 +78,7 @@ static int session_one(store_session **out, sqlite3 *db, sqlite3_stmt *st, const
         farm_error_set("store: out of memory");
         return FARM_ENOMEM;
     }
-    if ((rc = session_read(s, st))) {
+    if ((rc = sqlite_session_read(s, st))) {
         free(s);
         return rc;
     }
@@ -208,7 +209,7 @@ static int session_list(store_session **out, size_t *n, store *s, const store_se
         goto out;
     }
     while ((step = sqlite3_step(st)) == SQLITE_ROW && count < (size_t)limit) {
-        if ((rc = session_read(&v[count], st)))
+        if ((rc = sqlite_session_read(&v[count], st)))
             goto out;
         count++;
     }

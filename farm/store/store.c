@@ -141,6 +141,7 @@ static void session_clear(store_session *s)
     free(s->state);
     free(s->branch);
     free(s->pr_url);
+    free(s->pr_draft_reason);
 }
 
 void store_session_free(store_session *s)

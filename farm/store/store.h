@@ -144,13 +144,16 @@ typedef struct store_session {
     int64_t id;
     char *tracker;
     char *repo;
-    int64_t number;    /* the issue / work item number */
-    char *title;       /* or NULL */
-    char *url;         /* the issue's human URL, or NULL */
-    char *state;       /* one of store_session_states() */
-    char *branch;      /* "farm/12-fix-typo", NULL until chosen */
-    int64_t pr_number; /* 0 until a PR is open */
-    char *pr_url;      /* or NULL */
+    int64_t number;        /* the issue / work item number */
+    char *title;           /* or NULL */
+    char *url;             /* the issue's human URL, or NULL */
+    char *state;           /* one of store_session_states() */
+    char *branch;          /* "farm/12-fix-typo", NULL until chosen */
+    int64_t pr_number;     /* 0 until a PR is open */
+    char *pr_url;          /* or NULL */
+    int pr_draft;          /* the farm opened its pull request as a draft (it stays one until a
+                              person marks it ready) */
+    char *pr_draft_reason; /* why, in a few words ("the tests still fail"), or NULL */
     int64_t runs;
     double agent_seconds;
     double cost;      /* USD */

@@ -127,6 +127,11 @@ int store_tx_session_usage_add(store_tx *tx, int64_t id, double agent_seconds, d
     return tx->be->run->tx_session_usage_add(tx, id, agent_seconds, cost);
 }
 
+int store_tx_session_pr_draft_set(store_tx *tx, int64_t id, int draft, const char *reason)
+{
+    return tx->be->run->tx_session_pr_draft_set(tx, id, draft, reason);
+}
+
 int store_event_list_kinds(store_event **out, size_t *n, store *s, int64_t session_id,
                            const char *const *kinds, int64_t after_seq, int limit)
 {

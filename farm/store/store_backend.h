@@ -112,6 +112,7 @@ typedef struct store_run_ops {
     int (*tx_session_branch_set)(store_tx *tx, int64_t id, const char *branch);
     int (*tx_session_run_add)(int64_t *out_runs, store_tx *tx, int64_t id);
     int (*tx_session_usage_add)(store_tx *tx, int64_t id, double agent_seconds, double cost);
+    int (*tx_session_pr_draft_set)(store_tx *tx, int64_t id, int draft, const char *reason);
     int (*event_list_kinds)(store_event **out, size_t *n, store *s, int64_t session_id,
                             const char *const *kinds, int64_t after_seq, int limit);
     int (*event_last_kind)(store_event **out, store *s, int64_t session_id,

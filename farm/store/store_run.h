@@ -1,6 +1,6 @@
 /*
  * store_run.h - the store calls the pipeline needs beyond store.h: a
- * session's state, branch and counters, and reading its log by event kind
+ * session's state, branch, counters and pull request draft flag, and reading its log by event kind
  * (the step checkpoints, questions, answers and reviews a run looks back
  * on). It calls the store's backend (store_backend.h: the run table;
  * sqlite_run.c by default); farm/run, farm/sched, farm/intake, farm/report
@@ -32,6 +32,11 @@ int store_tx_session_run_add(int64_t *out_runs, store_tx *tx, int64_t id);
 
 /* Add agent time and cost to the session's counters. */
 int store_tx_session_usage_add(store_tx *tx, int64_t id, double agent_seconds, double cost);
+
+/* Record whether the session's pull request is a draft and why (reason: a
+ * few words, kept only for a draft; NULL: not said). Returns 0,
+ * FARM_ENOTFOUND or FARM_EIO. */
+int store_tx_session_pr_draft_set(store_tx *tx, int64_t id, int draft, const char *reason);
 
 /* A session's events whose kind is one of kinds (NULL-terminated), with seq
  * > after_seq, oldest first, at most limit (<= 0: STORE_LIST_DEFAULT;

@@ -1,8 +1,8 @@
 /*
  * test_digest.c - the digest: the "digest" config section and its errors,
  * the facts derived from a session's log (tests, diffstat, step, reason,
- * question, rounds, duration), the sections and totals of a window, the
- * Markdown of the daily comment (links, escaping), and the daily post
+ * question, rounds, duration), a session's draft PR and its rounded measures, the sections and
+ * totals of a window, the Markdown of the daily comment (links, escaping), and the daily post
  * enqueued once per day however often it is asked for.
  */
 #include <stdarg.h>
@@ -282,6 +282,65 @@ static void test_digest_facts_and_sections(void **state)
     farm_close(f);
 }
 
+/* What a session's JSON says of its pull request and its measures: whether
+ * the PR is a draft and why (pr_draft, pr_draft_reason, read from the store),
+ * and seconds and dollars rounded as people read them, not as summed
+ * doubles come out (0.07699999999999999). */
+static int usage_and_draft(store_tx *tx, void *arg)
+{
+    int64_t id = *(int64_t *)arg;
+    int rc = store_tx_session_usage_add(tx, id, 0.0389996, 0.1);
+    if (!rc)
+        rc = store_tx_session_usage_add(tx, id, 0.038, 0.0234567891);
+    if (!rc)
+        rc = store_tx_session_pr_draft_set(tx, id, 1, "the tests still fail after 2 rounds");
+    return rc;
+}
+
+static void test_session_json_says_draft_and_rounds(void **state)
+{
+    store_session s = {0};
+    s.id = 4;
+    s.tracker = "github";
+    s.repo = "octo/app";
+    s.number = 3;
+    s.state = "review";
+    s.agent_seconds = 0.0769996;
+    s.cost = 0.12345678;
+    json_t *o = digest_session_json(&s);
+    assert_non_null(o);
+    assert_true(json_is_false(json_object_get(o, "pr_draft")));
+    assert_true(json_is_null(json_object_get(o, "pr_draft_reason")));
+    assert_true(json_real_value(json_object_get(o, "agent_seconds")) == 0.077);
+    assert_true(json_real_value(json_object_get(o, "cost")) == 0.123457);
+    char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    assert_non_null(strstr(text, "\"agent_seconds\":0.077,"));
+    assert_non_null(strstr(text, "\"cost\":0.123457,"));
+    free(text);
+    json_decref(o);
+
+    /* through the store and the digest: the draft and its reason */
+    farm *f = open_farm(NULL);
+    store *st = farm_store(f);
+    seed review = {"review", 20, {{NULL, NULL}}, 0};
+    assert_int_equal(store_write(st, seed_write, &review), 0);
+    assert_int_equal(store_write(st, usage_and_draft, &review.id), 0);
+    json_t *d = NULL;
+    int64_t now = clock_wall_ms();
+    assert_int_equal(digest_build(&d, st, now - 3600 * 1000, now), 0);
+    json_t *r = find(json_object_get(d, "review"), review.id);
+    assert_non_null(r);
+    assert_true(json_is_true(json_object_get(r, "pr_draft")));
+    assert_string_equal(json_string_value(json_object_get(r, "pr_draft_reason")),
+                        "the tests still fail after 2 rounds");
+    assert_true(json_real_value(json_object_get(r, "agent_seconds")) == 0.077);
+    json_t *t = json_object_get(d, "totals");
+    assert_true(json_real_value(json_object_get(t, "agent_seconds")) == 0.077);
+    assert_true(json_real_value(json_object_get(t, "cost")) == 0.123457);
+    json_decref(d);
+    farm_close(f);
+}
+
 static int64_t count_digest_entries(farm *f, const char *key)
 {
     json_t *rows = NULL, *params = json_pack("[s]", key);
@@ -338,6 +397,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_config_digest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_digest_facts_and_sections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_json_says_draft_and_rounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_daily_post_once_a_day, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

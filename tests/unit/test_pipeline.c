@@ -27,6 +27,7 @@
 #include "farm/run/pipeline.h"
 #include "farm/run/pipeline_internal.h"
 #include "farm/store/store.h"
+#include "farm/store/store_inspect.h"
 #include "farm/store/store_local.h"
 #include "farm/store/store_outbox.h"
 #include "farm/store/store_run.h"
@@ -275,6 +276,8 @@ static const char patch_broken_to_fixed[] = "```diff\n"
                                             "+hello, fixed\n"
                                             "```\n";
 
+static int64_t review_asks(fx *x, int64_t sid, const char *review_body);
+
 /* ---- cases ------------------------------------------------------------------ */
 
 static void patch_issue_opens_pr(void **state)
@@ -323,6 +326,11 @@ static void patch_issue_opens_pr(void **state)
     assert_true(count_kind(&x, sid, "output") >= 2);
     assert_int_equal(count_kind(&x, sid, "run_finished"), 1);
     assert_state(&x, sid, "pushing"); /* review once the outbox has opened the PR */
+    store_session *ss = NULL;
+    assert_int_equal(store_session_get(&ss, x.s, sid), 0);
+    assert_false(ss->pr_draft);
+    assert_null(ss->pr_draft_reason);
+    store_session_free(ss);
     /* nothing of the farm's in the commit */
     assert_int_equal(TH_GIT_OUT(out, sizeof out, x.dir, "--git-dir", x.bare, "show", "--stat",
                                 "--format=%an <%ae>", "farm/1-fix-the-greeting"),
@@ -373,10 +381,47 @@ static void tests_still_failing_give_a_draft(void **state)
     const char *prb = json_string_value(json_object_get(pr, "body"));
     assert_non_null(strstr(prb, "tests still fail"));
     assert_non_null(strstr(prb, "FAIL: hello.txt does not say fixed"));
+    /* the last round's summary does not claim that nothing changed */
+    if (strstr(prb, "nothing was changed") || !strstr(prb, "changed nothing more") ||
+        !strstr(prb, "hello.txt"))
+        fail_msg("PR body: %s", prb);
+    /* the comment announces a draft, not a success, and says why */
+    const char *then = json_string_value(json_object_get(pr, "then_comment"));
+    assert_non_null(then);
+    assert_non_null(strstr(then, "Draft pull request opened"));
+    assert_non_null(strstr(then, "the tests still fail after 2 rounds"));
+    assert_null(strstr(then, "✅"));
     json_decref(pr);
+    /* ... and so does the session, for the queue, the CLI and the digest */
+    store_session *ss = NULL;
+    assert_int_equal(store_session_get(&ss, x.s, sid), 0);
+    assert_true(ss->pr_draft);
+    assert_string_equal(ss->pr_draft_reason, "the tests still fail after 2 rounds");
+    store_session_free(ss);
     /* round 2 had no patch: the agent ran twice, the tests twice */
     assert_int_equal(count_steps(&x, sid, "agent", "done"), 2);
     assert_int_equal(count_steps(&x, sid, "test", "done"), 2);
+
+    /* the draft is open (pr_number set by the outbox); a revision that makes
+     * the tests pass cannot undo the tracker's draft flag: still a draft,
+     * saying the latest run is clean */
+    json_t *params = json_pack("[I]", (json_int_t)sid);
+    assert_int_equal(
+        store_exec_json(NULL, x.s, "UPDATE session SET pr_number = 5 WHERE id = ?", params), 0);
+    json_decref(params);
+    char review[1024];
+    snprintf(review, sizeof review, "Finish it:\n\n%s", patch_broken_to_fixed);
+    int64_t rj = review_asks(&x, sid, review);
+    assert_int_equal(run_job(&x, rj, NULL), 0);
+    pr = outbox_payload(&x, sid, "r2:pr", NULL);
+    assert_non_null(pr);
+    assert_false(json_is_true(json_object_get(pr, "draft")));
+    json_decref(pr);
+    assert_int_equal(store_session_get(&ss, x.s, sid), 0);
+    assert_true(ss->pr_draft);
+    if (!strstr(ss->pr_draft_reason, "run 2 finished cleanly"))
+        fail_msg("draft reason: %s", ss->pr_draft_reason);
+    store_session_free(ss);
     fx_close(&x);
 }
 
@@ -927,6 +972,159 @@ static void revision_without_change_goes_back_to_review(void **state)
     fx_close(&x);
 }
 
+/* A revision whose agent fails without changing anything (a patch that no
+ * longer applies) leaves a good pull request as it was: back to review, and
+ * the PR hears why, with the agent's error, instead of the session failing. */
+static void revision_whose_agent_fails_goes_back_to_review(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    fx_open(&x, NULL,
+            ", \"agent\": {\"command\": [\"/bin/sh\", \"-c\","
+            " \"if grep -q fixed hello.txt; then echo 'error: patch failed: hello.txt:1' >&2;"
+            " exit 1; else echo 'hello, fixed' > hello.txt; fi\"]}");
+    int64_t sid = new_issue(&x, "Keep it", "Fix the greeting.", &job);
+    assert_int_equal(run_job(&x, job, NULL), 0);
+    int64_t rj = review_asks(&x, sid, "Looks fine, one more look please.");
+    assert_int_equal(run_job(&x, rj, NULL), 0);
+    assert_state(&x, sid, "review");
+    assert_null(outbox_payload(&x, sid, "r2:failed", NULL));
+    json_t *c = outbox_payload(&x, sid, "r2:unchanged", NULL);
+    assert_non_null(c);
+    const char *cb = json_string_value(json_object_get(c, "body"));
+    if (!strstr(cb, "changed nothing") || !strstr(cb, "exited with status 1") ||
+        !strstr(cb, "error: patch failed: hello.txt:1"))
+        fail_msg("unchanged comment: %s", cb);
+    json_decref(c);
+    assert_int_equal(count_kind(&x, sid, "pushed"), 1);
+    fx_close(&x);
+}
+
+/* The stand-in agent in a revision whose review holds no patch changes
+ * nothing and says why; it does not apply the issue's patch again. */
+static void standin_revision_without_a_patch(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    char body[1024];
+    fx_open(&x, NULL, NULL);
+    snprintf(body, sizeof body, "Fix.\n\n%s", patch_fixed);
+    int64_t sid = new_issue(&x, "Ask why", body, &job);
+    assert_int_equal(run_job(&x, job, NULL), 0);
+    int64_t rj = review_asks(&x, sid, "Why hello and not hi?");
+    assert_int_equal(run_job(&x, rj, NULL), 0);
+    assert_state(&x, sid, "review");
+    json_t *c = outbox_payload(&x, sid, "r2:unchanged", NULL);
+    assert_non_null(c);
+    const char *cb = json_string_value(json_object_get(c, "body"));
+    if (!strstr(cb, "hold no patch") || strstr(cb, "exited with status"))
+        fail_msg("unchanged comment: %s", cb);
+    json_decref(c);
+    fx_close(&x);
+}
+
+/* A run whose agent fails and changes nothing: the failure comment shows
+ * the agent's output, not the tests that passed on the unchanged tree. */
+static void failure_shows_the_agent_output(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    fx_open(&x, "\"test\": \"echo TESTS-PASSED-OUTPUT\", \"max_fix_rounds\": 0,",
+            ", \"agent\": {\"command\": [\"/bin/sh\", \"-c\","
+            " \"echo AGENT-ERROR-OUTPUT >&2; exit 1\"]}");
+    int64_t sid = new_issue(&x, "Break", "Do something.", &job);
+    assert_int_equal(run_job(&x, job, NULL), 0);
+    assert_state(&x, sid, "failed");
+    assert_int_equal(count_steps(&x, sid, "test", "done"), 1);
+    json_t *c = outbox_payload(&x, sid, "r1:failed", NULL);
+    assert_non_null(c);
+    const char *cb = json_string_value(json_object_get(c, "body"));
+    if (!strstr(cb, "AGENT-ERROR-OUTPUT") || strstr(cb, "TESTS-PASSED-OUTPUT") ||
+        !strstr(cb, "exited with status 1"))
+        fail_msg("failure comment: %s", cb);
+    json_decref(c);
+    fx_close(&x);
+}
+
+/* The commit credits the person who asked, from the "triggered" event. */
+static void commit_credits_who_asked(void **state)
+{
+    (void)state;
+    fx x;
+    int64_t job;
+    char body[1024], out[4096];
+    fx_open(&x, NULL, NULL);
+    snprintf(body, sizeof body, "Fix.\n\n%s", patch_fixed);
+    int64_t sid = new_issue(&x, "Credit", body, &job);
+    assert_int_equal(store_event_append(NULL, x.s, sid, "triggered",
+                                        "Ada Lovelace <ada@example.com>", "{\"rule\":\"label\"}"),
+                     0);
+    assert_int_equal(run_job(&x, job, NULL), 0);
+    assert_int_equal(TH_GIT_OUT(out, sizeof out, x.dir, "--git-dir", x.bare, "log", "-1",
+                                "--format=%an <%ae>%n%B", "farm/1-credit"),
+                     0);
+    if (!strstr(out, "farm-bot <farm-bot@users.noreply.local>") ||
+        !strstr(out, "\n\nCo-authored-by: Ada Lovelace <ada@example.com>\n"))
+        fail_msg("commit: %s", out);
+    fx_close(&x);
+}
+
+static void coauthor_from_what_the_event_says(void **state)
+{
+    (void)state;
+    pl_coauthor c;
+    json_t *b;
+
+    pl_coauthor_from(&c, "github", "alice", NULL);
+    assert_string_equal(c.name, "alice");
+    assert_string_equal(c.email, "alice@users.noreply.github.com");
+    b = json_pack("{s:I}", "actor_id", (json_int_t)583231);
+    pl_coauthor_from(&c, "github", "octo-cat", b);
+    json_decref(b);
+    assert_string_equal(c.name, "octo-cat");
+    assert_string_equal(c.email, "583231+octo-cat@users.noreply.github.com");
+    pl_coauthor_from(&c, "github", "Eve <eve@evil>", NULL); /* not a login */
+    assert_string_equal(c.name, "");
+    pl_coauthor_from(&c, "github", NULL, NULL);
+    assert_string_equal(c.name, "");
+
+    /* Azure DevOps: the unique name is the address; the display name when known */
+    pl_coauthor_from(&c, "azure", "ada@contoso.com", NULL);
+    assert_string_equal(c.name, "ada@contoso.com");
+    assert_string_equal(c.email, "ada@contoso.com");
+    b = json_pack("{s:s}", "actor_display", "Ada Lovelace");
+    pl_coauthor_from(&c, "azure", "ada@contoso.com", b);
+    json_decref(b);
+    assert_string_equal(c.name, "Ada Lovelace");
+    assert_string_equal(c.email, "ada@contoso.com");
+
+    /* local: what the user gave */
+    pl_coauthor_from(&c, "local", "Ada Lovelace <ada@example.com>", NULL);
+    assert_string_equal(c.name, "Ada Lovelace");
+    assert_string_equal(c.email, "ada@example.com");
+    pl_coauthor_from(&c, "local", "alice", NULL); /* no address: nobody to credit */
+    assert_string_equal(c.name, "");
+    assert_string_equal(c.email, "");
+    b = json_pack("{s:s}", "actor_email", "alice@example.com");
+    pl_coauthor_from(&c, "local", "alice", b);
+    json_decref(b);
+    assert_string_equal(c.name, "alice");
+    assert_string_equal(c.email, "alice@example.com");
+
+    /* nothing that could forge a trailer or break the line gets through */
+    pl_coauthor_from(&c, "local", "Eve\nSigned-off-by: x <eve@evil.test>", NULL);
+    assert_null(strchr(c.name, '\n'));
+    assert_string_equal(c.name, "Eve Signed-off-by: x");
+    assert_string_equal(c.email, "eve@evil.test");
+    pl_coauthor_from(&c, "local", "Eve <eve@evil.test\nSigned-off-by: x>", NULL);
+    assert_string_equal(c.name, "");
+    pl_coauthor_from(&c, "azure", "a@b@c", NULL);
+    assert_string_equal(c.name, "");
+}
+
 /* A chatty agent: its output is logged up to the cap, the rest counted. */
 static void chatty_agent_is_capped(void **state)
 {
@@ -1064,6 +1262,11 @@ int main(void)
         cmocka_unit_test(revision_refuses_to_overwrite_a_moved_branch),
         cmocka_unit_test(warm_slot_is_adopted),
         cmocka_unit_test(revision_without_change_goes_back_to_review),
+        cmocka_unit_test(revision_whose_agent_fails_goes_back_to_review),
+        cmocka_unit_test(standin_revision_without_a_patch),
+        cmocka_unit_test(failure_shows_the_agent_output),
+        cmocka_unit_test(commit_credits_who_asked),
+        cmocka_unit_test(coauthor_from_what_the_event_says),
         cmocka_unit_test(chatty_agent_is_capped),
         cmocka_unit_test(sandbox_feeds_a_file_on_stdin),
     };

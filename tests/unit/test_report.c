@@ -1,7 +1,8 @@
 /*
  * test_report.c - the status and milestone comments (farm/report/report.c): what
  * they say for each state and milestone, the session link, elapsed time,
- * the failure's last lines in a collapsed block, and that quoted text
+ * the failure's last lines in a collapsed block, drafts said as drafts, a
+ * revision that changed nothing, the wording people read, and that quoted text
  * (titles, output, questions) cannot break out: no HTML comment, no farm
  * marker, no closing of the code fence, no mentions; sizes stay bounded.
  */
@@ -230,6 +231,100 @@ static void hostile_text(void **state)
     free(md);
 }
 
+/* What a person reads: the started comment points down to the status
+ * comment (posted after it), the status comment counts runs as runs, and a
+ * test command shows as code, not as escaped backticks. */
+static void wording(void **state)
+{
+    store_session s = session("running");
+    report_info r = REPORT_INFO_INIT;
+    char *md = NULL;
+    r.session = &s;
+    assert_int_equal(report_milestone_render(&md, REPORT_STARTED, &r), 0);
+    assert_non_null(strstr(md, "the status comment below"));
+    assert_null(strstr(md, "above"));
+    free(md);
+
+    r.run = 2;
+    r.step = "the agent is at work";
+    assert_int_equal(report_status_render(&md, &r), 0);
+    assert_non_null(strstr(md, "| **Run** | 2 |"));
+    assert_null(strstr(md, "Round"));
+    free(md);
+
+    s.state = "review";
+    s.pr_url = "https://github.com/o/r/pull/9";
+    r.tests = "passed (`sh test.sh`, round 1)";
+    assert_int_equal(report_milestone_render(&md, REPORT_PR_OPENED, &r), 0);
+    assert_non_null(strstr(md, "**Tests:** passed (`sh test.sh`, round 1)\n"));
+    assert_null(strstr(md, "\\`"));
+    free(md);
+
+    /* in a table cell a '|' in the code is escaped; quoted text stays inert */
+    r.tests = "failing (`make check | tee log <!-- farm:s42:pr -->`, exit status 2) @all `x";
+    assert_int_equal(report_status_render(&md, &r), 0);
+    assert_non_null(strstr(md, "| **Tests** | failing (`make check \\| tee log "));
+    assert_non_null(strstr(md, ", exit status 2) \\@all \\`x |\n"));
+    assert_false(tracker_body_has_marker(md, "s42:pr", 1));
+    free(md);
+}
+
+/* A draft pull request is announced as a draft, with why, in the comment
+ * and in the status comment; a revision that changed nothing says so. */
+static void drafts_and_unchanged(void **state)
+{
+    store_session s = session("review");
+    report_info r = REPORT_INFO_INIT;
+    char *md = NULL;
+    s.pr_url = "https://github.com/o/r/pull/9";
+    r.session = &s;
+    r.tests = "failing (`sh test.sh`, exit status 1, after 3 rounds)";
+    r.draft = 1;
+    r.draft_reason = "the tests still fail after 3 rounds";
+    assert_int_equal(report_milestone_render(&md, REPORT_PR_OPENED, &r), 0);
+    assert_non_null(strstr(md, "### 🚧 Draft pull request opened: https://github.com/o/r/pull/9"));
+    assert_non_null(strstr(md, "not ready to merge:** the tests still fail after 3 rounds."));
+    assert_null(strstr(md, "✅"));
+    free(md);
+    r.draft = 0;
+    assert_int_equal(report_milestone_render(&md, REPORT_PR_OPENED, &r), 0);
+    assert_non_null(strstr(md, "### ✅ Pull request opened"));
+    assert_null(strstr(md, "Draft"));
+    free(md);
+
+    /* the status comment reads the session's draft state */
+    s.pr_draft = 1;
+    s.pr_draft_reason = "the tests still fail after 3 rounds";
+    r.tests = NULL;
+    assert_int_equal(report_status_render(&md, &r), 0);
+    assert_non_null(strstr(md, "### 👀 Waiting for review (a draft pull request)\n"));
+    assert_non_null(strstr(md, "| **Pull request** | draft, https://github.com/o/r/pull/9 (the "
+                               "tests still fail after 3 rounds) |"));
+    free(md);
+    s.pr_draft = 0;
+    assert_int_equal(report_status_render(&md, &r), 0);
+    assert_null(strstr(md, "draft"));
+    free(md);
+
+    /* a revision that changed nothing, with the agent's error */
+    r.reason = "the agent exited with status 1 before changing anything";
+    r.output = "applying the review\nerror: patch failed: hello.txt:1\n";
+    r.summary = "I could not apply it.";
+    assert_int_equal(report_milestone_render(&md, REPORT_UNCHANGED, &r), 0);
+    assert_non_null(strstr(md, "The revision changed nothing"));
+    assert_non_null(strstr(md, "**Why:** the agent exited with status 1"));
+    assert_non_null(strstr(md, "> I could not apply it.\n"));
+    assert_non_null(strstr(md, "<details><summary>Last lines of the agent's output</summary>"));
+    assert_non_null(strstr(md, "error: patch failed: hello.txt:1"));
+    free(md);
+    r.reason = r.output = r.summary = NULL;
+    assert_int_equal(report_milestone_render(&md, REPORT_UNCHANGED, &r), 0);
+    assert_non_null(strstr(md, "It left no summary."));
+    assert_null(strstr(md, "Why"));
+    assert_null(strstr(md, "<details>"));
+    free(md);
+}
+
 static void sizes_bounded(void **state)
 {
     store_session s = session("failed");
@@ -271,6 +366,7 @@ int main(void)
         cmocka_unit_test(status_running), cmocka_unit_test(status_final),
         cmocka_unit_test(milestones),     cmocka_unit_test(failed_shows_last_lines),
         cmocka_unit_test(hostile_text),   cmocka_unit_test(sizes_bounded),
+        cmocka_unit_test(wording),        cmocka_unit_test(drafts_and_unchanged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,10 +1,9 @@
 /*
  * test_store.c - the store: choosing its backend by URL, migrations (fresh,
- * upgrade, refusing a newer schema), deliveries deduplicated by the UNIQUE
- * constraint, sessions with one active per issue, the dense event log, reads
- * with filters, counts, rollback of a failed write alone, the group commit
- * sharing fsyncs, and asynchronous writes completed after their commit (also
- * when closing).
+ * upgrade, the session's draft columns, refusing a newer schema), deliveries deduplicated by the
+ * UNIQUE constraint, sessions with one active per issue, the dense event log, reads with filters,
+ * counts, rollback of a failed write alone, the group commit sharing fsyncs, and asynchronous
+ * writes completed after their commit (also when closing).
  *
  * Everything goes through the public interface except what only the SQLite
  * backend has (sqlite_internal.h): an old database file to migrate, a full
@@ -176,6 +175,73 @@ static void old_schema_is_upgraded_keeping_data(void **state)
                                      " VALUES ('k', '1', 1)"),
                      0);
     sqlite3_close(db);
+    free(path);
+    tmpdir_remove(dir);
+}
+
+/* A data directory from before the draft columns (schema 6): its sessions
+ * read as not drafts, and a draft can be recorded on them. */
+typedef struct draft_args {
+    int64_t id;
+    int draft;
+    const char *reason;
+} draft_args;
+
+static int write_draft(store_tx *tx, void *arg)
+{
+    draft_args *a = arg;
+    return store_tx_session_pr_draft_set(tx, a->id, a->draft, a->reason);
+}
+
+static void sessions_gain_the_draft_columns(void **state)
+{
+    char *dir = tmpdir_make(), *path = NULL;
+    sqlite3 *db = NULL;
+    store *s = NULL;
+    store_session *got = NULL;
+
+    assert_true(asprintf(&path, "%s/farm.db", dir) > 0);
+    assert_int_equal(sqlite_conn_open(&db, path, 0), 0);
+    assert_int_equal(sqlite_schema_migrate(db, 6), 0);
+    assert_int_equal(sqlite_exec(db, "INSERT INTO session (tracker, repo, number, state,"
+                                     " pr_number, pr_url, created_ms, updated_ms)"
+                                     " VALUES ('github', 'octo/app', 3, 'review', 9,"
+                                     " 'https://example.test/pull/9', 1000, 1000)"),
+                     0);
+    assert_int_not_equal(sqlite_exec(db, "SELECT pr_draft FROM session"), 0);
+    sqlite3_close(db);
+
+    assert_int_equal(store_open(&s, dir), 0);
+    assert_int_equal(store_session_get(&got, s, 1), 0);
+    assert_int_equal(got->pr_number, 9);
+    assert_false(got->pr_draft);
+    assert_null(got->pr_draft_reason);
+    store_session_free(got);
+
+    draft_args a = {1, 1, "the tests still fail after 2 rounds"};
+    assert_int_equal(store_write(s, write_draft, &a), 0);
+    assert_int_equal(store_session_get(&got, s, 1), 0);
+    assert_true(got->pr_draft);
+    assert_string_equal(got->pr_draft_reason, "the tests still fail after 2 rounds");
+    store_session_free(got);
+    /* the list reads them too */
+    store_session *v = NULL;
+    size_t n = 0;
+    assert_int_equal(store_session_list(&v, &n, s, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_true(v[0].pr_draft);
+    assert_string_equal(v[0].pr_draft_reason, "the tests still fail after 2 rounds");
+    store_session_list_free(v, n);
+    /* no longer a draft: the reason goes with it */
+    a.draft = 0;
+    assert_int_equal(store_write(s, write_draft, &a), 0);
+    assert_int_equal(store_session_get(&got, s, 1), 0);
+    assert_false(got->pr_draft);
+    assert_null(got->pr_draft_reason);
+    store_session_free(got);
+    a.id = 77;
+    assert_int_equal(store_write(s, write_draft, &a), FARM_ENOTFOUND);
+    store_close(s);
     free(path);
     tmpdir_remove(dir);
 }
@@ -901,6 +967,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(fresh_store_reaches_latest_schema, setup, teardown),
         cmocka_unit_test(old_schema_is_upgraded_keeping_data),
+        cmocka_unit_test(sessions_gain_the_draft_columns),
         cmocka_unit_test(newer_schema_is_refused),
         cmocka_unit_test(missing_directory_is_an_error),
         cmocka_unit_test(backend_is_chosen_by_url),
