@@ -134,10 +134,35 @@ const farm = (() => {
     return '<span class="muted">no tests yet</span>';
   }
 
+  // A draft pull request (pr_draft, with pr_draft_reason saying why, e.g.
+  // "the tests still fail") is not a success: a badge that says so, and the
+  // reason beside it when asked for.
+  function draftBadge(s) {
+    if (!s || !s.pr_draft) return "";
+    return '<span class="badge draft" title="' + esc(s.pr_draft_reason ? "draft: " + s.pr_draft_reason : "draft pull request") +
+      '">draft</span>';
+  }
+
+  // A pull request of the local tracker (local://REPO/pulls/N) has no web
+  // page: what a person needs is its branch, in the repository's clone.
+  function localPr(s) {
+    return !!s && typeof s.pr_url === "string" && /^local:\/\//i.test(s.pr_url);
+  }
+
+  // The commands that show a local pull request's change: `farm issue show`
+  // prints the branch and the clone it lives in (the session's JSON names
+  // the clone only when it carries clone_url).
+  function localPrCommands(s) {
+    const clone = s.clone_url || "<clone_url of " + (s.repo || "the repository") + ">";
+    return "farm issue show " + s.pr_number + "\n" +
+      "git fetch " + clone + " " + (s.branch || "<branch>") + "\n" +
+      "git log -p main..FETCH_HEAD";
+  }
+
   function diffstat(ds) {
     if (!ds) return '<span class="muted">—</span>';
     return '<span class="diffstat" title="' + esc(ds.files) + " files changed, " + esc(ds.insertions) +
-      " insertions, " + esc(ds.deletions) + ' deletions">' + esc(ds.files) + " files " +
+      " insertions, " + esc(ds.deletions) + ' deletions">' + esc(ds.files) + (ds.files === 1 ? " file " : " files ") +
       '<span class="ins">+' + esc(ds.insertions) + '</span> <span class="del">−' + esc(ds.deletions) + "</span></span>";
   }
 
@@ -158,5 +183,5 @@ const farm = (() => {
   });
 
   return { api, askToken, token: currentToken, setToken, esc, safeUrl, duration, ago, timeOf,
-           stateBadge, testsBadge, diffstat, status, STATES, HttpError };
+           stateBadge, testsBadge, draftBadge, localPr, localPrCommands, diffstat, status, STATES, HttpError };
 })();

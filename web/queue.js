@@ -17,15 +17,22 @@
     return u ? '<a href="' + esc(u) + '" rel="noreferrer">' + label + "</a>" : label;
   }
 
+  // The PR: a link to its page, or for a local one (no page) its branch.
   function prLink(s) {
+    const what = (s.pr_draft ? "draft PR #" : "PR #") + esc(s.pr_number);
+    if (farm.localPr(s))
+      return '<span class="pr local" title="a pull request of the local tracker: farm issue show ' + esc(s.pr_number) +
+        ' prints where its branch is">local ' + what + "</span>" +
+        (s.branch ? ' <span class="branch">branch <code>' + esc(s.branch) + "</code></span>" : "");
     const u = safeUrl(s.pr_url);
     if (!u) return "";
-    return '<a class="pr" href="' + esc(u) + '" rel="noreferrer">PR #' + esc(s.pr_number) + "</a>";
+    return '<a class="pr" href="' + esc(u) + '" rel="noreferrer">' + what + "</a>";
   }
 
   function row(s, section) {
     const page = "/sessions/" + encodeURIComponent(s.id);
     const meta = [issueLink(s), stateBadge(s.state)];
+    if (s.pr_draft) meta.push(farm.draftBadge(s));
     const facts = [];
     if (section === "review" || section === "done" || section === "failed") {
       facts.push(testsBadge(s.tests));
@@ -48,11 +55,15 @@
     const pr = prLink(s);
     if (pr) facts.push(pr);
     let extra = "";
+    if (s.pr_draft)
+      extra = '<p class="draft-reason"><strong>Draft:</strong> ' +
+              esc(s.pr_draft_reason || "the pull request is not ready to merge") + "</p>";
     if (s.reason) extra = '<p class="reason"><strong>Reason:</strong> ' + esc(s.reason) + "</p>";
     if (s.question)
       extra = '<p class="question"><strong>Asks:</strong> ' + esc(s.question) +
               ' <a href="' + page + '#answer">Answer</a></p>';
-    return '<article class="row" data-id="' + esc(s.id) + '" data-state="' + esc(s.state) + '">' +
+    return '<article class="row" data-id="' + esc(s.id) + '" data-state="' + esc(s.state) + '"' +
+      (s.pr_draft ? ' data-draft="1"' : "") + ">" +
       '<h3><a href="' + page + '">' + esc(s.title || "(untitled issue)") + "</a></h3>" +
       '<p class="meta">' + meta.join(" ") + '<span class="sep" aria-hidden="true">·</span>' +
       facts.join('<span class="sep" aria-hidden="true">·</span>') + "</p>" + extra + "</article>";

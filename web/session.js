@@ -1,14 +1,18 @@
 // session.js - one session live (GET /sessions/{id}): its log read from the
 // durable stream /v1/stream/sessions/{id} with live=sse, through fetch (an
 // EventSource cannot send the Authorization header), a state timeline, test
-// results, the diff summary, the PR link, and the boxes to message the
-// session or answer its question.
+// results, the diff summary, the pull request (a link, or for a local one
+// its branch and the git commands to see it; "draft" and why when it is
+// one), and the boxes to message the session or answer its question.
 //
 // Resuming: every control event carries streamNextOffset; after a network
 // drop or a server restart the page reconnects from the last one it saw.
 // Lines are keyed by their seq (dense from 1) and a seq at or below the
 // last one shown is dropped, so no line is lost or shown twice whatever the
 // server resends.
+//
+// Following the log scrolls the log's own box, never the window: the title
+// and the state stay where a person looks first.
 "use strict";
 
 (() => {
@@ -20,6 +24,7 @@
   let refreshTimer = null;
   const states = [];       // [{to, ts}] from "state" events
   const tests = [];        // test_result bodies
+  const tails = new Map(); // "run/round" -> the end of that test step's output
   let diff = null;
   let openQuestion = null; // {text, seq}
   let step = null;         // {name, status, ts}
@@ -29,14 +34,20 @@
   function line(ev) {
     const b = ev.body || {};
     switch (ev.kind) {
-      case "output":
-        return { cls: "out" + (b.stream === "stderr" ? " stderr" : ""), text: b.text || "" };
+      case "output": // one line of a command's output (farm/run/pipeline_exec.c)
+        return { cls: "out" + (b.stream === "stderr" ? " stderr" : ""),
+                 text: typeof b.line === "string" ? b.line : "" };
+      case "output_dropped":
+        return { cls: "other", text: (b.lines || 0) + " more line" + (b.lines === 1 ? "" : "s") + " of " +
+                 (b.step || "the") + " output not logged (" + (b.bytes || 0) + " bytes)" };
       case "step": {
         let t = "step " + (b.step || "?") + " " + (b.status || "");
         if (b.round) t += " (round " + b.round + ")";
         if (b.status === "done" && b.ms !== undefined) t += " in " + duration(b.ms / 1000);
+        if (b.status === "done" && b.exit !== undefined) t += ", exit " + b.exit;
+        if (b.status === "done" && b.draft) t += ", a draft" + (b.draft_reason ? ": " + b.draft_reason : "");
         if (b.error) t += ": " + b.error;
-        return { cls: "step " + (b.status || ""), text: t };
+        return { cls: "step " + (b.status || "") + (b.status === "done" && b.passed === false ? " bad" : ""), text: t };
       }
       case "state":
         return { cls: "state", text: "state " + (b.from || "?") + " → " + (b.to || "?") };
@@ -46,6 +57,8 @@
       case "message":
         return { cls: "message", text: (b.author || ev.actor || "someone") + ": " + (b.text || "") };
       case "comment":
+      case "review":
+      case "review_comment":
         return { cls: "message", text: (b.author || ev.actor || "comment") + ": " + (b.body || b.text || "") };
       case "question":
         return { cls: "question", text: "the agent asks: " + (b.question || "") };
@@ -54,13 +67,21 @@
       case "run_started":
         return { cls: "run", text: "run " + (b.run || "?") + " started (" + (b.kind || "run") + ")" };
       case "run_finished":
-        return { cls: "run", text: "run " + (b.run || "?") + " finished: " + (b.outcome || "?") +
-                 (b.reason ? " (" + b.reason + ")" : "") };
+        return { cls: "run" + (b.draft ? " draft" : ""), text: "run " + (b.run || "?") + " finished: " + (b.outcome || "?") +
+                 (b.reason ? " (" + b.reason + ")" : "") + (b.tests ? ", tests " + b.tests : "") };
+      case "pushed":
+        return { cls: "run", text: "pushed " + String(b.oid || "").slice(0, 12) + (b.branch ? " to " + b.branch : "") };
+      case "pr_opened":
+        return { cls: "run", text: "pull request #" + (b.number || "?") + " opened" + (b.url ? ": " + b.url : "") };
+      case "tracker_error":
+        return { cls: "bad", text: "the tracker refused" + (b.kind ? " a " + b.kind : "") + (b.error ? ": " + b.error : "") };
+      case "cancel_requested":
+        return { cls: "bad", text: "cancel requested" + (ev.actor ? " by " + ev.actor : "") };
       case "failed":
         return { cls: "bad", text: "failed: " + (b.reason || "") };
       case "triggered":
         return { cls: "run", text: "triggered" + (ev.actor ? " by " + ev.actor : "") +
-                 (b.event ? " (" + b.event + (b.action ? " " + b.action : "") + ")" : "") };
+                 (b.rule ? " (" + b.rule + ")" : b.event ? " (" + b.event + (b.action ? " " + b.action : "") + ")" : "") };
       default:
         return { cls: "other", text: ev.kind + (Object.keys(b).length ? " " + JSON.stringify(b) : "") };
     }
@@ -71,6 +92,8 @@
     if (ev.kind === "state" && b.to) states.push({ to: b.to, ts: ev.ts });
     if (ev.kind === "test_result") tests.push(b);
     if (ev.kind === "run_finished" && b.diffstat) diff = b.diffstat;
+    if (ev.kind === "step" && b.step === "test" && b.status === "done" && b.tail)
+      tails.set((b.run || 1) + "/" + (b.round || 1), b.tail);
     if (ev.kind === "question") openQuestion = { text: b.question || "", seq: ev.seq };
     if (ev.kind === "answer" || (ev.kind === "run_started" && openQuestion && ev.seq > openQuestion.seq))
       openQuestion = null;
@@ -104,7 +127,7 @@
     if (!frag.childNodes.length) return;
     log.append(frag);
     document.body.dataset.lastSeq = String(lastSeq);
-    if (follow) log.lastElementChild.scrollIntoView({ block: "nearest" });
+    if (follow) log.scrollTop = log.scrollHeight; // the log's box only: never the window
     if (changed) {
       renderFacts();
       scheduleRefresh();
@@ -138,8 +161,42 @@
     }).join("");
   }
 
+  // Whether the pull request is a draft, and why (the session's pr_draft
+  // and pr_draft_reason), or null.
+  function draftOf(s) {
+    return s && s.pr_number && s.pr_draft ? { reason: s.pr_draft_reason || "" } : null;
+  }
+
+  // The pull request: a link, or for a local one its branch and how to see
+  // it; a draft says so and why.
+  function renderPr(s, draft) {
+    const pr = document.getElementById("pr");
+    if (!s || !s.pr_number) {
+      pr.innerHTML = "";
+      return;
+    }
+    const what = (draft ? "Draft pull request #" : "Pull request #") + esc(s.pr_number);
+    const branch = s.branch ? "<code>" + esc(s.branch) + "</code>" : "";
+    const reason = draft ? '<p class="draft-reason"><span class="badge draft">draft</span> ' +
+      esc(draft.reason || "not ready to merge") + "</p>" : "";
+    const u = safeUrl(s.pr_url);
+    if (farm.localPr(s)) {
+      pr.innerHTML = '<p class="pr-line">Local ' + what.charAt(0).toLowerCase() + what.slice(1) +
+        (branch ? ' on branch <span class="branch">' + branch + "</span>" : "") + "</p>" + reason +
+        '<p class="hint">The local tracker keeps it as a branch of the repository\'s clone, with no web page. ' +
+        "To see the change (<code>farm issue show</code> prints the clone):</p>" +
+        '<pre class="cmd"><code>' + esc(farm.localPrCommands(s)) + "</code></pre>";
+    } else if (u) {
+      pr.innerHTML = '<p class="pr-line"><a href="' + esc(u) + '" rel="noreferrer">' + what + "</a>" +
+        (branch ? " on " + branch : "") + "</p>" + reason;
+    } else {
+      pr.innerHTML = '<p class="pr-line">' + what + (branch ? " on " + branch : "") + "</p>" + reason;
+    }
+  }
+
   function renderFacts() {
     renderTimeline();
+    const draft = draftOf(session);
     const prog = document.getElementById("progress");
     const final = session && ["done", "failed", "cancelled", "review", "waiting"].includes(session.state);
     if (step && !final) {
@@ -148,14 +205,20 @@
         duration((Date.now() - Date.parse(step.ts)) / 1000) + "</span>";
     } else if (session) {
       prog.textContent = session.state === "waiting" ? "Waiting for an answer to the agent's question."
+        : session.state === "review" && draft ? "A draft pull request waits for review" +
+          (draft.reason ? ": " + draft.reason : "") + ". The run took " + duration(session.duration_s) + "."
         : session.state === "review" ? "The pull request waits for review; the run took " + duration(session.duration_s) + "."
         : final ? "Took " + duration(session.duration_s) + "." : "Waiting to start.";
     }
     const tl = document.getElementById("tests");
     if (tests.length) {
-      tl.innerHTML = tests.map((t) => '<li class="' + (t.passed ? "ok" : "bad") + '">' +
-        (t.passed ? "✓ passed" : "✗ failed") + " · run " + esc(t.run || 1) + ", round " + esc(t.round || 1) +
-        (t.passed ? "" : ", exit " + esc(t.exit)) + "</li>").join("");
+      tl.innerHTML = tests.map((t) => {
+        const tail = !t.passed && tails.get((t.run || 1) + "/" + (t.round || 1));
+        return '<li class="' + (t.passed ? "ok" : "bad") + '">' +
+          (t.passed ? "✓ passed" : "✗ failed") + " · run " + esc(t.run || 1) + ", round " + esc(t.round || 1) +
+          (t.passed ? "" : ", exit " + esc(t.exit)) +
+          (tail ? '<pre class="tail">' + esc(tail.trimEnd().split("\n").slice(-8).join("\n")) + "</pre>" : "") + "</li>";
+      }).join("");
     }
     const ds = diff || (session && session.diffstat);
     if (ds) {
@@ -163,10 +226,9 @@
       d.className = "";
       d.innerHTML = farm.diffstat(ds);
     }
-    const pr = document.getElementById("pr");
-    const u = session && safeUrl(session.pr_url);
-    pr.innerHTML = u ? '<a href="' + esc(u) + '" rel="noreferrer">Pull request #' + esc(session.pr_number) + "</a>" +
-      (session.branch ? ' on <code>' + esc(session.branch) + "</code>" : "") : "";
+    renderPr(session, draft);
+    const badge = document.getElementById("draft-badge");
+    if (badge) badge.hidden = !draft;
     const cancel = document.getElementById("cancel");
     cancel.hidden = !session || ["done", "failed", "cancelled", "review"].includes(session.state);
     const ap = document.getElementById("answer-panel");
@@ -182,7 +244,8 @@
     document.getElementById("title").textContent = s.title || "Session " + s.id;
     const u = safeUrl(s.url);
     const issue = esc(s.repo) + "#" + esc(s.number);
-    const parts = [(u ? '<a href="' + esc(u) + '" rel="noreferrer">' + issue + "</a>" : issue), farm.stateBadge(s.state)];
+    const parts = [(u ? '<a href="' + esc(u) + '" rel="noreferrer">' + issue + "</a>" : issue),
+                   farm.stateBadge(s.state) + ' <span class="badge draft" id="draft-badge" hidden>draft</span>'];
     if (s.runs) parts.push(esc(s.runs) + " run" + (s.runs === 1 ? "" : "s"));
     parts.push("agent time " + duration(s.agent_seconds) + ", $" + Number(s.cost || 0).toFixed(2));
     parts.push("session " + esc(s.id));

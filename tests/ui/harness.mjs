@@ -152,9 +152,26 @@ export async function pageWithToken(ctx, farm, token = ADMIN_TOKEN) {
   return page;
 }
 
-export async function shot(page, name) {
+// Forget the screenshots of an earlier run's failures, so the ones in
+// ARTIFACTS are this run's.
+export function clearFailureShots() {
+  if (!fs.existsSync(ARTIFACTS)) return;
+  for (const f of fs.readdirSync(ARTIFACTS))
+    if (f.startsWith("FAILED-") && f.endsWith(".png")) fs.rmSync(path.join(ARTIFACTS, f), { force: true });
+}
+
+// A PNG of the page in ARTIFACTS: the whole page, or with
+// { fullPage: false } only what the viewport shows (what a person sees
+// first).
+export async function shot(page, name, { fullPage = true } = {}) {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const file = path.join(ARTIFACTS, name + ".png");
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, fullPage });
   return file;
 }
+
+// The desktop and phone sizes every page is looked at in.
+export const VIEWPORTS = [
+  { width: 1280, height: 900, tag: "desktop" },
+  { width: 390, height: 844, tag: "phone" },
+];

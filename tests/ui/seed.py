@@ -7,6 +7,7 @@ backend. The farm picks up events written this way within its 250 ms poll
 
     python3 seed.py DATA_DIR all              # one session per state (prints the ids as JSON)
     python3 seed.py DATA_DIR many N           # N sessions spread over the states
+    python3 seed.py DATA_DIR prs              # a local PR (the demo's) and a draft PR (prints the ids)
     python3 seed.py DATA_DIR append ID KIND BODY_JSON   # one more event (prints its seq)
 
 Sessions are written in one write, then their logs in a second (an event's
@@ -118,7 +119,8 @@ def session_log(b, sid, state, number, title, repo, created, now):
     ev("state", {"from": "preparing", "to": "running", "run": 1})
     ev("step", {"run": 1, "step": "agent", "status": "started", "round": 1})
     for i in range(3):
-        ev("output", {"step": "agent", "stream": "stdout", "text": "agent: working on %s (%d)" % (title, i)})
+        ev("output", {"step": "agent", "stream": "stdout", "line": "agent: working on %s (%d)" % (title, i),
+                      "round": 1})
     if state in ("running", "cancelled"):
         if state == "cancelled":
             ev("cancel_requested", {"job": sid}, actor="admin")
@@ -134,7 +136,8 @@ def session_log(b, sid, state, number, title, repo, created, now):
     ev("state", {"from": "running", "to": "testing", "run": 1})
     ev("step", {"run": 1, "step": "test", "status": "started", "round": 1})
     passed = state != "failed"
-    ev("output", {"step": "test", "stream": "stdout", "text": "ran 12 tests: %s" % ("ok" if passed else "2 failed")})
+    ev("output", {"step": "test", "stream": "stdout", "line": "ran 12 tests: %s" % ("ok" if passed else "2 failed"),
+                  "round": 1})
     if state == "testing":
         return sid
     ev("step", {"run": 1, "step": "test", "status": "done", "round": 1, "exit": 0 if passed else 1,
@@ -192,6 +195,134 @@ def seed_all(data_dir):
     return dict(zip(STATES, seed(data_dir, specs)))
 
 
+def draft_reason(spec):
+    """What farm/run/pipeline_pr.c says of a PR whose tests still fail after
+    the spec's rounds, or None when the last round passed."""
+    n = len(spec["rounds"])
+    if spec["rounds"][-1][2] == 0:
+        return None
+    return "the tests still fail after %d round%s" % (n, "" if n == 1 else "s")
+
+
+def pr_log(b, sid, spec, created, now):
+    """The log farm/run/ writes for a run that opens a pull request after
+    spec["rounds"] (agent, test) rounds, each a list of test output lines
+    and an exit status; the run's end, then the tracker's answer (pr_opened,
+    written by the outbox, which moves the session to review without a
+    "state" event)."""
+    t = created
+    seq = 0
+    rounds = spec["rounds"]
+    tick = max(1, (now - created) // (24 + 8 * len(rounds)))
+
+    def ev(kind, body, actor=None):
+        nonlocal t, seq
+        t += tick
+        seq += 1
+        return event(b, sid, seq, kind, body, ts=min(t, now), actor=actor)
+
+    ev("triggered", {"rule": "label agent", "number": spec["number"], "url": spec["url"], "job": sid},
+       actor=spec["author"])
+    ev("run_started", {"job": sid, "run": 1, "kind": "run"})
+    ev("state", {"from": "queued", "to": "preparing", "run": 1})
+    for step in ("fetch", "worktree"):
+        ev("step", {"run": 1, "step": step, "status": "started"})
+        ev("step", {"run": 1, "step": step, "status": "done", "ms": 300})
+    ev("state", {"from": "preparing", "to": "running", "run": 1})
+    exit_code = 0
+    for n, (agent_lines, test_lines, exit_code) in enumerate(rounds, 1):
+        if n > 1:
+            ev("state", {"from": "testing", "to": "running", "run": 1})
+        ev("step", {"run": 1, "step": "agent", "status": "started", "round": n})
+        for line in agent_lines:
+            ev("output", {"step": "agent", "stream": "stdout", "line": line, "round": n})
+        ev("step", {"run": 1, "step": "agent", "status": "done", "round": n, "exit": 0, "ms": 21000})
+        ev("state", {"from": "running", "to": "testing", "run": 1})
+        ev("step", {"run": 1, "step": "test", "status": "started", "round": n})
+        for line in test_lines:
+            ev("output", {"step": "test", "stream": "stdout", "line": line, "round": n})
+        ev("step", {"run": 1, "step": "test", "status": "done", "round": n, "ms": 900, "exit": exit_code,
+                    "passed": exit_code == 0, "tail": "\n".join(test_lines) + "\n"})
+        ev("test_result", {"run": 1, "round": n, "exit": exit_code, "passed": exit_code == 0})
+    draft = exit_code != 0
+    ev("state", {"from": "testing", "to": "pushing", "run": 1})
+    oid = "3f1c9a0e5b7d2c4f6a8e0b1d3c5e7f9a1b2c3d4e"
+    ev("step", {"run": 1, "step": "commit", "status": "started"})
+    ev("step", {"run": 1, "step": "commit", "status": "done", "ms": 40, "empty": False, "oid": oid,
+                "head": oid})
+    ev("step", {"run": 1, "step": "push", "status": "started"})
+    ev("step", {"run": 1, "step": "push", "status": "done", "ms": 200, "oid": oid})
+    ev("pushed", {"run": 1, "oid": oid, "branch": spec["branch"]})
+    why = {"draft_reason": draft_reason(spec)} if draft else {}
+    ev("step", dict({"run": 1, "step": "pr", "status": "done", "ms": 5, "draft": draft}, **why))
+    tests = ("failing (`%s`, exit status %d, after %d rounds)" % (spec["test"], exit_code, len(rounds))
+             if draft else "passed (`%s`, round %d)" % (spec["test"], len(rounds)))
+    ev("run_finished", dict({"run": 1, "outcome": "draft" if draft else "pr", "kind": "run", "tests": tests,
+                             "commit": oid, "draft": draft}, **why, diffstat=spec["diffstat"]))
+    ev("pr_opened", {"number": spec["pr_number"], "url": spec["pr_url"]})
+
+
+def seed_prs(data_dir):
+    """Two sessions in review: the demo's (the local tracker: its PR is a
+    branch of the repository's clone, local://, no web page; the tests fail
+    in round 1, then pass) and a draft PR whose tests still fail after two
+    rounds. Returns {"local": id, "draft": id}."""
+    now = int(time.time() * 1000)
+    specs = {
+        "local": {
+            "tracker": "local", "repo": "demo/greeter", "number": 1, "author": "you",
+            "title": "Fix the typo in the greeting", "url": "local://demo/greeter/issues/1",
+            "branch": "farm/1-fix-the-typo-in-the-greeting", "pr_number": 2,
+            "pr_url": "local://demo/greeter/pulls/2", "test": "./test.sh", "age_s": 240,
+            "diffstat": {"files": 1, "insertions": 1, "deletions": 1},
+            "rounds": [
+                (["reading greeter.sh and test.sh"],
+                 ["checking that greeter.sh prints: Hello, world!", 'FAIL: greeter.sh prints "Hello, wrold!"'], 1),
+                (["the greeting says wrold: fixing the typo in greeter.sh"],
+                 ["checking that greeter.sh prints: Hello, world!", 'ok: greeter.sh prints "Hello, world!"'], 0),
+            ],
+        },
+        "draft": {
+            "tracker": "github", "repo": "octo/app", "number": 40, "author": "octocat",
+            "title": "Accept tabs as separators in the config parser", "url": "https://github.com/octo/app/issues/40",
+            "branch": "farm/40-accept-tabs", "pr_number": 140, "pr_url": "https://github.com/octo/app/pull/140",
+            "test": "make test", "age_s": 900,
+            "diffstat": {"files": 2, "insertions": 18, "deletions": 3},
+            "rounds": [
+                (["splitting on any whitespace in parse_line()"],
+                 ["ran 12 tests", "FAIL test_tabs: expected 3 fields, got 1"], 1),
+                (["trying a regex split instead"],
+                 ["ran 12 tests", "FAIL test_tabs: expected 3 fields, got 2"], 1),
+            ],
+        },
+    }
+    b = Batch()
+    for name, sp in specs.items():
+        created = now - sp["age_s"] * 1000
+        b.execute("INSERT INTO session (tracker, repo, number, title, url, state, branch, runs, agent_seconds,"
+                  " cost, created_ms, updated_ms) VALUES (?,?,?,?,?,'pushing',?,1,42,0.31,?,?)",
+                  (sp["tracker"], sp["repo"], sp["number"], sp["title"], sp["url"], sp["branch"], created, created))
+    b.run(data_dir)
+    ids = {}
+    for name, sp in specs.items():
+        rows = query(data_dir, "SELECT id FROM session WHERE tracker = ? AND repo = ? AND number = ?"
+                     " ORDER BY id DESC LIMIT 1", sp["tracker"], sp["repo"], sp["number"])
+        ids[name] = rows[0]["id"]
+    for name, sp in specs.items():
+        sid = ids[name]
+        pr_log(b, sid, sp, now - sp["age_s"] * 1000, now)
+        # the run's commit records whether the PR is a draft and why (the
+        # session's pr_draft, pr_draft_reason); the outbox, once the tracker
+        # has opened the PR, its number and URL and the state
+        why = draft_reason(sp)
+        b.execute("UPDATE session SET pr_draft = ?, pr_draft_reason = ? WHERE id = ?",
+                  (1 if why else 0, why, sid))
+        b.execute("UPDATE session SET state = 'review', pr_number = ?, pr_url = ? WHERE id = ?",
+                  (sp["pr_number"], sp["pr_url"], sid))
+    b.run(data_dir)
+    return ids
+
+
 def seed_many(data_dir, n):
     seed(data_dir, [(STATES[i % len(STATES)], 1000 + i, "Issue number %d: make it better" % i,
                      "octo/repo%d" % (i % 7), 300 + i) for i in range(n)])
@@ -203,6 +334,8 @@ def main(argv):
         print(json.dumps(seed_all(data_dir)))
     elif what == "many":
         seed_many(data_dir, int(argv[3]))
+    elif what == "prs":
+        print(json.dumps(seed_prs(data_dir)))
     elif what == "append":
         print(append(data_dir, int(argv[3]), argv[4], json.loads(argv[5])))
     else:

@@ -2,7 +2,10 @@
 // in each state, a token is asked for once on 401, a live session page
 // receives new events, it reconnects after a server restart and shows each
 // line once, the message box posts, and the queue renders 500 sessions
-// (timed). Screenshots of every page at desktop and phone width go to
+// (timed). What a person sees of a run: the lines of its output, where a
+// local pull request is (its branch), that a draft PR is a draft and why, and
+// the session page's title still in view after it loads (the log follows in
+// its own box). Screenshots of every page at desktop and phone width go to
 // FARM_UI_ARTIFACTS, and one of the page under test whenever a test fails.
 //
 // Exits 77 (ctest: skipped) with the reason printed when chromium or
@@ -17,12 +20,14 @@ if (why) {
   process.exit(77);
 }
 
-let farm, ctx, ids;
+let farm, ctx, ids, prs;
 
 before(async () => {
+  h.clearFailureShots();
   farm = new h.Farm();
   await farm.start();
   ids = JSON.parse(farm.seed("all"));
+  prs = JSON.parse(farm.seed("prs")); // {local, draft}: two more sessions in review
   ctx = await h.browser();
 });
 
@@ -57,8 +62,10 @@ test("the queue renders sessions in each state", async () => {
       running: ["preparing", "running", "testing", "pushing", "revising"], queued: ["queued"],
       done: ["done", "cancelled"],
     };
+    const extra = Object.values(prs).map(String);
     for (const [list, states] of Object.entries(where)) {
-      const got = await page.$$eval(`[data-list="${list}"] .row`, (rows) => rows.map((r) => r.dataset.state));
+      const got = await page.$$eval(`[data-list="${list}"] .row`, (rows, extra) =>
+        rows.filter((r) => !extra.includes(r.dataset.id)).map((r) => r.dataset.state), extra);
       assert.deepEqual(got.sort(), states.slice().sort(), "section " + list);
     }
     const review = page.locator(`.row[data-id="${ids.review}"]`);
@@ -69,13 +76,22 @@ test("the queue renders sessions in each state", async () => {
     assert.match(await page.locator(`.row[data-id="${ids.waiting}"] .question`).innerText(), /tabs as separators/);
     assert.match(await page.locator(`.row[data-id="${ids.running}"] .step`).innerText(), /agent/);
     // every page at desktop and phone width, for people to look at
-    for (const [w, hgt, tag] of [[1280, 900, "desktop"], [390, 844, "phone"]]) {
-      await page.setViewportSize({ width: w, height: hgt });
+    for (const { width, height, tag } of h.VIEWPORTS) {
+      await page.setViewportSize({ width, height });
       await h.shot(page, "queue-" + tag);
       await page.goto(farm.url + "/sessions/" + ids.review);
       await page.waitForSelector("body[data-conn='live']");
       await page.waitForSelector(".timeline .current");
       await h.shot(page, "session-" + tag);
+      // the demo's local PR (branch, git commands, test output) and a draft PR
+      for (const name of ["local", "draft"]) {
+        await page.goto(farm.url + "/sessions/" + prs[name]);
+        await page.waitForSelector("body[data-conn='live']");
+        await page.waitForSelector('#log li[data-kind="pr_opened"]');
+        await page.waitForSelector("#meta .badge");
+        await h.shot(page, "session-" + name + "-" + tag);
+        await h.shot(page, "session-" + name + "-" + tag + "-onload", { fullPage: false });
+      }
       await page.goto(farm.url + "/sessions/" + ids.waiting);
       await page.waitForSelector("#answer-panel:not([hidden])");
       await h.shot(page, "session-waiting-" + tag);
@@ -114,7 +130,7 @@ test("a live session page receives new events", async () => {
     await page.waitForSelector("body[data-conn='live']");
     const before = Number(await page.getAttribute("body", "data-last-seq"));
     assert.ok(before > 0, "the log so far is shown");
-    const seq = farm.append(id, "output", { step: "agent", stream: "stdout", text: "a brand new line" });
+    const seq = farm.append(id, "output", { step: "agent", stream: "stdout", line: "a brand new line" });
     await page.waitForSelector(`#log li[data-seq="${seq}"]`);
     assert.match(await page.locator(`#log li[data-seq="${seq}"]`).innerText(), /a brand new line/);
     const s2 = farm.append(id, "step", { run: 1, step: "agent", status: "done", round: 1, ms: 1000 });
@@ -127,19 +143,138 @@ test("the session page reconnects after a server restart and shows each line onc
     const id = ids.testing;
     await page.goto(farm.url + "/sessions/" + id);
     await page.waitForSelector("body[data-conn='live']");
-    const a = farm.append(id, "output", { step: "test", stream: "stdout", text: "before the restart" });
+    const a = farm.append(id, "output", { step: "test", stream: "stdout", line: "before the restart" });
     await page.waitForSelector(`#log li[data-seq="${a}"]`);
     await farm.stop();
     await page.waitForSelector("body[data-conn='down']");
-    const b = farm.append(id, "output", { step: "test", stream: "stdout", text: "while the server was down" });
+    const b = farm.append(id, "output", { step: "test", stream: "stdout", line: "while the server was down" });
     await farm.start();
-    const c = farm.append(id, "output", { step: "test", stream: "stdout", text: "after the restart" });
+    const c = farm.append(id, "output", { step: "test", stream: "stdout", line: "after the restart" });
     await page.waitForSelector(`#log li[data-seq="${c}"]`, { timeout: 20000 });
     await page.waitForSelector("body[data-conn='live']");
     const seqs = await page.$$eval("#log li", (lis) => lis.map((li) => Number(li.dataset.seq)));
     const want = Array.from({ length: c }, (_, i) => i + 1);
     assert.deepEqual(seqs, want, "every line once, in order");
     assert.ok(seqs.includes(b));
+  });
+});
+
+// The output events carry their text in "line" (farm/run/pipeline_exec.c):
+// the failing test's own words are what a person reads the log for.
+test("an output line's text is visible on the session page", async () => {
+  await withPage("output-line", async (page) => {
+    await page.goto(farm.url + "/sessions/" + prs.local);
+    await page.waitForSelector("body[data-conn='live']");
+    await page.waitForSelector('#log li[data-kind="pr_opened"]'); // the log's last line
+    const texts = await page.$$eval('#log li[data-kind="output"] .text', (els) => els.map((e) => e.innerText));
+    assert.equal(texts.length, 6, "the run's six output lines are listed");
+    assert.deepEqual(texts.filter((t) => !t.trim()), [], "no output line is blank");
+    assert.ok(texts.includes('FAIL: greeter.sh prints "Hello, wrold!"'), "the failing test's line: " + JSON.stringify(texts));
+    const fail = page.locator('#log li[data-kind="output"] .text', { hasText: 'FAIL: greeter.sh prints "Hello, wrold!"' });
+    await fail.scrollIntoViewIfNeeded();
+    assert.ok(await fail.isVisible(), "the failing test's line is visible");
+    assert.equal(await fail.innerText(), 'FAIL: greeter.sh prints "Hello, wrold!"');
+    const box = await fail.boundingBox();
+    assert.ok(box && box.width > 100 && box.height > 8, "the line takes room on the page: " + JSON.stringify(box));
+    // the failed round's test output under Test results too
+    assert.match(await page.locator("#tests li.bad").innerText(), /FAIL: greeter\.sh prints "Hello, wrold!"/);
+  });
+});
+
+// A PR of the local tracker (local://) has no web page: its branch and the
+// git commands to see it, on the queue and on the session page.
+test("a local PR shows its branch", async () => {
+  await withPage("local-pr", async (page) => {
+    const branch = "farm/1-fix-the-typo-in-the-greeting";
+    await page.goto(farm.url + "/");
+    await page.waitForSelector("body[data-loaded='1']");
+    const row = page.locator(`[data-list="review"] .row[data-id="${prs.local}"]`);
+    assert.match(await row.innerText(), /local PR #2/);
+    const code = row.locator(".branch code");
+    assert.ok(await code.isVisible(), "the branch is shown on the queue");
+    assert.equal(await code.innerText(), branch);
+
+    await page.goto(farm.url + "/sessions/" + prs.local);
+    await page.waitForSelector("body[data-conn='live']");
+    const pr = page.locator("#pr");
+    await pr.locator(".pr-line").waitFor();
+    assert.match(await pr.locator(".pr-line").innerText(), /Local pull request #2 on branch farm\/1-fix-the-typo-in-the-greeting/);
+    const cmd = pr.locator("pre.cmd");
+    assert.ok(await cmd.isVisible(), "the commands are shown");
+    const lines = (await cmd.innerText()).split("\n");
+    assert.equal(lines[0], "farm issue show 2");
+    assert.match(lines[1], new RegExp("^git fetch \\S.* " + branch.replace(/\//g, "\\/") + "$"));
+    assert.equal(lines[2], "git log -p main..FETCH_HEAD");
+    assert.equal(await pr.locator("a").count(), 0, "no link to a page that does not exist");
+  });
+});
+
+// A draft PR (the session's pr_draft and pr_draft_reason) is no success:
+// the queue and the session page say "draft" and why.
+test("a draft PR with failing tests says draft and why", async () => {
+  await withPage("draft-pr", async (page) => {
+    await page.goto(farm.url + "/");
+    await page.waitForSelector("body[data-loaded='1']");
+    const row = page.locator(`[data-list="review"] .row[data-id="${prs.draft}"]`);
+    const badge = row.locator(".badge.draft");
+    assert.ok(await badge.isVisible(), "the queue shows a draft badge");
+    assert.equal(await badge.innerText(), "draft");
+    assert.match(await row.locator(".draft-reason").innerText(), /^Draft: the tests still fail after 2 rounds$/);
+    assert.match(await row.locator(".pr").innerText(), /draft PR #140/);
+    assert.equal(await page.locator(`.row[data-id="${ids.review}"] .badge.draft`).count(), 0, "a ready PR is no draft");
+    assert.equal(await page.locator(`.row[data-id="${prs.local}"] .badge.draft`).count(), 0);
+
+    // the session page
+    await page.goto(farm.url + "/sessions/" + prs.draft);
+    await page.waitForSelector("body[data-conn='live']");
+    await page.locator("#pr .pr-line").waitFor();
+    const top = page.locator("#draft-badge");
+    await top.waitFor();
+    assert.ok(await top.isVisible(), "the title's badges say draft");
+    assert.match(await page.locator("#pr .pr-line").innerText(), /Draft pull request #140/);
+    const why = page.locator("#pr .draft-reason");
+    assert.ok(await why.isVisible());
+    assert.match(await why.innerText(), /^draft the tests still fail after 2 rounds$/);
+    assert.match(await page.locator("#progress").innerText(),
+                 /^A draft pull request waits for review: the tests still fail after 2 rounds\./);
+    // a PR that is ready says nothing of the kind
+    await page.goto(farm.url + "/sessions/" + prs.local);
+    await page.waitForSelector("body[data-conn='live']");
+    await page.locator("#pr .pr-line").waitFor();
+    assert.ok(!(await page.locator("#draft-badge").isVisible()));
+    assert.match(await page.locator("#progress").innerText(), /^The pull request waits for review/);
+  });
+});
+
+// Following the log scrolls the log's box, never the window: after the
+// page loads (and after a live line) the title and state are in view. And
+// nothing (a branch name, a command) makes the page wider than the screen.
+test("the session page keeps the window at the top on load", async () => {
+  await withPage("no-jump", async (page) => {
+    const scrolled = {}, want = {}, boxes = [];
+    for (const { width, height, tag } of h.VIEWPORTS) {
+      want[tag] = { onLoad: 0, afterLine: 0, widerBy: 0 };
+      await page.setViewportSize({ width, height });
+      await page.goto(farm.url + "/sessions/" + prs.local);
+      await page.waitForSelector("body[data-conn='live']");
+      await page.waitForSelector('#log li[data-kind="pr_opened"]'); // the log's last line
+      await page.waitForSelector("#meta .badge");
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+      scrolled[tag] = { onLoad: await page.evaluate(() => window.scrollY) };
+      const log = await page.$eval("#log", (l) => ({ top: l.scrollTop, client: l.clientHeight, height: l.scrollHeight }));
+      assert.ok(log.height > log.client, tag + ": the log overflows its box (" + JSON.stringify(log) + ")");
+      boxes.push([log.top + log.client >= log.height - 2, tag + ": the box follows the log's end (" + JSON.stringify(log) + ")"]);
+      // a live line: the box follows, the window still does not move
+      const seq = farm.append(prs.local, "message", { author: "viewer", text: "a line while watching at " + tag });
+      await page.waitForSelector(`#log li[data-seq="${seq}"]`);
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+      scrolled[tag].afterLine = await page.evaluate(() => window.scrollY);
+      scrolled[tag].widerBy = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      const end = await page.$eval("#log", (l) => l.scrollTop + l.clientHeight >= l.scrollHeight - 2);
+      boxes.push([end, tag + ": the box shows the new line"]);
+    }
+    assert.deepEqual(scrolled, want, "window.scrollY at each width: the title and state stay in view");
+    for (const [ok, what] of boxes) assert.ok(ok, what);
   });
 });
 
@@ -178,18 +313,40 @@ test("the admin page shows the slots and changes scaling", async () => {
   });
 });
 
+// No farm page works inside a frame: the server's headers forbid it
+// (frame-ancestors 'none', X-Frame-Options), and a page framed anyway (a
+// proxy that drops them) hides itself (app.js).
 test("a page inside a frame hides itself", async () => {
   await withPage("frame", async (page) => {
     // the parent is a farm page too (chromium keeps other origins from framing loopback)
     await page.goto(farm.url + "/admin");
     assert.notEqual(await page.evaluate(() => getComputedStyle(document.documentElement).display), "none");
+    const shown = (f) => f.evaluate(() => !!document.querySelector("header.top") &&
+                                          getComputedStyle(document.documentElement).display !== "none").catch(() => false);
+    // as served: the browser shows nothing of the page in the frame
     await page.evaluate(() => {
       const f = document.createElement("iframe");
       f.src = "/sessions/1";
       document.body.append(f);
     });
-    const frame = await waitForFrame(page, farm.url + "/sessions/1");
+    const first = await h.waitFor(() => page.frames().find((f) => f !== page.mainFrame()), "the frame");
+    await first.waitForLoadState("load");
+    assert.equal(await shown(first), false, "the framed page is not shown (" + first.url() + ")");
+    // without the headers: the page's own script hides it
+    await page.route(farm.url + "/sessions/2", async (route) => {
+      const res = await route.fetch();
+      const headers = Object.fromEntries(Object.entries(res.headers())
+        .filter(([k]) => !["content-security-policy", "x-frame-options"].includes(k.toLowerCase())));
+      await route.fulfill({ response: res, headers });
+    });
+    await page.evaluate(() => {
+      const f = document.createElement("iframe");
+      f.src = "/sessions/2";
+      document.body.append(f);
+    });
+    const frame = await waitForFrame(page, farm.url + "/sessions/2");
     await frame.waitForLoadState("load");
+    assert.ok(await frame.evaluate(() => !!document.querySelector("header.top")), "the page itself loaded");
     const display = await frame.evaluate(() => getComputedStyle(document.documentElement).display);
     assert.equal(display, "none");
   });
