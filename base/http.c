@@ -13,6 +13,10 @@
  * libcurl documents sharing one connection cache between concurrent threads
  * (CURL_LOCK_DATA_CONNECT) as unsupported, so the share object carries only
  * the DNS cache and TLS sessions, under one mutex per kind of data.
+ *
+ * http_stream() drives the same loop with two more callbacks: the answer goes
+ * to the caller piece by piece as libcurl reads it, and the loop also watches
+ * for silence (an idle timeout) and asks the caller whether to go on.
  */
 #include "http.h"
 #include "clock.h"
@@ -145,11 +149,21 @@ static void conn_put(conn *c)
 /* ---- one transfer ------------------------------------------------------ */
 
 typedef struct xfer {
-    http_response *out;
-    buf headers; /* header lines of the response being received */
+    http_response *out; /* http_do(); NULL for a stream */
+    buf headers;        /* header lines of the response being received */
     const volatile int *cancel;
     int body_rc; /* why the body callback stopped the transfer */
     int header_rc;
+    /* http_stream() only */
+    const http_stream_handler *sh;
+    http_stream_result *sr;
+    long head_status; /* status line of the response being received */
+    int head_done;    /* on_head was called */
+    int cb_rc;        /* what a caller's callback returned to stop the transfer */
+    int idle_expired; /* nothing arrived for idle_timeout_ms */
+    size_t max_body;  /* cap on the bytes handed to on_data */
+    int64_t t0_ns;    /* when the call started */
+    int64_t last_ns;  /* when something last arrived */
 } xfer;
 
 static int cancelled(const volatile int *cancel)
@@ -195,6 +209,113 @@ static int on_progress(void *u, curl_off_t dltotal, curl_off_t dlnow, curl_off_t
     return cancelled(x->cancel);
 }
 
+/* ---- streaming callbacks ----------------------------------------------- */
+
+/* The caller's tick and the idle timeout, between two polls of a stream.
+ * CURLE_OK to go on; otherwise why the attempt stops. */
+static CURLcode stream_check(xfer *x)
+{
+    if (x->sh->on_tick) {
+        int rc = x->sh->on_tick(x->sh->ctx);
+        if (rc) {
+            x->cb_rc = rc;
+            return CURLE_ABORTED_BY_CALLBACK;
+        }
+    }
+    if (x->sh->idle_timeout_ms > 0 &&
+        clock_mono_ns() - x->last_ns > (int64_t)x->sh->idle_timeout_ms * 1000000) {
+        x->idle_expired = 1;
+        return CURLE_OPERATION_TIMEDOUT;
+    }
+    return CURLE_OK;
+}
+
+/* The status code of a status line ("HTTP/1.1 200 OK", "HTTP/2 200"). */
+static long status_of(const char *p, size_t n)
+{
+    const char *sp = memchr(p, ' ', n);
+    if (!sp || (size_t)(sp - p) + 4 > n)
+        return 0;
+    long v = 0;
+    for (int i = 1; i <= 3; i++) {
+        char c = sp[i];
+        if (c < '0' || c > '9')
+            return 0;
+        v = v * 10 + (c - '0');
+    }
+    return v;
+}
+
+static int stream_head(xfer *x)
+{
+    if (x->head_done)
+        return 0;
+    x->head_done = 1;
+    x->sr->status = x->head_status;
+    x->sr->head_ns = clock_mono_ns() - x->t0_ns;
+    int rc = x->sh->on_head(x->sh->ctx, x->head_status, buf_cstr(&x->headers));
+    if (rc)
+        x->cb_rc = rc;
+    return rc;
+}
+
+static size_t stream_on_header(char *p, size_t size, size_t n, void *u)
+{
+    xfer *x = u;
+    n *= size;
+    if (n == 0)
+        return 0;
+    x->last_ns = clock_mono_ns();
+    if (x->head_done)
+        return n; /* trailers of a chunked answer */
+    if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        buf_reset(&x->headers); /* a new response (after a 1xx) */
+        x->head_status = status_of(p, n);
+        return n;
+    }
+    if (p[0] == '\r' || p[0] == '\n') {
+        /* the end of a head: a 1xx is followed by the real one */
+        if (x->head_status >= 200 && stream_head(x))
+            return 0;
+        return n;
+    }
+    int rc = buf_append(&x->headers, p, n);
+    if (rc) {
+        x->header_rc = rc;
+        return 0;
+    }
+    return n;
+}
+
+static size_t stream_on_body(char *p, size_t size, size_t n, void *u)
+{
+    xfer *x = u;
+    n *= size;
+    int64_t now = clock_mono_ns();
+    x->last_ns = now;
+    if (!x->head_done && stream_head(x))
+        return 0;
+    if (n == 0)
+        return 0;
+    if (x->sr->bytes + n > x->max_body) {
+        x->body_rc = FARM_ETOOBIG;
+        return 0;
+    }
+    if (x->sr->first_byte_ns == 0)
+        x->sr->first_byte_ns = now - x->t0_ns;
+    x->sr->bytes += n;
+    int rc = x->sh->on_data(x->sh->ctx, p, n);
+    if (rc) {
+        x->cb_rc = rc;
+        return 0;
+    }
+    if (x->sh->on_tick && (rc = x->sh->on_tick(x->sh->ctx)) != 0) {
+        x->cb_rc = rc;
+        return 0;
+    }
+    return n;
+}
+
 /* Run one attempt to its end. Returns libcurl's result for it. */
 static CURLcode run_attempt(conn *c, xfer *x)
 {
@@ -219,6 +340,8 @@ static CURLcode run_attempt(conn *c, xfer *x)
             res = CURLE_ABORTED_BY_CALLBACK;
             break;
         }
+        if (x->sh && (res = stream_check(x)) != CURLE_OK)
+            break;
         if (curl_multi_poll(c->multi, NULL, 0, SLICE_MS, NULL) != CURLM_OK) {
             res = CURLE_OUT_OF_MEMORY;
             break;
@@ -411,6 +534,15 @@ static void url_for_log(char *out, size_t n, const char *url)
     snprintf(out, n, "%.*s", (int)(len > 200 ? 200 : len), url);
 }
 
+/* Free a header list, wiped first: it may hold a credential. */
+static void headers_free(struct curl_slist *list)
+{
+    for (struct curl_slist *l = list; l; l = l->next)
+        if (l->data)
+            explicit_bzero(l->data, strlen(l->data));
+    curl_slist_free_all(list);
+}
+
 static int build_headers(struct curl_slist **out, const http_request *req, int *has_ua)
 {
     struct curl_slist *list = NULL;
@@ -419,7 +551,7 @@ static int build_headers(struct curl_slist **out, const http_request *req, int *
     for (const char *const *h = req->headers; h && *h; h++) {
         if (strpbrk(*h, "\r\n") || !strchr(*h, ':')) {
             farm_error_set("http: malformed request header (no colon, or a line break)");
-            curl_slist_free_all(list);
+            headers_free(list);
             return FARM_EINVALID;
         }
         *has_ua |= header_named(*h, "User-Agent");
@@ -468,7 +600,7 @@ static int build_headers(struct curl_slist **out, const http_request *req, int *
     *out = list;
     return 0;
 nomem:
-    curl_slist_free_all(list);
+    headers_free(list);
     farm_error_set("http: out of memory");
     return FARM_ENOMEM;
 }
@@ -560,7 +692,7 @@ int http_do(http_response *out, const http_request *req_in)
     conn c;
     rc = conn_get(&c);
     if (rc) {
-        curl_slist_free_all(headers);
+        headers_free(headers);
         return rc;
     }
 
@@ -634,7 +766,135 @@ int http_do(http_response *out, const http_request *req_in)
 
     buf_free(&x.headers);
     curl_easy_setopt(c.easy, CURLOPT_HTTPHEADER, NULL);
-    curl_slist_free_all(headers);
+    headers_free(headers);
+    conn_put(&c);
+    return rc;
+}
+
+/* ---- streaming ------------------------------------------------------------ */
+
+/* What a stream's attempt ended with, as the call's return code. */
+static int stream_rc(xfer *x, CURLcode res, const char *method, const char *where,
+                     const char *errbuf, int attempt)
+{
+    if (x->cb_rc)
+        return x->cb_rc;
+    if (cancelled(x->cancel)) {
+        farm_error_set("http: %s %s: cancelled", method, where);
+        return FARM_ECANCELLED;
+    }
+    if (x->idle_expired) {
+        farm_error_set("http: %s %s: nothing received for %ld ms", method, where,
+                       x->sh->idle_timeout_ms);
+        return FARM_ETIMEOUT;
+    }
+    if (x->body_rc || x->header_rc || res == CURLE_FILESIZE_EXCEEDED) {
+        int nomem = x->body_rc == FARM_ENOMEM || x->header_rc == FARM_ENOMEM;
+        farm_error_set("http: %s %s: response %s over the cap of %zu bytes", method, where,
+                       x->header_rc ? "headers" : "body",
+                       x->header_rc ? (size_t)HEADERS_MAX : x->max_body);
+        return nomem ? FARM_ENOMEM : FARM_ETOOBIG;
+    }
+    farm_error_set("http: %s %s: %s (attempt %d)", method, where,
+                   errbuf[0] ? errbuf : curl_easy_strerror(res), attempt);
+    return map_curl(res);
+}
+
+int http_stream(http_stream_result *out, const http_request *req_in, const http_stream_handler *h)
+{
+    memset(out, 0, sizeof(*out));
+    if (!h || !h->on_head || !h->on_data) {
+        farm_error_set("http: a stream needs on_head and on_data");
+        return FARM_EINVALID;
+    }
+    if (!req_in || !req_in->url || !*req_in->url) {
+        farm_error_set("http: no URL");
+        return FARM_EINVALID;
+    }
+    http_request req = *req_in;
+    const char *method = req.method ? req.method : "GET";
+    if (!method_valid(method)) {
+        farm_error_set("http: invalid method '%.20s'", method);
+        return FARM_EINVALID;
+    }
+    if (req.connect_timeout_ms <= 0)
+        req.connect_timeout_ms = 5000;
+    if (req.timeout_ms <= 0)
+        req.timeout_ms = 30000;
+    if (req.max_retries < 0)
+        req.max_retries = 0;
+    if (req.max_retry_wait_ms < 0)
+        req.max_retry_wait_ms = 0;
+    if (req.max_response == 0)
+        req.max_response = 32u << 20;
+
+    int rc = http_global_init();
+    if (rc)
+        return rc;
+    struct curl_slist *headers = NULL;
+    int has_ua = 0;
+    if ((rc = build_headers(&headers, &req, &has_ua)) != 0)
+        return rc;
+    conn c;
+    if ((rc = conn_get(&c)) != 0) {
+        headers_free(headers);
+        return rc;
+    }
+
+    char where[256];
+    url_for_log(where, sizeof(where), req.url);
+    char errbuf[CURL_ERROR_SIZE];
+    xfer x = {.cancel = req.cancel, .sh = h, .sr = out, .max_body = req.max_response};
+    x.t0_ns = clock_mono_ns();
+    buf_init(&x.headers, HEADERS_MAX);
+    setup(c.easy, &req, method, &x, headers, has_ua, errbuf);
+    /* What makes it a stream: the bytes as they come, no decoding, no
+     * redirects, and libcurl's own size check off (on_body counts). */
+    curl_easy_setopt(c.easy, CURLOPT_WRITEFUNCTION, stream_on_body);
+    curl_easy_setopt(c.easy, CURLOPT_HEADERFUNCTION, stream_on_header);
+    curl_easy_setopt(c.easy, CURLOPT_ACCEPT_ENCODING, NULL);
+    curl_easy_setopt(c.easy, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+    curl_easy_setopt(c.easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c.easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)0);
+    int may_repeat = method_idempotent(method) || req.retry_unsafe;
+
+    for (int attempt = 1;; attempt++) {
+        if (cancelled(req.cancel)) {
+            farm_error_set("http: %s %s: cancelled", method, where);
+            rc = FARM_ECANCELLED;
+            break;
+        }
+        out->attempts = attempt;
+        buf_reset(&x.headers);
+        x.head_status = 0;
+        x.body_rc = x.header_rc = x.cb_rc = x.idle_expired = 0;
+        x.last_ns = clock_mono_ns();
+        errbuf[0] = '\0';
+
+        CURLcode res = run_attempt(&c, &x);
+        if (res == CURLE_OK) {
+            /* An answer without a body still has a head to give. */
+            rc = x.head_done ? 0 : stream_head(&x);
+            break;
+        }
+        rc = stream_rc(&x, res, method, where, errbuf, attempt);
+        if (x.head_done || x.cb_rc || x.idle_expired || x.body_rc || x.header_rc ||
+            cancelled(req.cancel) || !transport_retryable(res) ||
+            !(may_repeat || nothing_sent(res)) || attempt > req.max_retries)
+            break;
+        int64_t delay = backoff_ms(attempt);
+        if (delay > req.max_retry_wait_ms)
+            delay = req.max_retry_wait_ms;
+        if (sleep_ms(delay, req.cancel)) {
+            farm_error_set("http: %s %s: cancelled", method, where);
+            rc = FARM_ECANCELLED;
+            break;
+        }
+    }
+
+    buf_free(&x.headers);
+    curl_easy_setopt(c.easy, CURLOPT_HTTPHEADER, NULL);
+    headers_free(headers);
     conn_put(&c);
     return rc;
 }

@@ -79,6 +79,48 @@ char *http_response_header(const http_response *r, const char *name);
 
 void http_response_free(http_response *r);
 
+/* ---- streaming -------------------------------------------------------------
+ *
+ * http_stream() sends one request through the same client as http_do() (the
+ * same pool, timeouts, TLS and Unix-socket settings) but hands the answer over
+ * as it arrives instead of keeping it: on_head once, with the final status and
+ * the raw headers ("Name: value\r\n"...), then on_data for each piece libcurl
+ * reads, in order and as received (no Accept-Encoding is sent and nothing is
+ * decoded, so the bytes are the server's). Where it differs from http_do():
+ * - redirects are not followed: a 3xx is an answer like any other (following
+ *   one would carry the request's credentials wherever it points);
+ * - a status is never retried: the first answer is the answer. Transport
+ *   errors are retried by http_do()'s rules, and only while on_head has not
+ *   been called; once it has, nothing is repeated;
+ * - idle_timeout_ms ends a transfer on which nothing arrived for that long,
+ *   besides req->timeout_ms for the whole attempt (both FARM_ETIMEOUT);
+ * - req->max_response counts the bytes handed to on_data (FARM_ETOOBIG).
+ * Callbacks run on the calling thread; a non-zero return from any of them
+ * stops the transfer and http_stream() returns that value. */
+typedef struct http_stream_handler {
+    int (*on_head)(void *ctx, long status, const char *headers);
+    int (*on_data)(void *ctx, const char *p, size_t n);
+    int (*on_tick)(void *ctx); /* optional; called at least every 50 ms while the transfer runs
+                                  and after each piece, so a caller can stop a quiet transfer */
+    void *ctx;
+    long idle_timeout_ms; /* 0: none */
+} http_stream_handler;
+
+typedef struct http_stream_result {
+    long status;           /* the status given to on_head, 0 when none came */
+    int attempts;          /* how many attempts were made */
+    int64_t head_ns;       /* from the call to the response head (CLOCK_MONOTONIC), 0 when none */
+    int64_t first_byte_ns; /* from the call to the first body byte, 0 when none */
+    uint64_t bytes;        /* body bytes handed to on_data */
+} http_stream_result;
+
+/* Returns 0 when the whole answer was handed over (whatever its status), the
+ * non-zero value a callback returned, or FARM_ETIMEOUT, FARM_EIO (no
+ * connection, or it broke mid-answer), FARM_ETOOBIG, FARM_ECANCELLED
+ * (req->cancel), FARM_EINVALID, FARM_ENOMEM. *out is filled in every case and
+ * holds nothing to free. */
+int http_stream(http_stream_result *out, const http_request *req, const http_stream_handler *h);
+
 /* Call once at start-up, before any thread uses http_do(). Idempotent and
  * thread-safe (http_do() calls it too); returns 0, FARM_ERROR or FARM_ENOMEM. */
 int http_global_init(void);

@@ -2,7 +2,8 @@
  * test_http.c - the HTTP client against servers started inside the test:
  * libmicrohttpd on 127.0.0.1 for scripted answers, a listening socket that
  * never answers (a hanging server), a closed port (connection refused) and a
- * one-shot server on a Unix socket.
+ * one-shot server on a Unix socket. http_stream() is tested against the same
+ * servers and a raw one that answers from a script (pieces, pauses, hang-up).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -62,6 +63,21 @@ static ssize_t chunked_reader(void *cls, uint64_t pos, char *out, size_t max)
     return (ssize_t)n;
 }
 
+/* /pieces: "piece-0\n" ... "piece-4\n", 60 ms apart, in a chunked answer. */
+static ssize_t pieces_reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+    uint64_t i = pos / 8;
+    if (i >= 5)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (i > 0)
+        usleep(60 * 1000);
+    char piece[9];
+    snprintf(piece, sizeof piece, "piece-%d\n", (int)i);
+    size_t n = max < 8 ? max : 8;
+    memcpy(out, piece, n);
+    return (ssize_t)n;
+}
+
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *body,
                              const char *const *headers)
 {
@@ -118,6 +134,18 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         enum MHD_Result ret = MHD_queue_response(c, 200, r);
         MHD_destroy_response(r);
         return ret;
+    }
+    if (!strcmp(url, "/pieces")) {
+        struct MHD_Response *r =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, pieces_reader, NULL, NULL);
+        MHD_add_response_header(r, "Content-Type", "text/event-stream");
+        enum MHD_Result ret = MHD_queue_response(c, 200, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    if (!strcmp(url, "/redirect")) {
+        const char *h[] = {"Location", "/ok", NULL};
+        return reply(c, 302, "moved", h);
     }
     if (!strcmp(url, "/flaky")) {
         const char *h1[] = {"X-Attempt", "1", NULL};
@@ -758,6 +786,319 @@ static void concurrent_calls(void **state)
     assert_int_equal(total, 100);
 }
 
+/* ---- streaming ---------------------------------------------------------------- */
+
+typedef struct sink {
+    long status;
+    char headers[4096];
+    int heads;
+    buf data;
+    int pieces;
+    int64_t first_ms, last_ms; /* when the first and last pieces came */
+    int stop_after;            /* on_data returns -42 after this many pieces (0: never) */
+    int tick_stop_ms;          /* on_tick returns -99 after this long (0: never) */
+    int64_t t0;
+} sink;
+
+static int sink_head(void *ctx, long status, const char *headers)
+{
+    sink *k = ctx;
+    k->status = status;
+    k->heads++;
+    snprintf(k->headers, sizeof k->headers, "%s", headers);
+    return 0;
+}
+
+static int sink_data(void *ctx, const char *p, size_t n)
+{
+    sink *k = ctx;
+    int64_t now = clock_mono_ms();
+    if (k->pieces++ == 0)
+        k->first_ms = now - k->t0;
+    k->last_ms = now - k->t0;
+    buf_append(&k->data, p, n);
+    return k->stop_after && k->pieces >= k->stop_after ? -42 : 0;
+}
+
+static int sink_tick(void *ctx)
+{
+    sink *k = ctx;
+    return k->tick_stop_ms && clock_mono_ms() - k->t0 >= k->tick_stop_ms ? -99 : 0;
+}
+
+static void sink_init(sink *k, http_stream_handler *h)
+{
+    memset(k, 0, sizeof(*k));
+    buf_init(&k->data, 1u << 30);
+    k->t0 = clock_mono_ms();
+    http_stream_handler d = {sink_head, sink_data, sink_tick, k, 0};
+    *h = d;
+}
+
+/* A raw server for one connection: after the request head, it writes each
+ * step's bytes after the step's pause, then closes. */
+typedef struct step {
+    int pause_ms;
+    const char *bytes;
+} step;
+
+typedef struct raw_server {
+    int lfd;
+    const step *steps;
+    pthread_t th;
+} raw_server;
+
+static void *raw_serve(void *p)
+{
+    raw_server *s = p;
+    int fd = accept(s->lfd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    char req[8192];
+    size_t len = 0;
+    while (len < sizeof req - 1) {
+        ssize_t k = read(fd, req + len, sizeof req - 1 - len);
+        if (k <= 0)
+            break;
+        len += (size_t)k;
+        req[len] = '\0';
+        if (strstr(req, "\r\n\r\n"))
+            break;
+    }
+    for (const step *st = s->steps; st->bytes; st++) {
+        usleep((useconds_t)st->pause_ms * 1000);
+        if (send(fd, st->bytes, strlen(st->bytes), MSG_NOSIGNAL) < 0)
+            break;
+    }
+    close(fd);
+    return NULL;
+}
+
+static void raw_start(raw_server *s, const step *steps, char *u, size_t n)
+{
+    int p;
+    s->lfd = listen_loopback(&p);
+    assert_int_equal(listen(s->lfd, 4), 0);
+    s->steps = steps;
+    snprintf(u, n, "http://127.0.0.1:%d/raw", p);
+    assert_int_equal(pthread_create(&s->th, NULL, raw_serve, s), 0);
+}
+
+static void raw_stop(raw_server *s)
+{
+    pthread_join(s->th, NULL);
+    close(s->lfd);
+}
+
+static void stream_hands_over_pieces_as_they_come(void **state)
+{
+    sink k;
+    http_stream_handler h;
+    sink_init(&k, &h);
+    http_request req = HTTP_REQUEST_INIT;
+    req.url = url("/pieces");
+    http_stream_result res;
+    assert_int_equal(http_stream(&res, &req, &h), 0);
+    assert_int_equal(k.heads, 1);
+    assert_int_equal(k.status, 200);
+    assert_int_equal(res.status, 200);
+    assert_int_equal(res.attempts, 1);
+    assert_non_null(strcasestr(k.headers, "content-type: text/event-stream"));
+    assert_null(strstr(k.headers, "HTTP/"));
+    assert_string_equal(buf_cstr(&k.data), "piece-0\npiece-1\npiece-2\npiece-3\npiece-4\n");
+    assert_int_equal(res.bytes, 40);
+    /* handed over one by one while the server was still sending */
+    assert_true(k.pieces >= 5);
+    assert_true(k.first_ms < 150);
+    assert_true(k.last_ms >= 200);
+    assert_true(res.head_ns > 0 && res.first_byte_ns >= res.head_ns);
+    buf_free(&k.data);
+
+    /* a body of known length, and an empty one */
+    sink_init(&k, &h);
+    req.url = url("/ok");
+    assert_int_equal(http_stream(&res, &req, &h), 0);
+    assert_string_equal(buf_cstr(&k.data), "hello");
+    assert_non_null(strcasestr(k.headers, "x-custom: yes"));
+    buf_free(&k.data);
+    sink_init(&k, &h);
+    req.method = "HEAD";
+    assert_int_equal(http_stream(&res, &req, &h), 0);
+    assert_int_equal(k.heads, 1);
+    assert_int_equal(k.status, 200);
+    assert_int_equal(k.data.len, 0);
+    buf_free(&k.data);
+}
+
+static void stream_takes_the_first_answer(void **state)
+{
+    sink k;
+    http_stream_handler h;
+    /* a 503 is an answer: not retried, whatever the method */
+    sink_init(&k, &h);
+    http_request req = HTTP_REQUEST_INIT;
+    req.url = url("/flaky");
+    http_stream_result res;
+    assert_int_equal(http_stream(&res, &req, &h), 0);
+    assert_int_equal(res.status, 503);
+    assert_int_equal(res.attempts, 1);
+    assert_string_equal(buf_cstr(&k.data), "busy");
+    buf_free(&k.data);
+
+    /* a redirect is not followed (it would carry the credentials along) */
+    sink_init(&k, &h);
+    req.url = url("/redirect");
+    assert_int_equal(http_stream(&res, &req, &h), 0);
+    assert_int_equal(res.status, 302);
+    assert_string_equal(buf_cstr(&k.data), "moved");
+    buf_free(&k.data);
+
+    /* headers and body arrive as sent, and the method too */
+    sink_init(&k, &h);
+    const char *hd[] = {"X-Test: 7", NULL};
+    req.url = url("/echo");
+    req.method = "POST";
+    req.headers = hd;
+    req.body = "{\"s\":1}";
+    req.body_len = 7;
+    assert_int_equal(http_stream(&res, &req, &h), 0);
+    assert_non_null(strstr(buf_cstr(&k.data), "method=POST\n"));
+    assert_non_null(strstr(buf_cstr(&k.data), "x-test=7\n"));
+    assert_non_null(strstr(buf_cstr(&k.data), "body={\"s\":1}"));
+    buf_free(&k.data);
+
+    /* a connection never made is repeated, as http_do does, even for a POST */
+    char u[64];
+    refused_url(u, sizeof u);
+    sink_init(&k, &h);
+    req = (http_request)HTTP_REQUEST_INIT;
+    req.url = u;
+    req.method = "POST";
+    req.max_retries = 1;
+    req.max_retry_wait_ms = 10;
+    assert_int_equal(http_stream(&res, &req, &h), FARM_EIO);
+    assert_int_equal(res.attempts, 2);
+    assert_int_equal(k.heads, 0);
+    buf_free(&k.data);
+}
+
+static void stream_idle_timeout(void **state)
+{
+    /* silence before any answer */
+    char u[96];
+    int fd = hanging_server(u, sizeof u);
+    sink k;
+    http_stream_handler h;
+    sink_init(&k, &h);
+    h.idle_timeout_ms = 300;
+    http_request req = HTTP_REQUEST_INIT;
+    req.url = u;
+    req.max_retries = 0;
+    http_stream_result res;
+    int64_t t0 = clock_mono_ms();
+    assert_int_equal(http_stream(&res, &req, &h), FARM_ETIMEOUT);
+    int64_t took = clock_mono_ms() - t0;
+    assert_true(took >= 250 && took < 1500);
+    assert_int_equal(res.status, 0);
+    assert_non_null(strstr(farm_error_last(), "nothing received for 300 ms"));
+    buf_free(&k.data);
+    close(fd);
+
+    /* silence in the middle of an answer: what came is handed over, no retry */
+    static const step steps[] = {
+        {0, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"},
+        {1500, "5\r\nlater\r\n0\r\n\r\n"},
+        {0, NULL},
+    };
+    raw_server rs;
+    raw_start(&rs, steps, u, sizeof u);
+    sink_init(&k, &h);
+    h.idle_timeout_ms = 300;
+    req.url = u;
+    req.max_retries = 3;
+    t0 = clock_mono_ms();
+    assert_int_equal(http_stream(&res, &req, &h), FARM_ETIMEOUT);
+    took = clock_mono_ms() - t0;
+    assert_true(took >= 250 && took < 1200);
+    assert_int_equal(res.status, 200);
+    assert_int_equal(res.attempts, 1);
+    assert_string_equal(buf_cstr(&k.data), "hello");
+    buf_free(&k.data);
+    raw_stop(&rs);
+
+    /* a steady trickle is not idle, however long it takes */
+    static const step trickle[] = {
+        {0, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\na"},
+        {200, "b"},
+        {200, "c"},
+        {200, "d"},
+        {0, NULL},
+    };
+    raw_start(&rs, trickle, u, sizeof u);
+    sink_init(&k, &h);
+    h.idle_timeout_ms = 300;
+    assert_int_equal(http_stream(&res, &req, &h), 0);
+    assert_string_equal(buf_cstr(&k.data), "abcd");
+    buf_free(&k.data);
+    raw_stop(&rs);
+
+    /* cut off mid-answer: FARM_EIO, what came before handed over */
+    static const step cut[] = {
+        {0, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial"},
+        {0, NULL},
+    };
+    raw_start(&rs, cut, u, sizeof u);
+    sink_init(&k, &h);
+    assert_int_equal(http_stream(&res, &req, &h), FARM_EIO);
+    assert_string_equal(buf_cstr(&k.data), "partial");
+    assert_int_equal(res.attempts, 1);
+    buf_free(&k.data);
+    raw_stop(&rs);
+}
+
+static void stream_callbacks_stop_it(void **state)
+{
+    /* on_data says stop: the transfer is dropped, not drained */
+    sink k;
+    http_stream_handler h;
+    sink_init(&k, &h);
+    k.stop_after = 3;
+    http_request req = HTTP_REQUEST_INIT;
+    req.url = url("/bigchunked");
+    http_stream_result res;
+    assert_int_equal(http_stream(&res, &req, &h), -42);
+    assert_int_equal(k.pieces, 3);
+    assert_int_equal(res.attempts, 1);
+    usleep(100 * 1000);
+    assert_true(atomic_load(&chunked_sent) < CHUNKED_BYTES / 2);
+    buf_free(&k.data);
+
+    /* on_tick says stop while the server says nothing */
+    char u[64];
+    int fd = hanging_server(u, sizeof u);
+    sink_init(&k, &h);
+    k.tick_stop_ms = 150;
+    req.url = u;
+    req.timeout_ms = 10000;
+    int64_t t0 = clock_mono_ms();
+    assert_int_equal(http_stream(&res, &req, &h), -99);
+    assert_true(clock_mono_ms() - t0 < 600);
+    buf_free(&k.data);
+    close(fd);
+
+    /* the cap counts what was handed over */
+    sink_init(&k, &h);
+    req.url = url("/big");
+    req.max_response = 1000;
+    assert_int_equal(http_stream(&res, &req, &h), FARM_ETOOBIG);
+    assert_true(k.data.len <= 1000);
+    buf_free(&k.data);
+
+    /* no callbacks, no stream */
+    http_stream_handler none = {0};
+    assert_int_equal(http_stream(&res, &req, &none), FARM_EINVALID);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -776,6 +1117,10 @@ int main(void)
         cmocka_unit_test_setup(unix_socket_option, reset_hits),
         cmocka_unit_test_setup(invalid_requests_refused, reset_hits),
         cmocka_unit_test_setup(concurrent_calls, reset_hits),
+        cmocka_unit_test_setup(stream_hands_over_pieces_as_they_come, reset_hits),
+        cmocka_unit_test_setup(stream_takes_the_first_answer, reset_hits),
+        cmocka_unit_test_setup(stream_idle_timeout, reset_hits),
+        cmocka_unit_test_setup(stream_callbacks_stop_it, reset_hits),
     };
     return cmocka_run_group_tests(tests, server_start, server_stop);
 }
