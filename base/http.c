@@ -654,31 +654,42 @@ static void setup(CURL *e, const http_request *req, const char *method, xfer *x,
     }
 }
 
+/* Check a request and fill in the defaults: a copy of req_in in *req, its
+ * method in *method. Returns 0 or FARM_EINVALID with the reason set. */
+static int request_settle(http_request *req, const char **method, const http_request *req_in)
+{
+    if (!req_in || !req_in->url || !*req_in->url) {
+        farm_error_set("http: no URL");
+        return FARM_EINVALID;
+    }
+    *req = *req_in;
+    *method = req->method ? req->method : "GET";
+    if (!method_valid(*method)) {
+        farm_error_set("http: invalid method '%.20s'", *method);
+        return FARM_EINVALID;
+    }
+    if (req->connect_timeout_ms <= 0)
+        req->connect_timeout_ms = 5000;
+    if (req->timeout_ms <= 0)
+        req->timeout_ms = 30000;
+    if (req->max_retries < 0)
+        req->max_retries = 0;
+    if (req->max_retry_wait_ms < 0)
+        req->max_retry_wait_ms = 0;
+    if (req->max_response == 0)
+        req->max_response = 32u << 20;
+    return 0;
+}
+
 int http_do(http_response *out, const http_request *req_in)
 {
     memset(out, 0, sizeof(*out));
     out->ratelimit_remaining = -1;
     buf_init(&out->body, 32u << 20);
-    if (!req_in || !req_in->url || !*req_in->url) {
-        farm_error_set("http: no URL");
+    http_request req;
+    const char *method;
+    if (request_settle(&req, &method, req_in))
         return FARM_EINVALID;
-    }
-    http_request req = *req_in;
-    const char *method = req.method ? req.method : "GET";
-    if (!method_valid(method)) {
-        farm_error_set("http: invalid method '%.20s'", method);
-        return FARM_EINVALID;
-    }
-    if (req.connect_timeout_ms <= 0)
-        req.connect_timeout_ms = 5000;
-    if (req.timeout_ms <= 0)
-        req.timeout_ms = 30000;
-    if (req.max_retries < 0)
-        req.max_retries = 0;
-    if (req.max_retry_wait_ms < 0)
-        req.max_retry_wait_ms = 0;
-    if (req.max_response == 0)
-        req.max_response = 32u << 20;
     buf_init(&out->body, req.max_response);
 
     int rc = http_global_init();
@@ -807,26 +818,10 @@ int http_stream(http_stream_result *out, const http_request *req_in, const http_
         farm_error_set("http: a stream needs on_head and on_data");
         return FARM_EINVALID;
     }
-    if (!req_in || !req_in->url || !*req_in->url) {
-        farm_error_set("http: no URL");
+    http_request req;
+    const char *method;
+    if (request_settle(&req, &method, req_in))
         return FARM_EINVALID;
-    }
-    http_request req = *req_in;
-    const char *method = req.method ? req.method : "GET";
-    if (!method_valid(method)) {
-        farm_error_set("http: invalid method '%.20s'", method);
-        return FARM_EINVALID;
-    }
-    if (req.connect_timeout_ms <= 0)
-        req.connect_timeout_ms = 5000;
-    if (req.timeout_ms <= 0)
-        req.timeout_ms = 30000;
-    if (req.max_retries < 0)
-        req.max_retries = 0;
-    if (req.max_retry_wait_ms < 0)
-        req.max_retry_wait_ms = 0;
-    if (req.max_response == 0)
-        req.max_response = 32u << 20;
 
     int rc = http_global_init();
     if (rc)
