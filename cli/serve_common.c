@@ -21,8 +21,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DRAIN_MS 10000
+
+/* A farm with no API tokens trusts loopback clients; say so when its
+ * public_url suggests it is reached from elsewhere (through a proxy on this
+ * host, whose requests are never taken for loopback ones). */
+static void warn_exposed(const config *cfg)
+{
+    const char *u = cfg->public_url ? strstr(cfg->public_url, "://") : NULL;
+    if (cfg->ntokens > 0 || !u)
+        return;
+    u += 3;
+    if (!strncmp(u, "127.", 4) || !strncmp(u, "localhost", 9) || !strncmp(u, "[::1]", 5))
+        return;
+    log_warn("no API tokens are configured: the API and the streams answer loopback clients "
+             "only, and a request a proxy forwarded is not one",
+             "public_url", cfg->public_url, "hint", "configure tokens (docs/config.md)");
+}
 
 /* Probe the host's isolation and log it; 0 when agents may run. */
 static int check_sandbox(const config *cfg)
@@ -61,6 +78,16 @@ int serve_start(serve_state *out, config *cfg, const server_options *sopt, int i
         return -1;
     }
 
+    /* The port first: a second farm on a busy port stops here, before it
+     * creates a data directory or starts anything. */
+    server_options so = sopt ? *sopt : (server_options)SERVER_OPTIONS_INIT;
+    if (so.listen_fd < 0 && server_bind(&so.listen_fd, cfg) != 0) {
+        fprintf(stderr, "farm: %s\n", farm_error_last());
+        config_free(cfg);
+        return -1;
+    }
+    warn_exposed(cfg);
+
     sigemptyset(&out->signals);
     sigaddset(&out->signals, SIGINT);
     sigaddset(&out->signals, SIGTERM);
@@ -70,6 +97,7 @@ int serve_start(serve_state *out, config *cfg, const server_options *sopt, int i
 
     if (farm_open(&out->f, cfg) != 0) { /* cfg is the farm's now, even on failure */
         fprintf(stderr, "farm: cannot open the farm: %s\n", farm_error_last());
+        close(so.listen_fd);
         return -1;
     }
     if (outbox_start(out->f) != 0) { /* tracker side effects (farm/report/outbox.h) */
@@ -86,10 +114,12 @@ int serve_start(serve_state *out, config *cfg, const server_options *sopt, int i
         fprintf(stderr, "farm: cannot start the scheduler: %s\n", farm_error_last());
         goto fail;
     }
-    if (server_start(&out->srv, out->f, sopt) != 0) {
+    if (server_start(&out->srv, out->f, &so) != 0) { /* takes the socket */
         fprintf(stderr, "farm: %s\n", farm_error_last());
+        so.listen_fd = -1;
         goto fail;
     }
+    so.listen_fd = -1;
     /* the daily digest comment, when configured (farm/digest/digest.h) */
     if (digest_daily_start(&out->daily, out->f) != 0)
         log_error("the daily digest will not be posted", "error", farm_error_last());
@@ -99,6 +129,10 @@ int serve_start(serve_state *out, config *cfg, const server_options *sopt, int i
     fprintf(stderr, "farm: listening on http://%s\n", address);
     return 0;
 fail:
+    scheduler_stop(out->f);
+    outbox_stop(out->f);
+    if (so.listen_fd >= 0)
+        close(so.listen_fd);
     farm_close(out->f);
     out->f = NULL;
     return -1;

@@ -23,9 +23,11 @@ typedef struct serve_state {
 
 /* Run the whole start-up on cfg (which the call TAKES OWNERSHIP of, on
  * success and failure alike): apply its log level, refuse an unsafe listen
- * address, block the signals, open the farm, start the outbox, check the
- * sandbox and start the scheduler (unless intake_only), listen and start the
- * digest; logs "listening" and prints "farm: listening on http://ADDR".
+ * address, bind the listen address (first: a busy port is reported before
+ * anything else happens), block the signals, open the farm, start the
+ * outbox, check the sandbox and start the scheduler (unless intake_only),
+ * serve on the bound socket and start the digest; logs "listening" and
+ * prints "farm: listening on http://ADDR".
  * Every failure is printed to stderr. Returns 0 with *out filled in (stop
  * it with serve_stop()), or -1. */
 int serve_start(serve_state *out, config *cfg, const server_options *sopt, int intake_only);

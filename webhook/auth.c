@@ -91,15 +91,24 @@ int auth_api_identify(auth_identity *out, const config *c, const char *authoriza
     return 0;
 }
 
-int auth_github_check(const config *c, const void *body, size_t len, const char *signature,
-                      int loopback)
+int auth_github_on(const config *c)
+{
+    return c->github.webhook_secret && *c->github.webhook_secret;
+}
+
+int auth_azure_on(const config *c)
+{
+    int have_basic = c->azure.webhook_password && *c->azure.webhook_password;
+    int have_header = c->azure.webhook_header && *c->azure.webhook_header &&
+                      c->azure.webhook_header_secret && *c->azure.webhook_header_secret;
+    return have_basic || have_header;
+}
+
+int auth_github_check(const config *c, const void *body, size_t len, const char *signature)
 {
     const char *secret = c->github.webhook_secret;
-    if (!secret || !*secret) {
-        if (loopback)
-            return 0;
-        farm_error_set("no github.webhook_secret is configured: only loopback deliveries are "
-                       "accepted");
+    if (!auth_github_on(c)) {
+        farm_error_set("the GitHub webhook is off: set github.webhook_secret");
         return FARM_EAUTH;
     }
     if (!signature) {
@@ -137,17 +146,14 @@ static int basic_matches(const config *c, const char *authorization)
     return ok;
 }
 
-int auth_azure_check(const config *c, const char *authorization, const char *header_value,
-                     int loopback)
+int auth_azure_check(const config *c, const char *authorization, const char *header_value)
 {
     int have_basic = c->azure.webhook_password && *c->azure.webhook_password;
     int have_header = c->azure.webhook_header && *c->azure.webhook_header &&
                       c->azure.webhook_header_secret && *c->azure.webhook_header_secret;
     if (!have_basic && !have_header) {
-        if (loopback)
-            return 0;
-        farm_error_set("no Azure DevOps webhook credentials are configured: only loopback "
-                       "deliveries are accepted");
+        farm_error_set("the Azure DevOps webhook is off: set azure.webhook_password (with "
+                       "azure.webhook_user) or azure.webhook_header_secret");
         return FARM_EAUTH;
     }
     if (have_header && header_value && crypto_streq(header_value, c->azure.webhook_header_secret))

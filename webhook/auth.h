@@ -4,9 +4,12 @@
  * Three doors: the GitHub webhook (HMAC signature over the body), the Azure
  * DevOps service hook (basic auth or a shared header secret) and the API
  * (bearer tokens from config.tokens, each with a role). Every secret is
- * compared in constant time. A server with nothing configured for a door
- * serves loopback clients only through it (the demo); `farm serve` refuses to
- * listen beyond loopback without secrets and tokens (config_check_serve).
+ * compared in constant time. A webhook with no secret configured is off:
+ * unsigned deliveries are never accepted, from anywhere. An API with no
+ * tokens configured serves loopback clients only (the demo and the CLI on
+ * the same host; server.c does not count a request a proxy forwarded as
+ * loopback); `farm serve` refuses to listen beyond loopback without secrets
+ * and tokens (config_check_serve).
  */
 #ifndef FARM_WEBHOOK_AUTH_H
 #define FARM_WEBHOOK_AUTH_H
@@ -42,19 +45,25 @@ int auth_api_identify(auth_identity *out, const config *c, const char *authoriza
 /* 1 when `have` is at least `need`. */
 int auth_role_allows(auth_role have, auth_role need);
 
+/* Is the GitHub webhook on (github.webhook_secret set)? */
+int auth_github_on(const config *c);
+
+/* Is the Azure DevOps webhook on (a basic auth password or a header
+ * secret set)? */
+int auth_azure_on(const config *c);
+
 /* Check a GitHub delivery's X-Hub-Signature-256 (may be NULL) against
- * github.webhook_secret. With no secret configured, loopback deliveries are
- * accepted unsigned. Returns 0 or FARM_EAUTH with the reason in the error
- * slot (never the secret). */
-int auth_github_check(const config *c, const void *body, size_t len, const char *signature,
-                      int loopback);
+ * github.webhook_secret. With no secret configured, every delivery is
+ * refused. Returns 0 or FARM_EAUTH with the reason in the error slot (never
+ * the secret). */
+int auth_github_check(const config *c, const void *body, size_t len, const char *signature);
 
 /* Check an Azure DevOps delivery: the Authorization header (basic auth
  * against azure.webhook_user / azure.webhook_password) or the configured
  * azure.webhook_header carrying azure.webhook_header_secret. header_value is
  * the value of that configured header (NULL when absent or none
- * configured). Returns 0 or FARM_EAUTH. */
-int auth_azure_check(const config *c, const char *authorization, const char *header_value,
-                     int loopback);
+ * configured). With neither configured, every delivery is refused. Returns
+ * 0 or FARM_EAUTH. */
+int auth_azure_check(const config *c, const char *authorization, const char *header_value);
 
 #endif

@@ -59,7 +59,13 @@ static const char *const known_events[] = {
     "ms.vss-code.git-pullrequest-comment-event",
 };
 static const char *const known_outcomes[] = {"accepted", "ignored",   "duplicate", "unauthorized",
-                                             "invalid",  "too_large", "error"};
+                                             "invalid",  "too_large", "error",     "off"};
+static const char *const known_refusals[] = {
+    "connections",  "connections_per_ip", "header_timeout", "body_too_slow", "body_budget",
+    "large_bodies", "bad_request",        "misdirected",    "cross_origin",
+};
+#define NREFUSALS (sizeof(known_refusals) / sizeof(known_refusals[0]))
+static atomic_uint_fast64_t refusals[NREFUSALS + 1]; /* the last one is "other" */
 static const char *const known_trackers[] = {"github", "azure", "local"};
 
 static const char *closed_set(const char *v, const char *const *set, size_t n, const char *other)
@@ -123,6 +129,14 @@ void metrics_ack_observe(int64_t ns)
     atomic_fetch_add(&ack_sum_ns, (uint_fast64_t)ns);
 }
 
+void metrics_http_refused(const char *reason)
+{
+    size_t i = 0;
+    while (i < NREFUSALS && (!reason || strcmp(reason, known_refusals[i])))
+        i++;
+    atomic_fetch_add(&refusals[i], 1);
+}
+
 /* Prometheus label values escape \, " and newline. */
 static int put_label(buf *b, const char *v)
 {
@@ -177,6 +191,14 @@ static int render_own(buf *b)
                         deliveries[i].n);
     pthread_mutex_unlock(&lock);
 
+    if (!rc)
+        rc = buf_puts(b, "# HELP farm_http_refused_total Connections and requests refused or cut "
+                         "off by the per-client limits and the header checks, by reason.\n"
+                         "# TYPE farm_http_refused_total counter\n");
+    for (size_t i = 0; i <= NREFUSALS && !rc; i++)
+        rc = buf_printf(b, "farm_http_refused_total{reason=\"%s\"} %" PRIu64 "\n",
+                        i < NREFUSALS ? known_refusals[i] : "other",
+                        (uint64_t)atomic_load(&refusals[i]));
     if (!rc)
         rc = buf_puts(b, "# HELP farm_webhook_ack_seconds Time from a delivery's request headers "
                          "to its queued response.\n# TYPE farm_webhook_ack_seconds histogram\n");

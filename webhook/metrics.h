@@ -4,7 +4,9 @@
  * The counters live in this process (one server per process): requests by
  * route and status, webhook deliveries by tracker, event and outcome
  * (including the ones refused before the store saw them: unauthorized,
- * invalid, too large), and the ack-latency histogram of the hooks (request
+ * invalid, too large, a hook that is off), connections and requests the
+ * per-client limits refused or cut off (clients.h, by reason), and the
+ * ack-latency histogram of the hooks (request
  * headers in -> response queued). metrics_render() adds what the store
  * knows: sessions by state, queue depth, recorded deliveries and the group
  * commit's counters. All functions are thread-safe.
@@ -24,6 +26,13 @@ void metrics_http_count(const char *route, int status);
 void metrics_delivery_count(const char *tracker, const char *event, const char *outcome);
 
 void metrics_ack_observe(int64_t ns);
+
+/* A connection or request refused or cut off by a limit before any route
+ * answered: reason is one of "connections", "connections_per_ip",
+ * "header_timeout", "body_too_slow", "body_budget", "large_bodies",
+ * "bad_request", "misdirected", "cross_origin" (anything else counts as
+ * "other"). */
+void metrics_http_refused(const char *reason);
 
 /* Append the whole page (Prometheus text format 0.0.4) to out. Store
  * figures that cannot be read are left out and counted in

@@ -1,9 +1,12 @@
 /*
  * route_hooks.c - POST /hooks/github and POST /hooks/azure.
  *
- * The order of checks is the contract: the size cap (413, enforced by the
- * server while the body streams in), the signature or credentials (401), the
- * JSON and its shape (400), then farm_ingest_submit() with the connection
+ * The order of checks is the contract. At the headers, before the body is
+ * read: a hook with no secret configured is off (404, saying which key turns
+ * it on; unsigned deliveries are never accepted), Azure DevOps credentials
+ * (401), the size cap (413, enforced by the server, also while the body
+ * streams in). With the body: the GitHub signature (401), the JSON and its
+ * shape (400), then farm_ingest_submit() with the connection
  * suspended: no thread waits for the store; the group commit's completion
  * resumes the connection, and the answer goes out once the delivery is
  * durable: 202 accepted, 200 duplicate or ignored, 503 when the store failed
@@ -152,6 +155,37 @@ static int submitted(web_request *req, int *done)
     return 1;
 }
 
+int route_hook_github_early(web_request *req)
+{
+    if (!auth_github_on(req->cfg)) {
+        refuse(req, "github", web_header(req, "X-GitHub-Event"), 404, "off",
+               "the GitHub webhook is off: set github.webhook_secret",
+               "configure the webhook's secret in the farm (github.webhook_secret) and in GitHub");
+        return 0;
+    }
+    return 0;
+}
+
+int route_hook_azure_early(web_request *req)
+{
+    if (!auth_azure_on(req->cfg)) {
+        refuse(req, "azure", NULL, 404, "off",
+               "the Azure DevOps webhook is off: set azure.webhook_password or "
+               "azure.webhook_header_secret",
+               "configure the service hook's credentials in the farm's azure section");
+        return 0;
+    }
+    const char *header = req->cfg->azure.webhook_header;
+    if (auth_azure_check(req->cfg, web_header(req, "Authorization"),
+                         header && *header ? web_header(req, header) : NULL) != 0) {
+        refuse(req, "azure", NULL, 401, "unauthorized", farm_error_last(),
+               "configure the service hook with the basic auth user and password (or header) "
+               "in the farm's azure section");
+        return 0;
+    }
+    return 0;
+}
+
 int route_hook_github(web_request *req)
 {
     int done;
@@ -162,7 +196,7 @@ int route_hook_github(web_request *req)
     snprintf(req->delivery, sizeof(req->delivery), "%s", delivery ? delivery : "");
 
     if (auth_github_check(req->cfg, req->body.data, req->body.len,
-                          web_header(req, "X-Hub-Signature-256"), req->loopback) != 0) {
+                          web_header(req, "X-Hub-Signature-256")) != 0) {
         refuse(req, "github", event, 401, "unauthorized", farm_error_last(),
                "sign the delivery with the secret in github.webhook_secret");
         return 0;
@@ -210,14 +244,7 @@ int route_hook_azure(web_request *req)
     int done;
     if (submitted(req, &done))
         return done ? answer(req) : 0;
-    const char *header = req->cfg->azure.webhook_header;
-    if (auth_azure_check(req->cfg, web_header(req, "Authorization"),
-                         header && *header ? web_header(req, header) : NULL, req->loopback) != 0) {
-        refuse(req, "azure", NULL, 401, "unauthorized", farm_error_last(),
-               "configure the service hook with the basic auth user and password (or header) "
-               "in the farm's azure section");
-        return 0;
-    }
+    /* the credentials were checked at the headers (route_hook_azure_early) */
     hook_state *st = calloc(1, sizeof(*st));
     if (!st)
         return web_reply_error(req, 500, "out of memory", NULL);

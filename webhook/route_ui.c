@@ -11,6 +11,13 @@
  * The pages hold no data: they are open to anyone who reaches the server,
  * and their scripts read the API with the bearer token the user gives
  * (viewer for reading, member for messages, admin for scaling).
+ *
+ * A page is answered with its Content-Security-Policy as a header (the
+ * pages carry the same policy in a <meta> tag, which cannot say
+ * frame-ancestors): scripts, styles and requests from this origin only,
+ * images also as data: URLs, no <base>, forms to this origin, and never
+ * inside a frame. Every other answer gets the server's own policy, which
+ * allows nothing (an SVG opened directly runs no script).
  */
 #include "routes.h"
 #include "web_assets.h"
@@ -24,6 +31,12 @@
 #include <string.h>
 
 #define ASSET_MAX (4u << 20) /* a file read from FARM_WEB_DIR */
+
+/* What the pages in web/ need, and no more. */
+#define PAGE_CSP                                                                                   \
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; "            \
+    "object-src 'none'"
 
 static const char *content_type(const char *name)
 {
@@ -92,6 +105,9 @@ static int serve(web_request *req, const char *name)
     const char *dir = getenv("FARM_WEB_DIR");
     if (!name_ok(name))
         return web_reply_error(req, 404, "no such file", NULL);
+    const char *dot = strrchr(name, '.');
+    if (dot && !strcmp(dot, ".html"))
+        req->csp = PAGE_CSP;
     if (dir && *dir) {
         buf b = BUF_INIT(ASSET_MAX);
         int rc = read_override(&b, dir, name);

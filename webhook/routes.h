@@ -1,13 +1,20 @@
 /*
  * routes.h - how the HTTP front dispatches a request, and the routes it has.
  *
- * server.c owns libmicrohttpd: it matches a request to a route in its table
- * (method and path pattern), collects the body when the route wants one
- * (bounded by config.max_body_bytes: 413 as soon as it passes the cap),
+ * server.c owns libmicrohttpd. When a request's headers are in, before a
+ * byte of its body is read, it checks the request (guard.h: target, Host,
+ * framing, the origin of a write, JSON on an API write), matches it to a
+ * route in its table (method and path pattern), checks the caller's bearer
+ * token against the route's role and runs the route's `early` check (a
+ * webhook that is off, Azure DevOps credentials), and charges the body to
+ * the client (clients.h). It then collects the body when the route wants
+ * one (bounded by config.max_body_bytes: 413 as soon as it passes the cap),
  * counts and times every request for /metrics, and calls the route's
  * handler once the request is complete. A handler answers with one of the
- * web_reply*() calls. Each route lives in its own route_*.c; adding one is
- * one line in the table in server.c and one prototype below.
+ * web_reply*() calls; every answer carries the security headers (a
+ * Content-Security-Policy, no framing, no sniffing, no referrer). Each route
+ * lives in its own route_*.c; adding one is one line in the table in
+ * server_routes.c and one prototype below.
  *
  * Handlers that must not hold an HTTP thread (ingest waits for a group
  * commit; long-poll and SSE wait for data) call web_defer(): the connection
@@ -18,6 +25,7 @@
 #define FARM_WEBHOOK_ROUTES_H
 
 #include "auth.h"
+#include "clients.h"
 #include "base/buf.h"
 #include "farm/farm.h"
 
@@ -41,7 +49,9 @@ typedef struct web_route {
                             final "**" the non-empty rest of the path */
     const char *name;    /* the route's label in /metrics ("api_session") */
     web_handler handler;
-    int flags; /* WEB_BODY */
+    int flags;         /* WEB_BODY */
+    auth_role role;    /* the bearer role checked at the headers; AUTH_NONE: none */
+    web_handler early; /* run at the headers, before the body; answers to refuse, or NULL */
 } web_route;
 
 struct web_request {
@@ -53,7 +63,8 @@ struct web_request {
     const char *method;
     const char *path;       /* the URL path, without the query */
     const char *segment[4]; /* what each `*` of the pattern matched (owned by the request) */
-    int loopback;           /* the client connected from a loopback address */
+    int loopback;           /* the client connected from a loopback address and no proxy
+                               forwarded the request: trusted when no tokens are set */
     int64_t start_ns;       /* when the request's headers were in (clock_mono_ns) */
     buf body;               /* the body, when the route has WEB_BODY */
     int deferred;           /* set when the handler is called again after web_defer() */
@@ -62,10 +73,19 @@ struct web_request {
     char delivery[128]; /* the delivery id, for logs, when there is one */
     int status;         /* the status answered, once answered */
     int answered;
-    int suspended;  /* set by a handler that suspended the connection itself (and
-                       cleared by it when called again); web_defer() does not use it */
-    int defers;     /* how many times web_defer() was called */
-    size_t charged; /* body bytes counted against the server's memory budget */
+    int suspended;       /* set by a handler that suspended the connection itself (and
+                            cleared by it when called again); web_defer() does not use it */
+    int defers;          /* how many times web_defer() was called */
+    size_t charged;      /* body bytes charged to the client and the farm (clients.h) */
+    int large;           /* the body holds a large-body slot */
+    client_key key;      /* who the body is charged to */
+    client_conn *client; /* the connection's deadlines (clients.h), or NULL */
+    const char *csp;     /* the Content-Security-Policy answered; NULL: "default-src 'none'" */
+    int begun;           /* the headers were checked (the first call of the handler) */
+    int body_done;       /* the whole body is in (or there is none) */
+    int target_status;   /* the target as received failed guard_target_check(): its status */
+    const char *target_why;
+    size_t target_len; /* the target's length as received, up to a literal NUL */
     web_work work;
     web_request *next_work; /* server's work queue */
 };
@@ -80,6 +100,11 @@ const char *web_query(web_request *req, const char *name);
  * FARM_ENOMEM / FARM_EIO when the response could not be queued (the
  * connection is then closed). */
 int web_reply(web_request *req, int status, const char *content_type, const char *body, size_t len);
+
+/* The headers every answer carries (see server_reply.c): for a route that
+ * builds its own libmicrohttpd response. */
+struct MHD_Response;
+void web_security_headers(web_request *req, struct MHD_Response *r);
 
 /* Answer with a JSON value; the reference is stolen. */
 int web_reply_json(web_request *req, int status, json_t *v);
@@ -102,6 +127,8 @@ int web_defer(web_request *req, web_work work);
 
 int route_hook_github(web_request *req);         /* POST /hooks/github */
 int route_hook_azure(web_request *req);          /* POST /hooks/azure */
+int route_hook_github_early(web_request *req);   /* at the headers: the hook is off */
+int route_hook_azure_early(web_request *req);    /* at the headers: off, or credentials */
 int route_healthz(web_request *req);             /* GET /healthz */
 int route_metrics(web_request *req);             /* GET /metrics */
 int route_api_sessions(web_request *req);        /* GET /api/sessions */

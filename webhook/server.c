@@ -1,21 +1,25 @@
 /*
- * server.c - the HTTP front on libmicrohttpd: routing, bounded bodies,
- * deferred work, and a clean drain at shutdown.
+ * server.c - the HTTP front on libmicrohttpd: the daemon's callbacks,
+ * binding, start, and a clean drain at shutdown (the route table is in
+ * server_routes.c, deferred work in server_work.c).
  *
  * The daemon runs a small pool of polling threads on epoll with
- * suspend/resume allowed. A request is matched to a route when its headers
- * are in: an unknown path is answered 404 and a known path with another
- * method 405 (with Allow) at once, without reading a body. A route that
- * wants the body gets it in a bounded buffer: a Content-Length over the cap
- * is answered 413 before a byte of the body is read, and a streamed body is
- * cut off as soon as it passes the cap. The handler runs once the request is
- * complete; one that must wait (ingest) calls web_defer(), which suspends
- * the connection and queues the work for the worker threads, so the polling
- * threads keep serving everyone else.
+ * suspend/resume allowed. A new connection is first put to the accept
+ * policy (clients_admit: connections per address, room kept for others)
+ * and, once set up, to the watchdog (clients.h: a deadline for its request
+ * headers, a minimum rate for its body). A request's target is checked as
+ * received, still %-encoded (the URI log callback runs before
+ * libmicrohttpd decodes it); once its headers are in it passes the checks
+ * of server_request.c before a byte of its body is read: an unknown path is
+ * answered 404 and a known path with another method 405 (with Allow) at
+ * once. A route that wants the body gets it in a bounded buffer, charged
+ * to the client. The handler runs once the request is complete; one that
+ * must wait (ingest) calls web_defer(), which suspends the connection and
+ * queues the work for the worker threads, so the polling threads keep
+ * serving everyone else.
  */
-#include "server.h"
 #include "metrics.h"
-#include "routes.h"
+#include "server_internal.h"
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
@@ -24,360 +28,69 @@
 #include <assert.h>
 #include <arpa/inet.h>
 #include <errno.h>
-#include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_WORKERS 256
-/* Deferred requests waiting for a worker: past this, 503 (the tracker retries). */
-#define MAX_QUEUED 10000
 /* Request bodies held in memory at once, all connections together: past
  * this, 503. Each body is bounded by config.max_body_bytes on its own. */
 #define MAX_BODY_BYTES_TOTAL ((size_t)512 << 20)
-
-/* The route table. A later route is one more line here. */
-static const web_route routes[] = {
-    {"POST", "/hooks/github", "hook_github", route_hook_github, WEB_BODY},
-    {"POST", "/hooks/azure", "hook_azure", route_hook_azure, WEB_BODY},
-    {"GET", "/healthz", "healthz", route_healthz, 0},
-    {"GET", "/metrics", "metrics", route_metrics, 0},
-    {"GET", "/api/sessions", "api_sessions", route_api_sessions, 0},
-    {"GET", "/api/sessions/*", "api_session", route_api_session, 0},
-    {"GET", "/api/deliveries", "api_deliveries", route_api_deliveries, 0},
-    {"POST", "/api/sessions/*/messages", "api_session_message", route_api_session_message,
-     WEB_BODY},
-    {"GET", "/api/digest", "api_digest", route_api_digest, 0},
-    {"GET", "/", "ui_queue", route_ui_queue, 0},
-    {"GET", "/sessions/*", "ui_session", route_ui_session, 0},
-    {"GET", "/admin", "ui_admin", route_ui_admin, 0},
-    {"GET", "/static/*", "ui_static", route_ui_static, 0},
-    {"GET", "/api/scaling", "api_scaling", route_api_scaling, 0},
-    {"PUT", "/api/scaling", "api_scaling", route_api_scaling_put, WEB_BODY},
-    {"GET", "/api/status", "api_status", route_api_status, 0},
-    {"POST", "/api/sessions/*/cancel", "api_session_cancel", route_api_session_cancel, WEB_BODY},
-    {"GET", "/v1/stream/**", "stream", route_stream, 0},
-    {"PUT", "/v1/stream/**", "stream", route_stream, WEB_BODY},
-    {"POST", "/v1/stream/**", "stream", route_stream, WEB_BODY},
-    {"DELETE", "/v1/stream/**", "stream", route_stream, 0},
-};
-#define NROUTES (sizeof(routes) / sizeof(routes[0]))
-
-struct server {
-    farm *farm;
-    const config *cfg;
-    struct MHD_Daemon *daemon;
-    char address[96];
-
-    pthread_mutex_t lock; /* guards the work queue and stopping */
-    pthread_cond_t wake;
-    web_request *head, *tail;
-    int queued; /* requests in the work queue */
-    int stopping;
-    pthread_t workers[MAX_WORKERS];
-    int nworkers;
-
-    atomic_int inflight;      /* requests begun and not yet completed */
-    atomic_size_t body_bytes; /* request bodies held (charged on arrival) */
-};
-
-/* ---- matching ------------------------------------------------------------ */
-
-/* Does path match pattern? Fills seg[] with the `*` segments (heap copies,
- * only when it matches). */
-static int pattern_match(const char *pattern, const char *path, const char *seg[4])
-{
-    const char *found[4];
-    size_t lens[4];
-    int n = 0;
-    const char *p = pattern, *s = path;
-    while (*p && *s) {
-        if (p[0] == '*' && p[1] == '*' && !p[2]) { /* the rest of the path */
-            if (n == 4)
-                return 0;
-            found[n] = s;
-            lens[n++] = strlen(s);
-            s += strlen(s);
-            p += 2;
-        } else if (*p == '*') {
-            size_t len = strcspn(s, "/");
-            if (len == 0 || n == 4)
-                return 0;
-            found[n] = s;
-            lens[n++] = len;
-            s += len;
-            p++;
-        } else if (*p++ != *s++) {
-            return 0;
-        }
-    }
-    if (*p || *s)
-        return 0;
-    for (int i = 0; i < n; i++) {
-        seg[i] = strndup(found[i], lens[i]);
-        if (!seg[i])
-            return 0;
-    }
-    return 1;
-}
-
-static int method_matches(const char *route_method, const char *method)
-{
-    return !strcmp(route_method, method) ||
-           (!strcmp(route_method, "GET") && !strcmp(method, "HEAD"));
-}
-
-/* Find the route for (method, path). When the path is known but the method
- * is not, *allow lists the methods that are. */
-static const web_route *route_find(web_request *req, const char *method, const char *path,
-                                   char *allow, size_t allowlen)
-{
-    allow[0] = '\0';
-    for (size_t i = 0; i < NROUTES; i++) {
-        const char *seg[4] = {NULL, NULL, NULL, NULL};
-        if (!pattern_match(routes[i].pattern, path, seg))
-            continue;
-        if (method_matches(routes[i].method, method)) {
-            memcpy(req->segment, seg, sizeof(seg));
-            return &routes[i];
-        }
-        for (int k = 0; k < 4; k++)
-            free((char *)seg[k]);
-        size_t used = strlen(allow);
-        snprintf(allow + used, allowlen - used, "%s%s%s", used ? ", " : "", routes[i].method,
-                 strcmp(routes[i].method, "GET") ? "" : ", HEAD");
-    }
-    return NULL;
-}
-
-/* ---- answering ----------------------------------------------------------- */
-
-const char *web_header(web_request *req, const char *name)
-{
-    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
-}
-
-const char *web_query(web_request *req, const char *name)
-{
-    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
-}
-
-static int reply_with(web_request *req, int status, const char *content_type, const char *body,
-                      size_t len, const char *allow)
-{
-    if (req->answered) {
-        farm_error_set("request answered twice");
-        return FARM_ERROR;
-    }
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
-    if (!r) {
-        farm_error_set("out of memory building a response");
-        return FARM_ENOMEM;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (allow)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-    if (status == 401)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-    enum MHD_Result ok = MHD_queue_response(req->conn, (unsigned)status, r);
-    MHD_destroy_response(r);
-    req->answered = 1;
-    req->status = status;
-    if (req->route && !strncmp(req->route->pattern, "/hooks/", 7)) {
-        metrics_ack_observe(clock_mono_ns() - req->start_ns);
-        if (status == 413) /* "hook_github" -> "github" */
-            metrics_delivery_count(req->route->name + 5, NULL, "too_large");
-    }
-    metrics_http_count(req->route ? req->route->name : "unknown", status);
-    if (ok != MHD_YES) {
-        farm_error_set("could not queue the response");
-        return FARM_EIO;
-    }
-    return 0;
-}
-
-int web_reply(web_request *req, int status, const char *content_type, const char *body, size_t len)
-{
-    return reply_with(req, status, content_type, body, len, NULL);
-}
-
-int web_reply_json(web_request *req, int status, json_t *v)
-{
-    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
-    json_decref(v);
-    if (!text)
-        return reply_with(req, 500, "application/json",
-                          "{\"error\":\"out of memory\",\"hint\":\"try again\"}", 45, NULL);
-    buf b = BUF_INIT((size_t)-2);
-    int rc = buf_puts(&b, text);
-    free(text);
-    if (!rc)
-        rc = buf_putc(&b, '\n');
-    if (!rc)
-        rc = reply_with(req, status, "application/json", b.data, b.len, NULL);
-    buf_free(&b);
-    return rc;
-}
-
-static int reply_error_allow(web_request *req, int status, const char *error, const char *hint,
-                             const char *allow)
-{
-    json_t *o = json_object();
-    if (o) {
-        json_object_set_new(o, "error", json_string(error));
-        if (hint)
-            json_object_set_new(o, "hint", json_string(hint));
-    }
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    int rc = reply_with(req, status, "application/json", text ? text : "{\"error\":\"error\"}",
-                        text ? strlen(text) : 17, allow);
-    free(text);
-    return rc;
-}
-
-int web_reply_error(web_request *req, int status, const char *error, const char *hint)
-{
-    return reply_error_allow(req, status, error, hint, NULL);
-}
-
-/* ---- deferred work ------------------------------------------------------- */
-
-int web_defer(web_request *req, web_work work)
-{
-    server *s = req->srv;
-    pthread_mutex_lock(&s->lock);
-    if (s->stopping || s->nworkers == 0) {
-        pthread_mutex_unlock(&s->lock);
-        farm_error_set("the farm is shutting down");
-        return FARM_EAGAIN;
-    }
-    if (s->queued >= MAX_QUEUED) {
-        pthread_mutex_unlock(&s->lock);
-        farm_error_set("the farm is busy: %d requests wait for the store", MAX_QUEUED);
-        return FARM_EAGAIN;
-    }
-    s->queued++;
-    req->work = work;
-    req->defers++; /* read by this (the polling) thread only, after the handler returns */
-    req->next_work = NULL;
-    MHD_suspend_connection(req->conn);
-    if (s->tail)
-        s->tail->next_work = req;
-    else
-        s->head = req;
-    s->tail = req;
-    pthread_cond_signal(&s->wake);
-    pthread_mutex_unlock(&s->lock);
-    return 0;
-}
-
-static void *worker_main(void *arg)
-{
-    server *s = arg;
-    pthread_mutex_lock(&s->lock);
-    for (;;) {
-        while (!s->head && !s->stopping)
-            pthread_cond_wait(&s->wake, &s->lock);
-        web_request *req = s->head;
-        if (!req)
-            break; /* stopping, and the queue is drained */
-        s->head = req->next_work;
-        if (!s->head)
-            s->tail = NULL;
-        s->queued--;
-        pthread_mutex_unlock(&s->lock);
-
-        req->work(req);
-        req->deferred = 1;
-        MHD_resume_connection(req->conn); /* req belongs to the polling thread again */
-
-        pthread_mutex_lock(&s->lock);
-    }
-    pthread_mutex_unlock(&s->lock);
-    return NULL;
-}
+/* Open files kept for the store, git, the sandbox and logs: not for connections. */
+#define FD_RESERVE 256
+/* libmicrohttpd's own messages (a refused connection, a bad request): at
+ * most this many lines per 10 s window, so a flood cannot flood the log. */
+#define MHD_LOG_LINES 20
 
 /* ---- the libmicrohttpd callbacks ------------------------------------------ */
 
-static int client_is_loopback(struct MHD_Connection *conn)
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (!ci || !ci->client_addr)
-        return 0;
-    const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-            return 1;
-        return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
-    }
-    return 0;
+    server *s = cls;
+    return clients_admit(s->clients, addr) ? MHD_YES : MHD_NO;
 }
 
-/* A Content-Length that is over the cap (or unparseable): 1; else 0. */
-static int content_length_over(web_request *req, size_t max)
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
 {
-    const char *cl = web_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (!cl)
-        return 0;
-    char *end;
-    errno = 0;
-    unsigned long long n = strtoull(cl, &end, 10);
-    return errno != 0 || end == cl || n > max;
+    server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *addr =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context =
+            addr && fd ? clients_conn_open(s->clients, addr->client_addr, fd->connect_fd) : NULL;
+        return;
+    }
+    clients_conn_close(s->clients, *socket_context); /* before libmicrohttpd closes the socket */
+    *socket_context = NULL;
 }
 
-static enum MHD_Result request_begin(server *s, struct MHD_Connection *conn, const char *url,
-                                     const char *method, void **con_cls)
+/* The request line is in: the target is checked here, as received, before
+ * libmicrohttpd decodes it (a %00 would cut it short). The request lives
+ * from here to on_completed(). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
+    server *s = cls;
     web_request *req = calloc(1, sizeof(*req));
     if (!req)
-        return MHD_NO;
+        return NULL;
     atomic_fetch_add(&s->inflight, 1);
-    *con_cls = req;
     req->srv = s;
     req->farm = s->farm;
     req->cfg = s->cfg;
     req->conn = conn;
-    req->method = method;
-    req->path = url;
-    req->start_ns = clock_mono_ns();
-    req->loopback = client_is_loopback(conn);
-    buf_init(&req->body, s->cfg->max_body_bytes);
-
-    char allow[128];
-    req->route = route_find(req, method, url, allow, sizeof(allow));
-    if (!req->route) {
-        if (allow[0])
-            return reply_error_allow(req, 405, "method not allowed", allow, allow) ? MHD_NO
-                                                                                   : MHD_YES;
-        return web_reply_error(req, 404, "not found",
-                               "see /healthz, /metrics, /api/sessions, /hooks/github") == 0
-                   ? MHD_YES
-                   : MHD_NO;
-    }
-    if ((req->route->flags & WEB_BODY) && content_length_over(req, s->cfg->max_body_bytes)) {
-        char hint[96];
-        snprintf(hint, sizeof(hint), "the body is over the limit of %zu bytes",
-                 s->cfg->max_body_bytes);
-        return web_reply_error(req, 413, "payload too large", hint) ? MHD_NO : MHD_YES;
-    }
-    return MHD_YES;
+    req->target_len = strlen(uri);
+    req->target_status = guard_target_check(uri, req->target_len, &req->target_why);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    req->client = ci ? ci->socket_context : NULL;
+    return req;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
@@ -387,7 +100,20 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     server *s = cls;
     web_request *req = *con_cls;
     if (!req)
-        return request_begin(s, conn, url, method, con_cls);
+        return MHD_NO; /* on_uri() ran out of memory: drop the connection */
+    if (!req->begun) {
+        req->method = method;
+        req->path = url;
+        /* The target was the bytes from url up to the space before the
+         * version: when they are more than the C string on_uri() saw, a
+         * literal NUL cut it ("/healthz\0x" is not "/healthz"). */
+        if (!req->target_status && version > url && version - url < 65536 &&
+            (size_t)(version - 1 - url) != req->target_len) {
+            req->target_status = 400;
+            req->target_why = "the request target holds a NUL byte";
+        }
+        return server__request_begin(s, req);
+    }
     if (req->answered) {
         *upload_size = 0; /* a body after an early answer is dropped */
         return MHD_YES;
@@ -395,26 +121,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (!(req->route->flags & WEB_BODY))
-            return MHD_YES;
-        if (atomic_fetch_add(&s->body_bytes, n) + n > MAX_BODY_BYTES_TOTAL) {
-            atomic_fetch_sub(&s->body_bytes, n);
-            buf_free(&req->body);
-            log_warn("request bodies over the memory budget: connection refused", "route",
-                     req->route->name);
-            return web_reply_error(req, 503, "the farm is busy", "retry later") ? MHD_NO : MHD_YES;
-        }
-        req->charged += n;
-        if (buf_append(&req->body, upload_data, n) != 0) {
-            buf_free(&req->body);
-            char hint[96];
-            snprintf(hint, sizeof(hint), "the body is over the limit of %zu bytes",
-                     s->cfg->max_body_bytes);
-            /* Stop reading here: the answer goes out now, or, when it cannot
-             * be queued mid-body, the connection is closed. */
-            return web_reply_error(req, 413, "payload too large", hint) ? MHD_NO : MHD_YES;
-        }
-        return MHD_YES;
+        return server__request_body(s, req, upload_data, n);
+    }
+    if (!req->body_done) {
+        req->body_done = 1;
+        clients_conn_busy(s->clients, req->client); /* no deadline while the handler works */
     }
     int defers = req->defers;
     int rc = req->route->handler(req);
@@ -441,14 +152,38 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     for (int i = 0; i < 4; i++)
         free((char *)req->segment[i]);
     buf_free(&req->body);
-    atomic_fetch_sub(&s->body_bytes, req->charged);
+    server__request_end(s, req);
+    /* a kept-alive connection waits for its next request's headers */
+    clients_conn_wait_headers(s->clients, req->client);
     free(req);
     atomic_fetch_sub(&s->inflight, 1);
 }
 
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    char msg[512];
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static int64_t window;
+    static int lines, dropped;
+    char msg[512], more[32] = "";
+
+    pthread_mutex_lock(&lock);
+    int64_t now = clock_mono_ms();
+    if (now - window >= 10000) {
+        if (dropped)
+            snprintf(more, sizeof(more), "%d", dropped);
+        window = now;
+        lines = dropped = 0;
+    }
+    int keep = lines < MHD_LOG_LINES;
+    if (keep)
+        lines++;
+    else
+        dropped++;
+    pthread_mutex_unlock(&lock);
+    if (more[0])
+        log_warn("http server messages suppressed", "count", more);
+    if (!keep)
+        return;
     vsnprintf(msg, sizeof(msg), fmt, ap);
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
@@ -456,9 +191,9 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
     log_warn("http server", "detail", msg);
 }
 
-/* ---- start and stop ------------------------------------------------------- */
+/* ---- binding ------------------------------------------------------------------ */
 
-static int resolve_listen(struct sockaddr_storage *ss, const config *cfg)
+static int resolve_listen(struct sockaddr_storage *ss, socklen_t *sslen, const config *cfg)
 {
     char host[256];
     int port;
@@ -474,6 +209,7 @@ static int resolve_listen(struct sockaddr_storage *ss, const config *cfg)
         return FARM_EINVALID;
     }
     memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *sslen = res->ai_addrlen;
     freeaddrinfo(res);
     if (ss->ss_family == AF_INET)
         ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
@@ -482,11 +218,55 @@ static int resolve_listen(struct sockaddr_storage *ss, const config *cfg)
     return 0;
 }
 
-static void format_address(char *out, size_t n, int fd)
+int server_bind(int *fd_out, const config *cfg)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen = 0;
+    int one = 1, rc;
+
+    assert(fd_out && cfg);
+    *fd_out = -1;
+    if ((rc = resolve_listen(&ss, &sslen, cfg)))
+        return rc;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        farm_error_set("cannot listen on %s: %s", cfg->listen, strerror(errno));
+        return FARM_EIO;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss.ss_family == AF_INET6) /* as libmicrohttpd does: IPv6 only, no mapped IPv4 */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, 1024) != 0) {
+        int err = errno;
+        close(fd);
+        if (err == EADDRINUSE)
+            farm_error_set("cannot listen on %s: the port is in use (another farm or another "
+                           "program listens there); choose another port with `--listen "
+                           "HOST:PORT` or the config's \"listen\" (port 0 picks a free one)",
+                           cfg->listen);
+        else if (err == EACCES)
+            farm_error_set("cannot listen on %s: permission denied (ports below 1024 need "
+                           "privileges); choose a port above 1023 with `--listen HOST:PORT`",
+                           cfg->listen);
+        else if (err == EADDRNOTAVAIL)
+            farm_error_set("cannot listen on %s: no interface of this host has that address; "
+                           "listen on 127.0.0.1, 0.0.0.0 or one of its addresses",
+                           cfg->listen);
+        else
+            farm_error_set("cannot listen on %s: %s", cfg->listen, strerror(err));
+        return FARM_EIO;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+/* "127.0.0.1:PORT" or "[::1]:PORT" into out; the port into *port. */
+static void format_address(char *out, size_t n, int *port, int fd)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     char ip[INET6_ADDRSTRLEN] = "?";
+    *port = 0;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
         snprintf(out, n, "?");
         return;
@@ -494,37 +274,105 @@ static void format_address(char *out, size_t n, int fd)
     if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
         inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        snprintf(out, n, "[%s]:%u", ip, ntohs(in6->sin6_port));
+        *port = ntohs(in6->sin6_port);
+        snprintf(out, n, "[%s]:%d", ip, *port);
     } else {
         struct sockaddr_in *in = (struct sockaddr_in *)&ss;
         inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        snprintf(out, n, "%s:%u", ip, ntohs(in->sin_port));
+        *port = ntohs(in->sin_port);
+        snprintf(out, n, "%s:%d", ip, *port);
     }
 }
 
-static void workers_stop(server *s)
+/* ---- start and stop --------------------------------------------------------------- */
+
+/* Open files this process may have. */
+static unsigned fd_limit(void)
 {
-    pthread_mutex_lock(&s->lock);
-    s->stopping = 1;
-    pthread_cond_broadcast(&s->wake);
-    pthread_mutex_unlock(&s->lock);
-    for (int i = 0; i < s->nworkers; i++)
-        pthread_join(s->workers[i], NULL);
-    s->nworkers = 0;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur > (1u << 24))
+        return 1u << 16;
+    return (unsigned)rl.rlim_cur;
+}
+
+/* How many connections the server takes: what it was told (options, then
+ * http.max_connections), never more than the open files leave room for. */
+static unsigned connections_max(const server_options *opt, const config *cfg)
+{
+    unsigned fds = fd_limit();
+    unsigned room = fds > 2 * FD_RESERVE ? fds - FD_RESERVE : fds / 2;
+    unsigned want = opt->max_connections            ? opt->max_connections
+                    : cfg->http.max_connections > 0 ? (unsigned)cfg->http.max_connections
+                                                    : room;
+    if (want > room) {
+        char a[16], b[16];
+        snprintf(a, sizeof(a), "%u", want);
+        snprintf(b, sizeof(b), "%u", room);
+        log_warn("fewer connections than configured: the open-file limit leaves room for fewer",
+                 "configured", a, "taken", b, "hint", "raise the open-file limit (LimitNOFILE=)");
+        want = room;
+    }
+    return want < 16 ? 16 : want;
+}
+
+static int limits_start(server *s, const server_options *opt)
+{
+    const config *c = s->cfg;
+    clients_options co = CLIENTS_OPTIONS_INIT;
+    co.max_connections = connections_max(opt, c);
+    co.max_per_ip = (unsigned)c->http.max_connections_per_ip;
+    co.header_timeout_ms = c->http.header_timeout_s * 1000;
+    co.body_min_rate = (size_t)c->http.body_min_rate;
+    co.body_bytes_per_ip =
+        c->http.body_bytes_per_ip ? c->http.body_bytes_per_ip : 2 * c->max_body_bytes;
+    co.body_bytes_total = MAX_BODY_BYTES_TOTAL;
+    co.max_large = c->http.max_large_bodies > 0 ? (unsigned)c->http.max_large_bodies : 8;
+    co.trusted = c->http.trusted_proxies;
+    co.ntrusted = c->http.ntrusted_proxies;
+    return clients_start(&s->clients, &co);
+}
+
+/* Say once which webhooks are off: no secret, no unsigned deliveries. */
+static void hooks_log(const config *c)
+{
+    if (!auth_github_on(c))
+        log_write(c->github.enabled ? LOG_WARN : LOG_INFO, "webhook off", "hook", "/hooks/github",
+                  "reason", "the GitHub webhook is off: set github.webhook_secret",
+                  (const char *)0);
+    if (!auth_azure_on(c))
+        log_write(c->azure.enabled ? LOG_WARN : LOG_INFO, "webhook off", "hook", "/hooks/azure",
+                  "reason",
+                  "the Azure DevOps webhook is off: set azure.webhook_password or "
+                  "azure.webhook_header_secret",
+                  (const char *)0);
+}
+
+static void server_free(server *s)
+{
+    server__workers_stop(s);
+    clients_stop(s->clients);
+    guard_hosts_free(s->hosts);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->wake);
+    free(s);
 }
 
 int server_start(server **out, farm *f, const server_options *opt)
 {
     server_options defaults = SERVER_OPTIONS_INIT;
-    struct sockaddr_storage ss;
     server *s = NULL;
-    int rc;
+    char host[256];
+    int rc, port;
 
     assert(out && f);
     *out = NULL;
     if (!opt)
         opt = &defaults;
+    int fd = opt->listen_fd;
     if (!(s = calloc(1, sizeof(*s)))) {
+        if (fd >= 0)
+            close(fd);
         farm_error_set("out of memory");
         return FARM_ENOMEM;
     }
@@ -533,15 +381,19 @@ int server_start(server **out, farm *f, const server_options *opt)
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
     atomic_init(&s->inflight, 0);
-    atomic_init(&s->body_bytes, 0);
-    if ((rc = resolve_listen(&ss, s->cfg)))
+    if (fd < 0 && (rc = server_bind(&fd, s->cfg)))
+        goto out;
+    format_address(s->address, sizeof(s->address), &s->port, fd);
+    if (config_listen_split(s->cfg, host, sizeof(host), &port) == 0)
+        s->wildcard = !host[0] || !strcmp(host, "0.0.0.0") || !strcmp(host, "::");
+    if ((rc = guard_hosts_init(&s->hosts, s->cfg, s->port)) || (rc = limits_start(s, opt)))
         goto out;
 
     int workers = opt->workers > 0 ? opt->workers : 64;
     if (workers > MAX_WORKERS)
         workers = MAX_WORKERS;
     for (int i = 0; i < workers; i++) {
-        if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0) {
+        if (pthread_create(&s->workers[i], NULL, server__worker_main, s) != 0) {
             farm_error_set("cannot start worker threads");
             rc = FARM_ENOMEM;
             goto out;
@@ -554,44 +406,40 @@ int server_start(server **out, farm *f, const server_options *opt)
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cpus < 2 ? 2 : cpus > 8 ? 8 : (int)cpus;
     }
-    /* Live stream readers hold a connection each (and no thread): allow as
-     * many as the open-file limit can carry, with small buffers. */
-    unsigned max_conns = opt->max_connections;
-    if (!max_conns) {
-        struct rlimit rl;
-        max_conns = 4096;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-            rl.rlim_cur > 4096 + 256)
-            max_conns = (unsigned)(rl.rlim_cur - 256);
-    }
+    /* The accept policy keeps to the limits (clients.h); libmicrohttpd's own
+     * limit, split between its threads, only stops the open files running
+     * out. */
+    unsigned fds = fd_limit();
+    unsigned backstop = fds > 64 ? fds - 64 : fds;
     size_t conn_memory = opt->conn_memory ? opt->conn_memory : 8u << 10;
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sslen);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, max_conns,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, conn_memory, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        (unsigned)1024, MHD_OPTION_END);
+        flags, 0, on_accept, s, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+        MHD_OPTION_CONNECTION_LIMIT, backstop, MHD_OPTION_CONNECTION_MEMORY_LIMIT, conn_memory,
+        MHD_OPTION_END);
     if (!s->daemon) {
-        farm_error_set("cannot listen on %s: address in use or not available", s->cfg->listen);
+        farm_error_set("cannot serve on %s: the HTTP server did not start", s->cfg->listen);
         rc = FARM_EIO;
         goto out;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_LISTEN_FD);
-    if (di)
-        format_address(s->address, sizeof(s->address), di->listen_fd);
+    fd = -1; /* the daemon's now */
+    hooks_log(s->cfg);
     rc = 0;
 
 out:
     if (rc) {
-        workers_stop(s);
-        pthread_mutex_destroy(&s->lock);
-        pthread_cond_destroy(&s->wake);
-        free(s);
+        if (fd >= 0)
+            close(fd);
+        server_free(s);
         return rc;
     }
     *out = s;
@@ -619,12 +467,10 @@ void server_stop(server *s, int drain_ms)
      * be stopped with suspended connections) */
     stream_hub_shutdown(farm_streams(s->farm));
     wait_idle(s, deadline);
-    workers_stop(s); /* deferred work finishes and its connections are resumed */
+    server__workers_stop(s); /* deferred work finishes and its connections are resumed */
     wait_idle(s, deadline);
     MHD_stop_daemon(s->daemon);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->wake);
-    free(s);
+    server_free(s);
 }

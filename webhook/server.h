@@ -12,7 +12,15 @@
  * One internal polling thread per core-ish (a small pool on epoll, never a
  * thread per connection), suspend/resume enabled, and a pool of workers for
  * the handlers that wait (see routes.h). server_start() binds the config's
- * listen address (port 0 picks a free port; server_address() says which).
+ * listen address (port 0 picks a free port; server_address() says which),
+ * or takes a socket server_bind() bound before anything else started, so
+ * that a busy port is found out before the farm opens its data.
+ *
+ * What faces the network first (guard.h, clients.h): every request is
+ * checked at its headers (target, Host, origin of a write, bearer token,
+ * body size and type) before its body is read; connections and bodies are
+ * limited per client address, and a watchdog closes connections that are
+ * too slow to send their headers or body.
  */
 #ifndef FARM_WEBHOOK_SERVER_H
 #define FARM_WEBHOOK_SERVER_H
@@ -27,17 +35,28 @@ typedef struct server_options {
     unsigned max_connections; /* 0: the open-file limit less a reserve, at least 4096 */
     size_t conn_memory;       /* bytes of buffers per connection (request headers must fit
                                  in about half); 0: 8 KiB */
+    int listen_fd;            /* a socket from server_bind(), taken over; -1: bind here */
 } server_options;
 
 #define SERVER_OPTIONS_INIT                                                                        \
     {                                                                                              \
-        0, 0, 0, 0                                                                                 \
+        0, 0, 0, 0, -1                                                                             \
     }
 
-/* Start serving the farm on its config's listen address. The server uses but
- * does not own f (close it after server_stop()). On success *out is released
- * with server_stop(). Returns 0, FARM_EINVALID (bad listen address),
- * FARM_EIO (cannot bind: the message says the address) or FARM_ENOMEM. */
+/* Bind and listen on cfg's listen address. On success *fd is a listening
+ * socket for server_options.listen_fd (close it if it is never handed
+ * over). Returns 0, FARM_EINVALID (a listen address that does not parse or
+ * resolve) or FARM_EIO: the message names the address, says why (the port
+ * is in use, a privileged port, no such local address) and how to choose
+ * another. */
+int server_bind(int *fd, const config *cfg);
+
+/* Start serving the farm on its config's listen address (or on
+ * opt->listen_fd, which is then the server's, even on failure). The server
+ * uses but does not own f (close it after server_stop()). On success *out
+ * is released with server_stop(). Returns 0, FARM_EINVALID (bad listen
+ * address or http section), FARM_EIO (cannot bind: see server_bind()) or
+ * FARM_ENOMEM. Logs, once, each webhook that is off (no secret configured). */
 int server_start(server **out, farm *f, const server_options *opt);
 
 /* The bound address, "127.0.0.1:PORT" or "[::1]:PORT". Valid until

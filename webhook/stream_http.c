@@ -26,10 +26,53 @@
 
 /* ---- answering with protocol headers ------------------------------------- */
 
-static void common_headers(struct MHD_Response *r)
+/* Browsers may reach streams from other origins (CORS) only where every
+ * request carries a bearer token: with no tokens configured, loopback
+ * clients are served without one, and a page from anywhere could then read
+ * and write the farm's streams through the browser of someone on the host. */
+#define CORS_METHODS "GET, HEAD, PUT, POST, DELETE, OPTIONS"
+#define CORS_ALLOW                                                                                 \
+    "Authorization, Content-Type, If-None-Match, Last-Event-ID, Stream-TTL, Stream-Expires-At, "   \
+    "Stream-Seq, Stream-Closed, Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, "  \
+    "Producer-Id, Producer-Epoch, Producer-Seq"
+#define CORS_EXPOSE                                                                                \
+    "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "            \
+    "Stream-Expires-At, Stream-SSE-Data-Encoding, Producer-Epoch, Producer-Seq, "                  \
+    "Producer-Expected-Seq, Producer-Received-Seq, ETag, Location, Content-Type"
+
+static int cors_allowed(web_request *req)
+{
+    return req->cfg && req->cfg->ntokens > 0 && web_header(req, "Origin");
+}
+
+/* Every answer of /v1/stream/: no MIME sniffing, no document (a stream is
+ * data: served to a browser as a page, it runs no script and reaches no
+ * origin), and CORS where it is allowed. */
+static void common_headers(web_request *req, struct MHD_Response *r)
 {
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(r, "Cross-Origin-Resource-Policy", "cross-origin");
+    /* never run, never framed: the same as every other answer of the farm,
+     * but readable cross-origin where CORS allows it (a stream's point) */
+    MHD_add_response_header(r, "Content-Security-Policy", "sandbox; frame-ancestors 'none'");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_X_FRAME_OPTIONS, "DENY");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    if (cors_allowed(req)) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+        MHD_add_response_header(r, "Access-Control-Expose-Headers", CORS_EXPOSE);
+    }
+}
+
+/* Content types served as they are: JSON, plain text, octets. Any other
+ * (text/html, image/svg+xml, ...) is also served as an attachment, so a
+ * browser pointed at the stream downloads it rather than showing it. */
+static int type_is_inert(const char *ct)
+{
+    char mt[128];
+    if (stream_content_type_is_json(ct))
+        return 1;
+    stream_media_type(mt, sizeof(mt), ct);
+    return !strcmp(mt, "text/plain") || !strcmp(mt, "application/octet-stream");
 }
 
 void stream_http_result_headers(struct MHD_Response *r, const stream_result *res)
@@ -60,8 +103,11 @@ void stream_http_result_headers(struct MHD_Response *r, const stream_result *res
 void stream_http_meta_headers(struct MHD_Response *r, const stream_result *res)
 {
     char num[40];
-    if (res->content_type[0])
+    if (res->content_type[0]) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, res->content_type);
+        if (!type_is_inert(res->content_type))
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_DISPOSITION, "attachment");
+    }
     if (res->ttl_s >= 0) {
         snprintf(num, sizeof(num), "%" PRId64, res->ttl_s);
         MHD_add_response_header(r, "Stream-TTL", num);
@@ -75,7 +121,7 @@ void stream_http_meta_headers(struct MHD_Response *r, const stream_result *res)
 /* Queue r with status; marks the request answered. Takes r. */
 int stream_http_queue(web_request *req, int status, struct MHD_Response *r)
 {
-    common_headers(r);
+    common_headers(req, r);
     enum MHD_Result ok = MHD_queue_response(req->conn, (unsigned)status, r);
     MHD_destroy_response(r);
     req->answered = 1;
@@ -130,11 +176,60 @@ int stream_http_header_true(web_request *req, const char *name)
 
 /* ---- the route ------------------------------------------------------------ */
 
+/* A CORS preflight: no credentials come with it, so none are asked for. */
+static int preflight(web_request *req)
+{
+    struct MHD_Response *r = stream_http_response(NULL, 0);
+    if (!r)
+        return FARM_ENOMEM;
+    if (cors_allowed(req)) {
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", CORS_METHODS);
+        MHD_add_response_header(r, "Access-Control-Allow-Headers", CORS_ALLOW);
+        MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+    }
+    MHD_add_response_header(r, "Allow", CORS_METHODS);
+    return stream_http_queue(req, 204, r);
+}
+
+/* The stream's path as the request names it, checked before anything is
+ * done with it: 1 when it may go on, else 0 and answered. */
+static int path_ok(web_request *req)
+{
+    const char *p = stream_http_path(req);
+    size_t n = strlen(p);
+    char hint[64];
+    if (n > STREAM_MAX_PATH) {
+        snprintf(hint, sizeof(hint), "a stream path has at most %d bytes", STREAM_MAX_PATH);
+        web_reply_error(req, 414, "stream path too long", hint);
+        return 0;
+    }
+    if (strchr(p, '%')) {
+        web_reply_error(req, 400, "malformed %-escape in the stream path",
+                        "escape a byte as % and two hex digits");
+        return 0;
+    }
+    if (!stream_path_valid(p)) {
+        web_reply_error(req, 400, "invalid stream path",
+                        "no empty, . or .. segment, no control character, space, ?, # or \\");
+        return 0;
+    }
+    if (stream_path_control(p)) {
+        web_reply_error(req, 501, "__ds/ holds the protocol's control APIs (subscriptions)",
+                        "this server does not offer them");
+        return 0;
+    }
+    return 1;
+}
+
 int route_stream(web_request *req)
 {
     const char *m = req->method;
+    if (!strcmp(m, "OPTIONS"))
+        return preflight(req);
     int write = strcmp(m, "GET") && strcmp(m, "HEAD");
     if (!req->state && !web_authorize(req, write ? AUTH_MEMBER : AUTH_VIEWER))
+        return 0;
+    if (!req->state && !path_ok(req))
         return 0;
     if (!strcmp(m, "GET"))
         return stream_http_get(req);
@@ -146,5 +241,5 @@ int route_stream(web_request *req)
         return stream_http_post(req);
     if (!strcmp(m, "DELETE"))
         return stream_http_delete(req);
-    return web_reply_error(req, 405, "method not allowed", "GET, HEAD, PUT, POST, DELETE");
+    return web_reply_error(req, 405, "method not allowed", CORS_METHODS);
 }

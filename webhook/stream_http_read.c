@@ -131,7 +131,8 @@ static int long_poll_answer(web_request *req, poll_state *s, const char *offset)
     stream_read_req q = STREAM_READ_REQ_INIT;
     q.offset = offset;
     q.max_bytes = STREAM_READ_CHUNK;
-    q.live = 1;
+    /* not q.live: a long-poll's 200 is a GET response like a catch-up's,
+     * with its ETag (PROTOCOL.md 10.1); its 204 goes without */
     int rc = stream_read_body(&res, &body, h, stream_http_path(req), &q);
     if (rc) {
         buf_free(&body);

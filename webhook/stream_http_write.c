@@ -23,7 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MESSAGE_MAX (64u << 10)
+#define MESSAGE_MAX    (64u << 10)
+#define LOCAL_NAME_MAX 64 /* bytes of a sender's name given without a token */
 
 /* ---- PUT, POST, DELETE ---------------------------------------------------- */
 
@@ -229,6 +230,41 @@ static void message_work(web_request *req)
                   req->segment[0], "error", farm_error_last());
 }
 
+/* A name from the request for a message sent without a token: printable,
+ * short, no quotes or brackets, or NULL. */
+static const char *local_name(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (!n || n > LOCAL_NAME_MAX)
+        return NULL;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c == 0x7f || c == '"' || c == '(' || c == ')' || c == '<' || c == '>')
+            return NULL;
+    }
+    return s;
+}
+
+/* Who signs a message: the token's name; without a token (a farm with no
+ * tokens serves its own host) "local user", or "NAME (local)" when the
+ * request names its sender: the "user" field of the body or the
+ * Farm-User header (e.g. the OS user running `farm say`). */
+static void message_author(char *out, size_t n, web_request *req, const auth_identity *who,
+                           json_t *in)
+{
+    if (req->cfg->ntokens > 0) {
+        snprintf(out, n, "%s", who->name ? who->name : "unknown");
+        return;
+    }
+    const char *name = local_name(json_string_value(json_object_get(in, "user")));
+    if (!name)
+        name = local_name(web_header(req, "Farm-User"));
+    if (name)
+        snprintf(out, n, "%s (local)", name);
+    else
+        snprintf(out, n, "local user");
+}
+
 int route_api_session_message(web_request *req)
 {
     if (req->deferred) {
@@ -264,7 +300,7 @@ int route_api_session_message(web_request *req)
         return FARM_ENOMEM;
     }
     j->session = id;
-    snprintf(j->author, sizeof(j->author), "%s", who.name ? who.name : "unknown");
+    message_author(j->author, sizeof(j->author), req, &who, in);
     json_t *body = json_pack("{s:s,s:s}", "text", text, "author", j->author);
     json_decref(in);
     j->body = body ? json_dumps(body, JSON_COMPACT) : NULL;

@@ -220,6 +220,7 @@ static void server_child(int wfd, int rfd, unsigned max_conns)
     free(cfg->data_dir);
     cfg->listen = strdup("127.0.0.1:0");
     cfg->data_dir = strdup(dir);
+    cfg->http.max_connections_per_ip = 0; /* thousands of readers from one address, on purpose */
     if (farm_open(&f, cfg))
         die("farm_open");
     sess_arg s = {0};
@@ -378,7 +379,7 @@ static void *post_events(void *p)
         char body[64];
         int bl = snprintf(body, sizeof(body), "{\"text\":\"t%lld\"}", (long long)clock_mono_ns());
         int n = snprintf(req, sizeof(req),
-                         "POST /api/sessions/%lld/messages HTTP/1.1\r\nHost: b\r\n"
+                         "POST /api/sessions/%lld/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                          "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
                          session_id, bl, body);
         if (write(fd, req, (size_t)n) != n) {
@@ -434,7 +435,7 @@ static void fanout(int k, int events, int interval_ms)
     char req[256];
     int reqlen = snprintf(req, sizeof(req),
                           "GET /v1/stream/sessions/%lld?offset=now&live=sse HTTP/1.1\r\n"
-                          "Host: b\r\n\r\n",
+                          "Host: 127.0.0.1\r\n\r\n",
                           session_id);
     int64_t t0 = clock_mono_ms();
     int connected = 0, opened = 0;

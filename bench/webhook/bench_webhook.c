@@ -300,6 +300,7 @@ static int farm_start(child *c, const char *farm_bin, const char *dir, int intak
         return -1;
     fprintf(f,
             "{\"listen\":\"127.0.0.1:0\",\"data_dir\":\"%s\",\"log_level\":\"warn\","
+            "\"http\":{\"max_connections_per_ip\":0},"
             "\"github\":{\"api_url\":\"http://127.0.0.1:9\",\"webhook_secret\":"
             "\"env:FARM_BENCH_SECRET\",\"bot_login\":\"farm-bot\"},"
             "\"repos\":[{\"name\":\"octo/app\",\"tracker\":\"github\",\"clone_url\":"

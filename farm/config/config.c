@@ -29,7 +29,7 @@
 static const char *const top_keys[] = {
     "listen",  "data_dir", "public_url", "log_level", "github", "azure",
     "scaling", "sandbox",  "agent",      "tokens",    "repos",  "max_body_bytes",
-    "budgets", "bot",      "digest",     "review",    NULL};
+    "budgets", "bot",      "digest",     "review",    "http",   NULL};
 static const char *const github_keys[] = {
     "api_url", "token", "app_id", "app_private_key", "webhook_secret", "bot_login", NULL};
 static const char *const azure_keys[] = {"org_url",        "token",
@@ -48,6 +48,10 @@ static const char *const bot_keys[] = {"name", "email", NULL};
 static const char *const review_keys[] = {"debounce_s", NULL};
 static const char *const digest_keys[] = {"tracker", "repo", "issue", "hour_utc", NULL};
 static const char *const token_keys[] = {"name", "token", "role", NULL};
+static const char *const http_keys[] = {
+    "allowed_hosts",          "trusted_proxies",  "max_connections",
+    "max_connections_per_ip", "header_timeout_s", "body_min_rate",
+    "body_bytes_per_ip",      "max_large_bodies", NULL};
 
 static const char *const roles[] = {"viewer", "member", "admin", NULL};
 static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
@@ -418,6 +422,78 @@ static void load_tokens(cc *c, config *cfg, json_t *arr)
     }
 }
 
+/* "[v6]" or "[v6]:port", for http.allowed_hosts. */
+static int bracketed_v6_ok(const char *s)
+{
+    char ip[64];
+    struct in6_addr a6;
+    const char *close = s[0] == '[' ? strchr(s, ']') : NULL;
+    if (!close || (size_t)(close - s - 1) >= sizeof(ip))
+        return 0;
+    memcpy(ip, s + 1, (size_t)(close - s - 1));
+    ip[close - s - 1] = '\0';
+    if (inet_pton(AF_INET6, ip, &a6) != 1)
+        return 0;
+    if (!close[1])
+        return 1;
+    char *end;
+    long port = close[1] == ':' ? strtol(close + 2, &end, 10) : -1;
+    return close[1] == ':' && close[2] && !*end && port >= 1 && port <= 65535;
+}
+
+/* An IP address literal, for http.trusted_proxies. */
+static int ip_literal_ok(const char *s)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    return inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1;
+}
+
+/* The HTTP front's guards and limits (after max_body_bytes: the body budget
+ * per address defaults from it and may not be below it). */
+static void load_http(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "http";
+    char ip[CONFIG_PATH_MAX];
+    long long v;
+
+    if (o)
+        cc_unknown_keys(c, o, p, http_keys);
+    cc_strings(c, o, p, "allowed_hosts", &cfg->http.allowed_hosts, &cfg->http.nallowed_hosts);
+    for (size_t i = 0; i < cfg->http.nallowed_hosts; i++) {
+        const char *h = cfg->http.allowed_hosts[i];
+        if (!bracketed_v6_ok(h) && (!strncmp(h, "*.", 2) || !host_pattern_ok(h))) {
+            snprintf(ip, sizeof(ip), "http.allowed_hosts[%zu]", i);
+            cc_error(c, ip, "expected a host name or host:port, without a scheme (got \"%s\")", h);
+        }
+    }
+    cc_strings(c, o, p, "trusted_proxies", &cfg->http.trusted_proxies, &cfg->http.ntrusted_proxies);
+    for (size_t i = 0; i < cfg->http.ntrusted_proxies; i++) {
+        if (!ip_literal_ok(cfg->http.trusted_proxies[i])) {
+            snprintf(ip, sizeof(ip), "http.trusted_proxies[%zu]", i);
+            cc_error(c, ip, "expected an IP address (got \"%s\")", cfg->http.trusted_proxies[i]);
+        }
+    }
+    cc_int(c, o, p, "max_connections", &v, 0, 0, 1 << 20);
+    cfg->http.max_connections = (int)v;
+    if (v > 0 && v < 16)
+        cc_error(c, "http.max_connections", "must be 0 (from the open-file limit) or at least 16");
+    cc_int(c, o, p, "max_connections_per_ip", &v, 64, 0, 1 << 20);
+    cfg->http.max_connections_per_ip = (int)v;
+    cc_int(c, o, p, "header_timeout_s", &v, 10, 1, 3600);
+    cfg->http.header_timeout_s = (int)v;
+    cc_int(c, o, p, "body_min_rate", &v, 1024, 0, 1 << 30);
+    cfg->http.body_min_rate = (int)v;
+    cc_int(c, o, p, "body_bytes_per_ip", &v, 2 * (long long)cfg->max_body_bytes, 1024, 1LL << 32);
+    cfg->http.body_bytes_per_ip = (size_t)v;
+    if (cfg->http.body_bytes_per_ip < cfg->max_body_bytes)
+        cc_error(c, "http.body_bytes_per_ip",
+                 "must be at least max_body_bytes (%zu), or no delivery of that size gets in",
+                 cfg->max_body_bytes);
+    cc_int(c, o, p, "max_large_bodies", &v, 8, 1, 4096);
+    cfg->http.max_large_bodies = (int)v;
+}
+
 /* The daily digest: a configured repository's issue and an hour (UTC). */
 static void load_digest(cc *c, config *cfg, json_t *o)
 {
@@ -479,6 +555,7 @@ static void load_root(cc *c, config *cfg, json_t *root)
     load_budgets(c, cfg, cc_object(c, root, "", "budgets"));
     load_bot(c, cfg, cc_object(c, root, "", "bot"));
     load_review(c, cfg, cc_object(c, root, "", "review"));
+    load_http(c, cfg, cc_object(c, root, "", "http"));
     if ((o = json_object_get(root, "tokens")) && !json_is_null(o))
         load_tokens(c, cfg, o);
     if ((o = json_object_get(root, "repos")) && !json_is_null(o))
@@ -693,6 +770,8 @@ void config_free(config *c)
     free(c->bot.email);
     free(c->digest.tracker);
     free(c->digest.repo);
+    strv_list_free(c->http.allowed_hosts);
+    strv_list_free(c->http.trusted_proxies);
     for (size_t i = 0; i < c->ntokens; i++) {
         free(c->tokens[i].name);
         free_secret(c->tokens[i].secret);

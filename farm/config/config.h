@@ -137,6 +137,21 @@ typedef struct config {
     size_t nrepos;
 
     size_t max_body_bytes; /* webhook body cap: 25 MiB */
+
+    /* The HTTP front's guards and per-client limits (webhook/guard.h,
+     * webhook/clients.h; docs/config.md). */
+    struct {
+        char **allowed_hosts; /* more Host names served ("farm.example.com", "host:port") */
+        size_t nallowed_hosts;
+        char **trusted_proxies; /* proxy addresses whose X-Forwarded-For is believed */
+        size_t ntrusted_proxies;
+        int max_connections;        /* all clients; 0: from the open-file limit */
+        int max_connections_per_ip; /* not at work on a request, per address: 64; 0: none */
+        int header_timeout_s;       /* to send a request's headers: 10 */
+        int body_min_rate;          /* bytes per second a body keeps up: 1024 */
+        size_t body_bytes_per_ip;   /* body bytes in flight per address: 2 * max_body_bytes */
+        int max_large_bodies;       /* bodies over 1 MiB at once, all clients: 8 */
+    } http;
 } config;
 
 /* Load and validate a config file. On success *out is a new config the caller
@@ -161,6 +176,15 @@ int config_listen_is_loopback(const config *c);
  * one API token. Returns 0, or FARM_EINVALID with *errors (when errors is
  * non-NULL) a heap string, one problem per line, that the caller frees. */
 int config_check_serve(const config *c, char **errors);
+
+/* Whether the data directory can be had: an existing data_dir must be a
+ * directory this user may write; a missing one must be creatable (the
+ * nearest directory that exists on the way to it is one this user may write,
+ * and a trial directory made there and removed at once succeeds, which
+ * /proc for one refuses). Returns 0, or FARM_EINVALID with *errors (when
+ * errors is non-NULL) a heap string of "data_dir: ..." lines the caller
+ * frees. */
+int config_data_dir_check(const config *c, char **errors);
 
 /* The listen address split: host (without brackets for IPv6) into host
  * (hostlen bytes) and the port. Returns 0 or FARM_EINVALID. */

@@ -43,6 +43,7 @@ struct store;
 #define STREAM_OFFSET_LEN     17         /* 16 hex digits and the NUL */
 #define STREAM_MAX_PATH       512        /* bytes in a stream path */
 #define STREAM_MAX_APPEND     (8u << 20) /* bytes in one append or initial body */
+#define STREAM_MAX_MESSAGES   65536u     /* JSON messages in one append or initial body */
 #define STREAM_READ_CHUNK     (1u << 20) /* default bytes per catch-up response */
 #define STREAM_SESSION_PREFIX "sessions/"
 
@@ -166,7 +167,7 @@ typedef struct stream_read_req {
     const char *offset;        /* NULL or "-1": the start; "now": the tail */
     size_t max_bytes;          /* 0: STREAM_READ_CHUNK; at least one record is returned */
     const char *if_none_match; /* If-None-Match, or NULL */
-    int live;                  /* a live read (long-poll, SSE): no ETag is computed */
+    int live;                  /* an SSE read: no ETag is computed */
 } stream_read_req;
 
 #define STREAM_READ_REQ_INIT                                                                       \
@@ -227,6 +228,13 @@ int stream_path_session(const char *path, int64_t *session_id);
 /* 1 when path is under "sessions/": the farm's alone (no stream can be created
  * there, and only session logs can be read). */
 int stream_path_reserved(const char *path);
+/* 1 when path's first segment is "__ds": the protocol's control APIs
+ * (subscriptions), which the farm does not offer; no stream lives there. */
+int stream_path_control(const char *path);
+/* 1 when path is a stream path the engine accepts: at most STREAM_MAX_PATH
+ * bytes, no empty, "." or ".." segment, no control, space, '?', '#', '\\'
+ * or '%' byte. */
+int stream_path_valid(const char *path);
 
 /* ---- retention ---- */
 
@@ -240,6 +248,9 @@ int stream_trim(stream_result *out, stream_hub *h, const char *path, const char 
 void stream_offset_format(char out[STREAM_OFFSET_LEN], uint64_t pos);
 /* Parse an offset the server minted; FARM_EINVALID when malformed. */
 int stream_offset_parse(uint64_t *pos, const char *s);
+/* The media type of a content type (its part before ';', trimmed,
+ * lower-cased) into out. */
+void stream_media_type(char *out, size_t n, const char *ct);
 /* 1 when the content type is JSON mode (application/json or +json). */
 int stream_content_type_is_json(const char *ct);
 /* 1 when SSE may carry it as text (text/... or JSON); otherwise base64. */

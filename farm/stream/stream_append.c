@@ -129,17 +129,22 @@ static int row_snapshot(stream_row *dst, const stream_row *src)
 
 /* ---- the checks, in the protocol's order --------------------------------- */
 
-/* 1. A closed stream takes no more: the retry of the append that closed
- * it, or another close, is a success; anything else a conflict. */
+/* 1. A closed stream takes no more: the retry of the request that closed
+ * it, or a close without data and without producer, is a success; anything
+ * else a conflict (a producer's other requests included, 5.2.1). */
 static void append_closed(append_ctx *c, const stream_row *r)
 {
     const stream_append_req *q = c->req;
     stream_result *out = c->out;
     out->closed = 1;
-    if (c->producer && r->closed_by_producer && !strcmp(r->closed_by_producer, q->producer_id) &&
-        r->closed_by_epoch == c->epoch && r->closed_by_seq == c->seq) {
-        out->status = 204; /* the retry of the append that closed it */
-        producer_headers(out, c->epoch, c->seq);
+    if (c->producer) {
+        if (r->closed_by_producer && !strcmp(r->closed_by_producer, q->producer_id) &&
+            r->closed_by_epoch == c->epoch && r->closed_by_seq == c->seq) {
+            out->status = 204; /* the retry of the request that closed it */
+            producer_headers(out, c->epoch, c->seq);
+        } else {
+            stream_fail(out, 409, "stream is closed");
+        }
     } else if (!q->body_len && q->close) {
         out->status = 204; /* closing again is idempotent */
     } else {
@@ -191,7 +196,7 @@ static int append_fence(append_ctx *c, stream_tx *tx, const stream_row *r)
 
 /* 5. The body as the stream stores it (split again when the stream's mode
  * is not the one the request's type suggested): 0, 1 when it is malformed
- * (400), or FARM_ENOMEM. */
+ * (400) or holds too many messages (413), or FARM_ENOMEM. */
 static int append_body(append_ctx *c, const stream_row *r)
 {
     const stream_append_req *q = c->req;
@@ -205,7 +210,7 @@ static int append_body(append_ctx *c, const stream_row *r)
             return rc;
     }
     if (c->rec.bad) {
-        stream_fail(c->out, 400, "%s", c->rec.why);
+        stream_fail(c->out, c->rec.bad, "%s", c->rec.why);
         return 1;
     }
     return 0;
@@ -279,7 +284,8 @@ static int append_write(append_ctx *c, stream_tx *tx, batch_row *br)
         return rc;
     c->appended = 1;
     stream_result_row(out, r);
-    out->status = c->producer ? 200 : 204;
+    /* a producer's new data is 200; a close without data is 204 (5.3) */
+    out->status = c->producer && q->body_len ? 200 : 204;
     return 0;
 }
 

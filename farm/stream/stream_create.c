@@ -31,6 +31,48 @@ typedef struct create_ctx {
     stream_row row;
 } create_ctx;
 
+static int boundary_cb(void *arg, int64_t pos, int64_t end, const void *p, size_t n)
+{
+    (void)pos;
+    (void)p;
+    (void)n;
+    *(int64_t *)arg = end;
+    return 1;
+}
+
+/* Where the data that starts at (or runs through) byte position anchor of
+ * src ends: the end of that append, or of the range a fork in the chain
+ * inherits, whichever comes first; anchor itself at the tail. A
+ * Stream-Fork-Sub-Offset may refine the fork point up to there, no further
+ * (PROTOCOL.md 4.2). */
+static int fork_boundary(int64_t *out, stream_tx *tx, const stream_row *src, int64_t anchor)
+{
+    stream_row up = {0};
+    const stream_row *cur = src;
+    int64_t limit = src->tail, end = anchor;
+    int rc = 0;
+    while (cur->fork_of && anchor < cur->fork_pos) {
+        if (cur->fork_pos < limit)
+            limit = cur->fork_pos;
+        stream_row next;
+        if ((rc = sdb_stream_get_id(&next, tx, cur->fork_of)))
+            goto out;
+        stream_row_free(&up);
+        up = next;
+        cur = &up;
+    }
+    if (anchor < limit) {
+        rc = sdb_data_scan(tx, cur->id, anchor, anchor + 1, boundary_cb, &end);
+        if (rc > 0)
+            rc = 0;
+    }
+out:
+    stream_row_free(&up);
+    if (!rc)
+        *out = end < limit ? end : limit;
+    return rc;
+}
+
 /* The fork's source into *src, and where the fork starts in it (*fork_req:
  * the offset as requested, -1 for the source's tail): 0, 1 when the request
  * is answered (src is then freed), or the store's failure. */
@@ -76,8 +118,18 @@ static int create_fork_source(create_ctx *c, stream_tx *tx, stream_row *src, int
             stream_fail(c->out, 400, "malformed Stream-Fork-Sub-Offset");
             goto reject;
         }
-        if (sub > src->tail - (int64_t)pos) {
-            stream_fail(c->out, 400, "Stream-Fork-Sub-Offset is past the source's data");
+        /* bytes: no further than the append at the fork offset. JSON
+         * messages are stored one by one, without the bounds of the append
+         * that brought them, so there a sub-offset may reach the tail. */
+        int64_t limit = src->tail;
+        if (sub && !stream_content_type_is_json(src->content_type)) {
+            if ((rc = fork_boundary(&limit, tx, src, (int64_t)pos))) {
+                stream_row_free(src);
+                return rc;
+            }
+        }
+        if (sub > limit - (int64_t)pos) {
+            stream_fail(c->out, 400, "Stream-Fork-Sub-Offset is past the data at the fork offset");
             goto reject;
         }
         pos += (uint64_t)sub;
@@ -151,7 +203,8 @@ static void create_existing(create_ctx *c, const stream_row *old, const create_w
 }
 
 /* Insert the new stream (into c->row), its source's reference and its
- * initial records. A malformed body is answered 400 (returns 0). */
+ * initial records. A malformed body is answered 400, one of too many
+ * messages 413 (returns 0). */
 static int create_new(create_ctx *c, stream_tx *tx, const create_want *w)
 {
     const stream_create_req *q = c->req;
@@ -159,7 +212,7 @@ static int create_new(create_ctx *c, stream_tx *tx, const create_want *w)
     if (rc)
         return rc;
     if (c->rec.bad) {
-        stream_fail(c->out, 400, "%s", c->rec.why);
+        stream_fail(c->out, c->rec.bad, "%s", c->rec.why);
         return 0;
     }
     stream_row *r = &c->row;
@@ -237,6 +290,10 @@ int stream_create(stream_result *out, stream_hub *h, const char *path, const str
     }
     if (stream_path_reserved(path)) {
         stream_fail(out, 403, "session logs are written by the farm only");
+        return 0;
+    }
+    if (stream_path_control(path)) {
+        stream_fail(out, 400, "__ds/ is reserved for the protocol's control APIs");
         return 0;
     }
     if (req->content_type && !stream_content_type_valid(req->content_type)) {

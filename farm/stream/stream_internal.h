@@ -131,12 +131,10 @@ void hub_wake_ready(stream_hub *h, hot *e);
 void hub_fire_pending(stream_hub *h);
 
 /* stream_util.c */
-void stream_media_type(char *out, size_t n, const char *ct);
 int stream_content_type_valid(const char *ct);
 int stream_content_type_same(const char *a, const char *b);
 int stream_parse_uint(int64_t *out, const char *s, int64_t max);
 int stream_parse_rfc3339(int64_t *out_ms, const char *s);
-int stream_path_valid(const char *path);
 
 /* stream_json.c: when the JSON text p[0..n) is in the simple subset, write
  * its compact form (what jansson's JSON_COMPACT dump of it is) to out (n + 1
@@ -146,6 +144,10 @@ int stream_path_valid(const char *path);
  * 0: not simple (malformed, escapes, floats, an empty array, ...): ask jansson. */
 int stream_json_compact(char *out, size_t *out_len, size_t *spans, size_t max_spans, size_t *nspans,
                         const char *p, size_t n);
+/* stream_json.c: the messages in a JSON body (the elements of a top-level
+ * array, else 1), counted without building anything; the count stops past
+ * stop. A malformed body gets some count: the parse judges it. */
+size_t stream_json_count(const char *p, size_t n, size_t stop);
 
 /* stream.c: results and rows. */
 
@@ -174,7 +176,7 @@ typedef struct stream_records {
     size_t *len;
     int owned;
     char *block; /* the quick path's messages, NUL-separated, when not NULL */
-    int bad;     /* 400 when the body is used */
+    int bad;     /* the status to answer when the body is used (400, 413), 0 when good */
     char why[200];
 } stream_records;
 

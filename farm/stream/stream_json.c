@@ -234,3 +234,50 @@ int stream_json_compact(char *out, size_t *out_len, size_t *spans, size_t max_sp
     *out_len = (size_t)(s.o - out);
     return 1;
 }
+
+/* Messages in a body: the elements of a top-level array, else 1. One pass
+ * that tracks strings and nesting and builds nothing, so a body can be
+ * refused for its count before anything is allocated per message. Counting
+ * stops past `stop`. A malformed body gets some count; the parse judges it. */
+size_t stream_json_count(const char *p, size_t n, size_t stop)
+{
+    const char *end = p + n;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    if (p >= end || *p != '[')
+        return 1;
+    size_t count = 0;
+    int depth = 0, item = 0; /* item: the current top-level element has begun */
+    for (; p < end && count <= stop; p++) {
+        char c = *p;
+        if (c == '"') {
+            for (p++; p < end && *p != '"'; p++)
+                if (*p == '\\')
+                    p++;
+            if (depth == 1 && !item) {
+                item = 1;
+                count++;
+            }
+            continue;
+        }
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+            continue;
+        if (c == '[' || c == '{') {
+            if (depth == 1 && !item) {
+                item = 1;
+                count++;
+            }
+            depth++;
+        } else if (c == ']' || c == '}') {
+            if (--depth <= 0)
+                break;
+        } else if (c == ',') {
+            if (depth == 1)
+                item = 0;
+        } else if (depth == 1 && !item) {
+            item = 1; /* a number or a literal */
+            count++;
+        }
+    }
+    return count;
+}

@@ -29,19 +29,20 @@ void stream_records_free(stream_records *r)
     memset(r, 0, sizeof(*r));
 }
 
-static int records_add(stream_records *r, char *p, size_t n)
+/* Room for n records (the count is known before the split). */
+static int records_reserve(stream_records *r, size_t n)
 {
-    char **d = realloc(r->data, (r->n + 1) * sizeof(*d));
-    if (!d)
+    if (!n)
+        n = 1;
+    r->data = malloc(n * sizeof(*r->data));
+    r->len = malloc(n * sizeof(*r->len));
+    if (!r->data || !r->len) {
+        free(r->data);
+        free(r->len);
+        r->data = NULL;
+        r->len = NULL;
         return stream_oom();
-    r->data = d;
-    size_t *l = realloc(r->len, (r->n + 1) * sizeof(*l));
-    if (!l)
-        return stream_oom();
-    r->len = l;
-    r->data[r->n] = p;
-    r->len[r->n] = n;
-    r->n++;
+    }
     return 0;
 }
 
@@ -50,35 +51,32 @@ static int json_msg_add(stream_records *r, json_t *v)
     char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!s)
         return stream_oom();
-    int rc = records_add(r, s, strlen(s));
-    if (rc)
-        free(s);
-    return rc;
+    r->data[r->n] = s;
+    r->len[r->n] = strlen(s);
+    r->n++;
+    return 0;
 }
 
-/* The common case without jansson (stream_json.c): 1 when r holds the
- * messages, 0 when the body is for jansson to judge, or FARM_ENOMEM. */
-#define QUICK_MAX_MESSAGES 256
-
-static int records_quick(stream_records *r, const void *body, size_t len)
+/* The common case without jansson (stream_json.c), for a body of n
+ * messages: 1 when r holds them, 0 when the body is for jansson to judge,
+ * or FARM_ENOMEM. The messages stay in one block the size of the body. */
+static int records_quick(stream_records *r, const void *body, size_t len, size_t n)
 {
-    size_t spans[QUICK_MAX_MESSAGES + 1], n, clen;
-    char *out = malloc(len + 1);
-    if (!out)
+    size_t *spans = malloc((n + 1) * sizeof(*spans)), got, clen;
+    char *out = spans ? malloc(len + 1) : NULL;
+    if (!out) {
+        free(spans);
         return stream_oom();
-    if (!stream_json_compact(out, &clen, spans, QUICK_MAX_MESSAGES, &n, body, len)) {
+    }
+    if (!stream_json_compact(out, &clen, spans, n, &got, body, len) || got != n) {
+        free(spans);
         free(out);
         return 0;
     }
-    r->data = malloc(n * sizeof(*r->data));
-    r->len = malloc(n * sizeof(*r->len));
-    if (!r->data || !r->len) {
+    if (records_reserve(r, n)) {
+        free(spans);
         free(out);
-        free(r->data);
-        free(r->len);
-        r->data = NULL;
-        r->len = NULL;
-        return stream_oom();
+        return FARM_ENOMEM;
     }
     out[clen] = '\0';
     for (size_t i = 0; i < n; i++) {
@@ -86,14 +84,18 @@ static int records_quick(stream_records *r, const void *body, size_t len)
         r->len[i] = spans[i + 1] - 1 - spans[i];
         out[spans[i + 1] - 1] = '\0'; /* the separator after it */
     }
+    free(spans);
     r->n = n;
     r->block = out;
     return 1;
 }
 
 /* Split body for a stream of content type ct. A malformed body is not an
- * error here: r->bad says so, and the caller answers 400 at the point the
- * protocol puts that check. put: an empty JSON array is allowed. */
+ * error here: r->bad says so (400, or 413 past STREAM_MAX_MESSAGES), and
+ * the caller answers at the point the protocol puts that check. put: an
+ * empty JSON array is allowed. What the split holds is the size of the body
+ * (the quick path) or of the messages jansson wrote: a body of too many
+ * messages is counted and refused before anything is built for them. */
 int stream_records_prepare(stream_records *r, const char *ct, const void *body, size_t len, int put)
 {
     int rc;
@@ -101,22 +103,47 @@ int stream_records_prepare(stream_records *r, const char *ct, const void *body, 
     if (!len)
         return 0;
     if (!stream_content_type_is_json(ct)) {
-        r->owned = 0;
-        return records_add(r, (char *)body, len);
+        if ((rc = records_reserve(r, 1)))
+            return rc;
+        r->data[0] = (char *)body;
+        r->len[0] = len;
+        r->n = 1;
+        return 0;
     }
-    if ((rc = records_quick(r, body, len)) != 0)
+    size_t n = stream_json_count(body, len, STREAM_MAX_MESSAGES);
+    if (n > STREAM_MAX_MESSAGES) {
+        r->bad = 413;
+        snprintf(r->why, sizeof(r->why),
+                 "more than %u JSON messages in one append: send them in several",
+                 STREAM_MAX_MESSAGES);
+        return 0;
+    }
+    if (n && (rc = records_quick(r, body, len, n)) != 0)
         return rc < 0 ? rc : 0;
     r->owned = 1;
     json_error_t jerr;
     json_t *v = json_loadb(body, len, JSON_DECODE_ANY, &jerr);
     if (!v) {
-        r->bad = 1;
+        r->bad = 400;
         snprintf(r->why, sizeof(r->why), "invalid JSON: %s", jerr.text);
         return 0;
     }
+    size_t want = json_is_array(v) ? json_array_size(v) : 1;
+    if (want > STREAM_MAX_MESSAGES) { /* the count above was fooled */
+        json_decref(v);
+        r->bad = 413;
+        snprintf(r->why, sizeof(r->why),
+                 "more than %u JSON messages in one append: send them in several",
+                 STREAM_MAX_MESSAGES);
+        return 0;
+    }
+    if ((rc = records_reserve(r, want))) {
+        json_decref(v);
+        return rc;
+    }
     if (json_is_array(v)) {
         if (!json_array_size(v) && !put) {
-            r->bad = 1;
+            r->bad = 400;
             snprintf(r->why, sizeof(r->why), "empty JSON array");
         }
         size_t i;

@@ -237,6 +237,11 @@ int stream_path_reserved(const char *path)
     return path && !strncmp(path, STREAM_SESSION_PREFIX, strlen(STREAM_SESSION_PREFIX));
 }
 
+int stream_path_control(const char *path)
+{
+    return path && !strncmp(path, "__ds", 4) && (path[4] == '\0' || path[4] == '/');
+}
+
 int stream_path_valid(const char *path)
 {
     size_t n = path ? strlen(path) : 0;
@@ -244,7 +249,8 @@ int stream_path_valid(const char *path)
         return 0;
     for (const char *p = path; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        if (c < 0x21 || c == 0x7f || c == '?' || c == '#' || c == '\\')
+        /* '%': what is left of a bad escape once the URL was decoded */
+        if (c < 0x21 || c == 0x7f || c == '?' || c == '#' || c == '\\' || c == '%')
             return 0;
         if (c == '/' && p[1] == '/')
             return 0;

@@ -157,7 +157,7 @@ def chunked_over_cap(port):
     """Stream a chunked body past the cap; the farm answers 413 or cuts the
     connection, and never reads the whole body."""
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(b"POST /hooks/github HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    s.sendall(b"POST /hooks/github HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
               b"X-GitHub-Event: ping\r\nX-GitHub-Delivery: big\r\n\r\n")
     chunk = b"%x\r\n%s\r\n" % (65536, b"a" * 65536)
     sent = 0
@@ -314,13 +314,14 @@ def test_azure_header_secret():
 
 
 def test_loopback_without_secrets():
-    """No secret and no tokens on loopback: unsigned deliveries and reads are
-    served (the demo)."""
+    """No secret and no tokens on loopback: reads are served to loopback
+    clients (the demo), but the webhook is off: an unsigned delivery is never
+    accepted, not even from loopback."""
     with Farm(github_secret=None, tokens=False) as farm:
         status, body = farm.post_github("issues", labeled(5), secret=None)
-        assert status == 202, (status, body)
+        assert status == 404 and "github.webhook_secret" in body["error"], (status, body)
         status, body = farm.get_json("/api/sessions", token=None)
-        assert status == 200 and len(body["sessions"]) == 1
+        assert status == 200 and len(body["sessions"]) == 0, body
 
 
 def test_refuses_beyond_loopback():

@@ -726,9 +726,10 @@ static void test_auth_github(void **state)
     config c;
     memset(&c, 0, sizeof(c));
     const char *body = "{\"zen\":\"x\"}";
-    /* No secret: loopback only. */
-    assert_int_equal(auth_github_check(&c, body, strlen(body), NULL, 1), 0);
-    assert_int_equal(auth_github_check(&c, body, strlen(body), NULL, 0), FARM_EAUTH);
+    /* No secret: the hook is off, for everyone. */
+    assert_false(auth_github_on(&c));
+    assert_int_equal(auth_github_check(&c, body, strlen(body), NULL), FARM_EAUTH);
+    assert_non_null(strstr(farm_error_last(), "github.webhook_secret"));
 
     c.github.webhook_secret = "It's a Secret to Everybody";
     unsigned char mac[32];
@@ -737,11 +738,11 @@ static void test_auth_github(void **state)
                                         strlen(c.github.webhook_secret), body, strlen(body)),
                      0);
     crypto_hex(sig + 7, mac, 32);
-    assert_int_equal(auth_github_check(&c, body, strlen(body), sig, 0), 0);
-    assert_int_equal(auth_github_check(&c, body, strlen(body), NULL, 1), FARM_EAUTH);
-    assert_int_equal(auth_github_check(&c, body, strlen(body) - 1, sig, 1), FARM_EAUTH);
+    assert_int_equal(auth_github_check(&c, body, strlen(body), sig), 0);
+    assert_int_equal(auth_github_check(&c, body, strlen(body), NULL), FARM_EAUTH);
+    assert_int_equal(auth_github_check(&c, body, strlen(body) - 1, sig), FARM_EAUTH);
     sig[10] = sig[10] == 'a' ? 'b' : 'a';
-    assert_int_equal(auth_github_check(&c, body, strlen(body), sig, 1), FARM_EAUTH);
+    assert_int_equal(auth_github_check(&c, body, strlen(body), sig), FARM_EAUTH);
     assert_null(strstr(farm_error_last(), c.github.webhook_secret));
 }
 
@@ -749,8 +750,9 @@ static void test_auth_azure(void **state)
 {
     config c;
     memset(&c, 0, sizeof(c));
-    assert_int_equal(auth_azure_check(&c, NULL, NULL, 1), 0);
-    assert_int_equal(auth_azure_check(&c, NULL, NULL, 0), FARM_EAUTH);
+    /* No credentials: the hook is off, for everyone. */
+    assert_false(auth_azure_on(&c));
+    assert_int_equal(auth_azure_check(&c, NULL, NULL), FARM_EAUTH);
 
     c.azure.webhook_user = "farm";
     c.azure.webhook_password = "s3cret-pass";
@@ -759,25 +761,25 @@ static void test_auth_azure(void **state)
     char *user = crypto_base64_encode("farn:s3cret-pass", 16, 0);
     char h[128];
     snprintf(h, sizeof(h), "Basic %s", good);
-    assert_int_equal(auth_azure_check(&c, h, NULL, 0), 0);
+    assert_int_equal(auth_azure_check(&c, h, NULL), 0);
     snprintf(h, sizeof(h), "basic   %s", good);
-    assert_int_equal(auth_azure_check(&c, h, NULL, 0), 0);
+    assert_int_equal(auth_azure_check(&c, h, NULL), 0);
     snprintf(h, sizeof(h), "Basic %s", bad);
-    assert_int_equal(auth_azure_check(&c, h, NULL, 1), FARM_EAUTH);
+    assert_int_equal(auth_azure_check(&c, h, NULL), FARM_EAUTH);
     snprintf(h, sizeof(h), "Basic %s", user);
-    assert_int_equal(auth_azure_check(&c, h, NULL, 1), FARM_EAUTH);
-    assert_int_equal(auth_azure_check(&c, "Basic !!!", NULL, 1), FARM_EAUTH);
-    assert_int_equal(auth_azure_check(&c, "Bearer x", NULL, 1), FARM_EAUTH);
-    assert_int_equal(auth_azure_check(&c, NULL, NULL, 1), FARM_EAUTH);
+    assert_int_equal(auth_azure_check(&c, h, NULL), FARM_EAUTH);
+    assert_int_equal(auth_azure_check(&c, "Basic !!!", NULL), FARM_EAUTH);
+    assert_int_equal(auth_azure_check(&c, "Bearer x", NULL), FARM_EAUTH);
+    assert_int_equal(auth_azure_check(&c, NULL, NULL), FARM_EAUTH);
     free(good);
     free(bad);
     free(user);
 
     c.azure.webhook_header = "X-Farm-Secret";
     c.azure.webhook_header_secret = "header-secret-1";
-    assert_int_equal(auth_azure_check(&c, NULL, "header-secret-1", 0), 0);
-    assert_int_equal(auth_azure_check(&c, NULL, "header-secret-2", 0), FARM_EAUTH);
-    assert_int_equal(auth_azure_check(&c, NULL, "header-secret-", 0), FARM_EAUTH);
+    assert_int_equal(auth_azure_check(&c, NULL, "header-secret-1"), 0);
+    assert_int_equal(auth_azure_check(&c, NULL, "header-secret-2"), FARM_EAUTH);
+    assert_int_equal(auth_azure_check(&c, NULL, "header-secret-"), FARM_EAUTH);
 }
 
 static void test_auth_api(void **state)

@@ -135,6 +135,10 @@ static void create_rejects_bad_headers(void **state)
     q.content_type = NULL;
     assert_int_equal(stream_create(&r, f->h, "../etc", &q), 0);
     assert_int_equal(r.status, 400);
+    assert_int_equal(stream_create(&r, f->h, "__ds/subscriptions/a", &q), 0);
+    assert_int_equal(r.status, 400); /* the protocol's control prefix */
+    assert_int_equal(stream_create(&r, f->h, "a%00b", &q), 0);
+    assert_int_equal(r.status, 400);
     q.content_type = "application/json";
     q.body = "{nope";
     q.body_len = 5;
@@ -402,6 +406,17 @@ static void idempotent_producers(void **state)
     assert_true(r.closed);
     assert_int_equal(produce(&r, f, "p", "w1", "1", "2", "e", 0), 409);
     assert_true(r.closed);
+    assert_int_equal(produce(&r, f, "p", "w1", "1", "2", NULL, 1), 409); /* not its closer */
+    assert_true(r.closed);
+    /* close-only by a producer: 204 (5.3), its state moves on, its retry is 204 */
+    assert_int_equal(create(f, "q", "text/plain", NULL), 201);
+    assert_int_equal(produce(&r, f, "q", "w1", "0", "0", "a", 0), 200);
+    assert_int_equal(produce(&r, f, "q", "w1", "0", "1", NULL, 1), 204);
+    assert_true(r.closed);
+    assert_int_equal(r.producer_seq, 1);
+    assert_int_equal(produce(&r, f, "q", "w1", "0", "1", NULL, 1), 204);
+    assert_int_equal(r.producer_seq, 1);
+    assert_int_equal(produce(&r, f, "q", "w1", "0", "0", NULL, 1), 409);
 }
 
 static void closure(void **state)
@@ -638,6 +653,129 @@ static void byte_fork_sub_offset(void **state)
     free(body);
 }
 
+/* A sub-offset refines the fork point inside the append at the fork
+ * offset, no further (bytes); in a chain, no further than what the fork in
+ * between inherits. */
+static void fork_sub_offset_bounds(void **state)
+{
+    fixture *f = *state;
+    stream_result r;
+    stream_create_req q = STREAM_CREATE_REQ_INIT;
+    char *body;
+    assert_int_equal(create(f, "s", "text/plain", "hello"), 201);
+    assert_int_equal(append(&r, f, "s", "text/plain", "world"), 204);
+    q.forked_from = "s";
+    q.fork_offset = "0000000000000000";
+    q.fork_sub_offset = "6"; /* past "hello" */
+    assert_int_equal(stream_create(&r, f->h, "s1", &q), 0);
+    assert_int_equal(r.status, 400);
+    q.fork_offset = "0000000000000005";
+    q.fork_sub_offset = "6"; /* past "world" */
+    assert_int_equal(stream_create(&r, f->h, "s1", &q), 0);
+    assert_int_equal(r.status, 400);
+    q.fork_sub_offset = "2";
+    assert_int_equal(stream_create(&r, f->h, "s1", &q), 0);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(r.next_offset, "0000000000000007");
+    assert_int_equal(stream_create(&r, f->h, "s1", &q), 0);
+    assert_int_equal(r.status, 200); /* idempotent */
+    q.fork_sub_offset = "1";
+    assert_int_equal(stream_create(&r, f->h, "s1", &q), 0);
+    assert_int_equal(r.status, 409);
+    /* s1 inherits [0, 7): a fork of it at 5 may go up to 7 */
+    assert_int_equal(append(&r, f, "s1", "text/plain", "XY"), 204);
+    q.forked_from = "s1";
+    q.fork_sub_offset = "3";
+    assert_int_equal(stream_create(&r, f->h, "s2", &q), 0);
+    assert_int_equal(r.status, 400);
+    q.fork_sub_offset = "2";
+    assert_int_equal(stream_create(&r, f->h, "s2", &q), 0);
+    assert_int_equal(r.status, 201);
+    body = read_all(&r, f, "s2", NULL);
+    assert_string_equal(body, "hellowo");
+    free(body);
+    q.fork_offset = "0000000000000007"; /* in s1's own "XY" */
+    q.fork_sub_offset = "1";
+    assert_int_equal(stream_create(&r, f->h, "s3", &q), 0);
+    assert_int_equal(r.status, 201);
+    body = read_all(&r, f, "s3", NULL);
+    assert_string_equal(body, "hellowoX");
+    free(body);
+    q.fork_offset = NULL; /* the tail: nothing past it */
+    q.fork_sub_offset = "1";
+    assert_int_equal(stream_create(&r, f->h, "s4", &q), 0);
+    assert_int_equal(r.status, 400);
+    q.fork_sub_offset = "0";
+    assert_int_equal(stream_create(&r, f->h, "s4", &q), 0);
+    assert_int_equal(r.status, 201);
+    /* JSON: messages, up to the source's tail */
+    assert_int_equal(create(f, "js", "application/json", "[1,2,3]"), 201);
+    assert_int_equal(append(&r, f, "js", "application/json", "[4,5]"), 204);
+    q.forked_from = "js";
+    q.fork_offset = "0000000000000003";
+    q.fork_sub_offset = "1";
+    assert_int_equal(stream_create(&r, f->h, "js1", &q), 0);
+    assert_int_equal(r.status, 201);
+    body = read_all(&r, f, "js1", NULL);
+    assert_string_equal(body, "[1,2,3,4]");
+    free(body);
+    q.fork_sub_offset = "3";
+    assert_int_equal(stream_create(&r, f->h, "js2", &q), 0);
+    assert_int_equal(r.status, 400);
+}
+
+/* A JSON body of [1,1,...] with n messages. */
+static char *json_body_of(size_t n, const char *msg)
+{
+    size_t m = strlen(msg);
+    char *p = malloc(n * (m + 1) + 2), *w = p;
+    *w++ = '[';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *w++ = ',';
+        memcpy(w, msg, m);
+        w += m;
+    }
+    *w++ = ']';
+    *w = '\0';
+    return p;
+}
+
+/* STREAM_MAX_MESSAGES per append or initial body: 413 past it, counted
+ * before anything is built for the messages; the quick path and jansson
+ * both take bodies up to it. */
+static void json_message_limit(void **state)
+{
+    fixture *f = *state;
+    stream_result r;
+    stream_create_req c = STREAM_CREATE_REQ_INIT;
+    assert_int_equal(create(f, "m", "application/json", NULL), 201);
+    char *at = json_body_of(STREAM_MAX_MESSAGES, "{}");
+    char *over = json_body_of(STREAM_MAX_MESSAGES + 1, "{}");
+    char *slow = json_body_of(STREAM_MAX_MESSAGES, "\"\\u00e9\""); /* jansson's */
+    char *slow_over = json_body_of(STREAM_MAX_MESSAGES + 1, "\"\\u00e9\"");
+    assert_int_equal(append(&r, f, "m", "application/json", over), 413);
+    assert_non_null(strstr(r.error, "65536"));
+    assert_int_equal(append(&r, f, "m", "application/json", slow_over), 413);
+    assert_int_equal(append(&r, f, "m", "application/json", at), 204);
+    assert_int_equal(r.next_pos, STREAM_MAX_MESSAGES);
+    assert_int_equal(append(&r, f, "m", "application/json", slow), 204);
+    assert_int_equal(r.next_pos, 2 * STREAM_MAX_MESSAGES);
+    c.content_type = "application/json";
+    c.body = over;
+    c.body_len = strlen(over);
+    assert_int_equal(stream_create(&r, f->h, "m2", &c), 0);
+    assert_int_equal(r.status, 413);
+    stream_head(&r, f->h, "m2");
+    assert_int_equal(r.status, 404);
+    /* bytes streams count bytes, not messages */
+    assert_int_equal(create(f, "raw", "text/plain", over), 201);
+    free(at);
+    free(over);
+    free(slow);
+    free(slow_over);
+}
+
 typedef struct wake_rec {
     int fired;
     stream_wake_reason why;
@@ -862,6 +1000,22 @@ static void helpers(void **state)
     assert_false(stream_path_session("sessions/042", &sid));
     assert_false(stream_path_session("sessions/4/x", &sid));
     assert_true(stream_path_reserved("sessions/x"));
+    assert_true(stream_path_control("__ds"));
+    assert_true(stream_path_control("__ds/subscriptions/a"));
+    assert_false(stream_path_control("__dsx"));
+    assert_false(stream_path_control("a/__ds"));
+    assert_false(stream_path_valid("a%zz"));
+    assert_false(stream_path_valid("a/../b"));
+    assert_false(stream_path_valid("a//b"));
+    assert_true(stream_path_valid("a/b.c/d..e"));
+    /* messages counted without a parse */
+    assert_int_equal(stream_json_count("[]", 2, 10), 0);
+    assert_int_equal(stream_json_count(" [ ] ", 5, 10), 0);
+    assert_int_equal(stream_json_count("{\"a\":[1,2]}", 11, 10), 1);
+    assert_int_equal(stream_json_count("7", 1, 10), 1);
+    const char *arr = "[1, \"a,]\\\"\", {\"k\": [2, 3]}, [[4]], null, -5e3]";
+    assert_int_equal(stream_json_count(arr, strlen(arr), 10), 6);
+    assert_true(stream_json_count(arr, strlen(arr), 2) > 2);
     /* cursors never go backwards: echoing one at or past the current
      * interval gets a strictly greater one */
     stream_cursor_next(cur, sizeof(cur), NULL);
@@ -892,6 +1046,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(retention_410, setup, teardown),
         cmocka_unit_test_setup_teardown(forks, setup, teardown),
         cmocka_unit_test_setup_teardown(byte_fork_sub_offset, setup, teardown),
+        cmocka_unit_test_setup_teardown(fork_sub_offset_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(json_message_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(waiters, setup, teardown),
         cmocka_unit_test_setup_teardown(session_logs, setup, teardown),
         cmocka_unit_test_setup_teardown(session_poll_catches_silent_writers, setup, teardown),
