@@ -14,6 +14,8 @@
 #ifndef FARM_CLI_CLI_H
 #define FARM_CLI_CLI_H
 
+#include <stddef.h>
+
 typedef int (*cli_fn)(int argc, char **argv);
 
 typedef struct cli_command {
@@ -28,6 +30,16 @@ void cli_register(const cli_command *c);
 /* Print "usage: ..." for the named command to stderr; returns 2 (the exit
  * status for a usage error). */
 int cli_usage(const char *name);
+
+/* one when n is 1, else many: "1 job", "2 jobs". */
+const char *cli_plural(long long n, const char *one, const char *many);
+
+/* How to run this farm binary again from the working directory, for the
+ * commands a command suggests: the word it was run by when found through
+ * PATH ("farm"), else the path it was run by, relative to the working
+ * directory when it lies under it ("./build/farm"), absolute otherwise
+ * (symbolic links as typed). Into out (n bytes). */
+void cli_self(char *out, size_t n);
 
 #define CLI_COMMAND_CAT2(a, b) a##b
 #define CLI_COMMAND_CAT(a, b)  CLI_COMMAND_CAT2(a, b)

@@ -41,7 +41,9 @@ static int cancel(int argc, char **argv)
     remote r;
     if ((rc = remote_init(&r, server, config_path)))
         return rc;
-    char path[64];
+    char path[64], nf[700];
+    snprintf(nf, sizeof(nf), "no such session %s on %s; `farm sessions` lists them", id, r.server);
+    r.not_found = nf;
     snprintf(path, sizeof(path), "/api/sessions/%s/cancel", id);
     json_t *body = NULL;
     if ((rc = remote_send_json(&body, &r, "POST", path, "{}")))

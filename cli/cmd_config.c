@@ -2,6 +2,8 @@
  * cmd_config.c - `farm config check [--config FILE]`: load and check a
  * config the way `farm serve` would, print every problem (one per line, each
  * naming its key) on stderr and exit 1, or print a short summary and exit 0.
+ * Beyond the file itself it checks what `farm serve` would refuse at start
+ * and that the data directory can be created.
  * Without --config it checks the embedded defaults.
  */
 #include "cli.h"
@@ -64,10 +66,16 @@ static int check(const char *path)
     if (config_check_serve(c, &errors)) {
         fputs(errors ? errors : "the config is not safe to serve\n", stderr);
         status = 1;
-    } else {
-        summary(c);
     }
     free(errors);
+    errors = NULL;
+    if (config_data_dir_check(c, &errors)) {
+        fputs(errors ? errors : "data_dir: cannot be used\n", stderr);
+        status = 1;
+    }
+    free(errors);
+    if (status == 0)
+        summary(c);
     config_free(c);
     return status;
 }

@@ -82,10 +82,11 @@ static void print_digest(json_t *d)
            (long long)json_integer_value(json_object_get(t, "failed")),
            (long long)json_integer_value(json_object_get(t, "running")),
            (long long)json_integer_value(json_object_get(t, "queued")));
-    printf("  %lld sessions touched, %lld runs, agent time %s, cost $%.2f\n",
-           (long long)json_integer_value(json_object_get(t, "sessions")),
-           (long long)json_integer_value(json_object_get(t, "runs")), agent,
-           json_number_value(json_object_get(t, "cost")));
+    long long sessions = (long long)json_integer_value(json_object_get(t, "sessions"));
+    long long runs = (long long)json_integer_value(json_object_get(t, "runs"));
+    printf("  %lld %s touched, %lld %s, agent time %s, cost $%.2f\n", sessions,
+           cli_plural(sessions, "session", "sessions"), runs, cli_plural(runs, "run", "runs"),
+           agent, json_number_value(json_object_get(t, "cost")));
     print_section("Pull requests waiting for review", json_object_get(d, "review"));
     print_section("Questions waiting for an answer", json_object_get(d, "waiting"));
     print_section("Failed", json_object_get(d, "failed"));

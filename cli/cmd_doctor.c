@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "base/error.h"
 #include "farm/config/config.h"
+#include "farm/farm.h"
 #include "sandbox/sandbox.h"
 
 #include <stdio.h>
@@ -70,8 +71,20 @@ static int cmd(int argc, char **argv)
     printf("  %-22s %s\n", "running as",
            geteuid() == 0 ? "root: each sandbox runs as an unprivileged uid of its own"
                           : "an ordinary user: sandboxes run as that user");
+    /* as root, each agent runs as a uid of its own, which must reach the data directory */
+    int reach = unsafe || farm_reach_check(cfg) == 0;
+    char reach_problem[1024];
+    snprintf(reach_problem, sizeof(reach_problem), "%s", reach ? "" : farm_error_last());
+    printf("  %-22s %s (%s)\n", "data directory",
+           unsafe  ? "not checked"
+           : reach ? "ok"
+                   : "OUT OF REACH",
+           cfg->data_dir);
     printf("\nwhat agents get\n");
-    if (unsafe) {
+    if (!reach && p.ok) {
+        printf("  NOTHING: every run would fail at its agent step.\n  problem: %s\n",
+               reach_problem);
+    } else if (unsafe) {
         printf("  NO ISOLATION: sandbox.mode is \"unsafe-none\". Agents run with the farm's own\n"
                "  rights, files, secrets in reach and network. Use only on a throwaway machine.\n");
     } else if (p.ok) {
@@ -87,8 +100,10 @@ static int cmd(int argc, char **argv)
     } else {
         printf("  NOTHING: the farm refuses to run agents here.\n  problem: %s\n", p.problem);
     }
+    if (!reach && !p.ok)
+        printf("  and: %s\n", reach_problem);
     config_free(cfg);
-    return p.ok || unsafe ? 0 : 1;
+    return (p.ok && reach) || unsafe ? 0 : 1;
 }
 
 CLI_COMMAND("doctor", "check what isolation agents would get on this host",

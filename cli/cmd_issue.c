@@ -196,6 +196,22 @@ static int deliver(ctx *c, tracker_event *ev)
     return rc;
 }
 
+/* 1 when the item's repository is a local repository of the config; else
+ * says so (a change there would reach no farm) and returns 0. */
+static int repo_configured(const ctx *c, const local_item *it)
+{
+    const config *cfg = farm_config(c->f);
+    if (config_repo_find(cfg, "local", it->repo))
+        return 1;
+    fprintf(stderr,
+            "farm issue: #%lld is in %s, which is not a local repository of %s%s; nothing was "
+            "changed. Pass the --config that configures it (`farm demo` writes its own to "
+            "DATA_DIR/demo.json)\n",
+            (long long)it->number, it->repo, cfg->path ? "the config " : "the embedded defaults",
+            cfg->path ? cfg->path : "");
+    return 0;
+}
+
 /* ---- the subcommands ------------------------------------------------------ */
 
 static int cmd_new(ctx *c, const opts *o)
@@ -210,9 +226,11 @@ static int cmd_new(ctx *c, const opts *o)
     const config_repo *repo = config_repo_find(cfg, "local", o->repo);
     if (!repo) {
         fprintf(stderr,
-                "farm issue: no local repository \"%s\" in the config (add a repos[] entry "
-                "with \"tracker\": \"local\")\n",
-                o->repo);
+                "farm issue: no local repository \"%s\" in %s%s: add a repos[] entry with "
+                "\"tracker\": \"local\", or pass the --config that has it (`farm demo` writes "
+                "its own to DATA_DIR/demo.json)\n",
+                o->repo, cfg->path ? "the config " : "the embedded defaults",
+                cfg->path ? cfg->path : "");
         return 1;
     }
     if (!*o->title || strlen(o->title) > LOCAL_TITLE_MAX || !utf8_ok("title", o->title)) {
@@ -261,7 +279,45 @@ static const char *when(char *out, size_t n, int64_t ms)
     return out;
 }
 
-static json_t *item_json(const local_item *it)
+/* The farm's sessions on the local tracker, to tell which of the pull
+ * requests it opened as drafts. */
+typedef struct drafts {
+    store_session *v;
+    size_t n;
+} drafts;
+
+static void drafts_load(drafts *d, const ctx *c)
+{
+    store_session_filter flt = STORE_SESSION_FILTER_INIT;
+    flt.tracker = "local";
+    flt.limit = STORE_LIST_MAX;
+    d->v = NULL;
+    d->n = 0;
+    if (store_session_list(&d->v, &d->n, farm_store(c->f), &flt) != 0) {
+        d->v = NULL; /* then no PR is shown as a draft */
+        d->n = 0;
+    }
+}
+
+/* The session whose pull request it is, or NULL. */
+static const store_session *pr_session(const drafts *d, const local_item *it)
+{
+    for (size_t i = 0; it->is_pr && i < d->n; i++)
+        if (d->v[i].pr_number == it->number && !strcasecmp(d->v[i].repo, it->repo))
+            return &d->v[i];
+    return NULL;
+}
+
+/* The item's state for a table: "open", or "open (draft)" for a pull
+ * request the farm opened as a draft. */
+static const char *state_shown(char *out, size_t n, const local_item *it, const store_session *s)
+{
+    snprintf(out, n, "%s%s", it->state, s && s->pr_draft ? " (draft)" : "");
+    return out;
+}
+
+/* An issue or PR as JSON; s, when known, is the session of a PR. */
+static json_t *item_json(const local_item *it, const store_session *s)
 {
     json_t *labels = json_array();
     for (size_t i = 0; i < it->nlabels; i++)
@@ -277,6 +333,9 @@ static json_t *item_json(const local_item *it)
         json_object_set_new(j, "head_branch", json_string(it->head_branch ? it->head_branch : ""));
         json_object_set_new(j, "base_branch", json_string(it->base_branch ? it->base_branch : ""));
         json_object_set_new(j, "issue", json_integer(it->issue));
+        json_object_set_new(j, "draft", json_boolean(s && s->pr_draft));
+        if (s && s->pr_draft && s->pr_draft_reason)
+            json_object_set_new(j, "draft_reason", json_string(s->pr_draft_reason));
     }
     return j;
 }
@@ -300,22 +359,25 @@ static int cmd_list(ctx *c, const opts *o)
 {
     local_item *v = NULL;
     size_t n = 0;
+    drafts d;
+    char st[32];
     if (c->b.item_list(&v, &n, c->b.ctx, o->repo, o->state, o->limit) < 0) {
         fprintf(stderr, "farm issue: %s\n", farm_error_last());
         return 1;
     }
+    drafts_load(&d, c);
     if (o->json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(arr, item_json(&v[i]));
+            json_array_append_new(arr, item_json(&v[i], pr_session(&d, &v[i])));
         json_t *j = json_pack("{s:o}", "issues", arr);
         json_print(j);
         json_decref(j);
     } else {
-        printf("%-6s %-3s %-7s %-24s %s\n", "#", "", "STATE", "REPO", "TITLE");
+        printf("%-6s %-3s %-12s %-24s %s\n", "#", "", "STATE", "REPO", "TITLE");
         for (size_t i = 0; i < n; i++) {
-            printf("%-6lld %-3s %-7s %-24.24s ", (long long)v[i].number, v[i].is_pr ? "PR" : "",
-                   v[i].state, v[i].repo);
+            printf("%-6lld %-3s %-12s %-24.24s ", (long long)v[i].number, v[i].is_pr ? "PR" : "",
+                   state_shown(st, sizeof(st), &v[i], pr_session(&d, &v[i])), v[i].repo);
             line_print(v[i].title, 80);
             for (size_t k = 0; k < v[i].nlabels; k++) {
                 printf("%s", k ? ", " : "  [");
@@ -326,12 +388,14 @@ static int cmd_list(ctx *c, const opts *o)
         if (n == 0)
             printf("(no issues)\n");
     }
+    store_session_list_free(d.v, d.n);
     local_item_list_free(v, n);
     return 0;
 }
 
 static int cmd_show(ctx *c, const opts *o, int64_t number)
 {
+    drafts d = {NULL, 0};
     local_item *it = NULL, *prs = NULL;
     local_comment *cs = NULL;
     size_t ncs = 0, nprs = 0;
@@ -346,8 +410,10 @@ static int cmd_show(ctx *c, const opts *o, int64_t number)
     }
     const config *cfg = farm_config(c->f);
     const config_repo *repo = config_repo_find(cfg, "local", it->repo);
+    drafts_load(&d, c);
+    const store_session *ps = pr_session(&d, it);
     if (o->json) {
-        json_t *j = item_json(it), *arr = json_array(), *parr = json_array();
+        json_t *j = item_json(it, ps), *arr = json_array(), *parr = json_array();
         for (size_t i = 0; i < ncs; i++)
             json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:b,s:s?,s:i,s:I,s:I,s:I}", "id",
                                                  (json_int_t)cs[i].id, "author", cs[i].author,
@@ -357,7 +423,7 @@ static int cmd_show(ctx *c, const opts *o, int64_t number)
                                                  (json_int_t)cs[i].created_ms, "updated_ms",
                                                  (json_int_t)cs[i].updated_ms));
         for (size_t i = 0; i < nprs; i++)
-            json_array_append_new(parr, item_json(&prs[i]));
+            json_array_append_new(parr, item_json(&prs[i], pr_session(&d, &prs[i])));
         json_object_set_new(j, "comments", arr);
         json_object_set_new(j, "pull_requests", parr);
         if (repo && repo->clone_url)
@@ -370,8 +436,11 @@ static int cmd_show(ctx *c, const opts *o, int64_t number)
     char *url = local_item_url(it);
     printf("%s #%lld: ", it->is_pr ? "pull request" : "issue", (long long)it->number);
     line_print(it->title, LOCAL_TITLE_MAX);
-    printf("\n  state    %s\n  repo     %s\n  author   %s, %s\n  url      %s\n", it->state,
-           it->repo, it->author, when(t, sizeof t, it->created_ms), url ? url : "-");
+    printf("\n  state    %s%s%s%s\n  repo     %s\n  author   %s, %s\n  url      %s\n", it->state,
+           ps && ps->pr_draft ? " (draft: " : "",
+           ps && ps->pr_draft ? (ps->pr_draft_reason ? ps->pr_draft_reason : "not ready") : "",
+           ps && ps->pr_draft ? ")" : "", it->repo, it->author, when(t, sizeof t, it->created_ms),
+           url ? url : "-");
     free(url);
     if (it->nlabels) {
         printf("  labels   ");
@@ -390,9 +459,10 @@ static int cmd_show(ctx *c, const opts *o, int64_t number)
     }
     for (size_t i = 0; i < nprs; i++) {
         char *pu = local_item_url(&prs[i]);
+        char st[32];
         printf("  pull request #%lld (%s) %s: branch %s%s%s\n", (long long)prs[i].number,
-               prs[i].state, pu ? pu : "-", prs[i].head_branch ? prs[i].head_branch : "-",
-               repo && repo->clone_url ? " of " : "",
+               state_shown(st, sizeof(st), &prs[i], pr_session(&d, &prs[i])), pu ? pu : "-",
+               prs[i].head_branch ? prs[i].head_branch : "-", repo && repo->clone_url ? " of " : "",
                repo && repo->clone_url ? repo->clone_url : "");
         free(pu);
     }
@@ -408,6 +478,7 @@ static int cmd_show(ctx *c, const opts *o, int64_t number)
     }
     rc = 0;
 out:
+    store_session_list_free(d.v, d.n);
     local_item_list_free(prs, nprs);
     local_comment_list_free(cs, ncs);
     local_item_free(it);
@@ -439,6 +510,8 @@ static int cmd_comment(ctx *c, const opts *o, int64_t number, const char *text)
         fprintf(stderr, "farm issue: %s\n", farm_error_last());
         goto out;
     }
+    if (!repo_configured(c, it))
+        goto out;
     if (o->path || o->reply_to) {
         /* a review comment: on a file and line of a pull request, or a reply */
         if (!it->is_pr) {
@@ -499,6 +572,10 @@ static int cmd_label(ctx *c, int64_t number, char **labels, int n)
         fprintf(stderr, "farm issue: %s\n", farm_error_last());
         return 1;
     }
+    if (!repo_configured(c, it)) {
+        local_item_free(it);
+        return 1;
+    }
     if (it->nlabels + (size_t)n > LOCAL_LABELS_MAX) {
         fprintf(stderr, "farm issue: #%lld would have more than %d labels\n", (long long)number,
                 LOCAL_LABELS_MAX);
@@ -534,6 +611,8 @@ static int cmd_close(ctx *c, int64_t number)
         fprintf(stderr, "farm issue: %s\n", farm_error_last());
         return 1;
     }
+    if (!repo_configured(c, it))
+        goto out;
     if (strcmp(it->state, "open") != 0) {
         fprintf(stderr, "farm issue: #%lld is already %s\n", (long long)number, it->state);
         rc = 0;
@@ -563,12 +642,14 @@ static int cmd_merge(ctx *c, int64_t number)
         return 1;
     }
     const config_repo *repo = config_repo_find(farm_config(c->f), "local", it->repo);
+    if (!repo_configured(c, it))
+        goto out;
     if (!it->is_pr || strcmp(it->state, "open") != 0) {
         fprintf(stderr, "farm issue: #%lld is not an open pull request\n", (long long)number);
         goto out;
     }
-    if (!repo || !repo->clone_url) {
-        fprintf(stderr, "farm issue: %s is not a configured local repository\n", it->repo);
+    if (!repo->clone_url) {
+        fprintf(stderr, "farm issue: %s has no clone_url to merge in\n", it->repo);
         goto out;
     }
     if (local_branch_fast_forward(repo->clone_url, it->base_branch, it->head_branch) < 0 ||
@@ -701,16 +782,25 @@ static int opts_parse(opts *o, int argc, char **argv)
 /* The subcommand named sub and its nrest operands: *number is the issue
  * number that every form but new and list starts with. Returns 0, 1 (a bad
  * number, said on stderr) or 2 (a usage error, for the caller to print). */
+static const char *const sub_names[] = {"new",   "list",  "show", "comment",
+                                        "label", "close", "merge"};
+
+static int sub_known(const char *sub)
+{
+    for (size_t k = 0; k < sizeof(sub_names) / sizeof(sub_names[0]); k++)
+        if (!strcmp(sub, sub_names[k]))
+            return 1;
+    return 0;
+}
+
 static int sub_parse(sub_kind *out, int64_t *number, const char *sub, char **rest, int nrest)
 {
-    static const char *const names[] = {"new",   "list",  "show", "comment",
-                                        "label", "close", "merge"};
     size_t k = 0;
     int ok = 0;
 
-    while (k < sizeof(names) / sizeof(names[0]) && strcmp(sub, names[k]))
+    while (k < sizeof(sub_names) / sizeof(sub_names[0]) && strcmp(sub, sub_names[k]))
         k++;
-    if (k == sizeof(names) / sizeof(names[0]))
+    if (k == sizeof(sub_names) / sizeof(sub_names[0]))
         return 2;
     switch ((sub_kind)k) {
     case SUB_NEW:
@@ -793,6 +883,13 @@ static int issue(int argc, char **argv)
 
     if (argc < 2)
         return cli_usage("issue");
+    /* a person's command: warnings and errors only, as text, not the server's JSON log */
+    log_set_level(LOG_WARN);
+    log_set_format(LOG_FORMAT_TEXT);
+    if (!sub_known(argv[1])) {
+        fprintf(stderr, "farm issue: unknown subcommand '%s'\n", argv[1]);
+        return cli_usage("issue");
+    }
     if (!(o.labels = calloc((size_t)argc, sizeof *o.labels)))
         return 1;
     if (!(rc = opts_parse(&o, argc, argv)))

@@ -119,6 +119,99 @@ static void session_refresh(follow *f)
     json_decref(s);
 }
 
+/* What a step event says, in words: "agent done (round 1): exit 0,
+ * 2 files changed, 1.4 s: <summary>", "test failed: <error>". */
+static void step_text(char *out, size_t n, json_t *b)
+{
+    const char *step = json_string_value(json_object_get(b, "step"));
+    const char *status = json_string_value(json_object_get(b, "status"));
+    json_int_t round = json_integer_value(json_object_get(b, "round"));
+    json_t *v;
+    size_t k = 0;
+#define PUT(...) (k += (size_t)snprintf(out + k, k < n ? n - k : 0, __VA_ARGS__))
+    PUT("%s %s", step ? step : "?", status ? status : "?");
+    if (round > 0)
+        PUT(" (round %lld)", (long long)round);
+    const char *sep = ": ";
+    if ((v = json_object_get(b, "exit")) && json_is_integer(v)) {
+        PUT("%sexit %lld", sep, (long long)json_integer_value(v));
+        sep = ", ";
+    }
+    if ((v = json_object_get(b, "passed")) && json_is_boolean(v)) {
+        PUT("%s%s", sep, json_is_true(v) ? "passed" : "FAILED");
+        sep = ", ";
+    }
+    json_t *files = json_object_get(b, "files");
+    if (!json_is_integer(files))
+        files = json_object_get(b, "files_changed");
+    if (!json_is_integer(files))
+        files = json_object_get(json_object_get(b, "diffstat"), "files");
+    if (json_is_integer(files)) {
+        long long nf = (long long)json_integer_value(files);
+        PUT("%s%lld %s changed", sep, nf, nf == 1 ? "file" : "files");
+        sep = ", ";
+    }
+    if (json_is_true(json_object_get(b, "empty"))) {
+        PUT("%snothing to commit", sep);
+        sep = ", ";
+    }
+    const char *branch = json_string_value(json_object_get(b, "branch"));
+    if (branch) {
+        PUT("%sbranch %s", sep, branch);
+        sep = ", ";
+    }
+    if (json_is_true(json_object_get(b, "draft"))) {
+        PUT("%sa draft", sep);
+        sep = ", ";
+    }
+    json_int_t ms = json_integer_value(json_object_get(b, "wall_ms"));
+    if (!ms)
+        ms = json_integer_value(json_object_get(b, "ms"));
+    if (ms > 0 && status && strcmp(status, "started") != 0) {
+        if (ms < 1000)
+            PUT("%s%lld ms", sep, (long long)ms);
+        else
+            PUT("%s%.1f s", sep, (double)ms / 1000.0);
+        sep = ", ";
+    }
+    if ((v = json_object_get(b, "cost_usd")) && json_is_number(v)) {
+        PUT("%s$%.2f", sep, json_number_value(v));
+        sep = ", ";
+    }
+    const char *why = json_string_value(json_object_get(b, "error"));
+    const char *summary = json_string_value(json_object_get(b, "summary"));
+    if (why)
+        PUT(": %s", why);
+    if (summary)
+        PUT(": %s", summary);
+#undef PUT
+    if (k >= n && n > 4) /* cut: say so */
+        memcpy(out + n - 4, "...", 4);
+}
+
+/* What a "run_finished" event says: the outcome, the tests, the diffstat. */
+static void run_finished_text(char *out, size_t n, json_t *b)
+{
+    const char *outcome = json_string_value(json_object_get(b, "outcome"));
+    const char *reason = json_string_value(json_object_get(b, "reason"));
+    const char *tests = json_string_value(json_object_get(b, "tests"));
+    json_t *ds = json_object_get(b, "diffstat");
+    long long nf = (long long)json_integer_value(json_object_get(ds, "files"));
+    char diff[96] = "";
+    if (json_is_object(ds))
+        snprintf(diff, sizeof(diff), ", %lld %s changed (+%lld -%lld)", nf,
+                 nf == 1 ? "file" : "files",
+                 (long long)json_integer_value(json_object_get(ds, "insertions")),
+                 (long long)json_integer_value(json_object_get(ds, "deletions")));
+    snprintf(out, n, "run %lld: %s%s%s%s%s%s%s",
+             (long long)json_integer_value(json_object_get(b, "run")), outcome ? outcome : "?",
+             json_is_true(json_object_get(b, "draft")) && outcome && strcmp(outcome, "draft")
+                 ? " (a draft)"
+                 : "",
+             reason ? ": " : "", reason ? reason : "", tests ? ", tests " : "", tests ? tests : "",
+             diff);
+}
+
 static void print_event(follow *f, json_t *m)
 {
     status_clear(f);
@@ -138,8 +231,18 @@ static void print_event(follow *f, json_t *m)
         text = json_string_value(json_object_get(body, "message"));
     if (!text)
         text = json_string_value(json_object_get(body, "summary"));
-    char line[400];
-    if (text) {
+    char line[400], words[1024];
+    if (kind && !strcmp(kind, "step") && json_is_object(body)) {
+        step_text(words, sizeof(words), body);
+        one_line(line, sizeof(line), words);
+    } else if (kind && !strcmp(kind, "run_finished") && json_is_object(body)) {
+        run_finished_text(words, sizeof(words), body);
+        one_line(line, sizeof(line), words);
+    } else if (kind && !strcmp(kind, "state") && json_string_value(json_object_get(body, "to"))) {
+        snprintf(words, sizeof(words), "%s -> %s", remote_str(body, "from"),
+                 remote_str(body, "to"));
+        one_line(line, sizeof(line), words);
+    } else if (text) {
         one_line(line, sizeof(line), text);
     } else {
         char *t = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -158,7 +261,9 @@ static void print_event(follow *f, json_t *m)
         if (name)
             snprintf(f->step, sizeof(f->step), "%s", name);
     } else if (kind && !strcmp(kind, "state")) {
-        const char *st = json_string_value(json_object_get(body, "state"));
+        const char *st = json_string_value(json_object_get(body, "to"));
+        if (!st)
+            st = json_string_value(json_object_get(body, "state"));
         if (st)
             snprintf(f->state, sizeof(f->state), "%s", st);
     }

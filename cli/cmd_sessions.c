@@ -10,12 +10,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A single line of at most n columns: control characters become spaces. */
+/* The session's state, "review (draft)" when its pull request is a draft
+ * (pr_draft; plain when the farm does not say). */
+static const char *state_shown(char *out, size_t n, json_t *s)
+{
+    snprintf(out, n, "%s%s", remote_str(s, "state"),
+             json_is_true(json_object_get(s, "pr_draft")) ? " (draft)" : "");
+    return out;
+}
+
 static void print_session_table(json_t *list)
 {
     size_t i;
     json_t *s;
-    printf("%-6s %-10s %-28s %-7s %-19s %s\n", "ID", "STATE", "REPO", "ISSUE", "UPDATED", "TITLE");
+    printf("%-6s %-14s %-28s %-7s %-19s %s\n", "ID", "STATE", "REPO", "ISSUE", "UPDATED", "TITLE");
     json_array_foreach(list, i, s)
     {
         char repo[29], title[61];
@@ -24,9 +32,11 @@ static void print_session_table(json_t *list)
         char updated[24];
         remote_time_short(updated, sizeof(updated),
                           json_string_value(json_object_get(s, "updated")));
-        printf("%-6lld %-10s %-28s #%-6lld %-19s %s\n",
-               (long long)json_integer_value(json_object_get(s, "id")), remote_str(s, "state"),
-               repo, (long long)json_integer_value(json_object_get(s, "number")), updated, title);
+        char state[40];
+        printf("%-6lld %-14s %-28s #%-6lld %-19s %s\n",
+               (long long)json_integer_value(json_object_get(s, "id")),
+               state_shown(state, sizeof(state), s), repo,
+               (long long)json_integer_value(json_object_get(s, "number")), updated, title);
     }
     if (json_array_size(list) == 0)
         printf("(no sessions)\n");
@@ -34,19 +44,28 @@ static void print_session_table(json_t *list)
 
 static void print_session(json_t *s)
 {
+    char state[40];
     printf("session %lld: %s\n", (long long)json_integer_value(json_object_get(s, "id")),
-           remote_str(s, "state"));
+           state_shown(state, sizeof(state), s));
     printf("  issue    %s#%lld %s\n", remote_str(s, "repo"),
            (long long)json_integer_value(json_object_get(s, "number")), remote_str(s, "title"));
     printf("  url      %s\n", remote_str(s, "url"));
     printf("  branch   %s\n", remote_str(s, "branch"));
     if (json_integer_value(json_object_get(s, "pr_number")))
-        printf("  pr       #%lld %s\n",
+        printf("  pr       #%lld %s%s%s%s\n",
                (long long)json_integer_value(json_object_get(s, "pr_number")),
-               remote_str(s, "pr_url"));
-    printf("  runs     %lld (%.0f agent seconds, $%.2f)\n",
-           (long long)json_integer_value(json_object_get(s, "runs")),
-           json_number_value(json_object_get(s, "agent_seconds")),
+               remote_str(s, "pr_url"),
+               json_is_true(json_object_get(s, "pr_draft")) ? " (a draft: " : "",
+               json_is_true(json_object_get(s, "pr_draft"))
+                   ? (json_string_value(json_object_get(s, "pr_draft_reason"))
+                          ? json_string_value(json_object_get(s, "pr_draft_reason"))
+                          : "not ready")
+                   : "",
+               json_is_true(json_object_get(s, "pr_draft")) ? ")" : "");
+    long long runs = (long long)json_integer_value(json_object_get(s, "runs"));
+    double secs = json_number_value(json_object_get(s, "agent_seconds"));
+    printf("  runs     %lld (%.0f agent %s, $%.2f)\n", runs, secs,
+           cli_plural((long long)(secs + 0.5), "second", "seconds"),
            json_number_value(json_object_get(s, "cost")));
     printf("  created  %s\n  updated  %s\n", remote_str(s, "created"), remote_str(s, "updated"));
 }
@@ -104,7 +123,10 @@ static int sessions(int argc, char **argv)
         buf_free(&q);
         return rc;
     }
-    char path[4200];
+    char path[4200], nf[700];
+    snprintf(nf, sizeof(nf), "no session %.40s on %s; `farm sessions` lists them", id ? id : "",
+             r.server);
+    r.not_found = id ? nf : NULL;
     if (id)
         snprintf(path, sizeof(path), "/api/sessions/%s", id);
     else

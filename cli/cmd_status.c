@@ -46,9 +46,13 @@ static void print_status(json_t *o)
                num(o, "outbox", "pending"), num(o, "outbox", "retries"), num(o, "outbox", "failed"),
                num(o, "outbox", "sent"));
     if (json_is_true(json_object_get(sched, "running")))
-        printf("since     %lld jobs started, %lld memory waits, %lld leases lost\n",
-               num(o, "scheduler", "jobs_started"), num(o, "scheduler", "admission_waits"),
-               num(o, "scheduler", "leases_lost"));
+        printf("since     %lld %s started, %lld memory %s, %lld %s lost\n",
+               num(o, "scheduler", "jobs_started"),
+               cli_plural(num(o, "scheduler", "jobs_started"), "job", "jobs"),
+               num(o, "scheduler", "admission_waits"),
+               cli_plural(num(o, "scheduler", "admission_waits"), "wait", "waits"),
+               num(o, "scheduler", "leases_lost"),
+               cli_plural(num(o, "scheduler", "leases_lost"), "lease", "leases"));
 }
 
 static int status(int argc, char **argv)

@@ -13,6 +13,7 @@
 
 int remote_init(remote *r, const char *server_opt, const char *config_path)
 {
+    r->not_found = NULL;
     if (server_opt) {
         size_t n = strlen(server_opt);
         while (n > 0 && server_opt[n - 1] == '/')
@@ -148,6 +149,8 @@ int remote_send_json(json_t **out, const remote *r, const char *method, const ch
     } else if (resp.status == 403) {
         fprintf(stderr, "farm: the token in FARM_TOKEN lacks the role for this: %s\n",
                 json_string_value(json_object_get(body, "hint")) ?: "ask for a viewer token");
+    } else if (resp.status == 404 && r->not_found) {
+        fprintf(stderr, "farm: %s\n", r->not_found);
     } else if (resp.status < 200 || resp.status > 299) {
         const char *error = json_string_value(json_object_get(body, "error"));
         const char *hint = json_string_value(json_object_get(body, "hint"));

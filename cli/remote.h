@@ -11,12 +11,14 @@
 #include <jansson.h>
 
 typedef struct remote {
-    char server[512]; /* "http://127.0.0.1:8080", no trailing slash */
+    char server[512];      /* "http://127.0.0.1:8080", no trailing slash */
+    const char *not_found; /* said instead of the server's answer to a 404 (the server's
+                              hints name HTTP routes, a person wants the command), or NULL */
 } remote;
 
 /* Work out the server URL: --server when given, else the listen address of
- * --config FILE (or of the defaults). Returns 0, or prints the problem and
- * returns the exit status (1). */
+ * --config FILE (or of the defaults); not_found is NULL. Returns 0, or
+ * prints the problem and returns the exit status (1). */
 int remote_init(remote *r, const char *server_opt, const char *config_path);
 
 /* Append "name=value" (percent-encoded) to a query string being built. */

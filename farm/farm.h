@@ -30,6 +30,16 @@
  * FARM_ENOMEM, with the message in farm_error_last(). */
 int farm_open(farm **out, config *cfg);
 
+/* Whether agents could run on cfg: when the farm runs as root with the
+ * sandbox on, each agent runs as a uid of its own, which must be able to
+ * search every directory above the data directory (and the sandbox
+ * helper), or every run fails at its agent step. Run it before opening a
+ * farm that will run agents (`farm serve`, `farm demo`, `farm doctor`); it
+ * creates nothing. Returns 0 (also with sandbox.mode "unsafe-none" or as an
+ * ordinary user, whose uid the sandbox keeps), or FARM_EINVALID with
+ * farm_error_last() naming each directory and the fix. */
+int farm_reach_check(const config *cfg);
+
 /* Stop the writer thread (after it has committed what is queued), close the
  * store and free the config. NULL is accepted. */
 void farm_close(farm *f);

@@ -138,6 +138,9 @@ class Farm:
                  extra=None, tmp=None, serve_args=None):
         self.tmp = tmp or tempfile.mkdtemp(prefix="farm-e2e-")
         self.own_tmp = tmp is None
+        # as root each agent runs as a uid of its own, which must pass through
+        # to the data directory (farm_reach_check): searchable, not listable
+        os.chmod(self.tmp, 0o711)
         self.data_dir = os.path.join(self.tmp, "data")
         self.github_secret = github_secret
         self.env = dict(os.environ)

@@ -1,7 +1,9 @@
 """test_config_check - `farm config check` on the real binary: a good config
 prints a summary and exits 0; a bad one lists every problem by its key on
 stderr, one per line, and exits 1; a literal secret is refused without being
-echoed; a server beyond loopback without secrets and tokens is refused.
+echoed; a server beyond loopback without secrets and tokens is refused; a
+data_dir that cannot be created (under /proc, in place of a file) is refused,
+and checking one that can creates nothing.
 
 Python 3 standard library only.
 """
@@ -113,6 +115,25 @@ class ConfigCheck(unittest.TestCase):
         })
         self.assertEqual(rc, 0, err)
         self.assertIn("beyond loopback", out)
+
+    def test_data_dir_must_be_creatable(self):
+        rc, out, err = self.check({"data_dir": "/proc/farmdata"})
+        self.assertEqual(rc, 1, out)
+        self.assertEqual(out, "")
+        self.assertTrue(err.startswith("data_dir: cannot be created: mkdir /proc/farmdata: "), err)
+        taken = os.path.join(self.dir, "a-file")
+        open(taken, "w").close()
+        rc, out, err = self.check({"data_dir": taken})
+        self.assertEqual(rc, 1)
+        self.assertIn("data_dir: %s exists and is not a directory" % taken, err)
+        rc, out, err = self.check({"data_dir": os.path.join(taken, "data")})
+        self.assertEqual(rc, 1)
+        self.assertTrue(err.startswith("data_dir: "), err)
+        fine = os.path.join(self.dir, "new", "data")
+        rc, out, err = self.check({"data_dir": fine})
+        self.assertEqual(rc, 0, err)
+        self.assertIn("data_dir: %s" % fine, out)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "new")), "a check creates nothing")
 
     def test_usage_errors(self):
         rc, _, err = self.check(args=["frobnicate"])

@@ -7,11 +7,18 @@ the fixed greeting and its test passes there (and fails on main); the local
 issue has the farm's comments and the PR record; SIGTERM stops it with
 status 0. A second run on the same data directory files no second issue. A
 data directory the sandbox cannot reach is refused before anything is
-filed, with a message naming the directory.
+filed, with a message naming the directory (as root: an ordinary user's
+sandbox keeps its uid).
+
+Every command the demo prints is one that works where it was started: the
+binary by the path it was run by (relative to the working directory when
+under it), the demo's own config (DATA_DIR/demo.json) with --config, also
+with --data-dir given, in the last hint too.
 """
 import http.client
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -142,15 +149,26 @@ def test_demo_opens_a_pull_request_and_a_second_run_files_no_issue():
         assert page.endswith("http://%s/sessions/1" % address), page
         assert demo.line("farm demo: filed issue #1 "), demo.text()
         assert demo.line("farm demo: sample repository file://%s (generated" % bare), demo.text()
+        farm = os.path.realpath(farmtest.FARM_BIN)  # not under tmp: absolute
+        cfg = "data/demo.json"  # under the working directory: relative
+        assert demo.line("farm demo: the config: %s " % cfg), demo.text()
         shown = demo.line("farm demo: the issue and its comments: ")
-        assert shown.endswith("farm issue show 1 --data-dir %s" % os.path.realpath(data)), shown
-        assert demo.line("farm demo: follow in a terminal: farm logs -f --server http://%s 1"
-                         % address), demo.text()
+        assert shown.endswith("%s issue show 1 --config %s" % (farm, cfg)), shown
+        follow = demo.line("farm demo: follow in a terminal: ")
+        assert follow.endswith("%s logs -f --config %s 1" % (farm, cfg)), follow
+        with open(os.path.join(data, "demo.json")) as f:
+            written = json.load(f)
+        assert written["data_dir"] == os.path.realpath(data), written
+        assert written["listen"] == address, written  # port 0: the port it got
 
         pr = demo.wait_line("farm demo: pull request opened: ")
-        branch = pr.split(": ", 2)[2].split(" ")[0]
-        assert branch.startswith("farm/1-"), pr
-        assert pr.endswith("(farm issue show 1)"), pr
+        assert pr.startswith("farm demo: pull request opened: #2, branch farm/1-"), pr
+        branch = pr.split("branch ", 1)[1].split(" ")[0]
+        # the last hint keeps what the store is found by
+        assert pr.endswith("(%s issue show 2 --config %s)" % (farm, cfg)), pr
+        p = subprocess.run(shlex.split(pr[pr.index("(") + 1:-1]), cwd=tmp, capture_output=True,
+                           timeout=60)
+        assert p.returncode == 0 and branch in p.stdout.decode(), p
 
         # the session is in review, and its page (the URL printed) is served
         status, body = get(address, "/sessions/1")
@@ -191,7 +209,7 @@ def test_demo_opens_a_pull_request_and_a_second_run_files_no_issue():
             again.text()
         page = again.wait_line("farm demo: watch the session:", 30)
         assert page.endswith("/sessions/1"), page
-        again.wait_line("farm demo: pull request opened: %s " % branch, 60)
+        again.wait_line("farm demo: pull request opened: #2, branch %s " % branch, 60)
         issues = issue_json(data, "list")["issues"]
         assert [(i["number"], i["is_pr"]) for i in issues] == [(2, True), (1, False)], issues
         assert again.stop() == 0, again.text()
@@ -203,6 +221,9 @@ def test_demo_opens_a_pull_request_and_a_second_run_files_no_issue():
 
 
 def test_unreachable_data_dir_is_refused_before_filing():
+    if os.geteuid() != 0:
+        print("# skipped: not root (the sandbox keeps an ordinary user's uid)")
+        return
     tmp = new_tmp()
     try:
         closed = os.path.join(tmp, "closed")
@@ -213,11 +234,55 @@ def test_unreachable_data_dir_is_refused_before_filing():
                             "--data-dir", data], cwd=tmp, capture_output=True, timeout=60)
         err = p.stderr.decode()
         assert p.returncode == 1, (p.returncode, err)
-        assert "directory %s (mode 700) is not searchable" % closed in err, err
-        assert "--data-dir" in err, err
+        assert "%s (mode 700) is not searchable by other users" % closed in err, err
+        assert "chmod o+x %s" % closed in err and "--data-dir" in err, err
         assert not os.path.exists(os.path.join(data, "farm.db")), "nothing may be filed"
         assert not os.path.exists(os.path.join(data, "demo")), "no sample repository either"
     finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_hints_name_the_binary_as_it_was_run():
+    """Run as ./DIR/farm from the binary's grandparent directory: the hints
+    say ./DIR/farm, and the config by its absolute path (not under the
+    working directory); with --data-dir, every hint keeps the store."""
+    binary = os.path.abspath(farmtest.FARM_BIN)
+    if not os.path.isabs(farmtest.FARM_BIN) and os.sep not in farmtest.FARM_BIN:
+        print("# skipped: FARM_BIN is found through PATH")
+        return
+    where = os.path.dirname(os.path.dirname(binary))
+    typed = "./" + os.path.relpath(binary, where)
+    tmp = new_tmp()
+    data = os.path.join(tmp, "data")
+    env = dict(os.environ)
+    env.setdefault("LSAN_OPTIONS", "suppressions=" + os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "lsan.supp"))
+    proc = subprocess.Popen([typed, "demo", "--listen", "127.0.0.1:0", "--data-dir", data],
+                            cwd=where, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env)
+    lines = []
+    try:
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            lines.append(line)
+            if line.startswith("farm demo: the issue and its comments: ") or \
+                    proc.poll() is not None:
+                break
+        cfg = os.path.join(os.path.realpath(data), "demo.json")
+        if cfg.startswith(os.path.realpath(where) + os.sep):  # under the working directory
+            cfg = os.path.relpath(cfg, os.path.realpath(where))
+        text = "\n".join(lines)
+        assert ("farm demo: follow in a terminal: %s logs -f --config %s 1" % (typed, cfg)) \
+            in text, text
+        assert lines[-1] == ("farm demo: the issue and its comments: %s issue show 1 --config %s"
+                             % (typed, cfg)), text
+        # and it works, typed where the demo was started
+        p = subprocess.run(shlex.split(lines[-1].split(": ", 2)[2]), cwd=where,
+                           capture_output=True, timeout=60)
+        assert p.returncode == 0 and b"Fix the typo in the greeting" in p.stdout, p
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -231,4 +296,5 @@ def test_bad_arguments():
 
 if __name__ == "__main__":
     farmtest.run([test_demo_opens_a_pull_request_and_a_second_run_files_no_issue,
-                  test_unreachable_data_dir_is_refused_before_filing, test_bad_arguments])
+                  test_unreachable_data_dir_is_refused_before_filing,
+                  test_hints_name_the_binary_as_it_was_run, test_bad_arguments])

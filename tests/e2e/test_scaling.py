@@ -5,6 +5,11 @@ restart, `farm scale` and `farm status` output, the scheduler's /metrics,
 cancelling a session (POST /api/sessions/{id}/cancel, `farm cancel`), and
 20 issues through the whole farm (fake GitHub, real sandbox, stand-in
 agent) within max_agents, with a live change honoured.
+
+Every wait is on the farm's state (its API, its /metrics, its store), never
+on how long something should take: the scheduler takes up a new limit when
+/metrics says so, a live status is judged against the limit the same answer
+reports, and a pull request is there when the fake tracker holds it.
 """
 import json
 import os
@@ -22,6 +27,9 @@ ADMIN = {"Authorization": "Bearer " + ADMIN_TOKEN}
 VIEWER = {"Authorization": "Bearer " + VIEWER_TOKEN}
 MEMBER = {"Authorization": "Bearer " + MEMBER_TOKEN}
 JSON = {"Content-Type": "application/json"}
+# how long a wait on the farm's state may take before the test gives up: a
+# deadline for a hung farm, not a guess at how fast it is (a loaded host is slow)
+WAIT = 120.0
 
 
 def new_farm():
@@ -99,10 +107,10 @@ def test_scaling_api():
         assert body["source"]["max_per_repo"] == "config", body
         farmtest.wait_for(lambda: any(r.get("msg") == "scaling changed" and r.get("by") == "admin"
                                       for r in farm.logs()),
-                          what="the change logged with who made it")
+                          timeout=WAIT, what="the change logged with who made it")
         # the scheduler takes it up without a restart
         farmtest.wait_for(lambda: farm.metric("farm_scaling_limit", limit="max_agents") == 6,
-                          what="the scheduler to use max_agents 6")
+                          timeout=WAIT, what="the scheduler to use max_agents 6")
 
         # kept in the store across a restart
         assert farm.stop() == 0
@@ -110,7 +118,8 @@ def test_scaling_api():
         s, body = farm.get_json("/api/scaling", token=VIEWER_TOKEN)
         assert s == 200 and body["max_agents"] == 6 and body["max_per_repo"] == 2, body
         assert body["source"]["max_agents"] == "setting", body
-        assert farm.metric("farm_scaling_limit", limit="max_agents") == 6
+        farmtest.wait_for(lambda: farm.metric("farm_scaling_limit", limit="max_agents") == 6,
+                          timeout=WAIT, what="the restarted scheduler to use max_agents 6")
     finally:
         farm.kill()
 
@@ -149,6 +158,9 @@ def test_scale_and_status_cli():
         rc, out, err = cli(farm, "status", token=None)
         assert rc == 1 and "FARM_TOKEN" in err, (rc, out, err)
 
+        # the scheduler takes the new limits up on its next pass: wait for it to say so
+        farmtest.wait_for(lambda: farm.metric("farm_scaling_limit", limit="max_per_repo") == 1,
+                          timeout=WAIT, what="the scheduler to use max_per_repo 1")
         m = farm.metrics()
         for series in ('farm_slots{state="busy"} 0', 'farm_jobs{state="queued"} 0',
                        "farm_admission_waits_total 0", 'farm_scaling_limit{limit="max_per_repo"} 1'):
@@ -190,10 +202,12 @@ def test_cancel():
         path = "/api/sessions/%d/cancel" % sid
         assert farm.request("POST", path)[0] == 401
         assert farm.request("POST", path, headers=VIEWER)[0] == 403
-        assert farm.request("POST", "/api/sessions/999/cancel", headers=MEMBER)[0] == 404
-        assert farm.request("POST", "/api/sessions/x/cancel", headers=MEMBER)[0] == 404
+        # an API write takes JSON only (no "simple" cross-site request reaches one)
+        assert farm.request("POST", path, headers=MEMBER)[0] == 415
+        assert farm.request("POST", "/api/sessions/999/cancel", headers=dict(JSON, **MEMBER))[0] == 404
+        assert farm.request("POST", "/api/sessions/x/cancel", headers=dict(JSON, **MEMBER))[0] == 404
 
-        s, _, out = farm.request("POST", path, headers=MEMBER)
+        s, _, out = farm.request("POST", path, headers=dict(JSON, **MEMBER))
         assert s == 202, (s, out)
         assert json.loads(out)["state"] == "cancelling"
         rc, out, err = cli(farm, "cancel", str(sid2), token=MEMBER_TOKEN)
@@ -211,13 +225,13 @@ def test_cancel():
         farm.serve_args = []
         farm.start()
         for x in (sid, sid2):
-            farmtest.wait_for(lambda: session_state(farm, x) == "cancelled", timeout=30,
+            farmtest.wait_for(lambda: session_state(farm, x) == "cancelled", timeout=WAIT,
                               what="session %d cancelled" % x)
             farmtest.wait_for(lambda: jobs_of(farm, x) == {"run": "done", "cancel": "done"},
-                              timeout=30, what="the jobs of session %d ended" % x)
+                              timeout=WAIT, what="the jobs of session %d ended" % x)
             assert "run_started" not in event_kinds(farm, x), event_kinds(farm, x)
         # an ended session cannot be cancelled again
-        s, _, out = farm.request("POST", path, headers=MEMBER)
+        s, _, out = farm.request("POST", path, headers=dict(JSON, **MEMBER))
         assert s == 409, (s, out)
         rc, out, err = cli(farm, "cancel", str(sid2), token=MEMBER_TOKEN)
         assert rc == 1 and "409" in err, (rc, out, err)
@@ -256,7 +270,9 @@ def max_overlap(intervals):
 
 def test_twenty_issues_within_max_agents():
     """20 issues with max_agents 2, raised to 3 while they run: never more
-    runs at once than the limit in force, and every issue gets its PR."""
+    runs at once than the limit in force, and every issue gets its PR. Half
+    the issues are opened once the scheduler has taken up the new limit, so
+    there is work for a third slot however slow the host is."""
     import repos
     with farmtest.GitHubWorld(scaling={"max_agents": 2, "max_per_repo": 2}) as w:
         farm = w.farm
@@ -264,43 +280,56 @@ def test_twenty_issues_within_max_agents():
 
         def sample():
             while not stop.is_set():
-                s, st = farm.get_json("/api/status", token=VIEWER_TOKEN)
+                try:
+                    s, st = farm.get_json("/api/status", token=VIEWER_TOKEN)
+                except OSError:  # a slow answer on a loaded host: take the next one
+                    continue
                 if s == 200:
-                    samples.append((time.monotonic(), st["scheduler"]["busy"],
-                                    st["scaling"]["max_agents"]))
+                    # busy and the limit from one answer: the limit is stored before
+                    # the scheduler uses it, so busy never exceeds it
+                    samples.append((st["scheduler"]["busy"], st["scaling"]["max_agents"]))
                 time.sleep(0.02)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        try:
-            numbers = [w.open_issue("Fix the greeting %d" % i,
-                                    repos.issue_body(repos.FIX, standin="sleep 1"))
-                       for i in range(20)]
 
-            def finished():
-                with farm.db() as c:
-                    return c.execute("SELECT count(*) FROM session WHERE state IN"
-                                     " ('review', 'failed', 'done', 'cancelled')").fetchone()[0]
-            farmtest.wait_for(lambda: finished() >= 4, timeout=180, what="4 sessions finished")
+        def busy():
+            s, st = farm.get_json("/api/status", token=VIEWER_TOKEN)
+            return st["scheduler"]["busy"] if s == 200 else -1
+
+        def finished():
+            with farm.db() as c:
+                return c.execute("SELECT count(*) FROM session WHERE state IN"
+                                 " ('review', 'failed', 'done', 'cancelled')").fetchone()[0]
+
+        def issue(i):
+            return w.open_issue("Fix the greeting %d" % i,
+                                repos.issue_body(repos.FIX, standin="sleep 1"))
+        try:
+            numbers = [issue(i) for i in range(10)]
+            farmtest.wait_for(lambda: finished() >= 4, timeout=300, what="4 sessions finished")
             before = max_overlap(run_intervals(farm))
             s, body = put(farm, {"max_agents": 3, "max_per_repo": 3}, ADMIN)
             assert s == 200 and body["max_agents"] == 3, (s, body)
-            t_change = time.monotonic()
-            farmtest.wait_for(lambda: finished() == 20, timeout=300, what="all 20 sessions")
+            farmtest.wait_for(lambda: farm.metric("farm_scaling_limit", limit="max_agents") == 3,
+                              timeout=WAIT, what="the scheduler to use max_agents 3")
+            numbers += [issue(i) for i in range(10, 20)]
+            farmtest.wait_for(lambda: busy() == 3, timeout=300, what="three runs at once")
+            farmtest.wait_for(lambda: finished() == 20, timeout=480, what="all 20 sessions")
+            farmtest.wait_for(lambda: len(w.pulls()) == 20, timeout=WAIT,
+                              what="the 20 pull requests on the tracker")
         finally:
             stop.set()
-            sampler.join(5)
+            sampler.join(30)
         with farm.db() as c:
             states = c.execute("SELECT state, count(*) FROM session GROUP BY state").fetchall()
         assert states == [("review", 20)], states
-        assert len(w.pulls()) == 20
         assert before <= 2, before
         # from the store: never more runs at once than 3, and 3 were used
         assert max_overlap(run_intervals(farm)) == 3, max_overlap(run_intervals(farm))
         # from the live status: within the limit in force at each moment
-        assert samples and all(b <= 3 for _, b, _ in samples), samples
-        assert all(b <= 2 for t, b, _ in samples if t < t_change), samples
-        assert any(b == 3 for t, b, _ in samples if t > t_change), samples
-        assert len(numbers) == 20
+        assert samples and all(b <= m for b, m in samples), samples
+        assert any(m == 2 for _, m in samples) and any(m == 3 for _, m in samples), samples
+        assert len(set(numbers)) == 20
 
 
 if __name__ == "__main__":
