@@ -1227,12 +1227,40 @@ static void push_with_lease(void **state)
     vcs_worktree_free(wt);
 }
 
+/* A fetch killed mid-way leaves ref lock files in the mirror (SIGKILL in
+ * the chaos test did): the next fetch, holding the mirror's lock, clears them
+ * instead of failing with "failed to lock file" for ever. */
+static void mirror_fetch_clears_a_killed_fetchs_locks(void **state)
+{
+    fx *f = *state;
+    char p[PATH_MAX], want[64], got[VCS_OID_HEXSZ + 1];
+
+    snprintf(p, sizeof(p), "%s/refs/heads/main.lock", vcs_mirror_path(f->m));
+    th_write(p, "0000000000000000000000000000000000000000\n");
+    snprintf(p, sizeof(p), "%s/packed-refs.lock", vcs_mirror_path(f->m));
+    th_write(p, "");
+    snprintf(p, sizeof(p), "%s/README.md", f->src);
+    th_write(p, "# app\n\nafter a kill\n");
+    assert_int_equal(TH_GIT(f->src, "commit", "-q", "-am", "after a kill"), 0);
+    assert_int_equal(TH_GIT(f->src, "push", "-q", "origin", "main"), 0);
+    th_rev(want, f->remote, "refs/heads/main");
+
+    assert_int_equal(vcs_mirror_fetch(f->m, &f->r), 0);
+    assert_int_equal(vcs_mirror_branch_oid(got, f->m, "main"), 0);
+    assert_string_equal(got, want);
+    snprintf(p, sizeof(p), "%s/packed-refs.lock", vcs_mirror_path(f->m));
+    assert_false(th_exists(p));
+    snprintf(p, sizeof(p), "%s/refs/heads/main.lock", vcs_mirror_path(f->m));
+    assert_false(th_exists(p));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(branch_names),
         cmocka_unit_test_setup_teardown(mirror_fetches_and_prunes, setup, teardown),
         cmocka_unit_test_setup_teardown(mirror_fetch_bad_remote, setup, teardown),
+        cmocka_unit_test_setup_teardown(mirror_fetch_clears_a_killed_fetchs_locks, setup, teardown),
         cmocka_unit_test_setup_teardown(mirror_repack_keeps_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(mirror_lock_excludes_other_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(mirror_concurrent_sessions, setup, teardown),

@@ -391,6 +391,49 @@ out:
     return rc;
 }
 
+/* Lock files a killed fetch left behind. Only a fetch writes the mirror's
+ * refs, and it holds the mirror's lock exclusively: so while we hold it, a
+ * "<name>.lock" under refs/ (or packed-refs.lock, HEAD.lock, config.lock at
+ * the top) belongs to no one alive, and left in place it makes every later
+ * fetch fail with "failed to lock file" (SIGKILL during a fetch does this).
+ * Symlinks are never followed. */
+static void stale_locks_under(int dfd, int depth)
+{
+    DIR *d = fdopendir(dfd);
+    struct dirent *e;
+    if (!d) {
+        close(dfd);
+        return;
+    }
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (e->d_type == DT_DIR && depth < 32) {
+            int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0)
+                stale_locks_under(sub, depth + 1);
+        } else if (e->d_type == DT_REG && n > 5 && !strcmp(e->d_name + n - 5, ".lock")) {
+            unlinkat(dirfd(d), e->d_name, 0);
+        }
+    }
+    closedir(d);
+}
+
+static void stale_locks_remove(const vcs_mirror *m)
+{
+    static const char *const top[] = {"packed-refs.lock", "HEAD.lock", "config.lock", NULL};
+    int dfd = open(m->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return;
+    for (size_t i = 0; top[i]; i++)
+        unlinkat(dfd, top[i], 0);
+    int refs = openat(dfd, "refs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (refs >= 0)
+        stale_locks_under(refs, 0);
+    close(dfd);
+}
+
 int vcs_mirror_fetch(vcs_mirror *m, const vcs_remote *remote)
 {
     git_repository *repo = NULL;
@@ -409,6 +452,7 @@ int vcs_mirror_fetch(vcs_mirror *m, const vcs_remote *remote)
     }
     if ((lk = mirror_lock_take(m, 1)) < 0)
         return lk;
+    stale_locks_remove(m); /* ours alone now: a killed fetch's locks are stale */
     if ((e = git_repository_open_bare(&repo, m->path)) < 0) {
         rc = vcs_git_fail(e, FARM_EIO, NULL, "cannot open mirror of %s", m->name);
         goto out;
