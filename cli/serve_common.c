@@ -87,6 +87,15 @@ int serve_start(serve_state *out, config *cfg, const server_options *sopt, int i
         return -1;
     }
     warn_exposed(cfg);
+    /* Runs need the sandbox's uid to reach the data directory: refuse now,
+     * with the fix, rather than let every run fail at the agent step. */
+    if (!intake_only && farm_reach_check(cfg) != 0) {
+        fprintf(stderr, "farm: %s\n", farm_error_last());
+        if (!sopt || sopt->listen_fd < 0)
+            close(so.listen_fd);
+        config_free(cfg);
+        return -1;
+    }
 
     sigemptyset(&out->signals);
     sigaddset(&out->signals, SIGINT);

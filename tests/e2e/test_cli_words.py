@@ -5,7 +5,8 @@ real binary:
   (or -h) prints the command's usage and exits 0, `farm serve --help` too;
   `farm issue frob` names the word it does not know;
 - `farm doctor` names a data directory the sandbox's uid cannot reach, with
-  the chmod that fixes it (as root, with the sandbox on);
+  the chmod that fixes it, and `farm serve` refuses to start on it (as root,
+  with the sandbox on);
 - on a farm that ran: `farm issue new` prints text, never the server's JSON
   log; `farm status` and `farm digest` count in words ("1 job started",
   "1 session touched, 1 run"); `farm logs` shows the agent's step with its
@@ -79,6 +80,28 @@ def test_doctor_names_an_unreachable_data_dir():
         check(tmp, {"data_dir": os.path.join(tmp, "farm-data")})
         rc, out, err = farm_cmd("doctor", "--config", cfg)
         assert re.search(r"data directory +ok", out) and "OUT OF REACH" not in out, out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_serve_refuses_an_unreachable_data_dir():
+    """`farm serve` refuses at start, with the fix, instead of accepting
+    issues whose every run would fail at the agent step."""
+    if os.geteuid() != 0:
+        print("# skipped: not root (the sandbox keeps an ordinary user's uid)")
+        return
+    tmp = tempfile.mkdtemp(prefix="farm-e2e-words-")
+    os.chmod(tmp, 0o711)
+    try:
+        closed = os.path.join(tmp, "home")
+        os.mkdir(closed)
+        os.chmod(closed, 0o700)
+        data = os.path.join(closed, "farm-data")
+        check(tmp, {"data_dir": data, "listen": "127.0.0.1:0"})
+        rc, out, err = farm_cmd("serve", "--config", os.path.join(tmp, "farm.json"))
+        assert rc != 0, (rc, out, err)
+        assert "chmod o+x %s" % closed in err, err
+        assert not os.path.exists(data), "nothing may be created before the refusal"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -170,4 +193,4 @@ def test_words_on_a_farm_that_ran():
 
 if __name__ == "__main__":
     farmtest.run([test_help_and_unknown_words, test_doctor_names_an_unreachable_data_dir,
-                  test_words_on_a_farm_that_ran])
+                  test_serve_refuses_an_unreachable_data_dir, test_words_on_a_farm_that_ran])

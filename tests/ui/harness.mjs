@@ -56,6 +56,9 @@ function freePort() {
 export class Farm {
   constructor() {
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), "farm-ui-"));
+    // searchable by other users (not listable): a farm run as root refuses a
+    // data directory its sandboxed agents could not reach
+    fs.chmodSync(this.tmp, 0o711);
     this.dataDir = path.join(this.tmp, "data");
     this.proc = null;
     this.port = 0;
