@@ -138,6 +138,12 @@ def test_words_on_a_farm_that_ran():
         farmtest.wait_for(lambda: farm.get_json("/api/status")[1]["scheduler"]["busy"] == 0, 60,
                           "the slot to be free")
 
+        # reals as people write them: 0.077, never 0.076999999999999999
+        status, _, raw = farm.request("GET", "/api/sessions",
+                                      headers={"Authorization": "Bearer " + farmtest.ADMIN_TOKEN})
+        assert status == 200 and not re.search(rb"\d\.\d{16,}", raw), raw[:400]
+        assert b'"agent_seconds":' in raw, raw[:400]
+
         rc, out, err = cli("status")
         assert rc == 0 and re.search(r"since +1 job started, 0 memory waits, 0 leases lost",
                                      out), (rc, out, err)
