@@ -564,7 +564,10 @@ def test_json_append_bounded():
         final = rss_kib(pid)
         grown = (final["VmHWM"] - before["VmRSS"]) // 1024
         print("  then 65,536 messages and %d escaped ones (8 MiB): peak +%d MiB" % (many.count(b"\\u00e9"), grown))
-        assert grown < 200, grown
+        # AddressSanitizer keeps freed memory in quarantine (256 MiB by default), so
+        # under it the peak measures the sanitizer; the bound is for the real binary
+        if "ASAN_OPTIONS" not in os.environ:
+            assert grown < 200, grown
         s, hd, body = rq("GET", S + "big?offset=%016x" % (65536 + 65536 // 2), headers=VIEWER)
         assert s == 200 and json.loads(body)[0] == {"t": "\u00e9" + "x" * 100}
 
