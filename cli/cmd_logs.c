@@ -8,6 +8,10 @@
  * farm costs nothing: the next read resumes where the last left off, and no
  * event is shown twice or skipped. A status line (state, step, elapsed time)
  * is kept on stderr when it is a terminal.
+ *
+ * The agent's transcript (agent_message, tool_call, tool_result,
+ * file_change, command, error: farm/run/transcript.h) is printed in words,
+ * like the session page's narrative: a tool call's result names the call.
  */
 #include "cli.h"
 #include "remote.h"
@@ -28,6 +32,7 @@
 
 #define POLL_TIMEOUT_S 20
 #define RETRY_MAX_MS   5000
+#define CALLS_KEPT     64 /* tool calls remembered to name their results */
 
 static volatile sig_atomic_t interrupted;
 
@@ -49,6 +54,11 @@ typedef struct follow {
     char step[64];
     int64_t created_ms;
     int status_shown;
+    struct {
+        char id[96];
+        char what[160]; /* "Write src/a.c" */
+    } calls[CALLS_KEPT];
+    unsigned ncalls;
 } follow;
 
 /* One line of text with control characters replaced, at most n bytes. */
@@ -212,6 +222,58 @@ static void run_finished_text(char *out, size_t n, json_t *b)
              diff);
 }
 
+/* A transcript event in words (transcript.h), into out; 0 when kind is
+ * not one. */
+static int transcript_text(follow *f, char *out, size_t n, const char *kind, json_t *b)
+{
+    if (!kind || !json_is_object(b))
+        return 0;
+    if (!strcmp(kind, "agent_message")) {
+        snprintf(out, n, "the agent says: %s", remote_str(b, "text"));
+    } else if (!strcmp(kind, "tool_call")) {
+        const char *id = json_string_value(json_object_get(b, "id"));
+        const char *sum = json_string_value(json_object_get(b, "summary"));
+        snprintf(out, n, "calls %s%s%s", remote_str(b, "tool"), sum ? " " : "", sum ? sum : "");
+        if (id) {
+            unsigned k = f->ncalls++ % CALLS_KEPT;
+            snprintf(f->calls[k].id, sizeof(f->calls[k].id), "%s", id);
+            snprintf(f->calls[k].what, sizeof(f->calls[k].what), "%s%s%s", remote_str(b, "tool"),
+                     sum ? " " : "", sum ? sum : "");
+        }
+    } else if (!strcmp(kind, "tool_result")) {
+        const char *id = json_string_value(json_object_get(b, "id"));
+        const char *what = "a tool call";
+        for (unsigned k = 0; id && k < CALLS_KEPT && k < f->ncalls; k++)
+            if (!strcmp(f->calls[k].id, id))
+                what = f->calls[k].what;
+        snprintf(out, n, "%s %s", what,
+                 json_is_true(json_object_get(b, "ok")) ? "succeeded" : "failed");
+    } else if (!strcmp(kind, "file_change")) {
+        const char *k = remote_str(b, "kind");
+        snprintf(out, n, "%s %s",
+                 !strcmp(k, "add")      ? "added"
+                 : !strcmp(k, "delete") ? "deleted"
+                                        : "changed",
+                 remote_str(b, "path"));
+    } else if (!strcmp(kind, "command")) {
+        json_t *code = json_object_get(b, "exit_code");
+        char st[48] = "exit status unknown";
+        if (json_is_integer(code))
+            snprintf(st, sizeof(st), "exit %lld", (long long)json_integer_value(code));
+        snprintf(out, n, "ran `%s`: %s", remote_str(b, "command"), st);
+    } else if (!strcmp(kind, "error")) {
+        snprintf(out, n, "%s: %s",
+                 json_is_true(json_object_get(b, "fatal")) ? "the agent failed" : "the agent warns",
+                 remote_str(b, "message"));
+    } else if (!strcmp(kind, "transcript_dropped")) {
+        snprintf(out, n, "%lld more events of the agent's transcript not logged",
+                 (long long)json_integer_value(json_object_get(b, "events")));
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 static void print_event(follow *f, json_t *m)
 {
     status_clear(f);
@@ -241,6 +303,8 @@ static void print_event(follow *f, json_t *m)
     } else if (kind && !strcmp(kind, "state") && json_string_value(json_object_get(body, "to"))) {
         snprintf(words, sizeof(words), "%s -> %s", remote_str(body, "from"),
                  remote_str(body, "to"));
+        one_line(line, sizeof(line), words);
+    } else if (transcript_text(f, words, sizeof(words), kind, body)) {
         one_line(line, sizeof(line), words);
     } else if (text) {
         one_line(line, sizeof(line), text);

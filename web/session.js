@@ -13,6 +13,14 @@
 //
 // Following the log scrolls the log's own box, never the window: the title
 // and the state stay where a person looks first.
+//
+// The agent's transcript (agent_message, tool_call, tool_result,
+// file_change, command, error: farm/run/transcript.c via pipeline_exec.c)
+// reads as a narrative in the log: what it said, each tool call with its
+// summary and, once its result comes, whether it succeeded, the files it
+// changed, the commands with their exit codes. Once a session has one, the
+// agent's raw output lines are folded away behind the "Raw agent output"
+// toggle; without one they stay in the log as they come.
 "use strict";
 
 (() => {
@@ -28,6 +36,10 @@
   let diff = null;
   let openQuestion = null; // {text, seq}
   let step = null;         // {name, status, ts}
+  const calls = new Map(); // tool call id -> its log line, for its result
+  let rawLines = 0;        // the agent's raw output lines in the log
+
+  const FILE_KIND = { add: "added", update: "changed", delete: "deleted" };
 
   // ---- rendering ---------------------------------------------------------
 
@@ -37,6 +49,28 @@
       case "output": // one line of a command's output (farm/run/pipeline_exec.c)
         return { cls: "out" + (b.stream === "stderr" ? " stderr" : ""),
                  text: typeof b.line === "string" ? b.line : "" };
+      case "agent_message":
+        return { cls: "agent-say", text: "agent: " + (b.text || "") };
+      case "tool_call":
+        return { cls: "tool", text: "→ " + (b.tool || "tool") + (b.summary ? " " + b.summary : "") };
+      case "tool_result": // shown on its call's line when that was seen
+        return { cls: "tool-result " + (b.ok ? "ok" : "bad"),
+                 text: "tool call " + (b.ok ? "succeeded" : "failed") };
+      case "file_change":
+        return { cls: "file", text: "file " + (FILE_KIND[b.kind] || b.kind || "changed") + ": " + (b.path || "?") };
+      case "command": {
+        const known = typeof b.exit_code === "number";
+        return { cls: "cmd " + (known ? (b.exit_code === 0 ? "ok" : "bad") : ""),
+                 text: "$ " + (b.command || "") + "  → " + (known ? "exit " + b.exit_code : "exit status unknown") };
+      }
+      case "error":
+        return { cls: b.fatal ? "bad" : "warn",
+                 text: (b.fatal ? "the agent failed: " : "the agent warns: ") + (b.message || "") };
+      case "transcript_dropped":
+        return { cls: "other", text: (b.events || 0) + " more event" + (b.events === 1 ? "" : "s") +
+                 " of the agent's transcript not logged" +
+                 (b.lines_too_long ? " (" + b.lines_too_long + " output line" + (b.lines_too_long === 1 ? "" : "s") +
+                  " too long to read)" : "") };
       case "output_dropped":
         return { cls: "other", text: (b.lines || 0) + " more line" + (b.lines === 1 ? "" : "s") + " of " +
                  (b.step || "the") + " output not logged (" + (b.bytes || 0) + " bytes)" };
@@ -111,9 +145,26 @@
       take(ev);
       const l = line(ev);
       const li = document.createElement("li");
+      const b = ev.body || {};
       li.className = "ev " + l.cls;
       li.dataset.seq = String(ev.seq);
       li.dataset.kind = ev.kind;
+      if (ev.kind === "output" && b.step === "agent") {
+        li.classList.add("agent-raw");
+        rawLines++;
+      }
+      if (TRANSCRIPT.has(ev.kind)) showNarrative();
+      if (ev.kind === "tool_call" && b.id) calls.set(b.id, li);
+      if (ev.kind === "tool_result" && calls.has(b.id)) {
+        const call = calls.get(b.id);
+        const mark = document.createElement("span");
+        mark.className = "verdict " + (b.ok ? "ok" : "bad");
+        mark.textContent = b.ok ? "✓ ok" : "✗ failed";
+        call.append(mark);
+        call.classList.add(b.ok ? "done-ok" : "done-bad");
+        li.classList.add("merged"); // its call's line says it
+        calls.delete(b.id);
+      }
       const t = document.createElement("time");
       t.dateTime = ev.ts || "";
       t.textContent = ev.ts ? ev.ts.slice(11, 19) : "";
@@ -126,12 +177,26 @@
     }
     if (!frag.childNodes.length) return;
     log.append(frag);
+    const n = document.getElementById("raw-count");
+    if (n) n.textContent = rawLines ? " (" + rawLines + " line" + (rawLines === 1 ? "" : "s") + ")" : "";
     document.body.dataset.lastSeq = String(lastSeq);
     if (follow) log.scrollTop = log.scrollHeight; // the log's box only: never the window
     if (changed) {
       renderFacts();
       scheduleRefresh();
     }
+  }
+
+  const TRANSCRIPT = new Set(["agent_message", "tool_call", "tool_result", "file_change", "command", "error"]);
+
+  // The session has a transcript: the narrative reads without the agent's
+  // raw output, which the toggle shows again.
+  function showNarrative() {
+    const sec = document.getElementById("log-section");
+    if (sec.classList.contains("narrative")) return;
+    sec.classList.add("narrative");
+    document.getElementById("raw-toggle").hidden = false;
+    sec.classList.toggle("show-raw", document.getElementById("show-raw").checked);
   }
 
   const PATH = ["queued", "preparing", "running", "testing", "pushing", "review", "done"];
@@ -379,6 +444,9 @@
       farm.status(document.getElementById("status"), "Not a session id: " + id, "error");
       return;
     }
+    document.getElementById("show-raw").addEventListener("change", (ev) => {
+      document.getElementById("log-section").classList.toggle("show-raw", ev.target.checked);
+    });
     wireForm("message-form", "message", "message-status", "Sent. It appears in the log below.");
     wireForm("answer-form", "answer", "message-status", "Answer sent.");
     document.getElementById("cancel").addEventListener("click", async () => {

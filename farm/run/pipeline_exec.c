@@ -10,6 +10,15 @@
  * event. The last PL_TAIL_MAX bytes are kept for failure reports and for the
  * next fix round's prompt.
  *
+ * For the agent step of a preset whose output format is known (claude:
+ * "claude-stream-json", codex: "codex-exec-json"), each whole stdout line
+ * (up to TRANSCRIPT_LINE_MAX, not cut at PL_LINE_MAX) also goes through the
+ * transcript parser (transcript.h), and the events it gives (agent_message,
+ * tool_call, tool_result, file_change, command, error; their body plus
+ * "step" and "round") go into the same batches right after their line. At
+ * most PL_TRANSCRIPT_EVENTS_MAX are logged per agent call, apart from the
+ * output cap; one "transcript_dropped" event counts the rest.
+ *
  * A watcher thread stops the sandbox when the run is cancelled (the
  * scheduler's flag, or a cancel / issue_closed event in the log) or its
  * deadline passes, and flushes lines that would otherwise wait for the next
@@ -22,6 +31,8 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "farm/handle/handle.h"
+#include "farm/run/agent.h"
+#include "farm/run/transcript.h"
 #include "farm/store/store_run.h"
 
 #include <jansson.h>
@@ -33,6 +44,8 @@
 
 #define WATCH_TICK_MS   50
 #define CANCEL_CHECK_MS 500
+
+#define PL_TRANSCRIPT_EVENTS_MAX 5000 /* transcript events logged per agent call */
 
 const char *pl_tail(const char *s, size_t max)
 {
@@ -78,6 +91,11 @@ typedef struct outlog {
     uint64_t logged_bytes, logged_lines, dropped_bytes, dropped_lines;
     buf tail;
     double cost; /* the last cost the command reported (pl_cost_line()) */
+    /* the agent's transcript (tp NULL: none for this command) */
+    transcript_parser *tp;
+    buf tline;     /* the whole partial stdout line, up to TRANSCRIPT_LINE_MAX */
+    int tline_big; /* it grew past that: skipped */
+    uint64_t tevents, tdropped, tbig;
 } outlog;
 
 struct batch_write {
@@ -97,11 +115,18 @@ static int batch_write_fn(store_tx *tx, void *arg)
 
     json_array_foreach(b->lines, i, l)
     {
-        json_t *body = json_pack("{s:s,s:O,s:O}", "step", b->step, "stream",
-                                 json_object_get(l, "stream"), "line", json_object_get(l, "line"));
-        if (body && b->round > 0)
-            json_object_set_new(body, "round", json_integer(b->round));
-        if ((rc = pl_event_tx(&b->seq, tx, b->session_id, "output", body)))
+        const char *kind = json_string_value(json_object_get(l, "kind"));
+        json_t *body;
+        if (kind) { /* a transcript event, its body complete */
+            body = json_object_get(l, "body");
+            json_incref(body);
+        } else {
+            body = json_pack("{s:s,s:O,s:O}", "step", b->step, "stream",
+                             json_object_get(l, "stream"), "line", json_object_get(l, "line"));
+            if (body && b->round > 0)
+                json_object_set_new(body, "round", json_integer(b->round));
+        }
+        if ((rc = pl_event_tx(&b->seq, tx, b->session_id, kind ? kind : "output", body)))
             return rc;
     }
     return 0;
@@ -206,10 +231,57 @@ static int line_done(outlog *o, int i)
     return json_array_size(o->pending) >= PL_BATCH_LINES;
 }
 
+/* One event of the transcript parser: into the pending batch after its
+ * line, or counted once the agent call's cap is reached. */
+static int transcript_emit(const char *kind, json_t *body, void *arg)
+{
+    outlog *o = arg;
+    if (o->tevents >= PL_TRANSCRIPT_EVENTS_MAX) {
+        o->tdropped++;
+        return 0;
+    }
+    json_t *b = json_deep_copy(body);
+    if (!b)
+        return FARM_ENOMEM;
+    json_object_set_new(b, "step", json_string(o->step));
+    if (o->round > 0)
+        json_object_set_new(b, "round", json_integer(o->round));
+    json_array_append_new(o->pending, json_pack("{s:s,s:o}", "kind", kind, "body", b));
+    o->tevents++;
+    return 0;
+}
+
+/* More of the partial stdout line, for the transcript. */
+static void tline_add(outlog *o, const char *data, size_t n)
+{
+    if (!o->tp || o->tline_big || n == 0)
+        return;
+    if (buf_append(&o->tline, data, n) != 0) {
+        o->tline_big = 1;
+        buf_free(&o->tline);
+    }
+}
+
+/* A complete stdout line through the transcript parser. Called with o->mu
+ * held; returns 1 when the batch is full. */
+static int tline_done(outlog *o)
+{
+    if (!o->tp)
+        return 0;
+    if (o->tline_big)
+        o->tbig++;
+    else if (o->tline.len > 0)
+        transcript_line(o->tp, o->tline.data, o->tline.len, transcript_emit, o);
+    buf_reset(&o->tline);
+    o->tline_big = 0;
+    return json_array_size(o->pending) >= PL_BATCH_LINES;
+}
+
 static void on_output(void *ctx, sandbox_stream which, const char *data, size_t n)
 {
     outlog *o = ctx;
     int i = which == SANDBOX_STDERR ? 1 : 0, full = 0;
+    size_t seg = 0; /* where the part of the stdout line not yet in tline starts */
 
     pthread_mutex_lock(&o->mu);
     tail_add(&o->tail, data, n);
@@ -217,6 +289,11 @@ static void on_output(void *ctx, sandbox_stream which, const char *data, size_t 
         char c = data[k];
         if (c == '\n') {
             full |= line_done(o, i);
+            if (i == 0) {
+                tline_add(o, data + seg, k - seg);
+                seg = k + 1;
+                full |= tline_done(o);
+            }
             continue;
         }
         if (c == '\r')
@@ -226,6 +303,8 @@ static void on_output(void *ctx, sandbox_stream which, const char *data, size_t 
         else
             o->cut[i] = 1;
     }
+    if (i == 0 && seg < n)
+        tline_add(o, data + seg, n - seg);
     if (json_array_size(o->pending) > 0 && clock_mono_ms() - o->last_flush_ms >= PL_BATCH_MS)
         full = 1;
     pthread_mutex_unlock(&o->mu);
@@ -336,6 +415,20 @@ static int wait_watched(sandbox_result *sr, watcher *w, pl_run *r, outlog *log, 
     return rc;
 }
 
+/* The output format of the agent step's preset that the transcript parser
+ * reads, or NULL (other steps, the stand-in, aider, opencode, a command). */
+static const char *transcript_format(pl_run *r, const pl_exec_opts *o)
+{
+    if (!o->step || strcmp(o->step, "agent") != 0 || !r->cfg)
+        return NULL;
+    const char *preset = agent_preset_resolve(r->cfg);
+    if (!strcmp(preset, "claude"))
+        return "claude-stream-json";
+    if (!strcmp(preset, "codex"))
+        return "codex-exec-json";
+    return NULL;
+}
+
 static void outlog_init(outlog *log, pl_run *r, const pl_exec_opts *o)
 {
     memset(log, 0, sizeof(*log));
@@ -347,6 +440,11 @@ static void outlog_init(outlog *log, pl_run *r, const pl_exec_opts *o)
     log->pending = json_array();
     log->last_flush_ms = clock_mono_ms();
     buf_init(&log->tail, PL_TAIL_MAX);
+    buf_init(&log->tline, TRANSCRIPT_LINE_MAX);
+    const char *format = transcript_format(r, o);
+    if (format && !(log->tp = transcript_new(format)))
+        log_warn("no transcript of the agent's output", "format", format, "error",
+                 farm_error_last());
 }
 
 /* After the command: its last partial lines, what is left of the batch, and
@@ -357,6 +455,8 @@ static void outlog_finish(outlog *log, pl_run *r, const pl_exec_opts *o)
     for (int i = 0; i < 2; i++)
         if (log->len[i] > 0)
             line_done(log, i);
+    if (log->tline.len > 0 || log->tline_big)
+        tline_done(log);
     pthread_mutex_unlock(&log->mu);
     outlog_flush(log);
     if (log->dropped_lines > 0)
@@ -364,12 +464,19 @@ static void outlog_finish(outlog *log, pl_run *r, const pl_exec_opts *o)
                  json_pack("{s:s,s:i,s:I,s:I}", "step", o->step, "round", o->round, "lines",
                            (json_int_t)log->dropped_lines, "bytes",
                            (json_int_t)log->dropped_bytes));
+    if (log->tdropped > 0 || log->tbig > 0)
+        pl_event(r, "transcript_dropped",
+                 json_pack("{s:s,s:i,s:I,s:I,s:i}", "step", o->step, "round", o->round, "events",
+                           (json_int_t)log->tdropped, "lines_too_long", (json_int_t)log->tbig,
+                           "max_events", PL_TRANSCRIPT_EVENTS_MAX));
 }
 
 static void outlog_destroy(outlog *log)
 {
     json_decref(log->pending);
     buf_free(&log->tail);
+    buf_free(&log->tline);
+    transcript_free(log->tp);
     pthread_mutex_destroy(&log->mu);
     pthread_mutex_destroy(&log->flush_mu);
 }

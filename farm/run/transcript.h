@@ -21,9 +21,9 @@
  * JSON) give no event. It calls only jansson and base/ (json.h, error.h):
  * no I/O, no store.
  *
- * Called by the pipeline's output handler (farm/run/pipeline_exec.c, wiring
- * to be done by the lead) with each complete line of the agent's standard
- * output, in order. A parser keeps a little state between lines (which tool
+ * Called by the pipeline's output handler (farm/run/pipeline_exec.c: the
+ * agent step of the claude and codex presets) with each complete line of the
+ * agent's standard output, in order. A parser keeps a little state between lines (which tool
  * call an id names), so one parser reads one agent call's output.
  */
 #ifndef FARM_FARM_RUN_TRANSCRIPT_H

@@ -8,6 +8,7 @@ backend. The farm picks up events written this way within its 250 ms poll
     python3 seed.py DATA_DIR all              # one session per state (prints the ids as JSON)
     python3 seed.py DATA_DIR many N           # N sessions spread over the states
     python3 seed.py DATA_DIR prs              # a local PR (the demo's) and a draft PR (prints the ids)
+    python3 seed.py DATA_DIR transcript       # a claude run with its transcript events (prints the id)
     python3 seed.py DATA_DIR append ID KIND BODY_JSON   # one more event (prints its seq)
 
 Sessions are written in one write, then their logs in a second (an event's
@@ -230,12 +231,16 @@ def pr_log(b, sid, spec, created, now):
         ev("step", {"run": 1, "step": step, "status": "done", "ms": 300})
     ev("state", {"from": "preparing", "to": "running", "run": 1})
     exit_code = 0
-    for n, (agent_lines, test_lines, exit_code) in enumerate(rounds, 1):
+    for n, rnd in enumerate(rounds, 1):
+        agent_lines, test_lines, exit_code = rnd[:3]
+        transcript = rnd[3] if len(rnd) > 3 else {}  # agent line index -> its events
         if n > 1:
             ev("state", {"from": "testing", "to": "running", "run": 1})
         ev("step", {"run": 1, "step": "agent", "status": "started", "round": n})
-        for line in agent_lines:
+        for i, line in enumerate(agent_lines):
             ev("output", {"step": "agent", "stream": "stdout", "line": line, "round": n})
+            for kind, body in transcript.get(i, []):
+                ev(kind, dict(body, step="agent", round=n))
         ev("step", {"run": 1, "step": "agent", "status": "done", "round": n, "exit": 0, "ms": 21000})
         ev("state", {"from": "running", "to": "testing", "run": 1})
         ev("step", {"run": 1, "step": "test", "status": "started", "round": n})
@@ -296,6 +301,63 @@ def seed_prs(data_dir):
             ],
         },
     }
+    return seed_specs(data_dir, specs, now)
+
+
+def claude_line(content, kind="assistant"):
+    """One line of Claude Code's stream-json, as the agent printed it."""
+    return json.dumps({"type": kind, "message": {"role": kind, "content": content}})
+
+
+def seed_transcript(data_dir):
+    """A session in review whose agent (the claude preset) printed
+    stream-json: its raw output lines, and the transcript events
+    farm/run/pipeline_exec.c logs after them (what the agent said, its tool
+    calls and their results, a failed command, the files it changed).
+    Returns {"transcript": id}."""
+    now = int(time.time() * 1000)
+    w, e, b = "toolu_01FakeWrite01", "toolu_01FakeBash02", "toolu_01FakeBash03"
+    path = "/work/src/parser.c"
+    raw = [
+        json.dumps({"type": "system", "subtype": "init", "cwd": "/work", "model": "claude-opus-5-5"}),
+        claude_line([{"type": "text", "text": "I'll make the parser split on tabs as well as spaces."}]),
+        claude_line([{"type": "tool_use", "id": w, "name": "Edit",
+                      "input": {"file_path": path, "old_string": "' '", "new_string": "\" \\t\""}}]),
+        claude_line([{"type": "tool_result", "tool_use_id": w, "content": "The file was updated."}], "user"),
+        claude_line([{"type": "tool_use", "id": e, "name": "Bash", "input": {"command": "make test"}}]),
+        claude_line([{"type": "tool_result", "tool_use_id": e, "is_error": True,
+                      "content": "Exit code 2\nFAIL test_tabs"}], "user"),
+        claude_line([{"type": "tool_use", "id": b, "name": "Bash",
+                      "input": {"command": "make test TESTS=test_tabs"}}]),
+        claude_line([{"type": "tool_result", "tool_use_id": b, "content": "ran 1 test: ok"}], "user"),
+        claude_line([{"type": "text", "text": "Done: the parser accepts tabs; test_tabs passes."}]),
+        json.dumps({"type": "result", "subtype": "success", "is_error": False, "total_cost_usd": 0.0412}),
+    ]
+    transcript = {
+        1: [("agent_message", {"text": "I'll make the parser split on tabs as well as spaces."})],
+        2: [("tool_call", {"id": w, "tool": "Edit", "summary": path})],
+        3: [("tool_result", {"id": w, "ok": True}), ("file_change", {"path": path, "kind": "update"})],
+        4: [("tool_call", {"id": e, "tool": "Bash", "summary": "make test"})],
+        5: [("tool_result", {"id": e, "ok": False}), ("command", {"command": "make test", "exit_code": 2})],
+        6: [("tool_call", {"id": b, "tool": "Bash", "summary": "make test TESTS=test_tabs"})],
+        7: [("tool_result", {"id": b, "ok": True}),
+            ("command", {"command": "make test TESTS=test_tabs", "exit_code": 0})],
+        8: [("agent_message", {"text": "Done: the parser accepts tabs; test_tabs passes."})],
+    }
+    specs = {
+        "transcript": {
+            "tracker": "github", "repo": "octo/app", "number": 41, "author": "octocat",
+            "title": "Split config fields on tabs", "url": "https://github.com/octo/app/issues/41",
+            "branch": "farm/41-split-on-tabs", "pr_number": 141, "pr_url": "https://github.com/octo/app/pull/141",
+            "test": "make test", "age_s": 600,
+            "diffstat": {"files": 1, "insertions": 2, "deletions": 1},
+            "rounds": [(raw, ["ran 12 tests", "ok"], 0, transcript)],
+        },
+    }
+    return seed_specs(data_dir, specs, now)
+
+
+def seed_specs(data_dir, specs, now):
     b = Batch()
     for name, sp in specs.items():
         created = now - sp["age_s"] * 1000
@@ -336,6 +398,8 @@ def main(argv):
         seed_many(data_dir, int(argv[3]))
     elif what == "prs":
         print(json.dumps(seed_prs(data_dir)))
+    elif what == "transcript":
+        print(json.dumps(seed_transcript(data_dir)))
     elif what == "append":
         print(append(data_dir, int(argv[3]), argv[4], json.loads(argv[5])))
     else:

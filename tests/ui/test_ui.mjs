@@ -28,6 +28,7 @@ before(async () => {
   await farm.start();
   ids = JSON.parse(farm.seed("all"));
   prs = JSON.parse(farm.seed("prs")); // {local, draft}: two more sessions in review
+  Object.assign(prs, JSON.parse(farm.seed("transcript"))); // {transcript}: one more, a claude run
   ctx = await h.browser();
 });
 
@@ -156,6 +157,54 @@ test("the session page reconnects after a server restart and shows each line onc
     const want = Array.from({ length: c }, (_, i) => i + 1);
     assert.deepEqual(seqs, want, "every line once, in order");
     assert.ok(seqs.includes(b));
+  });
+});
+
+// A claude run's transcript (agent_message, tool_call, tool_result,
+// file_change, command) reads as a narrative; its raw stream-json lines are
+// folded behind the "Raw agent output" toggle, and come back with it.
+test("the agent's transcript reads as a narrative, its raw output folded", async () => {
+  await withPage("transcript", async (page) => {
+    for (const { width, height, tag } of h.VIEWPORTS) {
+      await page.setViewportSize({ width, height });
+      await page.goto(farm.url + "/sessions/" + prs.transcript);
+      await page.waitForSelector('#log li[data-kind="pr_opened"]');
+      const said = page.locator('#log li[data-kind="agent_message"]', { hasText: "split on tabs as well as spaces" });
+      assert.ok(await said.isVisible(), "what the agent said");
+      assert.match(await said.innerText(), /agent: I'll make the parser split on tabs/);
+      const edit = page.locator('#log li[data-kind="tool_call"]', { hasText: "Edit /work/src/parser.c" });
+      assert.ok(await edit.isVisible());
+      assert.match(await edit.innerText(), /✓ ok/, "the call says it succeeded");
+      const failed = page.locator('#log li[data-kind="tool_call"].done-bad');
+      assert.equal(await failed.count(), 1, "one call failed");
+      assert.match(await failed.innerText(), /→ Bash make test\s+✗ failed/);
+      const cmds = await page.$$eval('#log li[data-kind="command"] .text', (els) => els.map((e) => e.innerText));
+      assert.deepEqual(cmds, ["$ make test  → exit 2", "$ make test TESTS=test_tabs  → exit 0"]);
+      assert.ok(await page.locator('#log li[data-kind="file_change"]', { hasText: "file changed: /work/src/parser.c" }).isVisible());
+      assert.ok(await page.locator('#log li[data-kind="agent_message"]', { hasText: "test_tabs passes" }).isVisible());
+      // a result is shown on its call's line, not on a line of its own
+      assert.equal(await page.locator('#log li[data-kind="tool_result"]:visible').count(), 0);
+      // the raw output: folded, but one click away; the test step's output stays
+      const raw = page.locator('#log li[data-kind="output"].agent-raw');
+      assert.equal(await raw.count(), 10);
+      assert.equal(await page.locator('#log li[data-kind="output"].agent-raw:visible').count(), 0, "folded");
+      assert.ok(await page.locator('#log li[data-kind="output"]', { hasText: "ran 12 tests" }).isVisible());
+      const toggle = page.locator("#raw-toggle");
+      assert.ok(await toggle.isVisible());
+      assert.match(await toggle.innerText(), /Raw agent output \(10 lines\)/);
+      await h.shot(page, "session-transcript-" + tag);
+      await page.locator("#show-raw").check();
+      assert.equal(await page.locator('#log li[data-kind="output"].agent-raw:visible').count(), 10, "shown");
+      assert.match(await raw.nth(2).innerText(), /"tool_use"/);
+      await h.shot(page, "session-transcript-raw-" + tag);
+      await page.locator("#show-raw").uncheck();
+      assert.equal(await page.locator('#log li[data-kind="output"].agent-raw:visible').count(), 0, "folded again");
+    }
+    // without a transcript, no toggle and the raw output as it came
+    await page.goto(farm.url + "/sessions/" + prs.local);
+    await page.waitForSelector('#log li[data-kind="pr_opened"]');
+    assert.ok(await page.locator("#raw-toggle").isHidden());
+    assert.ok(await page.locator('#log li[data-kind="output"]', { hasText: "reading greeter.sh" }).isVisible());
   });
 });
 
