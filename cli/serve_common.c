@@ -118,6 +118,11 @@ int serve_start(serve_state *out, config *cfg, const server_options *sopt, int i
      * config explicitly asks for no sandbox (logged loudly every start). */
     if (!intake_only && check_sandbox(farm_config(out->f)) != 0)
         goto fail;
+    /* the agents' way to their model API, without the real key (docs/gateway.md) */
+    if (!intake_only && farm_gateway_start(out->f) != 0) {
+        fprintf(stderr, "farm: cannot start the model gateway: %s\n", farm_error_last());
+        goto fail;
+    }
     /* leases jobs and runs them (farm/sched/scheduler.h) */
     if (!intake_only && scheduler_start(out->f, NULL) != 0) {
         fprintf(stderr, "farm: cannot start the scheduler: %s\n", farm_error_last());

@@ -8,9 +8,11 @@
 #include "farm.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "farm/gateway/gateway.h"
 #include "farm/handle/handle.h"
 #include "farm/report/outbox.h"
 #include "farm/report/trackers.h"
+#include "farm/run/agent.h"
 #include "farm/sched/scheduler.h"
 #include "sandbox/sandbox.h"
 
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* mkdir -p, the last component with mode 0700 (its parents 0755, the
@@ -183,12 +186,37 @@ out:
     return rc;
 }
 
+int farm_gateway_start(farm *f)
+{
+    gateway_provider p;
+    char path[PATH_MAX];
+    if (f->gateway || agent_provider(&p, f->cfg) != 0)
+        return 0;
+    int n = snprintf(path, sizeof(path), "%s/gateway.sock", f->cfg->data_dir);
+    if (n < 0 || (size_t)n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        farm_error_set("the model gateway's socket path %s/gateway.sock is too long for a Unix "
+                       "socket (at most 107 bytes); use a shorter data_dir",
+                       f->cfg->data_dir);
+        return FARM_EINVALID;
+    }
+    gateway_opts o = GATEWAY_OPTS_INIT;
+    o.unix_path = path;
+    if (f->cfg->sandbox.mode && !strcmp(f->cfg->sandbox.mode, "unsafe-none"))
+        o.tcp_port = 0;
+    int rc = gateway_start(&f->gateway, &o);
+    if (rc == 0)
+        log_info("model gateway started", "socket", path);
+    return rc;
+}
+
 void farm_close(farm *f)
 {
     if (!f)
         return;
-    scheduler_stop(f); /* its runs use everything below */
-    outbox_stop(f);    /* its senders use the trackers and the store */
+    scheduler_stop(f);        /* its runs use everything below */
+    gateway_stop(f->gateway); /* after the runs: each removes itself from it */
+    f->gateway = NULL;
+    outbox_stop(f); /* its senders use the trackers and the store */
     farm_trackers_close(f);
     stream_hub_close(f->streams);
     store_close(f->store);

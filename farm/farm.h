@@ -40,6 +40,14 @@ int farm_open(farm **out, config *cfg);
  * farm_error_last() naming each directory and the fix. */
 int farm_reach_check(const config *cfg);
 
+/* Start the model gateway (docs/gateway.md) when the agent needs a model
+ * API (a preset other than the stand-in, with agent.api_key): on a Unix
+ * socket in the data directory, and with sandbox.mode "unsafe-none" on a
+ * loopback port as well (there is no sandbox to relay it). Each run then
+ * registers with it. Returns 0 (also when none is needed) or FARM_EIO /
+ * FARM_EINVALID. farm_close() stops it. */
+int farm_gateway_start(farm *f);
+
 /* Stop the writer thread (after it has committed what is queued), close the
  * store and free the config. NULL is accepted. */
 void farm_close(farm *f);

@@ -136,9 +136,19 @@ int sbx_opts_check(const sandbox_opts *o, int need_argv)
         farm_error_set("sandbox: more than %d extra binds", SANDBOX_MAX_BINDS);
         return FARM_EINVALID;
     }
+    int relays = 0;
     for (size_t i = 0; i < o->nbinds; i++) {
-        if (!path_ok(o->binds[i].src) || !path_ok(o->binds[i].dest)) {
+        if (!path_ok(o->binds[i].src) || (!o->binds[i].relay_port && !path_ok(o->binds[i].dest))) {
             farm_error_set("sandbox: bind %zu needs absolute paths without '..'", i);
+            return FARM_EINVALID;
+        }
+        if (o->binds[i].relay_port &&
+            (o->binds[i].relay_port < 1 || o->binds[i].relay_port > 65535 ||
+             o->binds[i].relay_port == SBX_PROXY_PORT || ++relays > 1 ||
+             strlen(o->binds[i].src) >= 100)) {
+            farm_error_set("sandbox: bind %zu: one relay bind at most, to a port from 1 to 65535 "
+                           "other than %d, from a socket path under 100 bytes",
+                           i, SBX_PROXY_PORT);
             return FARM_EINVALID;
         }
     }
@@ -270,6 +280,14 @@ static int add_git_guards(strv *a, const char *dir, const char *inside)
     return strv_add(a, "--ro-bind") ?: strv_add(a, p) ?: strv_addf(a, "%s/.git/config", inside);
 }
 
+const sandbox_bind *sbx_relay_bind(const sandbox_opts *o)
+{
+    for (size_t i = 0; i < o->nbinds; i++)
+        if (o->binds[i].relay_port > 0)
+            return &o->binds[i];
+    return NULL;
+}
+
 int sbx_build_argv(strv *a, const sandbox_opts *o, int prepared, const char *bwrap,
                    const char *helper, const char *proxy_dir)
 {
@@ -307,11 +325,16 @@ int sbx_build_argv(strv *a, const sandbox_opts *o, int prepared, const char *bwr
         rc = rc ?: add_git_guards(a, o->dir, inside);
     }
     for (size_t i = 0; rc == 0 && i < o->nbinds; i++)
-        rc = strv_add(a, o->binds[i].writable ? "--bind" : "--ro-bind") ?:
-             strv_add(a, o->binds[i].src) ?: strv_add(a, o->binds[i].dest);
+        if (!o->binds[i].relay_port)
+            rc = strv_add(a, o->binds[i].writable ? "--bind" : "--ro-bind") ?:
+                 strv_add(a, o->binds[i].src) ?: strv_add(a, o->binds[i].dest);
     if (rc == 0 && o->network == SANDBOX_NET_ALLOWLIST)
         rc = strv_add(a, "--ro-bind") ?: strv_addf(a, "%s/proxy.sock", proxy_dir) ?:
              strv_add(a, SBX_PROXY_SOCK_INSIDE);
+    const sandbox_bind *relay = sbx_relay_bind(o);
+    if (rc == 0 && relay)
+        rc = strv_add(a, "--ro-bind") ?: strv_addf(a, "%s/relay.sock", proxy_dir) ?:
+             strv_add(a, SBX_RELAY_SOCK_INSIDE);
     rc = rc ?: strv_add(a, "--ro-bind") ?: strv_add(a, helper) ?: strv_add(a, SBX_HELPER_INSIDE);
     rc = rc ?: strv_add(a, "--chdir") ?: strv_add(a, o->dir ? inside : SANDBOX_HOME);
     /* last: the root itself (bubblewrap's scratch tmpfs) and /dev become
@@ -328,6 +351,9 @@ int sbx_build_argv(strv *a, const sandbox_opts *o, int prepared, const char *bwr
     if (rc == 0 && o->network == SANDBOX_NET_ALLOWLIST)
         rc = strv_add(a, "--proxy") ?: strv_addf(a, "%d", SBX_PROXY_PORT) ?:
              strv_add(a, SBX_PROXY_SOCK_INSIDE);
+    if (rc == 0 && relay)
+        rc = strv_add(a, "--relay") ?: strv_addf(a, "%d", relay->relay_port) ?:
+             strv_add(a, SBX_RELAY_SOCK_INSIDE);
     if (rc == 0 && prepared) /* the command comes later, through FD_CMD */
         return strv_add(a, "--cmd-fd") ?: strv_addf(a, "%d", FD_CMD);
     rc = rc ?: strv_add(a, "--");

@@ -32,6 +32,8 @@ int sbx_opts_check(const sandbox_opts *o, int need_argv);
 int sbx_which(char **out, const char *prog);
 int sbx_build_argv(strv *a, const sandbox_opts *o, int prepared, const char *bwrap,
                    const char *helper, const char *proxy_dir);
+/* The relay bind among o->binds (relay_port > 0), or NULL. */
+const sandbox_bind *sbx_relay_bind(const sandbox_opts *o);
 int sbx_build_env(strv *e, const sandbox_opts *o);
 
 /* grant.c: let uid/gid read and write the tree at dir (POSIX ACLs, or chown
@@ -72,6 +74,10 @@ typedef struct sbx_proxy sbx_proxy;
 /* Start it on socket path sock (created here). allow is copied. */
 int sbx_proxy_start(sbx_proxy **out, const char *sock, const char *const *allow,
                     sandbox_proxy_fn fn, void *ctx);
+/* The same machinery as a plain forwarder: every connection to sock is
+ * connected to the Unix socket target and relayed both ways (a relay bind,
+ * sandbox_bind.relay_port). Stopped with sbx_proxy_stop(). */
+int sbx_forward_start(sbx_proxy **out, const char *sock, const char *target);
 /* Stop it, close every connection, join its threads, remove the socket. */
 void sbx_proxy_stop(sbx_proxy *p);
 
@@ -96,6 +102,7 @@ struct sandbox {
     int64_t start_ms;
     sbx_cgroup *cg;
     sbx_proxy *proxy;
+    sbx_proxy *relay;      /* the relay bind's forwarder, or NULL */
     char tmpdir[PATH_MAX]; /* per-run directory for the proxy socket, or "" */
     buf info;              /* what bubblewrap's --info-fd said so far */
 };
@@ -119,5 +126,7 @@ void sbx_relay(int a, int b);
 /* Where the proxy socket and the helper appear inside the sandbox. */
 #define SBX_PROXY_SOCK_INSIDE "/run/farm/proxy.sock"
 #define SBX_HELPER_INSIDE     "/run/farm/helper"
+/* Where a relay bind's socket (the farm-side forwarder) appears inside. */
+#define SBX_RELAY_SOCK_INSIDE "/run/farm/relay.sock"
 
 #endif

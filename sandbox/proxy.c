@@ -49,6 +49,7 @@ struct sbx_proxy {
     int stop_r, stop_w;
     char *sock;
     char **allow;
+    char *target; /* forwarding mode (sbx_forward_start): every connection goes here */
     sandbox_proxy_fn fn;
     void *ctx;
     pthread_t acceptor;
@@ -365,15 +366,40 @@ static int connect_upstream(conn *c, const request *q)
     return stopping ? FARM_ECANCELLED : 0;
 }
 
+/* Forwarding mode: connect to the target socket and relay both ways. */
+static void forward(conn *c)
+{
+    struct sbx_proxy *p = c->p;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", p->target);
+    int up = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (up < 0)
+        return;
+    if (connect(up, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        close(up);
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    c->up = up;
+    int stopping = p->stopping;
+    pthread_mutex_unlock(&p->lock);
+    if (!stopping)
+        sbx_relay(c->fd, c->up);
+}
+
 /* One connection's thread: read the request, check it against the
  * allowlist, connect, pass the head on, then relay both ways. */
 static void *serve(void *arg)
 {
     conn *c = arg;
     struct sbx_proxy *p = c->p;
-    request q = {.head = malloc(HEAD_MAX)};
+    request q = {.head = NULL};
     const char *why = NULL;
-    if (!q.head)
+    if (p->target) {
+        forward(c);
+        goto out;
+    }
+    if (!(q.head = malloc(HEAD_MAX)))
         goto out;
     int rc = read_head(&q.head_len, &q.total, c->fd, q.head, HEAD_MAX);
     if (rc < 0) {
@@ -536,6 +562,25 @@ out:
     return rc;
 }
 
+int sbx_forward_start(sbx_proxy **out, const char *sock, const char *target)
+{
+    int rc = sbx_proxy_start(out, sock, NULL, NULL, NULL);
+    if (rc < 0)
+        return rc;
+    char *t = strdup(target);
+    if (!t) {
+        sbx_proxy_stop(*out);
+        *out = NULL;
+        farm_error_set("out of memory");
+        return FARM_ENOMEM;
+    }
+    /* the acceptor reads it under the lock when a connection comes */
+    pthread_mutex_lock(&(*out)->lock);
+    (*out)->target = t;
+    pthread_mutex_unlock(&(*out)->lock);
+    return 0;
+}
+
 void sbx_proxy_stop(sbx_proxy *p)
 {
     if (!p)
@@ -569,6 +614,7 @@ void sbx_proxy_stop(sbx_proxy *p)
         free(p->allow[i]);
     free(p->allow);
     free(p->sock);
+    free(p->target);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }

@@ -297,10 +297,14 @@ void sandbox_free(sandbox *s)
     }
     if (s->proxy)
         sbx_proxy_stop(s->proxy);
+    if (s->relay)
+        sbx_proxy_stop(s->relay);
     sbx_cgroup_destroy(s->cg);
     if (s->tmpdir[0]) {
         char p[PATH_MAX + 16];
         snprintf(p, sizeof(p), "%s/proxy.sock", s->tmpdir);
+        unlink(p);
+        snprintf(p, sizeof(p), "%s/relay.sock", s->tmpdir);
         unlink(p);
         rmdir(s->tmpdir);
     }
@@ -316,9 +320,11 @@ void sandbox_free(sandbox *s)
     free(s);
 }
 
-static int make_proxy(sandbox *s)
+/* The run's directory for the proxy's and the relay's sockets. */
+static int make_tmpdir(sandbox *s)
 {
-    const sandbox_opts *o = s->o;
+    if (s->tmpdir[0])
+        return 0;
     const char *base = getenv("TMPDIR");
     if (!base || base[0] != '/' || strlen(base) > 200)
         base = "/tmp";
@@ -328,9 +334,37 @@ static int make_proxy(sandbox *s)
         s->tmpdir[0] = '\0';
         return FARM_EIO;
     }
+    return 0;
+}
+
+/* A relay bind: a forwarder in the run's directory that the run's uid may
+ * use, passing every connection on to the farm's socket. */
+static int make_relay(sandbox *s, const sandbox_bind *b)
+{
+    int rc = make_tmpdir(s);
+    if (rc < 0)
+        return rc;
+    char sock[PATH_MAX + 16];
+    snprintf(sock, sizeof(sock), "%s/relay.sock", s->tmpdir);
+    if ((rc = sbx_forward_start(&s->relay, sock, b->src)) < 0)
+        return rc;
+    if (geteuid() == 0 &&
+        (chown(s->tmpdir, s->uid, s->gid) < 0 || chown(sock, s->uid, s->gid) < 0)) {
+        farm_error_set("sandbox: chown %s: %s", s->tmpdir, strerror(errno));
+        return FARM_EIO;
+    }
+    return 0;
+}
+
+static int make_proxy(sandbox *s)
+{
+    const sandbox_opts *o = s->o;
+    int rc = make_tmpdir(s);
+    if (rc < 0)
+        return rc;
     char sock[PATH_MAX + 16];
     snprintf(sock, sizeof(sock), "%s/proxy.sock", s->tmpdir);
-    int rc = sbx_proxy_start(&s->proxy, sock, o->allow, o->on_proxy, o->proxy_ctx);
+    rc = sbx_proxy_start(&s->proxy, sock, o->allow, o->on_proxy, o->proxy_ctx);
     if (rc < 0)
         return rc;
     /* bubblewrap runs as the sandbox's uid and must reach the socket to bind it */
@@ -449,7 +483,7 @@ static int check_reach(const sandbox *s, const char *helper)
     const sandbox_opts *o = s->o;
     const char *paths[2 + SANDBOX_MAX_BINDS] = {o->dir, helper};
     for (size_t i = 0; i < o->nbinds; i++)
-        paths[2 + i] = o->binds[i].src;
+        paths[2 + i] = o->binds[i].relay_port ? NULL : o->binds[i].src;
     int rc = 0;
     for (size_t i = 0; i < 2 + o->nbinds; i++)
         if (paths[i] && (rc = reachable(paths[i], s->uid, s->gid)) < 0)
@@ -495,6 +529,8 @@ static int prepare_bwrap(spawn *sp, sandbox *s)
     if ((sp->lifeline = lifeline_read_end()) < 0)
         return FARM_EIO;
     if (o->network == SANDBOX_NET_ALLOWLIST && (rc = make_proxy(s)) < 0)
+        return rc;
+    if (sbx_relay_bind(o) && (rc = make_relay(s, sbx_relay_bind(o))) < 0)
         return rc;
     if (sp->drop && ((rc = check_reach(s, sp->helper)) < 0 || (rc = grant_dirs(s)) < 0))
         return rc;

@@ -58,6 +58,10 @@ typedef struct sandbox_bind {
     const char *src;  /* host path */
     const char *dest; /* path inside the sandbox */
     int writable;     /* 0: read-only */
+    int relay_port;   /* > 0: a relay bind (at most one per run): src is a Unix socket of the
+                         farm's, offered inside on 127.0.0.1:relay_port (the helper relays
+                         each connection to it through a forwarder the run's uid may use),
+                         in every network mode; dest and writable are not used */
 } sandbox_bind;
 
 typedef struct sandbox_opts {

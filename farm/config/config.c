@@ -41,9 +41,13 @@ static const char *const scaling_keys[] = {"max_agents", "max_per_repo", "min_wa
 static const char *const sandbox_keys[] = {"mode",           "network",   "setup_network",
                                            "allow_hosts",    "memory_mb", "pids",
                                            "wall_timeout_s", "disk_mb",   NULL};
-static const char *const agent_keys[] = {"preset",      "command", "api_key",
-                                         "api_key_env", "model",   NULL};
-static const char *const budget_keys[] = {"run_wall_s", "max_runs", "partial_margin_s", NULL};
+static const char *const agent_keys[] = {"preset", "command", "api_key", "api_key_env",
+                                         "model",  "api_url", "prices",  NULL};
+static const char *const price_keys[] = {"input",       "output",         "cache_read",
+                                         "cache_write", "cache_write_1h", NULL};
+static const char *const budget_keys[] = {"run_wall_s",  "max_runs",       "partial_margin_s",
+                                          "session_usd", "repo_daily_usd", "daily_usd",
+                                          NULL};
 static const char *const bot_keys[] = {"name", "email", NULL};
 static const char *const review_keys[] = {"debounce_s", NULL};
 static const char *const digest_keys[] = {"tracker", "repo", "issue", "hour_utc", NULL};
@@ -285,6 +289,25 @@ static void load_sandbox(cc *c, config *cfg, json_t *o)
     cfg->sandbox.disk_mb = (int)v;
 }
 
+/* A non-negative amount (USD) at path.key; absent or null: 0. */
+static void cc_usd(cc *c, json_t *o, const char *path, const char *key, double *out, int required)
+{
+    char full[CONFIG_PATH_MAX];
+    json_t *v = o ? json_object_get(o, key) : NULL;
+    *out = 0;
+    cc_join(full, path, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            cc_error(c, full, "required");
+        return;
+    }
+    if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1e9) {
+        cc_error(c, full, "expected a number from 0 to 1e9");
+        return;
+    }
+    *out = json_number_value(v);
+}
+
 static void load_budgets(cc *c, config *cfg, json_t *o)
 {
     const char *p = "budgets";
@@ -301,6 +324,9 @@ static void load_budgets(cc *c, config *cfg, json_t *o)
     if (cfg->budgets.partial_margin_s >= cfg->budgets.run_wall_s)
         cc_error(c, "budgets.partial_margin_s", "must be less than budgets.run_wall_s (%d)",
                  cfg->budgets.run_wall_s);
+    cc_usd(c, o, p, "session_usd", &cfg->budgets.session_usd, 0);
+    cc_usd(c, o, p, "repo_daily_usd", &cfg->budgets.repo_daily_usd, 0);
+    cc_usd(c, o, p, "daily_usd", &cfg->budgets.daily_usd, 0);
 }
 
 /* The review loop: how long reviews and comments are gathered into one
@@ -348,6 +374,53 @@ static const char *preset_key_env(const char *preset)
     return NULL;
 }
 
+/* agent.prices: {"model": {"input": 3, "output": 15, ...}, ...} */
+static void load_prices(cc *c, config *cfg, json_t *o)
+{
+    const char *model;
+    json_t *v;
+    size_t n = o ? json_object_size(o) : 0, i = 0;
+
+    if (n == 0)
+        return;
+    if (n > 1000) {
+        cc_error(c, "agent.prices", "at most 1000 models");
+        return;
+    }
+    cfg->agent.prices = calloc(n, sizeof(config_price));
+    if (!cfg->agent.prices) {
+        c->oom = 1;
+        return;
+    }
+    json_object_foreach(o, model, v)
+    {
+        char path[300];
+        config_price *pr = &cfg->agent.prices[i];
+        snprintf(path, sizeof(path), "agent.prices.%.200s", model);
+        if (!*model || strlen(model) > 200) {
+            cc_error(c, "agent.prices", "a model name of 1 to 200 characters");
+            continue;
+        }
+        if (!json_is_object(v)) {
+            cc_error(c, path, "expected an object of prices in USD per million tokens");
+            continue;
+        }
+        cc_unknown_keys(c, v, path, price_keys);
+        pr->model = strdup(model);
+        if (!pr->model) {
+            c->oom = 1;
+            continue;
+        }
+        cc_usd(c, v, path, "input", &pr->input, 1);
+        cc_usd(c, v, path, "output", &pr->output, 1);
+        cc_usd(c, v, path, "cache_read", &pr->cache_read, 0);
+        cc_usd(c, v, path, "cache_write", &pr->cache_write, 0);
+        cc_usd(c, v, path, "cache_write_1h", &pr->cache_write_1h, 0);
+        i++;
+    }
+    cfg->agent.nprices = i;
+}
+
 static void load_agent(cc *c, config *cfg, json_t *o)
 {
     const char *p = "agent";
@@ -376,6 +449,21 @@ static void load_agent(cc *c, config *cfg, json_t *o)
     if (json_object_get(o ? o : json_null(), "api_key") && !cfg->agent.api_key_env)
         cc_error(c, "agent.api_key_env", "required with agent.api_key for this agent");
     cc_string(c, o, p, "model", &cfg->agent.model, NULL, 0);
+    cc_string(c, o, p, "api_url", &cfg->agent.api_url, NULL, 0);
+    if (cfg->agent.api_url && !is_http_url(cfg->agent.api_url))
+        cc_error(c, "agent.api_url", "expected an http:// or https:// URL (got \"%s\")",
+                 cfg->agent.api_url);
+    else if (cfg->agent.api_url && !strncmp(cfg->agent.api_url, "http://", 7)) {
+        /* the real key travels to it: in the clear only to this host */
+        char host[256];
+        const char *h = cfg->agent.api_url + 7;
+        size_t hl = *h == '[' ? strcspn(h + 1, "]") : strcspn(h, ":/");
+        snprintf(host, sizeof(host), "%.*s", (int)(hl < 255 ? hl : 255), *h == '[' ? h + 1 : h);
+        if (!host_is_loopback(host))
+            cc_error(c, "agent.api_url", "plain http:// only to a loopback address; use https://");
+    }
+    strip_trailing_slash(cfg->agent.api_url);
+    load_prices(c, cfg, cc_object(c, o, p, "prices"));
 }
 
 static void load_tokens(cc *c, config *cfg, json_t *arr)
@@ -766,6 +854,10 @@ void config_free(config *c)
     free_secret(c->agent.api_key);
     free(c->agent.api_key_env);
     free(c->agent.model);
+    free(c->agent.api_url);
+    for (size_t i = 0; i < c->agent.nprices; i++)
+        free(c->agent.prices[i].model);
+    free(c->agent.prices);
     free(c->bot.name);
     free(c->bot.email);
     free(c->digest.tracker);

@@ -52,6 +52,13 @@ typedef struct config_token {
     char *role;   /* "viewer", "member" or "admin" */
 } config_token;
 
+/* agent.prices: a model's prices in USD per million tokens (0: not given,
+ * except input and output, which are required). */
+typedef struct config_price {
+    char *model;
+    double input, output, cache_read, cache_write, cache_write_1h;
+} config_price;
+
 typedef struct config {
     char *path;       /* the file it came from, or NULL for the defaults */
     char *listen;     /* "127.0.0.1:8080" */
@@ -105,12 +112,18 @@ typedef struct config {
         char *api_key;  /* the one secret an agent may get (resolved), or NULL */
         char *api_key_env; /* the variable it is passed as ("ANTHROPIC_API_KEY") */
         char *model;
+        char *api_url;        /* the model API's base URL, or NULL: the preset's provider's */
+        config_price *prices; /* agent.prices, searched before the built-in table */
+        size_t nprices;
     } agent;
 
     struct {
-        int run_wall_s;       /* wall time of one run: 1800 */
-        int max_runs;         /* runs (first, fix-ups, revisions, answers) per session: 5 */
-        int partial_margin_s; /* this long before the wall limit, push what exists: 120 */
+        int run_wall_s;        /* wall time of one run: 1800 */
+        int max_runs;          /* runs (first, fix-ups, revisions, answers) per session: 5 */
+        int partial_margin_s;  /* this long before the wall limit, push what exists: 120 */
+        double session_usd;    /* model spend of one session; 0: no limit */
+        double repo_daily_usd; /* of one repository in a UTC day; 0: no limit */
+        double daily_usd;      /* of the whole farm in a UTC day; 0: no limit */
     } budgets;
 
     struct {

@@ -27,6 +27,9 @@ struct farm {
     struct outbox_sender *outbox;
     /* owned: the scheduler while started (farm/sched/scheduler.c) */
     struct scheduler *sched;
+    /* owned: the model gateway while serving runs that need a model API
+     * (farm/gateway/gateway.h; started by farm_gateway_start()), or NULL */
+    struct gateway *gateway;
 };
 
 /* The config the farm runs on; owned by the farm, valid until farm_close(). */

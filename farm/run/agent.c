@@ -170,6 +170,7 @@ static void preset_flags(agent_cmd *out, strv *argv, const char *name, const con
         strv_add(argv, "danger-full-access");
         strv_add(argv, "--skip-git-repo-check");
         strv_add(argv, "--ephemeral");
+        strv_add(argv, "--json"); /* the transcript reads its JSON lines */
         if (cfg->agent.model) {
             strv_add(argv, "--model");
             strv_add(argv, cfg->agent.model);
@@ -225,9 +226,101 @@ static int preset_argv(agent_cmd *out, strv *argv, const char **key_env, const c
     return 0;
 }
 
+int agent_provider(gateway_provider *out, const config *cfg)
+{
+    const char *name = agent_preset_resolve(cfg);
+    *out = GATEWAY_ANTHROPIC;
+    if (!has_key(cfg) || !strcmp(name, "standin"))
+        return -1;
+    if (!strcmp(name, "codex"))
+        *out = GATEWAY_OPENAI_RESPONSES;
+    else if (!strcmp(name, "aider"))
+        *out = GATEWAY_OPENAI_CHAT;
+    else if (!strcmp(name, "command") && cfg->agent.api_key_env &&
+             !strncmp(cfg->agent.api_key_env, "OPENAI_", 7))
+        *out = GATEWAY_OPENAI_RESPONSES;
+    return 0;
+}
+
+char *agent_upstream(const config *cfg, gateway_provider p)
+{
+    const char *url = cfg->agent.api_url;
+    if (!url)
+        url = p == GATEWAY_ANTHROPIC ? "https://api.anthropic.com" : "https://api.openai.com/v1";
+    char *u = strdup(url);
+    size_t n = u ? strlen(u) : 0;
+    while (n > 0 && u[n - 1] == '/')
+        u[--n] = '\0';
+    if (u && p != GATEWAY_ANTHROPIC && n >= 3 && !strcmp(u + n - 3, "/v1"))
+        u[n - 3] = '\0';
+    return u;
+}
+
+char *agent_codex_config(const config *cfg, const char *base_url)
+{
+    char *out = NULL;
+    const char *model = cfg->agent.model ? cfg->agent.model : "gpt-5.5";
+    for (const char *q = model; *q; q++)
+        if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20)
+            model = "gpt-5.5"; /* never a broken TOML string */
+    if (asprintf(&out,
+                 "model = \"%s\"\n"
+                 "model_provider = \"farm\"\n\n"
+                 "[model_providers.farm]\n"
+                 "name = \"farm gateway\"\n"
+                 "base_url = \"%s/v1\"\n"
+                 "env_key = \"FARM_MODEL_TOKEN\"\n"
+                 "wire_api = \"responses\"\n\n"
+                 "[analytics]\n"
+                 "enabled = false\n\n"
+                 "[features]\n"
+                 "plugins = false\n",
+                 model, base_url) < 0)
+        return NULL;
+    return out;
+}
+
+/* The gateway's variables for each preset (docs/agents.md): the token where
+ * the key would go, the base URL, and no traffic but the model calls. */
+static void gateway_env(strv *env, const char *name, const agent_gateway *gw, const char *key_env)
+{
+    const char *url = gw->base_url, *tok = gw->token;
+    strv_addf(env, "FARM_MODEL_BASE_URL=%s", url);
+    strv_addf(env, "FARM_MODEL_TOKEN=%s", tok);
+    /* the gateway is on the sandbox's own loopback: never through the egress proxy */
+    strv_add(env, "NO_PROXY=127.0.0.1,localhost");
+    strv_add(env, "no_proxy=127.0.0.1,localhost");
+    if (!strcmp(name, "claude")) {
+        strv_addf(env, "ANTHROPIC_BASE_URL=%s", url);
+        strv_addf(env, "ANTHROPIC_API_KEY=%s", tok);
+        strv_add(env, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1");
+        if (gw->uid0)
+            strv_add(env, "IS_SANDBOX=1");
+    } else if (!strcmp(name, "codex")) {
+        if (gw->codex_home)
+            strv_addf(env, "CODEX_HOME=%s", gw->codex_home);
+    } else if (!strcmp(name, "aider")) {
+        strv_addf(env, "OPENAI_API_BASE=%s/v1", url);
+        strv_addf(env, "OPENAI_API_KEY=%s", tok);
+    } else if (!strcmp(name, "opencode")) {
+        strv_addf(env,
+                  "OPENCODE_CONFIG_CONTENT={\"autoupdate\":false,\"share\":\"disabled\","
+                  "\"provider\":{\"anthropic\":{\"options\":{\"baseURL\":\"%s/v1\","
+                  "\"apiKey\":\"{env:FARM_MODEL_TOKEN}\"}}}}",
+                  url);
+        strv_add(env, "OPENCODE_DISABLE_MODELS_FETCH=1");
+        strv_add(env, "OPENCODE_DISABLE_AUTOUPDATE=1");
+    }
+    /* a command (or a preset told another name) gets the token under that name too */
+    if (key_env && strcmp(key_env, "FARM_MODEL_TOKEN") != 0 &&
+        strcmp(key_env, "ANTHROPIC_API_KEY") &&
+        !(strcmp(name, "aider") == 0 && !strcmp(key_env, "OPENAI_API_KEY")))
+        strv_addf(env, "%s=%s", key_env, tok);
+}
+
 /* The agent's environment, built from nothing (agent.h). */
 static void agent_env(strv *env, const config *cfg, const agent_ctx *ctx, const char *key_env,
-                      int is_standin)
+                      int is_standin, const char *name, const agent_gateway *gw)
 {
     strv_add(env, "PATH=/usr/local/bin:/usr/bin:/bin");
     strv_addf(env, "HOME=%s", ctx->home ? ctx->home : "/tmp");
@@ -241,11 +334,21 @@ static void agent_env(strv *env, const config *cfg, const agent_ctx *ctx, const 
     strv_addf(env, "FARM_REPO=%s", ctx->repo ? ctx->repo : "");
     strv_addf(env, "FARM_ISSUE=%lld", (long long)ctx->issue);
     strv_addf(env, "FARM_ROUND=%d", ctx->round);
-    if (!is_standin && has_key(cfg) && key_env)
+    if (is_standin || !has_key(cfg))
+        return;
+    if (gw && gw->base_url && gw->token)
+        gateway_env(env, name, gw, key_env); /* the real key stays outside */
+    else if (key_env)
         strv_addf(env, "%s=%s", key_env, cfg->agent.api_key);
 }
 
 int agent_cmd_build(agent_cmd *out, const config *cfg, const agent_ctx *ctx)
+{
+    return agent_cmd_build_gw(out, cfg, ctx, NULL);
+}
+
+int agent_cmd_build_gw(agent_cmd *out, const config *cfg, const agent_ctx *ctx,
+                       const agent_gateway *gw)
 {
     memset(out, 0, sizeof(*out));
     strv argv = {0}, env = {0}, ro = {0};
@@ -263,7 +366,7 @@ int agent_cmd_build(agent_cmd *out, const config *cfg, const agent_ctx *ctx)
     }
     if (rc)
         goto out;
-    agent_env(&env, cfg, ctx, key_env, out->is_standin);
+    agent_env(&env, cfg, ctx, key_env, out->is_standin, name, gw);
 
     if (argv.failed || env.failed || ro.failed || !argv.v ||
         (out->stdin_file == NULL && (!strcmp(name, "claude") || !strcmp(name, "codex")))) {

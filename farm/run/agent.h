@@ -15,6 +15,9 @@
 #define FARM_FARM_RUN_AGENT_H
 
 #include "farm/config/config.h"
+#include "farm/gateway/gateway.h"
+
+#include <stddef.h>
 
 #include <stdint.h>
 
@@ -28,6 +31,15 @@ typedef struct agent_ctx {
     int64_t issue;
     int round; /* 1 for the first agent call of a run, then each fix round */
 } agent_ctx;
+
+/* The model gateway as one run's agent reaches it (docs/gateway.md). */
+typedef struct agent_gateway {
+    const char *base_url;   /* "http://127.0.0.1:PORT" */
+    const char *token;      /* the run's token */
+    const char *codex_home; /* codex: CODEX_HOME as seen by the agent, holding the
+                               config.toml of agent_codex_config(); NULL: none */
+    int uid0;               /* the agent runs as uid 0 (Claude Code then needs IS_SANDBOX) */
+} agent_gateway;
 
 typedef struct agent_cmd {
     char *preset;     /* the preset actually used ("claude", ..., "standin", "command") */
@@ -45,6 +57,11 @@ typedef struct agent_cmd {
  * preset) or FARM_ENOMEM. */
 int agent_cmd_build(agent_cmd *out, const config *cfg, const agent_ctx *ctx);
 
+/* The same through the model gateway gw (NULL: as agent_cmd_build()): the
+ * agent gets the gateway's URL and the run's token, never the real key. */
+int agent_cmd_build_gw(agent_cmd *out, const config *cfg, const agent_ctx *ctx,
+                       const agent_gateway *gw);
+
 void agent_cmd_free(agent_cmd *c);
 
 /* Which preset "auto" resolves to on this host with this config, for logs
@@ -54,6 +71,20 @@ const char *agent_preset_resolve(const config *cfg);
 /* The stand-in agent's path: $FARM_STANDIN_AGENT, else the installed copy,
  * else the source tree's. */
 const char *agent_standin_path(void);
+
+/* The model API a preset speaks, for the gateway: 0 and *out set, or -1
+ * when it needs none (the stand-in; a command without agent.api_key). The
+ * command preset speaks Anthropic's unless agent.api_key_env names an
+ * OPENAI_ variable. */
+int agent_provider(gateway_provider *out, const config *cfg);
+
+/* The upstream base URL for the gateway: agent.api_url, else the
+ * provider's (https://api.anthropic.com, https://api.openai.com/v1), less
+ * a trailing /v1 for OpenAI (the agent's own paths carry it). Heap. */
+char *agent_upstream(const config *cfg, gateway_provider p);
+
+/* Codex's config.toml for a gateway at base_url (docs/agents.md). Heap. */
+char *agent_codex_config(const config *cfg, const char *base_url);
 
 /* Search PATH for an executable; returns a heap path the caller frees, or NULL. */
 char *agent_which(const char *name);

@@ -448,6 +448,8 @@ static int run_prepare(pl_run *r, pl_progress *p)
     r->partial_at_ms = r->wall_end_ms - (int64_t)r->cfg->budgets.partial_margin_s * 1000;
     if ((rc = paths_init(r)))
         return step_error(r, rc, "preparing");
+    if ((rc = pl_gateway_begin(r)))
+        return step_error(r, rc, "preparing");
     if ((rc = progress_load(p, r)))
         return rc;
     r->partial = p->partial;
@@ -483,7 +485,7 @@ static int run_rounds(pl_run *r, pl_progress *p)
             r->partial = 1; /* resumed past the time limit: push what exists */
         int tests_pending = r->repo->test && p->test_round < p->agent_round && !r->partial;
         int need_agent =
-            !p->commit && !r->partial &&
+            !p->commit && !r->partial && atomic_load(&r->budget_hit) == PL_BUDGET_NONE &&
             (p->agent_round == 0 || (r->repo->test && p->test_round == p->agent_round &&
                                      p->test_status != 0 && p->agent_round < max_rounds));
         if (tests_pending) {
@@ -503,10 +505,13 @@ static int run_rounds(pl_run *r, pl_progress *p)
  * tests that ran after it on the unchanged tree say nothing of why). */
 static int run_fail_unchanged(pl_run *r, const pl_progress *p)
 {
-    buf why = BUF_INIT(PL_SUMMARY_MAX + 512);
+    buf why = BUF_INIT(PL_SUMMARY_MAX + 1024);
+    char budget[400];
     int rc;
 
-    if (p->agent_exit != 0)
+    if (pl_budget_words(budget, sizeof(budget), r))
+        buf_printf(&why, "the agent was stopped before it changed anything: %s", budget);
+    else if (p->agent_exit != 0)
         buf_printf(&why, "the agent exited with status %d and changed nothing", p->agent_exit);
     else
         buf_puts(&why, "the agent made no change");
@@ -544,7 +549,8 @@ static int run_publish(pl_run *r, pl_progress *p)
     if ((rc = cancel_check(r)) != RUN_ON ||
         (rc = after_step(r, pl_step_push(r, p), "push")) != RUN_ON)
         return rc;
-    int draft = r->partial || (r->repo->test && p->test_round > 0 && p->test_status != 0);
+    int draft = r->partial || atomic_load(&r->budget_hit) != PL_BUDGET_NONE ||
+                (r->repo->test && p->test_round > 0 && p->test_status != 0);
     if ((rc = after_step(r, pl_step_pr(r, p, draft), "pr")) != RUN_ON)
         return rc;
     if (!strcmp(r->kind, "revise") &&
@@ -557,6 +563,7 @@ static int run_publish(pl_run *r, pl_progress *p)
 
 static void run_close(pl_run *r, pl_progress *p)
 {
+    pl_gateway_end(r);
     pl_progress_free(p);
     if (r->wt)
         vcs_worktree_free(r->wt);

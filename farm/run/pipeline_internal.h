@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <sys/types.h>
 #include <stdint.h>
 
@@ -35,6 +36,7 @@
 #define PL_MAX_ROUNDS       10          /* agent calls in one run at most */
 #define PL_SANDBOX_UID_BASE 0x50000000u /* + the session id: the host uid of its sandboxes */
 #define PL_TITLE_MAX        200         /* of a commit's or a PR's title */
+#define PL_GATEWAY_PORT     3129        /* the model gateway on the sandbox's loopback */
 
 /* One run of a session: what pipeline.c carries from step to step. */
 typedef struct pl_run {
@@ -62,7 +64,18 @@ typedef struct pl_run {
     int sandboxed;        /* bwrap, not unsafe-none */
     unsigned sandbox_uid; /* when the farm is root: the host uid of the run's sandboxes (one per
                              session, so the out directory can be handed to it) */
+    /* the model gateway (pipeline_gateway.c) */
+    char *gw_token;                 /* the run's token, or NULL: the run has no gateway */
+    char gw_url[64];                /* the gateway as the agent reaches it */
+    char gw_sock[PATH_MAX];         /* the gateway's socket (relayed into the sandbox) */
+    char codex_home[PATH_MAX + 16]; /* codex: the run's CODEX_HOME on the host, or "" */
+    atomic_int budget_hit;          /* a call was refused by a budget: PL_BUDGET_* */
+    double session_spent0;          /* the session's cost when the run began */
+    struct pl_gw_calls *gw_calls;   /* calls allowed and not yet recorded (pipeline_gateway.c) */
 } pl_run;
+
+/* Which budget stopped a run. */
+enum { PL_BUDGET_NONE, PL_BUDGET_SESSION, PL_BUDGET_REPO_DAILY, PL_BUDGET_DAILY };
 
 /* What one sandboxed command did. */
 typedef struct pl_exec_result {
@@ -214,6 +227,25 @@ void pl_title(char out[PL_TITLE_MAX + 1], const pl_run *r);
 /* Append text, with every "<!--" in it defused ("&lt;!--") so that quoted
  * text cannot pass for one of the farm's markers. */
 void pl_put_defused(buf *b, const char *text);
+
+/* ---- the model gateway (pipeline_gateway.c) ---- */
+
+/* Register the run with the farm's gateway when there is one and the agent
+ * needs a model API: a token, the budget callback and the record callback
+ * (each call a "model_call" event, its cost added to the session's).
+ * Returns 0 (also when there is no gateway) or an error. */
+int pl_gateway_begin(pl_run *r);
+
+/* Revoke the run's token (waits for its calls to end). */
+void pl_gateway_end(pl_run *r);
+
+/* The sandbox bind that relays the gateway (relay_port PL_GATEWAY_PORT):
+ * 1 and *b filled when the run has a gateway and a sandbox. */
+int pl_gateway_bind(sandbox_bind *b, const pl_run *r);
+
+/* Which budget stopped the run, in words for the PR and its comment (the
+ * budget, its value, and how to go on), or NULL when none did. */
+const char *pl_budget_words(char *out, size_t n, const pl_run *r);
 
 /* ---- who asked (pipeline_coauthor.c) ---- */
 

@@ -64,7 +64,7 @@ typedef struct pr_info {
     int agent_failed;  /* the agent exited non-zero before the time limit */
     int tests_failing; /* the caller asked for a draft: the tests still fail */
     char tests[512];   /* tests_words() */
-    char why[256];     /* why it is a draft, in a few words ("" when it is not) */
+    char why[512];     /* why it is a draft, in a few words ("" when it is not) */
     vcs_diffstat ds;
     int have_ds;
     char stat_line[128]; /* "3 files changed, ..." when have_ds */
@@ -77,9 +77,11 @@ static void draft_words(pr_info *pi, pl_run *r, const pl_progress *p)
     size_t n = sizeof(pi->why), o = 0;
 
     pi->why[0] = '\0';
-    if (r->partial)
-        o += (size_t)snprintf(pi->why + o, n - o, "the run reached its time limit (%d s)",
-                              r->cfg->budgets.run_wall_s);
+    if (pl_budget_words(pi->why, n, r))
+        o = strlen(pi->why);
+    if (r->partial && o < n)
+        o += (size_t)snprintf(pi->why + o, n - o, "%sthe run reached its time limit (%d s)",
+                              o ? "; " : "", r->cfg->budgets.run_wall_s);
     if (pi->agent_failed && o < n)
         o += (size_t)snprintf(pi->why + o, n - o, "%sthe agent exited with status %d",
                               o ? "; " : "", p->agent_exit);
@@ -95,8 +97,8 @@ static void pr_info_init(pr_info *pi, pl_run *r, const pl_progress *p, int draft
     memset(pi, 0, sizeof(*pi));
     /* an agent that did not finish cleanly left work nobody should take for
      * finished: pushed so that nothing is lost, but as a draft that says so */
-    pi->agent_failed = p->agent_exit != 0 && !r->partial;
-    pi->tests_failing = draft;
+    pi->agent_failed = p->agent_exit != 0 && !r->partial && !atomic_load(&r->budget_hit);
+    pi->tests_failing = draft && r->repo->test && p->test_round > 0 && p->test_status != 0;
     pi->draft = draft || pi->agent_failed;
     tests_words(pi->tests, sizeof(pi->tests), r, p);
     draft_words(pi, r, p);
@@ -115,6 +117,12 @@ static void pr_info_init(pr_info *pi, pl_run *r, const pl_progress *p, int draft
  * the changes. */
 static void pr_body(buf *body, pl_run *r, const pl_progress *p, const pr_info *pi)
 {
+    char budget[400];
+    if (pl_budget_words(budget, sizeof(budget), r))
+        buf_printf(body,
+                   "> **Draft: the agent was stopped by a budget:** %s. This is what existed "
+                   "at that point; the farm pushed it rather than lose it.\n\n",
+                   budget);
     if (r->partial)
         buf_printf(body,
                    "> **Draft: the run reached its time limit (%d s) before the work was "
@@ -151,7 +159,11 @@ static void pr_body(buf *body, pl_run *r, const pl_progress *p, const pr_info *p
  * the diffstat for the review queue and the digest (farm/digest/digest.c). */
 static json_t *pr_finished_body(pl_run *r, const pr_info *pi)
 {
-    json_t *fin = pl_finished_body(r, r->partial ? "partial" : pi->draft ? "draft" : "pr", NULL);
+    json_t *fin = pl_finished_body(r,
+                                   r->partial  ? "partial"
+                                   : pi->draft ? "draft"
+                                               : "pr",
+                                   atomic_load(&r->budget_hit) != PL_BUDGET_NONE ? "budget" : NULL);
     if (!fin)
         return NULL;
     json_object_set_new(fin, "tests", json_string(pi->tests));
@@ -197,7 +209,7 @@ int pl_step_pr(pl_run *r, pl_progress *p, int draft)
 {
     report_info ri = REPORT_INFO_INIT;
     buf body = BUF_INIT(PR_BODY_MAX);
-    char title[PL_TITLE_MAX + 1], name[64], reason[160];
+    char title[PL_TITLE_MAX + 1], name[64], reason[600];
     char *comment = NULL;
     int64_t t0 = clock_mono_ms();
     pr_info pi;

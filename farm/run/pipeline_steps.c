@@ -307,17 +307,21 @@ static int binds_make(binds *b, pl_run *r, const agent_cmd *agent)
     /* .git/hooks and .git/config are bound by the sandbox itself */
     for (size_t i = 0; b->ro[i] && b->n < SANDBOX_MAX_BINDS; i++)
         if (strncmp(b->ro[i], r->wt_path, wl) != 0 || b->ro[i][wl] != '/')
-            b->v[b->n++] = (sandbox_bind){b->ro[i], b->ro[i], 0};
+            b->v[b->n++] = (sandbox_bind){b->ro[i], b->ro[i], 0, 0};
     if (agent) {
-        b->v[b->n++] = (sandbox_bind){r->prompt_path, INSIDE_DIR "/prompt.md", 0};
-        b->v[b->n++] = (sandbox_bind){r->out_dir, INSIDE_DIR "/out", 1};
+        b->v[b->n++] = (sandbox_bind){r->prompt_path, INSIDE_DIR "/prompt.md", 0, 0};
+        b->v[b->n++] = (sandbox_bind){r->out_dir, INSIDE_DIR "/out", 1, 0};
+        if (b->n < SANDBOX_MAX_BINDS && pl_gateway_bind(&b->v[b->n], r))
+            b->n++; /* the model gateway on the sandbox's loopback */
+        if (r->codex_home[0] && b->n < SANDBOX_MAX_BINDS)
+            b->v[b->n++] = (sandbox_bind){r->codex_home, INSIDE_DIR "/codex-home", 1, 0};
         for (size_t i = 0; agent->ro_paths && agent->ro_paths[i]; i++) {
             if (b->n >= SANDBOX_MAX_BINDS) {
                 binds_free(b);
                 farm_error_set("pipeline: the agent needs more than %d binds", SANDBOX_MAX_BINDS);
                 return FARM_ETOOBIG;
             }
-            b->v[b->n++] = (sandbox_bind){agent->ro_paths[i], agent->ro_paths[i], 0};
+            b->v[b->n++] = (sandbox_bind){agent->ro_paths[i], agent->ro_paths[i], 0, 0};
         }
     }
     return 0;
@@ -558,7 +562,11 @@ static int agent_exec(pl_exec_result *x, pl_run *r, int round, const agent_files
     ctx.repo = r->repo->name;
     ctx.issue = r->s->number;
     ctx.round = round;
-    if ((rc = agent_cmd_build(&cmd, r->cfg, &ctx)))
+    agent_gateway gw = {r->gw_url, r->gw_token, NULL, 0};
+    if (r->codex_home[0])
+        gw.codex_home = r->sandboxed ? INSIDE_DIR "/codex-home" : r->codex_home;
+    gw.uid0 = !r->sandboxed && geteuid() == 0;
+    if ((rc = agent_cmd_build_gw(&cmd, r->cfg, &ctx, r->gw_token ? &gw : NULL)))
         goto out;
     /* the prompt on standard input (claude, codex): the same file, from the host side */
     if (cmd.stdin_file)
@@ -605,7 +613,7 @@ static int agent_done(pl_run *r, int round, int64_t t0, const pl_exec_result *x,
         json_object_set_new(extra, "cost_usd", json_real(x->cost_usd));
     pl_tx_init(&t, r);
     t.agent_seconds = (double)x->sr.wall_ms / 1000.0;
-    t.cost = x->cost_usd;
+    t.cost = r->gw_token ? 0 : x->cost_usd; /* through the gateway, each call counted its own */
     pl_step_done(&t, "agent", round, t0, extra);
     return pl_tx_commit(&t);
 }

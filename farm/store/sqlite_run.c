@@ -239,6 +239,49 @@ static int event_last_kind(store_event **out, store *s, int64_t session_id,
     return kinds_query(out, &n, s, session_id, kinds, after_seq, 1, 1);
 }
 
+static int tx_spend_add(store_tx *tx, int64_t day, const char *repo, double usd)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite_tx_stmt(&st, tx,
+                            "INSERT INTO model_spend (day, repo, usd) VALUES (?, ?, ?)"
+                            " ON CONFLICT (day, repo) DO UPDATE SET usd = usd + excluded.usd");
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, day);
+    sqlite3_bind_text(st, 2, repo ? repo : "", -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, usd);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = sqlite_err(sqlite_tx_db(tx), "adding model spend");
+    sqlite_tx_stmt_done(tx, st);
+    return rc;
+}
+
+static int spend_get(double *repo_usd, double *all_usd, store *s, int64_t day, const char *repo)
+{
+    sqlite3 *db = sqlite_reader_get(s);
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *repo_usd = *all_usd = 0;
+    rc = sqlite_prepare(&st, db,
+                        "SELECT COALESCE(SUM(CASE WHEN repo = ? THEN usd END), 0),"
+                        " COALESCE(SUM(usd), 0) FROM model_spend WHERE day = ?");
+    if (rc)
+        goto out;
+    sqlite3_bind_text(st, 1, repo ? repo : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, day);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        rc = sqlite_err(db, "reading model spend");
+        goto out;
+    }
+    *repo_usd = sqlite3_column_double(st, 0);
+    *all_usd = sqlite3_column_double(st, 1);
+out:
+    sqlite3_finalize(st);
+    sqlite_reader_put(s, db);
+    return rc;
+}
+
 const store_run_ops sqlite_run_ops = {
     .tx_session_get = tx_session_get,
     .tx_session_state_set = tx_session_state_set,
@@ -246,6 +289,8 @@ const store_run_ops sqlite_run_ops = {
     .tx_session_run_add = tx_session_run_add,
     .tx_session_usage_add = tx_session_usage_add,
     .tx_session_pr_draft_set = tx_session_pr_draft_set,
+    .tx_spend_add = tx_spend_add,
+    .spend_get = spend_get,
     .event_list_kinds = event_list_kinds,
     .event_last_kind = event_last_kind,
 };

@@ -115,6 +115,12 @@ static const sqlite_migration migrations[] = {
     {7, "whether a session's pull request is a draft, and why (farm/store/sqlite_run.c)",
      "ALTER TABLE session ADD COLUMN pr_draft INTEGER NOT NULL DEFAULT 0;"
      "ALTER TABLE session ADD COLUMN pr_draft_reason TEXT;"},
+    {8, "model spend per UTC day and repository, for the budgets (farm/store/sqlite_run.c)",
+     "CREATE TABLE model_spend ("
+     "  day INTEGER NOT NULL,"
+     "  repo TEXT NOT NULL,"
+     "  usd REAL NOT NULL DEFAULT 0,"
+     "  PRIMARY KEY (day, repo)) WITHOUT ROWID;"},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

@@ -127,6 +127,16 @@ int store_tx_session_usage_add(store_tx *tx, int64_t id, double agent_seconds, d
     return tx->be->run->tx_session_usage_add(tx, id, agent_seconds, cost);
 }
 
+int store_tx_spend_add(store_tx *tx, int64_t day, const char *repo, double usd)
+{
+    return tx->be->run->tx_spend_add(tx, day, repo, usd);
+}
+
+int store_spend_get(double *repo_usd, double *all_usd, store *s, int64_t day, const char *repo)
+{
+    return s->be->run->spend_get(repo_usd, all_usd, s, day, repo);
+}
+
 int store_tx_session_pr_draft_set(store_tx *tx, int64_t id, int draft, const char *reason)
 {
     return tx->be->run->tx_session_pr_draft_set(tx, id, draft, reason);

@@ -113,6 +113,8 @@ typedef struct store_run_ops {
     int (*tx_session_run_add)(int64_t *out_runs, store_tx *tx, int64_t id);
     int (*tx_session_usage_add)(store_tx *tx, int64_t id, double agent_seconds, double cost);
     int (*tx_session_pr_draft_set)(store_tx *tx, int64_t id, int draft, const char *reason);
+    int (*tx_spend_add)(store_tx *tx, int64_t day, const char *repo, double usd);
+    int (*spend_get)(double *repo_usd, double *all_usd, store *s, int64_t day, const char *repo);
     int (*event_list_kinds)(store_event **out, size_t *n, store *s, int64_t session_id,
                             const char *const *kinds, int64_t after_seq, int limit);
     int (*event_last_kind)(store_event **out, store *s, int64_t session_id,

@@ -33,6 +33,12 @@ int store_tx_session_run_add(int64_t *out_runs, store_tx *tx, int64_t id);
 /* Add agent time and cost to the session's counters. */
 int store_tx_session_usage_add(store_tx *tx, int64_t id, double agent_seconds, double cost);
 
+/* Model spend, for the budgets: day is the UTC day number (ms / 86400000).
+ * Add usd to a repository's day; read a repository's day and everyone's.
+ * Return 0 or the store's error. */
+int store_tx_spend_add(store_tx *tx, int64_t day, const char *repo, double usd);
+int store_spend_get(double *repo_usd, double *all_usd, store *s, int64_t day, const char *repo);
+
 /* Record whether the session's pull request is a draft and why (reason: a
  * few words, kept only for a draft; NULL: not said). Returns 0,
  * FARM_ENOTFOUND or FARM_EIO. */

@@ -3,8 +3,8 @@
  * every sandbox.
  *
  *     farm-sandbox-helper --keep --lifeline FD -- BWRAP [ARG...]
- *     farm-sandbox-helper --lifeline FD [--proxy PORT SOCKET] [--cmd-fd FD]
- *                         [-- CMD [ARG...]]
+ *     farm-sandbox-helper --lifeline FD [--proxy PORT SOCKET] [--relay PORT SOCKET]
+ *                         [--cmd-fd FD] [-- CMD [ARG...]]
  *
  * The lifeline: FD is the read end of a pipe whose write end only the farm
  * holds. When the farm dies, however it dies, the pipe reads as ended.
@@ -25,6 +25,8 @@
  *   own loopback and the egress proxy lives outside behind a Unix socket
  *   bound in. Most tools only know HTTP_PROXY=http://host:port, so the helper
  *   listens on 127.0.0.1:PORT and relays every connection to the socket.
+ * - a relay bind (--relay), in every network mode: the same for one more
+ *   socket of the farm's (the model gateway), with no proxy protocol.
  * - a prepared (warm) sandbox (--cmd-fd): the sandbox is spawned ahead and
  *   the helper waits on FD for the command and its environment, which
  *   sandbox_launch() sends when the work arrives; then it runs it and
@@ -175,7 +177,7 @@ static void __attribute__((noreturn)) orphaned(void)
     _exit(137);
 }
 
-/* The proxy's loopback listener, or -1 (said on stderr). */
+/* A loopback listener for the proxy or the relay, or -1 (said on stderr). */
 static int listen_proxy(int port)
 {
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -216,16 +218,26 @@ static void accept_one(int lfd, const char *sock)
     pthread_detach(th);
 }
 
+/* The listeners the helper serves while the command runs: the proxy's and
+ * the relay's (lfd -1 when not asked for). */
+typedef struct listener {
+    int lfd;
+    const char *sock;
+} listener;
+
 /* Watch child until it ends, and the lifeline: when the farm is gone,
- * gone() runs (and does not return). lfd >= 0: serve the proxy listener
+ * gone() runs (and does not return). l (may be NULL): serve the listeners
  * meanwhile. The child's wait status, or -1 when the helper failed (the
  * child is killed then). */
-static int watch(pid_t child, int lifeline, int lfd, const char *sock, void (*gone)(void))
+static int watch(pid_t child, int lifeline, const listener *l, void (*gone)(void))
 {
     int pidfd = (int)syscall(SYS_pidfd_open, child, 0); /* -1 before Linux 5.3: we poll */
     for (;;) {
-        struct pollfd pf[3] = {{pidfd, POLLIN, 0}, {lifeline, POLLIN, 0}, {lfd, POLLIN, 0}};
-        int n = poll(pf, 3, pidfd >= 0 ? -1 : 100);
+        struct pollfd pf[4] = {{pidfd, POLLIN, 0},
+                               {lifeline, POLLIN, 0},
+                               {l ? l[0].lfd : -1, POLLIN, 0},
+                               {l ? l[1].lfd : -1, POLLIN, 0}};
+        int n = poll(pf, 4, pidfd >= 0 ? -1 : 100);
         if (n < 0 && errno != EINTR)
             break;
         if (n > 0 && pf[1].revents)
@@ -236,8 +248,9 @@ static int watch(pid_t child, int lifeline, int lfd, const char *sock, void (*go
             if (w == child)
                 return st;
         }
-        if (n > 0 && (pf[2].revents & POLLIN))
-            accept_one(lfd, sock);
+        for (int k = 0; k < 2; k++)
+            if (n > 0 && (pf[2 + k].revents & POLLIN))
+                accept_one(l[k].lfd, l[k].sock);
     }
     kill(child, SIGKILL);
     int st;
@@ -246,10 +259,10 @@ static int watch(pid_t child, int lifeline, int lfd, const char *sock, void (*go
 }
 
 /* Run the command under watch(); its wait status, or -1. */
-static int run(char **cmd, int lifeline, int lfd, const char *sock)
+static int run(char **cmd, int lifeline, const listener *l)
 {
     pid_t child = spawn(cmd);
-    return child < 0 ? -1 : watch(child, lifeline, lfd, sock, orphaned);
+    return child < 0 ? -1 : watch(child, lifeline, l, orphaned);
 }
 
 /* --- outside: the keeper ------------------------------------------------ */
@@ -350,7 +363,7 @@ static void __attribute__((noreturn)) keep(char **cmd, int lifeline)
     close(FD_SECCOMP);
     close(FD_INFO);
     close(FD_CMD);
-    int st = watch(child, lifeline, -1, NULL, keeper_orphaned);
+    int st = watch(child, lifeline, NULL, keeper_orphaned);
     if (st < 0) {
         reap_all();
         _exit(125);
@@ -366,12 +379,16 @@ static void __attribute__((noreturn)) keep(char **cmd, int lifeline)
 /* Every way out is _exit(): no exit-time handlers run. */
 int main(int argc, char **argv)
 {
-    int port = 0, cmd_fd = -1, lifeline = -1, keeper = 0, i = 1;
-    const char *sock = NULL;
+    int port = 0, rport = 0, cmd_fd = -1, lifeline = -1, keeper = 0, i = 1;
+    const char *sock = NULL, *rsock = NULL;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--proxy") && i + 2 < argc) {
             port = atoi(argv[i + 1]);
             sock = argv[i + 2];
+            i += 2;
+        } else if (!strcmp(argv[i], "--relay") && i + 2 < argc) {
+            rport = atoi(argv[i + 1]);
+            rsock = argv[i + 2];
             i += 2;
         } else if (!strcmp(argv[i], "--cmd-fd") && i + 1 < argc) {
             cmd_fd = atoi(argv[++i]);
@@ -389,11 +406,13 @@ int main(int argc, char **argv)
     char **cmd = argv + i;
     if ((sock && (port < 1 || port > 65535 ||
                   strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path))) ||
+        (rsock && (rport < 1 || rport > 65535 || rport == port ||
+                   strlen(rsock) >= sizeof(((struct sockaddr_un *)0)->sun_path))) ||
         lifeline < 0 || fcntl(lifeline, F_SETFD, FD_CLOEXEC) < 0 || (cmd_fd < 0 && i >= argc) ||
-        (cmd_fd >= 0 && i < argc) || (keeper && (sock || cmd_fd >= 0))) {
+        (cmd_fd >= 0 && i < argc) || (keeper && (sock || rsock || cmd_fd >= 0))) {
         fprintf(stderr, "usage: farm-sandbox-helper --keep --lifeline FD -- BWRAP [ARG...]\n"
                         "       farm-sandbox-helper --lifeline FD [--proxy PORT SOCKET] "
-                        "[--cmd-fd FD] [-- CMD [ARG...]]\n"
+                        "[--relay PORT SOCKET] [--cmd-fd FD] [-- CMD [ARG...]]\n"
                         "(the farm starts it inside each sandbox; it is not run by hand)\n");
         _exit(2);
     }
@@ -416,10 +435,11 @@ int main(int argc, char **argv)
             _exit(125);                     /* the farm went away or sent garbage: nothing to run */
         fcntl(cmd_fd, F_SETFD, FD_CLOEXEC); /* kept for the status, not for the command */
     }
-    int lfd = -1;
-    if (sock && (lfd = listen_proxy(port)) < 0)
+    listener l[2] = {{-1, sock}, {-1, rsock}};
+    if ((sock && (l[0].lfd = listen_proxy(port)) < 0) ||
+        (rsock && (l[1].lfd = listen_proxy(rport)) < 0))
         _exit(125);
-    int st = run(cmd, lifeline, lfd, sock);
+    int st = run(cmd, lifeline, l);
     if (st < 0)
         _exit(125);
     finish(st, cmd_fd);

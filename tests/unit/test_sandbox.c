@@ -319,7 +319,7 @@ static void binds_are_bound_as_asked(void **state)
     assert_non_null(f);
     fputs("read me\n", f);
     fclose(f);
-    sandbox_bind b[] = {{out, "/farm/out", 1}, {ro, "/farm/in", 0}};
+    sandbox_bind b[] = {{out, "/farm/out", 1, 0}, {ro, "/farm/in", 0, 0}};
     const char *argv[] = {"/bin/sh", "-c",
                           "cat /farm/in/given > /farm/out/copy && ! touch /farm/in/x 2>/dev/null",
                           NULL};
