@@ -79,6 +79,17 @@ int crypto_streq(const char *given, const char *expected)
     return diff == 0;
 }
 
+int crypto_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 void crypto_hex(char *out, const unsigned char *p, size_t n)
 {
     static const char digits[] = "0123456789abcdef";

@@ -19,6 +19,9 @@ int crypto_memeq(const void *a, const void *b, size_t n);
  * length of `expected` (the secret side), not on where they differ. */
 int crypto_streq(const char *given, const char *expected);
 
+/* The value of one hex digit (either case), or -1 when c is none. */
+int crypto_hex_value(char c);
+
 /* Lower-case hex of n bytes into out, which holds at least 2n+1 bytes. */
 void crypto_hex(char *out, const unsigned char *p, size_t n);
 

@@ -8,6 +8,7 @@
  * writes them), so "LOCALHOST.", "[0:0::1]" and "::1" compare as they should.
  */
 #include "guard.h"
+#include "base/crypto.h"
 #include "base/error.h"
 
 #include <arpa/inet.h>
@@ -19,17 +20,6 @@
 #include <strings.h>
 
 /* ---- the target ------------------------------------------------------------ */
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int guard_target_check(const char *target, size_t len, const char **why)
 {
@@ -54,7 +44,8 @@ int guard_target_check(const char *target, size_t len, const char **why)
         }
         if (c != '%')
             continue;
-        if (i + 2 >= len || hexval(target[i + 1]) < 0 || hexval(target[i + 2]) < 0) {
+        if (i + 2 >= len || crypto_hex_value(target[i + 1]) < 0 ||
+            crypto_hex_value(target[i + 2]) < 0) {
             *why = "the request target holds a '%' that is not followed by two hex digits";
             return 400;
         }

@@ -11,6 +11,7 @@
  */
 #include "hooks.h"
 #include "hook_json.h"
+#include "base/crypto.h"
 #include "base/error.h"
 #include "base/strv.h"
 
@@ -280,17 +281,6 @@ static int parse_installation(tracker_event *ev, json_t *root, tracker_event_kin
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int hook_github_form_payload(char **out, size_t *outlen, const char *body, size_t len)
 {
     *out = NULL;
@@ -311,8 +301,8 @@ int hook_github_form_payload(char **out, size_t *outlen, const char *body, size_
                 if (*q == '+') {
                     dst[n++] = ' ';
                 } else if (*q == '%') {
-                    int hi = q + 2 < field_end ? hexval(q[1]) : -1;
-                    int lo = hi >= 0 ? hexval(q[2]) : -1;
+                    int hi = q + 2 < field_end ? crypto_hex_value(q[1]) : -1;
+                    int lo = hi >= 0 ? crypto_hex_value(q[2]) : -1;
                     if (lo < 0) {
                         free(dst);
                         farm_error_set("the form field `payload` has a bad %%-escape");

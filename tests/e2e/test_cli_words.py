@@ -54,16 +54,23 @@ def check(tmp, cfg):
     return farm_cmd("config", "check", "--config", path)
 
 
+def closed_home():
+    """A 0711 temporary directory and, inside it, a 0700 one (a home
+    directory on Debian 12): what the sandbox's uid cannot pass."""
+    tmp = tempfile.mkdtemp(prefix="farm-e2e-words-")
+    os.chmod(tmp, 0o711)
+    closed = os.path.join(tmp, "home")
+    os.mkdir(closed)
+    os.chmod(closed, 0o700)
+    return tmp, closed
+
+
 def test_doctor_names_an_unreachable_data_dir():
     if os.geteuid() != 0:
         print("# skipped: not root (the sandbox keeps an ordinary user's uid)")
         return
-    tmp = tempfile.mkdtemp(prefix="farm-e2e-words-")
-    os.chmod(tmp, 0o711)
+    tmp, closed = closed_home()
     try:
-        closed = os.path.join(tmp, "home")
-        os.mkdir(closed)
-        os.chmod(closed, 0o700)
         rc, out, err = check(tmp, {"data_dir": os.path.join(closed, "farm-data")})
         cfg = os.path.join(tmp, "farm.json")
         rc, out, err = farm_cmd("doctor", "--config", cfg)
@@ -90,12 +97,8 @@ def test_serve_refuses_an_unreachable_data_dir():
     if os.geteuid() != 0:
         print("# skipped: not root (the sandbox keeps an ordinary user's uid)")
         return
-    tmp = tempfile.mkdtemp(prefix="farm-e2e-words-")
-    os.chmod(tmp, 0o711)
+    tmp, closed = closed_home()
     try:
-        closed = os.path.join(tmp, "home")
-        os.mkdir(closed)
-        os.chmod(closed, 0o700)
         data = os.path.join(closed, "farm-data")
         check(tmp, {"data_dir": data, "listen": "127.0.0.1:0"})
         rc, out, err = farm_cmd("serve", "--config", os.path.join(tmp, "farm.json"))
