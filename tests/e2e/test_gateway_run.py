@@ -176,7 +176,7 @@ def auth_of(req):
 
 def setup_fake(fake):
     fake.ctl("POST", "/_fake/config", {"reset": True, "script": True,
-                                        "file_path": "/work/MODEL.txt",
+                                        "file_path": "MODEL.txt",  # the agent runs in its worktree
                                         "content": "written through the gateway\n"})
 
 

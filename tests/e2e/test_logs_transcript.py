@@ -25,9 +25,9 @@ def test_logs_tell_the_transcript_in_words():
         assert p.returncode == 0, (p.returncode, out, p.stderr.decode())
         want = [
             r"agent_message +the agent says: I'll make the parser split on tabs as well as spaces\.$",
-            r"tool_call +calls Edit /work/src/parser\.c$",
-            r"tool_result +Edit /work/src/parser\.c succeeded$",
-            r"file_change +changed /work/src/parser\.c$",
+            r"tool_call +calls Edit src/parser\.c$",
+            r"tool_result +Edit src/parser\.c succeeded$",
+            r"file_change +changed src/parser\.c$",
             r"tool_result +Bash make test failed$",
             r"command +ran `make test`: exit 2$",
             r"command +ran `make test TESTS=test_tabs`: exit 0$",

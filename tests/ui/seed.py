@@ -317,7 +317,7 @@ def seed_transcript(data_dir):
     Returns {"transcript": id}."""
     now = int(time.time() * 1000)
     w, e, b = "toolu_01FakeWrite01", "toolu_01FakeBash02", "toolu_01FakeBash03"
-    path = "/work/src/parser.c"
+    path = "src/parser.c"  # relative to the agent's worktree
     raw = [
         json.dumps({"type": "system", "subtype": "init", "cwd": "/work", "model": "claude-opus-5-5"}),
         claude_line([{"type": "text", "text": "I'll make the parser split on tabs as well as spaces."}]),

@@ -172,7 +172,7 @@ test("the agent's transcript reads as a narrative, its raw output folded", async
       const said = page.locator('#log li[data-kind="agent_message"]', { hasText: "split on tabs as well as spaces" });
       assert.ok(await said.isVisible(), "what the agent said");
       assert.match(await said.innerText(), /agent: I'll make the parser split on tabs/);
-      const edit = page.locator('#log li[data-kind="tool_call"]', { hasText: "Edit /work/src/parser.c" });
+      const edit = page.locator('#log li[data-kind="tool_call"]', { hasText: "Edit src/parser.c" });
       assert.ok(await edit.isVisible());
       assert.match(await edit.innerText(), /✓ ok/, "the call says it succeeded");
       const failed = page.locator('#log li[data-kind="tool_call"].done-bad');
@@ -180,7 +180,7 @@ test("the agent's transcript reads as a narrative, its raw output folded", async
       assert.match(await failed.innerText(), /→ Bash make test\s+✗ failed/);
       const cmds = await page.$$eval('#log li[data-kind="command"] .text', (els) => els.map((e) => e.innerText));
       assert.deepEqual(cmds, ["$ make test  → exit 2", "$ make test TESTS=test_tabs  → exit 0"]);
-      assert.ok(await page.locator('#log li[data-kind="file_change"]', { hasText: "file changed: /work/src/parser.c" }).isVisible());
+      assert.ok(await page.locator('#log li[data-kind="file_change"]', { hasText: "file changed: src/parser.c" }).isVisible());
       assert.ok(await page.locator('#log li[data-kind="agent_message"]', { hasText: "test_tabs passes" }).isVisible());
       // a result is shown on its call's line, not on a line of its own
       assert.equal(await page.locator('#log li[data-kind="tool_result"]:visible').count(), 0);
