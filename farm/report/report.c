@@ -250,6 +250,18 @@ static int session_link(buf *b, const report_info *r, const char *text)
                       r->session->id);
 }
 
+/* A comment's last line: what to do next, then a link to the session when
+ * the farm has a public URL. */
+static int put_next_step(buf *b, const report_info *r, const char *sentence, const char *link)
+{
+    int rc = buf_puts(b, sentence);
+    if (!rc && r->public_url && *r->public_url && !(rc = buf_puts(b, " ")))
+        rc = session_link(b, r, link);
+    if (!rc)
+        rc = buf_puts(b, "\n");
+    return rc;
+}
+
 static void elapsed(char *out, size_t n, const report_info *r)
 {
     const store_session *s = r->session;
@@ -440,14 +452,10 @@ static int render_pr(buf *b, const report_info *r)
             rc = buf_puts(b, "\n</details>\n\n");
     }
     if (!rc)
-        rc = buf_puts(b, "Review comments on the pull request start a revision on the same "
-                         "branch.");
-    if (!rc && r->public_url && *r->public_url) {
-        if (!(rc = buf_puts(b, " ")))
-            rc = session_link(b, r, "Session log");
-    }
-    if (!rc)
-        rc = buf_puts(b, "\n");
+        rc = put_next_step(b, r,
+                           "Review comments on the pull request start a revision on the same "
+                           "branch.",
+                           "Session log");
     return rc;
 }
 
@@ -488,13 +496,7 @@ static int render_unchanged(buf *b, const report_info *r)
     if (!rc && r->output && *r->output)
         rc = put_output(b, r->output, "Last lines of the agent's output");
     if (!rc)
-        rc = buf_puts(b, "A new review comment starts another revision.");
-    if (!rc && r->public_url && *r->public_url) {
-        if (!(rc = buf_puts(b, " ")))
-            rc = session_link(b, r, "Session log");
-    }
-    if (!rc)
-        rc = buf_puts(b, "\n");
+        rc = put_next_step(b, r, "A new review comment starts another revision.", "Session log");
     return rc;
 }
 
@@ -516,13 +518,8 @@ static int render_failed(buf *b, const report_info *r)
     if (!rc && r->output && *r->output)
         rc = put_output(b, r->output, "Last lines of output");
     if (!rc)
-        rc = buf_puts(b, "Comment `/farm retry` to try again, or add details to the issue.");
-    if (!rc && r->public_url && *r->public_url) {
-        if (!(rc = buf_puts(b, " ")))
-            rc = session_link(b, r, "Full session log");
-    }
-    if (!rc)
-        rc = buf_puts(b, "\n");
+        rc = put_next_step(b, r, "Comment `/farm retry` to try again, or add details to the issue.",
+                           "Full session log");
     return rc;
 }
 
