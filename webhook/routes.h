@@ -105,6 +105,9 @@ int web_reply(web_request *req, int status, const char *content_type, const char
  * builds its own libmicrohttpd response. */
 struct MHD_Response;
 void web_security_headers(web_request *req, struct MHD_Response *r);
+/* The same headers with a policy and a Cross-Origin-Resource-Policy of the
+ * caller's (the durable streams: "sandbox", readable cross-origin). */
+void web_security_headers_set(struct MHD_Response *r, const char *csp, const char *corp);
 
 /* Answer with a JSON value; the reference is stolen. */
 int web_reply_json(web_request *req, int status, json_t *v);

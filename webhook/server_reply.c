@@ -22,16 +22,20 @@
 
 #define API_CSP "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
-void web_security_headers(web_request *req, struct MHD_Response *r)
+void web_security_headers_set(struct MHD_Response *r, const char *csp, const char *corp)
 {
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_SECURITY_POLICY,
-                            req && req->csp ? req->csp : API_CSP);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_SECURITY_POLICY, csp);
     MHD_add_response_header(r, MHD_HTTP_HEADER_X_FRAME_OPTIONS, "DENY");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(r, "Cross-Origin-Resource-Policy", corp);
+}
+
+void web_security_headers(web_request *req, struct MHD_Response *r)
+{
     /* another site's page cannot even embed an answer (a loopback client
      * with no tokens is trusted, so its browser is too) */
-    MHD_add_response_header(r, "Cross-Origin-Resource-Policy", "same-origin");
+    web_security_headers_set(r, req && req->csp ? req->csp : API_CSP, "same-origin");
 }
 
 /* Is a body on its way that this answer leaves unread? */

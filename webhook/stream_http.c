@@ -50,13 +50,9 @@ static int cors_allowed(web_request *req)
  * origin), and CORS where it is allowed. */
 static void common_headers(web_request *req, struct MHD_Response *r)
 {
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(r, "Cross-Origin-Resource-Policy", "cross-origin");
     /* never run, never framed: the same as every other answer of the farm,
      * but readable cross-origin where CORS allows it (a stream's point) */
-    MHD_add_response_header(r, "Content-Security-Policy", "sandbox; frame-ancestors 'none'");
-    MHD_add_response_header(r, MHD_HTTP_HEADER_X_FRAME_OPTIONS, "DENY");
-    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    web_security_headers_set(r, "sandbox; frame-ancestors 'none'", "cross-origin");
     if (cors_allowed(req)) {
         MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
         MHD_add_response_header(r, "Access-Control-Expose-Headers", CORS_EXPOSE);
