@@ -9,6 +9,7 @@
  */
 #include "metrics.h"
 #include "base/error.h"
+#include "farm/run/model_metrics.h"
 #include "farm/store/store.h"
 
 #include <inttypes.h>
@@ -266,6 +267,16 @@ static int render_store(buf *b, store *s)
         store_count_list_free(v, n);
     } else {
         atomic_fetch_add(&store_errors, 1);
+    }
+
+    if (!rc) {
+        buf model;
+        buf_init(&model, 1 << 20);
+        if (model_metrics_render(&model, s) == 0)
+            rc = buf_append(b, model.data ? model.data : "", model.len);
+        else
+            atomic_fetch_add(&store_errors, 1);
+        buf_free(&model);
     }
 
     store_stats st;

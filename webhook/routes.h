@@ -142,6 +142,8 @@ int route_api_session_message(web_request *req); /* POST /api/sessions/{id}/mess
 int route_api_scaling(web_request *req);         /* GET /api/scaling (route_scaling.c) */
 int route_api_scaling_put(web_request *req);     /* PUT /api/scaling */
 int route_api_status(web_request *req);          /* GET /api/status */
+int route_api_budgets(web_request *req);         /* GET /api/budgets (route_budgets.c) */
+int route_api_budgets_put(web_request *req);     /* PUT or PATCH /api/budgets */
 int route_api_session_cancel(web_request *req);  /* POST /api/sessions/{id}/cancel */
 int route_api_digest(web_request *req);          /* GET /api/digest (route_digest.c) */
 int route_ui_queue(web_request *req);            /* GET / (route_ui.c) */

@@ -55,6 +55,7 @@ typedef struct call {
     size_t klen;
     char *hold; /* the answer's last bytes while they could begin the key */
     size_t hlen;
+    int64_t length; /* the upstream's Content-Length when framing is FR_LENGTH, else -1 */
     gw_usage_parser up;
 } call;
 
@@ -182,6 +183,12 @@ static int write_masked(call *k, const char *p, size_t n)
         p = own;
     }
     size_t keep = key_prefix_tail(p, n, k->key, k->klen);
+    /* The answer's last byte waits for the call's record (serve()): an agent
+     * cannot see the end of a Content-Length answer before its spend is
+     * counted. A chunked one ends with its last chunk, sent after the record
+     * too. */
+    if (keep == 0 && n > 0 && k->framing == FR_LENGTH && (int64_t)(k->bytes_out + n) >= k->length)
+        keep = 1;
     int rc = write_out(k, p, n - keep);
     memcpy(k->hold, p + n - keep, keep);
     k->hlen = keep;
@@ -231,6 +238,7 @@ static int build_head(call *k, buf *h, long status, const char *headers)
         k->framing = FR_NONE;
     } else if (length >= 0 && !upstream_chunked) {
         k->framing = FR_LENGTH;
+        k->length = length;
         buf_printf(h, "Content-Length: %lld\r\n", (long long)length);
     } else if (k->q->http10) {
         k->framing = FR_CLOSE;
@@ -472,21 +480,27 @@ static int forward(call *k, gateway_call *rec, int64_t t0)
     free(url);
     if (res.first_byte_ns > 0)
         rec->ttfb_us = (sent_ns - t0 + res.first_byte_ns) / 1000;
-    if (rc == 0) {
-        rc = write_out(k, k->hold, k->hlen); /* a tail that was not the key after all */
-        k->hlen = 0;
-        if (rc == 0 && k->framing == FR_CHUNKED)
-            rc = gw_send(k->c, "0\r\n\r\n", 5);
-        if (rc) {
-            k->client_gone = 1;
-            rc = FARM_ECANCELLED;
-        }
-    }
     if (rc == 0)
-        rec->outcome = GATEWAY_CALL_OK;
+        rec->outcome = GATEWAY_CALL_OK; /* the end goes out after the record: end_answer() */
     else
         failed(k, rc, rec);
     return rc;
+}
+
+/* The end of a whole answer, held back until its record was delivered: the
+ * tail that was not the key after all (or a Content-Length answer's last
+ * byte) and a chunked answer's last chunk. Returns 0 or FARM_ECANCELLED. */
+static int end_answer(call *k)
+{
+    int rc = write_out(k, k->hold, k->hlen);
+    k->hlen = 0;
+    if (rc == 0 && k->framing == FR_CHUNKED)
+        rc = gw_send(k->c, "0\r\n\r\n", 5);
+    if (rc) {
+        k->client_gone = 1;
+        return FARM_ECANCELLED;
+    }
+    return 0;
 }
 
 static void finish(call *k, gateway_call *rec, const char *asked, int64_t t0, const char *error)
@@ -504,7 +518,7 @@ static void finish(call *k, gateway_call *rec, const char *asked, int64_t t0, co
     rec->cost_usd = p && rec->usage_seen ? gateway_cost(p, &rec->usage) : 0;
     rec->status = k->status;
     rec->streamed = k->sse;
-    rec->response_bytes = k->bytes_out;
+    rec->response_bytes = k->bytes_out + (rec->outcome == GATEWAY_CALL_OK ? k->hlen : 0);
     rec->total_us = (clock_mono_ns() - t0) / 1000;
     if (rec->outcome != GATEWAY_CALL_OK && !rec->error[0])
         rec->error = error;
@@ -528,7 +542,8 @@ static void finish(call *k, gateway_call *rec, const char *asked, int64_t t0, co
 static int serve(gw_conn *c, const gw_req *q, gw_run *run)
 {
     int64_t t0 = clock_mono_ns();
-    call k = {.c = c, .q = q, .run = run, .anthropic = run->provider == GATEWAY_ANTHROPIC};
+    call k = {
+        .c = c, .q = q, .run = run, .anthropic = run->provider == GATEWAY_ANTHROPIC, .length = -1};
     k.key = run->key;
     k.klen = strlen(run->key);
     if (!(k.hold = malloc(k.klen))) {
@@ -547,7 +562,12 @@ static int serve(gw_conn *c, const gw_req *q, gw_run *run)
         if (rc)
             snprintf(error, sizeof(error), "%s", farm_error_last());
     }
+    /* The record (the run's callback counts the spend, durably) comes before
+     * the agent can see the answer's end, so its next call's budget check
+     * sees this call's cost: no wait, no estimate. */
     finish(&k, &rec, asked, t0, error);
+    if (rc == 0 && rec.outcome == GATEWAY_CALL_OK)
+        rc = end_answer(&k);
     free(k.hold);
     return rc == 0 && !k.client_gone && k.framing != FR_CLOSE;
 }

@@ -7,8 +7,9 @@
  * in every network mode), never the real key. Each call the gateway
  * completes becomes a "model_call" event, its cost added to the session's
  * and to the repository's spend of the day. Before each call the budgets
- * are asked: the session's spend, the repository's spend today and
- * everyone's spend today, each against its budgets.* value (0: none). A
+ * in force (budget.h: the config's, or changed live) are asked: the
+ * session's spend, the repository's spend today and everyone's spend
+ * today, each against its budgets.* value (0: none). A
  * refusal fails closed (the gateway answers the agent in the provider's
  * "out of money" shape and contacts nobody) and marks the run, which then
  * pushes what exists as a draft whose reason names the budget.
@@ -19,7 +20,9 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "budget.h"
 #include "farm/gateway/gateway.h"
+#include "model_metrics.h"
 #include "farm/handle/handle.h"
 #include "farm/store/store_run.h"
 
@@ -30,121 +33,71 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#define DAY_MS    86400000LL
-#define SETTLE_MS 500 /* how long a budget check waits for the run's earlier calls' records */
-
-/* The run's calls between "allowed" and "recorded". The gateway accounts a
- * call only after its answer's last byte went out, so an agent that sends
- * its next request at once could otherwise be checked against a spend that
- * does not count the call before: a budget check first waits (a little) for
- * those records, and counts what this run recorded itself. */
-struct pl_gw_calls {
-    pthread_mutex_t lock;
-    pthread_cond_t settled;
-    int inflight;    /* allowed, not yet recorded */
-    double recorded; /* this run's cost recorded so far, USD */
-};
-
-/* Wait until the run has no call between allowed and recorded (or
- * SETTLE_MS passed: parallel calls); what it recorded so far. */
-static double settle(struct pl_gw_calls *g)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += (long)SETTLE_MS * 1000000L;
-    until.tv_sec += until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
-    pthread_mutex_lock(&g->lock);
-    while (g->inflight > 0)
-        if (pthread_cond_timedwait(&g->settled, &g->lock, &until) != 0)
-            break;
-    double v = g->recorded;
-    pthread_mutex_unlock(&g->lock);
-    return v;
-}
-
-static void inflight_add(struct pl_gw_calls *g, int d, double cost)
-{
-    pthread_mutex_lock(&g->lock);
-    g->inflight += d;
-    g->recorded += cost;
-    if (g->inflight <= 0)
-        pthread_cond_broadcast(&g->settled);
-    pthread_mutex_unlock(&g->lock);
-}
-
-static int64_t today(void)
-{
-    return clock_wall_ms() / DAY_MS;
-}
-
-static int budget_refuse(pl_run *r, double session, char *why, size_t why_size);
-
-static int has_budgets(const config *cfg)
-{
-    return cfg->budgets.session_usd > 0 || cfg->budgets.repo_daily_usd > 0 ||
-           cfg->budgets.daily_usd > 0;
-}
-
-/* The budget callback: runs on the gateway's threads. */
+/* The budget callback: runs on the gateway's threads, before each call is
+ * forwarded. Every figure comes from the store: the budgets in force (the
+ * config's, or an admin's live change), the session's cost and today's
+ * spend. The gateway delivers a call's record (which adds its cost, in one
+ * write) before the agent can see the end of its answer, so the next call's
+ * check counts it without waiting. Parallel calls may all pass a check made
+ * before any of them is recorded (docs/gateway.md). */
 static int budget_check(void *ctx, double spent_usd, const char *model, char *why, size_t why_size)
 {
     pl_run *r = ctx;
+    budget_limits l;
+    store_session *s = NULL;
+    double repo_day = 0, all_day = 0;
+    int kind = -1;
+    double limit = 0, spent = 0;
 
     (void)model;
-    if (!has_budgets(r->cfg))
+    (void)spent_usd; /* the gateway's own sum; the store's is what every process sees */
+    if (budget_get(&l, r->cfg, r->f->store) != 0)
+        goto unreadable;
+    if (l.usd[BUDGET_SESSION] <= 0 && l.usd[BUDGET_REPO_DAILY] <= 0 && l.usd[BUDGET_DAILY] <= 0)
         return 0;
-    double recorded = settle(r->gw_calls);
-    double session = r->session_spent0 + (recorded > spent_usd ? recorded : spent_usd);
-    int rc = budget_refuse(r, session, why, why_size);
-    if (rc == 0)
-        inflight_add(r->gw_calls, 1, 0); /* allowed: its record is awaited by the next check */
-    return rc;
-}
-
-static int budget_refuse(pl_run *r, double session, char *why, size_t why_size)
-{
-    const config *cfg = r->cfg;
-    double repo_day = 0, all_day = 0;
-
-    if (cfg->budgets.session_usd > 0 && session >= cfg->budgets.session_usd) {
-        snprintf(why, why_size, "the session's budget (budgets.session_usd = $%g) is spent: $%.4f",
-                 cfg->budgets.session_usd, session);
-        atomic_store(&r->budget_hit, PL_BUDGET_SESSION);
-        return 1;
+    if (l.usd[BUDGET_SESSION] > 0) {
+        if (store_session_get(&s, r->f->store, r->s->id) != 0)
+            goto unreadable;
+        double cost = s->cost;
+        store_session_free(s);
+        if (cost >= l.usd[BUDGET_SESSION])
+            kind = BUDGET_SESSION, limit = l.usd[BUDGET_SESSION], spent = cost;
     }
-    if (cfg->budgets.repo_daily_usd <= 0 && cfg->budgets.daily_usd <= 0)
+    if (kind < 0 && (l.usd[BUDGET_REPO_DAILY] > 0 || l.usd[BUDGET_DAILY] > 0)) {
+        if (store_spend_get(&repo_day, &all_day, r->f->store, budget_day(clock_wall_ms()),
+                            r->repo->name) != 0)
+            goto unreadable;
+        if (l.usd[BUDGET_REPO_DAILY] > 0 && repo_day >= l.usd[BUDGET_REPO_DAILY])
+            kind = BUDGET_REPO_DAILY, limit = l.usd[BUDGET_REPO_DAILY], spent = repo_day;
+        else if (l.usd[BUDGET_DAILY] > 0 && all_day >= l.usd[BUDGET_DAILY])
+            kind = BUDGET_DAILY, limit = l.usd[BUDGET_DAILY], spent = all_day;
+    }
+    if (kind < 0)
         return 0;
-    if (store_spend_get(&repo_day, &all_day, r->f->store, today(), r->repo->name) != 0) {
-        /* spend that cannot be counted is not spent: fail closed */
-        snprintf(why, why_size, "the farm cannot read today's spend to check its budgets");
-        log_error("model call refused: spend unreadable", "error", farm_error_last());
-        atomic_store(&r->budget_hit, PL_BUDGET_DAILY);
-        return 1;
-    }
-    if (cfg->budgets.repo_daily_usd > 0 && repo_day >= cfg->budgets.repo_daily_usd) {
-        snprintf(why, why_size,
-                 "the repository's daily budget (budgets.repo_daily_usd = $%g) is spent: $%.4f "
-                 "today",
-                 cfg->budgets.repo_daily_usd, repo_day);
-        atomic_store(&r->budget_hit, PL_BUDGET_REPO_DAILY);
-        return 1;
-    }
-    if (cfg->budgets.daily_usd > 0 && all_day >= cfg->budgets.daily_usd) {
-        snprintf(why, why_size,
-                 "the farm's daily budget (budgets.daily_usd = $%g) is spent: $%.4f today",
-                 cfg->budgets.daily_usd, all_day);
-        atomic_store(&r->budget_hit, PL_BUDGET_DAILY);
-        return 1;
-    }
-    return 0;
+    static const char *const whose[BUDGET_NKINDS] = {
+        "the session's budget", "the repository's daily budget", "the farm's daily budget"};
+    snprintf(why, why_size, "%s (budgets.%s = $%g%s) is spent: $%.4f%s", whose[kind],
+             budget_kind_name(kind), limit, l.from_setting[kind] ? ", set live" : "", spent,
+             kind == BUDGET_SESSION ? "" : " today");
+    atomic_store(&r->budget_limit_usd, limit);
+    atomic_store(&r->budget_hit, kind == BUDGET_SESSION      ? PL_BUDGET_SESSION
+                                 : kind == BUDGET_REPO_DAILY ? PL_BUDGET_REPO_DAILY
+                                                             : PL_BUDGET_DAILY);
+    return 1;
+unreadable:
+    /* spend that cannot be counted is not spent: fail closed */
+    snprintf(why, why_size, "the farm cannot read its budgets or today's spend");
+    log_error("model call refused: budgets or spend unreadable", "error", farm_error_last());
+    atomic_store(&r->budget_limit_usd, 0.0);
+    atomic_store(&r->budget_hit, PL_BUDGET_DAILY);
+    return 1;
 }
 
 typedef struct record_tx {
     pl_run *r;
+    const gateway_call *c;
     json_t *body;
     double cost;
     int64_t seq;
@@ -159,16 +112,16 @@ static int record_fn(store_tx *tx, void *arg)
         return rc;
     if (x->cost > 0 &&
         ((rc = store_tx_session_usage_add(tx, x->r->s->id, 0, x->cost)) ||
-         (rc = store_tx_spend_add(tx, clock_wall_ms() / DAY_MS, x->r->repo->name, x->cost))))
+         (rc = store_tx_spend_add(tx, budget_day(clock_wall_ms()), x->r->repo->name, x->cost))))
         return rc;
-    return 0;
+    return model_metrics_tx_add(tx, x->c);
 }
 
 /* The record callback: one "model_call" event per call, its cost counted. */
 static void record(void *ctx, const gateway_call *c)
 {
     pl_run *r = ctx;
-    record_tx x = {r, NULL, c->cost_usd, 0};
+    record_tx x = {r, c, NULL, c->cost_usd, 0};
     x.body = json_pack(
         "{s:I,s:s,s:s,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:b,s:f,s:b,s:I,s:I,s:I,s:I}", "run",
         (json_int_t)r->run_no, "model", c->model, "path", c->path, "status", (json_int_t)c->status,
@@ -192,9 +145,6 @@ static void record(void *ctx, const gateway_call *c)
     else if (x.seq > 0)
         stream_hub_session_notify(r->f->streams, r->s->id, x.seq);
     json_decref(x.body);
-    if (has_budgets(r->cfg) && c->outcome != GATEWAY_CALL_BUDGET &&
-        c->outcome != GATEWAY_CALL_UNPRICED)
-        inflight_add(r->gw_calls, -1, c->cost_usd);
 }
 
 /* Codex reads its provider from $CODEX_HOME/config.toml: a directory of
@@ -260,18 +210,8 @@ int pl_gateway_begin(pl_run *r)
                 0,        1,        1};
         }
     }
-    if (!r->gw_calls) {
-        if (!(r->gw_calls = calloc(1, sizeof(*r->gw_calls)))) {
-            free(prices);
-            farm_error_set("pipeline: out of memory");
-            return FARM_ENOMEM;
-        }
-        pthread_mutex_init(&r->gw_calls->lock, NULL);
-        pthread_cond_init(&r->gw_calls->settled, NULL);
-    }
     char *upstream = agent_upstream(r->cfg, prov);
     snprintf(label, sizeof(label), "session %lld", (long long)r->s->id);
-    r->session_spent0 = r->s->cost;
     atomic_store(&r->budget_hit, PL_BUDGET_NONE);
     o.provider = prov;
     o.upstream = upstream;
@@ -307,12 +247,6 @@ void pl_gateway_end(pl_run *r)
         free(r->gw_token);
         r->gw_token = NULL;
     }
-    if (r->gw_calls) {
-        pthread_mutex_destroy(&r->gw_calls->lock);
-        pthread_cond_destroy(&r->gw_calls->settled);
-        free(r->gw_calls);
-        r->gw_calls = NULL;
-    }
 }
 
 int pl_gateway_bind(sandbox_bind *b, const pl_run *r)
@@ -325,25 +259,27 @@ int pl_gateway_bind(sandbox_bind *b, const pl_run *r)
 
 const char *pl_budget_words(char *out, size_t n, const pl_run *r)
 {
+    double limit = atomic_load((_Atomic double *)&r->budget_limit_usd);
     switch (atomic_load((atomic_int *)&r->budget_hit)) {
     case PL_BUDGET_SESSION:
         snprintf(out, n,
-                 "the session's model budget (budgets.session_usd = $%g) was reached; raise it, "
-                 "then comment `/farm retry` to go on",
-                 r->cfg->budgets.session_usd);
+                 "the session's model budget (budgets.session_usd = $%g) was reached; raise it "
+                 "(`farm budget --session-usd N`), then comment `/farm retry` to go on",
+                 limit);
         return out;
     case PL_BUDGET_REPO_DAILY:
-        snprintf(
-            out, n,
-            "the repository's daily model budget (budgets.repo_daily_usd = $%g) was "
-            "reached; raise it (or wait for tomorrow, UTC), then comment `/farm retry` to go on",
-            r->cfg->budgets.repo_daily_usd);
+        snprintf(out, n,
+                 "the repository's daily model budget (budgets.repo_daily_usd = $%g) was "
+                 "reached; raise it (`farm budget --repo-daily-usd N`) or wait for tomorrow "
+                 "(UTC), then comment `/farm retry` to go on",
+                 limit);
         return out;
     case PL_BUDGET_DAILY:
         snprintf(out, n,
                  "the farm's daily model budget (budgets.daily_usd = $%g) was reached; raise it "
-                 "(or wait for tomorrow, UTC), then comment `/farm retry` to go on",
-                 r->cfg->budgets.daily_usd);
+                 "(`farm budget --daily-usd N`) or wait for tomorrow (UTC), then comment "
+                 "`/farm retry` to go on",
+                 limit);
         return out;
     default:
         return NULL;

@@ -65,13 +65,12 @@ typedef struct pl_run {
     unsigned sandbox_uid; /* when the farm is root: the host uid of the run's sandboxes (one per
                              session, so the out directory can be handed to it) */
     /* the model gateway (pipeline_gateway.c) */
-    char *gw_token;                 /* the run's token, or NULL: the run has no gateway */
-    char gw_url[64];                /* the gateway as the agent reaches it */
-    char gw_sock[PATH_MAX];         /* the gateway's socket (relayed into the sandbox) */
-    char codex_home[PATH_MAX + 16]; /* codex: the run's CODEX_HOME on the host, or "" */
-    atomic_int budget_hit;          /* a call was refused by a budget: PL_BUDGET_* */
-    double session_spent0;          /* the session's cost when the run began */
-    struct pl_gw_calls *gw_calls;   /* calls allowed and not yet recorded (pipeline_gateway.c) */
+    char *gw_token;                  /* the run's token, or NULL: the run has no gateway */
+    char gw_url[64];                 /* the gateway as the agent reaches it */
+    char gw_sock[PATH_MAX];          /* the gateway's socket (relayed into the sandbox) */
+    char codex_home[PATH_MAX + 16];  /* codex: the run's CODEX_HOME on the host, or "" */
+    atomic_int budget_hit;           /* a call was refused by a budget: PL_BUDGET_* */
+    _Atomic double budget_limit_usd; /* that budget's value when it refused (it may be live) */
 } pl_run;
 
 /* Which budget stopped a run. */

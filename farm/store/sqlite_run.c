@@ -282,6 +282,104 @@ out:
     return rc;
 }
 
+/* Rows of (label [, label], amount) into a store_amount list. */
+static int amount_query(store_amount **out, size_t *n, sqlite3 *db, sqlite3_stmt *st, int nlabels)
+{
+    store_amount *v = NULL;
+    size_t count = 0, cap = 0;
+    int step, oom = 0;
+
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            store_amount *nv = realloc(v, ncap * sizeof(*nv));
+            if (!nv)
+                goto nomem;
+            v = nv;
+            cap = ncap;
+        }
+        store_amount *e = &v[count++];
+        memset(e, 0, sizeof(*e));
+        for (int i = 0; i < nlabels; i++)
+            e->labels[i] = sqlite_col_text(st, i, &oom);
+        e->value = sqlite3_column_double(st, nlabels);
+        if (oom)
+            goto nomem;
+    }
+    if (step != SQLITE_DONE) {
+        store_amount_list_free(v, count);
+        return sqlite_err(db, "reading model spend");
+    }
+    *out = v;
+    *n = count;
+    return 0;
+nomem:
+    store_amount_list_free(v, count);
+    farm_error_set("store: out of memory");
+    return FARM_ENOMEM;
+}
+
+static int spend_list(store_amount **out, size_t *n, store *s, int64_t day)
+{
+    sqlite3 *db = sqlite_reader_get(s);
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    rc = sqlite_prepare(&st, db,
+                        "SELECT repo, usd FROM model_spend WHERE day = ? ORDER BY repo LIMIT ?");
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, day);
+        sqlite3_bind_int(st, 2, STORE_LIST_MAX);
+        rc = amount_query(out, n, db, st, 1);
+    }
+    sqlite3_finalize(st);
+    sqlite_reader_put(s, db);
+    return rc;
+}
+
+static int tx_model_stat_add(store_tx *tx, const char *name, const char *labels, double delta)
+{
+    sqlite3_stmt *st = NULL;
+    if (!name || !*name || !labels || strlen(labels) > 512) {
+        farm_error_set("store: a model statistic needs a name and labels of at most 512 bytes");
+        return FARM_EINVALID;
+    }
+    int rc = sqlite_tx_stmt(&st, tx,
+                            "INSERT INTO model_stat (name, labels, value) VALUES (?, ?, ?)"
+                            " ON CONFLICT (name, labels) DO UPDATE SET value = value + "
+                            "excluded.value");
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, labels, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, delta);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = sqlite_err(sqlite_tx_db(tx), "adding a model statistic");
+    sqlite_tx_stmt_done(tx, st);
+    return rc;
+}
+
+static int model_stat_list(store_amount **out, size_t *n, store *s)
+{
+    sqlite3 *db = sqlite_reader_get(s);
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    rc = sqlite_prepare(&st, db,
+                        "SELECT name, labels, value FROM model_stat ORDER BY name, labels LIMIT ?");
+    if (rc == 0) {
+        sqlite3_bind_int(st, 1, STORE_LIST_MAX);
+        rc = amount_query(out, n, db, st, 2);
+    }
+    sqlite3_finalize(st);
+    sqlite_reader_put(s, db);
+    return rc;
+}
+
 const store_run_ops sqlite_run_ops = {
     .tx_session_get = tx_session_get,
     .tx_session_state_set = tx_session_state_set,
@@ -291,6 +389,9 @@ const store_run_ops sqlite_run_ops = {
     .tx_session_pr_draft_set = tx_session_pr_draft_set,
     .tx_spend_add = tx_spend_add,
     .spend_get = spend_get,
+    .spend_list = spend_list,
+    .tx_model_stat_add = tx_model_stat_add,
+    .model_stat_list = model_stat_list,
     .event_list_kinds = event_list_kinds,
     .event_last_kind = event_last_kind,
 };

@@ -121,6 +121,12 @@ static const sqlite_migration migrations[] = {
      "  repo TEXT NOT NULL,"
      "  usd REAL NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (day, repo)) WITHOUT ROWID;"},
+    {9, "model calls' totals for /metrics (farm/store/sqlite_run.c)",
+     "CREATE TABLE model_stat ("
+     "  name TEXT NOT NULL,"
+     "  labels TEXT NOT NULL,"
+     "  value REAL NOT NULL DEFAULT 0,"
+     "  PRIMARY KEY (name, labels)) WITHOUT ROWID;"},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

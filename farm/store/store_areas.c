@@ -137,6 +137,30 @@ int store_spend_get(double *repo_usd, double *all_usd, store *s, int64_t day, co
     return s->be->run->spend_get(repo_usd, all_usd, s, day, repo);
 }
 
+void store_amount_list_free(store_amount *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) {
+        free(v[i].labels[0]);
+        free(v[i].labels[1]);
+    }
+    free(v);
+}
+
+int store_spend_list(store_amount **out, size_t *n, store *s, int64_t day)
+{
+    return s->be->run->spend_list(out, n, s, day);
+}
+
+int store_tx_model_stat_add(store_tx *tx, const char *name, const char *labels, double delta)
+{
+    return tx->be->run->tx_model_stat_add(tx, name, labels, delta);
+}
+
+int store_model_stat_list(store_amount **out, size_t *n, store *s)
+{
+    return s->be->run->model_stat_list(out, n, s);
+}
+
 int store_tx_session_pr_draft_set(store_tx *tx, int64_t id, int draft, const char *reason)
 {
     return tx->be->run->tx_session_pr_draft_set(tx, id, draft, reason);

@@ -26,6 +26,7 @@
 #include "store_digest.h"
 #include "store_job.h"
 #include "store_outbox.h"
+#include "store_run.h"
 #include "store_stream.h"
 
 #include <stddef.h>
@@ -115,6 +116,9 @@ typedef struct store_run_ops {
     int (*tx_session_pr_draft_set)(store_tx *tx, int64_t id, int draft, const char *reason);
     int (*tx_spend_add)(store_tx *tx, int64_t day, const char *repo, double usd);
     int (*spend_get)(double *repo_usd, double *all_usd, store *s, int64_t day, const char *repo);
+    int (*spend_list)(store_amount **out, size_t *n, store *s, int64_t day);
+    int (*tx_model_stat_add)(store_tx *tx, const char *name, const char *labels, double delta);
+    int (*model_stat_list)(store_amount **out, size_t *n, store *s);
     int (*event_list_kinds)(store_event **out, size_t *n, store *s, int64_t session_id,
                             const char *const *kinds, int64_t after_seq, int limit);
     int (*event_last_kind)(store_event **out, store *s, int64_t session_id,

@@ -14,6 +14,7 @@
 
 #include "store.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Read one session inside a write. *out is freed with store_session_free().
@@ -38,6 +39,26 @@ int store_tx_session_usage_add(store_tx *tx, int64_t id, double agent_seconds, d
  * Return 0 or the store's error. */
 int store_tx_spend_add(store_tx *tx, int64_t day, const char *repo, double usd);
 int store_spend_get(double *repo_usd, double *all_usd, store *s, int64_t day, const char *repo);
+
+/* An amount with up to two labels (unused ones are NULL). */
+typedef struct store_amount {
+    char *labels[2];
+    double value;
+} store_amount;
+
+void store_amount_list_free(store_amount *v, size_t n);
+
+/* Each repository's spend on a day (labels[0] = repository), by repository.
+ * *out is freed with store_amount_list_free(). Returns 0 or FARM_EIO. */
+int store_spend_list(store_amount **out, size_t *n, store *s, int64_t day);
+
+/* The model calls' totals for /metrics, kept by the same writes that record
+ * the calls so every process's calls count: add delta to the counter name
+ * (a metric's name, "farm_model_tokens_total") with labels (its Prometheus
+ * label text, 'model="m",kind="input"'; at most 512 bytes). Read them all
+ * (labels[0] = name, labels[1] = label text), by name then labels. */
+int store_tx_model_stat_add(store_tx *tx, const char *name, const char *labels, double delta);
+int store_model_stat_list(store_amount **out, size_t *n, store *s);
 
 /* Record whether the session's pull request is a draft and why (reason: a
  * few words, kept only for a draft; NULL: not said). Returns 0,

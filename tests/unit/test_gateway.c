@@ -164,11 +164,14 @@ typedef struct rec_log {
     int asked;
     double last_spent;
     char last_model[128];
+    int record_delay_ms; /* a slow record (a store's commit): the race it must not open */
 } rec_log;
 
 static void on_record(void *ctx, const gateway_call *c)
 {
     rec_log *l = ctx;
+    if (l->record_delay_ms > 0)
+        usleep((useconds_t)l->record_delay_ms * 1000);
     pthread_mutex_lock(&l->lock);
     if (l->n < 32) {
         l->calls[l->n] = *c;
@@ -634,6 +637,63 @@ static void keep_alive_and_unix_socket(void **state)
     gateway_run_remove(gw, tok);
     free(tok);
     free(l);
+}
+
+/* Read one whole answer from a keep-alive connection (Content-Length or
+ * chunked); returns its status. */
+static int read_one_answer(int fd, char *b, size_t cap)
+{
+    size_t n = 0;
+    b[0] = '\0';
+    for (;;) {
+        answer a = {0};
+        a.raw = malloc(n + 1);
+        memcpy(a.raw, b, n);
+        a.raw[n] = '\0';
+        a.raw_len = n;
+        parse_answer(&a);
+        int done = a.complete, status = a.status;
+        answer_free(&a);
+        if (done)
+            return status;
+        struct pollfd pf = {fd, POLLIN, 0};
+        assert_true(poll(&pf, 1, 15000) == 1);
+        ssize_t r = recv(fd, b + n, cap - 1 - n, 0);
+        assert_true(r > 0);
+        n += (size_t)r;
+        b[n] = '\0';
+    }
+}
+
+/* A call's record (where the farm counts its spend) is delivered before the
+ * agent can see its answer's end, so the next call's budget check counts it,
+ * however slow the record: a streamed (chunked) answer and a whole
+ * (Content-Length) one, on one keep-alive connection. */
+static void record_before_the_answer_ends(void **state)
+{
+    rec_log *l = log_new();
+    l->record_delay_ms = 300;
+    char *tok = run_add(GATEWAY_ANTHROPIC, l, 1);
+    int fd = connect_tcp();
+    static char b[1 << 16];
+    const char *bodies[] = {MSG_STREAM, MSG_PLAIN, MSG_STREAM, MSG_PLAIN};
+    for (int i = 0; i < 4; i++) {
+        send_request(fd, "POST", "/v1/messages", auth_x(tok), NULL, bodies[i]);
+        assert_int_equal(read_one_answer(fd, b, sizeof b), 200);
+        pthread_mutex_lock(&l->lock);
+        int n = l->n, asked = l->asked;
+        double spent = l->last_spent;
+        pthread_mutex_unlock(&l->lock);
+        assert_int_equal(n, i + 1); /* recorded already, not after a wait */
+        assert_int_equal(asked, i + 1);
+        /* the budget saw every earlier call's cost */
+        assert_true(fabs(spent - i * SONNET_COST) < 1e-9);
+    }
+    close(fd);
+    gateway_run_remove(gw, tok);
+    free(tok);
+    free(l);
+    (void)state;
 }
 
 /* ---- tests: refusals ------------------------------------------------------------------------ */
@@ -1245,6 +1305,7 @@ int main(void)
         cmocka_unit_test(chunk_boundaries_anywhere),
         cmocka_unit_test(usage_of_every_provider),
         cmocka_unit_test(keep_alive_and_unix_socket),
+        cmocka_unit_test(record_before_the_answer_ends),
         cmocka_unit_test(bad_token_refused_without_upstream),
         cmocka_unit_test(budget_refusal_in_provider_shape),
         cmocka_unit_test(unpriced_model_refused),
