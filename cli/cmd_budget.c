@@ -17,6 +17,7 @@
 #include <string.h>
 
 static const char *const kinds[] = {"session_usd", "repo_daily_usd", "daily_usd"};
+static const char *const flags[] = {"--session-usd", "--repo-daily-usd", "--daily-usd"};
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
 static void print_budgets(json_t *o)
@@ -131,7 +132,7 @@ static int budget(int argc, char **argv)
             return cli_usage("budget");
         }
         if (kind >= 0) {
-            if (amount(&v, argv[optind - 1], optarg) != 0) {
+            if (amount(&v, flags[kind], optarg) != 0) {
                 json_decref(change);
                 return 2;
             }
