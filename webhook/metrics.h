@@ -8,8 +8,9 @@
  * per-client limits refused or cut off (clients.h, by reason), and the
  * ack-latency histogram of the hooks (request
  * headers in -> response queued). metrics_render() adds what the store
- * knows: sessions by state, queue depth, recorded deliveries and the group
- * commit's counters. All functions are thread-safe.
+ * knows: sessions by state, queue depth, recorded deliveries, the group
+ * commit's counters and the model calls' totals (farm/run/model_metrics.h).
+ * All functions are thread-safe.
  */
 #ifndef FARM_WEBHOOK_METRICS_H
 #define FARM_WEBHOOK_METRICS_H

@@ -144,7 +144,10 @@ typedef int (*gateway_budget_fn)(void *ctx, double spent_usd, const char *model,
                                  size_t why_size);
 
 /* Called once for every call that reached the point of being forwarded or
- * refused (not for a bad token or a path the run may not use). */
+ * refused (not for a bad token or a path the run may not use). For a call
+ * whose whole answer came, it runs before the end of the answer (the last
+ * chunk, or the last byte) is released to the agent, so what it records
+ * (the spend) is counted before the agent can start its next call. */
 typedef void (*gateway_record_fn)(void *ctx, const gateway_call *call);
 
 typedef struct gateway_run_opts {
