@@ -588,6 +588,9 @@ static void agent_env(strv *env, const config *cfg, const agent_ctx *ctx, const 
     if (!strcmp(name, "opencode")) {
         strv_add(env, "OPENCODE_DISABLE_MODELS_FETCH=1");
         strv_add(env, "OPENCODE_DISABLE_AUTOUPDATE=1");
+        strv_add(env, "OPENCODE_DISABLE_DEFAULT_PLUGINS=1");
+        strv_add(env, "OPENCODE_DISABLE_LSP_DOWNLOAD=1");
+        strv_add(env, "OPENCODE_DISABLE_SHARE=1");
     }
     if (is_standin || !has_key(cfg))
         return;

@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""test_real_agents.py - the real Claude Code and Codex CLIs, pinned in
+"""test_real_agents.py - the real Claude Code, Codex and opencode CLIs, pinned in
 tests/agents/package.json, run by the farm end to end: `farm serve` against
 the fake GitHub and a real bare remote, the CLI in the real sandbox with
 `network: none`, and tests/fakes/fake_model.py behind the farm's model
-gateway as their model API (Anthropic Messages for claude, OpenAI Responses
-for codex, both streamed). The fake holds the only key it accepts, the real
+gateway as their model API (Anthropic Messages for claude and opencode,
+OpenAI Responses for codex, all streamed). The fake holds the only key it accepts, the real
 one; the CLI gets the gateway's URL and a per-run token.
 
 The fake scripts one tool call and then a final answer. The tool call is a
-shell command (Claude's Bash, Codex's exec_command): PROBE below, which
+shell command (Claude's Bash, Codex's exec_command, opencode's bash): PROBE below, which
 searches the agent's world for the real key (the environment, every
 /proc/*/environ and cmdline, HOME, /tmp, /home, /work, /farm, /run) and
-writes what it found into PROBE.txt. So for each CLI: the PR carries exactly
+writes what it found into PROBE.txt. So for each CLI (found on the farm's
+PATH as node_modules/.bin/<cli>, a link into its package, or named by
+agent.path): the PR carries exactly
 PROBE.txt saying "probe: clean"; the fake saw the real key on every call;
 each call is a model_call event with tokens and cost. test_probe_can_fail
 runs PROBE on this host with the key planted, to show it finds it.
@@ -109,13 +111,13 @@ def branch_files(bare, branch):
     return sorted(x for x in out.split("\n") if x)
 
 
-def run_real(preset, model, agent_extra, farm_path=None):
+def run_real(preset, model, agent_extra, farm_path=None, anthropic_tool="Bash", side_models=()):
     key = KEY_PREFIX + secrets.token_hex(16)
     fake = FakeModel(key)
     try:
         fake.ctl("POST", "/_fake/config", {
             "reset": True, "script": True,
-            "tool": {"anthropic": {"name": "Bash",
+            "tool": {"anthropic": {"name": anthropic_tool,
                                    "input": {"command": PROBE, "description": "probe"}},
                      "openai": {"name": "exec_command", "arguments": {"cmd": PROBE}}},
             "final_text": "Done: PROBE.txt says what the probe found."})
@@ -155,8 +157,9 @@ def run_real(preset, model, agent_extra, farm_path=None):
             # each call is a model_call event with tokens and cost
             calls = [b for _, _, k, b in events if k == "model_call"]
             assert len(calls) == len(reqs), (calls, len(reqs))
+            assert sum(c["model"] == model for c in calls) >= 2, calls
             for c in calls:
-                assert c["model"] == model, c
+                assert c["model"] == model or c["model"] in side_models, c
                 assert c["outcome"] == "ok" and c["status"] == 200, c
                 assert c["input_tokens"] > 0 and c["output_tokens"] == 42, c
                 assert c["cost_usd"] > 0, c
@@ -184,6 +187,14 @@ def test_real_codex():
     assert "command" in kinds, kinds
 
 
+def test_real_opencode():
+    """opencode through its per-run config in HOME (the anthropic provider's
+    baseURL at the gateway); it also asks for a title on a small model."""
+    s, events, reqs = run_real("opencode", CLAUDE_MODEL, {}, farm_path=BIN, anthropic_tool="bash",
+                               side_models=("claude-haiku-4-5-20251001",))
+    assert all(r["path"] == "/v1/messages" for r in reqs), [r["path"] for r in reqs]
+
+
 if __name__ == "__main__":
     require_clis()
-    farmtest.run([test_probe_can_fail, test_real_claude, test_real_codex])
+    farmtest.run([test_probe_can_fail, test_real_claude, test_real_codex, test_real_opencode])
