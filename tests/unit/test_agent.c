@@ -47,7 +47,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", bindir);
+    snprintf(cmd, sizeof(cmd), "/bin/rm -rf %s", bindir); /* the tests change PATH */
     return system(cmd);
 }
 
