@@ -63,7 +63,7 @@ PRICES = {m: {"input": 3, "output": 15, "cache_read": 0.3, "cache_write": 3.75}
 
 
 def clis_present():
-    return all(os.access(os.path.join(BIN, n), os.X_OK) for n in ("claude", "codex"))
+    return all(os.access(os.path.join(BIN, n), os.X_OK) for n in ("claude", "codex", "opencode"))
 
 
 def require_clis():
