@@ -202,7 +202,7 @@ static void interpreter_place(strv *ro, strv *pathdirs, const char *script)
     if (n < 3 || head[0] != '#' || head[1] != '!')
         return;
     head[n] = '\0';
-    head[strcspn(head, "\n")] = '\0';
+    head[strcspn(head, "\r\n")] = '\0';
     char *interp = strtok_r(head + 2, " \t", &save);
     if (!interp)
         return;
