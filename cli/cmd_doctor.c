@@ -1,13 +1,16 @@
 /*
  * cmd_doctor.c - `farm doctor`: checks what isolation agents would get on
  * this host (bubblewrap, user namespaces, seccomp, cgroup delegation) and
- * says so plainly. Exits 1 when agents could not be run isolated and the
- * config does not say sandbox.mode "unsafe-none", with the reason and the fix.
+ * says so plainly, and runs the configured agent's program inside the
+ * sandbox (--version). Exits 1 when agents could not be run isolated and the
+ * config does not say sandbox.mode "unsafe-none", or when the agent's
+ * program is not there inside, with the reason and the fix.
  */
 #include "cli.h"
 #include "base/error.h"
 #include "farm/config/config.h"
 #include "farm/farm.h"
+#include "farm/run/agent.h"
 #include "sandbox/sandbox.h"
 
 #include <stdio.h>
@@ -80,6 +83,14 @@ static int cmd(int argc, char **argv)
            : reach ? "ok"
                    : "OUT OF REACH",
            cfg->data_dir);
+    /* the agent's program, run inside the sandbox as a run would */
+    char agent_line[2048];
+    int agent_ok = 1;
+    if (p.ok || unsafe)
+        agent_ok = agent_program_check(agent_line, sizeof(agent_line), cfg) == 0;
+    else
+        snprintf(agent_line, sizeof(agent_line), "not checked: no sandbox");
+    printf("  %-22s %s%s\n", "agent program", agent_ok ? "ok: " : "MISSING: ", agent_line);
     printf("\nwhat agents get\n");
     if (!reach && p.ok) {
         printf("  NOTHING: every run would fail at its agent step.\n  problem: %s\n",
@@ -89,7 +100,7 @@ static int cmd(int argc, char **argv)
                "  rights, files, secrets in reach and network. Use only on a throwaway machine.\n");
     } else if (p.ok) {
         printf("  namespaces user, pid, ipc, uts, net, cgroup, mount; system read-only; only the\n"
-               "  worktree writable; private /tmp and HOME; seccomp; no capabilities;\n"
+               "  worktree writable; private /tmp; a HOME per run; seccomp; no capabilities;\n"
                "  network %s (setup phase: %s); limits: wall %ds, memory %d MiB%s, pids %d%s,\n"
                "  disk %d MiB (tmpfs and file size)\n",
                cfg->sandbox.network ? cfg->sandbox.network : "none",
@@ -103,7 +114,9 @@ static int cmd(int argc, char **argv)
     if (!reach && !p.ok)
         printf("  and: %s\n", reach_problem);
     config_free(cfg);
-    return (p.ok && reach) || unsafe ? 0 : 1;
+    if (!agent_ok)
+        printf("  and the agent's program is not there: see \"agent program\" above.\n");
+    return ((p.ok && reach) || unsafe) && agent_ok ? 0 : 1;
 }
 
 CLI_COMMAND("doctor", "check what isolation agents would get on this host",

@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "farm/digest/digest.h"
 #include "farm/report/outbox.h"
+#include "farm/run/agent.h"
 #include "farm/sched/scheduler.h"
 #include "sandbox/sandbox.h"
 
@@ -59,6 +60,23 @@ static int check_sandbox(const config *cfg)
             "isolation (never with untrusted code), set sandbox.mode to \"unsafe-none\".\n",
             probe.problem);
     return -1;
+}
+
+/* Run the agent's program inside the sandbox (agent_program_check()); 0
+ * when it is there, else the reason and the fix on stderr. */
+static int check_agent(const config *cfg)
+{
+    char line[2048];
+    if (agent_program_check(line, sizeof(line), cfg) != 0) {
+        fprintf(stderr,
+                "farm: the agent (%s) cannot run in the sandbox: %s\n"
+                "farm: `farm doctor` checks it again; to serve webhooks and the API without "
+                "running agents here, use `farm serve --intake-only`.\n",
+                agent_preset_resolve(cfg), line);
+        return -1;
+    }
+    log_info("agent program", "preset", agent_preset_resolve(cfg), "program", line);
+    return 0;
 }
 
 int serve_start(serve_state *out, config *cfg, const server_options *sopt, int intake_only)
@@ -117,6 +135,9 @@ int serve_start(serve_state *out, config *cfg, const server_options *sopt, int i
      * refuse to run them at all where isolation cannot be had, unless the
      * config explicitly asks for no sandbox (logged loudly every start). */
     if (!intake_only && check_sandbox(farm_config(out->f)) != 0)
+        goto fail;
+    /* the agent's CLI inside the sandbox, now rather than at the first run */
+    if (!intake_only && check_agent(farm_config(out->f)) != 0)
         goto fail;
     /* the agents' way to their model API, without the real key (docs/gateway.md) */
     if (!intake_only && farm_gateway_start(out->f) != 0) {

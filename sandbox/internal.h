@@ -22,7 +22,7 @@
 /* Descriptor numbers as bubblewrap sees them. */
 enum { FD_SECCOMP = 3, FD_INFO = 4, FD_CMD = 5, FD_LIFELINE = 6, FD_FIRST_FREE = 7 };
 
-#define SANDBOX_HOME "/home/sandbox"
+#define SANDBOX_HOME SANDBOX_HOME_INSIDE
 
 /* args.c: check the options (argv only when need_argv); find a program in
  * PATH (*out heap, the caller frees); bubblewrap's command line (proxy_dir:

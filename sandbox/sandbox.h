@@ -35,6 +35,10 @@
 #define SANDBOX_MAX_ALLOW       64
 #define SANDBOX_MAX_BINDS       16
 
+/* HOME inside every sandbox: a private size-capped tmpfs, unless a writable
+ * bind puts a folder of the caller's there (a run's HOME that lasts the run). */
+#define SANDBOX_HOME_INSIDE "/home/sandbox"
+
 typedef enum {
     SANDBOX_NET_NONE = 0,  /* an empty network namespace: its own loopback only */
     SANDBOX_NET_ALLOWLIST, /* only the egress proxy, which allows opts.allow hosts */

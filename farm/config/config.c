@@ -41,8 +41,8 @@ static const char *const scaling_keys[] = {"max_agents", "max_per_repo", "min_wa
 static const char *const sandbox_keys[] = {"mode",           "network",   "setup_network",
                                            "allow_hosts",    "memory_mb", "pids",
                                            "wall_timeout_s", "disk_mb",   NULL};
-static const char *const agent_keys[] = {"preset", "command", "api_key", "api_key_env",
-                                         "model",  "api_url", "prices",  NULL};
+static const char *const agent_keys[] = {"preset",  "command", "api_key", "api_key_env", "model",
+                                         "api_url", "prices",  "path",    "env",         NULL};
 static const char *const price_keys[] = {"input",       "output",         "cache_read",
                                          "cache_write", "cache_write_1h", NULL};
 static const char *const budget_keys[] = {"run_wall_s",  "max_runs",       "partial_margin_s",
@@ -367,9 +367,9 @@ static const char *preset_key_env(const char *preset)
 {
     if (!preset)
         return NULL;
-    if (!strcmp(preset, "claude") || !strcmp(preset, "aider") || !strcmp(preset, "opencode"))
+    if (!strcmp(preset, "claude") || !strcmp(preset, "opencode"))
         return "ANTHROPIC_API_KEY";
-    if (!strcmp(preset, "codex"))
+    if (!strcmp(preset, "codex") || !strcmp(preset, "aider")) /* aider: OpenAI Chat Completions */
         return "OPENAI_API_KEY";
     return NULL;
 }
@@ -421,6 +421,81 @@ static void load_prices(cc *c, config *cfg, json_t *o)
     cfg->agent.nprices = i;
 }
 
+/* agent.path: the preset's program named explicitly (an absolute path). */
+static void load_agent_path(cc *c, config *cfg, json_t *o)
+{
+    cc_string(c, o, "agent", "path", &cfg->agent.path, NULL, 0);
+    const char *v = cfg->agent.path;
+    if (!v)
+        return;
+    if (v[0] != '/' || strlen(v) >= 4096 || strpbrk(v, "\n\r"))
+        cc_error(c, "agent.path", "expected the absolute path of the agent's program (got \"%s\")",
+                 v);
+    else if (cfg->agent.command)
+        cc_error(c, "agent.path", "not with agent.command: its first word is the program");
+    else if (!cfg->agent.preset || !strcmp(cfg->agent.preset, "auto") ||
+             !strcmp(cfg->agent.preset, "standin"))
+        cc_error(c, "agent.path",
+                 "names the program of agent.preset: set agent.preset to "
+                 "claude, codex, aider or opencode as well");
+}
+
+/* agent.env: {"NAME": "value"} for the agent's environment, plain values
+ * only (a secret reference is refused: secrets reach the agent through the
+ * model gateway, never its environment); FARM_* names are the farm's. */
+static void load_agent_env(cc *c, config *cfg, json_t *o)
+{
+    const char *name;
+    json_t *v;
+    strv env = {0};
+    size_t n = o ? json_object_size(o) : 0;
+
+    if (n == 0)
+        return;
+    if (n > 64) {
+        cc_error(c, "agent.env", "at most 64 variables");
+        return;
+    }
+    json_object_foreach(o, name, v)
+    {
+        char path[300];
+        const char *q = name;
+        int ok = *q && !isdigit((unsigned char)*q);
+        for (; *q && ok; q++)
+            ok = isalnum((unsigned char)*q) || *q == '_';
+        snprintf(path, sizeof(path), "agent.env.%.200s", name);
+        if (!ok || strlen(name) > 200) {
+            cc_error(c, "agent.env", "\"%.200s\" is not an environment variable name", name);
+            continue;
+        }
+        if (!strncmp(name, "FARM_", 5) || !strcmp(name, "HOME")) {
+            cc_error(c, path, "set by the farm itself (FARM_* and HOME are not configurable)");
+            continue;
+        }
+        if (!json_is_string(v)) {
+            cc_error(c, path, "expected a string");
+            continue;
+        }
+        const char *val = json_string_value(v);
+        if (!strncmp(val, "env:", 4) || !strncmp(val, "file:", 5)) {
+            cc_error(c, path,
+                     "agent.env takes plain values only, never a secret reference: the agent's "
+                     "model API key is agent.api_key, which stays with the farm's model gateway "
+                     "(docs/gateway.md)");
+            continue;
+        }
+        if (strlen(val) > 16384 || memchr(val, '\0', json_string_length(v))) {
+            cc_error(c, path, "expected a value of at most 16384 bytes without NUL");
+            continue;
+        }
+        strv_addf(&env, "%s=%s", name, val);
+    }
+    if (env.failed)
+        c->oom = 1;
+    cfg->agent.env = strv_take(&env);
+    strv_free(&env);
+}
+
 static void load_agent(cc *c, config *cfg, json_t *o)
 {
     const char *p = "agent";
@@ -464,6 +539,8 @@ static void load_agent(cc *c, config *cfg, json_t *o)
     }
     strip_trailing_slash(cfg->agent.api_url);
     load_prices(c, cfg, cc_object(c, o, p, "prices"));
+    load_agent_path(c, cfg, o);
+    load_agent_env(c, cfg, cc_object(c, o, p, "env"));
 }
 
 static void load_tokens(cc *c, config *cfg, json_t *arr)
@@ -855,6 +932,8 @@ void config_free(config *c)
     free(c->agent.api_key_env);
     free(c->agent.model);
     free(c->agent.api_url);
+    free(c->agent.path);
+    strv_list_free(c->agent.env);
     for (size_t i = 0; i < c->agent.nprices; i++)
         free(c->agent.prices[i].model);
     free(c->agent.prices);

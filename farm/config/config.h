@@ -115,6 +115,8 @@ typedef struct config {
         char *api_url;        /* the model API's base URL, or NULL: the preset's provider's */
         config_price *prices; /* agent.prices, searched before the built-in table */
         size_t nprices;
+        char *path; /* agent.path: the preset's program, absolute, or NULL: found in PATH */
+        char **env; /* agent.env: "NAME=value" entries (plain values), NULL-terminated, or NULL */
     } agent;
 
     struct {

@@ -8,8 +8,13 @@
  * has its API key configured, else the stand-in, and says which.
  *
  * The environment is built from nothing: only the agent contract's FARM_*
- * variables, a few neutral ones (PATH, HOME, LANG, TERM) and, when
- * configured, the one LLM API key the agent needs. Never the tracker token.
+ * variables, a few neutral ones (PATH, HOME, LANG, TERM), agent.env and,
+ * when configured, the model gateway's URL and the run's token (or, without
+ * a gateway, the one LLM API key the agent needs). Never the tracker token.
+ *
+ * The program is resolved on this host (agent.path, else PATH), symbolic
+ * links followed; when it lives outside the folders the sandbox has anyway
+ * (/usr, /bin, /lib*, /etc, /opt), ro_paths says what to bind read-only.
  */
 #ifndef FARM_FARM_RUN_AGENT_H
 #define FARM_FARM_RUN_AGENT_H
@@ -25,7 +30,7 @@ typedef struct agent_ctx {
     const char *prompt_file; /* paths as seen inside the sandbox */
     const char *summary_file;
     const char *question_file;
-    const char *home; /* HOME inside the sandbox */
+    const char *home; /* HOME as the agent sees it (/home/sandbox in the sandbox) */
     int64_t session_id;
     const char *repo;
     int64_t issue;
@@ -46,8 +51,10 @@ typedef struct agent_cmd {
     char **argv;      /* NULL-terminated; argv[0] is the program */
     char **env;       /* NULL-terminated "NAME=value" strings */
     char *stdin_file; /* feed this file on standard input, or NULL for /dev/null */
-    char **ro_paths;  /* host paths the sandbox must bind read-only for the program to run
-                         (e.g. the stand-in's folder), NULL-terminated, may be empty */
+    char **ro_paths;  /* host paths the sandbox must bind read-only, at the same path, for the
+                         program to run: the stand-in's folder, a CLI installed outside the
+                         system folders (its topmost node_modules, or the file), its
+                         interpreter's prefix; NULL-terminated, may be empty */
     int is_standin;
 } agent_cmd;
 
@@ -85,6 +92,27 @@ char *agent_upstream(const config *cfg, gateway_provider p);
 
 /* Codex's config.toml for a gateway at base_url (docs/agents.md). Heap. */
 char *agent_codex_config(const config *cfg, const char *base_url);
+
+/* opencode's opencode.json for a gateway at base_url: its anthropic
+ * provider's baseURL and the run's token from FARM_MODEL_TOKEN. Heap. */
+char *agent_opencode_config(const config *cfg, const char *base_url);
+
+/* Write the preset's configuration for a gateway at base_url into home, the
+ * host folder that is the run's HOME (/home/sandbox inside): codex's
+ * .codex/config.toml, opencode's .config/opencode/opencode.json; nothing for
+ * the others. 0, or FARM_EIO / FARM_ENOMEM with the message set. */
+int agent_home_write(const char *home, const config *cfg, const char *base_url);
+
+/* Where codex's CODEX_HOME is, relative to the run's HOME. */
+#define AGENT_CODEX_HOME_REL ".codex"
+
+/* Run the configured agent's program inside a sandbox as a run would
+ * (agent_check.c): a preset's CLI with --version, a command's program looked
+ * up; the stand-in is not run. out (n bytes) gets one line for people: the
+ * program and what it printed, or what is wrong and what to set. Returns 0,
+ * or FARM_ENOTFOUND (not installed, or not there inside the sandbox) or
+ * another error of agent_cmd_build(). */
+int agent_program_check(char *out, size_t n, const config *cfg);
 
 /* Search PATH for an executable; returns a heap path the caller frees, or NULL. */
 char *agent_which(const char *name);

@@ -147,30 +147,29 @@ static void record(void *ctx, const gateway_call *c)
     json_decref(x.body);
 }
 
-/* Codex reads its provider from $CODEX_HOME/config.toml: a directory of
- * the run's, bound into the sandbox (kept out of /tmp: docs/agents.md). */
-static int codex_home_make(pl_run *r)
+/* The preset's configuration pointing at the gateway (codex's
+ * $CODEX_HOME/config.toml, opencode's opencode.json) goes into the run's
+ * HOME, <run_dir>/home, which the agent sees as /home/sandbox (kept out of
+ * /tmp: docs/agents.md). */
+static int home_make(pl_run *r)
 {
-    char path[PATH_MAX + 32];
-    char *toml = agent_codex_config(r->cfg, r->gw_url);
-    FILE *fp;
-    int ok;
+    char home[PATH_MAX + 16];
+    int rc;
 
-    snprintf(r->codex_home, sizeof(r->codex_home), "%s/codex-home", r->run_dir);
-    if (!toml || (mkdir(r->codex_home, 0700) < 0 && errno != EEXIST)) {
-        free(toml);
-        farm_error_set("pipeline: cannot make %s", r->codex_home);
+    snprintf(home, sizeof(home), "%s/home", r->run_dir);
+    if (mkdir(home, 0700) < 0 && errno != EEXIST) {
+        farm_error_set("pipeline: cannot make %s: %s", home, strerror(errno));
         return FARM_EIO;
     }
-    snprintf(path, sizeof(path), "%s/config.toml", r->codex_home);
-    fp = fopen(path, "we");
-    ok = fp && fputs(toml, fp) >= 0;
-    if (fp && fclose(fp) != 0)
-        ok = 0;
-    free(toml);
-    if (!ok) {
-        farm_error_set("pipeline: cannot write %s", path);
-        return FARM_EIO;
+    if ((rc = agent_home_write(home, r->cfg, r->gw_url)))
+        return rc;
+    if (strcmp(agent_preset_resolve(r->cfg), "codex") != 0)
+        return 0;
+    if (snprintf(r->codex_home, sizeof(r->codex_home), "%s/" AGENT_CODEX_HOME_REL, home) >=
+        (int)sizeof(r->codex_home)) {
+        r->codex_home[0] = '\0';
+        farm_error_set("pipeline: the path %s is too long", home);
+        return FARM_ETOOBIG;
     }
     return 0;
 }
@@ -232,7 +231,7 @@ int pl_gateway_begin(pl_run *r)
                            farm_error_name(rc));
         return rc;
     }
-    if (!strcmp(agent_preset_resolve(r->cfg), "codex") && (rc = codex_home_make(r))) {
+    if ((rc = home_make(r))) {
         pl_gateway_end(r);
         return rc;
     }

@@ -294,7 +294,7 @@ static void binds_free(binds *b)
     b->n = 0;
 }
 
-static int binds_make(binds *b, pl_run *r, const agent_cmd *agent)
+static int binds_make(binds *b, pl_run *r, const agent_cmd *agent, const char *agent_home)
 {
     size_t wl = strlen(r->wt_path);
     int rc;
@@ -313,8 +313,9 @@ static int binds_make(binds *b, pl_run *r, const agent_cmd *agent)
         b->v[b->n++] = (sandbox_bind){r->out_dir, INSIDE_DIR "/out", 1, 0};
         if (b->n < SANDBOX_MAX_BINDS && pl_gateway_bind(&b->v[b->n], r))
             b->n++; /* the model gateway on the sandbox's loopback */
-        if (r->codex_home[0] && b->n < SANDBOX_MAX_BINDS)
-            b->v[b->n++] = (sandbox_bind){r->codex_home, INSIDE_DIR "/codex-home", 1, 0};
+        /* the run's HOME, which lasts the run (its rounds) and goes with its directory */
+        if (b->n < SANDBOX_MAX_BINDS)
+            b->v[b->n++] = (sandbox_bind){agent_home, SANDBOX_HOME_INSIDE, 1, 0};
         for (size_t i = 0; agent->ro_paths && agent->ro_paths[i]; i++) {
             if (b->n >= SANDBOX_MAX_BINDS) {
                 binds_free(b);
@@ -337,7 +338,7 @@ static int run_shell(pl_exec_result *x, pl_run *r, const char *step, int round, 
     binds b;
     int rc;
 
-    if ((rc = binds_make(&b, r, NULL)))
+    if ((rc = binds_make(&b, r, NULL, NULL)))
         return rc;
     o.step = step;
     o.round = round;
@@ -535,14 +536,14 @@ static void agent_files_prepare(agent_files *af, pl_run *r)
         snprintf(af->inside_prompt, sizeof(af->inside_prompt), INSIDE_DIR "/prompt.md");
         snprintf(af->inside_summary, sizeof(af->inside_summary), INSIDE_DIR "/out/summary.md");
         snprintf(af->inside_question, sizeof(af->inside_question), INSIDE_DIR "/out/question.md");
-        af->home[0] = '\0';
     } else {
         snprintf(af->inside_prompt, sizeof(af->inside_prompt), "%s", r->prompt_path);
         snprintf(af->inside_summary, sizeof(af->inside_summary), "%s", af->summary);
         snprintf(af->inside_question, sizeof(af->inside_question), "%s", af->question);
-        snprintf(af->home, sizeof(af->home), "%s/home", r->run_dir);
-        mkdir(af->home, 0700);
     }
+    /* the run's HOME: /home/sandbox inside, kept across rounds, removed with the run */
+    snprintf(af->home, sizeof(af->home), "%s/home", r->run_dir);
+    mkdir(af->home, 0700);
 }
 
 /* Run the configured agent CLI in the sandbox on the prompt file. */
@@ -554,7 +555,7 @@ static int agent_exec(pl_exec_result *x, pl_run *r, int round, const agent_files
     binds b = {0};
     int rc;
 
-    ctx.home = af->home[0] ? af->home : NULL;
+    ctx.home = r->sandboxed ? SANDBOX_HOME_INSIDE : af->home;
     ctx.prompt_file = af->inside_prompt;
     ctx.summary_file = af->inside_summary;
     ctx.question_file = af->inside_question;
@@ -564,7 +565,7 @@ static int agent_exec(pl_exec_result *x, pl_run *r, int round, const agent_files
     ctx.round = round;
     agent_gateway gw = {r->gw_url, r->gw_token, NULL, 0};
     if (r->codex_home[0])
-        gw.codex_home = r->sandboxed ? INSIDE_DIR "/codex-home" : r->codex_home;
+        gw.codex_home = r->sandboxed ? SANDBOX_HOME_INSIDE "/" AGENT_CODEX_HOME_REL : r->codex_home;
     gw.uid0 = !r->sandboxed && geteuid() == 0;
     if ((rc = agent_cmd_build_gw(&cmd, r->cfg, &ctx, r->gw_token ? &gw : NULL)))
         goto out;
@@ -577,7 +578,7 @@ static int agent_exec(pl_exec_result *x, pl_run *r, int round, const agent_files
         rc = FARM_EINVALID;
         goto out;
     }
-    if ((rc = binds_make(&b, r, &cmd)))
+    if ((rc = binds_make(&b, r, &cmd, af->home)))
         goto out;
     o.step = "agent";
     o.round = round;

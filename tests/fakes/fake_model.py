@@ -48,7 +48,9 @@ call that writes a file (Anthropic: "Write" {"file_path", "content"}; OpenAI:
 changed with "tool" in /_fake/config: {"anthropic": {"name", "input"},
 "openai": {"name", "arguments"}}); once the conversation carries that tool's
 result (tool_result, function_call_output, a "tool" message), the answer is a
-final text. So a real CLI can be driven through one tool round.
+final text; so is the answer to a request whose "tools" is an empty list (a
+side request, such as opencode's title). So a real CLI can be driven through
+one tool round.
 
 Control endpoints (no key needed):
   GET    /_fake/requests   every request: seq, method, path, query, headers
@@ -134,7 +136,9 @@ class Exchange:
         self.text = text
 
     def scripted_tool_turn(self, finished):
-        return bool(self.o["script"]) and not finished
+        # a request that offers no tools (opencode's title request) gets the final text
+        tools = self.body.get("tools")
+        return bool(self.o["script"]) and not finished and (tools is None or bool(tools))
 
     def shell_command(self):
         content = self.o["content"].replace("'", "'\\''")

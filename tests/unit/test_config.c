@@ -387,6 +387,42 @@ static void cross_key_errors(void **state)
     config_free(c);
 }
 
+static void agent_path_and_env(void **state)
+{
+    char *e = load_bad("{\"agent\": {\"preset\": \"claude\", \"path\": \"claude\","
+                       " \"env\": {\"GOOD\": \"x\", \"KEY\": \"env:FARM_TEST_GH_TOKEN\","
+                       " \"K2\": \"file:/etc/hostname\", \"FARM_ROUND\": \"9\", \"HOME\": \"/\","
+                       " \"1bad\": \"x\", \"N\": 3}}}");
+    assert_has(e, "agent.path: expected the absolute path of the agent's program");
+    assert_has(e, "agent.env.KEY: agent.env takes plain values only, never a secret reference");
+    assert_has(e, "agent.env.K2: agent.env takes plain values only");
+    assert_has(e, "agent.env.FARM_ROUND: set by the farm itself");
+    assert_has(e, "agent.env.HOME: set by the farm itself");
+    assert_has(e, "agent.env: \"1bad\" is not an environment variable name");
+    assert_has(e, "agent.env.N: expected a string");
+    assert_null(strstr(e, "GOOD"));
+    free(e);
+    e = load_bad("{\"agent\": {\"path\": \"/opt/claude\"}}");
+    assert_has(e, "agent.path: names the program of agent.preset");
+    free(e);
+    e = load_bad("{\"agent\": {\"command\": [\"x\"], \"path\": \"/opt/claude\"}}");
+    assert_has(e, "agent.path: not with agent.command");
+    free(e);
+
+    config *c = load_good("{\"agent\": {\"preset\": \"codex\", \"path\": \"/opt/codex/bin/codex\","
+                          " \"env\": {\"RUST_LOG\": \"warn\", \"NO_COLOR\": \"\"}}}");
+    assert_string_equal(c->agent.path, "/opt/codex/bin/codex");
+    assert_string_equal(c->agent.env[0], "RUST_LOG=warn");
+    assert_string_equal(c->agent.env[1], "NO_COLOR=");
+    assert_null(c->agent.env[2]);
+    assert_string_equal(c->agent.api_key_env, "OPENAI_API_KEY");
+    config_free(c);
+    /* aider speaks OpenAI Chat Completions: its key variable is OpenAI's */
+    c = load_good("{\"agent\": {\"preset\": \"aider\"}}");
+    assert_string_equal(c->agent.api_key_env, "OPENAI_API_KEY");
+    config_free(c);
+}
+
 static void no_trigger_rule_is_an_error(void **state)
 {
     char *e = load_bad("{\"azure\": {\"org_url\": \"https://dev.azure.com/x\"},"
@@ -546,6 +582,7 @@ int main(void)
     log_set_level(LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_need_nothing),
+        cmocka_unit_test(agent_path_and_env),
         cmocka_unit_test(full_config_with_env_and_file_secrets),
         cmocka_unit_test(literal_secret_is_refused_without_echo),
         cmocka_unit_test(missing_env_and_unreadable_file_name_the_key),
