@@ -137,11 +137,8 @@ int hook_azure_build_parse(tracker_event *ev, hook_azure_where *where, json_t *r
 
     if (!project)
         project = hook_json_str(hook_json_path(resource, "definition", "project", "name", NULL));
-    if (!project || !repository) {
-        farm_error_set("build.complete delivery without resource.project.name and "
-                       "resource.repository.name");
-        return FARM_EINVALID;
-    }
+    if (!project || !repository)
+        return 0; /* a build the farm cannot place (an older payload shape): nothing to do */
     if ((rc = hook_str_dup(&where->project, project)) ||
         (rc = hook_str_dup(&where->repository, repository)))
         return rc;

@@ -10,7 +10,9 @@
  * events (requested, in progress, pending) is TEV_OTHER.
  * Azure DevOps: `build.complete` becomes TEV_CHECK_COMPLETED with the build
  * definition's name and result, the source commit and branch, and the pull
- * request for a PR validation build.
+ * request for a PR validation build. A build without a project and a
+ * repository (an older payload shape) is TEV_OTHER: nothing says where it
+ * belongs.
  */
 #ifndef FARM_WEBHOOK_HOOK_CI_H
 #define FARM_WEBHOOK_HOOK_CI_H
