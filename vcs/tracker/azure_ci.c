@@ -165,13 +165,16 @@ static int64_t log_lines(json_t *logs, int64_t id)
     return 0;
 }
 
-/* The last lines of one task's log, under a heading, into b. */
-static int task_tail(buf *b, az *a, const az_loc *l, int64_t build, json_t *logs, json_t *rec)
+/* The last lines of one task's log, under a heading, into b: at most
+ * budget bytes of the log, so each failed task gets its share. */
+static int task_tail(buf *b, az *a, const az_loc *l, int64_t build, json_t *logs, json_t *rec,
+                     size_t budget)
 {
     int64_t log_id = az_int(json_object_get(rec, "log"), "id");
     int64_t lines = log_lines(logs, log_id);
     int64_t start = lines > TAIL_LINES ? lines - TAIL_LINES : 0;
-    char what[96];
+    buf text = BUF_INIT(8u << 20);
+    char what[96], *tail = NULL;
     json_t *j = NULL;
     size_t i;
     json_t *line;
@@ -180,13 +183,21 @@ static int task_tail(buf *b, az *a, const az_loc *l, int64_t build, json_t *logs
     int rc = build_get(&j, a, l, build, what);
     if (rc < 0)
         return rc;
-    rc = buf_printf(b, "--- task: %s ---\n", az_str(rec, "name") ? az_str(rec, "name") : "?");
     json_array_foreach(json_object_get(j, "value"), i, line)
     {
         if (rc == 0 && json_is_string(line))
-            rc = buf_printf(b, "%s\n", json_string_value(line));
+            rc = buf_printf(&text, "%s\n", json_string_value(line));
     }
     json_decref(j);
+    if (rc == FARM_ETOOBIG)
+        rc = 0; /* lines past the cap: the tail below is what counts */
+    if (rc == 0 && !(tail = tracker_text_tail(text.data ? text.data : "", text.len, budget)))
+        rc = FARM_ENOMEM;
+    if (rc == 0)
+        rc = buf_printf(b, "--- task: %s ---\n%s", az_str(rec, "name") ? az_str(rec, "name") : "?",
+                        tail);
+    free(tail);
+    buf_free(&text);
     return rc;
 }
 
@@ -195,11 +206,11 @@ int az_check_log_tail(char **out, tracker *t, const tracker_ref *ref, const trac
 {
     az *a = (az *)t;
     az_loc l;
-    json_t *timeline = NULL, *logs = NULL;
+    json_t *timeline = NULL, *logs = NULL, *failed[TASKS_MAX];
     buf b = BUF_INIT(8u << 20);
-    int rc, tasks = 0;
-    size_t i;
+    size_t i, nf = 0;
     json_t *rec;
+    int rc;
 
     if ((rc = az_loc_get(&l, a, ref->repo, 0)) < 0 ||
         (rc = build_get(&timeline, a, &l, c->log_id, "/timeline")) < 0 ||
@@ -209,17 +220,19 @@ int az_check_log_tail(char **out, tracker *t, const tracker_ref *ref, const trac
     {
         const char *result = az_str(rec, "result");
         const char *type = az_str(rec, "type");
-        if (tasks >= TASKS_MAX || !result || strcasecmp(result, "failed") != 0 ||
-            !az_int(json_object_get(rec, "log"), "id") || (type && strcasecmp(type, "Task") != 0))
-            continue;
-        if ((rc = task_tail(&b, a, &l, c->log_id, logs, rec)) < 0)
-            goto out;
-        tasks++;
+        if (nf < TASKS_MAX && result && !strcasecmp(result, "failed") &&
+            az_int(json_object_get(rec, "log"), "id") && (!type || !strcasecmp(type, "Task")))
+            failed[nf++] = rec;
     }
-    if (!tasks) {
+    if (!nf) {
         farm_error_set("azure: build %lld has no failed task with a log", (long long)c->log_id);
         rc = FARM_ENOTFOUND;
         goto out;
+    }
+    for (i = 0; i < nf; i++) {
+        size_t budget = max_bytes / nf > 128 ? max_bytes / nf - 128 : 64;
+        if ((rc = task_tail(&b, a, &l, c->log_id, logs, failed[i], budget)) < 0)
+            goto out;
     }
     if (!(*out = tracker_text_tail(b.data ? b.data : "", b.len, max_bytes)))
         rc = FARM_ENOMEM;
