@@ -59,11 +59,31 @@ static int session_of(store_session **out, store_tx *tx, const review_ctx *c)
     return 0;
 }
 
+/* s cut to fit out (a check's name, its conclusion: untrusted and unbounded
+ * in a delivery), never inside a UTF-8 sequence; NULL stays NULL. */
+static const char *cut(char *out, size_t n, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t len = strlen(s);
+    if (len >= n) {
+        len = n - 1;
+        while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+            len--;
+    }
+    memcpy(out, s, len);
+    out[len] = '\0';
+    return out;
+}
+
 static int log_check(store_tx *tx, const tracker_event *ev, int64_t sid, int64_t job)
 {
+    char name[256], conclusion[64], url[1024];
     json_t *b = json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:I}", "sha", ev->head_sha, "check",
-                          ev->check_name, "conclusion", ev->check_conclusion, "url", ev->url,
-                          "delivery", ev->delivery_id, "job", (json_int_t)job);
+                          cut(name, sizeof name, ev->check_name), "conclusion",
+                          cut(conclusion, sizeof conclusion, ev->check_conclusion), "url",
+                          cut(url, sizeof url, ev->url), "delivery", ev->delivery_id, "job",
+                          (json_int_t)job);
     if (!b) {
         farm_error_set("ci: out of memory");
         return FARM_ENOMEM;
@@ -82,6 +102,11 @@ int ci_tx_check(review_result *out, int64_t *session_id, store_tx *tx, const rev
 
     memset(out, 0, sizeof(*out));
     *session_id = 0;
+    if (!ev->head_sha || strlen(ev->head_sha) < 7 || strlen(ev->head_sha) > 64 ||
+        strspn(ev->head_sha, "0123456789abcdefABCDEF") != strlen(ev->head_sha)) {
+        snprintf(out->reason, sizeof out->reason, "a check without a commit sha");
+        return 0;
+    }
     if (!c->repo->ci.fix) {
         snprintf(out->reason, sizeof out->reason, "CI fixing is off for %s (repos[].ci.fix)",
                  c->repo->name);
@@ -110,10 +135,12 @@ int ci_tx_check(review_result *out, int64_t *session_id, store_tx *tx, const rev
         goto out;
     out->acted = 1;
     out->job_id = fresh ? job : 0;
-    snprintf(out->reason, sizeof out->reason, "check %.40s %.20s: CI job %lld %s in %d s",
-             ev->check_name ? ev->check_name : "?",
-             ev->check_conclusion ? ev->check_conclusion : "completed", (long long)job,
-             fresh ? "queued, due" : "put off, due", c->cfg->ci.settle_s);
+    char name[48], conclusion[24];
+    snprintf(out->reason, sizeof out->reason, "check %s %s: CI job %lld %s in %d s",
+             ev->check_name ? cut(name, sizeof name, ev->check_name) : "?",
+             ev->check_conclusion ? cut(conclusion, sizeof conclusion, ev->check_conclusion)
+                                  : "completed",
+             (long long)job, fresh ? "queued, due" : "put off, due", c->cfg->ci.settle_s);
 out:
     store_session_free(s);
     return rc;
