@@ -131,9 +131,11 @@ def test_failing_check_becomes_one_fix_round():
         assert NOISE_HEAD not in prompt, "the log was not cut to its tail"
         assert "lint" not in prompt.split("## Your task")[-1], "a passing check was listed"
         assert len(w.pulls()) == 1
-        # the log was read at the URL the logs endpoint redirected to
+        # the log was read at the URL the logs endpoint redirected to (another host), and
+        # the farm's token did not follow the redirect there
         blobs = w.fake.ctl("GET", "/_fake/blob_requests")
         assert [b["id"] for b in blobs] == [str(failing["id"])], blobs
+        assert all(b["authorization"] is None for b in blobs), blobs
 
         # a redelivery and a late event for the same commit start nothing
         first = [d for d in w.fake.ctl("GET", "/_fake/deliveries")["deliveries"] if d["event"] == "check_run"

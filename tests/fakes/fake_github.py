@@ -66,9 +66,10 @@ CI. Check runs and commit statuses per commit, as GitHub keeps them:
                                              (the latest of each context)
   POST /repos/o/r/statuses/{sha}             a status ({"state", "context", "description",
                                              "target_url"}); delivers a `status` event
-  GET  /repos/o/r/actions/jobs/{id}/logs     302 to /_blobs/joblogs/{id}?sig=..., which
-                                             answers the job's log as text/plain with no
-                                             authentication (GitHub's short-lived log URL)
+  GET  /repos/o/r/actions/jobs/{id}/logs     302 to http://localhost:PORT/_blobs/joblogs/
+                                             {id}?sig=... (another host name, as GitHub's log
+                                             URLs are on another host), which answers the job's
+                                             log as text/plain with no authentication
   POST /_fake/checks                         {"repo", "sha", "name", "status" (default
          "completed"), "conclusion", "log", "branch", "pr" (default: the open PR whose head is
          branch), "app" (default "github-actions"), "events": ["check_run", "check_suite",
@@ -493,8 +494,10 @@ class Handler(BaseHTTPRequestHandler):
             for c in r.get("check_runs", []):
                 if str(c["id"]) == rest[2] and c["app"] == "github-actions":
                     sig = hashlib.sha1(rest[2].encode()).hexdigest()
-                    return 302, None, {"Location": "%s/_blobs/joblogs/%s?sig=%s" % (
-                        self._base(), rest[2], sig)}
+                    # another host name for the same server, as GitHub's log URLs are
+                    # on another host: a client must not carry its token there
+                    return 302, None, {"Location": "http://localhost:%d/_blobs/joblogs/%s?sig=%s"
+                                       % (self.server.server_address[1], rest[2], sig)}
             raise ApiError(404, "Not Found")
         return None
 
