@@ -11,8 +11,9 @@ commit on the same branch once the checks settle, whose prompt held the
 failing check's name and the end of its log (and not its beginning); the
 redelivered event and late events for that commit start nothing more; the
 checks passing on the fix commit are said on the PR. The same failure after
-a fix round stops the loop with a comment. Checks on a branch that is not the
-farm's, and on a repository without ci.fix, are recorded and ignored.
+a fix round stops the loop with a comment. A failing commit status, which names
+no pull request, is matched by the farm's branch. Checks on a branch that is
+not the farm's, and on a repository without ci.fix, are recorded and ignored.
 """
 import os
 import sys
@@ -198,6 +199,25 @@ def test_same_failure_twice_stops_and_strangers_are_ignored():
         assert len(events(w, sid, "ci_fix")) == 1
 
 
+def test_failing_status_found_by_branch():
+    """A commit status names no pull request: the farm's branch says whose it is."""
+    with world() as w:
+        n, s = in_review(w)
+        sid, branch = s["id"], s["branch"]
+        st, r = w.fake.api("POST", "/repos/%s/statuses/%s" % (w.repo, head(w, branch)),
+                           {"state": "failure", "context": "ci/jenkins", "branch": branch,
+                            "description": "3 tests failed in widget_test"},
+                           token=farmtest.PERSON_PAT)
+        assert st == 201, (st, r)
+        s = w.wait_session(n, lambda s: s["runs"] == 2 and s["state"] in FINAL, timeout=120,
+                           what="the CI fix round")
+        assert s["state"] == "review", s
+        prompt = repos.branch_file(w.bare, branch, "ci-fix-1.md")
+        assert "ci/jenkins" in prompt and "3 tests failed in widget_test" in prompt, prompt
+        assert "no log the farm can read" in prompt
+        assert [e[3]["checks"] for e in events(w, sid, "ci_fix")] == [["ci/jenkins"]]
+
+
 def test_off_unless_configured():
     with world(ci_fix=False) as w:
         n, s = in_review(w)
@@ -215,4 +235,5 @@ def test_off_unless_configured():
 if __name__ == "__main__":
     farmtest.run([test_failing_check_becomes_one_fix_round,
                   test_same_failure_twice_stops_and_strangers_are_ignored,
+                  test_failing_status_found_by_branch,
                   test_off_unless_configured])
