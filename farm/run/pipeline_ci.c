@@ -11,6 +11,8 @@
  * - the commit was decided already (a "ci_fix" or "ci_verdict" event names
  *   it): nothing, so a redelivered or late event never starts a second round;
  * - all passed after a fix round: "CI passes after fix round N" on the PR;
+ * - the checks cannot be read: said on the PR once for the commit (after a
+ *   few tries when the tracker is busy); the session stays as it is;
  * - failures: the failing checks' names and the tail of each one's log,
  *   bounded (CI_TAIL_MAX per check, CI_TEXT_MAX in all). The same failure
  *   as the previous round's (same names, same log tails with digits set
@@ -43,6 +45,7 @@
 #define CI_TAIL_MAX   (6 * 1024)  /* of one check's log */
 #define CI_TEXT_MAX   (32 * 1024) /* the whole failures section of the prompt */
 #define CI_SIG_TAIL   2048        /* of each tail, what the failure's signature covers */
+#define CI_ATTEMPTS   3           /* tries of a job whose tracker is busy or down */
 
 int pl_kind_revises(const pl_run *r)
 {
@@ -280,6 +283,26 @@ static int on_settled(pl_run *r, const ci_memory *m, const char *head, tracker *
     return rc;
 }
 
+/* The checks could not be read. A tracker that is busy or down gets a few
+ * more tries (the scheduler's backoff); anything else (no permission, a
+ * tracker without CI) is said on the PR once for the commit, and the job
+ * ends: a PR that is fine must not fail its session because its CI cannot
+ * be read. */
+static int unreadable(pl_run *r, const ci_memory *m, const char *head, int rc)
+{
+    char say[1024];
+    if (rc == FARM_EAGAIN && r->job->attempts < CI_ATTEMPTS)
+        return rc;
+    log_warn("ci: the checks could not be read", "repo", r->repo->name, "sha", head, "error",
+             farm_error_last());
+    snprintf(say, sizeof say,
+             "The farm could not read the CI checks of `%.12s` (%.600s), so it does not fix CI "
+             "for this commit. Check that the farm's token may read checks, statuses and "
+             "Actions logs (GitHub) or builds (Azure DevOps).",
+             head, farm_error_last());
+    return verdict(r, head, "unreadable", m->rounds, say);
+}
+
 int pl_ci_settle(pl_run *r)
 {
     char head[VCS_OID_HEXSZ];
@@ -305,14 +328,15 @@ int pl_ci_settle(pl_run *r)
         rc = 0;
         goto out;
     }
-    if ((rc = farm_tracker_get(&t, r->f, r->s->tracker)))
-        goto out;
     tracker_ref ref = TRACKER_REF_INIT;
     ref.repo = r->s->repo;
     ref.number = r->s->pr_number;
     ref.is_pr = 1;
-    if ((rc = tracker_checks_list(&v, &n, t, &ref, r->branch, head)))
+    if ((rc = farm_tracker_get(&t, r->f, r->s->tracker)) ||
+        (rc = tracker_checks_list(&v, &n, t, &ref, r->branch, head))) {
+        rc = unreadable(r, &m, head, rc);
         goto out;
+    }
     for (size_t i = 0; i < n; i++)
         pending += v[i].state == TRACKER_CHECK_PENDING;
     if (pending || !n) {

@@ -14,6 +14,8 @@ checks passing on the fix commit are said on the PR. The same failure after
 a fix round stops the loop with a comment. A failing commit status, which names
 no pull request, is matched by the farm's branch. Checks on a branch that is
 not the farm's, and on a repository without ci.fix, are recorded and ignored.
+Checks the farm may not read are said on the PR, and the session stays in
+review.
 """
 import os
 import sys
@@ -218,6 +220,22 @@ def test_failing_status_found_by_branch():
         assert [e[3]["checks"] for e in events(w, sid, "ci_fix")] == [["ci/jenkins"]]
 
 
+def test_unreadable_checks_do_not_fail_the_session():
+    with world() as w:
+        n, s = in_review(w)
+        sid, pr, branch = s["id"], s["pr_number"], s["branch"]
+        w.fake.ctl("POST", "/_fake/fail", {"count": 5, "status": 403, "path": "/check-runs$",
+                                           "message": "Resource not accessible by integration"})
+        check(w, head(w, branch), "build / test", "failure", branch, log="boom\n")
+        got = farmtest.wait_for(lambda: pr_comments(w, pr, "could not read the CI checks"),
+                                timeout=60, what="the comment saying the checks are unreadable")
+        assert "Resource not accessible" in got[0]["body"], got
+        farmtest.wait_for(lambda: ci_idle(w, sid), timeout=30, what="the CI job done")
+        s = w.session(n)
+        assert s["state"] == "review" and s["runs"] == 1, s
+        assert [e[3]["outcome"] for e in events(w, sid, "ci_verdict")] == ["unreadable"]
+
+
 def test_off_unless_configured():
     with world(ci_fix=False) as w:
         n, s = in_review(w)
@@ -236,4 +254,5 @@ if __name__ == "__main__":
     farmtest.run([test_failing_check_becomes_one_fix_round,
                   test_same_failure_twice_stops_and_strangers_are_ignored,
                   test_failing_status_found_by_branch,
+                  test_unreadable_checks_do_not_fail_the_session,
                   test_off_unless_configured])
