@@ -200,6 +200,8 @@ static const char *template_name(prompt_step step)
         return "templates/revision.md";
     case PROMPT_ANSWER:
         return "templates/answer.md";
+    case PROMPT_CI_FIX:
+        return "templates/ci-fix.md";
     case PROMPT_FIRST_RUN:
         break;
     }
@@ -249,7 +251,7 @@ static int render_reviews(char **out, const prompt_input *in)
  * comments, the question and its answer) filled in. */
 static int render_task(char **out, const char *tmpl, const prompt_input *in)
 {
-    char *reviews = NULL, *tail_out = NULL;
+    char *reviews = NULL, *tail_out = NULL, *ci = NULL;
     char num[32], round[16], max_rounds[16], status[16], test_note_buf[512];
     const char *test_note = "The repository has no test command configured: check your change "
                             "by reading it carefully.";
@@ -272,10 +274,15 @@ static int render_task(char **out, const char *tmpl, const prompt_input *in)
         put_capped(&t, in->test_output, PROMPT_MAX_TEST_OUTPUT, 1);
         tail_out = buf_detach(&t);
     }
-    const char *names[] = {"issue_number", "repo",        "issue_title",  "branch",
-                           "base_branch",  "test_note",   "round",        "max_rounds",
-                           "test_command", "test_status", "test_output",  "review_comments",
-                           "question",     "answer",      "answer_author"};
+    if (in->ci_failures) {
+        buf t = BUF_INIT(PROMPT_MAX_CI + 256);
+        put_capped(&t, in->ci_failures, PROMPT_MAX_CI, 1);
+        ci = buf_detach(&t);
+    }
+    const char *names[] = {"issue_number", "repo",        "issue_title",   "branch",
+                           "base_branch",  "test_note",   "round",         "max_rounds",
+                           "test_command", "test_status", "test_output",   "review_comments",
+                           "question",     "answer",      "answer_author", "ci_failures"};
     const char *values[] = {num,
                             in->repo,
                             in->issue_title,
@@ -290,10 +297,12 @@ static int render_task(char **out, const char *tmpl, const prompt_input *in)
                             reviews,
                             in->question,
                             in->answer,
-                            in->answer_author ? in->answer_author : "A team member"};
+                            in->answer_author ? in->answer_author : "A team member",
+                            ci};
     rc = prompt_render(out, tmpl, names, values, sizeof(names) / sizeof(names[0]));
     free(reviews);
     free(tail_out);
+    free(ci);
     return rc;
 }
 

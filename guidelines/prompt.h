@@ -22,6 +22,7 @@ typedef enum {
     PROMPT_FIX_ROUND,
     PROMPT_REVISION,
     PROMPT_ANSWER,
+    PROMPT_CI_FIX, /* the tracker's CI failed on the pull request's head */
 } prompt_step;
 
 typedef struct prompt_comment {
@@ -68,6 +69,9 @@ typedef struct prompt_input {
     const char *answer;
     const char *answer_author;
 
+    const char *ci_failures; /* CI fix: the failing checks and their logs' tails (Markdown,
+                                bounded by the farm; capped again at PROMPT_MAX_CI) */
+
     const char *history;            /* a digest of earlier runs of this session, or NULL */
     const prompt_comment *messages; /* messages people sent through the farm */
     size_t nmessages;
@@ -83,6 +87,7 @@ typedef struct prompt_input {
 #define PROMPT_MAX_ISSUE_BODY  (64 * 1024)
 #define PROMPT_MAX_COMMENT     (16 * 1024)
 #define PROMPT_MAX_TEST_OUTPUT (16 * 1024)
+#define PROMPT_MAX_CI          (64 * 1024)
 #define PROMPT_MAX_TOTAL       (1024 * 1024)
 
 /* Compose the prompt. *out is a heap string the caller frees. Returns 0,

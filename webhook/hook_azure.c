@@ -16,6 +16,7 @@
  */
 #include "hooks.h"
 #include "hook_json.h"
+#include "hook_ci.h"
 #include "base/error.h"
 #include "base/strv.h"
 
@@ -439,6 +440,7 @@ int hook_azure_parse_where(tracker_event *out, hook_azure_where *where, const ch
         {"git.pullrequest.updated", parse_pull_request},
         {"git.pullrequest.merged", parse_pull_request},
         {"ms.vss-code.git-pullrequest-comment-event", parse_pr_comment},
+        {"build.complete", hook_azure_build_parse}, /* hook_ci.c */
     };
     tracker_event ev;
     hook_azure_where w;

@@ -11,6 +11,7 @@
  */
 #include "hooks.h"
 #include "hook_json.h"
+#include "hook_ci.h"
 #include "base/crypto.h"
 #include "base/error.h"
 #include "base/strv.h"
@@ -363,6 +364,11 @@ int hook_github_parse(tracker_event *out, const char *event_name, const char *de
     }
     if (!strcmp(event_name, "installation_repositories")) {
         rc = parse_installation(&ev, root, TEV_INSTALLATION_REPOS);
+        goto out;
+    }
+
+    if (hook_github_ci_event(event_name)) { /* hook_ci.c */
+        rc = hook_github_ci_parse(&ev, root);
         goto out;
     }
 

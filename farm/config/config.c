@@ -27,9 +27,9 @@
 #define ERRORS_MAX      (64 * 1024)
 
 static const char *const top_keys[] = {
-    "listen",  "data_dir", "public_url", "log_level", "github", "azure",
-    "scaling", "sandbox",  "agent",      "tokens",    "repos",  "max_body_bytes",
-    "budgets", "bot",      "digest",     "review",    "http",   NULL};
+    "listen", "data_dir", "public_url", "log_level",      "github",  "azure", "scaling", "sandbox",
+    "agent",  "tokens",   "repos",      "max_body_bytes", "budgets", "bot",   "digest",  "review",
+    "http",   "ci",       NULL};
 static const char *const github_keys[] = {
     "api_url", "token", "app_id", "app_private_key", "webhook_secret", "bot_login", NULL};
 static const char *const azure_keys[] = {"org_url",        "token",
@@ -50,6 +50,7 @@ static const char *const budget_keys[] = {"run_wall_s",  "max_runs",       "part
                                           NULL};
 static const char *const bot_keys[] = {"name", "email", NULL};
 static const char *const review_keys[] = {"debounce_s", NULL};
+static const char *const ci_keys[] = {"max_fix_rounds", "settle_s", NULL};
 static const char *const digest_keys[] = {"tracker", "repo", "issue", "hour_utc", NULL};
 static const char *const token_keys[] = {"name", "token", "role", NULL};
 static const char *const http_keys[] = {
@@ -340,6 +341,21 @@ static void load_review(cc *c, config *cfg, json_t *o)
         cc_unknown_keys(c, o, p, review_keys);
     cc_int(c, o, p, "debounce_s", &v, 60, 0, 86400);
     cfg->review.debounce_s = (int)v;
+}
+
+/* The CI fix loop (repos[].ci.fix turns it on per repository): how many
+ * fix rounds one pull request gets, and how long the checks must be quiet. */
+static void load_ci(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "ci";
+    long long v;
+
+    if (o)
+        cc_unknown_keys(c, o, p, ci_keys);
+    cc_int(c, o, p, "max_fix_rounds", &v, 3, 0, 20);
+    cfg->ci.max_fix_rounds = (int)v;
+    cc_int(c, o, p, "settle_s", &v, 60, 0, 86400);
+    cfg->ci.settle_s = (int)v;
 }
 
 /* The commit author: a name without newlines or angle brackets, an e-mail
@@ -720,6 +736,7 @@ static void load_root(cc *c, config *cfg, json_t *root)
     load_budgets(c, cfg, cc_object(c, root, "", "budgets"));
     load_bot(c, cfg, cc_object(c, root, "", "bot"));
     load_review(c, cfg, cc_object(c, root, "", "review"));
+    load_ci(c, cfg, cc_object(c, root, "", "ci"));
     load_http(c, cfg, cc_object(c, root, "", "http"));
     if ((o = json_object_get(root, "tokens")) && !json_is_null(o))
         load_tokens(c, cfg, o);

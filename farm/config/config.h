@@ -44,6 +44,9 @@ typedef struct config_repo {
     char *azure_tag;       /* Azure: only work items with this tag, or NULL */
     char **allowed_actors; /* Azure: unique names allowed to trigger (NULL-terminated) */
     size_t nallowed_actors;
+    struct {
+        int fix; /* a failing CI check on the farm's PR starts a fix round: off */
+    } ci;
 } config_repo;
 
 typedef struct config_token {
@@ -131,6 +134,12 @@ typedef struct config {
     struct {
         int debounce_s; /* reviews and comments within this window make one revision: 60 */
     } review;
+
+    struct {
+        int max_fix_rounds; /* CI fix rounds on one pull request: 3 */
+        int settle_s;       /* quiet time after the last check completed before the farm looks
+                               at a commit's checks: 60 */
+    } ci;
 
     struct {
         char *name;  /* commit author and committer: "farm-bot" */

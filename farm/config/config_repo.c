@@ -20,10 +20,21 @@
 
 const char *const config__trackers[] = {"github", "azure", "local", NULL};
 
-static const char *const repo_keys[] = {
-    "name",      "tracker",        "clone_url", "base_branch",   "setup",
-    "test",      "max_fix_rounds", "trigger",   "azure_project", "azure_area_path",
-    "azure_tag", "allowed_actors", NULL};
+static const char *const repo_keys[] = {"name",
+                                        "tracker",
+                                        "clone_url",
+                                        "base_branch",
+                                        "setup",
+                                        "test",
+                                        "max_fix_rounds",
+                                        "trigger",
+                                        "azure_project",
+                                        "azure_area_path",
+                                        "azure_tag",
+                                        "allowed_actors",
+                                        "ci",
+                                        NULL};
+static const char *const repo_ci_keys[] = {"fix", NULL};
 static const char *const trigger_keys[] = {"label", "assignee", "mention", "on_open", NULL};
 
 /* A git branch name a person would write: no spaces, control characters,
@@ -107,6 +118,11 @@ static void load_repo(cc *c, config *cfg, config_repo *r, json_t *o, const char 
     cc_string(c, o, p, "azure_area_path", &r->azure_area_path, NULL, 0);
     cc_string(c, o, p, "azure_tag", &r->azure_tag, NULL, 0);
     cc_strings(c, o, p, "allowed_actors", &r->allowed_actors, &r->nallowed_actors);
+    json_t *ci = cc_object(c, o, p, "ci");
+    cc_join(q, p, "ci");
+    if (ci)
+        cc_unknown_keys(c, ci, q, repo_ci_keys);
+    cc_bool(c, ci, q, "fix", &r->ci.fix, 0);
 
     if (!r->tracker || !r->name)
         return;

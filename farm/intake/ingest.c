@@ -13,6 +13,7 @@
  * DevOps is configured); never a bot, and never the farm itself.
  */
 #include "ingest.h"
+#include "ci.h"
 #include "commands.h"
 #include "review.h"
 #include "base/error.h"
@@ -470,6 +471,22 @@ static int on_closed(store_tx *tx, ingest_ctx *c, const config_repo *repo)
     return 0;
 }
 
+/* A CI check completed: the CI fix loop's intake (ci.h). Checks run on the
+ * farm's own pushes, so the sender being the farm or a bot says nothing. */
+static int on_check(store_tx *tx, ingest_ctx *c, const config_repo *repo)
+{
+    review_ctx rc_ = review_ctx_of(c, repo);
+    review_result r;
+    int64_t sid = 0;
+    int rc = ci_tx_check(&r, &sid, tx, &rc_);
+    if (!rc) {
+        review_result_take(c, sid, &r);
+        if (!r.acted)
+            c->res->outcome = INGEST_IGNORED;
+    }
+    return rc;
+}
+
 static int decide(store_tx *tx, ingest_ctx *c)
 {
     const tracker_event *ev = c->ev;
@@ -491,6 +508,8 @@ static int decide(store_tx *tx, ingest_ctx *c)
         result_set(c->res, INGEST_IGNORED, "not a configured repository");
         return 0;
     }
+    if (ev->kind == TEV_CHECK_COMPLETED)
+        return on_check(tx, c, repo);
     if (ev->number <= 0) {
         result_set(c->res, INGEST_IGNORED, "no issue or pull request in the event");
         return 0;

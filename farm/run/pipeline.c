@@ -434,7 +434,7 @@ static int run_prepare(pl_run *r, pl_progress *p)
     int rc;
 
     if (strcmp(r->kind, "run") != 0 && strcmp(r->kind, "revise") != 0 &&
-        strcmp(r->kind, "answer") != 0) {
+        strcmp(r->kind, "answer") != 0 && strcmp(r->kind, "ci") != 0) {
         farm_error_set("pipeline: unknown job kind '%s'", r->kind);
         return FARM_EINVALID;
     }
@@ -442,6 +442,8 @@ static int run_prepare(pl_run *r, pl_progress *p)
         log_info("job for an ended session skipped", "state", r->s->state);
         return 0;
     }
+    if (!strcmp(r->kind, "ci") && (rc = pl_ci_settle(r)) != 1)
+        return rc; /* nothing to fix (0), or try again later */
     if ((rc = run_begin(r)) != 0)
         return rc == 1 ? 0 : rc;
     r->wall_end_ms = r->started_ms + (int64_t)r->cfg->budgets.run_wall_s * 1000;
@@ -533,7 +535,7 @@ static int run_commit(pl_run *r, pl_progress *p)
 
     if ((rc = after_step(r, pl_step_commit(r, p), "commit")) != RUN_ON)
         return rc;
-    if (p->commit_empty && !p->push && !strcmp(r->kind, "revise"))
+    if (p->commit_empty && !p->push && pl_kind_revises(r))
         return pl_run_unchanged(r, p);
     if (p->commit_empty && !p->push)
         return run_fail_unchanged(r, p);
@@ -569,6 +571,7 @@ static void run_close(pl_run *r, pl_progress *p)
         vcs_worktree_free(r->wt);
     vcs_mirror_free(r->m);
     store_session_free(r->s);
+    free(r->ci_failures);
 }
 
 int pipeline_run(farm *f, const store_job *job, pipeline_ctl *ctl)

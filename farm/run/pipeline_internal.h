@@ -46,7 +46,7 @@ typedef struct pl_run {
     store_session *s; /* as read at the start (state may move on) */
     const store_job *job;
     pipeline_ctl *ctl;
-    const char *kind;      /* "run", "revise", "answer" */
+    const char *kind;      /* "run", "revise", "answer", "ci" */
     int64_t run_no;        /* the session's run number (1-based) */
     int64_t start_seq;     /* seq of this run's run_started event */
     int64_t started_ms;    /* wall time the run began (its budget counts from here) */
@@ -71,6 +71,9 @@ typedef struct pl_run {
     char codex_home[PATH_MAX + 16];  /* codex: the run's CODEX_HOME on the host, or "" */
     atomic_int budget_hit;           /* a call was refused by a budget: PL_BUDGET_* */
     _Atomic double budget_limit_usd; /* that budget's value when it refused (it may be live) */
+    /* a "ci" job (pipeline_ci.c) */
+    char *ci_failures; /* the failing checks and their logs' tails, for the prompt */
+    int ci_round;      /* this CI fix round's number (1-based) */
 } pl_run;
 
 /* Which budget stopped a run. */
@@ -277,6 +280,21 @@ int pl_coauthor_find(pl_coauthor *out, pl_run *r);
  * "run_finished" event in the same commit. */
 int pl_step_pr(pl_run *r, pl_progress *p, int draft);
 
+/* ---- the tracker's CI (pipeline_ci.c) ---- */
+
+/* A "ci" job, before its run begins: look at the checks of the commit the
+ * farm pushed last, once they have settled. Returns 1 when a fix round
+ * should run (r->ci_failures and r->ci_round set, the "ci_fix" event
+ * written: a job resumed after a crash finds its own), 0 when the job has
+ * nothing more to do (checks still running, all passed, the loop stopped:
+ * what the PR should hear is in the outbox), or an error (FARM_EAGAIN: the
+ * tracker did not answer; the job is tried again). */
+int pl_ci_settle(pl_run *r);
+
+/* 1 for the job kinds that change an open pull request's branch in answer
+ * to something said about it: "revise" and "ci". */
+int pl_kind_revises(const pl_run *r);
+
 /* ---- prompts (pipeline_prompt.c) ---- */
 
 /* The step-specific part of a prompt. */
@@ -292,6 +310,7 @@ typedef struct pl_prompt_in {
     int64_t reviews_after_ms;   /* ... and inline comments from the tracker created after this */
     int64_t reviews_after_seq;  /* revision: review events after this seq */
     int64_t history_before_seq; /* the digest covers the log before this seq (0: all) */
+    const char *ci_failures;    /* CI fix: the failing checks and their logs' tails */
 } pl_prompt_in;
 
 /* Compose the prompt of one agent call: the issue thread is read from the

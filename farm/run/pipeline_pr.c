@@ -235,7 +235,7 @@ int pl_step_pr(pl_run *r, pl_progress *p, int draft)
     json_t *payload = json_pack("{s:s,s:s,s:s,s:s,s:b,s:s}", "title", title, "body",
                                 buf_cstr(&body), "head", r->branch, "base", r->repo->base_branch,
                                 "draft", pi.draft, "state_after", "review");
-    if (payload && strcmp(r->kind, "revise") != 0)
+    if (payload && !pl_kind_revises(r))
         json_object_set_new(payload, "then_comment", json_string(comment));
     pl_tx_init(&t, r);
     t.step_words = "opening the pull request";

@@ -260,6 +260,7 @@ int pl_prompt_compose(char **out, farm *f, const store_session *s, const config_
     pi.max_rounds = in->max_rounds;
     pi.test_status = in->test_status;
     pi.test_output = in->test_output;
+    pi.ci_failures = in->ci_failures;
     pi.reviews = g.reviews;
     pi.nreviews = g.nreviews;
     pi.question = in->question;

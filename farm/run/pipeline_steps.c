@@ -489,6 +489,11 @@ static int agent_prompt_write(pl_run *r, const pl_progress *p, int round, int ma
         pin.max_rounds = max_rounds - 1;
         pin.test_status = p->test_status;
         pin.test_output = p->test_tail ? p->test_tail : "";
+    } else if (!strcmp(r->kind, "ci")) {
+        pin.step = PROMPT_CI_FIX;
+        pin.round = r->ci_round;
+        pin.max_rounds = r->cfg->ci.max_fix_rounds;
+        pin.ci_failures = r->ci_failures ? r->ci_failures : "";
     } else if (!strcmp(r->kind, "revise")) {
         pin.step = PROMPT_REVISION;
         pin.reviews_after_seq = review_window(r, &pin.reviews_after_ms);
@@ -629,7 +634,7 @@ int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
     int64_t t0 = clock_mono_ms();
     int rc;
 
-    if ((rc = pl_set_state(r, !strcmp(r->kind, "revise") && round == 1 ? "revising" : "running",
+    if ((rc = pl_set_state(r, pl_kind_revises(r) && round == 1 ? "revising" : "running",
                            round > 1 ? "fixing the failing tests" : "the agent is at work")))
         return rc;
     if ((rc = pl_step_started(r, "agent", round)) ||

@@ -56,7 +56,31 @@ static int tx_review_job_due(store_tx *tx, int64_t id, int64_t due_ms)
     return rc;
 }
 
+static int tx_ci_job_defer(int64_t *out_id, store_tx *tx, int64_t session_id, int64_t due_ms)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, step;
+
+    *out_id = 0;
+    rc = sqlite_tx_stmt(&st, tx,
+                        "UPDATE job SET not_before_ms = ?2, updated_ms = ?3"
+                        " WHERE id = (SELECT id FROM job WHERE session_id = ?1 AND kind = 'ci'"
+                        " AND state = 'queued' ORDER BY id LIMIT 1) RETURNING id");
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, session_id);
+    sqlite3_bind_int64(st, 2, due_ms);
+    sqlite3_bind_int64(st, 3, clock_wall_ms());
+    while ((step = sqlite3_step(st)) == SQLITE_ROW)
+        *out_id = sqlite3_column_int64(st, 0);
+    if (step != SQLITE_DONE)
+        rc = sqlite_err(sqlite_tx_db(tx), "deferring a CI job");
+    sqlite_tx_stmt_done(tx, st);
+    return rc;
+}
+
 const store_review_ops sqlite_review_ops = {
     .tx_jobs = tx_review_jobs,
     .tx_job_due = tx_review_job_due,
+    .tx_ci_job_defer = tx_ci_job_defer,
 };

@@ -316,6 +316,16 @@ int store_tx_review_job_due(store_tx *tx, int64_t id, int64_t due_ms)
     return tx->be->review->tx_job_due(tx, id, due_ms);
 }
 
+int store_tx_review_ci_job_defer(int64_t *out_id, store_tx *tx, int64_t session_id, int64_t due_ms)
+{
+    *out_id = 0;
+    if (!tx->be->review->tx_ci_job_defer) {
+        farm_error_set("this store backend cannot defer CI jobs");
+        return FARM_EUNSUPPORTED;
+    }
+    return tx->be->review->tx_ci_job_defer(out_id, tx, session_id, due_ms);
+}
+
 /* ---- the digest (store_digest.h) ----------------------------------------- */
 
 int store_digest_events(store_event **out, size_t *n, store *s, const int64_t *ids, size_t nids,

@@ -153,6 +153,7 @@ typedef struct store_review_ops {
     int (*tx_jobs)(int64_t *queued_id, int64_t *queued_due_ms, int *running, store_tx *tx,
                    int64_t session_id);
     int (*tx_job_due)(store_tx *tx, int64_t id, int64_t due_ms);
+    int (*tx_ci_job_defer)(int64_t *out_id, store_tx *tx, int64_t session_id, int64_t due_ms);
 } store_review_ops;
 
 /* store_digest.h: the digest's reads. */

@@ -27,4 +27,10 @@ int store_tx_review_jobs(int64_t *queued_id, int64_t *queued_due_ms, int *runnin
  * stays). A job no longer queued is left alone. Returns 0 or FARM_EIO. */
 int store_tx_review_job_due(store_tx *tx, int64_t id, int64_t due_ms);
 
+/* The CI fix loop's debounce (farm/intake/ci.c): when session_id has a
+ * "ci" job still queued, move its not-before time to due_ms (later or
+ * earlier) and set *out_id to it; else *out_id is 0. Returns 0, FARM_EIO,
+ * or FARM_EUNSUPPORTED from a backend without it. */
+int store_tx_review_ci_job_defer(int64_t *out_id, store_tx *tx, int64_t session_id, int64_t due_ms);
+
 #endif

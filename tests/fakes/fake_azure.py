@@ -42,6 +42,20 @@ Control endpoints (no authentication), all JSON, as in fake_github.py:
   POST   /_fake/tokens/expire          {"token": T} or {} for every token
   POST   /_fake/ratelimit              {"remaining": 0, "reset_in": seconds}:
                                        answer 429 with Retry-After until then
+
+Builds (Azure Pipelines), as the build REST API shows them:
+  GET {org}/{project}/_apis/build/builds?branchName=REF   newest first ($top), each with
+        status, result, sourceBranch, sourceVersion, definition, triggerInfo, _links.web
+  GET .../builds/{id}/timeline                 records: a passing checkout task, the failing
+                                               task (with its log id) and the job
+  GET .../builds/{id}/logs                     {"count", "value": [{"id", "lineCount"}]}
+  GET .../builds/{id}/logs/{log}?startLine=N&endLine=M   the lines as {"count", "value"}
+                                               (what Azure answers a JSON client)
+  POST /_fake/builds   {"project", "repo", "branch", "sha", "definition" (name),
+         "status" (default "completed"), "result" ("failed", "succeeded", ...),
+         "log" (the failing task's log), "task" (its name), "pr" (a PR validation
+         build: its id)}: a build; answers {"id", "delivery"}, the `build.complete`
+         service hook delivery Azure DevOps would send (the fake sends no hooks)
 """
 
 import argparse
@@ -101,6 +115,7 @@ class State:
         self.rate = None     # {"until": t} while rate-limited
         self.next_id = 1
         self.next_comment = 1000
+        self.builds = {}     # id -> build (see _build_new)
 
     def new_id(self):
         self.next_id += 1
@@ -289,6 +304,8 @@ class Handler(BaseHTTPRequestHandler):
         st = self.state
         body = json.loads(raw) if raw else {}
         with st.lock:
+            if path == "/_fake/builds" and self.command == "POST":
+                return 200, self._build_new(body)
             if path == "/_fake/requests":
                 if self.command == "DELETE":
                     st.requests = []
@@ -563,6 +580,10 @@ class Handler(BaseHTTPRequestHandler):
                                type_key="WorkItemUnauthorizedAccessException")
             return self._workitem(me, project, wi, rest[3:], query, body)
 
+        if lrest[:2] == ["build", "builds"]:
+            self._need_version(query, False)
+            return self._builds(project, rest[2:], query)
+
         if lrest[:2] == ["git", "repositories"] and len(rest) >= 4 and \
                 lrest[3] == "pullrequests":
             repo = None
@@ -575,6 +596,81 @@ class Handler(BaseHTTPRequestHandler):
                                     "operation you are attempting." % rest[2],
                                type_key="GitRepositoryNotFoundException")
             return self._pulls(me, project, repo, rest[4:], query, body)
+        raise ApiError(404, "The resource cannot be found.")
+
+    def _build_new(self, body):
+        """POST /_fake/builds (under st.lock)."""
+        st = self.state
+        project = st.project(body["project"], create=True)
+        repo = st.repo(project, body["repo"], create=True)
+        bid = st.new_id()
+        name = body.get("definition", "CI")
+        log = body.get("log", "")
+        b = {"id": bid, "buildNumber": "%s_%d" % (name, bid),
+             "status": body.get("status", "completed"), "result": body.get("result"),
+             "definition": {"id": int(hashlib.sha1(name.encode()).hexdigest()[:6], 16),
+                            "name": name},
+             "project": {"id": project["id"], "name": project["name"]},
+             "repository": {"id": repo["id"], "name": repo["name"], "type": "TfsGit"},
+             "sourceBranch": "refs/heads/" + body["branch"], "sourceVersion": body["sha"],
+             "queueTime": iso(), "_task": body.get("task", "Run tests"),
+             "_lines": log.splitlines()}
+        if body.get("pr"):
+            b["sourceBranch"] = "refs/pull/%d/merge" % int(body["pr"])
+            b["sourceVersion"] = hashlib.sha1(("merge" + body["sha"]).encode()).hexdigest()
+            b["triggerInfo"] = {"pr.number": str(body["pr"]), "pr.sourceSha": body["sha"],
+                                "pr.sourceBranch": "refs/heads/" + body["branch"]}
+        st.builds[bid] = b
+        delivery = {"subscriptionId": guid("sub"), "notificationId": bid,
+                    "id": str(guid("build/%d/%f" % (bid, time.time()))),
+                    "eventType": "build.complete", "publisherId": "tfs",
+                    "message": {"text": "Build %s %s" % (b["buildNumber"], b["result"])},
+                    "resource": self._build_json(b), "resourceVersion": "2.0",
+                    "createdDate": iso()}
+        return {"id": bid, "delivery": delivery}
+
+    def _build_json(self, b):
+        o = {k: v for k, v in b.items() if not k.startswith("_")}
+        o["_links"] = {"web": {"href": "%s/%s/_build/results?buildId=%d" % (
+            self._base_org(), b["project"]["name"], b["id"])}}
+        return o
+
+    def _builds(self, project, rest, query):
+        """The build endpoints below {project}/_apis/build/builds."""
+        st = self.state
+        if not rest:
+            ref = query.get("branchName")
+            items = [b for b in st.builds.values()
+                     if b["project"]["name"].lower() == project["name"].lower()
+                     and (not ref or b["sourceBranch"] == ref)]
+            items.sort(key=lambda b: -b["id"])
+            items = items[:int(query.get("$top", 1000))]
+            return 200, {"count": len(items), "value": [self._build_json(b) for b in items]}
+        try:
+            b = st.builds[int(rest[0])]
+        except (ValueError, KeyError):
+            raise ApiError(404, "The requested build %s could not be found." % rest[0],
+                           type_key="BuildNotFoundException")
+        failed = b["result"] == "failed"
+        if rest[1:] == ["timeline"]:
+            recs = [{"id": guid("rec1/%d" % b["id"]), "type": "Task", "name": "Checkout",
+                     "state": "completed", "result": "succeeded", "log": {"id": 1}},
+                    {"id": guid("rec2/%d" % b["id"]), "type": "Task", "name": b["_task"],
+                     "state": "completed", "result": "failed" if failed else "succeeded",
+                     "log": {"id": 2}},
+                    {"id": guid("rec3/%d" % b["id"]), "type": "Job", "name": "Job",
+                     "state": "completed", "result": b["result"], "log": {"id": 3}}]
+            return 200, {"id": guid("timeline/%d" % b["id"]), "records": recs}
+        logs = {1: ["Syncing repository"], 2: b["_lines"], 3: ["Job done"]}
+        if rest[1:] == ["logs"]:
+            return 200, {"count": 3, "value": [{"id": k, "lineCount": len(v)}
+                                               for k, v in logs.items()]}
+        if len(rest) == 3 and rest[1] == "logs" and rest[2].isdigit() and int(rest[2]) in logs:
+            lines = logs[int(rest[2])]
+            start = int(query.get("startLine", 0) or 0)
+            end = int(query.get("endLine", len(lines)) or len(lines))
+            part = lines[start:end]
+            return 200, {"count": len(part), "value": part}
         raise ApiError(404, "The resource cannot be found.")
 
     def _workitem(self, me, project, wi, rest, query, body):

@@ -58,6 +58,24 @@ nothing. Act as a person by seeding a token for them ({"tokens": {T: LOGIN}}).
   POST   /_fake/emit                   {"repo": "o/r", "event": E, "action": A,
                                         "sender": LOGIN, "payload": {...}}: deliver any event
   POST   /_fake/redeliver              {"id": DELIVERY_ID}: send it again, same id
+
+CI. Check runs and commit statuses per commit, as GitHub keeps them:
+  GET  /repos/o/r/commits/{sha}/check-runs   {"total_count", "check_runs"}: the latest run
+                                             of each name on that commit
+  GET  /repos/o/r/commits/{sha}/status       the combined status: "state", "sha", "statuses"
+                                             (the latest of each context)
+  POST /repos/o/r/statuses/{sha}             a status ({"state", "context", "description",
+                                             "target_url"}); delivers a `status` event
+  GET  /repos/o/r/actions/jobs/{id}/logs     302 to http://localhost:PORT/_blobs/joblogs/
+                                             {id}?sig=... (another host name, as GitHub's log
+                                             URLs are on another host), which answers the job's
+                                             log as text/plain with no authentication
+  POST /_fake/checks                         {"repo", "sha", "name", "status" (default
+         "completed"), "conclusion", "log", "branch", "pr" (default: the open PR whose head is
+         branch), "app" (default "github-actions"), "events": ["check_run", "check_suite",
+         "workflow_run"] (default ["check_run"])}: a check run (an Actions job with that log)
+         and its webhook deliveries; answers {"id"}
+  GET  /_fake/blob_requests                  each log download: {"id", "authorization"}
 """
 
 import argparse
@@ -182,6 +200,7 @@ class State:
         self.next_token = 1
         self.hooks = []          # {"id", "url", "secret", "events"}
         self.deliveries = []     # see deliver()
+        self.blob_requests = []  # job log downloads: {"id", "authorization"}
         self.outgoing = queue.Queue()
 
     def deliver_loop(self):
@@ -292,6 +311,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(status, obj)
             return
 
+        if path.startswith("/_blobs/joblogs/") and self.command == "GET":
+            self._blob(path, query)
+            return
+
         rec = {"method": self.command, "path": path, "query": query,
                "headers": {k.lower(): v for k, v in self.headers.items()},
                "body": raw.decode("utf-8", "replace"), "status": None, "time": time.time()}
@@ -361,6 +384,122 @@ class Handler(BaseHTTPRequestHandler):
                 self._finish(rec, 304, None, headers, raw=b"")
                 return
         self._finish(rec, status, obj, headers, raw=data)
+
+    def _blob(self, path, query):
+        """A job log at its short-lived URL: no token needed, a signature instead."""
+        st = self.state
+        with st.lock:
+            job = path.rsplit("/", 1)[-1]
+            st.blob_requests.append({"id": job,
+                                     "authorization": self.headers.get("Authorization")})
+            found = None
+            for r in st.repos.values():
+                for c in r.get("check_runs", []):
+                    if str(c["id"]) == job:
+                        found = c
+        if found is None or query.get("sig") != hashlib.sha1(job.encode()).hexdigest():
+            self._send(404, raw=b"BlobNotFound")
+            return
+        data = found.get("log", "").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _check_json(self, r, c):
+        return {"id": c["id"], "name": c["name"], "head_sha": c["head_sha"],
+                "status": c["status"], "conclusion": c["conclusion"],
+                "html_url": "https://github.example/%s/runs/%d" % (r["name"], c["id"]),
+                "details_url": "https://github.example/%s/runs/%d" % (r["name"], c["id"]),
+                "output": {"title": c.get("title"), "summary": None},
+                "app": {"slug": c["app"], "name": c["app"]},
+                "check_suite": {"id": c["id"] + 500000, "head_branch": c.get("branch")},
+                "pull_requests": [{"number": c["pr"]}] if c.get("pr") else []}
+
+    def _check_new(self, body):
+        """POST /_fake/checks (under st.lock)."""
+        st = self.state
+        r = st.repo(body["repo"])
+        if r is None:
+            raise ValueError("no repository " + body["repo"])
+        branch = body.get("branch")
+        pr = body.get("pr")
+        if pr is None and branch:
+            for p in r["pulls"].values():
+                if p["head"] == branch and r["issues"][p["number"]]["state"] == "open":
+                    pr = p["number"]
+        c = {"id": st.new_id(), "name": body["name"], "head_sha": body["sha"],
+             "status": body.get("status", "completed"), "conclusion": body.get("conclusion"),
+             "log": body.get("log", ""), "branch": branch, "pr": pr,
+             "app": body.get("app", "github-actions"), "title": body.get("title")}
+        r.setdefault("check_runs", []).append(c)
+        cj = self._check_json(r, c)
+        action = "completed" if c["status"] == "completed" else "created"
+        for ev in body.get("events", ["check_run"]):
+            if ev == "check_run":
+                self._emit(r, "check_run", action, "github-actions[bot]", check_run=cj)
+            elif ev == "check_suite":
+                self._emit(r, "check_suite", action, "github-actions[bot]", check_suite={
+                    "id": cj["check_suite"]["id"], "head_sha": c["head_sha"],
+                    "head_branch": branch, "status": c["status"],
+                    "conclusion": c["conclusion"], "app": cj["app"],
+                    "pull_requests": cj["pull_requests"]})
+            elif ev == "workflow_run":
+                self._emit(r, "workflow_run", action, "github-actions[bot]", workflow_run={
+                    "id": c["id"] + 900000, "name": c["name"], "head_sha": c["head_sha"],
+                    "head_branch": branch, "status": c["status"],
+                    "conclusion": c["conclusion"], "pull_requests": cj["pull_requests"],
+                    "html_url": cj["html_url"]})
+        return {"id": c["id"], "pr": pr}
+
+    def _ci_route(self, r, m, rest, body, me):
+        """The CI endpoints; None when rest is not one of them."""
+        st = self.state
+        if m == "GET" and len(rest) == 3 and rest[0] == "commits" and rest[2] == "check-runs":
+            latest = {}
+            for c in r.get("check_runs", []):
+                if c["head_sha"] == rest[1]:
+                    latest[c["name"]] = c
+            runs = [self._check_json(r, c) for c in latest.values()]
+            return 200, {"total_count": len(runs), "check_runs": runs}, None
+        if m == "GET" and len(rest) == 3 and rest[0] == "commits" and rest[2] == "status":
+            latest = {}
+            for s_ in r.get("statuses", []):
+                if s_["sha"] == rest[1]:
+                    latest[s_["context"]] = s_
+            sts = list(latest.values())
+            states = [x["state"] for x in sts]
+            state = ("failure" if any(x in ("failure", "error") for x in states) else
+                     "pending" if not states or "pending" in states else "success")
+            return 200, {"state": state, "sha": rest[1], "total_count": len(sts),
+                         "statuses": sts}, None
+        if m == "POST" and len(rest) == 2 and rest[0] == "statuses":
+            state = (body or {}).get("state")
+            if state not in ("error", "failure", "pending", "success"):
+                raise ApiError(422, "Validation Failed")
+            s_ = {"id": st.new_id(), "sha": rest[1], "state": state,
+                  "context": body.get("context", "default"),
+                  "description": body.get("description"), "target_url": body.get("target_url"),
+                  "created_at": iso()}
+            r.setdefault("statuses", []).append(s_)
+            branches = [{"name": p["head"]} for p in r["pulls"].values()
+                        if body.get("branch") == p["head"]]
+            self._emit(r, "status", None, me, sha=rest[1], state=state,
+                       context=s_["context"], description=s_["description"],
+                       target_url=s_["target_url"], branches=branches)
+            return 201, s_, None
+        if m == "GET" and len(rest) == 4 and rest[:2] == ["actions", "jobs"] and \
+                rest[3] == "logs":
+            for c in r.get("check_runs", []):
+                if str(c["id"]) == rest[2] and c["app"] == "github-actions":
+                    sig = hashlib.sha1(rest[2].encode()).hexdigest()
+                    # another host name for the same server, as GitHub's log URLs are
+                    # on another host: a client must not carry its token there
+                    return 302, None, {"Location": "http://localhost:%d/_blobs/joblogs/%s?sig=%s"
+                                       % (self.server.server_address[1], rest[2], sig)}
+            raise ApiError(404, "Not Found")
+        return None
 
     def _finish(self, rec, status, obj, headers, raw=None):
         st = self.state
@@ -540,6 +679,10 @@ class Handler(BaseHTTPRequestHandler):
                 self._emit(r, body["event"], body.get("action"), body.get("sender", "octocat"),
                            **body.get("payload", {}))
                 return 200, {"deliveries": len(st.deliveries)}
+            if path == "/_fake/checks" and self.command == "POST":
+                return 200, self._check_new(body)
+            if path == "/_fake/blob_requests":
+                return 200, list(st.blob_requests)
             if path == "/_fake/redeliver" and self.command == "POST":
                 for d in st.deliveries:
                     if d["id"] == body["id"]:
@@ -857,6 +1000,9 @@ class Handler(BaseHTTPRequestHandler):
 
         if not rest and m == "GET":
             return 200, {"id": r["id"], "full_name": r["name"], "default_branch": "main"}, None
+        ci = self._ci_route(r, m, rest, body, me)
+        if ci is not None:
+            return ci
 
         # /issues
         if rest == ["issues"]:

@@ -1103,6 +1103,96 @@ static void concurrent_use(void **state)
             assert_true(w[i / 8].ids[i % 8] != w[j / 8].ids[j % 8]);
 }
 
+/* The checks on a commit (check runs and statuses, the newest of each name)
+ * and an Actions job's log read through the logs endpoint's redirect, cut
+ * to its tail. */
+static void ci_checks_and_job_log(void **state)
+{
+    ctx *c = *state;
+    const char *sha = "0123456789abcdef0123456789abcdef01234567";
+    c->t = new_pat_tracker(&c->f, NULL);
+    char log[12000];
+    size_t n = 0;
+    n += (size_t)snprintf(log + n, sizeof log - n, "HEAD OF THE LOG\n");
+    for (int i = 0; n < sizeof log - 200; i++)
+        n += (size_t)snprintf(log + n, sizeof log - n, "line %d of noise\n", i);
+    snprintf(log + n, sizeof log - n, "FAIL: the end\n");
+    json_t *body = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "repo", "o/r", "sha", sha, "name",
+                             "build", "conclusion", "failure", "log", log, "branch", "farm/1-x");
+    char *text = json_dumps(body, 0);
+    json_decref(body);
+    json_decref(ctl(&c->f, "POST", "/_fake/checks", "%s", text));
+    free(text);
+    json_decref(ctl(&c->f, "POST", "/_fake/checks",
+                    "{\"repo\": \"o/r\", \"sha\": \"%s\", \"name\": \"lint\","
+                    " \"status\": \"in_progress\"}",
+                    sha));
+    json_decref(ctl(&c->f, "POST", "/_fake/checks",
+                    "{\"repo\": \"o/r\", \"sha\": \"%s\", \"name\": \"docs\","
+                    " \"conclusion\": \"cancelled\", \"app\": \"other-ci\"}",
+                    sha));
+
+    tracker_ref ref = TRACKER_REF_INIT;
+    ref.repo = "o/r";
+    tracker_check *v = NULL;
+    size_t nv = 0;
+    assert_int_equal(tracker_checks_list(&v, &nv, c->t, &ref, "farm/1-x", sha), 0);
+    assert_int_equal(nv, 3);
+    int64_t build_log = 0;
+    for (size_t i = 0; i < nv; i++) {
+        if (!strcmp(v[i].name, "build")) {
+            assert_int_equal(v[i].state, TRACKER_CHECK_FAILED);
+            assert_string_equal(v[i].conclusion, "failure");
+            assert_true(v[i].log_id > 0);
+            build_log = v[i].log_id;
+            char *tail = NULL;
+            assert_int_equal(tracker_check_log_tail(&tail, c->t, &ref, &v[i], 1000), 0);
+            assert_true(strlen(tail) <= 1000);
+            assert_non_null(strstr(tail, "FAIL: the end"));
+            assert_null(strstr(tail, "HEAD OF THE LOG"));
+            assert_true(!strncmp(tail, "line ", 5)); /* cut at a line's start */
+            free(tail);
+        } else if (!strcmp(v[i].name, "lint")) {
+            assert_int_equal(v[i].state, TRACKER_CHECK_PENDING);
+        } else {
+            assert_string_equal(v[i].name, "docs");
+            assert_int_equal(v[i].state, TRACKER_CHECK_SKIPPED);
+            assert_int_equal(v[i].log_id, 0); /* not an Actions job: no log to read */
+        }
+    }
+    assert_true(build_log > 0);
+    tracker_checks_free(v, nv);
+
+    /* a commit status counts too */
+    char path[256];
+    snprintf(path, sizeof path, "/repos/o/r/statuses/%s", sha);
+    http_request hr = HTTP_REQUEST_INIT;
+    char url[512], auth[128];
+    snprintf(url, sizeof url, "%s%s", c->f.url, path);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", PAT);
+    const char *hdrs[] = {auth, "Content-Type: application/json", NULL};
+    hr.method = "POST";
+    hr.url = url;
+    hr.headers = hdrs;
+    hr.body = "{\"state\": \"error\", \"context\": \"ci/legacy\", \"description\": \"broke\"}";
+    hr.body_len = strlen(hr.body);
+    http_response resp;
+    assert_int_equal(http_do(&resp, &hr), 0);
+    assert_int_equal(resp.status, 201);
+    http_response_free(&resp);
+    assert_int_equal(tracker_checks_list(&v, &nv, c->t, &ref, "farm/1-x", sha), 0);
+    assert_int_equal(nv, 4);
+    assert_string_equal(v[3].name, "ci/legacy");
+    assert_int_equal(v[3].state, TRACKER_CHECK_FAILED);
+    assert_string_equal(v[3].summary, "broke");
+    char *tail = NULL;
+    assert_int_equal(tracker_check_log_tail(&tail, c->t, &ref, &v[3], 1000), FARM_ENOTFOUND);
+    tracker_checks_free(v, nv);
+
+    /* bad input is refused before any request */
+    assert_int_equal(tracker_checks_list(&v, &nv, c->t, &ref, NULL, "not a sha"), FARM_EINVALID);
+}
+
 int main(void)
 {
     http_global_init();
@@ -1131,6 +1221,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(app_token_near_expiry_is_refreshed, setup, teardown),
         cmocka_unit_test_setup_teardown(app_with_a_bad_key_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_use, setup, teardown),
+        cmocka_unit_test_setup_teardown(ci_checks_and_job_log, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(app_pem);

@@ -492,6 +492,8 @@ static const tracker_ops az_ops = {
     .review_comment_reply = az_review_comment_reply,
     .permission_get = az_permission_get,
     .free = az_free,
+    .checks_list = az_checks_list,
+    .check_log_tail = az_check_log_tail,
 };
 
 static char *dup_opt(const char *s, int *oom)

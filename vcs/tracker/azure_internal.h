@@ -120,6 +120,12 @@ int az_pr_review_comments(tracker_review_comment **out, size_t *n, tracker *t,
 int az_review_comment_reply(int64_t *out_id, tracker *t, const tracker_ref *ref, int64_t pr_number,
                             int64_t comment_id, const char *key, const char *body);
 
+/* azure_ci.c: the builds of a commit and a failed build's log. */
+int az_checks_list(tracker_check **out, size_t *n, tracker *t, const tracker_ref *ref,
+                   const char *branch, const char *sha);
+int az_check_log_tail(char **out, tracker *t, const tracker_ref *ref, const tracker_check *c,
+                      size_t max_bytes);
+
 /* A PR thread comment's id as one number: thread id and comment id. */
 #define AZ_PR_COMMENT_ID(thread, comment) (((int64_t)(thread) << 16) | ((int64_t)(comment)&0xffff))
 #define AZ_PR_THREAD_OF(id)               ((id) >> 16)

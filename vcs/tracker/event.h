@@ -31,6 +31,9 @@ typedef enum {
     TEV_PR_CLOSED,          /* `merged` says whether it was merged */
     TEV_INSTALLATION,       /* GitHub App installation created/deleted/... */
     TEV_INSTALLATION_REPOS, /* repositories added to/removed from an installation */
+    TEV_CHECK_COMPLETED,    /* a CI check on a commit completed: `head_sha`, `check_name`,
+                               `check_conclusion`, the PR (`number`, is_pr) when the tracker
+                               names it, else `head_branch` */
 } tracker_event_kind;
 
 /* What the actor may do on the repository, as far as the delivery says. */
@@ -76,6 +79,9 @@ typedef struct tracker_event {
     char *head_branch;       /* PR events: the source branch ("farm/12-fix-typo") */
     int merged;              /* TEV_PR_CLOSED: merged or not */
     int64_t installation_id; /* GitHub App installation, when the delivery names one */
+    char *head_sha;          /* TEV_CHECK_COMPLETED: the commit checked */
+    char *check_name;        /* TEV_CHECK_COMPLETED: the check, status context or pipeline */
+    char *check_conclusion;  /* TEV_CHECK_COMPLETED: "success", "failure", "failed", ... */
 } tracker_event;
 
 const char *tracker_event_kind_name(tracker_event_kind k);

@@ -283,6 +283,8 @@ static const tracker_ops github_ops = {
     .review_comment_reply = gh_review_comment_reply,
     .permission_get = gh_permission_get,
     .free = gh_free,
+    .checks_list = gh_checks_list,
+    .check_log_tail = gh_check_log_tail,
 };
 
 int tracker_github_new(tracker **out, const tracker_github_opts *opts)

@@ -326,7 +326,7 @@ static int request_send(http_response *r, const github_api *a, const github_call
     req.max_retries = a->max_retries;
     req.retry_unsafe = c->repeatable;
     req.max_retry_wait_ms = a->max_wait_ms;
-    req.max_response = RESPONSE_MAX;
+    req.max_response = c->raw && c->raw_max ? c->raw_max : RESPONSE_MAX;
     int rc = http_do(r, &req);
     if (rc < 0) {
         char why[512];
@@ -346,6 +346,8 @@ static int answer_ok(json_t **out, char **next, github_api *a, github_call *c,
     const char *data = r->body.data ? r->body.data : "";
     char *link = NULL, *etag = NULL, *nx = NULL;
     c->bytes = r->body.len;
+    if (c->raw) /* a log: text, as it came */
+        return buf_append(c->raw, data, r->body.len) ? FARM_ETOOBIG : 0;
     int rc = gh_json_parse(out, data, r->body.len, s->shown);
     if (rc < 0)
         return rc;
@@ -422,7 +424,7 @@ int gh_request(json_t **out, char **next, github_api *a, github_call *c, const c
         return rc;
     if ((rc = body_encode(&s, c->body)) < 0)
         return rc;
-    if (use_cache && !s.writes &&
+    if (use_cache && !s.writes && !c->raw &&
         (rc = gh_etag_condition(&s.key, &s.inm, a, installation, s.url)) < 0)
         goto out;
 

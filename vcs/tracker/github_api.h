@@ -45,6 +45,9 @@ typedef struct github_call {
     json_t *body;           /* request JSON (borrowed), or NULL */
     const tracker_ref *ref; /* which repository and installation the call is for */
     int repeatable;         /* a repeat is harmless: let the transport retry 5xx and timeouts */
+    buf *raw;               /* when set, a 2xx body is appended here as it came (no JSON, no
+                               ETag cache; redirects followed): job logs */
+    size_t raw_max;         /* the answer's cap with raw (0: the usual cap) */
     /* filled in by the call */
     long status;       /* HTTP status, 0 when no response arrived */
     size_t bytes;      /* size of the response body (or of the cached one) */
@@ -274,5 +277,11 @@ int gh_pr_review_comments(tracker_review_comment **out, size_t *n, tracker *t,
                           const tracker_ref *ref, int64_t pr_number);
 int gh_review_comment_reply(int64_t *out_id, tracker *t, const tracker_ref *ref, int64_t pr_number,
                             int64_t comment_id, const char *key, const char *body);
+
+/* github_ci.c: a commit's checks and an Actions job's log. */
+int gh_checks_list(tracker_check **out, size_t *n, tracker *t, const tracker_ref *ref,
+                   const char *branch, const char *sha);
+int gh_check_log_tail(char **out, tracker *t, const tracker_ref *ref, const tracker_check *c,
+                      size_t max_bytes);
 
 #endif

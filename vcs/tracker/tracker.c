@@ -627,3 +627,74 @@ void tracker_free(tracker *t)
     if (t && t->ops && t->ops->free)
         t->ops->free(t);
 }
+
+/* ---- the tracker's CI --------------------------------------------------------- */
+
+void tracker_checks_free(tracker_check *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) {
+        free(v[i].name);
+        free(v[i].conclusion);
+        free(v[i].url);
+        free(v[i].summary);
+    }
+    free(v);
+}
+
+int tracker_checks_list(tracker_check **out, size_t *n, tracker *t, const tracker_ref *ref,
+                        const char *branch, const char *sha)
+{
+    int rc;
+    *out = NULL;
+    *n = 0;
+    if ((rc = ref_check(t, ref, 0)) < 0)
+        return rc;
+    if (!sha || strlen(sha) < 7 || strlen(sha) > 64 ||
+        strspn(sha, "0123456789abcdef") != strlen(sha)) {
+        farm_error_set("%s: no commit (a hex sha) given for the checks", t->ops->name);
+        return FARM_EINVALID;
+    }
+    if (!t->ops->checks_list)
+        return unsupported(t, "list CI checks");
+    return t->ops->checks_list(out, n, t, ref, branch, sha);
+}
+
+int tracker_check_log_tail(char **out, tracker *t, const tracker_ref *ref, const tracker_check *c,
+                           size_t max_bytes)
+{
+    int rc;
+    *out = NULL;
+    if ((rc = ref_check(t, ref, 0)) < 0)
+        return rc;
+    if (!c || c->log_id <= 0 || max_bytes == 0) {
+        farm_error_set("%s: the check has no log to read", t->ops->name);
+        return FARM_ENOTFOUND;
+    }
+    if (!t->ops->check_log_tail)
+        return unsupported(t, "read CI logs");
+    return t->ops->check_log_tail(out, t, ref, c, max_bytes);
+}
+
+char *tracker_text_tail(const char *text, size_t len, size_t max_bytes)
+{
+    size_t start = 0;
+    if (!text)
+        len = 0;
+    if (len > max_bytes) {
+        start = len - max_bytes;
+        const char *nl = memchr(text + start, '\n', len - start);
+        if (nl && (size_t)(nl + 1 - text) < len)
+            start = (size_t)(nl + 1 - text);
+        while (start < len && ((unsigned char)text[start] & 0xC0) == 0x80)
+            start++;
+    }
+    char *out = malloc(len - start + 1);
+    if (!out)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = start; i < len; i++)
+        if (text[i] != '\0' && text[i] != '\r')
+            out[k++] = text[i];
+    out[k] = '\0';
+    return out;
+}

@@ -215,6 +215,53 @@ int tracker_review_comment_reply(int64_t *out_id, tracker *t, const tracker_ref 
 int tracker_permission_get(tracker_permission *out, tracker *t, const tracker_ref *ref,
                            const char *user);
 
+/*
+ * The tracker's CI (the CI fix loop, farm/intake/ci.c and farm/run): the
+ * checks on one commit and the end of a failing one's log.
+ */
+
+/* Where one check stands. Neutral and skipped checks count as passed; a
+ * cancelled or stale one as skipped (nobody's code failed). */
+typedef enum {
+    TRACKER_CHECK_PENDING = 0, /* queued, waiting or in progress */
+    TRACKER_CHECK_PASSED,
+    TRACKER_CHECK_FAILED,
+    TRACKER_CHECK_SKIPPED,
+} tracker_check_state;
+
+/* One check on a commit: a GitHub check run or commit status, an Azure
+ * DevOps build. Strings are heap copies freed by tracker_checks_free(). */
+typedef struct tracker_check {
+    char *name; /* "build / test (ubuntu)", a status context, a definition */
+    tracker_check_state state;
+    char *conclusion; /* the tracker's own word ("failure", "timed_out", "failed") */
+    char *url;        /* human URL, or NULL */
+    char *summary;    /* a status's description, a check run's output title, or NULL */
+    int64_t log_id;   /* GitHub Actions: the job id; Azure: the build id; 0: no log */
+} tracker_check;
+
+void tracker_checks_free(tracker_check *v, size_t n);
+
+/* The checks on commit sha of ref->repo (branch: the branch that commit
+ * heads, which Azure DevOps lists builds by). For several runs of one check
+ * only the newest counts. *out is an array of *n freed with
+ * tracker_checks_free(). FARM_EUNSUPPORTED on the local tracker. */
+int tracker_checks_list(tracker_check **out, size_t *n, tracker *t, const tracker_ref *ref,
+                        const char *branch, const char *sha);
+
+/* The end of check c's log (c from tracker_checks_list(), c->log_id > 0):
+ * at most max_bytes, starting at a line and never inside a UTF-8 sequence
+ * (tracker_text_tail()). *out is a heap string freed by the caller.
+ * FARM_ENOTFOUND when the check has no log (expired, not an Actions job). */
+int tracker_check_log_tail(char **out, tracker *t, const tracker_ref *ref, const tracker_check *c,
+                           size_t max_bytes);
+
+/* The last max_bytes of text (len bytes) or less: cut at the first line
+ * start after the cut (unless no line starts in the kept part), never inside
+ * a UTF-8 sequence, with NUL bytes and carriage returns dropped. A heap
+ * string freed by the caller; NULL on ENOMEM. */
+char *tracker_text_tail(const char *text, size_t len, size_t max_bytes);
+
 /* "github", "azure" or "local". */
 const char *tracker_name(const tracker *t);
 
@@ -288,6 +335,10 @@ typedef struct tracker_ops {
     int (*permission_get)(tracker_permission *out, tracker *t, const tracker_ref *ref,
                           const char *user);
     void (*free)(tracker *t);
+    int (*checks_list)(tracker_check **out, size_t *n, tracker *t, const tracker_ref *ref,
+                       const char *branch, const char *sha);
+    int (*check_log_tail)(char **out, tracker *t, const tracker_ref *ref, const tracker_check *c,
+                          size_t max_bytes);
 } tracker_ops;
 
 struct tracker {
