@@ -34,6 +34,9 @@ typedef struct pipeline_warm {
     char *path;     /* the prepared worktree directory */
     char *base_oid; /* the commit it is at (hex) */
     int64_t prepared_ms;
+    char *setup_key;  /* setup restored into it from the setup cache for this key, or NULL */
+    char *home;       /* ... with this HOME directory */
+    int64_t setup_ms; /* how long the restore took */
 } pipeline_warm;
 
 typedef struct pipeline_ctl {

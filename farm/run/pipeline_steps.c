@@ -213,6 +213,17 @@ static int adopt_warm(vcs_worktree **out, pl_run *r, const char *base_oid)
                !(rc = vcs_worktree_branch_switch(wt, r->branch))) {
         *out = wt;
         wt = NULL;
+        /* setup restored in the slot: its HOME comes along */
+        if (w->setup_key && w->home && r->home_dir[0]) {
+            vcs_tree_remove(r->home_dir);
+            if (rename(w->home, r->home_dir) == 0) {
+                snprintf(r->warm_setup_key, sizeof(r->warm_setup_key), "%s", w->setup_key);
+                r->warm_setup_ms = w->setup_ms;
+            } else {
+                pl_mkdir_p(r->home_dir, 0700);
+                mkdir(r->home_dir, 0700);
+            }
+        }
     }
     if (rc) {
         log_warn("warm worktree not adopted", "error", farm_error_last());
@@ -267,6 +278,7 @@ int pl_step_worktree(pl_run *r, pl_progress *p)
         pl_step_failed(r, "worktree", 0, farm_error_last());
         return rc;
     }
+    r->wt_fresh = 1;
     pl_tx t;
     pl_tx_init(&t, r);
     t.branch = r->branch;
@@ -308,6 +320,8 @@ static int binds_make(binds *b, pl_run *r, const agent_cmd *agent)
     for (size_t i = 0; b->ro[i] && b->n < SANDBOX_MAX_BINDS; i++)
         if (strncmp(b->ro[i], r->wt_path, wl) != 0 || b->ro[i][wl] != '/')
             b->v[b->n++] = (sandbox_bind){b->ro[i], b->ro[i], 0, 0};
+    if (r->home_dir[0] && b->n < SANDBOX_MAX_BINDS) /* setup's HOME, kept for the run */
+        b->v[b->n++] = (sandbox_bind){r->home_dir, PL_SANDBOX_HOME, 1, 0};
     if (agent) {
         b->v[b->n++] = (sandbox_bind){r->prompt_path, INSIDE_DIR "/prompt.md", 0, 0};
         b->v[b->n++] = (sandbox_bind){r->out_dir, INSIDE_DIR "/out", 1, 0};
@@ -327,61 +341,46 @@ static int binds_make(binds *b, pl_run *r, const agent_cmd *agent)
     return 0;
 }
 
-/* Run a shell command of the repository (setup, test) in the sandbox. */
-static int run_shell(pl_exec_result *x, pl_run *r, const char *step, int round, const char *cmd,
-                     const char *network)
+int pl_run_shell(pl_exec_result *x, pl_run *r, const char *step, int round, const char *cmd,
+                 const char *network, const char *const *env, const char *const *allow,
+                 int prepare_only)
 {
     const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    const char *env[] = {"CI=true", "TERM=dumb", NULL};
+    const char *envv[SANDBOX_MAX_ENV + 1] = {"CI=true", "TERM=dumb"};
+    char home[PATH_MAX + 16];
+    size_t ne = 2;
     pl_exec_opts o = {0};
     binds b;
     int rc;
 
+    if (!r->sandboxed && r->home_dir[0]) { /* no sandbox to bind it in: say where it is */
+        snprintf(home, sizeof(home), "HOME=%s", r->home_dir);
+        envv[ne++] = home;
+    }
+    for (size_t i = 0; env && env[i] && ne < SANDBOX_MAX_ENV; i++)
+        envv[ne++] = env[i];
+    envv[ne] = NULL;
     if ((rc = binds_make(&b, r, NULL)))
         return rc;
     o.step = step;
     o.round = round;
     o.argv = argv;
-    o.env = env;
+    o.env = envv;
     o.network = sandbox_net_parse(network) == SANDBOX_NET_ALLOWLIST ? SANDBOX_NET_ALLOWLIST
                                                                     : SANDBOX_NET_NONE;
+    o.allow = allow;
+    o.secrets = env;
     o.deadline_ms = r->partial_at_ms;
     o.binds = b.v;
     o.nbinds = b.n;
-    rc = pl_exec(x, r, &o);
+    if (prepare_only) {
+        memset(x, 0, sizeof(*x));
+        pl_exec_prepare(r, &o);
+    } else {
+        rc = pl_exec(x, r, &o);
+    }
     binds_free(&b);
     return rc;
-}
-
-int pl_step_setup(pl_run *r, pl_progress *p)
-{
-    pl_exec_result x;
-    int64_t t0 = clock_mono_ms();
-    int rc;
-
-    if (p->setup || !r->repo->setup)
-        return 0;
-    if ((rc = pl_step_started(r, "setup", 0)))
-        return rc;
-    rc = run_shell(&x, r, "setup", 0, r->repo->setup, r->cfg->sandbox.setup_network);
-    if (rc == 0 && x.sr.exit_code != 0) {
-        char reason[256];
-        snprintf(reason, sizeof(reason), "the setup command failed (%s %d)",
-                 x.sr.timed_out ? "timed out; exit status" : "exit status", x.sr.exit_code);
-        pl_step_failed(r, "setup", 0, reason);
-        rc = pl_run_fail(r, reason, x.tail);
-        pl_exec_result_free(&x);
-        return rc ? rc : 1;
-    }
-    if (rc) {
-        pl_exec_result_free(&x);
-        if (rc != FARM_ECANCELLED)
-            pl_step_failed(r, "setup", 0, farm_error_last());
-        return rc;
-    }
-    pl_exec_result_free(&x);
-    p->setup = 1;
-    return pl_step_done_commit(r, "setup", 0, t0, json_pack("{s:i}", "exit", 0));
 }
 
 void pl_answer_info_free(pl_answer_info *a)
@@ -555,6 +554,8 @@ static int agent_exec(pl_exec_result *x, pl_run *r, int round, const agent_files
     int rc;
 
     ctx.home = af->home[0] ? af->home : NULL;
+    if (!ctx.home && r->home_dir[0])
+        ctx.home = PL_SANDBOX_HOME; /* setup's HOME, bound there (binds_make()) */
     ctx.prompt_file = af->inside_prompt;
     ctx.summary_file = af->inside_summary;
     ctx.question_file = af->inside_question;
@@ -676,7 +677,7 @@ int pl_step_test(pl_run *r, pl_progress *p, int round)
         return rc;
     if ((rc = pl_step_started(r, "test", round)))
         return rc;
-    rc = run_shell(&x, r, "test", round, r->repo->test, r->cfg->sandbox.network);
+    rc = pl_run_shell(&x, r, "test", round, r->repo->test, r->cfg->sandbox.network, NULL, NULL, 0);
     if (rc) {
         pl_exec_result_free(&x);
         if (rc != FARM_ECANCELLED)
