@@ -580,8 +580,22 @@ static void prepared_free(struct pl_prepared *pp)
 
 void pl_exec_prepared_drop(pl_run *r)
 {
-    prepared_free(r->prepared);
-    r->prepared = NULL;
+    for (size_t i = 0; i < PL_PREPARED_MAX; i++) {
+        prepared_free(r->prepared[i]);
+        r->prepared[i] = NULL;
+    }
+}
+
+/* A free slot for a prepared sandbox: the oldest one goes when none is. */
+static struct pl_prepared **prepared_slot(pl_run *r)
+{
+    for (size_t i = 0; i < PL_PREPARED_MAX; i++)
+        if (!r->prepared[i])
+            return &r->prepared[i];
+    prepared_free(r->prepared[0]);
+    memmove(&r->prepared[0], &r->prepared[1], (PL_PREPARED_MAX - 1) * sizeof(r->prepared[0]));
+    r->prepared[PL_PREPARED_MAX - 1] = NULL;
+    return &r->prepared[PL_PREPARED_MAX - 1];
 }
 
 void pl_exec_prepare(pl_run *r, const pl_exec_opts *o)
@@ -591,7 +605,6 @@ void pl_exec_prepare(pl_run *r, const pl_exec_opts *o)
     size_t ns = 0;
     int oom = 0;
 
-    pl_exec_prepared_drop(r);
     if (!r->sandboxed || o->nbinds > SANDBOX_MAX_BINDS || !(pp = calloc(1, sizeof(*pp))))
         return;
     for (size_t i = 0; i < o->nbinds; i++) {
@@ -628,26 +641,25 @@ void pl_exec_prepare(pl_run *r, const pl_exec_opts *o)
         prepared_free(pp);
         return;
     }
-    r->prepared = pp;
+    *prepared_slot(r) = pp;
 }
 
 /* The prepared sandbox for these options, launched with their command, or
  * NULL: none matches, or it did not take the command (it is dropped). */
 static struct pl_prepared *prepared_take(pl_run *r, const pl_exec_opts *o)
 {
-    struct pl_prepared *pp = r->prepared;
-    char *sig;
+    struct pl_prepared *pp = NULL;
+    char *sig = opts_sig(o);
 
-    if (!pp)
-        return NULL;
-    r->prepared = NULL;
-    sig = opts_sig(o);
-    if (!sig || strcmp(sig, pp->sig) != 0) {
-        free(sig);
-        prepared_free(pp);
-        return NULL;
+    for (size_t i = 0; sig && !pp && i < PL_PREPARED_MAX; i++) {
+        if (r->prepared[i] && !strcmp(sig, r->prepared[i]->sig)) {
+            pp = r->prepared[i];
+            r->prepared[i] = NULL;
+        }
     }
     free(sig);
+    if (!pp)
+        return NULL;
     /* the command's log is the one the prepared sandbox writes to */
     pp->log.secrets = o->secrets;
     if (sandbox_launch(pp->sb, o->argv, o->env) < 0) {
@@ -676,6 +688,7 @@ int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o)
     if ((pp = prepared_take(r, o))) {
         log = &pp->log;
         sb = pp->sb;
+        out->prepared = 1;
     } else {
         outlog_init(&cold_log, r, o);
         sandbox_opts_fill(&so, r, o, &cold_log);

@@ -26,17 +26,18 @@
 #include <sys/types.h>
 #include <stdint.h>
 
-#define PL_TAIL_MAX         (16u << 10)     /* output kept of a command for reports and prompts */
-#define PL_LINE_MAX         4096            /* one output line in the log; longer ones are cut */
-#define PL_STEP_LOG_MAX     (1u << 20)      /* output bytes logged per step; the rest is counted */
-#define PL_STEP_LINES_MAX   20000           /* ... and lines */
-#define PL_BATCH_LINES      64              /* output events per store write at most */
-#define PL_BATCH_MS         200             /* ... and at least this often while output flows */
-#define PL_SUMMARY_MAX      (16u << 10)     /* of the agent's summary and question files */
-#define PL_MAX_ROUNDS       10              /* agent calls in one run at most */
-#define PL_SANDBOX_UID_BASE 0x50000000u     /* + the session id: the host uid of its sandboxes */
-#define PL_TITLE_MAX        200             /* of a commit's or a PR's title */
-#define PL_GATEWAY_PORT     3129            /* the model gateway on the sandbox's loopback */
+#define PL_TAIL_MAX         (16u << 10) /* output kept of a command for reports and prompts */
+#define PL_LINE_MAX         4096        /* one output line in the log; longer ones are cut */
+#define PL_STEP_LOG_MAX     (1u << 20)  /* output bytes logged per step; the rest is counted */
+#define PL_STEP_LINES_MAX   20000       /* ... and lines */
+#define PL_BATCH_LINES      64          /* output events per store write at most */
+#define PL_BATCH_MS         200         /* ... and at least this often while output flows */
+#define PL_SUMMARY_MAX      (16u << 10) /* of the agent's summary and question files */
+#define PL_MAX_ROUNDS       10          /* agent calls in one run at most */
+#define PL_SANDBOX_UID_BASE 0x50000000u /* + the session id: the host uid of its sandboxes */
+#define PL_TITLE_MAX        200         /* of a commit's or a PR's title */
+#define PL_GATEWAY_PORT     3129        /* the model gateway on the sandbox's loopback */
+#define PL_PREPARED_MAX     2 /* sandboxes a run holds spawned ahead: the agent's, the tests' */
 #define PL_SANDBOX_HOME     "/home/sandbox" /* HOME inside the sandbox */
 
 /* One run of a session: what pipeline.c carries from step to step. */
@@ -74,15 +75,16 @@ typedef struct pl_run {
     double session_spent0;          /* the session's cost when the run began */
     struct pl_gw_calls *gw_calls;   /* calls allowed and not yet recorded (pipeline_gateway.c) */
     /* setup and its cache (pipeline_setup.c) */
-    const char *env_id;           /* the environment the setup cache is keyed by: the image's
-                                     digest when repos[].image is set, else "host" */
-    char home_dir[PATH_MAX + 8];  /* with a setup command: the run's HOME on the host (bound at
-                                 PL_SANDBOX_HOME for setup, agent and tests), else "" */
-    int wt_fresh;                 /* the worktree was made (or adopted) by this run: what is in it
-                                     beside the checkout is setup's */
-    char warm_setup_key[65];      /* the adopted warm slot restored setup for this key, or "" */
-    int64_t warm_setup_ms;        /* ... taking this long */
-    struct pl_prepared *prepared; /* a sandbox prepared ahead for the next command, or NULL */
+    const char *env_id;          /* the environment the setup cache is keyed by: the image's
+                                    digest when repos[].image is set, else "host" */
+    char home_dir[PATH_MAX + 8]; /* with a setup command: the run's HOME on the host (bound at
+                                PL_SANDBOX_HOME for setup, agent and tests), else "" */
+    int wt_fresh;                /* the worktree was made (or adopted) by this run: what is in it
+                                    beside the checkout is setup's */
+    char warm_setup_key[65];     /* the adopted warm slot restored setup for this key, or "" */
+    int64_t warm_setup_ms;       /* ... taking this long */
+    struct pl_prepared *prepared[PL_PREPARED_MAX]; /* sandboxes spawned ahead for commands to
+                                                      come (pl_exec_prepare()), or NULL */
 } pl_run;
 
 /* Which budget stopped a run. */
@@ -95,6 +97,7 @@ typedef struct pl_exec_result {
     int cancelled;   /* stopped by a cancel request */
     int deadline;    /* stopped at the given deadline */
     double cost_usd; /* what the agent said it cost (pl_cost_line()), 0 when it did not */
+    int prepared;    /* it ran in a sandbox spawned ahead (pl_exec_prepare()) */
 } pl_exec_result;
 
 typedef struct pl_exec_opts {
@@ -121,13 +124,14 @@ typedef struct pl_exec_opts {
 int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o);
 void pl_exec_result_free(pl_exec_result *x);
 
-/* Spawn now the sandbox the next pl_exec() with the same options (step,
+/* Spawn now the sandbox a later pl_exec() with the same options (step,
  * round, network, binds, standard input) will launch, so that spawn costs
- * nothing on the command's path; it waits in r->prepared. Failure is not an
- * error: pl_exec() starts cold. Not in unsafe-none mode. */
+ * nothing on the command's path; it waits in r->prepared (the oldest one
+ * there is dropped when full). Failure is not an error: pl_exec() starts
+ * cold. Not in unsafe-none mode. */
 void pl_exec_prepare(pl_run *r, const pl_exec_opts *o);
 
-/* Kill and forget a sandbox prepared ahead and not used. */
+/* Kill and forget the sandboxes prepared ahead and not used. */
 void pl_exec_prepared_drop(pl_run *r);
 
 /* The cost an agent CLI reports in a line of its output, or -1: Claude

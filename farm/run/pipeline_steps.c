@@ -544,8 +544,10 @@ static void agent_files_prepare(agent_files *af, pl_run *r)
     }
 }
 
-/* Run the configured agent CLI in the sandbox on the prompt file. */
-static int agent_exec(pl_exec_result *x, pl_run *r, int round, const agent_files *af)
+/* Run the configured agent CLI in the sandbox on the prompt file; with
+ * prepare_only, spawn its sandbox ahead instead (pl_exec_prepare()). */
+static int agent_exec(pl_exec_result *x, pl_run *r, int round, const agent_files *af,
+                      int prepare_only)
 {
     agent_ctx ctx = {0};
     agent_cmd cmd = {0};
@@ -590,7 +592,10 @@ static int agent_exec(pl_exec_result *x, pl_run *r, int round, const agent_files
     o.deadline_ms = r->partial_at_ms;
     o.binds = b.v;
     o.nbinds = b.n;
-    rc = pl_exec(x, r, &o);
+    if (prepare_only)
+        pl_exec_prepare(r, &o);
+    else
+        rc = pl_exec(x, r, &o);
 out:
     binds_free(&b);
     agent_cmd_free(&cmd);
@@ -602,8 +607,8 @@ out:
 static int agent_done(pl_run *r, int round, int64_t t0, const pl_exec_result *x,
                       const char *summary)
 {
-    json_t *extra = json_pack("{s:i,s:b,s:I}", "exit", x->sr.exit_code, "partial", x->deadline,
-                              "wall_ms", (json_int_t)x->sr.wall_ms);
+    json_t *extra = json_pack("{s:i,s:b,s:I,s:b}", "exit", x->sr.exit_code, "partial", x->deadline,
+                              "wall_ms", (json_int_t)x->sr.wall_ms, "prepared", x->prepared);
     pl_tx t;
 
     if (extra && summary)
@@ -619,6 +624,26 @@ static int agent_done(pl_run *r, int round, int64_t t0, const pl_exec_result *x,
     return pl_tx_commit(&t);
 }
 
+/* While the prompt is composed (the issue thread read from the tracker):
+ * the agent's sandbox spawned, and the tests' that follow this round, so
+ * that neither pays for the spawn on its path. The prompt file exists for
+ * its bind and is rewritten in place. */
+static void prepare_ahead(pl_run *r, int round, const agent_files *af)
+{
+    pl_exec_result none;
+    struct stat st;
+
+    if (!r->sandboxed)
+        return;
+    if (stat(r->prompt_path, &st) < 0 && write_file(r->prompt_path, "", 0644) != 0)
+        return;
+    pl_exec_prepared_drop(r); /* what an earlier round prepared and did not use */
+    agent_exec(&none, r, round, af, 1);
+    if (r->repo->test)
+        pl_run_shell(&none, r, "test", round, r->repo->test, r->cfg->sandbox.network, NULL, NULL,
+                     1);
+}
+
 /* One agent call. Returns 0 (p updated), 1 when the run ended (question),
  * or an error. */
 int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
@@ -632,11 +657,13 @@ int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
     if ((rc = pl_set_state(r, !strcmp(r->kind, "revise") && round == 1 ? "revising" : "running",
                            round > 1 ? "fixing the failing tests" : "the agent is at work")))
         return rc;
-    if ((rc = pl_step_started(r, "agent", round)) ||
-        (rc = agent_prompt_write(r, p, round, max_rounds)))
+    if ((rc = pl_step_started(r, "agent", round)))
         return rc;
     agent_files_prepare(&af, r);
-    if ((rc = agent_exec(&x, r, round, &af))) {
+    prepare_ahead(r, round, &af);
+    if ((rc = agent_prompt_write(r, p, round, max_rounds)))
+        return rc;
+    if ((rc = agent_exec(&x, r, round, &af, 0))) {
         if (rc != FARM_ECANCELLED)
             pl_step_failed(r, "agent", round, farm_error_last());
         goto out;
@@ -686,6 +713,7 @@ int pl_step_test(pl_run *r, pl_progress *p, int round)
     }
     if (x.deadline)
         r->partial = p->partial = 1;
+    int prepared = x.prepared;
     p->test_round = round;
     p->test_status = x.sr.exit_code;
     free(p->test_tail);
@@ -698,8 +726,8 @@ int pl_step_test(pl_run *r, pl_progress *p, int round)
     pl_tx t;
     pl_tx_init(&t, r);
     pl_step_done(&t, "test", round, t0,
-                 json_pack("{s:i,s:b,s:s}", "exit", p->test_status, "passed", p->test_status == 0,
-                           "tail", p->test_tail));
+                 json_pack("{s:i,s:b,s:s,s:b}", "exit", p->test_status, "passed",
+                           p->test_status == 0, "tail", p->test_tail, "prepared", prepared));
     pl_tx_event(&t, "test_result",
                 json_pack("{s:I,s:i,s:i,s:b}", "run", (json_int_t)r->run_no, "round", round, "exit",
                           p->test_status, "passed", p->test_status == 0));

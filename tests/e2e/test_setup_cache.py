@@ -176,6 +176,11 @@ def test_setup_cached_and_secret_for_setup_only():
         assert pa["found"] == "nothing", pa
         assert int(pa["files"]) > 3 and pa["deps"] == "yes", pa
 
+        # the agent and the tests started from sandboxes spawned ahead
+        done = [e[3] for e in farmtest.session_events(w.farm, s1, "step")
+                if e[3].get("status") == "done" and e[3].get("step") in ("agent", "test")]
+        assert len(done) == 2 and all(d.get("prepared") is True for d in done), done
+
         # 3. nothing of setup still runs on the host with the secret
         held = host_holders(secret, w.farm.proc.pid)
         assert not held, held
