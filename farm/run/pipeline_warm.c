@@ -80,6 +80,21 @@ static void warm_setup_restore(pipeline_warm *w, farm *f, const config_repo *rep
     }
 }
 
+int pipeline_warm_setup(pipeline_warm *w, farm *f)
+{
+    const config_repo *repo = NULL;
+
+    w->setup_checked_ms = clock_wall_ms();
+    if (w->setup_key)
+        return 1;
+    for (size_t i = 0; i < f->cfg->nrepos; i++)
+        if (!strcasecmp(f->cfg->repos[i].name, w->repo))
+            repo = &f->cfg->repos[i];
+    if (repo)
+        warm_setup_restore(w, f, repo);
+    return w->setup_key != NULL;
+}
+
 int pipeline_warm_prepare(pipeline_warm **out, farm *f, const char *repo_name)
 {
     const config_repo *repo = NULL;
@@ -131,7 +146,7 @@ int pipeline_warm_prepare(pipeline_warm **out, farm *f, const char *repo_name)
         rc = FARM_ENOMEM;
         goto out;
     }
-    w->prepared_ms = clock_wall_ms();
+    w->prepared_ms = w->setup_checked_ms = clock_wall_ms();
     warm_setup_restore(w, f, repo);
     *out = w;
 out:

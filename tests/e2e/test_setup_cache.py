@@ -210,5 +210,39 @@ def test_setup_cached_and_secret_for_setup_only():
         w.close(ok=ok)
 
 
+def test_warm_slot_holds_setup():
+    """A warm slot made once the cache holds setup restores it ahead: the
+    run that adopts it starts with setup done."""
+    agent = ["/bin/sh", "-c", "python3 probe.py agent; printf 'hello, world\\n' > greeting.txt"]
+    w = farmtest.GitHubWorld(
+        scaling={"min_warm": 1},
+        repo_extra={"setup": "sh setup.sh", "setup_cache_key": ["package-lock.json"]},
+        extra={"agent": {"command": agent}})
+    ok = False
+    try:
+        push_files(w, {"setup.sh": SETUP_SH, "probe.py": PROBE_PY % "nothing-to-find",
+                       "package-lock.json": "{}\n", ".gitignore": "node_modules/\n"}, "setup")
+        w.start()
+        s1 = run_issue(w, "First")
+        assert setup_event(w, s1)["mode"] == "ran"
+        warm = os.path.join(w.farm.data_dir, "warm")
+
+        def slot_with_setup():
+            return os.path.isdir(warm) and [d for d in os.listdir(warm) if d.endswith("-home")]
+        farmtest.wait_for(slot_with_setup, 30, "a warm slot with setup restored")
+        s2 = run_issue(w, "Second")
+        ev = setup_event(w, s2)
+        assert ev["mode"] == "restored" and ev.get("warm") is True, ev
+        pa = probe_line(outputs(w, s2, "agent"), "agent")
+        assert pa["deps"] == "yes", pa
+        wt = [e[3] for e in farmtest.session_events(w.farm, s2, "step")
+              if e[3].get("step") == "worktree" and e[3].get("status") == "done"]
+        assert wt and wt[0]["warm"] is True, wt
+        assert "in a warm slot" in farm_logs(w, s2)
+        ok = True
+    finally:
+        w.close(ok=ok)
+
+
 if __name__ == "__main__":
-    farmtest.run([test_setup_cached_and_secret_for_setup_only])
+    farmtest.run([test_setup_cached_and_secret_for_setup_only, test_warm_slot_holds_setup])
