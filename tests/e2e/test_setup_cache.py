@@ -10,12 +10,16 @@ finds of the secret, and leaves a process running in the background with
 the secret in its environment.
 
 Cases: the first issue runs setup (a "setup" event with mode "ran"), and the
-secret reached setup (its hash) and the probe found it there; the agent's
+secret reached setup (its hash) and the probe found it there; setup echoing
+it leaves "*"s in the session log, and the value is in no event and not in
+the farm's log; the agent's
 probe searches its environment, HOME, /tmp, the worktree and every
 /proc/*/environ and cmdline, and finds nothing, while it does find what setup
 installed (restored); no process on the host holds the secret but the farm
 itself; the second issue restores setup (mode "restored", same key, no
-SETUP-RAN line: the log's counter of runs of setup stays at one); a changed
+SETUP-RAN line: the log's counter of runs of setup stays at one; the
+sandbox lets setup write nowhere outside the worktree and HOME, so the
+session log is where the count is kept); a changed
 lock file runs setup again (a new key). `farm logs` says it in words.
 """
 import hashlib
@@ -34,6 +38,7 @@ FINAL = ("review", "failed", "done", "cancelled")
 SETUP_SH = """#!/bin/sh
 set -e
 echo SETUP-RAN
+echo "the token is $SETUP_TOKEN"
 python3 probe.py setup
 printf 'SETUP-TOKEN-SHA %s\\n' "$(printf %s "$SETUP_TOKEN" | sha256sum | cut -d' ' -f1)"
 mkdir -p node_modules/dep "$HOME/.cache/dep"
@@ -169,7 +174,12 @@ def test_setup_cached_and_secret_for_setup_only():
         want = "SETUP-TOKEN-SHA " + hashlib.sha256(secret.encode()).hexdigest()
         assert want in out, (want, out)
         assert "env" in probe_line(out, "setup")["found"].split(","), out
-        assert not [l for l in out if secret in l], "the secret is in the session log"
+        # setup printed it: the log keeps the line with the value cut out
+        assert "the token is " + "*" * len(secret) in out, out
+        for sid_ in (s1,):
+            for e in farmtest.session_events(w.farm, sid_):
+                assert secret not in json.dumps(e[3]), ("the secret is in the session log", e)
+        assert not [l for l in w.farm.log_lines if secret in l], "the secret is in the farm's log"
 
         # 2. the agent: nothing of the secret anywhere it can look, setup's files there
         pa = probe_line(outputs(w, s1, "agent"), "agent")
@@ -184,6 +194,8 @@ def test_setup_cached_and_secret_for_setup_only():
         # 3. nothing of setup still runs on the host with the secret
         held = host_holders(secret, w.farm.proc.pid)
         assert not held, held
+        # (the scan does find a holder: the farm, which has it in its environment)
+        assert (str(w.farm.proc.pid), "environ") in host_holders(secret, -1)
 
         # 4. the second issue restores setup: same key, setup's output absent
         s2 = run_issue(w, "Second")
