@@ -274,6 +274,27 @@ static int transcript_text(follow *f, char *out, size_t n, const char *kind, jso
     return 1;
 }
 
+/* A "setup" event in words: "setup ran in 4.2 s (kept in the cache)", or
+ * "setup restored from the cache in 0.1 s (1204 files)". */
+static void setup_text(char *out, size_t n, json_t *b)
+{
+    const char *mode = json_string_value(json_object_get(b, "mode"));
+    double s = (double)json_integer_value(json_object_get(b, "ms")) / 1000.0;
+    json_t *files = json_object_get(b, "files"), *saved = json_object_get(b, "saved");
+    char count[48] = "";
+
+    if (json_is_integer(files))
+        snprintf(count, sizeof(count), " (%lld files)", (long long)json_integer_value(files));
+    if (mode && !strcmp(mode, "restored"))
+        snprintf(out, n, "setup restored from the cache%s in %.1f s%s",
+                 json_is_true(json_object_get(b, "warm")) ? " in a warm slot" : "", s, count);
+    else
+        snprintf(out, n, "setup ran in %.1f s%s", s,
+                 json_is_true(saved)    ? " (kept in the cache)"
+                 : json_is_false(saved) ? " (not kept in the cache)"
+                                        : "");
+}
+
 static void print_event(follow *f, json_t *m)
 {
     status_clear(f);
@@ -296,6 +317,9 @@ static void print_event(follow *f, json_t *m)
     char line[400], words[1024];
     if (kind && !strcmp(kind, "step") && json_is_object(body)) {
         step_text(words, sizeof(words), body);
+        one_line(line, sizeof(line), words);
+    } else if (kind && !strcmp(kind, "setup") && json_is_object(body)) {
+        setup_text(words, sizeof(words), body);
         one_line(line, sizeof(line), words);
     } else if (kind && !strcmp(kind, "run_finished") && json_is_object(body)) {
         run_finished_text(words, sizeof(words), body);

@@ -83,6 +83,12 @@
         if (b.error) t += ": " + b.error;
         return { cls: "step " + (b.status || "") + (b.status === "done" && b.passed === false ? " bad" : ""), text: t };
       }
+      case "setup":
+        return { cls: "step done", text: b.mode === "restored"
+          ? "setup restored from the cache" + (b.warm ? " in a warm slot" : "") + " in " + duration((b.ms || 0) / 1000) +
+            (typeof b.files === "number" ? " (" + b.files + " files)" : "")
+          : "setup ran in " + duration((b.ms || 0) / 1000) +
+            (b.saved === true ? " (kept in the cache)" : b.saved === false ? " (not kept in the cache)" : "") };
       case "state":
         return { cls: "state", text: "state " + (b.from || "?") + " → " + (b.to || "?") };
       case "test_result":

@@ -156,7 +156,7 @@ static int login_ok(const char *s)
 }
 
 /* host, *.host, host:port, with only DNS characters. */
-static int host_pattern_ok(const char *s)
+int config__host_pattern_ok(const char *s)
 {
     const char *p = s;
     if (!strncmp(p, "*.", 2))
@@ -274,7 +274,7 @@ static void load_sandbox(cc *c, config *cfg, json_t *o)
               cfg->sandbox.network ? cfg->sandbox.network : "none", networks);
     cc_strings(c, o, p, "allow_hosts", &cfg->sandbox.allow_hosts, &cfg->sandbox.nallow_hosts);
     for (size_t i = 0; i < cfg->sandbox.nallow_hosts; i++) {
-        if (!host_pattern_ok(cfg->sandbox.allow_hosts[i])) {
+        if (!config__host_pattern_ok(cfg->sandbox.allow_hosts[i])) {
             snprintf(ip, sizeof(ip), "sandbox.allow_hosts[%zu]", i);
             cc_error(c, ip, "expected host, *.domain or host:port (got \"%s\")",
                      cfg->sandbox.allow_hosts[i]);
@@ -643,7 +643,7 @@ static void load_http(cc *c, config *cfg, json_t *o)
     cc_strings(c, o, p, "allowed_hosts", &cfg->http.allowed_hosts, &cfg->http.nallowed_hosts);
     for (size_t i = 0; i < cfg->http.nallowed_hosts; i++) {
         const char *h = cfg->http.allowed_hosts[i];
-        if (!bracketed_v6_ok(h) && (!strncmp(h, "*.", 2) || !host_pattern_ok(h))) {
+        if (!bracketed_v6_ok(h) && (!strncmp(h, "*.", 2) || !config__host_pattern_ok(h))) {
             snprintf(ip, sizeof(ip), "http.allowed_hosts[%zu]", i);
             cc_error(c, ip, "expected a host name or host:port, without a scheme (got \"%s\")", h);
         }

@@ -47,6 +47,16 @@ typedef struct config_repo {
     struct {
         int fix; /* a failing CI check on the farm's PR starts a fix round: off */
     } ci;
+    /* the setup command's cache and secrets (docs/environments-setup.md) */
+    int setup_cache;         /* setup_cache_key is given: what setup leaves is cached */
+    char **setup_cache_key;  /* worktree-relative files whose contents key the cache */
+    size_t nsetup_cache_key; /* (NULL-terminated; may be empty: keyed by the command) */
+    int setup_cache_ttl_s;   /* 43200 */
+    char **setup_env;        /* "NAME=value" (values resolved secrets), NULL-terminated, or NULL */
+    size_t nsetup_env;
+    char *setup_network;      /* "none", "allowlist", or NULL: sandbox.setup_network */
+    char **setup_allow_hosts; /* setup_network given as a list of hosts: that allowlist */
+    size_t nsetup_allow_hosts;
 } config_repo;
 
 typedef struct config_token {

@@ -22,6 +22,9 @@ extern const char *const config__trackers[];
  * and takes its trigger defaults from the tracker's bot identity. */
 void config__repos_load(cc *c, config *cfg, json_t *arr);
 
+/* 1 when s is an allowlist entry: "host", "*.domain", "host:port". */
+int config__host_pattern_ok(const char *s);
+
 /* Free what one repository's fields hold (not r itself). */
 void config__repo_clear(config_repo *r);
 

@@ -20,20 +20,11 @@
 
 const char *const config__trackers[] = {"github", "azure", "local", NULL};
 
-static const char *const repo_keys[] = {"name",
-                                        "tracker",
-                                        "clone_url",
-                                        "base_branch",
-                                        "setup",
-                                        "test",
-                                        "max_fix_rounds",
-                                        "trigger",
-                                        "azure_project",
-                                        "azure_area_path",
-                                        "azure_tag",
-                                        "allowed_actors",
-                                        "ci",
-                                        NULL};
+static const char *const repo_keys[] = {
+    "name",      "tracker",        "clone_url", "base_branch",     "setup",
+    "test",      "max_fix_rounds", "trigger",   "azure_project",   "azure_area_path",
+    "azure_tag", "allowed_actors", "ci",        "setup_cache_key", "setup_cache_ttl_s",
+    "setup_env", "setup_network",  NULL};
 static const char *const repo_ci_keys[] = {"fix", NULL};
 static const char *const trigger_keys[] = {"label", "assignee", "mention", "on_open", NULL};
 
@@ -91,6 +82,125 @@ static void load_trigger(cc *c, config *cfg, config_repo *r, json_t *o, const ch
         cc_error(c, p, "no rule would ever trigger work: set label, assignee, mention or on_open");
 }
 
+/* A path inside the worktree: relative, no "..", no empty part. */
+static int rel_path_ok(const char *s)
+{
+    if (!*s || *s == '/' || strlen(s) > 1024)
+        return 0;
+    for (const char *p = s; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return 0;
+        p += n;
+        if (*p)
+            p++;
+    }
+    return 1;
+}
+
+static int env_name_valid(const char *s)
+{
+    if (!*s || (*s >= '0' && *s <= '9'))
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '_'))
+            return 0;
+    return 1;
+}
+
+/* setup_env: names to "env:"/"file:" secrets, kept as "NAME=value". */
+static void load_setup_env(cc *c, config_repo *r, json_t *o, const char *rp)
+{
+    char p[CONFIG_PATH_MAX], q[CONFIG_PATH_MAX];
+    json_t *env = cc_object(c, o, rp, "setup_env"), *v;
+    const char *name;
+
+    if (!env)
+        return;
+    cc_join(p, rp, "setup_env");
+    if (!(r->setup_env = calloc(json_object_size(env) + 1, sizeof(*r->setup_env)))) {
+        c->oom = 1;
+        return;
+    }
+    json_object_foreach(env, name, v)
+    {
+        char *val = NULL;
+        cc_join(q, p, name);
+        if (!env_name_valid(name)) {
+            cc_error(c, q, "not a valid environment variable name");
+            continue;
+        }
+        cc_secret(c, env, p, name, &val, 1);
+        if (!val)
+            continue;
+        char *e = NULL;
+        if (asprintf(&e, "%s=%s", name, val) < 0)
+            c->oom = 1;
+        else
+            r->setup_env[r->nsetup_env++] = e;
+        free(val);
+    }
+}
+
+/* setup_network: "none", "allowlist" (sandbox.allow_hosts), or a list of
+ * hosts allowed while setup runs. */
+static void load_setup_network(cc *c, config_repo *r, json_t *o, const char *rp)
+{
+    static const char *const modes[] = {"none", "allowlist", NULL};
+    char p[CONFIG_PATH_MAX], ip[CONFIG_PATH_MAX + 32];
+    json_t *v = json_object_get(o, "setup_network");
+
+    if (!v || json_is_null(v))
+        return;
+    if (!json_is_array(v)) {
+        cc_choice(c, o, rp, "setup_network", &r->setup_network, NULL, modes);
+        return;
+    }
+    cc_join(p, rp, "setup_network");
+    cc_strings(c, o, rp, "setup_network", &r->setup_allow_hosts, &r->nsetup_allow_hosts);
+    for (size_t i = 0; i < r->nsetup_allow_hosts; i++) {
+        if (!config__host_pattern_ok(r->setup_allow_hosts[i])) {
+            snprintf(ip, sizeof(ip), "%s[%zu]", p, i);
+            cc_error(c, ip, "expected host, *.domain or host:port (got \"%s\")",
+                     r->setup_allow_hosts[i]);
+        }
+    }
+    if (!(r->setup_network = strdup("allowlist")))
+        c->oom = 1;
+}
+
+/* The setup command's cache and secrets (docs/environments-setup.md). */
+static void load_setup_keys(cc *c, config_repo *r, json_t *o, const char *p)
+{
+    char q[CONFIG_PATH_MAX], ip[CONFIG_PATH_MAX + 32];
+    long long v;
+
+    r->setup_cache = json_is_array(json_object_get(o, "setup_cache_key"));
+    cc_strings(c, o, p, "setup_cache_key", &r->setup_cache_key, &r->nsetup_cache_key);
+    cc_join(q, p, "setup_cache_key");
+    for (size_t i = 0; i < r->nsetup_cache_key; i++) {
+        if (!rel_path_ok(r->setup_cache_key[i])) {
+            snprintf(ip, sizeof(ip), "%s[%zu]", q, i);
+            cc_error(c, ip, "expected a path inside the repository, without \"..\" (got \"%s\")",
+                     r->setup_cache_key[i]);
+        }
+    }
+    cc_int(c, o, p, "setup_cache_ttl_s", &v, 43200, 60, 30LL * 86400);
+    r->setup_cache_ttl_s = (int)v;
+    load_setup_env(c, r, o, p);
+    load_setup_network(c, r, o, p);
+    if (!r->setup) {
+        static const char *const needs[] = {"setup_cache_key", "setup_env", "setup_network", NULL};
+        for (const char *const *k = needs; *k; k++) {
+            if (json_object_get(o, *k)) {
+                cc_join(q, p, *k);
+                cc_error(c, q, "needs a setup command (repos[].setup)");
+            }
+        }
+    }
+}
+
 static void load_repo(cc *c, config *cfg, config_repo *r, json_t *o, const char *p)
 {
     char q[CONFIG_PATH_MAX];
@@ -123,6 +233,7 @@ static void load_repo(cc *c, config *cfg, config_repo *r, json_t *o, const char 
     if (ci)
         cc_unknown_keys(c, ci, q, repo_ci_keys);
     cc_bool(c, ci, q, "fix", &r->ci.fix, 0);
+    load_setup_keys(c, r, o, p);
 
     if (!r->tracker || !r->name)
         return;
@@ -207,6 +318,13 @@ void config__repo_clear(config_repo *r)
     free(r->azure_area_path);
     free(r->azure_tag);
     strv_list_free(r->allowed_actors);
+    strv_list_free(r->setup_cache_key);
+    if (r->setup_env)
+        for (size_t i = 0; r->setup_env[i]; i++)
+            explicit_bzero(r->setup_env[i], strlen(r->setup_env[i]));
+    strv_list_free(r->setup_env);
+    free(r->setup_network);
+    strv_list_free(r->setup_allow_hosts);
 }
 
 const config_repo *config_repo_find(const config *c, const char *tracker, const char *name)

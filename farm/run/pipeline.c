@@ -355,6 +355,20 @@ static int paths_init(pl_run *r)
             rc = FARM_EIO;
         }
     }
+    /* with a setup command, HOME is a directory of the run's: what setup
+     * leaves there is the agent's and the tests' too (and cached) */
+    r->env_id = pl_env_id(r->repo);
+    if (!rc && r->repo->setup) {
+        snprintf(r->home_dir, sizeof(r->home_dir), "%s/home", r->run_dir);
+        if ((rc = pl_mkdir_p(r->home_dir, 0700)) == 0 && mkdir(r->home_dir, 0700) < 0 &&
+            errno != EEXIST)
+            rc = FARM_EIO;
+        if (!rc && r->sandbox_uid && chown(r->home_dir, r->sandbox_uid, r->sandbox_uid) < 0) {
+            farm_error_set("pipeline: cannot hand %s to the sandbox: %s", r->home_dir,
+                           strerror(errno));
+            rc = FARM_EIO;
+        }
+    }
     free(dd);
     return rc;
 }
@@ -565,6 +579,7 @@ static int run_publish(pl_run *r, pl_progress *p)
 
 static void run_close(pl_run *r, pl_progress *p)
 {
+    pl_exec_prepared_drop(r);
     pl_gateway_end(r);
     pl_progress_free(p);
     if (r->wt)

@@ -34,6 +34,10 @@ typedef struct pipeline_warm {
     char *path;     /* the prepared worktree directory */
     char *base_oid; /* the commit it is at (hex) */
     int64_t prepared_ms;
+    char *setup_key;  /* setup restored into it from the setup cache for this key, or NULL */
+    char *home;       /* ... with this HOME directory */
+    int64_t setup_ms; /* how long the restore took */
+    int64_t setup_checked_ms; /* when pipeline_warm_setup() last looked (wall clock) */
 } pipeline_warm;
 
 typedef struct pipeline_ctl {
@@ -58,6 +62,13 @@ int pipeline_run(farm *f, const store_job *job, pipeline_ctl *ctl);
  * was not adopted). */
 int pipeline_warm_prepare(pipeline_warm **out, farm *f, const char *repo);
 void pipeline_warm_free(pipeline_warm *w);
+
+/* Setup restored into a slot that has none yet, once the setup cache holds
+ * an entry for its worktree (a run of the repository kept one since the
+ * slot was made). 1 when restored, 0 when not (no entry, no cached setup
+ * for the repository, or it failed: the run will set up). The slot must
+ * not be in a run's hands meanwhile. */
+int pipeline_warm_setup(pipeline_warm *w, farm *f);
 
 /* What an agent would get as its prompt for the first run of issue `issue`
  * of the configured repository `repo` (`farm prompt`): the mirror is

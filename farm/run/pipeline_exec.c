@@ -90,7 +90,8 @@ typedef struct outlog {
     int cut[2]; /* the partial line grew past PL_LINE_MAX */
     uint64_t logged_bytes, logged_lines, dropped_bytes, dropped_lines;
     buf tail;
-    double cost; /* the last cost the command reported (pl_cost_line()) */
+    double cost;                /* the last cost the command reported (pl_cost_line()) */
+    const char *const *secrets; /* pl_exec_opts.secrets */
     /* the agent's transcript (tp NULL: none for this command) */
     transcript_parser *tp;
     buf tline;     /* the whole partial stdout line, up to TRANSCRIPT_LINE_MAX */
@@ -193,6 +194,21 @@ double pl_cost_line(const char *line, size_t n)
     return -1;
 }
 
+#define SECRET_MIN 4 /* shorter values are not searched for (they would mask anything) */
+
+/* Each value of secrets ("NAME=value") in s[0..n) overwritten with '*'. */
+static void redact(char *s, size_t n, const char *const *secrets)
+{
+    for (size_t i = 0; secrets && secrets[i]; i++) {
+        const char *v = strchr(secrets[i], '=');
+        size_t vl = v ? strlen(++v) : 0;
+        if (vl < SECRET_MIN)
+            continue;
+        for (char *at = memmem(s, n, v, vl); at; at = memmem(at, n - (size_t)(at - s), v, vl))
+            memset(at, '*', vl);
+    }
+}
+
 /* A complete line of stream i: into the pending batch, or counted as dropped.
  * Called with o->mu held; returns 1 when the batch is full. */
 static int line_done(outlog *o, int i)
@@ -200,6 +216,7 @@ static int line_done(outlog *o, int i)
     size_t n = o->len[i];
     o->line[i][n] = '\0';
     o->len[i] = 0;
+    redact(o->line[i], n, o->secrets);
     double cost = pl_cost_line(o->line[i], n);
     if (cost >= 0)
         o->cost = cost;
@@ -438,6 +455,7 @@ static void outlog_init(outlog *log, pl_run *r, const pl_exec_opts *o)
     pthread_mutex_init(&log->mu, NULL);
     pthread_mutex_init(&log->flush_mu, NULL);
     log->pending = json_array();
+    log->secrets = o->secrets;
     log->last_flush_ms = clock_mono_ms();
     buf_init(&log->tail, PL_TAIL_MAX);
     buf_init(&log->tline, TRANSCRIPT_LINE_MAX);
@@ -504,7 +522,7 @@ static void sandbox_opts_fill(sandbox_opts *so, pl_run *r, const pl_exec_opts *o
     if (so->unsafe_none)
         so->network = SANDBOX_NET_HOST;
     if (o->network == SANDBOX_NET_ALLOWLIST)
-        so->allow = (const char *const *)cfg->sandbox.allow_hosts;
+        so->allow = o->allow ? o->allow : (const char *const *)cfg->sandbox.allow_hosts;
     so->timeout_ms = (int64_t)cfg->sandbox.wall_timeout_s * 1000;
     if (o->deadline_ms > 0) {
         int64_t left = o->deadline_ms - clock_wall_ms();
@@ -518,36 +536,186 @@ static void sandbox_opts_fill(sandbox_opts *so, pl_run *r, const pl_exec_opts *o
     so->stdin_path = o->stdin_path;
 }
 
+/* ---- prepared sandboxes ----------------------------------------------------- */
+
+/* A sandbox spawned ahead for one command: the options it was made with
+ * (copied: the caller's go out of scope) and the output log it writes to. */
+struct pl_prepared {
+    sandbox *sb;
+    sandbox_opts so;
+    outlog log;
+    char *sig; /* opts_sig() of the options it was made for */
+    char *step;
+    sandbox_bind binds[SANDBOX_MAX_BINDS];
+    char *strs[2 * SANDBOX_MAX_BINDS + 1]; /* the binds' paths and the stdin path */
+};
+
+/* What a command's sandbox is made of, as text: a prepared sandbox serves
+ * a command whose options give the same. NULL when out of memory. */
+static char *opts_sig(const pl_exec_opts *o)
+{
+    buf b = BUF_INIT(1u << 20);
+    buf_printf(&b, "%s|%d|%d|%p|%s|%zu", o->step ? o->step : "", o->round, (int)o->network,
+               (const void *)o->allow, o->stdin_path ? o->stdin_path : "-", o->nbinds);
+    for (size_t i = 0; i < o->nbinds; i++)
+        buf_printf(&b, "|%s>%s:%d:%d", o->binds[i].src, o->binds[i].dest ? o->binds[i].dest : "",
+                   o->binds[i].writable, o->binds[i].relay_port);
+    char *s = buf_detach(&b);
+    buf_free(&b);
+    return s;
+}
+
+static void prepared_free(struct pl_prepared *pp)
+{
+    if (!pp)
+        return;
+    sandbox_free(pp->sb);
+    outlog_destroy(&pp->log);
+    for (size_t i = 0; i < sizeof(pp->strs) / sizeof(pp->strs[0]); i++)
+        free(pp->strs[i]);
+    free(pp->sig);
+    free(pp->step);
+    free(pp);
+}
+
+void pl_exec_prepared_drop(pl_run *r)
+{
+    for (size_t i = 0; i < PL_PREPARED_MAX; i++) {
+        prepared_free(r->prepared[i]);
+        r->prepared[i] = NULL;
+    }
+}
+
+/* A free slot for a prepared sandbox: the oldest one goes when none is. */
+static struct pl_prepared **prepared_slot(pl_run *r)
+{
+    for (size_t i = 0; i < PL_PREPARED_MAX; i++)
+        if (!r->prepared[i])
+            return &r->prepared[i];
+    prepared_free(r->prepared[0]);
+    memmove(&r->prepared[0], &r->prepared[1], (PL_PREPARED_MAX - 1) * sizeof(r->prepared[0]));
+    r->prepared[PL_PREPARED_MAX - 1] = NULL;
+    return &r->prepared[PL_PREPARED_MAX - 1];
+}
+
+void pl_exec_prepare(pl_run *r, const pl_exec_opts *o)
+{
+    struct pl_prepared *pp;
+    pl_exec_opts c = *o;
+    size_t ns = 0;
+    int oom = 0;
+
+    if (!r->sandboxed || o->nbinds > SANDBOX_MAX_BINDS || !(pp = calloc(1, sizeof(*pp))))
+        return;
+    for (size_t i = 0; i < o->nbinds; i++) {
+        pp->binds[i] = o->binds[i];
+        if (!(pp->binds[i].src = pp->strs[ns++] = strdup(o->binds[i].src)))
+            oom = 1;
+        if (o->binds[i].dest && !(pp->binds[i].dest = pp->strs[ns++] = strdup(o->binds[i].dest)))
+            oom = 1;
+    }
+    if (o->stdin_path && !(c.stdin_path = pp->strs[ns++] = strdup(o->stdin_path)))
+        oom = 1;
+    c.binds = pp->binds;
+    c.step = pp->step = o->step ? strdup(o->step) : NULL;
+    c.argv = NULL;
+    c.env = NULL;
+    pp->sig = opts_sig(o);
+    if (oom || !pp->sig || (o->step && !pp->step)) {
+        free(pp->sig);
+        pp->sig = NULL;
+        for (size_t i = 0; i < ns; i++)
+            free(pp->strs[i]);
+        free(pp->step);
+        free(pp);
+        return;
+    }
+    outlog_init(&pp->log, r, &c);
+    pp->so = (sandbox_opts)SANDBOX_OPTS_INIT;
+    sandbox_opts_fill(&pp->so, r, &c, &pp->log);
+    pp->so.argv = NULL;
+    pp->so.env = NULL;
+    if (sandbox_prepare(&pp->sb, &pp->so) < 0) {
+        log_warn("sandbox not prepared ahead; the command will start cold", "step",
+                 o->step ? o->step : "", "error", farm_error_last());
+        prepared_free(pp);
+        return;
+    }
+    *prepared_slot(r) = pp;
+}
+
+/* The prepared sandbox for these options, launched with their command, or
+ * NULL: none matches, or it did not take the command (it is dropped). */
+static struct pl_prepared *prepared_take(pl_run *r, const pl_exec_opts *o)
+{
+    struct pl_prepared *pp = NULL;
+    char *sig = opts_sig(o);
+
+    for (size_t i = 0; sig && !pp && i < PL_PREPARED_MAX; i++) {
+        if (r->prepared[i] && !strcmp(sig, r->prepared[i]->sig)) {
+            pp = r->prepared[i];
+            r->prepared[i] = NULL;
+        }
+    }
+    free(sig);
+    if (!pp)
+        return NULL;
+    /* the command's log is the one the prepared sandbox writes to */
+    pp->log.secrets = o->secrets;
+    if (sandbox_launch(pp->sb, o->argv, o->env) < 0) {
+        log_warn("prepared sandbox not launched; starting cold", "step", o->step ? o->step : "",
+                 "error", farm_error_last());
+        prepared_free(pp);
+        return NULL;
+    }
+    return pp;
+}
+
 int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o)
 {
     sandbox_opts so = SANDBOX_OPTS_INIT;
-    outlog log;
+    outlog cold_log, *log = &cold_log;
+    struct pl_prepared *pp = NULL;
     watcher w;
     sandbox *sb = NULL;
-    int rc;
+    int rc = 0;
 
     memset(out, 0, sizeof(*out));
-    if (pl_cancel_requested(r))
+    if (pl_cancel_requested(r)) {
+        pl_exec_prepared_drop(r);
         return FARM_ECANCELLED;
-    outlog_init(&log, r, o);
-    sandbox_opts_fill(&so, r, o, &log);
-    if ((rc = sandbox_start(&sb, &so)) >= 0 &&
-        (rc = wait_watched(&out->sr, &w, r, &log, sb, o->deadline_ms)) >= 0) {
-        outlog_finish(&log, r, o);
+    }
+    if ((pp = prepared_take(r, o))) {
+        log = &pp->log;
+        sb = pp->sb;
+        out->prepared = 1;
+    } else {
+        outlog_init(&cold_log, r, o);
+        sandbox_opts_fill(&so, r, o, &cold_log);
+        rc = sandbox_start(&sb, &so);
+    }
+    if (rc >= 0 && (rc = wait_watched(&out->sr, &w, r, log, sb, o->deadline_ms)) >= 0) {
+        outlog_finish(log, r, o);
         out->cancelled = w.cancelled;
-        out->cost_usd = log.cost;
+        out->cost_usd = log->cost;
         out->deadline = w.deadline_hit || (out->sr.timed_out && o->deadline_ms > 0 &&
                                            clock_wall_ms() >= o->deadline_ms - 1000);
-        out->tail = buf_detach(&log.tail);
+        out->tail = buf_detach(&log->tail);
         if (!out->tail)
             out->tail = strdup("");
         if (!out->tail) {
             farm_error_set("pipeline: out of memory");
             rc = FARM_ENOMEM;
+        } else {
+            redact(out->tail, strlen(out->tail), o->secrets);
         }
     }
-    sandbox_free(sb);
-    outlog_destroy(&log);
+    if (pp) {
+        prepared_free(pp); /* the sandbox and its log */
+    } else {
+        sandbox_free(sb);
+        outlog_destroy(&cold_log);
+    }
     if (rc < 0)
         return rc;
     return out->cancelled ? FARM_ECANCELLED : 0;

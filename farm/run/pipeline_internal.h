@@ -37,6 +37,8 @@
 #define PL_SANDBOX_UID_BASE 0x50000000u /* + the session id: the host uid of its sandboxes */
 #define PL_TITLE_MAX        200         /* of a commit's or a PR's title */
 #define PL_GATEWAY_PORT     3129        /* the model gateway on the sandbox's loopback */
+#define PL_PREPARED_MAX     2 /* sandboxes a run holds spawned ahead: the agent's, the tests' */
+#define PL_SANDBOX_HOME     SANDBOX_HOME_INSIDE /* HOME inside the sandbox */
 
 /* One run of a session: what pipeline.c carries from step to step. */
 typedef struct pl_run {
@@ -74,6 +76,17 @@ typedef struct pl_run {
     /* a "ci" job (pipeline_ci.c) */
     char *ci_failures; /* the failing checks and their logs' tails, for the prompt */
     int ci_round;      /* this CI fix round's number (1-based) */
+    /* setup and its cache (pipeline_setup.c) */
+    const char *env_id;          /* the environment the setup cache is keyed by: the image's
+                                    digest when repos[].image is set, else "host" */
+    char home_dir[PATH_MAX + 8]; /* with a setup command: the run's HOME on the host (bound at
+                                PL_SANDBOX_HOME for setup, agent and tests), else "" */
+    int wt_fresh;                /* the worktree was made (or adopted) by this run: what is in it
+                                    beside the checkout is setup's */
+    char warm_setup_key[65];     /* the adopted warm slot restored setup for this key, or "" */
+    int64_t warm_setup_ms;       /* ... taking this long */
+    struct pl_prepared *prepared[PL_PREPARED_MAX]; /* sandboxes spawned ahead for commands to
+                                                      come (pl_exec_prepare()), or NULL */
 } pl_run;
 
 /* Which budget stopped a run. */
@@ -86,6 +99,7 @@ typedef struct pl_exec_result {
     int cancelled;   /* stopped by a cancel request */
     int deadline;    /* stopped at the given deadline */
     double cost_usd; /* what the agent said it cost (pl_cost_line()), 0 when it did not */
+    int prepared;    /* it ran in a sandbox spawned ahead (pl_exec_prepare()) */
 } pl_exec_result;
 
 typedef struct pl_exec_opts {
@@ -94,10 +108,13 @@ typedef struct pl_exec_opts {
     const char *const *argv;
     const char *const *env;
     sandbox_net network;
-    int64_t deadline_ms; /* wall clock (clock_wall_ms()); 0: none */
+    const char *const *allow; /* allowlist mode: the hosts; NULL: sandbox.allow_hosts */
+    int64_t deadline_ms;      /* wall clock (clock_wall_ms()); 0: none */
     const sandbox_bind *binds;
     size_t nbinds;
-    const char *stdin_path; /* host file on standard input, or NULL */
+    const char *stdin_path;     /* host file on standard input, or NULL */
+    const char *const *secrets; /* "NAME=value" entries whose values are cut out of the output
+                                   the log and the tail keep (setup_env), or NULL */
 } pl_exec_opts;
 
 /* Run a command in the sandbox on the run's worktree, its output going into
@@ -108,6 +125,16 @@ typedef struct pl_exec_opts {
  * error. */
 int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o);
 void pl_exec_result_free(pl_exec_result *x);
+
+/* Spawn now the sandbox a later pl_exec() with the same options (step,
+ * round, network, binds, standard input) will launch, so that spawn costs
+ * nothing on the command's path; it waits in r->prepared (the oldest one
+ * there is dropped when full). Failure is not an error: pl_exec() starts
+ * cold. Not in unsafe-none mode. */
+void pl_exec_prepare(pl_run *r, const pl_exec_opts *o);
+
+/* Kill and forget the sandboxes prepared ahead and not used. */
+void pl_exec_prepared_drop(pl_run *r);
 
 /* The cost an agent CLI reports in a line of its output, or -1: Claude
  * Code's stream-json result ({"type":"result", "total_cost_usd": x}) and
@@ -211,7 +238,12 @@ void pl_progress_free(pl_progress *p);
 
 int pl_step_fetch(pl_run *r, pl_progress *p);
 int pl_step_worktree(pl_run *r, pl_progress *p);
-int pl_step_setup(pl_run *r, pl_progress *p); /* 1: the run ended (failed) */
+int pl_step_setup(pl_run *r, pl_progress *p); /* 1: the run ended (failed); pipeline_setup.c */
+
+/* The environment the setup cache of repo is keyed by: the image's digest
+ * when repos[].image is set, else "host" (pipeline_setup.c; the one place
+ * the image work names its digest). */
+const char *pl_env_id(const config_repo *repo);
 int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds); /* 1: question */
 int pl_step_test(pl_run *r, pl_progress *p, int round);
 int pl_step_commit(pl_run *r, pl_progress *p);
@@ -220,6 +252,15 @@ int pl_find_answer(pl_answer_info *a, pl_run *r);
 void pl_answer_info_free(pl_answer_info *a);
 int pl_last_pushed(char out[VCS_OID_HEXSZ], pl_run *r);
 int pl_mkdir_p(const char *path, mode_t mode);
+
+/* Run a shell command of the repository (setup, test) in the sandbox on
+ * the run's worktree; env (NULL-terminated, may be NULL) is added to the
+ * command's environment, allow overrides sandbox.allow_hosts in allowlist
+ * mode. prepare_only: spawn the sandbox for it now (pl_exec_prepare())
+ * and return 0 without running anything. */
+int pl_run_shell(pl_exec_result *x, pl_run *r, const char *step, int round, const char *cmd,
+                 const char *network, const char *const *env, const char *const *allow,
+                 int prepare_only);
 void pl_make_searchable(const char *path);
 
 /* The session's title as one line of at most PL_TITLE_MAX bytes, for a

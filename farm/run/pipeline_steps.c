@@ -213,6 +213,17 @@ static int adopt_warm(vcs_worktree **out, pl_run *r, const char *base_oid)
                !(rc = vcs_worktree_branch_switch(wt, r->branch))) {
         *out = wt;
         wt = NULL;
+        /* setup restored in the slot: its HOME comes along */
+        if (w->setup_key && w->home && r->home_dir[0]) {
+            vcs_tree_remove(r->home_dir);
+            if (rename(w->home, r->home_dir) == 0) {
+                snprintf(r->warm_setup_key, sizeof(r->warm_setup_key), "%s", w->setup_key);
+                r->warm_setup_ms = w->setup_ms;
+            } else {
+                pl_mkdir_p(r->home_dir, 0700);
+                mkdir(r->home_dir, 0700);
+            }
+        }
     }
     if (rc) {
         log_warn("warm worktree not adopted", "error", farm_error_last());
@@ -267,6 +278,7 @@ int pl_step_worktree(pl_run *r, pl_progress *p)
         pl_step_failed(r, "worktree", 0, farm_error_last());
         return rc;
     }
+    r->wt_fresh = 1;
     pl_tx t;
     pl_tx_init(&t, r);
     t.branch = r->branch;
@@ -308,13 +320,16 @@ static int binds_make(binds *b, pl_run *r, const agent_cmd *agent, const char *a
     for (size_t i = 0; b->ro[i] && b->n < SANDBOX_MAX_BINDS; i++)
         if (strncmp(b->ro[i], r->wt_path, wl) != 0 || b->ro[i][wl] != '/')
             b->v[b->n++] = (sandbox_bind){b->ro[i], b->ro[i], 0, 0};
+    if (r->home_dir[0] && b->n < SANDBOX_MAX_BINDS) /* setup's HOME, kept for the run */
+        b->v[b->n++] = (sandbox_bind){r->home_dir, PL_SANDBOX_HOME, 1, 0};
     if (agent) {
         b->v[b->n++] = (sandbox_bind){r->prompt_path, INSIDE_DIR "/prompt.md", 0, 0};
         b->v[b->n++] = (sandbox_bind){r->out_dir, INSIDE_DIR "/out", 1, 0};
         if (b->n < SANDBOX_MAX_BINDS && pl_gateway_bind(&b->v[b->n], r))
             b->n++; /* the model gateway on the sandbox's loopback */
-        /* the run's HOME, which lasts the run (its rounds) and goes with its directory */
-        if (b->n < SANDBOX_MAX_BINDS)
+        /* the run's HOME, which lasts the run (its rounds) and goes with its directory
+           (already bound above when the repository has a setup command: the same folder) */
+        if (!r->home_dir[0] && b->n < SANDBOX_MAX_BINDS)
             b->v[b->n++] = (sandbox_bind){agent_home, SANDBOX_HOME_INSIDE, 1, 0};
         for (size_t i = 0; agent->ro_paths && agent->ro_paths[i]; i++) {
             if (b->n >= SANDBOX_MAX_BINDS) {
@@ -328,61 +343,46 @@ static int binds_make(binds *b, pl_run *r, const agent_cmd *agent, const char *a
     return 0;
 }
 
-/* Run a shell command of the repository (setup, test) in the sandbox. */
-static int run_shell(pl_exec_result *x, pl_run *r, const char *step, int round, const char *cmd,
-                     const char *network)
+int pl_run_shell(pl_exec_result *x, pl_run *r, const char *step, int round, const char *cmd,
+                 const char *network, const char *const *env, const char *const *allow,
+                 int prepare_only)
 {
     const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    const char *env[] = {"CI=true", "TERM=dumb", NULL};
+    const char *envv[SANDBOX_MAX_ENV + 1] = {"CI=true", "TERM=dumb"};
+    char home[PATH_MAX + 16];
+    size_t ne = 2;
     pl_exec_opts o = {0};
     binds b;
     int rc;
 
+    if (!r->sandboxed && r->home_dir[0]) { /* no sandbox to bind it in: say where it is */
+        snprintf(home, sizeof(home), "HOME=%s", r->home_dir);
+        envv[ne++] = home;
+    }
+    for (size_t i = 0; env && env[i] && ne < SANDBOX_MAX_ENV; i++)
+        envv[ne++] = env[i];
+    envv[ne] = NULL;
     if ((rc = binds_make(&b, r, NULL, NULL)))
         return rc;
     o.step = step;
     o.round = round;
     o.argv = argv;
-    o.env = env;
+    o.env = envv;
     o.network = sandbox_net_parse(network) == SANDBOX_NET_ALLOWLIST ? SANDBOX_NET_ALLOWLIST
                                                                     : SANDBOX_NET_NONE;
+    o.allow = allow;
+    o.secrets = env;
     o.deadline_ms = r->partial_at_ms;
     o.binds = b.v;
     o.nbinds = b.n;
-    rc = pl_exec(x, r, &o);
+    if (prepare_only) {
+        memset(x, 0, sizeof(*x));
+        pl_exec_prepare(r, &o);
+    } else {
+        rc = pl_exec(x, r, &o);
+    }
     binds_free(&b);
     return rc;
-}
-
-int pl_step_setup(pl_run *r, pl_progress *p)
-{
-    pl_exec_result x;
-    int64_t t0 = clock_mono_ms();
-    int rc;
-
-    if (p->setup || !r->repo->setup)
-        return 0;
-    if ((rc = pl_step_started(r, "setup", 0)))
-        return rc;
-    rc = run_shell(&x, r, "setup", 0, r->repo->setup, r->cfg->sandbox.setup_network);
-    if (rc == 0 && x.sr.exit_code != 0) {
-        char reason[256];
-        snprintf(reason, sizeof(reason), "the setup command failed (%s %d)",
-                 x.sr.timed_out ? "timed out; exit status" : "exit status", x.sr.exit_code);
-        pl_step_failed(r, "setup", 0, reason);
-        rc = pl_run_fail(r, reason, x.tail);
-        pl_exec_result_free(&x);
-        return rc ? rc : 1;
-    }
-    if (rc) {
-        pl_exec_result_free(&x);
-        if (rc != FARM_ECANCELLED)
-            pl_step_failed(r, "setup", 0, farm_error_last());
-        return rc;
-    }
-    pl_exec_result_free(&x);
-    p->setup = 1;
-    return pl_step_done_commit(r, "setup", 0, t0, json_pack("{s:i}", "exit", 0));
 }
 
 void pl_answer_info_free(pl_answer_info *a)
@@ -551,8 +551,10 @@ static void agent_files_prepare(agent_files *af, pl_run *r)
     mkdir(af->home, 0700);
 }
 
-/* Run the configured agent CLI in the sandbox on the prompt file. */
-static int agent_exec(pl_exec_result *x, pl_run *r, int round, const agent_files *af)
+/* Run the configured agent CLI in the sandbox on the prompt file; with
+ * prepare_only, spawn its sandbox ahead instead (pl_exec_prepare()). */
+static int agent_exec(pl_exec_result *x, pl_run *r, int round, const agent_files *af,
+                      int prepare_only)
 {
     agent_ctx ctx = {0};
     agent_cmd cmd = {0};
@@ -595,7 +597,10 @@ static int agent_exec(pl_exec_result *x, pl_run *r, int round, const agent_files
     o.deadline_ms = r->partial_at_ms;
     o.binds = b.v;
     o.nbinds = b.n;
-    rc = pl_exec(x, r, &o);
+    if (prepare_only)
+        pl_exec_prepare(r, &o);
+    else
+        rc = pl_exec(x, r, &o);
 out:
     binds_free(&b);
     agent_cmd_free(&cmd);
@@ -607,8 +612,8 @@ out:
 static int agent_done(pl_run *r, int round, int64_t t0, const pl_exec_result *x,
                       const char *summary)
 {
-    json_t *extra = json_pack("{s:i,s:b,s:I}", "exit", x->sr.exit_code, "partial", x->deadline,
-                              "wall_ms", (json_int_t)x->sr.wall_ms);
+    json_t *extra = json_pack("{s:i,s:b,s:I,s:b}", "exit", x->sr.exit_code, "partial", x->deadline,
+                              "wall_ms", (json_int_t)x->sr.wall_ms, "prepared", x->prepared);
     pl_tx t;
 
     if (extra && summary)
@@ -624,6 +629,26 @@ static int agent_done(pl_run *r, int round, int64_t t0, const pl_exec_result *x,
     return pl_tx_commit(&t);
 }
 
+/* While the prompt is composed (the issue thread read from the tracker):
+ * the agent's sandbox spawned, and the tests' that follow this round, so
+ * that neither pays for the spawn on its path. The prompt file exists for
+ * its bind and is rewritten in place. */
+static void prepare_ahead(pl_run *r, int round, const agent_files *af)
+{
+    pl_exec_result none;
+    struct stat st;
+
+    if (!r->sandboxed)
+        return;
+    if (stat(r->prompt_path, &st) < 0 && write_file(r->prompt_path, "", 0644) != 0)
+        return;
+    pl_exec_prepared_drop(r); /* what an earlier round prepared and did not use */
+    agent_exec(&none, r, round, af, 1);
+    if (r->repo->test)
+        pl_run_shell(&none, r, "test", round, r->repo->test, r->cfg->sandbox.network, NULL, NULL,
+                     1);
+}
+
 /* One agent call. Returns 0 (p updated), 1 when the run ended (question),
  * or an error. */
 int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
@@ -637,11 +662,13 @@ int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
     if ((rc = pl_set_state(r, pl_kind_revises(r) && round == 1 ? "revising" : "running",
                            round > 1 ? "fixing the failing tests" : "the agent is at work")))
         return rc;
-    if ((rc = pl_step_started(r, "agent", round)) ||
-        (rc = agent_prompt_write(r, p, round, max_rounds)))
+    if ((rc = pl_step_started(r, "agent", round)))
         return rc;
     agent_files_prepare(&af, r);
-    if ((rc = agent_exec(&x, r, round, &af))) {
+    prepare_ahead(r, round, &af);
+    if ((rc = agent_prompt_write(r, p, round, max_rounds)))
+        return rc;
+    if ((rc = agent_exec(&x, r, round, &af, 0))) {
         if (rc != FARM_ECANCELLED)
             pl_step_failed(r, "agent", round, farm_error_last());
         goto out;
@@ -682,7 +709,7 @@ int pl_step_test(pl_run *r, pl_progress *p, int round)
         return rc;
     if ((rc = pl_step_started(r, "test", round)))
         return rc;
-    rc = run_shell(&x, r, "test", round, r->repo->test, r->cfg->sandbox.network);
+    rc = pl_run_shell(&x, r, "test", round, r->repo->test, r->cfg->sandbox.network, NULL, NULL, 0);
     if (rc) {
         pl_exec_result_free(&x);
         if (rc != FARM_ECANCELLED)
@@ -691,6 +718,7 @@ int pl_step_test(pl_run *r, pl_progress *p, int round)
     }
     if (x.deadline)
         r->partial = p->partial = 1;
+    int prepared = x.prepared;
     p->test_round = round;
     p->test_status = x.sr.exit_code;
     free(p->test_tail);
@@ -703,8 +731,8 @@ int pl_step_test(pl_run *r, pl_progress *p, int round)
     pl_tx t;
     pl_tx_init(&t, r);
     pl_step_done(&t, "test", round, t0,
-                 json_pack("{s:i,s:b,s:s}", "exit", p->test_status, "passed", p->test_status == 0,
-                           "tail", p->test_tail));
+                 json_pack("{s:i,s:b,s:s,s:b}", "exit", p->test_status, "passed",
+                           p->test_status == 0, "tail", p->test_tail, "prepared", prepared));
     pl_tx_event(&t, "test_result",
                 json_pack("{s:I,s:i,s:i,s:b}", "run", (json_int_t)r->run_no, "round", round, "exit",
                           p->test_status, "passed", p->test_status == 0));

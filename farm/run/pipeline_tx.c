@@ -284,6 +284,7 @@ void pl_step_failed(pl_run *r, const char *step, int round, const char *error)
 
 void pl_cleanup_dirs(pl_run *r)
 {
+    pl_exec_prepared_drop(r); /* a sandbox prepared ahead has the worktree bound */
     if (r->wt) {
         vcs_worktree_remove(r->wt);
         vcs_worktree_free(r->wt);

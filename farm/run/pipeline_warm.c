@@ -7,11 +7,18 @@
  * repository and base head match adopts it: a rename into place and a
  * branch switch, instead of a checkout of every file (pipeline_steps.c,
  * adopt_warm()). A slot not adopted is removed by pipeline_warm_free().
+ *
+ * When the repository's setup is cached (repos[].setup_cache_key) and the
+ * cache holds an entry for the slot's worktree, the slot restores it ahead
+ * too (the worktree's files and a HOME beside it, <name>-home): a run that
+ * adopts the slot starts with setup done (pipeline_setup.c).
  */
 #include "pipeline_internal.h"
+#include "setup_cache.h"
 
 #include "base/clock.h"
 #include "base/error.h"
+#include "base/log.h"
 #include "farm/handle/handle.h"
 
 #include <errno.h>
@@ -20,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static atomic_uint warm_counter;
@@ -30,10 +38,61 @@ void pipeline_warm_free(pipeline_warm *w)
         return;
     if (w->path)
         vcs_tree_remove(w->path);
+    if (w->home)
+        vcs_tree_remove(w->home);
+    free(w->home);
+    free(w->setup_key);
     free(w->repo);
     free(w->path);
     free(w->base_oid);
     free(w);
+}
+
+/* Setup restored into the slot from the cache, when it holds an entry for
+ * the slot's worktree; nothing (and no error) otherwise: the run sets up. */
+static void warm_setup_restore(pipeline_warm *w, farm *f, const config_repo *repo)
+{
+    char key[SETUP_CACHE_KEY_HEX], home[PATH_MAX];
+    setup_cache_stats st;
+    int hit = 0;
+    int64_t t0 = clock_mono_ms();
+
+    if (!repo->setup || !repo->setup_cache ||
+        snprintf(home, sizeof(home), "%s-home", w->path) >= (int)sizeof(home))
+        return;
+    if (setup_cache_key(key, repo, pl_env_id(repo), w->path) != 0)
+        return;
+    vcs_tree_remove(home);
+    if (mkdir(home, 0700) < 0)
+        return;
+    if (setup_cache_restore(&hit, &st, f->cfg->data_dir, key, w->path, home) != 0 || !hit) {
+        if (hit == 0 && farm_error_last()[0])
+            log_debug("warm slot: setup not restored", "error", farm_error_last());
+        vcs_tree_remove(home);
+        return;
+    }
+    w->home = strdup(home);
+    w->setup_key = strdup(key);
+    w->setup_ms = clock_mono_ms() - t0;
+    if (!w->home || !w->setup_key) {
+        free(w->setup_key);
+        w->setup_key = NULL;
+    }
+}
+
+int pipeline_warm_setup(pipeline_warm *w, farm *f)
+{
+    const config_repo *repo = NULL;
+
+    w->setup_checked_ms = clock_wall_ms();
+    if (w->setup_key)
+        return 1;
+    for (size_t i = 0; i < f->cfg->nrepos; i++)
+        if (!strcasecmp(f->cfg->repos[i].name, w->repo))
+            repo = &f->cfg->repos[i];
+    if (repo)
+        warm_setup_restore(w, f, repo);
+    return w->setup_key != NULL;
 }
 
 int pipeline_warm_prepare(pipeline_warm **out, farm *f, const char *repo_name)
@@ -87,7 +146,8 @@ int pipeline_warm_prepare(pipeline_warm **out, farm *f, const char *repo_name)
         rc = FARM_ENOMEM;
         goto out;
     }
-    w->prepared_ms = clock_wall_ms();
+    w->prepared_ms = w->setup_checked_ms = clock_wall_ms();
+    warm_setup_restore(w, f, repo);
     *out = w;
 out:
     vcs_worktree_free(wt);

@@ -5,7 +5,8 @@
  * repositories with the most recently active first, replaced when older
  * than warm_max_age_ms, and never prepared within warm_hold_ms of a run's
  * start (the preparation's fetch would slow that start). A run of the same
- * repository takes one through ctl->warm.
+ * repository takes one through ctl->warm. A slot made before the setup
+ * cache held an entry for its repository gets setup restored once it does.
  */
 #include "scheduler_internal.h"
 #include "base/clock.h"
@@ -36,15 +37,34 @@ pipeline_warm *sched_warm_take(scheduler *sc, const char *repo)
 }
 
 /* Give back a warm slot a run did not adopt: kept while fresh and wanted. */
+/* Keep w among the slots when fresh and wanted: 1, else 0 (the caller
+ * frees it). Called with the lock held. */
+static int warm_keep(scheduler *sc, pipeline_warm *w)
+{
+    int keep = !sc->stopping && sc->nwarm < sc->lim.value[SCALING_MIN_WARM] &&
+               clock_wall_ms() - w->prepared_ms < sc->o.warm_max_age_ms;
+    if (keep)
+        sc->warm[sc->nwarm++] = w;
+    return keep;
+}
+
+/* Give back a warm slot the warm thread had out (lock held; dropped while
+ * a slot not kept is freed). */
+static void sched_warm_return_locked(scheduler *sc, pipeline_warm *w)
+{
+    if (!warm_keep(sc, w)) {
+        pthread_mutex_unlock(&sc->lock);
+        sc->o.warm_free(w);
+        pthread_mutex_lock(&sc->lock);
+    }
+}
+
 void sched_warm_return(scheduler *sc, pipeline_warm *w)
 {
     if (!w)
         return;
     pthread_mutex_lock(&sc->lock);
-    int keep = !sc->stopping && sc->nwarm < sc->lim.value[SCALING_MIN_WARM] &&
-               clock_wall_ms() - w->prepared_ms < sc->o.warm_max_age_ms;
-    if (keep)
-        sc->warm[sc->nwarm++] = w;
+    int keep = warm_keep(sc, w);
     pthread_mutex_unlock(&sc->lock);
     if (!keep)
         sc->o.warm_free(w);
@@ -76,6 +96,29 @@ static int warm_pick(scheduler *sc, char *out, size_t n)
     return 0;
 }
 
+/* A slot made before the setup cache held an entry for it gets setup
+ * restored once one is there (pipeline_warm_setup()), looked at every
+ * poll_ms * 5 at most; it is out of the list meanwhile, so no run adopts
+ * it half-restored. 1 when a slot was looked at. Called with the lock
+ * held (released while restoring). */
+static int warm_setup_refresh(scheduler *sc, int64_t now)
+{
+    if (sc->o.warm_prepare != pipeline_warm_prepare)
+        return 0; /* slots a test made: not the pipeline's */
+    for (int i = 0; i < sc->nwarm; i++) {
+        pipeline_warm *w = sc->warm[i];
+        if (w->setup_key || now - w->setup_checked_ms < sc->o.poll_ms * 5)
+            continue;
+        sc->warm[i] = sc->warm[--sc->nwarm];
+        pthread_mutex_unlock(&sc->lock);
+        pipeline_warm_setup(w, sc->f);
+        pthread_mutex_lock(&sc->lock);
+        sched_warm_return_locked(sc, w);
+        return 1;
+    }
+    return 0;
+}
+
 void *sched_warm_main(void *arg)
 {
     scheduler *sc = arg;
@@ -101,6 +144,8 @@ void *sched_warm_main(void *arg)
             pthread_mutex_lock(&sc->lock);
             continue;
         }
+        if (warm_setup_refresh(sc, now))
+            continue;
         char repo[256];
         int64_t mono = clock_mono_ms();
         if (sc->nwarm < sc->lim.value[SCALING_MIN_WARM] && mono >= sc->warm_retry_ms &&

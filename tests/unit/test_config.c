@@ -577,6 +577,70 @@ static void budgets_and_bot(void **state)
     free(e);
 }
 
+/* ---- the setup command's keys --------------------------------------------- */
+
+#define REPO_HEAD                                                                                  \
+    "{\"github\": {\"token\": \"env:CFG_TEST_TOKEN\"}, \"repos\": [{\"name\": \"a/b\", "           \
+    "\"tracker\": \"github\", \"clone_url\": \"https://x/y.git\", \"trigger\": {\"label\": "       \
+    "\"l\"}, "
+
+static void setup_keys(void **state)
+{
+    (void)state;
+    setenv("CFG_TEST_TOKEN", "ghp_cfg_test_token_1234567890", 1);
+    setenv("CFG_SETUP_SECRET", "npm-secret-value-0123", 1);
+    config *c =
+        load_good(REPO_HEAD "\"setup\": \"npm ci\", \"setup_cache_key\": [\"package-lock.json\", "
+                            "\"sub/yarn.lock\"], \"setup_cache_ttl_s\": 600, \"setup_env\": "
+                            "{\"NPM_TOKEN\": \"env:CFG_SETUP_SECRET\"}, \"setup_network\": "
+                            "[\"registry.npmjs.org\", \"*.example.com:443\"]}]}");
+    const config_repo *r = &c->repos[0];
+    assert_true(r->setup_cache);
+    assert_int_equal(r->nsetup_cache_key, 2);
+    assert_string_equal(r->setup_cache_key[1], "sub/yarn.lock");
+    assert_int_equal(r->setup_cache_ttl_s, 600);
+    assert_int_equal(r->nsetup_env, 1);
+    assert_string_equal(r->setup_env[0], "NPM_TOKEN=npm-secret-value-0123");
+    assert_null(r->setup_env[1]);
+    assert_string_equal(r->setup_network, "allowlist");
+    assert_int_equal(r->nsetup_allow_hosts, 2);
+    config_free(c);
+
+    /* defaults: no cache without setup_cache_key, 12 hours, setup's network the sandbox's */
+    c = load_good(REPO_HEAD "\"setup\": \"make deps\"}]}");
+    assert_false(c->repos[0].setup_cache);
+    assert_int_equal(c->repos[0].setup_cache_ttl_s, 43200);
+    assert_null(c->repos[0].setup_env);
+    assert_null(c->repos[0].setup_network);
+    config_free(c);
+    c = load_good(REPO_HEAD "\"setup\": \"make\", \"setup_cache_key\": [], "
+                            "\"setup_network\": \"none\"}]}");
+    assert_true(c->repos[0].setup_cache);
+    assert_int_equal(c->repos[0].nsetup_cache_key, 0);
+    assert_string_equal(c->repos[0].setup_network, "none");
+    config_free(c);
+
+    char *e =
+        load_bad(REPO_HEAD "\"setup\": \"x\", \"setup_cache_key\": [\"../etc/passwd\", "
+                           "\"/abs\"], \"setup_cache_ttl_s\": 1, \"setup_env\": {\"BAD-NAME\": "
+                           "\"env:CFG_SETUP_SECRET\", \"LITERAL\": \"npm-secret-value-0123\", "
+                           "\"UNSET\": \"env:CFG_SETUP_UNSET_VAR\"}, \"setup_network\": "
+                           "[\"bad host\"]}]}");
+    assert_has(e, "repos[0].setup_cache_key[0]: expected a path inside the repository");
+    assert_has(e, "repos[0].setup_cache_key[1]: expected a path inside the repository");
+    assert_has(e, "repos[0].setup_cache_ttl_s: must be between 60");
+    assert_has(e, "repos[0].setup_env.BAD-NAME: not a valid environment variable name");
+    assert_has(e, "repos[0].setup_env.LITERAL: secrets must not be written in the config file");
+    assert_has(e, "repos[0].setup_env.UNSET: environment variable CFG_SETUP_UNSET_VAR is not set");
+    assert_has(e, "repos[0].setup_network[0]: expected host");
+    assert_null(strstr(e, "npm-secret-value-0123"));
+    free(e);
+    e = load_bad(REPO_HEAD "\"setup_cache_key\": [\"a\"], \"setup_network\": \"sometimes\"}]}");
+    assert_has(e, "repos[0].setup_cache_key: needs a setup command (repos[].setup)");
+    assert_has(e, "repos[0].setup_network: must be one of none, allowlist");
+    free(e);
+}
+
 int main(void)
 {
     log_set_level(LOG_ERROR);
@@ -596,6 +660,7 @@ int main(void)
         cmocka_unit_test(serve_beyond_loopback_needs_secrets_and_tokens),
         cmocka_unit_test(unreadable_or_malformed_files),
         cmocka_unit_test(budgets_and_bot),
+        cmocka_unit_test(setup_keys),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
