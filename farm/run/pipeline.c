@@ -448,7 +448,7 @@ static int run_prepare(pl_run *r, pl_progress *p)
     r->partial_at_ms = r->wall_end_ms - (int64_t)r->cfg->budgets.partial_margin_s * 1000;
     if ((rc = paths_init(r)))
         return step_error(r, rc, "preparing");
-    if ((rc = pl_gateway_begin(r)))
+    if ((rc = pl_gateway_begin(r)) || (rc = pl_egress_begin(r)))
         return step_error(r, rc, "preparing");
     if ((rc = progress_load(p, r)))
         return rc;
@@ -564,6 +564,7 @@ static int run_publish(pl_run *r, pl_progress *p)
 static void run_close(pl_run *r, pl_progress *p)
 {
     pl_gateway_end(r);
+    pl_egress_end(r);
     pl_progress_free(p);
     if (r->wt)
         vcs_worktree_free(r->wt);

@@ -483,7 +483,8 @@ static void outlog_destroy(outlog *log)
 
 /* The sandbox's options for the command: the run's worktree and limits, the
  * network policy, and a timeout no later than the deadline. */
-static void sandbox_opts_fill(sandbox_opts *so, pl_run *r, const pl_exec_opts *o, outlog *log)
+static void sandbox_opts_fill(sandbox_opts *so, pl_run *r, const pl_exec_opts *o, outlog *log,
+                              pl_egress_tap *tap)
 {
     const config *cfg = r->cfg;
 
@@ -503,8 +504,11 @@ static void sandbox_opts_fill(sandbox_opts *so, pl_run *r, const pl_exec_opts *o
     }
     if (so->unsafe_none)
         so->network = SANDBOX_NET_HOST;
-    if (o->network == SANDBOX_NET_ALLOWLIST)
+    if (o->network == SANDBOX_NET_ALLOWLIST) {
         so->allow = (const char *const *)cfg->sandbox.allow_hosts;
+        so->on_proxy = pl_egress_on_proxy; /* each decision into the session log */
+        so->proxy_ctx = tap;
+    }
     so->timeout_ms = (int64_t)cfg->sandbox.wall_timeout_s * 1000;
     if (o->deadline_ms > 0) {
         int64_t left = o->deadline_ms - clock_wall_ms();
@@ -524,13 +528,14 @@ int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o)
     outlog log;
     watcher w;
     sandbox *sb = NULL;
+    pl_egress_tap tap = {r, o->step, o->round};
     int rc;
 
     memset(out, 0, sizeof(*out));
     if (pl_cancel_requested(r))
         return FARM_ECANCELLED;
     outlog_init(&log, r, o);
-    sandbox_opts_fill(&so, r, o, &log);
+    sandbox_opts_fill(&so, r, o, &log, &tap);
     if ((rc = sandbox_start(&sb, &so)) >= 0 &&
         (rc = wait_watched(&out->sr, &w, r, &log, sb, o->deadline_ms)) >= 0) {
         outlog_finish(&log, r, o);
@@ -546,7 +551,9 @@ int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o)
             rc = FARM_ENOMEM;
         }
     }
-    sandbox_free(sb);
+    sandbox_free(sb); /* the proxy is gone: no callback after this */
+    if (so.on_proxy)
+        pl_egress_step_end(r, o->step, o->round);
     outlog_destroy(&log);
     if (rc < 0)
         return rc;
