@@ -95,8 +95,6 @@
       case "egress_dropped":
         return { cls: "other", text: (b.connections || 0) + " more connection" + (b.connections === 1 ? "" : "s") +
                  " to other hosts not logged (over " + (b.max_destinations || "the") + " destinations)" };
-      case "agent_chosen":
-        return { cls: "run", text: "agent preset " + (b.preset || "?") + (b.via ? " (" + b.via + ")" : "") };
       case "hold":
       case "unhold":
         return { cls: ev.kind === "hold" ? "warn" : "run",
@@ -133,7 +131,8 @@
         return { cls: "bad", text: "failed: " + (b.reason || "") };
       case "triggered":
         return { cls: "run", text: "triggered" + (ev.actor ? " by " + ev.actor : "") +
-                 (b.rule ? " (" + b.rule + ")" : b.event ? " (" + b.event + (b.action ? " " + b.action : "") + ")" : "") };
+                 (b.rule ? " (" + b.rule + ")" : b.event ? " (" + b.event + (b.action ? " " + b.action : "") + ")" : "") +
+                 (b.agent ? ", agent preset " + b.agent : "") };
       default:
         return { cls: "other", text: ev.kind + (Object.keys(b).length ? " " + JSON.stringify(b) : "") };
     }
@@ -342,7 +341,7 @@
     const parts = [(u ? '<a href="' + esc(u) + '" rel="noreferrer">' + issue + "</a>" : issue),
                    farm.stateBadge(s.state) + ' <span class="badge draft" id="draft-badge" hidden>draft</span>'];
     if (s.agent) parts.push("agent " + esc(s.agent));
-    if (s.hold) parts.push('<span class="badge held">on hold</span>');
+    if (s.hold) parts.push('<span class="badge held">on hold (by ' + esc(s.hold.by || "someone") + ")</span>");
     if (s.runs) parts.push(esc(s.runs) + " run" + (s.runs === 1 ? "" : "s"));
     parts.push("agent time " + duration(s.agent_seconds) + ", $" + Number(s.cost || 0).toFixed(2));
     parts.push("session " + esc(s.id));

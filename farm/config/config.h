@@ -44,6 +44,9 @@ typedef struct config_repo {
     char *azure_tag;       /* Azure: only work items with this tag, or NULL */
     char **allowed_actors; /* Azure: unique names allowed to trigger (NULL-terminated) */
     size_t nallowed_actors;
+    char **agents; /* the agent presets an issue may pick (label `agent:<preset>`, `/farm run
+                      <preset>`), NULL-terminated; NULL: only config_agent_default() */
+    size_t nagents;
 } config_repo;
 
 typedef struct config_token {
@@ -202,6 +205,17 @@ int config_data_dir_check(const config *c, char **errors);
 /* The listen address split: host (without brackets for IPv6) into host
  * (hostlen bytes) and the port. Returns 0 or FARM_EINVALID. */
 int config_listen_split(const config *c, char *host, size_t hostlen, int *port);
+
+/* The agent preset the config names: agent.preset ("claude", ..., "auto"),
+ * or "command" with agent.command. Never NULL. */
+const char *config_agent_default(const config *c);
+
+/* The preset repo's sessions run when the issue picks none: the config's
+ * default when the repository allows it, else the first of repos[].agents. */
+const char *config_repo_agent_default(const config *c, const config_repo *repo);
+
+/* 1 when repo allows preset (case-insensitive), 0 when not. */
+int config_repo_agent_allowed(const config *c, const config_repo *repo, const char *preset);
 
 void config_free(config *c);
 

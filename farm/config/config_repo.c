@@ -21,9 +21,9 @@
 const char *const config__trackers[] = {"github", "azure", "local", NULL};
 
 static const char *const repo_keys[] = {
-    "name",      "tracker",        "clone_url", "base_branch",   "setup",
-    "test",      "max_fix_rounds", "trigger",   "azure_project", "azure_area_path",
-    "azure_tag", "allowed_actors", NULL};
+    "name",           "tracker", "clone_url",     "base_branch",     "setup",     "test",
+    "max_fix_rounds", "trigger", "azure_project", "azure_area_path", "azure_tag", "allowed_actors",
+    "agents",         NULL};
 static const char *const trigger_keys[] = {"label", "assignee", "mention", "on_open", NULL};
 
 /* A git branch name a person would write: no spaces, control characters,
@@ -80,6 +80,34 @@ static void load_trigger(cc *c, config *cfg, config_repo *r, json_t *o, const ch
         cc_error(c, p, "no rule would ever trigger work: set label, assignee, mention or on_open");
 }
 
+/* repos[].agents: presets the agent.* settings can run ("command" only
+ * with agent.command); the configured one is not required among them. */
+static void load_agents(cc *c, config *cfg, config_repo *r, json_t *o, const char *p)
+{
+    static const char *const known[] = {"claude", "codex", "aider", "opencode", "standin", NULL};
+    char q[CONFIG_PATH_MAX];
+
+    cc_strings(c, o, p, "agents", &r->agents, &r->nagents);
+    cc_join(q, p, "agents");
+    if (json_object_get(o, "agents") && r->nagents == 0)
+        cc_error(c, q, "list at least one preset (or leave the key out: the agent preset only)");
+    for (size_t i = 0; i < r->nagents; i++) {
+        const char *a = r->agents[i];
+        int ok = 0;
+        for (const char *const *k = known; *k && !ok; k++)
+            ok = !strcmp(a, *k);
+        if (!strcmp(a, "command")) {
+            ok = 1;
+            if (!cfg->agent.command)
+                cc_error(c, q, "\"command\" needs agent.command");
+        }
+        if (!ok)
+            cc_error(c, q,
+                     "unknown preset \"%s\" (claude, codex, aider, opencode, standin or command)",
+                     a);
+    }
+}
+
 static void load_repo(cc *c, config *cfg, config_repo *r, json_t *o, const char *p)
 {
     char q[CONFIG_PATH_MAX];
@@ -107,6 +135,7 @@ static void load_repo(cc *c, config *cfg, config_repo *r, json_t *o, const char 
     cc_string(c, o, p, "azure_area_path", &r->azure_area_path, NULL, 0);
     cc_string(c, o, p, "azure_tag", &r->azure_tag, NULL, 0);
     cc_strings(c, o, p, "allowed_actors", &r->allowed_actors, &r->nallowed_actors);
+    load_agents(c, cfg, r, o, p);
 
     if (!r->tracker || !r->name)
         return;
@@ -191,6 +220,34 @@ void config__repo_clear(config_repo *r)
     free(r->azure_area_path);
     free(r->azure_tag);
     strv_list_free(r->allowed_actors);
+    strv_list_free(r->agents);
+}
+
+const char *config_agent_default(const config *c)
+{
+    if (c && c->agent.command)
+        return "command";
+    return c && c->agent.preset ? c->agent.preset : "auto";
+}
+
+int config_repo_agent_allowed(const config *c, const config_repo *repo, const char *preset)
+{
+    if (!preset)
+        return 0;
+    if (!repo || !repo->agents)
+        return !strcasecmp(preset, config_agent_default(c));
+    for (size_t i = 0; i < repo->nagents; i++)
+        if (repo->agents[i] && !strcasecmp(repo->agents[i], preset))
+            return 1;
+    return 0;
+}
+
+const char *config_repo_agent_default(const config *c, const config_repo *repo)
+{
+    const char *d = config_agent_default(c);
+    if (!repo || !repo->agents || repo->nagents == 0 || config_repo_agent_allowed(c, repo, d))
+        return d;
+    return repo->agents[0];
 }
 
 const config_repo *config_repo_find(const config *c, const char *tracker, const char *name)

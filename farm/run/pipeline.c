@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -401,6 +402,40 @@ static int cancel_check(pl_run *r)
     return pl_cancel_requested(r) ? step_error(r, FARM_ECANCELLED, "cancel") : RUN_ON;
 }
 
+/* The session's agent preset (label `agent:<preset>`, `/farm run <preset>`,
+ * else the repository's default, recorded when the session began): when it
+ * is not the config's, r->cfg becomes a shallow copy of the config that
+ * names it. The agent.* settings (key, model, API URL, prices) are shared;
+ * the key's variable follows the preset's provider. */
+static int agent_choose(pl_run *r)
+{
+    const char *want = r->s->agent;
+    const char *dflt = config_agent_default(r->f->cfg);
+
+    if (!want || !*want || !strcasecmp(want, dflt))
+        return 0;
+    if (!config_repo_agent_allowed(r->f->cfg, r->repo, want)) {
+        farm_error_set("pipeline: the session's agent preset \"%s\" is no longer allowed for %s "
+                       "(repos[].agents)",
+                       want, r->repo->name);
+        return FARM_EINVALID;
+    }
+    r->agent_cfg = *r->f->cfg;
+    if (!strcmp(want, "command")) {
+        r->agent_cfg.agent.preset = NULL; /* config checks ensured agent.command */
+    } else {
+        r->agent_cfg.agent.command = NULL;
+        r->agent_cfg.agent.preset = (char *)want;
+        if (!strcmp(want, "codex"))
+            r->agent_cfg.agent.api_key_env = "OPENAI_API_KEY";
+        else if (strcmp(want, "standin") != 0)
+            r->agent_cfg.agent.api_key_env = "ANTHROPIC_API_KEY";
+    }
+    r->cfg = &r->agent_cfg;
+    log_info("agent preset picked for the session", "preset", want, "default", dflt);
+    return 0;
+}
+
 /* The run's context: the session, its repository and its branch. */
 static int run_open(pl_run *r, farm *f, const store_job *job, pipeline_ctl *ctl)
 {
@@ -420,6 +455,8 @@ static int run_open(pl_run *r, farm *f, const store_job *job, pipeline_ctl *ctl)
         farm_error_set("pipeline: %s is no longer configured", r->s->repo);
         return FARM_ENOTFOUND;
     }
+    if ((rc = agent_choose(r)))
+        return rc;
     if (r->s->branch && vcs_branch_name_valid(r->s->branch)) {
         snprintf(r->branch, sizeof(r->branch), "%s", r->s->branch);
         return 0;

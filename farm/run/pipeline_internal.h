@@ -74,6 +74,8 @@ typedef struct pl_run {
     double session_spent0;          /* the session's cost when the run began */
     struct pl_gw_calls *gw_calls;   /* calls allowed and not yet recorded (pipeline_gateway.c) */
     struct pl_egress *egress;       /* the egress proxy's decisions (pipeline_egress.c) */
+    config agent_cfg;               /* the farm's config with the agent preset the session picked (a
+                                       shallow copy: it owns nothing); cfg points here when it differs */
 } pl_run;
 
 /* Which budget stopped a run. */

@@ -121,6 +121,8 @@ static const sqlite_migration migrations[] = {
      "  repo TEXT NOT NULL,"
      "  usd REAL NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (day, repo)) WITHOUT ROWID;"},
+    {9, "which agent preset a session runs (farm/store/sqlite_session.c)",
+     "ALTER TABLE session ADD COLUMN agent TEXT;"},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
