@@ -285,8 +285,12 @@ static int put_denied_list(buf *b, const report_info *r)
             rc = buf_puts(b, ", ");
         if (!rc)
             rc = buf_puts(b, "`");
-        if (!rc)
-            rc = put_inline(b, e->host ? e->host : "?", 255);
+        /* a code span: only the characters a host name or address has (the
+         * proxy accepts no others), so nothing can end the span or format */
+        const char *host = e->host ? e->host : "?";
+        for (const char *h = host; !rc && *h && h - host < 255; h++)
+            if (isalnum((unsigned char)*h) || strchr(".-_:", *h))
+                rc = buf_putc(b, *h);
         if (!rc)
             rc = buf_printf(b, ":%d` (denied: ", e->port);
         if (!rc)
