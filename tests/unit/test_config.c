@@ -405,6 +405,51 @@ static void no_trigger_rule_is_an_error(void **state)
     free(e);
 }
 
+/* repos[].agents: known presets only, "command" only with agent.command;
+ * the default and what a repository allows. */
+static void repo_agents(void **state)
+{
+    (void)state;
+    char *e = load_bad("{\"github\": {}, \"agent\": {\"preset\": \"claude\"},"
+                       " \"repos\": [{\"name\": \"o/r\", \"tracker\": \"github\","
+                       " \"clone_url\": \"x\", \"agents\": [\"codex\", \"gpt\", \"command\"]},"
+                       " {\"name\": \"o/s\", \"tracker\": \"github\", \"clone_url\": \"x\","
+                       " \"agents\": []}]}");
+    assert_has(e, "repos[0].agents: unknown preset \"gpt\"");
+    assert_has(e, "repos[0].agents: \"command\" needs agent.command");
+    assert_has(e, "repos[1].agents: list at least one preset");
+    assert_int_equal(count_lines(e), 3);
+    free(e);
+
+    config *c = load_good("{\"github\": {}, \"agent\": {\"preset\": \"claude\"},"
+                          " \"repos\": [{\"name\": \"o/a\", \"tracker\": \"github\","
+                          " \"clone_url\": \"x\", \"agents\": [\"opencode\", \"claude\"]},"
+                          " {\"name\": \"o/b\", \"tracker\": \"github\", \"clone_url\": \"x\","
+                          " \"agents\": [\"standin\", \"aider\"]},"
+                          " {\"name\": \"o/c\", \"tracker\": \"github\", \"clone_url\": \"x\"}]}");
+    const config_repo *a = config_repo_find(c, "github", "o/a");
+    const config_repo *b = config_repo_find(c, "github", "o/b");
+    const config_repo *d = config_repo_find(c, "github", "o/c");
+    assert_string_equal(config_agent_default(c), "claude");
+    assert_string_equal(config_repo_agent_default(c, a), "claude");  /* allowed: the config's */
+    assert_string_equal(config_repo_agent_default(c, b), "standin"); /* else the first */
+    assert_string_equal(config_repo_agent_default(c, d), "claude");  /* no list: the config's */
+    assert_true(config_repo_agent_allowed(c, a, "OpenCode"));
+    assert_false(config_repo_agent_allowed(c, a, "codex"));
+    assert_false(config_repo_agent_allowed(c, b, "claude"));
+    assert_true(config_repo_agent_allowed(c, d, "claude"));
+    assert_false(config_repo_agent_allowed(c, d, "standin"));
+    assert_false(config_repo_agent_allowed(c, d, NULL));
+    config_free(c);
+
+    c = load_good("{\"github\": {}, \"agent\": {\"command\": [\"my-agent\"]},"
+                  " \"repos\": [{\"name\": \"o/a\", \"tracker\": \"github\","
+                  " \"clone_url\": \"x\", \"agents\": [\"command\", \"standin\"]}]}");
+    assert_string_equal(config_agent_default(c), "command");
+    assert_string_equal(config_repo_agent_default(c, &c->repos[0]), "command");
+    config_free(c);
+}
+
 static void listen_forms(void **state)
 {
     config *c = load_good("{\"listen\": \"[::1]:9000\"}");
@@ -555,6 +600,7 @@ int main(void)
         cmocka_unit_test(range_and_choice_errors),
         cmocka_unit_test(cross_key_errors),
         cmocka_unit_test(no_trigger_rule_is_an_error),
+        cmocka_unit_test(repo_agents),
         cmocka_unit_test(listen_forms),
         cmocka_unit_test(serve_beyond_loopback_needs_secrets_and_tokens),
         cmocka_unit_test(unreadable_or_malformed_files),
