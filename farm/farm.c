@@ -195,12 +195,8 @@ static int gateway_needed(const config *cfg)
         return 1;
     for (size_t i = 0; i < cfg->nrepos; i++) {
         for (size_t k = 0; k < cfg->repos[i].nagents; k++) {
-            const char *a = cfg->repos[i].agents[k];
-            if (!strcmp(a, "command") || !strcmp(a, "standin"))
-                continue;      /* the configured command was asked above; the stand-in needs none */
-            config alt = *cfg; /* a shallow copy naming the preset, as a run does */
-            alt.agent.command = NULL;
-            alt.agent.preset = (char *)a;
+            config alt; /* the config as a run of that preset sees it */
+            config_agent_for(&alt, cfg, cfg->repos[i].agents[k]);
             if (agent_provider(&p, &alt) == 0)
                 return 1;
         }

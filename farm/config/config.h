@@ -62,6 +62,16 @@ typedef struct config_price {
     double input, output, cache_read, cache_write, cache_write_1h;
 } config_price;
 
+/* agent.presets.<name>: one preset's own settings, over agent.*, when a
+ * session runs it (NULL fields: agent.*'s). */
+typedef struct config_agent_preset {
+    char *name;        /* "claude", "codex", "aider", "opencode", "command" */
+    char *api_key;     /* resolved secret, or NULL */
+    char *api_key_env; /* with api_key: the variable it is known by (the preset's provider's) */
+    char *model;
+    char *api_url;
+} config_agent_preset;
+
 typedef struct config {
     char *path;       /* the file it came from, or NULL for the defaults */
     char *listen;     /* "127.0.0.1:8080" */
@@ -118,6 +128,8 @@ typedef struct config {
         char *api_url;        /* the model API's base URL, or NULL: the preset's provider's */
         config_price *prices; /* agent.prices, searched before the built-in table */
         size_t nprices;
+        config_agent_preset *presets; /* agent.presets: per-preset settings */
+        size_t npresets;
     } agent;
 
     struct {
@@ -213,6 +225,16 @@ const char *config_agent_default(const config *c);
 /* The preset repo's sessions run when the issue picks none: the config's
  * default when the repository allows it, else the first of repos[].agents. */
 const char *config_repo_agent_default(const config *c, const config_repo *repo);
+
+/* *out becomes a shallow copy of c (it owns nothing: never config_free()
+ * it; valid while c is) whose agent is preset ("claude", ..., "command"),
+ * with agent.presets.<preset>'s settings over agent.*'s. The key's variable
+ * follows the preset's provider when the preset is not the configured one.
+ * Returns 1 when the copy differs from c's agent, 0 when it is c's. */
+int config_agent_for(config *out, const config *c, const char *preset);
+
+/* agent.presets' entry for preset, or NULL. */
+const config_agent_preset *config_agent_preset_find(const config *c, const char *preset);
 
 /* 1 when repo allows preset (case-insensitive), 0 when not. */
 int config_repo_agent_allowed(const config *c, const config_repo *repo, const char *preset);

@@ -230,6 +230,44 @@ const char *config_agent_default(const config *c)
     return c && c->agent.preset ? c->agent.preset : "auto";
 }
 
+int config_agent_for(config *out, const config *c, const char *preset)
+{
+    const char *dflt = config_agent_default(c);
+    const config_agent_preset *ap = config_agent_preset_find(c, preset);
+    int other = preset && strcasecmp(preset, dflt) != 0;
+
+    *out = *c;
+    if (!other && !ap)
+        return 0;
+    if (other && !strcmp(preset, "command")) {
+        out->agent.preset = NULL; /* config checks ensured agent.command where allowed */
+    } else if (other) {
+        out->agent.command = NULL;
+        out->agent.preset = (char *)preset;
+        if (!strcmp(preset, "codex"))
+            out->agent.api_key_env = "OPENAI_API_KEY";
+        else if (strcmp(preset, "standin") != 0)
+            out->agent.api_key_env = "ANTHROPIC_API_KEY";
+    }
+    if (ap && ap->api_key) {
+        out->agent.api_key = ap->api_key;
+        out->agent.api_key_env = ap->api_key_env;
+    }
+    if (ap && ap->model)
+        out->agent.model = ap->model;
+    if (ap && ap->api_url)
+        out->agent.api_url = ap->api_url;
+    return 1;
+}
+
+const config_agent_preset *config_agent_preset_find(const config *c, const char *preset)
+{
+    for (size_t i = 0; c && preset && i < c->agent.npresets; i++)
+        if (c->agent.presets[i].name && !strcasecmp(c->agent.presets[i].name, preset))
+            return &c->agent.presets[i];
+    return NULL;
+}
+
 int config_repo_agent_allowed(const config *c, const config_repo *repo, const char *preset)
 {
     if (!preset)

@@ -403,36 +403,25 @@ static int cancel_check(pl_run *r)
 }
 
 /* The session's agent preset (label `agent:<preset>`, `/farm run <preset>`,
- * else the repository's default, recorded when the session began): when it
- * is not the config's, r->cfg becomes a shallow copy of the config that
- * names it. The agent.* settings (key, model, API URL, prices) are shared;
- * the key's variable follows the preset's provider. */
+ * else the repository's default, recorded when the session began), with
+ * its agent.presets settings: when that is not the config's agent as it
+ * stands, r->cfg becomes a shallow copy of the config that names it
+ * (config_agent_for()). */
 static int agent_choose(pl_run *r)
 {
-    const char *want = r->s->agent;
-    const char *dflt = config_agent_default(r->f->cfg);
+    const char *want = r->s->agent && *r->s->agent ? r->s->agent : config_agent_default(r->f->cfg);
 
-    if (!want || !*want || !strcasecmp(want, dflt))
-        return 0;
-    if (!config_repo_agent_allowed(r->f->cfg, r->repo, want)) {
+    if (strcasecmp(want, config_agent_default(r->f->cfg)) != 0 &&
+        !config_repo_agent_allowed(r->f->cfg, r->repo, want)) {
         farm_error_set("pipeline: the session's agent preset \"%s\" is no longer allowed for %s "
                        "(repos[].agents)",
                        want, r->repo->name);
         return FARM_EINVALID;
     }
-    r->agent_cfg = *r->f->cfg;
-    if (!strcmp(want, "command")) {
-        r->agent_cfg.agent.preset = NULL; /* config checks ensured agent.command */
-    } else {
-        r->agent_cfg.agent.command = NULL;
-        r->agent_cfg.agent.preset = (char *)want;
-        if (!strcmp(want, "codex"))
-            r->agent_cfg.agent.api_key_env = "OPENAI_API_KEY";
-        else if (strcmp(want, "standin") != 0)
-            r->agent_cfg.agent.api_key_env = "ANTHROPIC_API_KEY";
+    if (config_agent_for(&r->agent_cfg, r->f->cfg, want)) {
+        r->cfg = &r->agent_cfg;
+        log_info("agent preset for the session", "preset", want);
     }
-    r->cfg = &r->agent_cfg;
-    log_info("agent preset picked for the session", "preset", want, "default", dflt);
     return 0;
 }
 

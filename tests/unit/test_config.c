@@ -448,6 +448,36 @@ static void repo_agents(void **state)
     assert_string_equal(config_agent_default(c), "command");
     assert_string_equal(config_repo_agent_default(c, &c->repos[0]), "command");
     config_free(c);
+
+    /* agent.presets: a preset's own key, model and API over agent.*'s */
+    setenv("FARM_TEST_OPENAI", "sk-openai-test", 1);
+    e = load_bad("{\"agent\": {\"preset\": \"claude\", \"presets\": {\"gpt\": {},"
+                 " \"codex\": {\"api_url\": \"http://example.com\", \"colour\": 1},"
+                 " \"aider\": {\"api_key\": \"env:FARM_TEST_OPENAI\", \"api_key_env\": \"1X\"}}}}");
+    assert_has(e, "agent.presets.gpt: not a preset with settings");
+    assert_has(e, "agent.presets.codex.api_url: plain http:// only to a loopback address");
+    assert_has(e, "agent.presets.codex.colour");
+    assert_has(e, "agent.presets.aider.api_key_env: not an environment variable name");
+    free(e);
+    c = load_good("{\"agent\": {\"preset\": \"claude\", \"api_key\": \"env:FARM_TEST_OPENAI\","
+                  " \"model\": \"m-claude\", \"presets\": {\"codex\": {\"api_key\":"
+                  " \"env:FARM_TEST_OPENAI\", \"model\": \"m-codex\","
+                  " \"api_url\": \"https://llm.example.com/v1/\"}}}}");
+    config alt;
+    assert_int_equal(config_agent_for(&alt, c, "claude"), 0); /* the configured one as it is */
+    assert_int_equal(config_agent_for(&alt, c, "codex"), 1);
+    assert_string_equal(alt.agent.preset, "codex");
+    assert_string_equal(alt.agent.model, "m-codex");
+    assert_string_equal(alt.agent.api_key_env, "OPENAI_API_KEY");
+    assert_string_equal(alt.agent.api_url, "https://llm.example.com/v1");
+    assert_string_equal(alt.agent.api_key, "sk-openai-test");
+    assert_int_equal(config_agent_for(&alt, c, "opencode"), 1); /* shared settings */
+    assert_string_equal(alt.agent.model, "m-claude");
+    assert_string_equal(alt.agent.api_key_env, "ANTHROPIC_API_KEY");
+    assert_null(alt.agent.api_url);
+    assert_non_null(config_agent_preset_find(c, "CODEX"));
+    assert_null(config_agent_preset_find(c, "claude"));
+    config_free(c);
 }
 
 static void listen_forms(void **state)
