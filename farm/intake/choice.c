@@ -1,99 +1,14 @@
 /*
- * choice.c - the hold on an issue and the agent preset it runs (see
- * choice.h).
+ * choice.c - the agent preset an issue runs (see choice.h).
  */
 #include "choice.h"
 #include "base/buf.h"
-#include "base/clock.h"
 #include "base/error.h"
-#include "farm/store/store_job.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-static void hold_key(char *out, size_t n, const char *tracker, const char *repo, int64_t number)
-{
-    snprintf(out, n, "hold/%s/%s#%lld", tracker, repo, (long long)number);
-}
-
-static char *by_of(const char *value)
-{
-    json_t *j = json_loads(value ? value : "", 0, NULL);
-    const char *by = json_string_value(json_object_get(j, "by"));
-    char *out = strdup(by && *by ? by : "someone");
-    json_decref(j);
-    return out;
-}
-
-int choice_tx_hold_get(int *held, char **by, store_tx *tx, const char *tracker, const char *repo,
-                       int64_t number)
-{
-    char key[1024], *v = NULL;
-    int rc;
-
-    *held = 0;
-    if (by)
-        *by = NULL;
-    hold_key(key, sizeof(key), tracker, repo, number);
-    rc = store_tx_setting_get(&v, tx, key);
-    if (rc == FARM_ENOTFOUND)
-        return 0;
-    if (rc)
-        return rc;
-    *held = v != NULL;
-    if (v && by && !(*by = by_of(v))) {
-        free(v);
-        farm_error_set("hold: out of memory");
-        return FARM_ENOMEM;
-    }
-    free(v);
-    return 0;
-}
-
-int choice_tx_hold_set(store_tx *tx, const char *tracker, const char *repo, int64_t number,
-                       const char *by, int on)
-{
-    char key[1024];
-    hold_key(key, sizeof(key), tracker, repo, number);
-    if (!on)
-        return store_tx_setting_delete(tx, key);
-    json_t *j =
-        json_pack("{s:s,s:I}", "by", by ? by : "someone", "since_ms", (json_int_t)clock_wall_ms());
-    char *v = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!v) {
-        farm_error_set("hold: out of memory");
-        return FARM_ENOMEM;
-    }
-    int rc = store_tx_setting_set(tx, key, v);
-    free(v);
-    return rc;
-}
-
-int choice_hold_get(char **by, store *s, const char *tracker, const char *repo, int64_t number)
-{
-    char key[1024];
-    store_setting *v = NULL;
-    size_t n = 0;
-    int rc;
-
-    *by = NULL;
-    hold_key(key, sizeof(key), tracker, repo, number);
-    if ((rc = store_setting_list(&v, &n, s, key)))
-        return rc;
-    for (size_t i = 0; i < n; i++) {
-        if (!strcmp(v[i].key, key)) { /* the prefix matched; only the key itself counts */
-            if (!(*by = by_of(v[i].value)))
-                rc = FARM_ENOMEM;
-            break;
-        }
-    }
-    store_setting_list_free(v, n);
-    return rc;
-}
 
 /* An `agent:<preset>` label among the event's labels (and the one it
  * added), or NULL. */

@@ -4,17 +4,17 @@
  *
  * A hold (`/farm hold`, lifted by `/farm unhold`) means nothing new starts
  * on the issue or its pull request: no new session, no revision, no run or
- * retry. It is kept in the store's setting records under
- * "hold/<tracker>/<repo>#<issue>" (value {"by", "since_ms"}), so it outlives
- * restarts and exists before any session does; a run already at work goes on.
+ * retry. It is kept by the store (farm/store/store_hold.h), so it outlives
+ * restarts and exists before any session does; a run already at work goes
+ * on, and a job that was queued when the hold came is parked by the run
+ * that finds it (farm/run) and queued again when the hold is lifted.
  *
  * The agent preset of a new session is picked, in order, by `/farm run
  * <preset>`, an `agent:<preset>` label on the issue, else the repository's
  * default (config_repo_agent_default()); it must be one the repository allows
  * (repos[].agents).
  *
- * Called by ingest.c and review.c inside ingest's write; calls the store and
- * the outbox through review's helpers' callers.
+ * Called by ingest.c and review.c inside ingest's write; reads only the config.
  */
 #ifndef FARM_FARM_INTAKE_CHOICE_H
 #define FARM_FARM_INTAKE_CHOICE_H
@@ -22,27 +22,13 @@
 #include "commands.h"
 #include "farm/config/config.h"
 #include "farm/store/store.h"
+#include "farm/store/store_hold.h"
 #include "vcs/tracker/event.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define CHOICE_LABEL_PREFIX "agent:"
-
-/* Whether the issue (tracker, repo, number) is on hold: *held 1 or 0, and
- * when held and by is not NULL, *by a heap string (who put it on hold) the
- * caller frees. Returns 0 or a store error. */
-int choice_tx_hold_get(int *held, char **by, store_tx *tx, const char *tracker, const char *repo,
-                       int64_t number);
-
-/* Put the issue on hold (on 1, by: who) or lift it (on 0). Returns 0 or a
- * store error. */
-int choice_tx_hold_set(store_tx *tx, const char *tracker, const char *repo, int64_t number,
-                       const char *by, int on);
-
-/* Whether the issue of the settings key is on hold, outside a write (the
- * API, the status comment): *by is a heap string or NULL (not held). */
-int choice_hold_get(char **by, store *s, const char *tracker, const char *repo, int64_t number);
 
 /* The preset a new session on ev's issue runs: cmd's argument (a `/farm run
  * <preset>` command, may be NULL), else an `agent:<preset>` label of the

@@ -281,10 +281,11 @@ static int trigger(store_tx *tx, ingest_ctx *c, const config_repo *repo, const c
     }
     if (rc != FARM_ENOTFOUND)
         return rc;
-    int held = 0;
-    if ((rc = choice_tx_hold_get(&held, NULL, tx, ev->tracker, repo->name, ev->number)))
+    char *held = NULL;
+    if ((rc = store_tx_hold_get(&held, tx, ev->tracker, repo->name, ev->number)))
         return rc;
     if (held) {
+        free(held);
         result_set(c->res, INGEST_IGNORED, "the issue is on hold (/farm unhold)");
         return 0;
     }

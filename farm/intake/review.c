@@ -154,9 +154,8 @@ static int status_update(store_tx *tx, const review_ctx *c, int64_t sid, const c
     ri.step = words;
     if (store_session_state_is_final(s->state))
         ri.ended_ms = clock_wall_ms();
-    int held = 0;
     char *by = NULL;
-    if ((rc = choice_tx_hold_get(&held, &by, tx, s->tracker, s->repo, s->number)))
+    if ((rc = store_tx_hold_get(&by, tx, s->tracker, s->repo, s->number)))
         goto out;
     ri.hold = by;
     rc = report_status_render(&body, &ri);
@@ -330,10 +329,12 @@ int review_tx_trigger(review_result *out, store_tx *tx, const review_ctx *c, con
         reason_set(out, "%s from someone without write access", trigger_name(c->ev));
         return polite(tx, c, s);
     }
-    int held = 0, rc = choice_tx_hold_get(&held, NULL, tx, s->tracker, s->repo, s->number);
+    char *held = NULL;
+    int rc = store_tx_hold_get(&held, tx, s->tracker, s->repo, s->number);
     if (rc)
         return rc;
     if (held) { /* the comment is in the log; no revision starts */
+        free(held);
         reason_set(out, "%s: the issue is on hold (/farm unhold)", trigger_name(c->ev));
         return 0;
     }
@@ -495,20 +496,54 @@ static int say(store_tx *tx, const review_ctx *c, const store_session *s, const 
     return s ? cmd_reply(tx, c, s, what, body) : review_tx_thread_reply(tx, c, what, body);
 }
 
-/* `/farm hold` and `/farm unhold`: the issue's hold (choice.h), a log entry
- * and the status comment when there is a session, and a reply. */
+/* After `/farm unhold`: the jobs runs parked while the issue was on hold
+ * (store_hold.h) are queued again, each unless its session has ended or has
+ * work queued or at work already. *job is the last one queued. */
+static int unpark(int64_t *job, store_tx *tx, const review_ctx *c, const store_hold_parked *v,
+                  size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        store_session *ps = NULL;
+        int64_t queued = 0, due = 0, id = 0;
+        int running = 0, rc = store_tx_session_get(&ps, tx, v[i].session_id);
+        if (rc == FARM_ENOTFOUND)
+            continue;
+        if (rc)
+            return rc;
+        int skip = store_session_state_is_final(ps->state);
+        if (!skip && (rc = store_tx_review_jobs(&queued, &due, &running, tx, ps->id))) {
+            store_session_free(ps);
+            return rc;
+        }
+        if (!skip && !queued && !running &&
+            (!(rc = store_tx_job_insert(&id, tx, v[i].kind, ps->id, 0))))
+            rc = event_add(tx, ps->id, "unparked", c->ev->actor,
+                           json_pack("{s:I,s:s}", "job", (json_int_t)id, "kind", v[i].kind));
+        store_session_free(ps);
+        if (rc)
+            return rc;
+        if (id)
+            *job = id;
+    }
+    return 0;
+}
+
+/* `/farm hold` and `/farm unhold`: the issue's hold (store_hold.h), a log
+ * entry and the status comment when there is a session, and a reply. */
 static int cmd_hold(review_result *out, store_tx *tx, const review_ctx *c, const command *cmd,
                     const store_session *s)
 {
     const tracker_event *ev = c->ev;
-    int on = cmd->kind == COMMAND_HOLD, held = 0, rc;
-    int64_t number = s ? s->number : ev->number; /* a PR's hold is its issue's */
+    int on = cmd->kind == COMMAND_HOLD, rc;
+    int64_t number = s ? s->number : ev->number, job = 0; /* a PR's hold is its issue's */
     const char *repo = s ? s->repo : c->repo->name;
     char *by = NULL, body[512];
+    store_hold_parked *parked = NULL;
+    size_t nparked = 0;
 
-    if ((rc = choice_tx_hold_get(&held, &by, tx, ev->tracker, repo, number)))
+    if ((rc = store_tx_hold_get(&by, tx, ev->tracker, repo, number)))
         return rc;
-    if (on == held) {
+    if (on == (by != NULL)) {
         snprintf(body, sizeof(body),
                  on ? "This is on hold already (by %s): nothing new starts until `/farm unhold`."
                     : "This is not on hold: nothing to lift.",
@@ -519,7 +554,12 @@ static int cmd_hold(review_result *out, store_tx *tx, const review_ctx *c, const
         return say(tx, c, s, command_kind_name(cmd->kind), body);
     }
     free(by);
-    if ((rc = choice_tx_hold_set(tx, ev->tracker, repo, number, ev->actor, on)))
+    if (on)
+        rc = store_tx_hold_set(tx, ev->tracker, repo, number, ev->actor);
+    else if (!(rc = store_tx_hold_lift(&parked, &nparked, tx, ev->tracker, repo, number)))
+        rc = unpark(&job, tx, c, parked, nparked);
+    free(parked);
+    if (rc)
         return rc;
     if (s && ((rc = event_add(tx, s->id, on ? "hold" : "unhold", ev->actor,
                               json_pack("{s:s,s:I}", "via", on ? "/farm hold" : "/farm unhold",
@@ -527,14 +567,20 @@ static int cmd_hold(review_result *out, store_tx *tx, const review_ctx *c, const
               (rc = status_update(tx, c, s->id, on ? "on hold" : "hold lifted"))))
         return rc;
     out->acted = 1;
+    out->job_id = job; /* the scheduler wakes for work queued again */
     reason_set(out, "/farm %s: issue %lld %s", command_kind_name(cmd->kind), (long long)number,
-               on ? "on hold" : "hold lifted");
+               on    ? "on hold"
+               : job ? "hold lifted, parked work queued again"
+                     : "hold lifted");
     return say(tx, c, s, command_kind_name(cmd->kind),
-               on ? "On hold: nothing new starts on this issue or its pull request (new work, "
-                    "revisions, retries) until someone with write access comments `/farm "
-                    "unhold`. A run already at work goes on."
-                  : "Hold lifted: triggers and `/farm run` start work again. Nothing that was "
-                    "asked for during the hold starts by itself; comment `/farm run` to go on.");
+               on    ? "On hold: nothing new starts on this issue or its pull request (new work, "
+                       "revisions, retries, also work already queued) until someone with write "
+                       "access comments `/farm unhold`. A run already at work goes on."
+               : job ? "Hold lifted: the work that was waiting when the hold came starts now, "
+                       "and triggers and `/farm run` start work again."
+                     : "Hold lifted: triggers and `/farm run` start work again. What was asked "
+                       "for during the hold does not start by itself; comment `/farm run` to "
+                       "go on.");
 }
 
 int review_tx_command(review_result *out, store_tx *tx, const review_ctx *c, const command *cmd,
@@ -572,17 +618,17 @@ int review_tx_command(review_result *out, store_tx *tx, const review_ctx *c, con
     case COMMAND_RETRY:
         break;
     }
-    int held = 0, rc;
+    int rc;
     char *by = NULL;
-    if ((rc = choice_tx_hold_get(&held, &by, tx, c->ev->tracker, s ? s->repo : c->repo->name,
-                                 s ? s->number : c->ev->number)))
+    if ((rc = store_tx_hold_get(&by, tx, c->ev->tracker, s ? s->repo : c->repo->name,
+                                s ? s->number : c->ev->number)))
         return rc;
-    if (held) {
+    if (by) {
         char body[512];
         snprintf(body, sizeof(body),
                  "This issue is on hold (by %s), so nothing was started. Comment `/farm unhold` "
                  "first, then `/farm %s`.",
-                 by ? by : "someone", command_kind_name(cmd->kind));
+                 by, command_kind_name(cmd->kind));
         free(by);
         out->acted = 1;
         reason_set(out, "/farm %s: the issue is on hold", command_kind_name(cmd->kind));

@@ -30,6 +30,7 @@
 #include "farm/report/outbox.h"
 #include "farm/report/report.h"
 #include "farm/report/review_replies.h"
+#include "farm/store/store_hold.h"
 #include "farm/store/store_run.h"
 
 #include <assert.h>
@@ -453,6 +454,43 @@ static int run_open(pl_run *r, farm *f, const store_job *job, pipeline_ctl *ctl)
     return vcs_branch_name(r->branch, sizeof(r->branch), r->s->number, r->s->title);
 }
 
+struct park_ctx {
+    pl_run *r;
+    int held;
+    int64_t seq;
+};
+
+static int park_fn(store_tx *tx, void *arg)
+{
+    struct park_ctx *p = arg;
+    const store_session *s = p->r->s;
+    int rc = store_tx_hold_park(&p->held, tx, s->tracker, s->repo, s->number, s->id, p->r->kind);
+    if (rc || !p->held)
+        return rc;
+    return pl_event_tx(&p->seq, tx, s->id, "parked",
+                       json_pack("{s:I,s:s,s:s}", "job", (json_int_t)p->r->job->id, "kind",
+                                 p->r->kind, "why", "the issue is on hold (/farm unhold)"));
+}
+
+/* The issue is on hold (`/farm hold`, farm/store/store_hold.h): a job on
+ * its first attempt ends without starting, parked under the hold, which
+ * queues it again when lifted; a later attempt (a run begun before a
+ * crash) goes on. Returns 1 when parked, 0 to go on, or an error. */
+static int hold_park(pl_run *r)
+{
+    struct park_ctx p = {r, 0, 0};
+    if (r->job->attempts > 1)
+        return 0;
+    int rc = store_write(r->f->store, park_fn, &p);
+    if (rc)
+        return rc;
+    if (p.held) {
+        stream_hub_session_notify(r->f->streams, r->s->id, p.seq);
+        log_info("job parked: the issue is on hold", "repo", r->repo->name, "kind", r->kind);
+    }
+    return p.held;
+}
+
 /* Begin the run (unless the job has nothing to do), its time limits, its
  * directories, and what it did before a crash. */
 static int run_prepare(pl_run *r, pl_progress *p)
@@ -468,6 +506,8 @@ static int run_prepare(pl_run *r, pl_progress *p)
         log_info("job for an ended session skipped", "state", r->s->state);
         return 0;
     }
+    if ((rc = hold_park(r)) != 0)
+        return rc == 1 ? 0 : rc;
     if ((rc = run_begin(r)) != 0)
         return rc == 1 ? 0 : rc;
     r->wall_end_ms = r->started_ms + (int64_t)r->cfg->budgets.run_wall_s * 1000;

@@ -12,6 +12,9 @@ Cases:
 - hold: `/farm hold` on an unlabelled issue; then the trigger label and a
   `/farm run` start nothing (the run's reply says it is on hold);
   `/farm unhold`, then `/farm run` starts the work and it reaches review.
+- parked: a revision queued (waiting out the review debounce) when the hold
+  comes does not start: its job ends "parked"; `/farm unhold` queues it
+  again and the revision runs.
 """
 import os
 import sys
@@ -30,10 +33,10 @@ with open(os.environ["FARM_SUMMARY_FILE"], "w") as f:
 '''
 
 
-def world():
+def world(extra=None):
     return farmtest.GitHubWorld(
         repo_extra={"test": "true", "agents": ["command", "standin"]},
-        extra={"agent": {"command": ["python3", "-c", AGENT]}})
+        extra=dict({"agent": {"command": ["python3", "-c", AGENT]}}, **(extra or {})))
 
 
 def open_labelled(w, title, body, labels):
@@ -107,5 +110,29 @@ def test_hold_then_unhold():
         assert s["state"] == "review" and s["agent"] == "command", s
 
 
+def kinds(w, sid):
+    return [k for _, _, k, _ in farmtest.session_events(w.farm, sid)]
+
+
+def test_hold_parks_queued_work():
+    with world({"review": {"debounce_s": 3}}) as w:
+        n = open_labelled(w, "Write CMD.txt", "Please write CMD.txt.", ["agent"])
+        s = w.wait_session(n, lambda s: s["state"] in FINAL)
+        assert s["state"] == "review" and s["runs"] == 1, s
+        sid, pr = s["id"], s["pr_number"]
+        # a revision asked on the PR waits out the debounce; the hold comes first
+        comment(w, pr, "@farm-bot please have another look")
+        comment(w, n, "/farm hold")
+        farmtest.wait_for(lambda: "parked" in kinds(w, sid), timeout=30, what="the job parked")
+        assert kinds(w, sid).count("run_started") == 1, kinds(w, sid)
+        assert w.session(n)["runs"] == 1, w.session(n)
+        comment(w, n, "/farm unhold")
+        farm_said(w, n, "the work that was waiting when the hold came starts now")
+        s = w.wait_session(n, lambda s: s["runs"] == 2 and s["state"] in FINAL)
+        ks = kinds(w, sid)
+        assert ks.count("run_started") == 2 and "unparked" in ks, ks
+        assert ks.index("parked") < ks.index("unparked") < len(ks) - 1 - ks[::-1].index("run_started"), ks
+
+
 if __name__ == "__main__":
-    farmtest.run([test_presets_per_issue, test_hold_then_unhold])
+    farmtest.run([test_presets_per_issue, test_hold_then_unhold, test_hold_parks_queued_work])
