@@ -95,6 +95,10 @@
       case "egress_dropped":
         return { cls: "other", text: (b.connections || 0) + " more connection" + (b.connections === 1 ? "" : "s") +
                  " to other hosts not logged (over " + (b.max_destinations || "the") + " destinations)" };
+      case "parked":
+        return { cls: "warn", text: (b.kind || "a") + " job parked: " + (b.why || "the issue is on hold") };
+      case "unparked":
+        return { cls: "run", text: (b.kind || "a") + " job queued again (hold lifted)" };
       case "hold":
       case "unhold":
         return { cls: ev.kind === "hold" ? "warn" : "run",

@@ -13,6 +13,7 @@
 #include "farm/config/config.h"
 #include "farm/handle/handle.h"
 #include "farm/store/store.h"
+#include "farm/store/store_hold.h"
 #include "farm/store/store_outbox.h"
 #include "farm/stream/stream.h"
 
@@ -413,7 +414,12 @@ static char *status_after_pr(farm *f, const store_session *sess, const tracker_p
         ri.ndenied++;
     }
     ri.denied = ri.ndenied ? d : NULL;
-    if (report_status_render(&md, &ri) != 0)
+    char *held_by = NULL; /* the hold (`/farm hold`) stays said */
+    if (store_hold_get(&held_by, f->store, sess->tracker, sess->repo, sess->number) == 0)
+        ri.hold = held_by;
+    int rc = report_status_render(&md, &ri);
+    free(held_by);
+    if (rc != 0)
         return NULL;
     json_t *j = json_pack("{s:s}", "body", md);
     if (j && installation)

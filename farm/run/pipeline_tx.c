@@ -15,6 +15,7 @@
 #include "farm/handle/handle.h"
 #include "farm/report/outbox.h"
 #include "farm/report/report.h"
+#include "farm/store/store_hold.h"
 #include "farm/store/store_run.h"
 
 #include <jansson.h>
@@ -114,7 +115,13 @@ int pl_status_enqueue(store_tx *tx, pl_tx *t, const store_session *s)
     ri.ndenied = pl_egress_denied(denied, PL_EGRESS_MAX, t->r);
     if (store_session_state_is_final(s->state))
         ri.ended_ms = clock_wall_ms();
-    if ((rc = report_status_render(&body, &ri)))
+    char *held_by = NULL; /* the hold (`/farm hold`) stays said */
+    if ((rc = store_tx_hold_get(&held_by, tx, s->tracker, s->repo, s->number)))
+        return rc;
+    ri.hold = held_by;
+    rc = report_status_render(&body, &ri);
+    free(held_by);
+    if (rc)
         return rc;
     p = json_pack("{s:s}", "body", body);
     payload = p ? json_dumps(p, JSON_COMPACT) : NULL;

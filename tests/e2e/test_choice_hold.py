@@ -124,6 +124,7 @@ def test_hold_parks_queued_work():
         comment(w, pr, "@farm-bot please have another look")
         comment(w, n, "/farm hold")
         farmtest.wait_for(lambda: "parked" in kinds(w, sid), timeout=30, what="the job parked")
+        farm_said(w, n, "| **On hold** | by alice: nothing new starts until `/farm unhold` |")
         assert kinds(w, sid).count("run_started") == 1, kinds(w, sid)
         assert w.session(n)["runs"] == 1, w.session(n)
         comment(w, n, "/farm unhold")
