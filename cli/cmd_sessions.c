@@ -51,6 +51,12 @@ static void print_session(json_t *s)
            (long long)json_integer_value(json_object_get(s, "number")), remote_str(s, "title"));
     printf("  url      %s\n", remote_str(s, "url"));
     printf("  branch   %s\n", remote_str(s, "branch"));
+    printf("  agent    %s\n", remote_str(s, "agent"));
+    if (json_is_object(json_object_get(s, "hold")))
+        printf("  hold     on hold (by %s): nothing new starts until /farm unhold\n",
+               json_string_value(json_object_get(json_object_get(s, "hold"), "by"))
+                   ? json_string_value(json_object_get(json_object_get(s, "hold"), "by"))
+                   : "someone");
     if (json_integer_value(json_object_get(s, "pr_number")))
         printf("  pr       #%lld %s%s%s%s\n",
                (long long)json_integer_value(json_object_get(s, "pr_number")),

@@ -186,11 +186,28 @@ out:
     return rc;
 }
 
-int farm_gateway_start(farm *f)
+/* 1 when some preset a run may use (the configured one, or one a repository
+ * allows: repos[].agents) speaks a model API through the gateway. */
+static int gateway_needed(const config *cfg)
 {
     gateway_provider p;
+    if (agent_provider(&p, cfg) == 0)
+        return 1;
+    for (size_t i = 0; i < cfg->nrepos; i++) {
+        for (size_t k = 0; k < cfg->repos[i].nagents; k++) {
+            config alt; /* the config as a run of that preset sees it */
+            config_agent_for(&alt, cfg, cfg->repos[i].agents[k]);
+            if (agent_provider(&p, &alt) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+int farm_gateway_start(farm *f)
+{
     char path[PATH_MAX];
-    if (f->gateway || agent_provider(&p, f->cfg) != 0)
+    if (f->gateway || !gateway_needed(f->cfg))
         return 0;
     int n = snprintf(path, sizeof(path), "%s/gateway.sock", f->cfg->data_dir);
     if (n < 0 || (size_t)n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {

@@ -38,6 +38,7 @@
   let step = null;         // {name, status, ts}
   const calls = new Map(); // tool call id -> its log line, for its result
   let rawLines = 0;        // the agent's raw output lines in the log
+  const denied = new Map(); // "host:port" -> {reason, count}: the egress proxy refused it
 
   const FILE_KIND = { add: "added", update: "changed", delete: "deleted" };
 
@@ -89,6 +90,25 @@
             (typeof b.files === "number" ? " (" + b.files + " files)" : "")
           : "setup ran in " + duration((b.ms || 0) / 1000) +
             (b.saved === true ? " (kept in the cache)" : b.saved === false ? " (not kept in the cache)" : "") };
+      case "egress": { // the sandbox's egress proxy (farm/run/pipeline_egress.c)
+        const where = (b.host || "?") + ":" + (b.port || "?");
+        const times = b.repeat ? " (" + b.count + " times in all)" : "";
+        const who = b.step && b.step !== "agent" ? " (" + b.step + ")" : "";
+        return b.decision === "allow"
+          ? { cls: "egress ok", text: "network: reached " + where + who + times }
+          : { cls: "egress bad", text: "network: denied " + where + who + " — " + (b.reason || "refused") + times };
+      }
+      case "egress_dropped":
+        return { cls: "other", text: (b.connections || 0) + " more connection" + (b.connections === 1 ? "" : "s") +
+                 " to other hosts not logged (over " + (b.max_destinations || "the") + " destinations)" };
+      case "parked":
+        return { cls: "warn", text: (b.kind || "a") + " job parked: " + (b.why || "the issue is on hold") };
+      case "unparked":
+        return { cls: "run", text: (b.kind || "a") + " job queued again (hold lifted)" };
+      case "hold":
+      case "unhold":
+        return { cls: ev.kind === "hold" ? "warn" : "run",
+                 text: (ev.kind === "hold" ? "put on hold" : "hold lifted") + (ev.actor ? " by " + ev.actor : "") };
       case "state":
         return { cls: "state", text: "state " + (b.from || "?") + " → " + (b.to || "?") };
       case "test_result":
@@ -121,7 +141,8 @@
         return { cls: "bad", text: "failed: " + (b.reason || "") };
       case "triggered":
         return { cls: "run", text: "triggered" + (ev.actor ? " by " + ev.actor : "") +
-                 (b.rule ? " (" + b.rule + ")" : b.event ? " (" + b.event + (b.action ? " " + b.action : "") + ")" : "") };
+                 (b.rule ? " (" + b.rule + ")" : b.event ? " (" + b.event + (b.action ? " " + b.action : "") + ")" : "") +
+                 (b.agent ? ", agent preset " + b.agent : "") };
       default:
         return { cls: "other", text: ev.kind + (Object.keys(b).length ? " " + JSON.stringify(b) : "") };
     }
@@ -138,6 +159,11 @@
     if (ev.kind === "answer" || (ev.kind === "run_started" && openQuestion && ev.seq > openQuestion.seq))
       openQuestion = null;
     if (ev.kind === "step") step = { name: b.step, status: b.status, ts: ev.ts };
+    if (ev.kind === "egress" && b.decision === "deny" && b.host) {
+      const key = b.host + ":" + b.port;
+      const seen = denied.get(key);
+      denied.set(key, { reason: b.reason || "refused", count: Math.max(b.count || 1, seen ? seen.count : 0) });
+    }
   }
 
   function append(events) {
@@ -281,6 +307,13 @@
         : session.state === "review" ? "The pull request waits for review; the run took " + duration(session.duration_s) + "."
         : final ? "Took " + duration(session.duration_s) + "." : "Waiting to start.";
     }
+    const net = document.getElementById("network");
+    if (net && denied.size) {
+      net.hidden = false;
+      net.innerHTML = "The agent tried to reach " + [...denied].map(([k, v]) =>
+        "<code>" + esc(k) + "</code> (denied: " + esc(v.reason) + (v.count > 1 ? ", " + esc(v.count) + " times" : "") + ")"
+      ).join(", ") + ". Hosts it needs go in <code>sandbox.allow_hosts</code>.";
+    }
     const tl = document.getElementById("tests");
     if (tests.length) {
       tl.innerHTML = tests.map((t) => {
@@ -317,6 +350,8 @@
     const issue = esc(s.repo) + "#" + esc(s.number);
     const parts = [(u ? '<a href="' + esc(u) + '" rel="noreferrer">' + issue + "</a>" : issue),
                    farm.stateBadge(s.state) + ' <span class="badge draft" id="draft-badge" hidden>draft</span>'];
+    if (s.agent) parts.push("agent " + esc(s.agent));
+    if (s.hold) parts.push('<span class="badge held">on hold (by ' + esc(s.hold.by || "someone") + ")</span>");
     if (s.runs) parts.push(esc(s.runs) + " run" + (s.runs === 1 ? "" : "s"));
     parts.push("agent time " + duration(s.agent_seconds) + ", $" + Number(s.cost || 0).toFixed(2));
     parts.push("session " + esc(s.id));

@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "farm/digest/digest.h"
+#include "farm/store/store_hold.h"
 #include "farm/store/store.h"
 
 #include <errno.h>
@@ -202,6 +203,10 @@ int route_api_session(web_request *req)
         store_session_free(s);
         return store_failed(req);
     }
+    char *held_by = NULL; /* the hold (`/farm hold`), or null */
+    if (o && store_hold_get(&held_by, farm_store(req->farm), s->tracker, s->repo, s->number) == 0)
+        json_object_set_new(o, "hold", held_by ? json_pack("{s:s}", "by", held_by) : json_null());
+    free(held_by);
     store_session_free(s);
     return web_reply_json(req, 200, o);
 }

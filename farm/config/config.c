@@ -41,8 +41,10 @@ static const char *const scaling_keys[] = {"max_agents", "max_per_repo", "min_wa
 static const char *const sandbox_keys[] = {"mode",           "network",   "setup_network",
                                            "allow_hosts",    "memory_mb", "pids",
                                            "wall_timeout_s", "disk_mb",   NULL};
-static const char *const agent_keys[] = {"preset",  "command", "api_key", "api_key_env", "model",
-                                         "api_url", "prices",  "path",    "env",         NULL};
+static const char *const agent_keys[] = {"preset", "command", "api_key", "api_key_env",
+                                         "model",  "api_url", "prices",  "path",
+                                         "env",    "presets", NULL};
+static const char *const agent_preset_keys[] = {"api_key", "api_key_env", "model", "api_url", NULL};
 static const char *const price_keys[] = {"input",       "output",         "cache_read",
                                          "cache_write", "cache_write_1h", NULL};
 static const char *const budget_keys[] = {"run_wall_s",  "max_runs",       "partial_margin_s",
@@ -512,6 +514,91 @@ static void load_agent_env(cc *c, config *cfg, json_t *o)
     strv_free(&env);
 }
 
+/* An environment variable's name at path (NULL is fine). */
+static void check_env_name(cc *c, const char *path, const char *name)
+{
+    if (!name)
+        return;
+    const char *q = name;
+    int ok = !isdigit((unsigned char)*q);
+    for (; *q && ok; q++)
+        ok = isalnum((unsigned char)*q) || *q == '_';
+    if (!ok)
+        cc_error(c, path, "not an environment variable name");
+}
+
+/* A model API's base URL at path: http(s), and plain http only to this
+ * host (the real key travels to it). Its trailing slash goes. */
+static void check_api_url(cc *c, const char *path, char *url)
+{
+    if (!url)
+        return;
+    if (!is_http_url(url)) {
+        cc_error(c, path, "expected an http:// or https:// URL (got \"%s\")", url);
+    } else if (!strncmp(url, "http://", 7)) {
+        char host[256];
+        const char *h = url + 7;
+        size_t hl = *h == '[' ? strcspn(h + 1, "]") : strcspn(h, ":/");
+        snprintf(host, sizeof(host), "%.*s", (int)(hl < 255 ? hl : 255), *h == '[' ? h + 1 : h);
+        if (!host_is_loopback(host))
+            cc_error(c, path, "plain http:// only to a loopback address; use https://");
+    }
+    strip_trailing_slash(url);
+}
+
+/* agent.presets: {"codex": {"api_key", "api_key_env", "model", "api_url"}}:
+ * settings of one preset, over the agent.* ones, when a session runs it. */
+static void load_agent_presets(cc *c, config *cfg, json_t *o)
+{
+    static const char *const names[] = {"claude", "codex", "aider", "opencode", "command", NULL};
+    const char *name;
+    json_t *v;
+    size_t n = o ? json_object_size(o) : 0, i = 0;
+
+    if (n == 0)
+        return;
+    if (!(cfg->agent.presets = calloc(n, sizeof(config_agent_preset)))) {
+        c->oom = 1;
+        return;
+    }
+    json_object_foreach(o, name, v)
+    {
+        char path[300], q[340];
+        int known = 0;
+        snprintf(path, sizeof(path), "agent.presets.%.64s", name);
+        for (const char *const *k = names; *k && !known; k++)
+            known = !strcmp(*k, name);
+        if (!known) {
+            cc_error(c, path,
+                     "not a preset with settings (claude, codex, aider, opencode or "
+                     "command)");
+            continue;
+        }
+        if (!json_is_object(v)) {
+            cc_error(c, path, "expected an object of api_key, api_key_env, model, api_url");
+            continue;
+        }
+        cc_unknown_keys(c, v, path, agent_preset_keys);
+        config_agent_preset *ap = &cfg->agent.presets[i++];
+        if (!(ap->name = strdup(name))) {
+            c->oom = 1;
+            continue;
+        }
+        cc_secret(c, v, path, "api_key", &ap->api_key, 0);
+        cc_string(c, v, path, "api_key_env", &ap->api_key_env,
+                  ap->api_key ? preset_key_env(name) : NULL, 0);
+        snprintf(q, sizeof(q), "%s.api_key_env", path);
+        check_env_name(c, q, ap->api_key_env);
+        if (ap->api_key && !ap->api_key_env)
+            cc_error(c, q, "required with api_key for this preset");
+        cc_string(c, v, path, "model", &ap->model, NULL, 0);
+        cc_string(c, v, path, "api_url", &ap->api_url, NULL, 0);
+        snprintf(q, sizeof(q), "%s.api_url", path);
+        check_api_url(c, q, ap->api_url);
+    }
+    cfg->agent.npresets = i;
+}
+
 static void load_agent(cc *c, config *cfg, json_t *o)
 {
     const char *p = "agent";
@@ -529,34 +616,16 @@ static void load_agent(cc *c, config *cfg, json_t *o)
     cc_secret(c, o, p, "api_key", &cfg->agent.api_key, 0);
     cc_string(c, o, p, "api_key_env", &cfg->agent.api_key_env, preset_key_env(cfg->agent.preset),
               0);
-    if (cfg->agent.api_key_env) {
-        const char *q = cfg->agent.api_key_env;
-        int ok = !isdigit((unsigned char)*q);
-        for (; *q && ok; q++)
-            ok = isalnum((unsigned char)*q) || *q == '_';
-        if (!ok)
-            cc_error(c, "agent.api_key_env", "not an environment variable name");
-    }
+    check_env_name(c, "agent.api_key_env", cfg->agent.api_key_env);
     if (json_object_get(o ? o : json_null(), "api_key") && !cfg->agent.api_key_env)
         cc_error(c, "agent.api_key_env", "required with agent.api_key for this agent");
     cc_string(c, o, p, "model", &cfg->agent.model, NULL, 0);
     cc_string(c, o, p, "api_url", &cfg->agent.api_url, NULL, 0);
-    if (cfg->agent.api_url && !is_http_url(cfg->agent.api_url))
-        cc_error(c, "agent.api_url", "expected an http:// or https:// URL (got \"%s\")",
-                 cfg->agent.api_url);
-    else if (cfg->agent.api_url && !strncmp(cfg->agent.api_url, "http://", 7)) {
-        /* the real key travels to it: in the clear only to this host */
-        char host[256];
-        const char *h = cfg->agent.api_url + 7;
-        size_t hl = *h == '[' ? strcspn(h + 1, "]") : strcspn(h, ":/");
-        snprintf(host, sizeof(host), "%.*s", (int)(hl < 255 ? hl : 255), *h == '[' ? h + 1 : h);
-        if (!host_is_loopback(host))
-            cc_error(c, "agent.api_url", "plain http:// only to a loopback address; use https://");
-    }
-    strip_trailing_slash(cfg->agent.api_url);
+    check_api_url(c, "agent.api_url", cfg->agent.api_url);
     load_prices(c, cfg, cc_object(c, o, p, "prices"));
     load_agent_path(c, cfg, o);
     load_agent_env(c, cfg, cc_object(c, o, p, "env"));
+    load_agent_presets(c, cfg, cc_object(c, o, p, "presets"));
 }
 
 static void load_tokens(cc *c, config *cfg, json_t *arr)
@@ -954,6 +1023,14 @@ void config_free(config *c)
     for (size_t i = 0; i < c->agent.nprices; i++)
         free(c->agent.prices[i].model);
     free(c->agent.prices);
+    for (size_t i = 0; i < c->agent.npresets; i++) {
+        free(c->agent.presets[i].name);
+        free(c->agent.presets[i].api_key);
+        free(c->agent.presets[i].api_key_env);
+        free(c->agent.presets[i].model);
+        free(c->agent.presets[i].api_url);
+    }
+    free(c->agent.presets);
     free(c->bot.name);
     free(c->bot.email);
     free(c->digest.tracker);

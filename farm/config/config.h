@@ -57,6 +57,9 @@ typedef struct config_repo {
     char *setup_network;      /* "none", "allowlist", or NULL: sandbox.setup_network */
     char **setup_allow_hosts; /* setup_network given as a list of hosts: that allowlist */
     size_t nsetup_allow_hosts;
+    char **agents; /* the agent presets an issue may pick (label `agent:<preset>`, `/farm run
+                      <preset>`), NULL-terminated; NULL: only config_agent_default() */
+    size_t nagents;
 } config_repo;
 
 typedef struct config_token {
@@ -71,6 +74,16 @@ typedef struct config_price {
     char *model;
     double input, output, cache_read, cache_write, cache_write_1h;
 } config_price;
+
+/* agent.presets.<name>: one preset's own settings, over agent.*, when a
+ * session runs it (NULL fields: agent.*'s). */
+typedef struct config_agent_preset {
+    char *name;        /* "claude", "codex", "aider", "opencode", "command" */
+    char *api_key;     /* resolved secret, or NULL */
+    char *api_key_env; /* with api_key: the variable it is known by (the preset's provider's) */
+    char *model;
+    char *api_url;
+} config_agent_preset;
 
 typedef struct config {
     char *path;       /* the file it came from, or NULL for the defaults */
@@ -130,6 +143,8 @@ typedef struct config {
         size_t nprices;
         char *path; /* agent.path: the preset's program, absolute, or NULL: found in PATH */
         char **env; /* agent.env: "NAME=value" entries (plain values), NULL-terminated, or NULL */
+        config_agent_preset *presets; /* agent.presets: per-preset settings */
+        size_t npresets;
     } agent;
 
     struct {
@@ -223,6 +238,27 @@ int config_data_dir_check(const config *c, char **errors);
 /* The listen address split: host (without brackets for IPv6) into host
  * (hostlen bytes) and the port. Returns 0 or FARM_EINVALID. */
 int config_listen_split(const config *c, char *host, size_t hostlen, int *port);
+
+/* The agent preset the config names: agent.preset ("claude", ..., "auto"),
+ * or "command" with agent.command. Never NULL. */
+const char *config_agent_default(const config *c);
+
+/* The preset repo's sessions run when the issue picks none: the config's
+ * default when the repository allows it, else the first of repos[].agents. */
+const char *config_repo_agent_default(const config *c, const config_repo *repo);
+
+/* *out becomes a shallow copy of c (it owns nothing: never config_free()
+ * it; valid while c is) whose agent is preset ("claude", ..., "command"),
+ * with agent.presets.<preset>'s settings over agent.*'s. The key's variable
+ * follows the preset's provider when the preset is not the configured one.
+ * Returns 1 when the copy differs from c's agent, 0 when it is c's. */
+int config_agent_for(config *out, const config *c, const char *preset);
+
+/* agent.presets' entry for preset, or NULL. */
+const config_agent_preset *config_agent_preset_find(const config *c, const char *preset);
+
+/* 1 when repo allows preset (case-insensitive), 0 when not. */
+int config_repo_agent_allowed(const config *c, const config_repo *repo, const char *preset);
 
 void config_free(config *c);
 

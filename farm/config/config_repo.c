@@ -20,11 +20,25 @@
 
 const char *const config__trackers[] = {"github", "azure", "local", NULL};
 
-static const char *const repo_keys[] = {
-    "name",      "tracker",        "clone_url", "base_branch",     "setup",
-    "test",      "max_fix_rounds", "trigger",   "azure_project",   "azure_area_path",
-    "azure_tag", "allowed_actors", "ci",        "setup_cache_key", "setup_cache_ttl_s",
-    "setup_env", "setup_network",  NULL};
+static const char *const repo_keys[] = {"name",
+                                        "tracker",
+                                        "clone_url",
+                                        "base_branch",
+                                        "setup",
+                                        "test",
+                                        "max_fix_rounds",
+                                        "trigger",
+                                        "azure_project",
+                                        "azure_area_path",
+                                        "azure_tag",
+                                        "allowed_actors",
+                                        "ci",
+                                        "setup_cache_key",
+                                        "setup_cache_ttl_s",
+                                        "setup_env",
+                                        "setup_network",
+                                        "agents",
+                                        NULL};
 static const char *const repo_ci_keys[] = {"fix", NULL};
 static const char *const trigger_keys[] = {"label", "assignee", "mention", "on_open", NULL};
 
@@ -201,6 +215,34 @@ static void load_setup_keys(cc *c, config_repo *r, json_t *o, const char *p)
     }
 }
 
+/* repos[].agents: presets the agent.* settings can run ("command" only
+ * with agent.command); the configured one is not required among them. */
+static void load_agents(cc *c, config *cfg, config_repo *r, json_t *o, const char *p)
+{
+    static const char *const known[] = {"claude", "codex", "aider", "opencode", "standin", NULL};
+    char q[CONFIG_PATH_MAX];
+
+    cc_strings(c, o, p, "agents", &r->agents, &r->nagents);
+    cc_join(q, p, "agents");
+    if (json_object_get(o, "agents") && r->nagents == 0)
+        cc_error(c, q, "list at least one preset (or leave the key out: the agent preset only)");
+    for (size_t i = 0; i < r->nagents; i++) {
+        const char *a = r->agents[i];
+        int ok = 0;
+        for (const char *const *k = known; *k && !ok; k++)
+            ok = !strcmp(a, *k);
+        if (!strcmp(a, "command")) {
+            ok = 1;
+            if (!cfg->agent.command)
+                cc_error(c, q, "\"command\" needs agent.command");
+        }
+        if (!ok)
+            cc_error(c, q,
+                     "unknown preset \"%s\" (claude, codex, aider, opencode, standin or command)",
+                     a);
+    }
+}
+
 static void load_repo(cc *c, config *cfg, config_repo *r, json_t *o, const char *p)
 {
     char q[CONFIG_PATH_MAX];
@@ -234,6 +276,7 @@ static void load_repo(cc *c, config *cfg, config_repo *r, json_t *o, const char 
         cc_unknown_keys(c, ci, q, repo_ci_keys);
     cc_bool(c, ci, q, "fix", &r->ci.fix, 0);
     load_setup_keys(c, r, o, p);
+    load_agents(c, cfg, r, o, p);
 
     if (!r->tracker || !r->name)
         return;
@@ -325,6 +368,73 @@ void config__repo_clear(config_repo *r)
     strv_list_free(r->setup_env);
     free(r->setup_network);
     strv_list_free(r->setup_allow_hosts);
+    strv_list_free(r->agents);
+}
+
+const char *config_agent_default(const config *c)
+{
+    if (c && c->agent.command)
+        return "command";
+    return c && c->agent.preset ? c->agent.preset : "auto";
+}
+
+int config_agent_for(config *out, const config *c, const char *preset)
+{
+    const char *dflt = config_agent_default(c);
+    const config_agent_preset *ap = config_agent_preset_find(c, preset);
+    int other = preset && strcasecmp(preset, dflt) != 0;
+
+    *out = *c;
+    if (!other && !ap)
+        return 0;
+    if (other && !strcmp(preset, "command")) {
+        out->agent.preset = NULL; /* config checks ensured agent.command where allowed */
+    } else if (other) {
+        out->agent.command = NULL;
+        out->agent.path = NULL; /* agent.path names the configured preset's program */
+        out->agent.preset = (char *)preset;
+        if (!strcmp(preset, "codex"))
+            out->agent.api_key_env = "OPENAI_API_KEY";
+        else if (strcmp(preset, "standin") != 0)
+            out->agent.api_key_env = "ANTHROPIC_API_KEY";
+    }
+    if (ap && ap->api_key) {
+        out->agent.api_key = ap->api_key;
+        out->agent.api_key_env = ap->api_key_env;
+    }
+    if (ap && ap->model)
+        out->agent.model = ap->model;
+    if (ap && ap->api_url)
+        out->agent.api_url = ap->api_url;
+    return 1;
+}
+
+const config_agent_preset *config_agent_preset_find(const config *c, const char *preset)
+{
+    for (size_t i = 0; c && preset && i < c->agent.npresets; i++)
+        if (c->agent.presets[i].name && !strcasecmp(c->agent.presets[i].name, preset))
+            return &c->agent.presets[i];
+    return NULL;
+}
+
+int config_repo_agent_allowed(const config *c, const config_repo *repo, const char *preset)
+{
+    if (!preset)
+        return 0;
+    if (!repo || !repo->agents)
+        return !strcasecmp(preset, config_agent_default(c));
+    for (size_t i = 0; i < repo->nagents; i++)
+        if (repo->agents[i] && !strcasecmp(repo->agents[i], preset))
+            return 1;
+    return 0;
+}
+
+const char *config_repo_agent_default(const config *c, const config_repo *repo)
+{
+    const char *d = config_agent_default(c);
+    if (!repo || !repo->agents || repo->nagents == 0 || config_repo_agent_allowed(c, repo, d))
+        return d;
+    return repo->agents[0];
 }
 
 const config_repo *config_repo_find(const config *c, const char *tracker, const char *name)

@@ -79,6 +79,7 @@ json_t *digest_session_json(const store_session *s)
     json_object_set_new(o, "pr_draft", json_boolean(s->pr_draft));
     json_object_set_new(o, "pr_draft_reason",
                         s->pr_draft ? str_json(s->pr_draft_reason) : json_null());
+    json_object_set_new(o, "agent", str_json(s->agent));
     json_object_set_new(o, "runs", json_integer(s->runs));
     json_object_set_new(o, "agent_seconds", seconds_json(s->agent_seconds));
     json_object_set_new(o, "cost", usd_json(s->cost));

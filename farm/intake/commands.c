@@ -25,7 +25,8 @@ static const struct {
     command_kind kind;
 } words[] = {
     {"run", COMMAND_RUN},       {"retry", COMMAND_RETRY}, {"stop", COMMAND_STOP},
-    {"status", COMMAND_STATUS}, {"help", COMMAND_HELP},
+    {"status", COMMAND_STATUS}, {"help", COMMAND_HELP},   {"hold", COMMAND_HOLD},
+    {"unhold", COMMAND_UNHOLD},
 };
 
 const char *command_kind_name(command_kind k)
@@ -45,6 +46,10 @@ const char *command_kind_name(command_kind k)
         return "help";
     case COMMAND_UNKNOWN:
         return "unknown";
+    case COMMAND_HOLD:
+        return "hold";
+    case COMMAND_UNHOLD:
+        return "unhold";
     }
     return "unknown";
 }
@@ -55,10 +60,15 @@ const char *commands_help_text(void)
            "only):\n\n"
            "- `/farm run` - start work on this issue now; on a pull request the farm is "
            "working on, start a revision now\n"
+           "- `/farm run <preset>` - the same with that agent preset (`claude`, `codex`, ...; "
+           "one the repository allows); the label `agent:<preset>` picks it too\n"
            "- `/farm retry` - run a failed or cancelled session again, from where it "
            "stopped\n"
            "- `/farm stop` - stop the running work and cancel the session\n"
            "- `/farm status` - the session's state, current step, elapsed time and link\n"
+           "- `/farm hold` - nothing new starts on this issue or its pull request (new "
+           "work, revisions, retries) until `/farm unhold`; a run at work goes on\n"
+           "- `/farm unhold` - lift the hold; the next trigger or `/farm run` starts work\n"
            "- `/farm help` - this list\n\n"
            "Reviews, review comments and comments on the pull request that mention the bot "
            "start a revision on the same branch.\n";
@@ -161,6 +171,32 @@ static size_t fence_len(const char *line, size_t len, char *ch)
     return n >= 3 ? n : 0;
 }
 
+/* The word after a command, if any (the rest of the line is free text). */
+static void arg_take(command *out, const char *p, size_t len)
+{
+    size_t i = 0, w = 0;
+    while (i < len && isspace((unsigned char)p[i]))
+        i++;
+    while (i + w < len && !isspace((unsigned char)p[i + w]))
+        w++;
+    if (w == 0)
+        return;
+    if (w > COMMANDS_ARG_MAX) {
+        out->arg_bad = 1;
+        return;
+    }
+    for (size_t k = 0; k < w; k++) {
+        unsigned char c = (unsigned char)p[i + k];
+        if (!isalnum(c) && c != '-' && c != '_' && c != '.') {
+            out->arg_bad = 1;
+            out->arg[0] = '\0';
+            return;
+        }
+        out->arg[k] = (char)tolower(c);
+    }
+    out->arg[w] = '\0';
+}
+
 /* The command on one line, when it holds one. */
 static int line_command(command *out, const char *line, size_t len)
 {
@@ -186,6 +222,7 @@ static int line_command(command *out, const char *line, size_t len)
         if (strlen(words[k].word) == w && !strncasecmp(line + i, words[k].word, w)) {
             out->kind = words[k].kind;
             snprintf(out->word, sizeof(out->word), "%s", words[k].word);
+            arg_take(out, line + i + w, len - i - w);
             return 1;
         }
     }

@@ -2,8 +2,9 @@
  * commands.h - `/farm ...` comment commands: finding one in a comment body.
  *
  * People steer the farm from the tracker with a line that starts with
- * `/farm` in a comment on the issue or on its pull request: `/farm run`,
- * `/farm retry`, `/farm stop`, `/farm status`, `/farm help`. A command
+ * `/farm` in a comment on the issue or on its pull request: `/farm run
+ * [preset]`, `/farm retry`, `/farm stop`, `/farm status`, `/farm hold`,
+ * `/farm unhold`, `/farm help`. A command
  * counts only at the start of a line (leading blanks allowed) and is matched
  * case-insensitively; quoted lines (`>`), fenced and indented code blocks
  * and, in the HTML bodies Azure DevOps work items have, <blockquote>, <pre>
@@ -18,6 +19,7 @@
 
 #define COMMANDS_TEXT_MAX (256u << 10) /* of a comment body looked at; the rest is ignored */
 #define COMMANDS_WORD_MAX 32           /* an unknown command's word, as quoted back */
+#define COMMANDS_ARG_MAX  32           /* a command's argument (`/farm run codex`) */
 
 typedef enum {
     COMMAND_NONE = 0, /* the body holds no command */
@@ -27,12 +29,19 @@ typedef enum {
     COMMAND_STATUS,   /* reply with the session's state, step, elapsed time and link */
     COMMAND_HELP,     /* reply with the commands (also: `/farm` alone) */
     COMMAND_UNKNOWN,  /* `/farm <word>` with a word not above: reply with the commands */
+    COMMAND_HOLD,     /* nothing new starts on this issue or its PR until unhold */
+    COMMAND_UNHOLD,   /* lift the hold */
 } command_kind;
 
 typedef struct command {
     command_kind kind;
     char word[COMMANDS_WORD_MAX + 1]; /* the word after /farm as written (cut, printable
                                          ASCII only), "" when none */
+    char arg[COMMANDS_ARG_MAX + 1];   /* the word after the command (`/farm run codex`:
+                                         "codex"), lower-cased; "" when none. Only letters,
+                                         digits, '-', '_' and '.': anything else, or one too
+                                         long, makes arg_bad 1 and arg "" */
+    int arg_bad;
 } command;
 
 /* Find the first command in body (Markdown, or HTML when it looks like it).
@@ -40,7 +49,7 @@ typedef struct command {
  * (out->kind is then COMMAND_NONE). A NULL body holds no command. */
 int commands_parse(command *out, const char *body);
 
-/* "run", "retry", "stop", "status", "help", "unknown", "none". */
+/* "run", "retry", "stop", "status", "help", "hold", "unhold", "unknown", "none". */
 const char *command_kind_name(command_kind k);
 
 /* The reply to `/farm help` (and the list under an unknown command's

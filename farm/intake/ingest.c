@@ -14,6 +14,7 @@
  */
 #include "ingest.h"
 #include "ci.h"
+#include "choice.h"
 #include "commands.h"
 #include "review.h"
 #include "base/error.h"
@@ -42,6 +43,7 @@ typedef struct ingest_ctx {
     const tracker_event *ev;
     ingest_result *res;
     int duplicate;
+    const command *cmd; /* the `/farm` command that starts work, or NULL */
 } ingest_ctx;
 
 const char *ingest_outcome_name(ingest_outcome o)
@@ -280,6 +282,29 @@ static int trigger(store_tx *tx, ingest_ctx *c, const config_repo *repo, const c
     }
     if (rc != FARM_ENOTFOUND)
         return rc;
+    char *held = NULL;
+    if ((rc = store_tx_hold_get(&held, tx, ev->tracker, repo->name, ev->number)))
+        return rc;
+    if (held) {
+        free(held);
+        result_set(c->res, INGEST_IGNORED, "the issue is on hold (/farm unhold)");
+        return 0;
+    }
+    const char *preset = NULL;
+    if (!choice_preset_pick(&preset, c->cfg, repo, ev, c->cmd)) {
+        /* nothing starts; the thread hears which presets are allowed */
+        review_ctx rx = {c->cfg, repo, ev, 1, 0};
+        char *why = choice_preset_refusal(c->cfg, repo, preset);
+        if (!why) {
+            farm_error_set("ingest: out of memory");
+            return FARM_ENOMEM;
+        }
+        rc = review_tx_thread_reply(tx, &rx, "preset", why);
+        free(why);
+        result_set(c->res, INGEST_IGNORED, "agent preset \"%.64s\" not allowed for %s", preset,
+                   repo->name);
+        return rc;
+    }
 
     if (ev->title && !(title = cut_utf8(ev->title, TITLE_MAX))) {
         farm_error_set("ingest: out of memory");
@@ -290,6 +315,7 @@ static int trigger(store_tx *tx, ingest_ctx *c, const config_repo *repo, const c
     s.number = ev->number;
     s.title = title;
     s.url = ev->url;
+    s.agent = (char *)preset;
     rc = store_tx_session_insert(&session_id, tx, &s);
     free(title);
     if (rc)
@@ -301,6 +327,7 @@ static int trigger(store_tx *tx, ingest_ctx *c, const config_repo *repo, const c
         return FARM_ENOMEM;
     }
     json_object_set_new(b, "rule", json_string(rule));
+    json_object_set_new(b, "agent", json_string(preset));
     json_object_set_new(b, "number", json_integer(ev->number));
     if (ev->url)
         json_object_set_new(b, "url", json_string(ev->url));
@@ -342,8 +369,12 @@ static int steer(store_tx *tx, ingest_ctx *c, const config_repo *repo, const com
     int rc = review_tx_command(&r, tx, &rc_, cmd, s);
     if (rc)
         return rc;
-    if (r.start_session)
-        return trigger(tx, c, repo, cmd->kind == COMMAND_RETRY ? "/farm retry" : "/farm run");
+    if (r.start_session) {
+        c->cmd = cmd;
+        rc = trigger(tx, c, repo, cmd->kind == COMMAND_RETRY ? "/farm retry" : "/farm run");
+        c->cmd = NULL;
+        return rc;
+    }
     review_result_take(c, s ? s->id : 0, &r);
     return 0;
 }

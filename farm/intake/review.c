@@ -17,6 +17,7 @@
  * hears so once per queued job (key "s<id>:j<job>:queued").
  */
 #include "review.h"
+#include "choice.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/crypto.h"
@@ -153,7 +154,13 @@ static int status_update(store_tx *tx, const review_ctx *c, int64_t sid, const c
     ri.step = words;
     if (store_session_state_is_final(s->state))
         ri.ended_ms = clock_wall_ms();
-    if ((rc = report_status_render(&body, &ri)))
+    char *by = NULL;
+    if ((rc = store_tx_hold_get(&by, tx, s->tracker, s->repo, s->number)))
+        goto out;
+    ri.hold = by;
+    rc = report_status_render(&body, &ri);
+    free(by);
+    if (rc)
         goto out;
     json_t *p = json_pack("{s:s}", "body", body);
     if (p && c->ev->installation_id)
@@ -322,6 +329,15 @@ int review_tx_trigger(review_result *out, store_tx *tx, const review_ctx *c, con
         reason_set(out, "%s from someone without write access", trigger_name(c->ev));
         return polite(tx, c, s);
     }
+    char *held = NULL;
+    int rc = store_tx_hold_get(&held, tx, s->tracker, s->repo, s->number);
+    if (rc)
+        return rc;
+    if (held) { /* the comment is in the log; no revision starts */
+        free(held);
+        reason_set(out, "%s: the issue is on hold (/farm unhold)", trigger_name(c->ev));
+        return 0;
+    }
     return queue_work(out, tx, c, s, "revise", (int64_t)c->cfg->review.debounce_s * 1000,
                       trigger_name(c->ev));
 }
@@ -351,22 +367,47 @@ static int cmd_help(store_tx *tx, const review_ctx *c, const store_session *s, c
 /* `/farm help`, `/farm status` or an unknown command where the farm has no
  * session: the answer goes to the thread itself, once per command comment
  * (the key is a digest of where it was written and which comment it was). */
-static int reply_sessionless(store_tx *tx, const review_ctx *c, const command *cmd)
+/* The outbox key of a comment answering the event itself where the farm
+ * has no session: a digest of where it was written and which comment or
+ * delivery it was, and what the answer is. 0, or -1 when there is nowhere
+ * to answer. */
+static int thread_key(char *key, size_t n, const tracker_event *ev, const char *what)
 {
-    const tracker_event *ev = c->ev;
-    buf b = BUF_INIT(8192);
-    char where[1024], key[128], hex[65];
+    char where[1024], hex[65];
     unsigned char d[32];
 
     if (!ev->tracker || !ev->repo || ev->number <= 0)
-        return 0; /* nowhere to answer */
+        return -1;
     snprintf(where, sizeof(where), "%s\n%s\n%lld\n%lld\n%s", ev->tracker, ev->repo,
              (long long)ev->number, (long long)ev->comment_id,
              ev->comment_id ? "" : (ev->delivery_id ? ev->delivery_id : ""));
     if (crypto_sha256(d, where, strlen(where)) != 0)
-        return oom();
+        return -1;
     crypto_hex(hex, d, 12);
-    snprintf(key, sizeof(key), "n:%s:%s", hex, command_kind_name(cmd->kind));
+    snprintf(key, n, "n:%s:%s", hex, what);
+    return 0;
+}
+
+int review_tx_thread_reply(store_tx *tx, const review_ctx *c, const char *what, const char *body)
+{
+    const tracker_event *ev = c->ev;
+    char key[128];
+    if (thread_key(key, sizeof(key), ev, what) != 0)
+        return 0; /* nowhere to answer */
+    return comment_enqueue(tx, ev, 0, key,
+                           json_pack("{s:s,s:b,s:s,s:s,s:I,s:b}", "body", body, "on_pr", ev->is_pr,
+                                     "tracker", ev->tracker, "repo", ev->repo, "number",
+                                     (json_int_t)ev->number, "is_pr", ev->is_pr));
+}
+
+static int reply_sessionless(store_tx *tx, const review_ctx *c, const command *cmd)
+{
+    const tracker_event *ev = c->ev;
+    buf b = BUF_INIT(8192);
+    char key[128];
+
+    if (thread_key(key, sizeof(key), ev, command_kind_name(cmd->kind)) != 0)
+        return 0; /* nowhere to answer */
     if (cmd->kind == COMMAND_STATUS)
         buf_printf(&b,
                    "The farm has no session for this %s yet. A maintainer can start one with "
@@ -448,6 +489,100 @@ static int revive(review_result *out, store_tx *tx, const review_ctx *c, const s
     return 0;
 }
 
+/* A reply about cmd: on the session's thread, or the event's without one. */
+static int say(store_tx *tx, const review_ctx *c, const store_session *s, const char *what,
+               const char *body)
+{
+    return s ? cmd_reply(tx, c, s, what, body) : review_tx_thread_reply(tx, c, what, body);
+}
+
+/* After `/farm unhold`: the jobs runs parked while the issue was on hold
+ * (store_hold.h) are queued again, each unless its session has ended or has
+ * work queued or at work already. *job is the last one queued. */
+static int unpark(int64_t *job, store_tx *tx, const review_ctx *c, const store_hold_parked *v,
+                  size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        store_session *ps = NULL;
+        int64_t queued = 0, due = 0, id = 0;
+        int running = 0, rc = store_tx_session_get(&ps, tx, v[i].session_id);
+        if (rc == FARM_ENOTFOUND)
+            continue;
+        if (rc)
+            return rc;
+        int skip = store_session_state_is_final(ps->state);
+        if (!skip && (rc = store_tx_review_jobs(&queued, &due, &running, tx, ps->id))) {
+            store_session_free(ps);
+            return rc;
+        }
+        if (!skip && !queued && !running &&
+            (!(rc = store_tx_job_insert(&id, tx, v[i].kind, ps->id, 0))))
+            rc = event_add(tx, ps->id, "unparked", c->ev->actor,
+                           json_pack("{s:I,s:s}", "job", (json_int_t)id, "kind", v[i].kind));
+        store_session_free(ps);
+        if (rc)
+            return rc;
+        if (id)
+            *job = id;
+    }
+    return 0;
+}
+
+/* `/farm hold` and `/farm unhold`: the issue's hold (store_hold.h), a log
+ * entry and the status comment when there is a session, and a reply. */
+static int cmd_hold(review_result *out, store_tx *tx, const review_ctx *c, const command *cmd,
+                    const store_session *s)
+{
+    const tracker_event *ev = c->ev;
+    int on = cmd->kind == COMMAND_HOLD, rc;
+    int64_t number = s ? s->number : ev->number, job = 0; /* a PR's hold is its issue's */
+    const char *repo = s ? s->repo : c->repo->name;
+    char *by = NULL, body[512];
+    store_hold_parked *parked = NULL;
+    size_t nparked = 0;
+
+    if ((rc = store_tx_hold_get(&by, tx, ev->tracker, repo, number)))
+        return rc;
+    if (on == (by != NULL)) {
+        snprintf(body, sizeof(body),
+                 on ? "This is on hold already (by %s): nothing new starts until `/farm unhold`."
+                    : "This is not on hold: nothing to lift.",
+                 by ? by : "someone");
+        free(by);
+        reason_set(out, "/farm %s: no change", command_kind_name(cmd->kind));
+        out->acted = 1;
+        return say(tx, c, s, command_kind_name(cmd->kind), body);
+    }
+    free(by);
+    if (on)
+        rc = store_tx_hold_set(tx, ev->tracker, repo, number, ev->actor);
+    else if (!(rc = store_tx_hold_lift(&parked, &nparked, tx, ev->tracker, repo, number)))
+        rc = unpark(&job, tx, c, parked, nparked);
+    free(parked);
+    if (rc)
+        return rc;
+    if (s && ((rc = event_add(tx, s->id, on ? "hold" : "unhold", ev->actor,
+                              json_pack("{s:s,s:I}", "via", on ? "/farm hold" : "/farm unhold",
+                                        "number", (json_int_t)number))) ||
+              (rc = status_update(tx, c, s->id, on ? "on hold" : "hold lifted"))))
+        return rc;
+    out->acted = 1;
+    out->job_id = job; /* the scheduler wakes for work queued again */
+    reason_set(out, "/farm %s: issue %lld %s", command_kind_name(cmd->kind), (long long)number,
+               on    ? "on hold"
+               : job ? "hold lifted, parked work queued again"
+                     : "hold lifted");
+    return say(tx, c, s, command_kind_name(cmd->kind),
+               on    ? "On hold: nothing new starts on this issue or its pull request (new work, "
+                       "revisions, retries, also work already queued) until someone with write "
+                       "access comments `/farm unhold`. A run already at work goes on."
+               : job ? "Hold lifted: the work that was waiting when the hold came starts now, "
+                       "and triggers and `/farm run` start work again."
+                     : "Hold lifted: triggers and `/farm run` start work again. What was asked "
+                       "for during the hold does not start by itself; comment `/farm run` to "
+                       "go on.");
+}
+
 int review_tx_command(review_result *out, store_tx *tx, const review_ctx *c, const command *cmd,
                       const store_session *s)
 {
@@ -476,9 +611,59 @@ int review_tx_command(review_result *out, store_tx *tx, const review_ctx *c, con
             return 0;
         }
         return cmd_stop(out, tx, c, s);
+    case COMMAND_HOLD:
+    case COMMAND_UNHOLD:
+        return cmd_hold(out, tx, c, cmd, s);
     case COMMAND_RUN:
     case COMMAND_RETRY:
         break;
+    }
+    int rc;
+    char *by = NULL;
+    if ((rc = store_tx_hold_get(&by, tx, c->ev->tracker, s ? s->repo : c->repo->name,
+                                s ? s->number : c->ev->number)))
+        return rc;
+    if (by) {
+        char body[512];
+        snprintf(body, sizeof(body),
+                 "This issue is on hold (by %s), so nothing was started. Comment `/farm unhold` "
+                 "first, then `/farm %s`.",
+                 by, command_kind_name(cmd->kind));
+        free(by);
+        out->acted = 1;
+        reason_set(out, "/farm %s: the issue is on hold", command_kind_name(cmd->kind));
+        return say(tx, c, s, "held", body);
+    }
+    if (cmd->arg_bad) {
+        reason_set(out, "/farm %s: a preset name that cannot be one", command_kind_name(cmd->kind));
+        out->acted = 1;
+        return say(tx, c, s, "badarg",
+                   "That is not a preset name: `/farm run <preset>` takes one word such as "
+                   "`claude` or `codex`. `/farm help` lists the commands.");
+    }
+    if (cmd->kind == COMMAND_RUN && cmd->arg[0]) {
+        const char *preset = NULL;
+        if (!choice_preset_pick(&preset, c->cfg, c->repo, c->ev, cmd)) {
+            char *why = choice_preset_refusal(c->cfg, c->repo, preset);
+            if (!why)
+                return oom();
+            rc = say(tx, c, s, "preset", why);
+            free(why);
+            out->acted = 1;
+            reason_set(out, "/farm run %s: preset not allowed for %s", cmd->arg, c->repo->name);
+            return rc;
+        }
+        const char *now = s && s->agent ? s->agent : config_repo_agent_default(c->cfg, c->repo);
+        if (s && !store_session_state_is_final(s->state) && strcasecmp(now, preset) != 0) {
+            char body[512];
+            snprintf(body, sizeof(body),
+                     "Session %lld works with the agent preset `%s`. To start over with `%s`, "
+                     "comment `/farm stop` and then `/farm run %s`.",
+                     (long long)s->id, now, preset, preset);
+            out->acted = 1;
+            reason_set(out, "/farm run %s: the session runs %s", cmd->arg, now);
+            return say(tx, c, s, "preset", body);
+        }
     }
     if (s && !store_session_state_is_final(s->state))
         return queue_work(out, tx, c, s, s->pr_number > 0 ? "revise" : "run", 0,

@@ -13,7 +13,8 @@
  *   while that job waits attach to it. A trigger while a run is at work
  *   queues the job behind it (the scheduler runs one job per session at a
  *   time) and the tracker is told so, once per queued job.
- * - review_tx_command(): `/farm run|retry|stop|status|help` (commands.h).
+ * - review_tx_command(): `/farm run [preset]|retry|stop|status|hold|unhold|help`
+ *   (commands.h; the hold and the preset: choice.h).
  * - review_tx_pr_closed(): a merged pull request ends the session "done",
  *   one closed unmerged "cancelled"; a run at work stops.
  *
@@ -70,6 +71,11 @@ int review_tx_trigger(review_result *out, store_tx *tx, const review_ctx *c,
  * else NULL). Returns 0 or a store error. */
 int review_tx_command(review_result *out, store_tx *tx, const review_ctx *c, const command *cmd,
                       const store_session *s);
+
+/* A comment answering the event in its own thread (the issue or PR it came
+ * from), for when the farm has no session there; once per comment and what
+ * ("what" names the answer in its outbox key). Returns 0 or a store error. */
+int review_tx_thread_reply(store_tx *tx, const review_ctx *c, const char *what, const char *body);
 
 /* Whether session_id has work queued or at work (a run, revision or
  * answer job): *out is 1 or 0. Returns 0 or FARM_EIO. */

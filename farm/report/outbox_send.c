@@ -13,6 +13,7 @@
 #include "farm/config/config.h"
 #include "farm/handle/handle.h"
 #include "farm/store/store.h"
+#include "farm/store/store_hold.h"
 #include "farm/store/store_outbox.h"
 #include "farm/stream/stream.h"
 
@@ -384,11 +385,14 @@ fail:
  * is no state change or it cannot be rendered (the status then waits for
  * the pipeline's next update). Heap string. */
 static char *status_after_pr(farm *f, const store_session *sess, const tracker_pr *pr,
-                             const char *state_after, json_t *installation)
+                             const char *state_after, json_t *installation, json_t *denied)
 {
     store_session now = *sess;
     report_info ri = REPORT_INFO_INIT;
+    report_egress d[REPORT_EGRESS_MAX + 1];
     char *md = NULL, *out = NULL;
+    size_t i;
+    json_t *v;
 
     if (!state_after)
         return NULL;
@@ -397,7 +401,25 @@ static char *status_after_pr(farm *f, const store_session *sess, const tracker_p
     now.pr_url = pr->url;
     ri.session = &now;
     ri.public_url = f->cfg->public_url;
-    if (report_status_render(&md, &ri) != 0)
+    /* the destinations the egress proxy refused in the run (pipeline_pr.c) */
+    json_array_foreach(denied, i, v)
+    {
+        if (ri.ndenied > REPORT_EGRESS_MAX || !jstr(v, "host"))
+            break;
+        d[ri.ndenied].host = jstr(v, "host");
+        d[ri.ndenied].port = (int)json_integer_value(json_object_get(v, "port"));
+        d[ri.ndenied].reason = jstr(v, "reason");
+        d[ri.ndenied].step = jstr(v, "step");
+        d[ri.ndenied].count = (uint64_t)json_integer_value(json_object_get(v, "count"));
+        ri.ndenied++;
+    }
+    ri.denied = ri.ndenied ? d : NULL;
+    char *held_by = NULL; /* the hold (`/farm hold`) stays said */
+    if (store_hold_get(&held_by, f->store, sess->tracker, sess->repo, sess->number) == 0)
+        ri.hold = held_by;
+    int rc = report_status_render(&md, &ri);
+    free(held_by);
+    if (rc != 0)
         return NULL;
     json_t *j = json_pack("{s:s}", "body", md);
     if (j && installation)
@@ -481,8 +503,9 @@ void outbox__send(outbox_worker *w, outbox_entry *e)
             json_decref(tp);
             snprintf(then_key, sizeof then_key, "%s:comment", e->key);
         }
-        char *status = status_after_pr(f, sess, oc.pr, jstr(p, "state_after"),
-                                       json_object_get(p, "installation_id"));
+        char *status =
+            status_after_pr(f, sess, oc.pr, jstr(p, "state_after"),
+                            json_object_get(p, "installation_id"), json_object_get(p, "denied"));
         rc = store_outbox_pr_done(&seq, f->store, e->id, e->session_id, oc.pr->number, oc.pr->url,
                                   jstr(p, "state_after"), then ? then_key : NULL, then, status);
         free(status);

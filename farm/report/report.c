@@ -16,6 +16,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,6 +263,67 @@ static int put_next_step(buf *b, const report_info *r, const char *sentence, con
     return rc;
 }
 
+/* Who tried: the agent, or the setup or test command. */
+static const char *egress_who(const char *step)
+{
+    if (step && !strcmp(step, "setup"))
+        return "the setup command";
+    if (step && !strcmp(step, "test"))
+        return "the tests";
+    return "the agent";
+}
+
+/* "`host:port` (denied: reason, 3 times)" for each denied destination, at
+ * most REPORT_EGRESS_MAX of them, comma-separated. */
+static int put_denied_list(buf *b, const report_info *r)
+{
+    int rc = 0;
+    size_t n = r->ndenied < REPORT_EGRESS_MAX ? r->ndenied : REPORT_EGRESS_MAX;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const report_egress *e = &r->denied[i];
+        if (i > 0)
+            rc = buf_puts(b, ", ");
+        if (!rc)
+            rc = buf_puts(b, "`");
+        /* a code span: only the characters a host name or address has (the
+         * proxy accepts no others), so nothing can end the span or format */
+        const char *host = e->host ? e->host : "?";
+        for (const char *h = host; !rc && *h && h - host < 255; h++)
+            if (isalnum((unsigned char)*h) || strchr(".-_:", *h))
+                rc = buf_putc(b, *h);
+        if (!rc)
+            rc = buf_printf(b, ":%d` (denied: ", e->port);
+        if (!rc)
+            rc = put_inline(b, e->reason && *e->reason ? e->reason : "refused", 120);
+        if (!rc && e->count > 1)
+            rc = buf_printf(b, ", %" PRIu64 " times", e->count);
+        if (!rc)
+            rc = buf_puts(b, ")");
+    }
+    if (!rc && r->ndenied > n)
+        rc = buf_printf(b, " and %zu more (see the session log)", r->ndenied - n);
+    return rc;
+}
+
+/* The network destinations refused during the run, as a paragraph: who
+ * tried to reach what, and what to do if it is needed. */
+static int put_denied(buf *b, const report_info *r)
+{
+    int rc;
+    if (!r->denied || r->ndenied == 0)
+        return 0;
+    const char *who = egress_who(r->denied[0].step);
+    for (size_t i = 1; i < r->ndenied; i++)
+        if (strcmp(egress_who(r->denied[i].step), who) != 0)
+            who = "the run";
+    if ((rc = buf_printf(b, "**Network:** %c%s tried to reach ", toupper((unsigned char)who[0]),
+                         who + 1)) ||
+        (rc = put_denied_list(b, r)))
+        return rc;
+    return buf_puts(b, ". If it needs to, add the host to `sandbox.allow_hosts` in the farm's "
+                       "config.\n\n");
+}
+
 static void elapsed(char *out, size_t n, const report_info *r)
 {
     const store_session *s = r->session;
@@ -374,6 +436,18 @@ int report_status_render(char **out, const report_info *r)
         rc = put_row(&b, "Diff", report_tail(r->diffstat, 1, 300), 300);
     if (!rc && !strcmp(s->state, "failed") && r->reason)
         rc = put_row(&b, "Reason", r->reason, 500);
+    if (!rc && r->denied && r->ndenied > 0) {
+        if (!(rc = buf_puts(&b, "| **Network denied** | ")))
+            rc = put_denied_list(&b, r);
+        if (!rc)
+            rc = buf_puts(&b, " |\n");
+    }
+    if (!rc && r->hold) {
+        if (!(rc = buf_puts(&b, "| **On hold** | by ")))
+            rc = put_inline(&b, r->hold, 200);
+        if (!rc)
+            rc = buf_puts(&b, ": nothing new starts until `/farm unhold` |\n");
+    }
     if (!rc && r->public_url && *r->public_url) {
         if (!(rc = buf_puts(&b, "\n")))
             rc = session_link(
@@ -452,6 +526,8 @@ static int render_pr(buf *b, const report_info *r)
             rc = buf_puts(b, "\n</details>\n\n");
     }
     if (!rc)
+        rc = put_denied(b, r);
+    if (!rc)
         rc = put_next_step(b, r,
                            "Review comments on the pull request start a revision on the same "
                            "branch.",
@@ -493,6 +569,8 @@ static int render_unchanged(buf *b, const report_info *r)
     } else if (!rc) {
         rc = buf_puts(b, "It left no summary.\n\n");
     }
+    if (!rc)
+        rc = put_denied(b, r);
     if (!rc && r->output && *r->output)
         rc = put_output(b, r->output, "Last lines of the agent's output");
     if (!rc)
@@ -515,6 +593,8 @@ static int render_failed(buf *b, const report_info *r)
         if (!rc)
             rc = buf_puts(b, "\n\n");
     }
+    if (!rc)
+        rc = put_denied(b, r);
     if (!rc && r->output && *r->output)
         rc = put_output(b, r->output, "Last lines of output");
     if (!rc)

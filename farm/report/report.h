@@ -36,6 +36,18 @@ typedef enum {
                          the agent's summary, its output's last lines when it failed) */
 } report_milestone;
 
+/* A destination the sandbox's egress proxy refused during the run (the
+ * session log's "egress" events with decision "deny"). */
+typedef struct report_egress {
+    const char *host; /* as the agent asked for it */
+    int port;
+    const char *reason; /* "not on the allowlist", "resolve failed", ... */
+    const char *step;   /* "agent", "setup", "test" */
+    uint64_t count;     /* connections refused */
+} report_egress;
+
+#define REPORT_EGRESS_MAX 10 /* denied destinations named in a comment */
+
 /* What a report says. Only session is required; NULL fields are left out. */
 typedef struct report_info {
     const store_session *session; /* id, state, repo, number, created_ms, branch, pr_url */
@@ -54,11 +66,15 @@ typedef struct report_info {
     int run;                      /* the session's run number (> 1 is said), 0: not said */
     int draft;                    /* PR opened: it is a draft ... */
     const char *draft_reason;     /* ... because of this ("the tests still fail"), or NULL */
+    const report_egress *denied;  /* destinations the egress proxy refused (status, PR and
+                                     failure comments say "the agent tried to reach ...") */
+    size_t ndenied;
+    const char *hold; /* the issue is on hold (`/farm hold`): by whom, or NULL */
 } report_info;
 
 #define REPORT_INFO_INIT                                                                           \
     {                                                                                              \
-        NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL                     \
+        NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL, 0, NULL      \
     }
 
 /* The status comment's body. *out is a heap string the caller frees.

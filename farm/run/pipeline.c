@@ -30,6 +30,7 @@
 #include "farm/report/outbox.h"
 #include "farm/report/report.h"
 #include "farm/report/review_replies.h"
+#include "farm/store/store_hold.h"
 #include "farm/store/store_run.h"
 
 #include <assert.h>
@@ -38,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -415,6 +417,29 @@ static int cancel_check(pl_run *r)
     return pl_cancel_requested(r) ? step_error(r, FARM_ECANCELLED, "cancel") : RUN_ON;
 }
 
+/* The session's agent preset (label `agent:<preset>`, `/farm run <preset>`,
+ * else the repository's default, recorded when the session began), with
+ * its agent.presets settings: when that is not the config's agent as it
+ * stands, r->cfg becomes a shallow copy of the config that names it
+ * (config_agent_for()). */
+static int agent_choose(pl_run *r)
+{
+    const char *want = r->s->agent && *r->s->agent ? r->s->agent : config_agent_default(r->f->cfg);
+
+    if (strcasecmp(want, config_agent_default(r->f->cfg)) != 0 &&
+        !config_repo_agent_allowed(r->f->cfg, r->repo, want)) {
+        farm_error_set("pipeline: the session's agent preset \"%s\" is no longer allowed for %s "
+                       "(repos[].agents)",
+                       want, r->repo->name);
+        return FARM_EINVALID;
+    }
+    if (config_agent_for(&r->agent_cfg, r->f->cfg, want)) {
+        r->cfg = &r->agent_cfg;
+        log_info("agent preset for the session", "preset", want);
+    }
+    return 0;
+}
+
 /* The run's context: the session, its repository and its branch. */
 static int run_open(pl_run *r, farm *f, const store_job *job, pipeline_ctl *ctl)
 {
@@ -434,11 +459,50 @@ static int run_open(pl_run *r, farm *f, const store_job *job, pipeline_ctl *ctl)
         farm_error_set("pipeline: %s is no longer configured", r->s->repo);
         return FARM_ENOTFOUND;
     }
+    if ((rc = agent_choose(r)))
+        return rc;
     if (r->s->branch && vcs_branch_name_valid(r->s->branch)) {
         snprintf(r->branch, sizeof(r->branch), "%s", r->s->branch);
         return 0;
     }
     return vcs_branch_name(r->branch, sizeof(r->branch), r->s->number, r->s->title);
+}
+
+struct park_ctx {
+    pl_run *r;
+    int held;
+    int64_t seq;
+};
+
+static int park_fn(store_tx *tx, void *arg)
+{
+    struct park_ctx *p = arg;
+    const store_session *s = p->r->s;
+    int rc = store_tx_hold_park(&p->held, tx, s->tracker, s->repo, s->number, s->id, p->r->kind);
+    if (rc || !p->held)
+        return rc;
+    return pl_event_tx(&p->seq, tx, s->id, "parked",
+                       json_pack("{s:I,s:s,s:s}", "job", (json_int_t)p->r->job->id, "kind",
+                                 p->r->kind, "why", "the issue is on hold (/farm unhold)"));
+}
+
+/* The issue is on hold (`/farm hold`, farm/store/store_hold.h): a job on
+ * its first attempt ends without starting, parked under the hold, which
+ * queues it again when lifted; a later attempt (a run begun before a
+ * crash) goes on. Returns 1 when parked, 0 to go on, or an error. */
+static int hold_park(pl_run *r)
+{
+    struct park_ctx p = {r, 0, 0};
+    if (r->job->attempts > 1)
+        return 0;
+    int rc = store_write(r->f->store, park_fn, &p);
+    if (rc)
+        return rc;
+    if (p.held) {
+        stream_hub_session_notify(r->f->streams, r->s->id, p.seq);
+        log_info("job parked: the issue is on hold", "repo", r->repo->name, "kind", r->kind);
+    }
+    return p.held;
 }
 
 /* Begin the run (unless the job has nothing to do), its time limits, its
@@ -456,6 +520,8 @@ static int run_prepare(pl_run *r, pl_progress *p)
         log_info("job for an ended session skipped", "state", r->s->state);
         return 0;
     }
+    if ((rc = hold_park(r)) != 0)
+        return rc == 1 ? 0 : rc;
     if (!strcmp(r->kind, "ci") && (rc = pl_ci_settle(r)) != 1)
         return rc; /* nothing to fix (0), or try again later */
     if ((rc = run_begin(r)) != 0)
@@ -464,7 +530,7 @@ static int run_prepare(pl_run *r, pl_progress *p)
     r->partial_at_ms = r->wall_end_ms - (int64_t)r->cfg->budgets.partial_margin_s * 1000;
     if ((rc = paths_init(r)))
         return step_error(r, rc, "preparing");
-    if ((rc = pl_gateway_begin(r)))
+    if ((rc = pl_gateway_begin(r)) || (rc = pl_egress_begin(r)))
         return step_error(r, rc, "preparing");
     if ((rc = progress_load(p, r)))
         return rc;
@@ -581,6 +647,7 @@ static void run_close(pl_run *r, pl_progress *p)
 {
     pl_exec_prepared_drop(r);
     pl_gateway_end(r);
+    pl_egress_end(r);
     pl_progress_free(p);
     if (r->wt)
         vcs_worktree_free(r->wt);

@@ -501,7 +501,8 @@ static void outlog_destroy(outlog *log)
 
 /* The sandbox's options for the command: the run's worktree and limits, the
  * network policy, and a timeout no later than the deadline. */
-static void sandbox_opts_fill(sandbox_opts *so, pl_run *r, const pl_exec_opts *o, outlog *log)
+static void sandbox_opts_fill(sandbox_opts *so, pl_run *r, const pl_exec_opts *o, outlog *log,
+                              pl_egress_tap *tap)
 {
     const config *cfg = r->cfg;
 
@@ -521,8 +522,11 @@ static void sandbox_opts_fill(sandbox_opts *so, pl_run *r, const pl_exec_opts *o
     }
     if (so->unsafe_none)
         so->network = SANDBOX_NET_HOST;
-    if (o->network == SANDBOX_NET_ALLOWLIST)
+    if (o->network == SANDBOX_NET_ALLOWLIST) {
         so->allow = o->allow ? o->allow : (const char *const *)cfg->sandbox.allow_hosts;
+        so->on_proxy = pl_egress_on_proxy; /* each decision into the session log */
+        so->proxy_ctx = tap;
+    }
     so->timeout_ms = (int64_t)cfg->sandbox.wall_timeout_s * 1000;
     if (o->deadline_ms > 0) {
         int64_t left = o->deadline_ms - clock_wall_ms();
@@ -546,6 +550,7 @@ struct pl_prepared {
     outlog log;
     char *sig; /* opts_sig() of the options it was made for */
     char *step;
+    pl_egress_tap tap; /* the proxy's decisions go to the run's log under this step */
     sandbox_bind binds[SANDBOX_MAX_BINDS];
     char *strs[2 * SANDBOX_MAX_BINDS + 1]; /* the binds' paths and the stdin path */
 };
@@ -632,7 +637,8 @@ void pl_exec_prepare(pl_run *r, const pl_exec_opts *o)
     }
     outlog_init(&pp->log, r, &c);
     pp->so = (sandbox_opts)SANDBOX_OPTS_INIT;
-    sandbox_opts_fill(&pp->so, r, &c, &pp->log);
+    pp->tap = (pl_egress_tap){r, pp->step, o->round};
+    sandbox_opts_fill(&pp->so, r, &c, &pp->log, &pp->tap);
     pp->so.argv = NULL;
     pp->so.env = NULL;
     if (sandbox_prepare(&pp->sb, &pp->so) < 0) {
@@ -678,6 +684,7 @@ int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o)
     struct pl_prepared *pp = NULL;
     watcher w;
     sandbox *sb = NULL;
+    pl_egress_tap tap = {r, o->step, o->round};
     int rc = 0;
 
     memset(out, 0, sizeof(*out));
@@ -691,7 +698,7 @@ int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o)
         out->prepared = 1;
     } else {
         outlog_init(&cold_log, r, o);
-        sandbox_opts_fill(&so, r, o, &cold_log);
+        sandbox_opts_fill(&so, r, o, &cold_log, &tap);
         rc = sandbox_start(&sb, &so);
     }
     if (rc >= 0 && (rc = wait_watched(&out->sr, &w, r, log, sb, o->deadline_ms)) >= 0) {
@@ -710,12 +717,15 @@ int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o)
             redact(out->tail, strlen(out->tail), o->secrets);
         }
     }
+    int tapped = pp ? pp->so.on_proxy != NULL : so.on_proxy != NULL;
     if (pp) {
-        prepared_free(pp); /* the sandbox and its log */
+        prepared_free(pp); /* the sandbox and its log; the proxy is gone with it */
     } else {
-        sandbox_free(sb);
+        sandbox_free(sb); /* the proxy is gone: no callback after this */
         outlog_destroy(&cold_log);
     }
+    if (tapped)
+        pl_egress_step_end(r, o->step, o->round);
     if (rc < 0)
         return rc;
     return out->cancelled ? FARM_ECANCELLED : 0;

@@ -15,6 +15,7 @@
 
 #include "base/buf.h"
 #include "farm/config/config.h"
+#include "farm/report/report.h"
 #include "farm/store/store.h"
 #include "guidelines/prompt.h"
 #include "sandbox/sandbox.h"
@@ -87,6 +88,9 @@ typedef struct pl_run {
     int64_t warm_setup_ms;       /* ... taking this long */
     struct pl_prepared *prepared[PL_PREPARED_MAX]; /* sandboxes spawned ahead for commands to
                                                       come (pl_exec_prepare()), or NULL */
+    struct pl_egress *egress; /* the egress proxy's decisions (pipeline_egress.c) */
+    config agent_cfg; /* the farm's config with the agent preset the session picked (a shallow
+                         copy: it owns nothing); cfg points here when it differs */
 } pl_run;
 
 /* Which budget stopped a run. */
@@ -289,6 +293,35 @@ int pl_gateway_bind(sandbox_bind *b, const pl_run *r);
 /* Which budget stopped the run, in words for the PR and its comment (the
  * budget, its value, and how to go on), or NULL when none did. */
 const char *pl_budget_words(char *out, size_t n, const pl_run *r);
+
+/* ---- the egress proxy's decisions (pipeline_egress.c) ---- */
+
+#define PL_EGRESS_MAX 128 /* destinations tracked per run */
+
+/* What one command's proxy callback knows: the run, the step and round. */
+typedef struct pl_egress_tap {
+    pl_run *r;
+    const char *step;
+    int round;
+} pl_egress_tap;
+
+/* Start and end the run's egress record (r->egress); begin reads back the
+ * denies an earlier attempt of this run logged. Returns 0 or FARM_ENOMEM. */
+int pl_egress_begin(pl_run *r);
+void pl_egress_end(pl_run *r);
+
+/* The sandbox's proxy callback (sandbox_proxy_fn) with a pl_egress_tap as
+ * ctx: the first connection to a destination is an "egress" event at once,
+ * repeats are counted. */
+void pl_egress_on_proxy(void *ctx, int allowed, const char *host, int port, const char *reason);
+
+/* After a command: an "egress" event with the count of each destination it
+ * tried more than once, and "egress_dropped" for those beyond the cap. */
+void pl_egress_step_end(pl_run *r, const char *step, int round);
+
+/* The destinations denied during the run, one per host:port, at most max
+ * into out (strings borrowed from r until pl_egress_end()). Returns how many. */
+size_t pl_egress_denied(report_egress *out, size_t max, pl_run *r);
 
 /* ---- who asked (pipeline_coauthor.c) ---- */
 

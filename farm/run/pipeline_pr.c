@@ -205,6 +205,18 @@ static void draft_state(pl_tx *t, pl_run *r, pr_info *pi, char *words, size_t n)
     }
 }
 
+/* The denied destinations (at most REPORT_EGRESS_MAX + 1: the status says
+ * "and more" past the max) as a JSON array for the PR's outbox entry. */
+static json_t *denied_json(const report_egress *d, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n && i <= REPORT_EGRESS_MAX; i++)
+        json_array_append_new(a, json_pack("{s:s,s:i,s:s,s:s,s:I}", "host", d[i].host, "port",
+                                           d[i].port, "reason", d[i].reason, "step", d[i].step,
+                                           "count", (json_int_t)d[i].count));
+    return a;
+}
+
 int pl_step_pr(pl_run *r, pl_progress *p, int draft)
 {
     report_info ri = REPORT_INFO_INIT;
@@ -229,6 +241,9 @@ int pl_step_pr(pl_run *r, pl_progress *p, int draft)
     ri.run = (int)r->run_no;
     ri.draft = pi.draft;
     ri.draft_reason = pi.why;
+    report_egress denied[PL_EGRESS_MAX];
+    ri.denied = denied;
+    ri.ndenied = pl_egress_denied(denied, PL_EGRESS_MAX, r);
     if ((rc = report_milestone_render(&comment, REPORT_PR_OPENED, &ri)))
         goto out;
 
@@ -237,6 +252,8 @@ int pl_step_pr(pl_run *r, pl_progress *p, int draft)
                                 "draft", pi.draft, "state_after", "review");
     if (payload && !pl_kind_revises(r))
         json_object_set_new(payload, "then_comment", json_string(comment));
+    if (payload && ri.ndenied > 0) /* for the status comment the outbox writes after the PR */
+        json_object_set_new(payload, "denied", denied_json(denied, ri.ndenied));
     pl_tx_init(&t, r);
     t.step_words = "opening the pull request";
     t.status = 1;

@@ -15,6 +15,7 @@
 #include "farm/handle/handle.h"
 #include "farm/report/outbox.h"
 #include "farm/report/report.h"
+#include "farm/store/store_hold.h"
 #include "farm/store/store_run.h"
 
 #include <jansson.h>
@@ -109,9 +110,18 @@ int pl_status_enqueue(store_tx *tx, pl_tx *t, const store_session *s)
     ri.public_url = t->r->cfg->public_url;
     ri.step = t->step_words;
     ri.run = (int)t->r->run_no;
+    report_egress denied[PL_EGRESS_MAX];
+    ri.denied = denied;
+    ri.ndenied = pl_egress_denied(denied, PL_EGRESS_MAX, t->r);
     if (store_session_state_is_final(s->state))
         ri.ended_ms = clock_wall_ms();
-    if ((rc = report_status_render(&body, &ri)))
+    char *held_by = NULL; /* the hold (`/farm hold`) stays said */
+    if ((rc = store_tx_hold_get(&held_by, tx, s->tracker, s->repo, s->number)))
+        return rc;
+    ri.hold = held_by;
+    rc = report_status_render(&body, &ri);
+    free(held_by);
+    if (rc)
         return rc;
     p = json_pack("{s:s}", "body", body);
     payload = p ? json_dumps(p, JSON_COMPACT) : NULL;
@@ -332,6 +342,9 @@ int pl_run_fail(pl_run *r, const char *reason, const char *output)
     ri.reason = reason;
     ri.output = output;
     ri.run = (int)r->run_no;
+    report_egress denied[PL_EGRESS_MAX];
+    ri.denied = denied;
+    ri.ndenied = pl_egress_denied(denied, PL_EGRESS_MAX, r);
     if (report_milestone_render(&body, REPORT_FAILED, &ri) == 0) {
         snprintf(name, sizeof(name), "r%lld:failed", (long long)r->run_no);
         pl_tx_outbox(&t, OUTBOX_COMMENT, name, pl_comment_payload(body));
@@ -385,6 +398,9 @@ int pl_run_unchanged(pl_run *r, const pl_progress *p)
     ri.output = p->agent_exit != 0 ? p->agent_tail : NULL;
     ri.summary = p->summary;
     ri.run = (int)r->run_no;
+    report_egress denied[PL_EGRESS_MAX];
+    ri.denied = denied;
+    ri.ndenied = pl_egress_denied(denied, PL_EGRESS_MAX, r);
     if (report_milestone_render(&body, REPORT_UNCHANGED, &ri) == 0) {
         snprintf(name, sizeof(name), "r%lld:unchanged", (long long)r->run_no);
         pl_tx_outbox(&t, OUTBOX_COMMENT, name,

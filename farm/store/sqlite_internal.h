@@ -116,7 +116,7 @@ int sqlite_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, c
  * them: "SELECT " SQLITE_SESSION_COLS " FROM session ...". */
 #define SQLITE_SESSION_COLS                                                                        \
     "id, tracker, repo, number, title, url, state, branch, pr_number, pr_url, runs,"               \
-    " agent_seconds, cost, last_seq, created_ms, updated_ms, pr_draft, pr_draft_reason"
+    " agent_seconds, cost, last_seq, created_ms, updated_ms, pr_draft, pr_draft_reason, agent"
 
 /* Read the row st stands on (selected with SQLITE_SESSION_COLS) into *s,
  * which owns the strings afterwards. Returns 0 or FARM_ENOMEM (then *s

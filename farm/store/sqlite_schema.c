@@ -127,6 +127,8 @@ static const sqlite_migration migrations[] = {
      "  labels TEXT NOT NULL,"
      "  value REAL NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (name, labels)) WITHOUT ROWID;"},
+    {10, "which agent preset a session runs (farm/store/sqlite_session.c)",
+     "ALTER TABLE session ADD COLUMN agent TEXT;"},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

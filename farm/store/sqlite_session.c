@@ -30,6 +30,7 @@ static void session_clear(store_session *s)
     free(s->branch);
     free(s->pr_url);
     free(s->pr_draft_reason);
+    free(s->agent);
 }
 
 int sqlite_session_read(store_session *s, sqlite3_stmt *st)
@@ -54,6 +55,7 @@ int sqlite_session_read(store_session *s, sqlite3_stmt *st)
     s->updated_ms = sqlite3_column_int64(st, 15);
     s->pr_draft = sqlite3_column_int(st, 16) != 0;
     s->pr_draft_reason = sqlite_col_text(st, 17, &oom);
+    s->agent = sqlite_col_text(st, 18, &oom);
     if (oom) {
         session_clear(s);
         farm_error_set("store: out of memory");
@@ -132,7 +134,7 @@ static int tx_session_insert(int64_t *out_id, store_tx *tx, const store_session 
     }
     rc = sqlite_tx_stmt(&st, tx,
                         "INSERT INTO session (tracker, repo, number, title, url, state, created_ms,"
-                        " updated_ms) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)");
+                        " updated_ms, agent) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)");
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, s->tracker, -1, SQLITE_STATIC);
@@ -142,6 +144,7 @@ static int tx_session_insert(int64_t *out_id, store_tx *tx, const store_session 
     sqlite3_bind_text(st, 5, s->url, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, now);
     sqlite3_bind_int64(st, 7, now);
+    sqlite3_bind_text(st, 8, s->agent, -1, SQLITE_STATIC);
     step = sqlite3_step(st);
     if (step == SQLITE_DONE) {
         *out_id = sqlite3_last_insert_rowid(sqlite_tx_db(tx));

@@ -142,6 +142,7 @@ static void session_clear(store_session *s)
     free(s->branch);
     free(s->pr_url);
     free(s->pr_draft_reason);
+    free(s->agent);
 }
 
 void store_session_free(store_session *s)

@@ -154,6 +154,8 @@ typedef struct store_session {
     int pr_draft;          /* the farm opened its pull request as a draft (it stays one until a
                               person marks it ready) */
     char *pr_draft_reason; /* why, in a few words ("the tests still fail"), or NULL */
+    char *agent;           /* the agent preset it runs ("claude", "codex", "command", ...);
+                              NULL: the configured default (sessions from before it was kept) */
     int64_t runs;
     double agent_seconds;
     double cost;      /* USD */

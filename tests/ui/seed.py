@@ -9,6 +9,7 @@ backend. The farm picks up events written this way within its 250 ms poll
     python3 seed.py DATA_DIR many N           # N sessions spread over the states
     python3 seed.py DATA_DIR prs              # a local PR (the demo's) and a draft PR (prints the ids)
     python3 seed.py DATA_DIR transcript       # a claude run with its transcript events (prints the id)
+    python3 seed.py DATA_DIR egress           # a run with egress events, picked preset, hold (the id)
     python3 seed.py DATA_DIR append ID KIND BODY_JSON   # one more event (prints its seq)
 
 Sessions are written in one write, then their logs in a second (an event's
@@ -357,6 +358,40 @@ def seed_transcript(data_dir):
     return seed_specs(data_dir, specs, now)
 
 
+def seed_egress(data_dir):
+    """A session in review whose agent (the codex preset, picked by the
+    issue) ran under `network: allowlist`: the egress proxy let it reach its
+    package index and refused pypi.org, 37 times (farm/run/pipeline_egress.c:
+    the first one at once, the count when the step ended); the issue is on
+    hold (`/farm hold` by alice). Returns {"egress": id}."""
+    now = int(time.time() * 1000)
+    deny = {"host": "pypi.org", "port": 443, "decision": "deny", "reason": "not on the allowlist"}
+    raw = ["installing the test dependencies", "pip: could not reach pypi.org, retrying",
+           "giving up on pypi.org; using the vendored copy", "done"]
+    events = {
+        0: [("egress", {"host": "packages.internal", "port": 443, "decision": "allow", "count": 1})],
+        1: [("egress", dict(deny, count=1))],
+        3: [("egress", dict(deny, count=37, repeat=True))],
+    }
+    specs = {
+        "egress": {
+            "tracker": "github", "repo": "octo/app", "number": 51, "author": "octocat",
+            "title": "Vendor the YAML parser", "url": "https://github.com/octo/app/issues/51",
+            "branch": "farm/51-vendor-yaml", "pr_number": 151, "pr_url": "https://github.com/octo/app/pull/151",
+            "test": "make test", "age_s": 900,
+            "diffstat": {"files": 4, "insertions": 310, "deletions": 2},
+            "rounds": [(raw, ["ran 20 tests", "ok"], 0, events)],
+        },
+    }
+    ids = seed_specs(data_dir, specs, now)
+    b = Batch()
+    b.execute("UPDATE session SET agent = 'codex' WHERE id = ?", (ids["egress"],))
+    b.execute("INSERT INTO setting (key, value, updated_ms) VALUES (?, ?, ?)",
+              ("hold/github/octo/app#51", json.dumps({"by": "alice", "since_ms": now}), now))
+    b.run(data_dir)
+    return ids
+
+
 def seed_specs(data_dir, specs, now):
     b = Batch()
     for name, sp in specs.items():
@@ -400,6 +435,8 @@ def main(argv):
         print(json.dumps(seed_prs(data_dir)))
     elif what == "transcript":
         print(json.dumps(seed_transcript(data_dir)))
+    elif what == "egress":
+        print(json.dumps(seed_egress(data_dir)))
     elif what == "append":
         print(append(data_dir, int(argv[3]), argv[4], json.loads(argv[5])))
     else:

@@ -29,6 +29,7 @@ before(async () => {
   ids = JSON.parse(farm.seed("all"));
   prs = JSON.parse(farm.seed("prs")); // {local, draft}: two more sessions in review
   Object.assign(prs, JSON.parse(farm.seed("transcript"))); // {transcript}: one more, a claude run
+  Object.assign(prs, JSON.parse(farm.seed("egress"))); // {egress}: one more, denied network, on hold
   ctx = await h.browser();
 });
 
@@ -205,6 +206,43 @@ test("the agent's transcript reads as a narrative, its raw output folded", async
     await page.waitForSelector('#log li[data-kind="pr_opened"]');
     assert.ok(await page.locator("#raw-toggle").isHidden());
     assert.ok(await page.locator('#log li[data-kind="output"]', { hasText: "reading greeter.sh" }).isVisible());
+  });
+});
+
+// The egress proxy's decisions (farm/run/pipeline_egress.c): each a line of
+// the log a person can read, the denied hosts said once under Progress; the
+// session's agent preset and its issue's hold in the header.
+test("egress events, the agent preset and a hold read plainly on the session page", async () => {
+  await withPage("egress", async (page) => {
+    for (const { width, height, tag } of h.VIEWPORTS) {
+      await page.setViewportSize({ width, height });
+      await page.goto(farm.url + "/sessions/" + prs.egress);
+      await page.waitForSelector('#log li[data-kind="pr_opened"]');
+      const lines = await page.$$eval('#log li[data-kind="egress"] .text', (els) => els.map((e) => e.innerText));
+      assert.deepEqual(lines, [
+        "network: reached packages.internal:443",
+        "network: denied pypi.org:443 — not on the allowlist",
+        "network: denied pypi.org:443 — not on the allowlist (37 times in all)",
+      ]);
+      const denied = page.locator('#log li[data-kind="egress"]', { hasText: "37 times in all" });
+      await denied.scrollIntoViewIfNeeded();
+      assert.ok(await denied.isVisible(), "the repeat's line is visible");
+      const net = page.locator("#network");
+      assert.ok(await net.isVisible(), "the denied hosts under Progress");
+      assert.equal(await net.innerText(),
+        "The agent tried to reach pypi.org:443 (denied: not on the allowlist, 37 times). " +
+        "Hosts it needs go in sandbox.allow_hosts.");
+      const meta = await page.locator("#meta").innerText();
+      assert.match(meta, /agent codex/);
+      assert.match(meta, /on hold \(by alice\)/);
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await h.shot(page, "session-egress-" + tag, { fullPage: false });
+      await h.shot(page, "session-egress-" + tag + "-full");
+    }
+    // a session without egress events has no network note
+    await page.goto(farm.url + "/sessions/" + prs.local);
+    await page.waitForSelector('#log li[data-kind="pr_opened"]');
+    assert.ok(await page.locator("#network").isHidden());
   });
 });
 

@@ -111,6 +111,46 @@ static void html_bodies(void **state)
     assert_int_equal(kind_of("<div>x</div><b"), COMMAND_NONE); /* an unterminated tag */
 }
 
+/* `/farm run [preset]`, `/farm hold`, `/farm unhold`: the argument is one
+ * word, lower-cased; anything that cannot be a preset name is flagged. */
+static void arguments_and_hold(void **state)
+{
+    command c;
+    (void)state;
+    assert_int_equal(commands_parse(&c, "/farm run Codex please"), 0);
+    assert_int_equal(c.kind, COMMAND_RUN);
+    assert_string_equal(c.arg, "codex");
+    assert_int_equal(c.arg_bad, 0);
+    assert_int_equal(commands_parse(&c, "/farm run"), 0);
+    assert_string_equal(c.arg, "");
+    assert_int_equal(commands_parse(&c, "  /farm run\tclaude\r\nmore"), 0);
+    assert_string_equal(c.arg, "claude");
+    assert_int_equal(commands_parse(&c, "/farm run `rm -rf`"), 0);
+    assert_int_equal(c.kind, COMMAND_RUN);
+    assert_int_equal(c.arg_bad, 1);
+    assert_string_equal(c.arg, "");
+    assert_int_equal(commands_parse(&c, "/farm run $(id)"), 0);
+    assert_int_equal(c.arg_bad, 1);
+    assert_int_equal(commands_parse(&c, "/farm run "
+                                        "a-very-long-preset-name-that-is-longer-than-32"),
+                     0);
+    assert_int_equal(c.arg_bad, 1);
+    assert_int_equal(kind_of("/farm hold"), COMMAND_HOLD);
+    assert_int_equal(kind_of("/FARM Unhold"), COMMAND_UNHOLD);
+    assert_int_equal(kind_of("> /farm hold"), COMMAND_NONE);
+    assert_int_equal(kind_of("```\n/farm unhold\n```"), COMMAND_NONE);
+    assert_int_equal(kind_of("/farm holdall"), COMMAND_UNKNOWN);
+    assert_string_equal(command_kind_name(COMMAND_HOLD), "hold");
+    assert_string_equal(command_kind_name(COMMAND_UNHOLD), "unhold");
+    assert_non_null(strstr(commands_help_text(), "`/farm hold`"));
+    assert_non_null(strstr(commands_help_text(), "`/farm unhold`"));
+    assert_non_null(strstr(commands_help_text(), "`/farm run <preset>`"));
+    /* in Azure's HTML too */
+    assert_int_equal(commands_parse(&c, "<div>/farm run opencode</div>"), 0);
+    assert_int_equal(c.kind, COMMAND_RUN);
+    assert_string_equal(c.arg, "opencode");
+}
+
 static void long_bodies_are_bounded(void **state)
 {
     (void)state;
@@ -130,9 +170,10 @@ static void long_bodies_are_bounded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(each_command), cmocka_unit_test(case_blanks_and_position),
-        cmocka_unit_test(not_commands), cmocka_unit_test(unknown_words),
-        cmocka_unit_test(html_bodies),  cmocka_unit_test(long_bodies_are_bounded),
+        cmocka_unit_test(each_command),       cmocka_unit_test(case_blanks_and_position),
+        cmocka_unit_test(not_commands),       cmocka_unit_test(unknown_words),
+        cmocka_unit_test(html_bodies),        cmocka_unit_test(long_bodies_are_bounded),
+        cmocka_unit_test(arguments_and_hold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

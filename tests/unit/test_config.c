@@ -441,6 +441,81 @@ static void no_trigger_rule_is_an_error(void **state)
     free(e);
 }
 
+/* repos[].agents: known presets only, "command" only with agent.command;
+ * the default and what a repository allows. */
+static void repo_agents(void **state)
+{
+    (void)state;
+    char *e = load_bad("{\"github\": {}, \"agent\": {\"preset\": \"claude\"},"
+                       " \"repos\": [{\"name\": \"o/r\", \"tracker\": \"github\","
+                       " \"clone_url\": \"x\", \"agents\": [\"codex\", \"gpt\", \"command\"]},"
+                       " {\"name\": \"o/s\", \"tracker\": \"github\", \"clone_url\": \"x\","
+                       " \"agents\": []}]}");
+    assert_has(e, "repos[0].agents: unknown preset \"gpt\"");
+    assert_has(e, "repos[0].agents: \"command\" needs agent.command");
+    assert_has(e, "repos[1].agents: list at least one preset");
+    assert_int_equal(count_lines(e), 3);
+    free(e);
+
+    config *c = load_good("{\"github\": {}, \"agent\": {\"preset\": \"claude\"},"
+                          " \"repos\": [{\"name\": \"o/a\", \"tracker\": \"github\","
+                          " \"clone_url\": \"x\", \"agents\": [\"opencode\", \"claude\"]},"
+                          " {\"name\": \"o/b\", \"tracker\": \"github\", \"clone_url\": \"x\","
+                          " \"agents\": [\"standin\", \"aider\"]},"
+                          " {\"name\": \"o/c\", \"tracker\": \"github\", \"clone_url\": \"x\"}]}");
+    const config_repo *a = config_repo_find(c, "github", "o/a");
+    const config_repo *b = config_repo_find(c, "github", "o/b");
+    const config_repo *d = config_repo_find(c, "github", "o/c");
+    assert_string_equal(config_agent_default(c), "claude");
+    assert_string_equal(config_repo_agent_default(c, a), "claude");  /* allowed: the config's */
+    assert_string_equal(config_repo_agent_default(c, b), "standin"); /* else the first */
+    assert_string_equal(config_repo_agent_default(c, d), "claude");  /* no list: the config's */
+    assert_true(config_repo_agent_allowed(c, a, "OpenCode"));
+    assert_false(config_repo_agent_allowed(c, a, "codex"));
+    assert_false(config_repo_agent_allowed(c, b, "claude"));
+    assert_true(config_repo_agent_allowed(c, d, "claude"));
+    assert_false(config_repo_agent_allowed(c, d, "standin"));
+    assert_false(config_repo_agent_allowed(c, d, NULL));
+    config_free(c);
+
+    c = load_good("{\"github\": {}, \"agent\": {\"command\": [\"my-agent\"]},"
+                  " \"repos\": [{\"name\": \"o/a\", \"tracker\": \"github\","
+                  " \"clone_url\": \"x\", \"agents\": [\"command\", \"standin\"]}]}");
+    assert_string_equal(config_agent_default(c), "command");
+    assert_string_equal(config_repo_agent_default(c, &c->repos[0]), "command");
+    config_free(c);
+
+    /* agent.presets: a preset's own key, model and API over agent.*'s */
+    setenv("FARM_TEST_OPENAI", "sk-openai-test", 1);
+    e = load_bad("{\"agent\": {\"preset\": \"claude\", \"presets\": {\"gpt\": {},"
+                 " \"codex\": {\"api_url\": \"http://example.com\", \"colour\": 1},"
+                 " \"aider\": {\"api_key\": \"env:FARM_TEST_OPENAI\", \"api_key_env\": \"1X\"}}}}");
+    assert_has(e, "agent.presets.gpt: not a preset with settings");
+    assert_has(e, "agent.presets.codex.api_url: plain http:// only to a loopback address");
+    assert_has(e, "agent.presets.codex.colour");
+    assert_has(e, "agent.presets.aider.api_key_env: not an environment variable name");
+    free(e);
+    c = load_good("{\"agent\": {\"preset\": \"claude\", \"api_key\": \"env:FARM_TEST_OPENAI\","
+                  " \"model\": \"m-claude\", \"presets\": {\"codex\": {\"api_key\":"
+                  " \"env:FARM_TEST_OPENAI\", \"model\": \"m-codex\","
+                  " \"api_url\": \"https://llm.example.com/v1/\"}}}}");
+    config alt;
+    assert_int_equal(config_agent_for(&alt, c, "claude"), 0); /* the configured one as it is */
+    assert_int_equal(config_agent_for(&alt, c, "codex"), 1);
+    assert_string_equal(alt.agent.preset, "codex");
+    assert_string_equal(alt.agent.model, "m-codex");
+    assert_string_equal(alt.agent.api_key_env, "OPENAI_API_KEY");
+    assert_string_equal(alt.agent.api_url, "https://llm.example.com/v1");
+    assert_string_equal(alt.agent.api_key, "sk-openai-test");
+    assert_int_equal(config_agent_for(&alt, c, "opencode"), 1); /* shared settings */
+    assert_string_equal(alt.agent.model, "m-claude");
+    assert_string_equal(alt.agent.api_key_env, "ANTHROPIC_API_KEY");
+    assert_null(alt.agent.api_url);
+    assert_non_null(config_agent_preset_find(c, "CODEX"));
+    assert_null(config_agent_preset_find(c, "claude"));
+    config_free(c);
+}
+
 static void listen_forms(void **state)
 {
     config *c = load_good("{\"listen\": \"[::1]:9000\"}");
@@ -656,6 +731,7 @@ int main(void)
         cmocka_unit_test(range_and_choice_errors),
         cmocka_unit_test(cross_key_errors),
         cmocka_unit_test(no_trigger_rule_is_an_error),
+        cmocka_unit_test(repo_agents),
         cmocka_unit_test(listen_forms),
         cmocka_unit_test(serve_beyond_loopback_needs_secrets_and_tokens),
         cmocka_unit_test(unreadable_or_malformed_files),

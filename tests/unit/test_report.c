@@ -194,6 +194,61 @@ static void failed_shows_last_lines(void **state)
     free(md);
 }
 
+/* The destinations the egress proxy refused: named in the failure and PR
+ * comments and in the status comment, with the reason and the count; a
+ * host cannot pass for Markdown; past REPORT_EGRESS_MAX the rest is counted.
+ * The status comment says an issue is on hold. */
+static void denied_hosts_and_hold(void **state)
+{
+    store_session s = session("failed");
+    report_info r = REPORT_INFO_INIT;
+    report_egress d[REPORT_EGRESS_MAX + 2];
+    char *md = NULL;
+    (void)state;
+
+    d[0] = (report_egress){"pypi.org", 443, "not on the allowlist", "agent", 37};
+    d[1] = (report_egress){"evil_*host*", 80, "not on the allowlist", "agent", 1};
+    r.session = &s;
+    r.reason = "the agent exited with status 1";
+    r.denied = d;
+    r.ndenied = 2;
+    assert_int_equal(report_milestone_render(&md, REPORT_FAILED, &r), 0);
+    assert_non_null(strstr(md, "**Network:** The agent tried to reach `pypi.org:443` (denied: not "
+                               "on the allowlist, 37 times), `evil_host:80` (denied: "
+                               "not on the allowlist)."));
+    assert_non_null(strstr(md, "`sandbox.allow_hosts`"));
+    free(md);
+
+    d[1].step = "test"; /* two steps: "the run" */
+    assert_int_equal(report_milestone_render(&md, REPORT_FAILED, &r), 0);
+    assert_non_null(strstr(md, "The run tried to reach"));
+    free(md);
+
+    for (int i = 0; i < REPORT_EGRESS_MAX + 2; i++)
+        d[i] = (report_egress){"a.example", 1000 + i, "not on the allowlist", "agent", 1};
+    r.ndenied = REPORT_EGRESS_MAX + 2;
+    r.hold = "alice";
+    assert_int_equal(report_status_render(&md, &r), 0);
+    assert_non_null(strstr(md, "| **Network denied** | `a.example:1000` (denied: not on the "
+                               "allowlist)"));
+    assert_non_null(strstr(md, "and 2 more (see the session log) |"));
+    assert_int_equal(count(md, "a.example:"), REPORT_EGRESS_MAX);
+    assert_non_null(strstr(md, "| **On hold** | by alice: nothing new starts until `/farm "
+                               "unhold` |"));
+    free(md);
+
+    r.denied = NULL; /* nothing denied: nothing said */
+    r.ndenied = 0;
+    r.hold = NULL;
+    assert_int_equal(report_milestone_render(&md, REPORT_FAILED, &r), 0);
+    assert_null(strstr(md, "Network"));
+    free(md);
+    assert_int_equal(report_status_render(&md, &r), 0);
+    assert_null(strstr(md, "Network"));
+    assert_null(strstr(md, "On hold"));
+    free(md);
+}
+
 /* Quoted text cannot escape its place. */
 static void hostile_text(void **state)
 {
@@ -362,11 +417,17 @@ static void sizes_bounded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(durations),      cmocka_unit_test(tails),
-        cmocka_unit_test(status_running), cmocka_unit_test(status_final),
-        cmocka_unit_test(milestones),     cmocka_unit_test(failed_shows_last_lines),
-        cmocka_unit_test(hostile_text),   cmocka_unit_test(sizes_bounded),
-        cmocka_unit_test(wording),        cmocka_unit_test(drafts_and_unchanged),
+        cmocka_unit_test(durations),
+        cmocka_unit_test(tails),
+        cmocka_unit_test(status_running),
+        cmocka_unit_test(status_final),
+        cmocka_unit_test(milestones),
+        cmocka_unit_test(failed_shows_last_lines),
+        cmocka_unit_test(hostile_text),
+        cmocka_unit_test(sizes_bounded),
+        cmocka_unit_test(wording),
+        cmocka_unit_test(drafts_and_unchanged),
+        cmocka_unit_test(denied_hosts_and_hold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "farm/store/sqlite_internal.h"
 #include "farm/store/store.h"
+#include "farm/store/store_hold.h"
 #include "farm/store/store_run.h"
 
 #include <ftw.h>
@@ -244,6 +245,92 @@ static void sessions_gain_the_draft_columns(void **state)
     store_close(s);
     free(path);
     tmpdir_remove(dir);
+}
+
+/* ---- holds (store_hold.h) and the session's agent preset ------------------ */
+
+typedef struct hold_args {
+    int step;
+    int held;
+    char *by;
+    store_hold_parked *parked;
+    size_t nparked;
+    int64_t id;
+} hold_args;
+
+static int write_hold(store_tx *tx, void *arg)
+{
+    hold_args *a = arg;
+    switch (a->step) {
+    case 0: /* not held: parking writes nothing */
+        return store_tx_hold_park(&a->held, tx, "github", "o/r", 7, 1, "run");
+    case 1:
+        return store_tx_hold_set(tx, "github", "o/r", 7, "alice");
+    case 2: /* parked twice is parked once; another session's job too */
+        if (store_tx_hold_park(&a->held, tx, "github", "o/r", 7, 1, "revise") ||
+            store_tx_hold_park(&a->held, tx, "github", "o/r", 7, 1, "revise") ||
+            store_tx_hold_park(&a->held, tx, "github", "o/r", 7, 2, "answer"))
+            return FARM_EIO;
+        return store_tx_hold_get(&a->by, tx, "github", "o/r", 7);
+    case 3:
+        return store_tx_hold_lift(&a->parked, &a->nparked, tx, "github", "o/r", 7);
+    default: {
+        store_session s = {0};
+        s.tracker = "github";
+        s.repo = "o/r";
+        s.number = 8;
+        s.agent = "codex";
+        return store_tx_session_insert(&a->id, tx, &s);
+    }
+    }
+}
+
+static void holds_and_the_session_agent(void **state)
+{
+    fixture *f = *state;
+    hold_args a = {0};
+    char *by = NULL;
+
+    assert_int_equal(store_write(f->s, write_hold, &a), 0);
+    assert_int_equal(a.held, 0);
+    assert_int_equal(store_hold_get(&by, f->s, "github", "o/r", 7), 0);
+    assert_null(by);
+    a.step = 1;
+    assert_int_equal(store_write(f->s, write_hold, &a), 0);
+    assert_int_equal(store_hold_get(&by, f->s, "github", "o/r", 7), 0);
+    assert_string_equal(by, "alice");
+    free(by);
+    assert_int_equal(store_hold_get(&by, f->s, "github", "o/r", 70), 0); /* a prefix is not it */
+    assert_null(by);
+    a.step = 2;
+    assert_int_equal(store_write(f->s, write_hold, &a), 0);
+    assert_int_equal(a.held, 1);
+    assert_string_equal(a.by, "alice");
+    free(a.by);
+    a.step = 3;
+    assert_int_equal(store_write(f->s, write_hold, &a), 0);
+    assert_int_equal(a.nparked, 2);
+    assert_int_equal(a.parked[0].session_id, 1);
+    assert_string_equal(a.parked[0].kind, "revise");
+    assert_int_equal(a.parked[1].session_id, 2);
+    assert_string_equal(a.parked[1].kind, "answer");
+    free(a.parked);
+    assert_int_equal(store_hold_get(&by, f->s, "github", "o/r", 7), 0);
+    assert_null(by);                                        /* lifted */
+    assert_int_equal(store_write(f->s, write_hold, &a), 0); /* lifting again: nothing */
+    assert_int_equal(a.nparked, 0);
+    assert_null(a.parked);
+
+    a.step = 4;
+    assert_int_equal(store_write(f->s, write_hold, &a), 0);
+    store_session *s = NULL;
+    assert_int_equal(store_session_get(&s, f->s, a.id), 0);
+    assert_string_equal(s->agent, "codex");
+    store_session_free(s);
+    int64_t other = session_new(f->s, "o/r", 9);
+    assert_int_equal(store_session_get(&s, f->s, other), 0);
+    assert_null(s->agent); /* none given: the configured default */
+    store_session_free(s);
 }
 
 static void newer_schema_is_refused(void **state)
@@ -968,6 +1055,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(fresh_store_reaches_latest_schema, setup, teardown),
         cmocka_unit_test(old_schema_is_upgraded_keeping_data),
         cmocka_unit_test(sessions_gain_the_draft_columns),
+        cmocka_unit_test_setup_teardown(holds_and_the_session_agent, setup, teardown),
         cmocka_unit_test(newer_schema_is_refused),
         cmocka_unit_test(missing_directory_is_an_error),
         cmocka_unit_test(backend_is_chosen_by_url),
