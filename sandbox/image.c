@@ -115,8 +115,8 @@ static int blob_open(int *out, const layout *l, const char *digest, json_int_t s
 {
     const char *hex = digest_hex(digest);
     if (!hex) {
-        farm_error_set("image %s: the %s's digest '%.80s' is not sha256:<64 hex digits>", l->name,
-                       what, digest ? digest : "");
+        farm_error_set("image %s: %s's digest '%.80s' is not sha256:<64 hex digits>", l->name, what,
+                       digest ? digest : "");
         return FARM_EINVALID;
     }
     char p[128];
@@ -124,7 +124,7 @@ static int blob_open(int *out, const layout *l, const char *digest, json_int_t s
     int fd = openat(l->fd, p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        farm_error_set("image %s: the %s (blob %s) is missing from the layout; copy the image "
+        farm_error_set("image %s: %s (blob %s) is missing from the layout; copy the image "
                        "again (skopeo copy ... oci:DIR:TAG)",
                        l->name, what, digest);
         if (fd >= 0)
@@ -132,7 +132,7 @@ static int blob_open(int *out, const layout *l, const char *digest, json_int_t s
         return FARM_EINVALID;
     }
     if (size >= 0 && st.st_size != size) {
-        farm_error_set("image %s: the %s (blob %s) is %lld bytes where its descriptor says %lld; "
+        farm_error_set("image %s: %s (blob %s) is %lld bytes where its descriptor says %lld; "
                        "the image is refused",
                        l->name, what, digest, (long long)st.st_size, (long long)size);
         close(fd);
@@ -183,8 +183,8 @@ static int blob_json(json_t **out, const layout *l, const char *digest, json_int
     char *s;
     size_t n;
     if ((rc = read_small(&s, &n, fd)) < 0) {
-        farm_error_set("image %s: cannot read the %s (blob %s): over %d bytes or unreadable",
-                       l->name, what, digest, SBX_IMAGE_JSON_MAX);
+        farm_error_set("image %s: cannot read %s (blob %s): over %d bytes or unreadable", l->name,
+                       what, digest, SBX_IMAGE_JSON_MAX);
         return rc;
     }
     unsigned char d[32];
@@ -192,7 +192,7 @@ static int blob_json(json_t **out, const layout *l, const char *digest, json_int
     crypto_sha256(d, s, n);
     crypto_hex(hex, d, 32);
     if (strcmp(hex, digest + 7) != 0) {
-        farm_error_set("image %s: the %s (blob %s) does not match its digest (sha256 %s); the "
+        farm_error_set("image %s: %s (blob %s) does not match its digest (sha256 %s); the "
                        "image is refused",
                        l->name, what, digest, hex);
         free(s);
@@ -203,7 +203,7 @@ static int blob_json(json_t **out, const layout *l, const char *digest, json_int
     if (rc < 0 || !json_is_object(*out)) {
         json_decref(*out);
         *out = NULL;
-        farm_error_set("image %s: the %s (blob %s) is not a JSON object", l->name, what, digest);
+        farm_error_set("image %s: %s (blob %s) is not a JSON object", l->name, what, digest);
         return FARM_EINVALID;
     }
     return 0;
@@ -366,7 +366,7 @@ static int manifest_load(json_t **out, const layout *l, json_t *desc)
     json_t *size = json_object_get(desc, "size");
     json_t *m;
     int rc =
-        blob_json(&m, l, dg, json_is_integer(size) ? json_integer_value(size) : -1, "manifest");
+        blob_json(&m, l, dg, json_is_integer(size) ? json_integer_value(size) : -1, "the manifest");
     if (rc < 0)
         return rc;
     if (!mt)
@@ -424,7 +424,7 @@ static int layers_apply(int rootfd, const layout *l, json_t *m, size_t *nlayers)
     json_t *csize = json_object_get(cfg, "size");
     json_t *c;
     int rc = blob_json(&c, l, json_string_value(json_object_get(cfg, "digest")),
-                       json_is_integer(csize) ? json_integer_value(csize) : -1, "config");
+                       json_is_integer(csize) ? json_integer_value(csize) : -1, "the config");
     if (rc < 0)
         return rc;
     json_decref(c);
