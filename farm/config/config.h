@@ -44,6 +44,8 @@ typedef struct config_repo {
     char *azure_tag;       /* Azure: only work items with this tag, or NULL */
     char **allowed_actors; /* Azure: unique names allowed to trigger (NULL-terminated) */
     size_t nallowed_actors;
+    char *image; /* the sandbox's root filesystem: "oci:DIR[:TAG]", "oci-archive:FILE[:TAG]" or
+                    "rootfs:DIR" (sandbox/image.h), or NULL for the host's view */
 } config_repo;
 
 typedef struct config_token {

@@ -450,6 +450,8 @@ static int run_prepare(pl_run *r, pl_progress *p)
         return step_error(r, rc, "preparing");
     if ((rc = pl_gateway_begin(r)))
         return step_error(r, rc, "preparing");
+    if ((rc = pl_image_resolve(r)))
+        return step_error(r, rc, "image");
     if ((rc = progress_load(p, r)))
         return rc;
     r->partial = p->partial;
@@ -569,6 +571,7 @@ static void run_close(pl_run *r, pl_progress *p)
         vcs_worktree_free(r->wt);
     vcs_mirror_free(r->m);
     store_session_free(r->s);
+    free(r->image_root);
 }
 
 int pipeline_run(farm *f, const store_job *job, pipeline_ctl *ctl)

@@ -72,6 +72,8 @@ typedef struct pl_run {
     atomic_int budget_hit;          /* a call was refused by a budget: PL_BUDGET_* */
     double session_spent0;          /* the session's cost when the run began */
     struct pl_gw_calls *gw_calls;   /* calls allowed and not yet recorded (pipeline_gateway.c) */
+    char *image_root; /* repos[].image resolved (pipeline_image.c): every sandbox's root, or
+                         NULL for the host's view */
 } pl_run;
 
 /* Which budget stopped a run. */
@@ -105,6 +107,12 @@ typedef struct pl_exec_opts {
  * freed with pl_exec_result_free()), FARM_ECANCELLED, or the sandbox's
  * error. */
 int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o);
+
+/* pipeline_image.c: <data_dir>/images (its real path) into out; resolve the
+ * repository's image into r->image_root (unpacking it the first time) and
+ * say so in an "image" event. 0 when the repository has none. */
+int pl_image_cache_dir(char *out, size_t cap, const config *cfg);
+int pl_image_resolve(pl_run *r);
 void pl_exec_result_free(pl_exec_result *x);
 
 /* The cost an agent CLI reports in a line of its output, or -1: Claude
