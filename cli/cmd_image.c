@@ -151,7 +151,7 @@ static int prune(const config *cfg, long long older, int dry)
     time_t now = time(NULL);
     for (size_t i = 0; i < n; i++) {
         const char *why = !in_use(cfg, &v[i]) ? "no configured repository uses it"
-                          : older >= 0 && now - v[i].last_used > older
+                          : older >= 0 && now - v[i].last_used >= older
                               ? "not used for longer than --older-than"
                               : NULL;
         if (!why)

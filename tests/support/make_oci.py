@@ -68,7 +68,7 @@ def layer1(busybox):
         entry("usr/", tarfile.DIRTYPE, mode=0o755),
         entry("usr/bin/", tarfile.DIRTYPE, mode=0o755),
     ]
-    for tool in ("sh", "ls", "cat", "echo", "test", "id", "env", "true", "false", "mkdir",
+    for tool in ("sh", "[", "ls", "cat", "echo", "test", "id", "env", "true", "false", "mkdir",
                  "touch", "rm", "sleep", "grep", "head", "wc", "printf", "stat", "readlink",
                  "tr", "sed", "dirname", "basename", "pwd", "uname", "kill", "ps", "find",
                  "chmod", "cp", "mv", "date", "nc", "wget", "timeout", "seq", "yes", "dd"):
