@@ -168,6 +168,8 @@ static int prune(const config *cfg, long long older, int dry)
         removed++;
         freed += v[i].size;
     }
+    if (!dry)
+        sandbox_image_sweep(cache);
     char size[32];
     human_size(size, sizeof(size), freed);
     printf("%s %d %s, %s\n", dry ? "would remove" : "removed", removed,

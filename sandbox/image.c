@@ -774,8 +774,9 @@ static void tmp_sweep(int cfd)
     }
     struct dirent *de;
     while ((de = readdir(d))) {
+        /* <hex>.<pid>.<random> and trash.<pid>.<random>; never "." or ".." */
         const char *dot = strchr(de->d_name, '.');
-        if (!dot || strstr(de->d_name, ".lock"))
+        if (de->d_name[0] == '.' || !dot || strstr(de->d_name, ".lock"))
             continue;
         long pid = strtol(dot + 1, NULL, 10);
         if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
@@ -811,8 +812,15 @@ int sandbox_image_remove(const char *cache, const char *digest)
         farm_error_set("image %s cannot be removed from %s: %s", digest, cache, strerror(errno));
         rc = FARM_EIO;
     }
-    if (rc == 0)
-        tmp_sweep(cfd);
     close(cfd);
     return rc;
+}
+
+void sandbox_image_sweep(const char *cache)
+{
+    int cfd = open(cache, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cfd >= 0) {
+        tmp_sweep(cfd);
+        close(cfd);
+    }
 }

@@ -70,8 +70,11 @@ int sandbox_image_list(sandbox_image_entry **out, size_t *n, const char *cache_d
 void sandbox_image_list_free(sandbox_image_entry *v, size_t n);
 
 /* Remove one image ("sha256:<hex>") from the cache: renamed out of sight
- * first, then deleted. FARM_ENOTFOUND when it is not there. Also clears
- * temporary directories left by unpacks that died. */
+ * first, then deleted. FARM_ENOTFOUND when it is not there. */
 int sandbox_image_remove(const char *cache_dir, const char *digest);
+
+/* Remove what unpacks and removals that died (their process is gone) left
+ * in the cache's temporary directory. */
+void sandbox_image_sweep(const char *cache_dir);
 
 #endif

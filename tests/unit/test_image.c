@@ -204,6 +204,16 @@ static void good_image_is_unpacked_once(void **state)
     assert_int_equal(sandbox_image_remove(cache, digest), 0);
     sandbox_image_list_free(v, n);
     assert_int_equal(sandbox_image_remove(cache, digest), FARM_ENOTFOUND);
+    /* what a dead unpack left is swept; a live one's is not */
+    char dead[PATH_MAX], live[PATH_MAX];
+    snprintf(dead, sizeof(dead), "%s/.tmp/%s.999999999.ab", cache, digest + 7);
+    snprintf(live, sizeof(live), "%s/.tmp/%s.%d.cd", cache, digest + 7, (int)getpid());
+    assert_int_equal(mkdir(dead, 0700), 0);
+    assert_int_equal(mkdir(live, 0700), 0);
+    sandbox_image_sweep(cache);
+    assert_int_equal(access(dead, F_OK), -1);
+    assert_int_equal(access(live, F_OK), 0);
+    assert_int_equal(rmdir(live), 0);
     int images, tmps;
     cache_count(cache, &images, &tmps);
     assert_int_equal(images, 0);
