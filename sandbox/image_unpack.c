@@ -618,8 +618,16 @@ static int entry_apply(unpack *u, struct archive *a, struct archive_entry *e)
         return rc;
     if (rc == 1)
         return 0;
-    char *copy = strdup(path);
-    return copy ? pathset_put(&u->written, copy) : FARM_ENOMEM;
+    /* the path and its ancestors (made implicitly or not) are this layer's */
+    for (char *sl = path;; sl++) {
+        sl = strchr(sl, '/');
+        size_t l = sl ? (size_t)(sl - path) : strlen(path);
+        char *copy = strndup(path, l);
+        if (!copy || pathset_put(&u->written, copy) < 0)
+            return FARM_ENOMEM;
+        if (!sl)
+            return 0;
+    }
 }
 
 int sbx_image_layer_apply(int rootfd, int blobfd, const char *hex, const char *image)

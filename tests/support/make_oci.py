@@ -62,6 +62,7 @@ def layer1(busybox):
         entry("dev/null", tarfile.CHRTYPE, mode=0o666),
         entry("etc/", tarfile.DIRTYPE, mode=0o755),
         entry("etc/hello.txt", data=b"hello from the image\n"),
+        entry("etc/caf\u00e9-\u65e5\u672c.txt", data=b"a name that is not ASCII\n"),
         entry("etc/gone.txt", data=b"removed by layer 2\n"),
         entry("opt/keep/a", data=b"a\n"),
         entry("opt/keep/b", data=b"b\n"),
@@ -81,6 +82,8 @@ def layer2(bad):
         entry("etc/.wh.gone.txt", data=b""),
         entry("opt/keep/.wh..wh..opq", data=b""),
         entry("opt/keep/c", data=b"c\n"),
+        entry("opt/deep/x/y/z", data=b"z\n"),
+        entry("opt/.wh..wh..opq", data=b""),
         entry("etc/layer2.txt", data=b"second layer\n"),
     ]
     if bad == "dotdot":

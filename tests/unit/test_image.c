@@ -180,6 +180,12 @@ static void good_image_is_unpacked_once(void **state)
     assert_int_equal(stat(p, &st), 0);
     snprintf(p, sizeof(p), "%s/opt/keep/.wh..wh..opq", root);
     assert_int_equal(lstat(p, &st), -1);
+    /* /opt is opaque in layer 2 too, after it wrote opt/keep/c and opt/deep/x/y/z
+     * (whose parents it never names): what layer 2 wrote stays */
+    snprintf(p, sizeof(p), "%s/opt/deep/x/y/z", root);
+    assert_int_equal(stat(p, &st), 0);
+    snprintf(p, sizeof(p), "%s/etc/caf\xc3\xa9-\xe6\x97\xa5\xe6\x9c\xac.txt", root);
+    assert_int_equal(stat(p, &st), 0); /* a UTF-8 name, byte for byte */
 
     /* a second resolve uses the cache: same root, the same inode */
     struct stat before;
