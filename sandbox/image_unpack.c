@@ -258,7 +258,20 @@ static la_ssize_t reader_read(struct archive *a, void *ctx, const void **out)
     return n;
 }
 
-/* A tar reader over fd (tar, or gzip/zstd-compressed tar). */
+/* Skipping a member's data without reading it (only when nothing hashes). */
+static la_int64_t reader_skip(struct archive *a, void *ctx, la_int64_t request)
+{
+    (void)a;
+    reader *r = ctx;
+    off_t cur = lseek(r->fd, 0, SEEK_CUR), end = lseek(r->fd, 0, SEEK_END);
+    if (cur < 0 || end < 0)
+        return 0;
+    la_int64_t n = request < end - cur ? request : end - cur;
+    return lseek(r->fd, cur + n, SEEK_SET) < 0 ? 0 : n;
+}
+
+/* A tar reader over fd (tar, or gzip/zstd-compressed tar); one that does
+ * not hash (r->md NULL) skips members' data by seeking. */
 static struct archive *reader_open(reader *r)
 {
     struct archive *a = archive_read_new();
@@ -267,7 +280,8 @@ static struct archive *reader_open(reader *r)
     archive_read_support_filter_gzip(a);
     archive_read_support_filter_zstd(a);
     archive_read_support_format_tar(a);
-    if (archive_read_open(a, r, NULL, reader_read, NULL) != ARCHIVE_OK) {
+    if (archive_read_open2(a, r, NULL, reader_read, r->md ? NULL : reader_skip, NULL) !=
+        ARCHIVE_OK) {
         farm_error_set("%s", archive_error_string(a) ? archive_error_string(a) : "unreadable");
         archive_read_free(a);
         return NULL;
