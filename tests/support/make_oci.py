@@ -6,8 +6,9 @@
 Layer 1: /bin/busybox with symlinks (sh, ls, cat, ...), /etc/hello.txt,
 /etc/gone.txt, /opt/keep/{a,b}, a setuid /bin/su (a copy of busybox), a
 character device /dev/null-ish node and a hardlink /bin/bb2 -> bin/busybox.
+A relative /lib -> usr/lib link and a path over 100 bytes.
 Layer 2: a whiteout removing /etc/gone.txt, an opaque /opt/keep holding only
-c, and /etc/layer2.txt. Written with tarfile + hashlib + json only, as
+c, /etc/layer2.txt, and lib/through-link.txt (written through the link). Written with tarfile + hashlib + json only, as
 `skopeo copy ... oci:DIR:TAG` lays it out (index.json with the tag as its
 org.opencontainers.image.ref.name annotation, blobs/sha256/<hex>).
 
@@ -68,6 +69,9 @@ def layer1(busybox):
         entry("opt/keep/b", data=b"b\n"),
         entry("usr/", tarfile.DIRTYPE, mode=0o755),
         entry("usr/bin/", tarfile.DIRTYPE, mode=0o755),
+        entry("usr/lib/", tarfile.DIRTYPE, mode=0o755),
+        entry("lib", tarfile.SYMTYPE, link="usr/lib", mode=0o777),  # merged /usr, relative
+        entry("usr/share/" + "long-directory-name/" * 8 + "file.txt", data=b"a long path\n"),
     ]
     for tool in ("sh", "[", "ls", "cat", "echo", "test", "id", "env", "true", "false", "mkdir",
                  "touch", "rm", "sleep", "grep", "head", "wc", "printf", "stat", "readlink",
@@ -85,6 +89,7 @@ def layer2(bad):
         entry("opt/deep/x/y/z", data=b"z\n"),
         entry("opt/.wh..wh..opq", data=b""),
         entry("etc/layer2.txt", data=b"second layer\n"),
+        entry("lib/through-link.txt", data=b"written through lib -> usr/lib\n"),
     ]
     if bad == "dotdot":
         e.append(entry("../escape.txt", data=b"out\n"))

@@ -186,6 +186,18 @@ static void good_image_is_unpacked_once(void **state)
     assert_int_equal(stat(p, &st), 0);
     snprintf(p, sizeof(p), "%s/etc/caf\xc3\xa9-\xe6\x97\xa5\xe6\x9c\xac.txt", root);
     assert_int_equal(stat(p, &st), 0); /* a UTF-8 name, byte for byte */
+    /* a later layer writes through a relative link inside the root */
+    snprintf(p, sizeof(p), "%s/usr/lib/through-link.txt", root);
+    assert_int_equal(stat(p, &st), 0);
+    snprintf(p, sizeof(p), "%s/lib", root);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    snprintf(p, sizeof(p),
+             "%s/usr/share/long-directory-name/long-directory-name/long-directory-name/"
+             "long-directory-name/long-directory-name/long-directory-name/long-directory-name/"
+             "long-directory-name/file.txt",
+             root);
+    assert_int_equal(stat(p, &st), 0);
 
     /* a second resolve uses the cache: same root, the same inode */
     struct stat before;
