@@ -410,16 +410,22 @@ static int parent_open(int *out, unpack *u, const char *parent)
         if (slash)
             *slash = '\0';
         int next = open_beneath(u->rootfd, p, O_PATH | O_DIRECTORY);
+        int made = 0;
         if (next < 0 && errno == ENOENT) {
-            if (mkdirat(cur, s, 0755) < 0 && errno != EEXIST) {
+            if (mkdirat(cur, s, 0755) == 0)
+                made = 1;
+            else if (errno != EEXIST) {
                 close(cur);
                 return io_fail(u, "mkdir");
             }
-            (void)fchmodat(cur, s, 0755, 0);
+            if (made) /* not when s is a dangling link: never chmod through one */
+                (void)fchmodat(cur, s, 0755, 0);
             next = open_beneath(u->rootfd, p, O_PATH | O_DIRECTORY);
         }
         int err = errno;
         close(cur);
+        if (next < 0 && err == ENOENT)
+            return bad(u, "goes through a symbolic link to nothing");
         if (next < 0)
             return beneath_fail(u, err);
         cur = next;

@@ -17,7 +17,7 @@ org.opencontainers.image.ref.name annotation, blobs/sha256/<hex>).
 wrong-digest (layer 2's blob changed after hashing), dotdot (an entry
 ../escape.txt), abs-path (an entry /abs.txt), abs-symlink (etc/evil ->
 /tmp/<name> then a file etc/evil/pwned through it), hardlink-out (a hardlink
-to ../../etc/passwd).
+to ../../etc/passwd), dangling (a file through a link to nothing).
 """
 import argparse
 import gzip
@@ -99,6 +99,9 @@ def layer2(bad):
         target = "/tmp/farm-image-pwned-%d" % os.getpid()
         e.append(entry("etc/evil", tarfile.SYMTYPE, link=target, mode=0o777))
         e.append(entry("etc/evil/pwned", data=b"out\n"))
+    elif bad == "dangling":
+        e.append(entry("etc/dangle", tarfile.SYMTYPE, link="missing/dir", mode=0o777))
+        e.append(entry("etc/dangle/x", data=b"x\n"))
     elif bad == "hardlink-out":
         e.append(entry("etc/passwd-link", tarfile.LNKTYPE, link="../../etc/passwd"))
     return tar_layer(e)

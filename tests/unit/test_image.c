@@ -312,6 +312,7 @@ static void bad_images_are_refused_cleanly(void **state)
     refused("abs-path", "absolute path");
     refused("hardlink-out", "hardlink");
     refused("abs-symlink", "symbolic link that leads out");
+    refused("dangling", "symbolic link to nothing");
     struct stat st;
     assert_int_equal(lstat(outside, &st), -1);
     /* make_oci.py names the symlink's target after its own pid, unknown
