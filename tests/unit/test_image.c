@@ -22,6 +22,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,6 +326,50 @@ static void bad_images_are_refused_cleanly(void **state)
     (void)pwned;
 }
 
+typedef struct resolver {
+    const char *cache, *ref;
+    char *root;
+    int rc;
+} resolver;
+
+static void *resolve_thread(void *arg)
+{
+    resolver *r = arg;
+    r->rc = sandbox_image_root(&r->root, r->cache, r->ref);
+    return NULL;
+}
+
+/* Four runs needing the same new image at once: one unpack, one entry. */
+static void concurrent_resolves_share_one_unpack(void **state)
+{
+    (void)state;
+    if (!have_busybox())
+        skip();
+    char layout[PATH_MAX], cache[PATH_MAX], ref[PATH_MAX + 16];
+    path_of(layout, base, "conc");
+    path_of(cache, base, "cache-conc");
+    make_image(layout, NULL, NULL);
+    snprintf(ref, sizeof(ref), "oci:%s:1", layout);
+    resolver r[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        r[i] = (resolver){cache, ref, NULL, -1};
+        assert_int_equal(pthread_create(&t[i], NULL, resolve_thread, &r[i]), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(r[i].rc, 0);
+        assert_string_equal(r[i].root, r[0].root);
+    }
+    for (int i = 0; i < 4; i++)
+        free(r[i].root);
+    int images, tmps;
+    cache_count(cache, &images, &tmps);
+    assert_int_equal(images, 1);
+    assert_int_equal(tmps, 0);
+}
+
 typedef struct capture {
     buf out;
 } capture;
@@ -398,6 +443,7 @@ int main(void)
         cmocka_unit_test(good_image_is_unpacked_once),
         cmocka_unit_test(archive_gives_the_same_image),
         cmocka_unit_test(bad_images_are_refused_cleanly),
+        cmocka_unit_test(concurrent_resolves_share_one_unpack),
         cmocka_unit_test(sandbox_sees_the_image_root),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
