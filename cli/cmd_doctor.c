@@ -11,7 +11,10 @@
 #include "farm/config/config.h"
 #include "farm/farm.h"
 #include "farm/run/agent.h"
+#include "sandbox/image.h"
 #include "sandbox/sandbox.h"
+
+#include <limits.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +24,48 @@
 static const char *yes(int v)
 {
     return v ? "ok" : "MISSING";
+}
+
+/* Which images are unpacked (and how big), and what each repository's
+ * image is waiting for. */
+static void print_images(const config *cfg)
+{
+    char cache[PATH_MAX + 16];
+    char *dd = realpath(cfg->data_dir, NULL);
+    snprintf(cache, sizeof(cache), "%s/images", dd ? dd : cfg->data_dir);
+    free(dd);
+    sandbox_image_entry *v = NULL;
+    size_t n = 0;
+    printf("\nimages (%s; farm image ls, farm image prune)\n", cache);
+    if (sandbox_image_list(&v, &n, cache) < 0)
+        printf("  CANNOT BE READ: %s\n", farm_error_last());
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        printf("  unpacked %.19s  %8.1f MiB  %s\n", v[i].digest, (double)v[i].size / (1 << 20),
+               v[i].source ? v[i].source : "?");
+        total += v[i].size;
+    }
+    printf("  %zu unpacked, %.1f MiB in all\n", n, (double)total / (1 << 20));
+    for (size_t r = 0; r < cfg->nrepos; r++) {
+        const char *ref = cfg->repos[r].image;
+        char d[SANDBOX_IMAGE_DIGEST_MAX];
+        if (!ref)
+            continue;
+        if (sandbox_image_ref_kind(ref) == SANDBOX_IMAGE_ROOTFS) {
+            printf("  %s: %s (a directory, used in place)\n", cfg->repos[r].name, ref);
+            continue;
+        }
+        if (sandbox_image_digest(d, ref) < 0) {
+            printf("  %s: CANNOT BE READ: %s\n", cfg->repos[r].name, farm_error_last());
+            continue;
+        }
+        size_t i = 0;
+        while (i < n && strcmp(v[i].digest, d) != 0)
+            i++;
+        printf("  %s: %s %s\n", cfg->repos[r].name, ref,
+               i < n ? "unpacked" : "not unpacked yet (its first run unpacks it)");
+    }
+    sandbox_image_list_free(v, n);
 }
 
 static int cmd(int argc, char **argv)
@@ -91,6 +136,7 @@ static int cmd(int argc, char **argv)
     else
         snprintf(agent_line, sizeof(agent_line), "not checked: no sandbox");
     printf("  %-22s %s%s\n", "agent program", agent_ok ? "ok: " : "MISSING: ", agent_line);
+    print_images(cfg);
     printf("\nwhat agents get\n");
     if (!reach && p.ok) {
         printf("  NOTHING: every run would fail at its agent step.\n  problem: %s\n",

@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "farm/config/config.h"
+#include "sandbox/image.h"
 #include "sandbox/sandbox.h"
 
 #include <errno.h>
@@ -74,6 +75,7 @@ static long long number(const char *s, long long max)
 /* What the command line asked for; -1 for a number: the config's value. */
 typedef struct run_args {
     const char *config_path, *dir, *net;
+    const char *image; /* --image: the root filesystem (sandbox/image.h), or NULL */
     const char *allow[MAX_ALLOW + 1];
     const char *env[MAX_ENV + 1];
     size_t nallow, nenv;
@@ -105,6 +107,8 @@ static int take_option(run_args *a, const char *opt, const char *v)
         a->env[a->nenv++] = v;
     } else if (!strcmp(opt, "--dir")) {
         a->dir = v;
+    } else if (!strcmp(opt, "--image")) {
+        a->image = v;
     } else if (!strcmp(opt, "--memory-mb")) {
         num = &a->memory, max = 1 << 20;
     } else if (!strcmp(opt, "--pids")) {
@@ -216,6 +220,27 @@ static int make_opts(sandbox_opts *o, const run_args *a, const config *cfg, char
     return 0;
 }
 
+/* --image: the image unpacked (the first time) under <data_dir>/images, as a
+ * run of a repository with repos[].image gets it. Returns 0, or the exit
+ * status. */
+static int image_root(char **out, const char *ref, const config *cfg)
+{
+    char cache[PATH_MAX + 16];
+    char *dd = realpath(cfg->data_dir, NULL);
+    if (!dd) {
+        fprintf(stderr, "farm sandbox run: --image needs the data directory %s: %s\n",
+                cfg->data_dir, strerror(errno));
+        return 2;
+    }
+    snprintf(cache, sizeof(cache), "%s/images", dd);
+    free(dd);
+    if (sandbox_image_root(out, cache, ref) < 0) {
+        fprintf(stderr, "farm sandbox run: %s\n", farm_error_last());
+        return 2;
+    }
+    return 0;
+}
+
 /* SIGINT, SIGTERM and SIGHUP stop the sandbox (on_signal()). */
 static void catch_signals(void)
 {
@@ -289,12 +314,17 @@ static int run(int argc, char **argv)
     sandbox_opts o = SANDBOX_OPTS_INIT;
     char absdir[PATH_MAX];
     sandbox_result r;
+    char *root = NULL;
     status = make_opts(&o, &a, cfg, absdir);
+    if (status == 0 && a.image)
+        status = image_root(&root, a.image, cfg);
+    o.root_dir = root;
     if (status == 0) {
         catch_signals();
         status = run_sandbox(&r, &o);
     }
     config_free(cfg); /* o points into it until here */
+    free(root);
     if (status)
         return status;
     if (a.stats)
@@ -311,10 +341,12 @@ static int cmd(int argc, char **argv)
 
 CLI_COMMAND("sandbox", "run one command in the agent sandbox",
             "farm sandbox run [--config FILE] [--network none|allowlist] [--allow HOST[:PORT]]...\n"
-            "                 [--dir DIR] [--env NAME=VALUE]... [--memory-mb N] [--pids N]\n"
-            "                 [--cpu-percent N] [--disk-mb N] [--timeout S] [--stats]\n"
+            "                 [--dir DIR] [--image REF] [--env NAME=VALUE]... [--memory-mb N]\n"
+            "                 [--pids N] [--cpu-percent N] [--disk-mb N] [--timeout S] [--stats]\n"
             "                 -- CMD [ARG...]\n"
             "  Runs CMD as an agent would be run. DIR is bound read-write at /work (when the\n"
             "  farm runs as root, its tree first gets ACL entries for the sandbox's uid).\n"
+            "  REF (oci:DIR[:TAG], oci-archive:FILE[:TAG] or rootfs:DIR) is the root, as\n"
+            "  repos[].image gives it (unpacked under the data directory the first time).\n"
             "  Exit status: the command's; 128+N for signal N; 124 on timeout.",
             cmd)

@@ -14,6 +14,7 @@
 #include "base/error.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -76,8 +77,41 @@ static int allow_ok(const char *a)
     return 1;
 }
 
+static int root_skip(const sandbox_opts *o, const char *name);
+
+/* An image root must be a directory, and every bind placed under what it
+ * provides must find its mount point there (the image is read-only). */
+static int root_check(const sandbox_opts *o)
+{
+    struct stat st;
+    if (!path_ok(o->root_dir) || stat(o->root_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        farm_error_set("sandbox: root directory '%s' is not an absolute path to a directory",
+                       o->root_dir);
+        return FARM_EINVALID;
+    }
+    for (size_t i = 0; i < o->nbinds && i < SANDBOX_MAX_BINDS; i++) {
+        const char *dest = o->binds[i].dest;
+        if (o->binds[i].relay_port || !path_ok(dest))
+            continue;
+        char top[NAME_MAX + 1], p[PATH_MAX * 2];
+        snprintf(top, sizeof(top), "%.*s", (int)strcspn(dest + 1, "/"), dest + 1);
+        snprintf(p, sizeof(p), "%s/%s", o->root_dir, top);
+        if (!top[0] || root_skip(o, top) || lstat(p, &st) < 0)
+            continue; /* on the sandbox's own root: bubblewrap makes the mount point */
+        snprintf(p, sizeof(p), "%s%s", o->root_dir, dest);
+        if (lstat(p, &st) < 0) {
+            farm_error_set("sandbox: bind %zu to %s has no mount point in the image root %s (the "
+                           "image is read-only): add %s to the image, or bind elsewhere",
+                           i, dest, o->root_dir, dest);
+            return FARM_EINVALID;
+        }
+    }
+    return 0;
+}
+
 int sbx_opts_check(const sandbox_opts *o, int need_argv)
 {
+    int rc;
     if (!o || (need_argv && (!o->argv || !o->argv[0] || !o->argv[0][0]))) {
         farm_error_set("sandbox: no command given");
         return FARM_EINVALID;
@@ -132,6 +166,8 @@ int sbx_opts_check(const sandbox_opts *o, int need_argv)
                        o->dir_inside);
         return FARM_EINVALID;
     }
+    if (o->root_dir && (rc = root_check(o)) < 0)
+        return rc;
     if (o->nbinds > SANDBOX_MAX_BINDS) {
         farm_error_set("sandbox: more than %d extra binds", SANDBOX_MAX_BINDS);
         return FARM_EINVALID;
@@ -248,6 +284,65 @@ static int add_system(strv *a)
     return rc;
 }
 
+/* The top-level names of an image root the sandbox provides itself (its
+ * mount points), so they are not taken from the image. */
+static int root_skip(const sandbox_opts *o, const char *name)
+{
+    static const char *const own[] = {"proc", "dev", "tmp", "run", "home"};
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        if (strcmp(name, own[i]) == 0)
+            return 1;
+    const char *inside = (o->dir_inside ? o->dir_inside : "/work") + 1;
+    size_t l = strcspn(inside, "/");
+    return strlen(name) == l && strncmp(name, inside, l) == 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* An image root (o->root_dir): each top-level entry bound read-only (a
+ * directory or file) or recreated (a symbolic link), in name order, on
+ * bubblewrap's own root, so the sandbox's mount points stay creatable. */
+static int add_root(strv *a, const sandbox_opts *o)
+{
+    DIR *d = opendir(o->root_dir);
+    if (!d) {
+        farm_error_set("sandbox: root directory %s cannot be read: %s", o->root_dir,
+                       strerror(errno));
+        return FARM_EINVALID;
+    }
+    strv names = STRV_INIT;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+            !root_skip(o, de->d_name))
+            strv_add(&names, de->d_name);
+    closedir(d);
+    int rc = names.failed ? FARM_ENOMEM : 0;
+    if (names.n)
+        qsort(names.v, names.n, sizeof(char *), name_cmp);
+    for (size_t i = 0; rc == 0 && i < names.n; i++) {
+        char p[PATH_MAX], target[PATH_MAX];
+        struct stat st;
+        if (snprintf(p, sizeof(p), "%s/%s", o->root_dir, names.v[i]) >= (int)sizeof(p) ||
+            lstat(p, &st) < 0)
+            continue;
+        if (S_ISLNK(st.st_mode)) {
+            ssize_t n = readlink(p, target, sizeof(target) - 1);
+            if (n <= 0)
+                continue;
+            target[n] = '\0';
+            rc = strv_add(a, "--symlink") ?: strv_add(a, target) ?: strv_addf(a, "/%s", names.v[i]);
+        } else if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
+            rc = strv_add(a, "--ro-bind") ?: strv_add(a, p) ?: strv_addf(a, "/%s", names.v[i]);
+        }
+    }
+    strv_free(&names);
+    return rc;
+}
+
 /* .git/hooks and .git/config of a worktree whose .git is a directory are
  * bound read-only over themselves (created first when missing, so an agent
  * cannot add them). */
@@ -315,7 +410,7 @@ int sbx_build_argv(strv *a, const sandbox_opts *o, int prepared, const char *bwr
         rc = strv_add(a, fixed[i]);
     rc = rc ?: strv_add(a, "--uid") ?: strv_addf(a, "%u", o->uid);
     rc = rc ?: strv_add(a, "--gid") ?: strv_addf(a, "%u", o->gid);
-    rc = rc ?: add_system(a);
+    rc = rc ?: (o->root_dir ? add_root(a, o) : add_system(a));
     rc = rc ?: strv_add(a, "--size") ?: strv_addf(a, "%lld", disk) ?: strv_add(a, "--tmpfs") ?:
          strv_add(a, "/tmp");
     rc = rc ?: strv_add(a, "--size") ?: strv_addf(a, "%lld", disk) ?: strv_add(a, "--tmpfs") ?:

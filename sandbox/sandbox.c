@@ -481,11 +481,11 @@ static int find_programs(spawn *sp, const sandbox_opts *o)
 static int check_reach(const sandbox *s, const char *helper)
 {
     const sandbox_opts *o = s->o;
-    const char *paths[2 + SANDBOX_MAX_BINDS] = {o->dir, helper};
+    const char *paths[3 + SANDBOX_MAX_BINDS] = {o->dir, helper, o->root_dir};
     for (size_t i = 0; i < o->nbinds; i++)
-        paths[2 + i] = o->binds[i].relay_port ? NULL : o->binds[i].src;
+        paths[3 + i] = o->binds[i].relay_port ? NULL : o->binds[i].src;
     int rc = 0;
-    for (size_t i = 0; i < 2 + o->nbinds; i++)
+    for (size_t i = 0; i < 3 + o->nbinds; i++)
         if (paths[i] && (rc = reachable(paths[i], s->uid, s->gid)) < 0)
             return rc;
     return 0;

@@ -107,6 +107,10 @@ typedef struct sandbox_opts {
     const char *stdin_path; /* a host file fed on standard input (opened by the farm, read-only,
                                no symbolic link), or NULL for /dev/null. The farm opens it
                                with its own rights: never a path the sandbox can write */
+    const char *root_dir;   /* the root filesystem (sandbox/image.h): its top-level entries are
+                               bound read-only in place of the host's /usr, /bin, /lib, /etc...
+                               (the working directory, HOME, /tmp, /proc, /dev and /run stay
+                               the sandbox's own); NULL: the host's system directories */
 } sandbox_opts;
 
 #define SANDBOX_OPTS_INIT                                                                          \

@@ -60,6 +60,8 @@ typedef struct config_repo {
     char **agents; /* the agent presets an issue may pick (label `agent:<preset>`, `/farm run
                       <preset>`), NULL-terminated; NULL: only config_agent_default() */
     size_t nagents;
+    char *image; /* the sandbox's root filesystem: "oci:DIR[:TAG]", "oci-archive:FILE[:TAG]" or
+                    "rootfs:DIR" (sandbox/image.h), or NULL for the host's view */
 } config_repo;
 
 typedef struct config_token {

@@ -20,25 +20,11 @@
 
 const char *const config__trackers[] = {"github", "azure", "local", NULL};
 
-static const char *const repo_keys[] = {"name",
-                                        "tracker",
-                                        "clone_url",
-                                        "base_branch",
-                                        "setup",
-                                        "test",
-                                        "max_fix_rounds",
-                                        "trigger",
-                                        "azure_project",
-                                        "azure_area_path",
-                                        "azure_tag",
-                                        "allowed_actors",
-                                        "ci",
-                                        "setup_cache_key",
-                                        "setup_cache_ttl_s",
-                                        "setup_env",
-                                        "setup_network",
-                                        "agents",
-                                        NULL};
+static const char *const repo_keys[] = {
+    "name",      "tracker",        "clone_url", "base_branch",     "setup",
+    "test",      "max_fix_rounds", "trigger",   "azure_project",   "azure_area_path",
+    "azure_tag", "allowed_actors", "ci",        "setup_cache_key", "setup_cache_ttl_s",
+    "setup_env", "setup_network",  "agents",    "image",           NULL};
 static const char *const repo_ci_keys[] = {"fix", NULL};
 static const char *const trigger_keys[] = {"label", "assignee", "mention", "on_open", NULL};
 
@@ -53,6 +39,20 @@ static int branch_ok(const char *b)
         if ((unsigned char)*p <= ' ' || *p == 0x7f || strchr("~^:?*[\\", *p))
             return 0;
     return 1;
+}
+
+/* repos[].image: the forms sandbox/image.h reads, with an absolute path
+ * (the farm may run from any directory). */
+static int image_ok(const char *s)
+{
+    static const char *const kinds[] = {"oci:", "oci-archive:", "rootfs:"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t l = strlen(kinds[i]);
+        if (strncmp(s, kinds[i], l) == 0)
+            return s[l] == '/' && s[l + 1] && s[l + 1] != ':' && !strchr(s, '\n') &&
+                   strlen(s) < 3000;
+    }
+    return 0;
 }
 
 static int count_char(const char *s, char ch)
@@ -263,6 +263,14 @@ static void load_repo(cc *c, config *cfg, config_repo *r, json_t *o, const char 
     }
     cc_string(c, o, p, "setup", &r->setup, NULL, 0);
     cc_string(c, o, p, "test", &r->test, NULL, 0);
+    cc_string(c, o, p, "image", &r->image, NULL, 0);
+    if (r->image && !image_ok(r->image)) {
+        cc_join(q, p, "image");
+        cc_error(c, q,
+                 "not oci:/DIR[:TAG], oci-archive:/FILE[:TAG] or rootfs:/DIR with an absolute "
+                 "path (got \"%s\")",
+                 r->image);
+    }
     cc_int(c, o, p, "max_fix_rounds", &v, 2, 0, 10);
     r->max_fix_rounds = (int)v;
     load_trigger(c, cfg, r, cc_object(c, o, p, "trigger"), p);
@@ -355,6 +363,7 @@ void config__repo_clear(config_repo *r)
     free(r->base_branch);
     free(r->setup);
     free(r->test);
+    free(r->image);
     free(r->trigger.label);
     free(r->trigger.mention);
     free(r->azure_project);

@@ -359,7 +359,7 @@ static int paths_init(pl_run *r)
     }
     /* with a setup command, HOME is a directory of the run's: what setup
      * leaves there is the agent's and the tests' too (and cached) */
-    r->env_id = pl_env_id(r->repo);
+    pl_env_id(r->env_id, r->repo);
     if (!rc && r->repo->setup) {
         snprintf(r->home_dir, sizeof(r->home_dir), "%s/home", r->run_dir);
         if ((rc = pl_mkdir_p(r->home_dir, 0700)) == 0 && mkdir(r->home_dir, 0700) < 0 &&
@@ -532,6 +532,8 @@ static int run_prepare(pl_run *r, pl_progress *p)
         return step_error(r, rc, "preparing");
     if ((rc = pl_gateway_begin(r)) || (rc = pl_egress_begin(r)))
         return step_error(r, rc, "preparing");
+    if ((rc = pl_image_resolve(r)))
+        return step_error(r, rc, "image");
     if ((rc = progress_load(p, r)))
         return rc;
     r->partial = p->partial;
@@ -654,6 +656,7 @@ static void run_close(pl_run *r, pl_progress *p)
     vcs_mirror_free(r->m);
     store_session_free(r->s);
     free(r->ci_failures);
+    free(r->image_root);
 }
 
 int pipeline_run(farm *f, const store_job *job, pipeline_ctl *ctl)

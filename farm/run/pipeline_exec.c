@@ -538,6 +538,7 @@ static void sandbox_opts_fill(sandbox_opts *so, pl_run *r, const pl_exec_opts *o
     so->binds = o->binds;
     so->nbinds = o->nbinds;
     so->stdin_path = o->stdin_path;
+    so->root_dir = r->image_root;
 }
 
 /* ---- prepared sandboxes ----------------------------------------------------- */

@@ -40,6 +40,7 @@
 #define PL_GATEWAY_PORT     3129        /* the model gateway on the sandbox's loopback */
 #define PL_PREPARED_MAX     2 /* sandboxes a run holds spawned ahead: the agent's, the tests' */
 #define PL_SANDBOX_HOME     SANDBOX_HOME_INSIDE /* HOME inside the sandbox */
+#define PL_ENV_ID_MAX       4200 /* pl_env_id(): an image's digest or reference, or "host" */
 
 /* One run of a session: what pipeline.c carries from step to step. */
 typedef struct pl_run {
@@ -78,8 +79,8 @@ typedef struct pl_run {
     char *ci_failures; /* the failing checks and their logs' tails, for the prompt */
     int ci_round;      /* this CI fix round's number (1-based) */
     /* setup and its cache (pipeline_setup.c) */
-    const char *env_id;          /* the environment the setup cache is keyed by: the image's
-                                    digest when repos[].image is set, else "host" */
+    char env_id[PL_ENV_ID_MAX];  /* the environment the setup cache is keyed by: the image's
+                            digest when repos[].image is set, else "host" */
     char home_dir[PATH_MAX + 8]; /* with a setup command: the run's HOME on the host (bound at
                                 PL_SANDBOX_HOME for setup, agent and tests), else "" */
     int wt_fresh;                /* the worktree was made (or adopted) by this run: what is in it
@@ -91,6 +92,8 @@ typedef struct pl_run {
     struct pl_egress *egress; /* the egress proxy's decisions (pipeline_egress.c) */
     config agent_cfg; /* the farm's config with the agent preset the session picked (a shallow
                          copy: it owns nothing); cfg points here when it differs */
+    char *image_root; /* repos[].image resolved (pipeline_image.c): every sandbox's root, or
+                         NULL for the host's view */
 } pl_run;
 
 /* Which budget stopped a run. */
@@ -128,6 +131,12 @@ typedef struct pl_exec_opts {
  * freed with pl_exec_result_free()), FARM_ECANCELLED, or the sandbox's
  * error. */
 int pl_exec(pl_exec_result *out, pl_run *r, const pl_exec_opts *o);
+
+/* pipeline_image.c: <data_dir>/images (its real path) into out; resolve the
+ * repository's image into r->image_root (unpacking it the first time) and
+ * say so in an "image" event. 0 when the repository has none. */
+int pl_image_cache_dir(char *out, size_t cap, const config *cfg);
+int pl_image_resolve(pl_run *r);
 void pl_exec_result_free(pl_exec_result *x);
 
 /* Spawn now the sandbox a later pl_exec() with the same options (step,
@@ -244,10 +253,11 @@ int pl_step_fetch(pl_run *r, pl_progress *p);
 int pl_step_worktree(pl_run *r, pl_progress *p);
 int pl_step_setup(pl_run *r, pl_progress *p); /* 1: the run ended (failed); pipeline_setup.c */
 
-/* The environment the setup cache of repo is keyed by: the image's digest
- * when repos[].image is set, else "host" (pipeline_setup.c; the one place
- * the image work names its digest). */
-const char *pl_env_id(const config_repo *repo);
+/* The environment the setup cache of repo is keyed by, into out: the
+ * image's digest when repos[].image names an OCI image (a plain directory's
+ * reference, or an image whose index cannot be read yet: its reference),
+ * else "host" (pipeline_setup.c). */
+void pl_env_id(char out[PL_ENV_ID_MAX], const config_repo *repo);
 int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds); /* 1: question */
 int pl_step_test(pl_run *r, pl_progress *p, int round);
 int pl_step_commit(pl_run *r, pl_progress *p);

@@ -21,16 +21,26 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "sandbox/image.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-const char *pl_env_id(const config_repo *repo)
+void pl_env_id(char out[PL_ENV_ID_MAX], const config_repo *repo)
 {
-    (void)repo; /* no images yet: every run sees the host's /usr */
-    return "host";
+    char digest[SANDBOX_IMAGE_DIGEST_MAX];
+
+    if (!repo->image) {
+        snprintf(out, PL_ENV_ID_MAX, "host");
+    } else if (sandbox_image_ref_kind(repo->image) != SANDBOX_IMAGE_ROOTFS &&
+               sandbox_image_digest(digest, repo->image) == 0) {
+        snprintf(out, PL_ENV_ID_MAX, "%s", digest);
+    } else {
+        snprintf(out, PL_ENV_ID_MAX, "%.4000s", repo->image);
+        farm_error_clear(); /* the run's image step says what is wrong with it */
+    }
 }
 
 /* The network setup gets: the repository's setup_network, else
@@ -108,7 +118,7 @@ int pl_step_setup(pl_run *r, pl_progress *p)
         return rc;
     if (cache) {
         setup_cache_prune(r->cfg->data_dir);
-        if ((rc = setup_cache_key(key, r->repo, r->env_id ? r->env_id : "host", r->wt_path))) {
+        if ((rc = setup_cache_key(key, r->repo, r->env_id[0] ? r->env_id : "host", r->wt_path))) {
             pl_step_failed(r, "setup", 0, farm_error_last());
             return rc;
         }

@@ -52,7 +52,7 @@ void pipeline_warm_free(pipeline_warm *w)
  * the slot's worktree; nothing (and no error) otherwise: the run sets up. */
 static void warm_setup_restore(pipeline_warm *w, farm *f, const config_repo *repo)
 {
-    char key[SETUP_CACHE_KEY_HEX], home[PATH_MAX];
+    char key[SETUP_CACHE_KEY_HEX], home[PATH_MAX], env_id[PL_ENV_ID_MAX];
     setup_cache_stats st;
     int hit = 0;
     int64_t t0 = clock_mono_ms();
@@ -60,7 +60,8 @@ static void warm_setup_restore(pipeline_warm *w, farm *f, const config_repo *rep
     if (!repo->setup || !repo->setup_cache ||
         snprintf(home, sizeof(home), "%s-home", w->path) >= (int)sizeof(home))
         return;
-    if (setup_cache_key(key, repo, pl_env_id(repo), w->path) != 0)
+    pl_env_id(env_id, repo);
+    if (setup_cache_key(key, repo, env_id, w->path) != 0)
         return;
     vcs_tree_remove(home);
     if (mkdir(home, 0700) < 0)

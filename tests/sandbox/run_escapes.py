@@ -8,7 +8,10 @@ local server answers, exit statuses come through) make sure the suite cannot
 pass by everything failing. Attempts that need what the host cannot give
 (cgroup delegation) are reported as `# SKIP` with the reason, never passed.
 
-Env: FARM_BIN (the farm binary), FARM_ESCAPE_BIN (the escape program).
+Env: FARM_BIN (the farm binary), FARM_ESCAPE_BIN (the escape program, linked
+statically so it runs in any root). With FARM_ESCAPE_IMAGE=1 every attempt
+runs with an image as the root (`farm sandbox run --image`): an OCI layout
+built from Debian's busybox-static by tests/support/make_oci.py.
 """
 import http.server
 import json
@@ -32,6 +35,7 @@ ESCAPED, BLOCKED = 0, 10
 EXE = "escape-%d-%s" % (os.getpid(), os.urandom(4).hex())
 
 results = []  # (ok, description, note)
+IMAGE_OPTS = []  # --config and --image when FARM_ESCAPE_IMAGE=1 (main() fills it)
 
 
 def tap(ok, desc, note=""):
@@ -62,7 +66,8 @@ class Run:
 
 
 def farm_run(wt, cmd, opts=(), env=None, timeout=120, pass_fds=()):
-    argv = [FARM, "sandbox", "run", "--dir", wt, "--stats", "--timeout", "60"] + list(opts)
+    argv = [FARM, "sandbox", "run", "--dir", wt, "--stats", "--timeout", "60"] + IMAGE_OPTS
+    argv += list(opts)
     argv += ["--"] + list(cmd)
     p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                        env=env if env is not None else os.environ.copy(), pass_fds=pass_fds)
@@ -144,6 +149,24 @@ def main():
     if not caps["ok"]:
         print("Bail out! the sandbox does not work on this host:\n" + caps["text"])
         return 1
+    if os.environ.get("FARM_ESCAPE_IMAGE") == "1":
+        if not os.access("/bin/busybox", os.X_OK):
+            print("1..0 # SKIP busybox-static is not installed (scripts/install-deps --test)")
+            shutil.rmtree(base, ignore_errors=True)
+            shutil.rmtree(secret_dir, ignore_errors=True)
+            return 0
+        make_oci = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support",
+                                "make_oci.py")
+        layout, data = os.path.join(base, "image"), os.path.join(base, "data")
+        subprocess.run([sys.executable, make_oci, layout], check=True, capture_output=True)
+        os.makedirs(data)
+        cfg = os.path.join(base, "farm.json")
+        with open(cfg, "w") as f:
+            json.dump({"data_dir": data}, f)
+        IMAGE_OPTS.extend(["--config", cfg, "--image", "oci:%s:1" % layout])
+        r = farm_run(base, ["/bin/sh", "-c", "test -e /usr/bin/python3 || echo no-host-python"])
+        ok = r.rc == 0 and "no-host-python" in r.out
+        tap(ok, "control: the root is the image (busybox), not the host", "" if ok else r.why())
     wt = new_worktree(base, "wt")
     escape_exe = "/work/" + EXE  # /proc/PID/exe shows the path inside the sandbox
     try:
@@ -315,7 +338,8 @@ def run_all(base, wt, escape_exe, token, caps):
     tap(ok, "a setsid double-forked daemon does not outlive the run",
         "" if ok else "%s gone=%s beat %r -> %r" % (r.why(), gone, before, after))
 
-    p = subprocess.Popen([FARM, "sandbox", "run", "--dir", wt, "--timeout", "120", "--",
+    p = subprocess.Popen([FARM, "sandbox", "run", "--dir", wt, "--timeout", "120"] + IMAGE_OPTS +
+                         ["--",
                           "/work/" + EXE, "heartbeat", "/work/hb"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     hb = os.path.join(wt, "hb")

@@ -423,6 +423,38 @@ static void agent_path_and_env(void **state)
     config_free(c);
 }
 
+static void repo_image_forms(void **state)
+{
+    config *c =
+        load_good("{\"repos\": ["
+                  " {\"name\": \"a\", \"tracker\": \"local\", \"clone_url\": \"x\","
+                  "  \"trigger\": {\"on_open\": true}, \"image\": \"oci:/srv/node:22\"},"
+                  " {\"name\": \"b\", \"tracker\": \"local\", \"clone_url\": \"x\","
+                  "  \"trigger\": {\"on_open\": true}, \"image\": \"oci-archive:/srv/i.tar\"},"
+                  " {\"name\": \"c\", \"tracker\": \"local\", \"clone_url\": \"x\","
+                  "  \"trigger\": {\"on_open\": true}, \"image\": \"rootfs:/srv/root\"},"
+                  " {\"name\": \"d\", \"tracker\": \"local\", \"clone_url\": \"x\","
+                  "  \"trigger\": {\"on_open\": true}}]}");
+    assert_string_equal(c->repos[0].image, "oci:/srv/node:22");
+    assert_string_equal(c->repos[1].image, "oci-archive:/srv/i.tar");
+    assert_string_equal(c->repos[2].image, "rootfs:/srv/root");
+    assert_null(c->repos[3].image);
+    config_free(c);
+
+    char *e = load_bad("{\"repos\": ["
+                       " {\"name\": \"a\", \"tracker\": \"local\", \"clone_url\": \"x\","
+                       "  \"trigger\": {\"on_open\": true}, \"image\": \"docker://node:22\"},"
+                       " {\"name\": \"b\", \"tracker\": \"local\", \"clone_url\": \"x\","
+                       "  \"trigger\": {\"on_open\": true}, \"image\": \"oci:relative/dir\"},"
+                       " {\"name\": \"c\", \"tracker\": \"local\", \"clone_url\": \"x\","
+                       "  \"trigger\": {\"on_open\": true}, \"image\": 7}]}");
+    assert_has(e, "repos[0].image: not oci:/DIR[:TAG], oci-archive:/FILE[:TAG] or rootfs:/DIR");
+    assert_has(e, "repos[1].image: not oci:/DIR[:TAG]");
+    assert_has(e, "repos[2].image: ");
+    assert_int_equal(count_lines(e), 3);
+    free(e);
+}
+
 static void no_trigger_rule_is_an_error(void **state)
 {
     char *e = load_bad("{\"azure\": {\"org_url\": \"https://dev.azure.com/x\"},"
@@ -732,6 +764,7 @@ int main(void)
         cmocka_unit_test(cross_key_errors),
         cmocka_unit_test(no_trigger_rule_is_an_error),
         cmocka_unit_test(repo_agents),
+        cmocka_unit_test(repo_image_forms),
         cmocka_unit_test(listen_forms),
         cmocka_unit_test(serve_beyond_loopback_needs_secrets_and_tokens),
         cmocka_unit_test(unreadable_or_malformed_files),
