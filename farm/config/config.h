@@ -136,6 +136,11 @@ typedef struct config {
     } bot;
 
     struct {
+        char *signing_key; /* git.signing_key: an OpenSSH private key's text (resolved
+                              secret, checked at load), or NULL: commits are not signed */
+    } git;
+
+    struct {
         int enabled;     /* a "digest" section is present: post the daily digest */
         char *tracker;   /* "github", "azure" or "local": the tracker of `repo` */
         char *repo;      /* a configured repository's name */

@@ -730,6 +730,7 @@ int pl_step_commit(pl_run *r, pl_progress *p)
     o.message = buf_cstr(&msg);
     o.author_name = r->cfg->bot.name;
     o.author_email = r->cfg->bot.email;
+    o.signing_key = r->cfg->git.signing_key;
     if ((rc = pl_coauthor_find(&who, r))) {
         buf_free(&msg);
         pl_step_failed(r, "commit", 0, farm_error_last());

@@ -201,11 +201,13 @@ typedef struct worktree_commit_opts {
     int64_t time_s;             /* commit time (epoch seconds); 0 means now */
     int64_t max_file_bytes;     /* largest file to commit; 0 means 100 MiB (GitHub's limit) */
     int64_t max_files;          /* most files added or changed in one commit; 0 means 50,000 */
+    const char *signing_key;    /* an OpenSSH private key's text: the commit is signed with it
+                                   in git's SSH format (gpgsig); NULL: unsigned */
 } worktree_commit_opts;
 
 #define WORKTREE_COMMIT_OPTS_INIT                                                                  \
     {                                                                                              \
-        NULL, NULL, NULL, NULL, NULL, 0, 0, 0                                                      \
+        NULL, NULL, NULL, NULL, NULL, 0, 0, 0, NULL                                                \
     }
 
 typedef struct worktree_commit_result {
@@ -221,7 +223,10 @@ typedef struct worktree_commit_result {
  * out->empty and not committed. Returns 0, FARM_EINVALID (missing or
  * malformed author, e-mail or message), FARM_ETOOBIG (a file over
  * max_file_bytes, or more than max_files changed; nothing is committed),
- * FARM_EINVALID also for a .git the farm refuses (see above), or FARM_EIO. */
+ * FARM_EINVALID also for a .git the farm refuses (see above) and for a
+ * signing key that cannot sign (nothing is committed: never an unsigned
+ * commit when one was to be signed), FARM_EUNSUPPORTED (a key type the
+ * farm cannot sign with), or FARM_EIO. */
 int vcs_worktree_commit(worktree_commit_result *out, vcs_worktree *wt,
                         const worktree_commit_opts *o);
 

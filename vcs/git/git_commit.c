@@ -196,10 +196,10 @@ int vcs_worktree_commit(worktree_commit_result *out, vcs_worktree *wt,
             goto out;
         }
         const git_commit *parents[1] = {parent};
-        e = git_commit_create(&oid, repo, NULL, sig, sig, "UTF-8", msg, newtree, 1, parents);
+        rc = vcs_commit_write(&oid, repo, sig, msg, newtree, 1, parents, o->signing_key);
         git_tree_free(newtree);
-        if (e < 0) {
-            rc = vcs_git_fail(e, FARM_EIO, NULL, "commit in %s failed", wt->path);
+        if (rc < 0) {
+            vcs_error_prefix("commit in %s: ", wt->path);
             goto out;
         }
     }
