@@ -200,6 +200,8 @@ static const char *template_name(prompt_step step)
         return "templates/revision.md";
     case PROMPT_ANSWER:
         return "templates/answer.md";
+    case PROMPT_MERGE:
+        return "templates/merge.md";
     case PROMPT_FIRST_RUN:
         break;
     }
@@ -272,10 +274,10 @@ static int render_task(char **out, const char *tmpl, const prompt_input *in)
         put_capped(&t, in->test_output, PROMPT_MAX_TEST_OUTPUT, 1);
         tail_out = buf_detach(&t);
     }
-    const char *names[] = {"issue_number", "repo",        "issue_title",  "branch",
-                           "base_branch",  "test_note",   "round",        "max_rounds",
-                           "test_command", "test_status", "test_output",  "review_comments",
-                           "question",     "answer",      "answer_author"};
+    const char *names[] = {"issue_number", "repo",        "issue_title",   "branch",
+                           "base_branch",  "test_note",   "round",         "max_rounds",
+                           "test_command", "test_status", "test_output",   "review_comments",
+                           "question",     "answer",      "answer_author", "conflicts"};
     const char *values[] = {num,
                             in->repo,
                             in->issue_title,
@@ -290,7 +292,8 @@ static int render_task(char **out, const char *tmpl, const prompt_input *in)
                             reviews,
                             in->question,
                             in->answer,
-                            in->answer_author ? in->answer_author : "A team member"};
+                            in->answer_author ? in->answer_author : "A team member",
+                            in->conflicts};
     rc = prompt_render(out, tmpl, names, values, sizeof(names) / sizeof(names[0]));
     free(reviews);
     free(tail_out);

@@ -22,6 +22,7 @@ typedef enum {
     PROMPT_FIX_ROUND,
     PROMPT_REVISION,
     PROMPT_ANSWER,
+    PROMPT_MERGE, /* the base merged into the branch with conflicts: resolve them */
 } prompt_step;
 
 typedef struct prompt_comment {
@@ -67,6 +68,8 @@ typedef struct prompt_input {
     const char *question; /* answer: what the agent asked */
     const char *answer;
     const char *answer_author;
+
+    const char *conflicts; /* merge: the conflicted files, a Markdown list */
 
     const char *history;            /* a digest of earlier runs of this session, or NULL */
     const prompt_comment *messages; /* messages people sent through the farm */

@@ -24,8 +24,13 @@ static const struct {
     const char *word;
     command_kind kind;
 } words[] = {
-    {"run", COMMAND_RUN},       {"retry", COMMAND_RETRY}, {"stop", COMMAND_STOP},
-    {"status", COMMAND_STATUS}, {"help", COMMAND_HELP},
+    {"run", COMMAND_RUN},
+    {"retry", COMMAND_RETRY},
+    {"stop", COMMAND_STOP},
+    {"status", COMMAND_STATUS},
+    {"help", COMMAND_HELP},
+    /* keeping the pull request mergeable (update.h) */
+    {"update", COMMAND_UPDATE},
 };
 
 const char *command_kind_name(command_kind k)
@@ -45,6 +50,8 @@ const char *command_kind_name(command_kind k)
         return "help";
     case COMMAND_UNKNOWN:
         return "unknown";
+    case COMMAND_UPDATE:
+        return "update";
     }
     return "unknown";
 }
@@ -59,7 +66,9 @@ const char *commands_help_text(void)
            "stopped\n"
            "- `/farm stop` - stop the running work and cancel the session\n"
            "- `/farm status` - the session's state, current step, elapsed time and link\n"
-           "- `/farm help` - this list\n\n"
+           "- `/farm help` - this list\n"
+           "- `/farm update` - bring the base branch into the pull request's branch (a merge "
+           "commit; conflicts go to the agent, the tests run again)\n\n"
            "Reviews, review comments and comments on the pull request that mention the bot "
            "start a revision on the same branch.\n";
 }

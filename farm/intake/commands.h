@@ -3,7 +3,7 @@
  *
  * People steer the farm from the tracker with a line that starts with
  * `/farm` in a comment on the issue or on its pull request: `/farm run`,
- * `/farm retry`, `/farm stop`, `/farm status`, `/farm help`. A command
+ * `/farm retry`, `/farm stop`, `/farm status`, `/farm help`, `/farm update`. A command
  * counts only at the start of a line (leading blanks allowed) and is matched
  * case-insensitively; quoted lines (`>`), fenced and indented code blocks
  * and, in the HTML bodies Azure DevOps work items have, <blockquote>, <pre>
@@ -27,6 +27,7 @@ typedef enum {
     COMMAND_STATUS,   /* reply with the session's state, step, elapsed time and link */
     COMMAND_HELP,     /* reply with the commands (also: `/farm` alone) */
     COMMAND_UNKNOWN,  /* `/farm <word>` with a word not above: reply with the commands */
+    COMMAND_UPDATE,   /* bring the base branch into the pull request's branch (update.h) */
 } command_kind;
 
 typedef struct command {

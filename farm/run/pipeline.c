@@ -26,6 +26,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "base/strv.h"
 #include "farm/handle/handle.h"
 #include "farm/report/outbox.h"
 #include "farm/report/report.h"
@@ -45,6 +46,30 @@
  * is the job's result and ends the run there (0: the job is finished,
  * whatever the session's outcome). */
 #define RUN_ON 1
+
+/* An update run's merge step, done: the base merged and its conflicts. A
+ * clean merge counts as agent round 1. */
+static void merge_load(pl_progress *p, json_t *b)
+{
+    size_t i, n = 0;
+    json_t *f, *files = json_object_get(b, "conflicts");
+
+    if (json_is_true(json_object_get(b, "up_to_date")))
+        return;
+    p->merge = 1;
+    pl_copy_oid(p->merge_base, json_object_get(b, "base"));
+    strv_list_free(p->conflicts);
+    p->conflicts = NULL;
+    json_array_foreach(files, i, f)
+    {
+        if (json_is_string(f))
+            strv_list_add(&p->conflicts, &n, json_string_value(f));
+    }
+    if (!p->conflicts && p->agent_round == 0) {
+        p->agent_round = 1;
+        p->agent_exit = 0;
+    }
+}
 
 /* This run's checkpoints: its "step ... done" events. */
 static int progress_load(pl_progress *p, pl_run *r)
@@ -77,7 +102,7 @@ static int progress_load(pl_progress *p, pl_run *r)
                 pl_copy_oid(p->wt_start, json_object_get(b, "start"));
                 pl_copy_oid(p->wt_head, json_object_get(b, "head"));
                 /* a new worktree undoes everything after it */
-                p->setup = p->agent_round = p->test_round = p->commit = 0;
+                p->setup = p->agent_round = p->test_round = p->commit = p->merge = 0;
             } else if (!strcmp(step, "setup")) {
                 p->setup = 1;
             } else if (!strcmp(step, "agent")) {
@@ -98,6 +123,8 @@ static int progress_load(pl_progress *p, pl_run *r)
                 pl_copy_oid(p->commit_oid, json_object_get(b, "oid"));
                 if (p->commit_oid[0])
                     memcpy(p->wt_head, p->commit_oid, VCS_OID_HEXSZ);
+            } else if (!strcmp(step, "merge")) {
+                merge_load(p, b);
             } else if (!strcmp(step, "push")) {
                 p->push = 1;
             } else if (!strcmp(step, "pr")) {
@@ -434,7 +461,7 @@ static int run_prepare(pl_run *r, pl_progress *p)
     int rc;
 
     if (strcmp(r->kind, "run") != 0 && strcmp(r->kind, "revise") != 0 &&
-        strcmp(r->kind, "answer") != 0) {
+        strcmp(r->kind, "answer") != 0 && strcmp(r->kind, "update") != 0) {
         farm_error_set("pipeline: unknown job kind '%s'", r->kind);
         return FARM_EINVALID;
     }
@@ -467,6 +494,8 @@ static int run_workspace(pl_run *r, pl_progress *p)
         return rc;
     if ((rc = pl_step_setup(r, p)))
         return rc == 1 ? 0 : step_error(r, rc, "setup");
+    if (!strcmp(r->kind, "update") && !p->commit && (rc = pl_step_merge(r, p)))
+        return rc == 1 ? 0 : step_error(r, rc, "merge");
     return RUN_ON;
 }
 
@@ -531,6 +560,8 @@ static int run_commit(pl_run *r, pl_progress *p)
 {
     int rc;
 
+    if (!strcmp(r->kind, "update") && !p->commit && (rc = pl_merge_check(r, p)))
+        return rc == 1 ? 0 : step_error(r, rc, "commit");
     if ((rc = after_step(r, pl_step_commit(r, p), "commit")) != RUN_ON)
         return rc;
     if (p->commit_empty && !p->push && !strcmp(r->kind, "revise"))
@@ -557,6 +588,8 @@ static int run_publish(pl_run *r, pl_progress *p)
         review_replies_enqueue(r->f, r->s->id, r->run_no, r->start_seq, p->commit_oid,
                                p->summary) != 0)
         log_warn("review replies not queued", "error", farm_error_last());
+    if (!strcmp(r->kind, "update") && pl_update_comment(r, p) != 0)
+        log_warn("update comment not queued", "error", farm_error_last());
     pl_cleanup_dirs(r);
     return 0;
 }

@@ -46,7 +46,7 @@ typedef struct pl_run {
     store_session *s; /* as read at the start (state may move on) */
     const store_job *job;
     pipeline_ctl *ctl;
-    const char *kind;      /* "run", "revise", "answer" */
+    const char *kind;      /* "run", "revise", "answer", "update" */
     int64_t run_no;        /* the session's run number (1-based) */
     int64_t start_seq;     /* seq of this run's run_started event */
     int64_t started_ms;    /* wall time the run began (its budget counts from here) */
@@ -177,6 +177,10 @@ typedef struct pl_progress {
     char commit_oid[VCS_OID_HEXSZ];
     int push, pr;
     int partial;
+    /* an update run (pipeline_update.c): the base merged into the files */
+    int merge;                      /* the merge step is done */
+    char merge_base[VCS_OID_HEXSZ]; /* the base's commit merged in */
+    char **conflicts;               /* the files it left conflicted, or NULL (strv) */
 } pl_progress;
 
 typedef struct pl_answer_info {
@@ -278,6 +282,29 @@ int pl_coauthor_find(pl_coauthor *out, pl_run *r);
  * "run_finished" event in the same commit. */
 int pl_step_pr(pl_run *r, pl_progress *p, int draft);
 
+/* ---- keeping the branch mergeable (pipeline_update.c) ---- */
+
+/* An update run's merge: the base branch's head (from the fetched mirror)
+ * merged into the worktree's files. Returns 0 (p->merge set; a clean merge
+ * counts as agent round 1, so the tests come next), 1 when the run ended
+ * (the branch had the base already), or an error. */
+int pl_step_merge(pl_run *r, pl_progress *p);
+
+/* Before an update's commit: the conflicted files must hold no conflict
+ * marker any more. Returns 0, 1 when the run ended (failed, naming the
+ * file), or an error. */
+int pl_merge_check(pl_run *r, const pl_progress *p);
+
+/* The commit message of an update's merge commit (heap; free()). */
+char *pl_merge_message(pl_run *r, const pl_progress *p);
+
+/* After an update's push: the comment on the pull request saying what was
+ * merged and how the tests went. */
+int pl_update_comment(pl_run *r, const pl_progress *p);
+
+/* The conflicted files as a Markdown list, for the prompt (heap). */
+char *pl_conflicts_markdown(const pl_progress *p);
+
 /* ---- prompts (pipeline_prompt.c) ---- */
 
 /* The step-specific part of a prompt. */
@@ -290,6 +317,7 @@ typedef struct pl_prompt_in {
     const char *question;
     const char *answer;
     const char *answer_author;
+    const char *conflicts;      /* merge: the conflicted files (Markdown) */
     int64_t reviews_after_ms;   /* ... and inline comments from the tracker created after this */
     int64_t reviews_after_seq;  /* revision: review events after this seq */
     int64_t history_before_seq; /* the digest covers the log before this seq (0: all) */

@@ -245,7 +245,7 @@ int pl_step_worktree(pl_run *r, pl_progress *p)
      * the work was pushed already (then the new worktree starts there) */
     p->worktree = 0;
     if (!p->push)
-        p->setup = p->agent_round = p->test_round = p->commit = 0;
+        p->setup = p->agent_round = p->test_round = p->commit = p->merge = 0;
     if ((rc = pl_step_started(r, "worktree", 0)))
         return rc;
     if ((rc = pl_last_pushed(pushed, r)))
@@ -476,7 +476,7 @@ static int agent_prompt_write(pl_run *r, const pl_progress *p, int round, int ma
 {
     pl_prompt_in pin = {0};
     pl_answer_info ans = {0};
-    char *prompt = NULL;
+    char *prompt = NULL, *conflicts = NULL;
     int rc;
 
     pin.round = round;
@@ -488,6 +488,13 @@ static int agent_prompt_write(pl_run *r, const pl_progress *p, int round, int ma
         pin.max_rounds = max_rounds - 1;
         pin.test_status = p->test_status;
         pin.test_output = p->test_tail ? p->test_tail : "";
+    } else if (!strcmp(r->kind, "update")) {
+        pin.step = PROMPT_MERGE;
+        if (!(conflicts = pl_conflicts_markdown(p))) {
+            rc = FARM_ENOMEM;
+            goto out;
+        }
+        pin.conflicts = conflicts;
     } else if (!strcmp(r->kind, "revise")) {
         pin.step = PROMPT_REVISION;
         pin.reviews_after_seq = review_window(r, &pin.reviews_after_ms);
@@ -512,6 +519,7 @@ static int agent_prompt_write(pl_run *r, const pl_progress *p, int round, int ma
         pl_step_failed(r, "agent", round, farm_error_last());
 out:
     pl_answer_info_free(&ans);
+    free(conflicts);
     free(prompt);
     return rc;
 }
@@ -628,8 +636,11 @@ int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
     int64_t t0 = clock_mono_ms();
     int rc;
 
-    if ((rc = pl_set_state(r, !strcmp(r->kind, "revise") && round == 1 ? "revising" : "running",
-                           round > 1 ? "fixing the failing tests" : "the agent is at work")))
+    int follow_up = !strcmp(r->kind, "revise") || !strcmp(r->kind, "update");
+    if ((rc = pl_set_state(r, follow_up && round == 1 ? "revising" : "running",
+                           round > 1                    ? "fixing the failing tests"
+                           : !strcmp(r->kind, "update") ? "resolving the merge conflicts"
+                                                        : "the agent is at work")))
         return rc;
     if ((rc = pl_step_started(r, "agent", round)) ||
         (rc = agent_prompt_write(r, p, round, max_rounds)))
@@ -722,16 +733,26 @@ int pl_step_commit(pl_run *r, pl_progress *p)
     if ((rc = pl_step_started(r, "commit", 0)))
         return rc;
     pl_title(title, r);
-    buf_printf(&msg, "%s\n\nResolves #%lld.\n\nMade by farm, session %lld, run %lld", title,
-               (long long)r->s->number, (long long)r->s->id, (long long)r->run_no);
-    if (r->cfg->public_url)
-        buf_printf(&msg, ": %s/sessions/%lld", r->cfg->public_url, (long long)r->s->id);
-    buf_puts(&msg, ".\n");
+    if (!strcmp(r->kind, "update") && p->merge) {
+        /* the merge commit: the base its second parent, nobody to credit */
+        char *m = pl_merge_message(r, p);
+        if (m)
+            buf_puts(&msg, m);
+        free(m);
+        o.merge_parent = p->merge_base;
+    } else {
+        buf_printf(&msg, "%s\n\nResolves #%lld.\n\nMade by farm, session %lld, run %lld", title,
+                   (long long)r->s->number, (long long)r->s->id, (long long)r->run_no);
+        if (r->cfg->public_url)
+            buf_printf(&msg, ": %s/sessions/%lld", r->cfg->public_url, (long long)r->s->id);
+        buf_puts(&msg, ".\n");
+    }
     o.message = buf_cstr(&msg);
     o.author_name = r->cfg->bot.name;
     o.author_email = r->cfg->bot.email;
     o.signing_key = r->cfg->git.signing_key;
-    if ((rc = pl_coauthor_find(&who, r))) {
+    memset(&who, 0, sizeof(who));
+    if (!o.merge_parent && (rc = pl_coauthor_find(&who, r))) {
         buf_free(&msg);
         pl_step_failed(r, "commit", 0, farm_error_last());
         return rc;

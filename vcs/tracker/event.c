@@ -43,6 +43,8 @@ const char *tracker_event_kind_name(tracker_event_kind k)
         return "installation";
     case TEV_INSTALLATION_REPOS:
         return "installation_repositories";
+    case TEV_BRANCH_PUSHED:
+        return "branch_pushed";
     case TEV_OTHER:
         break;
     }
@@ -81,5 +83,7 @@ void tracker_event_free(tracker_event *ev)
     free(ev->review_state);
     free(ev->path);
     free(ev->head_branch);
+    free(ev->pushed_branch);
+    free(ev->pushed_oid);
     memset(ev, 0, sizeof(*ev));
 }

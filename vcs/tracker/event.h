@@ -31,6 +31,7 @@ typedef enum {
     TEV_PR_CLOSED,          /* `merged` says whether it was merged */
     TEV_INSTALLATION,       /* GitHub App installation created/deleted/... */
     TEV_INSTALLATION_REPOS, /* repositories added to/removed from an installation */
+    TEV_BRANCH_PUSHED,      /* a branch moved (GitHub `push`): `pushed_branch`, `pushed_oid` */
 } tracker_event_kind;
 
 /* What the actor may do on the repository, as far as the delivery says. */
@@ -76,6 +77,10 @@ typedef struct tracker_event {
     char *head_branch;       /* PR events: the source branch ("farm/12-fix-typo") */
     int merged;              /* TEV_PR_CLOSED: merged or not */
     int64_t installation_id; /* GitHub App installation, when the delivery names one */
+    int unmergeable;         /* PR events: the tracker says the PR does not merge cleanly
+                                (GitHub mergeable false, Azure DevOps mergeStatus conflicts) */
+    char *pushed_branch;     /* TEV_BRANCH_PUSHED: the branch ("main") */
+    char *pushed_oid;        /* TEV_BRANCH_PUSHED: its new head (hex) */
 } tracker_event;
 
 const char *tracker_event_kind_name(tracker_event_kind k);
