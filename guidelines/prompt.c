@@ -202,6 +202,8 @@ static const char *template_name(prompt_step step)
         return "templates/answer.md";
     case PROMPT_MERGE:
         return "templates/merge.md";
+    case PROMPT_PLAN:
+        return "templates/plan.md";
     case PROMPT_FIRST_RUN:
         break;
     }
@@ -402,6 +404,24 @@ static int put_task(buf *b, const char *task, int rc)
     return rc;
 }
 
+/* The plan: the approved one to follow, or the previous one to revise. */
+static int put_plan(buf *b, const prompt_input *in)
+{
+    int rc;
+    if (!in->plan || !*in->plan)
+        return 0;
+    if (in->step == PROMPT_PLAN)
+        rc = buf_puts(b, "\n# Your previous plan\n\nYou posted this plan; the comments after it "
+                         "in the thread above are what people think of it.\n\n");
+    else
+        rc = buf_puts(b, "\n# The approved plan\n\nPeople with write access approved this plan "
+                         "for the issue. Follow it; where you must depart from it, say so and "
+                         "why in your summary.\n\n");
+    if (rc == 0)
+        rc = put_capped(b, in->plan, PROMPT_MAX_ISSUE_BODY, 0);
+    return rc ? rc : buf_puts(b, "\n");
+}
+
 int prompt_compose(char **out, const prompt_input *in)
 {
     const char *dir = in->guidelines_dir ? in->guidelines_dir : prompt_guidelines_dir();
@@ -425,6 +445,8 @@ int prompt_compose(char **out, const prompt_input *in)
         rc = put_history(&b, in);
     if (rc == 0)
         rc = put_thread(&b, in);
+    if (rc == 0)
+        rc = put_plan(&b, in);
     if ((rc = put_task(&b, task, rc)) != 0)
         goto out;
     *out = buf_detach(&b);

@@ -44,6 +44,8 @@ typedef struct config_repo {
     char *azure_tag;       /* Azure: only work items with this tag, or NULL */
     char **allowed_actors; /* Azure: unique names allowed to trigger (NULL-terminated) */
     size_t nallowed_actors;
+    int plan; /* repos[].plan: the first run of every session only writes a plan, which waits
+                 for `/farm approve` (farm/intake/plan.h) */
 } config_repo;
 
 typedef struct config_token {

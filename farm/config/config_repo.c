@@ -21,9 +21,9 @@
 const char *const config__trackers[] = {"github", "azure", "local", NULL};
 
 static const char *const repo_keys[] = {
-    "name",      "tracker",        "clone_url", "base_branch",   "setup",
-    "test",      "max_fix_rounds", "trigger",   "azure_project", "azure_area_path",
-    "azure_tag", "allowed_actors", NULL};
+    "name",           "tracker", "clone_url",     "base_branch",     "setup",     "test",
+    "max_fix_rounds", "trigger", "azure_project", "azure_area_path", "azure_tag", "allowed_actors",
+    "plan",           NULL};
 static const char *const trigger_keys[] = {"label", "assignee", "mention", "on_open", NULL};
 
 /* A git branch name a person would write: no spaces, control characters,
@@ -102,6 +102,7 @@ static void load_repo(cc *c, config *cfg, config_repo *r, json_t *o, const char 
     cc_string(c, o, p, "test", &r->test, NULL, 0);
     cc_int(c, o, p, "max_fix_rounds", &v, 2, 0, 10);
     r->max_fix_rounds = (int)v;
+    cc_bool(c, o, p, "plan", &r->plan, 0);
     load_trigger(c, cfg, r, cc_object(c, o, p, "trigger"), p);
     cc_string(c, o, p, "azure_project", &r->azure_project, NULL, 0);
     cc_string(c, o, p, "azure_area_path", &r->azure_area_path, NULL, 0);

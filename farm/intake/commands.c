@@ -31,6 +31,9 @@ static const struct {
     {"help", COMMAND_HELP},
     /* keeping the pull request mergeable (update.h) */
     {"update", COMMAND_UPDATE},
+    /* plan first (plan.h) */
+    {"plan", COMMAND_PLAN},
+    {"approve", COMMAND_APPROVE},
 };
 
 const char *command_kind_name(command_kind k)
@@ -52,6 +55,10 @@ const char *command_kind_name(command_kind k)
         return "unknown";
     case COMMAND_UPDATE:
         return "update";
+    case COMMAND_PLAN:
+        return "plan";
+    case COMMAND_APPROVE:
+        return "approve";
     }
     return "unknown";
 }
@@ -68,7 +75,10 @@ const char *commands_help_text(void)
            "- `/farm status` - the session's state, current step, elapsed time and link\n"
            "- `/farm help` - this list\n"
            "- `/farm update` - bring the base branch into the pull request's branch (a merge "
-           "commit; conflicts go to the agent, the tests run again)\n\n"
+           "commit; conflicts go to the agent, the tests run again)\n"
+           "- `/farm plan` - start with a plan: the agent first writes one, posted here, and "
+           "waits; comments revise it\n"
+           "- `/farm approve` - approve the plan: the implementation starts with it\n\n"
            "Reviews, review comments and comments on the pull request that mention the bot "
            "start a revision on the same branch.\n";
 }

@@ -17,6 +17,7 @@
 #include "review.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "plan.h"
 #include "update.h"
 #include "farm/handle/handle.h"
 #include "farm/sched/scheduler.h"
@@ -294,7 +295,8 @@ static int trigger(store_tx *tx, ingest_ctx *c, const config_repo *repo, const c
     free(title);
     if (rc)
         return rc;
-    if ((rc = store_tx_job_insert(&job_id, tx, "run", session_id, 0)))
+    int plan = plan_wanted(repo, ev, rule); /* plan first (plan.h) */
+    if ((rc = store_tx_job_insert(&job_id, tx, plan ? "plan" : "run", session_id, 0)))
         return rc;
     if (!(b = json_object())) {
         farm_error_set("ingest: out of memory");
@@ -305,6 +307,8 @@ static int trigger(store_tx *tx, ingest_ctx *c, const config_repo *repo, const c
     if (ev->url)
         json_object_set_new(b, "url", json_string(ev->url));
     json_object_set_new(b, "job", json_integer(job_id));
+    if (plan)
+        json_object_set_new(b, "plan", json_true());
     if ((rc = append(tx, session_id, "triggered", ev, b)))
         return rc;
     c->res->session_id = session_id;
@@ -343,7 +347,10 @@ static int steer(store_tx *tx, ingest_ctx *c, const config_repo *repo, const com
     if (rc)
         return rc;
     if (r.start_session)
-        return trigger(tx, c, repo, cmd->kind == COMMAND_RETRY ? "/farm retry" : "/farm run");
+        return trigger(tx, c, repo,
+                       cmd->kind == COMMAND_RETRY  ? "/farm retry"
+                       : cmd->kind == COMMAND_PLAN ? "/farm plan"
+                                                   : "/farm run");
     review_result_take(c, s ? s->id : 0, &r);
     return 0;
 }
@@ -379,6 +386,14 @@ static int on_comment(store_tx *tx, ingest_ctx *c, const config_repo *repo)
             goto out;
         if (cmd.kind != COMMAND_NONE) {
             rc = steer(tx, c, repo, &cmd, s);
+            goto out;
+        }
+        if (!by_pr && ev->kind == TEV_COMMENT_CREATED && !strcmp(s->state, "awaiting_approval")) {
+            /* a comment on a plan waiting for approval revises it (plan.h) */
+            review_ctx rc_ = review_ctx_of(c, repo);
+            review_result r;
+            if (!(rc = plan_tx_feedback(&r, tx, &rc_, s)))
+                review_result_take(c, id, &r);
             goto out;
         }
         if (!answers && review_is_trigger(c->cfg, repo, ev)) {

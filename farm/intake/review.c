@@ -17,6 +17,7 @@
  * hears so once per queued job (key "s<id>:j<job>:queued").
  */
 #include "review.h"
+#include "plan.h"
 #include "update.h"
 #include "base/buf.h"
 #include "base/clock.h"
@@ -479,6 +480,9 @@ int review_tx_command(review_result *out, store_tx *tx, const review_ctx *c, con
         return cmd_stop(out, tx, c, s);
     case COMMAND_UPDATE:
         return update_tx_command(out, tx, c, s);
+    case COMMAND_PLAN:
+    case COMMAND_APPROVE:
+        return plan_tx_command(out, tx, c, cmd, s);
     case COMMAND_RUN:
     case COMMAND_RETRY:
         break;

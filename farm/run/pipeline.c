@@ -183,7 +183,9 @@ static int begin_fn(store_tx *tx, void *arg)
     if ((rc = store_tx_session_get(&s, tx, r->s->id)))
         return rc;
     if (store_session_state_is_final(s->state) ||
-        (!strcmp(r->kind, "answer") && strcmp(s->state, "waiting") != 0)) {
+        (!strcmp(r->kind, "answer") && strcmp(s->state, "waiting") != 0) ||
+        (!strcmp(r->kind, "plan") && s->runs > 0 && strcmp(s->state, "awaiting_approval") != 0)) {
+        /* (a plan round that a comment queued, superseded by the approval) */
         b->over_budget = -1; /* nothing to do: ended, or the answer came in already */
         goto out;
     }
@@ -461,7 +463,8 @@ static int run_prepare(pl_run *r, pl_progress *p)
     int rc;
 
     if (strcmp(r->kind, "run") != 0 && strcmp(r->kind, "revise") != 0 &&
-        strcmp(r->kind, "answer") != 0 && strcmp(r->kind, "update") != 0) {
+        strcmp(r->kind, "answer") != 0 && strcmp(r->kind, "update") != 0 &&
+        strcmp(r->kind, "plan") != 0) {
         farm_error_set("pipeline: unknown job kind '%s'", r->kind);
         return FARM_EINVALID;
     }
@@ -594,6 +597,21 @@ static int run_publish(pl_run *r, pl_progress *p)
     return 0;
 }
 
+/* A plan run: one agent round that writes the plan, then the plan posted
+ * and the session waiting for approval (pipeline_plan.c). */
+static int run_plan(pl_run *r, pl_progress *p)
+{
+    int rc;
+
+    if ((rc = cancel_check(r)) != RUN_ON)
+        return rc;
+    if (p->agent_round == 0 && (rc = pl_step_agent(r, p, 1, 1)))
+        return rc == 1 ? 0 : step_error(r, rc, "agent");
+    if ((rc = pl_plan_finish(r, p)))
+        return step_error(r, rc, "plan");
+    return 0;
+}
+
 static void run_close(pl_run *r, pl_progress *p)
 {
     pl_gateway_end(r);
@@ -619,7 +637,10 @@ int pipeline_run(farm *f, const store_job *job, pipeline_ctl *ctl)
         if (!strcmp(job->kind, "cancel"))
             rc = job_cancel(&r);
         else if ((rc = run_prepare(&r, &p)) == RUN_ON && (rc = run_workspace(&r, &p)) == RUN_ON &&
-                 (rc = run_rounds(&r, &p)) == RUN_ON && (rc = run_commit(&r, &p)) == RUN_ON)
+                 !strcmp(job->kind, "plan"))
+            rc = run_plan(&r, &p);
+        else if (rc == RUN_ON && (rc = run_rounds(&r, &p)) == RUN_ON &&
+                 (rc = run_commit(&r, &p)) == RUN_ON)
             rc = run_publish(&r, &p);
     }
     run_close(&r, &p);

@@ -305,6 +305,26 @@ int pl_update_comment(pl_run *r, const pl_progress *p);
 /* The conflicted files as a Markdown list, for the prompt (heap). */
 char *pl_conflicts_markdown(const pl_progress *p);
 
+/* ---- plan first (pipeline_plan.c) ---- */
+
+/* A file the sandbox wrote (the agent's summary, question or plan), read
+ * without following a link, at most max bytes, cut to valid UTF-8 and
+ * trailing blanks: heap text, or NULL when absent or empty. */
+char *pl_read_agent_file(const char *path, size_t max);
+
+/* The host path of a plan run's plan file (<out_dir>/plan.md). */
+void pl_plan_path(char *out, size_t n, const pl_run *r);
+
+/* The plan a prompt needs: kind "plan_approved": the plan approved for
+ * this session (for the implementation), "plan": the newest plan posted
+ * (for a plan round that revises it). *out is a heap string, or NULL when
+ * there is none. Returns 0 or the store's error. */
+int pl_plan_find(char **out, pl_run *r, const char *kind);
+
+/* After a plan run's agent round: the plan posted on the issue, the session
+ * waiting for approval. Returns 0 (the run ended) or an error. */
+int pl_plan_finish(pl_run *r, const pl_progress *p);
+
 /* ---- prompts (pipeline_prompt.c) ---- */
 
 /* The step-specific part of a prompt. */
@@ -318,6 +338,7 @@ typedef struct pl_prompt_in {
     const char *answer;
     const char *answer_author;
     const char *conflicts;      /* merge: the conflicted files (Markdown) */
+    const char *plan;           /* plan: the previous plan; first run: the approved plan */
     int64_t reviews_after_ms;   /* ... and inline comments from the tracker created after this */
     int64_t reviews_after_seq;  /* revision: review events after this seq */
     int64_t history_before_seq; /* the digest covers the log before this seq (0: all) */
