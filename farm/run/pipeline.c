@@ -189,6 +189,19 @@ static int begin_fn(store_tx *tx, void *arg)
         b->over_budget = -1; /* nothing to do: ended, or the answer came in already */
         goto out;
     }
+    if (!strcmp(r->kind, "update") &&
+        (strcmp(s->state, "review") != 0 || s->runs >= r->cfg->budgets.max_runs)) {
+        /* the base is brought in only under a pull request waiting for review
+         * (a question or a plan waiting keeps its state), and an update never
+         * fails a session over its run budget: it is skipped, and says so */
+        rc = pl_event_tx(&b->seq, tx, s->id, "update_skipped",
+                         json_pack("{s:I,s:s}", "job", (json_int_t)r->job->id, "why",
+                                   strcmp(s->state, "review") != 0
+                                       ? "the session is not waiting for review"
+                                       : "the session used its runs (budgets.max_runs)"));
+        b->over_budget = -1;
+        goto out;
+    }
     if (s->runs >= r->cfg->budgets.max_runs) {
         b->over_budget = 1;
         goto out;
