@@ -148,8 +148,8 @@ static int has_markers(const char *wt, const char *rel)
     for (const char *line = s; line && *line && !found; line = strchr(line, '\n')) {
         if (*line == '\n')
             line++;
-        found = !strncmp(line, "<<<<<<< ", 8) || !strncmp(line, ">>>>>>> ", 8) ||
-                !strncmp(line, "=======\n", 8);
+        /* git's labelled markers; a bare "=======" is also a heading underline */
+        found = !strncmp(line, "<<<<<<< ", 8) || !strncmp(line, ">>>>>>> ", 8);
     }
     buf_free(&b);
     return found;

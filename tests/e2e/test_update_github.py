@@ -151,6 +151,25 @@ def test_conflict_goes_to_the_agent_on_farm_update():
                           timeout=30, what="the up-to-date reply")
 
 
+def test_markers_left_fail_without_a_push():
+    with world() as w:
+        n = w.open_issue("Fix the greeting", repos.issue_body(repos.FIX, standin="merge skip"))
+        s = w.wait_session(n, lambda s: s["state"] in FINAL, what="a PR")
+        assert s["state"] == "review", s
+        sid, branch = s["id"], s["branch"]
+        old = head(w.bare, branch)
+        base = move_main(w, "greeting.txt", "hello there\n")
+        push_hook(w, "main", base)
+        s = w.wait_session(n, lambda s: s["runs"] == 2 and s["state"] in FINAL, timeout=120,
+                           what="the update")
+        assert s["state"] == "failed", s
+        failed = farmtest.session_events(w.farm, sid, "failed")
+        assert "greeting.txt still holds conflict markers" in failed[-1][3]["reason"], failed
+        assert head(w.bare, branch) == old  # nothing pushed
+        assert len(farmtest.session_events(w.farm, sid, "pushed")) == 1
+
+
 if __name__ == "__main__":
     farmtest.run([test_base_moved_without_conflict,
-                  test_conflict_goes_to_the_agent_on_farm_update])
+                  test_conflict_goes_to_the_agent_on_farm_update,
+                  test_markers_left_fail_without_a_push])
