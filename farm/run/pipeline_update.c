@@ -95,10 +95,11 @@ int pl_step_merge(pl_run *r, pl_progress *p)
     }
     if (mr.up_to_date) {
         vcs_merge_result_free(&mr);
-        pl_step_done_commit(r, "merge", 0, t0,
-                            json_pack("{s:s,s:b}", "base", base, "up_to_date", 1));
-        rc = run_up_to_date(r, base);
-        return rc ? rc : 1;
+        if ((rc = pl_step_done_commit(r, "merge", 0, t0,
+                                      json_pack("{s:s,s:b}", "base", base, "up_to_date", 1))) ||
+            (rc = run_up_to_date(r, base)))
+            return rc;
+        return 1;
     }
     json_t *files = json_array();
     for (size_t i = 0; files && mr.conflicts && mr.conflicts[i]; i++)
