@@ -89,6 +89,7 @@ static void print_digest(json_t *d)
            agent, json_number_value(json_object_get(t, "cost")));
     print_section("Pull requests waiting for review", json_object_get(d, "review"));
     print_section("Questions waiting for an answer", json_object_get(d, "waiting"));
+    print_section("Plans waiting for approval", json_object_get(d, "plans"));
     print_section("Failed", json_object_get(d, "failed"));
     print_section("Done", json_object_get(d, "done"));
     print_section("Cancelled", json_object_get(d, "cancelled"));

@@ -202,6 +202,10 @@ static const char *template_name(prompt_step step)
         return "templates/answer.md";
     case PROMPT_CI_FIX:
         return "templates/ci-fix.md";
+    case PROMPT_MERGE:
+        return "templates/merge.md";
+    case PROMPT_PLAN:
+        return "templates/plan.md";
     case PROMPT_FIRST_RUN:
         break;
     }
@@ -282,7 +286,8 @@ static int render_task(char **out, const char *tmpl, const prompt_input *in)
     const char *names[] = {"issue_number", "repo",        "issue_title",   "branch",
                            "base_branch",  "test_note",   "round",         "max_rounds",
                            "test_command", "test_status", "test_output",   "review_comments",
-                           "question",     "answer",      "answer_author", "ci_failures"};
+                           "question",     "answer",      "answer_author", "ci_failures",
+                           "conflicts"};
     const char *values[] = {num,
                             in->repo,
                             in->issue_title,
@@ -298,7 +303,8 @@ static int render_task(char **out, const char *tmpl, const prompt_input *in)
                             in->question,
                             in->answer,
                             in->answer_author ? in->answer_author : "A team member",
-                            ci};
+                            ci,
+                            in->conflicts};
     rc = prompt_render(out, tmpl, names, values, sizeof(names) / sizeof(names[0]));
     free(reviews);
     free(tail_out);
@@ -408,6 +414,24 @@ static int put_task(buf *b, const char *task, int rc)
     return rc;
 }
 
+/* The plan: the approved one to follow, or the previous one to revise. */
+static int put_plan(buf *b, const prompt_input *in)
+{
+    int rc;
+    if (!in->plan || !*in->plan)
+        return 0;
+    if (in->step == PROMPT_PLAN)
+        rc = buf_puts(b, "\n# Your previous plan\n\nYou posted this plan; the comments after it "
+                         "in the thread above are what people think of it.\n\n");
+    else
+        rc = buf_puts(b, "\n# The approved plan\n\nPeople with write access approved this plan "
+                         "for the issue. Follow it; where you must depart from it, say so and "
+                         "why in your summary.\n\n");
+    if (rc == 0)
+        rc = put_capped(b, in->plan, PROMPT_MAX_ISSUE_BODY, 0);
+    return rc ? rc : buf_puts(b, "\n");
+}
+
 int prompt_compose(char **out, const prompt_input *in)
 {
     const char *dir = in->guidelines_dir ? in->guidelines_dir : prompt_guidelines_dir();
@@ -431,6 +455,8 @@ int prompt_compose(char **out, const prompt_input *in)
         rc = put_history(&b, in);
     if (rc == 0)
         rc = put_thread(&b, in);
+    if (rc == 0)
+        rc = put_plan(&b, in);
     if ((rc = put_task(&b, task, rc)) != 0)
         goto out;
     *out = buf_detach(&b);

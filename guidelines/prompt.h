@@ -23,6 +23,8 @@ typedef enum {
     PROMPT_REVISION,
     PROMPT_ANSWER,
     PROMPT_CI_FIX, /* the tracker's CI failed on the pull request's head */
+    PROMPT_MERGE,  /* the base merged into the branch with conflicts: resolve them */
+    PROMPT_PLAN,   /* write a plan to FARM_PLAN_FILE, change nothing */
 } prompt_step;
 
 typedef struct prompt_comment {
@@ -71,6 +73,9 @@ typedef struct prompt_input {
 
     const char *ci_failures; /* CI fix: the failing checks and their logs' tails (Markdown,
                                 bounded by the farm; capped again at PROMPT_MAX_CI) */
+    const char *conflicts;   /* merge: the conflicted files, a Markdown list */
+    const char *plan;        /* PROMPT_PLAN: the previous plan (people commented on it), or NULL;
+                                other steps: the approved plan to follow, or NULL */
 
     const char *history;            /* a digest of earlier runs of this session, or NULL */
     const prompt_comment *messages; /* messages people sent through the farm */

@@ -12,7 +12,7 @@ if (window.top !== window.self) document.documentElement.style.display = "none";
 const farm = (() => {
   const TOKEN_KEY = "farm.token";
   const STATES = ["queued", "preparing", "running", "testing", "pushing", "review", "revising",
-                  "waiting", "done", "failed", "cancelled"];
+                  "waiting", "awaiting_approval", "done", "failed", "cancelled"];
 
   function token() {
     try { return localStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }

@@ -62,6 +62,9 @@
     if (s.question)
       extra = '<p class="question"><strong>Asks:</strong> ' + esc(s.question) +
               ' <a href="' + page + '#answer">Answer</a></p>';
+    if (s.plan)
+      extra = '<p class="plan"><strong>Plan:</strong> ' + esc(s.plan.length > 300 ? s.plan.slice(0, 300) + "…" : s.plan) +
+              " (comment <code>/farm approve</code> on the issue to start)</p>";
     return '<article class="row" data-id="' + esc(s.id) + '" data-state="' + esc(s.state) + '"' +
       (s.pr_draft ? ' data-draft="1"' : "") + ">" +
       '<h3><a href="' + page + '">' + esc(s.title || "(untitled issue)") + "</a></h3>" +
@@ -71,13 +74,14 @@
 
   function render(d) {
     const lists = {
-      review: d.review || [], waiting: d.waiting || [], failed: d.failed || [],
+      review: d.review || [], waiting: d.waiting || [], plans: d.plans || [], failed: d.failed || [],
       running: d.running || [], queued: d.queued || [],
       done: (d.done || []).concat(d.cancelled || []).sort((a, b) => b.id - a.id),
     };
     const empty = {
       review: "No pull requests are waiting for review.",
       waiting: "No session waits for an answer.",
+      plans: "No plan waits for approval.",
       failed: "No failures in this window.",
       running: "Nothing runs right now.",
       queued: "Nothing is queued.",
@@ -93,6 +97,7 @@
     const t = d.totals || {};
     document.getElementById("summary").textContent =
       (t.review || 0) + " waiting for review · " + (t.waiting || 0) + " waiting for an answer · " +
+      (t.plans || 0) + " plans waiting for approval · " +
       (t.failed || 0) + " failed · " + (t.running || 0) + " running · " + (t.queued || 0) +
       " queued · agent time " + duration(t.agent_seconds) + " · cost $" + Number(t.cost || 0).toFixed(2);
   }

@@ -392,6 +392,7 @@ static int parse_pull_request(tracker_event *ev, hook_azure_where *where, json_t
             who = hook_json_path(resource, "closedBy", NULL);
     } else {
         ev->kind = TEV_PR_UPDATED;
+        ev->unmergeable = merge && !strcmp(merge, "conflicts");
     }
     return read_identity(&ev->actor, &ev->actor_display, who);
 }

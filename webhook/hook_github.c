@@ -268,7 +268,31 @@ static int parse_pull_request(tracker_event *ev, json_t *root)
         return rc;
     ev->kind = KIND_OF(table, ev->action);
     ev->merged = hook_json_true(hook_json_path(pr, "merged", NULL));
+    /* null while GitHub still computes it: only an explicit false counts */
+    ev->unmergeable = json_is_false(hook_json_path(pr, "mergeable", NULL));
     ev->actor_access = sender_access(root, pr);
+    return 0;
+}
+
+/* A push: which branch moved and to what. Tags, deleted branches and
+ * anything else are TEV_OTHER; whether the branch is a configured base is
+ * ingest's business. */
+static int parse_push(tracker_event *ev, json_t *root)
+{
+    const char *ref = hook_json_str(hook_json_path(root, "ref", NULL));
+    const char *after = hook_json_str(hook_json_path(root, "after", NULL));
+    int rc;
+
+    ev->kind = TEV_OTHER;
+    if (!ref || strncmp(ref, "refs/heads/", 11) != 0 || !ref[11] ||
+        hook_json_true(hook_json_path(root, "deleted", NULL)) || !after || strlen(after) != 40 ||
+        strspn(after, "0123456789abcdef") != 40 ||
+        !strcmp(after, "0000000000000000000000000000000000000000"))
+        return 0;
+    if ((rc = hook_str_dup(&ev->pushed_branch, ref + 11)) ||
+        (rc = hook_str_dup(&ev->pushed_oid, after)))
+        return rc;
+    ev->kind = TEV_BRANCH_PUSHED;
     return 0;
 }
 
@@ -381,6 +405,7 @@ int hook_github_parse(tracker_event *out, const char *event_name, const char *de
         {"pull_request_review", parse_review},
         {"pull_request_review_comment", parse_review_comment},
         {"pull_request", parse_pull_request},
+        {"push", parse_push},
     };
     for (size_t i = 0; i < sizeof(subjects) / sizeof(subjects[0]); i++) {
         if (strcmp(event_name, subjects[i].name) != 0)

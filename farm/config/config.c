@@ -13,6 +13,7 @@
 #include "config_internal.h"
 
 #include "base/error.h"
+#include "base/sshsig.h"
 #include "base/strv.h"
 
 #include <arpa/inet.h>
@@ -26,10 +27,11 @@
 #define CONFIG_FILE_MAX (4u << 20)
 #define ERRORS_MAX      (64 * 1024)
 
-static const char *const top_keys[] = {
-    "listen", "data_dir", "public_url", "log_level",      "github",  "azure", "scaling", "sandbox",
-    "agent",  "tokens",   "repos",      "max_body_bytes", "budgets", "bot",   "digest",  "review",
-    "http",   "ci",       NULL};
+static const char *const top_keys[] = {"listen",  "data_dir", "public_url", "log_level",
+                                       "github",  "azure",    "scaling",    "sandbox",
+                                       "agent",   "tokens",   "repos",      "max_body_bytes",
+                                       "budgets", "bot",      "digest",     "review",
+                                       "http",    "ci",       "git",        NULL};
 static const char *const github_keys[] = {
     "api_url", "token", "app_id", "app_private_key", "webhook_secret", "bot_login", NULL};
 static const char *const azure_keys[] = {"org_url",        "token",
@@ -51,6 +53,7 @@ static const char *const budget_keys[] = {"run_wall_s",  "max_runs",       "part
                                           "session_usd", "repo_daily_usd", "daily_usd",
                                           NULL};
 static const char *const bot_keys[] = {"name", "email", NULL};
+static const char *const git_keys[] = {"signing_key", NULL};
 static const char *const review_keys[] = {"debounce_s", NULL};
 static const char *const ci_keys[] = {"max_fix_rounds", "settle_s", NULL};
 static const char *const digest_keys[] = {"tracker", "repo", "issue", "hour_utc", NULL};
@@ -379,6 +382,31 @@ static void load_bot(cc *c, config *cfg, json_t *o)
             strlen(cfg->bot.email) > 254 || strpbrk(cfg->bot.email, "<> \t\n\r"))
             cc_error(c, "bot.email", "expected an e-mail address (got \"%s\")", cfg->bot.email);
     }
+}
+
+static void free_secret(char *s);
+
+/* git.signing_key: an OpenSSH private key the farm signs its commits with.
+ * Read and parsed here, so a missing, unreadable, encrypted or malformed
+ * key stops the farm at start, named by where it was to be found. */
+static void load_git(cc *c, config *cfg, json_t *o)
+{
+    const char *p = "git";
+    sshsig_key *k = NULL;
+
+    if (!o)
+        return;
+    cc_unknown_keys(c, o, p, git_keys);
+    cc_secret(c, o, p, "signing_key", &cfg->git.signing_key, 0);
+    if (!cfg->git.signing_key)
+        return;
+    const char *ref = json_string_value(json_object_get(o, "signing_key"));
+    if (sshsig_key_parse(&k, cfg->git.signing_key) != 0) {
+        cc_error(c, "git.signing_key", "%s: %s", ref ? ref : "the key", farm_error_last());
+        free_secret(cfg->git.signing_key);
+        cfg->git.signing_key = NULL;
+    }
+    sshsig_key_free(k);
 }
 
 static const char *preset_key_env(const char *preset)
@@ -804,6 +832,7 @@ static void load_root(cc *c, config *cfg, json_t *root)
     load_agent(c, cfg, cc_object(c, root, "", "agent"));
     load_budgets(c, cfg, cc_object(c, root, "", "budgets"));
     load_bot(c, cfg, cc_object(c, root, "", "bot"));
+    load_git(c, cfg, cc_object(c, root, "", "git"));
     load_review(c, cfg, cc_object(c, root, "", "review"));
     load_ci(c, cfg, cc_object(c, root, "", "ci"));
     load_http(c, cfg, cc_object(c, root, "", "http"));
@@ -1033,6 +1062,7 @@ void config_free(config *c)
     free(c->agent.presets);
     free(c->bot.name);
     free(c->bot.email);
+    free_secret(c->git.signing_key);
     free(c->digest.tracker);
     free(c->digest.repo);
     strv_list_free(c->http.allowed_hosts);

@@ -62,6 +62,8 @@ typedef struct config_repo {
     size_t nagents;
     char *image; /* the sandbox's root filesystem: "oci:DIR[:TAG]", "oci-archive:FILE[:TAG]" or
                     "rootfs:DIR" (sandbox/image.h), or NULL for the host's view */
+    int plan;    /* repos[].plan: the first run of every session only writes a plan, which waits
+                    for `/farm approve` (farm/intake/plan.h) */
 } config_repo;
 
 typedef struct config_token {
@@ -172,6 +174,11 @@ typedef struct config {
         char *name;  /* commit author and committer: "farm-bot" */
         char *email; /* "farm-bot@users.noreply.local" */
     } bot;
+
+    struct {
+        char *signing_key; /* git.signing_key: an OpenSSH private key's text (resolved
+                              secret, checked at load), or NULL: commits are not signed */
+    } git;
 
     struct {
         int enabled;     /* a "digest" section is present: post the daily digest */

@@ -24,7 +24,8 @@ static const char *const repo_keys[] = {
     "name",      "tracker",        "clone_url", "base_branch",     "setup",
     "test",      "max_fix_rounds", "trigger",   "azure_project",   "azure_area_path",
     "azure_tag", "allowed_actors", "ci",        "setup_cache_key", "setup_cache_ttl_s",
-    "setup_env", "setup_network",  "agents",    "image",           NULL};
+    "setup_env", "setup_network",  "agents",    "image",           "plan",
+    NULL};
 static const char *const repo_ci_keys[] = {"fix", NULL};
 static const char *const trigger_keys[] = {"label", "assignee", "mention", "on_open", NULL};
 
@@ -273,6 +274,7 @@ static void load_repo(cc *c, config *cfg, config_repo *r, json_t *o, const char 
     }
     cc_int(c, o, p, "max_fix_rounds", &v, 2, 0, 10);
     r->max_fix_rounds = (int)v;
+    cc_bool(c, o, p, "plan", &r->plan, 0);
     load_trigger(c, cfg, r, cc_object(c, o, p, "trigger"), p);
     cc_string(c, o, p, "azure_project", &r->azure_project, NULL, 0);
     cc_string(c, o, p, "azure_area_path", &r->azure_area_path, NULL, 0);

@@ -102,7 +102,8 @@ static int is_state(const store_session *s, const char *state)
 static void annotate_one(json_t *o, const store_session *s, const store_event *ev, size_t n,
                          int64_t now_ms)
 {
-    json_t *step = NULL, *tests = NULL, *diffstat = NULL, *reason = NULL, *question = NULL;
+    json_t *step = NULL, *tests = NULL, *diffstat = NULL, *reason = NULL, *question = NULL,
+           *plan = NULL;
     int64_t run = -1, rounds = 0, ended_ms = 0;
     int answered = 0;
 
@@ -146,6 +147,10 @@ static void annotate_one(json_t *o, const store_session *s, const store_event *e
                 reason = json_string(why);
         } else if (!strcmp(e->kind, "answer")) {
             answered = 1;
+        } else if (!strcmp(e->kind, "plan")) {
+            const char *text = json_string_value(json_object_get(b, "plan"));
+            if (!plan && text && is_state(s, "awaiting_approval"))
+                plan = json_string(text); /* the plan waiting for approval */
         } else if (!strcmp(e->kind, "question")) {
             const char *q = json_string_value(json_object_get(b, "question"));
             if (!question && !answered && q && is_state(s, "waiting"))
@@ -161,8 +166,8 @@ static void annotate_one(json_t *o, const store_session *s, const store_event *e
         json_decref(b);
     }
 
-    int ended =
-        store_session_state_is_final(s->state) || is_state(s, "review") || is_state(s, "waiting");
+    int ended = store_session_state_is_final(s->state) || is_state(s, "review") ||
+                is_state(s, "waiting") || is_state(s, "awaiting_approval");
     if (!ended)
         ended_ms = now_ms;
     else if (!ended_ms || store_session_state_is_final(s->state))
@@ -175,6 +180,7 @@ static void annotate_one(json_t *o, const store_session *s, const store_event *e
     json_object_set_new(o, "diffstat", diffstat ? diffstat : json_null());
     json_object_set_new(o, "reason", reason ? reason : json_null());
     json_object_set_new(o, "question", question ? question : json_null());
+    json_object_set_new(o, "plan", plan ? plan : json_null());
     json_object_set_new(o, "duration_s", seconds_json(duration));
 }
 
@@ -226,6 +232,7 @@ typedef struct section {
 
 static const char *const st_review[] = {"review", NULL};
 static const char *const st_waiting[] = {"waiting", NULL};
+static const char *const st_plans[] = {"awaiting_approval", NULL};
 static const char *const st_failed[] = {"failed", NULL};
 static const char *const st_done[] = {"done", NULL};
 static const char *const st_cancelled[] = {"cancelled", NULL};
@@ -234,9 +241,9 @@ static const char *const st_running[] = {"preparing", "running",  "testing",
 static const char *const st_queued[] = {"queued", NULL};
 
 static const section sections[] = {
-    {"review", st_review, 0}, {"waiting", st_waiting, 0},     {"failed", st_failed, 1},
-    {"done", st_done, 1},     {"cancelled", st_cancelled, 1}, {"running", st_running, 0},
-    {"queued", st_queued, 0},
+    {"review", st_review, 0},   {"waiting", st_waiting, 0}, {"plans", st_plans, 0},
+    {"failed", st_failed, 1},   {"done", st_done, 1},       {"cancelled", st_cancelled, 1},
+    {"running", st_running, 0}, {"queued", st_queued, 0},
 };
 #define NSECTIONS (sizeof(sections) / sizeof(sections[0]))
 
@@ -341,10 +348,11 @@ int digest_build(json_t **out, store *s, int64_t since_ms, int64_t now_ms)
     if ((rc = store_digest_totals_get(&t, s, since_ms)))
         goto out;
     totals = json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}", "sessions", (json_int_t)t.sessions, "prs",
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o}", "sessions", (json_int_t)t.sessions, "prs",
         (json_int_t)t.prs, "failed", (json_int_t)t.failed, "review",
         (json_int_t)json_array_size(json_object_get(d, "review")), "waiting",
-        (json_int_t)json_array_size(json_object_get(d, "waiting")), "running",
+        (json_int_t)json_array_size(json_object_get(d, "waiting")), "plans",
+        (json_int_t)json_array_size(json_object_get(d, "plans")), "running",
         (json_int_t)json_array_size(json_object_get(d, "running")), "queued",
         (json_int_t)json_array_size(json_object_get(d, "queued")), "runs", (json_int_t)t.runs,
         "agent_seconds", seconds_json(t.agent_seconds), "cost", usd_json(t.cost));
@@ -402,6 +410,7 @@ static void put_session_line(buf *b, const json_t *o, const char *public_url)
     const char *tests = json_string_value(json_object_get(o, "tests"));
     const char *reason = json_string_value(json_object_get(o, "reason"));
     const char *question = json_string_value(json_object_get(o, "question"));
+    const char *plan = json_string_value(json_object_get(o, "plan"));
     json_t *ds = json_object_get(o, "diffstat");
 
     buf_puts(b, "- ");
@@ -439,6 +448,10 @@ static void put_session_line(buf *b, const json_t *o, const char *public_url)
         buf_puts(b, "\n  - asks: ");
         put_plain(b, question, 300);
     }
+    if (plan) {
+        buf_puts(b, "\n  - plan: ");
+        put_plain(b, plan, 300);
+    }
     buf_puts(b, "\n");
 }
 
@@ -449,6 +462,7 @@ int digest_markdown(char **out, const json_t *digest, const char *public_url)
     } parts[] = {
         {"review", "Pull requests waiting for review"},
         {"waiting", "Questions waiting for an answer"},
+        {"plans", "Plans waiting for approval"},
         {"failed", "Failed"},
         {"done", "Done"},
         {"running", "Running now"},
@@ -471,12 +485,15 @@ int digest_markdown(char **out, const json_t *digest, const char *public_url)
             *c = ' ';
     buf_printf(&b, "### farm digest: %s to %s UTC\n\n", since, until);
     buf_printf(&b,
-               "%lld PR%s waiting for review, %lld question%s waiting, %lld failed, "
+               "%lld PR%s waiting for review, %lld question%s waiting, %lld plan%s waiting for "
+               "approval, %lld failed, "
                "%lld running, %lld queued. Agent time ",
                (long long)json_integer_value(json_object_get(t, "review")),
                json_integer_value(json_object_get(t, "review")) == 1 ? "" : "s",
                (long long)json_integer_value(json_object_get(t, "waiting")),
                json_integer_value(json_object_get(t, "waiting")) == 1 ? "" : "s",
+               (long long)json_integer_value(json_object_get(t, "plans")),
+               json_integer_value(json_object_get(t, "plans")) == 1 ? "" : "s",
                (long long)json_integer_value(json_object_get(t, "failed")),
                (long long)json_integer_value(json_object_get(t, "running")),
                (long long)json_integer_value(json_object_get(t, "queued")));

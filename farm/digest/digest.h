@@ -48,6 +48,7 @@ json_t *digest_session_json(const store_session *s);
  *   "diffstat":  {"files", "insertions", "deletions"} or null
  *   "reason":    why it failed, or null
  *   "question":  the question waiting for an answer, or null
+ *   "plan":      the plan waiting for approval (awaiting_approval), or null
  *   "duration_s": seconds from creation to the end of its latest run (or to
  *                 now while it works), to the millisecond
  * n is at most STORE_LIST_MAX. Returns 0, FARM_EINVALID, FARM_ENOMEM or
@@ -57,11 +58,11 @@ int digest_sessions_annotate(json_t *const *objs, const store_session *sessions,
 
 /* The digest of the window [since_ms, now_ms] as JSON:
  *   {"since", "until",
- *    "review": [...], "waiting": [...], "failed": [...], "done": [...],
- *    "cancelled": [...], "running": [...], "queued": [...],
- *    "totals": {"sessions", "prs", "failed", "waiting", "review", "running",
- *               "queued", "runs", "agent_seconds", "cost"}}
- * Sessions waiting on people (review, waiting) and work in progress
+ *    "review": [...], "waiting": [...], "plans": [...], "failed": [...],
+ *    "done": [...], "cancelled": [...], "running": [...], "queued": [...],
+ *    "totals": {"sessions", "prs", "failed", "waiting", "review", "plans",
+ *               "running", "queued", "runs", "agent_seconds", "cost"}}
+ * Sessions waiting on people (review, waiting, plans: awaiting_approval) and work in progress
  * (running: preparing, running, testing, pushing, revising; queued) are
  * listed whenever they started; ended ones (failed, done, cancelled) only
  * when updated in the window. Each list is annotated sessions, newest first,

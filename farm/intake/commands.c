@@ -24,9 +24,18 @@ static const struct {
     const char *word;
     command_kind kind;
 } words[] = {
-    {"run", COMMAND_RUN},       {"retry", COMMAND_RETRY}, {"stop", COMMAND_STOP},
-    {"status", COMMAND_STATUS}, {"help", COMMAND_HELP},   {"hold", COMMAND_HOLD},
+    {"run", COMMAND_RUN},
+    {"retry", COMMAND_RETRY},
+    {"stop", COMMAND_STOP},
+    {"status", COMMAND_STATUS},
+    {"help", COMMAND_HELP},
+    {"hold", COMMAND_HOLD},
     {"unhold", COMMAND_UNHOLD},
+    /* keeping the pull request mergeable (update.h) */
+    {"update", COMMAND_UPDATE},
+    /* plan first (plan.h) */
+    {"plan", COMMAND_PLAN},
+    {"approve", COMMAND_APPROVE},
 };
 
 const char *command_kind_name(command_kind k)
@@ -50,6 +59,12 @@ const char *command_kind_name(command_kind k)
         return "hold";
     case COMMAND_UNHOLD:
         return "unhold";
+    case COMMAND_UPDATE:
+        return "update";
+    case COMMAND_PLAN:
+        return "plan";
+    case COMMAND_APPROVE:
+        return "approve";
     }
     return "unknown";
 }
@@ -69,6 +84,11 @@ const char *commands_help_text(void)
            "- `/farm hold` - nothing new starts on this issue or its pull request (new "
            "work, revisions, retries) until `/farm unhold`; a run at work goes on\n"
            "- `/farm unhold` - lift the hold; the next trigger or `/farm run` starts work\n"
+           "- `/farm update` - bring the base branch into the pull request's branch (a merge "
+           "commit; conflicts go to the agent, the tests run again)\n"
+           "- `/farm plan` - start with a plan: the agent first writes one, posted here, and "
+           "waits; comments revise it\n"
+           "- `/farm approve` - approve the plan: the implementation starts with it\n"
            "- `/farm help` - this list\n\n"
            "Reviews, review comments and comments on the pull request that mention the bot "
            "start a revision on the same branch.\n";

@@ -4,7 +4,8 @@
  * People steer the farm from the tracker with a line that starts with
  * `/farm` in a comment on the issue or on its pull request: `/farm run
  * [preset]`, `/farm retry`, `/farm stop`, `/farm status`, `/farm hold`,
- * `/farm unhold`, `/farm help`. A command
+ * `/farm unhold`, `/farm update`, `/farm plan`, `/farm approve`,
+ * `/farm help`. A command
  * counts only at the start of a line (leading blanks allowed) and is matched
  * case-insensitively; quoted lines (`>`), fenced and indented code blocks
  * and, in the HTML bodies Azure DevOps work items have, <blockquote>, <pre>
@@ -31,6 +32,9 @@ typedef enum {
     COMMAND_UNKNOWN,  /* `/farm <word>` with a word not above: reply with the commands */
     COMMAND_HOLD,     /* nothing new starts on this issue or its PR until unhold */
     COMMAND_UNHOLD,   /* lift the hold */
+    COMMAND_UPDATE,   /* bring the base branch into the pull request's branch (update.h) */
+    COMMAND_PLAN,     /* start with a plan that waits for approval (plan.h) */
+    COMMAND_APPROVE,  /* approve the plan: the implementation starts (plan.h) */
 } command_kind;
 
 typedef struct command {

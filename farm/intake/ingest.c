@@ -19,6 +19,8 @@
 #include "review.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "plan.h"
+#include "update.h"
 #include "farm/handle/handle.h"
 #include "farm/sched/scheduler.h"
 #include "farm/store/store_run.h"
@@ -320,7 +322,8 @@ static int trigger(store_tx *tx, ingest_ctx *c, const config_repo *repo, const c
     free(title);
     if (rc)
         return rc;
-    if ((rc = store_tx_job_insert(&job_id, tx, "run", session_id, 0)))
+    int plan = plan_wanted(repo, ev, rule); /* plan first (plan.h) */
+    if ((rc = store_tx_job_insert(&job_id, tx, plan ? "plan" : "run", session_id, 0)))
         return rc;
     if (!(b = json_object())) {
         farm_error_set("ingest: out of memory");
@@ -332,6 +335,8 @@ static int trigger(store_tx *tx, ingest_ctx *c, const config_repo *repo, const c
     if (ev->url)
         json_object_set_new(b, "url", json_string(ev->url));
     json_object_set_new(b, "job", json_integer(job_id));
+    if (plan)
+        json_object_set_new(b, "plan", json_true());
     if ((rc = append(tx, session_id, "triggered", ev, b)))
         return rc;
     c->res->session_id = session_id;
@@ -371,7 +376,10 @@ static int steer(store_tx *tx, ingest_ctx *c, const config_repo *repo, const com
         return rc;
     if (r.start_session) {
         c->cmd = cmd;
-        rc = trigger(tx, c, repo, cmd->kind == COMMAND_RETRY ? "/farm retry" : "/farm run");
+        rc = trigger(tx, c, repo,
+                     cmd->kind == COMMAND_RETRY  ? "/farm retry"
+                     : cmd->kind == COMMAND_PLAN ? "/farm plan"
+                                                 : "/farm run");
         c->cmd = NULL;
         return rc;
     }
@@ -410,6 +418,14 @@ static int on_comment(store_tx *tx, ingest_ctx *c, const config_repo *repo)
             goto out;
         if (cmd.kind != COMMAND_NONE) {
             rc = steer(tx, c, repo, &cmd, s);
+            goto out;
+        }
+        if (!by_pr && ev->kind == TEV_COMMENT_CREATED && !strcmp(s->state, "awaiting_approval")) {
+            /* a comment on a plan waiting for approval revises it (plan.h) */
+            review_ctx rc_ = review_ctx_of(c, repo);
+            review_result r;
+            if (!(rc = plan_tx_feedback(&r, tx, &rc_, s)))
+                review_result_take(c, id, &r);
             goto out;
         }
         if (!answers && review_is_trigger(c->cfg, repo, ev)) {
@@ -518,6 +534,47 @@ static int on_check(store_tx *tx, ingest_ctx *c, const config_repo *repo)
     return rc;
 }
 
+/* A branch moved: the base of the repository brings an update to each of
+ * its open farm pull requests (update.h). Not limited to people: a merge
+ * queue's bot moves the base too, and the farm never pushes to a base. */
+static int on_branch_pushed(store_tx *tx, ingest_ctx *c, const config_repo *repo)
+{
+    review_ctx rc_ = review_ctx_of(c, repo);
+    review_result r;
+    int rc = update_tx_base_pushed(&r, tx, &rc_);
+    if (rc)
+        return rc;
+    c->res->job_id = r.job_id;
+    result_set(c->res, r.acted ? INGEST_ACCEPTED : INGEST_IGNORED, "%s", r.reason);
+    return 0;
+}
+
+/* The tracker says a pull request does not merge cleanly: its session's
+ * branch is updated. The farm's own pushes (a bot's events) never count. */
+static int on_unmergeable(store_tx *tx, ingest_ctx *c, const config_repo *repo)
+{
+    store_session *s = NULL;
+    review_result r;
+    int rc;
+
+    if (from_bot(c->cfg, c->ev)) {
+        result_set(c->res, INGEST_IGNORED, "event from a bot");
+        return 0;
+    }
+    rc = store_tx_session_find(&s, tx, c->ev->tracker, repo->name, c->ev->number, 1, 1);
+    if (rc == FARM_ENOTFOUND) {
+        result_set(c->res, INGEST_IGNORED, "no active session for this pull request");
+        return 0;
+    }
+    if (rc)
+        return rc;
+    review_ctx rc_ = review_ctx_of(c, repo);
+    if (!(rc = update_tx_unmergeable(&r, tx, &rc_, s)))
+        review_result_take(c, s->id, &r);
+    store_session_free(s);
+    return rc;
+}
+
 static int decide(store_tx *tx, ingest_ctx *c)
 {
     const tracker_event *ev = c->ev;
@@ -541,9 +598,20 @@ static int decide(store_tx *tx, ingest_ctx *c)
     }
     if (ev->kind == TEV_CHECK_COMPLETED)
         return on_check(tx, c, repo);
+    if (ev->kind == TEV_BRANCH_PUSHED)
+        return on_branch_pushed(tx, c, repo);
     if (ev->number <= 0) {
         result_set(c->res, INGEST_IGNORED, "no issue or pull request in the event");
         return 0;
+    }
+    switch (ev->kind) {
+    case TEV_PR_OPENED:
+    case TEV_PR_UPDATED:
+        if (ev->unmergeable)
+            return on_unmergeable(tx, c, repo);
+        break;
+    default:
+        break;
     }
     switch (ev->kind) {
     case TEV_ISSUE_CLOSED:
@@ -647,7 +715,8 @@ static int ingest_check(const tracker_event *ev)
         (rc = check_string("repository", ev->repo, REPO_MAX, 0)) ||
         (rc = check_string("actor", ev->actor, ID_MAX, 0)) ||
         (rc = check_string("url", ev->url, URL_MAX, 0)) ||
-        (rc = check_string("comment url", ev->comment_url, URL_MAX, 0)))
+        (rc = check_string("comment url", ev->comment_url, URL_MAX, 0)) ||
+        (rc = check_string("pushed branch", ev->pushed_branch, ID_MAX, 0)))
         return rc;
     return 0;
 }

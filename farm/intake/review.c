@@ -18,6 +18,8 @@
  */
 #include "review.h"
 #include "choice.h"
+#include "plan.h"
+#include "update.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/crypto.h"
@@ -614,6 +616,11 @@ int review_tx_command(review_result *out, store_tx *tx, const review_ctx *c, con
     case COMMAND_HOLD:
     case COMMAND_UNHOLD:
         return cmd_hold(out, tx, c, cmd, s);
+    case COMMAND_UPDATE:
+        return update_tx_command(out, tx, c, s);
+    case COMMAND_PLAN:
+    case COMMAND_APPROVE:
+        return plan_tx_command(out, tx, c, cmd, s);
     case COMMAND_RUN:
     case COMMAND_RETRY:
         break;

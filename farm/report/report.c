@@ -36,6 +36,7 @@ static const state_words states[] = {
     {"review", "👀 Waiting for review"},
     {"revising", "🔁 Revising after review"},
     {"waiting", "❓ Waiting for an answer"},
+    {"awaiting_approval", "📝 Plan waiting for approval"},
     {"done", "✅ Done"},
     {"failed", "❌ Failed"},
     {"cancelled", "🚫 Cancelled"},

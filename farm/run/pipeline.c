@@ -26,6 +26,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "base/strv.h"
 #include "farm/handle/handle.h"
 #include "farm/report/outbox.h"
 #include "farm/report/report.h"
@@ -47,6 +48,30 @@
  * is the job's result and ends the run there (0: the job is finished,
  * whatever the session's outcome). */
 #define RUN_ON 1
+
+/* An update run's merge step, done: the base merged and its conflicts. A
+ * clean merge counts as agent round 1. */
+static void merge_load(pl_progress *p, json_t *b)
+{
+    size_t i, n = 0;
+    json_t *f, *files = json_object_get(b, "conflicts");
+
+    if (json_is_true(json_object_get(b, "up_to_date")))
+        return;
+    p->merge = 1;
+    pl_copy_oid(p->merge_base, json_object_get(b, "base"));
+    strv_list_free(p->conflicts);
+    p->conflicts = NULL;
+    json_array_foreach(files, i, f)
+    {
+        if (json_is_string(f))
+            strv_list_add(&p->conflicts, &n, json_string_value(f));
+    }
+    if (!p->conflicts && p->agent_round == 0) {
+        p->agent_round = 1;
+        p->agent_exit = 0;
+    }
+}
 
 /* This run's checkpoints: its "step ... done" events. */
 static int progress_load(pl_progress *p, pl_run *r)
@@ -79,7 +104,7 @@ static int progress_load(pl_progress *p, pl_run *r)
                 pl_copy_oid(p->wt_start, json_object_get(b, "start"));
                 pl_copy_oid(p->wt_head, json_object_get(b, "head"));
                 /* a new worktree undoes everything after it */
-                p->setup = p->agent_round = p->test_round = p->commit = 0;
+                p->setup = p->agent_round = p->test_round = p->commit = p->merge = 0;
             } else if (!strcmp(step, "setup")) {
                 p->setup = 1;
             } else if (!strcmp(step, "agent")) {
@@ -100,6 +125,8 @@ static int progress_load(pl_progress *p, pl_run *r)
                 pl_copy_oid(p->commit_oid, json_object_get(b, "oid"));
                 if (p->commit_oid[0])
                     memcpy(p->wt_head, p->commit_oid, VCS_OID_HEXSZ);
+            } else if (!strcmp(step, "merge")) {
+                merge_load(p, b);
             } else if (!strcmp(step, "push")) {
                 p->push = 1;
             } else if (!strcmp(step, "pr")) {
@@ -158,8 +185,23 @@ static int begin_fn(store_tx *tx, void *arg)
     if ((rc = store_tx_session_get(&s, tx, r->s->id)))
         return rc;
     if (store_session_state_is_final(s->state) ||
-        (!strcmp(r->kind, "answer") && strcmp(s->state, "waiting") != 0)) {
+        (!strcmp(r->kind, "answer") && strcmp(s->state, "waiting") != 0) ||
+        (!strcmp(r->kind, "plan") && s->runs > 0 && strcmp(s->state, "awaiting_approval") != 0)) {
+        /* (a plan round that a comment queued, superseded by the approval) */
         b->over_budget = -1; /* nothing to do: ended, or the answer came in already */
+        goto out;
+    }
+    if (!strcmp(r->kind, "update") &&
+        (strcmp(s->state, "review") != 0 || s->runs >= r->cfg->budgets.max_runs)) {
+        /* the base is brought in only under a pull request waiting for review
+         * (a question or a plan waiting keeps its state), and an update never
+         * fails a session over its run budget: it is skipped, and says so */
+        rc = pl_event_tx(&b->seq, tx, s->id, "update_skipped",
+                         json_pack("{s:I,s:s}", "job", (json_int_t)r->job->id, "why",
+                                   strcmp(s->state, "review") != 0
+                                       ? "the session is not waiting for review"
+                                       : "the session used its runs (budgets.max_runs)"));
+        b->over_budget = -1;
         goto out;
     }
     if (s->runs >= r->cfg->budgets.max_runs) {
@@ -512,7 +554,8 @@ static int run_prepare(pl_run *r, pl_progress *p)
     int rc;
 
     if (strcmp(r->kind, "run") != 0 && strcmp(r->kind, "revise") != 0 &&
-        strcmp(r->kind, "answer") != 0 && strcmp(r->kind, "ci") != 0) {
+        strcmp(r->kind, "answer") != 0 && strcmp(r->kind, "ci") != 0 &&
+        strcmp(r->kind, "update") != 0 && strcmp(r->kind, "plan") != 0) {
         farm_error_set("pipeline: unknown job kind '%s'", r->kind);
         return FARM_EINVALID;
     }
@@ -551,6 +594,8 @@ static int run_workspace(pl_run *r, pl_progress *p)
         return rc;
     if ((rc = pl_step_setup(r, p)))
         return rc == 1 ? 0 : step_error(r, rc, "setup");
+    if (!strcmp(r->kind, "update") && !p->commit && (rc = pl_step_merge(r, p)))
+        return rc == 1 ? 0 : step_error(r, rc, "merge");
     return RUN_ON;
 }
 
@@ -615,6 +660,8 @@ static int run_commit(pl_run *r, pl_progress *p)
 {
     int rc;
 
+    if (!strcmp(r->kind, "update") && !p->commit && (rc = pl_merge_check(r, p)))
+        return rc == 1 ? 0 : step_error(r, rc, "commit");
     if ((rc = after_step(r, pl_step_commit(r, p), "commit")) != RUN_ON)
         return rc;
     if (p->commit_empty && !p->push && pl_kind_revises(r))
@@ -641,7 +688,24 @@ static int run_publish(pl_run *r, pl_progress *p)
         review_replies_enqueue(r->f, r->s->id, r->run_no, r->start_seq, p->commit_oid,
                                p->summary) != 0)
         log_warn("review replies not queued", "error", farm_error_last());
+    if (!strcmp(r->kind, "update") && pl_update_comment(r, p) != 0)
+        log_warn("update comment not queued", "error", farm_error_last());
     pl_cleanup_dirs(r);
+    return 0;
+}
+
+/* A plan run: one agent round that writes the plan, then the plan posted
+ * and the session waiting for approval (pipeline_plan.c). */
+static int run_plan(pl_run *r, pl_progress *p)
+{
+    int rc;
+
+    if ((rc = cancel_check(r)) != RUN_ON)
+        return rc;
+    if (p->agent_round == 0 && (rc = pl_step_agent(r, p, 1, 1)))
+        return rc == 1 ? 0 : step_error(r, rc, "agent");
+    if ((rc = pl_plan_finish(r, p)))
+        return step_error(r, rc, "plan");
     return 0;
 }
 
@@ -674,7 +738,10 @@ int pipeline_run(farm *f, const store_job *job, pipeline_ctl *ctl)
         if (!strcmp(job->kind, "cancel"))
             rc = job_cancel(&r);
         else if ((rc = run_prepare(&r, &p)) == RUN_ON && (rc = run_workspace(&r, &p)) == RUN_ON &&
-                 (rc = run_rounds(&r, &p)) == RUN_ON && (rc = run_commit(&r, &p)) == RUN_ON)
+                 !strcmp(job->kind, "plan"))
+            rc = run_plan(&r, &p);
+        else if (rc == RUN_ON && (rc = run_rounds(&r, &p)) == RUN_ON &&
+                 (rc = run_commit(&r, &p)) == RUN_ON)
             rc = run_publish(&r, &p);
     }
     run_close(&r, &p);

@@ -15,7 +15,8 @@
  * continues after the last completed step instead of starting over.
  *
  * Job kinds: "run" (first run or /farm run, /farm retry), "revise" (review
- * comments on the PR), "answer" (a reply to the agent's question).
+ * comments on the PR), "answer" (a reply to the agent's question), "update"
+ * (the base branch merged into the PR's branch: pipeline_update.c).
  */
 #ifndef FARM_FARM_RUN_PIPELINE_H
 #define FARM_FARM_RUN_PIPELINE_H

@@ -50,7 +50,7 @@ typedef struct pl_run {
     store_session *s; /* as read at the start (state may move on) */
     const store_job *job;
     pipeline_ctl *ctl;
-    const char *kind;      /* "run", "revise", "answer", "ci" */
+    const char *kind;      /* "run", "revise", "answer", "ci", "update", "plan" */
     int64_t run_no;        /* the session's run number (1-based) */
     int64_t start_seq;     /* seq of this run's run_started event */
     int64_t started_ms;    /* wall time the run began (its budget counts from here) */
@@ -219,6 +219,10 @@ typedef struct pl_progress {
     char commit_oid[VCS_OID_HEXSZ];
     int push, pr;
     int partial;
+    /* an update run (pipeline_update.c): the base merged into the files */
+    int merge;                      /* the merge step is done */
+    char merge_base[VCS_OID_HEXSZ]; /* the base's commit merged in */
+    char **conflicts;               /* the files it left conflicted, or NULL (strv) */
 } pl_progress;
 
 typedef struct pl_answer_info {
@@ -378,6 +382,48 @@ int pl_ci_settle(pl_run *r);
 /* 1 for the job kinds that change an open pull request's branch in answer
  * to something said about it: "revise" and "ci". */
 int pl_kind_revises(const pl_run *r);
+/* ---- keeping the branch mergeable (pipeline_update.c) ---- */
+
+/* An update run's merge: the base branch's head (from the fetched mirror)
+ * merged into the worktree's files. Returns 0 (p->merge set; a clean merge
+ * counts as agent round 1, so the tests come next), 1 when the run ended
+ * (the branch had the base already), or an error. */
+int pl_step_merge(pl_run *r, pl_progress *p);
+
+/* Before an update's commit: the conflicted files must hold no conflict
+ * marker any more. Returns 0, 1 when the run ended (failed, naming the
+ * file), or an error. */
+int pl_merge_check(pl_run *r, const pl_progress *p);
+
+/* The commit message of an update's merge commit (heap; free()). */
+char *pl_merge_message(pl_run *r, const pl_progress *p);
+
+/* After an update's push: the comment on the pull request saying what was
+ * merged and how the tests went. */
+int pl_update_comment(pl_run *r, const pl_progress *p);
+
+/* The conflicted files as a Markdown list, for the prompt (heap). */
+char *pl_conflicts_markdown(const pl_progress *p);
+
+/* ---- plan first (pipeline_plan.c) ---- */
+
+/* A file the sandbox wrote (the agent's summary, question or plan), read
+ * without following a link, at most max bytes, cut to valid UTF-8 and
+ * trailing blanks: heap text, or NULL when absent or empty. */
+char *pl_read_agent_file(const char *path, size_t max);
+
+/* The host path of a plan run's plan file (<out_dir>/plan.md). */
+void pl_plan_path(char *out, size_t n, const pl_run *r);
+
+/* The plan a prompt needs: kind "plan_approved": the plan approved for
+ * this session (for the implementation), "plan": the newest plan posted
+ * (for a plan round that revises it). *out is a heap string, or NULL when
+ * there is none. Returns 0 or the store's error. */
+int pl_plan_find(char **out, pl_run *r, const char *kind);
+
+/* After a plan run's agent round: the plan posted on the issue, the session
+ * waiting for approval. Returns 0 (the run ended) or an error. */
+int pl_plan_finish(pl_run *r, const pl_progress *p);
 
 /* ---- prompts (pipeline_prompt.c) ---- */
 
@@ -391,6 +437,8 @@ typedef struct pl_prompt_in {
     const char *question;
     const char *answer;
     const char *answer_author;
+    const char *conflicts;      /* merge: the conflicted files (Markdown) */
+    const char *plan;           /* plan: the previous plan; first run: the approved plan */
     int64_t reviews_after_ms;   /* ... and inline comments from the tracker created after this */
     int64_t reviews_after_seq;  /* revision: review events after this seq */
     int64_t history_before_seq; /* the digest covers the log before this seq (0: all) */

@@ -258,6 +258,8 @@ int pl_prompt_compose(char **out, farm *f, const store_session *s, const config_
     pi.test_command = repo->test;
     pi.round = in->round;
     pi.max_rounds = in->max_rounds;
+    pi.conflicts = in->conflicts;
+    pi.plan = in->plan;
     pi.test_status = in->test_status;
     pi.test_output = in->test_output;
     pi.ci_failures = in->ci_failures;

@@ -74,6 +74,11 @@ static char *read_agent_file(const char *path, size_t max)
     return s;
 }
 
+char *pl_read_agent_file(const char *path, size_t max)
+{
+    return read_agent_file(path, max);
+}
+
 static int write_file(const char *path, const char *text, mode_t mode)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
@@ -256,7 +261,7 @@ int pl_step_worktree(pl_run *r, pl_progress *p)
      * the work was pushed already (then the new worktree starts there) */
     p->worktree = 0;
     if (!p->push)
-        p->setup = p->agent_round = p->test_round = p->commit = 0;
+        p->setup = p->agent_round = p->test_round = p->commit = p->merge = 0;
     if ((rc = pl_step_started(r, "worktree", 0)))
         return rc;
     if ((rc = pl_last_pushed(pushed, r)))
@@ -477,7 +482,7 @@ static int agent_prompt_write(pl_run *r, const pl_progress *p, int round, int ma
 {
     pl_prompt_in pin = {0};
     pl_answer_info ans = {0};
-    char *prompt = NULL;
+    char *prompt = NULL, *conflicts = NULL, *plan = NULL;
     int rc;
 
     pin.round = round;
@@ -494,6 +499,18 @@ static int agent_prompt_write(pl_run *r, const pl_progress *p, int round, int ma
         pin.round = r->ci_round;
         pin.max_rounds = r->cfg->ci.max_fix_rounds;
         pin.ci_failures = r->ci_failures ? r->ci_failures : "";
+    } else if (!strcmp(r->kind, "plan")) {
+        pin.step = PROMPT_PLAN;
+        if ((rc = pl_plan_find(&plan, r, "plan")))
+            goto out;
+        pin.plan = plan; /* the plan people commented on, or none yet */
+    } else if (!strcmp(r->kind, "update")) {
+        pin.step = PROMPT_MERGE;
+        if (!(conflicts = pl_conflicts_markdown(p))) {
+            rc = FARM_ENOMEM;
+            goto out;
+        }
+        pin.conflicts = conflicts;
     } else if (!strcmp(r->kind, "revise")) {
         pin.step = PROMPT_REVISION;
         pin.reviews_after_seq = review_window(r, &pin.reviews_after_ms);
@@ -510,6 +527,9 @@ static int agent_prompt_write(pl_run *r, const pl_progress *p, int round, int ma
         }
     } else {
         pin.step = PROMPT_FIRST_RUN;
+        if ((rc = pl_plan_find(&plan, r, "plan_approved")))
+            goto out;
+        pin.plan = plan; /* the approved plan, when the session began with one */
     }
     if ((rc = pl_prompt_compose(&prompt, r->f, r->s, r->repo, r->s->number, r->wt_path, r->branch,
                                 &pin)) == 0)
@@ -518,6 +538,8 @@ static int agent_prompt_write(pl_run *r, const pl_progress *p, int round, int ma
         pl_step_failed(r, "agent", round, farm_error_last());
 out:
     pl_answer_info_free(&ans);
+    free(conflicts);
+    free(plan);
     free(prompt);
     return rc;
 }
@@ -528,6 +550,7 @@ typedef struct agent_files {
     char summary[PATH_MAX + 32], question[PATH_MAX + 32], home[PATH_MAX + 16];
     char inside_prompt[PATH_MAX + 32], inside_summary[PATH_MAX + 32],
         inside_question[PATH_MAX + 32];
+    char plan[PATH_MAX + 32], inside_plan[PATH_MAX + 32]; /* a plan run's plan file */
 } agent_files;
 
 /* The agent's files named, and what a previous round left removed. */
@@ -535,9 +558,12 @@ static void agent_files_prepare(agent_files *af, pl_run *r)
 {
     snprintf(af->summary, sizeof(af->summary), "%s/summary.md", r->out_dir);
     snprintf(af->question, sizeof(af->question), "%s/question.md", r->out_dir);
+    pl_plan_path(af->plan, sizeof(af->plan), r);
     unlink(af->summary);
     unlink(af->question);
+    unlink(af->plan);
     if (r->sandboxed) {
+        snprintf(af->inside_plan, sizeof(af->inside_plan), INSIDE_DIR "/out/plan.md");
         snprintf(af->inside_prompt, sizeof(af->inside_prompt), INSIDE_DIR "/prompt.md");
         snprintf(af->inside_summary, sizeof(af->inside_summary), INSIDE_DIR "/out/summary.md");
         snprintf(af->inside_question, sizeof(af->inside_question), INSIDE_DIR "/out/question.md");
@@ -545,10 +571,29 @@ static void agent_files_prepare(agent_files *af, pl_run *r)
         snprintf(af->inside_prompt, sizeof(af->inside_prompt), "%s", r->prompt_path);
         snprintf(af->inside_summary, sizeof(af->inside_summary), "%s", af->summary);
         snprintf(af->inside_question, sizeof(af->inside_question), "%s", af->question);
+        snprintf(af->inside_plan, sizeof(af->inside_plan), "%s", af->plan);
     }
     /* the run's HOME: /home/sandbox inside, kept across rounds, removed with the run */
     snprintf(af->home, sizeof(af->home), "%s/home", r->run_dir);
     mkdir(af->home, 0700);
+}
+
+/* A plan run's agent learns where to write its plan: FARM_PLAN_FILE. */
+static int plan_env_add(agent_cmd *cmd, const pl_run *r, const agent_files *af)
+{
+    char var[PATH_MAX + 64];
+    size_t n = 0;
+
+    if (strcmp(r->kind, "plan") != 0)
+        return 0;
+    while (cmd->env && cmd->env[n])
+        n++;
+    snprintf(var, sizeof(var), "FARM_PLAN_FILE=%s", af->inside_plan);
+    if (strv_list_add(&cmd->env, &n, var)) {
+        farm_error_set("pipeline: out of memory");
+        return FARM_ENOMEM;
+    }
+    return 0;
 }
 
 /* Run the configured agent CLI in the sandbox on the prompt file; with
@@ -574,7 +619,8 @@ static int agent_exec(pl_exec_result *x, pl_run *r, int round, const agent_files
     if (r->codex_home[0])
         gw.codex_home = r->sandboxed ? SANDBOX_HOME_INSIDE "/" AGENT_CODEX_HOME_REL : r->codex_home;
     gw.uid0 = !r->sandboxed && geteuid() == 0;
-    if ((rc = agent_cmd_build_gw(&cmd, r->cfg, &ctx, r->gw_token ? &gw : NULL)))
+    if ((rc = agent_cmd_build_gw(&cmd, r->cfg, &ctx, r->gw_token ? &gw : NULL)) ||
+        (rc = plan_env_add(&cmd, r, af)))
         goto out;
     /* the prompt on standard input (claude, codex): the same file, from the host side */
     if (cmd.stdin_file)
@@ -659,8 +705,12 @@ int pl_step_agent(pl_run *r, pl_progress *p, int round, int max_rounds)
     int64_t t0 = clock_mono_ms();
     int rc;
 
-    if ((rc = pl_set_state(r, pl_kind_revises(r) && round == 1 ? "revising" : "running",
-                           round > 1 ? "fixing the failing tests" : "the agent is at work")))
+    int follow_up = pl_kind_revises(r) || !strcmp(r->kind, "update");
+    if ((rc = pl_set_state(r, follow_up && round == 1 ? "revising" : "running",
+                           round > 1                    ? "fixing the failing tests"
+                           : !strcmp(r->kind, "update") ? "resolving the merge conflicts"
+                           : !strcmp(r->kind, "plan")   ? "the agent is writing a plan"
+                                                        : "the agent is at work")))
         return rc;
     if ((rc = pl_step_started(r, "agent", round)))
         return rc;
@@ -756,15 +806,26 @@ int pl_step_commit(pl_run *r, pl_progress *p)
     if ((rc = pl_step_started(r, "commit", 0)))
         return rc;
     pl_title(title, r);
-    buf_printf(&msg, "%s\n\nResolves #%lld.\n\nMade by farm, session %lld, run %lld", title,
-               (long long)r->s->number, (long long)r->s->id, (long long)r->run_no);
-    if (r->cfg->public_url)
-        buf_printf(&msg, ": %s/sessions/%lld", r->cfg->public_url, (long long)r->s->id);
-    buf_puts(&msg, ".\n");
+    if (!strcmp(r->kind, "update") && p->merge) {
+        /* the merge commit: the base its second parent, nobody to credit */
+        char *m = pl_merge_message(r, p);
+        if (m)
+            buf_puts(&msg, m);
+        free(m);
+        o.merge_parent = p->merge_base;
+    } else {
+        buf_printf(&msg, "%s\n\nResolves #%lld.\n\nMade by farm, session %lld, run %lld", title,
+                   (long long)r->s->number, (long long)r->s->id, (long long)r->run_no);
+        if (r->cfg->public_url)
+            buf_printf(&msg, ": %s/sessions/%lld", r->cfg->public_url, (long long)r->s->id);
+        buf_puts(&msg, ".\n");
+    }
     o.message = buf_cstr(&msg);
     o.author_name = r->cfg->bot.name;
     o.author_email = r->cfg->bot.email;
-    if ((rc = pl_coauthor_find(&who, r))) {
+    o.signing_key = r->cfg->git.signing_key;
+    memset(&who, 0, sizeof(who));
+    if (!o.merge_parent && (rc = pl_coauthor_find(&who, r))) {
         buf_free(&msg);
         pl_step_failed(r, "commit", 0, farm_error_last());
         return rc;

@@ -9,6 +9,7 @@
 #include "pipeline_internal.h"
 
 #include "base/buf.h"
+#include "base/strv.h"
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
@@ -226,6 +227,8 @@ void pl_progress_free(pl_progress *p)
     free(p->agent_tail);
     free(p->test_tail);
     free(p->summary);
+    strv_list_free(p->conflicts);
+    p->conflicts = NULL;
 }
 
 void pl_copy_oid(char out[VCS_OID_HEXSZ], json_t *v)

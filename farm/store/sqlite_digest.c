@@ -41,7 +41,7 @@ static int digest_events(store_event **out, size_t *n, store *s, const int64_t *
     rc = sqlite_prepare(&st, db,
                         "SELECT session_id, seq, ts_ms, kind, actor, body FROM event"
                         " WHERE session_id = ?1 AND kind IN ('step', 'test_result', 'run_started',"
-                        " 'run_finished', 'pushed', 'failed', 'question', 'answer')"
+                        " 'run_finished', 'pushed', 'failed', 'question', 'answer', 'plan')"
                         " ORDER BY seq DESC LIMIT ?2");
     if (rc)
         goto out;

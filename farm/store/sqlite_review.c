@@ -8,6 +8,9 @@
 #include "base/clock.h"
 #include "base/error.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 static int tx_review_jobs(int64_t *queued_id, int64_t *queued_due_ms, int *running, store_tx *tx,
                           int64_t session_id)
 {
@@ -18,17 +21,19 @@ static int tx_review_jobs(int64_t *queued_id, int64_t *queued_due_ms, int *runni
     *queued_due_ms = 0;
     *running = 0;
     rc = sqlite_tx_stmt(&st, tx,
-                        "SELECT id, state, not_before_ms FROM job WHERE session_id = ?"
-                        " AND kind IN ('run', 'revise', 'answer') AND state IN ('queued', 'leased')"
-                        " ORDER BY id");
+                        "SELECT id, state, not_before_ms, kind FROM job WHERE session_id = ?"
+                        " AND kind IN ('run', 'revise', 'answer', 'update', 'plan')"
+                        " AND state IN ('queued', 'leased') ORDER BY id");
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, session_id);
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         const char *state = (const char *)sqlite3_column_text(st, 1);
+        const char *kind = (const char *)sqlite3_column_text(st, 3);
         if (state && state[0] == 'l') {
             *running = 1;
-        } else if (!*queued_id) {
+        } else if (!*queued_id && kind && strcmp(kind, "update") != 0) {
+            /* a queued update (base merged in) is not a revision to attach to */
             *queued_id = sqlite3_column_int64(st, 0);
             *queued_due_ms = sqlite3_column_int64(st, 2);
         }
@@ -79,8 +84,72 @@ static int tx_ci_job_defer(int64_t *out_id, store_tx *tx, int64_t session_id, in
     return rc;
 }
 
+static int tx_review_open_prs(int64_t **ids, size_t *n, store_tx *tx, const char *tracker_name,
+                              const char *repo)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t *v = NULL;
+    size_t k = 0;
+    int rc, step;
+
+    *ids = NULL;
+    *n = 0;
+    rc = sqlite_tx_stmt(&st, tx,
+                        "SELECT id FROM session WHERE tracker = ?1 AND repo = ?2 COLLATE NOCASE"
+                        " AND pr_number > 0 AND state NOT IN ('done', 'failed', 'cancelled')"
+                        " ORDER BY id LIMIT ?3");
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, tracker_name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, repo, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, STORE_LIST_MAX);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t *w = realloc(v, (k + 1) * sizeof(*v));
+        if (!w) {
+            farm_error_set("store: out of memory");
+            rc = FARM_ENOMEM;
+            break;
+        }
+        v = w;
+        v[k++] = sqlite3_column_int64(st, 0);
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = sqlite_err(sqlite_tx_db(tx), "listing a repository's open pull requests");
+    sqlite_tx_stmt_done(tx, st);
+    if (rc) {
+        free(v);
+        return rc;
+    }
+    *ids = v;
+    *n = k;
+    return 0;
+}
+
+static int tx_review_job_queued(int64_t *id, store_tx *tx, int64_t session_id, const char *kind)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, step;
+
+    *id = 0;
+    rc = sqlite_tx_stmt(&st, tx,
+                        "SELECT id FROM job WHERE session_id = ?1 AND kind = ?2"
+                        " AND state = 'queued' ORDER BY id LIMIT 1");
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, session_id);
+    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+    if ((step = sqlite3_step(st)) == SQLITE_ROW)
+        *id = sqlite3_column_int64(st, 0);
+    else if (step != SQLITE_DONE)
+        rc = sqlite_err(sqlite_tx_db(tx), "finding a queued job");
+    sqlite_tx_stmt_done(tx, st);
+    return rc;
+}
+
 const store_review_ops sqlite_review_ops = {
     .tx_jobs = tx_review_jobs,
     .tx_job_due = tx_review_job_due,
     .tx_ci_job_defer = tx_ci_job_defer,
+    .tx_open_prs = tx_review_open_prs,
+    .tx_job_queued = tx_review_job_queued,
 };

@@ -98,8 +98,8 @@ int store_health(store *s)
 /* ---- the session log's states ------------------------------------------- */
 
 static const char *const session_states[] = {
-    "queued",   "preparing", "running", "testing", "pushing",   "review",
-    "revising", "waiting",   "done",    "failed",  "cancelled", NULL,
+    "queued",  "preparing",         "running", "testing", "pushing",   "review", "revising",
+    "waiting", "awaiting_approval", "done",    "failed",  "cancelled", NULL,
 };
 
 const char *const *store_session_states(void)

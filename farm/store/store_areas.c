@@ -326,6 +326,17 @@ int store_tx_review_ci_job_defer(int64_t *out_id, store_tx *tx, int64_t session_
     return tx->be->review->tx_ci_job_defer(out_id, tx, session_id, due_ms);
 }
 
+int store_tx_review_open_prs(int64_t **ids, size_t *n, store_tx *tx, const char *tracker_name,
+                             const char *repo)
+{
+    return tx->be->review->tx_open_prs(ids, n, tx, tracker_name, repo);
+}
+
+int store_tx_review_job_queued(int64_t *id, store_tx *tx, int64_t session_id, const char *kind)
+{
+    return tx->be->review->tx_job_queued(id, tx, session_id, kind);
+}
+
 /* ---- the digest (store_digest.h) ----------------------------------------- */
 
 int store_digest_events(store_event **out, size_t *n, store *s, const int64_t *ids, size_t nids,

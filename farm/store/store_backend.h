@@ -154,6 +154,9 @@ typedef struct store_review_ops {
                    int64_t session_id);
     int (*tx_job_due)(store_tx *tx, int64_t id, int64_t due_ms);
     int (*tx_ci_job_defer)(int64_t *out_id, store_tx *tx, int64_t session_id, int64_t due_ms);
+    int (*tx_open_prs)(int64_t **ids, size_t *n, store_tx *tx, const char *tracker_name,
+                       const char *repo);
+    int (*tx_job_queued)(int64_t *id, store_tx *tx, int64_t session_id, const char *kind);
 } store_review_ops;
 
 /* store_digest.h: the digest's reads. */

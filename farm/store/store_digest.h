@@ -19,7 +19,7 @@
 
 /* For each session of ids (at most STORE_DIGEST_IDS_MAX), its newest events
  * of the kinds step, test_result, run_started, run_finished, pushed, failed,
- * question and answer: at most per_session (1..64) each, newest first,
+ * question, answer and plan: at most per_session (1..64) each, newest first,
  * sessions in the order given. *out is an array of *n events (NULL when
  * none) freed with store_event_list_free(). One read connection serves the
  * whole call. Returns 0, FARM_EINVALID (too many ids, bad per_session),

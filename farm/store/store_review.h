@@ -16,9 +16,11 @@
 
 #include <stdint.h>
 
-/* A session's work jobs ("run", "revise", "answer"): *queued_id is the
- * oldest one still queued (0 when none) and *queued_due_ms its not-before
- * time; *running is 1 when one is leased (a run at work). Returns 0 or
+/* A session's work jobs ("run", "revise", "answer", "plan"; and "update",
+ * which counts as running but is never the queued one a trigger attaches
+ * to): *queued_id is the oldest one still queued (0 when none) and
+ * *queued_due_ms its not-before time; *running is 1 when one is leased (a
+ * run at work). Returns 0 or
  * FARM_EIO. */
 int store_tx_review_jobs(int64_t *queued_id, int64_t *queued_due_ms, int *running, store_tx *tx,
                          int64_t session_id);
@@ -26,6 +28,17 @@ int store_tx_review_jobs(int64_t *queued_id, int64_t *queued_due_ms, int *runnin
 /* Make queued job id due no later than due_ms (an earlier not-before time
  * stays). A job no longer queued is left alone. Returns 0 or FARM_EIO. */
 int store_tx_review_job_due(store_tx *tx, int64_t id, int64_t due_ms);
+
+/* The active sessions of a repository that have a pull request open (the
+ * ones a push to its base branch concerns), oldest first, at most
+ * STORE_LIST_MAX: *ids is a heap array of *n ids (NULL when none) the
+ * caller frees. Returns 0, FARM_ENOMEM or FARM_EIO. */
+int store_tx_review_open_prs(int64_t **ids, size_t *n, store_tx *tx, const char *tracker_name,
+                             const char *repo);
+
+/* The oldest queued job of `kind` of a session: *id, 0 when none.
+ * Returns 0 or FARM_EIO. */
+int store_tx_review_job_queued(int64_t *id, store_tx *tx, int64_t session_id, const char *kind);
 
 /* The CI fix loop's debounce (farm/intake/ci.c): when session_id has a
  * "ci" job still queued, move its not-before time to due_ms (later or

@@ -32,6 +32,9 @@ static void each_command(void **state)
     assert_int_equal(kind_of("/farm stop"), COMMAND_STOP);
     assert_int_equal(kind_of("/farm status"), COMMAND_STATUS);
     assert_int_equal(kind_of("/farm help"), COMMAND_HELP);
+    assert_int_equal(kind_of("/farm update"), COMMAND_UPDATE);
+    assert_string_equal(command_kind_name(COMMAND_UPDATE), "update");
+    assert_non_null(strstr(commands_help_text(), "`/farm update`"));
     assert_int_equal(kind_of("/farm"), COMMAND_HELP);
     assert_int_equal(kind_of("/farm   \r\n"), COMMAND_HELP);
     assert_string_equal(command_kind_name(COMMAND_RETRY), "retry");

@@ -233,6 +233,83 @@ static void test_github_pull_request(void **state)
     tracker_event_free(&ev);
 }
 
+/* A fixture with one string replaced (it must occur), parsed. */
+static int parse_edited(tracker_event *ev, const char *dir, const char *name, const char *from,
+                        const char *to, const char *event)
+{
+    size_t len;
+    char *body = fixture(dir, name, &len);
+    char *at = strstr(body, from);
+    assert_non_null(at);
+    size_t fl = strlen(from), tl = strlen(to);
+    char *edited = malloc(len - fl + tl + 1);
+    memcpy(edited, body, (size_t)(at - body));
+    memcpy(edited + (at - body), to, tl);
+    strcpy(edited + (at - body) + tl, at + fl);
+    free(body);
+    int rc = event ? hook_github_parse(ev, event, "d", edited, strlen(edited))
+                   : hook_azure_parse(ev, edited, strlen(edited));
+    free(edited);
+    return rc;
+}
+
+/* A push names the branch and its new head; tags and deletions are not
+ * pushes of a branch. A PR GitHub says will not merge is unmergeable (null:
+ * not computed yet, is not). */
+static void test_github_push_and_mergeable(void **state)
+{
+    tracker_event ev;
+    const char *push = "{\"ref\":\"refs/heads/main\",\"before\":\""
+                       "1111111111111111111111111111111111111111\",\"after\":\""
+                       "2222222222222222222222222222222222222222\",\"deleted\":false,"
+                       "\"repository\":{\"full_name\":\"octo/app\"},"
+                       "\"sender\":{\"login\":\"alice\",\"type\":\"User\"}}";
+    assert_int_equal(hook_github_parse(&ev, "push", "d", push, strlen(push)), 0);
+    assert_int_equal(ev.kind, TEV_BRANCH_PUSHED);
+    assert_string_equal(ev.pushed_branch, "main");
+    assert_string_equal(ev.pushed_oid, "2222222222222222222222222222222222222222");
+    assert_string_equal(ev.repo, "octo/app");
+    assert_string_equal(tracker_event_kind_name(ev.kind), "branch_pushed");
+    tracker_event_free(&ev);
+
+    const char *others[] = {
+        "{\"repository\":{\"full_name\":\"o/r\"},\"ref\":\"refs/tags/"
+        "v1\",\"after\":\"2222222222222222222222222222222222222222\"}",
+        "{\"repository\":{\"full_name\":\"o/r\"},\"ref\":\"refs/heads/"
+        "main\",\"deleted\":true,\"after\":"
+        "\"0000000000000000000000000000000000000000\"}",
+        "{\"repository\":{\"full_name\":\"o/r\"},\"ref\":\"refs/heads/"
+        "main\",\"after\":\"not-an-oid\"}",
+        "{\"repository\":{\"full_name\":\"o/r\"},\"ref\":\"refs/heads/"
+        "\",\"after\":\"2222222222222222222222222222222222222222\"}",
+    };
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        assert_int_equal(hook_github_parse(&ev, "push", "d", others[i], strlen(others[i])), 0);
+        assert_int_equal(ev.kind, TEV_OTHER);
+        assert_null(ev.pushed_branch);
+        tracker_event_free(&ev);
+    }
+
+    github(&ev, "pull_request", "pull_request.synchronize");
+    assert_false(ev.unmergeable);
+    tracker_event_free(&ev);
+    assert_int_equal(parse_edited(&ev, "github", "pull_request.synchronize", "\"mergeable\": null",
+                                  "\"mergeable\": false", "pull_request"),
+                     0);
+    assert_int_equal(ev.kind, TEV_PR_UPDATED);
+    assert_true(ev.unmergeable);
+    tracker_event_free(&ev);
+
+    assert_int_equal(parse_edited(&ev, "azure", "git.pullrequest.updated",
+                                  "\"mergeStatus\": \"succeeded\"",
+                                  "\"mergeStatus\": \"conflicts\"", NULL),
+                     0);
+    assert_int_equal(ev.kind, TEV_PR_UPDATED);
+    assert_true(ev.unmergeable);
+    tracker_event_free(&ev);
+    (void)state;
+}
+
 static void test_github_installation(void **state)
 {
     tracker_event ev;
@@ -815,6 +892,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_github_ping),
+        cmocka_unit_test(test_github_push_and_mergeable),
         cmocka_unit_test(test_github_issue_opened),
         cmocka_unit_test(test_github_issue_actions),
         cmocka_unit_test(test_github_issue_labeled),

@@ -202,6 +202,55 @@ static void revision_lists_review_comments(void **state)
     free(p);
 }
 
+/* A merge round lists the conflicted files; a plan round asks for the plan
+ * file (and shows the previous plan); an implementation shows the approved
+ * plan before its task. */
+static void merge_and_plan_steps(void **state)
+{
+    prompt_input in = PROMPT_INPUT_INIT;
+    char *p = NULL;
+    (void)state;
+    in.repo = "octo/app";
+    in.issue_number = 9;
+    in.issue_title = "Fix it";
+    in.branch = "farm/9-fix-it";
+    in.base_branch = "trunk";
+
+    in.step = PROMPT_MERGE;
+    in.conflicts = "- `src/a.c`\n- `README.md`\n";
+    assert_int_equal(prompt_compose(&p, &in), 0);
+    assert_non_null(strstr(p, "## Your task: resolve the merge conflicts"));
+    assert_non_null(strstr(p, "- `src/a.c`\n- `README.md`"));
+    assert_non_null(strstr(p, "merged `trunk` into the branch"));
+    free(p);
+
+    in.step = PROMPT_PLAN;
+    in.conflicts = NULL;
+    in.plan = "OLD-PLAN-TEXT";
+    assert_int_equal(prompt_compose(&p, &in), 0);
+    assert_non_null(strstr(p, "## Your task: write a plan"));
+    assert_non_null(strstr(p, "FARM_PLAN_FILE"));
+    char *prev = strstr(p, "# Your previous plan");
+    assert_non_null(prev);
+    assert_non_null(strstr(prev, "OLD-PLAN-TEXT"));
+    assert_true(prev < strstr(p, "## Your task")); /* context, before the task */
+    free(p);
+
+    in.step = PROMPT_FIRST_RUN;
+    in.plan = "APPROVED-PLAN-TEXT";
+    assert_int_equal(prompt_compose(&p, &in), 0);
+    char *approved = strstr(p, "# The approved plan");
+    assert_non_null(approved);
+    assert_non_null(strstr(approved, "APPROVED-PLAN-TEXT"));
+    assert_true(approved < strstr(p, "## Your task"));
+    free(p);
+
+    in.plan = NULL;
+    assert_int_equal(prompt_compose(&p, &in), 0);
+    assert_null(strstr(p, "# The approved plan"));
+    free(p);
+}
+
 static void missing_guidelines_is_clear(void **state)
 {
     prompt_input in = PROMPT_INPUT_INIT;
@@ -221,6 +270,7 @@ int main(void)
         cmocka_unit_test(fix_round_keeps_tail_of_output),
         cmocka_unit_test(huge_issue_still_has_task),
         cmocka_unit_test(revision_lists_review_comments),
+        cmocka_unit_test(merge_and_plan_steps),
         cmocka_unit_test(missing_guidelines_is_clear),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -6,7 +6,9 @@
  * bots nothing; `/farm` commands (help, unknown, status, stop, run, retry;
  * quoted ones ignored); a merged PR ends the session done, a closed one
  * cancelled; Azure DevOps PR comments; the replies a revision sends into the
- * threads it addressed; the review.debounce_s config key.
+ * threads it addressed; the review.debounce_s config key; pushes to the base,
+ * unmergeable PRs and `/farm update` queueing updates; `/farm plan`, plan
+ * comments and `/farm approve`.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -805,6 +807,170 @@ static void debounce_config(void **state)
     config_free(c);
 }
 
+/* ---- keeping the branch mergeable (update.h) --------------------------------- */
+
+/* A push to the base queues one update per open PR of the repository (a
+ * second push joins it); a push elsewhere queues nothing; a PR GitHub says
+ * will not merge queues one at once, unless a bot says so; `/farm update`
+ * joins the waiting one and replies. */
+static void base_pushes_and_unmergeable_prs_queue_updates(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+    int64_t a = session_in_review(fx, 5, 50), b = session_in_review(fx, 6, 60);
+    int64_t c = session_in_review(fx, 7, 70);
+    sql(fx, "UPDATE session SET state = 'done' WHERE number = 7");
+
+    tracker_event ev = ev_make(fx, id, TEV_BRANCH_PUSHED, 0);
+    ev.event = "push";
+    ev.pushed_branch = "feature";
+    ev.pushed_oid = "1111111111111111111111111111111111111111";
+    ingest_result r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "not the base branch main");
+    assert_int_equal(jobs(fx, a, "update"), 0);
+
+    ev = ev_make(fx, id, TEV_BRANCH_PUSHED, 0);
+    ev.event = "push";
+    ev.pushed_branch = "main";
+    ev.pushed_oid = "2222222222222222222222222222222222222222";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "2 open pull requests to update");
+    assert_int_equal(jobs(fx, a, "update"), 1);
+    assert_int_equal(jobs(fx, b, "update"), 1);
+    assert_int_equal(jobs(fx, c, "update"), 0); /* ended */
+    assert_true(q_int(fx,
+                      "SELECT not_before_ms FROM job WHERE session_id = %lld AND kind = "
+                      "'update'",
+                      (long long)a) > clock_wall_ms() + 20000); /* debounced (30 s) */
+    assert_int_equal(q_int(fx,
+                           "SELECT count(*) FROM event WHERE session_id = %lld AND kind = "
+                           "'base_moved'",
+                           (long long)a),
+                     1);
+
+    ev.delivery_id = id;
+    snprintf(id, 32, "d-%d", ++fx->next_id);
+    r = ingest_ok(fx, &ev);
+    assert_int_equal(jobs(fx, a, "update"), 1); /* joined */
+
+    /* GitHub: the PR does not merge; from a person now, from a bot never */
+    ev = ev_make(fx, id, TEV_PR_UPDATED, 50);
+    ev.event = "pull_request";
+    ev.is_pr = 1;
+    ev.unmergeable = 1;
+    ev.actor = "farm-bot";
+    ev.actor_is_bot = 1;
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "bot");
+    ev = ev_make(fx, id, TEV_PR_UPDATED, 50);
+    ev.event = "pull_request";
+    ev.is_pr = 1;
+    ev.unmergeable = 1;
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "not mergeable");
+    assert_int_equal(jobs(fx, a, "update"), 1);
+    assert_true(q_int(fx,
+                      "SELECT not_before_ms FROM job WHERE session_id = %lld AND kind = "
+                      "'update'",
+                      (long long)a) <= clock_wall_ms()); /* made due now */
+
+    /* /farm update on the PR: joins, and says what happens */
+    ev = ev_make(fx, id, TEV_COMMENT_CREATED, 60);
+    ev.is_pr = 1;
+    ev.comment_body = "/farm update";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "/farm update");
+    assert_int_equal(jobs(fx, b, "update"), 1);
+    assert_int_equal(outbox_count(fx, b, "%:update"), 1);
+    /* an update waiting is not a revision a review joins */
+    ev = ev_make(fx, id, TEV_REVIEW_SUBMITTED, 60);
+    ev.is_pr = 1;
+    ev.review_state = "changes_requested";
+    r = ingest_ok(fx, &ev);
+    assert_int_equal(jobs(fx, b, "revise"), 1);
+}
+
+/* ---- plan first (plan.h) ---------------------------------------------------- */
+
+/* `/farm plan` starts a session with a plan job; a writer's comment while the
+ * plan waits queues one plan round (a second joins it), a stranger's none;
+ * `/farm approve` from a writer queues the run and says so, and a second one
+ * finds nothing to approve. The plan label does the same as the command. */
+static void plan_approve_and_comments(void **state)
+{
+    fixture *fx = *state;
+    char id[32];
+
+    tracker_event ev = ev_make(fx, id, TEV_COMMENT_CREATED, 8);
+    ev.comment_body = "/farm plan";
+    ingest_result r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "/farm plan");
+    int64_t sid = r.session_id;
+    assert_true(sid > 0);
+    assert_int_equal(jobs(fx, sid, "plan"), 1);
+    assert_int_equal(jobs(fx, sid, "run"), 0);
+    sql(fx, "UPDATE session SET state = 'awaiting_approval', runs = 1 WHERE number = 8;"
+            "UPDATE job SET state = 'done' WHERE kind = 'plan'");
+
+    ev = ev_make(fx, id, TEV_COMMENT_CREATED, 8);
+    ev.comment_body = "Please cover the edge case.";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "plan job");
+    ev = ev_make(fx, id, TEV_COMMENT_CREATED, 8);
+    ev.comment_body = "And the docs.";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "joins plan job");
+    ev = ev_make(fx, id, TEV_COMMENT_CREATED, 8);
+    ev.comment_body = "Looks wrong to me.";
+    ev.actor = "mallory";
+    ev.actor_access = ACTOR_NONE;
+    r = ingest_ok(fx, &ev);
+    assert_int_equal(q_int(fx,
+                           "SELECT count(*) FROM job WHERE session_id = %lld AND kind = "
+                           "'plan' AND state = 'queued'",
+                           (long long)sid),
+                     1);
+
+    ev = ev_make(fx, id, TEV_COMMENT_CREATED, 8);
+    ev.comment_body = "/farm approve";
+    ev.actor = "mallory";
+    ev.actor_access = ACTOR_NONE;
+    r = ingest_ok(fx, &ev);
+    assert_int_equal(jobs(fx, sid, "run"), 0);
+    ev = ev_make(fx, id, TEV_COMMENT_CREATED, 8);
+    ev.comment_body = "Good.\n\n/farm approve\n";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "/farm approve");
+    assert_int_equal(jobs(fx, sid, "run"), 1);
+    assert_int_equal(q_int(fx,
+                           "SELECT count(*) FROM event WHERE session_id = %lld AND kind = "
+                           "'plan_approved'",
+                           (long long)sid),
+                     1);
+    char *now = q_text(fx, "SELECT state FROM session WHERE number = ?", "8");
+    assert_non_null(now);
+    assert_string_equal(now, "queued");
+    free(now);
+    assert_int_equal(outbox_count(fx, sid, "%:approve"), 1);
+
+    ev = ev_make(fx, id, TEV_COMMENT_CREATED, 8);
+    ev.comment_body = "/farm approve";
+    r = ingest_ok(fx, &ev);
+    assert_int_equal(jobs(fx, sid, "run"), 1);
+    assert_int_equal(outbox_count(fx, sid, "%:approve"), 2); /* "no plan waiting" */
+
+    /* the label */
+    static char *labels[] = {"plan", "agent", NULL};
+    ev = ev_make(fx, id, TEV_ISSUE_LABELED, 9);
+    ev.event = "issues";
+    ev.label = "agent";
+    ev.labels = labels;
+    ev.nlabels = 2;
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_ACCEPTED, "label");
+    assert_int_equal(jobs(fx, r.session_id, "plan"), 1);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -823,6 +989,8 @@ int main(void)
         T(azure_pr_comment_is_a_revision),
         T(replies_go_to_each_thread_of_the_window),
         T(debounce_config),
+        T(base_pushes_and_unmergeable_prs_queue_updates),
+        T(plan_approve_and_comments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -201,11 +201,15 @@ typedef struct worktree_commit_opts {
     int64_t time_s;             /* commit time (epoch seconds); 0 means now */
     int64_t max_file_bytes;     /* largest file to commit; 0 means 100 MiB (GitHub's limit) */
     int64_t max_files;          /* most files added or changed in one commit; 0 means 50,000 */
+    const char *signing_key;    /* an OpenSSH private key's text: the commit is signed with it
+                                   in git's SSH format (gpgsig); NULL: unsigned */
+    const char *merge_parent;   /* hex: a merge commit, this commit its second parent (see
+                                   vcs_worktree_merge()); made even when the tree is unchanged */
 } worktree_commit_opts;
 
 #define WORKTREE_COMMIT_OPTS_INIT                                                                  \
     {                                                                                              \
-        NULL, NULL, NULL, NULL, NULL, 0, 0, 0                                                      \
+        NULL, NULL, NULL, NULL, NULL, 0, 0, 0, NULL, NULL                                          \
     }
 
 typedef struct worktree_commit_result {
@@ -221,9 +225,30 @@ typedef struct worktree_commit_result {
  * out->empty and not committed. Returns 0, FARM_EINVALID (missing or
  * malformed author, e-mail or message), FARM_ETOOBIG (a file over
  * max_file_bytes, or more than max_files changed; nothing is committed),
- * FARM_EINVALID also for a .git the farm refuses (see above), or FARM_EIO. */
+ * FARM_EINVALID also for a .git the farm refuses (see above) and for a
+ * signing key that cannot sign (nothing is committed: never an unsigned
+ * commit when one was to be signed), FARM_EUNSUPPORTED (a key type the
+ * farm cannot sign with), or FARM_EIO. */
 int vcs_worktree_commit(worktree_commit_result *out, vcs_worktree *wt,
                         const worktree_commit_opts *o);
+
+typedef struct vcs_merge_result {
+    int up_to_date;    /* the branch has the commit already: nothing was done */
+    size_t nconflicts; /* files the merge could not resolve (0: a clean merge) */
+    char **conflicts;  /* their paths (at most 500), NULL-terminated heap array, or NULL */
+} vcs_merge_result;
+
+/* Merge commit `theirs` (hex, in the mirror: the base branch's head) into
+ * the worktree's files: they become the merge's result, with git's
+ * conflict markers in the files it could not resolve (listed in out); the
+ * head, the branch and HEAD do not move. Commit the result with
+ * vcs_worktree_commit() and merge_parent = theirs: a merge commit, so
+ * history already pushed is never rewritten. A head that contains theirs
+ * already is out->up_to_date, and nothing is touched. Returns 0 (free out
+ * with vcs_merge_result_free()), FARM_EINVALID (not a commit id, or a .git
+ * the farm refuses), FARM_ENOTFOUND (no such commit) or FARM_EIO. */
+int vcs_worktree_merge(vcs_merge_result *out, vcs_worktree *wt, const char *theirs);
+void vcs_merge_result_free(vcs_merge_result *r);
 
 typedef struct vcs_diffstat {
     size_t files;

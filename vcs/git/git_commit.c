@@ -94,6 +94,23 @@ static int add_cb(const char *path, const char *matched, void *payload)
     return 0;
 }
 
+/* The second parent of a merge commit: a commit the worktree can read. */
+static int merge_parent_get(git_commit **out, git_repository *repo, const char *hex,
+                            const vcs_worktree *wt)
+{
+    git_oid id;
+    int e;
+
+    if (strlen(hex) != 40 || git_oid_fromstr(&id, hex) < 0) {
+        farm_error_set("commit in %s: merge parent %s is not a commit id", wt->path, hex);
+        return FARM_EINVALID;
+    }
+    if ((e = git_commit_lookup(out, repo, &id)) < 0)
+        return vcs_git_fail(e, FARM_ENOTFOUND, NULL, "commit in %s: merge parent %s", wt->path,
+                            hex);
+    return 0;
+}
+
 /* Point the branch at oid and HEAD at the branch. */
 static int branch_set(git_repository *repo, const vcs_worktree *wt, const git_oid *oid)
 {
@@ -113,7 +130,7 @@ int vcs_worktree_commit(worktree_commit_result *out, vcs_worktree *wt,
 {
     git_repository *repo = NULL;
     git_index *idx = NULL;
-    git_commit *parent = NULL;
+    git_commit *parent = NULL, *merged = NULL;
     git_tree *tree = NULL;
     git_signature *sig = NULL;
     char *msg = NULL, index_path[PATH_MAX];
@@ -179,7 +196,9 @@ int vcs_worktree_commit(worktree_commit_result *out, vcs_worktree *wt,
         goto out;
     }
 
-    if (git_oid_equal(&tree_oid, git_tree_id(tree))) {
+    if (o->merge_parent && (rc = merge_parent_get(&merged, repo, o->merge_parent, wt)) < 0)
+        goto out;
+    if (!merged && git_oid_equal(&tree_oid, git_tree_id(tree))) {
         out->empty = 1;
         oid = head;
     } else {
@@ -195,11 +214,12 @@ int vcs_worktree_commit(worktree_commit_result *out, vcs_worktree *wt,
             rc = vcs_git_fail(e, FARM_EINVALID, NULL, "commit in %s", wt->path);
             goto out;
         }
-        const git_commit *parents[1] = {parent};
-        e = git_commit_create(&oid, repo, NULL, sig, sig, "UTF-8", msg, newtree, 1, parents);
+        const git_commit *parents[2] = {parent, merged};
+        rc = vcs_commit_write(&oid, repo, sig, msg, newtree, merged ? 2 : 1, parents,
+                              o->signing_key);
         git_tree_free(newtree);
-        if (e < 0) {
-            rc = vcs_git_fail(e, FARM_EIO, NULL, "commit in %s failed", wt->path);
+        if (rc < 0) {
+            vcs_error_prefix("commit in %s: ", wt->path);
             goto out;
         }
     }
@@ -221,6 +241,7 @@ out:
     git_signature_free(sig);
     git_tree_free(tree);
     git_commit_free(parent);
+    git_commit_free(merged);
     git_index_free(idx);
     git_repository_free(repo);
     return rc;

@@ -62,6 +62,19 @@ int wt_checkout(git_repository *repo, git_repository *src, const git_commit *com
 int vcs_git_fail(int gitcode, int fallback, const char *token, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Write a commit by `who` (author and committer) with msg, tree and
+ * parents into repo's object database, signed in git's SSH format when
+ * signing_key (an OpenSSH private key's text) is non-NULL (git_sign.c).
+ * References are not touched. Returns 0 with *out set, FARM_EINVALID or
+ * FARM_EUNSUPPORTED (a key that cannot sign: nothing is written),
+ * FARM_ERROR (the signature failed) or FARM_EIO. */
+int vcs_commit_write(git_oid *out, git_repository *repo, const git_signature *who, const char *msg,
+                     const git_tree *tree, size_t nparents, const git_commit **parents,
+                     const char *signing_key);
+
+/* Put a printf-style prefix before the error slot's message. */
+void vcs_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* a followed by b in a new heap string (free()), or NULL on ENOMEM. */
 char *vcs_strcat(const char *a, const char *b);
 

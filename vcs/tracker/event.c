@@ -45,6 +45,8 @@ const char *tracker_event_kind_name(tracker_event_kind k)
         return "installation_repositories";
     case TEV_CHECK_COMPLETED:
         return "check_completed";
+    case TEV_BRANCH_PUSHED:
+        return "branch_pushed";
     case TEV_OTHER:
         break;
     }
@@ -86,5 +88,7 @@ void tracker_event_free(tracker_event *ev)
     free(ev->head_sha);
     free(ev->check_name);
     free(ev->check_conclusion);
+    free(ev->pushed_branch);
+    free(ev->pushed_oid);
     memset(ev, 0, sizeof(*ev));
 }

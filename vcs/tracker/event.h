@@ -34,6 +34,7 @@ typedef enum {
     TEV_CHECK_COMPLETED,    /* a CI check on a commit completed: `head_sha`, `check_name`,
                                `check_conclusion`, the PR (`number`, is_pr) when the tracker
                                names it, else `head_branch` */
+    TEV_BRANCH_PUSHED,      /* a branch moved (GitHub `push`): `pushed_branch`, `pushed_oid` */
 } tracker_event_kind;
 
 /* What the actor may do on the repository, as far as the delivery says. */
@@ -82,6 +83,10 @@ typedef struct tracker_event {
     char *head_sha;          /* TEV_CHECK_COMPLETED: the commit checked */
     char *check_name;        /* TEV_CHECK_COMPLETED: the check, status context or pipeline */
     char *check_conclusion;  /* TEV_CHECK_COMPLETED: "success", "failure", "failed", ... */
+    int unmergeable;         /* PR events: the tracker says the PR does not merge cleanly
+                                (GitHub mergeable false, Azure DevOps mergeStatus conflicts) */
+    char *pushed_branch;     /* TEV_BRANCH_PUSHED: the branch ("main") */
+    char *pushed_oid;        /* TEV_BRANCH_PUSHED: its new head (hex) */
 } tracker_event;
 
 const char *tracker_event_kind_name(tracker_event_kind k);
