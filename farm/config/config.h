@@ -47,7 +47,7 @@ typedef struct config_repo {
     struct {
         int fix; /* a failing CI check on the farm's PR starts a fix round: off */
     } ci;
-    /* the setup command's cache and secrets (docs/environments-setup.md) */
+    /* the setup command's cache and secrets (docs/environments.md) */
     int setup_cache;         /* setup_cache_key is given: what setup leaves is cached */
     char **setup_cache_key;  /* worktree-relative files whose contents key the cache */
     size_t nsetup_cache_key; /* (NULL-terminated; may be empty: keyed by the command) */

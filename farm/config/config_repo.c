@@ -185,7 +185,7 @@ static void load_setup_network(cc *c, config_repo *r, json_t *o, const char *rp)
         c->oom = 1;
 }
 
-/* The setup command's cache and secrets (docs/environments-setup.md). */
+/* The setup command's cache and secrets (docs/environments.md). */
 static void load_setup_keys(cc *c, config_repo *r, json_t *o, const char *p)
 {
     char q[CONFIG_PATH_MAX], ip[CONFIG_PATH_MAX + 32];

@@ -10,7 +10,7 @@
  * pid namespace and every process in it killed) before the step ends, and
  * the secrets' values are cut out of the output the session log keeps. The
  * farm writes them nowhere; what setup itself writes into the worktree or
- * HOME is kept and cached, which docs/environments-setup.md warns about.
+ * HOME is kept and cached, which docs/environments.md warns about.
  *
  * One "setup" event says what happened: {"mode": "ran" | "restored",
  * "ms", "key", ...}.

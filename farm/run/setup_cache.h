@@ -1,6 +1,6 @@
 /*
  * setup_cache.h - what a repository's setup command leaves behind, kept
- * between runs (docs/environments-setup.md).
+ * between runs (docs/environments.md).
  *
  * After setup has run on a fresh worktree, the files it added (untracked
  * and ignored: node_modules/, .venv/, build output) and what it left in
