@@ -6,7 +6,8 @@
  * store_tx and struct stream_tx; it calls nothing. The front (store.c,
  * store_areas.c, store_inspect.c) includes it to choose a backend and hand
  * every call over in one indirect call; each backend (today sqlite_*.c,
- * behind sqlite_internal.h) includes it to fill one table. Nothing outside
+ * behind sqlite_internal.h, and pg_*.c behind pg_internal.h) includes it
+ * to fill one table. Nothing outside
  * farm/store includes it.
  *
  * An entry is named after the public call without its "store_" and area
@@ -194,10 +195,11 @@ struct store_backend {
     const char *name; /* the URL scheme that chooses it: "sqlite" for "sqlite:" */
 
     /* Open the store url names (the whole URL, scheme included) for the data
-     * directory dir, bring its schema up to date and start whatever serves
-     * the writes; set s->impl (s->be is set already). On failure s->impl is
-     * left NULL, the error is set and the code returned (store_open()'s). */
-    int (*open)(store *s, const char *url, const char *dir);
+     * directory dir, with password (NULL: none, or the URL's own), bring its
+     * schema up to date and start whatever serves the writes; set s->impl
+     * (s->be is set already). On failure s->impl is left NULL, the error is
+     * set and the code returned (store_open()'s). */
+    int (*open)(store *s, const char *url, const char *dir, const char *password);
     /* Finish queued writes and release s->impl (store_close()). */
     void (*close)(store *s);
 
@@ -225,7 +227,8 @@ struct store_backend {
     void (*local_backend)(struct local_backend *out, store *s);
 };
 
-/* The backends built in (sqlite_store.c ...). */
+/* The backends built in (sqlite_store.c, pg_store.c). */
 extern const store_backend store_backend_sqlite;
+extern const store_backend store_backend_pg;
 
 #endif
