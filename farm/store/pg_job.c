@@ -350,10 +350,7 @@ static int tx_job_finish(store_tx *tx, int64_t id, const char *owner, const char
     if (rc)
         return rc;
     pg_bind_text(st, 1, state);
-    if (error)
-        pg_bind_text(st, 2, error);
-    else
-        pg_bind_null(st, 2);
+    pg_bind_text(st, 2, error); /* NULL binds a NULL text */
     pg_bind_int64(st, 3, clock_wall_ms());
     pg_bind_int64(st, 4, id);
     pg_bind_text(st, 5, owner);
@@ -399,10 +396,7 @@ static int retry_fn(store_tx *tx, void *arg)
     if (rc)
         return rc;
     pg_bind_int64(st, 1, a->not_before_ms);
-    if (a->error)
-        pg_bind_text(st, 2, a->error);
-    else
-        pg_bind_null(st, 2);
+    pg_bind_text(st, 2, a->error);
     pg_bind_int(st, 3, a->release ? 1 : 0);
     pg_bind_int64(st, 4, clock_wall_ms());
     pg_bind_int64(st, 5, a->id);

@@ -61,6 +61,15 @@ const char *test_store_url(const char *dir)
     return url;
 }
 
+const char *test_store_config(const char *dir)
+{
+    static char member[2200];
+    if (!test_store_is_pg())
+        return "";
+    snprintf(member, sizeof(member), "\"store\": { \"url\": \"%s\" },", test_store_url(dir));
+    return member;
+}
+
 int test_store_open(store **out, const char *dir)
 {
     return store_open_url(out, test_store_url(dir), dir);

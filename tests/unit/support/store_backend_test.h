@@ -20,6 +20,11 @@ int test_store_is_pg(void);
  * program exits: 77 (skipped) outside CI, 1 under CI=true. */
 const char *test_store_url(const char *dir);
 
+/* The config's "store" member for dir's store, with a comma after it, to
+ * put first in a config object: "" on SQLite (the default). A static
+ * buffer, overwritten by the next call. */
+const char *test_store_config(const char *dir);
+
 /* store_open() on the backend under test. */
 int test_store_open(store **out, const char *dir);
 
