@@ -412,7 +412,7 @@ class FakeTracker:
             self.proc = None
 
 
-def session_rows(farm, where="1", *params):
+def session_rows(farm, where="1 = 1", *params):
     """Sessions in the farm's store as dicts (every column), oldest first."""
     c = farm.db()
     c.row_factory = dict
