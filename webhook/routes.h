@@ -142,6 +142,7 @@ int route_api_session_message(web_request *req); /* POST /api/sessions/{id}/mess
 int route_api_scaling(web_request *req);         /* GET /api/scaling (route_scaling.c) */
 int route_api_scaling_put(web_request *req);     /* PUT /api/scaling */
 int route_api_status(web_request *req);          /* GET /api/status */
+int route_api_nodes(web_request *req);           /* GET /api/nodes (route_nodes.c) */
 int route_api_session_cancel(web_request *req);  /* POST /api/sessions/{id}/cancel */
 int route_api_digest(web_request *req);          /* GET /api/digest (route_digest.c) */
 int route_ui_queue(web_request *req);            /* GET / (route_ui.c) */

@@ -35,6 +35,7 @@ static const web_route routes[] = {
     {"GET", "/api/scaling", "api_scaling", route_api_scaling, 0, AUTH_VIEWER, NULL},
     {"PUT", "/api/scaling", "api_scaling", route_api_scaling_put, WEB_BODY, AUTH_ADMIN, NULL},
     {"GET", "/api/status", "api_status", route_api_status, 0, AUTH_VIEWER, NULL},
+    {"GET", "/api/nodes", "api_nodes", route_api_nodes, 0, AUTH_VIEWER, NULL},
     {"POST", "/api/sessions/*/cancel", "api_session_cancel", route_api_session_cancel, WEB_BODY,
      AUTH_MEMBER, NULL},
     {"GET", "/v1/stream/**", "stream", route_stream, 0, AUTH_VIEWER, NULL},

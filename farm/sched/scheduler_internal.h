@@ -61,6 +61,7 @@ struct scheduler {
 
     scaling_limits lim;
     int64_t last_heartbeat_ms;
+    int64_t started_ms;             /* clock_wall_ms() at start: the node's row (store_node.h) */
     int64_t notified[NOTIFIED_MAX]; /* jobs given their "waiting" event (a ring) */
     size_t nnotified;
     uint64_t jobs_started, admission_waits, leases_lost;

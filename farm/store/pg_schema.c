@@ -192,6 +192,16 @@ static const pg_migration migrations[] = {
      "  repo TEXT NOT NULL,"
      "  usd DOUBLE PRECISION NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (day, repo));"},
+    {9, "the nodes sharing the store, by their heartbeats (farm/store/pg_node.c)",
+     "CREATE TABLE node ("
+     "  id TEXT PRIMARY KEY,"
+     "  host TEXT NOT NULL,"
+     "  role TEXT NOT NULL,"
+     "  pid BIGINT NOT NULL,"
+     "  slots BIGINT NOT NULL DEFAULT 0,"
+     "  running BIGINT NOT NULL DEFAULT 0,"
+     "  started_ms BIGINT NOT NULL,"
+     "  beat_ms BIGINT NOT NULL);"},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

@@ -121,6 +121,16 @@ static const sqlite_migration migrations[] = {
      "  repo TEXT NOT NULL,"
      "  usd REAL NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (day, repo)) WITHOUT ROWID;"},
+    {9, "the nodes sharing the store, by their heartbeats (farm/store/sqlite_node.c)",
+     "CREATE TABLE node ("
+     "  id TEXT PRIMARY KEY,"
+     "  host TEXT NOT NULL,"
+     "  role TEXT NOT NULL,"
+     "  pid INTEGER NOT NULL,"
+     "  slots INTEGER NOT NULL DEFAULT 0,"
+     "  running INTEGER NOT NULL DEFAULT 0,"
+     "  started_ms INTEGER NOT NULL,"
+     "  beat_ms INTEGER NOT NULL);"},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

@@ -26,6 +26,7 @@
 #include "store.h"
 #include "store_digest.h"
 #include "store_job.h"
+#include "store_node.h"
 #include "store_outbox.h"
 #include "store_stream.h"
 
@@ -184,6 +185,13 @@ typedef struct store_stream_ops {
                         sdb_record_fn fn, void *arg);
 } store_stream_ops;
 
+/* store_node.h: the nodes' heartbeats. */
+typedef struct store_node_ops {
+    int (*beat)(store *s, const store_node *n);
+    int (*remove)(store *s, const char *id);
+    int (*list)(store_node **out, size_t *n, store *s);
+} store_node_ops;
+
 /* store_inspect.h: any SQL, JSON in and out (tests, diagnostics). */
 typedef struct store_inspect_ops {
     int (*query_json)(struct json_t **rows, store *s, const char *sql, const struct json_t *params);
@@ -223,6 +231,7 @@ struct store_backend {
     const store_digest_ops *digest;
     const store_stream_ops *stream;
     const store_inspect_ops *inspect;
+    const store_node_ops *node;
     /* store_local.h: fill a local tracker backend over s. */
     void (*local_backend)(struct local_backend *out, store *s);
 };

@@ -9,7 +9,8 @@
  * Tables go in the order their foreign keys need. Binary columns (stream
  * records) travel as hex: hex() on SQLite, decode(.., 'hex') on
  * PostgreSQL. Last, each id sequence of the target is set past the ids
- * copied, so new rows do not collide with old ones.
+ * copied, so new rows do not collide with old ones. The node table is not
+ * copied: its rows are heartbeats of processes that use the source.
  */
 #include "store_backend.h"
 #include "store_copy.h"

@@ -23,6 +23,7 @@
 #include "farm/config/config.h"
 #include "farm/store/store_copy.h"
 #include "farm/store/store_inspect.h"
+#include "farm/store/store_node.h"
 #include "farm/store/store_run.h"
 #include "support/store_backend_test.h"
 
@@ -1169,6 +1170,54 @@ static void copy_to_postgres(void **state)
     tmpdir_remove(pdir);
 }
 
+/* The nodes' heartbeats: a beat creates the row, the next updates it (its
+ * start stays), a remove takes it away; a bad node is refused. */
+static void nodes_beat_and_leave(void **state)
+{
+    fixture *f = *state;
+    store_node a = {.id = "host-a:1:aa",
+                    .host = "host-a",
+                    .role = "serve",
+                    .pid = 1,
+                    .slots = 4,
+                    .running = 0,
+                    .started_ms = 1000};
+    store_node b = {.id = "host-b:2:bb",
+                    .host = "host-b",
+                    .role = "serve",
+                    .pid = 2,
+                    .slots = 2,
+                    .running = 1,
+                    .started_ms = 2000};
+    store_node *v = NULL;
+    size_t n = 0;
+
+    assert_int_equal(store_node_list(&v, &n, f->s), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_node_beat(f->s, &a), 0);
+    assert_int_equal(store_node_beat(f->s, &b), 0);
+    a.running = 3;
+    a.started_ms = 99; /* ignored on an update */
+    assert_int_equal(store_node_beat(f->s, &a), 0);
+    assert_int_equal(store_node_list(&v, &n, f->s), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].id, "host-a:1:aa"); /* the latest beat first */
+    assert_int_equal(v[0].running, 3);
+    assert_int_equal(v[0].started_ms, 1000);
+    assert_int_equal(v[0].slots, 4);
+    assert_string_equal(v[1].host, "host-b");
+    assert_true(v[0].beat_ms >= v[1].beat_ms);
+    store_node_list_free(v, n);
+
+    assert_int_equal(store_node_remove(f->s, "host-a:1:aa"), 0);
+    assert_int_equal(store_node_list(&v, &n, f->s), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].id, "host-b:2:bb");
+    store_node_list_free(v, n);
+    store_node bad = {.id = "", .host = "h", .role = "serve"};
+    assert_int_equal(store_node_beat(f->s, &bad), FARM_EINVALID);
+}
+
 int main(void)
 {
     log_set_level(LOG_ERROR);
@@ -1184,6 +1233,7 @@ int main(void)
         cmocka_unit_test(unreachable_postgres_is_an_error),
         cmocka_unit_test(store_url_comes_from_the_config),
         cmocka_unit_test(copy_to_postgres),
+        cmocka_unit_test_setup_teardown(nodes_beat_and_leave, setup, teardown),
         cmocka_unit_test_setup_teardown(delivery_id_is_unique_per_tracker, setup, teardown),
         cmocka_unit_test_setup_teardown(delivery_list_filters_and_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(one_active_session_per_issue, setup, teardown),
