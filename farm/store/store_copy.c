@@ -28,7 +28,7 @@
 
 typedef struct copy_table {
     const char *name;
-    const char *keys[4]; /* the primary key's columns, NULL-terminated */
+    const char *keys[5]; /* the primary key's columns, NULL-terminated */
     const char *serial;  /* the id column with a sequence on PostgreSQL, or NULL */
     const char *blob;    /* a binary column, copied as hex, or NULL */
     const char *cols;    /* the other columns when there is one (NULL: all) */
