@@ -258,7 +258,7 @@ static void node_beat(scheduler *sc, size_t at_work)
     host[sizeof(host) - 1] = '\0';
     store_node n = {.id = sc->owner,
                     .host = host,
-                    .role = (char *)"serve",
+                    .role = sc->role,
                     .pid = (int64_t)getpid(),
                     .slots = sc->lim.value[SCALING_MAX_AGENTS],
                     .running = (int64_t)at_work,
@@ -526,6 +526,8 @@ int scheduler_start(farm *f, const scheduler_options *opts)
         return rc;
     }
     sc->started_ms = clock_wall_ms();
+    snprintf(sc->role, sizeof(sc->role), "%s", sc->o.role ? sc->o.role : "serve");
+    sc->o.role = NULL;  /* copied */
     sc->o.owner = NULL; /* copied */
     pthread_mutex_init(&sc->lock, NULL);
     sched_cond_init_mono(&sc->kick);

@@ -42,6 +42,7 @@ struct scheduler {
     farm *f;
     scheduler_options o;
     char owner[128];
+    char role[16]; /* "serve" or "worker" (store_node.h) */
 
     pthread_mutex_t lock;
     pthread_cond_t kick;      /* the scheduler thread waits here */
