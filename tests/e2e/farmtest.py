@@ -75,8 +75,12 @@ def pg_schema_url():
     p = subprocess.run(["psql", "-q", "-X", pg_url(), "-c", "CREATE SCHEMA " + schema],
                        capture_output=True, timeout=60)
     if p.returncode != 0:
-        raise AssertionError("cannot create a schema in the test PostgreSQL: " +
-                             p.stderr.decode("utf-8", "replace"))
+        why = "cannot create a schema in the test PostgreSQL: " + p.stderr.decode("utf-8",
+                                                                                 "replace")
+        if os.environ.get("CI") != "true":  # no PostgreSQL here: skipped (ctest: 77)
+            print("# skipped: " + why, flush=True)
+            os._exit(77)
+        raise AssertionError(why)
     sep = "&" if "?" in pg_url() else "?"
     return pg_url() + sep + "options=-csearch_path%3D" + schema
 
