@@ -173,6 +173,55 @@ fail:
     return -1;
 }
 
+int worker_start(serve_state *out, config *cfg)
+{
+    scheduler_options so = SCHEDULER_OPTIONS_INIT;
+    int lvl = log_level_parse(cfg->log_level);
+
+    memset(out, 0, sizeof(*out));
+    if (lvl >= 0)
+        log_set_level((log_level)lvl);
+    if (farm_reach_check(cfg) != 0) {
+        fprintf(stderr, "farm: %s\n", farm_error_last());
+        config_free(cfg);
+        return -1;
+    }
+    sigemptyset(&out->signals);
+    sigaddset(&out->signals, SIGINT);
+    sigaddset(&out->signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &out->signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    http_global_init();
+    if (farm_open(&out->f, cfg) != 0) {
+        fprintf(stderr, "farm: cannot open the farm: %s\n", farm_error_last());
+        return -1;
+    }
+    if (outbox_start(out->f) != 0) {
+        fprintf(stderr, "farm: cannot start the outbox: %s\n", farm_error_last());
+        goto fail;
+    }
+    if (check_sandbox(farm_config(out->f)) != 0)
+        goto fail;
+    if (farm_gateway_start(out->f) != 0) {
+        fprintf(stderr, "farm: cannot start the model gateway: %s\n", farm_error_last());
+        goto fail;
+    }
+    so.role = "worker";
+    if (scheduler_start(out->f, &so) != 0) {
+        fprintf(stderr, "farm: cannot start the scheduler: %s\n", farm_error_last());
+        goto fail;
+    }
+    log_info("working", "version", FARM_VERSION, "data_dir", farm_config(out->f)->data_dir);
+    fprintf(stderr, "farm: worker running (no HTTP)\n");
+    return 0;
+fail:
+    scheduler_stop(out->f);
+    outbox_stop(out->f);
+    farm_close(out->f);
+    out->f = NULL;
+    return -1;
+}
+
 int serve_wait(serve_state *s, void (*tick)(void *arg), void *arg, int tick_ms)
 {
     int sig = 0;

@@ -32,6 +32,12 @@ typedef struct serve_state {
  * it with serve_stop()), or -1. */
 int serve_start(serve_state *out, config *cfg, const server_options *sopt, int intake_only);
 
+/* `farm worker`: the same start-up without the HTTP side (no listen
+ * address, no server, no daily digest): open the farm, start the outbox,
+ * check the sandbox, start the gateway and the scheduler, whose node row
+ * says "worker". Takes cfg as serve_start() does. Returns 0 or -1. */
+int worker_start(serve_state *out, config *cfg);
+
 /* Wait for SIGINT or SIGTERM. With tick non-NULL, call tick(arg) every
  * tick_ms meanwhile (on this thread). Returns the signal taken. */
 int serve_wait(serve_state *s, void (*tick)(void *arg), void *arg, int tick_ms);

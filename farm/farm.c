@@ -175,7 +175,8 @@ int farm_open(farm **out, config *cfg)
     f->cfg = cfg;
     if ((rc = data_dir_create(cfg->data_dir)))
         goto out;
-    if ((rc = store_open(&f->store, cfg->data_dir)))
+    if ((rc = store_open_password(&f->store, cfg->store.url ? cfg->store.url : "sqlite:",
+                                  cfg->store.password, cfg->data_dir)))
         goto out;
     if ((rc = stream_hub_open(&f->streams, f->store, NULL)))
         goto out;

@@ -144,6 +144,7 @@ int route_api_scaling_put(web_request *req);     /* PUT /api/scaling */
 int route_api_status(web_request *req);          /* GET /api/status */
 int route_api_budgets(web_request *req);         /* GET /api/budgets (route_budgets.c) */
 int route_api_budgets_put(web_request *req);     /* PUT or PATCH /api/budgets */
+int route_api_nodes(web_request *req);           /* GET /api/nodes (route_nodes.c) */
 int route_api_session_cancel(web_request *req);  /* POST /api/sessions/{id}/cancel */
 int route_api_digest(web_request *req);          /* GET /api/digest (route_digest.c) */
 int route_ui_queue(web_request *req);            /* GET / (route_ui.c) */

@@ -38,6 +38,7 @@ static const web_route routes[] = {
     {"GET", "/api/budgets", "api_budgets", route_api_budgets, 0, AUTH_VIEWER, NULL},
     {"PUT", "/api/budgets", "api_budgets", route_api_budgets_put, WEB_BODY, AUTH_ADMIN, NULL},
     {"PATCH", "/api/budgets", "api_budgets", route_api_budgets_put, WEB_BODY, AUTH_ADMIN, NULL},
+    {"GET", "/api/nodes", "api_nodes", route_api_nodes, 0, AUTH_VIEWER, NULL},
     {"POST", "/api/sessions/*/cancel", "api_session_cancel", route_api_session_cancel, WEB_BODY,
      AUTH_MEMBER, NULL},
     {"GET", "/v1/stream/**", "stream", route_stream, 0, AUTH_VIEWER, NULL},

@@ -27,11 +27,11 @@
 #define CONFIG_FILE_MAX (4u << 20)
 #define ERRORS_MAX      (64 * 1024)
 
-static const char *const top_keys[] = {"listen",  "data_dir", "public_url", "log_level",
-                                       "github",  "azure",    "scaling",    "sandbox",
-                                       "agent",   "tokens",   "repos",      "max_body_bytes",
-                                       "budgets", "bot",      "digest",     "review",
-                                       "http",    "ci",       "git",        NULL};
+static const char *const top_keys[] = {
+    "listen", "data_dir", "public_url", "log_level",      "github",  "azure", "scaling", "sandbox",
+    "agent",  "tokens",   "repos",      "max_body_bytes", "budgets", "bot",   "digest",  "review",
+    "http",   "ci",       "git",        "store",          NULL};
+static const char *const store_keys[] = {"url", "password", NULL};
 static const char *const github_keys[] = {
     "api_url", "token", "app_id", "app_private_key", "webhook_secret", "bot_login", NULL};
 static const char *const azure_keys[] = {"org_url",        "token",
@@ -795,6 +795,39 @@ static void load_digest(cc *c, config *cfg, json_t *o)
                  cfg->digest.repo, cfg->digest.tracker);
 }
 
+/* store: where the farm keeps its state. A password is a secret like any
+ * other (store.password, "env:" or "file:"), never part of the URL, which
+ * is logged and shown. */
+static void load_store(cc *c, config *cfg, json_t *o)
+{
+    const char *u;
+
+    if (o)
+        cc_unknown_keys(c, o, "store", store_keys);
+    cc_string(c, o, "store", "url", &cfg->store.url, "sqlite:", 0);
+    if (o)
+        cc_secret(c, o, "store", "password", &cfg->store.password, 0);
+    if (!(u = cfg->store.url))
+        return;
+    if (!strncmp(u, "postgres://", 11) || !strncmp(u, "postgresql://", 13)) {
+        const char *auth = strchr(u, '/') + 2, *at = strchr(auth, '@'), *slash = strchr(auth, '/');
+        const char *colon = strchr(auth, ':');
+        if (at && (!slash || at < slash) && colon && colon < at)
+            cc_error(c, "store.url",
+                     "holds a password: give it as store.password"
+                     " (\"env:NAME\" or \"file:PATH\") instead");
+        if (strstr(u, "password="))
+            cc_error(c, "store.url", "holds a password: give it as store.password instead");
+    } else if (strchr(u, '=') && (!strchr(u, ':') || strchr(u, '=') < strchr(u, ':'))) {
+        if (strstr(u, "password"))
+            cc_error(c, "store.url", "holds a password: give it as store.password instead");
+    } else if (strcmp(u, "sqlite:") != 0) {
+        cc_error(c, "store.url",
+                 "expected \"sqlite:\", a postgres:// URL or a libpq connection string"
+                 " (\"host=... dbname=...\")");
+    }
+}
+
 /* ---- the whole file -------------------------------------------------------- */
 
 static void load_root(cc *c, config *cfg, json_t *root)
@@ -836,6 +869,7 @@ static void load_root(cc *c, config *cfg, json_t *root)
     load_review(c, cfg, cc_object(c, root, "", "review"));
     load_ci(c, cfg, cc_object(c, root, "", "ci"));
     load_http(c, cfg, cc_object(c, root, "", "http"));
+    load_store(c, cfg, cc_object(c, root, "", "store"));
     if ((o = json_object_get(root, "tokens")) && !json_is_null(o))
         load_tokens(c, cfg, o);
     if ((o = json_object_get(root, "repos")) && !json_is_null(o))
@@ -1025,6 +1059,8 @@ void config_free(config *c)
     free(c->data_dir);
     free(c->public_url);
     free(c->log_level);
+    free(c->store.url);
+    free_secret(c->store.password);
     free(c->github.api_url);
     free_secret(c->github.token);
     free_secret(c->github.app_private_key);

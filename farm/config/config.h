@@ -97,6 +97,12 @@ typedef struct config {
     char *log_level;  /* "info" */
 
     struct {
+        char *url;      /* "sqlite:" (the default: <data_dir>/farm.db), "postgres://..." or
+                           a libpq connection string */
+        char *password; /* store.password: the server's (resolved secret), or NULL */
+    } store;
+
+    struct {
         int enabled;           /* a "github" section is present */
         char *api_url;         /* "https://api.github.com" */
         char *token;           /* PAT (resolved secret), or NULL with an App */

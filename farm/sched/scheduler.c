@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "farm/store/store_job.h"
+#include "farm/store/store_node.h"
 #include "farm/store/store_run.h"
 
 #include <assert.h>
@@ -248,6 +249,24 @@ static void stop_job(scheduler *sc, int64_t id, int stop)
     }
 }
 
+/* This process's row among the nodes sharing the store (store_node.h). */
+static void node_beat(scheduler *sc, size_t at_work)
+{
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "localhost");
+    host[sizeof(host) - 1] = '\0';
+    store_node n = {.id = sc->owner,
+                    .host = host,
+                    .role = sc->role,
+                    .pid = (int64_t)getpid(),
+                    .slots = sc->lim.value[SCALING_MAX_AGENTS],
+                    .running = (int64_t)at_work,
+                    .started_ms = sc->started_ms};
+    if (store_node_beat(sc->f->store, &n) != 0)
+        log_warn("cannot record this node's heartbeat", "error", farm_error_last());
+}
+
 static void heartbeat(scheduler *sc)
 {
     running r;
@@ -256,6 +275,7 @@ static void heartbeat(scheduler *sc)
     pthread_mutex_lock(&sc->lock);
     running_get(&r, sc);
     pthread_mutex_unlock(&sc->lock);
+    node_beat(sc, r.n);
     if (r.n == 0)
         return;
     if (store_job_lease_extend(lost, sc->f->store, sc->owner, r.job, r.n, sc->o.lease_ms) != 0) {
@@ -505,6 +525,9 @@ int scheduler_start(farm *f, const scheduler_options *opts)
         free(sc);
         return rc;
     }
+    sc->started_ms = clock_wall_ms();
+    snprintf(sc->role, sizeof(sc->role), "%s", sc->o.role ? sc->o.role : "serve");
+    sc->o.role = NULL;  /* copied */
     sc->o.owner = NULL; /* copied */
     pthread_mutex_init(&sc->lock, NULL);
     sched_cond_init_mono(&sc->kick);
@@ -584,6 +607,10 @@ void scheduler_stop(farm *f)
         free(sc->slots[i]);
     }
     sc->nslots = 0;
+    /* a clean stop leaves no node row behind (a crash leaves one whose
+     * heartbeat ages: `farm nodes` shows it) */
+    if (store_node_remove(sc->f->store, sc->owner) != 0)
+        log_warn("cannot remove this node's row", "error", farm_error_last());
     scheduler_free(sc);
     log_info("scheduler stopped");
 }

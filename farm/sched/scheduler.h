@@ -69,12 +69,13 @@ typedef struct scheduler_options {
                             the preparation (a mirror fetch) does not slow the run's own
                             start: 1000 */
     const char *owner;   /* lease owner id; NULL: "host:pid:random" */
+    const char *role;    /* this process's role among the nodes (store_node.h): NULL: "serve" */
 } scheduler_options;
 
 #define SCHEDULER_OPTIONS_INIT                                                                     \
     {                                                                                              \
         NULL, NULL, NULL, NULL, NULL, 512, 1000, 30000, 10000, 0, 30000, 900000, 5, 300000, 1000,  \
-            NULL                                                                                   \
+            NULL, NULL                                                                             \
     }
 
 /* Start f's scheduler (opts may be NULL for the defaults; the strings in it

@@ -42,6 +42,7 @@ struct scheduler {
     farm *f;
     scheduler_options o;
     char owner[128];
+    char role[16]; /* "serve" or "worker" (store_node.h) */
 
     pthread_mutex_t lock;
     pthread_cond_t kick;      /* the scheduler thread waits here */
@@ -61,6 +62,7 @@ struct scheduler {
 
     scaling_limits lim;
     int64_t last_heartbeat_ms;
+    int64_t started_ms;             /* clock_wall_ms() at start: the node's row (store_node.h) */
     int64_t notified[NOTIFIED_MAX]; /* jobs given their "waiting" event (a ring) */
     size_t nnotified;
     uint64_t jobs_started, admission_waits, leases_lost;

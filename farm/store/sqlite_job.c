@@ -212,7 +212,9 @@ static int lease_fn(store_tx *tx, void *arg)
     rc = sqlite_tx_stmt(&st, tx,
                         "UPDATE job SET state = 'leased', lease_owner = ?4,"
                         " lease_expires_ms = ?1 + ?5, attempts = attempts + 1, updated_ms = ?1"
-                        " WHERE id = (" NEXT_DUE_SQL ") RETURNING " JOB_COLUMNS);
+                        " WHERE id = (" NEXT_DUE_SQL ") AND (state = 'queued' AND"
+                        " not_before_ms <= ?1 OR state = 'leased' AND lease_expires_ms <= ?1)"
+                        " RETURNING " JOB_COLUMNS);
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, now);

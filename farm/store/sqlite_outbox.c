@@ -276,10 +276,12 @@ static int lease_write(store_tx *tx, void *arg)
         sqlite3_finalize(pick);
         pick = NULL;
         if (nids > 0) {
-            if ((rc = sqlite_prepare(&take, sqlite_tx_db(tx),
-                                     "UPDATE outbox SET lease_owner = ?, lease_expires_ms = ?,"
-                                     " attempts = attempts + 1, updated_ms = ?"
-                                     " WHERE id = ? AND state = 'pending' RETURNING " ENTRY_COLS)))
+            if ((rc =
+                     sqlite_prepare(&take, sqlite_tx_db(tx),
+                                    "UPDATE outbox SET lease_owner = ?, lease_expires_ms = ?,"
+                                    " attempts = attempts + 1, updated_ms = ?"
+                                    " WHERE id = ? AND state = 'pending' AND lease_expires_ms <= ?3"
+                                    " RETURNING " ENTRY_COLS)))
                 goto out;
             sqlite3_bind_text(take, 1, a->owner, -1, SQLITE_STATIC);
             sqlite3_bind_int64(take, 2, a->now + a->lease_ms);

@@ -129,6 +129,16 @@ static const sqlite_migration migrations[] = {
      "  PRIMARY KEY (name, labels)) WITHOUT ROWID;"},
     {10, "which agent preset a session runs (farm/store/sqlite_session.c)",
      "ALTER TABLE session ADD COLUMN agent TEXT;"},
+    {11, "the nodes sharing the store, by their heartbeats (farm/store/sqlite_node.c)",
+     "CREATE TABLE node ("
+     "  id TEXT PRIMARY KEY,"
+     "  host TEXT NOT NULL,"
+     "  role TEXT NOT NULL,"
+     "  pid INTEGER NOT NULL,"
+     "  slots INTEGER NOT NULL DEFAULT 0,"
+     "  running INTEGER NOT NULL DEFAULT 0,"
+     "  started_ms INTEGER NOT NULL,"
+     "  beat_ms INTEGER NOT NULL);"},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

@@ -648,12 +648,13 @@ static void release(sqlite_store *s)
 }
 
 /* url is "sqlite:" and nothing more: the database is <dir>/farm.db. */
-static int open_store(store *st, const char *url, const char *dir)
+static int open_store(store *st, const char *url, const char *dir, const char *password)
 {
     sqlite_store *s = NULL;
     int rc = 0;
     size_t n;
 
+    (void)password; /* a file of the data directory: no password */
     if (strcmp(url, "sqlite:") != 0) {
         farm_error_set("store: the sqlite backend keeps its database in the data directory;"
                        " give \"sqlite:\" with nothing after it");
@@ -756,4 +757,5 @@ const store_backend store_backend_sqlite = {
     .stream = &sqlite_stream_ops,
     .inspect = &sqlite_inspect_ops,
     .local_backend = sqlite_local_backend,
+    .node = &sqlite_node_ops,
 };

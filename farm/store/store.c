@@ -17,7 +17,16 @@
 #include <string.h>
 
 /* The backends built in; the first is store_open()'s. */
-static const store_backend *const backends[] = {&store_backend_sqlite, NULL};
+static const store_backend *const backends[] = {&store_backend_sqlite, &store_backend_pg, NULL};
+
+/* Whether url is a libpq connection string ("host=/run/postgresql
+ * dbname=farm"): keyword=value pairs, no scheme. */
+static int is_conninfo(const char *url)
+{
+    const char *eq = strchr(url, '=');
+    const char *colon = strchr(url, ':');
+    return eq && (!colon || colon > eq);
+}
 
 /* ---- opening ------------------------------------------------------------- */
 
@@ -28,12 +37,20 @@ static int backend_find(const store_backend **out, const char *url)
     size_t len;
 
     *out = NULL;
+    if (url && is_conninfo(url)) {
+        *out = &store_backend_pg;
+        return 0;
+    }
     if (!colon || colon == url) {
         farm_error_set("store: a store URL starts with its backend's name and a colon"
-                       " (known: sqlite:)");
+                       " (known: sqlite:, postgres://)");
         return FARM_EINVALID;
     }
     len = (size_t)(colon - url);
+    if (len == strlen("postgresql") && !strncmp(url, "postgresql", len)) {
+        *out = &store_backend_pg; /* libpq's other spelling */
+        return 0;
+    }
     for (size_t i = 0; backends[i]; i++) {
         if (strlen(backends[i]->name) == len && !strncmp(backends[i]->name, url, len)) {
             *out = backends[i];
@@ -41,11 +58,17 @@ static int backend_find(const store_backend **out, const char *url)
         }
     }
     /* only the scheme is repeated: the rest of a URL may hold a password */
-    farm_error_set("store: no backend \"%.*s\" (known: sqlite)", (int)(len > 32 ? 32 : len), url);
+    farm_error_set("store: no backend \"%.*s\" (known: sqlite, postgres)",
+                   (int)(len > 32 ? 32 : len), url);
     return FARM_EINVALID;
 }
 
 int store_open_url(store **out, const char *url, const char *dir)
+{
+    return store_open_password(out, url, NULL, dir);
+}
+
+int store_open_password(store **out, const char *url, const char *password, const char *dir)
 {
     const store_backend *be = NULL;
     store *s;
@@ -59,7 +82,7 @@ int store_open_url(store **out, const char *url, const char *dir)
         return FARM_ENOMEM;
     }
     s->be = be;
-    if ((rc = be->open(s, url, dir))) {
+    if ((rc = be->open(s, url, dir, password))) {
         free(s);
         return rc;
     }

@@ -50,9 +50,16 @@ int store_open(store **out, const char *dir);
 /* store_open() with the backend named by url's scheme: "sqlite:" (nothing
  * after the colon) is store_open(out, dir). dir is the data directory; a
  * backend may keep nothing in it. An unknown scheme is refused with
- * FARM_EINVALID ("store: no backend \"x\" (known: sqlite)"); otherwise
+ * FARM_EINVALID ("store: no backend \"x\" (known: sqlite, postgres)"); otherwise
  * returns what store_open() does. */
 int store_open_url(store **out, const char *url, const char *dir);
+
+/* store_open_url() with a password for the backend (store.password: a
+ * PostgreSQL server's), kept out of the URL so that no log or error
+ * repeats it; NULL for none. "postgres://..." and "postgresql://..." URLs
+ * and libpq connection strings ("host=... dbname=...") open PostgreSQL;
+ * dir is then unused. */
+int store_open_password(store **out, const char *url, const char *password, const char *dir);
 
 /* Let queued writes finish, stop the writer thread and close every
  * connection. NULL is accepted. */

@@ -12,6 +12,7 @@
 #include "store_digest.h"
 #include "store_job.h"
 #include "store_local.h"
+#include "store_node.h"
 #include "store_outbox.h"
 #include "store_review.h"
 #include "store_run.h"
@@ -65,6 +66,33 @@ int store_job_session_stopping(int *out, store *s, int64_t session_id)
 int store_job_count_by_state(store_count **out, size_t *n, store *s)
 {
     return s->be->job->count_by_state(out, n, s);
+}
+
+/* ---- nodes (store_node.h) ------------------------------------------------- */
+
+int store_node_beat(store *s, const store_node *n)
+{
+    return s->be->node->beat(s, n);
+}
+
+int store_node_remove(store *s, const char *id)
+{
+    return s->be->node->remove(s, id);
+}
+
+int store_node_list(store_node **out, size_t *n, store *s)
+{
+    return s->be->node->list(out, n, s);
+}
+
+void store_node_list_free(store_node *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) {
+        free(v[i].id);
+        free(v[i].host);
+        free(v[i].role);
+    }
+    free(v);
 }
 
 /* ---- settings (store_job.h) ---------------------------------------------- */

@@ -6,7 +6,8 @@
  * store_tx and struct stream_tx; it calls nothing. The front (store.c,
  * store_areas.c, store_inspect.c) includes it to choose a backend and hand
  * every call over in one indirect call; each backend (today sqlite_*.c,
- * behind sqlite_internal.h) includes it to fill one table. Nothing outside
+ * behind sqlite_internal.h, and pg_*.c behind pg_internal.h) includes it
+ * to fill one table. Nothing outside
  * farm/store includes it.
  *
  * An entry is named after the public call without its "store_" and area
@@ -25,6 +26,7 @@
 #include "store.h"
 #include "store_digest.h"
 #include "store_job.h"
+#include "store_node.h"
 #include "store_outbox.h"
 #include "store_run.h"
 #include "store_stream.h"
@@ -191,6 +193,13 @@ typedef struct store_stream_ops {
                         sdb_record_fn fn, void *arg);
 } store_stream_ops;
 
+/* store_node.h: the nodes' heartbeats. */
+typedef struct store_node_ops {
+    int (*beat)(store *s, const store_node *n);
+    int (*remove)(store *s, const char *id);
+    int (*list)(store_node **out, size_t *n, store *s);
+} store_node_ops;
+
 /* store_inspect.h: any SQL, JSON in and out (tests, diagnostics). */
 typedef struct store_inspect_ops {
     int (*query_json)(struct json_t **rows, store *s, const char *sql, const struct json_t *params);
@@ -202,10 +211,11 @@ struct store_backend {
     const char *name; /* the URL scheme that chooses it: "sqlite" for "sqlite:" */
 
     /* Open the store url names (the whole URL, scheme included) for the data
-     * directory dir, bring its schema up to date and start whatever serves
-     * the writes; set s->impl (s->be is set already). On failure s->impl is
-     * left NULL, the error is set and the code returned (store_open()'s). */
-    int (*open)(store *s, const char *url, const char *dir);
+     * directory dir, with password (NULL: none, or the URL's own), bring its
+     * schema up to date and start whatever serves the writes; set s->impl
+     * (s->be is set already). On failure s->impl is left NULL, the error is
+     * set and the code returned (store_open()'s). */
+    int (*open)(store *s, const char *url, const char *dir, const char *password);
     /* Finish queued writes and release s->impl (store_close()). */
     void (*close)(store *s);
 
@@ -229,11 +239,13 @@ struct store_backend {
     const store_digest_ops *digest;
     const store_stream_ops *stream;
     const store_inspect_ops *inspect;
+    const store_node_ops *node;
     /* store_local.h: fill a local tracker backend over s. */
     void (*local_backend)(struct local_backend *out, store *s);
 };
 
-/* The backends built in (sqlite_store.c ...). */
+/* The backends built in (sqlite_store.c, pg_store.c). */
 extern const store_backend store_backend_sqlite;
+extern const store_backend store_backend_pg;
 
 #endif

@@ -217,7 +217,10 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    if (store_open(&s, dir)) {
+    /* a farm whose store is not its data directory's (store.url): the
+     * e2e tests on PostgreSQL (tests/e2e/farmtest.py) name it here */
+    const char *url = getenv("FARM_PROBE_STORE_URL");
+    if (store_open_url(&s, url && *url ? url : "sqlite:", dir)) {
         fprintf(stderr, "farm-store-probe: %s\n", farm_error_last());
         json_decref(params);
         return 1;

@@ -20,6 +20,7 @@
 #include "farm/store/store_outbox.h"
 #include "farm/report/trackers.h"
 #include "vcs/tracker/tracker.h"
+#include "support/store_backend_test.h"
 
 #include <ftw.h>
 #include <jansson.h>
@@ -187,7 +188,13 @@ static farm *farm_on(fixture *fx, const char *fmt, ...)
         buf_append(&t, p, (size_t)(hit - p));
         buf_puts(&t, fx->dir);
     }
-    snprintf(text, sizeof text, "%s", buf_cstr(&t));
+    /* the store under test (tests/unit/support/store_backend_test.h) */
+    const char *brace = strchr(buf_cstr(&t), '{');
+    if (brace)
+        snprintf(text, sizeof text, "%.*s%s%s", (int)(brace - buf_cstr(&t) + 1), buf_cstr(&t),
+                 test_store_config(fx->dir), brace + 1);
+    else
+        snprintf(text, sizeof text, "%s", buf_cstr(&t));
     buf_free(&t);
     snprintf(path, sizeof path, "%s/farm.json", fx->dir);
     FILE *fp = fopen(path, "w");

@@ -16,6 +16,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "farm/config/config.h"
+#include "support/store_backend_test.h"
 #include "farm/farm.h"
 #include "farm/sched/scaling.h"
 #include "farm/sched/scheduler.h"
@@ -232,7 +233,7 @@ static int setup(void **state)
     snprintf(fx->cfg_path, sizeof(fx->cfg_path), "%s/farm.json", fx->dir);
     FILE *fp = fopen(fx->cfg_path, "w");
     fprintf(fp,
-            "{ \"data_dir\": \"%s/data\","
+            "{ %s \"data_dir\": \"%s/data\","
             "  \"scaling\": { \"max_agents\": 3, \"max_per_repo\": 3, \"min_warm\": 0,"
             "                 \"idle_timeout_s\": 60 },"
             "  \"github\": { \"bot_login\": \"farm-bot\" },"
@@ -240,7 +241,7 @@ static int setup(void **state)
             "  \"repos\": ["
             "    { \"name\": \"octo/a\", \"tracker\": \"github\", \"clone_url\": \"x\" },"
             "    { \"name\": \"octo/b\", \"tracker\": \"github\", \"clone_url\": \"x\" } ] }",
-            fx->dir);
+            test_store_config(fx->dir), fx->dir);
     fclose(fp);
     if (!(fx->f = farm_make(fx->cfg_path)))
         return -1;

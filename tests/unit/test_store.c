@@ -21,7 +21,12 @@
 #include "farm/store/sqlite_internal.h"
 #include "farm/store/store.h"
 #include "farm/store/store_hold.h"
+#include "farm/config/config.h"
+#include "farm/store/store_copy.h"
+#include "farm/store/store_inspect.h"
+#include "farm/store/store_node.h"
 #include "farm/store/store_run.h"
+#include "support/store_backend_test.h"
 
 #include <ftw.h>
 #include <pthread.h>
@@ -61,7 +66,7 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     f->dir = tmpdir_make();
-    if (store_open(&f->s, f->dir) != 0) {
+    if (test_store_open(&f->s, f->dir) != 0) {
         fprintf(stderr, "store_open: %s\n", farm_error_last());
         return -1;
     }
@@ -144,6 +149,8 @@ static void fresh_store_reaches_latest_schema(void **state)
 
 static void old_schema_is_upgraded_keeping_data(void **state)
 {
+    if (test_store_is_pg())
+        skip(); /* SQLite's own: its file, its writer thread */
     char *dir = tmpdir_make(), *path = NULL;
     sqlite3 *db = NULL;
     store *s = NULL;
@@ -196,6 +203,8 @@ static int write_draft(store_tx *tx, void *arg)
 
 static void sessions_gain_the_draft_columns(void **state)
 {
+    if (test_store_is_pg())
+        skip(); /* SQLite's own: its file, its writer thread */
     char *dir = tmpdir_make(), *path = NULL;
     sqlite3 *db = NULL;
     store *s = NULL;
@@ -335,6 +344,8 @@ static void holds_and_the_session_agent(void **state)
 
 static void newer_schema_is_refused(void **state)
 {
+    if (test_store_is_pg())
+        skip(); /* SQLite's own: its file, its writer thread */
     char *dir = tmpdir_make(), *path = NULL, sql[64];
     sqlite3 *db = NULL;
     store *s = NULL;
@@ -359,6 +370,8 @@ static void newer_schema_is_refused(void **state)
 
 static void missing_directory_is_an_error(void **state)
 {
+    if (test_store_is_pg())
+        skip(); /* SQLite's own: its file, its writer thread */
     store *s = NULL;
     int rc = store_open(&s, "/nonexistent-farm-dir/sub");
     assert_int_equal(rc, FARM_EIO);
@@ -368,6 +381,8 @@ static void missing_directory_is_an_error(void **state)
 
 static void backend_is_chosen_by_url(void **state)
 {
+    if (test_store_is_pg())
+        skip(); /* SQLite's own: its file, its writer thread */
     char *dir = tmpdir_make();
     store *s = NULL;
     int v = 0;
@@ -388,13 +403,115 @@ static void backend_is_chosen_by_url(void **state)
     tmpdir_remove(dir);
 }
 
+/* The PostgreSQL store's schema version lives in farm_schema: one written
+ * by a newer farm is refused, as SQLite's user_version is. */
+static void newer_pg_schema_is_refused(void **state)
+{
+    if (!test_store_is_pg())
+        skip(); /* newer_schema_is_refused covers SQLite */
+    char *dir = tmpdir_make();
+    store *s = NULL;
+    int64_t changes = 0;
+    json_t *params = json_pack("[i]", store_schema_latest() + 3);
+    char want[128];
+
+    assert_int_equal(test_store_open(&s, dir), 0);
+    assert_int_equal(store_exec_json(&changes, s, "UPDATE farm_schema SET version = ?", params), 0);
+    assert_int_equal(changes, 1);
+    json_decref(params);
+    store_close(s);
+    s = NULL;
+    assert_int_equal(test_store_open(&s, dir), FARM_ENEWER);
+    assert_null(s);
+    snprintf(want, sizeof(want),
+             "the PostgreSQL store was written by a newer farm (schema %d > %d); upgrade farm",
+             store_schema_latest() + 3, store_schema_latest());
+    assert_string_equal(farm_error_last(), want);
+    tmpdir_remove(dir);
+}
+
+/* A server that cannot be reached: an error that says so and what to
+ * check, never the password. */
+static void unreachable_postgres_is_an_error(void **state)
+{
+    store *s = NULL;
+    assert_int_equal(store_open_password(&s, "postgresql:///farm?host=/nonexistent-farm-pg",
+                                         "hunter2-secret", "/tmp"),
+                     FARM_EIO);
+    assert_null(s);
+    assert_non_null(strstr(farm_error_last(), "cannot connect to PostgreSQL"));
+    assert_non_null(strstr(farm_error_last(), "store.url"));
+    assert_null(strstr(farm_error_last(), "hunter2"));
+    /* a libpq connection string chooses PostgreSQL too */
+    assert_int_equal(store_open_url(&s, "host=/nonexistent-farm-pg dbname=farm", "/tmp"), FARM_EIO);
+    assert_non_null(strstr(farm_error_last(), "cannot connect to PostgreSQL"));
+}
+
+static config *config_from(const char *dir, const char *text, char **errors)
+{
+    char path[512];
+    config *c = NULL;
+    snprintf(path, sizeof(path), "%s/farm.json", dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    *errors = NULL;
+    if (config_load(&c, path, errors))
+        return NULL;
+    return c;
+}
+
+/* store.url and store.password in the config file. */
+static void store_url_comes_from_the_config(void **state)
+{
+    char *dir = tmpdir_make(), *errors = NULL;
+    config *c;
+
+    c = config_from(dir, "{}", &errors);
+    assert_non_null(c);
+    assert_string_equal(c->store.url, "sqlite:");
+    assert_null(c->store.password);
+    config_free(c);
+
+    setenv("FARM_TEST_STORE_PASSWORD", "pw-from-env", 1);
+    c = config_from(dir,
+                    "{ \"store\": { \"url\": \"postgres://farm@db.internal/farm\","
+                    "  \"password\": \"env:FARM_TEST_STORE_PASSWORD\" } }",
+                    &errors);
+    assert_non_null(c);
+    assert_string_equal(c->store.url, "postgres://farm@db.internal/farm");
+    assert_string_equal(c->store.password, "pw-from-env");
+    config_free(c);
+
+    c = config_from(dir, "{ \"store\": { \"url\": \"host=/run/postgresql dbname=farm\" } }",
+                    &errors);
+    assert_non_null(c);
+    config_free(c);
+
+    /* a password in the URL is refused, and not repeated */
+    assert_null(config_from(dir, "{ \"store\": { \"url\": \"postgres://farm:s3cret@db/farm\" } }",
+                            &errors));
+    assert_non_null(strstr(errors, "store.url"));
+    assert_non_null(strstr(errors, "store.password"));
+    assert_null(strstr(errors, "s3cret"));
+    free(errors);
+    assert_null(config_from(dir, "{ \"store\": { \"url\": \"mysql://db/farm\" } }", &errors));
+    assert_non_null(strstr(errors, "store.url"));
+    free(errors);
+    assert_null(config_from(dir, "{ \"store\": { \"uri\": \"sqlite:\" } }", &errors));
+    assert_non_null(strstr(errors, "store.uri"));
+    free(errors);
+    tmpdir_remove(dir);
+}
+
 static void unknown_backend_is_refused(void **state)
 {
     store *s = NULL;
 
-    assert_int_equal(store_open_url(&s, "postgresql://farm:secret@db/farm", "/tmp"), FARM_EINVALID);
+    assert_int_equal(store_open_url(&s, "mysql://farm:secret@db/farm", "/tmp"), FARM_EINVALID);
     assert_null(s);
-    assert_string_equal(farm_error_last(), "store: no backend \"postgresql\" (known: sqlite)");
+    assert_string_equal(farm_error_last(), "store: no backend \"mysql\" (known: sqlite, postgres)");
     assert_null(strstr(farm_error_last(), "secret")); /* the rest of a URL is not repeated */
     assert_int_equal(store_open_url(&s, "farm.db", "/tmp"), FARM_EINVALID);
     assert_non_null(strstr(farm_error_last(), "backend's name and a colon"));
@@ -658,6 +775,8 @@ static int write_big(store_tx *tx, void *arg)
 
 static void full_disk_fails_the_write_not_the_store(void **state)
 {
+    if (test_store_is_pg())
+        skip(); /* SQLite's own: its file, its writer thread */
     fixture *f = *state;
     int64_t sid = session_new(f->s, "octo/app", 3), seq = 0;
     big_append a = {sid, malloc(2u << 20)};
@@ -786,8 +905,10 @@ static void concurrent_writes_share_commits(void **state)
     print_message("%llu writes in %llu commits (largest batch %llu)\n", (unsigned long long)writes,
                   (unsigned long long)commits, (unsigned long long)after.max_batch);
     assert_int_equal(writes, THREADS * PER_THREAD);
-    assert_true(commits < writes);
-    assert_true(after.max_batch > 1);
+    if (!test_store_is_pg()) { /* PostgreSQL commits each write on its own */
+        assert_true(commits < writes);
+        assert_true(after.max_batch > 1);
+    }
 
     /* every append landed, with dense seqs */
     store_event *ev = NULL;
@@ -835,6 +956,8 @@ static void *append_one(void *arg)
 
 static void batches_are_capped(void **state)
 {
+    if (test_store_is_pg())
+        skip(); /* SQLite's own: its file, its writer thread */
     fixture *f = *state;
     enum { N = STORE_BATCH_MAX + 44 };
     static pthread_t t[N];
@@ -993,7 +1116,7 @@ static void close_completes_queued_async_writes(void **state)
     assert_int_equal(probe.completed, N);
     assert_int_equal(probe.failed, 0);
 
-    assert_int_equal(store_open(&f->s, f->dir), 0);
+    assert_int_equal(test_store_open(&f->s, f->dir), 0);
     store_delivery_filter flt = STORE_DELIVERY_FILTER_INIT;
     flt.limit = STORE_LIST_MAX;
     store_delivery *d = NULL;
@@ -1007,6 +1130,8 @@ static void close_completes_queued_async_writes(void **state)
  * while writes keep coming. */
 static void checkpoints_keep_the_wal_bounded(void **state)
 {
+    if (test_store_is_pg())
+        skip(); /* SQLite's own: its file, its writer thread */
     fixture *f = *state;
     int64_t sid = session_new(f->s, "octo/app", 5);
     enum { N = 60, BODY = 512 << 10 };
@@ -1048,6 +1173,138 @@ static void checkpoints_keep_the_wal_bounded(void **state)
     store_event_list_free(e, n);
 }
 
+/* farm store copy: a SQLite store's every table lands in an empty
+ * PostgreSQL one, ids, binary stream records and all; the ids go on after
+ * the copied ones; a second copy into the now full target is refused. */
+static int64_t query_int(store *s, const char *sql)
+{
+    json_t *rows = NULL;
+    assert_int_equal(store_query_json(&rows, s, sql, NULL), 0);
+    json_t *row = json_array_get(rows, 0);
+    const char *k;
+    json_t *v;
+    int64_t n = -1;
+    json_object_foreach(row, k, v)
+    {
+        n = json_integer_value(v);
+        break;
+    }
+    json_decref(rows);
+    return n;
+}
+
+static void copy_to_postgres(void **state)
+{
+    if (!test_store_is_pg())
+        skip(); /* needs the PostgreSQL of the pg variant */
+    char *sdir = tmpdir_make(), *pdir = tmpdir_make();
+    store *src = NULL, *dst = NULL;
+    int64_t rows = 0, seq = 0;
+
+    assert_int_equal(store_open(&src, sdir), 0); /* SQLite */
+    int64_t a = session_new(src, "octo/app", 1), b = session_new(src, "octo/app", 2);
+    for (int i = 0; i < 1203; i++) /* more than two pages of the log */
+        assert_int_equal(store_event_append(&seq, src, a, "note", NULL, "{\"n\":1}"), 0);
+    assert_int_equal(store_event_append(&seq, src, b, "note", "octocat", "{\"s\":\"caf\u00e9\"}"),
+                     0);
+    const char *arrange[] = {
+        "INSERT INTO setting (key, value, updated_ms) VALUES ('scaling.max_agents', '3', 1)",
+        "INSERT INTO outbox (kind, session_id, idem_key, payload, created_ms, updated_ms)"
+        " VALUES ('comment', 1, 'k1', '{}', 1, 1)",
+        "INSERT INTO stream (path, content_type, created_ms, access_ms, tail)"
+        " VALUES ('raw', 'application/octet-stream', 1, 1, 3)",
+        "INSERT INTO stream_data (stream_id, pos, end_pos, data) VALUES (1, 0, 3, X'00ff10')",
+        "INSERT INTO local_item (repo, title, author, created_ms, updated_ms)"
+        " VALUES ('local/x', 'an issue', 'me', 1, 1)",
+        "INSERT INTO local_label (number, label) VALUES (1, 'Agent')",
+        "INSERT INTO local_reaction (number, comment_id, reaction, user, created_ms)"
+        " VALUES (1, 0, '+1', 'me', 1)",
+        "INSERT INTO model_spend (day, repo, usd) VALUES (20000, 'octo/app', 0.25)",
+        NULL};
+    for (int i = 0; arrange[i]; i++)
+        assert_int_equal(store_exec_json(NULL, src, arrange[i], NULL), 0);
+
+    assert_int_equal(test_store_open(&dst, pdir), 0);
+    assert_int_equal(store_copy(&rows, src, dst, NULL, NULL), 0);
+    assert_true(rows > 1204);
+    assert_int_equal(query_int(dst, "SELECT count(*) FROM event"), 1204 + 0);
+    assert_int_equal(query_int(dst, "SELECT max(seq) FROM event WHERE session_id = 1"), 1203);
+    assert_int_equal(query_int(dst, "SELECT count(*) FROM job"), 2);
+    assert_int_equal(query_int(dst, "SELECT count(*) FROM local_reaction"), 1);
+    assert_int_equal(query_int(dst, "SELECT count(*) FROM model_spend"), 1);
+    json_t *r = NULL;
+    assert_int_equal(
+        store_query_json(&r, dst, "SELECT encode(data, 'hex') AS h FROM stream_data", NULL), 0);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r, 0), "h")), "00ff10");
+    json_decref(r);
+    store_event *ev = NULL;
+    size_t n = 0;
+    assert_int_equal(store_event_list(&ev, &n, dst, b, 0, 0), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0].body, "{\"s\":\"caf\u00e9\"}");
+    assert_string_equal(ev[0].actor, "octocat");
+    store_event_list_free(ev, n);
+    /* new rows take ids after the copied ones */
+    assert_int_equal(store_write(dst, end_session, &a), 0);
+    assert_true(session_new(dst, "octo/app", 1) > b);
+
+    assert_int_equal(store_copy(&rows, src, dst, NULL, NULL), FARM_EEXISTS);
+    assert_non_null(strstr(farm_error_last(), "not empty"));
+    assert_int_equal(store_copy(&rows, dst, src, NULL, NULL), FARM_EINVALID);
+    store_close(dst);
+    store_close(src);
+    tmpdir_remove(sdir);
+    tmpdir_remove(pdir);
+}
+
+/* The nodes' heartbeats: a beat creates the row, the next updates it (its
+ * start stays), a remove takes it away; a bad node is refused. */
+static void nodes_beat_and_leave(void **state)
+{
+    fixture *f = *state;
+    store_node a = {.id = "host-a:1:aa",
+                    .host = "host-a",
+                    .role = "serve",
+                    .pid = 1,
+                    .slots = 4,
+                    .running = 0,
+                    .started_ms = 1000};
+    store_node b = {.id = "host-b:2:bb",
+                    .host = "host-b",
+                    .role = "serve",
+                    .pid = 2,
+                    .slots = 2,
+                    .running = 1,
+                    .started_ms = 2000};
+    store_node *v = NULL;
+    size_t n = 0;
+
+    assert_int_equal(store_node_list(&v, &n, f->s), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_node_beat(f->s, &a), 0);
+    assert_int_equal(store_node_beat(f->s, &b), 0);
+    a.running = 3;
+    a.started_ms = 99; /* ignored on an update */
+    assert_int_equal(store_node_beat(f->s, &a), 0);
+    assert_int_equal(store_node_list(&v, &n, f->s), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].id, "host-a:1:aa"); /* the latest beat first */
+    assert_int_equal(v[0].running, 3);
+    assert_int_equal(v[0].started_ms, 1000);
+    assert_int_equal(v[0].slots, 4);
+    assert_string_equal(v[1].host, "host-b");
+    assert_true(v[0].beat_ms >= v[1].beat_ms);
+    store_node_list_free(v, n);
+
+    assert_int_equal(store_node_remove(f->s, "host-a:1:aa"), 0);
+    assert_int_equal(store_node_list(&v, &n, f->s), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].id, "host-b:2:bb");
+    store_node_list_free(v, n);
+    store_node bad = {.id = "", .host = "h", .role = "serve"};
+    assert_int_equal(store_node_beat(f->s, &bad), FARM_EINVALID);
+}
+
 int main(void)
 {
     log_set_level(LOG_ERROR);
@@ -1060,6 +1317,11 @@ int main(void)
         cmocka_unit_test(missing_directory_is_an_error),
         cmocka_unit_test(backend_is_chosen_by_url),
         cmocka_unit_test(unknown_backend_is_refused),
+        cmocka_unit_test(newer_pg_schema_is_refused),
+        cmocka_unit_test(unreachable_postgres_is_an_error),
+        cmocka_unit_test(store_url_comes_from_the_config),
+        cmocka_unit_test(copy_to_postgres),
+        cmocka_unit_test_setup_teardown(nodes_beat_and_leave, setup, teardown),
         cmocka_unit_test_setup_teardown(delivery_id_is_unique_per_tracker, setup, teardown),
         cmocka_unit_test_setup_teardown(delivery_list_filters_and_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(one_active_session_per_issue, setup, teardown),

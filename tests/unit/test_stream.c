@@ -17,6 +17,7 @@
 #include "farm/store/store.h"
 #include "farm/stream/stream.h"
 #include "farm/stream/stream_internal.h"
+#include "support/store_backend_test.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -36,7 +37,7 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof(*f));
     snprintf(f->dir, sizeof(f->dir), "/tmp/farm-test-stream-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-    assert_int_equal(store_open(&f->st, f->dir), 0);
+    assert_int_equal(test_store_open(&f->st, f->dir), 0);
     assert_int_equal(stream_hub_open(&f->h, f->st, NULL), 0);
     *state = f;
     return 0;

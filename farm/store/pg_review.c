@@ -1,0 +1,155 @@
+/*
+ * pg_review.c - the review loop's SQL (see store_review.h): a session's
+ * waiting and running work jobs, and pulling a waiting job's due time in.
+ */
+#include "pg_internal.h"
+#include "store_review.h"
+
+#include "base/clock.h"
+#include "base/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int tx_review_jobs(int64_t *queued_id, int64_t *queued_due_ms, int *running, store_tx *tx,
+                          int64_t session_id)
+{
+    pg_stmt *st = NULL;
+    int rc, step;
+
+    *queued_id = 0;
+    *queued_due_ms = 0;
+    *running = 0;
+    rc = pg_tx_stmt(&st, tx,
+                    "SELECT id, state, not_before_ms, kind FROM job WHERE session_id = $1"
+                    " AND kind IN ('run', 'revise', 'answer', 'update', 'plan')"
+                    " AND state IN ('queued', 'leased') ORDER BY id");
+    if (rc)
+        return rc;
+    pg_bind_int64(st, 1, session_id);
+    while ((step = pg_step(st)) == PG_ROW) {
+        const char *state = pg_col_text(st, 1);
+        const char *kind = pg_col_text(st, 3);
+        if (state && state[0] == 'l') {
+            *running = 1;
+        } else if (!*queued_id && kind && strcmp(kind, "update") != 0) {
+            /* a queued update (base merged in) is not a revision to attach to */
+            *queued_id = pg_col_int64(st, 0);
+            *queued_due_ms = pg_col_int64(st, 2);
+        }
+    }
+    if (step != PG_DONE)
+        rc = pg_err(pg_tx_db(tx), "reading a session's jobs");
+    pg_tx_stmt_done(tx, st);
+    return rc;
+}
+
+static int tx_review_job_due(store_tx *tx, int64_t id, int64_t due_ms)
+{
+    pg_stmt *st = NULL;
+    int rc = pg_tx_stmt(&st, tx,
+                        "UPDATE job SET not_before_ms = $2, updated_ms = $3"
+                        " WHERE id = $1 AND state = 'queued' AND not_before_ms > $2");
+    if (rc)
+        return rc;
+    pg_bind_int64(st, 1, id);
+    pg_bind_int64(st, 2, due_ms);
+    pg_bind_int64(st, 3, clock_wall_ms());
+    if (pg_step(st) != PG_DONE)
+        rc = pg_err(pg_tx_db(tx), "making a job due");
+    pg_tx_stmt_done(tx, st);
+    return rc;
+}
+
+static int tx_ci_job_defer(int64_t *out_id, store_tx *tx, int64_t session_id, int64_t due_ms)
+{
+    pg_stmt *st = NULL;
+    int rc, step;
+
+    *out_id = 0;
+    rc = pg_tx_stmt(&st, tx,
+                    "UPDATE job SET not_before_ms = $2, updated_ms = $3"
+                    " WHERE id = (SELECT id FROM job WHERE session_id = $1 AND kind = 'ci'"
+                    " AND state = 'queued' ORDER BY id LIMIT 1) RETURNING id");
+    if (rc)
+        return rc;
+    pg_bind_int64(st, 1, session_id);
+    pg_bind_int64(st, 2, due_ms);
+    pg_bind_int64(st, 3, clock_wall_ms());
+    while ((step = pg_step(st)) == PG_ROW)
+        *out_id = pg_col_int64(st, 0);
+    if (step != PG_DONE)
+        rc = pg_err(pg_tx_db(tx), "deferring a CI job");
+    pg_tx_stmt_done(tx, st);
+    return rc;
+}
+
+static int tx_review_open_prs(int64_t **ids, size_t *n, store_tx *tx, const char *tracker_name,
+                              const char *repo)
+{
+    pg_stmt *st = NULL;
+    int64_t *v = NULL;
+    size_t k = 0;
+    int rc, step;
+
+    *ids = NULL;
+    *n = 0;
+    rc = pg_tx_stmt(&st, tx,
+                    "SELECT id FROM session WHERE tracker = $1 AND lower(repo) = lower($2)"
+                    " AND pr_number > 0 AND state NOT IN ('done', 'failed', 'cancelled')"
+                    " ORDER BY id LIMIT $3");
+    if (rc)
+        return rc;
+    pg_bind_text(st, 1, tracker_name);
+    pg_bind_text(st, 2, repo);
+    pg_bind_int64(st, 3, STORE_LIST_MAX);
+    while ((step = pg_step(st)) == PG_ROW) {
+        int64_t *w = realloc(v, (k + 1) * sizeof(*v));
+        if (!w) {
+            farm_error_set("store: out of memory");
+            rc = FARM_ENOMEM;
+            break;
+        }
+        v = w;
+        v[k++] = pg_col_int64(st, 0);
+    }
+    if (!rc && step != PG_DONE)
+        rc = pg_err(pg_tx_db(tx), "listing a repository's open pull requests");
+    pg_tx_stmt_done(tx, st);
+    if (rc) {
+        free(v);
+        return rc;
+    }
+    *ids = v;
+    *n = k;
+    return 0;
+}
+
+static int tx_review_job_queued(int64_t *id, store_tx *tx, int64_t session_id, const char *kind)
+{
+    pg_stmt *st = NULL;
+    int rc, step;
+
+    *id = 0;
+    rc = pg_tx_stmt(&st, tx,
+                    "SELECT id FROM job WHERE session_id = $1 AND kind = $2"
+                    " AND state = 'queued' ORDER BY id LIMIT 1");
+    if (rc)
+        return rc;
+    pg_bind_int64(st, 1, session_id);
+    pg_bind_text(st, 2, kind);
+    if ((step = pg_step(st)) == PG_ROW)
+        *id = pg_col_int64(st, 0);
+    else if (step != PG_DONE)
+        rc = pg_err(pg_tx_db(tx), "finding a queued job");
+    pg_tx_stmt_done(tx, st);
+    return rc;
+}
+
+const store_review_ops pg_review_ops = {
+    .tx_jobs = tx_review_jobs,
+    .tx_job_due = tx_review_job_due,
+    .tx_ci_job_defer = tx_ci_job_defer,
+    .tx_open_prs = tx_review_open_prs,
+    .tx_job_queued = tx_review_job_queued,
+};
