@@ -10,6 +10,7 @@ backend. The farm picks up events written this way within its 250 ms poll
     python3 seed.py DATA_DIR prs              # a local PR (the demo's) and a draft PR (prints the ids)
     python3 seed.py DATA_DIR transcript       # a claude run with its transcript events (prints the id)
     python3 seed.py DATA_DIR egress           # a run with egress events, picked preset, hold (the id)
+    python3 seed.py DATA_DIR spend            # today's model spend of two repositories
     python3 seed.py DATA_DIR append ID KIND BODY_JSON   # one more event (prints its seq)
 
 Sessions are written in one write, then their logs in a second (an event's
@@ -392,6 +393,20 @@ def seed_egress(data_dir):
     return ids
 
 
+def seed_spend(data_dir):
+    """Today's model spend (the model_spend table, per UTC day and
+    repository, as the gateway's calls add to it): octo/app $3.2175, and
+    octo/lib-with-a-long-name $0.0042. Returns the rows as JSON."""
+    day = int(time.time() * 1000) // 86400000
+    rows = {"octo/app": 3.2175, "octo/lib-with-a-rather-long-name": 0.0042}
+    b = Batch()
+    for repo, usd in rows.items():
+        b.execute("INSERT INTO model_spend (day, repo, usd) VALUES (?, ?, ?)"
+                  " ON CONFLICT (day, repo) DO UPDATE SET usd = excluded.usd", (day, repo, usd))
+    b.run(data_dir)
+    return rows
+
+
 def seed_specs(data_dir, specs, now):
     b = Batch()
     for name, sp in specs.items():
@@ -437,6 +452,8 @@ def main(argv):
         print(json.dumps(seed_transcript(data_dir)))
     elif what == "egress":
         print(json.dumps(seed_egress(data_dir)))
+    elif what == "spend":
+        print(json.dumps(seed_spend(data_dir)))
     elif what == "append":
         print(append(data_dir, int(argv[3]), argv[4], json.loads(argv[5])))
     else:
