@@ -30,6 +30,7 @@ before(async () => {
   prs = JSON.parse(farm.seed("prs")); // {local, draft}: two more sessions in review
   Object.assign(prs, JSON.parse(farm.seed("transcript"))); // {transcript}: one more, a claude run
   Object.assign(prs, JSON.parse(farm.seed("egress"))); // {egress}: one more, denied network, on hold
+  Object.assign(prs, JSON.parse(farm.seed("plan"))); // {plan}: one more, a plan waiting for approval
   farm.seed("spend"); // today's model spend of two repositories
   ctx = await h.browser();
 });
@@ -103,6 +104,38 @@ test("the queue renders sessions in each state", async () => {
       await h.shot(page, "admin-" + tag);
       await page.goto(farm.url + "/");
       await page.waitForSelector("body[data-loaded='1']");
+    }
+  });
+});
+
+test("a plan waiting for approval reads plainly on the review queue", async () => {
+  await withPage("queue-plans", async (page) => {
+    await page.goto(farm.url + "/");
+    await page.waitForSelector("body[data-loaded='1']");
+    const rows = page.locator('[data-list="plans"] .row');
+    assert.equal(await rows.count(), 1);
+    const row = page.locator(`[data-list="plans"] .row[data-id="${prs.plan}"]`);
+    assert.equal(await row.getAttribute("data-state"), "awaiting_approval");
+    const text = await row.innerText();
+    assert.match(text, /Accept tabs in the config file/);
+    assert.match(text, /octo\/app#60/);
+    assert.match(text, /awaiting approval/);
+    // the revised plan (the newest), shortened, and what to do with it
+    assert.match(text, /Plan: 1\. Keep parse_line\(\) and split on runs of spaces or tabs/);
+    assert.match(text, /\n2\. Add test_tabs/); // one step a line, as the agent wrote it
+    assert.doesNotMatch(text, /Rewrite the parser from scratch/);
+    assert.match(text, /…/);
+    assert.match(text, /Comment \/farm approve on the issue to start/);
+    assert.match(text, /2 runs/);
+    assert.doesNotMatch(text, /0 rounds/); // a plan run runs no tests
+    assert.match(await page.locator("#h-plans").innerText(), /Plans waiting for approval \(1\)/);
+    assert.match(await page.locator("#summary").innerText(), /1 plan waiting for approval/);
+    // the plan is in no other list
+    assert.equal(await page.locator(`.row[data-id="${prs.plan}"]`).count(), 1);
+    for (const { width, height, tag } of h.VIEWPORTS) {
+      await page.setViewportSize({ width, height });
+      await h.shot(page, "queue-plans-" + tag, { fullPage: false });
+      await row.screenshot({ path: h.ARTIFACTS + "/queue-plan-row-" + tag + ".png" });
     }
   });
 });
