@@ -28,6 +28,16 @@ static const char *yes(int v)
 
 /* Which images are unpacked (and how big), and what each repository's
  * image is waiting for. */
+/* One preset's program check (agent_program_check_all()): "agent program
+ * (codex)  ok: ..." or "MISSING: ...". */
+static void print_agent_check(const char *preset, int rc, const char *line, void *arg)
+{
+    char label[64];
+    (void)arg;
+    snprintf(label, sizeof(label), "agent program (%s)", preset);
+    printf("  %-22s %s%s\n", label, rc == 0 ? "ok: " : "MISSING: ", line);
+}
+
 static void print_images(const config *cfg)
 {
     char cache[PATH_MAX + 16];
@@ -128,14 +138,13 @@ static int cmd(int argc, char **argv)
            : reach ? "ok"
                    : "OUT OF REACH",
            cfg->data_dir);
-    /* the agent's program, run inside the sandbox as a run would */
-    char agent_line[2048];
+    /* the program of each preset a repository may run, inside the sandbox
+     * as a run would */
     int agent_ok = 1;
     if (p.ok || unsafe)
-        agent_ok = agent_program_check(agent_line, sizeof(agent_line), cfg) == 0;
+        agent_ok = agent_program_check_all(cfg, print_agent_check, NULL) >= 0;
     else
-        snprintf(agent_line, sizeof(agent_line), "not checked: no sandbox");
-    printf("  %-22s %s%s\n", "agent program", agent_ok ? "ok: " : "MISSING: ", agent_line);
+        printf("  %-22s %s\n", "agent program", "not checked: no sandbox");
     print_images(cfg);
     printf("\nwhat agents get\n");
     if (!reach && p.ok) {

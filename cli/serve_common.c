@@ -62,21 +62,30 @@ static int check_sandbox(const config *cfg)
     return -1;
 }
 
-/* Run the agent's program inside the sandbox (agent_program_check()); 0
- * when it is there, else the reason and the fix on stderr. */
+/* One preset's check (agent_program_check_all()): logged when it passed,
+ * the reason and the fix on stderr when not. */
+static void on_agent_check(const char *preset, int rc, const char *line, void *arg)
+{
+    (void)arg;
+    if (rc == 0) {
+        log_info("agent program", "preset", preset, "program", line);
+        return;
+    }
+    fprintf(stderr, "farm: the agent preset %s cannot run in the sandbox: %s\n", preset, line);
+}
+
+/* Run the program of every preset a repository may run inside the sandbox
+ * (agent_program_check_all()); 0 when each is there, else the reasons and
+ * the fix on stderr. */
 static int check_agent(const config *cfg)
 {
-    char line[2048];
-    if (agent_program_check(line, sizeof(line), cfg) != 0) {
-        fprintf(stderr,
-                "farm: the agent (%s) cannot run in the sandbox: %s\n"
-                "farm: `farm doctor` checks it again; to serve webhooks and the API without "
-                "running agents here, use `farm serve --intake-only`.\n",
-                agent_preset_resolve(cfg), line);
-        return -1;
-    }
-    log_info("agent program", "preset", agent_preset_resolve(cfg), "program", line);
-    return 0;
+    if (agent_program_check_all(cfg, on_agent_check, NULL) >= 0)
+        return 0;
+    fprintf(stderr,
+            "farm: `farm doctor` checks every preset again; to serve webhooks and the API without "
+            "running agents here, use `farm serve --intake-only`; a preset that is not needed "
+            "can go from repos[].agents.\n");
+    return -1;
 }
 
 int serve_start(serve_state *out, config *cfg, const server_options *sopt, int intake_only)

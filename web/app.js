@@ -125,7 +125,8 @@ const farm = (() => {
   }
 
   function stateBadge(state) {
-    return '<span class="badge state-' + esc(state) + '">' + esc(state) + "</span>";
+    // "awaiting_approval" is a contract's name; a person reads words
+    return '<span class="badge state-' + esc(state) + '">' + esc(String(state || "").replace(/_/g, " ")) + "</span>";
   }
 
   function testsBadge(tests) {

@@ -50,8 +50,8 @@
     }
     if (s.runs > 1 || s.rounds > 1)
       facts.push('<span title="runs (first, revisions, answers) and test rounds of the latest run">' +
-                 esc(s.runs) + " run" + (s.runs === 1 ? "" : "s") + ", " + esc(s.rounds) + " round" +
-                 (s.rounds === 1 ? "" : "s") + "</span>");
+                 esc(s.runs) + " run" + (s.runs === 1 ? "" : "s") +
+                 (s.rounds ? ", " + esc(s.rounds) + " round" + (s.rounds === 1 ? "" : "s") : "") + "</span>");
     const pr = prLink(s);
     if (pr) facts.push(pr);
     let extra = "";
@@ -63,8 +63,9 @@
       extra = '<p class="question"><strong>Asks:</strong> ' + esc(s.question) +
               ' <a href="' + page + '#answer">Answer</a></p>';
     if (s.plan)
-      extra = '<p class="plan"><strong>Plan:</strong> ' + esc(s.plan.length > 300 ? s.plan.slice(0, 300) + "…" : s.plan) +
-              " (comment <code>/farm approve</code> on the issue to start)</p>";
+      extra = '<p class="plan"><strong>Plan:</strong> <span class="text">' +
+              esc(s.plan.length > 300 ? s.plan.slice(0, 300) + "…" : s.plan) + "</span>" +
+              '<span class="next hint">Comment <code>/farm approve</code> on the issue to start, or ask for another plan.</span></p>';
     return '<article class="row" data-id="' + esc(s.id) + '" data-state="' + esc(s.state) + '"' +
       (s.pr_draft ? ' data-draft="1"' : "") + ">" +
       '<h3><a href="' + page + '">' + esc(s.title || "(untitled issue)") + "</a></h3>" +
@@ -97,7 +98,7 @@
     const t = d.totals || {};
     document.getElementById("summary").textContent =
       (t.review || 0) + " waiting for review · " + (t.waiting || 0) + " waiting for an answer · " +
-      (t.plans || 0) + " plans waiting for approval · " +
+      (t.plans || 0) + (t.plans === 1 ? " plan" : " plans") + " waiting for approval · " +
       (t.failed || 0) + " failed · " + (t.running || 0) + " running · " + (t.queued || 0) +
       " queued · agent time " + duration(t.agent_seconds) + " · cost $" + Number(t.cost || 0).toFixed(2);
   }

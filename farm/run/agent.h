@@ -114,6 +114,19 @@ int agent_home_write(const char *home, const config *cfg, const char *base_url);
  * another error of agent_cmd_build(). */
 int agent_program_check(char *out, size_t n, const config *cfg);
 
+/* Receives one preset's check: its name, agent_program_check()'s result and
+ * line. */
+typedef void (*agent_check_fn)(const char *preset, int rc, const char *line, void *arg);
+
+/* agent_program_check() for every preset some repository may run: the
+ * configured one for a repository without repos[].agents (and when there is
+ * no repository), each of repos[].agents (case-insensitive, once each), each
+ * on the config as a session of that preset gets it (config_agent_for()).
+ * Calls fn once per preset, in that order. Returns the number of presets
+ * checked when all passed, else the first failure's code (every preset is
+ * still checked). */
+int agent_program_check_all(const config *cfg, agent_check_fn fn, void *arg);
+
 /* Search PATH for an executable; returns a heap path the caller frees, or NULL. */
 char *agent_which(const char *name);
 

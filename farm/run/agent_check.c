@@ -10,16 +10,20 @@
  * knows --version. `farm serve` refuses to start when this fails and `farm
  * doctor` reports it, each with the fix, so a CLI the sandbox cannot see is
  * found at start and not as "the agent exited with status 127" on the first
- * issue.
+ * issue. With repos[].agents a repository may run other presets than the
+ * configured one: each that any repository allows is checked, named in its
+ * line (agent_program_check_all()).
  */
 #include "agent.h"
 
 #include "base/error.h"
 #include "sandbox/sandbox.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define CHECK_TIMEOUT_MS 60000 /* a 400 MB binary read cold from disk */
 #define CHECK_OUTPUT_MAX 2048
@@ -132,4 +136,66 @@ int agent_program_check(char *out, size_t n, const config *cfg)
     }
     agent_cmd_free(&cmd);
     return rc;
+}
+
+#define CHECK_PRESETS_MAX 32 /* distinct presets checked; there are fewer than that */
+
+/* Add preset to list (n of them, at most CHECK_PRESETS_MAX) unless it is
+ * there already (case-insensitive). */
+static void preset_add(const char **list, size_t *n, const char *preset)
+{
+    if (!preset || !*preset)
+        return;
+    for (size_t i = 0; i < *n; i++)
+        if (!strcasecmp(list[i], preset))
+            return;
+    if (*n < CHECK_PRESETS_MAX)
+        list[(*n)++] = preset;
+}
+
+int agent_program_check_all(const config *cfg, agent_check_fn fn, void *arg)
+{
+    const char *list[CHECK_PRESETS_MAX];
+    size_t n = 0;
+    int first = 0;
+
+    assert(cfg && fn);
+    const char *dflt = config_agent_default(cfg);
+    if (cfg->nrepos == 0)
+        preset_add(list, &n, dflt);
+    for (size_t r = 0; r < cfg->nrepos; r++) {
+        const config_repo *repo = &cfg->repos[r];
+        if (repo->nagents == 0)
+            preset_add(list, &n, dflt);
+        for (size_t i = 0; i < repo->nagents; i++)
+            preset_add(list, &n, repo->agents[i]);
+    }
+    const char *done[CHECK_PRESETS_MAX];
+    size_t ndone = 0, checked = 0;
+    for (size_t i = 0; i < n; i++) {
+        config one;
+        char line[2048];
+        int other = config_agent_for(&one, cfg, list[i]) == 1 && strcasecmp(list[i], dflt) != 0;
+        /* "auto" and the preset it picks are one program */
+        const char *name = agent_preset_resolve(&one);
+        size_t before = ndone;
+        preset_add(done, &ndone, name);
+        if (ndone == before)
+            continue;
+        checked++;
+        int rc = agent_program_check(line, sizeof(line), &one);
+        if (rc && other) {
+            /* agent.* names the configured preset's program, not this one's */
+            size_t len = strlen(line);
+            snprintf(line + len, sizeof(line) - len,
+                     " (%s is allowed by repos[].agents, not agent.preset: agent.path does not "
+                     "apply to it; put its CLI on the farm's PATH, or take it out of "
+                     "repos[].agents)",
+                     name);
+        }
+        fn(name, rc, line, arg);
+        if (rc && !first)
+            first = rc;
+    }
+    return first ? first : (int)checked;
 }

@@ -11,7 +11,8 @@
  * next fix round's prompt.
  *
  * For the agent step of a preset whose output format is known (claude:
- * "claude-stream-json", codex: "codex-exec-json"), each whole stdout line
+ * "claude-stream-json", codex: "codex-exec-json", opencode: "opencode-run-json"),
+ * each whole stdout line
  * (up to TRANSCRIPT_LINE_MAX, not cut at PL_LINE_MAX) also goes through the
  * transcript parser (transcript.h), and the events it gives (agent_message,
  * tool_call, tool_result, file_change, command, error; their body plus
@@ -433,7 +434,7 @@ static int wait_watched(sandbox_result *sr, watcher *w, pl_run *r, outlog *log, 
 }
 
 /* The output format of the agent step's preset that the transcript parser
- * reads, or NULL (other steps, the stand-in, aider, opencode, a command). */
+ * reads, or NULL (other steps, the stand-in, aider, a command). */
 static const char *transcript_format(pl_run *r, const pl_exec_opts *o)
 {
     if (!o->step || strcmp(o->step, "agent") != 0 || !r->cfg)
@@ -443,6 +444,8 @@ static const char *transcript_format(pl_run *r, const pl_exec_opts *o)
         return "claude-stream-json";
     if (!strcmp(preset, "codex"))
         return "codex-exec-json";
+    if (!strcmp(preset, "opencode"))
+        return "opencode-run-json";
     return NULL;
 }
 

@@ -382,7 +382,8 @@ int pl_run_cancelled(pl_run *r)
 int pl_run_unchanged(pl_run *r, const pl_progress *p)
 {
     report_info ri = REPORT_INFO_INIT;
-    char *body = NULL, name[64], why[160];
+    char *body = NULL, name[64], why[512], budget[400];
+    const char *reason = NULL; /* the run_finished event's reason */
     pl_tx t;
     int rc;
 
@@ -390,15 +391,23 @@ int pl_run_unchanged(pl_run *r, const pl_progress *p)
     t.state = "review";
     t.step_words = "waiting for review";
     t.skip_if_final = 1;
-    if (p->agent_exit != 0)
+    if (pl_budget_words(budget, sizeof(budget), r)) {
+        /* stopped by a budget, not by its own failure: the comment says
+         * which budget and how to go on, the log says "budget" */
+        snprintf(why, sizeof(why), "the agent was stopped by a budget before changing anything: %s",
+                 budget);
+        reason = "budget";
+        ri.reason = why;
+    } else if (p->agent_exit != 0) {
         snprintf(why, sizeof(why), "the agent exited with status %d before changing anything",
                  p->agent_exit);
-    pl_tx_event(&t, "run_finished",
-                pl_finished_body(r, "unchanged", p->agent_exit != 0 ? why : NULL));
+        reason = why;
+        ri.reason = why;
+        ri.output = p->agent_tail;
+    }
+    pl_tx_event(&t, "run_finished", pl_finished_body(r, "unchanged", reason));
     ri.session = r->s;
     ri.public_url = r->cfg->public_url;
-    ri.reason = p->agent_exit != 0 ? why : NULL;
-    ri.output = p->agent_exit != 0 ? p->agent_tail : NULL;
     ri.summary = p->summary;
     ri.run = (int)r->run_no;
     report_egress denied[PL_EGRESS_MAX];

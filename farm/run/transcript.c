@@ -15,6 +15,16 @@
  * completes without having started (Codex does that for some) gets its
  * tool_call then.
  *
+ * opencode's run --format json prints one line per finished part: "text"
+ * (part.text), "tool_use" once the call has ended (part.tool, part.callID,
+ * part.state: status "completed" or "error", input, metadata: a bash
+ * command's exit, a write's filepath and whether the file existed, an
+ * edit's filediff), "step_start"/"step_finish" around each model turn, and
+ * "error" when the run ends on a failure (an API error after its retries).
+ * A call that ends gives tool_call, tool_result and its command or
+ * file_change at once; a "pending" or "running" one (not printed by 1.18,
+ * read in case) gives tool_call first.
+ *
  * The shapes are those of the pinned CLIs (docs/agents.md); fields that are
  * missing or of another type are skipped, never trusted.
  */
@@ -30,7 +40,7 @@
 
 #define LINE_DEPTH_MAX 64
 
-typedef enum { FMT_CLAUDE, FMT_CODEX } transcript_format;
+typedef enum { FMT_CLAUDE, FMT_CODEX, FMT_OPENCODE } transcript_format;
 
 struct transcript_parser {
     transcript_format format;
@@ -203,16 +213,24 @@ static const char *const summary_keys[] = {"file_path", "notebook_path", "comman
                                            "pattern",   "path",          "url",
                                            "query",     "description",   "prompt"};
 
-static char *claude_summary(json_t *input)
+/* The summary of a call with this input: the first of keys (n of them) it
+ * has, else the input as compact JSON. The caller frees it; NULL when out
+ * of memory. */
+static char *input_summary(json_t *input, const char *const *keys, size_t n)
 {
-    for (size_t i = 0; i < sizeof(summary_keys) / sizeof(summary_keys[0]); i++) {
-        const char *v = str_of(input, summary_keys[i]);
+    for (size_t i = 0; i < n; i++) {
+        const char *v = str_of(input, keys[i]);
         if (v)
             return strdup(v);
     }
     if (!json_is_object(input) || json_object_size(input) == 0)
         return strdup("");
     return json_dumps(input, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+static char *claude_summary(json_t *input)
+{
+    return input_summary(input, summary_keys, sizeof(summary_keys) / sizeof(summary_keys[0]));
 }
 
 /* The path or command a call's result events will need, or NULL. */
@@ -542,6 +560,109 @@ static void codex_line(transcript_parser *p, json_t *line, sink *s)
         codex_completed(p, item, id, itype, s);
 }
 
+/* ---- opencode: run --format json ----------------------------------------------- */
+
+/* opencode's tools name their arguments in camelCase (write's filePath,
+ * bash's command, grep's pattern, webfetch's url, task's description). */
+static const char *const opencode_keys[] = {"filePath", "command", "pattern",     "path",
+                                            "url",      "query",   "description", "prompt"};
+
+/* What an ended call did: its result, and the command or file it changed. */
+static void opencode_ended(json_t *st, const char *id, const char *tool, sink *s)
+{
+    const char *status = str_of(st, "status");
+    json_t *input = json_object_get(st, "input"), *meta = json_object_get(st, "metadata");
+    int ok = !strcmp(status, "completed");
+    if (!strcmp(tool, "bash")) {
+        /* a command that ran and failed is a "completed" call with its exit */
+        json_t *code = json_object_get(meta, "exit");
+        long long exit_code = json_is_integer(code) && json_integer_value(code) >= 0 &&
+                                      json_integer_value(code) <= 255
+                                  ? (long long)json_integer_value(code)
+                                  : -1;
+        put_tool_result(s, id, ok && exit_code <= 0);
+        put_command(s, str_of(input, "command"), ok ? exit_code : -1);
+        return;
+    }
+    put_tool_result(s, id, ok);
+    if (!ok)
+        return;
+    if (!strcmp(tool, "write")) {
+        const char *path = str_of(meta, "filepath");
+        put_file_change(s, path ? path : str_of(input, "filePath"),
+                        json_is_true(json_object_get(meta, "exists")) ? "update" : "add");
+    } else if (!strcmp(tool, "edit")) {
+        const char *path = str_of(json_object_get(meta, "filediff"), "file");
+        put_file_change(s, path ? path : str_of(input, "filePath"), "update");
+    }
+}
+
+static void opencode_tool(transcript_parser *p, json_t *part, sink *s)
+{
+    const char *id = str_of(part, "callID"), *tool = str_of(part, "tool");
+    json_t *st = json_object_get(part, "state");
+    const char *status = str_of(st, "status");
+    if (!id || !tool || !status)
+        return;
+    int ended = !strcmp(status, "completed") || !strcmp(status, "error");
+    if (!ended && strcmp(status, "pending") != 0 && strcmp(status, "running") != 0)
+        return;
+    json_t *call = pending_take(p, id);
+    if (!call) {
+        char *summary = input_summary(json_object_get(st, "input"), opencode_keys,
+                                      sizeof(opencode_keys) / sizeof(opencode_keys[0]));
+        if (!summary) {
+            put(s, "tool_call", NULL);
+            return;
+        }
+        put_tool_call(s, id, tool, summary);
+        free(summary);
+    }
+    json_decref(call);
+    if (s->rc)
+        return;
+    if (!ended) { /* its end comes later: remember that its tool_call was given */
+        if (pending_add(p, id, tool, NULL))
+            s->rc = FARM_ENOMEM;
+        return;
+    }
+    opencode_ended(st, id, tool, s);
+}
+
+/* The run ended on an error: "APIError: invalid x-api-key (HTTP 401)". */
+static void opencode_error(json_t *line, sink *s)
+{
+    json_t *err = json_object_get(line, "error"), *data = json_object_get(err, "data");
+    const char *name = str_of(err, "name"), *msg = str_of(data, "message");
+    json_t *code = json_object_get(data, "statusCode");
+    char *m = clip(msg ? msg : "", 1000, 0), text[1200];
+    if (!m) {
+        put(s, "error", NULL);
+        return;
+    }
+    if (json_is_integer(code))
+        snprintf(text, sizeof(text), "%s%s%s (HTTP %lld)", name ? name : "error", *m ? ": " : "", m,
+                 (long long)json_integer_value(code));
+    else
+        snprintf(text, sizeof(text), "%s%s%s", name ? name : "", name && *m ? ": " : "", m);
+    free(m);
+    put_error(s, text, 1);
+}
+
+static void opencode_line(transcript_parser *p, json_t *line, sink *s)
+{
+    const char *type = str_of(line, "type");
+    if (!type)
+        return;
+    json_t *part = json_object_get(line, "part");
+    if (!strcmp(type, "text"))
+        put_message(s, str_of(part, "text"));
+    else if (!strcmp(type, "tool_use"))
+        opencode_tool(p, part, s);
+    else if (!strcmp(type, "error"))
+        opencode_error(line, s);
+}
+
 /* ---- the parser ---------------------------------------------------------------- */
 
 transcript_parser *transcript_new(const char *format)
@@ -552,9 +673,11 @@ transcript_parser *transcript_new(const char *format)
         f = FMT_CLAUDE;
     } else if (!strcmp(format, "codex-exec-json")) {
         f = FMT_CODEX;
+    } else if (!strcmp(format, "opencode-run-json")) {
+        f = FMT_OPENCODE;
     } else {
         farm_error_set("unknown agent transcript format '%s' (known: claude-stream-json, "
-                       "codex-exec-json)",
+                       "codex-exec-json, opencode-run-json)",
                        format);
         return NULL;
     }
@@ -589,8 +712,10 @@ int transcript_line(transcript_parser *p, const char *line, size_t n, transcript
     sink s = {.emit = emit, .arg = arg};
     if (p->format == FMT_CLAUDE)
         claude_line(p, doc, &s);
-    else
+    else if (p->format == FMT_CODEX)
         codex_line(p, doc, &s);
+    else
+        opencode_line(p, doc, &s);
     json_decref(doc);
     return s.rc ? s.rc : s.count;
 }

@@ -6,6 +6,7 @@
  * tests/fixtures/agents/, described in docs/agents.md):
  *   "claude-stream-json"  Claude Code's `-p --output-format stream-json --verbose`
  *   "codex-exec-json"     Codex's `exec --json`
+ *   "opencode-run-json"   opencode's `run --format json`
  * and turns them, one stdout line at a time, into farm events:
  *   agent_message {"text"}                     what the agent said
  *   tool_call     {"id","tool","summary"}      a tool it called; summary is the
@@ -22,7 +23,7 @@
  * no I/O, no store.
  *
  * Called by the pipeline's output handler (farm/run/pipeline_exec.c: the
- * agent step of the claude and codex presets) with each complete line of the
+ * agent step of the claude, codex and opencode presets) with each complete line of the
  * agent's standard output, in order. A parser keeps a little state between lines (which tool
  * call an id names), so one parser reads one agent call's output.
  */
@@ -47,7 +48,8 @@ typedef struct transcript_parser transcript_parser;
  * line and returns the code. */
 typedef int (*transcript_emit_fn)(const char *kind, json_t *body, void *arg);
 
-/* A parser for format ("claude-stream-json" or "codex-exec-json"). Returns
+/* A parser for format ("claude-stream-json", "codex-exec-json" or
+ * "opencode-run-json"). Returns
  * NULL with a message in the error slot for an unknown format, or when out
  * of memory. Release it with transcript_free(). */
 transcript_parser *transcript_new(const char *format);

@@ -16,11 +16,16 @@ Cases:
 - `farm serve` refuses to start when the program is not there inside the
   sandbox (it needs a file beside it that nothing binds), naming the path and
   what to set; `farm doctor` says the same and exits 1; both find a program
-  that is not installed at all.
+  that is not installed at all;
+- with repos[].agents, each preset a repository allows is checked, each named:
+  a second repository that also allows codex, whose CLI is not there, stops
+  `farm serve` and makes `farm doctor` say "agent program (codex) MISSING";
+  once a codex is on the farm's PATH both say ok.
 """
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -145,5 +150,51 @@ def test_serve_and_doctor_refuse_a_missing_program():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_every_allowed_preset_is_checked():
+    tmp = tempfile.mkdtemp(prefix="farm-agent-prog-")
+    try:
+        for d in ("pkg", "bin"):
+            os.makedirs(os.path.join(tmp, d))
+        claude = os.path.join(tmp, "pkg", "claude")
+        with open(claude, "w") as f:
+            f.write('#!/bin/sh\necho "2.0 (fake claude)"\n')
+        os.chmod(claude, 0o755)
+        os.chmod(tmp, 0o755)
+        repo = {"tracker": "github", "trigger": {"label": "agent"}}
+        farm = farmtest.Farm(
+            repos=[dict(repo, name="octo/app", clone_url="https://github.com/octo/app.git"),
+                   dict(repo, name="octo/lib", clone_url="https://github.com/octo/lib.git",
+                        agents=["claude", "codex"])],
+            extra={"agent": {"preset": "claude", "path": claude}})
+        bindir = os.path.join(tmp, "bin")
+        farm.env["PATH"] = bindir + ":/usr/bin:/bin"  # no codex anywhere on it
+        try:
+            err = start_fails(farm)
+            assert "agent preset codex cannot run in the sandbox" in err, err
+            assert "agent preset claude cannot" not in err, err  # claude passed
+            rc, out = doctor(farm)
+            assert rc == 1, out
+            lines = [x.strip() for x in out.splitlines() if x.strip().startswith("agent program")]
+            assert len(lines) == 2, lines  # claude once, however often it is allowed
+            assert re.match(r"agent program \(claude\)\s+ok: ", lines[0]) and "2.0 (fake claude)" in lines[0], lines
+            assert re.match(r"agent program \(codex\)\s+MISSING: ", lines[1]), lines
+            assert "take it out of repos[].agents" in lines[1], lines
+
+            # a codex on the farm's PATH: both are there
+            codex = os.path.join(bindir, "codex")
+            with open(codex, "w") as f:
+                f.write('#!/bin/sh\necho "codex-cli 0.1 (fake)"\n')
+            os.chmod(codex, 0o755)
+            rc, out = doctor(farm)
+            lines = [x.strip() for x in out.splitlines() if x.strip().startswith("agent program")]
+            assert rc == 0, out
+            assert re.match(r"agent program \(codex\)\s+ok: ", lines[1]) and "codex-cli 0.1 (fake)" in lines[1], lines
+        finally:
+            shutil.rmtree(farm.tmp, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    farmtest.run([test_program_outside_usr_runs, test_serve_and_doctor_refuse_a_missing_program])
+    farmtest.run([test_program_outside_usr_runs, test_serve_and_doctor_refuse_a_missing_program,
+                  test_every_allowed_preset_is_checked])

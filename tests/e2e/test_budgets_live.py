@@ -149,8 +149,26 @@ def test_budgets_live():
             assert calls and calls[0]["outcome"] == "budget", calls
             reqs = [r for r in fake.requests() if r["path"].startswith("/v1/")]
             assert len(reqs) == 3, reqs  # runs 1 and 2 only
-            # (a revision the budget stops before it changed anything ends
-            # "unchanged"; its words are the pipeline's, not checked here)
+            # a revision the budget stops before it changed anything goes back
+            # to review "unchanged", but says "budget", not the agent's exit
+            # status, and its comment names the budget and how to go on
+            assert s["state"] == "review", s
+            fin = [b for _, _, k, b in farmtest.session_events(w.farm, sid)
+                   if k == "run_finished" and b.get("run") == 3]
+            assert fin and fin[-1]["outcome"] == "unchanged", fin
+            assert fin[-1].get("reason") == "budget", fin
+            key3 = "s%d:r3:unchanged" % sid
+
+            def unchanged_comment():
+                for c in w.state()["comments"]:
+                    if key3 in c["body"]:
+                        return c["body"].replace("\\_", "_").replace("\\`", "`")
+                return None
+            text = farmtest.wait_for(unchanged_comment, 30, "run 3's comment")
+            assert "budgets.session_usd" in text, text
+            assert "farm budget --session-usd" in text, text
+            assert "/farm retry" in text, text
+            assert "exited with status" not in text, text
 
             # 5. /metrics, from the store
             m = w.farm.metric

@@ -189,10 +189,23 @@ def test_real_codex():
 
 def test_real_opencode():
     """opencode through its per-run config in HOME (the anthropic provider's
-    baseURL at the gateway); it also asks for a title on a small model."""
+    baseURL at the gateway); it also asks for a title on a small model. Its
+    JSON output is read into the transcript events."""
     s, events, reqs = run_real("opencode", CLAUDE_MODEL, {}, farm_path=BIN, anthropic_tool="bash",
                                side_models=("claude-haiku-4-5-20251001",))
     assert all(r["path"] == "/v1/messages" for r in reqs), [r["path"] for r in reqs]
+    # its `run --format json` transcript was read: the scripted bash call
+    # (PROBE) is a tool_call, its result and the command with its exit
+    calls = [b for _, _, k, b in events if k == "tool_call"]
+    assert [c["tool"] for c in calls] == ["bash"], calls
+    assert calls[0]["summary"] == PROBE[:197].replace("\n", " ") + "...", calls  # one line, cut
+    cid = calls[0]["id"]
+    results = [b for _, _, k, b in events if k == "tool_result"]
+    assert results == [dict(id=cid, ok=True, step="agent", round=1)], results
+    cmds = [b for _, _, k, b in events if k == "command"]
+    assert len(cmds) == 1 and cmds[0]["command"] == PROBE and cmds[0]["exit_code"] == 0, cmds
+    said = [b["text"] for _, _, k, b in events if k == "agent_message"]
+    assert said == ["Done: PROBE.txt says what the probe found."], said
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ backend. The farm picks up events written this way within its 250 ms poll
     python3 seed.py DATA_DIR prs              # a local PR (the demo's) and a draft PR (prints the ids)
     python3 seed.py DATA_DIR transcript       # a claude run with its transcript events (prints the id)
     python3 seed.py DATA_DIR egress           # a run with egress events, picked preset, hold (the id)
+    python3 seed.py DATA_DIR plan             # a plan waiting for approval, revised once (the id)
+    python3 seed.py DATA_DIR spend            # today's model spend of two repositories
     python3 seed.py DATA_DIR append ID KIND BODY_JSON   # one more event (prints its seq)
 
 Sessions are written in one write, then their logs in a second (an event's
@@ -392,6 +394,66 @@ def seed_egress(data_dir):
     return ids
 
 
+FIRST_PLAN = "1. Rewrite the parser from scratch."
+REVISED_PLAN = (
+    "1. Keep parse_line() and split on runs of spaces or tabs (str.split() with no argument).\n"
+    "2. Add test_tabs and test_mixed_whitespace to tests/test_parser.py.\n"
+    "3. Say in README.md that tabs separate fields too.\n"
+    "Files: config/parser.py, tests/test_parser.py, README.md. Risk: a value with an embedded "
+    "tab now splits; none of the sample configs has one. No new dependency, no migration, "
+    "nothing else changes in the public interface of the module or its callers.")
+
+
+def seed_plan(data_dir):
+    """A session in awaiting_approval (plan first, farm/run/pipeline_plan.c):
+    run 1 wrote a plan, a comment asked for another, run 2 wrote the revised
+    plan (over 300 characters: the queue shortens it). Returns {"plan": id}."""
+    now = int(time.time() * 1000)
+    created = now - 1500 * 1000
+    b = Batch()
+    session_row(b, "running", 60, "Accept tabs in the config file", "octo/app", created)
+    b.run(data_dir)
+    sid = query(data_dir, "SELECT id FROM session WHERE tracker = 'github' AND number = 60"
+                " ORDER BY id DESC LIMIT 1")[0]["id"]
+    t, seq = created, 0
+
+    def ev(kind, body, actor=None):
+        nonlocal t, seq
+        t += 20000
+        seq += 1
+        return event(b, sid, seq, kind, body, ts=min(t, now), actor=actor)
+
+    ev("triggered", {"event": "issues", "action": "labeled", "label": "agent"}, actor="octocat")
+    for run, plan, frm in ((1, FIRST_PLAN, "queued"), (2, REVISED_PLAN, "awaiting_approval")):
+        if run == 2:
+            ev("comment", {"body": "Keep the parser; a smaller change, please."}, actor="octocat")
+        ev("run_started", {"job": sid, "run": run, "kind": "plan"})
+        ev("state", {"from": frm, "to": "running", "run": run})
+        ev("step", {"run": run, "step": "agent", "status": "started", "round": 1})
+        ev("output", {"step": "agent", "stream": "stdout", "line": "reading config/parser.py", "round": 1})
+        ev("step", {"run": run, "step": "agent", "status": "done", "round": 1, "exit": 0, "ms": 30000})
+        ev("plan", {"run": run, "plan": plan})
+        ev("run_finished", {"run": run, "outcome": "plan", "kind": "plan"})
+        ev("state", {"from": "running", "to": "awaiting_approval", "run": run})
+    b.execute("UPDATE session SET state = 'awaiting_approval', runs = 2 WHERE id = ?", (sid,))
+    b.run(data_dir)
+    return {"plan": sid}
+
+
+def seed_spend(data_dir):
+    """Today's model spend (the model_spend table, per UTC day and
+    repository, as the gateway's calls add to it): octo/app $3.2175, and
+    octo/lib-with-a-long-name $0.0042. Returns the rows as JSON."""
+    day = int(time.time() * 1000) // 86400000
+    rows = {"octo/app": 3.2175, "octo/lib-with-a-rather-long-name": 0.0042}
+    b = Batch()
+    for repo, usd in rows.items():
+        b.execute("INSERT INTO model_spend (day, repo, usd) VALUES (?, ?, ?)"
+                  " ON CONFLICT (day, repo) DO UPDATE SET usd = excluded.usd", (day, repo, usd))
+    b.run(data_dir)
+    return rows
+
+
 def seed_specs(data_dir, specs, now):
     b = Batch()
     for name, sp in specs.items():
@@ -437,6 +499,10 @@ def main(argv):
         print(json.dumps(seed_transcript(data_dir)))
     elif what == "egress":
         print(json.dumps(seed_egress(data_dir)))
+    elif what == "plan":
+        print(json.dumps(seed_plan(data_dir)))
+    elif what == "spend":
+        print(json.dumps(seed_spend(data_dir)))
     elif what == "append":
         print(append(data_dir, int(argv[3]), argv[4], json.loads(argv[5])))
     else:

@@ -30,6 +30,8 @@ before(async () => {
   prs = JSON.parse(farm.seed("prs")); // {local, draft}: two more sessions in review
   Object.assign(prs, JSON.parse(farm.seed("transcript"))); // {transcript}: one more, a claude run
   Object.assign(prs, JSON.parse(farm.seed("egress"))); // {egress}: one more, denied network, on hold
+  Object.assign(prs, JSON.parse(farm.seed("plan"))); // {plan}: one more, a plan waiting for approval
+  farm.seed("spend"); // today's model spend of two repositories
   ctx = await h.browser();
 });
 
@@ -102,6 +104,38 @@ test("the queue renders sessions in each state", async () => {
       await h.shot(page, "admin-" + tag);
       await page.goto(farm.url + "/");
       await page.waitForSelector("body[data-loaded='1']");
+    }
+  });
+});
+
+test("a plan waiting for approval reads plainly on the review queue", async () => {
+  await withPage("queue-plans", async (page) => {
+    await page.goto(farm.url + "/");
+    await page.waitForSelector("body[data-loaded='1']");
+    const rows = page.locator('[data-list="plans"] .row');
+    assert.equal(await rows.count(), 1);
+    const row = page.locator(`[data-list="plans"] .row[data-id="${prs.plan}"]`);
+    assert.equal(await row.getAttribute("data-state"), "awaiting_approval");
+    const text = await row.innerText();
+    assert.match(text, /Accept tabs in the config file/);
+    assert.match(text, /octo\/app#60/);
+    assert.match(text, /awaiting approval/);
+    // the revised plan (the newest), shortened, and what to do with it
+    assert.match(text, /Plan: 1\. Keep parse_line\(\) and split on runs of spaces or tabs/);
+    assert.match(text, /\n2\. Add test_tabs/); // one step a line, as the agent wrote it
+    assert.doesNotMatch(text, /Rewrite the parser from scratch/);
+    assert.match(text, /…/);
+    assert.match(text, /Comment \/farm approve on the issue to start/);
+    assert.match(text, /2 runs/);
+    assert.doesNotMatch(text, /0 rounds/); // a plan run runs no tests
+    assert.match(await page.locator("#h-plans").innerText(), /Plans waiting for approval \(1\)/);
+    assert.match(await page.locator("#summary").innerText(), /1 plan waiting for approval/);
+    // the plan is in no other list
+    assert.equal(await page.locator(`.row[data-id="${prs.plan}"]`).count(), 1);
+    for (const { width, height, tag } of h.VIEWPORTS) {
+      await page.setViewportSize({ width, height });
+      await h.shot(page, "queue-plans-" + tag, { fullPage: false });
+      await row.screenshot({ path: h.ARTIFACTS + "/queue-plan-row-" + tag + ".png" });
     }
   });
 });
@@ -397,6 +431,50 @@ test("the admin page shows the slots and changes scaling", async () => {
     await page.click("#scaling-form button[type=submit]");
     await page.locator("#scaling-status", { hasText: "Not saved" }).waitFor();
     assert.match(await page.locator("#scaling-status").innerText(), /max_per_repo/);
+  });
+});
+
+test("the admin page shows the budgets and today's spend, and changes a budget", async () => {
+  await withPage("admin-budgets", async (page) => {
+    await page.goto(farm.url + "/admin");
+    await page.waitForSelector("body[data-loaded='1']");
+    await page.waitForSelector("#spend table");
+    // no budget in the config: each is 0, from the config
+    for (const f of ["session_usd", "repo_daily_usd", "daily_usd"]) {
+      assert.equal(Number(await page.inputValue("#" + f)), 0, f);
+      assert.equal(await page.locator("#" + f + "-source").innerText(), "no budget, from the config", f);
+    }
+    const spend = await page.locator("#spend").innerText();
+    assert.match(spend, /all repositories\s+\$3\.22 · no budget/);
+    assert.match(spend, /octo\/app\s+\$3\.22/);
+    assert.doesNotMatch(spend, /Of its budget/); // no repository budget: no column for it
+    assert.match(spend, /octo\/lib-with-a-rather-long-name\s+\$0\.0042/);
+    assert.match(spend, /\(UTC\)/);
+    // an admin sets the farm's daily budget: kept live, the spend shown against it
+    await page.fill("#daily_usd", "5");
+    await page.click("#budgets-form button[type=submit]");
+    await page.locator("#budgets-status", { hasText: "Saved" }).waitFor();
+    assert.match(await page.locator("#budgets-status").innerText(), /daily_usd = \$5\.00/);
+    assert.equal(await page.locator("#daily_usd-source").innerText(), "set here");
+    assert.match(await page.locator("#spend").innerText(), /\$3\.22 · 64% of \$5\.00/);
+    const r = await page.evaluate(async (t) => (await fetch("/api/budgets", { headers: { Authorization: "Bearer " + t } })).json(), h.ADMIN_TOKEN);
+    assert.equal(r.daily_usd, 5);
+    assert.equal(r.source.daily_usd, "live");
+    for (const { width, height, tag } of h.VIEWPORTS) {
+      await page.setViewportSize({ width, height });
+      await h.shot(page, "admin-budgets-" + tag);
+    }
+    await page.setViewportSize({ width: h.VIEWPORTS[0].width, height: h.VIEWPORTS[0].height });
+    // back to the config's value
+    await page.click('[data-clear="daily_usd"]');
+    await page.locator("#budgets-status", { hasText: "back to the config" }).waitFor();
+    await page.locator("#daily_usd-source", { hasText: "from the config" }).waitFor();
+    assert.equal(Number(await page.inputValue("#daily_usd")), 0);
+    assert.ok(await page.locator('[data-clear="daily_usd"]').isHidden());
+    // a negative amount never leaves the page
+    await page.fill("#session_usd", "-1");
+    await page.click("#budgets-form button[type=submit]");
+    await page.locator("#budgets-status", { hasText: "0 or more" }).waitFor();
   });
 });
 

@@ -1,6 +1,6 @@
 /*
  * test_transcript.c - the agent transcript parser on the real CLIs' output
- * (tests/fixtures/agents/, captured from the pinned Claude Code and Codex
+ * (tests/fixtures/agents/, captured from the pinned Claude Code, Codex and opencode
  * against a scripted model: docs/agents.md), event for event; and on what
  * must never crash it: garbage, every truncation of every real line, real
  * lines with bytes changed, huge and deep lines, failing emitters, results
@@ -480,12 +480,137 @@ static void codex_other_shapes(void **state)
     transcript_free(p);
 }
 
+/* ---- opencode: run --format json ------------------------------------------------------- */
+
+static void opencode_write(void **state)
+{
+    events e = {0};
+    feed_fixture(&e, "opencode-run-json", "opencode-run.jsonl");
+    EXPECT(&e, "agent_message {\"text\":\"I'll create the file.\"}",
+           "tool_call {\"id\":\"toolu_01Fakewrite000000000000000001\","
+           "\"summary\":\"/tmp/capture/repo/hello.txt\",\"tool\":\"write\"}",
+           "tool_result {\"id\":\"toolu_01Fakewrite000000000000000001\",\"ok\":true}",
+           "file_change {\"kind\":\"add\",\"path\":\"/tmp/capture/repo/hello.txt\"}",
+           "agent_message {\"text\":\"Done: I wrote hello.txt.\"}");
+    feed_fixture(&e, "opencode-run-json", "opencode-run-write-existing.jsonl");
+    EXPECT(&e,
+           "tool_call {\"id\":\"toolu_fake_2\",\"summary\":\"/tmp/capture/repo/README.md\","
+           "\"tool\":\"write\"}",
+           "tool_result {\"id\":\"toolu_fake_2\",\"ok\":true}",
+           "file_change {\"kind\":\"update\",\"path\":\"/tmp/capture/repo/README.md\"}",
+           "agent_message {\"text\":\"Done.\"}");
+}
+
+/* A bash command that wrote a file and exited 3: opencode says "completed"
+ * with the exit in its metadata; the call failed, the command says why. */
+static void opencode_bash_fail(void **state)
+{
+    events e = {0};
+    feed_fixture(&e, "opencode-run-json", "opencode-run-bash-fail.jsonl");
+    EXPECT(&e,
+           "tool_call {\"id\":\"toolu_fake_2\",\"summary\":\"printf hi > notes.txt; echo made "
+           "notes; exit 3\",\"tool\":\"bash\"}",
+           "tool_result {\"id\":\"toolu_fake_2\",\"ok\":false}",
+           "command {\"command\":\"printf hi > notes.txt; echo made notes; exit 3\","
+           "\"exit_code\":3}",
+           "agent_message {\"text\":\"Done.\"}");
+}
+
+static void opencode_edit_and_error(void **state)
+{
+    events e = {0};
+    feed_fixture(&e, "opencode-run-json", "opencode-run-edit.jsonl");
+    EXPECT(&e,
+           "tool_call {\"id\":\"toolu_fake_2\",\"summary\":\"/tmp/capture/repo/README.md\","
+           "\"tool\":\"edit\"}",
+           "tool_result {\"id\":\"toolu_fake_2\",\"ok\":true}",
+           "file_change {\"kind\":\"update\",\"path\":\"/tmp/capture/repo/README.md\"}",
+           "agent_message {\"text\":\"Done.\"}");
+    /* a read of a file that is not there: the call failed, nothing changed */
+    feed_fixture(&e, "opencode-run-json", "opencode-run-read-error.jsonl");
+    EXPECT(&e,
+           "tool_call {\"id\":\"toolu_fake_2\",\"summary\":\"/tmp/capture/repo/missing.txt\","
+           "\"tool\":\"read\"}",
+           "tool_result {\"id\":\"toolu_fake_2\",\"ok\":false}",
+           "agent_message {\"text\":\"Done.\"}");
+}
+
+/* The model API refuses the key: one "error" line, and the CLI exits 1. */
+static void opencode_auth_failure(void **state)
+{
+    events e = {0};
+    feed_fixture(&e, "opencode-run-json", "opencode-run-401.jsonl");
+    EXPECT(&e, "error {\"fatal\":true,\"message\":\"APIError: invalid x-api-key (HTTP 401)\"}");
+}
+
+/* Shapes the fixtures do not hold: a call printed while it runs and again
+ * when it ends (one tool_call), a bash call that errored (exit unknown),
+ * calls with missing fields, an error line without data. */
+static void opencode_other_shapes(void **state)
+{
+    events e = {0};
+    transcript_parser *p = transcript_new("opencode-run-json");
+    assert_non_null(p);
+    const char *running = "{\"type\":\"tool_use\",\"part\":{\"tool\":\"bash\",\"callID\":"
+                          "\"c1\",\"state\":{\"status\":\"running\",\"input\":{\"command\":"
+                          "\"make\"}}}}";
+    assert_int_equal(one(p, &e, running), 1);
+    assert_int_equal(one(p, &e, running), 0);
+    assert_int_equal(one(p, &e,
+                         "{\"type\":\"tool_use\",\"part\":{\"tool\":\"bash\",\"callID\":"
+                         "\"c1\",\"state\":{\"status\":\"error\",\"input\":{\"command\":"
+                         "\"make\"},\"error\":\"aborted\"}}}"),
+                     2);
+    EXPECT(&e, "tool_call {\"id\":\"c1\",\"summary\":\"make\",\"tool\":\"bash\"}",
+           "tool_result {\"id\":\"c1\",\"ok\":false}",
+           "command {\"command\":\"make\",\"exit_code\":null}");
+    /* a tool with no known argument: the input as JSON; a write that failed */
+    assert_int_equal(one(p, &e,
+                         "{\"type\":\"tool_use\",\"part\":{\"tool\":\"todowrite\",\"callID\":"
+                         "\"c2\",\"state\":{\"status\":\"completed\",\"input\":{\"todos\":[]}}}}"),
+                     2);
+    assert_int_equal(one(p, &e,
+                         "{\"type\":\"tool_use\",\"part\":{\"tool\":\"write\",\"callID\":"
+                         "\"c3\",\"state\":{\"status\":\"error\",\"input\":{\"filePath\":"
+                         "\"/x\"}}}}"),
+                     2);
+    EXPECT(&e,
+           "tool_call {\"id\":\"c2\",\"summary\":\"{\\\"todos\\\":[]}\",\"tool\":\"todowrite\"}",
+           "tool_result {\"id\":\"c2\",\"ok\":true}",
+           "tool_call {\"id\":\"c3\",\"summary\":\"/x\",\"tool\":\"write\"}",
+           "tool_result {\"id\":\"c3\",\"ok\":false}");
+    static const char *const nothing[] = {
+        "{\"type\":\"tool_use\"}",
+        "{\"type\":\"tool_use\",\"part\":{\"tool\":\"bash\",\"state\":{\"status\":"
+        "\"completed\"}}}",
+        "{\"type\":\"tool_use\",\"part\":{\"callID\":\"c\",\"state\":{\"status\":"
+        "\"completed\"}}}",
+        "{\"type\":\"tool_use\",\"part\":{\"tool\":\"bash\",\"callID\":\"c\"}}",
+        "{\"type\":\"tool_use\",\"part\":{\"tool\":\"bash\",\"callID\":\"c\",\"state\":"
+        "{\"status\":\"mystery\"}}}",
+        "{\"type\":\"text\",\"part\":{\"text\":\"   \"}}",
+        "{\"type\":\"text\",\"part\":{\"text\":7}}",
+        "{\"type\":\"step_start\",\"part\":{}}",
+        "{\"type\":\"step_finish\",\"part\":{\"reason\":\"stop\"}}",
+        "{\"type\":\"reasoning\",\"part\":{\"text\":\"thinking\"}}",
+    };
+    for (size_t i = 0; i < sizeof(nothing) / sizeof(nothing[0]); i++)
+        if (one(p, &e, nothing[i]) != 0)
+            fail_msg("line %zu gave an event", i);
+    assert_int_equal(e.n, 0);
+    assert_int_equal(one(p, &e, "{\"type\":\"error\"}"), 1);
+    assert_int_equal(one(p, &e, "{\"type\":\"error\",\"error\":{\"name\":\"UnknownError\"}}"), 1);
+    EXPECT(&e, "error {\"fatal\":true,\"message\":\"unknown error\"}",
+           "error {\"fatal\":true,\"message\":\"UnknownError\"}");
+    transcript_free(p);
+}
+
 /* ---- what must never crash it ------------------------------------------------------- */
 
 static void unknown_format(void **state)
 {
-    assert_null(transcript_new("opencode-json"));
-    assert_non_null(strstr(farm_error_last(), "opencode-json"));
+    assert_null(transcript_new("aider-json"));
+    assert_non_null(strstr(farm_error_last(), "aider-json"));
     assert_null(transcript_new(""));
     transcript_free(NULL);
 }
@@ -527,8 +652,9 @@ static void garbage_lines(void **state)
         "{\"type\":\"item.completed\",\"item\":{\"id\":\"i\",\"type\":\"agent_message\",\"text\":"
         "\"\xc3\"}}",
     };
-    static const char *const formats[] = {"claude-stream-json", "codex-exec-json"};
-    for (size_t f = 0; f < 2; f++) {
+    static const char *const formats[] = {"claude-stream-json", "codex-exec-json",
+                                          "opencode-run-json"};
+    for (size_t f = 0; f < 3; f++) {
         transcript_parser *p = transcript_new(formats[f]);
         assert_non_null(p);
         events e = {0};
@@ -565,6 +691,14 @@ static void truncated_lines(void **state)
         {"codex-exec-json", "claude-stream-multi.jsonl"},
         {"claude-stream-json", "opencode-run.jsonl"},
         {"codex-exec-json", "opencode-run.jsonl"},
+        {"opencode-run-json", "opencode-run.jsonl"},
+        {"opencode-run-json", "opencode-run-bash-fail.jsonl"},
+        {"opencode-run-json", "opencode-run-edit.jsonl"},
+        {"opencode-run-json", "opencode-run-read-error.jsonl"},
+        {"opencode-run-json", "opencode-run-write-existing.jsonl"},
+        {"opencode-run-json", "opencode-run-401.jsonl"},
+        {"opencode-run-json", "claude-stream-multi.jsonl"},
+        {"opencode-run-json", "codex-exec-multi.jsonl"},
     };
     for (size_t k = 0; k < sizeof(fx) / sizeof(fx[0]); k++) {
         size_t len;
@@ -591,6 +725,8 @@ static void truncated_lines(void **state)
     feed_fixture(&e, "claude-stream-json", "codex-exec-multi.jsonl");
     feed_fixture(&e, "codex-exec-json", "claude-stream-multi.jsonl");
     feed_fixture(&e, "codex-exec-json", "opencode-run.jsonl");
+    feed_fixture(&e, "opencode-run-json", "claude-stream-multi.jsonl");
+    feed_fixture(&e, "opencode-run-json", "codex-exec-multi.jsonl");
     assert_int_equal(e.n, 0);
 }
 
@@ -599,18 +735,21 @@ static void truncated_lines(void **state)
  * leak, and may emit only well-formed events (collect() checks the body). */
 static void mutated_lines(void **state)
 {
-    static const char *const files[] = {"claude-stream-multi.jsonl", "claude-stream-401.jsonl",
-                                        "claude-stream-bash-files.jsonl", "codex-exec-multi.jsonl",
-                                        "codex-exec-401.jsonl"};
+    static const char *const files[] = {
+        "claude-stream-multi.jsonl", "claude-stream-401.jsonl", "claude-stream-bash-files.jsonl",
+        "codex-exec-multi.jsonl",    "codex-exec-401.jsonl",    "opencode-run-bash-fail.jsonl",
+        "opencode-run-edit.jsonl",   "opencode-run-401.jsonl"};
     static const char swaps[] = "{}[]\",:0123456789 tfn\\x\xc3";
     uint32_t seed = 12345;
     for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
         size_t len;
         char *text = slurp(files[k], &len);
-        transcript_parser *p[2] = {transcript_new("claude-stream-json"),
-                                   transcript_new("codex-exec-json")};
+        transcript_parser *p[3] = {transcript_new("claude-stream-json"),
+                                   transcript_new("codex-exec-json"),
+                                   transcript_new("opencode-run-json")};
         assert_non_null(p[0]);
         assert_non_null(p[1]);
+        assert_non_null(p[2]);
         for (char *line = text; line < text + len;) {
             char *nl = memchr(line, '\n', (size_t)(text + len - line));
             size_t n = nl ? (size_t)(nl - line) : (size_t)(text + len - line);
@@ -624,7 +763,7 @@ static void mutated_lines(void **state)
                     seed = seed * 1103515245u + 12345u;
                     copy[at] = swaps[(seed >> 8) % (sizeof(swaps) - 1)];
                 }
-                for (int f = 0; f < 2; f++) {
+                for (int f = 0; f < 3; f++) {
                     events e = {0};
                     int rc = transcript_line(p[f], copy, n, collect, &e);
                     assert_true(rc >= 0);
@@ -637,6 +776,7 @@ static void mutated_lines(void **state)
         }
         transcript_free(p[0]);
         transcript_free(p[1]);
+        transcript_free(p[2]);
         free(text);
     }
 }
@@ -717,6 +857,11 @@ int main(void)
         cmocka_unit_test(codex_multi),
         cmocka_unit_test(codex_auth_failure),
         cmocka_unit_test(codex_other_shapes),
+        cmocka_unit_test(opencode_write),
+        cmocka_unit_test(opencode_bash_fail),
+        cmocka_unit_test(opencode_edit_and_error),
+        cmocka_unit_test(opencode_auth_failure),
+        cmocka_unit_test(opencode_other_shapes),
         cmocka_unit_test(unknown_format),
         cmocka_unit_test(garbage_lines),
         cmocka_unit_test(truncated_lines),
