@@ -4,6 +4,7 @@ route, and live delivery: 1,000 forced disconnects of a live SSE reader
 while events are appended (0 lost, 0 duplicated, checked by seq), several
 readers seeing identical sequences, and a stalled reader not delaying the
 others."""
+import http.client
 import json
 import os
 import random
@@ -261,10 +262,21 @@ def test_forced_disconnects():
         stop = threading.Event()
         sent = [0]
 
+        refused = [0]
+
         def writer():
             while not stop.is_set():
-                s, _, _ = farm.request("POST", "/api/sessions/%d/messages" % sid,
-                                       body=json.dumps({"text": "m%d" % sent[0]}).encode(), headers=h(MEMBER, JSON))
+                try:
+                    s, _, _ = farm.request("POST", "/api/sessions/%d/messages" % sid,
+                                           body=json.dumps({"text": "m%d" % sent[0]}).encode(),
+                                           headers=h(MEMBER, JSON))
+                except (ConnectionResetError, http.client.RemoteDisconnected):
+                    # this address holds many aborted readers the server has not reaped
+                    # yet: its per-address connection limit refuses the writer; a
+                    # client tries again (the message was not taken, so none is lost)
+                    refused[0] += 1
+                    time.sleep(0.05)
+                    continue
                 assert s == 201
                 sent[0] += 1
                 time.sleep(0.001)
@@ -300,7 +312,7 @@ def test_forced_disconnects():
             offset = hd["stream-next-offset"]
             if hd.get("stream-up-to-date") == "true":
                 break
-        assert sent[0] > 50, sent[0]
+        assert sent[0] > 50 and refused[0] < sent[0], (sent[0], refused[0])
         assert seen == list(range(1, len(seen) + 1)), "lost or duplicated: %r" % seen[:50]
         s, hd, _ = farm.request("HEAD", path, headers=VIEWER)
         assert len(seen) == int(hd["stream-next-offset"], 16), (len(seen), hd)
