@@ -32,6 +32,8 @@ void hook_azure_where_free(hook_azure_where *w)
     free(w->project);
     free(w->area_path);
     free(w->repository);
+    strv_list_free(w->pushed_branches);
+    strv_list_free(w->pushed_oids);
     memset(w, 0, sizeof(*w));
 }
 
@@ -427,6 +429,84 @@ static int parse_pr_comment(tracker_event *ev, hook_azure_where *where, json_t *
     return 0;
 }
 
+/* A 40-digit lower-case hex object id that is not all zeros (a deletion). */
+static int is_new_oid(const char *s)
+{
+    return s && strlen(s) == 40 && strspn(s, "0123456789abcdef") == 40 && strspn(s, "0") != 40;
+}
+
+/* git.push ("Code pushed"): which branches of which Azure Repos repository
+ * moved, and to what. resource.refUpdates[] holds each ref's name and its
+ * old and new object ids; tags, deleted branches and malformed entries are
+ * skipped, and a push that moved no branch is TEV_OTHER. Whether a branch is
+ * a configured base is for hook_azure_route() and ingest. */
+static int parse_push(tracker_event *ev, hook_azure_where *where, json_t *resource)
+{
+    const char *project =
+        hook_json_str(hook_json_path(resource, "repository", "project", "name", NULL));
+    const char *repository = hook_json_str(hook_json_path(resource, "repository", "name", NULL));
+    json_t *updates = hook_json_path(resource, "refUpdates", NULL);
+    size_t i;
+    json_t *u;
+    int rc;
+
+    if (!project || !*project || !repository || !*repository) {
+        farm_error_set("git.push delivery without resource.repository.name and "
+                       "resource.repository.project.name");
+        return FARM_EINVALID;
+    }
+    free(ev->repo);
+    ev->repo = NULL;
+    if (asprintf(&ev->repo, "%s/%s", project, repository) < 0) {
+        ev->repo = NULL;
+        farm_error_set("out of memory naming a repository");
+        return FARM_ENOMEM;
+    }
+    if ((rc = hook_str_dup(&where->project, project)) ||
+        (rc = hook_str_dup(&where->repository, repository)) ||
+        (rc = read_identity(&ev->actor, &ev->actor_display,
+                            hook_json_path(resource, "pushedBy", NULL))))
+        return rc;
+    ev->kind = TEV_OTHER;
+    if (!json_is_array(updates))
+        return 0;
+    json_array_foreach(updates, i, u)
+    {
+        const char *ref = hook_json_str(hook_json_path(u, "name", NULL));
+        const char *oid = hook_json_str(hook_json_path(u, "newObjectId", NULL));
+        if (!ref || strncmp(ref, "refs/heads/", 11) != 0 || !ref[11] || !is_new_oid(oid))
+            continue;
+        if ((rc = strv_list_add(&where->pushed_branches, &where->npushed, ref + 11)) ||
+            (rc = strv_list_add(&where->pushed_oids, &where->npushed_oids, oid)))
+            return rc;
+    }
+    if (where->npushed == 0)
+        return 0;
+    if ((rc = hook_str_dup(&ev->pushed_branch, where->pushed_branches[0])) ||
+        (rc = hook_str_dup(&ev->pushed_oid, where->pushed_oids[0])))
+        return rc;
+    ev->kind = TEV_BRANCH_PUSHED;
+    return 0;
+}
+
+/* A push that moved several branches stands for the one that matters to
+ * repository r: its base branch when the push moved it. */
+static int push_pick_base(tracker_event *ev, const hook_azure_where *where, const config_repo *r)
+{
+    if (ev->kind != TEV_BRANCH_PUSHED || !r->base_branch)
+        return 0;
+    for (size_t i = 0; i < where->npushed && i < where->npushed_oids; i++) {
+        if (strcmp(where->pushed_branches[i], r->base_branch) != 0)
+            continue;
+        int rc;
+        if ((rc = hook_str_dup(&ev->pushed_branch, where->pushed_branches[i])) ||
+            (rc = hook_str_dup(&ev->pushed_oid, where->pushed_oids[i])))
+            return rc;
+        return 0;
+    }
+    return 0;
+}
+
 int hook_azure_parse_where(tracker_event *out, hook_azure_where *where, const char *body,
                            size_t len)
 {
@@ -442,6 +522,7 @@ int hook_azure_parse_where(tracker_event *out, hook_azure_where *where, const ch
         {"git.pullrequest.merged", parse_pull_request},
         {"ms.vss-code.git-pullrequest-comment-event", parse_pr_comment},
         {"build.complete", hook_azure_build_parse}, /* hook_ci.c */
+        {"git.push", parse_push},
     };
     tracker_event ev;
     hook_azure_where w;
@@ -545,6 +626,9 @@ int hook_azure_route(tracker_event *ev, const hook_azure_where *where, const con
         if (where->repository) {
             if (!names_repository(r->name, where->project, where->repository))
                 continue;
+            int rc = push_pick_base(ev, where, r);
+            if (rc)
+                return rc;
         } else {
             if (!r->azure_project || strcasecmp(r->azure_project, where->project) != 0)
                 continue;

@@ -41,7 +41,13 @@ int hook_github_form_payload(char **out, size_t *outlen, const char *body, size_
 typedef struct hook_azure_where {
     char *project;    /* work item System.TeamProject, or the PR repository's project */
     char *area_path;  /* work item System.AreaPath, or NULL */
-    char *repository; /* PR events: the Azure Repos repository name, else NULL */
+    char *repository; /* PR, build and push events: the Azure Repos repository name */
+    /* git.push: every branch the push moved and its new head, parallel lists
+     * (the event names the first; hook_azure_route() names the configured
+     * base branch when the push moved it too) */
+    char **pushed_branches;
+    char **pushed_oids;
+    size_t npushed, npushed_oids;
 } hook_azure_where;
 
 void hook_azure_where_free(hook_azure_where *w);
@@ -62,8 +68,10 @@ int hook_azure_parse_where(tracker_event *out, hook_azure_where *where, const ch
  * "azure" whose azure_project equals the project (case-insensitively), whose
  * azure_area_path, when set, is a prefix of the work item's area path (at a
  * `\` boundary), and whose azure_tag, when set, is among the work item's tags.
- * Pull requests match an entry named "<org>/<project>/<repository>"
- * (case-insensitively, any org). Returns 0 when a repository was found,
+ * Pull requests, builds and pushes match an entry named
+ * "<org>/<project>/<repository>" (case-insensitively, any org); a push that
+ * moved several branches names the entry's base_branch when it is among them.
+ * Returns 0 when a repository was found,
  * FARM_ENOTFOUND when none matches (ev->repo is left as it was), FARM_ENOMEM. */
 int hook_azure_route(tracker_event *ev, const hook_azure_where *where, const config *c);
 

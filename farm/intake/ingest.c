@@ -90,6 +90,18 @@ static int from_bot(const config *cfg, const tracker_event *ev)
     return ev->actor_is_bot || (ev->actor && bot && !strcasecmp(ev->actor, bot));
 }
 
+/* A comment the farm wrote itself: every comment it posts carries its
+ * marker (`<!-- farm:KEY -->`, vcs/tracker/tracker.c), and text from the
+ * agent or from people that it quotes has the marker defused. This holds
+ * when the tracker's sender does not say "bot" and the configured identity
+ * (github.bot_login, azure.bot_name) is missing or not the token's, so the
+ * farm's own plan, help or status comment never steers a session. A person
+ * who pastes the marker only has their own comment ignored. */
+static int farm_wrote(const tracker_event *ev)
+{
+    return ev->comment_body && strstr(ev->comment_body, "<!-- farm:") != NULL;
+}
+
 static int in_list(char *const *list, size_t n, const char *s)
 {
     for (size_t i = 0; s && list && i < n; i++)
@@ -401,6 +413,11 @@ static int on_comment(store_tx *tx, ingest_ctx *c, const config_repo *repo)
 
     if (from_bot(c->cfg, ev)) {
         result_set(c->res, INGEST_IGNORED, "event from a bot");
+        return 0;
+    }
+    if (farm_wrote(ev)) {
+        result_set(c->res, INGEST_IGNORED,
+                   "a comment the farm wrote (it carries the farm's marker)");
         return 0;
     }
     /* a command counts in a new comment, review or review comment, never in an edit */

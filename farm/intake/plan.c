@@ -211,6 +211,55 @@ int plan_tx_command(review_result *out, store_tx *tx, const review_ctx *c, const
                  "plan waiting for approval).");
 }
 
+int plan_tx_phase(int *out, store_tx *tx, const store_session *s)
+{
+    char kind[32];
+    int rc;
+
+    *out = 0;
+    if (!strcmp(s->state, AWAITING)) {
+        *out = 1;
+        return 0;
+    }
+    if (s->pr_number > 0 || !store_session_state_is_final(s->state) || !strcmp(s->state, "done"))
+        return 0;
+    if ((rc = store_tx_review_last_job_kind(kind, sizeof(kind), tx, s->id)))
+        return rc;
+    *out = !strcmp(kind, "plan");
+    return 0;
+}
+
+int plan_tx_retry(review_result *out, store_tx *tx, const review_ctx *c, const store_session *s)
+{
+    int64_t job = 0;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!strcmp(s->state, AWAITING)) {
+        if ((rc = queue_plan(out, tx, c, s, 0, "/farm retry")))
+            return rc;
+        return reply(tx, c, s, "retry",
+                     "Writing the plan again: the agent makes a new one, posted here for "
+                     "approval. Nothing is implemented before `/farm approve`.");
+    }
+    /* the plan round failed or was stopped: the pipeline runs a plan job
+     * on a session that is not waiting when it is the session's newest */
+    if ((rc = state_set(tx, c, s, "queued", "/farm retry")) ||
+        (rc = store_tx_job_insert(&job, tx, "plan", s->id, 0)) ||
+        (rc = event_add(tx, s->id, "retry", c->ev->actor,
+                        json_pack("{s:s,s:I,s:s}", "from", s->state, "job", (json_int_t)job, "kind",
+                                  "plan"))) ||
+        (rc = status_update(tx, c, s->id, "queued again (/farm retry): a new plan round")))
+        return rc;
+    out->acted = 1;
+    out->job_id = job;
+    reason_set(out, "/farm retry: session %lld queued again (plan job %lld)", (long long)s->id,
+               (long long)job);
+    return reply(tx, c, s, "retry",
+                 "Trying the plan again: the agent writes a new plan, posted here for approval. "
+                 "Nothing is implemented before `/farm approve`.");
+}
+
 int plan_tx_feedback(review_result *out, store_tx *tx, const review_ctx *c, const store_session *s)
 {
     memset(out, 0, sizeof(*out));

@@ -641,6 +641,15 @@ int review_tx_command(review_result *out, store_tx *tx, const review_ctx *c, con
         reason_set(out, "/farm %s: the issue is on hold", command_kind_name(cmd->kind));
         return say(tx, c, s, "held", body);
     }
+    if (s && cmd->kind == COMMAND_RETRY) {
+        /* a session still in its plan phase retries the plan, never the
+         * implementation: that takes `/farm approve` (plan.h) */
+        int planning = 0;
+        if ((rc = plan_tx_phase(&planning, tx, s)))
+            return rc;
+        if (planning)
+            return plan_tx_retry(out, tx, c, s);
+    }
     if (cmd->arg_bad) {
         reason_set(out, "/farm %s: a preset name that cannot be one", command_kind_name(cmd->kind));
         out->acted = 1;

@@ -9,7 +9,7 @@
  *
  * What queues one, inside ingest's write (like review.h):
  * - update_tx_base_pushed(): a push to a configured repository's base branch
- *   (GitHub `push`): every active session of the repository with an open
+ *   (GitHub `push`, Azure DevOps `git.push`): every active session of the repository with an open
  *   pull request, due review.debounce_s later, so a burst of pushes is one
  *   update;
  * - update_tx_unmergeable(): the tracker says the pull request does not

@@ -32,6 +32,7 @@
 #include "farm/report/report.h"
 #include "farm/report/review_replies.h"
 #include "farm/store/store_hold.h"
+#include "farm/store/store_review.h"
 #include "farm/store/store_run.h"
 
 #include <assert.h>
@@ -184,10 +185,18 @@ static int begin_fn(store_tx *tx, void *arg)
 
     if ((rc = store_tx_session_get(&s, tx, r->s->id)))
         return rc;
+    /* a plan round that a comment queued is superseded by the approval (its
+     * "run" job is newer); a plan round that `/farm retry` queued after a
+     * failed one is the session's newest job */
+    int plan_over = 0;
+    if (!strcmp(r->kind, "plan") && s->runs > 0 && strcmp(s->state, "awaiting_approval") != 0) {
+        char last[32];
+        if ((rc = store_tx_review_last_job_kind(last, sizeof(last), tx, s->id)))
+            goto out;
+        plan_over = strcmp(s->state, "queued") != 0 || strcmp(last, "plan") != 0;
+    }
     if (store_session_state_is_final(s->state) ||
-        (!strcmp(r->kind, "answer") && strcmp(s->state, "waiting") != 0) ||
-        (!strcmp(r->kind, "plan") && s->runs > 0 && strcmp(s->state, "awaiting_approval") != 0)) {
-        /* (a plan round that a comment queued, superseded by the approval) */
+        (!strcmp(r->kind, "answer") && strcmp(s->state, "waiting") != 0) || plan_over) {
         b->over_budget = -1; /* nothing to do: ended, or the answer came in already */
         goto out;
     }

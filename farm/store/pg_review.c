@@ -8,6 +8,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,10 +147,32 @@ static int tx_review_job_queued(int64_t *id, store_tx *tx, int64_t session_id, c
     return rc;
 }
 
+static int tx_review_last_job_kind(char *kind, size_t n, store_tx *tx, int64_t session_id)
+{
+    pg_stmt *st = NULL;
+    int rc, step;
+
+    rc = pg_tx_stmt(&st, tx,
+                    "SELECT kind FROM job WHERE session_id = $1 AND kind <> 'cancel'"
+                    " ORDER BY id DESC LIMIT 1");
+    if (rc)
+        return rc;
+    pg_bind_int64(st, 1, session_id);
+    if ((step = pg_step(st)) == PG_ROW) {
+        const char *k = pg_col_text(st, 0);
+        snprintf(kind, n, "%s", k ? k : "");
+    } else if (step != PG_DONE) {
+        rc = pg_err(pg_tx_db(tx), "finding a session's last job");
+    }
+    pg_tx_stmt_done(tx, st);
+    return rc;
+}
+
 const store_review_ops pg_review_ops = {
     .tx_jobs = tx_review_jobs,
     .tx_job_due = tx_review_job_due,
     .tx_ci_job_defer = tx_ci_job_defer,
     .tx_open_prs = tx_review_open_prs,
     .tx_job_queued = tx_review_job_queued,
+    .tx_last_job_kind = tx_review_last_job_kind,
 };

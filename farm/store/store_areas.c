@@ -365,6 +365,13 @@ int store_tx_review_job_queued(int64_t *id, store_tx *tx, int64_t session_id, co
     return tx->be->review->tx_job_queued(id, tx, session_id, kind);
 }
 
+int store_tx_review_last_job_kind(char *kind, size_t n, store_tx *tx, int64_t session_id)
+{
+    if (n)
+        kind[0] = '\0';
+    return tx->be->review->tx_last_job_kind(kind, n, tx, session_id);
+}
+
 /* ---- the digest (store_digest.h) ----------------------------------------- */
 
 int store_digest_events(store_event **out, size_t *n, store *s, const int64_t *ids, size_t nids,

@@ -159,6 +159,7 @@ typedef struct store_review_ops {
     int (*tx_open_prs)(int64_t **ids, size_t *n, store_tx *tx, const char *tracker_name,
                        const char *repo);
     int (*tx_job_queued)(int64_t *id, store_tx *tx, int64_t session_id, const char *kind);
+    int (*tx_last_job_kind)(char *kind, size_t n, store_tx *tx, int64_t session_id);
 } store_review_ops;
 
 /* store_digest.h: the digest's reads. */

@@ -40,6 +40,12 @@ int store_tx_review_open_prs(int64_t **ids, size_t *n, store_tx *tx, const char 
  * Returns 0 or FARM_EIO. */
 int store_tx_review_job_queued(int64_t *id, store_tx *tx, int64_t session_id, const char *kind);
 
+/* The kind of a session's newest job other than "cancel" ("plan", "run",
+ * "revise", ...), whatever its state, into kind (n bytes; "" when the
+ * session has none): what `/farm retry` takes up again. Returns 0 or
+ * FARM_EIO. */
+int store_tx_review_last_job_kind(char *kind, size_t n, store_tx *tx, int64_t session_id);
+
 /* The CI fix loop's debounce (farm/intake/ci.c): when session_id has a
  * "ci" job still queued, move its not-before time to due_ms (later or
  * earlier) and set *out_id to it; else *out_id is 0. Returns 0, FARM_EIO,

@@ -56,6 +56,12 @@ Builds (Azure Pipelines), as the build REST API shows them:
          "log" (the failing task's log), "task" (its name), "pr" (a PR validation
          build: its id)}: a build; answers {"id", "delivery"}, the `build.complete`
          service hook delivery Azure DevOps would send (the fake sends no hooks)
+
+Pushes (Azure Repos; the fake holds no git objects: the test's bare remote does):
+  POST /_fake/push     {"project", "repo", "branch" (or "refs": [{"branch", "new",
+         "old"}] for several), "new" (the branch's new head), "old" (default zeros),
+         "by" (unique name)}: answers {"delivery"}, the `git.push` ("Code pushed")
+         service hook delivery Azure DevOps would send
 """
 
 import argparse
@@ -306,6 +312,8 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             if path == "/_fake/builds" and self.command == "POST":
                 return 200, self._build_new(body)
+            if path == "/_fake/push" and self.command == "POST":
+                return 200, self._push_delivery(body)
             if path == "/_fake/requests":
                 if self.command == "DELETE":
                     st.requests = []
@@ -628,6 +636,37 @@ class Handler(BaseHTTPRequestHandler):
                     "resource": self._build_json(b), "resourceVersion": "2.0",
                     "createdDate": iso()}
         return {"id": bid, "delivery": delivery}
+
+    def _push_delivery(self, body):
+        """POST /_fake/push (under st.lock): a git.push delivery, resourceVersion 1.0."""
+        st = self.state
+        project = st.project(body["project"], create=True)
+        repo = st.repo(project, body["repo"], create=True)
+        refs = body.get("refs") or [{"branch": body["branch"], "new": body["new"],
+                                     "old": body.get("old")}]
+        by = identity(body.get("by", "someone@example.com"))
+        push_id = st.new_id()
+        updates = [{"name": "refs/heads/" + r["branch"], "oldObjectId": r.get("old") or "0" * 40,
+                    "newObjectId": r["new"]} for r in refs]
+        names = ", ".join(r["branch"] for r in refs)
+        remote = "%s/%s/_git/%s" % (self._base_org(), project["name"], repo["name"])
+        return {"delivery": {
+            "subscriptionId": guid("sub"), "notificationId": push_id,
+            "id": str(guid("push/%d/%f" % (push_id, time.time()))),
+            "eventType": "git.push", "publisherId": "tfs",
+            "message": {"text": "%s pushed updates to %s:%s." % (
+                by["displayName"], repo["name"], names)},
+            "resource": {
+                "commits": [{"commitId": r["new"], "comment": "a change"} for r in refs],
+                "refUpdates": updates,
+                "repository": {"id": repo["id"], "name": repo["name"],
+                               "url": "%s/%s/_apis/git/repositories/%s" % (
+                                   self._base_org(), project["name"], repo["id"]),
+                               "project": {"id": project["id"], "name": project["name"],
+                                           "state": "wellFormed"},
+                               "defaultBranch": "refs/heads/main", "remoteUrl": remote},
+                "pushedBy": by, "pushId": push_id, "date": iso()},
+            "resourceVersion": "1.0", "createdDate": iso()}}
 
     def _build_json(self, b):
         o = {k: v for k, v in b.items() if not k.startswith("_")}

@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "farm/intake/commands.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,26 @@ static void each_command(void **state)
     assert_int_equal(kind_of("/farm   \r\n"), COMMAND_HELP);
     assert_string_equal(command_kind_name(COMMAND_RETRY), "retry");
     assert_non_null(strstr(commands_help_text(), "`/farm stop`"));
+}
+
+/* `/farm help` lists every command the parser knows, each as it is
+ * written (a command added without its line in the help fails here). */
+static void help_lists_every_command(void **state)
+{
+    (void)state;
+    const char *help = commands_help_text();
+    for (int k = COMMAND_RUN; k <= COMMAND_APPROVE; k++) {
+        if (k == COMMAND_UNKNOWN)
+            continue;
+        char line[64], word[48];
+        const char *name = command_kind_name((command_kind)k);
+        snprintf(word, sizeof(word), "/farm %s", name);
+        assert_int_equal(kind_of(word), k);
+        snprintf(line, sizeof(line), "- `/farm %s", name);
+        if (!strstr(help, line))
+            fail_msg("`/farm help` does not list /farm %s", name);
+    }
+    assert_non_null(strstr(help, "- `/farm run [preset]` - "));
 }
 
 static void case_blanks_and_position(void **state)
@@ -147,7 +168,7 @@ static void arguments_and_hold(void **state)
     assert_string_equal(command_kind_name(COMMAND_UNHOLD), "unhold");
     assert_non_null(strstr(commands_help_text(), "`/farm hold`"));
     assert_non_null(strstr(commands_help_text(), "`/farm unhold`"));
-    assert_non_null(strstr(commands_help_text(), "`/farm run <preset>`"));
+    assert_non_null(strstr(commands_help_text(), "`/farm run [preset]`"));
     /* in Azure's HTML too */
     assert_int_equal(commands_parse(&c, "<div>/farm run opencode</div>"), 0);
     assert_int_equal(c.kind, COMMAND_RUN);
@@ -173,9 +194,13 @@ static void long_bodies_are_bounded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(each_command),       cmocka_unit_test(case_blanks_and_position),
-        cmocka_unit_test(not_commands),       cmocka_unit_test(unknown_words),
-        cmocka_unit_test(html_bodies),        cmocka_unit_test(long_bodies_are_bounded),
+        cmocka_unit_test(each_command),
+        cmocka_unit_test(help_lists_every_command),
+        cmocka_unit_test(case_blanks_and_position),
+        cmocka_unit_test(not_commands),
+        cmocka_unit_test(unknown_words),
+        cmocka_unit_test(html_bodies),
+        cmocka_unit_test(long_bodies_are_bounded),
         cmocka_unit_test(arguments_and_hold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

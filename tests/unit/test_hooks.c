@@ -676,6 +676,79 @@ static void test_azure_other(void **state)
     hook_azure_where_free(&w);
 }
 
+/* git.push: the repository, the branch that moved and its new head, and
+ * who pushed; tags and deletions are no branch push; a push that moved
+ * several branches names the configured base when it is among them. */
+static void test_azure_push(void **state)
+{
+    tracker_event ev;
+    hook_azure_where w;
+    azure(&ev, &w, "git.push");
+    assert_int_equal(ev.kind, TEV_BRANCH_PUSHED);
+    assert_string_equal(ev.pushed_branch, "master");
+    assert_string_equal(ev.pushed_oid, "33b55f7cb7e7e245323987634f960cf4a6e6bc74");
+    assert_string_equal(ev.repo, "Fabrikam-Fiber-Git/Fabrikam-Fiber-Git");
+    assert_string_equal(ev.delivery_id, "03c164c2-8912-4d5e-8009-3707d5f83734");
+    assert_string_equal(ev.actor, "Windows Live ID\\fabrikamfiber4@hotmail.com");
+    assert_string_equal(w.project, "Fabrikam-Fiber-Git");
+    assert_string_equal(w.repository, "Fabrikam-Fiber-Git");
+    assert_false(ev.is_pr);
+    assert_int_equal(ev.number, 0);
+
+    config_repo repos[1];
+    memset(repos, 0, sizeof(repos));
+    repos[0].name = "fabrikam/fabrikam-fiber-git/FABRIKAM-FIBER-GIT";
+    repos[0].tracker = "azure";
+    repos[0].base_branch = "master";
+    config c;
+    memset(&c, 0, sizeof(c));
+    c.repos = repos;
+    c.nrepos = 1;
+    assert_int_equal(hook_azure_route(&ev, &w, &c), 0);
+    assert_string_equal(ev.repo, "fabrikam/fabrikam-fiber-git/FABRIKAM-FIBER-GIT");
+    tracker_event_free(&ev);
+    hook_azure_where_free(&w);
+
+    /* A feature branch and then the base in one push: the base is named. */
+    const char *two =
+        "{\"id\":\"p2\",\"eventType\":\"git.push\",\"resource\":{\"repository\":{"
+        "\"name\":\"app\",\"project\":{\"name\":\"Proj\"}},\"refUpdates\":["
+        "{\"name\":\"refs/tags/v1\",\"newObjectId\":\"1111111111111111111111111111111111111111\"},"
+        "{\"name\":\"refs/heads/"
+        "gone\",\"newObjectId\":\"0000000000000000000000000000000000000000\"},"
+        "{\"name\":\"refs/heads/"
+        "feature\",\"newObjectId\":\"2222222222222222222222222222222222222222\"},"
+        "{\"name\":\"refs/heads/"
+        "main\",\"newObjectId\":\"3333333333333333333333333333333333333333\"}]}}";
+    assert_int_equal(hook_azure_parse_where(&ev, &w, two, strlen(two)), 0);
+    assert_int_equal(ev.kind, TEV_BRANCH_PUSHED);
+    assert_string_equal(ev.pushed_branch, "feature");
+    assert_int_equal(w.npushed, 2);
+    repos[0].name = "org/Proj/app";
+    repos[0].base_branch = "main";
+    assert_int_equal(hook_azure_route(&ev, &w, &c), 0);
+    assert_string_equal(ev.repo, "org/Proj/app");
+    assert_string_equal(ev.pushed_branch, "main");
+    assert_string_equal(ev.pushed_oid, "3333333333333333333333333333333333333333");
+    tracker_event_free(&ev);
+    hook_azure_where_free(&w);
+
+    /* Only a tag, a deletion and a bad oid: nothing moved that is a branch. */
+    const char *none =
+        "{\"id\":\"p3\",\"eventType\":\"git.push\",\"resource\":{\"repository\":{"
+        "\"name\":\"app\",\"project\":{\"name\":\"Proj\"}},\"refUpdates\":["
+        "{\"name\":\"refs/tags/v1\",\"newObjectId\":\"1111111111111111111111111111111111111111\"},"
+        "{\"name\":\"refs/heads/"
+        "main\",\"newObjectId\":\"0000000000000000000000000000000000000000\"},"
+        "{\"name\":\"refs/heads/main\",\"newObjectId\":\"XYZ\"},{\"name\":7},3]}}";
+    assert_int_equal(hook_azure_parse_where(&ev, &w, none, strlen(none)), 0);
+    assert_int_equal(ev.kind, TEV_OTHER);
+    assert_null(ev.pushed_branch);
+    assert_string_equal(ev.repo, "Proj/app");
+    tracker_event_free(&ev);
+    hook_azure_where_free(&w);
+}
+
 static void test_azure_wrong_shapes(void **state)
 {
     static const struct {
@@ -713,6 +786,12 @@ static void test_azure_wrong_shapes(void **state)
          "\"resource\":{\"pullRequest\":{\"pullRequestId\":3,\"repository\":{\"name\":\"r\","
          "\"project\":{\"name\":\"p\"}}}}}",
          FARM_EINVALID},
+        {"{\"id\":\"a\",\"eventType\":\"git.push\",\"resource\":{\"refUpdates\":[]}}",
+         FARM_EINVALID},
+        {"{\"id\":\"a\",\"eventType\":\"git.push\",\"resource\":{\"repository\":{"
+         "\"name\":\"r\",\"project\":{\"name\":\"p\"}},\"refUpdates\":{},"
+         "\"pushedBy\":[]}}",
+         0},
         {"{\"id\":\"a\",\"eventType\":\"something.else\"}", 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -914,6 +993,7 @@ int main(void)
         cmocka_unit_test(test_azure_pull_requests),
         cmocka_unit_test(test_azure_pr_comment),
         cmocka_unit_test(test_azure_other),
+        cmocka_unit_test(test_azure_push),
         cmocka_unit_test(test_azure_wrong_shapes),
         cmocka_unit_test(test_azure_route),
         cmocka_unit_test(test_auth_github),

@@ -358,8 +358,18 @@ static void only_writers_and_never_bots(void **state)
     r = ingest_ok(fx, &ev);
     expect(&r, INGEST_IGNORED, "event from a bot");
 
+    /* a comment carrying the farm's marker is the farm's own, whoever the
+     * tracker says sent it (a token whose login is not github.bot_login):
+     * a `/farm run` line in it (from a plan or a quote) starts nothing */
+    ev = ev_make(fx, id, TEV_COMMENT_CREATED, "octo/app", 3);
+    ev.actor = "ci-robot";
+    ev.actor_access = ACTOR_WRITE;
+    ev.comment_body = "📝 A plan\n\n/farm run\n\n<!-- farm:s1/r1:plan -->";
+    r = ingest_ok(fx, &ev);
+    expect(&r, INGEST_IGNORED, "the farm's marker");
+
     assert_int_equal(count_sessions(fx), 0);
-    assert_int_equal(count_deliveries(fx), 4);
+    assert_int_equal(count_deliveries(fx), 5);
 }
 
 static void azure_allowlist_decides(void **state)

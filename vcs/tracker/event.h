@@ -34,7 +34,8 @@ typedef enum {
     TEV_CHECK_COMPLETED,    /* a CI check on a commit completed: `head_sha`, `check_name`,
                                `check_conclusion`, the PR (`number`, is_pr) when the tracker
                                names it, else `head_branch` */
-    TEV_BRANCH_PUSHED,      /* a branch moved (GitHub `push`): `pushed_branch`, `pushed_oid` */
+    TEV_BRANCH_PUSHED,      /* a branch moved (GitHub `push`, Azure `git.push`): `pushed_branch`,
+                               `pushed_oid` */
 } tracker_event_kind;
 
 /* What the actor may do on the repository, as far as the delivery says. */
