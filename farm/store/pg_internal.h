@@ -37,6 +37,7 @@
 /* One connection, with what its last statement left behind. */
 typedef struct pg_conn {
     PGconn *c;
+    const char *chan;     /* its store's channel suffix (pg_store's), for notifications */
     int64_t changes;      /* rows the last statement inserted, updated or deleted */
     char sqlstate[6];     /* the last failure's SQLSTATE, "" when none */
     char msg[512];        /* the last failure's message */
@@ -64,6 +65,10 @@ typedef struct pg_store {
     int stopping;
 
     struct pg_listener *listener; /* the LISTEN connection's thread, once subscribed */
+    /* "" on the schema "public", else "_" and a hash of the schema's name:
+     * notifications go to the whole database, and two farms on one database
+     * in schemas of their own must not wake each other */
+    char chan[24];
 } pg_store;
 
 /* A write function's transaction (a store_tx's impl). */
@@ -174,6 +179,8 @@ int pg_tx_lock(store_tx *tx, int64_t key);
 #define PG_CHANNEL_SESSION "farm_session"
 #define PG_CHANNEL_STREAM  "farm_stream"
 
+/* Read the schema the store's connections work in and set s->chan. */
+int pg_notify_channels(pg_store *s, pg_conn *db);
 int pg_conn_notify(pg_conn *db, const char *channel, const char *payload);
 int pg_tx_notify(store_tx *tx, const char *channel, const char *payload);
 /* store_backend's notify_listen(): start the listener thread. */

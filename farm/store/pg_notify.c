@@ -40,13 +40,43 @@ struct pg_listener {
 
 /* ---- announcing ------------------------------------------------------------ */
 
+int pg_notify_channels(pg_store *s, pg_conn *db)
+{
+    pg_stmt *st;
+    int rc = pg_prepare(&st, db, "SELECT current_schema()");
+    if (rc)
+        return rc;
+    if (pg_step(st) != PG_ROW) {
+        rc = pg_err(db, "reading the current schema");
+    } else {
+        const char *schema = pg_col_text(st, 0);
+        s->chan[0] = '\0';
+        if (schema && strcmp(schema, "public")) {
+            uint64_t h = 14695981039346656037ull; /* FNV-1a */
+            for (const char *p = schema; *p; p++)
+                h = (h ^ (unsigned char)*p) * 1099511628211ull;
+            snprintf(s->chan, sizeof(s->chan), "_%016llx", (unsigned long long)h);
+        }
+    }
+    pg_finalize(st);
+    return rc;
+}
+
+/* The channel's name in this store's schema. */
+static void channel_name(char *out, size_t n, const char *channel, const char *suffix)
+{
+    snprintf(out, n, "%s%s", channel, suffix ? suffix : "");
+}
+
 int pg_conn_notify(pg_conn *db, const char *channel, const char *payload)
 {
     pg_stmt *st;
+    char name[64];
     int rc = pg_prepare(&st, db, "SELECT pg_notify($1, $2)");
     if (rc)
         return rc;
-    pg_bind_text(st, 1, channel);
+    channel_name(name, sizeof(name), channel, db->chan);
+    pg_bind_text(st, 1, name);
     pg_bind_text(st, 2, payload);
     rc = pg_step(st) == PG_ROW ? 0 : pg_err(db, "notify");
     pg_finalize(st);
@@ -88,8 +118,9 @@ static pg_conn *listen_open(struct pg_listener *l)
     if (!db)
         return NULL;
     for (size_t i = 0; i < NCHANNELS; i++) {
-        char sql[64];
-        snprintf(sql, sizeof(sql), "LISTEN %s", channels[i].channel);
+        char sql[96], name[64];
+        channel_name(name, sizeof(name), channels[i].channel, db->chan);
+        snprintf(sql, sizeof(sql), "LISTEN \"%s\"", name); /* letters, digits, _ */
         if (pg_exec(db, sql)) {
             pg_err(db, "listen");
             pg_conn_close(db);
@@ -99,15 +130,18 @@ static pg_conn *listen_open(struct pg_listener *l)
     return db;
 }
 
-static void dispatch(struct pg_listener *l, PGconn *c)
+static void dispatch(struct pg_listener *l, pg_conn *db)
 {
     PGnotify *n;
-    while ((n = PQnotifies(c))) {
-        for (size_t i = 0; i < NCHANNELS; i++)
-            if (!strcmp(n->relname, channels[i].channel)) {
+    while ((n = PQnotifies(db->c))) {
+        for (size_t i = 0; i < NCHANNELS; i++) {
+            char name[64];
+            channel_name(name, sizeof(name), channels[i].channel, db->chan);
+            if (!strcmp(n->relname, name)) {
                 store_notify__dispatch(l->st, channels[i].kind, n->extra ? n->extra : "");
                 break;
             }
+        }
         PQfreemem(n);
     }
 }
@@ -132,7 +166,7 @@ static int listen_serve(struct pg_listener *l, pg_conn *db)
                      "error", msg);
             return 0;
         }
-        dispatch(l, db->c);
+        dispatch(l, db);
     }
 }
 

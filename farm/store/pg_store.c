@@ -354,6 +354,7 @@ pg_conn *pg_conn_open(pg_store *s)
         return NULL;
     }
     PQsetNoticeProcessor(db->c, quiet, NULL);
+    db->chan = s->chan;
     return db;
 }
 
@@ -669,6 +670,8 @@ static int open_store(store *st, const char *url, const char *dir, const char *p
         goto fail;
     }
     rc = pg_schema_migrate(db);
+    if (rc == 0)
+        rc = pg_notify_channels(s, db);
     pg_reader_put(st, db);
     if (rc)
         goto fail;
