@@ -23,6 +23,7 @@
 #include "base/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,20 +174,22 @@ static int listen_serve(struct pg_listener *l, pg_conn *db)
 static void *listen_main(void *arg)
 {
     struct pg_listener *l = arg;
-    int backoff = BACKOFF_MIN_MS, failures = 0;
+    int backoff = BACKOFF_MIN_MS, failures = 0, broke = 0;
     for (;;) {
         pg_conn *db = listen_open(l);
         if (!db) {
             if (failures++ == 0)
-                log_warn("store: cannot LISTEN; retrying with backoff", "error", farm_error_last());
+                log_warn("store: cannot LISTEN; retrying with backoff (changes made elsewhere"
+                         " are seen by the safety polls meanwhile)",
+                         "error", farm_error_last());
             if (stop_wait(l, backoff))
                 return NULL;
             backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
             continue;
         }
-        if (failures)
-            log_info("store: listening again after a lost connection");
-        failures = 0;
+        if (failures || broke)
+            log_info("store: listening again; waking everyone once");
+        failures = broke = 0;
         backoff = BACKOFF_MIN_MS;
         /* anything committed while nobody listened went unannounced */
         store_notify__dispatch(l->st, STORE_NOTIFY_RESYNC, NULL);
@@ -195,6 +198,7 @@ static void *listen_main(void *arg)
         if (stop)
             return NULL;
         store_notify__dispatch(l->st, STORE_NOTIFY_LOST, NULL);
+        broke = 1;
         if (stop_wait(l, backoff))
             return NULL;
     }
@@ -209,7 +213,8 @@ int pg_notify_listen(store *st)
         return FARM_ENOMEM;
     }
     l->st = st;
-    if (pipe(l->pipe) != 0) {
+    /* close-on-exec: no child (a sandboxed agent least of all) inherits it */
+    if (pipe2(l->pipe, O_CLOEXEC) != 0) {
         farm_error_set("store: cannot make the listener's pipe: %s", strerror(errno));
         free(l);
         return FARM_EIO;
