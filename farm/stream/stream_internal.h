@@ -98,9 +98,11 @@ struct stream_hub {
     int timer_started;
     /* other processes' commits (stream_notify.c) */
     struct store_notify_sub *notify;
-    int remote;    /* the store announces other processes' commits (PostgreSQL) */
-    int listening; /* ... and its listener is up: the hot entries can be trusted */
-    int resync;    /* the timer reloads every watched entry at its next tick */
+    int remote;        /* the store announces other processes' commits (PostgreSQL) */
+    int listening;     /* ... and its listener is up: the hot entries can be trusted */
+    int resync;        /* the timer reloads every watched entry at its next tick */
+    uint64_t notified; /* notifications of appends seen (lock held): a load that
+                          raced one reads again (stream_hot_load()) */
 };
 
 /* stream_cache.c: the table of hot entries and their rings. */

@@ -78,13 +78,18 @@ static void on_notify(void *arg, store_notify_kind kind, const char *payload)
 
     switch (kind) {
     case STORE_NOTIFY_SESSION:
-        if (parse_payload(&a, &b, NULL, payload, 2) == 0 && a > 0)
-            stream_hub_session_notify(h, a, b);
+        if (parse_payload(&a, &b, NULL, payload, 2) != 0 || a <= 0)
+            return;
+        pthread_mutex_lock(&h->lock);
+        h->notified++;
+        pthread_mutex_unlock(&h->lock);
+        stream_hub_session_notify(h, a, b);
         return;
     case STORE_NOTIFY_STREAM:
         if (parse_payload(&a, &b, &c, payload, 3) != 0 || a <= 0)
             return;
         pthread_mutex_lock(&h->lock);
+        h->notified++;
         stream_changed(h, a, b, c != 0);
         pthread_mutex_unlock(&h->lock);
         hub_fire_pending(h);
