@@ -10,6 +10,8 @@ notification.
   does not answer "up to date" from a stale tail); a session log written on
   A (messages) reaches an SSE reader on B; the latencies are well under the
   250 ms poll this replaces (p50 under 100 ms);
+- both nodes' LISTEN connections killed: B's reader still gets A's appends,
+  B reconnects, and appends arrive at notification speed again;
 - `farm serve --intake-only` and a `farm worker`: an SSE reader and a
   long-poll reader of the session log on the serve node see the worker's
   events of a real run as they are committed.
@@ -79,14 +81,18 @@ def read_timed(r, want, timeout):
 def test_plain_stream_across_serves():
     a, b = two_serves()
     with a, b:
-        # A makes the stream; B reads it once: B's hot entry caches tail 1
+        # A makes the stream; a live reader on B makes B's entry of it hot
+        # (tail 1 cached): plain reads on B are answered from that entry
         s, _, _ = a.request("PUT", "/v1/stream/x/chat", body=b'[{"n":0}]', headers=h(ADMIN, JSON))
         assert s == 201, s
+        r0 = SSE(b.port, "/v1/stream/x/chat", "-1", headers=VIEWER)
+        r0.read_until(lambda x: x.messages == [{"n": 0}] and x.controls)
         s, hd, body = b.request("GET", "/v1/stream/x/chat?offset=-1", headers=VIEWER)
         assert s == 200 and json.loads(body) == [{"n": 0}], (s, body)
         tail = hd["stream-next-offset"]
 
         # an append on A: a catch-up GET on B at its cached tail sees it
+        # (not "up to date" from the stale tail), and so does the live reader
         t0 = time.monotonic()
         s, _, _ = a.request("POST", "/v1/stream/x/chat", body=b'{"n":1}', headers=h(ADMIN, JSON))
         assert s in (200, 204), s
@@ -96,6 +102,9 @@ def test_plain_stream_across_serves():
             return s == 200 and json.loads(body) == [{"n": 1}]
         farmtest.wait_for(caught_up, 5.0, "B to see A's append at its cached tail")
         assert time.monotonic() - t0 < 2.0
+        r0.read_until(lambda x: len(x.messages) == 2)
+        assert r0.messages == [{"n": 0}, {"n": 1}], r0.messages
+        r0.close()
 
         # live readers on B: one SSE, one long-poll, woken by A's appends
         s, hd, _ = b.request("GET", "/v1/stream/x/chat?offset=-1", headers=VIEWER)
@@ -127,6 +136,56 @@ def test_plain_stream_across_serves():
               flush=True)
         assert p50 < 100, lat
         assert p99 < 1000, lat
+
+
+def listen_suffix(store_url):
+    """The channel suffix pg_notify.c gives the schema of store_url."""
+    schema = store_url.rsplit("search_path%3D", 1)[1].split("&")[0]
+    h = 14695981039346656037
+    for ch in schema.encode():
+        h = ((h ^ ch) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return "_%016x" % h
+
+
+def kill_listeners(store_url):
+    """Terminate every LISTEN connection of the store's schema (both nodes');
+    the number killed."""
+    sql = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+           " WHERE query LIKE 'LISTEN %%%s\"'" % listen_suffix(store_url))
+    p = subprocess.run(["psql", "-qtAX", farmtest.pg_url(), "-c", sql], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return int(p.stdout.strip())
+
+
+def test_lost_listen_connection():
+    """Both nodes' LISTEN connections are killed: B's live reader still gets
+    A's appends (reads go to the store until B listens again, then every
+    watched stream is reloaded), and once B listens again appends arrive
+    at notification speed."""
+    a, b = two_serves()
+    with a, b:
+        s, _, _ = a.request("PUT", "/v1/stream/x/lost", body=b'[]', headers=h(ADMIN, JSON))
+        assert s == 201, s
+        r = SSE(b.port, "/v1/stream/x/lost", "-1", headers=VIEWER, timeout=30)
+        r.read_until(lambda x: x.controls)
+        assert kill_listeners(a.store_url) == 2
+        s, _, _ = a.request("POST", "/v1/stream/x/lost", body=b'{"i":0}', headers=h(ADMIN, JSON))
+        assert s in (200, 204), s
+        read_timed(r, 1, 10.0)
+        farmtest.wait_for(lambda: any("listening again" in x for x in b.log_lines), 10,
+                          "B to listen again")
+        lat = []
+        for i in range(1, 21):
+            t0 = time.monotonic()
+            s, _, _ = a.request("POST", "/v1/stream/x/lost", body=json.dumps({"i": i}).encode(),
+                                headers=h(ADMIN, JSON))
+            assert s in (200, 204), s
+            lat.append(read_timed(r, i + 1, 5.0)[-1] - t0)
+        assert [m["i"] for m in r.messages] == list(range(21)), r.messages
+        assert any("the LISTEN connection broke" in x for x in b.log_lines)
+        assert pct(lat, 50) < 0.1, lat
+        r.close()
 
 
 def new_session(farm, number):
@@ -257,4 +316,4 @@ if __name__ == "__main__":
               flush=True)
         sys.exit(77)
     farmtest.run([test_plain_stream_across_serves, test_session_log_across_serves,
-                  test_worker_events_reach_serve_readers])
+                  test_lost_listen_connection, test_worker_events_reach_serve_readers])
