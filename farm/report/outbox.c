@@ -18,6 +18,7 @@
 #include "outbox_internal.h"
 #include "farm/handle/handle.h"
 #include "farm/store/store.h"
+#include "farm/store/store_notify.h"
 #include "farm/store/store_outbox.h"
 
 #include "base/clock.h"
@@ -433,6 +434,19 @@ static int workers_start(struct outbox_sender *s)
     return 0;
 }
 
+/* An entry was added or released on some node (or the listener
+ * reconnected): every sender thread looks now. */
+static void on_outbox_notify(void *arg, store_notify_kind kind, const char *payload)
+{
+    struct outbox_sender *s = arg;
+    (void)kind;
+    (void)payload;
+    pthread_mutex_lock(&s->mu);
+    s->kicks++;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+}
+
 int outbox_start_opts(farm *f, const outbox_opts *opts)
 {
     struct outbox_sender *s = NULL;
@@ -457,6 +471,10 @@ int outbox_start_opts(farm *f, const outbox_opts *opts)
         outbox_stop(f);
         return rc;
     }
+    /* no listener (it keeps retrying in the background): the poll still looks */
+    if (store_notify_subscribe(&s->notify, f->store, STORE_NOTIFY_OUTBOX | STORE_NOTIFY_RESYNC,
+                               on_outbox_notify, s) != 0)
+        log_warn("the outbox wakes on its poll only", "error", farm_error_last());
     snprintf(n, sizeof n, "%d", s->nthreads);
     log_info("outbox sender started", "workers", n, "owner", s->owner);
 out:
@@ -477,6 +495,7 @@ void outbox_stop(farm *f)
     pthread_mutex_unlock(&start_lock);
     if (!s)
         return;
+    store_notify_unsubscribe(f->store, s->notify); /* no wake-up after this */
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
     pthread_cond_broadcast(&s->cond);

@@ -27,6 +27,7 @@ struct outbox_sender {
     pthread_cond_t cond; /* kicks and stop; CLOCK_MONOTONIC */
     int stopping;
     uint64_t kicks;
+    struct store_notify_sub *notify; /* other nodes' entries wake us (store_notify.h) */
     int nthreads;
     pthread_t threads[OUTBOX_WORKERS_MAX];
 };

@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "farm/store/store_job.h"
 #include "farm/store/store_node.h"
+#include "farm/store/store_notify.h"
 #include "farm/store/store_run.h"
 
 #include <assert.h>
@@ -477,6 +478,19 @@ static void scheduler_free(scheduler *sc)
     free(sc);
 }
 
+/* A job was queued, made due or finished on some node (or the listener
+ * reconnected): look at the queue now rather than at the next poll. */
+static void on_jobs_notify(void *arg, store_notify_kind kind, const char *payload)
+{
+    scheduler *sc = arg;
+    (void)kind;
+    (void)payload;
+    pthread_mutex_lock(&sc->lock);
+    sc->kicked = 1;
+    pthread_cond_signal(&sc->kick);
+    pthread_mutex_unlock(&sc->lock);
+}
+
 int scheduler_start(farm *f, const scheduler_options *opts)
 {
     scheduler_options defaults = SCHEDULER_OPTIONS_INIT;
@@ -555,6 +569,10 @@ int scheduler_start(farm *f, const scheduler_options *opts)
         return FARM_EIO;
     }
     sc->warm_started = 1;
+    /* no listener (it keeps retrying in the background): the poll still looks */
+    if (store_notify_subscribe(&sc->notify, f->store, STORE_NOTIFY_JOBS | STORE_NOTIFY_RESYNC,
+                               on_jobs_notify, sc) != 0)
+        log_warn("the scheduler wakes on its poll only", "error", farm_error_last());
     pthread_mutex_lock(&sched_ptr_lock);
     f->sched = sc;
     pthread_mutex_unlock(&sched_ptr_lock);
@@ -576,6 +594,8 @@ void scheduler_stop(farm *f)
     if (!sc)
         return;
 
+    store_notify_unsubscribe(sc->f->store, sc->notify); /* no wake-up after this */
+    sc->notify = NULL;
     pthread_mutex_lock(&sc->lock);
     sc->stopping = 1;
     int busy = 0;

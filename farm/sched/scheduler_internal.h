@@ -48,6 +48,7 @@ struct scheduler {
     pthread_cond_t kick;      /* the scheduler thread waits here */
     pthread_cond_t warm_wake; /* the warm thread waits here */
     int kicked, stopping;
+    struct store_notify_sub *notify; /* other nodes' jobs wake us (store_notify.h) */
     pthread_t thread, warm_thread;
     int thread_started, warm_started;
 

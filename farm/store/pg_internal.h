@@ -37,6 +37,7 @@
 /* One connection, with what its last statement left behind. */
 typedef struct pg_conn {
     PGconn *c;
+    const char *chan;     /* its store's channel suffix (pg_store's), for notifications */
     int64_t changes;      /* rows the last statement inserted, updated or deleted */
     char sqlstate[6];     /* the last failure's SQLSTATE, "" when none */
     char msg[512];        /* the last failure's message */
@@ -44,6 +45,7 @@ typedef struct pg_conn {
 } pg_conn;
 
 typedef struct pg_async pg_async;
+struct pg_listener; /* pg_notify.c */
 
 /* An open PostgreSQL store (a store's impl). */
 typedef struct pg_store {
@@ -61,6 +63,12 @@ typedef struct pg_store {
     pthread_cond_t async_wake;
     pg_async *head, *tail;
     int stopping;
+
+    struct pg_listener *listener; /* the LISTEN connection's thread, once subscribed */
+    /* "" on the schema "public", else "_" and a hash of the schema's name:
+     * notifications go to the whole database, and two farms on one database
+     * in schemas of their own must not wake each other */
+    char chan[24];
 } pg_store;
 
 /* A write function's transaction (a store_tx's impl). */
@@ -128,6 +136,11 @@ int pg_exec(pg_conn *db, const char *sql);
 
 /* ---- connections and transactions ---------------------------------------- */
 
+/* A new connection to s's database (NULL with the error set), and closing
+ * one. */
+pg_conn *pg_conn_open(pg_store *s);
+void pg_conn_close(pg_conn *db);
+
 /* Borrow a connection of s (an idle one, or a new one) and give it back. A
  * connection that broke is closed instead of kept. pg_reader_get() returns
  * NULL with the error set when the database cannot be reached. */
@@ -156,6 +169,24 @@ int pg_tx_lock(store_tx *tx, int64_t key);
 
 #define PG_LOCK_JOB_LEASE 0x6661726d6a6f62LL /* "farmjob" */
 #define PG_LOCK_MIGRATE   0x6661726d736368LL /* "farmsch" */
+
+/* ---- notifications (pg_notify.c) ------------------------------------------
+ * The channels of store_notify.h's kinds. A write announces its change with
+ * pg_tx_notify() (or pg_conn_notify() on the connection of a stream
+ * transaction) inside its transaction: delivered at commit. */
+#define PG_CHANNEL_JOBS    "farm_jobs"
+#define PG_CHANNEL_OUTBOX  "farm_outbox"
+#define PG_CHANNEL_SESSION "farm_session"
+#define PG_CHANNEL_STREAM  "farm_stream"
+
+/* Read the schema the store's connections work in and set s->chan. */
+int pg_notify_channels(pg_store *s, pg_conn *db);
+int pg_conn_notify(pg_conn *db, const char *channel, const char *payload);
+int pg_tx_notify(store_tx *tx, const char *channel, const char *payload);
+/* store_backend's notify_listen(): start the listener thread. */
+int pg_notify_listen(store *st);
+/* Stop the listener (from the store's close; none running is fine). */
+void pg_notify_stop(pg_store *s);
 
 /* ---- the areas ------------------------------------------------------------ */
 

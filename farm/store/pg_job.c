@@ -46,6 +46,8 @@ static int tx_job_insert(int64_t *out_id, store_tx *tx, const char *kind, int64_
     else
         rc = pg_err(pg_tx_db(tx), "queueing a job");
     pg_tx_stmt_done(tx, st);
+    if (rc == 0)
+        rc = pg_tx_notify(tx, PG_CHANNEL_JOBS, "queued"); /* every scheduler looks */
     return rc;
 }
 
@@ -361,6 +363,8 @@ static int tx_job_finish(store_tx *tx, int64_t id, const char *owner, const char
         rc = FARM_ECONFLICT;
     }
     pg_tx_stmt_done(tx, st);
+    if (rc == 0) /* a slot, and the session's repo, are free again */
+        rc = pg_tx_notify(tx, PG_CHANNEL_JOBS, "finished");
     return rc;
 }
 
@@ -408,6 +412,8 @@ static int retry_fn(store_tx *tx, void *arg)
         rc = FARM_ECONFLICT;
     }
     pg_tx_stmt_done(tx, st);
+    if (rc == 0)
+        rc = pg_tx_notify(tx, PG_CHANNEL_JOBS, "queued");
     return rc;
 }
 

@@ -121,11 +121,16 @@ static int tx_outbox_insert(int *inserted, store_tx *tx, int64_t session_id, con
     pg_bind_int64(st, 5, now);
     pg_bind_int64(st, 6, now);
     pg_bind_int64(st, 7, now);
+    int added = 0;
     if (pg_step(st) != PG_DONE)
         rc = pg_err(pg_tx_db(tx), "enqueueing an outbox entry");
-    else if (inserted)
-        *inserted = pg_changes(pg_tx_db(tx)) > 0;
+    else
+        added = pg_changes(pg_tx_db(tx)) > 0;
     pg_finalize(st);
+    if (!rc && inserted)
+        *inserted = added;
+    if (!rc && added) /* every node's sender looks */
+        rc = pg_tx_notify(tx, PG_CHANNEL_OUTBOX, "added");
     return rc;
 }
 
@@ -573,6 +578,8 @@ static int release_write(store_tx *tx, void *arg)
     else
         a->count = pg_changes(pg_tx_db(tx));
     pg_finalize(st);
+    if (!rc && a->count > 0) /* another node's sender may take them */
+        rc = pg_tx_notify(tx, PG_CHANNEL_OUTBOX, "released");
     return rc;
 }
 

@@ -59,6 +59,8 @@ static int tx_review_job_due(store_tx *tx, int64_t id, int64_t due_ms)
     if (pg_step(st) != PG_DONE)
         rc = pg_err(pg_tx_db(tx), "making a job due");
     pg_tx_stmt_done(tx, st);
+    if (!rc)
+        rc = pg_tx_notify(tx, PG_CHANNEL_JOBS, "due");
     return rc;
 }
 

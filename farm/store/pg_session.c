@@ -305,6 +305,11 @@ static int event_insert(int64_t *out_seq, store_tx *tx, int64_t session_id, cons
     if (pg_step(st) != PG_DONE)
         rc = pg_err(pg_tx_db(tx), "appending an event");
     pg_tx_stmt_done(tx, st);
+    if (!rc) { /* every node's live readers of the session log look */
+        char payload[48];
+        snprintf(payload, sizeof(payload), "%lld:%lld", (long long)session_id, (long long)seq);
+        rc = pg_tx_notify(tx, PG_CHANNEL_SESSION, payload);
+    }
     if (!rc && out_seq)
         *out_seq = seq;
     return rc;

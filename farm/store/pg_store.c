@@ -322,7 +322,7 @@ static void quiet(void *arg, const char *msg)
     (void)msg; /* NOTICEs ("relation already exists, skipping") are not news */
 }
 
-static pg_conn *conn_open(pg_store *s)
+pg_conn *pg_conn_open(pg_store *s)
 {
     const char *keys[] = {"dbname", "password", "fallback_application_name", "connect_timeout",
                           NULL};
@@ -354,10 +354,11 @@ static pg_conn *conn_open(pg_store *s)
         return NULL;
     }
     PQsetNoticeProcessor(db->c, quiet, NULL);
+    db->chan = s->chan;
     return db;
 }
 
-static void conn_close(pg_conn *db)
+void pg_conn_close(pg_conn *db)
 {
     if (!db)
         return;
@@ -382,7 +383,7 @@ pg_conn *pg_reader_get(store *st)
         db->sqlstate[0] = '\0';
         return db;
     }
-    return conn_open(s);
+    return pg_conn_open(s);
 }
 
 void pg_reader_put(store *st, pg_conn *db)
@@ -392,7 +393,7 @@ void pg_reader_put(store *st, pg_conn *db)
     if (!db)
         return;
     if (PQstatus(db->c) != CONNECTION_OK || PQtransactionStatus(db->c) != PQTRANS_IDLE) {
-        conn_close(db); /* broken, or left inside a transaction */
+        pg_conn_close(db); /* broken, or left inside a transaction */
         return;
     }
     pthread_mutex_lock(&s->lock);
@@ -403,7 +404,7 @@ void pg_reader_put(store *st, pg_conn *db)
         db = NULL;
     }
     pthread_mutex_unlock(&s->lock);
-    conn_close(db);
+    pg_conn_close(db);
 }
 
 int pg_reader_stmt(pg_stmt **out, store *s, pg_conn *db, const char *sql)
@@ -622,6 +623,7 @@ static void release(pg_store *s)
 {
     if (!s)
         return;
+    pg_notify_stop(s); /* it dispatches to the store's front: stop it first */
     if (s->async_started) {
         pthread_mutex_lock(&s->lock);
         s->stopping = 1;
@@ -631,7 +633,7 @@ static void release(pg_store *s)
     }
     while (s->idle) {
         pg_conn *next = s->idle->next;
-        conn_close(s->idle);
+        pg_conn_close(s->idle);
         s->idle = next;
     }
     pthread_mutex_destroy(&s->lock);
@@ -668,6 +670,8 @@ static int open_store(store *st, const char *url, const char *dir, const char *p
         goto fail;
     }
     rc = pg_schema_migrate(db);
+    if (rc == 0)
+        rc = pg_notify_channels(s, db);
     pg_reader_put(st, db);
     if (rc)
         goto fail;
@@ -730,4 +734,5 @@ const store_backend store_backend_pg = {
     .inspect = &pg_inspect_ops,
     .local_backend = pg_local_backend,
     .node = &pg_node_ops,
+    .notify_listen = pg_notify_listen,
 };

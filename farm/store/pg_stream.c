@@ -248,6 +248,16 @@ static int stream_insert(int64_t *id, stream_tx *tx, const stream_row *r)
     return rc;
 }
 
+/* Tell every node's live readers that the stream's row changed (delivered
+ * at commit; store_notify.h has the payload). */
+static int stream_announce(stream_tx *tx, int64_t id, int64_t tail, int closed)
+{
+    char payload[64];
+    snprintf(payload, sizeof(payload), "%lld:%lld:%d", (long long)id, (long long)tail,
+             closed ? 1 : 0);
+    return pg_conn_notify(tx_db(tx), PG_CHANNEL_STREAM, payload);
+}
+
 static int stream_update(stream_tx *tx, const stream_row *r)
 {
     pg_stmt *st = NULL;
@@ -263,7 +273,9 @@ static int stream_update(stream_tx *tx, const stream_row *r)
         return rc;
     row_bind(st, r);
     pg_bind_int64(st, 19, r->id);
-    return step_done(st, tx_db(tx), "updating a stream");
+    if ((rc = step_done(st, tx_db(tx), "updating a stream")))
+        return rc;
+    return stream_announce(tx, r->id, r->deleted ? -1 : r->tail, r->closed);
 }
 
 static int stream_touch(stream_tx *tx, int64_t id, int64_t access_ms)
@@ -294,7 +306,9 @@ static int stream_remove(stream_tx *tx, int64_t id)
         return rc;
     if ((rc = exec_id(tx_db(tx), "DELETE FROM stream_producer WHERE stream_id = $1", id)))
         return rc;
-    return exec_id(tx_db(tx), "DELETE FROM stream WHERE id = $1", id);
+    if ((rc = exec_id(tx_db(tx), "DELETE FROM stream WHERE id = $1", id)))
+        return rc;
+    return stream_announce(tx, id, -1, 0);
 }
 
 static int stream_expired(int64_t *ids, size_t max, size_t *n, stream_tx *tx, int64_t now_ms)

@@ -82,7 +82,12 @@ int store_open_password(store **out, const char *url, const char *password, cons
         return FARM_ENOMEM;
     }
     s->be = be;
+    if ((rc = store_notify__init(s))) {
+        free(s);
+        return rc;
+    }
     if ((rc = be->open(s, url, dir, password))) {
+        store_notify__free(s);
         free(s);
         return rc;
     }
@@ -100,6 +105,7 @@ void store_close(store *s)
     if (!s)
         return;
     s->be->close(s);
+    store_notify__free(s);
     free(s);
 }
 

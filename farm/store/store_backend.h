@@ -27,6 +27,7 @@
 #include "store_digest.h"
 #include "store_job.h"
 #include "store_node.h"
+#include "store_notify.h"
 #include "store_outbox.h"
 #include "store_run.h"
 #include "store_stream.h"
@@ -41,7 +42,8 @@ struct json_t;        /* jansson's, through store_inspect.h */
 /* An open store: the backend that serves it and that backend's handle. */
 struct store {
     const store_backend *be;
-    void *impl; /* the backend's own state, set by its open() */
+    void *impl;                   /* the backend's own state, set by its open() */
+    struct store_notify_reg *reg; /* store_notify.h's subscriptions (store_notify.c) */
 };
 
 /* A write function's handle: made by the backend for each write it runs. */
@@ -243,7 +245,20 @@ struct store_backend {
     const store_node_ops *node;
     /* store_local.h: fill a local tracker backend over s. */
     void (*local_backend)(struct local_backend *out, store *s);
+
+    /* store_notify.h: start handing other processes' commits to
+     * store_notify__dispatch(), from a thread of the backend's own; called
+     * once, at the first subscription. The backend's close() stops it.
+     * NULL when every writer is this process (SQLite). */
+    int (*notify_listen)(store *s);
 };
+
+/* store_notify.c, for the front and the backends: the subscriptions' table
+ * (made by store_open_password(), freed by store_close() after the
+ * backend's close()), and the one call a listener makes per notification. */
+int store_notify__init(store *s);
+void store_notify__free(store *s);
+void store_notify__dispatch(store *s, store_notify_kind kind, const char *payload);
 
 /* The backends built in (sqlite_store.c, pg_store.c). */
 extern const store_backend store_backend_sqlite;

@@ -238,9 +238,35 @@ static int load_tx(stream_tx *tx, void *arg)
     return 0;
 }
 
+/* A load reads the database without the lock and stores what it read with
+ * it; an entry not loaded yet is not raised by a notification (a stream's
+ * entry has no id to match until then). So a notification that arrived
+ * between the read and the store may announce a commit the read did not
+ * see: then the load reads again (twice at most; past that the append that
+ * keeps coming will raise the entry itself). */
+static int load_raced(stream_hub *h, uint64_t before, int *tries)
+{
+    return h->notified != before && (*tries)++ < 2;
+}
+
+static int hot_load_once(stream_hub *h, const char *path, int *again, int *tries);
+
 int stream_hot_load(stream_hub *h, const char *path)
 {
+    int rc, again, tries = 0;
+    do
+        rc = hot_load_once(h, path, &again, &tries);
+    while (again);
+    return rc;
+}
+
+static int hot_load_once(stream_hub *h, const char *path, int *again, int *tries)
+{
     int64_t sid = 0;
+    *again = 0;
+    pthread_mutex_lock(&h->lock);
+    uint64_t before = h->notified;
+    pthread_mutex_unlock(&h->lock);
     if (stream_path_session(path, &sid)) {
         int64_t tail = 0;
         int found = 0;
@@ -255,6 +281,7 @@ int stream_hot_load(stream_hub *h, const char *path)
             else
                 e->gone = 1;
         }
+        *again = found && load_raced(h, before, tries);
         pthread_mutex_unlock(&h->lock);
         hub_fire_pending(h);
         return found ? 0 : FARM_ENOTFOUND;
@@ -275,6 +302,7 @@ int stream_hot_load(stream_hub *h, const char *path)
             e->loaded = 0;
         }
     }
+    *again = c.found && load_raced(h, before, tries);
     pthread_mutex_unlock(&h->lock);
     hub_fire_pending(h);
     stream_row_free(&c.row);

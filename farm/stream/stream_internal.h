@@ -96,6 +96,13 @@ struct stream_hub {
     int64_t now_ms; /* clock_mono_ms() at the timer's last tick (lock held) */
     int stopping;
     int timer_started;
+    /* other processes' commits (stream_notify.c) */
+    struct store_notify_sub *notify;
+    int remote;        /* the store announces other processes' commits (PostgreSQL) */
+    int listening;     /* ... and its listener is up: the hot entries can be trusted */
+    int resync;        /* the timer reloads every watched entry at its next tick */
+    uint64_t notified; /* notifications of appends seen (lock held): a load that
+                          raced one reads again (stream_hot_load()) */
 };
 
 /* stream_cache.c: the table of hot entries and their rings. */
@@ -129,6 +136,20 @@ void hub_wake_ready(stream_hub *h, hot *e);
 /* Fire the waiters queued by a tail change; call without the lock, after
  * any hub_hot_meta() or hub_hot_session_tail(). */
 void hub_fire_pending(stream_hub *h);
+
+/* stream_notify.c: other processes' commits, through store_notify.h. */
+
+/* Subscribe h to its store's notifications (at open) and end that (at
+ * close, before the timer stops). */
+int stream_notify_start(stream_hub *h);
+void stream_notify_stop(stream_hub *h);
+/* 1 when the hot entries may stand for the database (lock held): always on
+ * a store only this process writes, and on a shared one while its listener
+ * is up (a lost connection leaves other nodes' appends unannounced). */
+int hub_trusted(const stream_hub *h);
+/* The timer's part (called without the lock): after a reconnect, reload
+ * every watched entry once; while the listener is down, poll them. */
+void stream_notify_tick(stream_hub *h, int poll_due);
 
 /* stream_util.c */
 int stream_content_type_valid(const char *ct);

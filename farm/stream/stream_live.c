@@ -30,6 +30,7 @@
 #define SESSION_POLL_DEFAULT_MS 250
 #define SWEEP_EVERY_MS          5000
 #define HOT_IDLE_MS             60000
+#define SESSION_POLL_NOTIFIED   8 /* the poll's interval times this while notifications arrive */
 
 /* Take w off its stream's list (lock held). */
 static void unlink_waiter(stream_hub *h, stream_waiter *w)
@@ -108,7 +109,8 @@ int stream_wait(stream_waiter **out, stream_hub *h, const char *path, int64_t st
 
     pthread_mutex_lock(&h->lock);
     hot *e = hub_hot_get(h, path, 1);
-    int loaded = e && e->loaded && (!stream_id || e->session_id || e->stream_id == stream_id);
+    int loaded = e && e->loaded && hub_trusted(h) &&
+                 (!stream_id || e->session_id || e->stream_id == stream_id);
     if (!loaded) {
         pthread_mutex_unlock(&h->lock);
         if (!e) {
@@ -260,10 +262,17 @@ static void *timer_main(void *arg)
             last_deadlines = now;
         }
         evict_idle(h, now);
-        int poll = h->opt.session_poll_ms > 0 && now - last_poll >= h->opt.session_poll_ms;
+        /* a shared store that announces commits leaves the poll as a safety
+         * net only (stream_notify.c) */
+        int64_t every = h->opt.session_poll_ms;
+        if (h->remote && hub_trusted(h) && every > 0)
+            every *= SESSION_POLL_NOTIFIED;
+        int poll = every > 0 && now - last_poll >= every;
         int sweep = now - last_sweep >= SWEEP_EVERY_MS;
-        if (poll || sweep) {
+        int resync = h->resync;
+        if (poll || sweep || resync) {
             pthread_mutex_unlock(&h->lock);
+            stream_notify_tick(h, poll);
             if (poll) {
                 poll_sessions(h);
                 last_poll = now;
@@ -288,6 +297,12 @@ int stream_hub_open(stream_hub **out, struct store *st, const stream_hub_options
         return FARM_ENOMEM;
     }
     stream_hub_options def = STREAM_HUB_OPTIONS_INIT;
+    /* FARM_STREAM_POLL_MS: the session poll's interval (tests make it long
+     * so that only notifications deliver in time; 0 turns it off) */
+    const char *env = getenv("FARM_STREAM_POLL_MS");
+    int64_t env_ms;
+    if (env && *env && stream_parse_uint(&env_ms, env, 3600000) == 0)
+        def.session_poll_ms = (int)env_ms;
     h->opt = opt ? *opt : def;
     if (!h->opt.ring_bytes)
         h->opt.ring_bytes = def.ring_bytes;
@@ -316,6 +331,9 @@ int stream_hub_open(stream_hub **out, struct store *st, const stream_hub_options
         stream_hub_close(h);
         return FARM_ERROR;
     }
+    if (stream_notify_start(h)) /* the safety poll still sees sessions */
+        log_warn("streams: other nodes' appends are not announced here", "error",
+                 farm_error_last());
     *out = h;
     return 0;
 }
@@ -341,6 +359,7 @@ void stream_hub_close(stream_hub *h)
 {
     if (!h)
         return;
+    stream_notify_stop(h); /* before the lock and the entries it touches go */
     stream_hub_shutdown(h);
     if (h->timer_started)
         pthread_join(h->timer, NULL);

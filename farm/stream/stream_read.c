@@ -262,6 +262,8 @@ static int read_hot(read_ctx *c, hot *e)
     stream_result *out = c->out;
     if (!e || !e->loaded || e->gone || e->tail < 0 || (!e->session_id && !e->stream_id))
         return 0;
+    if (!hub_trusted(c->h))
+        return 0; /* other nodes' appends go unannounced: ask the database */
     if ((e->ttl_s >= 0 && e->access_ms + e->ttl_s * 1000 <= c->now) ||
         (e->expires_at_ms >= 0 && e->expires_at_ms <= c->now))
         return 0;
