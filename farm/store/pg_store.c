@@ -14,6 +14,7 @@
  * unique index.
  */
 #include "pg_internal.h"
+#include "store_sql.h"
 
 #include "base/error.h"
 #include "base/log.h"
@@ -710,6 +711,7 @@ static int health(store *st)
 
 const store_backend store_backend_pg = {
     .name = "postgres",
+    .sql = &pg_sql_driver,
     .open = open_store,
     .close = close_store,
     .schema_latest = pg_schema_latest,
@@ -724,7 +726,7 @@ const store_backend store_backend_pg = {
     .setting = &pg_setting_ops,
     .run = &pg_run_ops,
     .outbox = &pg_outbox_ops,
-    .review = &pg_review_ops,
+    .review = &sql_review_ops,
     .digest = &pg_digest_ops,
     .stream = &pg_stream_ops,
     .inspect = &pg_inspect_ops,

@@ -19,6 +19,7 @@
  * which runs a PASSIVE checkpoint on its own connection alongside the writer.
  */
 #include "sqlite_internal.h"
+#include "store_sql.h"
 
 #include "base/error.h"
 #include "base/log.h"
@@ -738,6 +739,7 @@ static int health(store *st)
 
 const store_backend store_backend_sqlite = {
     .name = "sqlite",
+    .sql = &sqlite_sql_driver,
     .open = open_store,
     .close = close_store,
     .schema_latest = sqlite_schema_latest,
@@ -752,7 +754,7 @@ const store_backend store_backend_sqlite = {
     .setting = &sqlite_setting_ops,
     .run = &sqlite_run_ops,
     .outbox = &sqlite_outbox_ops,
-    .review = &sqlite_review_ops,
+    .review = &sql_review_ops,
     .digest = &sqlite_digest_ops,
     .stream = &sqlite_stream_ops,
     .inspect = &sqlite_inspect_ops,
