@@ -95,7 +95,6 @@ static inline sqlite3 *sqlite_tx_db(store_tx *tx)
 extern const store_delivery_ops sqlite_delivery_ops;
 extern const store_session_ops sqlite_session_ops;
 extern const store_job_ops sqlite_job_ops;
-extern const store_setting_ops sqlite_setting_ops;
 extern const store_run_ops sqlite_run_ops;
 extern const store_outbox_ops sqlite_outbox_ops;
 extern const store_digest_ops sqlite_digest_ops;

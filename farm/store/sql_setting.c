@@ -1,10 +1,11 @@
 /*
- * pg_setting.c - the `setting` table: runtime settings changed through
+ * sql_setting.c - the `setting` table: runtime settings changed through
  * the admin API (the scaling limits), which override the config file and
  * survive a restart. Keys are dotted names ("scaling.max_agents"); values
- * are text, interpreted by whoever owns the key (scaling.c).
+ * are text, interpreted by whoever owns the key (scaling.c). Written once
+ * for both backends (store_sql.h).
  */
-#include "pg_internal.h"
+#include "store_sql.h"
 #include "store_job.h"
 
 #include "base/clock.h"
@@ -18,22 +19,22 @@
 
 static int setting_list(store_setting **out, size_t *n, store *s, const char *prefix)
 {
-    pg_conn *db = pg_reader_get(s);
-    pg_stmt *st = NULL;
+    sql_conn *db = sql_reader_get(s);
+    sql_stmt *st = NULL;
     store_setting *v = NULL;
     size_t count = 0, cap = 0;
     int rc, step, oom = 0;
 
     *out = NULL;
     *n = 0;
-    rc = pg_prepare(&st, db,
-                    "SELECT key, value, updated_ms FROM setting"
-                    " WHERE substr(key, 1, length($1)) = $1 ORDER BY key LIMIT $2");
+    rc = sql_prepare(&st, s, db,
+                     "SELECT key, value, updated_ms FROM setting"
+                     " WHERE substr(key, 1, length($1)) = $1 ORDER BY key LIMIT $2");
     if (rc)
         goto out;
-    pg_bind_text(st, 1, prefix ? prefix : "");
-    pg_bind_int(st, 2, STORE_LIST_MAX);
-    while ((step = pg_step(st)) == PG_ROW) {
+    sql_bind_text(st, 1, prefix ? prefix : "");
+    sql_bind_int(st, 2, STORE_LIST_MAX);
+    while ((step = sql_step(st)) == SQL_ROW) {
         if (count == cap) {
             size_t ncap = cap ? cap * 2 : 8;
             store_setting *nv = realloc(v, ncap * sizeof(*nv));
@@ -43,14 +44,14 @@ static int setting_list(store_setting **out, size_t *n, store *s, const char *pr
             cap = ncap;
         }
         store_setting *e = &v[count++];
-        e->key = pg_col_dup(st, 0, &oom);
-        e->value = pg_col_dup(st, 1, &oom);
-        e->updated_ms = pg_col_int64(st, 2);
+        e->key = sql_col_dup(st, 0, &oom);
+        e->value = sql_col_dup(st, 1, &oom);
+        e->updated_ms = sql_col_int64(st, 2);
         if (oom)
             goto nomem;
     }
-    if (step != PG_DONE) {
-        rc = pg_err(db, "reading settings");
+    if (step != SQL_DONE) {
+        rc = sql_err(st, "reading settings");
         goto out;
     }
     *out = v;
@@ -63,14 +64,14 @@ nomem:
     rc = FARM_ENOMEM;
 out:
     store_setting_list_free(v, count);
-    pg_finalize(st);
-    pg_reader_put(s, db);
+    sql_finalize(st);
+    sql_reader_put(s, db);
     return rc;
 }
 
 static int tx_setting_set(store_tx *tx, const char *key, const char *value)
 {
-    pg_stmt *st = NULL;
+    sql_stmt *st = NULL;
     int rc;
 
     if (!key || !*key || strlen(key) > SETTING_KEY_MAX || !value ||
@@ -79,61 +80,61 @@ static int tx_setting_set(store_tx *tx, const char *key, const char *value)
                        SETTING_KEY_MAX, SETTING_VALUE_MAX);
         return FARM_EINVALID;
     }
-    rc = pg_tx_stmt(&st, tx,
-                    "INSERT INTO setting (key, value, updated_ms) VALUES ($1, $2, $3)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
-                    " updated_ms = excluded.updated_ms");
+    rc = sql_tx_stmt(&st, tx,
+                     "INSERT INTO setting (key, value, updated_ms) VALUES ($1, $2, $3)"
+                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+                     " updated_ms = excluded.updated_ms");
     if (rc)
         return rc;
-    pg_bind_text(st, 1, key);
-    pg_bind_text(st, 2, value);
-    pg_bind_int64(st, 3, clock_wall_ms());
-    if (pg_step(st) != PG_DONE)
-        rc = pg_err(pg_tx_db(tx), "writing a setting");
-    pg_tx_stmt_done(tx, st);
+    sql_bind_text(st, 1, key);
+    sql_bind_text(st, 2, value);
+    sql_bind_int64(st, 3, clock_wall_ms());
+    if (sql_step(st) != SQL_DONE)
+        rc = sql_err(st, "writing a setting");
+    sql_tx_stmt_done(tx, st);
     return rc;
 }
 
 static int tx_setting_delete(store_tx *tx, const char *key)
 {
-    pg_stmt *st = NULL;
-    int rc = pg_tx_stmt(&st, tx, "DELETE FROM setting WHERE key = $1");
+    sql_stmt *st = NULL;
+    int rc = sql_tx_stmt(&st, tx, "DELETE FROM setting WHERE key = $1");
     if (rc)
         return rc;
-    pg_bind_text(st, 1, key ? key : "");
-    if (pg_step(st) != PG_DONE)
-        rc = pg_err(pg_tx_db(tx), "removing a setting");
-    pg_tx_stmt_done(tx, st);
+    sql_bind_text(st, 1, key ? key : "");
+    if (sql_step(st) != SQL_DONE)
+        rc = sql_err(st, "removing a setting");
+    sql_tx_stmt_done(tx, st);
     return rc;
 }
 
 static int tx_setting_get(char **out, store_tx *tx, const char *key)
 {
-    pg_stmt *st = NULL;
+    sql_stmt *st = NULL;
     int rc, step, oom = 0;
 
     *out = NULL;
-    if ((rc = pg_tx_stmt(&st, tx, "SELECT value FROM setting WHERE key = $1")))
+    if ((rc = sql_tx_stmt(&st, tx, "SELECT value FROM setting WHERE key = $1")))
         return rc;
-    pg_bind_text(st, 1, key ? key : "");
-    step = pg_step(st);
-    if (step == PG_ROW) {
-        *out = pg_col_dup(st, 0, &oom);
+    sql_bind_text(st, 1, key ? key : "");
+    step = sql_step(st);
+    if (step == SQL_ROW) {
+        *out = sql_col_dup(st, 0, &oom);
         if (oom) {
             farm_error_set("store: out of memory");
             rc = FARM_ENOMEM;
         }
-    } else if (step == PG_DONE) {
+    } else if (step == SQL_DONE) {
         farm_error_set("store: no setting %s", key ? key : "");
         rc = FARM_ENOTFOUND;
     } else {
-        rc = pg_err(pg_tx_db(tx), "reading a setting");
+        rc = sql_err(st, "reading a setting");
     }
-    pg_tx_stmt_done(tx, st);
+    sql_tx_stmt_done(tx, st);
     return rc;
 }
 
-const store_setting_ops pg_setting_ops = {
+const store_setting_ops sql_setting_ops = {
     .list = setting_list,
     .tx_set = tx_setting_set,
     .tx_get = tx_setting_get,
