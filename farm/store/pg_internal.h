@@ -167,7 +167,6 @@ extern const store_outbox_ops pg_outbox_ops;
 extern const store_digest_ops pg_digest_ops;
 extern const store_stream_ops pg_stream_ops;
 extern const store_inspect_ops pg_inspect_ops;
-extern const store_node_ops pg_node_ops;
 void pg_local_backend(struct local_backend *out, store *s);
 
 int pg_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,

@@ -731,5 +731,5 @@ const store_backend store_backend_pg = {
     .stream = &pg_stream_ops,
     .inspect = &pg_inspect_ops,
     .local_backend = pg_local_backend,
-    .node = &pg_node_ops,
+    .node = &sql_node_ops,
 };

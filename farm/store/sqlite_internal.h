@@ -100,7 +100,6 @@ extern const store_outbox_ops sqlite_outbox_ops;
 extern const store_digest_ops sqlite_digest_ops;
 extern const store_stream_ops sqlite_stream_ops;
 extern const store_inspect_ops sqlite_inspect_ops;
-extern const store_node_ops sqlite_node_ops;
 void sqlite_local_backend(struct local_backend *out, store *s);
 
 /* store_write() on this backend, for the areas' own writes (no dispatch). */

@@ -759,5 +759,5 @@ const store_backend store_backend_sqlite = {
     .stream = &sqlite_stream_ops,
     .inspect = &sqlite_inspect_ops,
     .local_backend = sqlite_local_backend,
-    .node = &sqlite_node_ops,
+    .node = &sql_node_ops,
 };
