@@ -164,7 +164,6 @@ extern const store_session_ops pg_session_ops;
 extern const store_job_ops pg_job_ops;
 extern const store_run_ops pg_run_ops;
 extern const store_outbox_ops pg_outbox_ops;
-extern const store_digest_ops pg_digest_ops;
 extern const store_stream_ops pg_stream_ops;
 extern const store_inspect_ops pg_inspect_ops;
 void pg_local_backend(struct local_backend *out, store *s);

@@ -97,7 +97,6 @@ extern const store_session_ops sqlite_session_ops;
 extern const store_job_ops sqlite_job_ops;
 extern const store_run_ops sqlite_run_ops;
 extern const store_outbox_ops sqlite_outbox_ops;
-extern const store_digest_ops sqlite_digest_ops;
 extern const store_stream_ops sqlite_stream_ops;
 extern const store_inspect_ops sqlite_inspect_ops;
 void sqlite_local_backend(struct local_backend *out, store *s);
