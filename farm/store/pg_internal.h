@@ -159,7 +159,6 @@ int pg_tx_lock(store_tx *tx, int64_t key);
 
 /* ---- the areas ------------------------------------------------------------ */
 
-extern const store_delivery_ops pg_delivery_ops;
 extern const store_session_ops pg_session_ops;
 extern const store_job_ops pg_job_ops;
 extern const store_run_ops pg_run_ops;
