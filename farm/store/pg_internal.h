@@ -161,7 +161,6 @@ int pg_tx_lock(store_tx *tx, int64_t key);
 
 extern const store_session_ops pg_session_ops;
 extern const store_job_ops pg_job_ops;
-extern const store_run_ops pg_run_ops;
 extern const store_outbox_ops pg_outbox_ops;
 extern const store_stream_ops pg_stream_ops;
 extern const store_inspect_ops pg_inspect_ops;
