@@ -164,7 +164,6 @@ extern const store_job_ops pg_job_ops;
 extern const store_outbox_ops pg_outbox_ops;
 extern const store_stream_ops pg_stream_ops;
 extern const store_inspect_ops pg_inspect_ops;
-void pg_local_backend(struct local_backend *out, store *s);
 
 int pg_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
                        const char *actor, const char *body_json);

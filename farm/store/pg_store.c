@@ -730,6 +730,6 @@ const store_backend store_backend_pg = {
     .digest = &sql_digest_ops,
     .stream = &pg_stream_ops,
     .inspect = &pg_inspect_ops,
-    .local_backend = pg_local_backend,
+    .local_backend = sql_local_backend,
     .node = &sql_node_ops,
 };

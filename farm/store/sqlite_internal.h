@@ -97,7 +97,6 @@ extern const store_job_ops sqlite_job_ops;
 extern const store_outbox_ops sqlite_outbox_ops;
 extern const store_stream_ops sqlite_stream_ops;
 extern const store_inspect_ops sqlite_inspect_ops;
-void sqlite_local_backend(struct local_backend *out, store *s);
 
 /* store_write() on this backend, for the areas' own writes (no dispatch). */
 int sqlite_write(store *s, store_write_fn fn, void *arg);
@@ -134,10 +133,8 @@ int sqlite_schema_latest(void);
  * old database. */
 int sqlite_schema_migrate(sqlite3 *db, int target);
 
-/* The migrations that create the stream tables (sqlite_stream.c) and the
- * local tracker's (sqlite_local.c). */
+/* The migration that creates the stream tables (sqlite_stream.c). */
 extern const char sqlite_stream_schema_sql[];
-extern const char sqlite_local_schema_sql[];
 
 /* Open a connection to path with the farm's pragmas (WAL, synchronous=FULL,
  * busy timeout, foreign keys, temp_store=MEMORY); query_only for readers. */

@@ -91,6 +91,11 @@ static void tx_stmt_done(store_tx *tx, sql_stmt *st)
     free(st);
 }
 
+static int tx_prepare(sql_stmt **out, store_tx *tx, const char *sql)
+{
+    return prepare(out, NULL, (sql_conn *)sqlite_tx_db(tx), sql);
+}
+
 static void reset(sql_stmt *st)
 {
     sqlite3_reset(raw(st));
@@ -201,6 +206,7 @@ const sql_driver sqlite_sql_driver = {
     .finalize = finalize,
     .tx_stmt = tx_stmt,
     .tx_stmt_done = tx_stmt_done,
+    .tx_prepare = tx_prepare,
     .reset = reset,
     .step = step,
     .bind_int64 = bind_int64,

@@ -758,6 +758,6 @@ const store_backend store_backend_sqlite = {
     .digest = &sql_digest_ops,
     .stream = &sqlite_stream_ops,
     .inspect = &sqlite_inspect_ops,
-    .local_backend = sqlite_local_backend,
+    .local_backend = sql_local_backend,
     .node = &sql_node_ops,
 };

@@ -51,6 +51,12 @@ void sql_tx_stmt_done(store_tx *tx, sql_stmt *st)
         st->drv->tx_stmt_done(tx, st);
 }
 
+int sql_tx_prepare(sql_stmt **out, store_tx *tx, const char *sql)
+{
+    assert(tx && tx->be && tx->be->sql);
+    return tx->be->sql->tx_prepare(out, tx, sql);
+}
+
 void sql_reset(sql_stmt *st)
 {
     st->drv->reset(st);

@@ -60,6 +60,11 @@ void sql_finalize(sql_stmt *st); /* NULL accepted */
 int sql_tx_stmt(sql_stmt **out, store_tx *tx, const char *sql);
 void sql_tx_stmt_done(store_tx *tx, sql_stmt *st); /* NULL accepted */
 
+/* Inside a write function: a statement on the write's connection compiled
+ * for this use (for SQL run rarely, which should not take a place in
+ * SQLite's cache); free it with sql_finalize(). */
+int sql_tx_prepare(sql_stmt **out, store_tx *tx, const char *sql);
+
 /* Drop st's result, keeping its parameters: the next sql_step() runs it
  * again. */
 void sql_reset(sql_stmt *st);
@@ -134,6 +139,7 @@ typedef struct sql_driver {
     void (*finalize)(sql_stmt *st);
     int (*tx_stmt)(sql_stmt **out, store_tx *tx, const char *sql);
     void (*tx_stmt_done)(store_tx *tx, sql_stmt *st);
+    int (*tx_prepare)(sql_stmt **out, store_tx *tx, const char *sql);
     void (*reset)(sql_stmt *st);
     int (*step)(sql_stmt *st);
     void (*bind_int64)(sql_stmt *st, int i, int64_t v);
