@@ -243,9 +243,10 @@ static int event_last_kind(store_event **out, store *s, int64_t session_id,
 static int tx_spend_add(store_tx *tx, int64_t day, const char *repo, double usd)
 {
     sql_stmt *st = NULL;
-    int rc = sql_tx_stmt(&st, tx,
-                         "INSERT INTO model_spend (day, repo, usd) VALUES ($1, $2, $3)"
-                         " ON CONFLICT (day, repo) DO UPDATE SET usd = usd + excluded.usd");
+    int rc =
+        sql_tx_stmt(&st, tx,
+                    "INSERT INTO model_spend (day, repo, usd) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (day, repo) DO UPDATE SET usd = model_spend.usd + excluded.usd");
     if (rc)
         return rc;
     sql_bind_int64(st, 1, day);
