@@ -7,9 +7,12 @@
  * store_backend_pg (store_backend.h). Nothing outside the pg_*.c files
  * includes it, and only they include libpq-fe.h.
  *
- * The files mirror the SQLite backend's one to one (pg_<area>.c beside
- * sqlite_<area>.c, the same tables, columns and migration numbers), so a
- * change to one backend's area is made in the other's file of that area.
+ * The areas written once (sql_<area>.c) run on this backend through
+ * pg_sql.c, its driver of the neutral cursor (store_sql.h). The areas not
+ * yet written once mirror the SQLite backend's one to one (pg_<area>.c
+ * beside sqlite_<area>.c), so a change to one backend's area is made in the
+ * other's file of that area. The tables, columns and migration numbers are
+ * the same on both (pg_schema.c, sqlite_schema.c).
  *
  * Every write runs in a transaction of its own on a pooled connection (no
  * group commit: many processes write at once). PostgreSQL runs them side by

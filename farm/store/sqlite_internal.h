@@ -10,10 +10,12 @@
  *
  * The backend is split by area: sqlite_store.c opens the database and runs
  * the writer thread, the checkpointer and the read pool, sqlite_schema.c
- * holds the ordered migrations, and each area of tables has its own
- * sqlite_<area>.c ending with its table of operations. A new area is a new
- * file; a new table or column is one more entry at the end of the
- * migrations array. The front's handles reach this backend's state through
+ * holds the ordered migrations, and sqlite_sql.c is its driver of the
+ * neutral cursor (store_sql.h) on which the areas written once for both
+ * backends run (sql_<area>.c). The areas not yet written once keep a
+ * sqlite_<area>.c ending with its table of operations. A new table or column
+ * is one more entry at the end of the migrations array (here and in
+ * pg_schema.c). The front's handles reach this backend's state through
  * their impl pointer: a store's is a sqlite_store, a store_tx's a sqlite_tx.
  */
 #ifndef FARM_FARM_STORE_SQLITE_INTERNAL_H

@@ -155,16 +155,16 @@ static const sqlite_migration migrations[] = {
      "ALTER TABLE outbox ADD COLUMN lease_expires_ms INTEGER NOT NULL DEFAULT 0;"},
     {6, "due cancel jobs found without a scan (farm/store/sqlite_job.c)",
      "CREATE INDEX job_cancel_due ON job(state, not_before_ms) WHERE kind = 'cancel';"},
-    {7, "whether a session's pull request is a draft, and why (farm/store/sqlite_run.c)",
+    {7, "whether a session's pull request is a draft, and why (farm/store/sql_run.c)",
      "ALTER TABLE session ADD COLUMN pr_draft INTEGER NOT NULL DEFAULT 0;"
      "ALTER TABLE session ADD COLUMN pr_draft_reason TEXT;"},
-    {8, "model spend per UTC day and repository, for the budgets (farm/store/sqlite_run.c)",
+    {8, "model spend per UTC day and repository, for the budgets (farm/store/sql_run.c)",
      "CREATE TABLE model_spend ("
      "  day INTEGER NOT NULL,"
      "  repo TEXT NOT NULL,"
      "  usd REAL NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (day, repo)) WITHOUT ROWID;"},
-    {9, "model calls' totals for /metrics (farm/store/sqlite_run.c)",
+    {9, "model calls' totals for /metrics (farm/store/sql_run.c)",
      "CREATE TABLE model_stat ("
      "  name TEXT NOT NULL,"
      "  labels TEXT NOT NULL,"
@@ -172,7 +172,7 @@ static const sqlite_migration migrations[] = {
      "  PRIMARY KEY (name, labels)) WITHOUT ROWID;"},
     {10, "which agent preset a session runs (farm/store/sqlite_session.c)",
      "ALTER TABLE session ADD COLUMN agent TEXT;"},
-    {11, "the nodes sharing the store, by their heartbeats (farm/store/sqlite_node.c)",
+    {11, "the nodes sharing the store, by their heartbeats (farm/store/sql_node.c)",
      "CREATE TABLE node ("
      "  id TEXT PRIMARY KEY,"
      "  host TEXT NOT NULL,"
