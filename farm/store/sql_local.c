@@ -62,16 +62,8 @@ static int labels_read(local_item *it, store *s, sql_conn *db)
             rc = sql_err(st, "reading local labels");
             break;
         }
-        if (it->nlabels + 1 >= cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            char **nv = realloc(it->labels, ncap * sizeof *nv);
-            if (!nv) {
-                rc = FARM_ENOMEM;
-                break;
-            }
-            it->labels = nv;
-            cap = ncap;
-        }
+        if ((rc = sql_grow(&it->labels, &cap, it->nlabels + 1, sizeof(*it->labels))))
+            break;
         int oom = 0;
         it->labels[it->nlabels] = sql_col_dup(st, 0, &oom);
         if (oom || !it->labels[it->nlabels]) {
@@ -109,16 +101,8 @@ static int items_query(local_item **out, size_t *n, store *s, const char *sql, b
             rc = sql_err(st, "reading local issues");
             goto out;
         }
-        if (cnt == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            local_item *nv = realloc(v, ncap * sizeof *nv);
-            if (!nv) {
-                rc = FARM_ENOMEM;
-                goto out;
-            }
-            v = nv;
-            cap = ncap;
-        }
+        if ((rc = sql_grow(&v, &cap, cnt, sizeof(*v))))
+            goto out;
         rc = item_read(&v[cnt], st);
         cnt++;
         if (rc)
@@ -269,16 +253,8 @@ static int comments_query(local_comment **out, size_t *n, store *s, const char *
             rc = sql_err(st, "reading local comments");
             goto out;
         }
-        if (cnt == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            local_comment *nv = realloc(v, ncap * sizeof *nv);
-            if (!nv) {
-                rc = FARM_ENOMEM;
-                goto out;
-            }
-            v = nv;
-            cap = ncap;
-        }
+        if ((rc = sql_grow(&v, &cap, cnt, sizeof(*v))))
+            goto out;
         rc = comment_read(&v[cnt], st);
         cnt++;
         if (rc)

@@ -92,14 +92,8 @@ static int node_list(store_node **out, size_t *n, store *s)
         goto out;
     sql_bind_int(st, 1, STORE_LIST_MAX);
     while ((step = sql_step(st)) == SQL_ROW) {
-        if (count == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            store_node *nv = realloc(v, ncap * sizeof(*nv));
-            if (!nv)
-                goto nomem;
-            v = nv;
-            cap = ncap;
-        }
+        if (sql_grow(&v, &cap, count, sizeof(*v)))
+            goto nomem;
         store_node *e = &v[count++];
         memset(e, 0, sizeof(*e));
         e->id = sql_col_dup(st, 0, &oom);

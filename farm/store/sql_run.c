@@ -292,14 +292,8 @@ static int amount_query(store_amount **out, size_t *n, sql_stmt *st, int nlabels
     int step, oom = 0;
 
     while ((step = sql_step(st)) == SQL_ROW) {
-        if (count == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            store_amount *nv = realloc(v, ncap * sizeof(*nv));
-            if (!nv)
-                goto nomem;
-            v = nv;
-            cap = ncap;
-        }
+        if (sql_grow(&v, &cap, count, sizeof(*v)))
+            goto nomem;
         store_amount *e = &v[count++];
         memset(e, 0, sizeof(*e));
         for (int i = 0; i < nlabels; i++)

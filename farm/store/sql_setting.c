@@ -35,14 +35,8 @@ static int setting_list(store_setting **out, size_t *n, store *s, const char *pr
     sql_bind_text(st, 1, prefix ? prefix : "");
     sql_bind_int(st, 2, STORE_LIST_MAX);
     while ((step = sql_step(st)) == SQL_ROW) {
-        if (count == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            store_setting *nv = realloc(v, ncap * sizeof(*nv));
-            if (!nv)
-                goto nomem;
-            v = nv;
-            cap = ncap;
-        }
+        if (sql_grow(&v, &cap, count, sizeof(*v)))
+            goto nomem;
         store_setting *e = &v[count++];
         e->key = sql_col_dup(st, 0, &oom);
         e->value = sql_col_dup(st, 1, &oom);

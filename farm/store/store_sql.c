@@ -9,6 +9,7 @@
 #include "base/error.h"
 
 #include <assert.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,6 +160,24 @@ enum sql_failure sql_failure(sql_stmt *st)
 
 /* ---- helpers ------------------------------------------------------------- */
 
+int sql_grow(void *pv, size_t *cap, size_t count, size_t size)
+{
+    void *v, *nv;
+    size_t ncap;
+
+    if (count < *cap)
+        return 0;
+    ncap = *cap ? *cap * 2 : 16;
+    memcpy(&v, pv, sizeof(v));
+    if (ncap > SIZE_MAX / size || !(nv = realloc(v, ncap * size))) {
+        farm_error_set("store: out of memory");
+        return FARM_ENOMEM;
+    }
+    memcpy(pv, &nv, sizeof(nv));
+    *cap = ncap;
+    return 0;
+}
+
 int sql_limit(int limit)
 {
     if (limit <= 0)
@@ -181,14 +200,8 @@ int sql_count_query(store_count **out, size_t *n, store *s, const char *sql, int
     while ((step = sql_step(st)) == SQL_ROW) {
         if (count == STORE_LIST_MAX)
             break;
-        if (count == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            store_count *nv = realloc(v, ncap * sizeof(*v));
-            if (!nv)
-                goto nomem;
-            v = nv;
-            cap = ncap;
-        }
+        if (sql_grow(&v, &cap, count, sizeof(*v)))
+            goto nomem;
         store_count *c = &v[count];
         memset(c, 0, sizeof(*c));
         count++;

@@ -101,6 +101,11 @@ enum sql_failure sql_failure(sql_stmt *st);
 
 /* ---- helpers written once over the cursor ------------------------------ */
 
+/* Make room for one more element in the array *pv points at (count
+ * elements of size bytes in, *cap allocated): doubled when full. Returns 0,
+ * or FARM_ENOMEM with the error set and the array as it was. */
+int sql_grow(void *pv, size_t *cap, size_t count, size_t size);
+
 /* The limit to use for a list: default when <= 0, capped at STORE_LIST_MAX. */
 int sql_limit(int limit);
 
