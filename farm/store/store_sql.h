@@ -9,9 +9,12 @@
  *
  * The SQL is the subset both databases speak: parameters are $1, $2 ...
  * (SQLite takes "$1" as a named parameter: its driver binds by name), upserts
- * are ON CONFLICT ... DO UPDATE / DO NOTHING, inserts that need their key say
- * RETURNING, and a case-blind match is lower(x) = lower($n) (both fold ASCII
- * only). What cannot be said in that subset (the job lease's advisory lock,
+ * are ON CONFLICT ... DO UPDATE / DO NOTHING and name the old value with its
+ * table (model_spend.usd + excluded.usd: PostgreSQL refuses a bare column
+ * there as ambiguous), inserts that need their key say RETURNING, and a
+ * case-blind match is lower(x) = lower($n) (on SQLite that folds ASCII
+ * only, as its COLLATE NOCASE did; PostgreSQL folds by its locale, as it
+ * did). What cannot be said in that subset (the job lease's advisory lock,
  * the stream's row locks, the schema) stays in the backend's own file.
  *
  * Text and blobs are copied when bound, so a bound value need not outlive
