@@ -7,9 +7,12 @@
  * store_backend_pg (store_backend.h). Nothing outside the pg_*.c files
  * includes it, and only they include libpq-fe.h.
  *
- * The files mirror the SQLite backend's one to one (pg_<area>.c beside
- * sqlite_<area>.c, the same tables, columns and migration numbers), so a
- * change to one backend's area is made in the other's file of that area.
+ * The areas written once (sql_<area>.c) run on this backend through
+ * pg_sql.c, its driver of the neutral cursor (store_sql.h). The areas not
+ * yet written once mirror the SQLite backend's one to one (pg_<area>.c
+ * beside sqlite_<area>.c), so a change to one backend's area is made in the
+ * other's file of that area. The tables, columns and migration numbers are
+ * the same on both (pg_schema.c, sqlite_schema.c).
  *
  * Every write runs in a transaction of its own on a pooled connection (no
  * group commit: many processes write at once). PostgreSQL runs them side by
@@ -190,18 +193,11 @@ void pg_notify_stop(pg_store *s);
 
 /* ---- the areas ------------------------------------------------------------ */
 
-extern const store_delivery_ops pg_delivery_ops;
 extern const store_session_ops pg_session_ops;
 extern const store_job_ops pg_job_ops;
-extern const store_setting_ops pg_setting_ops;
-extern const store_run_ops pg_run_ops;
 extern const store_outbox_ops pg_outbox_ops;
-extern const store_review_ops pg_review_ops;
-extern const store_digest_ops pg_digest_ops;
 extern const store_stream_ops pg_stream_ops;
 extern const store_inspect_ops pg_inspect_ops;
-extern const store_node_ops pg_node_ops;
-void pg_local_backend(struct local_backend *out, store *s);
 
 int pg_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
                        const char *actor, const char *body_json);

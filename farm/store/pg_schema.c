@@ -136,7 +136,7 @@ static const pg_migration migrations[] = {
      " stream_id BIGINT NOT NULL, producer TEXT NOT NULL, epoch BIGINT NOT NULL,"
      " seq BIGINT NOT NULL, PRIMARY KEY (stream_id, producer));"},
 
-    {4, "the local tracker's issues, comments and pull requests (farm/store/pg_local.c)",
+    {4, "the local tracker's issues, comments and pull requests (farm/store/sql_local.c)",
      "CREATE TABLE local_item ("
      "  number BIGSERIAL PRIMARY KEY,"
      "  repo TEXT NOT NULL,"
@@ -183,16 +183,16 @@ static const pg_migration migrations[] = {
      "ALTER TABLE outbox ADD COLUMN lease_expires_ms BIGINT NOT NULL DEFAULT 0;"},
     {6, "due cancel jobs found without a scan (farm/store/pg_job.c)",
      "CREATE INDEX job_cancel_due ON job(state, not_before_ms) WHERE kind = 'cancel';"},
-    {7, "whether a session's pull request is a draft, and why (farm/store/pg_run.c)",
+    {7, "whether a session's pull request is a draft, and why (farm/store/sql_run.c)",
      "ALTER TABLE session ADD COLUMN pr_draft BIGINT NOT NULL DEFAULT 0;"
      "ALTER TABLE session ADD COLUMN pr_draft_reason TEXT;"},
-    {8, "model spend per UTC day and repository, for the budgets (farm/store/pg_run.c)",
+    {8, "model spend per UTC day and repository, for the budgets (farm/store/sql_run.c)",
      "CREATE TABLE model_spend ("
      "  day BIGINT NOT NULL,"
      "  repo TEXT NOT NULL,"
      "  usd DOUBLE PRECISION NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (day, repo));"},
-    {9, "model calls' totals for /metrics (farm/store/pg_run.c)",
+    {9, "model calls' totals for /metrics (farm/store/sql_run.c)",
      "CREATE TABLE model_stat ("
      "  name TEXT NOT NULL,"
      "  labels TEXT NOT NULL,"
@@ -200,7 +200,7 @@ static const pg_migration migrations[] = {
      "  PRIMARY KEY (name, labels));"},
     {10, "which agent preset a session runs (farm/store/pg_session.c)",
      "ALTER TABLE session ADD COLUMN agent TEXT;"},
-    {11, "the nodes sharing the store, by their heartbeats (farm/store/pg_node.c)",
+    {11, "the nodes sharing the store, by their heartbeats (farm/store/sql_node.c)",
      "CREATE TABLE node ("
      "  id TEXT PRIMARY KEY,"
      "  host TEXT NOT NULL,"

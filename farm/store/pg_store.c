@@ -14,6 +14,7 @@
  * unique index.
  */
 #include "pg_internal.h"
+#include "store_sql.h"
 
 #include "base/error.h"
 #include "base/log.h"
@@ -714,6 +715,7 @@ static int health(store *st)
 
 const store_backend store_backend_pg = {
     .name = "postgres",
+    .sql = &pg_sql_driver,
     .open = open_store,
     .close = close_store,
     .schema_latest = pg_schema_latest,
@@ -722,17 +724,17 @@ const store_backend store_backend_pg = {
     .write = pg_write,
     .write_async = write_async,
     .stats_get = stats_get,
-    .delivery = &pg_delivery_ops,
+    .delivery = &sql_delivery_ops,
     .session = &pg_session_ops,
     .job = &pg_job_ops,
-    .setting = &pg_setting_ops,
-    .run = &pg_run_ops,
+    .setting = &sql_setting_ops,
+    .run = &sql_run_ops,
     .outbox = &pg_outbox_ops,
-    .review = &pg_review_ops,
-    .digest = &pg_digest_ops,
+    .review = &sql_review_ops,
+    .digest = &sql_digest_ops,
     .stream = &pg_stream_ops,
     .inspect = &pg_inspect_ops,
-    .local_backend = pg_local_backend,
-    .node = &pg_node_ops,
+    .local_backend = sql_local_backend,
+    .node = &sql_node_ops,
     .notify_listen = pg_notify_listen,
 };

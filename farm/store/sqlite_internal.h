@@ -10,10 +10,12 @@
  *
  * The backend is split by area: sqlite_store.c opens the database and runs
  * the writer thread, the checkpointer and the read pool, sqlite_schema.c
- * holds the ordered migrations, and each area of tables has its own
- * sqlite_<area>.c ending with its table of operations. A new area is a new
- * file; a new table or column is one more entry at the end of the
- * migrations array. The front's handles reach this backend's state through
+ * holds the ordered migrations, and sqlite_sql.c is its driver of the
+ * neutral cursor (store_sql.h) on which the areas written once for both
+ * backends run (sql_<area>.c). The areas not yet written once keep a
+ * sqlite_<area>.c ending with its table of operations. A new table or column
+ * is one more entry at the end of the migrations array (here and in
+ * pg_schema.c). The front's handles reach this backend's state through
  * their impl pointer: a store's is a sqlite_store, a store_tx's a sqlite_tx.
  */
 #ifndef FARM_FARM_STORE_SQLITE_INTERNAL_H
@@ -92,18 +94,11 @@ static inline sqlite3 *sqlite_tx_db(store_tx *tx)
 }
 
 /* The tables of operations of the areas, gathered in store_backend_sqlite. */
-extern const store_delivery_ops sqlite_delivery_ops;
 extern const store_session_ops sqlite_session_ops;
 extern const store_job_ops sqlite_job_ops;
-extern const store_setting_ops sqlite_setting_ops;
-extern const store_run_ops sqlite_run_ops;
 extern const store_outbox_ops sqlite_outbox_ops;
-extern const store_review_ops sqlite_review_ops;
-extern const store_digest_ops sqlite_digest_ops;
 extern const store_stream_ops sqlite_stream_ops;
 extern const store_inspect_ops sqlite_inspect_ops;
-extern const store_node_ops sqlite_node_ops;
-void sqlite_local_backend(struct local_backend *out, store *s);
 
 /* store_write() on this backend, for the areas' own writes (no dispatch). */
 int sqlite_write(store *s, store_write_fn fn, void *arg);
@@ -140,10 +135,8 @@ int sqlite_schema_latest(void);
  * old database. */
 int sqlite_schema_migrate(sqlite3 *db, int target);
 
-/* The migrations that create the stream tables (sqlite_stream.c) and the
- * local tracker's (sqlite_local.c). */
+/* The migration that creates the stream tables (sqlite_stream.c). */
 extern const char sqlite_stream_schema_sql[];
-extern const char sqlite_local_schema_sql[];
 
 /* Open a connection to path with the farm's pragmas (WAL, synchronous=FULL,
  * busy timeout, foreign keys, temp_store=MEMORY); query_only for readers. */

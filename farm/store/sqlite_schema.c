@@ -19,6 +19,49 @@
 
 #include <stdio.h>
 
+/* The local tracker's tables (sql_local.c). */
+static const char local_schema_sql[] =
+    "CREATE TABLE local_item ("
+    "  number INTEGER PRIMARY KEY,"
+    "  repo TEXT NOT NULL,"
+    "  is_pr INTEGER NOT NULL DEFAULT 0,"
+    "  title TEXT NOT NULL,"
+    "  body TEXT NOT NULL DEFAULT '',"
+    "  author TEXT NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'open',"
+    "  head_branch TEXT,"
+    "  base_branch TEXT,"
+    "  issue INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL);"
+    "CREATE INDEX local_item_repo ON local_item(repo, number);"
+    "CREATE INDEX local_item_branch ON local_item(repo, head_branch) WHERE is_pr = 1;"
+    "CREATE INDEX local_item_issue ON local_item(issue) WHERE is_pr = 1;"
+    "CREATE TABLE local_label ("
+    "  id INTEGER PRIMARY KEY,"
+    "  number INTEGER NOT NULL REFERENCES local_item(number),"
+    "  label TEXT NOT NULL COLLATE NOCASE,"
+    "  UNIQUE (number, label));"
+    "CREATE TABLE local_comment ("
+    "  id INTEGER PRIMARY KEY,"
+    "  number INTEGER NOT NULL REFERENCES local_item(number),"
+    "  author TEXT NOT NULL,"
+    "  body TEXT NOT NULL,"
+    "  review INTEGER NOT NULL DEFAULT 0,"
+    "  path TEXT,"
+    "  line INTEGER NOT NULL DEFAULT 0,"
+    "  in_reply_to INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL);"
+    "CREATE INDEX local_comment_item ON local_comment(number, id);"
+    "CREATE TABLE local_reaction ("
+    "  number INTEGER NOT NULL REFERENCES local_item(number),"
+    "  comment_id INTEGER NOT NULL DEFAULT 0,"
+    "  reaction TEXT NOT NULL,"
+    "  user TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (number, comment_id, reaction, user)) WITHOUT ROWID;";
+
 static const sqlite_migration migrations[] = {
     {1, "deliveries, sessions, the session log and the job queue",
      "CREATE TABLE delivery ("
@@ -105,23 +148,23 @@ static const sqlite_migration migrations[] = {
      "  updated_ms INTEGER NOT NULL);"},
 
     {3, "durable streams (farm/store/sqlite_stream.c)", sqlite_stream_schema_sql},
-    {4, "the local tracker's issues, comments and pull requests (farm/store/sqlite_local.c)",
-     sqlite_local_schema_sql},
+    {4, "the local tracker's issues, comments and pull requests (farm/store/sql_local.c)",
+     local_schema_sql},
     {5, "outbox leases (farm/store/sqlite_outbox.c)",
      "ALTER TABLE outbox ADD COLUMN lease_owner TEXT;"
      "ALTER TABLE outbox ADD COLUMN lease_expires_ms INTEGER NOT NULL DEFAULT 0;"},
     {6, "due cancel jobs found without a scan (farm/store/sqlite_job.c)",
      "CREATE INDEX job_cancel_due ON job(state, not_before_ms) WHERE kind = 'cancel';"},
-    {7, "whether a session's pull request is a draft, and why (farm/store/sqlite_run.c)",
+    {7, "whether a session's pull request is a draft, and why (farm/store/sql_run.c)",
      "ALTER TABLE session ADD COLUMN pr_draft INTEGER NOT NULL DEFAULT 0;"
      "ALTER TABLE session ADD COLUMN pr_draft_reason TEXT;"},
-    {8, "model spend per UTC day and repository, for the budgets (farm/store/sqlite_run.c)",
+    {8, "model spend per UTC day and repository, for the budgets (farm/store/sql_run.c)",
      "CREATE TABLE model_spend ("
      "  day INTEGER NOT NULL,"
      "  repo TEXT NOT NULL,"
      "  usd REAL NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (day, repo)) WITHOUT ROWID;"},
-    {9, "model calls' totals for /metrics (farm/store/sqlite_run.c)",
+    {9, "model calls' totals for /metrics (farm/store/sql_run.c)",
      "CREATE TABLE model_stat ("
      "  name TEXT NOT NULL,"
      "  labels TEXT NOT NULL,"
@@ -129,7 +172,7 @@ static const sqlite_migration migrations[] = {
      "  PRIMARY KEY (name, labels)) WITHOUT ROWID;"},
     {10, "which agent preset a session runs (farm/store/sqlite_session.c)",
      "ALTER TABLE session ADD COLUMN agent TEXT;"},
-    {11, "the nodes sharing the store, by their heartbeats (farm/store/sqlite_node.c)",
+    {11, "the nodes sharing the store, by their heartbeats (farm/store/sql_node.c)",
      "CREATE TABLE node ("
      "  id TEXT PRIMARY KEY,"
      "  host TEXT NOT NULL,"

@@ -19,6 +19,7 @@
  * which runs a PASSIVE checkpoint on its own connection alongside the writer.
  */
 #include "sqlite_internal.h"
+#include "store_sql.h"
 
 #include "base/error.h"
 #include "base/log.h"
@@ -738,6 +739,7 @@ static int health(store *st)
 
 const store_backend store_backend_sqlite = {
     .name = "sqlite",
+    .sql = &sqlite_sql_driver,
     .open = open_store,
     .close = close_store,
     .schema_latest = sqlite_schema_latest,
@@ -746,16 +748,16 @@ const store_backend store_backend_sqlite = {
     .write = sqlite_write,
     .write_async = write_async,
     .stats_get = stats_get,
-    .delivery = &sqlite_delivery_ops,
+    .delivery = &sql_delivery_ops,
     .session = &sqlite_session_ops,
     .job = &sqlite_job_ops,
-    .setting = &sqlite_setting_ops,
-    .run = &sqlite_run_ops,
+    .setting = &sql_setting_ops,
+    .run = &sql_run_ops,
     .outbox = &sqlite_outbox_ops,
-    .review = &sqlite_review_ops,
-    .digest = &sqlite_digest_ops,
+    .review = &sql_review_ops,
+    .digest = &sql_digest_ops,
     .stream = &sqlite_stream_ops,
     .inspect = &sqlite_inspect_ops,
-    .local_backend = sqlite_local_backend,
-    .node = &sqlite_node_ops,
+    .local_backend = sql_local_backend,
+    .node = &sql_node_ops,
 };

@@ -38,6 +38,7 @@
 typedef struct store_backend store_backend;
 struct local_backend; /* vcs/tracker/local.h, through store_local.h */
 struct json_t;        /* jansson's, through store_inspect.h */
+struct sql_driver;    /* store_sql.h: the backend's cursor */
 
 /* An open store: the backend that serves it and that backend's handle. */
 struct store {
@@ -212,6 +213,8 @@ typedef struct store_inspect_ops {
 
 struct store_backend {
     const char *name; /* the URL scheme that chooses it: "sqlite" for "sqlite:" */
+    /* The cursor the areas written once (sql_<area>.c) run on. */
+    const struct sql_driver *sql;
 
     /* Open the store url names (the whole URL, scheme included) for the data
      * directory dir, with password (NULL: none, or the URL's own), bring its

@@ -2,7 +2,7 @@
  * store_digest.h - the reads behind the digest and the review queue: each
  * session's newest "telling" events (steps, test results, run ends,
  * failures, questions), and the totals of a window. It calls the store's
- * backend (store_backend.h: the digest table; sqlite_digest.c by default);
+ * backend (store_backend.h: the digest table; sql_digest.c for both backends);
  * farm/digest/digest.c calls it and turns them into facts: nothing here
  * knows what they mean.
  */

@@ -3,7 +3,7 @@
  * table: the store calls the scheduler needs beyond store.h. It owns the
  * lease rules below and the setting records; it calls the store's backend
  * (store_backend.h: the job and setting tables; sqlite_job.c and
- * sqlite_setting.c by default); farm/sched and the scaling API
+ * sql_setting.c); farm/sched and the scaling API
  * (webhook/route_scaling.c) call it.
  *
  * A job is worked on by whoever holds its lease: the owner id and an expiry

@@ -3,7 +3,7 @@
  * and pull requests, kept in the farm's store and handed to
  * vcs/tracker/local.c as a local_backend. It calls the store's backend
  * (store_backend.h, which fills the local_backend; all the SQL is in
- * sqlite_local.c by default) and vcs/tracker to make the tracker;
+ * sql_local.c for both backends) and vcs/tracker to make the tracker;
  * farm/report (trackers.c) and the CLI (`farm issue`, `farm demo`) call it.
  *
  * `farm issue` opens the store directly, whether or not `farm serve` runs

@@ -3,7 +3,7 @@
  * store_run.h: which jobs a session has waiting or at work, so a new trigger
  * attaches to the waiting one instead of queueing another, and making a
  * waiting job due at once (`/farm run`). It calls the store's backend
- * (store_backend.h: the review table; sqlite_review.c by default);
+ * (store_backend.h: the review table; sql_review.c for both backends);
  * farm/intake/review.c calls it.
  *
  * Both run inside a write function (store.h), so the decision and the job

@@ -3,7 +3,7 @@
  * session's state, branch, counters and pull request draft flag, and reading its log by event kind
  * (the step checkpoints, questions, answers and reviews a run looks back
  * on). It calls the store's backend (store_backend.h: the run table;
- * sqlite_run.c by default); farm/run, farm/sched, farm/intake, farm/report
+ * sql_run.c for both backends); farm/run, farm/sched, farm/intake, farm/report
  * and farm/digest call it.
  *
  * The tx functions run inside a write function (store.h), so a state change

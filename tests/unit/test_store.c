@@ -3,7 +3,8 @@
  * upgrade, the session's draft columns, refusing a newer schema), deliveries deduplicated by the
  * UNIQUE constraint, sessions with one active per issue, the dense event log, reads with filters,
  * counts, rollback of a failed write alone, the group commit sharing fsyncs, and asynchronous
- * writes completed after their commit (also when closing).
+ * writes completed after their commit (also when closing); the areas written once for both
+ * backends (settings, a run's fields, spend, the digest, the review queries, the local tracker).
  *
  * Everything goes through the public interface except what only the SQLite
  * backend has (sqlite_internal.h): an old database file to migrate, a full
@@ -23,6 +24,10 @@
 #include "farm/store/store_hold.h"
 #include "farm/config/config.h"
 #include "farm/store/store_copy.h"
+#include "farm/store/store_digest.h"
+#include "farm/store/store_job.h"
+#include "farm/store/store_local.h"
+#include "farm/store/store_review.h"
 #include "farm/store/store_inspect.h"
 #include "farm/store/store_node.h"
 #include "farm/store/store_run.h"
@@ -1259,6 +1264,189 @@ static void copy_to_postgres(void **state)
 
 /* The nodes' heartbeats: a beat creates the row, the next updates it (its
  * start stays), a remove takes it away; a bad node is refused. */
+/* ---- the areas written once (farm/store/sql_*.c), on either backend ------ */
+
+static int write_areas(store_tx *tx, void *arg)
+{
+    int64_t id = *(int64_t *)arg, runs = 0;
+    int rc;
+
+    if ((rc = store_tx_setting_set(tx, "scaling.max_agents", "3")) ||
+        (rc = store_tx_setting_set(tx, "scaling.max_agents", "5")) ||
+        (rc = store_tx_setting_set(tx, "scaling.min", "1")) ||
+        (rc = store_tx_setting_set(tx, "other.key", "x")) ||
+        (rc = store_tx_setting_delete(tx, "scaling.min")))
+        return rc;
+    if ((rc = store_tx_session_state_set(tx, id, "review")) ||
+        (rc = store_tx_session_branch_set(tx, id, "farm/1-fix")) ||
+        (rc = store_tx_session_run_add(&runs, tx, id)) ||
+        (rc = store_tx_session_run_add(&runs, tx, id)) ||
+        (rc = store_tx_session_usage_add(tx, id, 1.5, 0.25)) ||
+        (rc = store_tx_session_pr_draft_set(tx, id, 1, "the tests still fail")))
+        return rc;
+    assert_int_equal(runs, 2);
+    if ((rc = store_tx_spend_add(tx, 20000, "acme/widget", 0.5)) ||
+        (rc = store_tx_spend_add(tx, 20000, "acme/widget", 0.25)) ||
+        (rc = store_tx_spend_add(tx, 20000, "acme/other", 1)) ||
+        (rc = store_tx_model_stat_add(tx, "tokens", "model=m", 10)) ||
+        (rc = store_tx_model_stat_add(tx, "tokens", "model=m", 5)))
+        return rc;
+    if ((rc = store_tx_event_append(NULL, tx, id, "step", "agent", "{\"n\":1}")) ||
+        (rc = store_tx_event_append(NULL, tx, id, "output", "agent", "{}")) ||
+        (rc = store_tx_event_append(NULL, tx, id, "step", "agent", "{\"n\":2}")))
+        return rc;
+    return 0;
+}
+
+static int read_areas(store_tx *tx, void *arg)
+{
+    int64_t id = *(int64_t *)arg, *ids = NULL, queued = 0, due = 0;
+    store_session *sess = NULL;
+    char *value = NULL;
+    size_t n = 0;
+    int running = -1, rc;
+
+    assert_int_equal(store_tx_setting_get(&value, tx, "scaling.max_agents"), 0);
+    assert_string_equal(value, "5");
+    free(value);
+    assert_int_equal(store_tx_setting_get(&value, tx, "scaling.min"), FARM_ENOTFOUND);
+
+    assert_int_equal(store_tx_session_get(&sess, tx, id), 0);
+    assert_string_equal(sess->state, "review");
+    assert_string_equal(sess->branch, "farm/1-fix");
+    assert_int_equal(sess->runs, 2);
+    assert_true(sess->agent_seconds > 1.4 && sess->agent_seconds < 1.6);
+    assert_true(sess->pr_draft);
+    assert_string_equal(sess->pr_draft_reason, "the tests still fail");
+    store_session_free(sess);
+    assert_int_equal(store_tx_session_state_set(tx, id + 1000, "review"), FARM_ENOTFOUND);
+
+    /* the session's run job (session_new) waits; a repository matches whatever its case */
+    assert_int_equal(store_tx_review_jobs(&queued, &due, &running, tx, id), 0);
+    assert_true(queued > 0);
+    assert_int_equal(running, 0);
+    assert_int_equal(store_tx_review_job_queued(&queued, tx, id, "run"), 0);
+    assert_true(queued > 0);
+    if ((rc = store_tx_review_open_prs(&ids, &n, tx, "github", "ACME/Widget")))
+        return rc;
+    assert_int_equal(n, 0); /* no pull request yet */
+    free(ids);
+    return 0;
+}
+
+static void areas_written_once_run_on_this_backend(void **state)
+{
+    fixture *f = *state;
+    int64_t id = session_new(f->s, "acme/widget", 1);
+    store_setting *settings = NULL;
+    store_amount *amounts = NULL;
+    store_event *ev = NULL;
+    store_digest_totals totals;
+    double repo_usd = 0, all_usd = 0;
+    size_t n = 0;
+    const char *kinds[] = {"step", NULL};
+
+    assert_int_equal(store_write(f->s, write_areas, &id), 0);
+    assert_int_equal(store_write(f->s, read_areas, &id), 0);
+
+    assert_int_equal(store_setting_list(&settings, &n, f->s, "scaling."), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(settings[0].key, "scaling.max_agents");
+    store_setting_list_free(settings, n);
+
+    assert_int_equal(store_spend_get(&repo_usd, &all_usd, f->s, 20000, "acme/widget"), 0);
+    assert_true(repo_usd > 0.74 && repo_usd < 0.76);
+    assert_true(all_usd > 1.74 && all_usd < 1.76);
+    assert_int_equal(store_spend_list(&amounts, &n, f->s, 20000), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(amounts[0].labels[0], "acme/other");
+    store_amount_list_free(amounts, n);
+    assert_int_equal(store_model_stat_list(&amounts, &n, f->s), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(amounts[0].labels[1], "model=m");
+    assert_true(amounts[0].value > 14.9 && amounts[0].value < 15.1);
+    store_amount_list_free(amounts, n);
+
+    assert_int_equal(store_event_list_kinds(&ev, &n, f->s, id, kinds, 0, 0), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(ev[1].body, "{\"n\":2}");
+    store_event_list_free(ev, n);
+    assert_int_equal(store_event_last_kind(&ev, f->s, id, kinds, 0), 0);
+    assert_string_equal(ev->body, "{\"n\":2}");
+    store_event_list_free(ev, 1);
+
+    assert_int_equal(store_digest_events(&ev, &n, f->s, &id, 1, 4), 0);
+    assert_int_equal(n, 2); /* the steps, newest first; not the output */
+    assert_string_equal(ev[0].body, "{\"n\":2}");
+    store_event_list_free(ev, n);
+    assert_int_equal(store_digest_totals_get(&totals, f->s, 0), 0);
+    assert_int_equal(totals.sessions, 1);
+    assert_int_equal(totals.prs, 1); /* in review */
+    assert_int_equal(totals.failed, 0);
+    assert_int_equal(totals.runs, 2);
+}
+
+static void local_tracker_tables_on_this_backend(void **state)
+{
+    fixture *f = *state;
+    local_backend b;
+    local_item it = {0}, *got = NULL, *list = NULL;
+    local_comment c = {0}, *cs = NULL;
+    const char *add[] = {"Agent", "AGENT", "bug"}, *drop[] = {"agent"};
+    int64_t number = 0, pr = 0, cid = 0;
+    size_t n = 0;
+
+    store_local_backend(&b, f->s);
+    it.repo = "Local/Demo";
+    it.title = "an issue";
+    it.author = "me";
+    assert_int_equal(b.item_insert(&number, b.ctx, &it), 0);
+    assert_true(number > 0);
+    it.is_pr = 1;
+    it.title = "a fix";
+    it.head_branch = "farm/1-fix";
+    it.base_branch = "main";
+    it.issue = number;
+    assert_int_equal(b.item_insert(&pr, b.ctx, &it), 0);
+    assert_true(pr > number);
+
+    assert_int_equal(b.labels_change(b.ctx, number, add, 3, 1), 0);
+    assert_int_equal(b.item_get(&got, b.ctx, number), 0);
+    assert_int_equal(got->nlabels, 2); /* "AGENT" is "Agent" again */
+    local_item_free(got);
+    assert_int_equal(b.labels_change(b.ctx, number, drop, 1, 0), 0);
+    assert_int_equal(b.item_get(&got, b.ctx, number), 0);
+    assert_int_equal(got->nlabels, 1);
+    assert_string_equal(got->labels[0], "bug");
+    local_item_free(got);
+    assert_int_equal(b.labels_change(b.ctx, 9999, add, 1, 1), FARM_ENOTFOUND);
+
+    assert_int_equal(b.item_list(&list, &n, b.ctx, "local/demo", NULL, 10), 0);
+    assert_int_equal(n, 2);
+    local_item_list_free(list, n);
+    assert_int_equal(b.pr_find(&got, b.ctx, "LOCAL/DEMO", "farm/1-fix"), 0);
+    assert_int_equal(got->number, pr);
+    local_item_free(got);
+    assert_int_equal(b.prs_for_issue(&list, &n, b.ctx, number), 0);
+    assert_int_equal(n, 1);
+    local_item_list_free(list, n);
+
+    c.number = number;
+    c.author = "me";
+    c.body = "first";
+    assert_int_equal(b.comment_insert(&cid, b.ctx, &c), 0);
+    assert_true(cid > 0);
+    assert_int_equal(b.comment_update(b.ctx, cid, "edited"), 0);
+    assert_int_equal(b.reaction_add(b.ctx, number, cid, "+1", "me"), 0);
+    assert_int_equal(b.reaction_add(b.ctx, number, cid, "+1", "me"), 0);
+    assert_int_equal(b.comment_list(&cs, &n, b.ctx, number, -1), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(cs[0].body, "edited");
+    local_comment_list_free(cs, n);
+    assert_int_equal(b.comment_delete(b.ctx, cid), 0);
+    assert_int_equal(b.comment_get(&cs, b.ctx, cid), FARM_ENOTFOUND);
+}
+
 static void nodes_beat_and_leave(void **state)
 {
     fixture *f = *state;
@@ -1322,6 +1510,8 @@ int main(void)
         cmocka_unit_test(store_url_comes_from_the_config),
         cmocka_unit_test(copy_to_postgres),
         cmocka_unit_test_setup_teardown(nodes_beat_and_leave, setup, teardown),
+        cmocka_unit_test_setup_teardown(areas_written_once_run_on_this_backend, setup, teardown),
+        cmocka_unit_test_setup_teardown(local_tracker_tables_on_this_backend, setup, teardown),
         cmocka_unit_test_setup_teardown(delivery_id_is_unique_per_tracker, setup, teardown),
         cmocka_unit_test_setup_teardown(delivery_list_filters_and_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(one_active_session_per_issue, setup, teardown),

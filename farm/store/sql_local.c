@@ -1,15 +1,16 @@
 /*
- * pg_local.c - the local tracker's tables and every SQL statement about
+ * sql_local.c - the local tracker's tables and every SQL statement about
  * them (see store_local.h).
  *
  * Issues and pull requests share one table and one number sequence (the
  * rowid), as on GitHub; labels keep the order they were added in and are
  * unique per item without regard to case; comments carry the review fields
- * used on pull requests. Writes go through pg_write(), so they are
- * durable on return. The SQL mirrors sqlite_local.c; labels are unique
- * per item through a unique index on lower(label).
+ * used on pull requests. Writes go through store_write(), so they are
+ * durable on return. Case-blind matches (a repository, a label) say
+ * lower() on both backends; the tables are in sqlite_schema.c and
+ * pg_schema.c. Written once for both backends (store_sql.h).
  */
-#include "pg_internal.h"
+#include "store_sql.h"
 #include "store_local.h"
 
 #include "base/clock.h"
@@ -24,129 +25,108 @@
 #define COMMENT_COLS                                                                               \
     "id, number, author, body, review, path, line, in_reply_to, created_ms, updated_ms"
 
-static void text_bind(pg_stmt *st, int i, const char *s)
-{
-    pg_bind_text(st, i, s); /* NULL binds a NULL text */
-}
-
 /* ---- reading ------------------------------------------------------------ */
 
-static int item_read(local_item *it, pg_stmt *st)
+static int item_read(local_item *it, sql_stmt *st)
 {
     int oom = 0;
     memset(it, 0, sizeof *it);
-    it->number = pg_col_int64(st, 0);
-    it->repo = pg_col_dup(st, 1, &oom);
-    it->is_pr = pg_col_int(st, 2);
-    it->title = pg_col_dup(st, 3, &oom);
-    it->body = pg_col_dup(st, 4, &oom);
-    it->author = pg_col_dup(st, 5, &oom);
-    it->state = pg_col_dup(st, 6, &oom);
-    it->head_branch = pg_col_dup(st, 7, &oom);
-    it->base_branch = pg_col_dup(st, 8, &oom);
-    it->issue = pg_col_int64(st, 9);
-    it->created_ms = pg_col_int64(st, 10);
-    it->updated_ms = pg_col_int64(st, 11);
+    it->number = sql_col_int64(st, 0);
+    it->repo = sql_col_dup(st, 1, &oom);
+    it->is_pr = sql_col_int(st, 2);
+    it->title = sql_col_dup(st, 3, &oom);
+    it->body = sql_col_dup(st, 4, &oom);
+    it->author = sql_col_dup(st, 5, &oom);
+    it->state = sql_col_dup(st, 6, &oom);
+    it->head_branch = sql_col_dup(st, 7, &oom);
+    it->base_branch = sql_col_dup(st, 8, &oom);
+    it->issue = sql_col_int64(st, 9);
+    it->created_ms = sql_col_int64(st, 10);
+    it->updated_ms = sql_col_int64(st, 11);
     return oom ? FARM_ENOMEM : 0;
 }
 
-static int labels_read(local_item *it, pg_conn *db)
+static int labels_read(local_item *it, store *s, sql_conn *db)
 {
-    pg_stmt *st = NULL;
-    int rc = pg_prepare(&st, db, "SELECT label FROM local_label WHERE number = $1 ORDER BY id");
+    sql_stmt *st = NULL;
+    int rc = sql_prepare(&st, s, db, "SELECT label FROM local_label WHERE number = $1 ORDER BY id");
     size_t cap = 0;
     if (rc)
         return rc;
-    pg_bind_int64(st, 1, it->number);
+    sql_bind_int64(st, 1, it->number);
     for (;;) {
-        int step = pg_step(st);
-        if (step == PG_DONE)
+        int step = sql_step(st);
+        if (step == SQL_DONE)
             break;
-        if (step != PG_ROW) {
-            rc = pg_err(db, "reading local labels");
+        if (step != SQL_ROW) {
+            rc = sql_err(st, "reading local labels");
             break;
         }
-        if (it->nlabels + 1 >= cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            char **nv = realloc(it->labels, ncap * sizeof *nv);
-            if (!nv) {
-                rc = FARM_ENOMEM;
-                break;
-            }
-            it->labels = nv;
-            cap = ncap;
-        }
+        if ((rc = sql_grow(&it->labels, &cap, it->nlabels + 1, sizeof(*it->labels))))
+            break;
         int oom = 0;
-        it->labels[it->nlabels] = pg_col_dup(st, 0, &oom);
+        it->labels[it->nlabels] = sql_col_dup(st, 0, &oom);
         if (oom || !it->labels[it->nlabels]) {
             rc = FARM_ENOMEM;
             break;
         }
         it->labels[++it->nlabels] = NULL;
     }
-    pg_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 
 /* Run an item query (binding done by bind) and collect up to max rows with
  * their labels. */
-typedef void (*bind_fn)(pg_stmt *st, const void *arg);
+typedef void (*bind_fn)(sql_stmt *st, const void *arg);
 
 static int items_query(local_item **out, size_t *n, store *s, const char *sql, bind_fn bind,
                        const void *arg, size_t max)
 {
-    pg_conn *db = pg_reader_get(s);
-    pg_stmt *st = NULL;
+    sql_conn *db = sql_reader_get(s);
+    sql_stmt *st = NULL;
     local_item *v = NULL;
     size_t cnt = 0, cap = 0;
-    int rc = pg_prepare(&st, db, sql);
+    int rc = sql_prepare(&st, s, db, sql);
     *out = NULL;
     *n = 0;
     if (rc)
         goto out;
     bind(st, arg);
     while (cnt < max) {
-        int step = pg_step(st);
-        if (step == PG_DONE)
+        int step = sql_step(st);
+        if (step == SQL_DONE)
             break;
-        if (step != PG_ROW) {
-            rc = pg_err(db, "reading local issues");
+        if (step != SQL_ROW) {
+            rc = sql_err(st, "reading local issues");
             goto out;
         }
-        if (cnt == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            local_item *nv = realloc(v, ncap * sizeof *nv);
-            if (!nv) {
-                rc = FARM_ENOMEM;
-                goto out;
-            }
-            v = nv;
-            cap = ncap;
-        }
+        if ((rc = sql_grow(&v, &cap, cnt, sizeof(*v))))
+            goto out;
         rc = item_read(&v[cnt], st);
         cnt++;
         if (rc)
             goto out;
     }
-    pg_finalize(st);
+    sql_finalize(st);
     st = NULL;
     for (size_t i = 0; i < cnt && rc == 0; i++)
-        rc = labels_read(&v[i], db);
+        rc = labels_read(&v[i], s, db);
     if (rc)
         goto out;
     *out = v;
     *n = cnt;
     v = NULL;
 out:
-    pg_finalize(st);
-    pg_reader_put(s, db);
+    sql_finalize(st);
+    sql_reader_put(s, db);
     local_item_list_free(v, cnt);
     return rc;
 }
 
-static void bind_number(pg_stmt *st, const void *arg)
+static void bind_number(sql_stmt *st, const void *arg)
 {
-    pg_bind_int64(st, 1, *(const int64_t *)arg);
+    sql_bind_int64(st, 1, *(const int64_t *)arg);
 }
 
 static int item_get(local_item **out, void *ctx, int64_t number)
@@ -173,18 +153,18 @@ typedef struct list_args {
     int limit;
 } list_args;
 
-static void bind_list(pg_stmt *st, const void *arg)
+static void bind_list(sql_stmt *st, const void *arg)
 {
     const list_args *a = arg;
-    text_bind(st, 1, a->repo);
-    text_bind(st, 2, a->state);
-    pg_bind_int(st, 3, a->limit);
+    sql_bind_text(st, 1, a->repo);
+    sql_bind_text(st, 2, a->state);
+    sql_bind_int(st, 3, a->limit);
 }
 
 static int item_list(local_item **out, size_t *n, void *ctx, const char *repo, const char *state,
                      int limit)
 {
-    list_args a = {repo, state, pg_limit(limit)};
+    list_args a = {repo, state, sql_limit(limit)};
     return items_query(out, n, ctx,
                        "SELECT " ITEM_COLS " FROM local_item"
                        " WHERE ($1 IS NULL OR lower(repo) = lower($1))"
@@ -198,11 +178,11 @@ typedef struct branch_args {
     const char *branch;
 } branch_args;
 
-static void bind_branch(pg_stmt *st, const void *arg)
+static void bind_branch(sql_stmt *st, const void *arg)
 {
     const branch_args *a = arg;
-    text_bind(st, 1, a->repo);
-    text_bind(st, 2, a->branch);
+    sql_bind_text(st, 1, a->repo);
+    sql_bind_text(st, 2, a->branch);
 }
 
 static int pr_find(local_item **out, void *ctx, const char *repo, const char *branch)
@@ -234,55 +214,47 @@ static int prs_for_issue(local_item **out, size_t *n, void *ctx, int64_t issue)
                        bind_number, &issue, 100);
 }
 
-static int comment_read(local_comment *c, pg_stmt *st)
+static int comment_read(local_comment *c, sql_stmt *st)
 {
     int oom = 0;
     memset(c, 0, sizeof *c);
-    c->id = pg_col_int64(st, 0);
-    c->number = pg_col_int64(st, 1);
-    c->author = pg_col_dup(st, 2, &oom);
-    c->body = pg_col_dup(st, 3, &oom);
-    c->review = pg_col_int(st, 4);
-    c->path = pg_col_dup(st, 5, &oom);
-    c->line = pg_col_int(st, 6);
-    c->in_reply_to = pg_col_int64(st, 7);
-    c->created_ms = pg_col_int64(st, 8);
-    c->updated_ms = pg_col_int64(st, 9);
+    c->id = sql_col_int64(st, 0);
+    c->number = sql_col_int64(st, 1);
+    c->author = sql_col_dup(st, 2, &oom);
+    c->body = sql_col_dup(st, 3, &oom);
+    c->review = sql_col_int(st, 4);
+    c->path = sql_col_dup(st, 5, &oom);
+    c->line = sql_col_int(st, 6);
+    c->in_reply_to = sql_col_int64(st, 7);
+    c->created_ms = sql_col_int64(st, 8);
+    c->updated_ms = sql_col_int64(st, 9);
     return oom ? FARM_ENOMEM : 0;
 }
 
 static int comments_query(local_comment **out, size_t *n, store *s, const char *sql, int64_t a,
                           int b)
 {
-    pg_conn *db = pg_reader_get(s);
-    pg_stmt *st = NULL;
+    sql_conn *db = sql_reader_get(s);
+    sql_stmt *st = NULL;
     local_comment *v = NULL;
     size_t cnt = 0, cap = 0;
-    int rc = pg_prepare(&st, db, sql);
+    int rc = sql_prepare(&st, s, db, sql);
     *out = NULL;
     *n = 0;
     if (rc)
         goto out;
-    pg_bind_int64(st, 1, a);
-    pg_bind_int(st, 2, b);
+    sql_bind_int64(st, 1, a);
+    sql_bind_int(st, 2, b);
     for (;;) {
-        int step = pg_step(st);
-        if (step == PG_DONE)
+        int step = sql_step(st);
+        if (step == SQL_DONE)
             break;
-        if (step != PG_ROW) {
-            rc = pg_err(db, "reading local comments");
+        if (step != SQL_ROW) {
+            rc = sql_err(st, "reading local comments");
             goto out;
         }
-        if (cnt == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            local_comment *nv = realloc(v, ncap * sizeof *nv);
-            if (!nv) {
-                rc = FARM_ENOMEM;
-                goto out;
-            }
-            v = nv;
-            cap = ncap;
-        }
+        if ((rc = sql_grow(&v, &cap, cnt, sizeof(*v))))
+            goto out;
         rc = comment_read(&v[cnt], st);
         cnt++;
         if (rc)
@@ -292,8 +264,8 @@ static int comments_query(local_comment **out, size_t *n, store *s, const char *
     *n = cnt;
     v = NULL;
 out:
-    pg_finalize(st);
-    pg_reader_put(s, db);
+    sql_finalize(st);
+    sql_reader_put(s, db);
     local_comment_list_free(v, cnt);
     return rc;
 }
@@ -322,40 +294,40 @@ static int comment_list(local_comment **out, size_t *n, void *ctx, int64_t numbe
 
 /* One statement in a write function; *changes (may be NULL) is how many
  * rows it touched. Foreign keys failing mean the item is not there. */
-static int tx_run_id(store_tx *tx, pg_stmt *st, int *changes, int64_t *id, const char *what)
+static int tx_run_id(store_tx *tx, sql_stmt *st, int *changes, int64_t *id, const char *what)
 {
-    int step = pg_step(st);
+    int step = sql_step(st);
     int rc = 0;
-    if (step == PG_ERROR && !strcmp(pg_tx_db(tx)->sqlstate, "23503")) {
+    if (step == SQL_ERROR && sql_failure(st) == SQL_FAIL_FOREIGN_KEY) {
         farm_error_set("local: no such issue or pull request");
         rc = FARM_ENOTFOUND;
-    } else if (step != PG_DONE && step != PG_ROW) {
-        rc = pg_err(pg_tx_db(tx), what);
+    } else if (step != SQL_DONE && step != SQL_ROW) {
+        rc = sql_err(st, what);
     } else {
         if (changes)
-            *changes = (int)pg_changes(pg_tx_db(tx));
+            *changes = (int)sql_changes(st);
         if (id)
-            *id = step == PG_ROW ? pg_col_int64(st, 0) : 0;
+            *id = step == SQL_ROW ? sql_col_int64(st, 0) : 0;
     }
-    pg_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 
-static int tx_run(store_tx *tx, pg_stmt *st, int *changes, const char *what)
+static int tx_run(store_tx *tx, sql_stmt *st, int *changes, const char *what)
 {
     return tx_run_id(tx, st, changes, NULL, what);
 }
 
 static int tx_label_add(store_tx *tx, int64_t number, const char *label)
 {
-    pg_stmt *st = NULL;
-    int rc = pg_prepare(&st, pg_tx_db(tx),
-                        "INSERT INTO local_label (number, label) VALUES ($1, $2)"
-                        " ON CONFLICT DO NOTHING");
+    sql_stmt *st = NULL;
+    int rc = sql_tx_prepare(&st, tx,
+                            "INSERT INTO local_label (number, label) VALUES ($1, $2)"
+                            " ON CONFLICT DO NOTHING");
     if (rc)
         return rc;
-    pg_bind_int64(st, 1, number);
-    text_bind(st, 2, label);
+    sql_bind_int64(st, 1, number);
+    sql_bind_text(st, 2, label);
     return tx_run(tx, st, NULL, "adding a local label");
 }
 
@@ -369,23 +341,24 @@ static int insert_write(store_tx *tx, void *arg)
     insert_args *a = arg;
     const local_item *it = a->it;
     int64_t now = clock_wall_ms();
-    pg_stmt *st = NULL;
-    int rc = pg_prepare(&st, pg_tx_db(tx),
-                        "INSERT INTO local_item (repo, is_pr, title, body, author, state,"
-                        " head_branch, base_branch, issue, created_ms, updated_ms)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING number");
+    sql_stmt *st = NULL;
+    int rc =
+        sql_tx_prepare(&st, tx,
+                       "INSERT INTO local_item (repo, is_pr, title, body, author, state,"
+                       " head_branch, base_branch, issue, created_ms, updated_ms)"
+                       " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING number");
     if (rc)
         return rc;
-    text_bind(st, 1, it->repo);
-    pg_bind_int(st, 2, it->is_pr ? 1 : 0);
-    text_bind(st, 3, it->title);
-    text_bind(st, 4, it->body ? it->body : "");
-    text_bind(st, 5, it->author);
-    text_bind(st, 6, it->state ? it->state : "open");
-    text_bind(st, 7, it->head_branch);
-    text_bind(st, 8, it->base_branch);
-    pg_bind_int64(st, 9, it->issue);
-    pg_bind_int64(st, 10, now);
+    sql_bind_text(st, 1, it->repo);
+    sql_bind_int(st, 2, it->is_pr ? 1 : 0);
+    sql_bind_text(st, 3, it->title);
+    sql_bind_text(st, 4, it->body ? it->body : "");
+    sql_bind_text(st, 5, it->author);
+    sql_bind_text(st, 6, it->state ? it->state : "open");
+    sql_bind_text(st, 7, it->head_branch);
+    sql_bind_text(st, 8, it->base_branch);
+    sql_bind_int64(st, 9, it->issue);
+    sql_bind_int64(st, 10, now);
     if ((rc = tx_run_id(tx, st, NULL, &a->number, "creating a local issue")))
         return rc;
     for (size_t i = 0; i < it->nlabels && rc == 0; i++)
@@ -401,7 +374,7 @@ static int item_insert(int64_t *out_number, void *ctx, const local_item *it)
         farm_error_set("local: an issue needs a repository, a title and an author");
         return FARM_EINVALID;
     }
-    int rc = pg_write(ctx, insert_write, &a);
+    int rc = store_write(ctx, insert_write, &a);
     if (rc == 0)
         *out_number = a.number;
     return rc;
@@ -415,19 +388,19 @@ typedef struct update_args {
 static int update_write(store_tx *tx, void *arg)
 {
     update_args *a = arg;
-    pg_stmt *st = NULL;
+    sql_stmt *st = NULL;
     int changes = 0;
-    int rc = pg_prepare(&st, pg_tx_db(tx),
-                        "UPDATE local_item SET title = coalesce($2, title),"
-                        " body = coalesce($3, body), state = coalesce($4, state),"
-                        " updated_ms = $5 WHERE number = $1");
+    int rc = sql_tx_prepare(&st, tx,
+                            "UPDATE local_item SET title = coalesce($2, title),"
+                            " body = coalesce($3, body), state = coalesce($4, state),"
+                            " updated_ms = $5 WHERE number = $1");
     if (rc)
         return rc;
-    pg_bind_int64(st, 1, a->number);
-    text_bind(st, 2, a->title);
-    text_bind(st, 3, a->body);
-    text_bind(st, 4, a->state);
-    pg_bind_int64(st, 5, clock_wall_ms());
+    sql_bind_int64(st, 1, a->number);
+    sql_bind_text(st, 2, a->title);
+    sql_bind_text(st, 3, a->body);
+    sql_bind_text(st, 4, a->state);
+    sql_bind_int64(st, 5, clock_wall_ms());
     if ((rc = tx_run(tx, st, &changes, "updating a local issue")))
         return rc;
     if (changes == 0) {
@@ -441,7 +414,7 @@ static int item_update(void *ctx, int64_t number, const char *title, const char 
                        const char *state)
 {
     update_args a = {number, title, body, state};
-    return pg_write(ctx, update_write, &a);
+    return store_write(ctx, update_write, &a);
 }
 
 typedef struct labels_args {
@@ -460,13 +433,12 @@ static int labels_write(store_tx *tx, void *arg)
         if (a->add) {
             rc = tx_label_add(tx, a->number, a->labels[i]);
         } else {
-            pg_stmt *st = NULL;
-            rc = pg_prepare(
-                &st, pg_tx_db(tx),
-                "DELETE FROM local_label WHERE number = $1 AND lower(label) = lower($2)");
+            sql_stmt *st = NULL;
+            rc = sql_tx_prepare(
+                &st, tx, "DELETE FROM local_label WHERE number = $1 AND lower(label) = lower($2)");
             if (rc == 0) {
-                pg_bind_int64(st, 1, a->number);
-                text_bind(st, 2, a->labels[i]);
+                sql_bind_int64(st, 1, a->number);
+                sql_bind_text(st, 2, a->labels[i]);
                 rc = tx_run(tx, st, NULL, "removing a local label");
             }
         }
@@ -477,7 +449,7 @@ static int labels_write(store_tx *tx, void *arg)
 static int labels_change(void *ctx, int64_t number, const char *const *labels, size_t n, int add)
 {
     labels_args a = {number, labels, n, add};
-    return pg_write(ctx, labels_write, &a);
+    return store_write(ctx, labels_write, &a);
 }
 
 typedef struct comment_args {
@@ -491,21 +463,21 @@ static int comment_insert_write(store_tx *tx, void *arg)
 {
     comment_args *a = arg;
     const local_comment *c = a->c;
-    pg_stmt *st = NULL;
-    int rc = pg_prepare(&st, pg_tx_db(tx),
-                        "INSERT INTO local_comment (number, author, body, review, path, line,"
-                        " in_reply_to, created_ms, updated_ms)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id");
+    sql_stmt *st = NULL;
+    int rc = sql_tx_prepare(&st, tx,
+                            "INSERT INTO local_comment (number, author, body, review, path, line,"
+                            " in_reply_to, created_ms, updated_ms)"
+                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id");
     if (rc)
         return rc;
-    pg_bind_int64(st, 1, c->number);
-    text_bind(st, 2, c->author);
-    text_bind(st, 3, c->body);
-    pg_bind_int(st, 4, c->review ? 1 : 0);
-    text_bind(st, 5, c->path);
-    pg_bind_int(st, 6, c->line);
-    pg_bind_int64(st, 7, c->in_reply_to);
-    pg_bind_int64(st, 8, clock_wall_ms());
+    sql_bind_int64(st, 1, c->number);
+    sql_bind_text(st, 2, c->author);
+    sql_bind_text(st, 3, c->body);
+    sql_bind_int(st, 4, c->review ? 1 : 0);
+    sql_bind_text(st, 5, c->path);
+    sql_bind_int(st, 6, c->line);
+    sql_bind_int64(st, 7, c->in_reply_to);
+    sql_bind_int64(st, 8, clock_wall_ms());
     if ((rc = tx_run_id(tx, st, NULL, &a->id, "adding a local comment")))
         return rc;
     update_args touch = {c->number, NULL, NULL, NULL};
@@ -525,7 +497,7 @@ static int comment_insert(int64_t *out_id, void *ctx, const local_comment *c)
                        LOCAL_BODY_MAX);
         return FARM_ETOOBIG;
     }
-    int rc = pg_write(ctx, comment_insert_write, &a);
+    int rc = store_write(ctx, comment_insert_write, &a);
     if (rc == 0)
         *out_id = a.id;
     return rc;
@@ -534,26 +506,26 @@ static int comment_insert(int64_t *out_id, void *ctx, const local_comment *c)
 static int comment_change_write(store_tx *tx, void *arg)
 {
     comment_args *a = arg;
-    pg_stmt *st = NULL;
+    sql_stmt *st = NULL;
     int changes = 0, rc;
     if (a->del) {
-        rc = pg_prepare(&st, pg_tx_db(tx), "DELETE FROM local_reaction WHERE comment_id = $1");
+        rc = sql_tx_prepare(&st, tx, "DELETE FROM local_reaction WHERE comment_id = $1");
         if (rc)
             return rc;
-        pg_bind_int64(st, 1, a->id);
+        sql_bind_int64(st, 1, a->id);
         if ((rc = tx_run(tx, st, NULL, "deleting a local comment's reactions")))
             return rc;
-        rc = pg_prepare(&st, pg_tx_db(tx), "DELETE FROM local_comment WHERE id = $1");
+        rc = sql_tx_prepare(&st, tx, "DELETE FROM local_comment WHERE id = $1");
     } else {
-        rc = pg_prepare(&st, pg_tx_db(tx),
-                        "UPDATE local_comment SET body = $2, updated_ms = $3 WHERE id = $1");
+        rc = sql_tx_prepare(&st, tx,
+                            "UPDATE local_comment SET body = $2, updated_ms = $3 WHERE id = $1");
     }
     if (rc)
         return rc;
-    pg_bind_int64(st, 1, a->id);
+    sql_bind_int64(st, 1, a->id);
     if (!a->del) {
-        text_bind(st, 2, a->body);
-        pg_bind_int64(st, 3, clock_wall_ms());
+        sql_bind_text(st, 2, a->body);
+        sql_bind_int64(st, 3, clock_wall_ms());
     }
     if ((rc = tx_run(tx, st, &changes, "changing a local comment")))
         return rc;
@@ -572,13 +544,13 @@ static int comment_update(void *ctx, int64_t id, const char *body)
                        LOCAL_BODY_MAX);
         return FARM_ETOOBIG;
     }
-    return pg_write(ctx, comment_change_write, &a);
+    return store_write(ctx, comment_change_write, &a);
 }
 
 static int comment_delete(void *ctx, int64_t id)
 {
     comment_args a = {NULL, id, NULL, 1};
-    return pg_write(ctx, comment_change_write, &a);
+    return store_write(ctx, comment_change_write, &a);
 }
 
 typedef struct reaction_args {
@@ -589,18 +561,18 @@ typedef struct reaction_args {
 static int reaction_write(store_tx *tx, void *arg)
 {
     reaction_args *a = arg;
-    pg_stmt *st = NULL;
-    int rc = pg_prepare(&st, pg_tx_db(tx),
-                        "INSERT INTO local_reaction"
-                        " (number, comment_id, reaction, \"user\", created_ms)"
-                        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING");
+    sql_stmt *st = NULL;
+    int rc = sql_tx_prepare(&st, tx,
+                            "INSERT INTO local_reaction"
+                            " (number, comment_id, reaction, \"user\", created_ms)"
+                            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING");
     if (rc)
         return rc;
-    pg_bind_int64(st, 1, a->number);
-    pg_bind_int64(st, 2, a->comment_id);
-    text_bind(st, 3, a->reaction);
-    text_bind(st, 4, a->user);
-    pg_bind_int64(st, 5, clock_wall_ms());
+    sql_bind_int64(st, 1, a->number);
+    sql_bind_int64(st, 2, a->comment_id);
+    sql_bind_text(st, 3, a->reaction);
+    sql_bind_text(st, 4, a->user);
+    sql_bind_int64(st, 5, clock_wall_ms());
     return tx_run(tx, st, NULL, "adding a local reaction");
 }
 
@@ -608,12 +580,12 @@ static int reaction_add(void *ctx, int64_t number, int64_t comment_id, const cha
                         const char *user)
 {
     reaction_args a = {number, comment_id, reaction, user};
-    return pg_write(ctx, reaction_write, &a);
+    return store_write(ctx, reaction_write, &a);
 }
 
 /* ---- the local tracker's backend ----------------------------------------- */
 
-void pg_local_backend(local_backend *out, store *s)
+void sql_local_backend(local_backend *out, store *s)
 {
     memset(out, 0, sizeof *out);
     out->ctx = s;
