@@ -156,6 +156,7 @@ int pg_tx_lock(store_tx *tx, int64_t key);
 
 #define PG_LOCK_JOB_LEASE 0x6661726d6a6f62LL /* "farmjob" */
 #define PG_LOCK_MIGRATE   0x6661726d736368LL /* "farmsch" */
+#define PG_LOCK_PACE      0x6661726d706163LL /* "farmpac": shared pacing (pg_node.c) */
 
 /* ---- the areas ------------------------------------------------------------ */
 
