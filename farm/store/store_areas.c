@@ -58,6 +58,13 @@ int store_job_retry(store *s, int64_t id, const char *owner, int64_t not_before_
     return s->be->job->retry(s, id, owner, not_before_ms, error, release);
 }
 
+int store_job_session_live(int64_t *live, char **owner, store *s, int64_t session_id)
+{
+    *live = 0;
+    *owner = NULL;
+    return s->be->job->session_live(live, owner, s, session_id);
+}
+
 int store_job_session_stopping(int *out, store *s, int64_t session_id)
 {
     return s->be->job->session_stopping(out, s, session_id);

@@ -97,6 +97,7 @@ typedef struct store_job_ops {
     int (*retry)(store *s, int64_t id, const char *owner, int64_t not_before_ms, const char *error,
                  int release);
     int (*session_stopping)(int *out, store *s, int64_t session_id);
+    int (*session_live)(int64_t *live, char **owner, store *s, int64_t session_id);
     int (*count_by_state)(store_count **out, size_t *n, store *s);
 } store_job_ops;
 
