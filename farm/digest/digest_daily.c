@@ -200,7 +200,7 @@ int digest_daily_start(digest_daily **out, farm *f)
     if (gethostname(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "localhost");
     host[sizeof(host) - 1] = '\0';
-    snprintf(d->owner, sizeof(d->owner), "%s:%ld", host, (long)getpid());
+    snprintf(d->owner, sizeof(d->owner), "%.200s:%ld", host, (long)getpid());
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->wake, NULL);
     if ((err = pthread_create(&d->thread, NULL, daily_main, d))) {
