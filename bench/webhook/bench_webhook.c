@@ -15,6 +15,8 @@
  * delivery queues a run that the scheduler starts (and that fails at once,
  * its clone URL being unreachable), so the figures include that work.
  * --intake-only starts `farm serve --intake-only` to measure intake alone.
+ * --store URL puts the farm's store there (store.url: "sqlite:" by
+ * default, or a PostgreSQL URL; bench/nodes compares the two).
  */
 #include "base/crypto.h"
 
@@ -290,6 +292,8 @@ static void *drain_main(void *arg)
     return NULL;
 }
 
+static const char *store_url = "sqlite:";
+
 static int farm_start(child *c, const char *farm_bin, const char *dir, int intake_only, int *port)
 {
     char cfg[4200], data[4200];
@@ -300,12 +304,13 @@ static int farm_start(child *c, const char *farm_bin, const char *dir, int intak
         return -1;
     fprintf(f,
             "{\"listen\":\"127.0.0.1:0\",\"data_dir\":\"%s\",\"log_level\":\"warn\","
+            "\"store\":{\"url\":\"%s\"},"
             "\"http\":{\"max_connections_per_ip\":0},"
             "\"github\":{\"api_url\":\"http://127.0.0.1:9\",\"webhook_secret\":"
             "\"env:FARM_BENCH_SECRET\",\"bot_login\":\"farm-bot\"},"
             "\"repos\":[{\"name\":\"octo/app\",\"tracker\":\"github\",\"clone_url\":"
             "\"https://github.com/octo/app.git\",\"trigger\":{\"label\":\"agent\"}}]}\n",
-            data);
+            data, store_url);
     fclose(f);
     int p[2];
     if (pipe(p) != 0)
@@ -422,21 +427,17 @@ static void print(const char *name, result r)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"requests", required_argument, NULL, 'n'},
-        {"concurrency", required_argument, NULL, 'c'},
-        {"rate", required_argument, NULL, 'r'},
-        {"farm", required_argument, NULL, 'f'},
-        {"dir", required_argument, NULL, 'd'},
-        {"threads", required_argument, NULL, 't'},
-        {"runs", required_argument, NULL, 'R'},
-        {"intake-only", no_argument, NULL, 'I'},
-        {NULL, 0, NULL, 0},
+        {"requests", required_argument, NULL, 'n'}, {"concurrency", required_argument, NULL, 'c'},
+        {"rate", required_argument, NULL, 'r'},     {"farm", required_argument, NULL, 'f'},
+        {"dir", required_argument, NULL, 'd'},      {"threads", required_argument, NULL, 't'},
+        {"runs", required_argument, NULL, 'R'},     {"intake-only", no_argument, NULL, 'I'},
+        {"store", required_argument, NULL, 'S'},    {NULL, 0, NULL, 0},
     };
     int n = 10000, conc = 32, threads = 0, runs = 3, intake_only = 0;
     double rate = 0;
     const char *farm_bin = FARM_BIN_PATH, *base = NULL;
     int o;
-    while ((o = getopt_long(argc, argv, "n:c:r:f:d:t:R:I", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "n:c:r:f:d:t:R:IS:", opts, NULL)) != -1) {
         switch (o) {
         case 'n':
             n = atoi(optarg);
@@ -462,9 +463,16 @@ int main(int argc, char **argv)
         case 'I':
             intake_only = 1;
             break;
+        case 'S':
+            if (strchr(optarg, '"') || strchr(optarg, '\\')) {
+                fprintf(stderr, "bench_webhook: --store: no quotes or backslashes\n");
+                return 2;
+            }
+            store_url = optarg;
+            break;
         default:
             fprintf(stderr, "usage: bench_webhook [-n N] [-c C] [--rate R] [--farm PATH] "
-                            "[--dir DIR] [--threads T] [--runs R] [--intake-only]\n");
+                            "[--dir DIR] [--threads T] [--runs R] [--intake-only] [--store URL]\n");
             return 2;
         }
     }

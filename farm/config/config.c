@@ -30,8 +30,9 @@
 static const char *const top_keys[] = {
     "listen", "data_dir", "public_url", "log_level",      "github",  "azure", "scaling", "sandbox",
     "agent",  "tokens",   "repos",      "max_body_bytes", "budgets", "bot",   "digest",  "review",
-    "http",   "ci",       "git",        "store",          NULL};
-static const char *const store_keys[] = {"url", "password", NULL};
+    "http",   "ci",       "git",        "store",          "worker",  NULL};
+static const char *const store_keys[] = {"url", "password", "shared_fs", NULL};
+static const char *const worker_keys[] = {"slots", NULL};
 static const char *const github_keys[] = {
     "api_url", "token", "app_id", "app_private_key", "webhook_secret", "bot_login", NULL};
 static const char *const azure_keys[] = {"org_url",        "token",
@@ -807,6 +808,7 @@ static void load_store(cc *c, config *cfg, json_t *o)
     cc_string(c, o, "store", "url", &cfg->store.url, "sqlite:", 0);
     if (o)
         cc_secret(c, o, "store", "password", &cfg->store.password, 0);
+    cc_bool(c, o, "store", "shared_fs", &cfg->store.shared_fs, 0);
     if (!(u = cfg->store.url))
         return;
     if (!strncmp(u, "postgres://", 11) || !strncmp(u, "postgresql://", 13)) {
@@ -826,6 +828,17 @@ static void load_store(cc *c, config *cfg, json_t *o)
                  "expected \"sqlite:\", a postgres:// URL or a libpq connection string"
                  " (\"host=... dbname=...\")");
     }
+}
+
+/* worker: what this one process takes on, beside the global scaling.* */
+static void load_worker(cc *c, config *cfg, json_t *o)
+{
+    long long v;
+
+    if (o)
+        cc_unknown_keys(c, o, "worker", worker_keys);
+    cc_int(c, o, "worker", "slots", &v, 0, 0, 256);
+    cfg->worker.slots = (int)v;
 }
 
 /* ---- the whole file -------------------------------------------------------- */
@@ -870,6 +883,7 @@ static void load_root(cc *c, config *cfg, json_t *root)
     load_ci(c, cfg, cc_object(c, root, "", "ci"));
     load_http(c, cfg, cc_object(c, root, "", "http"));
     load_store(c, cfg, cc_object(c, root, "", "store"));
+    load_worker(c, cfg, cc_object(c, root, "", "worker"));
     if ((o = json_object_get(root, "tokens")) && !json_is_null(o))
         load_tokens(c, cfg, o);
     if ((o = json_object_get(root, "repos")) && !json_is_null(o))

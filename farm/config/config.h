@@ -100,7 +100,14 @@ typedef struct config {
         char *url;      /* "sqlite:" (the default: <data_dir>/farm.db), "postgres://..." or
                            a libpq connection string */
         char *password; /* store.password: the server's (resolved secret), or NULL */
+        int shared_fs;  /* store.shared_fs: data_dir is one file system every node
+                           mounts (needed by `farm worker` with the local tracker) */
     } store;
+
+    struct {
+        int slots; /* worker.slots: this process's own cap on runs at work;
+                      0 (the default) takes scaling.max_agents */
+    } worker;
 
     struct {
         int enabled;           /* a "github" section is present */

@@ -6,6 +6,12 @@
  * a clock that ticks the same minute twice or a second farm process sharing
  * the store never posts a day twice; the thread also remembers the last day
  * it posted so it does not write again every minute.
+ *
+ * Several farm processes sharing the store compute it once: before building
+ * the digest a node claims the day in the store (store_node_claim, a claim
+ * lasting CLAIM_MS, made to last two days once posted), and a node that
+ * loses the claim leaves the day to the winner; if the winner dies before
+ * posting, its claim runs out and another node takes the day.
  */
 #include "digest.h"
 #include "base/clock.h"
@@ -13,6 +19,7 @@
 #include "base/log.h"
 #include "farm/handle/handle.h"
 #include "farm/report/outbox.h"
+#include "farm/store/store_node.h"
 #include "farm/store/store_run.h"
 
 #include <assert.h>
@@ -22,9 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-#define DAY_MS  (24LL * 3600 * 1000)
-#define TICK_MS 60000
+#define DAY_MS   (24LL * 3600 * 1000)
+#define TICK_MS  60000
+#define CLAIM_MS (10LL * 60 * 1000) /* time a node has to build and enqueue the digest */
 
 struct digest_daily {
     farm *f;
@@ -33,7 +42,24 @@ struct digest_daily {
     pthread_cond_t wake;
     int stopping;
     char last_day[16]; /* the day posted last, "YYYY-MM-DD" */
+    char owner[300];   /* this process in the day's claim: "host:pid" */
 };
+
+/* Claim day's digest for this process until until_ms: 1 when it is ours. A
+ * store that cannot answer lets the node go ahead: the outbox key still
+ * keeps the comment from being posted twice. */
+static int day_claim(digest_daily *d, const char *day, int64_t until_ms)
+{
+    char key[64];
+    int won = 0;
+    snprintf(key, sizeof(key), "digest:%s", day);
+    if (store_node_claim(&won, d->f->store, key, d->owner, until_ms) != 0) {
+        log_warn("cannot claim the daily digest in the store; building it here", "error",
+                 farm_error_last());
+        return 1;
+    }
+    return won;
+}
 
 static void day_of(char out[16], int64_t ms, int *hour)
 {
@@ -134,13 +160,18 @@ static void *daily_main(void *arg)
         day_of(day, now, &hour);
         if (hour >= d->f->cfg->digest.hour_utc && strcmp(day, d->last_day) != 0) {
             pthread_mutex_unlock(&d->lock);
-            int rc = digest_daily_post(d->f, now);
+            int rc = -1;
+            if (day_claim(d, day, now + CLAIM_MS)) {
+                rc = digest_daily_post(d->f, now);
+                if (rc == 0)
+                    day_claim(d, day, now + 2 * DAY_MS); /* done: nobody builds it again */
+                else
+                    log_warn("daily digest not posted; trying again in a minute", "error",
+                             farm_error_last());
+            }
             pthread_mutex_lock(&d->lock);
             if (rc == 0)
                 snprintf(d->last_day, sizeof(d->last_day), "%s", day);
-            else
-                log_warn("daily digest not posted; trying again in a minute", "error",
-                         farm_error_last());
         }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -165,6 +196,11 @@ int digest_daily_start(digest_daily **out, farm *f)
         return FARM_ENOMEM;
     }
     d->f = f;
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "localhost");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(d->owner, sizeof(d->owner), "%.200s:%ld", host, (long)getpid());
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->wake, NULL);
     if ((err = pthread_create(&d->thread, NULL, daily_main, d))) {

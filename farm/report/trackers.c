@@ -7,10 +7,15 @@
  * sharing (installation tokens, pacing, the ETag cache), so there is one per
  * tracker kind per farm. A single lock serialises the lookups; calls on the
  * clients themselves run concurrently.
+ *
+ * GitHub's write pacing and rate-limit back-off are kept in the store
+ * (store_node.h's shared state), so every farm process sharing it together
+ * keeps to one budget rather than each to its own.
  */
 #include "trackers.h"
 #include "farm/handle/handle.h"
 #include "farm/store/store_local.h"
+#include "farm/store/store_node.h"
 
 #include "base/error.h"
 #include "base/log.h"
@@ -26,8 +31,26 @@ static const char *const names[T_COUNT] = {"github", "azure", "local"};
 
 struct farm_trackers {
     tracker *t[T_COUNT];
-    local_backend local; /* borrowed by the local tracker: lives as long as it */
+    local_backend local;          /* borrowed by the local tracker: lives as long as it */
+    tracker_shared_limits limits; /* borrowed by the GitHub client, likewise */
 };
+
+/* ---- limits shared through the store (tracker_shared_limits) ------------- */
+
+static int shared_pace(void *arg, int64_t *wait_ms, const char *key, int per_minute, int per_hour)
+{
+    return store_node_pace(wait_ms, arg, key, per_minute, per_hour);
+}
+
+static int shared_blocked_get(void *arg, int64_t *until_ms, const char *key)
+{
+    return store_node_block_get(until_ms, arg, key);
+}
+
+static int shared_blocked_set(void *arg, const char *key, int64_t until_ms)
+{
+    return store_node_block_set(arg, key, until_ms);
+}
 
 /* Guards every farm's f->trackers pointer and the clients in it. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -40,7 +63,7 @@ static int kind_of(const char *name)
     return -1;
 }
 
-static int github_new(tracker **out, const config *c)
+static int github_new(tracker **out, const config *c, const tracker_shared_limits *shared)
 {
     tracker_github_opts o = TRACKER_GITHUB_OPTS_INIT;
 
@@ -60,6 +83,7 @@ static int github_new(tracker **out, const config *c)
     } else {
         o.token = c->github.token;
     }
+    o.shared = shared;
     return tracker_github_new(out, &o);
 }
 
@@ -120,7 +144,9 @@ int farm_tracker_get(tracker **out, farm *f, const char *tracker_name)
         tracker *t = NULL;
         switch (k) {
         case T_GITHUB:
-            rc = github_new(&t, f->cfg);
+            f->trackers->limits = (tracker_shared_limits){shared_pace, shared_blocked_get,
+                                                          shared_blocked_set, f->store};
+            rc = github_new(&t, f->cfg, f->store ? &f->trackers->limits : NULL);
             break;
         case T_AZURE:
             rc = azure_new(&t, f->cfg);

@@ -64,6 +64,12 @@ int pipeline_run(farm *f, const store_job *job, pipeline_ctl *ctl);
 int pipeline_warm_prepare(pipeline_warm **out, farm *f, const char *repo);
 void pipeline_warm_free(pipeline_warm *w);
 
+/* Remove this node's work directories (worktrees, run directories under
+ * data_dir) that no run will come back to: the session ended or waits with
+ * no job, or its run moved to another host (pipeline_sweep.c). *removed:
+ * how many. Returns 0 (what cannot be removed is logged and left). */
+int pipeline_workdirs_sweep(size_t *removed, farm *f);
+
 /* Setup restored into a slot that has none yet, once the setup cache holds
  * an entry for its worktree (a run of the repository kept one since the
  * slot was made). 1 when restored, 0 when not (no entry, no cached setup

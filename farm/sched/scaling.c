@@ -45,6 +45,14 @@ static void from_config(scaling_limits *l, const config *cfg)
     l->value[SCALING_IDLE_TIMEOUT] = cfg->scaling.idle_timeout_s;
 }
 
+int scaling_node_slots(const scaling_limits *l, const config *cfg)
+{
+    int max = l->value[SCALING_MAX_AGENTS];
+    if (cfg && cfg->worker.slots > 0 && cfg->worker.slots < max)
+        return cfg->worker.slots;
+    return max;
+}
+
 /* The lowest and highest value of a field, given max_agents. */
 static void range(int field, int max_agents, long long *lo, long long *hi)
 {

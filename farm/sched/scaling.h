@@ -45,6 +45,11 @@ int scaling_field_find(const char *name);
  * FARM_EIO. */
 int scaling_get(scaling_limits *out, const config *cfg, store *s);
 
+/* This node's own cap on runs at once: worker.slots when set, never above
+ * the global max_agents in force (which the store enforces across every
+ * node anyway; the node cap only keeps one process from taking more). */
+int scaling_node_slots(const scaling_limits *l, const config *cfg);
+
 /* Check limits against the ranges above. Returns 0, or FARM_EINVALID with
  * *bad_field (when non-NULL) the first field out of range (a static string)
  * and a message naming it in the error slot. */

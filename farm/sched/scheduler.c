@@ -261,7 +261,7 @@ static void node_beat(scheduler *sc, size_t at_work)
                     .host = host,
                     .role = sc->role,
                     .pid = (int64_t)getpid(),
-                    .slots = sc->lim.value[SCALING_MAX_AGENTS],
+                    .slots = scaling_node_slots(&sc->lim, sc->f->cfg),
                     .running = (int64_t)at_work,
                     .started_ms = sc->started_ms};
     if (store_node_beat(sc->f->store, &n) != 0)
@@ -358,7 +358,8 @@ static void dispatch(scheduler *sc)
 
     for (;;) {
         pthread_mutex_lock(&sc->lock);
-        int room = !sc->stopping && sched_busy_count(sc) < sc->lim.value[SCALING_MAX_AGENTS];
+        /* this node's cap (worker.slots); the store holds the global ones */
+        int room = !sc->stopping && sched_busy_count(sc) < scaling_node_slots(&sc->lim, sc->f->cfg);
         store_lease_req req = {sc->owner, sc->o.lease_ms, sc->lim.value[SCALING_MAX_AGENTS],
                                sc->lim.value[SCALING_MAX_PER_REPO]};
         pthread_mutex_unlock(&sc->lock);
@@ -576,10 +577,12 @@ int scheduler_start(farm *f, const scheduler_options *opts)
     pthread_mutex_lock(&sched_ptr_lock);
     f->sched = sc;
     pthread_mutex_unlock(&sched_ptr_lock);
-    char max[16], per[16];
+    char max[16], per[16], own[16];
     snprintf(max, sizeof(max), "%d", sc->lim.value[SCALING_MAX_AGENTS]);
     snprintf(per, sizeof(per), "%d", sc->lim.value[SCALING_MAX_PER_REPO]);
-    log_info("scheduler started", "owner", sc->owner, "max_agents", max, "max_per_repo", per);
+    snprintf(own, sizeof(own), "%d", scaling_node_slots(&sc->lim, f->cfg));
+    log_info("scheduler started", "owner", sc->owner, "max_agents", max, "max_per_repo", per,
+             "slots", own);
     return 0;
 }
 

@@ -60,6 +60,7 @@ struct scheduler {
     char active_repo[256]; /* the repository of the newest job, preferred for warm slots */
     int64_t warm_retry_ms; /* clock_mono_ms() before which a failed prepare is not retried */
     int64_t warm_hold_ms;  /* clock_mono_ms() before which none is prepared (a run starts) */
+    int64_t sweep_ms;      /* clock_mono_ms() of the next sweep of work directories */
 
     scaling_limits lim;
     int64_t last_heartbeat_ms;

@@ -119,11 +119,31 @@ static int warm_setup_refresh(scheduler *sc, int64_t now)
     return 0;
 }
 
+/* Work directories no run comes back to are removed (pipeline_sweep.c)
+ * every SWEEP_EVERY_MS, the first time at start: slow (a listing, a read
+ * per leftover, a removal), so here rather than on the scheduler thread.
+ * 1 when it swept. Called with the lock held (released while sweeping). */
+#define SWEEP_EVERY_MS 20000
+
+static int sweep_due(scheduler *sc, int64_t mono)
+{
+    size_t removed = 0;
+    if (sc->o.run != pipeline_run || mono < sc->sweep_ms)
+        return 0; /* runs a test made: not the pipeline's directories */
+    sc->sweep_ms = mono + SWEEP_EVERY_MS;
+    pthread_mutex_unlock(&sc->lock);
+    pipeline_workdirs_sweep(&removed, sc->f);
+    pthread_mutex_lock(&sc->lock);
+    return 1;
+}
+
 void *sched_warm_main(void *arg)
 {
     scheduler *sc = arg;
     pthread_mutex_lock(&sc->lock);
     while (!sc->stopping) {
+        if (sweep_due(sc, clock_mono_ms()))
+            continue;
         /* slots too old, or beyond the wanted number, are dropped */
         pipeline_warm *drop[SLOTS_MAX];
         int ndrop = 0;
@@ -170,6 +190,8 @@ void *sched_warm_main(void *arg)
         /* sleep until asked, until the oldest slot goes stale, or until the
          * hold after a run's start ends */
         int64_t wait = sc->o.poll_ms * 5;
+        if (sc->o.run == pipeline_run && sc->sweep_ms - mono < wait)
+            wait = sc->sweep_ms > mono ? sc->sweep_ms - mono : 0;
         if (sc->nwarm < sc->lim.value[SCALING_MIN_WARM] && mono < sc->warm_hold_ms &&
             sc->warm_hold_ms - mono < wait)
             wait = sc->warm_hold_ms - mono;

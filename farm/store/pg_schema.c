@@ -210,6 +210,15 @@ static const pg_migration migrations[] = {
      "  running BIGINT NOT NULL DEFAULT 0,"
      "  started_ms BIGINT NOT NULL,"
      "  beat_ms BIGINT NOT NULL);"},
+    {12, "state the nodes share: write pacing, back-offs, once-only claims (farm/store/sql_node.c)",
+     "CREATE TABLE shared_pace ("
+     "  key TEXT NOT NULL,"
+     "  at_ms BIGINT NOT NULL);"
+     "CREATE INDEX shared_pace_key ON shared_pace (key, at_ms);"
+     "CREATE TABLE shared_state ("
+     "  key TEXT PRIMARY KEY,"
+     "  owner TEXT NOT NULL DEFAULT '',"
+     "  until_ms BIGINT NOT NULL);"},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

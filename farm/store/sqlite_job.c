@@ -451,6 +451,36 @@ static int job_count_by_state(store_count **out, size_t *n, store *s)
     return sqlite_count_query(out, n, s, "SELECT state, count(*) FROM job GROUP BY state", 1);
 }
 
+static int job_session_live(int64_t *live, char **owner, store *s, int64_t session_id)
+{
+    sqlite3 *db = sqlite_reader_get(s);
+    sqlite3_stmt *st = NULL;
+    int rc, oom = 0;
+
+    rc = sqlite_prepare(&st, db,
+                        "SELECT (SELECT count(*) FROM job WHERE session_id = ?1"
+                        " AND state IN ('queued', 'leased')),"
+                        " (SELECT lease_owner FROM job WHERE session_id = ?1 AND state = 'leased'"
+                        " ORDER BY id DESC LIMIT 1)");
+    if (rc)
+        goto out;
+    sqlite3_bind_int64(st, 1, session_id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *live = sqlite3_column_int64(st, 0);
+        *owner = sqlite_col_text(st, 1, &oom);
+        if (oom) {
+            farm_error_set("store: out of memory");
+            rc = FARM_ENOMEM;
+        }
+    } else {
+        rc = sqlite_err(db, "reading a session's jobs");
+    }
+out:
+    sqlite3_finalize(st);
+    sqlite_reader_put(s, db);
+    return rc;
+}
+
 const store_job_ops sqlite_job_ops = {
     .tx_insert = tx_job_insert,
     .get = job_get,
@@ -462,5 +492,6 @@ const store_job_ops sqlite_job_ops = {
     .tx_finish = tx_job_finish,
     .retry = job_retry,
     .session_stopping = job_session_stopping,
+    .session_live = job_session_live,
     .count_by_state = job_count_by_state,
 };

@@ -182,6 +182,15 @@ static const sqlite_migration migrations[] = {
      "  running INTEGER NOT NULL DEFAULT 0,"
      "  started_ms INTEGER NOT NULL,"
      "  beat_ms INTEGER NOT NULL);"},
+    {12, "state the nodes share: write pacing, back-offs, once-only claims (farm/store/sql_node.c)",
+     "CREATE TABLE shared_pace ("
+     "  key TEXT NOT NULL,"
+     "  at_ms INTEGER NOT NULL);"
+     "CREATE INDEX shared_pace_key ON shared_pace (key, at_ms);"
+     "CREATE TABLE shared_state ("
+     "  key TEXT PRIMARY KEY,"
+     "  owner TEXT NOT NULL DEFAULT '',"
+     "  until_ms INTEGER NOT NULL);"},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

@@ -58,6 +58,13 @@ int store_job_retry(store *s, int64_t id, const char *owner, int64_t not_before_
     return s->be->job->retry(s, id, owner, not_before_ms, error, release);
 }
 
+int store_job_session_live(int64_t *live, char **owner, store *s, int64_t session_id)
+{
+    *live = 0;
+    *owner = NULL;
+    return s->be->job->session_live(live, owner, s, session_id);
+}
+
 int store_job_session_stopping(int *out, store *s, int64_t session_id)
 {
     return s->be->job->session_stopping(out, s, session_id);
@@ -83,6 +90,54 @@ int store_node_remove(store *s, const char *id)
 int store_node_list(store_node **out, size_t *n, store *s)
 {
     return s->be->node->list(out, n, s);
+}
+
+#define SHARED_KEY_MAX 1100
+
+static int shared_key_check(const char *key)
+{
+    if (!key || !*key || strlen(key) > SHARED_KEY_MAX) {
+        farm_error_set("store: a shared key must be 1..%d bytes", SHARED_KEY_MAX);
+        return FARM_EINVALID;
+    }
+    return 0;
+}
+
+int store_node_pace(int64_t *wait_ms, store *s, const char *key, int per_minute, int per_hour)
+{
+    int rc = shared_key_check(key);
+    *wait_ms = 0;
+    if (rc)
+        return rc;
+    if (per_minute < 1 || per_minute > 100000 || per_hour < 1 || per_hour > 100000) {
+        farm_error_set("store: a pace needs 1..100000 a minute and an hour");
+        return FARM_EINVALID;
+    }
+    return s->be->node->pace(wait_ms, s, key, per_minute, per_hour);
+}
+
+int store_node_block_get(int64_t *until_ms, store *s, const char *key)
+{
+    int rc = shared_key_check(key);
+    *until_ms = 0;
+    return rc ? rc : s->be->node->block_get(until_ms, s, key);
+}
+
+int store_node_block_set(store *s, const char *key, int64_t until_ms)
+{
+    int rc = shared_key_check(key);
+    return rc ? rc : s->be->node->block_set(s, key, until_ms);
+}
+
+int store_node_claim(int *won, store *s, const char *key, const char *owner, int64_t until_ms)
+{
+    int rc = shared_key_check(key);
+    *won = 0;
+    if (!rc && (!owner || !*owner || strlen(owner) > 255)) {
+        farm_error_set("store: a claim needs an owner of 1..255 bytes");
+        rc = FARM_EINVALID;
+    }
+    return rc ? rc : s->be->node->claim(won, s, key, owner, until_ms);
 }
 
 void store_node_list_free(store_node *v, size_t n)

@@ -100,6 +100,7 @@ typedef struct store_job_ops {
     int (*retry)(store *s, int64_t id, const char *owner, int64_t not_before_ms, const char *error,
                  int release);
     int (*session_stopping)(int *out, store *s, int64_t session_id);
+    int (*session_live)(int64_t *live, char **owner, store *s, int64_t session_id);
     int (*count_by_state)(store_count **out, size_t *n, store *s);
 } store_job_ops;
 
@@ -202,6 +203,10 @@ typedef struct store_node_ops {
     int (*beat)(store *s, const store_node *n);
     int (*remove)(store *s, const char *id);
     int (*list)(store_node **out, size_t *n, store *s);
+    int (*pace)(int64_t *wait_ms, store *s, const char *key, int per_minute, int per_hour);
+    int (*block_get)(int64_t *until_ms, store *s, const char *key);
+    int (*block_set)(store *s, const char *key, int64_t until_ms);
+    int (*claim)(int *won, store *s, const char *key, const char *owner, int64_t until_ms);
 } store_node_ops;
 
 /* store_inspect.h: any SQL, JSON in and out (tests, diagnostics). */

@@ -71,6 +71,11 @@ int store_job_retry(store *s, int64_t id, const char *owner, int64_t not_before_
  * "cancel" job for it waits. *out is 1 or 0. Returns 0 or FARM_EIO. */
 int store_job_session_stopping(int *out, store *s, int64_t session_id);
 
+/* session_id's jobs still to run or at work (*live, queued or leased) and
+ * the lease owner of the newest leased one (*owner, NULL when none; freed
+ * with free()). Returns 0, FARM_ENOMEM or FARM_EIO. */
+int store_job_session_live(int64_t *live, char **owner, store *s, int64_t session_id);
+
 /* Jobs by state ("queued", "leased", "done", "failed", "cancelled"):
  * labels[0] = state. Freed with store_count_list_free(). */
 int store_job_count_by_state(store_count **out, size_t *n, store *s);

@@ -38,4 +38,31 @@ int store_node_remove(store *s, const char *id);
 int store_node_list(store_node **out, size_t *n, store *s);
 void store_node_list_free(store_node *v, size_t n);
 
+/*
+ * State the nodes share instead of each keeping its own (tables
+ * shared_pace and shared_state): a rate budget, a back-off and a once-only
+ * claim, each named by a key of at most 1,100 bytes. Times are wall ms: the
+ * nodes' clocks are expected to agree (NTP) to well under a second.
+ */
+
+/* Take one place in key's windows, per_minute (1..100000) in any 60 s and
+ * per_hour (1..100000) in any hour, across every node: *wait_ms is 0 when
+ * taken (recorded at now), else how long until one fits (nothing taken).
+ * Atomic against every other node. Returns 0, FARM_EINVALID or FARM_EIO. */
+int store_node_pace(int64_t *wait_ms, store *s, const char *key, int per_minute, int per_hour);
+
+/* *until_ms: when key's back-off ends (0 when none was recorded). Returns 0,
+ * FARM_EINVALID or FARM_EIO. */
+int store_node_block_get(int64_t *until_ms, store *s, const char *key);
+
+/* Back key off until until_ms; a later end already recorded stays. Returns
+ * 0, FARM_EINVALID or FARM_EIO. */
+int store_node_block_set(store *s, const char *key, int64_t until_ms);
+
+/* Claim key for owner until until_ms: *won is 1 when nobody else holds it
+ * (never claimed, claimed by owner itself, or the other claim ended before
+ * now), and the claim is then (re)written; else 0. Returns 0, FARM_EINVALID
+ * or FARM_EIO. */
+int store_node_claim(int *won, store *s, const char *key, const char *owner, int64_t until_ms);
+
 #endif

@@ -66,6 +66,13 @@ int sql_tx_stmt(sql_stmt **out, store_tx *tx, const char *sql);
  * ...; payload as store_notify.h says), delivered when the write commits.
  * A backend with one process does nothing. Returns 0 or FARM_EIO. */
 int sql_tx_notify(store_tx *tx, store_notify_kind kind, const char *payload);
+
+/* Inside a write: hold the lock named key until the write ends, so writes
+ * of several processes that take it run one at a time (PostgreSQL: an
+ * advisory lock; SQLite's one writer serialises them anyway). Returns 0 or
+ * FARM_EIO. */
+#define SQL_LOCK_PACE 0x6661726d706163LL /* "farmpac": shared tracker pacing (sql_node.c) */
+int sql_tx_lock(store_tx *tx, int64_t key);
 void sql_tx_stmt_done(store_tx *tx, sql_stmt *st); /* NULL accepted */
 
 /* Inside a write function: a statement on the write's connection compiled
@@ -171,6 +178,9 @@ typedef struct sql_driver {
     /* tell the other processes on the store, when the write commits (NULL:
        the backend has one process: its in-process kicks do) */
     int (*tx_notify)(store_tx *tx, store_notify_kind kind, const char *payload);
+    /* take the lock named key until the write ends (NULL: the backend has one
+       writer, which serialises every write already) */
+    int (*tx_lock)(store_tx *tx, int64_t key);
 } sql_driver;
 
 struct sql_stmt {

@@ -83,14 +83,20 @@ class Examples(unittest.TestCase):
         self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
 
     def test_systemd_unit(self):
-        with open(os.path.join(EXAMPLES, "farm.service")) as f:
+        self.check_unit("farm.service", "serve")
+
+    def test_systemd_worker_unit(self):
+        self.check_unit("farm-worker.service", "worker")
+
+    def check_unit(self, unit, role):
+        with open(os.path.join(EXAMPLES, unit)) as f:
             text = f.read()
         keys = {}
         for line in text.splitlines():
             m = re.match(r"^([A-Za-z]+)=(.*)$", line)
             if m:
                 keys.setdefault(m.group(1), []).append(m.group(2))
-        self.assertRegex(keys["ExecStart"][0], r"/farm serve --config /etc/farm/farm\.json$")
+        self.assertRegex(keys["ExecStart"][0], r"/farm %s --config /etc/farm/farm\.json$" % role)
         self.assertRegex(keys["ExecStartPre"][0], r"/farm config check --config /etc/farm/farm\.json$")
         for k, v in [("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("ProtectHome", "yes"),
                      ("PrivateTmp", "yes"), ("User", "farm"), ("StateDirectory", "farm")]:
@@ -103,10 +109,10 @@ class Examples(unittest.TestCase):
             self.assertIn(n, text)
         if shutil.which("systemd-analyze"):
             # every directive known and well-formed; the binary exists only once installed
-            p = subprocess.run(["systemd-analyze", "verify", os.path.join(EXAMPLES, "farm.service")],
+            p = subprocess.run(["systemd-analyze", "verify", os.path.join(EXAMPLES, unit)],
                                capture_output=True, text=True, timeout=60)
             bad = [l for l in (p.stdout + p.stderr).splitlines()
-                   if l.startswith("farm.service:") and "is not executable" not in l]
+                   if l.startswith(unit + ":") and "is not executable" not in l]
             self.assertEqual(bad, [])
 
     def test_cmake_install(self):
@@ -121,6 +127,7 @@ class Examples(unittest.TestCase):
             for rel in ["bin/farm", "share/farm/guidelines/coding.md",
                         "share/farm/agents/farm-standin-agent", "share/doc/farm/README.md",
                         "share/doc/farm/examples/farm.service",
+                        "share/doc/farm/examples/farm-worker.service",
                         "share/doc/farm/examples/production.json"]:
                 self.assertTrue(os.path.isfile(os.path.join(prefix, rel)), rel)
             for rel in ["bin/farm", "share/farm/agents/farm-standin-agent"]:

@@ -18,10 +18,11 @@ from farmtest import VIEWER_TOKEN, Farm  # noqa: E402
 WAIT = 60.0
 
 
-def new_farm():
-    return Farm(extra={
+def new_farm(**extra):
+    return Farm(extra=dict({
         "scaling": {"max_agents": 3, "max_per_repo": 2, "min_warm": 0, "idle_timeout_s": 60},
-        "tokens": [{"name": "viewer", "token": "env:FARM_TEST_VIEWER", "role": "viewer"}]})
+        "tokens": [{"name": "viewer", "token": "env:FARM_TEST_VIEWER", "role": "viewer"},
+                   {"name": "admin", "token": "env:FARM_TEST_ADMIN", "role": "admin"}]}, **extra))
 
 
 def nodes(farm):
@@ -76,5 +77,29 @@ def test_serving_farm_is_a_node():
         farm.kill()
 
 
+def put_scaling(farm, **change):
+    s, _, out = farm.request("PUT", "/api/scaling", body=json.dumps(change).encode(),
+                             headers={"Content-Type": "application/json",
+                                      "Authorization": "Bearer " + farmtest.ADMIN_TOKEN})
+    assert s == 200, (s, out)
+
+
+def test_worker_slots_cap_one_node():
+    """worker.slots caps this node; a live max_agents below it caps it too."""
+    farm = new_farm(worker={"slots": 2})
+    try:
+        farm.start()
+        farmtest.wait_for(lambda: [x["slots"] for x in nodes(farm)] == [2], WAIT,
+                          "the node's heartbeat with worker.slots 2")
+        put_scaling(farm, max_agents=1, max_per_repo=1)
+        farmtest.wait_for(lambda: [x["slots"] for x in nodes(farm)] == [1], WAIT,
+                          "the node capped by the live max_agents 1")
+        put_scaling(farm, max_agents=5)
+        farmtest.wait_for(lambda: [x["slots"] for x in nodes(farm)] == [2], WAIT,
+                          "worker.slots 2 again below max_agents 5")
+    finally:
+        farm.kill()
+
+
 if __name__ == "__main__":
-    farmtest.run([test_serving_farm_is_a_node])
+    farmtest.run([test_serving_farm_is_a_node, test_worker_slots_cap_one_node])

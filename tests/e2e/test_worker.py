@@ -61,5 +61,45 @@ def test_worker_runs_what_serve_takes_in():
         w.close(ok)
 
 
+def test_worker_refuses_local_tracker_without_shared_fs():
+    """The local tracker's file:// repositories need one file system for
+    every node: without store.shared_fs, `farm worker` refuses to start and
+    says what to set; with it, the worker starts."""
+    import json
+    f = farmtest.Farm(repos=[{"name": "demo", "tracker": "local",
+                              "clone_url": "file:///nonexistent/demo.git"}])
+    worker = None
+    try:
+        p = subprocess.run([farmtest.FARM_BIN, "worker", "--config", f.config_path],
+                           capture_output=True, env=f.env, timeout=60)
+        err = p.stderr.decode()
+        assert p.returncode != 0, (p.returncode, err)
+        assert "local tracker" in err and '"shared_fs": true' in err, err
+
+        cfg = dict(f.config)
+        cfg["store"] = dict(cfg.get("store") or {}, shared_fs=True)
+        shared = os.path.join(f.tmp, "shared.json")
+        with open(shared, "w") as fp:
+            json.dump(cfg, fp)
+        log_path = os.path.join(f.tmp, "worker.log")
+        with open(log_path, "wb") as log:
+            worker = subprocess.Popen([farmtest.FARM_BIN, "worker", "--config", shared],
+                                      stdout=subprocess.DEVNULL, stderr=log, env=f.env)
+
+        def started():
+            assert worker.poll() is None, open(log_path).read()
+            return "scheduler started" in open(log_path).read()
+        farmtest.wait_for(started, WAIT, "the worker with store.shared_fs to start")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+        worker = None
+    finally:
+        if worker:
+            worker.kill()
+            worker.wait(30)
+        f.kill()
+
+
 if __name__ == "__main__":
-    farmtest.run([test_worker_runs_what_serve_takes_in])
+    farmtest.run([test_worker_runs_what_serve_takes_in,
+                  test_worker_refuses_local_tracker_without_shared_fs])

@@ -115,6 +115,8 @@ static void defaults_need_nothing(void **state)
     assert_int_equal(c->scaling.max_per_repo, 2);
     assert_int_equal(c->scaling.min_warm, 0);
     assert_int_equal(c->scaling.idle_timeout_s, 300);
+    assert_int_equal(c->worker.slots, 0);
+    assert_false(c->store.shared_fs);
     assert_string_equal(c->sandbox.mode, "bwrap");
     assert_string_equal(c->sandbox.network, "none");
     assert_string_equal(c->sandbox.setup_network, "none");
@@ -339,6 +341,13 @@ static void range_and_choice_errors(void **state)
     assert_has(e, "repos[0].tracker: must be one of github, azure, local (got \"gitlab\")\n");
     assert_has(e, "repos[0].max_fix_rounds: must be between 0 and 10 (got 11)\n");
     assert_has(e, "repos[0].base_branch: not a valid branch name");
+    free(e);
+
+    e = load_bad("{\"worker\": {\"slots\": 257, \"spare\": 1},"
+                 " \"store\": {\"shared_fs\": \"yes\"}}");
+    assert_has(e, "worker.slots: must be between 0 and 256 (got 257)\n");
+    assert_has(e, "worker.spare");
+    assert_has(e, "store.shared_fs: expected true or false\n");
     free(e);
 
     e = load_bad("{\"scaling\": {\"max_agents\": 2, \"max_per_repo\": 3, \"min_warm\": 5}}");

@@ -602,6 +602,78 @@ static void hourly_budget_is_paced(void **state)
     assert_int_equal(count_requests(&c->f, "DELETE", "/labels/"), 0);
 }
 
+/* Limits shared between two clients, as farm nodes share them through the
+ * store: a minute's budget counted in one place, one back-off. */
+typedef struct shared_fake {
+    int taken;         /* places taken in the (single, test-long) minute */
+    int64_t until;     /* the back-off's end */
+    char last_key[64]; /* the back-off's key */
+} shared_fake;
+
+static int fake_pace(void *arg, int64_t *wait_ms, const char *key, int per_minute, int per_hour)
+{
+    shared_fake *sf = arg;
+    (void)key;
+    (void)per_hour;
+    *wait_ms = sf->taken < per_minute ? 0 : 45000;
+    sf->taken += *wait_ms == 0;
+    return 0;
+}
+
+static int fake_blocked_get(void *arg, int64_t *until_ms, const char *key)
+{
+    shared_fake *sf = arg;
+    *until_ms = strcmp(key, sf->last_key) == 0 ? sf->until : 0;
+    return 0;
+}
+
+static int fake_blocked_set(void *arg, const char *key, int64_t until_ms)
+{
+    shared_fake *sf = arg;
+    snprintf(sf->last_key, sizeof(sf->last_key), "%s", key);
+    sf->until = until_ms > sf->until ? until_ms : sf->until;
+    return 0;
+}
+
+static shared_fake the_shared;
+static tracker_shared_limits the_limits = {fake_pace, fake_blocked_get, fake_blocked_set,
+                                           &the_shared};
+
+static void shared_three_a_minute(tracker_github_opts *o)
+{
+    o->per_minute = 3;
+    o->shared = &the_limits;
+}
+
+static void shared_limits_hold_across_clients(void **state)
+{
+    ctx *c = *state;
+    memset(&the_shared, 0, sizeof(the_shared));
+    c->t = new_pat_tracker(&c->f, shared_three_a_minute);
+    tracker *other = new_pat_tracker(&c->f, shared_three_a_minute);
+    tracker_ref ref = issue1();
+    int64_t id;
+    assert_int_equal(tracker_comment_create(&id, c->t, &ref, "s0", "paced"), 0);
+    assert_int_equal(tracker_comment_create(&id, other, &ref, "s1", "paced"), 0);
+    assert_int_equal(tracker_comment_create(&id, c->t, &ref, "s2", "paced"), 0);
+    /* the budget is the pair's, not each one's */
+    assert_int_equal(tracker_comment_create(&id, other, &ref, "s3", "paced"), FARM_EAGAIN);
+    assert_int_equal(tracker_retry_after_ms(), 45000);
+    assert_int_equal(count_requests(&c->f, "POST", "/comments"), 3);
+
+    /* one client learns the credential is spent: the other does not ask */
+    json_decref(ctl(&c->f, "POST", "/_fake/ratelimit",
+                    "{\"login\": \"farm-bot\", \"remaining\": 0, \"reset_in\": 30}"));
+    tracker_thread *th = NULL;
+    assert_int_equal(tracker_thread_get(&th, c->t, &ref), FARM_EAGAIN);
+    assert_true(the_shared.until > clock_wall_ms() + 20000);
+    int before = (int)stat_of(&c->f, "requests");
+    assert_int_equal(tracker_thread_get(&th, other, &ref), FARM_EAGAIN);
+    assert_true(tracker_retry_after_ms() > 20000);
+    assert_int_equal(stat_of(&c->f, "requests"), before);
+    tracker_free(other);
+}
+
 static void etags_make_rereads_cheap(void **state)
 {
     ctx *c = *state;
@@ -1210,6 +1282,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(slow_create_that_landed_is_not_repeated, setup, teardown),
         cmocka_unit_test_setup_teardown(content_creation_is_paced, setup, teardown),
         cmocka_unit_test_setup_teardown(hourly_budget_is_paced, setup, teardown),
+        cmocka_unit_test_setup_teardown(shared_limits_hold_across_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(etags_make_rereads_cheap, setup, teardown),
         cmocka_unit_test_setup_teardown(errors_map_to_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(permissions, setup, teardown),

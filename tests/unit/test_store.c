@@ -1262,6 +1262,45 @@ static void copy_to_postgres(void **state)
     tmpdir_remove(pdir);
 }
 
+/* State the nodes share: a pace holds per_minute places across every
+ * caller, a back-off keeps its latest end, a claim is won by one owner
+ * until it runs out. */
+static void nodes_share_pace_block_claim(void **state)
+{
+    fixture *f = *state;
+    int64_t wait = -1, until = -1;
+    int won = -1;
+
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(store_node_pace(&wait, f->s, "github http://x", 3, 5), 0);
+        assert_int_equal(wait, 0);
+    }
+    assert_int_equal(store_node_pace(&wait, f->s, "github http://x", 3, 5), 0);
+    assert_true(wait > 0 && wait <= 60000);
+    assert_int_equal(store_node_pace(&wait, f->s, "github http://y", 3, 5), 0);
+    assert_int_equal(wait, 0); /* another key, another budget */
+    assert_int_equal(store_node_pace(&wait, f->s, "", 3, 5), FARM_EINVALID);
+    assert_int_equal(store_node_pace(&wait, f->s, "k", 0, 5), FARM_EINVALID);
+
+    assert_int_equal(store_node_block_get(&until, f->s, "github http://x 0"), 0);
+    assert_int_equal(until, 0);
+    assert_int_equal(store_node_block_set(f->s, "github http://x 0", 5000), 0);
+    assert_int_equal(store_node_block_set(f->s, "github http://x 0", 3000), 0);
+    assert_int_equal(store_node_block_get(&until, f->s, "github http://x 0"), 0);
+    assert_int_equal(until, 5000);
+
+    int64_t later = clock_wall_ms() + 60000;
+    assert_int_equal(store_node_claim(&won, f->s, "digest:2026-12-06", "a:1", later), 0);
+    assert_int_equal(won, 1);
+    assert_int_equal(store_node_claim(&won, f->s, "digest:2026-12-06", "b:2", later), 0);
+    assert_int_equal(won, 0);
+    assert_int_equal(store_node_claim(&won, f->s, "digest:2026-12-06", "a:1", 1), 0);
+    assert_int_equal(won, 1); /* its own claim, now ended */
+    assert_int_equal(store_node_claim(&won, f->s, "digest:2026-12-06", "b:2", later), 0);
+    assert_int_equal(won, 1); /* an ended claim goes to whoever asks */
+    assert_int_equal(store_node_claim(&won, f->s, "digest:2026-12-06", "", later), FARM_EINVALID);
+}
+
 /* The nodes' heartbeats: a beat creates the row, the next updates it (its
  * start stays), a remove takes it away; a bad node is refused. */
 /* ---- the areas written once (farm/store/sql_*.c), on either backend ------ */
@@ -1512,6 +1551,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(nodes_beat_and_leave, setup, teardown),
         cmocka_unit_test_setup_teardown(areas_written_once_run_on_this_backend, setup, teardown),
         cmocka_unit_test_setup_teardown(local_tracker_tables_on_this_backend, setup, teardown),
+        cmocka_unit_test_setup_teardown(nodes_share_pace_block_claim, setup, teardown),
         cmocka_unit_test_setup_teardown(delivery_id_is_unique_per_tracker, setup, teardown),
         cmocka_unit_test_setup_teardown(delivery_list_filters_and_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(one_active_session_per_issue, setup, teardown),

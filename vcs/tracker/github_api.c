@@ -153,6 +153,7 @@ int github_api_new(github_api **out, const tracker_github_opts *o)
     a->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
     a->max_retries = o->max_retries >= 0 ? o->max_retries : 3;
     a->max_wait_ms = o->max_retry_wait_ms >= 0 ? o->max_retry_wait_ms : 1000;
+    a->shared = o->shared;
     if ((rc = gh_pacer_init(&a->pace, o->per_minute, o->per_hour)) < 0)
         goto out;
     a->netags = o->etag_cache_entries > 0 ? o->etag_cache_entries : 256;

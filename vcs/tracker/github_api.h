@@ -132,6 +132,9 @@ struct github_api {
     int max_retries;
     long max_wait_ms;
 
+    const tracker_shared_limits *shared; /* pacing and back-off shared with other
+                                            processes, or NULL (tracker.h) */
+
     pthread_mutex_t mu; /* guards everything below */
     gh_pacer pace;
     gh_ident idents[GH_IDENT_MAX];

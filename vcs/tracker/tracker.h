@@ -277,6 +277,24 @@ int64_t tracker_retry_after_ms(void);
  * access token or as a GitHub App (installation tokens made from an RS256
  * JWT, cached and refreshed before they expire).
  */
+/* Limits several processes share (farm nodes on one store): when a client
+ * has one, its write pacing and its rate-limit back-off are asked of it, so
+ * N processes together keep to the configured rate; without one (or when a
+ * hook fails) the client keeps them in the process alone. The hooks are
+ * called from any thread; key names the budget ("github <api_url>" for the
+ * pacing, "github <api_url> <installation>" for a credential's back-off). */
+typedef struct tracker_shared_limits {
+    /* Take one content-creating request's place in the windows (per_minute
+     * in any 60 s, per_hour in any hour): *wait_ms is 0 when taken, else
+     * how long until one fits (nothing taken). Returns 0 or an error. */
+    int (*pace)(void *arg, int64_t *wait_ms, const char *key, int per_minute, int per_hour);
+    /* *until_ms: the wall time key's back-off ends (0 or past: none). */
+    int (*blocked_get)(void *arg, int64_t *until_ms, const char *key);
+    /* Back key off until until_ms (a later back-off recorded stays). */
+    int (*blocked_set)(void *arg, const char *key, int64_t until_ms);
+    void *arg;
+} tracker_shared_limits;
+
 typedef struct tracker_github_opts {
     const char *api_url;         /* default "https://api.github.com" */
     const char *token;           /* personal access token, or NULL with an App */
@@ -292,11 +310,13 @@ typedef struct tracker_github_opts {
     int per_minute;              /* content-creating requests in any minute, default 80 */
     int per_hour;                /* ... and in any hour, default 500 */
     size_t etag_cache_entries;   /* conditional-GET cache size, default 256 (0: default) */
+    const tracker_shared_limits *shared; /* NULL: limits kept in this process; else it
+                                            must outlive the client */
 } tracker_github_opts;
 
 #define TRACKER_GITHUB_OPTS_INIT                                                                   \
     {                                                                                              \
-        NULL, NULL, 0, NULL, NULL, NULL, 30000, 3, 1000, 80, 500, 256                              \
+        NULL, NULL, 0, NULL, NULL, NULL, 30000, 3, 1000, 80, 500, 256, NULL                        \
     }
 
 /* A GitHub tracker. Needs a token or an app id with a private key. The
