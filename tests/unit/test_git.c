@@ -907,12 +907,20 @@ static void commit_records_every_change(void **state)
     assert_string_equal(again.oid, "");
     assert_string_equal(vcs_worktree_head(wt), res.oid);
 
-    /* reattach after a "crash": the new handle carries on from the head */
-    char path[PATH_MAX];
+    /* reattach after a "crash" during a commit: the new handle carries on
+       from the head, and the index lock the killed process left is gone */
+    char path[PATH_MAX], gitdir[PATH_MAX], lock[PATH_MAX + 16];
     snprintf(path, sizeof(path), "%s", w);
+    assert_int_equal(TH_GIT_OUT(gitdir, sizeof(gitdir), w, "rev-parse", "--absolute-git-dir"), 0);
+    th_chomp(gitdir);
+    snprintf(lock, sizeof(lock), "%s/index.lock", gitdir);
+    FILE *lf = fopen(lock, "w");
+    assert_non_null(lf);
+    fclose(lf);
     vcs_worktree_free(wt);
     wt = NULL;
     assert_int_equal(vcs_worktree_open(&wt, f->m, path, "farm/5-change", start, res.oid), 0);
+    assert_int_equal(access(lock, F_OK), -1);
     wt_file(wt, "more.txt", "more\n");
     worktree_commit_result r2;
     assert_int_equal(vcs_worktree_commit(&r2, wt, &o), 0);

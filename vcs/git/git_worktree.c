@@ -460,6 +460,21 @@ out:
     return rc;
 }
 
+/* A worktree taken up again belongs to the caller alone (the job's lease
+ * says so): the index and HEAD locks a killed process left in its git
+ * directory are stale, and left in place every later commit fails with
+ * "the index is locked" (SIGKILL during a commit does this). */
+static void wt_stale_locks_remove(git_repository *repo)
+{
+    static const char *const names[] = {"index.lock", "HEAD.lock", NULL};
+    int dfd = open(git_repository_path(repo), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return;
+    for (size_t i = 0; names[i]; i++)
+        unlinkat(dfd, names[i], 0);
+    close(dfd);
+}
+
 int vcs_worktree_open(vcs_worktree **out, vcs_mirror *m, const char *path, const char *branch,
                       const char *start, const char *head)
 {
@@ -490,6 +505,7 @@ int vcs_worktree_open(vcs_worktree **out, vcs_mirror *m, const char *path, const
     }
     if ((rc = wt_repo_open(&repo, wt)) < 0)
         goto out;
+    wt_stale_locks_remove(repo);
     if ((e = git_commit_lookup(&c, repo, &oid)) < 0) {
         farm_error_set("worktree %s: commit %s not found", abs, head);
         rc = FARM_ENOTFOUND;
