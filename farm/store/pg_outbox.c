@@ -10,6 +10,7 @@
  */
 #include "pg_internal.h"
 #include "store_outbox.h"
+#include "store_sql.h"
 
 #include "base/clock.h"
 #include "base/error.h"
@@ -443,7 +444,7 @@ static int fail_write(store_tx *tx, void *arg)
         rc = FARM_ENOMEM;
         goto out;
     }
-    rc = pg_tx_event_append(&a->seq, tx, sid, "tracker_error", NULL, body);
+    rc = sql_tx_event_append(&a->seq, tx, sid, "tracker_error", NULL, body);
 out:
     if (rc == FARM_ENOMEM)
         farm_error_set("store: out of memory");
@@ -523,7 +524,7 @@ static int pr_done_write(store_tx *tx, void *arg)
         farm_error_set("store: out of memory (or a PR URL that is not UTF-8)");
         return FARM_ENOMEM;
     }
-    rc = pg_tx_event_append(&a->seq, tx, a->session_id, "pr_opened", NULL, body);
+    rc = sql_tx_event_append(&a->seq, tx, a->session_id, "pr_opened", NULL, body);
     free(body);
     if (rc)
         return rc;

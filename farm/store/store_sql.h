@@ -133,7 +133,15 @@ int sql_session_read(store_session *s, sql_stmt *st);
 
 /* ---- the areas written once (sql_<area>.c) ----------------------------- */
 
+#define SQL_EVENT_BODY_MAX (4u << 20) /* one event's JSON body */
+
+/* store_tx_event_append() (sql_session.c), for the writes of other areas
+ * that log what they did (the outbox's). */
+int sql_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
+                        const char *actor, const char *body_json);
+
 extern const store_delivery_ops sql_delivery_ops;
+extern const store_session_ops sql_session_ops;
 extern const store_setting_ops sql_setting_ops;
 extern const store_run_ops sql_run_ops;
 extern const store_review_ops sql_review_ops;
