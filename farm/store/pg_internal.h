@@ -193,7 +193,6 @@ void pg_notify_stop(pg_store *s);
 /* ---- the areas ------------------------------------------------------------ */
 
 extern const store_job_ops pg_job_ops;
-extern const store_outbox_ops pg_outbox_ops;
 extern const store_stream_ops pg_stream_ops;
 extern const store_inspect_ops pg_inspect_ops;
 

@@ -214,6 +214,7 @@ const sql_driver pg_sql_driver = {
     .err = err,
     .failure = failure,
     .tx_notify = tx_notify,
+    .concurrent = 1,
 };
 
 /* pg_internal.h's name for sql_count_query(), for the areas still written

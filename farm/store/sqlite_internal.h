@@ -94,7 +94,6 @@ static inline sqlite3 *sqlite_tx_db(store_tx *tx)
 
 /* The tables of operations of the areas, gathered in store_backend_sqlite. */
 extern const store_job_ops sqlite_job_ops;
-extern const store_outbox_ops sqlite_outbox_ops;
 extern const store_stream_ops sqlite_stream_ops;
 extern const store_inspect_ops sqlite_inspect_ops;
 

@@ -68,6 +68,12 @@ int sql_tx_stmt(sql_stmt **out, store_tx *tx, const char *sql);
 int sql_tx_notify(store_tx *tx, store_notify_kind kind, const char *payload);
 void sql_tx_stmt_done(store_tx *tx, sql_stmt *st); /* NULL accepted */
 
+/* Inside a write: whether other processes' writes run beside this one
+ * (PostgreSQL), so that a write picking rows to take must lock them (FOR
+ * UPDATE ... SKIP LOCKED); 0 where one write runs at a time (SQLite's BEGIN
+ * IMMEDIATE). */
+int sql_tx_concurrent(store_tx *tx);
+
 /* Inside a write function: a statement on the write's connection compiled
  * for this use (for SQL run rarely, which should not take a place in
  * SQLite's cache); free it with sql_finalize(). */
@@ -141,6 +147,7 @@ int sql_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, cons
                         const char *actor, const char *body_json);
 
 extern const store_delivery_ops sql_delivery_ops;
+extern const store_outbox_ops sql_outbox_ops;
 extern const store_session_ops sql_session_ops;
 extern const store_setting_ops sql_setting_ops;
 extern const store_run_ops sql_run_ops;
@@ -179,6 +186,7 @@ typedef struct sql_driver {
     /* tell the other processes on the store, when the write commits (NULL:
        the backend has one process: its in-process kicks do) */
     int (*tx_notify)(store_tx *tx, store_notify_kind kind, const char *payload);
+    int concurrent; /* writes of several processes run side by side */
 } sql_driver;
 
 struct sql_stmt {
