@@ -169,8 +169,7 @@ int pg_write(store *s, store_write_fn fn, void *arg);
  * key. Returns 0 or FARM_EIO. */
 int pg_tx_lock(store_tx *tx, int64_t key);
 
-#define PG_LOCK_JOB_LEASE 0x6661726d6a6f62LL /* "farmjob" */
-#define PG_LOCK_MIGRATE   0x6661726d736368LL /* "farmsch" */
+#define PG_LOCK_MIGRATE 0x6661726d736368LL /* "farmsch" */
 
 /* ---- notifications (pg_notify.c) ------------------------------------------
  * The channels of store_notify.h's kinds. A write announces its change with
@@ -192,7 +191,6 @@ void pg_notify_stop(pg_store *s);
 
 /* ---- the areas ------------------------------------------------------------ */
 
-extern const store_job_ops pg_job_ops;
 extern const store_stream_ops pg_stream_ops;
 extern const store_inspect_ops pg_inspect_ops;
 
@@ -206,8 +204,6 @@ int pg_schema_migrate(pg_conn *db);
 
 /* The schema version the database is at. */
 int pg_schema_version(int *out, pg_conn *db);
-
-int pg_count_query(store_count **out, size_t *n, store *s, const char *sql, int nlabels);
 
 int pg_limit(int limit);
 

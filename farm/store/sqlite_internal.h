@@ -93,7 +93,6 @@ static inline sqlite3 *sqlite_tx_db(store_tx *tx)
 }
 
 /* The tables of operations of the areas, gathered in store_backend_sqlite. */
-extern const store_job_ops sqlite_job_ops;
 extern const store_stream_ops sqlite_stream_ops;
 extern const store_inspect_ops sqlite_inspect_ops;
 
@@ -156,10 +155,6 @@ void sqlite_reader_put(store *s, sqlite3 *db);
  * only. */
 int sqlite_reader_stmt(sqlite3_stmt **out, store *s, sqlite3 *db, const char *sql);
 void sqlite_reader_stmt_done(store *s, sqlite3 *db, sqlite3_stmt *st);
-
-/* Run a counting query whose first nlabels (<= 3) columns are labels and
- * whose last is the count (see store_count in store.h). */
-int sqlite_count_query(store_count **out, size_t *n, store *s, const char *sql, int nlabels);
 
 /* The limit to use for a list: default when <= 0, capped at STORE_LIST_MAX. */
 int sqlite_limit(int limit);

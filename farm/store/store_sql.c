@@ -58,6 +58,12 @@ int sql_tx_concurrent(store_tx *tx)
     return tx->be->sql->concurrent;
 }
 
+int sql_tx_lock(store_tx *tx, int64_t key)
+{
+    assert(tx && tx->be && tx->be->sql);
+    return tx->be->sql->tx_lock ? tx->be->sql->tx_lock(tx, key) : 0;
+}
+
 void sql_tx_stmt_done(store_tx *tx, sql_stmt *st)
 {
     if (st)

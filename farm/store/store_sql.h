@@ -74,6 +74,14 @@ void sql_tx_stmt_done(store_tx *tx, sql_stmt *st); /* NULL accepted */
  * IMMEDIATE). */
 int sql_tx_concurrent(store_tx *tx);
 
+/* Inside a write: take the lock named key until the write commits or rolls
+ * back, so that writes taking the same key run one at a time across every
+ * process (PostgreSQL's advisory lock; nothing on SQLite, whose writes
+ * already run one at a time). Returns 0 or FARM_EIO. */
+int sql_tx_lock(store_tx *tx, int64_t key);
+
+#define SQL_LOCK_JOB_LEASE 0x6661726d6a6f62LL /* "farmjob": taking a job's lease */
+
 /* Inside a write function: a statement on the write's connection compiled
  * for this use (for SQL run rarely, which should not take a place in
  * SQLite's cache); free it with sql_finalize(). */
@@ -147,6 +155,7 @@ int sql_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, cons
                         const char *actor, const char *body_json);
 
 extern const store_delivery_ops sql_delivery_ops;
+extern const store_job_ops sql_job_ops;
 extern const store_outbox_ops sql_outbox_ops;
 extern const store_session_ops sql_session_ops;
 extern const store_setting_ops sql_setting_ops;
@@ -186,7 +195,8 @@ typedef struct sql_driver {
     /* tell the other processes on the store, when the write commits (NULL:
        the backend has one process: its in-process kicks do) */
     int (*tx_notify)(store_tx *tx, store_notify_kind kind, const char *payload);
-    int concurrent; /* writes of several processes run side by side */
+    int (*tx_lock)(store_tx *tx, int64_t key); /* NULL: writes run one at a time */
+    int concurrent;                            /* writes of several processes run side by side */
 } sql_driver;
 
 struct sql_stmt {
