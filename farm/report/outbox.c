@@ -2,7 +2,7 @@
  * outbox.c - tracker side effects, exactly once: enqueueing (with the
  * payload checks) and the sender threads that lease entries (see outbox.h).
  *
- * A worker loops: lease the next due entry (the store, sqlite_outbox.c, picks only a
+ * A worker loops: lease the next due entry (the store, sql_outbox.c, picks only a
  * session's oldest pending entry, so a session's effects go out in order
  * while other sessions proceed on other workers), deliver it through the
  * session's tracker and record the outcome (outbox_send.c). Exactly-once

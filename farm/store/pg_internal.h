@@ -32,10 +32,9 @@
 #include <libpq-fe.h>
 #include <pthread.h>
 
-#define PG_EVENT_BODY_MAX (4u << 20) /* one event's JSON body (as SQLite's) */
-#define PG_IDLE_MAX       8          /* connections kept open while idle */
-#define PG_PARAMS_MAX     24         /* parameters of one statement */
-#define PG_WRITE_TRIES    30         /* runs of one write function at most */
+#define PG_IDLE_MAX    8  /* connections kept open while idle */
+#define PG_PARAMS_MAX  24 /* parameters of one statement */
+#define PG_WRITE_TRIES 30 /* runs of one write function at most */
 
 /* One connection, with what its last statement left behind. */
 typedef struct pg_conn {
@@ -170,8 +169,7 @@ int pg_write(store *s, store_write_fn fn, void *arg);
  * key. Returns 0 or FARM_EIO. */
 int pg_tx_lock(store_tx *tx, int64_t key);
 
-#define PG_LOCK_JOB_LEASE 0x6661726d6a6f62LL /* "farmjob" */
-#define PG_LOCK_MIGRATE   0x6661726d736368LL /* "farmsch" */
+#define PG_LOCK_MIGRATE 0x6661726d736368LL /* "farmsch" */
 
 /* ---- notifications (pg_notify.c) ------------------------------------------
  * The channels of store_notify.h's kinds. A write announces its change with
@@ -193,20 +191,8 @@ void pg_notify_stop(pg_store *s);
 
 /* ---- the areas ------------------------------------------------------------ */
 
-extern const store_session_ops pg_session_ops;
-extern const store_job_ops pg_job_ops;
-extern const store_outbox_ops pg_outbox_ops;
 extern const store_stream_ops pg_stream_ops;
 extern const store_inspect_ops pg_inspect_ops;
-
-int pg_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
-                       const char *actor, const char *body_json);
-
-#define PG_SESSION_COLS                                                                            \
-    "id, tracker, repo, number, title, url, state, branch, pr_number, pr_url, runs,"               \
-    " agent_seconds, cost, last_seq, created_ms, updated_ms, pr_draft, pr_draft_reason, agent"
-
-int pg_session_read(store_session *s, pg_stmt *st);
 
 /* The last migration's version (the same numbers as SQLite's). */
 int pg_schema_latest(void);
@@ -218,8 +204,6 @@ int pg_schema_migrate(pg_conn *db);
 
 /* The schema version the database is at. */
 int pg_schema_version(int *out, pg_conn *db);
-
-int pg_count_query(store_count **out, size_t *n, store *s, const char *sql, int nlabels);
 
 int pg_limit(int limit);
 

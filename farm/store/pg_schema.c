@@ -178,10 +178,10 @@ static const pg_migration migrations[] = {
      "  \"user\" TEXT NOT NULL,"
      "  created_ms BIGINT NOT NULL,"
      "  PRIMARY KEY (number, comment_id, reaction, \"user\"));"},
-    {5, "outbox leases (farm/store/pg_outbox.c)",
+    {5, "outbox leases (farm/store/sql_outbox.c)",
      "ALTER TABLE outbox ADD COLUMN lease_owner TEXT;"
      "ALTER TABLE outbox ADD COLUMN lease_expires_ms BIGINT NOT NULL DEFAULT 0;"},
-    {6, "due cancel jobs found without a scan (farm/store/pg_job.c)",
+    {6, "due cancel jobs found without a scan (farm/store/sql_job.c)",
      "CREATE INDEX job_cancel_due ON job(state, not_before_ms) WHERE kind = 'cancel';"},
     {7, "whether a session's pull request is a draft, and why (farm/store/sql_run.c)",
      "ALTER TABLE session ADD COLUMN pr_draft BIGINT NOT NULL DEFAULT 0;"
@@ -198,7 +198,7 @@ static const pg_migration migrations[] = {
      "  labels TEXT NOT NULL,"
      "  value DOUBLE PRECISION NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (name, labels));"},
-    {10, "which agent preset a session runs (farm/store/pg_session.c)",
+    {10, "which agent preset a session runs (farm/store/sql_session.c)",
      "ALTER TABLE session ADD COLUMN agent TEXT;"},
     {11, "the nodes sharing the store, by their heartbeats (farm/store/sql_node.c)",
      "CREATE TABLE node ("

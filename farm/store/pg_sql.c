@@ -215,11 +215,5 @@ const sql_driver pg_sql_driver = {
     .failure = failure,
     .tx_notify = tx_notify,
     .tx_lock = pg_tx_lock,
+    .concurrent = 1,
 };
-
-/* pg_internal.h's name for sql_count_query(), for the areas still written
- * per backend (pg_job.c, pg_session.c). */
-int pg_count_query(store_count **out, size_t *n, store *s, const char *sql, int nlabels)
-{
-    return sql_count_query(out, n, s, sql, nlabels);
-}

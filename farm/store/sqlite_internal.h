@@ -28,11 +28,10 @@
 
 #define STORE_READERS          4
 #define STORE_BUSY_TIMEOUT_MS  10000
-#define STORE_EVENT_BODY_MAX   (4u << 20) /* one event's JSON body */
-#define STORE_BATCH_MAX        256        /* writes in one transaction at most */
-#define STORE_STMT_CACHE       64         /* statements kept compiled on the write connection */
-#define STORE_READER_STMTS     4          /* statements kept compiled on each read connection */
-#define STORE_CHECKPOINT_PAGES 1000       /* WAL pages that start a checkpoint (SQLite's default) */
+#define STORE_BATCH_MAX        256  /* writes in one transaction at most */
+#define STORE_STMT_CACHE       64   /* statements kept compiled on the write connection */
+#define STORE_READER_STMTS     4    /* statements kept compiled on each read connection */
+#define STORE_CHECKPOINT_PAGES 1000 /* WAL pages that start a checkpoint (SQLite's default) */
 
 typedef struct store_write_req store_write_req;
 
@@ -94,30 +93,11 @@ static inline sqlite3 *sqlite_tx_db(store_tx *tx)
 }
 
 /* The tables of operations of the areas, gathered in store_backend_sqlite. */
-extern const store_session_ops sqlite_session_ops;
-extern const store_job_ops sqlite_job_ops;
-extern const store_outbox_ops sqlite_outbox_ops;
 extern const store_stream_ops sqlite_stream_ops;
 extern const store_inspect_ops sqlite_inspect_ops;
 
 /* store_write() on this backend, for the areas' own writes (no dispatch). */
 int sqlite_write(store *s, store_write_fn fn, void *arg);
-
-/* store_tx_event_append() on this backend, for writes of other areas that
- * log what they did (sqlite_outbox.c). */
-int sqlite_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
-                           const char *actor, const char *body_json);
-
-/* The session table's columns in the order sqlite_session_read() reads
- * them: "SELECT " SQLITE_SESSION_COLS " FROM session ...". */
-#define SQLITE_SESSION_COLS                                                                        \
-    "id, tracker, repo, number, title, url, state, branch, pr_number, pr_url, runs,"               \
-    " agent_seconds, cost, last_seq, created_ms, updated_ms, pr_draft, pr_draft_reason, agent"
-
-/* Read the row st stands on (selected with SQLITE_SESSION_COLS) into *s,
- * which owns the strings afterwards. Returns 0 or FARM_ENOMEM (then *s
- * holds nothing). */
-int sqlite_session_read(store_session *s, sqlite3_stmt *st);
 
 /* A migration: the SQL that takes the schema from version-1 to version. */
 typedef struct sqlite_migration {
@@ -175,10 +155,6 @@ void sqlite_reader_put(store *s, sqlite3 *db);
  * only. */
 int sqlite_reader_stmt(sqlite3_stmt **out, store *s, sqlite3 *db, const char *sql);
 void sqlite_reader_stmt_done(store *s, sqlite3 *db, sqlite3_stmt *st);
-
-/* Run a counting query whose first nlabels (<= 3) columns are labels and
- * whose last is the count (see store_count in store.h). */
-int sqlite_count_query(store_count **out, size_t *n, store *s, const char *sql, int nlabels);
 
 /* The limit to use for a list: default when <= 0, capped at STORE_LIST_MAX. */
 int sqlite_limit(int limit);

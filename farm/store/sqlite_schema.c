@@ -150,10 +150,10 @@ static const sqlite_migration migrations[] = {
     {3, "durable streams (farm/store/sqlite_stream.c)", sqlite_stream_schema_sql},
     {4, "the local tracker's issues, comments and pull requests (farm/store/sql_local.c)",
      local_schema_sql},
-    {5, "outbox leases (farm/store/sqlite_outbox.c)",
+    {5, "outbox leases (farm/store/sql_outbox.c)",
      "ALTER TABLE outbox ADD COLUMN lease_owner TEXT;"
      "ALTER TABLE outbox ADD COLUMN lease_expires_ms INTEGER NOT NULL DEFAULT 0;"},
-    {6, "due cancel jobs found without a scan (farm/store/sqlite_job.c)",
+    {6, "due cancel jobs found without a scan (farm/store/sql_job.c)",
      "CREATE INDEX job_cancel_due ON job(state, not_before_ms) WHERE kind = 'cancel';"},
     {7, "whether a session's pull request is a draft, and why (farm/store/sql_run.c)",
      "ALTER TABLE session ADD COLUMN pr_draft INTEGER NOT NULL DEFAULT 0;"
@@ -170,7 +170,7 @@ static const sqlite_migration migrations[] = {
      "  labels TEXT NOT NULL,"
      "  value REAL NOT NULL DEFAULT 0,"
      "  PRIMARY KEY (name, labels)) WITHOUT ROWID;"},
-    {10, "which agent preset a session runs (farm/store/sqlite_session.c)",
+    {10, "which agent preset a session runs (farm/store/sql_session.c)",
      "ALTER TABLE session ADD COLUMN agent TEXT;"},
     {11, "the nodes sharing the store, by their heartbeats (farm/store/sql_node.c)",
      "CREATE TABLE node ("

@@ -223,10 +223,3 @@ const sql_driver sqlite_sql_driver = {
     .err = err,
     .failure = failure,
 };
-
-/* sqlite_internal.h's name for sql_count_query(), for the areas still
- * written per backend (sqlite_job.c, sqlite_session.c). */
-int sqlite_count_query(store_count **out, size_t *n, store *s, const char *sql, int nlabels)
-{
-    return sql_count_query(out, n, s, sql, nlabels);
-}

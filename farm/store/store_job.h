@@ -2,7 +2,7 @@
  * store_job.h - leasing the durable job queue, and the runtime settings
  * table: the store calls the scheduler needs beyond store.h. It owns the
  * lease rules below and the setting records; it calls the store's backend
- * (store_backend.h: the job and setting tables; sqlite_job.c and
+ * (store_backend.h: the job and setting tables; sql_job.c and
  * sql_setting.c); farm/sched and the scaling API
  * (webhook/route_scaling.c) call it.
  *

@@ -1,7 +1,7 @@
 /*
  * store_outbox.h - the outbox table: its records, states and leases. It
  * calls the store's backend (store_backend.h: the outbox table; all the SQL
- * is in sqlite_outbox.c by default); the sender (farm/report/outbox.c,
+ * is in sql_outbox.c, for both backends); the sender (farm/report/outbox.c,
  * outbox_send.c) and its tests call it. Callers that only enqueue use
  * farm/report/outbox.h.
  *

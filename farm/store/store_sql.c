@@ -52,6 +52,12 @@ int sql_tx_notify(store_tx *tx, store_notify_kind kind, const char *payload)
     return tx->be->sql->tx_notify ? tx->be->sql->tx_notify(tx, kind, payload) : 0;
 }
 
+int sql_tx_concurrent(store_tx *tx)
+{
+    assert(tx && tx->be && tx->be->sql);
+    return tx->be->sql->concurrent;
+}
+
 int sql_tx_lock(store_tx *tx, int64_t key)
 {
     assert(tx && tx->be && tx->be->sql);

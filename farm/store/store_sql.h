@@ -67,13 +67,22 @@ int sql_tx_stmt(sql_stmt **out, store_tx *tx, const char *sql);
  * A backend with one process does nothing. Returns 0 or FARM_EIO. */
 int sql_tx_notify(store_tx *tx, store_notify_kind kind, const char *payload);
 
-/* Inside a write: hold the lock named key until the write ends, so writes
- * of several processes that take it run one at a time (PostgreSQL: an
- * advisory lock; SQLite's one writer serialises them anyway). Returns 0 or
- * FARM_EIO. */
-#define SQL_LOCK_PACE 0x6661726d706163LL /* "farmpac": shared tracker pacing (sql_node.c) */
-int sql_tx_lock(store_tx *tx, int64_t key);
 void sql_tx_stmt_done(store_tx *tx, sql_stmt *st); /* NULL accepted */
+
+/* Inside a write: whether other processes' writes run beside this one
+ * (PostgreSQL), so that a write picking rows to take must lock them (FOR
+ * UPDATE ... SKIP LOCKED); 0 where one write runs at a time (SQLite's BEGIN
+ * IMMEDIATE). */
+int sql_tx_concurrent(store_tx *tx);
+
+/* Inside a write: take the lock named key until the write commits or rolls
+ * back, so that writes taking the same key run one at a time across every
+ * process (PostgreSQL's advisory lock; nothing on SQLite, whose writes
+ * already run one at a time). Returns 0 or FARM_EIO. */
+int sql_tx_lock(store_tx *tx, int64_t key);
+
+#define SQL_LOCK_JOB_LEASE 0x6661726d6a6f62LL /* "farmjob": taking a job's lease */
+#define SQL_LOCK_PACE      0x6661726d706163LL /* "farmpac": shared tracker pacing (sql_node.c) */
 
 /* Inside a write function: a statement on the write's connection compiled
  * for this use (for SQL run rarely, which should not take a place in
@@ -140,7 +149,17 @@ int sql_session_read(store_session *s, sql_stmt *st);
 
 /* ---- the areas written once (sql_<area>.c) ----------------------------- */
 
+#define SQL_EVENT_BODY_MAX (4u << 20) /* one event's JSON body */
+
+/* store_tx_event_append() (sql_session.c), for the writes of other areas
+ * that log what they did (the outbox's). */
+int sql_tx_event_append(int64_t *out_seq, store_tx *tx, int64_t session_id, const char *kind,
+                        const char *actor, const char *body_json);
+
 extern const store_delivery_ops sql_delivery_ops;
+extern const store_job_ops sql_job_ops;
+extern const store_outbox_ops sql_outbox_ops;
+extern const store_session_ops sql_session_ops;
 extern const store_setting_ops sql_setting_ops;
 extern const store_run_ops sql_run_ops;
 extern const store_review_ops sql_review_ops;
@@ -178,9 +197,8 @@ typedef struct sql_driver {
     /* tell the other processes on the store, when the write commits (NULL:
        the backend has one process: its in-process kicks do) */
     int (*tx_notify)(store_tx *tx, store_notify_kind kind, const char *payload);
-    /* take the lock named key until the write ends (NULL: the backend has one
-       writer, which serialises every write already) */
-    int (*tx_lock)(store_tx *tx, int64_t key);
+    int (*tx_lock)(store_tx *tx, int64_t key); /* NULL: writes run one at a time */
+    int concurrent;                            /* writes of several processes run side by side */
 } sql_driver;
 
 struct sql_stmt {

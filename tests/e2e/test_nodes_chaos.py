@@ -3,7 +3,7 @@
 --intake-only` takes the webhooks and two `farm worker` processes share its
 store (PostgreSQL in the .pg variant, one SQLite file otherwise), the fake
 GitHub, real bare remotes, the stand-in agent in the sandbox. A random
-worker is SIGKILLed while it holds a lease, three times, and started again;
+worker among those holding a lease is SIGKILLed, three times, and started again;
 its leases expire and the work is taken over. Every issue ends with exactly
 one PR, no comment is posted twice, max_agents (3) is never exceeded across
 the nodes (from the overlap of the agent steps in the session logs), and no
@@ -58,12 +58,17 @@ def test_workers_sigkilled_during_ten_issues():
         farmtest.wait_for(lambda: all(w.session(n) for n in numbers), 60, "10 sessions")
         killed = 0
         for _ in range(3):
-            i = rnd.randrange(2)
-            pid = workers[i].pid
-            farmtest.wait_for(lambda: holds_lease(w, pid) or ended(w, numbers), 120,
-                              "worker %d at work" % i)
+            # the victim is one of the workers at work: which one takes the jobs is
+            # the scheduler's race, so a worker chosen beforehand may never get one
+            def busy():
+                return [k for k in range(2) if holds_lease(w, workers[k].pid)]
+            farmtest.wait_for(lambda: busy() or ended(w, numbers), 120, "a worker at work")
             if ended(w, numbers):
                 break
+            at_work = busy()
+            if not at_work:  # its run ended between the two looks: look again
+                continue
+            i = rnd.choice(at_work)
             time.sleep(rnd.uniform(0.0, 0.5))  # not synchronisation: where the kill lands
             workers[i].kill()
             workers[i].wait(30)

@@ -1,5 +1,5 @@
 /*
- * pg_job.c - the durable job queue: what the scheduler has to do.
+ * sql_job.c - the durable job queue: what the scheduler has to do.
  *
  * A job is written in the same transaction as whatever caused it (a
  * delivery, a command), so work is never lost between "recorded" and
@@ -7,7 +7,7 @@
  * store_job.h: one conditional UPDATE takes a job, so the capacity limits and
  * "one live lease per session" hold whichever process asks.
  */
-#include "pg_internal.h"
+#include "store_sql.h"
 #include "store_job.h"
 
 #include "base/clock.h"
@@ -19,7 +19,7 @@
 static int tx_job_insert(int64_t *out_id, store_tx *tx, const char *kind, int64_t session_id,
                          int64_t not_before_ms)
 {
-    pg_stmt *st = NULL;
+    sql_stmt *st = NULL;
     int64_t now = clock_wall_ms();
     int rc;
 
@@ -28,64 +28,64 @@ static int tx_job_insert(int64_t *out_id, store_tx *tx, const char *kind, int64_
         farm_error_set("store: a job needs a kind");
         return FARM_EINVALID;
     }
-    rc = pg_tx_stmt(&st, tx,
-                    "INSERT INTO job (kind, session_id, state, not_before_ms, created_ms,"
-                    " updated_ms) VALUES ($1, $2, 'queued', $3, $4, $5) RETURNING id");
+    rc = sql_tx_stmt(&st, tx,
+                     "INSERT INTO job (kind, session_id, state, not_before_ms, created_ms,"
+                     " updated_ms) VALUES ($1, $2, 'queued', $3, $4, $5) RETURNING id");
     if (rc)
         return rc;
-    pg_bind_text(st, 1, kind);
+    sql_bind_text(st, 1, kind);
     if (session_id > 0)
-        pg_bind_int64(st, 2, session_id);
+        sql_bind_int64(st, 2, session_id);
     else
-        pg_bind_null(st, 2);
-    pg_bind_int64(st, 3, not_before_ms > 0 ? not_before_ms : now);
-    pg_bind_int64(st, 4, now);
-    pg_bind_int64(st, 5, now);
-    if (pg_step(st) == PG_ROW)
-        *out_id = pg_col_int64(st, 0);
+        sql_bind_null(st, 2);
+    sql_bind_int64(st, 3, not_before_ms > 0 ? not_before_ms : now);
+    sql_bind_int64(st, 4, now);
+    sql_bind_int64(st, 5, now);
+    if (sql_step(st) == SQL_ROW)
+        *out_id = sql_col_int64(st, 0);
     else
-        rc = pg_err(pg_tx_db(tx), "queueing a job");
-    pg_tx_stmt_done(tx, st);
+        rc = sql_err(st, "queueing a job");
+    sql_tx_stmt_done(tx, st);
     if (rc == 0)
-        rc = pg_tx_notify(tx, PG_CHANNEL_JOBS, "queued"); /* every scheduler looks */
+        rc = sql_tx_notify(tx, STORE_NOTIFY_JOBS, "queued"); /* every scheduler looks */
     return rc;
 }
 
 static int job_get(store_job **out, store *s, int64_t id)
 {
-    pg_conn *db = pg_reader_get(s);
-    pg_stmt *st = NULL;
+    sql_conn *db = sql_reader_get(s);
+    sql_stmt *st = NULL;
     store_job *j = NULL;
     int rc, step, oom = 0;
 
     *out = NULL;
-    rc = pg_prepare(&st, db,
-                    "SELECT id, kind, session_id, state, not_before_ms, attempts, lease_owner,"
-                    " lease_expires_ms, created_ms FROM job WHERE id = $1");
+    rc = sql_prepare(&st, s, db,
+                     "SELECT id, kind, session_id, state, not_before_ms, attempts, lease_owner,"
+                     " lease_expires_ms, created_ms FROM job WHERE id = $1");
     if (rc)
         goto out;
-    pg_bind_int64(st, 1, id);
-    step = pg_step(st);
-    if (step == PG_DONE) {
+    sql_bind_int64(st, 1, id);
+    step = sql_step(st);
+    if (step == SQL_DONE) {
         farm_error_set("store: no job %lld", (long long)id);
         rc = FARM_ENOTFOUND;
         goto out;
     }
-    if (step != PG_ROW) {
-        rc = pg_err(db, "reading a job");
+    if (step != SQL_ROW) {
+        rc = sql_err(st, "reading a job");
         goto out;
     }
     if (!(j = calloc(1, sizeof(*j))))
         goto nomem;
-    j->id = pg_col_int64(st, 0);
-    j->kind = pg_col_dup(st, 1, &oom);
-    j->session_id = pg_col_int64(st, 2);
-    j->state = pg_col_dup(st, 3, &oom);
-    j->not_before_ms = pg_col_int64(st, 4);
-    j->attempts = pg_col_int64(st, 5);
-    j->lease_owner = pg_col_dup(st, 6, &oom);
-    j->lease_expires_ms = pg_col_int64(st, 7);
-    j->created_ms = pg_col_int64(st, 8);
+    j->id = sql_col_int64(st, 0);
+    j->kind = sql_col_dup(st, 1, &oom);
+    j->session_id = sql_col_int64(st, 2);
+    j->state = sql_col_dup(st, 3, &oom);
+    j->not_before_ms = sql_col_int64(st, 4);
+    j->attempts = sql_col_int64(st, 5);
+    j->lease_owner = sql_col_dup(st, 6, &oom);
+    j->lease_expires_ms = sql_col_int64(st, 7);
+    j->created_ms = sql_col_int64(st, 8);
     if (oom)
         goto nomem;
     *out = j;
@@ -96,8 +96,8 @@ nomem:
     rc = FARM_ENOMEM;
 out:
     store_job_free(j);
-    pg_finalize(st);
-    pg_reader_put(s, db);
+    sql_finalize(st);
+    sql_reader_put(s, db);
     return rc;
 }
 
@@ -105,10 +105,10 @@ static int job_count(int64_t *queued, int64_t *leased, store *s)
 {
     store_count *v = NULL;
     size_t n = 0;
-    int rc = pg_count_query(&v, &n, s,
-                            "SELECT state, count(*) FROM job WHERE state IN ('queued', 'leased')"
-                            " GROUP BY state",
-                            1);
+    int rc = sql_count_query(&v, &n, s,
+                             "SELECT state, count(*) FROM job WHERE state IN ('queued', 'leased')"
+                             " GROUP BY state",
+                             1);
     if (rc)
         return rc;
     *queued = 0;
@@ -125,7 +125,7 @@ static int job_count(int64_t *queued, int64_t *leased, store *s)
 
 /* ---- leasing ---------------------------------------------------------------- */
 
-/* The next job a lease may take. ?1 now, ?2 max_total, ?3 max_per_repo. A
+/* The next job a lease may take. $1 now, $2 max_total, $3 max_per_repo. A
  * job is due when queued and past its not-before time, or leased with an
  * expired lease (its owner died: taken over). Live leases are leased jobs
  * whose lease has not expired.
@@ -164,22 +164,22 @@ static int job_count(int64_t *queued, int64_t *leased, store *s)
     "id, kind, session_id, state, not_before_ms, attempts, lease_owner, lease_expires_ms, "        \
     "created_ms"
 
-static int job_read(store_job **out, pg_stmt *st)
+static int job_read(store_job **out, sql_stmt *st)
 {
     int oom = 0;
     store_job *j = calloc(1, sizeof(*j));
     *out = NULL;
     if (!j)
         goto nomem;
-    j->id = pg_col_int64(st, 0);
-    j->kind = pg_col_dup(st, 1, &oom);
-    j->session_id = pg_col_int64(st, 2);
-    j->state = pg_col_dup(st, 3, &oom);
-    j->not_before_ms = pg_col_int64(st, 4);
-    j->attempts = pg_col_int64(st, 5);
-    j->lease_owner = pg_col_dup(st, 6, &oom);
-    j->lease_expires_ms = pg_col_int64(st, 7);
-    j->created_ms = pg_col_int64(st, 8);
+    j->id = sql_col_int64(st, 0);
+    j->kind = sql_col_dup(st, 1, &oom);
+    j->session_id = sql_col_int64(st, 2);
+    j->state = sql_col_dup(st, 3, &oom);
+    j->not_before_ms = sql_col_int64(st, 4);
+    j->attempts = sql_col_int64(st, 5);
+    j->lease_owner = sql_col_dup(st, 6, &oom);
+    j->lease_expires_ms = sql_col_int64(st, 7);
+    j->created_ms = sql_col_int64(st, 8);
     if (oom)
         goto nomem;
     *out = j;
@@ -207,38 +207,39 @@ typedef struct lease_arg {
 static int lease_fn(store_tx *tx, void *arg)
 {
     lease_arg *a = arg;
-    pg_stmt *st = NULL;
+    sql_stmt *st = NULL;
     int64_t now = clock_wall_ms();
     int rc, step;
 
     store_job_free(a->job); /* a write run again starts afresh */
     a->job = NULL;
     /* Leases are taken one at a time across every node: the counts of live
-     * leases below are then the truth when the UPDATE runs (READ COMMITTED
-     * gives each statement a snapshot taken after the lock). */
-    if ((rc = pg_tx_lock(tx, PG_LOCK_JOB_LEASE)))
+     * leases below are then the truth when the UPDATE runs (PostgreSQL's
+     * READ COMMITTED gives each statement a snapshot taken after the lock;
+     * SQLite's one writer needs no lock). */
+    if ((rc = sql_tx_lock(tx, SQL_LOCK_JOB_LEASE)))
         return rc;
-    rc = pg_tx_stmt(&st, tx,
-                    "UPDATE job SET state = 'leased', lease_owner = $4,"
-                    " lease_expires_ms = $1 + $5, attempts = attempts + 1, updated_ms = $1"
-                    " WHERE id = (" NEXT_DUE_SQL ") AND (state = 'queued' AND"
-                    " not_before_ms <= $1 OR state = 'leased' AND lease_expires_ms <= $1)"
-                    " RETURNING " JOB_COLUMNS);
+    rc = sql_tx_stmt(&st, tx,
+                     "UPDATE job SET state = 'leased', lease_owner = $4,"
+                     " lease_expires_ms = $1 + $5, attempts = attempts + 1, updated_ms = $1"
+                     " WHERE id = (" NEXT_DUE_SQL ") AND (state = 'queued' AND"
+                     " not_before_ms <= $1 OR state = 'leased' AND lease_expires_ms <= $1)"
+                     " RETURNING " JOB_COLUMNS);
     if (rc)
         return rc;
-    pg_bind_int64(st, 1, now);
-    pg_bind_int(st, 2, a->req->max_total);
-    pg_bind_int(st, 3, a->req->max_per_repo);
-    pg_bind_text(st, 4, a->req->owner);
-    pg_bind_int64(st, 5, a->req->lease_ms);
-    step = pg_step(st);
-    if (step == PG_ROW) {
+    sql_bind_int64(st, 1, now);
+    sql_bind_int(st, 2, a->req->max_total);
+    sql_bind_int(st, 3, a->req->max_per_repo);
+    sql_bind_text(st, 4, a->req->owner);
+    sql_bind_int64(st, 5, a->req->lease_ms);
+    step = sql_step(st);
+    if (step == SQL_ROW) {
         rc = job_read(&a->job, st);
-        step = pg_step(st);
+        step = sql_step(st);
     }
-    if (!rc && step != PG_DONE)
-        rc = pg_err(pg_tx_db(tx), "leasing a job");
-    pg_tx_stmt_done(tx, st);
+    if (!rc && step != SQL_DONE)
+        rc = sql_err(st, "leasing a job");
+    sql_tx_stmt_done(tx, st);
     return rc;
 }
 
@@ -250,7 +251,7 @@ static int job_lease(store_job **out, store *s, const store_lease_req *req)
     *out = NULL;
     if ((rc = lease_req_check(req)))
         return rc;
-    rc = pg_write(s, lease_fn, &a);
+    rc = store_write(s, lease_fn, &a);
     if (rc) {
         store_job_free(a.job);
         return rc;
@@ -261,26 +262,25 @@ static int job_lease(store_job **out, store *s, const store_lease_req *req)
 
 static int job_peek(store_job **out, store *s, const store_lease_req *req)
 {
-    pg_conn *db = pg_reader_get(s);
-    pg_stmt *st = NULL;
+    sql_conn *db = sql_reader_get(s);
+    sql_stmt *st = NULL;
     int rc, step;
 
     *out = NULL;
-    rc =
-        pg_reader_stmt(&st, s, db, "SELECT " JOB_COLUMNS " FROM job WHERE id = (" NEXT_DUE_SQL ")");
+    rc = sql_prepare(&st, s, db, "SELECT " JOB_COLUMNS " FROM job WHERE id = (" NEXT_DUE_SQL ")");
     if (rc)
         goto out;
-    pg_bind_int64(st, 1, clock_wall_ms());
-    pg_bind_int(st, 2, req ? req->max_total : 0);
-    pg_bind_int(st, 3, req ? req->max_per_repo : 0);
-    step = pg_step(st);
-    if (step == PG_ROW)
+    sql_bind_int64(st, 1, clock_wall_ms());
+    sql_bind_int(st, 2, req ? req->max_total : 0);
+    sql_bind_int(st, 3, req ? req->max_per_repo : 0);
+    step = sql_step(st);
+    if (step == SQL_ROW)
         rc = job_read(out, st);
-    else if (step != PG_DONE)
-        rc = pg_err(db, "looking for a due job");
+    else if (step != SQL_DONE)
+        rc = sql_err(st, "looking for a due job");
 out:
-    pg_reader_stmt_done(s, db, st);
-    pg_reader_put(s, db);
+    sql_finalize(st);
+    sql_reader_put(s, db);
     return rc;
 }
 
@@ -295,25 +295,25 @@ typedef struct extend_arg {
 static int extend_fn(store_tx *tx, void *arg)
 {
     extend_arg *a = arg;
-    pg_stmt *st = NULL;
+    sql_stmt *st = NULL;
     int64_t now = clock_wall_ms();
-    int rc = pg_tx_stmt(&st, tx,
-                        "UPDATE job SET lease_expires_ms = $1, updated_ms = $2"
-                        " WHERE id = $3 AND state = 'leased' AND lease_owner = $4");
+    int rc = sql_tx_stmt(&st, tx,
+                         "UPDATE job SET lease_expires_ms = $1, updated_ms = $2"
+                         " WHERE id = $3 AND state = 'leased' AND lease_owner = $4");
     if (rc)
         return rc;
     for (size_t i = 0; i < a->n && !rc; i++) {
-        pg_reset(st);
-        pg_bind_int64(st, 1, now + a->lease_ms);
-        pg_bind_int64(st, 2, now);
-        pg_bind_int64(st, 3, a->ids[i]);
-        pg_bind_text(st, 4, a->owner);
-        if (pg_step(st) != PG_DONE)
-            rc = pg_err(pg_tx_db(tx), "extending a lease");
+        sql_reset(st);
+        sql_bind_int64(st, 1, now + a->lease_ms);
+        sql_bind_int64(st, 2, now);
+        sql_bind_int64(st, 3, a->ids[i]);
+        sql_bind_text(st, 4, a->owner);
+        if (sql_step(st) != SQL_DONE)
+            rc = sql_err(st, "extending a lease");
         else
-            a->lost[i] = pg_changes(pg_tx_db(tx)) == 0;
+            a->lost[i] = sql_changes(st) == 0;
     }
-    pg_tx_stmt_done(tx, st);
+    sql_tx_stmt_done(tx, st);
     return rc;
 }
 
@@ -327,7 +327,7 @@ static int job_lease_extend(int *lost, store *s, const char *owner, const int64_
         farm_error_set("store: extending a lease needs an owner and a positive length");
         return FARM_EINVALID;
     }
-    return pg_write(s, extend_fn, &a);
+    return store_write(s, extend_fn, &a);
 }
 
 static int state_valid_end(const char *state)
@@ -339,32 +339,32 @@ static int state_valid_end(const char *state)
 static int tx_job_finish(store_tx *tx, int64_t id, const char *owner, const char *state,
                          const char *error)
 {
-    pg_stmt *st = NULL;
+    sql_stmt *st = NULL;
     int rc;
 
     if (!state_valid_end(state) || !owner) {
         farm_error_set("store: a job ends done, failed or cancelled, by its lease owner");
         return FARM_EINVALID;
     }
-    rc = pg_tx_stmt(&st, tx,
-                    "UPDATE job SET state = $1, lease_expires_ms = 0, last_error = $2,"
-                    " updated_ms = $3 WHERE id = $4 AND state = 'leased' AND lease_owner = $5");
+    rc = sql_tx_stmt(&st, tx,
+                     "UPDATE job SET state = $1, lease_expires_ms = 0, last_error = $2,"
+                     " updated_ms = $3 WHERE id = $4 AND state = 'leased' AND lease_owner = $5");
     if (rc)
         return rc;
-    pg_bind_text(st, 1, state);
-    pg_bind_text(st, 2, error); /* NULL binds a NULL text */
-    pg_bind_int64(st, 3, clock_wall_ms());
-    pg_bind_int64(st, 4, id);
-    pg_bind_text(st, 5, owner);
-    if (pg_step(st) != PG_DONE) {
-        rc = pg_err(pg_tx_db(tx), "ending a job");
-    } else if (pg_changes(pg_tx_db(tx)) == 0) {
+    sql_bind_text(st, 1, state);
+    sql_bind_text(st, 2, error); /* NULL binds a NULL text */
+    sql_bind_int64(st, 3, clock_wall_ms());
+    sql_bind_int64(st, 4, id);
+    sql_bind_text(st, 5, owner);
+    if (sql_step(st) != SQL_DONE) {
+        rc = sql_err(st, "ending a job");
+    } else if (sql_changes(st) == 0) {
         farm_error_set("store: job %lld is not leased by %s any more", (long long)id, owner);
         rc = FARM_ECONFLICT;
     }
-    pg_tx_stmt_done(tx, st);
+    sql_tx_stmt_done(tx, st);
     if (rc == 0) /* a slot, and the session's repo, are free again */
-        rc = pg_tx_notify(tx, PG_CHANNEL_JOBS, "finished");
+        rc = sql_tx_notify(tx, STORE_NOTIFY_JOBS, "finished");
     return rc;
 }
 
@@ -384,36 +384,37 @@ static int finish_fn(store_tx *tx, void *arg)
 static int job_finish(store *s, int64_t id, const char *owner, const char *state, const char *error)
 {
     finish_arg a = {id, owner, state, error, 0, 0};
-    return pg_write(s, finish_fn, &a);
+    return store_write(s, finish_fn, &a);
 }
 
 static int retry_fn(store_tx *tx, void *arg)
 {
     finish_arg *a = arg;
-    pg_stmt *st = NULL;
-    int rc = pg_tx_stmt(&st, tx,
-                        "UPDATE job SET state = 'queued', not_before_ms = $1,"
-                        " lease_owner = NULL, lease_expires_ms = 0,"
-                        " last_error = coalesce($2, last_error),"
-                        " attempts = GREATEST(0, attempts - $3), updated_ms = $4"
-                        " WHERE id = $5 AND state = 'leased' AND lease_owner = $6");
+    sql_stmt *st = NULL;
+    int rc = sql_tx_stmt(
+        &st, tx,
+        "UPDATE job SET state = 'queued', not_before_ms = $1,"
+        " lease_owner = NULL, lease_expires_ms = 0,"
+        " last_error = coalesce($2, last_error),"
+        " attempts = CASE WHEN attempts > $3 THEN attempts - $3 ELSE 0 END, updated_ms = $4"
+        " WHERE id = $5 AND state = 'leased' AND lease_owner = $6");
     if (rc)
         return rc;
-    pg_bind_int64(st, 1, a->not_before_ms);
-    pg_bind_text(st, 2, a->error);
-    pg_bind_int(st, 3, a->release ? 1 : 0);
-    pg_bind_int64(st, 4, clock_wall_ms());
-    pg_bind_int64(st, 5, a->id);
-    pg_bind_text(st, 6, a->owner);
-    if (pg_step(st) != PG_DONE) {
-        rc = pg_err(pg_tx_db(tx), "putting a job back");
-    } else if (pg_changes(pg_tx_db(tx)) == 0) {
+    sql_bind_int64(st, 1, a->not_before_ms);
+    sql_bind_text(st, 2, a->error);
+    sql_bind_int(st, 3, a->release ? 1 : 0);
+    sql_bind_int64(st, 4, clock_wall_ms());
+    sql_bind_int64(st, 5, a->id);
+    sql_bind_text(st, 6, a->owner);
+    if (sql_step(st) != SQL_DONE) {
+        rc = sql_err(st, "putting a job back");
+    } else if (sql_changes(st) == 0) {
         farm_error_set("store: job %lld is not leased by %s any more", (long long)a->id, a->owner);
         rc = FARM_ECONFLICT;
     }
-    pg_tx_stmt_done(tx, st);
+    sql_tx_stmt_done(tx, st);
     if (rc == 0)
-        rc = pg_tx_notify(tx, PG_CHANNEL_JOBS, "queued");
+        rc = sql_tx_notify(tx, STORE_NOTIFY_JOBS, "queued");
     return rc;
 }
 
@@ -425,69 +426,69 @@ static int job_retry(store *s, int64_t id, const char *owner, int64_t not_before
         farm_error_set("store: putting a job back needs its lease owner");
         return FARM_EINVALID;
     }
-    return pg_write(s, retry_fn, &a);
+    return store_write(s, retry_fn, &a);
 }
 
 static int job_session_stopping(int *out, store *s, int64_t session_id)
 {
-    pg_conn *db = pg_reader_get(s);
-    pg_stmt *st = NULL;
+    sql_conn *db = sql_reader_get(s);
+    sql_stmt *st = NULL;
     int rc;
 
     *out = 0;
-    rc = pg_prepare(&st, db,
-                    "SELECT EXISTS (SELECT 1 FROM session WHERE id = $1 AND state = 'cancelled')"
-                    " OR EXISTS (SELECT 1 FROM job WHERE session_id = $1 AND kind = 'cancel'"
-                    " AND state IN ('queued', 'leased'))");
+    rc = sql_prepare(&st, s, db,
+                     "SELECT EXISTS (SELECT 1 FROM session WHERE id = $1 AND state = 'cancelled')"
+                     " OR EXISTS (SELECT 1 FROM job WHERE session_id = $1 AND kind = 'cancel'"
+                     " AND state IN ('queued', 'leased'))");
     if (rc)
         goto out;
-    pg_bind_int64(st, 1, session_id);
-    if (pg_step(st) == PG_ROW)
-        *out = pg_col_int(st, 0) != 0;
+    sql_bind_int64(st, 1, session_id);
+    if (sql_step(st) == SQL_ROW)
+        *out = sql_col_int(st, 0) != 0;
     else
-        rc = pg_err(db, "checking whether a session stops");
+        rc = sql_err(st, "checking whether a session stops");
 out:
-    pg_finalize(st);
-    pg_reader_put(s, db);
+    sql_finalize(st);
+    sql_reader_put(s, db);
     return rc;
 }
 
 static int job_count_by_state(store_count **out, size_t *n, store *s)
 {
-    return pg_count_query(out, n, s, "SELECT state, count(*) FROM job GROUP BY state", 1);
+    return sql_count_query(out, n, s, "SELECT state, count(*) FROM job GROUP BY state", 1);
 }
 
 static int job_session_live(int64_t *live, char **owner, store *s, int64_t session_id)
 {
-    pg_conn *db = pg_reader_get(s);
-    pg_stmt *st = NULL;
+    sql_conn *db = sql_reader_get(s);
+    sql_stmt *st = NULL;
     int rc, oom = 0;
 
-    rc = pg_prepare(&st, db,
-                    "SELECT (SELECT count(*) FROM job WHERE session_id = $1"
-                    " AND state IN ('queued', 'leased')),"
-                    " (SELECT lease_owner FROM job WHERE session_id = $1 AND state = 'leased'"
-                    " ORDER BY id DESC LIMIT 1)");
+    rc = sql_prepare(&st, s, db,
+                     "SELECT (SELECT count(*) FROM job WHERE session_id = $1"
+                     " AND state IN ('queued', 'leased')),"
+                     " (SELECT lease_owner FROM job WHERE session_id = $1 AND state = 'leased'"
+                     " ORDER BY id DESC LIMIT 1)");
     if (rc)
         goto out;
-    pg_bind_int64(st, 1, session_id);
-    if (pg_step(st) == PG_ROW) {
-        *live = pg_col_int64(st, 0);
-        *owner = pg_col_dup(st, 1, &oom);
+    sql_bind_int64(st, 1, session_id);
+    if (sql_step(st) == SQL_ROW) {
+        *live = sql_col_int64(st, 0);
+        *owner = sql_col_dup(st, 1, &oom);
         if (oom) {
             farm_error_set("store: out of memory");
             rc = FARM_ENOMEM;
         }
     } else {
-        rc = pg_err(db, "reading a session's jobs");
+        rc = sql_err(st, "reading a session's jobs");
     }
 out:
-    pg_finalize(st);
-    pg_reader_put(s, db);
+    sql_finalize(st);
+    sql_reader_put(s, db);
     return rc;
 }
 
-const store_job_ops pg_job_ops = {
+const store_job_ops sql_job_ops = {
     .tx_insert = tx_job_insert,
     .get = job_get,
     .count = job_count,
