@@ -107,24 +107,16 @@ static int bad_request(web_request *req, json_t *in, const char *msg, const char
  * and returns 1. */
 static int budgets_body_parse(web_request *req, budget_change *c)
 {
-    json_error_t jerr;
     json_t *in, *v;
     const char *key;
     char msg[256];
     int n = 0;
 
-    if (req->body.len > BUDGETS_BODY_MAX) {
-        web_reply_error(req, 413, "the body is too large", "a small JSON object");
+    in = web_body_object(req, BUDGETS_BODY_MAX,
+                         "{\"session_usd\": N, \"repo_daily_usd\": N, \"daily_usd\": N}, any of "
+                         "them; N >= 0 (0: no budget), null: back to the config's value");
+    if (!in)
         return 1;
-    }
-    in = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
-    if (!json_is_object(in)) {
-        json_decref(in);
-        web_reply_error(req, 400, "expected a JSON object",
-                        "{\"session_usd\": N, \"repo_daily_usd\": N, \"daily_usd\": N}, any of "
-                        "them; N >= 0 (0: no budget), null: back to the config's value");
-        return 1;
-    }
     json_object_foreach(in, key, v)
     {
         int kind = budget_kind_find(key);

@@ -91,24 +91,16 @@ static void scaling_put_work(web_request *req)
  * returns 1. */
 static int scaling_body_parse(web_request *req, scaling_change *c)
 {
-    json_error_t jerr;
-    json_t *in = NULL, *v;
+    json_t *in, *v;
     const char *key;
     char msg[256];
     int n = 0;
 
-    if (req->body.len > SCALING_BODY_MAX) {
-        web_reply_error(req, 413, "the body is too large", "a small JSON object");
+    in = web_body_object(req, SCALING_BODY_MAX,
+                         "{\"max_agents\": N, \"max_per_repo\": N, \"min_warm\": N, "
+                         "\"idle_timeout_s\": N}, any of them");
+    if (!in)
         return 1;
-    }
-    in = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
-    if (!json_is_object(in)) {
-        json_decref(in);
-        web_reply_error(req, 400, "expected a JSON object",
-                        "{\"max_agents\": N, \"max_per_repo\": N, \"min_warm\": N, "
-                        "\"idle_timeout_s\": N}, any of them");
-        return 1;
-    }
     json_object_foreach(in, key, v)
     {
         int field = scaling_field_find(key);

@@ -115,6 +115,11 @@ int web_reply_json(web_request *req, int status, json_t *v);
 /* Answer {"error": error, "hint": hint} (hint may be NULL). */
 int web_reply_error(web_request *req, int status, const char *error, const char *hint);
 
+/* The request body as a JSON object of at most max bytes (the caller
+ * json_decref()s it), or NULL after answering 413 (too large) or 400 (not
+ * a JSON object; hint says what is expected). */
+json_t *web_body_object(web_request *req, size_t max, const char *hint);
+
 /* Check the caller's bearer token (see auth.h) for at least role `need`.
  * Returns 1 when allowed; otherwise answers 401 (no valid token) or 403 (a
  * weaker role) and returns 0. */

@@ -130,6 +130,24 @@ int server__reply_error_allow(web_request *req, int status, const char *error, c
     return rc;
 }
 
+json_t *web_body_object(web_request *req, size_t max, const char *hint)
+{
+    json_error_t jerr;
+    json_t *in;
+
+    if (req->body.len > max) {
+        web_reply_error(req, 413, "the body is too large", "a small JSON object");
+        return NULL;
+    }
+    in = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
+    if (!json_is_object(in)) {
+        json_decref(in);
+        web_reply_error(req, 400, "expected a JSON object", hint);
+        return NULL;
+    }
+    return in;
+}
+
 int web_reply_error(web_request *req, int status, const char *error, const char *hint)
 {
     return server__reply_error_allow(req, status, error, hint, NULL);
