@@ -33,6 +33,14 @@ ESCAPED, BLOCKED = 0, 10
 # host-side process checks never see another suite's sandboxes (other builds
 # may run this suite at the same time on the same host).
 EXE = "escape-%d-%s" % (os.getpid(), os.urandom(4).hex())
+# Where `farm sandbox run --dir` mounts the worktree inside the sandbox (docs/sandbox.md):
+# a path in the sandbox's own mount namespace, never one on the host.
+INSIDE = "/work"
+
+
+def inside(name=""):
+    """A path inside the sandbox's worktree."""
+    return INSIDE + "/" + name if name else INSIDE
 
 results = []  # (ok, description, note)
 IMAGE_OPTS = []  # --config and --image when FARM_ESCAPE_IMAGE=1 (main() fills it)
@@ -75,7 +83,7 @@ def farm_run(wt, cmd, opts=(), env=None, timeout=120, pass_fds=()):
 
 
 def escape(wt, *args, opts=(), **kw):
-    return farm_run(wt, ["/work/" + EXE] + [str(a) for a in args], opts=opts, **kw)
+    return farm_run(wt, [inside(EXE)] + [str(a) for a in args], opts=opts, **kw)
 
 
 def expect_blocked(desc, r):
@@ -168,7 +176,7 @@ def main():
         ok = r.rc == 0 and "no-host-python" in r.out
         tap(ok, "control: the root is the image (busybox), not the host", "" if ok else r.why())
     wt = new_worktree(base, "wt")
-    escape_exe = "/work/" + EXE  # /proc/PID/exe shows the path inside the sandbox
+    escape_exe = inside(EXE)  # /proc/PID/exe shows the path inside the sandbox
     try:
         run_all(base, wt, escape_exe, token, caps)
     finally:
@@ -183,7 +191,7 @@ def main():
 
 def run_all(base, wt, escape_exe, token, caps):
     # --- positive controls -------------------------------------------------
-    r = escape(wt, "write_ok", "/work")
+    r = escape(wt, "write_ok", inside())
     written = os.path.join(wt, "written-inside")
     ok = r.rc == 0 and os.path.exists(written) and open(written).read() == "hello from inside\n"
     tap(ok, "control: the command runs and the worktree is writable", "" if ok else r.why())
@@ -220,7 +228,7 @@ def run_all(base, wt, escape_exe, token, caps):
                    escape(wt, "write_outside", "/", "/usr", "/etc", "/opt", "/home", "/dev",
                           "/run", "/var", "/root"))
     expect_blocked("cannot change .git/hooks or .git/config in the worktree",
-                   escape(wt, "write_git", "/work"))
+                   escape(wt, "write_git", inside()))
     hooks_clean = os.listdir(os.path.join(wt, ".git", "hooks")) == []
     tap(hooks_clean, "host view: .git/hooks is still empty")
     env = os.environ.copy()
@@ -322,13 +330,13 @@ def run_all(base, wt, escape_exe, token, caps):
              "no memory cgroup delegated to the farm on this host")
     r = escape(wt, "disk_fill", "/tmp/fill", 256, opts=["--disk-mb", "16"])
     expect_blocked("a disk fill of /tmp stops at the size cap", r)
-    r = escape(wt, "disk_fill", "/work/fill", 256, opts=["--disk-mb", "16"])
+    r = escape(wt, "disk_fill", inside("fill"), 256, opts=["--disk-mb", "16"])
     expect_blocked("a single file in the worktree stops at the file size cap", r)
 
     # --- nothing outlives the run -----------------------------------------
     beat = os.path.join(wt, "daemon.txt")
     t0 = time.monotonic()
-    r = escape(wt, "daemon", "/work/daemon.txt")
+    r = escape(wt, "daemon", inside("daemon.txt"))
     took = time.monotonic() - t0
     gone = wait_for(lambda: not host_escape_pids(escape_exe), 15)
     before = open(beat).read() if os.path.exists(beat) else ""
@@ -340,7 +348,7 @@ def run_all(base, wt, escape_exe, token, caps):
 
     p = subprocess.Popen([FARM, "sandbox", "run", "--dir", wt, "--timeout", "120"] + IMAGE_OPTS +
                          ["--",
-                          "/work/" + EXE, "heartbeat", "/work/hb"],
+                          inside(EXE), "heartbeat", inside("hb")],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     hb = os.path.join(wt, "hb")
     started = wait_for(lambda: os.path.exists(hb) and host_escape_pids(escape_exe), 20)
