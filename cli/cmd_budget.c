@@ -149,26 +149,9 @@ static int budget(int argc, char **argv)
         return rc;
     }
     json_t *body = NULL;
-    if (json_object_size(change) == 0) {
-        rc = remote_get_json(&body, &r, "/api/budgets");
-    } else {
-        char *text = json_dumps(change, JSON_COMPACT);
-        rc = text ? remote_send_json(&body, &r, "PATCH", "/api/budgets", text) : 1;
-        free(text);
-    }
+    rc = remote_settings(&body, &r, "/api/budgets", "PATCH", change);
     json_decref(change);
-    if (rc)
-        return rc;
-    if (json) {
-        char *text = json_dumps(body, JSON_INDENT(2));
-        if (text)
-            puts(text);
-        free(text);
-    } else {
-        print_budgets(body);
-    }
-    json_decref(body);
-    return 0;
+    return rc ? rc : remote_print(body, json, print_budgets);
 }
 
 CLI_COMMAND("budget", "show the model budgets and today's spend, or change them live",

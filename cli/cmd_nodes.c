@@ -76,16 +76,7 @@ static int nodes(int argc, char **argv)
     json_t *body = NULL;
     if ((rc = remote_get_json(&body, &r, "/api/nodes")))
         return rc;
-    if (json) {
-        char *text = json_dumps(body, JSON_INDENT(2));
-        if (text)
-            puts(text);
-        free(text);
-    } else {
-        print_nodes(body);
-    }
-    json_decref(body);
-    return 0;
+    return remote_print(body, json, print_nodes);
 }
 
 CLI_COMMAND("nodes", "the farm processes sharing the store, by their heartbeats",

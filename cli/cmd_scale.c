@@ -101,26 +101,9 @@ static int scale(int argc, char **argv)
         return rc;
     }
     json_t *body = NULL;
-    if (json_object_size(change) == 0) {
-        rc = remote_get_json(&body, &r, "/api/scaling");
-    } else {
-        char *text = json_dumps(change, JSON_COMPACT);
-        rc = text ? remote_send_json(&body, &r, "PUT", "/api/scaling", text) : 1;
-        free(text);
-    }
+    rc = remote_settings(&body, &r, "/api/scaling", "PUT", change);
     json_decref(change);
-    if (rc)
-        return rc;
-    if (json) {
-        char *text = json_dumps(body, JSON_INDENT(2));
-        if (text)
-            puts(text);
-        free(text);
-    } else {
-        print_limits(body);
-    }
-    json_decref(body);
-    return 0;
+    return rc ? rc : remote_print(body, json, print_limits);
 }
 
 CLI_COMMAND("scale", "show or change the scaling limits of a running farm, live",

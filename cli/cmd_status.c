@@ -88,16 +88,7 @@ static int status(int argc, char **argv)
     json_t *body = NULL;
     if ((rc = remote_get_json(&body, &r, "/api/status")))
         return rc;
-    if (json) {
-        char *text = json_dumps(body, JSON_INDENT(2));
-        if (text)
-            puts(text);
-        free(text);
-    } else {
-        print_status(body);
-    }
-    json_decref(body);
-    return 0;
+    return remote_print(body, json, print_status);
 }
 
 CLI_COMMAND("status", "what a running farm is doing: slots, queue, limits, outbox",

@@ -90,6 +90,31 @@ int remote_get_json(json_t **out, const remote *r, const char *path)
     return remote_send_json(out, r, "GET", path, NULL);
 }
 
+int remote_settings(json_t **out, const remote *r, const char *path, const char *method,
+                    const json_t *change)
+{
+    if (json_object_size(change) == 0)
+        return remote_get_json(out, r, path);
+    char *text = json_dumps(change, JSON_COMPACT);
+    int rc = text ? remote_send_json(out, r, method, path, text) : 1;
+    free(text);
+    return rc;
+}
+
+int remote_print(json_t *body, int as_json, void (*print)(json_t *body))
+{
+    if (as_json) {
+        char *text = json_dumps(body, JSON_INDENT(2));
+        if (text)
+            puts(text);
+        free(text);
+    } else {
+        print(body);
+    }
+    json_decref(body);
+    return 0;
+}
+
 int remote_send_json(json_t **out, const remote *r, const char *method, const char *path,
                      const char *send)
 {

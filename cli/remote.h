@@ -34,6 +34,17 @@ int remote_get_json(json_t **out, const remote *r, const char *path);
 int remote_send_json(json_t **out, const remote *r, const char *method, const char *path,
                      const char *body);
 
+/* Live settings at path (/api/scaling, /api/budgets): read (GET) when
+ * change is empty, else change is sent with method (PUT or PATCH) and the
+ * settings in force come back. change stays the caller's. Returns 0 or 1 as
+ * remote_get_json(). */
+int remote_settings(json_t **out, const remote *r, const char *path, const char *method,
+                    const json_t *change);
+
+/* Print an answer: indented JSON with as_json, else through print(body).
+ * Then release body. Returns 0. */
+int remote_print(json_t *body, int as_json, void (*print)(json_t *body));
+
 /* The string member `key` of o, or "-" when it is absent or not a string
  * (for tables). Valid as long as o is. */
 const char *remote_str(json_t *o, const char *key);
